@@ -1,0 +1,888 @@
+//! End to end against a real Postfix: a throwaway Postfix instance asks `policyd`
+//! through `check_policy_service`, and the SMTP replies follow the daemon's answers.
+//!
+//! The test starts one `policyd` per configured action (each on an ephemeral
+//! loopback port), then one private Postfix instance in a temporary directory
+//! (its own `config_directory`, `queue_directory`, `data_directory` and
+//! `maillog_file`) with one loopback smtpd listener per daemon. It drives SMTP
+//! sessions over plain TCP and checks:
+//!
+//! * `DUNNO` lets the recipient through (250), and the daemon was asked;
+//! * `REJECT 5.7.1 text` gives a 5xx RCPT reply carrying the daemon's text;
+//! * `DEFER 4.7.1 text` and `450 4.7.1 text` give 4xx RCPT replies with the text;
+//! * `REJECT` answered at `smtpd_end_of_data_restrictions` rejects the message
+//!   after DATA (the END-OF-MESSAGE request);
+//! * a relay attempt is refused by `reject_unauth_destination` before the
+//!   policy service is asked (the placement the README recommends);
+//! * Postfix's log shows the rejections and no policy-protocol warning.
+//!
+//! It needs Debian's `postfix` package and root (Postfix's master must start as
+//! root). Without them it prints `SKIPPED: postfix end-to-end test: <reason>` and
+//! passes, unless `POLICYD_REQUIRE_POSTFIX=1` is set (as `.ci/run` does): then a
+//! missing prerequisite fails the test. The system's own Postfix instance is never
+//! touched: every command gets `-c <our config directory>`.
+//!
+//! Set `POLICYD_E2E_KEEP=1` to keep the temporary directory (configuration and
+//! `maillog`) for inspection.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a started `policyd` may take to print its `listening on` line.
+const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on any `postfix` command (start, stop, status): they normally take
+/// well under a second, `start` a little more when it creates the queue.
+const POSTFIX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long Postfix may take to accept its first SMTP connection after `start`.
+const SMTPD_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Read and write timeout on the SMTP client socket. Longer than the policy
+/// service timeout given to Postfix (10 s) so that a slow policy reply shows up
+/// as Postfix's own reply, not as a client timeout.
+const SMTP_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// The `timeout=` given to `check_policy_service`.
+const POLICY_TIMEOUT_SECS: u32 = 10;
+/// How long postlogd may take to write the lines we wait for into `maillog`.
+const LOG_WAIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest SMTP reply line we accept from Postfix (RFC 5321 allows 512).
+const MAX_SMTP_LINE: usize = 4096;
+/// Attempts at starting Postfix: the smtpd ports are found free by binding and
+/// releasing them, and another process may take one in between.
+const POSTFIX_START_ATTEMPTS: u32 = 3;
+
+/// The local test domain: Postfix delivers it locally (`mydestination`), so a
+/// recipient there passes `reject_unauth_destination`.
+const LOCAL_DOMAIN: &str = "e2e.test";
+
+const REJECT_ACTION: &str = "REJECT 5.7.1 policyd e2e says no";
+const REJECT_TEXT: &str = "policyd e2e says no";
+const DEFER_ACTION: &str = "DEFER 4.7.1 policyd e2e says later";
+const DEFER_TEXT: &str = "policyd e2e says later";
+const STATUS_ACTION: &str = "450 4.7.1 policyd e2e numeric status";
+const STATUS_TEXT: &str = "policyd e2e numeric status";
+const EOM_ACTION: &str = "REJECT 5.7.1 policyd e2e rejects the message";
+const EOM_TEXT: &str = "policyd e2e rejects the message";
+
+#[test]
+fn postfix_follows_policyd_answers() {
+    let postfix = match prerequisites() {
+        Ok(path) => path,
+        Err(reason) => {
+            if std::env::var_os("POLICYD_REQUIRE_POSTFIX").is_some_and(|v| v == "1") {
+                panic!("postfix end-to-end test is required (POLICYD_REQUIRE_POSTFIX=1) but cannot run: {reason}");
+            }
+            eprintln!();
+            eprintln!("**********************************************************************");
+            eprintln!("SKIPPED: postfix end-to-end test: {reason}");
+            eprintln!("(set POLICYD_REQUIRE_POSTFIX=1 to make this a failure)");
+            eprintln!("**********************************************************************");
+            return;
+        }
+    };
+    let started = Instant::now();
+
+    // Daemons first: locals drop in reverse order, so Postfix (declared later)
+    // is stopped before its policy servers go away.
+    let dunno = Daemon::start("DUNNO");
+    let reject = Daemon::start(REJECT_ACTION);
+    let defer = Daemon::start(DEFER_ACTION);
+    let status = Daemon::start(STATUS_ACTION);
+    let eom = Daemon::start(EOM_ACTION);
+
+    let listeners = [
+        Listener::rcpt("dunno", dunno.addr),
+        Listener::rcpt("reject", reject.addr),
+        Listener::rcpt("defer", defer.addr),
+        Listener::rcpt("status", status.addr),
+        Listener {
+            name: "eom",
+            rcpt_policy: dunno.addr,
+            eom_policy: Some(eom.addr),
+        },
+    ];
+    let pf = Postfix::start(&postfix, &listeners);
+    let port = |name: &str| pf.smtpd_port(name);
+
+    // DUNNO: the recipient passes, on a persistent policy connection (several
+    // requests in one transaction, then a second SMTP session).
+    {
+        let mut s = Smtp::connect(port("dunno"));
+        s.ehlo();
+        s.expect("MAIL FROM:<sender@client.e2e>", 250);
+        let r = s.expect("RCPT TO:<dunno-one@e2e.test>", 250);
+        assert!(r.contains("2.1.5"), "DUNNO: unexpected RCPT reply {r:?}");
+        s.expect("RCPT TO:<dunno-two@e2e.test>", 250);
+        // Relay attempt: refused by reject_unauth_destination, which comes
+        // before check_policy_service, so the daemon is never asked.
+        let r = s.command("RCPT TO:<relay-attempt@elsewhere.example>");
+        assert!(
+            r.starts_with("554") && r.contains("Relay access denied"),
+            "relay attempt: expected 554 Relay access denied, got {r:?}"
+        );
+        s.expect("RSET", 250);
+        s.quit();
+
+        let mut s = Smtp::connect(port("dunno"));
+        s.ehlo();
+        s.expect("MAIL FROM:<>", 250);
+        s.expect("RCPT TO:<dunno-three@e2e.test>", 250);
+        s.quit();
+    }
+
+    // REJECT 5.7.1 text: 5xx with the daemon's enhanced code and text.
+    {
+        let mut s = Smtp::connect(port("reject"));
+        s.ehlo();
+        s.expect("MAIL FROM:<sender@client.e2e>", 250);
+        let r = s.command("RCPT TO:<reject-me@e2e.test>");
+        assert_code_class(&r, '5', "REJECT");
+        assert!(r.contains("5.7.1"), "REJECT: no 5.7.1 in {r:?}");
+        assert!(
+            r.contains(REJECT_TEXT),
+            "REJECT: daemon text missing in {r:?}"
+        );
+        // The transaction goes on: another recipient gets the same answer.
+        let r = s.command("RCPT TO:<reject-me-too@e2e.test>");
+        assert_code_class(&r, '5', "REJECT (second recipient)");
+        s.expect("RSET", 250);
+        s.quit();
+    }
+
+    // DEFER 4.7.1 text: 4xx with the daemon's text.
+    {
+        let mut s = Smtp::connect(port("defer"));
+        s.ehlo();
+        s.expect("MAIL FROM:<sender@client.e2e>", 250);
+        let r = s.command("RCPT TO:<defer-me@e2e.test>");
+        assert_code_class(&r, '4', "DEFER");
+        assert!(r.contains("4.7.1"), "DEFER: no 4.7.1 in {r:?}");
+        assert!(
+            r.contains(DEFER_TEXT),
+            "DEFER: daemon text missing in {r:?}"
+        );
+        s.expect("RSET", 250);
+        s.quit();
+    }
+
+    // 450 4.7.1 text: exactly that code.
+    {
+        let mut s = Smtp::connect(port("status"));
+        s.ehlo();
+        s.expect("MAIL FROM:<sender@client.e2e>", 250);
+        let r = s.command("RCPT TO:<status-me@e2e.test>");
+        assert!(r.starts_with("450 4.7.1"), "450 status: got {r:?}");
+        assert!(
+            r.contains(STATUS_TEXT),
+            "450 status: daemon text missing in {r:?}"
+        );
+        s.expect("RSET", 250);
+        s.quit();
+    }
+
+    // END-OF-MESSAGE: the recipient passes (DUNNO daemon), the end-of-data
+    // check (REJECT daemon) refuses the message after the final dot.
+    {
+        let mut s = Smtp::connect(port("eom"));
+        s.ehlo();
+        s.expect("MAIL FROM:<sender@client.e2e>", 250);
+        s.expect("RCPT TO:<eom-rcpt@e2e.test>", 250);
+        s.expect("DATA", 354);
+        let r = s.command(
+            "Subject: policyd e2e\r\nFrom: <sender@client.e2e>\r\n\r\nThis message must be rejected.\r\n.",
+        );
+        assert_code_class(&r, '5', "END-OF-MESSAGE REJECT");
+        assert!(
+            r.contains(EOM_TEXT),
+            "END-OF-MESSAGE: daemon text missing in {r:?}"
+        );
+        s.quit();
+    }
+
+    // Postfix's log: our rejections are there (so we read the right log), and
+    // no warning about the policy service.
+    let log = pf.wait_for_log(&[
+        REJECT_TEXT,
+        DEFER_TEXT,
+        STATUS_TEXT,
+        EOM_TEXT,
+        "Relay access denied",
+    ]);
+    let policy_warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            is_policy_warning(
+                l,
+                &[dunno.addr, reject.addr, defer.addr, status.addr, eom.addr],
+            )
+        })
+        .collect();
+    assert!(
+        policy_warnings.is_empty(),
+        "Postfix logged policy-protocol warnings:\n{}",
+        policy_warnings.join("\n")
+    );
+    for l in log.lines().filter(|l| l.contains("warning:")) {
+        eprintln!("note: unrelated Postfix warning: {l}");
+    }
+
+    // The daemons were really asked, with the recipients we sent.
+    dunno.expect_decision_mentioning("dunno-one@e2e.test");
+    dunno.expect_decision_mentioning("dunno-two@e2e.test");
+    dunno.expect_decision_mentioning("dunno-three@e2e.test");
+    dunno.expect_decision_mentioning("eom-rcpt@e2e.test");
+    dunno.expect_no_line_mentioning("relay-attempt@elsewhere.example");
+    reject.expect_decision_mentioning("reject-me@e2e.test");
+    defer.expect_decision_mentioning("defer-me@e2e.test");
+    status.expect_decision_mentioning("status-me@e2e.test");
+    eom.expect_decision_mentioning("END-OF-MESSAGE");
+    for d in [&dunno, &reject, &defer, &status, &eom] {
+        d.expect_no_warning();
+    }
+
+    eprintln!("postfix end-to-end test passed in {:?}", started.elapsed());
+}
+
+/// Finds the `postfix` command and checks that we may start an instance.
+fn prerequisites() -> Result<PathBuf, String> {
+    if !cfg!(target_os = "linux") {
+        return Err("only supported on Linux".to_owned());
+    }
+    let postfix = find_program("postfix")
+        .ok_or("`postfix` not found in PATH, /usr/sbin or /usr/local/sbin")?;
+    let euid = effective_uid().ok_or("cannot read the effective uid from /proc/self/status")?;
+    if euid != 0 {
+        return Err(format!(
+            "not running as root (euid {euid}); Postfix's master must start as root"
+        ));
+    }
+    Ok(postfix)
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/sbin", "/usr/local/sbin", "/sbin"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The effective uid, from the `Uid:` line of `/proc/self/status` (real,
+/// effective, saved, filesystem).
+fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn assert_code_class(reply: &str, class: char, what: &str) {
+    assert!(
+        reply.starts_with(class)
+            && reply
+                .as_bytes()
+                .get(3)
+                .is_some_and(|b| *b == b' ' || *b == b'-'),
+        "{what}: expected a {class}xx reply, got {reply:?}"
+    );
+}
+
+/// A warning line of Postfix's log that concerns a policy service.
+fn is_policy_warning(line: &str, daemons: &[SocketAddr]) -> bool {
+    if line.contains("problem talking to server") {
+        return true;
+    }
+    if !(line.contains("warning:") || line.contains("error:") || line.contains("fatal:")) {
+        return false;
+    }
+    let lower = line.to_ascii_lowercase();
+    lower.contains("policy") || daemons.iter().any(|a| line.contains(&a.to_string()))
+}
+
+/// Runs a command with a deadline; kills it when the deadline passes.
+fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    // Drain both pipes in threads so a chatty child cannot block on a full pipe.
+    let out = child.stdout.take().map(drain);
+    let err = child.stderr.take().map(drain);
+    let deadline = Instant::now() + timeout;
+    let status: ExitStatus = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{what} did not finish within {timeout:?}"));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {what}: {e}")),
+        }
+    };
+    let join =
+        |h: Option<thread::JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout: join(out),
+        stderr: join(err),
+    })
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// A running `policyd`, killed on drop. Its stderr is collected line by line.
+struct Daemon {
+    action: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(action: &'static str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_policyd"))
+            .args(["--listen", "127.0.0.1:0", "--action", action])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn policyd");
+        let stderr = child.stderr.take().expect("policyd stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("info: listening on ").nth(1) {
+                    if let (Some(tx), Ok(addr)) = (tx.take(), addr.trim().parse::<SocketAddr>()) {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(DAEMON_START_TIMEOUT) else {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            // Let the reader thread collect what the daemon printed.
+            thread::sleep(Duration::from_millis(100));
+            let lines = log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+            panic!(
+                "policyd --action {action:?} did not report `listening on` within \
+                 {DAEMON_START_TIMEOUT:?} (exit: {status:?}); stderr:\n{lines}"
+            );
+        };
+        Self {
+            action,
+            child,
+            addr,
+            log,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The daemon logged a decision line mentioning `needle` (the decision is
+    /// logged after the reply is written, so give it a moment).
+    fn expect_decision_mentioning(&self, needle: &str) {
+        let deadline = Instant::now() + LOG_WAIT_TIMEOUT;
+        loop {
+            let lines = self.lines();
+            if lines
+                .iter()
+                .any(|l| l.contains("info: decision ") && l.contains(needle))
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "policyd --action {:?} logged no decision mentioning {needle:?}; stderr:\n{}",
+                    self.action,
+                    lines.join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn expect_no_line_mentioning(&self, needle: &str) {
+        let lines = self.lines();
+        let hits: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
+        assert!(
+            hits.is_empty(),
+            "policyd --action {:?} was asked about {needle:?}, which Postfix should have refused first:\n{hits:?}",
+            self.action
+        );
+    }
+
+    fn expect_no_warning(&self) {
+        let lines = self.lines();
+        let bad: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains(": warning: ") || l.contains(": error: "))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "policyd --action {:?} logged warnings while serving Postfix:\n{}",
+            self.action,
+            bad.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "--- policyd --action {:?} on {} stderr ---\n{}",
+                self.action,
+                self.addr,
+                self.lines().join("\n")
+            );
+        }
+    }
+}
+
+/// One smtpd listener of the Postfix instance and the policy servers it asks.
+struct Listener {
+    name: &'static str,
+    /// Asked in `smtpd_recipient_restrictions`.
+    rcpt_policy: SocketAddr,
+    /// Asked in `smtpd_end_of_data_restrictions`, if set.
+    eom_policy: Option<SocketAddr>,
+}
+
+impl Listener {
+    fn rcpt(name: &'static str, policy: SocketAddr) -> Self {
+        Self {
+            name,
+            rcpt_policy: policy,
+            eom_policy: None,
+        }
+    }
+}
+
+/// A throwaway Postfix instance in a temporary directory. Dropping it stops
+/// the instance and removes the directory.
+struct Postfix {
+    postfix: PathBuf,
+    dir: PathBuf,
+    config_dir: PathBuf,
+    maillog: PathBuf,
+    ports: Vec<(&'static str, u16)>,
+    running: bool,
+}
+
+impl Postfix {
+    fn start(postfix: &Path, listeners: &[Listener]) -> Self {
+        let dir = unique_temp_dir();
+        let config_dir = dir.join("etc");
+        fs::create_dir(&config_dir).expect("create config_directory");
+        // The queue directory must exist and belong to root; `postfix start`
+        // creates its subdirectories. The data directory must not exist yet:
+        // Postfix creates it owned by `mail_owner`.
+        let queue_dir = dir.join("queue");
+        fs::create_dir(&queue_dir).expect("create queue_directory");
+        fs::set_permissions(&queue_dir, fs::Permissions::from_mode(0o755))
+            .expect("chmod queue_directory");
+        let mut pf = Self {
+            postfix: postfix.to_owned(),
+            maillog: dir.join("maillog"),
+            dir,
+            config_dir,
+            ports: Vec::new(),
+            running: false,
+        };
+        let mut last_error = String::new();
+        for attempt in 1..=POSTFIX_START_ATTEMPTS {
+            pf.ports = listeners.iter().map(|l| (l.name, free_port())).collect();
+            pf.write_config(listeners);
+            let out = pf.postfix_cmd("start");
+            // Even a failed start may have left a master behind; stop() copes.
+            pf.running = true;
+            match out {
+                Ok(o) if o.status.success() => match pf.wait_until_accepting() {
+                    Ok(()) => return pf,
+                    Err(e) => last_error = e,
+                },
+                Ok(o) => last_error = format!("postfix start: {}\n{}", o.status, describe(&o)),
+                Err(e) => last_error = e,
+            }
+            eprintln!(
+                "postfix start attempt {attempt} failed: {last_error}\n{}",
+                pf.read_log()
+            );
+            pf.stop();
+        }
+        panic!(
+            "cannot start the test Postfix instance in {}: {last_error}",
+            pf.dir.display()
+        );
+    }
+
+    fn write_config(&self, listeners: &[Listener]) {
+        let dir = self.dir.display();
+        let mut main = format!(
+            "# Throwaway Postfix instance for policyd's end-to-end test.\n\
+             compatibility_level = 3.6\n\
+             queue_directory = {dir}/queue\n\
+             data_directory = {dir}/data\n\
+             maillog_file = {maillog}\n\
+             maillog_file_prefixes = {dir}\n\
+             syslog_name = postfix-policyd-e2e\n\
+             myhostname = mx.{LOCAL_DOMAIN}\n\
+             mydomain = {LOCAL_DOMAIN}\n\
+             myorigin = $myhostname\n\
+             mydestination = {LOCAL_DOMAIN}\n\
+             # Any local part of the test domain exists; nothing is ever delivered.\n\
+             local_recipient_maps =\n\
+             alias_maps =\n\
+             alias_database =\n\
+             relay_domains =\n\
+             relayhost =\n\
+             mynetworks = 127.0.0.0/8\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             smtpd_peername_lookup = no\n\
+             smtputf8_enable = no\n\
+             biff = no\n\
+             smtpd_tls_security_level = none\n\
+             # Relay control in smtpd_recipient_restrictions only, as in the README.\n\
+             smtpd_relay_restrictions =\n\
+             smtpd_end_of_data_restrictions =\n\
+             # The recommended placement: the policy service after reject_unauth_destination.\n\
+             # Postfix's default default_action (451 4.3.5) is kept so that a protocol\n\
+             # problem cannot pass for one of the daemon's answers.\n",
+            maillog = self.maillog.display(),
+        );
+        let mut master =
+            String::from("# Throwaway Postfix instance for policyd's end-to-end test.\n");
+        for (l, (_, port)) in listeners.iter().zip(&self.ports) {
+            let name = l.name;
+            writeln!(
+                main,
+                "policyd_e2e_{name}_rcpt = reject_unauth_destination, \
+                 check_policy_service {{ inet:{}, timeout={POLICY_TIMEOUT_SECS}s }}, permit",
+                l.rcpt_policy
+            )
+            .expect("write to String");
+            write!(
+                master,
+                "127.0.0.1:{port} inet n - n - - smtpd\n  -o syslog_name=postfix-policyd-e2e/{name}\n  \
+                 -o smtpd_recipient_restrictions=$policyd_e2e_{name}_rcpt\n"
+            )
+            .expect("write to String");
+            if let Some(eom) = l.eom_policy {
+                writeln!(
+                    main,
+                    "policyd_e2e_{name}_eom = check_policy_service {{ inet:{eom}, timeout={POLICY_TIMEOUT_SECS}s }}"
+                )
+                .expect("write to String");
+                writeln!(
+                    master,
+                    "  -o smtpd_end_of_data_restrictions=$policyd_e2e_{name}_eom"
+                )
+                .expect("write to String");
+            }
+        }
+        // Only the services smtpd needs to answer RCPT and to open and abort a
+        // queue file; none of them chrooted (the queue is in a temp dir).
+        master.push_str(
+            "cleanup   unix  n       -       n       -       0       cleanup\n\
+             qmgr      unix  n       -       n       300     1       qmgr\n\
+             rewrite   unix  -       -       n       -       -       trivial-rewrite\n\
+             bounce    unix  -       -       n       -       0       bounce\n\
+             defer     unix  -       -       n       -       0       bounce\n\
+             trace     unix  -       -       n       -       0       bounce\n\
+             verify    unix  -       -       n       -       1       verify\n\
+             proxymap  unix  -       -       n       -       -       proxymap\n\
+             error     unix  -       -       n       -       -       error\n\
+             retry     unix  -       -       n       -       -       error\n\
+             discard   unix  -       -       n       -       -       discard\n\
+             local     unix  -       n       n       -       -       local\n\
+             anvil     unix  -       -       n       -       1       anvil\n\
+             scache    unix  -       -       n       -       1       scache\n\
+             postlog   unix-dgram n  -       n       -       1       postlogd\n",
+        );
+        fs::write(self.config_dir.join("main.cf"), main).expect("write main.cf");
+        fs::write(self.config_dir.join("master.cf"), master).expect("write master.cf");
+    }
+
+    fn postfix_cmd(&self, verb: &str) -> Result<Output, String> {
+        run_bounded(
+            Command::new(&self.postfix)
+                .arg("-c")
+                .arg(&self.config_dir)
+                .arg(verb),
+            POSTFIX_COMMAND_TIMEOUT,
+        )
+    }
+
+    /// Waits until every smtpd listener answers with its 220 greeting.
+    fn wait_until_accepting(&self) -> Result<(), String> {
+        let deadline = Instant::now() + SMTPD_READY_TIMEOUT;
+        for (name, port) in &self.ports {
+            loop {
+                let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+                let err = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                    Ok(stream) => match Smtp::from_stream(stream).read_reply_then_quit() {
+                        Ok(r) if r.starts_with("220") => break,
+                        Ok(r) => format!("unexpected greeting {r:?}"),
+                        Err(e) => e,
+                    },
+                    Err(e) => e.to_string(),
+                };
+                if Instant::now() >= deadline {
+                    return Err(format!("smtpd listener {name} on {addr} not ready: {err}"));
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    fn smtpd_port(&self, name: &str) -> u16 {
+        self.ports
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p)
+            .expect("listener name is configured")
+    }
+
+    fn read_log(&self) -> String {
+        fs::read(&self.maillog)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the log holds every needle (postlogd writes asynchronously),
+    /// and returns it.
+    fn wait_for_log(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + LOG_WAIT_TIMEOUT;
+        loop {
+            let log = self.read_log();
+            let missing: Vec<&&str> = needles.iter().filter(|n| !log.contains(**n)).collect();
+            if missing.is_empty() {
+                return log;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "Postfix's log {} lacks {missing:?}:\n{log}",
+                    self.maillog.display()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the instance (if it may be running) and waits until its master is gone.
+    fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        if let Err(e) = self.postfix_cmd("stop") {
+            eprintln!("postfix stop: {e}");
+        }
+        // `postfix status` fails once the master no longer holds its lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.postfix_cmd("status") {
+                Ok(o) if !o.status.success() => break,
+                Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+                Ok(_) => {
+                    eprintln!("postfix did not stop within 10 s; aborting it");
+                    if let Err(e) = self.postfix_cmd("abort") {
+                        eprintln!("postfix abort: {e}");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("postfix status: {e}");
+                    break;
+                }
+            }
+        }
+        self.running = false;
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "--- Postfix log {} ---\n{}",
+                self.maillog.display(),
+                self.read_log()
+            );
+        }
+        if std::env::var_os("POLICYD_E2E_KEEP").is_some_and(|v| v == "1") {
+            eprintln!("kept the Postfix test instance in {}", self.dir.display());
+        } else if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!("cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout).trim(),
+        String::from_utf8_lossy(&o.stderr).trim()
+    )
+}
+
+/// A new directory under the system temp dir, mode 0755: Postfix's daemons run
+/// as the `postfix` user and must traverse it to reach their queue.
+fn unique_temp_dir() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "policyd-postfix-e2e-{}-{nanos}",
+        std::process::id()
+    ));
+    fs::create_dir(&dir).expect("create the test instance directory");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+        .expect("chmod the test instance directory");
+    dir
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// A minimal SMTP client: one command, one (possibly multi-line) reply.
+struct Smtp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Smtp {
+    fn connect(port: u16) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, SMTP_IO_TIMEOUT).expect("connect to smtpd");
+        let mut s = Self::from_stream(stream);
+        let greeting = s.read_reply().expect("read the SMTP greeting");
+        assert!(
+            greeting.starts_with("220"),
+            "unexpected SMTP greeting {greeting:?}"
+        );
+        s
+    }
+
+    fn from_stream(stream: TcpStream) -> Self {
+        stream
+            .set_read_timeout(Some(SMTP_IO_TIMEOUT))
+            .expect("set read timeout");
+        stream
+            .set_write_timeout(Some(SMTP_IO_TIMEOUT))
+            .expect("set write timeout");
+        let writer = stream.try_clone().expect("clone the SMTP socket");
+        Self {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    /// Reads one reply; the lines of a multi-line reply are joined with `\n`.
+    fn read_reply(&mut self) -> Result<String, String> {
+        let mut reply = String::new();
+        loop {
+            let mut line = Vec::new();
+            let n = (&mut self.reader)
+                .take(MAX_SMTP_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| format!("reading an SMTP reply: {e}"))?;
+            if n == 0 {
+                return Err(format!("connection closed by smtpd after {reply:?}"));
+            }
+            if line.last() != Some(&b'\n') {
+                return Err(format!("SMTP reply line longer than {MAX_SMTP_LINE} bytes"));
+            }
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.len() < 3 || !line.as_bytes()[..3].iter().all(u8::is_ascii_digit) {
+                return Err(format!("malformed SMTP reply line {line:?}"));
+            }
+            if !reply.is_empty() {
+                reply.push('\n');
+            }
+            reply.push_str(line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Reads the greeting, then says QUIT so smtpd logs a clean disconnect.
+    fn read_reply_then_quit(mut self) -> Result<String, String> {
+        let greeting = self.read_reply()?;
+        if self.writer.write_all(b"QUIT\r\n").is_ok() {
+            let _ = self.read_reply();
+        }
+        Ok(greeting)
+    }
+
+    fn command(&mut self, cmd: &str) -> String {
+        self.writer
+            .write_all(format!("{cmd}\r\n").as_bytes())
+            .unwrap_or_else(|e| panic!("sending {cmd:?}: {e}"));
+        self.read_reply()
+            .unwrap_or_else(|e| panic!("after {cmd:?}: {e}"))
+    }
+
+    fn expect(&mut self, cmd: &str, code: u16) -> String {
+        let reply = self.command(cmd);
+        assert!(
+            reply.starts_with(&code.to_string()),
+            "{cmd:?}: expected {code}, got {reply:?}"
+        );
+        reply
+    }
+
+    fn ehlo(&mut self) {
+        self.expect("EHLO client.e2e", 250);
+    }
+
+    fn quit(mut self) {
+        self.expect("QUIT", 221);
+    }
+}
