@@ -1,0 +1,132 @@
+//! The deterministic performance guard: instruction counts of the hot path under
+//! valgrind (gungraun, callgrind), on the full Postfix 3.x `RCPT` request.
+//!
+//! Each benchmark receives warmed state from a setup function (not counted) and
+//! returns it, so neither setup nor drop is counted: only the one call measured.
+//! `ci-budgets.sh` runs this bench and compares each `Instructions` count with
+//! its budget in `budgets.toml`.
+//!
+//! Needs valgrind and `gungraun-runner` of the same version as the `gungraun`
+//! dev-dependency; run it through `benches/ci-budgets.sh`, which checks both.
+// gungraun's macros expand to `super::name` paths that this lint flags.
+#![allow(unused_qualifications)]
+
+use std::hint::black_box;
+
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
+use policy_proto::{Framer, Limits};
+use policyd_benches::{Connection, FULL_RCPT};
+
+/// A fixed `now`: the engine takes time as an argument.
+const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
+
+/// Requests carried before measuring, so buffers have their steady-state capacity.
+const WARM_UP_REQUESTS: usize = 16;
+
+/// The action the benchmarked policy answers: a reply with an enhanced status
+/// code and text, so encoding is not the trivial `DUNNO`.
+const REJECT: &str = "REJECT 5.7.1 Recipient address rejected: access denied by policy";
+
+fn engine() -> Engine {
+    Engine::new(Policy::always(Action::parse(REJECT).expect("valid action")))
+}
+
+fn warmed_framer(request: &'static [u8]) -> Framer {
+    let mut framer = Framer::new(Limits::default());
+    for _ in 0..WARM_UP_REQUESTS {
+        framer.feed(request);
+        framer.next_frame().expect("frames").expect("complete");
+    }
+    framer
+}
+
+fn owned_frame(request: &'static [u8]) -> Vec<u8> {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(request);
+    framer
+        .next_frame()
+        .expect("frames")
+        .expect("complete")
+        .to_vec()
+}
+
+fn warmed_decider(request: &'static [u8]) -> (Engine, Scratch, Request<'static>) {
+    let engine = engine();
+    let mut scratch = Scratch::new();
+    let parsed = Request::parse(request).expect("valid request");
+    let _ = engine.decide(&parsed, NOW, &mut scratch);
+    (engine, scratch, parsed)
+}
+
+fn reply_buffer(_request: &'static [u8]) -> (Action, Vec<u8>) {
+    let action = Action::parse(REJECT).expect("valid action");
+    (action, Vec::with_capacity(policyd_benches::REPLY_CAPACITY))
+}
+
+fn warmed_connection(request: &'static [u8]) -> (Engine, Connection) {
+    let engine = engine();
+    let mut conn = Connection::new(Limits::default());
+    for _ in 0..WARM_UP_REQUESTS {
+        conn.clear_reply();
+        conn.handle(&engine, NOW, request).expect("valid request");
+    }
+    conn.clear_reply();
+    (engine, conn)
+}
+
+// `Framer::feed` + `Framer::next_frame` of one whole request.
+#[library_benchmark]
+#[bench::full_rcpt(args = (FULL_RCPT), setup = warmed_framer)]
+fn frame(mut framer: Framer) -> Framer {
+    framer.feed(black_box(FULL_RCPT));
+    let len = framer.next_frame().map_or(0, |f| f.map_or(0, <[u8]>::len));
+    black_box(len);
+    framer
+}
+
+// `Request::parse` of the frame the framer yields.
+#[library_benchmark]
+#[bench::full_rcpt(args = (FULL_RCPT), setup = owned_frame)]
+fn parse(frame: Vec<u8>) -> Vec<u8> {
+    let ok = Request::parse(black_box(&frame)).is_ok();
+    black_box(ok);
+    frame
+}
+
+// `Engine::decide` with a warmed `Scratch`, as the daemon calls it.
+#[library_benchmark]
+#[bench::full_rcpt(args = (FULL_RCPT), setup = warmed_decider)]
+fn decide(state: (Engine, Scratch, Request<'static>)) -> (Engine, Scratch, Request<'static>) {
+    let (engine, mut scratch, request) = state;
+    let decision = engine.decide(black_box(&request), NOW, &mut scratch);
+    black_box(decision);
+    (engine, scratch, request)
+}
+
+// `policy_proto::encode` of a `REJECT` with status code and text.
+#[library_benchmark]
+#[bench::reject_text(args = (FULL_RCPT), setup = reply_buffer)]
+fn encode(state: (Action, Vec<u8>)) -> (Action, Vec<u8>) {
+    let (action, mut out) = state;
+    policy_proto::encode(black_box(&action), &mut out);
+    black_box(out.len());
+    (action, out)
+}
+
+// Frame + parse + decide + encode of one request on a warmed connection.
+#[library_benchmark]
+#[bench::full_rcpt(args = (FULL_RCPT), setup = warmed_connection)]
+fn end_to_end(state: (Engine, Connection)) -> (Engine, Connection) {
+    let (engine, mut conn) = state;
+    let answered = conn.handle(&engine, NOW, black_box(FULL_RCPT));
+    let _ = black_box(answered);
+    (engine, conn)
+}
+
+library_benchmark_group!(
+    name = hot_path,
+    benchmarks = [frame, parse, decide, encode, end_to_end]
+);
+
+main!(library_benchmark_groups = hot_path);

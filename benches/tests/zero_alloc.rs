@@ -1,0 +1,265 @@
+//! Proof that the hot path allocates nothing in steady state.
+//!
+//! A counting global allocator wraps the system allocator. Counting is switched
+//! on per thread (so the test harness and other tests running in parallel are
+//! not counted) and only around the measured region. For each request of the
+//! realistic mix, and for a `DUNNO` and a `REJECT`-with-text policy, a
+//! connection's buffers are warmed up with a few requests, then many iterations
+//! of frame -> parse -> decide (`Engine::decide` with the connection's
+//! `Scratch`) -> encode must perform zero allocations, reallocations and
+//! deallocations. A sanity test shows that an allocation in the region is
+//! counted, so the zero is not a blind spot.
+#![allow(unsafe_code)] // the global allocator below; the libraries stay unsafe-free
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
+use policy_proto::{Framer, Limits};
+use policyd_benches::{MixEntry, MIX, REPLY_CAPACITY};
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static REALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static DEALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    // `const` initialisation: reading it never allocates, so it is safe to
+    // consult from inside the allocator.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counting() -> bool {
+    COUNTING.try_with(Cell::get).unwrap_or(false)
+}
+
+struct CountingAllocator;
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged; counting only touches atomics and a const thread-local.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if counting() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if counting() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if counting() {
+            REALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if counting() {
+            DEALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Heap operations seen on this thread while `f` ran:
+/// (allocations, reallocations, deallocations).
+///
+/// The counters are global, but only a thread with counting on adds to them,
+/// and the tests of this file that count take a lock, so no other test adds to
+/// them at the same time.
+fn heap_operations_in<R>(f: impl FnOnce() -> R) -> ((u64, u64, u64), R) {
+    let read = || {
+        (
+            ALLOCATIONS.load(Ordering::SeqCst),
+            REALLOCATIONS.load(Ordering::SeqCst),
+            DEALLOCATIONS.load(Ordering::SeqCst),
+        )
+    };
+    let before = read();
+    COUNTING.with(|c| c.set(true));
+    let result = f();
+    COUNTING.with(|c| c.set(false));
+    let after = read();
+    (
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+        result,
+    )
+}
+
+/// Serialises the counting tests (the counters are shared).
+static COUNTING_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A fixed `now`: the engine never reads the clock.
+const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
+/// Requests a connection carries before measuring (buffers reach capacity).
+const WARM_UP_REQUESTS: usize = 8;
+/// Measured requests per case: enough that any per-request or periodic
+/// allocation (a buffer that grows every few requests) shows up.
+const MEASURED_REQUESTS: usize = 10_000;
+
+/// One warmed connection's state, as the daemon keeps it.
+struct Conn {
+    framer: Framer,
+    scratch: Scratch,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    fn new() -> Self {
+        Self {
+            framer: Framer::new(Limits::default()),
+            scratch: Scratch::new(),
+            out: Vec::with_capacity(REPLY_CAPACITY),
+        }
+    }
+
+    /// Feed `chunks` (one read each), answer every complete request; returns
+    /// how many were answered. The reply buffer is cleared first, as after a
+    /// socket write.
+    fn round(&mut self, engine: &Engine, chunks: &[&[u8]]) -> usize {
+        self.out.clear();
+        let mut answered = 0;
+        for chunk in chunks {
+            self.framer.feed(chunk);
+            loop {
+                let frame = match self.framer.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => panic!("framing failed: {e}"),
+                };
+                let request = match Request::parse(frame) {
+                    Ok(request) => request,
+                    Err(e) => panic!("parsing failed: {e}"),
+                };
+                let decision = engine.decide(&request, NOW, &mut self.scratch);
+                policy_proto::encode(decision.action, &mut self.out);
+                answered += 1;
+            }
+        }
+        answered
+    }
+}
+
+fn policies() -> Vec<(&'static str, Action)> {
+    vec![
+        ("DUNNO", Action::Dunno),
+        (
+            "REJECT text",
+            Action::parse("REJECT 5.7.1 Recipient address rejected: access denied by policy")
+                .expect("valid action"),
+        ),
+    ]
+}
+
+/// Warm a connection with `chunks`, then count heap operations over many rounds.
+fn assert_no_heap_operations(
+    case: &str,
+    engine: &Engine,
+    action: &Action,
+    chunks: &[&[u8]],
+    per_round: usize,
+) {
+    let mut conn = Conn::new();
+    for _ in 0..WARM_UP_REQUESTS {
+        assert_eq!(conn.round(engine, chunks), per_round, "{case}: warm-up");
+    }
+    let expected_reply = {
+        let mut one = Vec::new();
+        policy_proto::encode(action, &mut one);
+        one.repeat(per_round)
+    };
+    let (ops, mismatches) = heap_operations_in(|| {
+        let mut mismatches = 0usize;
+        for _ in 0..MEASURED_REQUESTS {
+            let answered = conn.round(engine, black_box(chunks));
+            if answered != per_round || conn.out != expected_reply {
+                mismatches += 1;
+            }
+        }
+        mismatches
+    });
+    assert_eq!(mismatches, 0, "{case}: wrong replies");
+    assert_eq!(
+        ops,
+        (0, 0, 0),
+        "{case}: (allocations, reallocations, deallocations) over {MEASURED_REQUESTS} rounds \
+         on a warmed connection; expected none"
+    );
+}
+
+#[test]
+fn warmed_hot_path_allocates_nothing_for_each_request_of_the_mix() {
+    let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cases = 0;
+    for (policy_name, action) in policies() {
+        let engine = Engine::new(Policy::always(action.clone()));
+        for &MixEntry { name, request, .. } in MIX {
+            // One read carrying the whole request.
+            assert_no_heap_operations(
+                &format!("{name} / {policy_name} / one read"),
+                &engine,
+                &action,
+                &[request],
+                1,
+            );
+            // The same request split across two reads, as TCP may deliver it.
+            let (head, tail) = request.split_at(request.len() / 2);
+            assert_no_heap_operations(
+                &format!("{name} / {policy_name} / two reads"),
+                &engine,
+                &action,
+                &[head, tail],
+                1,
+            );
+            cases += 2;
+        }
+        // Every request of the mix in one read (pipelined), answered in one round.
+        let all: Vec<u8> = MIX.iter().flat_map(|e| e.request.iter().copied()).collect();
+        assert_no_heap_operations(
+            &format!("whole mix / {policy_name} / one read"),
+            &engine,
+            &action,
+            &[&all],
+            MIX.len(),
+        );
+        cases += 1;
+    }
+    assert_eq!(cases, 2 * (2 * MIX.len() + 1), "every case ran");
+}
+
+#[test]
+fn an_allocation_in_the_measured_region_is_counted() {
+    let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (ops, v) = heap_operations_in(|| {
+        let mut v: Vec<u8> = Vec::with_capacity(black_box(16));
+        v.extend_from_slice(black_box(&[1u8; 64]));
+        v
+    });
+    assert!(ops.0 >= 1, "allocation not counted: {ops:?}");
+    assert!(ops.1 >= 1, "reallocation not counted: {ops:?}");
+    let (ops, ()) = heap_operations_in(|| drop(black_box(v)));
+    assert_eq!(ops, (0, 0, 1), "deallocation not counted");
+    // A cold connection does allocate (its buffers): the warm-up in the test
+    // above is what makes the zero meaningful.
+    let engine = Engine::default();
+    let (ops, answered) = heap_operations_in(|| Conn::new().round(&engine, &[MIX[0].request]));
+    assert_eq!(answered, 1);
+    assert!(
+        ops.0 >= 1,
+        "a cold connection's buffers must be counted: {ops:?}"
+    );
+    // Outside the region nothing is counted.
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    black_box(vec![0u8; 32]);
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), before);
+}
