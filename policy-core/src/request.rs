@@ -1,11 +1,142 @@
 //! The policy request: a zero-copy view of one complete frame.
 //!
-//! [`Request::parse`] takes a complete frame (the `name=value\n` lines of one
-//! request, as `policy_proto::Framer` yields them; the terminating empty line may
-//! be present or not; a CR before each LF is tolerated) and borrows every value
-//! from it. Nothing is allocated.
+//! [`Request::parse`] takes a complete frame (the `name=value` lines of one
+//! request, as `policy_proto::Framer` yields them) and borrows every value from
+//! it. Nothing is allocated, and nothing is copied.
+//!
+//! # Grammar
+//!
+//! The frame is parsed with nom, one function per rule below (ABNF, RFC 5234;
+//! `OCTET` is any byte):
+//!
+//! ```text
+//! request   = *attribute [ end ]           ; nothing may follow `end`
+//! attribute = name "=" value [ CR ] LF     ; a CR directly before LF is not part of value
+//! end       = [ CR ] LF                    ; the empty line; optional in a frame
+//! name      = 1*( ALPHA / DIGIT / "_" / "-" / "." )
+//! value     = *( %x00-09 / %x0B-FF )       ; any byte but LF; need not be UTF-8
+//! ```
+//!
+//! Postfix writes names in lower case with `_`; `-` and `.` are allowed for
+//! other clients' extension attributes. Known names are matched exactly
+//! (case-sensitively): `Sender=` is an unknown attribute, not `sender=`.
+//!
+//! # Decisions (strict by default, relaxed through [`ParseOptions`])
+//!
+//! - **Missing `request=`** is [`ParseError::MissingRequest`]. A `request=`
+//!   other than `smtpd_access_policy` is [`ParseError::UnsupportedRequest`]: it
+//!   is another protocol, not ours ([`ParseOptions::allow_any_request_type`]
+//!   relaxes this).
+//! - **A known attribute sent twice** is [`ParseError::DuplicateAttribute`]:
+//!   Postfix never does it, so a duplicate means a confused or hostile client,
+//!   and picking either copy silently could make two components disagree about
+//!   one request. [`ParseOptions::allow_duplicates`] makes the last one win.
+//!   Unknown attributes may repeat; all copies are kept, in order.
+//! - **Empty values** are absent: `None` for typed fields, an empty slice for
+//!   text fields. Postfix 3.x sends every attribute it knows, empty when it has
+//!   no value.
+//! - **Numbers** are unsigned decimal digits only (no sign, no spaces); a value
+//!   that is not one, or overflows, is [`ParseError::InvalidValue`] naming the
+//!   attribute.
+//! - **IP addresses** (`client_address`, `server_address`) are in the form
+//!   Postfix prints: dotted quad or RFC 4291 text, without brackets and without
+//!   the `IPv6:` tag (that tag belongs to SMTP address literals, never to these
+//!   attributes, so a value carrying it is refused rather than guessed at). An
+//!   IPv6 zone (`fe80::1%eth0`) is dropped from the typed value (the raw bytes
+//!   stay available through [`Request::get`]). The value `unknown`, which
+//!   Postfix sends when the peer address could not be determined (a client gone
+//!   before smtpd looked, or `XCLIENT ADDR=[UNAVAILABLE]`), is `None`, as is
+//!   `unknown` for the ports.
+//! - **`protocol_state`** is matched case-sensitively against the upper-case
+//!   names Postfix sends; anything else is kept as [`ProtocolState::Other`].
 
+use std::fmt;
 use std::net::IpAddr;
+
+use nom::bytes::complete::{tag, take_until, take_while1};
+use nom::combinator::rest;
+use nom::sequence::terminated;
+use nom::IResult;
+
+/// The only `request=` value Postfix sends on a policy connection.
+pub const SMTPD_ACCESS_POLICY: &[u8] = b"smtpd_access_policy";
+
+/// Every attribute name this version knows (Postfix up to 3.12), in the order
+/// Postfix sends them. Each one fills a field of [`Request`]; any other name is
+/// reported by [`Request::unknown_attributes`].
+pub const KNOWN_ATTRIBUTES: [&str; 32] = [
+    "request",
+    "protocol_state",
+    "protocol_name",
+    "helo_name",
+    "queue_id",
+    "sender",
+    "recipient",
+    "recipient_count",
+    "client_address",
+    "client_name",
+    "client_port",
+    "reverse_client_name",
+    "instance",
+    "sasl_method",
+    "sasl_username",
+    "sasl_sender",
+    "size",
+    "ccert_subject",
+    "ccert_issuer",
+    "ccert_fingerprint",
+    "ccert_pubkey_fingerprint",
+    "encryption_protocol",
+    "encryption_cipher",
+    "encryption_keysize",
+    "etrn_domain",
+    "stress",
+    "policy_context",
+    "server_address",
+    "server_port",
+    "compatibility_level",
+    "mail_version",
+    "tls_sni",
+];
+
+/// Whether `name` is one of [`KNOWN_ATTRIBUTES`] (exact, case-sensitive).
+pub fn is_known_attribute(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"request"
+            | b"protocol_state"
+            | b"protocol_name"
+            | b"helo_name"
+            | b"queue_id"
+            | b"sender"
+            | b"recipient"
+            | b"recipient_count"
+            | b"client_address"
+            | b"client_name"
+            | b"client_port"
+            | b"reverse_client_name"
+            | b"instance"
+            | b"sasl_method"
+            | b"sasl_username"
+            | b"sasl_sender"
+            | b"size"
+            | b"ccert_subject"
+            | b"ccert_issuer"
+            | b"ccert_fingerprint"
+            | b"ccert_pubkey_fingerprint"
+            | b"encryption_protocol"
+            | b"encryption_cipher"
+            | b"encryption_keysize"
+            | b"etrn_domain"
+            | b"stress"
+            | b"policy_context"
+            | b"server_address"
+            | b"server_port"
+            | b"compatibility_level"
+            | b"mail_version"
+            | b"tls_sni"
+    )
+}
 
 /// SMTP protocol state Postfix is in when it asks (`protocol_state=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +164,42 @@ pub enum ProtocolState<'a> {
     Other(&'a [u8]),
 }
 
+impl<'a> ProtocolState<'a> {
+    /// The state named by `value`, matched case-sensitively against the
+    /// upper-case names Postfix sends; anything else is [`ProtocolState::Other`].
+    pub fn from_bytes(value: &'a [u8]) -> Self {
+        match value {
+            b"RCPT" => Self::Rcpt,
+            b"CONNECT" => Self::Connect,
+            b"EHLO" => Self::Ehlo,
+            b"HELO" => Self::Helo,
+            b"MAIL" => Self::Mail,
+            b"DATA" => Self::Data,
+            b"END-OF-MESSAGE" => Self::EndOfMessage,
+            b"VRFY" => Self::Vrfy,
+            b"ETRN" => Self::Etrn,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The name as Postfix sends it (`RCPT`, `END-OF-MESSAGE`, ...), or the
+    /// verbatim bytes of [`ProtocolState::Other`].
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Self::Connect => b"CONNECT",
+            Self::Ehlo => b"EHLO",
+            Self::Helo => b"HELO",
+            Self::Mail => b"MAIL",
+            Self::Rcpt => b"RCPT",
+            Self::Data => b"DATA",
+            Self::EndOfMessage => b"END-OF-MESSAGE",
+            Self::Vrfy => b"VRFY",
+            Self::Etrn => b"ETRN",
+            Self::Other(other) => other,
+        }
+    }
+}
+
 /// An envelope address split at its last `@`. The domain compares
 /// case-insensitively ([`Address::domain_is`]) without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -43,6 +210,91 @@ pub struct Address<'a> {
     pub local: &'a [u8],
     /// The part after the last `@`, empty when there is none.
     pub domain: &'a [u8],
+}
+
+impl<'a> Address<'a> {
+    /// Split `raw` at its last `@` (a quoted local part may itself contain
+    /// `@`, a domain never does). Without `@`, the whole is the local part.
+    pub fn new(raw: &'a [u8]) -> Self {
+        match raw.iter().rposition(|&b| b == b'@') {
+            Some(at) => Self {
+                raw,
+                local: &raw[..at],
+                domain: &raw[at + 1..],
+            },
+            None => Self {
+                raw,
+                local: raw,
+                domain: &[],
+            },
+        }
+    }
+
+    /// Whether this is the null address (the empty sender of bounces, `<>`).
+    pub fn is_null(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Whether the address has a non-empty domain part.
+    pub fn has_domain(&self) -> bool {
+        !self.domain.is_empty()
+    }
+
+    /// Whether the domain is `domain`, ignoring ASCII case. Allocates nothing.
+    ///
+    /// `Address::new(b"joe@Example.COM").domain_is(b"example.com")` is true.
+    pub fn domain_is(&self, domain: &[u8]) -> bool {
+        self.domain.eq_ignore_ascii_case(domain)
+    }
+
+    /// Whether the domain is `parent` or a subdomain of it, ignoring ASCII
+    /// case and respecting label boundaries: `mail.example.com` is within
+    /// `example.com`, `badexample.com` is not. An empty `parent` matches
+    /// nothing. Allocates nothing.
+    pub fn domain_is_within(&self, parent: &[u8]) -> bool {
+        let domain = self.domain;
+        if parent.is_empty() || domain.len() < parent.len() {
+            return false;
+        }
+        let split = domain.len() - parent.len();
+        domain[split..].eq_ignore_ascii_case(parent) && (split == 0 || domain[split - 1] == b'.')
+    }
+}
+
+/// Relaxations of the strict default parse. `ParseOptions::default()` is strict.
+///
+/// Each `allow_*` setter removes a check that protects against confused or
+/// hostile clients; none of them changes memory or time costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ParseOptions {
+    allow_duplicates: bool,
+    allow_any_request_type: bool,
+}
+
+impl ParseOptions {
+    /// The strict defaults: duplicates refused, only `request=smtpd_access_policy`.
+    pub const fn new() -> Self {
+        Self {
+            allow_duplicates: false,
+            allow_any_request_type: false,
+        }
+    }
+
+    /// Accept a known attribute sent more than once; the last one wins.
+    /// Postfix never sends duplicates, so this only helps hand-written clients.
+    #[must_use]
+    pub const fn allow_duplicates(mut self, allow: bool) -> Self {
+        self.allow_duplicates = allow;
+        self
+    }
+
+    /// Accept any non-empty `request=` value, not just `smtpd_access_policy`
+    /// (it stays in [`Request::request`] for the caller to inspect).
+    #[must_use]
+    pub const fn allow_any_request_type(mut self, allow: bool) -> Self {
+        self.allow_any_request_type = allow;
+        self
+    }
 }
 
 /// One parsed policy request. Attributes Postfix did not send, or sent empty, are
@@ -65,13 +317,13 @@ pub struct Request<'a> {
     pub recipient: Address<'a>,
     /// `recipient_count=` (non-zero only at DATA and END-OF-MESSAGE)
     pub recipient_count: Option<u32>,
-    /// `client_address=`
+    /// `client_address=` (`None` when empty or `unknown`)
     pub client_address: Option<IpAddr>,
     /// `client_name=` (`unknown` when the reverse/forward lookup failed)
     pub client_name: &'a [u8],
-    /// `client_port=` (Postfix 2.5+)
+    /// `client_port=` (Postfix 2.5+; `None` when empty or `unknown`)
     pub client_port: Option<u16>,
-    /// `reverse_client_name=`
+    /// `reverse_client_name=` (Postfix 2.5+)
     pub reverse_client_name: &'a [u8],
     /// `instance=`: identifies the message within the SMTP session
     pub instance: &'a [u8],
@@ -95,7 +347,7 @@ pub struct Request<'a> {
     pub encryption_protocol: &'a [u8],
     /// `encryption_cipher=`
     pub encryption_cipher: &'a [u8],
-    /// `encryption_keysize=`
+    /// `encryption_keysize=` (`0` without TLS)
     pub encryption_keysize: Option<u32>,
     /// `etrn_domain=`
     pub etrn_domain: &'a [u8],
@@ -103,9 +355,9 @@ pub struct Request<'a> {
     pub stress: &'a [u8],
     /// `policy_context=` (Postfix 3.1+)
     pub policy_context: &'a [u8],
-    /// `server_address=` (Postfix 3.2+)
+    /// `server_address=` (Postfix 3.2+; `None` when empty or `unknown`)
     pub server_address: Option<IpAddr>,
-    /// `server_port=` (Postfix 3.2+)
+    /// `server_port=` (Postfix 3.2+; `None` when empty or `unknown`)
     pub server_port: Option<u16>,
     /// `compatibility_level=` (Postfix 3.6+), e.g. `3.6`
     pub compatibility_level: &'a [u8],
@@ -117,34 +369,876 @@ pub struct Request<'a> {
     frame: &'a [u8],
 }
 
-/// Why a frame is not a valid request.
+/// Why a frame is not a valid request. Line numbers count from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ParseError {
-    /// Placeholder until filled in: replaced by precise variants.
-    Invalid(&'static str),
+    /// The last line of the frame does not end with LF.
+    UnterminatedLine {
+        /// The line without LF.
+        line: usize,
+    },
+    /// Bytes follow the empty line that ends the request.
+    TrailingData {
+        /// The first line after the empty line.
+        line: usize,
+    },
+    /// A line has no `=` between name and value.
+    MissingEquals {
+        /// The offending line.
+        line: usize,
+    },
+    /// A line starts with `=`: the attribute has no name.
+    EmptyName {
+        /// The offending line.
+        line: usize,
+    },
+    /// An attribute name has a byte other than ASCII letters, digits, `_`,
+    /// `-` and `.`.
+    InvalidName {
+        /// The offending line.
+        line: usize,
+    },
+    /// The frame has no `request=` attribute.
+    MissingRequest,
+    /// `request=` is not `smtpd_access_policy` (see
+    /// [`ParseOptions::allow_any_request_type`]).
+    UnsupportedRequest,
+    /// A known attribute was sent twice (see [`ParseOptions::allow_duplicates`]).
+    DuplicateAttribute(&'static str),
+    /// A known attribute's value does not have the expected form.
+    InvalidValue {
+        /// The attribute's name.
+        attribute: &'static str,
+        /// What its value should have been.
+        expected: &'static str,
+    },
 }
 
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Invalid(what) => write!(f, "invalid request: {what}"),
+            Self::UnterminatedLine { line } => {
+                write!(f, "line {line}: expected LF at the end of the line")
+            }
+            Self::TrailingData { line } => {
+                write!(f, "line {line}: expected nothing after the empty line")
+            }
+            Self::MissingEquals { line } => write!(f, "line {line}: expected `name=value`"),
+            Self::EmptyName { line } => {
+                write!(f, "line {line}: expected an attribute name before `=`")
+            }
+            Self::InvalidName { line } => write!(
+                f,
+                "line {line}: expected an attribute name of ASCII letters, digits, `_`, `-` or `.`"
+            ),
+            Self::MissingRequest => f.write_str("expected a `request=` attribute"),
+            Self::UnsupportedRequest => f.write_str("expected `request=smtpd_access_policy`"),
+            Self::DuplicateAttribute(name) => {
+                write!(f, "attribute `{name}` sent twice, expected once")
+            }
+            Self::InvalidValue {
+                attribute,
+                expected,
+            } => write!(f, "attribute `{attribute}`: expected {expected}"),
         }
     }
 }
 
 impl std::error::Error for ParseError {}
 
+// ---------------------------------------------------------------------------
+// Grammar rules, one function each.
+
+/// Whether `b` may appear in a name:
+/// `name = 1*( ALPHA / DIGIT / "_" / "-" / "." )`.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// `name = 1*( ALPHA / DIGIT / "_" / "-" / "." )`
+fn name(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_while1(is_name_byte)(input)
+}
+
+/// `value = *( %x00-09 / %x0B-FF )`, applied to a line whose LF (and the CR
+/// directly before it) are already removed, so it takes the rest.
+fn value(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    rest(input)
+}
+
+/// `line = *( %x00-09 / %x0B-FF ) LF`: one line, returned without its LF and
+/// without a CR directly before the LF (`[ CR ] LF` ends `attribute` and `end`).
+fn line(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    let (rest, line) = terminated(take_until("\n"), tag("\n"))(input)?;
+    Ok((rest, line.strip_suffix(b"\r").unwrap_or(line)))
+}
+
+/// `attribute = name "=" value [ CR ] LF`, applied to one [`line`].
+fn attribute(input: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
+    let (input, name) = terminated(name, tag("="))(input)?;
+    let (input, value) = value(input)?;
+    Ok((input, (name, value)))
+}
+
+/// Why `line` (without LF) failed [`attribute`]; only called on the error path.
+fn diagnose(line: &[u8], number: usize) -> ParseError {
+    match line.iter().position(|&b| b == b'=') {
+        Some(0) => ParseError::EmptyName { line: number },
+        Some(_) => ParseError::InvalidName { line: number },
+        None if line.iter().copied().all(is_name_byte) => {
+            ParseError::MissingEquals { line: number }
+        }
+        None => ParseError::InvalidName { line: number },
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typed values.
+
+const EXPECTED_U32: &str = "a decimal number from 0 to 4294967295";
+const EXPECTED_U64: &str = "a decimal number from 0 to 18446744073709551615";
+const EXPECTED_PORT: &str = "a port number from 0 to 65535, or `unknown`";
+const EXPECTED_IP: &str = "an IPv4 or IPv6 address without brackets, or `unknown`";
+
+/// Postfix's word for a client attribute it could not determine.
+const UNKNOWN: &[u8] = b"unknown";
+
+/// Unsigned decimal digits up to `max`; `None` if not that.
+fn decimal(value: &[u8], max: u64) -> Option<u64> {
+    // u64::MAX has 20 digits; longer inputs cannot fit (leading zeros aside,
+    // which nobody sends: refusing them bounds the loop).
+    if value.is_empty() || value.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    (n <= max).then_some(n)
+}
+
+fn number_u32(value: &[u8], attribute: &'static str) -> Result<Option<u32>, ParseError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    decimal(value, u64::from(u32::MAX))
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or(ParseError::InvalidValue {
+            attribute,
+            expected: EXPECTED_U32,
+        })
+}
+
+fn number_u64(value: &[u8], attribute: &'static str) -> Result<Option<u64>, ParseError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    decimal(value, u64::MAX)
+        .map(Some)
+        .ok_or(ParseError::InvalidValue {
+            attribute,
+            expected: EXPECTED_U64,
+        })
+}
+
+fn port(value: &[u8], attribute: &'static str) -> Result<Option<u16>, ParseError> {
+    if value.is_empty() || value == UNKNOWN {
+        return Ok(None);
+    }
+    decimal(value, u64::from(u16::MAX))
+        .and_then(|n| u16::try_from(n).ok())
+        .map(Some)
+        .ok_or(ParseError::InvalidValue {
+            attribute,
+            expected: EXPECTED_PORT,
+        })
+}
+
+fn ip_address(value: &[u8], attribute: &'static str) -> Result<Option<IpAddr>, ParseError> {
+    if value.is_empty() || value == UNKNOWN {
+        return Ok(None);
+    }
+    let invalid = ParseError::InvalidValue {
+        attribute,
+        expected: EXPECTED_IP,
+    };
+    // Drop an IPv6 zone (`fe80::1%eth0`): `IpAddr` cannot hold it. A `%` in
+    // anything that is not IPv6 text stays and fails the parse below.
+    let text = match value.iter().position(|&b| b == b'%') {
+        Some(percent) if value[..percent].contains(&b':') && percent + 1 < value.len() => {
+            &value[..percent]
+        }
+        _ => value,
+    };
+    // The longest IPv6 text form (with an embedded IPv4) is 45 bytes.
+    if text.len() > 45 {
+        return Err(invalid);
+    }
+    let text = std::str::from_utf8(text).map_err(|_| invalid)?;
+    text.parse::<IpAddr>().map(Some).map_err(|_| invalid)
+}
+
+fn non_empty(value: &[u8]) -> Option<&[u8]> {
+    (!value.is_empty()).then_some(value)
+}
+
+// ---------------------------------------------------------------------------
+// The request.
+
 impl<'a> Request<'a> {
-    /// Parse one complete frame. Allocates nothing.
+    /// Parse one complete frame with the strict defaults. Allocates nothing.
+    ///
+    /// ```
+    /// use policy_core::{ProtocolState, Request};
+    ///
+    /// let frame = b"request=smtpd_access_policy\nprotocol_state=RCPT\n\
+    ///               sender=joe@Example.ORG\nclient_address=192.0.2.7\n\n";
+    /// let request = Request::parse(frame).unwrap();
+    /// assert_eq!(request.protocol_state, Some(ProtocolState::Rcpt));
+    /// assert!(request.sender.domain_is(b"example.org"));
+    /// assert_eq!(request.client_address, Some([192, 0, 2, 7].into()));
+    /// ```
     pub fn parse(frame: &'a [u8]) -> Result<Self, ParseError> {
-        let _ = frame;
-        todo!("issue 2: nom request parser")
+        Self::parse_with(frame, ParseOptions::new())
     }
 
-    /// Attributes this version does not know, in the order they were sent.
-    pub fn unknown_attributes(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let _ = self.frame;
-        std::iter::empty()
+    /// Parse one complete frame with `options`. Allocates nothing.
+    pub fn parse_with(frame: &'a [u8], options: ParseOptions) -> Result<Self, ParseError> {
+        let mut request = Self {
+            frame,
+            ..Self::default()
+        };
+        let mut seen: u64 = 0;
+        let mut input = frame;
+        let mut number = 0;
+        while !input.is_empty() {
+            number += 1;
+            let Ok((rest, text)) = line(input) else {
+                return Err(ParseError::UnterminatedLine { line: number });
+            };
+            if text.is_empty() {
+                // `end`: the empty line closes the request.
+                if !rest.is_empty() {
+                    return Err(ParseError::TrailingData { line: number + 1 });
+                }
+                break;
+            }
+            let Ok((_, (name, value))) = attribute(text) else {
+                return Err(diagnose(text, number));
+            };
+            request.set(name, value, &mut seen, options)?;
+            input = rest;
+        }
+        if seen & 1 == 0 {
+            return Err(ParseError::MissingRequest);
+        }
+        let accepted = if options.allow_any_request_type {
+            !request.request.is_empty()
+        } else {
+            request.request == SMTPD_ACCESS_POLICY
+        };
+        if !accepted {
+            return Err(ParseError::UnsupportedRequest);
+        }
+        request.frame = frame;
+        Ok(request)
+    }
+
+    /// Store one attribute. `seen` has bit `i` set once the `i`-th known
+    /// attribute of [`KNOWN_ATTRIBUTES`] was stored.
+    fn set(
+        &mut self,
+        name: &[u8],
+        value: &'a [u8],
+        seen: &mut u64,
+        options: ParseOptions,
+    ) -> Result<(), ParseError> {
+        macro_rules! once {
+            ($bit:expr, $name:expr) => {{
+                let bit = 1u64 << $bit;
+                if *seen & bit != 0 && !options.allow_duplicates {
+                    return Err(ParseError::DuplicateAttribute($name));
+                }
+                *seen |= bit;
+            }};
+        }
+        // A match on the slice compiles to a dispatch on length, then one
+        // comparison per candidate of that length: no chain of string compares.
+        match name {
+            b"request" => {
+                once!(0, "request");
+                self.request = value;
+            }
+            b"protocol_state" => {
+                once!(1, "protocol_state");
+                self.protocol_state = non_empty(value).map(ProtocolState::from_bytes);
+            }
+            b"protocol_name" => {
+                once!(2, "protocol_name");
+                self.protocol_name = value;
+            }
+            b"helo_name" => {
+                once!(3, "helo_name");
+                self.helo_name = value;
+            }
+            b"queue_id" => {
+                once!(4, "queue_id");
+                self.queue_id = value;
+            }
+            b"sender" => {
+                once!(5, "sender");
+                self.sender = Address::new(value);
+            }
+            b"recipient" => {
+                once!(6, "recipient");
+                self.recipient = Address::new(value);
+            }
+            b"recipient_count" => {
+                once!(7, "recipient_count");
+                self.recipient_count = number_u32(value, "recipient_count")?;
+            }
+            b"client_address" => {
+                once!(8, "client_address");
+                self.client_address = ip_address(value, "client_address")?;
+            }
+            b"client_name" => {
+                once!(9, "client_name");
+                self.client_name = value;
+            }
+            b"client_port" => {
+                once!(10, "client_port");
+                self.client_port = port(value, "client_port")?;
+            }
+            b"reverse_client_name" => {
+                once!(11, "reverse_client_name");
+                self.reverse_client_name = value;
+            }
+            b"instance" => {
+                once!(12, "instance");
+                self.instance = value;
+            }
+            b"sasl_method" => {
+                once!(13, "sasl_method");
+                self.sasl_method = value;
+            }
+            b"sasl_username" => {
+                once!(14, "sasl_username");
+                self.sasl_username = value;
+            }
+            b"sasl_sender" => {
+                once!(15, "sasl_sender");
+                self.sasl_sender = value;
+            }
+            b"size" => {
+                once!(16, "size");
+                self.size = number_u64(value, "size")?;
+            }
+            b"ccert_subject" => {
+                once!(17, "ccert_subject");
+                self.ccert_subject = value;
+            }
+            b"ccert_issuer" => {
+                once!(18, "ccert_issuer");
+                self.ccert_issuer = value;
+            }
+            b"ccert_fingerprint" => {
+                once!(19, "ccert_fingerprint");
+                self.ccert_fingerprint = value;
+            }
+            b"ccert_pubkey_fingerprint" => {
+                once!(20, "ccert_pubkey_fingerprint");
+                self.ccert_pubkey_fingerprint = value;
+            }
+            b"encryption_protocol" => {
+                once!(21, "encryption_protocol");
+                self.encryption_protocol = value;
+            }
+            b"encryption_cipher" => {
+                once!(22, "encryption_cipher");
+                self.encryption_cipher = value;
+            }
+            b"encryption_keysize" => {
+                once!(23, "encryption_keysize");
+                self.encryption_keysize = number_u32(value, "encryption_keysize")?;
+            }
+            b"etrn_domain" => {
+                once!(24, "etrn_domain");
+                self.etrn_domain = value;
+            }
+            b"stress" => {
+                once!(25, "stress");
+                self.stress = value;
+            }
+            b"policy_context" => {
+                once!(26, "policy_context");
+                self.policy_context = value;
+            }
+            b"server_address" => {
+                once!(27, "server_address");
+                self.server_address = ip_address(value, "server_address")?;
+            }
+            b"server_port" => {
+                once!(28, "server_port");
+                self.server_port = port(value, "server_port")?;
+            }
+            b"compatibility_level" => {
+                once!(29, "compatibility_level");
+                self.compatibility_level = value;
+            }
+            b"mail_version" => {
+                once!(30, "mail_version");
+                self.mail_version = value;
+            }
+            b"tls_sni" => {
+                once!(31, "tls_sni");
+                self.tls_sni = value;
+            }
+            // Unknown attributes stay in the frame; `unknown_attributes`
+            // finds them again when asked.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The frame this request was parsed from (empty for `Request::default()`).
+    pub fn frame(&self) -> &'a [u8] {
+        self.frame
+    }
+
+    /// Every attribute of the frame, known or not, in the order sent, as
+    /// `(name, value)` with the value's trailing CR removed. Re-scans the
+    /// frame; allocates nothing.
+    pub fn attributes(&self) -> Attributes<'a> {
+        Attributes { rest: self.frame }
+    }
+
+    /// Attributes this version does not know (not in [`KNOWN_ATTRIBUTES`]), in
+    /// the order they were sent, repeats included. Re-scans the frame lazily;
+    /// allocates nothing.
+    pub fn unknown_attributes(&self) -> UnknownAttributes<'a> {
+        UnknownAttributes {
+            inner: self.attributes(),
+        }
+    }
+
+    /// The raw value of the attribute `name` (known or unknown), as sent; the
+    /// last occurrence if it was sent more than once. `None` if it was not
+    /// sent. Re-scans the frame; allocates nothing.
+    ///
+    /// For known attributes this is the text before typing: `get(b"size")`
+    /// gives `Some(b"1024")` where [`Request::size`] gives `Some(1024)`.
+    pub fn get(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.attributes()
+            .filter(|&(n, _)| n == name)
+            .last()
+            .map(|(_, v)| v)
+    }
+}
+
+/// Iterator over every `(name, value)` of a request, from [`Request::attributes`].
+#[derive(Debug, Clone)]
+pub struct Attributes<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Attributes<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let Ok((rest, text)) = line(self.rest) else {
+                // Unreachable for a parsed frame: it ends with LF.
+                self.rest = &[];
+                return None;
+            };
+            self.rest = rest;
+            if text.is_empty() {
+                self.rest = &[];
+                return None;
+            }
+            // A parsed frame has only well-formed lines; skip anything else
+            // so the iterator stays total on any frame.
+            if let Ok((_, pair)) = attribute(text) {
+                return Some(pair);
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Attributes<'_> {}
+
+/// Iterator over unknown `(name, value)` pairs, from [`Request::unknown_attributes`].
+#[derive(Debug, Clone)]
+pub struct UnknownAttributes<'a> {
+    inner: Attributes<'a>,
+}
+
+impl<'a> Iterator for UnknownAttributes<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner
+            .by_ref()
+            .find(|(name, _)| !is_known_attribute(name))
+    }
+}
+
+impl std::iter::FusedIterator for UnknownAttributes<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const REQ: &str = "request=smtpd_access_policy\n";
+
+    fn frame(body: &str) -> Vec<u8> {
+        format!("{REQ}{body}").into_bytes()
+    }
+
+    #[test]
+    fn grammar_errors_table() {
+        let rows: &[(&[u8], ParseError)] = &[
+            (b"", ParseError::MissingRequest),
+            (b"\n", ParseError::MissingRequest),
+            (b"sender=a@b\n\n", ParseError::MissingRequest),
+            (
+                b"request=smtpd_access_policy",
+                ParseError::UnterminatedLine { line: 1 },
+            ),
+            (
+                b"request=smtpd_access_policy\nsender=x",
+                ParseError::UnterminatedLine { line: 2 },
+            ),
+            (
+                b"request=smtpd_access_policy\n\nsender=x\n",
+                ParseError::TrailingData { line: 3 },
+            ),
+            (
+                b"request=smtpd_access_policy\n\n\n",
+                ParseError::TrailingData { line: 3 },
+            ),
+            (b"request\n", ParseError::MissingEquals { line: 1 }),
+            (
+                b"request=smtpd_access_policy\nsender\n",
+                ParseError::MissingEquals { line: 2 },
+            ),
+            (b"=x\n", ParseError::EmptyName { line: 1 }),
+            (b"send er=x\n", ParseError::InvalidName { line: 1 }),
+            (b"s\xc3\xa9nder=x\n", ParseError::InvalidName { line: 1 }),
+            (b"name with space\n", ParseError::InvalidName { line: 1 }),
+            (b"a\rb=c\n", ParseError::InvalidName { line: 1 }),
+            (b"request=other\n", ParseError::UnsupportedRequest),
+            (b"request=\n", ParseError::UnsupportedRequest),
+            (
+                b"request=smtpd_access_policy\nrequest=smtpd_access_policy\n",
+                ParseError::DuplicateAttribute("request"),
+            ),
+        ];
+        for (input, expected) in rows {
+            assert_eq!(
+                Request::parse(input),
+                Err(*expected),
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_values_table() {
+        let rows: &[(&str, &str, &str)] = &[
+            ("recipient_count=x", "recipient_count", EXPECTED_U32),
+            ("recipient_count=-1", "recipient_count", EXPECTED_U32),
+            (
+                "recipient_count=4294967296",
+                "recipient_count",
+                EXPECTED_U32,
+            ),
+            ("recipient_count= 1", "recipient_count", EXPECTED_U32),
+            ("size=1.5", "size", EXPECTED_U64),
+            ("size=18446744073709551616", "size", EXPECTED_U64),
+            ("size=+1", "size", EXPECTED_U64),
+            ("encryption_keysize=abc", "encryption_keysize", EXPECTED_U32),
+            ("client_port=65536", "client_port", EXPECTED_PORT),
+            ("client_port=-", "client_port", EXPECTED_PORT),
+            ("server_port=http", "server_port", EXPECTED_PORT),
+            ("client_address=999.1.1.1", "client_address", EXPECTED_IP),
+            ("client_address=[192.0.2.1]", "client_address", EXPECTED_IP),
+            (
+                "client_address=IPv6:2001:db8::1",
+                "client_address",
+                EXPECTED_IP,
+            ),
+            ("client_address=2001:db8::1%", "client_address", EXPECTED_IP),
+            (
+                "client_address=192.0.2.1%eth0",
+                "client_address",
+                EXPECTED_IP,
+            ),
+            ("client_address=localhost", "client_address", EXPECTED_IP),
+            ("server_address=1.2.3", "server_address", EXPECTED_IP),
+        ];
+        for (line, attribute, expected) in rows {
+            let input = frame(&format!("{line}\n"));
+            assert_eq!(
+                Request::parse(&input),
+                Err(ParseError::InvalidValue {
+                    attribute,
+                    expected
+                }),
+                "line {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn typed_values_table() {
+        type Check = fn(&Request<'_>) -> bool;
+        let rows: &[(&str, Check)] = &[
+            ("client_address=192.0.2.1", |r| {
+                r.client_address == Some(Ipv4Addr::new(192, 0, 2, 1).into())
+            }),
+            ("client_address=2001:db8::1", |r| {
+                r.client_address == Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into())
+            }),
+            ("client_address=fe80::1%eth0", |r| {
+                r.client_address == Some(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).into())
+            }),
+            ("client_address=unknown", |r| r.client_address.is_none()),
+            ("client_address=", |r| r.client_address.is_none()),
+            ("client_port=unknown", |r| r.client_port.is_none()),
+            ("client_port=0", |r| r.client_port == Some(0)),
+            ("client_port=65535", |r| r.client_port == Some(65535)),
+            ("server_port=25", |r| r.server_port == Some(25)),
+            ("server_address=::1", |r| {
+                r.server_address == Some(Ipv6Addr::LOCALHOST.into())
+            }),
+            ("size=", |r| r.size.is_none()),
+            ("size=0", |r| r.size == Some(0)),
+            ("size=18446744073709551615", |r| r.size == Some(u64::MAX)),
+            ("recipient_count=4294967295", |r| {
+                r.recipient_count == Some(u32::MAX)
+            }),
+            ("encryption_keysize=256", |r| {
+                r.encryption_keysize == Some(256)
+            }),
+            ("protocol_state=RCPT", |r| {
+                r.protocol_state == Some(ProtocolState::Rcpt)
+            }),
+            ("protocol_state=END-OF-MESSAGE", |r| {
+                r.protocol_state == Some(ProtocolState::EndOfMessage)
+            }),
+            ("protocol_state=rcpt", |r| {
+                r.protocol_state == Some(ProtocolState::Other(b"rcpt"))
+            }),
+            ("protocol_state=", |r| r.protocol_state.is_none()),
+            ("sender=", |r| r.sender.is_null() && !r.sender.has_domain()),
+            ("helo_name=h\u{e9}lo", |r| {
+                r.helo_name == "h\u{e9}lo".as_bytes()
+            }),
+            ("stress=yes\r", |r| r.stress == b"yes"),
+            ("instance=a\rb", |r| r.instance == b"a\rb"),
+            ("tls_sni=mx.example.net", |r| r.tls_sni == b"mx.example.net"),
+        ];
+        for (line, check) in rows {
+            let input = frame(&format!("{line}\n\n"));
+            let request = Request::parse(&input).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert!(check(&request), "line {line:?}: {request:?}");
+        }
+    }
+
+    #[test]
+    fn address_split_table() {
+        let rows: &[(&[u8], &[u8], &[u8])] = &[
+            (b"", b"", b""),
+            (b"joe@example.com", b"joe", b"example.com"),
+            (b"\"a@b\"@example.com", b"\"a@b\"", b"example.com"),
+            (b"postmaster", b"postmaster", b""),
+            (b"joe@", b"joe", b""),
+            (b"@example.com", b"", b"example.com"),
+        ];
+        for (raw, local, domain) in rows {
+            let a = Address::new(raw);
+            assert_eq!((a.raw, a.local, a.domain), (*raw, *local, *domain));
+        }
+    }
+
+    #[test]
+    fn domain_comparisons_table() {
+        let rows: &[(&[u8], &[u8], bool, bool)] = &[
+            (b"joe@Example.COM", b"example.com", true, true),
+            (b"joe@mail.example.com", b"example.com", false, true),
+            (b"joe@MAIL.EXAMPLE.COM", b"Example.Com", false, true),
+            (b"joe@badexample.com", b"example.com", false, false),
+            (b"joe@example.com", b"", false, false),
+            (b"joe", b"", true, false),
+            (b"joe@com", b"example.com", false, false),
+        ];
+        for (raw, domain, is, within) in rows {
+            let a = Address::new(raw);
+            assert_eq!(a.domain_is(domain), *is, "{raw:?} is {domain:?}");
+            assert_eq!(
+                a.domain_is_within(domain),
+                *within,
+                "{raw:?} within {domain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn end_line_optional_and_crlf() {
+        let with = Request::parse(b"request=smtpd_access_policy\nsender=a@b\n\n").unwrap();
+        let without = Request::parse(b"request=smtpd_access_policy\nsender=a@b\n").unwrap();
+        let crlf = Request::parse(b"request=smtpd_access_policy\r\nsender=a@b\r\n\r\n").unwrap();
+        assert_eq!(with.sender, without.sender);
+        assert_eq!(with.sender, crlf.sender);
+        assert_eq!(crlf.request, SMTPD_ACCESS_POLICY);
+    }
+
+    #[test]
+    fn duplicates_and_request_type_options() {
+        let dup = b"request=smtpd_access_policy\nsize=1\nsize=2\n";
+        assert_eq!(
+            Request::parse(dup),
+            Err(ParseError::DuplicateAttribute("size"))
+        );
+        let relaxed = ParseOptions::new().allow_duplicates(true);
+        let r = Request::parse_with(dup, relaxed).unwrap();
+        assert_eq!(r.size, Some(2));
+        assert_eq!(r.get(b"size"), Some(&b"2"[..]));
+
+        let other = b"request=junk_policy\n";
+        let relaxed = ParseOptions::new().allow_any_request_type(true);
+        assert_eq!(
+            Request::parse_with(other, relaxed).unwrap().request,
+            b"junk_policy"
+        );
+        assert_eq!(
+            Request::parse_with(b"request=\n", relaxed),
+            Err(ParseError::UnsupportedRequest)
+        );
+    }
+
+    #[test]
+    fn every_known_attribute_is_dispatched_and_checked_once() {
+        for name in KNOWN_ATTRIBUTES {
+            assert!(is_known_attribute(name.as_bytes()), "{name}");
+            let once = frame(&format!("{name}=\n"));
+            let once = if name == "request" {
+                b"request=smtpd_access_policy\n".to_vec()
+            } else {
+                once
+            };
+            let r = Request::parse(&once).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.unknown_attributes().count(), 0, "{name}");
+            let twice = [once.as_slice(), format!("{name}=\n").as_bytes()].concat();
+            assert_eq!(
+                Request::parse(&twice),
+                Err(ParseError::DuplicateAttribute(name)),
+                "{name}"
+            );
+        }
+        let mut sorted = KNOWN_ATTRIBUTES;
+        sorted.sort_unstable();
+        assert!(sorted.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn unknown_attributes_in_order_with_repeats() {
+        let input = [
+            frame("x_one=1\nsender=a@b\nx-two=\nx_one=3\n").as_slice(),
+            b"foo.bar=\xff\n\n",
+        ]
+        .concat();
+        let r = Request::parse(&input).unwrap();
+        let unknown: Vec<_> = r.unknown_attributes().collect();
+        assert_eq!(
+            unknown,
+            vec![
+                (&b"x_one"[..], &b"1"[..]),
+                (b"x-two", b""),
+                (b"x_one", b"3"),
+                (b"foo.bar", b"\xff"),
+            ]
+        );
+        assert_eq!(r.get(b"x_one"), Some(&b"3"[..]));
+        assert_eq!(r.get(b"sender"), Some(&b"a@b"[..]));
+        assert_eq!(r.get(b"absent"), None);
+        assert_eq!(r.attributes().count(), 6);
+        assert_eq!(Request::default().unknown_attributes().count(), 0);
+    }
+
+    #[test]
+    fn protocol_state_round_trips() {
+        for name in [
+            "CONNECT",
+            "EHLO",
+            "HELO",
+            "MAIL",
+            "RCPT",
+            "DATA",
+            "END-OF-MESSAGE",
+            "VRFY",
+            "ETRN",
+            "BDAT",
+        ] {
+            let state = ProtocolState::from_bytes(name.as_bytes());
+            assert_eq!(state.as_bytes(), name.as_bytes());
+            assert_eq!(matches!(state, ProtocolState::Other(_)), name == "BDAT");
+        }
+    }
+
+    #[test]
+    fn display_names_what_was_expected() {
+        let rows: &[(ParseError, &str)] = &[
+            (
+                ParseError::UnterminatedLine { line: 3 },
+                "line 3: expected LF at the end of the line",
+            ),
+            (
+                ParseError::TrailingData { line: 4 },
+                "line 4: expected nothing after the empty line",
+            ),
+            (
+                ParseError::MissingEquals { line: 1 },
+                "line 1: expected `name=value`",
+            ),
+            (
+                ParseError::EmptyName { line: 2 },
+                "line 2: expected an attribute name before `=`",
+            ),
+            (
+                ParseError::MissingRequest,
+                "expected a `request=` attribute",
+            ),
+            (
+                ParseError::UnsupportedRequest,
+                "expected `request=smtpd_access_policy`",
+            ),
+            (
+                ParseError::DuplicateAttribute("size"),
+                "attribute `size` sent twice, expected once",
+            ),
+            (
+                ParseError::InvalidValue {
+                    attribute: "size",
+                    expected: EXPECTED_U64,
+                },
+                "attribute `size`: expected a decimal number from 0 to 18446744073709551615",
+            ),
+        ];
+        for (error, text) in rows {
+            assert_eq!(error.to_string(), *text);
+        }
     }
 }

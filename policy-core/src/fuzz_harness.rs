@@ -1,0 +1,157 @@
+//! Harness functions for the fuzz targets in `fuzz/` (and for unit tests, which
+//! keep them compiling and exercised on stable).
+//!
+//! Each function takes arbitrary bytes, runs one entry point of the crate on
+//! them, and panics if an invariant does not hold. A fuzz target is one line
+//! calling one of these; a crash found by the fuzzer is a broken invariant.
+//! Not part of the stable API.
+
+use crate::action::Action;
+use crate::request::Request;
+
+/// Whether `part` lies inside `whole` (by address), or is empty.
+fn is_subslice(whole: &[u8], part: &[u8]) -> bool {
+    if part.is_empty() {
+        return true;
+    }
+    let start = whole.as_ptr() as usize;
+    let end = start + whole.len();
+    let part_start = part.as_ptr() as usize;
+    part_start >= start && part_start + part.len() <= end
+}
+
+/// Parse `data` as a request. On success check that: every borrowed field is a
+/// subslice of `data`; the address parts are the split of `raw` at its last
+/// `@`; `attributes()` and `unknown_attributes()` terminate (bounded by the
+/// number of lines) and yield subslices of `data` with valid names; `get`
+/// agrees with the typed fields' raw text. Never panics unless an invariant
+/// is broken.
+pub fn parse_request(data: &[u8]) {
+    let Ok(request) = Request::parse(data) else {
+        return;
+    };
+    let text_fields: [&[u8]; 22] = [
+        request.request,
+        request.protocol_name,
+        request.helo_name,
+        request.queue_id,
+        request.client_name,
+        request.reverse_client_name,
+        request.instance,
+        request.sasl_method,
+        request.sasl_username,
+        request.sasl_sender,
+        request.ccert_subject,
+        request.ccert_issuer,
+        request.ccert_fingerprint,
+        request.ccert_pubkey_fingerprint,
+        request.encryption_protocol,
+        request.encryption_cipher,
+        request.etrn_domain,
+        request.stress,
+        request.policy_context,
+        request.compatibility_level,
+        request.mail_version,
+        request.tls_sni,
+    ];
+    assert_eq!(request.frame(), data);
+    for field in text_fields {
+        assert!(is_subslice(data, field), "field outside the frame");
+        assert!(!field.contains(&b'\n'), "LF inside a value");
+    }
+    for address in [request.sender, request.recipient] {
+        assert!(is_subslice(data, address.raw));
+        assert!(is_subslice(address.raw, address.local));
+        assert!(is_subslice(address.raw, address.domain));
+        assert!(!address.domain.contains(&b'@'), "domain holds an `@`");
+        if address.raw.contains(&b'@') {
+            assert_eq!(
+                address.local.len() + 1 + address.domain.len(),
+                address.raw.len()
+            );
+        } else {
+            assert_eq!(address.local, address.raw);
+        }
+    }
+    if let Some(crate::request::ProtocolState::Other(state)) = request.protocol_state {
+        assert!(is_subslice(data, state));
+    }
+    let lines = data.iter().filter(|&&b| b == b'\n').count();
+    let mut count = 0;
+    for (name, value) in request.attributes() {
+        count += 1;
+        assert!(count <= lines, "attributes() does not terminate");
+        assert!(is_subslice(data, name) && is_subslice(data, value));
+        assert!(!name.is_empty());
+    }
+    let mut unknown = 0;
+    for (name, value) in request.unknown_attributes() {
+        unknown += 1;
+        assert!(unknown <= count, "unknown_attributes() does not terminate");
+        assert!(!crate::request::is_known_attribute(name));
+        assert!(is_subslice(data, name) && is_subslice(data, value));
+    }
+    assert_eq!(request.get(b"request"), Some(request.request));
+    assert_eq!(
+        request.get(b"sender").unwrap_or_default(),
+        request.sender.raw
+    );
+}
+
+/// If `data` is UTF-8 and parses as an [`Action`], check that its wire form
+/// is one line of UTF-8 without CR or LF, re-parses to an equal action, passes
+/// [`Action::validate`], and equals its `Display` form.
+pub fn parse_action(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(action) = Action::parse(text) else {
+        return;
+    };
+    let mut wire = Vec::with_capacity(64);
+    action.write_wire(&mut wire);
+    assert!(
+        !wire.contains(&b'\r') && !wire.contains(&b'\n'),
+        "line break in wire form"
+    );
+    let wire = std::str::from_utf8(&wire).expect("wire form is UTF-8");
+    assert_eq!(wire, action.to_string());
+    assert_eq!(
+        Action::parse(wire).as_ref(),
+        Ok(&action),
+        "wire form does not re-parse"
+    );
+    assert_eq!(action.validate(), Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harness_accepts_valid_and_junk_inputs() {
+        let inputs: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"request=smtpd_access_policy\nsender=a@b@c\nx=y\n\n",
+            b"request=smtpd_access_policy\r\nprotocol_state=WEIRD\r\n",
+            b"\xff\xfe=\n",
+            b"REJECT 5.7.1 no",
+            b"450 4.7.1 later",
+            b"PREPEND X-A: b",
+            b"\xff",
+        ];
+        for input in inputs {
+            parse_request(input);
+            parse_action(input);
+        }
+    }
+
+    #[test]
+    fn subslice_detects_foreign_slices() {
+        let whole = b"abcdef".to_vec();
+        let other = b"abc".to_vec();
+        assert!(is_subslice(&whole, &whole[1..3]));
+        assert!(!is_subslice(&whole, &other));
+    }
+}
