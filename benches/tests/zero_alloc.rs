@@ -105,7 +105,7 @@ const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
 const WARM_UP_REQUESTS: usize = 8;
 /// Measured requests per case: enough that any per-request or periodic
 /// allocation (a buffer that grows every few requests) shows up.
-const MEASURED_REQUESTS: usize = 10_000;
+const MEASURED_REQUESTS: usize = 2_000;
 
 /// One warmed connection's state, as the daemon keeps it.
 struct Conn {
