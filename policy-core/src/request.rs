@@ -75,7 +75,6 @@ pub const KNOWN_ATTRIBUTES: [&str; 32] = [
     "recipient_count",
     "client_address",
     "client_name",
-    "client_port",
     "reverse_client_name",
     "instance",
     "sasl_method",
@@ -85,12 +84,13 @@ pub const KNOWN_ATTRIBUTES: [&str; 32] = [
     "ccert_subject",
     "ccert_issuer",
     "ccert_fingerprint",
-    "ccert_pubkey_fingerprint",
     "encryption_protocol",
     "encryption_cipher",
     "encryption_keysize",
     "etrn_domain",
     "stress",
+    "ccert_pubkey_fingerprint",
+    "client_port",
     "policy_context",
     "server_address",
     "server_port",
@@ -321,9 +321,9 @@ pub struct Request<'a> {
     pub client_address: Option<IpAddr>,
     /// `client_name=` (`unknown` when the reverse/forward lookup failed)
     pub client_name: &'a [u8],
-    /// `client_port=` (Postfix 2.5+; `None` when empty or `unknown`)
+    /// `client_port=` (Postfix 3.0+; `None` when empty or `unknown`)
     pub client_port: Option<u16>,
-    /// `reverse_client_name=` (Postfix 2.5+)
+    /// `reverse_client_name=`
     pub reverse_client_name: &'a [u8],
     /// `instance=`: identifies the message within the SMTP session
     pub instance: &'a [u8],
@@ -359,9 +359,9 @@ pub struct Request<'a> {
     pub server_address: Option<IpAddr>,
     /// `server_port=` (Postfix 3.2+; `None` when empty or `unknown`)
     pub server_port: Option<u16>,
-    /// `compatibility_level=` (Postfix 3.6+), e.g. `3.6`
+    /// `compatibility_level=` (Postfix 3.8+), e.g. `3.6`
     pub compatibility_level: &'a [u8],
-    /// `mail_version=` (Postfix 3.6+), e.g. `3.7.11`
+    /// `mail_version=` (Postfix 3.8+), e.g. `3.8.0`
     pub mail_version: &'a [u8],
     /// `tls_sni=` (Postfix 3.12+)
     pub tls_sni: &'a [u8],
@@ -650,8 +650,8 @@ impl<'a> Request<'a> {
         Ok(request)
     }
 
-    /// Store one attribute. `seen` has bit `i` set once the `i`-th known
-    /// attribute of [`KNOWN_ATTRIBUTES`] was stored.
+    /// Store one attribute. `seen` has one bit per known attribute, set once
+    /// it was stored (to refuse duplicates).
     fn set(
         &mut self,
         name: &[u8],
