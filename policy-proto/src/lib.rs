@@ -6,5 +6,8 @@
 pub mod encode;
 pub mod frame;
 
-pub use encode::encode;
-pub use frame::{FrameError, Framer, Limits};
+pub use encode::{
+    decode_reply, encode, encode_request, encode_text_action, reply_len, sanitize, EncodeError,
+    ReplyError,
+};
+pub use frame::{FrameError, Framer, Limits, READ_CHUNK_BYTES};
