@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the fuzz corpora, fuzz/corpus/<target>/, from the seeds committed in
+# fuzz/seeds/ and the golden request vectors of policy-core
+# (policy-core/tests/vectors/*/*.req, valid and malformed alike: a malformed
+# request is a good starting point for the framer and the parser).
+# The corpora are generated, not committed (.gitignore); running this again
+# adds the seeds back without removing what the fuzzer found.
+set -euo pipefail
+shopt -s nullglob
+
+fuzz_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$fuzz_dir")
+corpus="$fuzz_dir/corpus"
+
+request_targets=(framer parser stream_chunks)
+for target in "${request_targets[@]}"; do
+    mkdir -p "$corpus/$target"
+    cp "$fuzz_dir"/seeds/requests/* "$corpus/$target/"
+    for vector in "$root"/policy-core/tests/vectors/*/*.req; do
+        kind=$(basename "$(dirname "$vector")")
+        cp "$vector" "$corpus/$target/vector-$kind-$(basename "$vector")"
+    done
+done
+mkdir -p "$corpus/action"
+cp "$fuzz_dir"/seeds/actions/* "$corpus/action/"
+
+for target in "${request_targets[@]}" action; do
+    echo "seed corpus $target: $(find "$corpus/$target" -type f | wc -l) files"
+done
