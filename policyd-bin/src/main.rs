@@ -1,6 +1,101 @@
-//! policyd, the daemon.
+//! `policyd`, a Postfix SMTP access policy daemon.
+//!
+//! Postfix's smtpd asks a policy server about each SMTP command (usually each
+//! `RCPT TO`) over the policy delegation protocol; `policyd` answers with one
+//! access(5) action. Run `policyd --help` for the options, the Postfix
+//! configuration and the log format.
+//!
+//! The binary is plain threads and `std::net`, no async runtime: Postfix keeps
+//! a few hundred persistent connections at most, one request in flight on each,
+//! so a thread per connection (with a small stack) is simple and fast.
+//!
+//! Modules:
+//!
+//! - [`cli`]: the command line, `--help`, exit codes;
+//! - [`listen`]: TCP and UNIX listeners, bind errors;
+//! - [`server`]: accept threads, the connection cap, orderly stop;
+//! - [`conn`]: one connection: framing, deciding, replying, timeouts;
+//! - [`signals`]: SIGTERM, SIGINT, SIGHUP;
+//! - [`log`]: the buffered stderr logger and its escaping.
+//!
+//! Nothing a client sends can panic the daemon: every fault of the input is an
+//! error value that closes that connection with a warning. Should a bug panic
+//! a connection thread anyway, the panic is logged, only that connection is
+//! lost, and its place under the connection cap is given back.
+
+mod cli;
+mod conn;
+mod listen;
+mod log;
+mod server;
+mod signals;
+
+use std::io::Write as _;
 use std::process::ExitCode;
 
+use crate::cli::{Command, EX_OSERR, EX_USAGE};
+use crate::log::Level;
+
 fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let config = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => return print(&cli::help()),
+        Ok(Command::Version) => return print(&cli::version()),
+        Err(e) => {
+            eprintln!("policyd: error: {e} (see policyd --help)");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    // Before anything can go wrong at run time.
+    install_panic_hook();
+    // Before binding: a SIGTERM during start-up is then handled, not fatal.
+    let mut signals = match signals::Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("policyd: error: cannot install signal handlers: {e}");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    if let Err(e) = log::init(config.log_level) {
+        eprintln!("policyd: error: cannot start the log thread: {e}");
+        return ExitCode::from(EX_OSERR);
+    }
+    let code = server::run(*config, &mut signals);
+    log::flush();
+    ExitCode::from(code)
+}
+
+/// Print `text` to stdout; exit 0, or 74 (`EX_IOERR`) if stdout is broken.
+fn print(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(74),
+    }
+}
+
+/// Log panics through the logger (after everything pending, at error level),
+/// so they land in order in the same log. The default hook would print an
+/// unprefixed, possibly multi-line message past the buffered lines.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let mut buf = Vec::new();
+        let mut line = log::Line::start(&mut buf, Level::Error);
+        line.text("internal error (a bug, please report it)")
+            .field("thread", thread.name().unwrap_or("unnamed").as_bytes())
+            .field("panic", message.as_bytes())
+            .field("at", location.as_bytes());
+        line.finish();
+    }));
 }

@@ -1,0 +1,663 @@
+//! Integration tests of the `policyd` binary: start the real daemon on an
+//! ephemeral loopback port and talk to it over sockets, as Postfix would.
+//! Every read has a timeout and every wait a deadline (`common::TIMEOUT`).
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{connect, rcpt_request, read_reply, read_until_closed, request, run, Daemon, TIMEOUT};
+
+const DUNNO: &[u8] = b"action=DUNNO\n\n";
+
+/// Assert that `conn` still gets correct answers.
+fn assert_serves(conn: &mut TcpStream, n: u32) {
+    assert_eq!(
+        request(conn, &rcpt_request(n)),
+        DUNNO,
+        "a well-behaved connection stopped getting answers"
+    );
+}
+
+mod command_line {
+    use super::*;
+
+    fn stderr_lines(out: &std::process::Output) -> Vec<String> {
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn help_exits_0_and_documents_every_option() {
+        for flag in ["--help", "-h"] {
+            let out = run(&[flag]);
+            assert_eq!(out.status.code(), Some(0));
+            let text = String::from_utf8(out.stdout).unwrap();
+            for option in [
+                "--listen",
+                "--action",
+                "--max-connections",
+                "--idle-timeout",
+                "--request-timeout",
+                "--max-request-bytes",
+                "--max-line-bytes",
+                "--max-attributes",
+                "--log-level",
+                "--version",
+                "check_policy_service",
+                "default_action=DUNNO",
+            ] {
+                assert!(text.contains(option), "--help does not mention {option}");
+            }
+            assert!(out.stderr.is_empty());
+        }
+    }
+
+    #[test]
+    fn version_exits_0() {
+        for flag in ["--version", "-V"] {
+            let out = run(&[flag]);
+            assert_eq!(out.status.code(), Some(0));
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                format!("policyd {}\n", env!("CARGO_PKG_VERSION"))
+            );
+        }
+    }
+
+    #[test]
+    fn bad_flags_exit_64_with_one_line() {
+        for args in [
+            &["--bogus"][..],
+            &["--listen"],
+            &["--max-connections", "0"],
+            &["--idle-timeout", "soon"],
+            &["--log-level", "loud"],
+            &["stray"],
+        ] {
+            let out = run(args);
+            assert_eq!(out.status.code(), Some(64), "{args:?}");
+            let lines = stderr_lines(&out);
+            assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+            assert!(lines[0].starts_with("policyd: error: "), "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn bad_action_exits_64_with_one_line() {
+        for action in ["FROBNICATE", "REJECT\nX", "600 too high", ""] {
+            let out = run(&["--listen", "127.0.0.1:0", "--action", action]);
+            assert_eq!(out.status.code(), Some(64), "{action:?}");
+            let lines = stderr_lines(&out);
+            assert_eq!(lines.len(), 1, "{action:?}: {lines:?}");
+            assert!(
+                lines[0].starts_with("policyd: error: bad value") && lines[0].contains("--action"),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn port_in_use_exits_71_with_one_line() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let out = run(&["--listen", &addr]);
+        assert_eq!(out.status.code(), Some(71));
+        assert_eq!(
+            stderr_lines(&out),
+            [format!(
+                "policyd: error: cannot listen on {addr}: address already in use"
+            )]
+        );
+    }
+
+    #[test]
+    fn bad_addresses_exit_71_with_one_line() {
+        for addr in [
+            "nonsense",
+            "127.0.0.1",
+            "::1:10031",
+            "127.0.0.1:99999",
+            "192.0.2.1:0",
+        ] {
+            let out = run(&["--listen", addr]);
+            assert_eq!(out.status.code(), Some(71), "{addr}");
+            let lines = stderr_lines(&out);
+            assert_eq!(lines.len(), 1, "{addr}: {lines:?}");
+            assert!(
+                lines[0].starts_with(&format!("policyd: error: cannot listen on {addr}: ")),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn second_listener_failing_exits_71() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let out = run(&["--listen", "127.0.0.1:0", "--listen", &addr]);
+        assert_eq!(out.status.code(), Some(71));
+        assert_eq!(stderr_lines(&out).len(), 1);
+    }
+}
+
+mod serving {
+    use super::*;
+
+    #[test]
+    fn thousand_requests_on_one_connection() {
+        let daemon = Daemon::start(&[]);
+        let mut conn = daemon.connect();
+        for n in 0..1000 {
+            assert_eq!(request(&mut conn, &rcpt_request(n)), DUNNO, "request {n}");
+        }
+    }
+
+    #[test]
+    fn two_hundred_concurrent_connections() {
+        let daemon = Daemon::start(&[
+            "--action",
+            "DEFER_IF_PERMIT 4.7.1 later",
+            "--log-level",
+            "warn",
+        ]);
+        let addr = daemon.addr();
+        // Open them all first, so that all 200 are really concurrent.
+        let conns: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+        let workers: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut conn)| {
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        for n in 0..10 {
+                            let reply = request(&mut conn, &rcpt_request(i as u32 * 100 + n));
+                            assert_eq!(reply, b"action=DEFER_IF_PERMIT 4.7.1 later\n\n");
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("a connection got a wrong answer");
+        }
+        assert!(
+            daemon.log().iter().all(|l| !l.contains("warning")),
+            "{:?}",
+            daemon.log()
+        );
+    }
+
+    #[test]
+    fn action_is_answered_verbatim() {
+        let daemon = Daemon::start(&["--action", "REJECT 5.7.1 text"]);
+        let mut conn = daemon.connect();
+        assert_eq!(
+            request(&mut conn, &rcpt_request(1)),
+            b"action=REJECT 5.7.1 text\n\n"
+        );
+        daemon.expect_log("decision with the action", |l| {
+            l.contains("info: decision rule=default action=\"REJECT 5.7.1 text\" ")
+        });
+    }
+
+    #[test]
+    fn pipelined_and_split_requests() {
+        let daemon = Daemon::start(&[]);
+        let mut conn = daemon.connect();
+        // Three requests in one write: three replies, in order.
+        let mut batch = Vec::new();
+        for n in 0..3 {
+            batch.extend_from_slice(&rcpt_request(n));
+        }
+        conn.write_all(&batch).unwrap();
+        for _ in 0..3 {
+            assert_eq!(read_reply(&mut conn).unwrap(), DUNNO);
+        }
+        // One request in single bytes, with pauses.
+        let req = rcpt_request(9);
+        for chunk in req.chunks(97) {
+            conn.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(read_reply(&mut conn).unwrap(), DUNNO);
+        // A hand-typed request with CR LF line endings.
+        assert_eq!(
+            request(
+                &mut conn,
+                b"request=smtpd_access_policy\r\nprotocol_state=RCPT\r\n\r\n"
+            ),
+            DUNNO
+        );
+    }
+
+    #[test]
+    fn decision_log_line_escapes_client_bytes() {
+        let daemon = Daemon::start(&[]);
+        let mut conn = daemon.connect();
+        let req = b"request=smtpd_access_policy\n\
+            protocol_state=RCPT\n\
+            client_address=2001:db8::7\n\
+            helo_name=evil \"helo\"\\\n\
+            sender=a\x01\x7f\xc3\xa9@example.net\n\
+            recipient=r@example.com\r\n\
+            instance=12.ab\n\
+            \n";
+        assert_eq!(request(&mut conn, req), DUNNO);
+        let peer = conn.local_addr().unwrap().to_string();
+        let line = daemon.expect_log("decision", |l| l.contains(": info: decision "));
+        let expected = format!(
+            "info: decision rule=default action=DUNNO client=2001:db8::7 peer={peer} \
+             helo=\"evil \\\"helo\\\"\\\\\" sender=a\\x01\\x7f\\xc3\\xa9@example.net \
+             recipient=r@example.com instance=12.ab state=RCPT micros="
+        );
+        assert!(line.contains(&expected), "{line}\nexpected {expected}");
+        let micros = line.rsplit_once("micros=").unwrap().1;
+        assert!(micros.parse::<u64>().is_ok(), "{line}");
+    }
+
+    #[test]
+    fn idle_connection_closed_after_idle_timeout() {
+        let daemon = Daemon::start(&["--idle-timeout", "1"]);
+        let mut conn = daemon.connect();
+        assert_serves(&mut conn, 1);
+        let started = Instant::now();
+        assert!(read_until_closed(&mut conn).is_empty());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "closed after {waited:?}"
+        );
+        let peer = conn.local_addr().unwrap().to_string();
+        daemon.expect_log("idle close", |l| {
+            l.contains("info: closing idle connection")
+                && l.contains(&format!("peer={peer} "))
+                && l.contains("reason=\"idle for 1 s\"")
+        });
+        // Warned at start about the short timeout.
+        daemon.expect_log("idle timeout warning", |l| {
+            l.contains("warning: --idle-timeout 1 s")
+        });
+    }
+
+    #[test]
+    fn persistent_connection_survives_many_polling_ticks() {
+        // The socket read timeout is the polling tick; a quiet client must not
+        // be disturbed by it.
+        let daemon = Daemon::start(&[]);
+        let mut conn = daemon.connect();
+        assert_serves(&mut conn, 1);
+        std::thread::sleep(Duration::from_millis(1600));
+        assert_serves(&mut conn, 2);
+        // Half a request, a pause over a tick, the rest: still one request.
+        let req = rcpt_request(3);
+        conn.write_all(&req[..100]).unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        conn.write_all(&req[100..]).unwrap();
+        assert_eq!(read_reply(&mut conn).unwrap(), DUNNO);
+    }
+}
+
+mod faults {
+    use super::*;
+    use policy_proto::{Framer, Limits};
+
+    /// What the daemon must give as the reason for closing on `bytes`: the
+    /// framer's error, or the parser's.
+    fn expected_reason(limits: Limits, bytes: &[u8]) -> String {
+        let mut framer = Framer::new(limits);
+        framer.feed(bytes);
+        match framer.next_frame() {
+            Err(e) => e.to_string(),
+            Ok(Some(frame)) => match policy_core::Request::parse(frame) {
+                Err(e) => format!("bad request: {e}"),
+                Ok(_) => panic!("test input is valid"),
+            },
+            Ok(None) => panic!("test input is incomplete"),
+        }
+    }
+
+    /// Open a good connection, then send `bad` on another: the bad one is
+    /// closed without a byte of reply and a warning names its peer and
+    /// `reason`; the good one keeps getting answers.
+    fn assert_closed_with_warning(daemon: &Daemon, bad: &[u8], reason: &str) {
+        let mut good = daemon.connect();
+        assert_serves(&mut good, 1);
+
+        let mut conn = daemon.connect();
+        let peer = conn.local_addr().unwrap().to_string();
+        // The daemon may close before it has read everything: a failed
+        // write is expected then.
+        let _ = conn.write_all(bad);
+        assert_serves(&mut good, 2);
+        let reply = read_until_closed(&mut conn);
+        assert!(
+            reply.is_empty(),
+            "got reply bytes {:?} for a bad request",
+            String::from_utf8_lossy(&reply)
+        );
+        let line = daemon.expect_log(&format!("warning for {peer}"), |l| {
+            l.contains(": warning: closing connection") && l.contains(&format!("peer={peer} "))
+        });
+        assert!(
+            line.contains(&format!("reason=\"{reason}\"")),
+            "{line}\nexpected reason {reason:?}"
+        );
+        assert_serves(&mut good, 3);
+        let mut fresh = daemon.connect();
+        assert_serves(&mut fresh, 4);
+    }
+
+    fn case(bad: &[u8]) {
+        let daemon = Daemon::start(&[]);
+        let reason = expected_reason(Limits::default(), bad);
+        assert_closed_with_warning(&daemon, bad, &reason);
+    }
+
+    #[test]
+    fn oversize_request() {
+        let mut bad = b"request=smtpd_access_policy\n".to_vec();
+        while bad.len() <= Limits::DEFAULT_MAX_REQUEST_BYTES {
+            bad.extend_from_slice(b"x_padding=");
+            bad.extend_from_slice(&[b'p'; 1000]);
+            bad.push(b'\n');
+        }
+        bad.push(b'\n');
+        let reason = expected_reason(Limits::default(), &bad);
+        assert!(reason.contains("request too large"), "{reason}");
+        case(&bad);
+    }
+
+    #[test]
+    fn overlong_line() {
+        let mut bad = b"request=smtpd_access_policy\nsender=".to_vec();
+        bad.extend_from_slice(&[b'a'; 5000]);
+        bad.extend_from_slice(b"@example.net\n\n");
+        case(&bad);
+    }
+
+    #[test]
+    fn too_many_attributes() {
+        let mut bad = b"request=smtpd_access_policy\n".to_vec();
+        for i in 0..200 {
+            bad.extend_from_slice(format!("x{i}=1\n").as_bytes());
+        }
+        bad.push(b'\n');
+        case(&bad);
+    }
+
+    #[test]
+    fn nul_byte() {
+        case(b"request=smtpd_access_policy\nsender=a\0b@example.net\n\n");
+    }
+
+    #[test]
+    fn junk_without_equals() {
+        case(b"GET / HTTP/1.0\n\n");
+    }
+
+    #[test]
+    fn bad_attribute_value() {
+        case(b"request=smtpd_access_policy\nclient_address=999.1.2.3\n\n");
+    }
+
+    #[test]
+    fn missing_request_attribute() {
+        case(b"protocol_state=RCPT\n\n");
+    }
+
+    #[test]
+    fn stalled_half_request() {
+        let daemon = Daemon::start(&["--request-timeout", "1"]);
+        let req = rcpt_request(5);
+        let half = &req[..req.len() / 2];
+        let started = Instant::now();
+        assert_closed_with_warning(
+            &daemon,
+            half,
+            &format!(
+                "request timeout: request still incomplete after 1 s ({} bytes received)",
+                half.len()
+            ),
+        );
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn client_disconnecting_mid_request() {
+        let daemon = Daemon::start(&[]);
+        let mut good = daemon.connect();
+        assert_serves(&mut good, 1);
+        let req = rcpt_request(5);
+        let mut conn = daemon.connect();
+        let peer = conn.local_addr().unwrap().to_string();
+        conn.write_all(&req[..300]).unwrap();
+        drop(conn);
+        let line = daemon.expect_log("mid-request close", |l| {
+            l.contains(&format!("peer={peer} "))
+        });
+        assert!(
+            line.contains(": info: connection closed by client mid-request")
+                && line.contains("buffered=300"),
+            "{line}"
+        );
+        assert_serves(&mut good, 2);
+        // A client that resets (SO_LINGER 0 is not in std; a close with our
+        // unread reply pending is the closest) is no fault either.
+        let mut conn = daemon.connect();
+        conn.write_all(&rcpt_request(6)).unwrap();
+        conn.write_all(&req[..10]).unwrap();
+        drop(conn);
+        assert_serves(&mut good, 3);
+        assert!(
+            daemon.log().iter().all(|l| !l.contains("panic")),
+            "{:?}",
+            daemon.log()
+        );
+    }
+}
+
+mod connection_cap {
+    use super::*;
+
+    #[test]
+    fn refuses_the_connection_over_the_cap() {
+        let daemon = Daemon::start(&["--max-connections", "2"]);
+        let mut first = daemon.connect();
+        let mut second = daemon.connect();
+        assert_serves(&mut first, 1);
+        assert_serves(&mut second, 2);
+
+        let mut third = daemon.connect();
+        let peer = third.local_addr().unwrap().to_string();
+        let _ = third.write_all(&rcpt_request(3));
+        assert!(read_until_closed(&mut third).is_empty());
+        daemon.expect_log("refusal", |l| {
+            l.contains(": warning: refusing connection")
+                && l.contains(&format!("peer={peer} "))
+                && l.contains("reason=\"connection limit reached (max 2)\"")
+        });
+        assert_serves(&mut first, 4);
+
+        // A closed connection gives its place back (as soon as the daemon
+        // has noticed the close).
+        drop(second);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let mut conn = daemon.connect();
+            let _ = conn.write_all(&rcpt_request(5));
+            match read_reply(&mut conn) {
+                Ok(reply) => {
+                    assert_eq!(reply, DUNNO);
+                    break;
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("no place freed: {e}"),
+            }
+        }
+    }
+}
+
+mod signals {
+    use super::*;
+
+    fn stop_with(signal: &str) {
+        let mut daemon = Daemon::start(&[]);
+        let mut idle = daemon.connect();
+        assert_serves(&mut idle, 1);
+        let mut busy = daemon.connect();
+        assert_serves(&mut busy, 2);
+
+        // A request sent just before the signal still gets its answer.
+        busy.write_all(&rcpt_request(3)).unwrap();
+        daemon.signal(signal);
+        assert_eq!(read_reply(&mut busy).unwrap(), DUNNO);
+
+        let started = Instant::now();
+        let status = daemon
+            .wait_exit(Duration::from_secs(5))
+            .expect("policyd did not exit within 5 s");
+        assert_eq!(status.code(), Some(0), "{:?}", daemon.log());
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // Idle connections are closed, not abandoned.
+        assert!(read_until_closed(&mut idle).is_empty());
+        daemon.wait_log_closed();
+        let log = daemon.log();
+        assert!(
+            log.iter()
+                .any(|l| l.contains(&format!("info: SIG{signal} received: stopping"))),
+            "{log:?}"
+        );
+        assert!(log.last().unwrap().ends_with("info: stopped"), "{log:?}");
+        assert!(log.iter().all(|l| !l.contains("warning")), "{log:?}");
+        // The listener is closed.
+        assert!(TcpStream::connect(daemon.addr()).is_err());
+    }
+
+    #[test]
+    fn sigterm_answers_in_flight_and_exits_0() {
+        stop_with("TERM");
+    }
+
+    #[test]
+    fn sigint_answers_in_flight_and_exits_0() {
+        stop_with("INT");
+    }
+
+    #[test]
+    fn sigterm_gives_a_partial_request_a_grace_period() {
+        let mut daemon = Daemon::start(&[]);
+        let mut conn = daemon.connect();
+        assert_serves(&mut conn, 1);
+        let req = rcpt_request(2);
+        conn.write_all(&req[..200]).unwrap();
+        // Make sure the daemon has buffered the partial request.
+        std::thread::sleep(Duration::from_millis(100));
+        daemon.signal("TERM");
+        daemon.expect_log("stop", |l| l.contains("SIGTERM received"));
+        std::thread::sleep(Duration::from_millis(700));
+        conn.write_all(&req[200..]).unwrap();
+        assert_eq!(read_reply(&mut conn).unwrap(), DUNNO);
+        assert!(read_until_closed(&mut conn).is_empty());
+        let status = daemon.wait_exit(TIMEOUT).expect("policyd did not exit");
+        assert_eq!(status.code(), Some(0));
+    }
+
+    #[test]
+    fn sighup_is_logged_and_ignored() {
+        let mut daemon = Daemon::start(&[]);
+        let mut conn = daemon.connect();
+        assert_serves(&mut conn, 1);
+        daemon.signal("HUP");
+        daemon.expect_log("SIGHUP line", |l| {
+            l.contains("info: SIGHUP received: reload not supported")
+        });
+        assert_serves(&mut conn, 2);
+        assert!(daemon.is_running());
+    }
+}
+
+mod sockets {
+    use super::*;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::PathBuf;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("policyd-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn unix_connect(path: &std::path::Path) -> UnixStream {
+        let conn = UnixStream::connect(path).expect("connect to the UNIX socket");
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        conn.set_write_timeout(Some(TIMEOUT)).unwrap();
+        conn
+    }
+
+    #[test]
+    fn unix_socket_listener() {
+        let dir = temp_dir("unix");
+        let path = dir.join("policyd.sock");
+        // A stale socket file from a previous run is replaced.
+        drop(UnixListener::bind(&path).unwrap());
+        let path_str = path.to_str().unwrap();
+        let mut daemon = Daemon::start(&["--listen", path_str, "--action", "OK"]);
+        assert_eq!(daemon.listeners(), [path_str]);
+        let mut conn = unix_connect(&path);
+        for n in 0..10 {
+            assert_eq!(request(&mut conn, &rcpt_request(n)), b"action=OK\n\n");
+        }
+        daemon.expect_log("decision over UNIX", |l| {
+            l.contains(&format!("peer=unix:{path_str} "))
+        });
+        // A second daemon on the same live socket is refused.
+        let out = run(&["--listen", path_str]);
+        assert_eq!(out.status.code(), Some(71));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"));
+
+        daemon.signal("TERM");
+        let status = daemon.wait_exit(TIMEOUT).expect("policyd did not exit");
+        assert_eq!(status.code(), Some(0));
+        assert!(!path.exists(), "the socket file is removed at exit");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unix_and_tcp_listeners_together() {
+        let dir = temp_dir("both");
+        let path = dir.join("p.sock");
+        let path_str = path.to_str().unwrap();
+        let daemon = Daemon::start(&["--listen", "127.0.0.1:0", "--listen", path_str]);
+        assert_eq!(daemon.listeners().len(), 2);
+        assert_serves(&mut daemon.connect(), 1);
+        let mut conn = unix_connect(&path);
+        assert_eq!(request(&mut conn, &rcpt_request(2)), DUNNO);
+        drop(daemon);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ipv6_loopback() {
+        if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+            eprintln!("SKIPPED ipv6_loopback: cannot bind [::1]:0 on this host: {e}");
+            return;
+        }
+        let daemon = Daemon::start(&["--listen", "[::1]:0"]);
+        let addr = daemon.addr();
+        assert!(addr.is_ipv6(), "{addr}");
+        assert!(daemon.listeners()[0].starts_with("[::1]:"));
+        let mut conn = connect(addr);
+        assert_serves(&mut conn, 1);
+        let peer = conn.local_addr().unwrap().to_string();
+        daemon.expect_log("IPv6 peer", |l| l.contains(&format!("peer={peer} ")));
+    }
+}
