@@ -2,7 +2,8 @@
 # Builds the fuzz corpora, fuzz/corpus/<target>/, from the seeds committed in
 # fuzz/seeds/ and the golden request vectors of policy-core
 # (policy-core/tests/vectors/*/*.req, valid and malformed alike: a malformed
-# request is a good starting point for the framer and the parser).
+# request is a good starting point for the framer and the parser; and the
+# inputs of policy-core/tests/vectors/actions/*.txt, one action a file).
 # The corpora are generated, not committed (.gitignore); running this again
 # adds the seeds back without removing what the fuzzer found.
 set -euo pipefail
@@ -23,6 +24,15 @@ for target in "${request_targets[@]}"; do
 done
 mkdir -p "$corpus/action"
 cp "$fuzz_dir"/seeds/actions/* "$corpus/action/"
+# Action vector files: `<input> TAB <expected>` lines, `#` comments.
+for list in "$root"/policy-core/tests/vectors/actions/*.txt; do
+    n=0
+    while IFS= read -r line || [[ -n $line ]]; do
+        [[ -z $line || $line == \#* ]] && continue
+        n=$((n + 1))
+        printf '%s' "${line%%$'\t'*}" >"$corpus/action/vector-$(basename "$list" .txt)-$n"
+    done <"$list"
+done
 
 for target in "${request_targets[@]}" action; do
     echo "seed corpus $target: $(find "$corpus/$target" -type f | wc -l) files"
