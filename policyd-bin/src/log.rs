@@ -112,6 +112,9 @@ struct Logger {
     spare: Mutex<Vec<u8>>,
     /// Wakes the flusher when the first line arrives or `FLUSH_BYTES` is reached.
     wake: Condvar,
+    /// Drop the output instead of writing it (unit tests of the serving path,
+    /// which want the logging work without the noise).
+    discard: bool,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -119,12 +122,23 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// Set up the logger and start its flusher thread. Lines logged before this
 /// (or in unit tests, where it is never called) go straight to stderr.
 pub(crate) fn init(level: Level) -> std::io::Result<()> {
+    init_inner(level, false)
+}
+
+/// Like [`init`], but everything logged is dropped instead of written.
+#[cfg(test)]
+pub(crate) fn init_discarding(level: Level) -> std::io::Result<()> {
+    init_inner(level, true)
+}
+
+fn init_inner(level: Level, discard: bool) -> std::io::Result<()> {
     let logger = Logger {
         level,
         prefix: format!("policyd[{}]: ", std::process::id()),
         pending: Mutex::new(Vec::with_capacity(BUFFER_CAPACITY)),
         spare: Mutex::new(Vec::with_capacity(BUFFER_CAPACITY)),
         wake: Condvar::new(),
+        discard,
     };
     if LOGGER.set(logger).is_err() {
         return Ok(());
@@ -288,7 +302,7 @@ impl Logger {
         let mut out = self.spare.lock();
         std::mem::swap(&mut *out, &mut *self.pending.lock());
         out.extend_from_slice(extra);
-        if !out.is_empty() {
+        if !out.is_empty() && !self.discard {
             // Nothing sensible to do when stderr fails (closed, full disk):
             // the daemon keeps serving mail.
             let mut stderr = std::io::stderr().lock();
@@ -409,9 +423,13 @@ mod tests {
             .field_display("micros", 17u64)
             .field_display("empty", "")
             .field_display("nl", "a\nb");
+        // The prefix is `policyd[PID]: ` once another test has set up the
+        // logger, `policyd: ` before.
+        let text = String::from_utf8_lossy(line.buf);
+        assert!(text.starts_with("policyd"), "{text}");
         assert_eq!(
-            String::from_utf8_lossy(line.buf),
-            "policyd: warning: closing connection peer=127.0.0.1:5 \
+            text.split_once(": ").unwrap().1,
+            "warning: closing connection peer=127.0.0.1:5 \
              reason=\"line too long (limit 4096 bytes)\" micros=17 empty=\"\" nl=a\\x0ab"
         );
     }
