@@ -7,7 +7,9 @@
 //! connection's buffers are warmed up with a few requests, then many iterations
 //! of frame -> parse -> decide (`Engine::decide` with the connection's
 //! `Scratch`) -> encode must perform zero allocations, reallocations and
-//! deallocations. A sanity test shows that an allocation in the region is
+//! deallocations: with the bytes given to `Framer::feed` or read by
+//! `Framer::read_from` (the daemon's way), in one read, split across two reads,
+//! and the whole mix pipelined in one read. A sanity test shows that an allocation in the region is
 //! counted, so the zero is not a blind spot.
 #![allow(unsafe_code)] // the global allocator below; the libraries stay unsafe-free
 
@@ -107,6 +109,15 @@ const WARM_UP_REQUESTS: usize = 8;
 /// allocation (a buffer that grows every few requests) shows up.
 const MEASURED_REQUESTS: usize = 2_000;
 
+/// How bytes reach the framer.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    /// `Framer::feed` of bytes read elsewhere.
+    Feed,
+    /// `Framer::read_from` a reader, as the daemon reads its socket.
+    ReadFrom,
+}
+
 /// One warmed connection's state, as the daemon keeps it.
 struct Conn {
     framer: Framer,
@@ -126,11 +137,23 @@ impl Conn {
     /// Feed `chunks` (one read each), answer every complete request; returns
     /// how many were answered. The reply buffer is cleared first, as after a
     /// socket write.
-    fn round(&mut self, engine: &Engine, chunks: &[&[u8]]) -> usize {
+    fn round(&mut self, engine: &Engine, input: Input, chunks: &[&[u8]]) -> usize {
         self.out.clear();
         let mut answered = 0;
         for chunk in chunks {
-            self.framer.feed(chunk);
+            let mut reader: &[u8] = chunk;
+            match input {
+                Input::Feed => self.framer.feed(chunk),
+                Input::ReadFrom => {
+                    // The daemon's way: read straight into the framer's buffer.
+                    while !reader.is_empty() {
+                        match self.framer.read_from(&mut reader) {
+                            Ok(_) => {}
+                            Err(e) => panic!("reading failed: {e}"),
+                        }
+                    }
+                }
+            }
             loop {
                 let frame = match self.framer.next_frame() {
                     Ok(Some(frame)) => frame,
@@ -169,9 +192,27 @@ fn assert_no_heap_operations(
     chunks: &[&[u8]],
     per_round: usize,
 ) {
+    for input in [Input::Feed, Input::ReadFrom] {
+        let case = format!("{case} / {input:?}");
+        assert_no_heap_operations_with(&case, engine, action, input, chunks, per_round);
+    }
+}
+
+fn assert_no_heap_operations_with(
+    case: &str,
+    engine: &Engine,
+    action: &Action,
+    input: Input,
+    chunks: &[&[u8]],
+    per_round: usize,
+) {
     let mut conn = Conn::new();
     for _ in 0..WARM_UP_REQUESTS {
-        assert_eq!(conn.round(engine, chunks), per_round, "{case}: warm-up");
+        assert_eq!(
+            conn.round(engine, input, chunks),
+            per_round,
+            "{case}: warm-up"
+        );
     }
     let expected_reply = {
         let mut one = Vec::new();
@@ -181,7 +222,7 @@ fn assert_no_heap_operations(
     let (ops, mismatches) = heap_operations_in(|| {
         let mut mismatches = 0usize;
         for _ in 0..MEASURED_REQUESTS {
-            let answered = conn.round(engine, black_box(chunks));
+            let answered = conn.round(engine, input, black_box(chunks));
             if answered != per_round || conn.out != expected_reply {
                 mismatches += 1;
             }
@@ -252,7 +293,8 @@ fn an_allocation_in_the_measured_region_is_counted() {
     // A cold connection does allocate (its buffers): the warm-up in the test
     // above is what makes the zero meaningful.
     let engine = Engine::default();
-    let (ops, answered) = heap_operations_in(|| Conn::new().round(&engine, &[MIX[0].request]));
+    let (ops, answered) =
+        heap_operations_in(|| Conn::new().round(&engine, Input::Feed, &[MIX[0].request]));
     assert_eq!(answered, 1);
     assert!(
         ops.0 >= 1,

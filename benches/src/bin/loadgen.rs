@@ -15,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -181,7 +181,7 @@ fn connection(
     options: &Options,
     start: &Barrier,
     issued: &AtomicU64,
-    deadline: &std::sync::OnceLock<Option<Instant>>,
+    deadline: &OnceLock<Option<Instant>>,
 ) -> Outcome {
     let mut histogram = LatencyHistogram::new();
     let mut buf = [0u8; MAX_REPLY_BYTES];
@@ -197,7 +197,10 @@ fn connection(
         }
         Ok::<_, io::Error>(stream)
     })();
-    // Every thread reaches the barrier, even after a failure, so none waits forever.
+    // Every thread reaches both barriers, even after a failure, so none waits
+    // forever: the first says all are warmed up, the second that the deadline
+    // is set.
+    start.wait();
     start.wait();
     let mut stream = match setup {
         Ok(s) => s,
@@ -253,7 +256,7 @@ fn main() -> ExitCode {
     };
     let start = Arc::new(Barrier::new(options.connections + 1));
     let issued = Arc::new(AtomicU64::new(0));
-    let deadline = Arc::new(std::sync::OnceLock::new());
+    let deadline = Arc::new(OnceLock::new());
     let mut handles = Vec::with_capacity(options.connections);
     for index in 0..options.connections {
         let (options, start, issued, deadline) = (
@@ -269,18 +272,18 @@ fn main() -> ExitCode {
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
+                // The threads already started wait at the barrier; exiting
+                // the process ends them.
                 eprintln!("loadgen: error: cannot start connection thread {index}: {e}");
-                // Release the threads already waiting at the barrier: they
-                // cannot be joined otherwise. Exit without waiting.
                 return ExitCode::FAILURE;
             }
         }
     }
-    // Set the deadline before releasing the threads, so all of them see it.
+    // Once every connection is warmed up, set the deadline, then release them.
+    start.wait();
     let began = Instant::now();
     let _ = deadline.set(options.duration.map(|d| began + d));
     start.wait();
-    let began = Instant::now();
 
     let mut total = LatencyHistogram::new();
     let mut errors = 0u64;
