@@ -765,13 +765,21 @@ fn describe(o: &Output) -> String {
     )
 }
 
-/// A new directory under the system temp dir, mode 0755: Postfix's daemons run
-/// as the `postfix` user and must traverse it to reach their queue.
+/// A new directory, mode 0755, under `/tmp`: Postfix's daemons run as the
+/// `postfix` user and must traverse every parent to reach their queue, which a
+/// `$TMPDIR` under a private home directory would not allow. Falls back to the
+/// system temp dir where `/tmp` does not exist.
 fn unique_temp_dir() -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!(
+    let tmp = Path::new("/tmp");
+    let base = if tmp.is_dir() {
+        tmp.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!(
         "policyd-postfix-e2e-{}-{nanos}",
         std::process::id()
     ));
