@@ -1,8 +1,8 @@
 //! Encoding and decoding on both sides of the wire.
 //!
-//! Server side (what the daemon and [`serve`](crate::serve) use):
+//! Server side (what the daemon and [`serve()`](crate::serve()) use):
 //!
-//! - [`encode`] appends the reply `action=<action>\n\n` for a validated
+//! - [`encode()`] appends the reply `action=<action>\n\n` for a validated
 //!   [`Action`];
 //! - [`encode_text_action`] appends a reply whose text is not validated in
 //!   advance (a template expanded with client data), sanitized and bounded;
