@@ -324,3 +324,53 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+
+    use super::{round_trip, DEFAULT_SEED, MAX_REPLY_BYTES, USAGE};
+
+    /// A loopback server that answers each of `replies` to one read each.
+    fn server(replies: &'static [&'static [u8]]) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("bound address");
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            for reply in replies {
+                if stream.read(&mut buf).unwrap_or(0) == 0 {
+                    return;
+                }
+                // Split the reply in two writes: the client must reassemble it.
+                let (a, b) = reply.split_at(reply.len() / 2);
+                let _ = stream.write_all(a);
+                let _ = stream.flush();
+                let _ = stream.write_all(b);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn round_trip_accepts_a_reply_and_refuses_bad_ones() {
+        let addr = server(&[b"action=DUNNO\n\n", b"action=OK\n\nextra", b"dunno\n\n"]);
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let mut buf = [0u8; MAX_REPLY_BYTES];
+        let request = policyd_benches::FULL_RCPT;
+        round_trip(&mut stream, request, &mut buf).expect("a good reply");
+        let e = round_trip(&mut stream, request, &mut buf).expect_err("trailing bytes");
+        assert!(e.to_string().contains("after the reply"), "{e}");
+        let e = round_trip(&mut stream, request, &mut buf).expect_err("no action=");
+        assert!(e.to_string().contains("action="), "{e}");
+        let e = round_trip(&mut stream, request, &mut buf).expect_err("closed");
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn usage_states_the_default_seed() {
+        assert!(USAGE.contains(&format!("(default {DEFAULT_SEED})")));
+    }
+}
