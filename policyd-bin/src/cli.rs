@@ -268,12 +268,14 @@ POSTFIX (main.cf), Postfix 3.0 or later:
 
     Put check_policy_service after reject_unauth_destination, so that an OK
     answer can never make an open relay. default_action=DUNNO lets mail through
-    if policyd is down (Postfix's own default is a 451 temporary error); use
-    default_action=DEFER to hold mail instead. For a UNIX socket inside Postfix's
-    queue directory, use e.g. --listen /var/spool/postfix/private/policyd and
+    when policyd is down or closes a connection; without it Postfix answers
+    \"451 4.3.5 Server configuration problem\" and the client retries later.
+    For a UNIX socket inside Postfix's queue directory, use e.g.
+    --listen /var/spool/postfix/private/policyd with
     check_policy_service unix:private/policyd.
 
-LOGS (stderr, one line each, key=value, client bytes escaped):
+LOGS (stderr: run under systemd for the journal, or redirect to a file or
+logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: info: listening on 127.0.0.1:10031
     policyd[PID]: info: decision rule=default action=DUNNO client=192.0.2.1 ...
     policyd[PID]: warning: closing connection peer=127.0.0.1:5555 reason=\"...\"

@@ -160,6 +160,8 @@ pub(crate) fn describe(e: &io::Error) -> String {
                 .into()
         }
         io::ErrorKind::NotFound => "no such file or directory".into(),
+        // A socket timeout surfaces as EAGAIN ("resource temporarily unavailable").
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
         _ => {
             let text = e.to_string();
             // Drop std's " (os error N)" suffix: the words say it already.

@@ -45,6 +45,9 @@ pub(crate) const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 /// accepting again, so a persistent error cannot spin a core or flood the log.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// A persistent accept error is logged at most this often.
+const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// At shutdown, how long the main thread waits for the accept threads to see
 /// the stop flag after waking them.
 const ACCEPTOR_STOP_WAIT: Duration = Duration::from_secs(2);
@@ -255,6 +258,7 @@ fn cleanup_all(listeners: &[Listener]) {
 /// Accept connections until the stop flag is set. A connection accepted after
 /// that is closed at once.
 fn accept_loop(listener: &Listener, shared: &Arc<Shared>) {
+    let mut last_warning: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
         if shared.stopping.load(Ordering::Acquire) {
@@ -266,11 +270,16 @@ fn accept_loop(listener: &Listener, shared: &Arc<Shared>) {
                 // The client gave up before we accepted: nothing to do.
                 io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted => {}
                 _ => {
-                    log::warning!(
-                        "cannot accept connections on {}: {}; retrying",
-                        listener.local_display(),
-                        describe(&e)
-                    );
+                    // A persistent error (out of file descriptors) repeats
+                    // every backoff: warn at most every ACCEPT_WARNING_INTERVAL.
+                    if last_warning.map_or(true, |t| t.elapsed() >= ACCEPT_WARNING_INTERVAL) {
+                        log::warning!(
+                            "cannot accept connections on {}: {}; retrying",
+                            listener.local_display(),
+                            describe(&e)
+                        );
+                        last_warning = Some(Instant::now());
+                    }
                     thread::sleep(ACCEPT_ERROR_BACKOFF);
                 }
             },

@@ -123,6 +123,7 @@ mod command_line {
             "::1:10031",
             "127.0.0.1:99999",
             "192.0.2.1:0",
+            "/nonexistent-policyd-dir/policyd.sock",
         ] {
             let out = run(&["--listen", addr]);
             assert_eq!(out.status.code(), Some(71), "{addr}");
