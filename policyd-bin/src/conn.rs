@@ -38,9 +38,9 @@ use crate::server::{Settings, Shared};
 /// in `read` wakes to check the stop flag and its timeouts.
 ///
 /// Half a second makes shutdown prompt (idle connections close within it) and
-/// timeouts accurate to within it, while an idle connection costs two wake-ups
-/// a second: at the default cap of 1000 connections, about 2000 cheap wake-ups
-/// a second, well under 1% of one core.
+/// timeouts accurate to within it, while an idle connection costs two cheap
+/// wake-ups a second (a `read` returning `EAGAIN`, no allocation). Measured:
+/// 1000 idle connections (the default cap) use about 1.5% of one core.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The write timeout of every connection socket. A reply is one small write

@@ -174,7 +174,7 @@ mod serving {
             .enumerate()
             .map(|(i, mut conn)| {
                 std::thread::Builder::new()
-                    .stack_size(64 * 1024)
+                    .stack_size(256 * 1024)
                     .spawn(move || {
                         for n in 0..10 {
                             let reply = request(&mut conn, &rcpt_request(i as u32 * 100 + n));
