@@ -395,6 +395,10 @@ impl ParseOptions {
 
 /// One parsed policy request. Attributes Postfix did not send, or sent empty, are
 /// `None` (numbers, addresses, states) or empty slices (free text).
+///
+/// It borrows the frame it was parsed from (kept for
+/// [`Request::unknown_attributes`] and [`Request::get`]); equality compares
+/// that frame too, so two requests are equal only if their bytes were.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request<'a> {
     /// `request=`: always `smtpd_access_policy` from Postfix.
@@ -680,11 +684,18 @@ const EXPECTED_IP: &str = "an IPv4 or IPv6 address without brackets, or `unknown
 /// Postfix's word for a client attribute it could not determine.
 const UNKNOWN: &[u8] = b"unknown";
 
+/// The most digits a number attribute may have: `u64::MAX` has 20. Longer
+/// values cannot fit (leading zeros aside, which Postfix never sends), so
+/// refusing them early bounds the work a hostile value can cause.
+const MAX_DECIMAL_DIGITS: usize = 20;
+
+/// The longest IP address text accepted: 45 bytes is the longest IPv6 text
+/// form (eight groups, or six plus an embedded IPv4 address).
+const MAX_IP_TEXT_BYTES: usize = 45;
+
 /// Unsigned decimal digits up to `max`; `None` if not that.
 fn decimal(value: &[u8], max: u64) -> Option<u64> {
-    // u64::MAX has 20 digits; longer inputs cannot fit (leading zeros aside,
-    // which nobody sends: refusing them bounds the loop).
-    if value.is_empty() || value.len() > 20 {
+    if value.is_empty() || value.len() > MAX_DECIMAL_DIGITS {
         return None;
     }
     let mut n: u64 = 0;
@@ -755,8 +766,7 @@ fn ip_address(value: &[u8], attribute: &'static str) -> Result<Option<IpAddr>, P
         }
         _ => value,
     };
-    // The longest IPv6 text form (with an embedded IPv4) is 45 bytes.
-    if text.len() > 45 {
+    if text.len() > MAX_IP_TEXT_BYTES {
         return Err(invalid);
     }
     let text = std::str::from_utf8(text).map_err(|_| invalid)?;

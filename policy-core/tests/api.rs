@@ -311,9 +311,13 @@ mod properties {
             .prop_filter("no final CR", |v| v.last() != Some(&b'\r'))
     }
 
-    /// Text an action may carry.
+    /// Text an action may carry (not starting with what reads as an
+    /// enhanced status code, which `reply` generates separately).
     fn text() -> impl Strategy<Value = String> {
         "[!-~\u{e0}-\u{ff}]([ -~\u{e0}-\u{ff}]{0,60}[!-~\u{e0}-\u{ff}])?"
+            .prop_filter("starts with a status code", |t| {
+                EnhancedStatus::parse(t.split(' ').next().unwrap_or_default()).is_err()
+            })
     }
 
     fn enhanced(class: u8) -> impl Strategy<Value = Option<String>> {
