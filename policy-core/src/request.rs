@@ -570,11 +570,13 @@ fn is_name_byte(b: u8) -> bool {
 
 /// The index of the first `needle` in `haystack`, eight bytes at a time.
 ///
-/// Names and values are short and nom's per-byte `take_while`/`take_till`
-/// cost about five instructions a byte; memchr's set-up per call costs more
-/// than it saves on 10-30 byte runs. A word-at-a-time scan over the rest of
-/// the frame roughly halves the parse. (The classic "has zero byte" test:
-/// borrows only propagate upwards, so the lowest flagged byte is a true match.)
+/// Names and values are short (10-30 bytes): nom's per-byte `take_while` and
+/// `take_till` cost about five instructions a byte, and memchr's set-up per
+/// call costs more than it saves (`take_until` made the whole parse 14% more
+/// instructions than `take_till`). This word-at-a-time scan over the rest of
+/// the frame took the full 3.x request from 11.4k to 8.9k instructions.
+/// (The classic "has zero byte" test: borrows only propagate upwards, so the
+/// lowest flagged byte is a true match.)
 fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -610,8 +612,10 @@ fn fail<T>(input: &[u8], kind: ErrorKind) -> IResult<&[u8], T> {
 ///
 /// Takes the bytes before the next `=` and checks them: a known name is valid
 /// by construction (it was compared in full), any other is checked byte by
-/// byte. Equivalent to `take_while1(is_name_byte)` followed by `=`, but reads
-/// each byte once.
+/// byte. Accepts exactly what `take_while1(is_name_byte)` followed by `=`
+/// accepts, without a per-byte predicate for the names Postfix sends. (On a
+/// line without `=` the scan runs on into later lines; the name then holds an
+/// LF, fails the check, and the error path names the line.)
 fn name(input: &[u8]) -> IResult<&[u8], (&[u8], Option<Known>)> {
     let end = find_byte(input, b'=').unwrap_or(input.len());
     let (name, rest) = input.split_at(end);
