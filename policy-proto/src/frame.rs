@@ -528,36 +528,24 @@ fn advance(
             let line_end = c.line_start.saturating_add(limits.max_line_bytes);
             let end = filled.min(request_end).min(line_end);
             let line = c.lines.saturating_add(1);
-            let mut lf = None;
-            if !c.in_value {
-                // The name: printable ASCII up to `=`.
-                let Some(pos) = find(buf, c.scan, end, name_stops, is_name_stop) else {
-                    c.scan = c.scan.max(end);
-                    break 'request out_of_window(&c, filled, limits, request_end, line_end);
-                };
-                match buf[pos] {
-                    b'=' if pos != c.line_start => {}
-                    b'=' => break 'request Err(FrameError::EmptyName { line }),
-                    b'\n' => lf = Some(pos),
-                    0 => break 'request Err(FrameError::NulByte { line }),
-                    // Judged when the line ends: `MissingEquals` if no `=`
-                    // follows, else `InvalidName`; a CR may be a CRLF.
-                    byte => c.name_fault = Some(byte),
+            let Some(pos) = scan_line(buf, c.scan, end, c.line_start, &mut c.in_value) else {
+                c.scan = c.scan.max(end);
+                break 'request out_of_window(&c, filled, limits, request_end, line_end);
+            };
+            let lf = match buf[pos] {
+                b'\n' => pos,
+                0 => break 'request Err(FrameError::NulByte { line }),
+                // `scan_line` passes an `=` after the first byte of the line.
+                b'=' => break 'request Err(FrameError::EmptyName { line }),
+                // A byte that cannot be in a name. Judged when the line ends:
+                // `MissingEquals` if no `=` follows, else `InvalidName`; a CR
+                // may be a CRLF.
+                byte => {
+                    c.name_fault = Some(byte);
+                    c.in_value = true;
+                    c.scan = pos + 1;
+                    continue;
                 }
-                c.in_value = lf.is_none();
-                c.scan = pos + 1;
-            }
-            let lf = match lf {
-                Some(lf) => lf,
-                // The value: anything up to LF, except NUL.
-                None => match find(buf, c.scan, end, value_stops, is_value_stop) {
-                    None => {
-                        c.scan = c.scan.max(end);
-                        break 'request out_of_window(&c, filled, limits, request_end, line_end);
-                    }
-                    Some(pos) if buf[pos] == 0 => break 'request Err(FrameError::NulByte { line }),
-                    Some(pos) => pos,
-                },
             };
             // A complete line, `line_start..lf`.
             let line_start = c.line_start;
@@ -665,43 +653,82 @@ const fn name_stops(w: u64) -> u64 {
     (below | above) & HIGHS | zero_bytes(w ^ (ONES * b'=' as u64))
 }
 
-#[inline]
-const fn is_name_stop(b: u8) -> bool {
-    !is_name_byte(b)
-}
-
 /// High bit set in each byte of `w` that is LF or NUL. Lowest flagged exact.
 #[inline]
 const fn value_stops(w: u64) -> u64 {
     zero_bytes(w) | zero_bytes(w ^ (ONES * b'\n' as u64))
 }
 
+/// The word at `buf[i..]`, little-endian; bytes past the end of `buf` read as
+/// zero (the framer pads its buffer, so this is the rare case).
 #[inline]
-const fn is_value_stop(b: u8) -> bool {
-    b == b'\n' || b == 0
+fn load(buf: &[u8], i: usize) -> u64 {
+    match buf.get(i..).and_then(<[u8]>::first_chunk::<WORD>) {
+        Some(word) => u64::from_le_bytes(*word),
+        None => load_short(buf, i),
+    }
 }
 
-/// The position of the first byte in `buf[from..end]` for which `stop` holds,
-/// a word (eight bytes) at a time: `stops` flags such bytes in a little-endian
-/// word, its lowest flag exact. Words may extend past `end` (into the framer's
-/// padding); a flag there is ignored. Each byte is looked at once.
+#[cold]
+#[inline(never)]
+fn load_short(buf: &[u8], i: usize) -> u64 {
+    let rest = buf.get(i..).unwrap_or_default();
+    let mut word = [0; WORD];
+    word[..rest.len()].copy_from_slice(rest);
+    u64::from_le_bytes(word)
+}
+
+/// Scan the current line from `i` up to `end`, a word (eight bytes) at a time,
+/// each byte once. In the name (`!in_value`), stop at the first byte that
+/// cannot be in a name, except an `=` after the line's first byte, which
+/// moves into the value (`in_value` becomes true); in the value, stop at LF or
+/// NUL. Returns the position of the stop, or `None` if there is none before
+/// `end`. Words may extend past `end` (into the framer's padding); flags there
+/// are ignored.
 #[inline]
-fn find(
+fn scan_line(
     buf: &[u8],
-    from: usize,
+    mut i: usize,
     end: usize,
-    stops: impl Fn(u64) -> u64,
-    stop: impl Fn(u8) -> bool,
+    line_start: usize,
+    in_value: &mut bool,
 ) -> Option<usize> {
-    let mut i = from;
-    while i < end {
-        let Some(word) = buf.get(i..).and_then(<[u8]>::first_chunk::<WORD>) else {
-            // Less than a word left in the buffer (no padding): byte by byte.
-            return buf[i..end].iter().position(|&b| stop(b)).map(|p| i + p);
+    if !*in_value {
+        let (word, names) = loop {
+            if i >= end {
+                return None;
+            }
+            let word = load(buf, i);
+            let names = name_stops(word);
+            if names != 0 {
+                break (word, names);
+            }
+            // No LF or NUL either: both stop a name.
+            i += WORD;
         };
-        let flags = stops(u64::from_le_bytes(*word));
-        if flags != 0 {
-            let pos = i + (flags.trailing_zeros() / 8) as usize;
+        let at = names.trailing_zeros() / 8;
+        let pos = i + at as usize;
+        if pos >= end {
+            return None;
+        }
+        if buf[pos] != b'=' || pos == line_start {
+            return Some(pos);
+        }
+        *in_value = true;
+        // The value starts in this word. Only stops after the `=` count, and
+        // the lowest of them is exact: there is no LF or NUL before the `=`
+        // (they stop a name).
+        let stops = value_stops(word) & (u64::MAX << (8 * at)) << 8;
+        if stops != 0 {
+            let pos = i + (stops.trailing_zeros() / 8) as usize;
+            return (pos < end).then_some(pos);
+        }
+        i += WORD;
+    }
+    while i < end {
+        let stops = value_stops(load(buf, i));
+        if stops != 0 {
+            let pos = i + (stops.trailing_zeros() / 8) as usize;
             return (pos < end).then_some(pos);
         }
         i += WORD;
@@ -969,45 +996,62 @@ mod tests {
         assert_eq!(framer.read_from(&mut input).unwrap(), 0);
     }
 
-    #[test]
-    fn word_search_matches_a_byte_loop() {
-        // Every byte value at every position of a 24-byte haystack, with a
-        // background of name bytes and of a possible stop byte behind it, and
-        // junk after `end` that must be ignored.
-        for background in [b'a', b'~', b'!'] {
-            for at in 0..24 {
-                for byte in 0..=255u8 {
-                    let mut buf = vec![background; 24];
-                    buf[at] = byte;
-                    buf.extend_from_slice(&[0, b'\n', b'=', 0xff, 0, 0, 0, 0]);
-                    for (from, end) in [(0, 24), (0, at), (at.min(5), 24), (0, 23)] {
-                        let want = buf[from..end]
-                            .iter()
-                            .position(|&b| is_name_stop(b))
-                            .map(|p| from + p);
-                        assert_eq!(
-                            find(&buf, from, end, name_stops, is_name_stop),
-                            want,
-                            "name {byte:#x} at {at}, {from}..{end}"
-                        );
-                        let want = buf[from..end]
-                            .iter()
-                            .position(|&b| is_value_stop(b))
-                            .map(|p| from + p);
-                        assert_eq!(
-                            find(&buf, from, end, value_stops, is_value_stop),
-                            want,
-                            "value {byte:#x} at {at}, {from}..{end}"
-                        );
-                        // Without padding: the byte loop fallback.
-                        let short = &buf[..end];
-                        let want = short[from..]
-                            .iter()
-                            .position(|&b| is_name_stop(b))
-                            .map(|p| from + p);
-                        assert_eq!(find(short, from, end, name_stops, is_name_stop), want);
-                    }
+    /// `scan_line` one byte at a time.
+    fn scan_line_bytewise(
+        buf: &[u8],
+        from: usize,
+        end: usize,
+        line_start: usize,
+        in_value: &mut bool,
+    ) -> Option<usize> {
+        for (pos, &b) in buf.iter().enumerate().take(end).skip(from) {
+            if !*in_value {
+                if b == b'=' && pos != line_start {
+                    *in_value = true;
+                } else if !is_name_byte(b) {
+                    return Some(pos);
                 }
+            } else if b == b'\n' || b == 0 {
+                return Some(pos);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn word_scan_matches_a_byte_loop() {
+        // Pseudo-random lines over an alphabet rich in stops and in bytes next
+        // to them in value (0x01, 0x0b, 0x7f, 0x80, 0xff: borrow and carry
+        // cases), scanned from every start, with junk after `end`.
+        const ALPHABET: &[u8] = b"ab~!=\n\0\r \x01\x0b\x7f\x80\xff\x3c\x3e";
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 3 == 0 {
+                        ALPHABET[(r >> 8) as usize % ALPHABET.len()]
+                    } else {
+                        b'a' + (r >> 8) as u8 % 26
+                    }
+                })
+                .collect();
+            let from = if len == 0 { 0 } else { (next() as usize) % len };
+            let end = from + (next() as usize) % (len - from + 1);
+            let line_start = from.saturating_sub((next() % 3) as usize);
+            for start_in_value in [false, true] {
+                let (mut a, mut b) = (start_in_value, start_in_value);
+                let want = scan_line_bytewise(&buf, from, end, line_start, &mut a);
+                let got = scan_line(&buf, from, end, line_start, &mut b);
+                assert_eq!(got, want, "{buf:?} {from}..{end} line_start {line_start}");
+                assert_eq!(b, a, "{buf:?} {from}..{end}");
             }
         }
     }
