@@ -1,6 +1,8 @@
 //! Public-API tests of policy-proto: framing (every prefix, every chunking,
 //! golden vectors on disk), replies and requests (round trips), the blocking
-//! server over a real socket pair, and properties (proptest).
+//! server over a real socket pair (with a counting allocator proving it
+//! allocates nothing per request), and properties (proptest).
+#![allow(unsafe_code)] // the counting global allocator below; the library stays unsafe-free
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,57 @@ use policy_proto::{
     decode_reply, encode, encode_request, encode_text_action, reply_len, FrameError, Framer,
     Limits, ReplyError,
 };
+
+/// Counts the heap operations (allocations, reallocations, deallocations) of
+/// each thread.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        // `const` initialisation: reading it never allocates, so the allocator
+        // may consult it.
+        static HEAP_OPERATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn count() {
+        let _ = HEAP_OPERATIONS.try_with(|n| n.set(n.get() + 1));
+    }
+
+    /// Heap operations performed by the current thread so far.
+    pub(crate) fn heap_operations() -> u64 {
+        HEAP_OPERATIONS.try_with(Cell::get).unwrap_or(0)
+    }
+
+    pub(crate) struct Counting;
+
+    // SAFETY: every method forwards to `System` with the caller's arguments
+    // unchanged; counting only touches a const thread-local.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count();
+            System.alloc(layout)
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count();
+            System.alloc_zeroed(layout)
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count();
+            System.realloc(ptr, layout, new_size)
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            count();
+            System.dealloc(ptr, layout);
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// What a stream produced: its frames, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -566,6 +619,58 @@ mod serving {
         }
         drop(client);
         assert_eq!(thread.join().unwrap().unwrap(), 200);
+    }
+
+    #[test]
+    fn serving_allocates_nothing_per_request_once_warm() {
+        let (mut client, mut server) = UnixStream::pair().expect("socket pair");
+        let thread = std::thread::spawn(move || {
+            let reject = Action::parse("REJECT 5.7.1 Go away").unwrap();
+            let mut seen = Vec::with_capacity(2);
+            let mut requests = 0;
+            let served = serve(&mut server, Limits::default(), |request, reply| {
+                requests += 1;
+                if requests == 20 || requests == 220 {
+                    // `seen` has its capacity: recording allocates nothing.
+                    seen.push(counting::heap_operations());
+                }
+                if request.sender.domain_is(b"example.org") {
+                    reply.action(&reject);
+                } else {
+                    let _ = reply.text_action("WARN", request.sender.raw);
+                }
+            });
+            (served, seen)
+        });
+        for i in 0..240 {
+            let sender = if i % 3 == 0 {
+                "a@example.org"
+            } else {
+                "b@example.net"
+            };
+            let req = request(sender);
+            // Split some requests across reads, as a socket may.
+            if i % 5 == 0 {
+                client.write_all(&req[..17]).unwrap();
+                client.write_all(&req[17..]).unwrap();
+            } else {
+                client.write_all(&req).unwrap();
+            }
+            read_reply(&mut client);
+        }
+        drop(client);
+        let (served, seen) = thread.join().unwrap();
+        assert_eq!(served.unwrap(), 240);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1] - seen[0], 0, "heap operations in 200 requests");
+    }
+
+    #[test]
+    fn the_counting_allocator_sees_allocations() {
+        let before = counting::heap_operations();
+        let v = std::hint::black_box(vec![1u8; 64]);
+        drop(v);
+        assert!(counting::heap_operations() >= before + 2);
     }
 
     #[test]
