@@ -295,11 +295,19 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// How many bytes [`Framer::read_from`] makes room for before each read.
+/// The initial size of the buffer [`Framer::read_from`] reads into, and the
+/// step by which it grows.
 ///
 /// A whole Postfix request (600 to 900 bytes) fits in one read, and so do a few
 /// pipelined ones; a larger read buffer would only cost memory per connection.
 pub const READ_CHUNK_BYTES: usize = 4096;
+
+/// The least room [`Framer::read_from`] reads into before it grows the buffer.
+///
+/// Reading into less would cost a system call per few bytes; growing sooner
+/// would cost memory per connection. A whole Postfix request fits in 2 KiB
+/// less than [`READ_CHUNK_BYTES`], so Postfix connections never grow past it.
+pub const MIN_READ_BYTES: usize = 2048;
 
 /// Splits a byte stream into complete request frames.
 ///
@@ -378,9 +386,15 @@ impl Framer {
     }
 
     /// Read once from `reader` straight into the framer's buffer (no
-    /// intermediate copy), making room for [`READ_CHUNK_BYTES`] first. Returns
-    /// the number of bytes read; `0` means end of stream. Retries on
-    /// [`io::ErrorKind::Interrupted`]; other errors are returned.
+    /// intermediate copy). Returns the number of bytes read; `0` means end of
+    /// stream. Retries on [`io::ErrorKind::Interrupted`]; other errors are
+    /// returned.
+    ///
+    /// Memory: the buffer starts at [`READ_CHUNK_BYTES`] and grows (by another
+    /// [`READ_CHUNK_BYTES`]) only when less than [`MIN_READ_BYTES`] of room is
+    /// left after the unconsumed bytes, i.e. when a partial request larger
+    /// than `READ_CHUNK_BYTES - MIN_READ_BYTES` is buffered. Postfix's requests
+    /// never get there, so on a Postfix connection the buffer is allocated once.
     ///
     /// A poisoned framer reads nothing and returns `Ok(0)`.
     pub fn read_from<R: io::Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<usize> {
@@ -388,11 +402,9 @@ impl Framer {
             return Ok(0);
         }
         self.compact();
-        let want = self.filled + READ_CHUNK_BYTES + WORD;
-        if want > self.buf.len() {
-            // Grow to at least `want`, using whatever capacity the vector already
-            // has so that the buffer doesn't shrink-and-grow in steady state.
-            let len = want.max(self.buf.capacity());
+        if self.filled + MIN_READ_BYTES + WORD > self.buf.len() {
+            // Grow, using whatever capacity the vector already has.
+            let len = (self.filled + READ_CHUNK_BYTES + WORD).max(self.buf.capacity());
             self.buf.resize(len, 0);
         }
         loop {

@@ -96,5 +96,5 @@ pub use encode::{
     decode_reply, encode, encode_request, encode_text_action, reply_len, sanitize, EncodeError,
     ReplyError, MAX_VERB_BYTES,
 };
-pub use frame::{FrameError, Framer, Limits, READ_CHUNK_BYTES};
+pub use frame::{FrameError, Framer, Limits, MIN_READ_BYTES, READ_CHUNK_BYTES};
 pub use serve::{serve, Responder, ServeError, Server};
