@@ -615,14 +615,14 @@ fn out_of_window(
     line_end: usize,
 ) -> Result<Option<Range<usize>>, FrameError> {
     let line = c.lines.saturating_add(1);
+    if c.line_start >= request_end {
+        // The lines so far fill the request: its empty line can't fit.
+        let limit = limits.max_request_bytes;
+        return Err(FrameError::RequestTooLarge { limit, line });
+    }
     if filled == c.line_start {
         // Nothing of the current line has arrived: all is well so far (the
-        // lines before it were within the window, hence within the limits),
-        // unless they fill the request so that its empty line can't fit.
-        if filled >= request_end {
-            let limit = limits.max_request_bytes;
-            return Err(FrameError::RequestTooLarge { limit, line });
-        }
+        // lines before it were within the window, hence within the limits).
         return Ok(None);
     }
     if line_end <= request_end && filled >= line_end {
