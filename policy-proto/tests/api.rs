@@ -834,6 +834,37 @@ mod properties {
         }
 
         #[test]
+        fn identical_outcome_for_any_chunking_under_any_limits(
+            data in proptest::collection::vec(
+                prop_oneof![
+                    4 => prop::sample::select(b"ab_=\n\n\r \0\xff".to_vec()),
+                    1 => any::<u8>(),
+                ],
+                0..200,
+            ),
+            max_request in 0usize..80,
+            max_line in 0usize..30,
+            max_attributes in 0usize..6,
+            allow_empty in any::<bool>(),
+            chunks in proptest::collection::vec(1usize..9, 1..5),
+        ) {
+            let limits = Limits::default()
+                .max_request_bytes(max_request)
+                .max_line_bytes(max_line)
+                .max_attributes(max_attributes);
+            let framer = || Framer::new(limits).allow_empty_lines(allow_empty);
+            let whole = feed(framer(), &data, 0);
+            for &chunk in &chunks {
+                prop_assert_eq!(&feed(framer(), &data, chunk), &whole, "chunk {}", chunk);
+            }
+            for frame in &whole.frames {
+                prop_assert!(frame.len() < max_request);
+                prop_assert!(frame.split_inclusive(|&b| b == b'\n').all(|l| l.len() <= max_line));
+                prop_assert!(frame.split_inclusive(|&b| b == b'\n').count() <= max_attributes);
+            }
+        }
+
+        #[test]
         fn requests_round_trip(requests in requests()) {
             let data = encode_all(&requests);
             let got = frames_of(&data);
