@@ -338,8 +338,9 @@ pub const MIN_READ_BYTES: usize = 2048;
 pub struct Framer {
     limits: Limits,
     allow_empty_lines: bool,
-    /// Storage; `buf[..filled]` holds data, `buf[filled..]` is zeroed spare room
-    /// kept for [`Framer::read_from`].
+    /// Storage: `buf[..filled]` holds data; `buf[filled..]` is room for
+    /// [`Framer::read_from`] and at least [`WORD`] bytes of padding (zeroes or
+    /// stale bytes, loaded with a word but never interpreted).
     buf: Vec<u8>,
     /// End of the data in `buf`.
     filled: usize,
@@ -404,7 +405,9 @@ impl Framer {
     /// than `READ_CHUNK_BYTES - MIN_READ_BYTES` is buffered. Postfix's requests
     /// never get there, so on a Postfix connection the buffer is allocated once.
     ///
-    /// A poisoned framer reads nothing and returns `Ok(0)`.
+    /// As with [`Framer::feed`], call [`Framer::next_frame`] until it returns
+    /// `Ok(None)` after each read: that is where limits are checked. A poisoned
+    /// framer reads nothing and returns `Ok(0)`.
     pub fn read_from<R: io::Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<usize> {
         if self.poisoned.is_some() {
             return Ok(0);
