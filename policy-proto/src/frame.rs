@@ -626,8 +626,9 @@ fn out_of_window(
     line_end: usize,
 ) -> Result<Option<Range<usize>>, FrameError> {
     let line = c.lines.saturating_add(1);
-    if c.line_start >= request_end {
-        // The lines so far fill the request: its empty line can't fit.
+    if c.line_start >= request_end && (c.line_start > c.start || filled > c.line_start) {
+        // The lines so far fill the request: its empty line can't fit. (With
+        // a limit of zero, as soon as the request's first byte arrives.)
         let limit = limits.max_request_bytes;
         return Err(FrameError::RequestTooLarge { limit, line });
     }
@@ -950,6 +951,62 @@ mod tests {
             let want: Vec<Vec<u8>> = frames.iter().map(|f| f.to_vec()).collect();
             assert_eq!(got, want, "row {i}: {:?}", String::from_utf8_lossy(input));
             assert_eq!(err, *error, "row {i}: {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn a_full_request_fails_alike_in_every_chunking() {
+        // The lines fill the request exactly: whatever follows, and whether it
+        // has arrived yet or not, the empty line cannot fit.
+        for limits in [
+            Limits::default().max_request_bytes(4),
+            Limits::default().max_request_bytes(4).max_line_bytes(0),
+            Limits::default().max_request_bytes(4).max_line_bytes(4),
+        ] {
+            let want = FrameError::RequestTooLarge { limit: 4, line: 2 };
+            let mut whole = Framer::new(limits);
+            whole.feed(b"a=1\nxyz");
+            let mut split = Framer::new(limits);
+            split.feed(b"a=1\n");
+            let first = split.next_frame().map(|f| f.map(<[u8]>::to_vec));
+            split.feed(b"xyz");
+            if limits.max_line_bytes == 0 {
+                // Every line is too long; the first one already.
+                let want = FrameError::LineTooLong { limit: 0, line: 1 };
+                assert_eq!(whole.next_frame(), Err(want));
+                assert_eq!(first, Err(want));
+                continue;
+            }
+            assert_eq!(whole.next_frame(), Err(want), "{limits:?}");
+            assert_eq!(first, Err(want), "{limits:?}");
+            assert_eq!(split.next_frame(), Err(want), "{limits:?}");
+        }
+    }
+
+    #[test]
+    fn zero_limits_fail_at_the_first_byte_not_before() {
+        for (limits, want) in [
+            (
+                Limits::default().max_request_bytes(0),
+                FrameError::RequestTooLarge { limit: 0, line: 1 },
+            ),
+            (
+                Limits::default().max_line_bytes(0),
+                FrameError::LineTooLong { limit: 0, line: 1 },
+            ),
+            (
+                Limits::default().max_attributes(0),
+                FrameError::TooManyAttributes { limit: 0, line: 1 },
+            ),
+        ] {
+            let mut framer = Framer::new(limits);
+            assert_eq!(framer.next_frame(), Ok(None), "{limits:?}");
+            framer.feed(b"a");
+            if limits.max_attributes == 0 {
+                assert_eq!(framer.next_frame(), Ok(None));
+                framer.feed(b"=1\n");
+            }
+            assert_eq!(framer.next_frame(), Err(want), "{limits:?}");
         }
     }
 
