@@ -22,6 +22,13 @@ for target in "${request_targets[@]}"; do
         cp "$vector" "$corpus/$target/vector-$kind-$(basename "$vector")"
     done
 done
+# stream_chunks reads its first five bytes as settings (limits, then four chunk
+# sizes): give it each request once more behind such a header (default limits,
+# chunks of 1, 7, 16 and 63 bytes), so that the request is fed unshifted.
+for seed in "$corpus"/stream_chunks/*; do
+    case $(basename "$seed") in chunked-*) continue ;; esac
+    { printf '\x00\x00\x06\x0f\x3e'; cat "$seed"; } >"$corpus/stream_chunks/chunked-$(basename "$seed")"
+done
 mkdir -p "$corpus/action"
 cp "$fuzz_dir"/seeds/actions/* "$corpus/action/"
 # Action vector files: `<input> TAB <expected>` lines, `#` comments.

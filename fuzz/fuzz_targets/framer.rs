@@ -1,6 +1,7 @@
-//! Arbitrary bytes into the framer in one piece: it never panics, every frame
-//! it yields respects the limits, and the bytes it consumes add up.
-//! The invariants are checked in `policy_proto::fuzz_harness::frame`.
+//! Arbitrary bytes fed at once to the framer (default and tiny limits): it
+//! never panics, and every frame is the input's next whole, well-formed lines
+//! within every limit. The invariants are checked in
+//! `policy_proto::fuzz_harness::frame`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
