@@ -74,10 +74,14 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod request;
+pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
 pub use engine::{Decision, Engine, Policy, Scratch, Timestamp};
 pub use request::{
     Address, Attributes, ParseError, ParseOptions, ProtocolState, Request, UnknownAttributes,
     KNOWN_ATTRIBUTES,
+};
+pub use template::{
+    ActionTemplate, ActionTemplateError, Template, TemplateError, Var, WireOutcome,
 };

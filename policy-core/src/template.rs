@@ -1,0 +1,1196 @@
+//! Action templates: reply texts with `$variables` filled in from the request.
+//!
+//! A policy writes `then REJECT "5.7.1 Sender $sender is blocked"`. The text is
+//! parsed once into a [`Template`] (literal parts and [`Var`]iables), checked at
+//! compile time by substituting a plausible sample for every variable and
+//! validating the result with [`Action::parse`], and expanded at decide time
+//! into the connection's output buffer, without allocating.
+//!
+//! # Template syntax
+//!
+//! ```text
+//! template = *( literal / "$$" / "$" name / "${" name "}" )
+//! name     = 1*( ALPHA / DIGIT / "_" )     ; after a bare `$`, the longest such run
+//! literal  = any character but "$" and control characters
+//! ```
+//!
+//! `$$` is a literal `$`. A name is a request attribute ([`KNOWN_ATTRIBUTES`]:
+//! `sender`, `client_address`, `sasl_username`, ...), a derived field
+//! (`sender_local`, `sender_domain`, `recipient_local`, `recipient_domain`) or
+//! `rule` (the deciding rule's name). Names are case-sensitive, like the
+//! attributes. Use `${name}` when letters, digits or `_` follow the variable:
+//! `${sender_local}_x`.
+//!
+//! # Expansion
+//!
+//! Values come from a client and are treated as hostile:
+//!
+//! - **Control characters** (C0 including CR, LF, TAB and NUL; DEL; C1) become
+//!   a space: the reply stays one line.
+//! - **Invalid UTF-8** becomes U+FFFD, one per maximal invalid sequence (as
+//!   [`String::from_utf8_lossy`] does).
+//! - **Length**: the expanded text is cut to at most [`MAX_TEXT_BYTES`] bytes,
+//!   on a character boundary.
+//! - **Spaces** at the start and end of the expanded text are removed (an
+//!   action's text may not have them, and an empty value must not leave one).
+//! - **Typed attributes** are written in their canonical form (`size=0010`
+//!   expands to `10`; an IPv6 zone is dropped); `client_address`,
+//!   `server_address` and the ports expand to their raw value when it was not
+//!   an address or port (`unknown`). A missing or empty attribute expands to
+//!   nothing.
+//!
+//! # Actions with templates
+//!
+//! An [`ActionTemplate`] is an action verb plus an optional templated text. Its
+//! [`ActionTemplate::write_wire`] always writes one valid action: when an
+//! expansion would make the action invalid, it writes a documented fallback
+//! instead (see [`ActionTemplate::write_wire`]).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::action::{Action, ActionError, EnhancedStatus, MAX_TEXT_BYTES};
+use crate::request::{Request, KNOWN_ATTRIBUTES};
+
+// ---------------------------------------------------------------------------
+// Variables.
+
+/// A variable a template may name: every request attribute, the derived parts
+/// of the sender and recipient addresses, and the deciding rule's name.
+///
+/// The first 32 variants are the attributes in the order of
+/// [`KNOWN_ATTRIBUTES`]: [`Var::attribute_index`] is the discriminant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Var {
+    /// `request`
+    Request,
+    /// `protocol_state`
+    ProtocolState,
+    /// `protocol_name`
+    ProtocolName,
+    /// `helo_name`
+    HeloName,
+    /// `queue_id`
+    QueueId,
+    /// `sender` (empty for the null sender)
+    Sender,
+    /// `recipient`
+    Recipient,
+    /// `recipient_count`
+    RecipientCount,
+    /// `client_address`
+    ClientAddress,
+    /// `client_name`
+    ClientName,
+    /// `reverse_client_name`
+    ReverseClientName,
+    /// `instance`
+    Instance,
+    /// `sasl_method`
+    SaslMethod,
+    /// `sasl_username`
+    SaslUsername,
+    /// `sasl_sender`
+    SaslSender,
+    /// `size`
+    Size,
+    /// `ccert_subject`
+    CcertSubject,
+    /// `ccert_issuer`
+    CcertIssuer,
+    /// `ccert_fingerprint`
+    CcertFingerprint,
+    /// `encryption_protocol`
+    EncryptionProtocol,
+    /// `encryption_cipher`
+    EncryptionCipher,
+    /// `encryption_keysize`
+    EncryptionKeysize,
+    /// `etrn_domain`
+    EtrnDomain,
+    /// `stress`
+    Stress,
+    /// `ccert_pubkey_fingerprint`
+    CcertPubkeyFingerprint,
+    /// `client_port`
+    ClientPort,
+    /// `policy_context`
+    PolicyContext,
+    /// `server_address`
+    ServerAddress,
+    /// `server_port`
+    ServerPort,
+    /// `compatibility_level`
+    CompatibilityLevel,
+    /// `mail_version`
+    MailVersion,
+    /// `tls_sni`
+    TlsSni,
+    /// `sender_local`: the sender's local part (before the last `@`).
+    SenderLocal,
+    /// `sender_domain`: the sender's domain (after the last `@`).
+    SenderDomain,
+    /// `recipient_local`: the recipient's local part.
+    RecipientLocal,
+    /// `recipient_domain`: the recipient's domain.
+    RecipientDomain,
+    /// `rule`: the name of the rule that decided.
+    Rule,
+}
+
+/// Number of [`Var`] variants.
+const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 5;
+
+/// Names of the variables that are not request attributes, in variant order.
+const DERIVED_NAMES: [&str; 5] = [
+    "sender_local",
+    "sender_domain",
+    "recipient_local",
+    "recipient_domain",
+    "rule",
+];
+
+impl Var {
+    /// Every variable, in discriminant order.
+    pub const ALL: [Self; VAR_COUNT] = [
+        Self::Request,
+        Self::ProtocolState,
+        Self::ProtocolName,
+        Self::HeloName,
+        Self::QueueId,
+        Self::Sender,
+        Self::Recipient,
+        Self::RecipientCount,
+        Self::ClientAddress,
+        Self::ClientName,
+        Self::ReverseClientName,
+        Self::Instance,
+        Self::SaslMethod,
+        Self::SaslUsername,
+        Self::SaslSender,
+        Self::Size,
+        Self::CcertSubject,
+        Self::CcertIssuer,
+        Self::CcertFingerprint,
+        Self::EncryptionProtocol,
+        Self::EncryptionCipher,
+        Self::EncryptionKeysize,
+        Self::EtrnDomain,
+        Self::Stress,
+        Self::CcertPubkeyFingerprint,
+        Self::ClientPort,
+        Self::PolicyContext,
+        Self::ServerAddress,
+        Self::ServerPort,
+        Self::CompatibilityLevel,
+        Self::MailVersion,
+        Self::TlsSni,
+        Self::SenderLocal,
+        Self::SenderDomain,
+        Self::RecipientLocal,
+        Self::RecipientDomain,
+        Self::Rule,
+    ];
+
+    /// The variable called `name` (exact, case-sensitive), if any.
+    pub fn lookup(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|var| var.name() == name)
+    }
+
+    /// The variable's name as written after `$`.
+    pub fn name(self) -> &'static str {
+        let index = self as usize;
+        match KNOWN_ATTRIBUTES.get(index) {
+            Some(name) => name,
+            // Derived variables follow the attributes; the index is in range
+            // by construction of the enum.
+            None => DERIVED_NAMES[index - KNOWN_ATTRIBUTES.len()],
+        }
+    }
+
+    /// The index of this variable's attribute in [`KNOWN_ATTRIBUTES`], or
+    /// `None` for a derived variable or `rule`.
+    pub fn attribute_index(self) -> Option<usize> {
+        let index = self as usize;
+        (index < KNOWN_ATTRIBUTES.len()).then_some(index)
+    }
+
+    /// The variable of the attribute at `index` in [`KNOWN_ATTRIBUTES`].
+    pub fn from_attribute_index(index: usize) -> Option<Self> {
+        if index < KNOWN_ATTRIBUTES.len() {
+            Self::ALL.get(index).copied()
+        } else {
+            None
+        }
+    }
+
+    /// A plausible value, used to validate templated actions at compile
+    /// time. Samples have no spaces, so they fit addresses and transports, and
+    /// none looks like an enhanced status code.
+    pub fn sample(self) -> &'static str {
+        match self {
+            Self::Request => "smtpd_access_policy",
+            Self::ProtocolState => "RCPT",
+            Self::ProtocolName => "ESMTP",
+            Self::HeloName | Self::ClientName | Self::ReverseClientName => "mail.example.org",
+            Self::QueueId => "4FZtQm0bQCz9v",
+            Self::Sender | Self::SaslSender => "sender@example.org",
+            Self::Recipient => "recipient@example.com",
+            Self::RecipientCount => "1",
+            Self::ClientAddress => "192.0.2.10",
+            Self::Instance => "1a2b.5f3e0c1d.4c2d3.0",
+            Self::SaslMethod => "PLAIN",
+            Self::SaslUsername => "user",
+            Self::Size => "12345",
+            Self::CcertSubject => "mail.example.org",
+            Self::CcertIssuer => "Example-CA",
+            Self::CcertFingerprint | Self::CcertPubkeyFingerprint => {
+                "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+            }
+            Self::EncryptionProtocol => "TLSv1.3",
+            Self::EncryptionCipher => "TLS_AES_256_GCM_SHA384",
+            Self::EncryptionKeysize => "256",
+            Self::EtrnDomain => "example.org",
+            Self::Stress => "yes",
+            Self::ClientPort => "54321",
+            Self::PolicyContext => "submission",
+            Self::ServerAddress => "192.0.2.25",
+            Self::ServerPort => "25",
+            Self::CompatibilityLevel => "3.6",
+            Self::MailVersion => "3.8.0",
+            Self::TlsSni => "mx.example.com",
+            Self::SenderLocal => "sender",
+            Self::SenderDomain => "example.org",
+            Self::RecipientLocal => "recipient",
+            Self::RecipientDomain => "example.com",
+            Self::Rule => "rule-name",
+        }
+    }
+
+    /// The value of this variable for `request`, decided by rule `rule`.
+    fn value<'r>(self, request: &Request<'r>, rule: &'r str) -> Value<'r> {
+        use Value::{Bytes, Ip, Number};
+        let or_raw = |typed: Option<Value<'r>>| match typed {
+            Some(value) => value,
+            // `None`: empty, absent, or `unknown`; only the frame knows which.
+            None => Bytes(request.get(self.name().as_bytes()).unwrap_or_default()),
+        };
+        match self {
+            Self::Request => Bytes(request.request),
+            Self::ProtocolState => Bytes(
+                request
+                    .protocol_state
+                    .map(|state| state.as_bytes())
+                    .unwrap_or_default(),
+            ),
+            Self::ProtocolName => Bytes(request.protocol_name),
+            Self::HeloName => Bytes(request.helo_name),
+            Self::QueueId => Bytes(request.queue_id),
+            Self::Sender => Bytes(request.sender.raw),
+            Self::Recipient => Bytes(request.recipient.raw),
+            Self::RecipientCount => number(request.recipient_count.map(u64::from)),
+            Self::ClientAddress => or_raw(request.client_address.map(Ip)),
+            Self::ClientName => Bytes(request.client_name),
+            Self::ReverseClientName => Bytes(request.reverse_client_name),
+            Self::Instance => Bytes(request.instance),
+            Self::SaslMethod => Bytes(request.sasl_method),
+            Self::SaslUsername => Bytes(request.sasl_username),
+            Self::SaslSender => Bytes(request.sasl_sender),
+            Self::Size => number(request.size),
+            Self::CcertSubject => Bytes(request.ccert_subject),
+            Self::CcertIssuer => Bytes(request.ccert_issuer),
+            Self::CcertFingerprint => Bytes(request.ccert_fingerprint),
+            Self::EncryptionProtocol => Bytes(request.encryption_protocol),
+            Self::EncryptionCipher => Bytes(request.encryption_cipher),
+            Self::EncryptionKeysize => number(request.encryption_keysize.map(u64::from)),
+            Self::EtrnDomain => Bytes(request.etrn_domain),
+            Self::Stress => Bytes(request.stress),
+            Self::CcertPubkeyFingerprint => Bytes(request.ccert_pubkey_fingerprint),
+            Self::ClientPort => or_raw(request.client_port.map(|p| Number(u64::from(p)))),
+            Self::PolicyContext => Bytes(request.policy_context),
+            Self::ServerAddress => or_raw(request.server_address.map(Ip)),
+            Self::ServerPort => or_raw(request.server_port.map(|p| Number(u64::from(p)))),
+            Self::CompatibilityLevel => Bytes(request.compatibility_level),
+            Self::MailVersion => Bytes(request.mail_version),
+            Self::TlsSni => Bytes(request.tls_sni),
+            Self::SenderLocal => Bytes(request.sender.local),
+            Self::SenderDomain => Bytes(request.sender.domain),
+            Self::RecipientLocal => Bytes(request.recipient.local),
+            Self::RecipientDomain => Bytes(request.recipient.domain),
+            Self::Rule => Bytes(rule.as_bytes()),
+        }
+    }
+}
+
+impl fmt::Display for Var {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A variable's value before it is written.
+#[derive(Debug, Clone, Copy)]
+enum Value<'r> {
+    Bytes(&'r [u8]),
+    Number(u64),
+    Ip(IpAddr),
+}
+
+fn number<'r>(n: Option<u64>) -> Value<'r> {
+    n.map_or(Value::Bytes(&[]), Value::Number)
+}
+
+// ---------------------------------------------------------------------------
+// Templates.
+
+/// One piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Part {
+    /// Text written as is (`$$` already turned into `$`). Never contains a
+    /// control character.
+    Literal(Box<str>),
+    /// A variable, replaced by its sanitized value.
+    Var(Var),
+}
+
+/// A parsed text template: literal text and variables. See the
+/// [module documentation](self) for the syntax and the expansion rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// Why a template text was refused. Offsets are byte offsets into the text
+/// given to [`Template::parse`] (or [`ActionTemplate::compile`]), pointing at
+/// the `$` of the faulty variable or at the faulty character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// `$name` or `${name}` names no variable.
+    UnknownVariable {
+        /// Offset of the `$`.
+        offset: usize,
+        /// Length in bytes of the whole reference (`$name` or `${name}`).
+        len: usize,
+    },
+    /// `${` without a closing `}`.
+    UnterminatedBrace {
+        /// Offset of the `$`.
+        offset: usize,
+    },
+    /// `$` followed by neither a name, `{name}` nor another `$`.
+    MissingName {
+        /// Offset of the `$`.
+        offset: usize,
+    },
+    /// A control character (CR, LF, TAB, NUL, DEL, ...) in the text.
+    ControlCharacter {
+        /// Offset of the character.
+        offset: usize,
+    },
+}
+
+impl TemplateError {
+    /// The byte offset of the error in the template text.
+    pub fn offset(&self) -> usize {
+        match *self {
+            Self::UnknownVariable { offset, .. }
+            | Self::UnterminatedBrace { offset }
+            | Self::MissingName { offset }
+            | Self::ControlCharacter { offset } => offset,
+        }
+    }
+}
+
+/// What a variable name may be; shown in errors.
+const EXPECTED_VARIABLE: &str = "a request attribute (sender, recipient, client_address, \
+     client_name, helo_name, sasl_username, ...), sender_local, sender_domain, recipient_local, \
+     recipient_domain or rule";
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownVariable { .. } => {
+                write!(f, "unknown template variable: expected {EXPECTED_VARIABLE}")
+            }
+            Self::UnterminatedBrace { .. } => {
+                f.write_str("unterminated `${`: expected a variable name and `}`")
+            }
+            Self::MissingName { .. } => f.write_str(
+                "expected a variable name, `{name}` or `$` after `$` (write `$$` for a literal `$`)",
+            ),
+            Self::ControlCharacter { .. } => {
+                f.write_str("expected text without control characters")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+impl Template {
+    /// Parse `text`: `$name`, `${name}`, `$$` for `$`, anything else literal.
+    ///
+    /// ```
+    /// use policy_core::template::{Template, Var};
+    ///
+    /// let t = Template::parse("5.7.1 Sender $sender (${sasl_username}) costs $$5").unwrap();
+    /// assert_eq!(t.variables().collect::<Vec<_>>(), [Var::Sender, Var::SaslUsername]);
+    /// assert_eq!(t.sample(), "5.7.1 Sender sender@example.org (user) costs $5");
+    /// assert!(Template::parse("Hello $nobody").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let bytes = text.as_bytes();
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some(dollar) = text[at..].find(|c: char| c == '$' || c.is_control()) else {
+                literal.push_str(&text[at..]);
+                break;
+            };
+            let dollar = at + dollar;
+            literal.push_str(&text[at..dollar]);
+            if bytes[dollar] != b'$' {
+                return Err(TemplateError::ControlCharacter { offset: dollar });
+            }
+            let after = dollar + 1;
+            let (name, next) = match bytes.get(after) {
+                Some(b'$') => {
+                    literal.push('$');
+                    at = after + 1;
+                    continue;
+                }
+                Some(b'{') => {
+                    let Some(close) = text[after + 1..].find('}') else {
+                        return Err(TemplateError::UnterminatedBrace { offset: dollar });
+                    };
+                    let end = after + 1 + close;
+                    (&text[after + 1..end], end + 1)
+                }
+                Some(&b) if is_name_byte(b) => {
+                    let len = bytes[after..]
+                        .iter()
+                        .position(|&b| !is_name_byte(b))
+                        .unwrap_or(bytes.len() - after);
+                    (&text[after..after + len], after + len)
+                }
+                _ => return Err(TemplateError::MissingName { offset: dollar }),
+            };
+            let Some(var) = Var::lookup(name) else {
+                return Err(TemplateError::UnknownVariable {
+                    offset: dollar,
+                    len: next - dollar,
+                });
+            };
+            if !literal.is_empty() {
+                parts.push(Part::Literal(std::mem::take(&mut literal).into()));
+            }
+            parts.push(Part::Var(var));
+            at = next;
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal.into()));
+        }
+        Ok(Self { parts })
+    }
+
+    /// The parts, in order. Adjacent literals are merged; no literal is empty.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Whether the template has no variable.
+    pub fn is_constant(&self) -> bool {
+        self.variables().next().is_none()
+    }
+
+    /// The variables the template uses, in order (repeats included).
+    pub fn variables(&self) -> impl Iterator<Item = Var> + '_ {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Var(var) => Some(*var),
+            Part::Literal(_) => None,
+        })
+    }
+
+    /// The text with every variable replaced by its [`Var::sample`]; for
+    /// validating at compile time. Allocates.
+    pub fn sample(&self) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Var(var) => out.push_str(var.sample()),
+            }
+        }
+        out
+    }
+
+    /// The literal text with every variable replaced by nothing.
+    fn constant_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            if let Part::Literal(text) = part {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+
+    /// Append the expanded text to `out`: values sanitized, at most
+    /// [`MAX_TEXT_BYTES`] bytes appended (cut on a character boundary),
+    /// leading and trailing spaces removed (see the [module
+    /// documentation](self)). The appended bytes are valid UTF-8 without
+    /// control characters. Returns whether the text was cut.
+    ///
+    /// Allocates only if `out` has less than [`MAX_TEXT_BYTES`] bytes of
+    /// spare capacity.
+    ///
+    /// ```
+    /// use policy_core::Request;
+    /// use policy_core::template::Template;
+    ///
+    /// let frame = b"request=smtpd_access_policy\nsender=a\x01b@\xffexample.org\n\n";
+    /// let request = Request::parse(frame).unwrap();
+    /// let mut out = Vec::new();
+    /// Template::parse("$sender_domain says hi").unwrap().expand(&request, "r", &mut out);
+    /// assert_eq!(String::from_utf8(out).unwrap(), "\u{fffd}example.org says hi");
+    /// ```
+    pub fn expand(&self, request: &Request<'_>, rule: &str, out: &mut Vec<u8>) -> bool {
+        out.reserve(MAX_TEXT_BYTES);
+        let mut sink = Sink::new(out, MAX_TEXT_BYTES);
+        for part in &self.parts {
+            if sink.full {
+                break;
+            }
+            match part {
+                Part::Literal(text) => sink.push_str(text),
+                Part::Var(var) => match var.value(request, rule) {
+                    Value::Bytes(bytes) => sink.push_bytes(bytes),
+                    Value::Number(n) => sink.push_number(n),
+                    Value::Ip(ip) => sink.push_ip(ip),
+                },
+            }
+        }
+        sink.finish()
+    }
+}
+
+impl fmt::Display for Template {
+    /// The source form: `$` as `$$`, variables as `${name}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => {
+                    for (i, piece) in text.split('$').enumerate() {
+                        if i > 0 {
+                            f.write_str("$$")?;
+                        }
+                        f.write_str(piece)?;
+                    }
+                }
+                Part::Var(var) => write!(f, "${{{var}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Template {
+    type Err = TemplateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// Appends sanitized text to a buffer, within a byte budget, without leading
+/// or trailing spaces.
+struct Sink<'o> {
+    out: &'o mut Vec<u8>,
+    /// Where this text starts in `out`.
+    start: usize,
+    /// The length `out` may reach.
+    limit: usize,
+    /// Whether a non-space character was written (leading spaces are dropped).
+    started: bool,
+    /// Whether the budget ran out (the text was cut).
+    full: bool,
+}
+
+impl<'o> Sink<'o> {
+    fn new(out: &'o mut Vec<u8>, budget: usize) -> Self {
+        let start = out.len();
+        Self {
+            out,
+            start,
+            limit: start + budget,
+            started: false,
+            full: false,
+        }
+    }
+
+    /// Append `s`, which has no control character.
+    fn push_str(&mut self, s: &str) {
+        let s = if self.started {
+            s
+        } else {
+            let trimmed = s.trim_start_matches(' ');
+            if trimmed.is_empty() {
+                return;
+            }
+            self.started = true;
+            trimmed
+        };
+        let room = self.limit - self.out.len();
+        if s.len() <= room {
+            self.out.extend_from_slice(s.as_bytes());
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.out.extend_from_slice(&s.as_bytes()[..cut]);
+            self.full = true;
+        }
+    }
+
+    /// Append untrusted bytes: control characters as spaces, invalid UTF-8 as
+    /// U+FFFD.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        for chunk in bytes.utf8_chunks() {
+            self.push_valid(chunk.valid());
+            if self.full {
+                return;
+            }
+            if !chunk.invalid().is_empty() {
+                self.push_str("\u{fffd}");
+            }
+        }
+    }
+
+    /// Append valid UTF-8 that may hold control characters.
+    fn push_valid(&mut self, mut s: &str) {
+        while !s.is_empty() && !self.full {
+            // The run of printable ASCII first: the common case, one copy.
+            let run = s
+                .bytes()
+                .position(|b| !(0x20..0x7f).contains(&b))
+                .unwrap_or(s.len());
+            if run > 0 {
+                self.push_str(&s[..run]);
+                s = &s[run..];
+                continue;
+            }
+            let Some(c) = s.chars().next() else {
+                return;
+            };
+            if c.is_control() {
+                self.push_str(" ");
+            } else {
+                let mut buf = [0u8; 4];
+                self.push_str(c.encode_utf8(&mut buf));
+            }
+            s = &s[c.len_utf8()..];
+        }
+    }
+
+    fn push_number(&mut self, mut n: u64) {
+        // u64::MAX has 20 digits.
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            // n % 10 < 10: fits in a u8.
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push_ascii(&buf[at..]);
+    }
+
+    fn push_ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push_str(".");
+                    }
+                    self.push_number(u64::from(octet));
+                }
+            }
+            IpAddr::V6(v6) => {
+                // The longest IPv6 text form is 45 bytes.
+                let mut buf = StackWriter::<45>::new();
+                // Cannot fail: the buffer holds the longest form.
+                let _ = fmt::write(&mut buf, format_args!("{v6}"));
+                self.push_ascii(buf.as_bytes());
+            }
+        }
+    }
+
+    /// Append printable ASCII bytes.
+    fn push_ascii(&mut self, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => self.push_str(s),
+            // Unreachable for our callers (digits, IP text); sanitize anyway.
+            Err(_) => self.push_bytes(bytes),
+        }
+    }
+
+    /// Drop trailing spaces; return whether the text was cut.
+    fn finish(self) -> bool {
+        while self.out.len() > self.start && self.out.last() == Some(&b' ') {
+            self.out.pop();
+        }
+        self.full
+    }
+}
+
+/// A `fmt::Write` into a fixed stack buffer; fails when full.
+struct StackWriter<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackWriter<N> {
+    fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl<const N: usize> fmt::Write for StackWriter<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let Some(dest) = self.buf.get_mut(self.len..end) else {
+            return Err(fmt::Error);
+        };
+        dest.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Action templates.
+
+/// Whether `token` is an enhanced status code as [`Action::parse`] recognises
+/// one at the start of a reply text (`class.subject.detail`).
+fn is_enhanced_status(token: &[u8]) -> bool {
+    std::str::from_utf8(token).is_ok_and(|s| EnhancedStatus::parse(s).is_ok())
+}
+
+/// The first blank-separated token of `s`.
+fn first_token(s: &[u8]) -> &[u8] {
+    let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
+    &s[..end]
+}
+
+/// What the expanded text of an [`ActionTemplate`] must satisfy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// REJECT, DEFER, DEFER_IF_*, 4NN/5NN: `[enhanced] [text]`. `code`: the
+    /// enhanced status code is constant (part of the prefix), so the text may
+    /// start with anything; otherwise its first token must not look like one.
+    /// `needs_text`: 4NN/5NN without a code needs text.
+    Reply { code: bool, needs_text: bool },
+    /// HOLD, DISCARD: any text, or none.
+    Optional,
+    /// WARN, INFO: any non-empty text.
+    Required,
+    /// FILTER: `transport:destination`.
+    Filter,
+    /// PREPEND: `name: value` (the name is constant).
+    Header,
+    /// REDIRECT, BCC: `local@domain`.
+    Address,
+}
+
+impl Shape {
+    /// Whether `text` (expanded, sanitized, trimmed) fits.
+    fn accepts(self, text: &[u8]) -> bool {
+        let no_space = || !text.contains(&b' ');
+        match self {
+            Self::Reply { code, needs_text } => {
+                if text.is_empty() {
+                    return !needs_text;
+                }
+                code || !is_enhanced_status(first_token(text))
+            }
+            Self::Optional => true,
+            Self::Required => !text.is_empty(),
+            Self::Filter => {
+                matches!(text.iter().position(|&b| b == b':'), Some(colon) if colon > 0)
+                    && no_space()
+            }
+            Self::Header => match text.iter().position(|&b| b == b':') {
+                Some(colon) if colon > 0 => text[..colon].iter().all(|b| (33..=126).contains(b)),
+                _ => false,
+            },
+            Self::Address => {
+                matches!(text.iter().rposition(|&b| b == b'@'),
+                    Some(at) if at > 0 && at + 1 < text.len())
+                    && no_space()
+            }
+        }
+    }
+}
+
+/// What [`ActionTemplate::write_wire`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireOutcome {
+    /// The action as written, variables filled in (or a constant action).
+    Expanded,
+    /// The action as written, its text cut to [`MAX_TEXT_BYTES`].
+    Truncated,
+    /// The expansion would not have been a valid action; the documented
+    /// fallback ([`ActionTemplate::fallback`]) was written instead.
+    Fallback,
+}
+
+/// An action whose text may hold template variables, compiled and validated
+/// once, expanded per request by [`ActionTemplate::write_wire`].
+///
+/// ```
+/// use policy_core::Request;
+/// use policy_core::template::ActionTemplate;
+///
+/// let action = ActionTemplate::compile("reject", Some("5.7.1 Sender $sender is blocked")).unwrap();
+/// assert_eq!(action.action().to_string(), "REJECT 5.7.1 Sender sender@example.org is blocked");
+///
+/// let frame = b"request=smtpd_access_policy\nsender=spam\r\r@example.net\n\n";
+/// let request = Request::parse(frame).unwrap();
+/// let mut out = Vec::with_capacity(512);
+/// action.write_wire(&request, "block-senders", &mut out);
+/// assert_eq!(out, b"REJECT 5.7.1 Sender spam  @example.net is blocked");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionTemplate {
+    /// The action as compiled: verbatim if constant, else sample-substituted.
+    action: Action,
+    /// What to write when an expansion is not a valid action.
+    fallback: Action,
+    /// The canonical wire text before the templated text: the verb or code,
+    /// and a constant enhanced status code (`REJECT 5.7.1`, `550`, `PREPEND`).
+    prefix: Box<str>,
+    /// The templated text after the prefix; `None` for a constant action.
+    text: Option<Template>,
+    /// What the expanded text must satisfy.
+    shape: Shape,
+}
+
+/// Why an action template was refused. [`ActionTemplateError::offset`] gives
+/// the byte offset in the text, where there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActionTemplateError {
+    /// The text is not a valid template.
+    Template(TemplateError),
+    /// The action (with samples for the variables) is not a valid action.
+    Action(ActionError),
+    /// A `PREPEND` header name holds a variable, or the text starts with one:
+    /// the name must be constant.
+    TemplatedHeaderName {
+        /// Offset of the first variable's `$`.
+        offset: usize,
+    },
+}
+
+impl ActionTemplateError {
+    /// The byte offset in the action's text, for errors that have one.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            Self::Template(error) => Some(error.offset()),
+            Self::Action(_) => None,
+            Self::TemplatedHeaderName { offset } => Some(*offset),
+        }
+    }
+}
+
+impl fmt::Display for ActionTemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Template(error) => error.fmt(f),
+            Self::Action(error) => error.fmt(f),
+            Self::TemplatedHeaderName { .. } => f.write_str(
+                "invalid action: expected a constant header name before `:` in PREPEND \
+                 (variables may only appear in the value)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ActionTemplateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Template(error) => Some(error),
+            Self::Action(error) => Some(error),
+            Self::TemplatedHeaderName { .. } => None,
+        }
+    }
+}
+
+impl From<TemplateError> for ActionTemplateError {
+    fn from(error: TemplateError) -> Self {
+        Self::Template(error)
+    }
+}
+
+impl From<ActionError> for ActionTemplateError {
+    fn from(error: ActionError) -> Self {
+        Self::Action(error)
+    }
+}
+
+/// The offset of the first `$` that starts a variable in `text` (skipping `$$`).
+fn first_variable_offset(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'$' {
+            if bytes.get(at + 1) == Some(&b'$') {
+                at += 2;
+                continue;
+            }
+            return at;
+        }
+        at += 1;
+    }
+    0
+}
+
+impl ActionTemplate {
+    /// Compile `verb` (as written: `OK`, `reject`, `450`, ...) and its
+    /// optional text, which may hold template variables.
+    ///
+    /// A constant text is validated verbatim with [`Action::parse`]. A
+    /// templated one is validated with every variable replaced by its
+    /// [`Var::sample`] (so `REDIRECT "$client_address"` is refused: a sample
+    /// address has no `@`), plus:
+    ///
+    /// - `PREPEND`: the header name (before the first `:`) must be constant
+    ///   ([`ActionTemplateError::TemplatedHeaderName`]).
+    /// - `OK` and `DUNNO` take no text.
+    pub fn compile(verb: &str, text: Option<&str>) -> Result<Self, ActionTemplateError> {
+        if verb.is_empty() {
+            return Err(ActionError::Empty.into());
+        }
+        if verb.contains([' ', '\t']) {
+            return Err(ActionError::UnknownVerb.into());
+        }
+        let Some(text) = text else {
+            return Ok(Self::constant(Action::parse(verb)?));
+        };
+        let template = Template::parse(text)?;
+        if template.is_constant() {
+            let wire = format!("{verb} {}", template.constant_text());
+            return Ok(Self::constant(Action::parse(&wire)?));
+        }
+        let action = Action::parse(&format!("{verb} {}", template.sample()))?;
+        let shape = match &action {
+            Action::Ok | Action::Dunno => {
+                // Unreachable: the sample is non-empty and `parse` refused it.
+                return Err(ActionError::UnexpectedText {
+                    verb: action.verb(),
+                }
+                .into());
+            }
+            Action::Reject(_)
+            | Action::Defer(_)
+            | Action::DeferIfReject(_)
+            | Action::DeferIfPermit(_) => Shape::Reply {
+                code: false,
+                needs_text: false,
+            },
+            Action::Status { .. } => Shape::Reply {
+                code: false,
+                needs_text: true,
+            },
+            Action::Hold(_) | Action::Discard(_) => Shape::Optional,
+            Action::Warn(_) | Action::Info(_) => Shape::Required,
+            Action::Filter(_) => Shape::Filter,
+            Action::Prepend(_) => Shape::Header,
+            Action::Redirect(_) | Action::Bcc(_) => Shape::Address,
+        };
+        let mut prefix = match &action {
+            Action::Status { code, .. } => code.to_string(),
+            other => other.verb().to_owned(),
+        };
+        let mut parts = template.parts;
+        let shape = match shape {
+            Shape::Reply { needs_text, .. } => {
+                let code = split_constant_code(&mut parts);
+                if let Some(code) = code {
+                    prefix.push(' ');
+                    prefix.push_str(&code.to_string());
+                }
+                Shape::Reply {
+                    code: code.is_some(),
+                    needs_text: needs_text && code.is_none(),
+                }
+            }
+            Shape::Header => {
+                let constant_name = match parts.first() {
+                    Some(Part::Literal(first)) => first.contains(':'),
+                    _ => false,
+                };
+                if !constant_name {
+                    return Err(ActionTemplateError::TemplatedHeaderName {
+                        offset: first_variable_offset(text),
+                    });
+                }
+                Shape::Header
+            }
+            other => other,
+        };
+        let fallback = match shape {
+            Shape::Reply { code: true, .. } => Action::parse(&prefix)?,
+            Shape::Reply { .. } => match &action {
+                Action::Status { code, .. } => {
+                    Action::parse(&format!("{code} {}.0.0", code / 100))?
+                }
+                _ => Action::parse(&prefix)?,
+            },
+            Shape::Optional => Action::parse(&prefix)?,
+            Shape::Required | Shape::Filter | Shape::Header | Shape::Address => Action::Dunno,
+        };
+        Ok(Self {
+            action,
+            fallback,
+            prefix: prefix.into(),
+            text: Some(Template { parts }),
+            shape,
+        })
+    }
+
+    fn constant(action: Action) -> Self {
+        Self {
+            fallback: action.clone(),
+            action,
+            prefix: Box::from(""),
+            text: None,
+            shape: Shape::Optional,
+        }
+    }
+
+    /// The action as compiled: verbatim if constant, else with every variable
+    /// replaced by its [`Var::sample`]. Its kind ([`Action::verb`]) is the
+    /// kind of every expansion, except a [`WireOutcome::Fallback`] to `DUNNO`.
+    pub fn action(&self) -> &Action {
+        &self.action
+    }
+
+    /// What [`ActionTemplate::write_wire`] writes when the expansion would not
+    /// be a valid action (see there). For a constant action, the action.
+    pub fn fallback(&self) -> &Action {
+        &self.fallback
+    }
+
+    /// Whether the action has no variable (its wire form never changes).
+    pub fn is_constant(&self) -> bool {
+        self.text.is_none()
+    }
+
+    /// The templated text after the verb (and after a constant enhanced
+    /// status code of a rejecting or deferring action); `None` if constant.
+    pub fn template(&self) -> Option<&Template> {
+        self.text.as_ref()
+    }
+
+    /// The variables used, in order.
+    pub fn variables(&self) -> impl Iterator<Item = Var> + '_ {
+        self.text.iter().flat_map(Template::variables)
+    }
+
+    /// Append the wire form (what follows `action=`) for `request`, decided by
+    /// rule `rule`, to `out`: always one valid action ([`Action::parse`]
+    /// accepts it), one line of UTF-8 without control characters, its text at
+    /// most [`MAX_TEXT_BYTES`] bytes.
+    ///
+    /// The text is expanded as [`Template::expand`] does. If the result would
+    /// not be a valid action, the [`fallback`](Self::fallback) is written:
+    ///
+    /// | action | invalid when | fallback |
+    /// |---|---|---|
+    /// | `REJECT`, `DEFER`, `DEFER_IF_*` | text without a constant enhanced code starts with one (`$sender` = `4.7.1`) | the verb and its constant enhanced code, if any (Postfix adds its default text) |
+    /// | `4NN`/`5NN` | as above, or empty text without enhanced code | the code and its constant enhanced code, else `C.0.0` (`550 5.0.0`) |
+    /// | `HOLD`, `DISCARD` | never | the bare verb |
+    /// | `WARN`, `INFO` | empty text | `DUNNO` |
+    /// | `FILTER` | not `transport:destination` without spaces | `DUNNO` |
+    /// | `PREPEND` | never (the name is constant) | `DUNNO` |
+    /// | `REDIRECT`, `BCC` | not `local@domain` without spaces | `DUNNO` (better no redirect than a wrong one) |
+    ///
+    /// Allocates only if `out` lacks capacity (prefix and [`MAX_TEXT_BYTES`]).
+    pub fn write_wire(&self, request: &Request<'_>, rule: &str, out: &mut Vec<u8>) -> WireOutcome {
+        let Some(text) = &self.text else {
+            self.action.write_wire(out);
+            return WireOutcome::Expanded;
+        };
+        let start = out.len();
+        out.reserve(self.prefix.len() + 1 + MAX_TEXT_BYTES);
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.push(b' ');
+        let text_start = out.len();
+        let truncated = text.expand(request, rule, out);
+        if !self.shape.accepts(&out[text_start..]) {
+            out.truncate(start);
+            self.fallback.write_wire(out);
+            return WireOutcome::Fallback;
+        }
+        if out.len() == text_start {
+            // No text: drop the separator.
+            out.pop();
+        }
+        if truncated {
+            WireOutcome::Truncated
+        } else {
+            WireOutcome::Expanded
+        }
+    }
+}
+
+/// If the template's text starts with a constant enhanced status code followed
+/// by a space (`5.7.1 Sender $sender ...`), remove it from `parts` and return
+/// it. A code directly followed by a variable (`5.7.1$x`) is not constant.
+fn split_constant_code(parts: &mut Vec<Part>) -> Option<EnhancedStatus> {
+    let Some(Part::Literal(first)) = parts.first() else {
+        return None;
+    };
+    let trimmed = first.trim_start_matches(' ');
+    let space = trimmed.find(' ')?;
+    let code = EnhancedStatus::parse(&trimmed[..space]).ok()?;
+    let rest = trimmed[space..].trim_start_matches(' ');
+    if rest.is_empty() {
+        parts.remove(0);
+    } else {
+        parts[0] = Part::Literal(rest.into());
+    }
+    Some(code)
+}
+
+impl fmt::Display for ActionTemplate {
+    /// The wire form with variables shown as `${name}` (constant actions as
+    /// their wire form). For logs and `policyd test --explain`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.text {
+            None => self.action.fmt(f),
+            Some(text) => write!(f, "{} {text}", self.prefix),
+        }
+    }
+}
