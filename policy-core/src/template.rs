@@ -1194,3 +1194,1079 @@ impl fmt::Display for ActionTemplate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A request frame with `request=smtpd_access_policy` and `lines` after it.
+    fn frame(lines: &[&[u8]]) -> Vec<u8> {
+        let mut frame = b"request=smtpd_access_policy\n".to_vec();
+        for line in lines {
+            frame.extend_from_slice(line);
+            frame.push(b'\n');
+        }
+        frame.push(b'\n');
+        frame
+    }
+
+    /// A full Postfix 3.x request.
+    const FULL: &[u8] = b"request=smtpd_access_policy\n\
+        protocol_state=RCPT\nprotocol_name=ESMTP\nhelo_name=mx.example.net\nqueue_id=\n\
+        sender=Joe.User@Example.NET\nrecipient=info@example.com\nrecipient_count=0\n\
+        client_address=192.0.2.7\nclient_name=mx.example.net\n\
+        reverse_client_name=mx.example.net\ninstance=6a3.5f3e0c1d.4c2d3.0\n\
+        sasl_method=PLAIN\nsasl_username=joe\nsasl_sender=\nsize=0010\nccert_subject=\n\
+        ccert_issuer=\nccert_fingerprint=\nencryption_protocol=TLSv1.3\n\
+        encryption_cipher=TLS_AES_256_GCM_SHA384\nencryption_keysize=256\netrn_domain=\n\
+        stress=\nccert_pubkey_fingerprint=\nclient_port=54321\npolicy_context=\n\
+        server_address=2001:db8::25\nserver_port=unknown\ncompatibility_level=3.6\n\
+        mail_version=3.8.0\ntls_sni=\nx_extra=1\n\n";
+
+    fn expand(template: &str, frame: &[u8]) -> (String, bool) {
+        let request = Request::parse(frame).unwrap();
+        let mut out = b"prefix:".to_vec();
+        let cut = Template::parse(template)
+            .unwrap()
+            .expand(&request, "the-rule", &mut out);
+        let out = String::from_utf8(out).expect("valid UTF-8");
+        (out["prefix:".len()..].to_owned(), cut)
+    }
+
+    #[test]
+    fn variable_names() {
+        for (index, name) in KNOWN_ATTRIBUTES.iter().enumerate() {
+            let var = Var::ALL[index];
+            assert_eq!(var.name(), *name);
+            assert_eq!(var.attribute_index(), Some(index));
+            assert_eq!(Var::from_attribute_index(index), Some(var));
+        }
+        for var in Var::ALL {
+            assert_eq!(Var::lookup(var.name()), Some(var), "{var}");
+            assert!(!var.sample().is_empty());
+            assert!(!var.sample().contains(' '), "{var}");
+            assert!(EnhancedStatus::parse(var.sample()).is_err(), "{var}");
+        }
+        assert_eq!(Var::from_attribute_index(KNOWN_ATTRIBUTES.len()), None);
+        assert_eq!(Var::SenderLocal.attribute_index(), None);
+        assert_eq!(Var::Rule.name(), "rule");
+        assert_eq!(Var::RecipientDomain.name(), "recipient_domain");
+        for name in ["Sender", "", "x_extra", "sender ", "rule_name"] {
+            assert_eq!(Var::lookup(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn parse_table() {
+        use Part::{Literal as L, Var as V};
+        let lit = |s: &str| L(s.into());
+        // (input, parts, source form)
+        let rows: Vec<(&str, Vec<Part>, &str)> = vec![
+            ("", vec![], ""),
+            ("plain text", vec![lit("plain text")], "plain text"),
+            ("$sender", vec![V(Var::Sender)], "${sender}"),
+            ("${sender}", vec![V(Var::Sender)], "${sender}"),
+            (
+                "5.7.1 Sender $sender is blocked",
+                vec![lit("5.7.1 Sender "), V(Var::Sender), lit(" is blocked")],
+                "5.7.1 Sender ${sender} is blocked",
+            ),
+            (
+                "$sender_local@$sender_domain.",
+                vec![
+                    V(Var::SenderLocal),
+                    lit("@"),
+                    V(Var::SenderDomain),
+                    lit("."),
+                ],
+                "${sender_local}@${sender_domain}.",
+            ),
+            (
+                "${rule}_x$rule-y",
+                vec![V(Var::Rule), lit("_x"), V(Var::Rule), lit("-y")],
+                "${rule}_x${rule}-y",
+            ),
+            ("cost $$5", vec![lit("cost $5")], "cost $$5"),
+            (
+                "$$$sender$$",
+                vec![lit("$"), V(Var::Sender), lit("$")],
+                "$$${sender}$$",
+            ),
+            ("$$$$", vec![lit("$$")], "$$$$"),
+            (
+                "h\u{e9}llo $helo_name",
+                vec![lit("h\u{e9}llo "), V(Var::HeloName)],
+                "h\u{e9}llo ${helo_name}",
+            ),
+            ("${tls_sni}", vec![V(Var::TlsSni)], "${tls_sni}"),
+        ];
+        for (input, parts, source) in rows {
+            let template = Template::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(template.parts(), parts.as_slice(), "{input:?}");
+            assert_eq!(template.to_string(), source, "{input:?}");
+            assert_eq!(
+                Template::parse(source).as_ref(),
+                Ok(&template),
+                "re-parse {source:?}"
+            );
+            assert_eq!(
+                template.is_constant(),
+                template.variables().next().is_none()
+            );
+        }
+        let t = Template::parse("a $sender b $sender ${client_address}").unwrap();
+        assert_eq!(
+            t.variables().collect::<Vec<_>>(),
+            [Var::Sender, Var::Sender, Var::ClientAddress]
+        );
+        assert_eq!(
+            t.sample(),
+            "a sender@example.org b sender@example.org 192.0.2.10"
+        );
+        assert!(!t.is_constant());
+        assert!(Template::parse("a $$ b").unwrap().is_constant());
+    }
+
+    #[test]
+    fn parse_errors_table() {
+        use TemplateError::*;
+        let rows: &[(&str, TemplateError)] = &[
+            ("$", MissingName { offset: 0 }),
+            ("cost $ 5", MissingName { offset: 5 }),
+            ("$-x", MissingName { offset: 0 }),
+            ("$.", MissingName { offset: 0 }),
+            ("ok $sender $", MissingName { offset: 11 }),
+            ("$\u{e9}", MissingName { offset: 0 }),
+            ("$nobody", UnknownVariable { offset: 0, len: 7 }),
+            ("x $Sender", UnknownVariable { offset: 2, len: 7 }),
+            ("$senderx y", UnknownVariable { offset: 0, len: 8 }),
+            ("${nobody} x", UnknownVariable { offset: 0, len: 9 }),
+            ("${}", UnknownVariable { offset: 0, len: 3 }),
+            ("${ sender}", UnknownVariable { offset: 0, len: 10 }),
+            ("${x_extra}", UnknownVariable { offset: 0, len: 10 }),
+            ("a ${sender", UnterminatedBrace { offset: 2 }),
+            ("${", UnterminatedBrace { offset: 0 }),
+            ("a\nb", ControlCharacter { offset: 1 }),
+            ("a\rb", ControlCharacter { offset: 1 }),
+            ("tab\there", ControlCharacter { offset: 3 }),
+            ("nul\0", ControlCharacter { offset: 3 }),
+            ("\u{e9}\u{85}", ControlCharacter { offset: 2 }),
+            ("del\u{7f}", ControlCharacter { offset: 3 }),
+            ("${sen\nder}", UnknownVariable { offset: 0, len: 10 }),
+        ];
+        for (input, expected) in rows {
+            assert_eq!(Template::parse(input), Err(*expected), "input {input:?}");
+        }
+        assert_eq!(
+            UnknownVariable { offset: 0, len: 1 }.to_string(),
+            format!("unknown template variable: expected {EXPECTED_VARIABLE}")
+        );
+        assert!(MissingName { offset: 0 }.to_string().contains("`$$`"));
+        assert!(UnterminatedBrace { offset: 0 }.to_string().contains("`}`"));
+    }
+
+    #[test]
+    fn expand_every_variable() {
+        let rows: &[(&str, &str)] = &[
+            ("$request", "smtpd_access_policy"),
+            ("$protocol_state", "RCPT"),
+            ("$protocol_name", "ESMTP"),
+            ("$helo_name", "mx.example.net"),
+            ("[$queue_id]", "[]"),
+            ("$sender", "Joe.User@Example.NET"),
+            ("$recipient", "info@example.com"),
+            ("$recipient_count", "0"),
+            ("$client_address", "192.0.2.7"),
+            ("$client_name", "mx.example.net"),
+            ("$reverse_client_name", "mx.example.net"),
+            ("$instance", "6a3.5f3e0c1d.4c2d3.0"),
+            ("$sasl_method", "PLAIN"),
+            ("$sasl_username", "joe"),
+            ("$size", "10"),
+            ("$encryption_protocol", "TLSv1.3"),
+            ("$encryption_cipher", "TLS_AES_256_GCM_SHA384"),
+            ("$encryption_keysize", "256"),
+            ("$client_port", "54321"),
+            ("$server_address", "2001:db8::25"),
+            ("$server_port", "unknown"),
+            ("$compatibility_level", "3.6"),
+            ("$mail_version", "3.8.0"),
+            ("$sender_local", "Joe.User"),
+            ("$sender_domain", "Example.NET"),
+            ("$recipient_local", "info"),
+            ("$recipient_domain", "example.com"),
+            ("$rule", "the-rule"),
+            ("<$tls_sni>", "<>"),
+            (
+                "$sender_local at ${sender_domain}: ${rule}!",
+                "Joe.User at Example.NET: the-rule!",
+            ),
+        ];
+        for (template, expected) in rows {
+            assert_eq!(
+                expand(template, FULL),
+                ((*expected).to_owned(), false),
+                "{template}"
+            );
+        }
+        // Every variable expands without panicking on an empty request too.
+        let empty = Request::parse(b"request=smtpd_access_policy\n\n").unwrap();
+        for var in Var::ALL {
+            let mut out = Vec::new();
+            let t = Template::parse(&format!("<${{{var}}}>")).unwrap();
+            assert!(!t.expand(&empty, "", &mut out));
+            let expected: &[u8] = if var == Var::Request {
+                b"<smtpd_access_policy>"
+            } else {
+                b"<>"
+            };
+            assert_eq!(out, expected, "{var}");
+        }
+    }
+
+    #[test]
+    fn expand_hostile_values() {
+        let long = "x".repeat(2 * MAX_TEXT_BYTES);
+        let long_line = format!("sender={long}");
+        // 'é' is two bytes: 449 bytes of ASCII, then 'é' would end at 451.
+        let accent_line = format!("helo_name={}\u{e9}\u{e9}", "y".repeat(MAX_TEXT_BYTES - 1));
+        let spaced_line = format!("helo_name={} z", "w".repeat(MAX_TEXT_BYTES - 1));
+        let rows: Vec<(&str, Vec<&[u8]>, String, bool)> = vec![
+            ("<$sender>", vec![b"sender=a\rb@c"], "<a b@c>".into(), false),
+            ("<$sender>", vec![b"sender=a\r\r"], "<a >".into(), false),
+            (
+                "<$helo_name>",
+                vec![b"helo_name=a\tb\0c\x1bd\x7fe"],
+                "<a b c d e>".into(),
+                false,
+            ),
+            (
+                "<$helo_name>",
+                vec![b"helo_name=\xc2\x85\xc2\x9f"],
+                "<  >".into(),
+                false,
+            ),
+            (
+                "<$helo_name>",
+                vec![b"helo_name=a\xffb\xe2\x82c"],
+                "<a\u{fffd}b\u{fffd}c>".into(),
+                false,
+            ),
+            (
+                "<$helo_name>",
+                vec![b"helo_name=\xf0\x9f\x92\xa9"],
+                "<\u{1f4a9}>".into(),
+                false,
+            ),
+            (
+                "<$helo_name>",
+                vec![b"helo_name=\xed\xa0\x80"],
+                "<\u{fffd}\u{fffd}\u{fffd}>".into(),
+                false,
+            ),
+            // Leading and trailing spaces of the whole text go; inner stay.
+            ("$sender blocked", vec![], "blocked".into(), false),
+            (
+                "$sender blocked",
+                vec![b"sender=\r\t x"],
+                "x blocked".into(),
+                false,
+            ),
+            (
+                "blocked: $sender",
+                vec![b"sender="],
+                "blocked:".into(),
+                false,
+            ),
+            ("  a  $sender  ", vec![b"sender=\t"], "a".into(), false),
+            ("$sender", vec![b"sender=\t\t"], String::new(), false),
+            ("a $sender b", vec![], "a  b".into(), false),
+            // Length bound, on a character boundary.
+            (
+                "$sender",
+                vec![long_line.as_bytes()],
+                "x".repeat(MAX_TEXT_BYTES),
+                true,
+            ),
+            (
+                "ab $sender",
+                vec![long_line.as_bytes()],
+                format!("ab {}", "x".repeat(MAX_TEXT_BYTES - 3)),
+                true,
+            ),
+            (
+                "$helo_name",
+                vec![accent_line.as_bytes()],
+                "y".repeat(MAX_TEXT_BYTES - 1),
+                true,
+            ),
+            (
+                "$helo_name$sender",
+                vec![accent_line.as_bytes(), b"sender=zz"],
+                "y".repeat(MAX_TEXT_BYTES - 1),
+                true,
+            ),
+            // A cut that leaves a trailing space removes it too.
+            (
+                "$helo_name",
+                vec![spaced_line.as_bytes()],
+                "w".repeat(MAX_TEXT_BYTES - 1),
+                true,
+            ),
+            // Typed attributes Postfix sent as `unknown`.
+            (
+                "$client_address:$client_port",
+                vec![b"client_address=unknown", b"client_port=unknown"],
+                "unknown:unknown".into(),
+                false,
+            ),
+            (
+                "[$client_address]",
+                vec![b"client_address=fe80::1%eth0"],
+                "[fe80::1]".into(),
+                false,
+            ),
+            (
+                "[$client_address]",
+                vec![b"client_address=::ffff:192.0.2.1"],
+                "[::ffff:192.0.2.1]".into(),
+                false,
+            ),
+            (
+                "$size",
+                vec![b"size=18446744073709551615"],
+                "18446744073709551615".into(),
+                false,
+            ),
+            // A template's own `$` survives.
+            ("$$$sender", vec![b"sender=$x"], "$$x".into(), false),
+        ];
+        for (template, lines, expected, cut) in &rows {
+            let frame = frame(lines);
+            assert_eq!(
+                &expand(template, &frame),
+                &(expected.clone(), *cut),
+                "{template} {lines:?}"
+            );
+            assert!(expected.len() <= MAX_TEXT_BYTES);
+        }
+        // Exactly the budget: not cut.
+        let exact = format!("sender={}", "e".repeat(MAX_TEXT_BYTES));
+        assert_eq!(
+            expand("$sender", &frame(&[exact.as_bytes()])),
+            ("e".repeat(MAX_TEXT_BYTES), false)
+        );
+    }
+
+    #[test]
+    fn expand_appends_without_allocating_when_capacity_suffices() {
+        let request = Request::parse(FULL).unwrap();
+        let t = Template::parse("5.7.1 Sender $sender from [$client_address] blocked").unwrap();
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(b"REJECT ");
+        let before = out.as_ptr();
+        assert!(!t.expand(&request, "r", &mut out));
+        assert_eq!(out.as_ptr(), before);
+        assert_eq!(
+            out,
+            b"REJECT 5.7.1 Sender Joe.User@Example.NET from [192.0.2.7] blocked"
+        );
+    }
+
+    #[test]
+    fn compile_table() {
+        // (verb, text, compiled action, display, constant)
+        let rows: &[(&str, Option<&str>, &str, &str, bool)] = &[
+            ("OK", None, "OK", "OK", true),
+            ("dunno", None, "DUNNO", "DUNNO", true),
+            ("ok", Some(""), "OK", "OK", true),
+            ("REJECT", None, "REJECT", "REJECT", true),
+            (
+                "reject",
+                Some("5.7.1 Go away"),
+                "REJECT 5.7.1 Go away",
+                "REJECT 5.7.1 Go away",
+                true,
+            ),
+            (
+                "REJECT",
+                Some("Costs $$5"),
+                "REJECT Costs $5",
+                "REJECT Costs $5",
+                true,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 Sender $sender blocked"),
+                "REJECT 5.7.1 Sender sender@example.org blocked",
+                "REJECT 5.7.1 Sender ${sender} blocked",
+                false,
+            ),
+            (
+                "REJECT",
+                Some("  5.07.001   $sender"),
+                "REJECT 5.7.1 sender@example.org",
+                "REJECT 5.7.1 ${sender}",
+                false,
+            ),
+            (
+                "REJECT",
+                Some("$sender blocked"),
+                "REJECT sender@example.org blocked",
+                "REJECT ${sender} blocked",
+                false,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1$rule"),
+                "REJECT 5.7.1rule-name",
+                "REJECT 5.7.1${rule}",
+                false,
+            ),
+            (
+                "defer",
+                Some("4.7.1 $client_address busy"),
+                "DEFER 4.7.1 192.0.2.10 busy",
+                "DEFER 4.7.1 ${client_address} busy",
+                false,
+            ),
+            (
+                "DEFER_IF_REJECT",
+                Some("$rule"),
+                "DEFER_IF_REJECT rule-name",
+                "DEFER_IF_REJECT ${rule}",
+                false,
+            ),
+            (
+                "defer_if_permit",
+                Some("4.7.0 $rule"),
+                "DEFER_IF_PERMIT 4.7.0 rule-name",
+                "DEFER_IF_PERMIT 4.7.0 ${rule}",
+                false,
+            ),
+            (
+                "450",
+                Some("4.7.1 Try $sender later"),
+                "450 4.7.1 Try sender@example.org later",
+                "450 4.7.1 Try ${sender} later",
+                false,
+            ),
+            (
+                "550",
+                Some("Go away $client_name"),
+                "550 Go away mail.example.org",
+                "550 Go away ${client_name}",
+                false,
+            ),
+            (
+                "554",
+                Some("$sender"),
+                "554 sender@example.org",
+                "554 ${sender}",
+                false,
+            ),
+            (
+                "HOLD",
+                Some("held for $sasl_username"),
+                "HOLD held for user",
+                "HOLD held for ${sasl_username}",
+                false,
+            ),
+            (
+                "discard",
+                Some("$rule"),
+                "DISCARD rule-name",
+                "DISCARD ${rule}",
+                false,
+            ),
+            (
+                "FILTER",
+                Some("smtp:[$client_address]:10025"),
+                "FILTER smtp:[192.0.2.10]:10025",
+                "FILTER smtp:[${client_address}]:10025",
+                false,
+            ),
+            (
+                "PREPEND",
+                Some("X-Policy: $rule for $sender"),
+                "PREPEND X-Policy: rule-name for sender@example.org",
+                "PREPEND X-Policy: ${rule} for ${sender}",
+                false,
+            ),
+            (
+                "REDIRECT",
+                Some("$sender"),
+                "REDIRECT sender@example.org",
+                "REDIRECT ${sender}",
+                false,
+            ),
+            (
+                "BCC",
+                Some("archive+$recipient_local@example.com"),
+                "BCC archive+recipient@example.com",
+                "BCC archive+${recipient_local}@example.com",
+                false,
+            ),
+            (
+                "WARN",
+                Some("$sasl_username as $sender"),
+                "WARN user as sender@example.org",
+                "WARN ${sasl_username} as ${sender}",
+                false,
+            ),
+            ("info", Some("$size"), "INFO 12345", "INFO ${size}", false),
+        ];
+        for (verb, text, action, display, constant) in rows {
+            let t = ActionTemplate::compile(verb, *text)
+                .unwrap_or_else(|e| panic!("{verb} {text:?}: {e}"));
+            assert_eq!(t.action().to_string(), *action, "{verb} {text:?}");
+            assert_eq!(t.to_string(), *display, "{verb} {text:?}");
+            assert_eq!(t.is_constant(), *constant, "{verb} {text:?}");
+            assert_eq!(t.template().is_none(), *constant);
+            assert_eq!(t.fallback().validate(), Ok(()));
+            if *constant {
+                assert_eq!(t.fallback(), t.action());
+            }
+        }
+    }
+
+    #[test]
+    fn compile_errors_table() {
+        use ActionTemplateError::{Action as A, Template as T, TemplatedHeaderName};
+        let rows: &[(&str, Option<&str>, ActionTemplateError)] = &[
+            ("", None, A(ActionError::Empty)),
+            ("REJECT 5.7.1", None, A(ActionError::UnknownVerb)),
+            ("ACCEPT", Some("$sender"), A(ActionError::UnknownVerb)),
+            (
+                "OK",
+                Some("$sender"),
+                A(ActionError::UnexpectedText { verb: "OK" }),
+            ),
+            (
+                "DUNNO",
+                Some("x"),
+                A(ActionError::UnexpectedText { verb: "DUNNO" }),
+            ),
+            (
+                "REJECT",
+                Some("4.7.1 $sender"),
+                A(ActionError::EnhancedClassMismatch {
+                    expected: 5,
+                    found: 4,
+                }),
+            ),
+            (
+                "450",
+                Some("5.7.1 $sender"),
+                A(ActionError::EnhancedClassMismatch {
+                    expected: 4,
+                    found: 5,
+                }),
+            ),
+            ("250", Some("$sender"), A(ActionError::InvalidCode)),
+            ("450", None, A(ActionError::MissingText { verb: "4NN/5NN" })),
+            (
+                "WARN",
+                Some(""),
+                A(ActionError::MissingText { verb: "WARN" }),
+            ),
+            (
+                "REDIRECT",
+                Some("$client_address"),
+                A(ActionError::InvalidAddress),
+            ),
+            (
+                "REDIRECT",
+                Some("$sender_local"),
+                A(ActionError::InvalidAddress),
+            ),
+            ("BCC", Some("a b $sender"), A(ActionError::InvalidAddress)),
+            ("FILTER", Some("$rule"), A(ActionError::InvalidFilter)),
+            ("FILTER", Some("smtp: $rule"), A(ActionError::InvalidFilter)),
+            (
+                "PREPEND",
+                Some("$rule: x"),
+                TemplatedHeaderName { offset: 0 },
+            ),
+            (
+                "PREPEND",
+                Some("X-$$-$rule: x"),
+                TemplatedHeaderName { offset: 5 },
+            ),
+            (
+                "PREPEND",
+                Some("X Bad: $rule"),
+                A(ActionError::InvalidHeader),
+            ),
+            (
+                "PREPEND",
+                Some("no colon $rule"),
+                A(ActionError::InvalidHeader),
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 $nobody"),
+                T(TemplateError::UnknownVariable { offset: 6, len: 7 }),
+            ),
+            (
+                "REJECT",
+                Some("x ${sender"),
+                T(TemplateError::UnterminatedBrace { offset: 2 }),
+            ),
+            (
+                "REJECT",
+                Some("x $"),
+                T(TemplateError::MissingName { offset: 2 }),
+            ),
+            (
+                "REJECT",
+                Some("x\ny"),
+                T(TemplateError::ControlCharacter { offset: 1 }),
+            ),
+        ];
+        for (verb, text, expected) in rows {
+            assert_eq!(
+                ActionTemplate::compile(verb, *text),
+                Err(*expected),
+                "{verb} {text:?}"
+            );
+        }
+        let long = format!("{} $rule", "x".repeat(MAX_TEXT_BYTES));
+        assert!(matches!(
+            ActionTemplate::compile("REJECT", Some(&long)),
+            Err(A(ActionError::TextTooLong { .. }))
+        ));
+        assert_eq!(TemplatedHeaderName { offset: 3 }.offset(), Some(3));
+        assert_eq!(A(ActionError::Empty).offset(), None);
+        assert_eq!(
+            T(TemplateError::MissingName { offset: 9 }).offset(),
+            Some(9)
+        );
+        assert!(TemplatedHeaderName { offset: 0 }
+            .to_string()
+            .contains("constant header name"));
+        assert_eq!(
+            A(ActionError::Empty).to_string(),
+            ActionError::Empty.to_string()
+        );
+    }
+
+    fn wire(verb: &str, text: Option<&str>, lines: &[&[u8]]) -> (String, WireOutcome) {
+        let t =
+            ActionTemplate::compile(verb, text).unwrap_or_else(|e| panic!("{verb} {text:?}: {e}"));
+        let frame = frame(lines);
+        let request = Request::parse(&frame).unwrap();
+        let mut out = b"action=".to_vec();
+        let outcome = t.write_wire(&request, "r1", &mut out);
+        let out = String::from_utf8(out).unwrap();
+        let out = out.strip_prefix("action=").unwrap().to_owned();
+        let parsed = Action::parse(&out).unwrap_or_else(|e| panic!("{out:?}: {e}"));
+        assert_eq!(parsed.to_string(), out, "canonical");
+        if outcome == WireOutcome::Fallback {
+            assert_eq!(&parsed, t.fallback());
+        } else {
+            assert_eq!(parsed.verb(), t.action().verb());
+        }
+        (out, outcome)
+    }
+
+    #[test]
+    fn write_wire_table() {
+        use WireOutcome::{Expanded as E, Fallback as F, Truncated as T};
+        let long = format!("sender={}@example.com", "x".repeat(MAX_TEXT_BYTES));
+        let long = long.as_bytes();
+        type Row<'a> = (&'a str, Option<&'a str>, Vec<&'a [u8]>, String, WireOutcome);
+        let rows: Vec<Row<'_>> = vec![
+            ("OK", None, vec![], "OK".into(), E),
+            (
+                "reject",
+                Some("5.7.1 Go away"),
+                vec![],
+                "REJECT 5.7.1 Go away".into(),
+                E,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 Sender $sender blocked"),
+                vec![b"sender=a@b"],
+                "REJECT 5.7.1 Sender a@b blocked".into(),
+                E,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 Sender $sender blocked"),
+                vec![],
+                "REJECT 5.7.1 Sender  blocked".into(),
+                E,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 $sender"),
+                vec![],
+                "REJECT 5.7.1".into(),
+                E,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 $sender"),
+                vec![b"sender=4.7.1"],
+                "REJECT 5.7.1 4.7.1".into(),
+                E,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 $sender"),
+                vec![b"sender=\r\r\t"],
+                "REJECT 5.7.1".into(),
+                E,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 $sender"),
+                vec![long],
+                format!("REJECT 5.7.1 {}", "x".repeat(MAX_TEXT_BYTES)),
+                T,
+            ),
+            ("REJECT", Some("$sender"), vec![], "REJECT".into(), E),
+            (
+                "REJECT",
+                Some("$sender blocked"),
+                vec![b"sender=5.7.1"],
+                "REJECT".into(),
+                F,
+            ),
+            (
+                "REJECT",
+                Some("$sender blocked"),
+                vec![b"sender=4.7.1"],
+                "REJECT".into(),
+                F,
+            ),
+            (
+                "REJECT",
+                Some("$sender blocked"),
+                vec![b"sender=5.7.1x"],
+                "REJECT 5.7.1x blocked".into(),
+                E,
+            ),
+            ("REJECT", Some("5.7.1$sender"), vec![], "REJECT".into(), F),
+            (
+                "REJECT",
+                Some("5.7.1$sender"),
+                vec![b"sender=0"],
+                "REJECT".into(),
+                F,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1$sender"),
+                vec![b"sender=x"],
+                "REJECT 5.7.1x".into(),
+                E,
+            ),
+            (
+                "defer",
+                Some("4.7.1 $rule"),
+                vec![],
+                "DEFER 4.7.1 r1".into(),
+                E,
+            ),
+            (
+                "DEFER_IF_PERMIT",
+                Some("$sender"),
+                vec![b"sender=5.1.1 x"],
+                "DEFER_IF_PERMIT".into(),
+                F,
+            ),
+            ("550", Some("$sender"), vec![], "550 5.0.0".into(), F),
+            (
+                "450",
+                Some("$sender"),
+                vec![b"sender=4.1.1"],
+                "450 4.0.0".into(),
+                F,
+            ),
+            (
+                "550",
+                Some("$sender"),
+                vec![b"sender=joe"],
+                "550 joe".into(),
+                E,
+            ),
+            ("550", Some("5.7.1 $sender"), vec![], "550 5.7.1".into(), E),
+            (
+                "421",
+                Some("4.3.2 $sender"),
+                vec![b"sender=5.7.1"],
+                "421 4.3.2 5.7.1".into(),
+                E,
+            ),
+            ("HOLD", Some("$sender"), vec![], "HOLD".into(), E),
+            (
+                "HOLD",
+                Some("$sender"),
+                vec![b"sender=5.7.1"],
+                "HOLD 5.7.1".into(),
+                E,
+            ),
+            (
+                "discard",
+                Some("trap $recipient"),
+                vec![b"recipient=\x00"],
+                "DISCARD trap".into(),
+                E,
+            ),
+            ("WARN", Some("$sasl_username"), vec![], "DUNNO".into(), F),
+            (
+                "WARN",
+                Some("$sasl_username"),
+                vec![b"sasl_username=bob"],
+                "WARN bob".into(),
+                E,
+            ),
+            ("INFO", Some("seen $sender"), vec![], "INFO seen".into(), E),
+            (
+                "FILTER",
+                Some("smtp:[$client_address]:10025"),
+                vec![b"client_address=192.0.2.1"],
+                "FILTER smtp:[192.0.2.1]:10025".into(),
+                E,
+            ),
+            ("FILTER", Some("$helo_name:x"), vec![], "DUNNO".into(), F),
+            (
+                "FILTER",
+                Some("scan:$helo_name"),
+                vec![b"helo_name=a b"],
+                "DUNNO".into(),
+                F,
+            ),
+            (
+                "FILTER",
+                Some("scan:$helo_name"),
+                vec![],
+                "FILTER scan:".into(),
+                E,
+            ),
+            (
+                "PREPEND",
+                Some("X-Policy: $rule $sender"),
+                vec![],
+                "PREPEND X-Policy: r1".into(),
+                E,
+            ),
+            (
+                "PREPEND",
+                Some("X-Sender: $sender"),
+                vec![b"sender=a\r\tX-Evil: 1"],
+                "PREPEND X-Sender: a  X-Evil: 1".into(),
+                E,
+            ),
+            (
+                "PREPEND",
+                Some("X-Empty:$sender"),
+                vec![],
+                "PREPEND X-Empty:".into(),
+                E,
+            ),
+            (
+                "REDIRECT",
+                Some("$sender"),
+                vec![b"sender=joe@example.com"],
+                "REDIRECT joe@example.com".into(),
+                E,
+            ),
+            ("REDIRECT", Some("$sender"), vec![], "DUNNO".into(), F),
+            (
+                "REDIRECT",
+                Some("$sender"),
+                vec![b"sender=joe@"],
+                "DUNNO".into(),
+                F,
+            ),
+            (
+                "REDIRECT",
+                Some("$sender"),
+                vec![b"sender=@example.com"],
+                "DUNNO".into(),
+                F,
+            ),
+            (
+                "REDIRECT",
+                Some("$sender"),
+                vec![b"sender=a\rb@example.com"],
+                "DUNNO".into(),
+                F,
+            ),
+            ("REDIRECT", Some("$sender"), vec![long], "DUNNO".into(), F),
+            (
+                "BCC",
+                Some("$recipient_local@archive.example"),
+                vec![b"recipient=joe@example.com"],
+                "BCC joe@archive.example".into(),
+                E,
+            ),
+            (
+                "BCC",
+                Some("$recipient_local@archive.example"),
+                vec![],
+                "DUNNO".into(),
+                F,
+            ),
+        ];
+        for (verb, text, lines, expected, outcome) in &rows {
+            assert_eq!(
+                wire(verb, *text, lines),
+                (expected.clone(), *outcome),
+                "{verb} {text:?} {lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn write_wire_appends_without_allocating_when_capacity_suffices() {
+        let request = Request::parse(FULL).unwrap();
+        let t = ActionTemplate::compile("REJECT", Some("5.7.1 Sender $sender blocked by $rule"))
+            .unwrap();
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(b"action=");
+        let before = out.as_ptr();
+        assert_eq!(t.write_wire(&request, "r", &mut out), WireOutcome::Expanded);
+        assert_eq!(out.as_ptr(), before);
+        assert_eq!(
+            out,
+            b"action=REJECT 5.7.1 Sender Joe.User@Example.NET blocked by r".as_slice()
+        );
+    }
+
+    /// Templates of every kind for the property tests.
+    const TEMPLATES: &[(&str, &str)] = &[
+        ("REJECT", "5.7.1 Sender $sender via $helo_name blocked"),
+        ("REJECT", "$sender $recipient"),
+        ("REJECT", "5.7.1$sender"),
+        ("DEFER", "4.7.1 $client_name"),
+        ("DEFER_IF_REJECT", "$sasl_username"),
+        ("DEFER_IF_PERMIT", "4.7.0 $rule $sender"),
+        ("550", "$sender"),
+        ("450", "4.7.1 ${sender_local}@${sender_domain} $recipient"),
+        ("421", "$helo_name $helo_name $helo_name"),
+        ("HOLD", "$recipient"),
+        ("DISCARD", "$sender_domain $rule"),
+        ("WARN", "$ccert_subject"),
+        ("INFO", "$sender$recipient$helo_name"),
+        ("FILTER", "smtp:[$client_name]:$sasl_username"),
+        ("FILTER", "$sasl_username:x"),
+        ("PREPEND", "X-Policy: $sender $helo_name"),
+        ("REDIRECT", "$sender"),
+        ("REDIRECT", "${recipient_local}+q@$recipient_domain"),
+        ("BCC", "$sasl_username@$helo_name"),
+    ];
+
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(b' '),
+                    Just(b'@'),
+                    Just(b'\r'),
+                    Just(b'.'),
+                    Just(b'5'),
+                    Just(0xc3),
+                    Just(0xa9),
+                    Just(b'a'),
+                    Just(b':')
+                ],
+                0..20
+            ),
+            (0usize..600, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
+            Just(b"5.7.1".to_vec()),
+            Just(b"4.7.1 x".to_vec()),
+        ]
+        .prop_map(|mut v| {
+            v.retain(|&b| b != b'\n');
+            v
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn write_wire_is_always_a_valid_action(
+            sender in value(),
+            recipient in value(),
+            helo in value(),
+            client_name in value(),
+            sasl in value(),
+            subject in value(),
+            rule in "[ -~\u{80}-\u{10ffff}]{0,20}",
+        ) {
+            let mut frame = b"request=smtpd_access_policy\n".to_vec();
+            for (name, value) in [
+                (&b"sender"[..], &sender),
+                (b"recipient", &recipient),
+                (b"helo_name", &helo),
+                (b"client_name", &client_name),
+                (b"sasl_username", &sasl),
+                (b"ccert_subject", &subject),
+            ] {
+                frame.extend_from_slice(name);
+                frame.push(b'=');
+                frame.extend_from_slice(value);
+                frame.push(b'\n');
+            }
+            frame.push(b'\n');
+            let request = Request::parse(&frame).unwrap();
+            for (verb, text) in TEMPLATES {
+                let t = ActionTemplate::compile(verb, Some(text));
+                prop_assert!(t.is_ok(), "{} {}", verb, text);
+                let t = t.unwrap();
+                let mut out = Vec::new();
+                let outcome = t.write_wire(&request, &rule, &mut out);
+                let out = std::str::from_utf8(&out);
+                prop_assert!(out.is_ok());
+                let out = out.unwrap();
+                prop_assert!(!out.contains(['\r', '\n']));
+                prop_assert!(!out.chars().any(char::is_control));
+                let parsed = Action::parse(out);
+                prop_assert!(parsed.is_ok(), "{} {}: {:?} -> {:?}", verb, text, out, parsed);
+                let parsed = parsed.unwrap();
+                prop_assert_eq!(parsed.to_string(), out);
+                // The longest prefix, a space, and the bounded text (`Action::parse`
+                // checked the text's own bound).
+                prop_assert!(out.len() <= "DEFER_IF_PERMIT 4.999.999 ".len() + MAX_TEXT_BYTES);
+                if outcome == WireOutcome::Fallback {
+                    prop_assert_eq!(&parsed, t.fallback());
+                } else {
+                    prop_assert_eq!(parsed.verb(), t.action().verb());
+                }
+            }
+        }
+
+        #[test]
+        fn expand_is_sanitized_and_bounded(sender in value(), helo in value(), literal in "[ -#%-~\u{a0}-\u{10ffff}]{0,300}") {
+            let mut frame = b"request=smtpd_access_policy\nsender=".to_vec();
+            frame.extend_from_slice(&sender);
+            frame.extend_from_slice(b"\nhelo_name=");
+            frame.extend_from_slice(&helo);
+            frame.extend_from_slice(b"\n\n");
+            let request = Request::parse(&frame).unwrap();
+            let t = Template::parse(&format!("{literal}${{sender}}{literal}${{helo_name}}")).unwrap();
+            let mut out = b"x".to_vec();
+            let cut = t.expand(&request, "", &mut out);
+            let text = std::str::from_utf8(&out[1..]);
+            prop_assert!(text.is_ok());
+            let text = text.unwrap();
+            prop_assert!(text.len() <= MAX_TEXT_BYTES);
+            prop_assert!(!text.chars().any(char::is_control));
+            prop_assert!(!text.starts_with(' ') && !text.ends_with(' '));
+            // Without a cut, the text is the lossy, sanitized concatenation, trimmed.
+            if !cut {
+                // The request parser drops a CR right before the LF.
+                let crless = |v: &[u8]| v.strip_suffix(b"\r").unwrap_or(v).to_vec();
+                let clean = |v: Vec<u8>| String::from_utf8_lossy(&v).chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+                let expected = format!("{literal}{}{literal}{}", clean(crless(&sender)), clean(crless(&helo)));
+                prop_assert_eq!(text, expected.trim_matches(' '));
+            }
+        }
+    }
+}
