@@ -73,11 +73,15 @@ pub mod action;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod list;
 pub mod request;
 pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
 pub use engine::{Decision, Engine, Policy, Scratch, Timestamp};
+pub use list::{
+    EntryError, EntryToken, FileEntryError, KindSet, List, ListBuilder, ListKind, LoginMap, Lookup,
+};
 pub use request::{
     Address, Attributes, ParseError, ParseOptions, ProtocolState, Request, UnknownAttributes,
     KNOWN_ATTRIBUTES,
