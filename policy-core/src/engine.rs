@@ -1,9 +1,10 @@
 //! The engine seam: a compiled [`Policy`], the per-connection [`Scratch`], and the
 //! [`Decision`] it returns.
 //!
-//! Until the policy language lands (issue 3) a policy answers one configured
-//! [`Action`] for every request. The signature of [`Policy::decide`] is the one the
-//! daemon and embedders call, and stays when the language fills it in.
+//! A [`Policy`] is compiled from the policy language ([`Policy::compile`]) or
+//! answers one fixed action ([`Policy::always`]). [`Policy::decide`] runs it on
+//! a request with a per-connection [`Scratch`]; [`Engine`] holds the policy in
+//! force and swaps it on reload.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::action::Action;
+use crate::lang::program::Program;
+use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
 use crate::request::Request;
 
 /// A point in time, in milliseconds since the Unix epoch, passed in by the caller.
@@ -34,11 +37,19 @@ impl Timestamp {
 
 /// Per-connection working space that [`Policy::decide`] reuses, so that deciding
 /// allocates nothing in steady state. Create one per connection and keep it.
+///
+/// It holds the buffers a decision borrows: the deciding action's wire text
+/// when it has template variables, and the dry-run rules that applied. They
+/// are cleared, never shrunk: after the first few requests they have the
+/// capacity they need (a templated text is at most
+/// [`MAX_TEXT_BYTES`](crate::MAX_TEXT_BYTES) plus the verb).
 #[derive(Debug, Default)]
 pub struct Scratch {
     /// The policy this connection decided with last, and the [`Engine`] generation
     /// it came from; refreshed (an `Arc` clone, no allocation) after a reload.
     policy: Option<(u64, Arc<Policy>)>,
+    /// Reused output buffers.
+    buffers: Buffers,
 }
 
 impl Scratch {
@@ -48,46 +59,144 @@ impl Scratch {
     }
 }
 
-/// The outcome of [`Policy::decide`]: the action to send and the rule that chose it.
-/// It borrows the compiled policy, so producing it allocates nothing.
+/// The outcome of [`Policy::decide`]: the action to send, the rule that chose
+/// it, and the dry-run rules that applied on the way. It borrows the compiled
+/// policy and the scratch, so producing it allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision<'p> {
-    /// The access(5) action to reply with.
-    pub action: &'p Action,
+pub struct Decision<'a> {
+    /// The access(5) action to reply with, as compiled. For an action with
+    /// template variables (`REJECT "5.7.1 $sender is blocked"`) the variables
+    /// show their samples here; [`Decision::write_wire`] writes the text for
+    /// this request.
+    pub action: &'a Action,
     /// The name of the rule that decided (`"default"` when no rule matched).
-    pub rule: &'p str,
+    pub rule: &'a str,
+    /// The `dry-run` rules that applied, in order, with the action each would
+    /// have given (for the log).
+    pub dry_run: DryRun<'a>,
+    /// The wire form for this request (templates filled in, sanitized).
+    wire: &'a [u8],
+}
+
+impl<'a> Decision<'a> {
+    /// The action's wire form for this request (what follows `action=`):
+    /// templates filled in and sanitized, one line of UTF-8.
+    pub fn wire(&self) -> &'a [u8] {
+        self.wire
+    }
+
+    /// Append [`Decision::wire`] to `out`. Allocates only if `out` lacks capacity.
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.wire);
+    }
 }
 
 /// A compiled, immutable policy. `Policy: Send + Sync`; share it behind an `Arc`.
+///
+/// Build one with [`Policy::compile`] from the policy language (see
+/// [`lang`](crate::lang)), or [`Policy::always`] for a fixed answer.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    default: Action,
+    program: Program,
 }
 
 impl Policy {
     /// A policy that answers `action` to every request.
     pub fn always(action: Action) -> Self {
-        Self { default: action }
+        Self {
+            program: Program::always(action),
+        }
+    }
+
+    pub(crate) fn from_program(program: Program) -> Self {
+        Self { program }
+    }
+
+    /// Compile the policy `source`, the text of the file `file_name` (used in
+    /// diagnostics). List and logins files named in it are read through
+    /// `loader` ([`NoFiles`](crate::NoFiles) when there are none).
+    ///
+    /// On success, the policy and its warnings; otherwise every error found
+    /// in the file and its list files (not only the first), with the warnings.
+    ///
+    /// ```
+    /// use policy_core::{NoFiles, Policy, Request, Scratch, Timestamp};
+    ///
+    /// let source = r#"
+    ///     list blocked { spammer@example.net .spam.example }
+    ///     rule block { state RCPT  if sender in blocked  then REJECT "5.7.1 $sender is blocked" }
+    /// "#;
+    /// let compiled = Policy::compile("policy.conf", source, &mut NoFiles)?;
+    /// assert!(compiled.warnings.is_empty());
+    ///
+    /// let request = Request::parse(b"request=smtpd_access_policy\nprotocol_state=RCPT\nsender=a@mx.spam.example\n\n")?;
+    /// let mut scratch = Scratch::new();
+    /// let decision = compiled.policy.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+    /// assert_eq!(decision.rule, "block");
+    /// assert_eq!(decision.wire(), b"REJECT 5.7.1 a@mx.spam.example is blocked");
+    ///
+    /// let errors = Policy::compile("policy.conf", "rule x { if sender in nowhere then OK }", &mut NoFiles)
+    ///     .unwrap_err();
+    /// assert!(errors.to_string().starts_with("policy.conf:1:23: error: unknown list `nowhere`"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compile(
+        file_name: &str,
+        source: &str,
+        loader: &mut dyn SourceLoader,
+    ) -> Result<Compiled, CompileErrors> {
+        crate::lang::compile(file_name, source, loader)
+    }
+
+    /// The names of the rules, in file order (without `"default"`).
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.program.rules.iter().map(|r| &*r.name)
+    }
+
+    /// Explain how this policy decides `request`: for each rule, whether its
+    /// state matched, each condition test in source form with its value,
+    /// dry-run hits, and the verdict. Allocates; for `policyd test --explain`.
+    pub fn explain(&self, request: &Request<'_>, now: Timestamp) -> Explanation {
+        let _ = now;
+        crate::lang::explain(&self.program, request)
     }
 
     /// Decide `request` at time `now`, using the caller's `scratch`.
     ///
-    /// Never allocates, never panics, never performs I/O.
-    pub fn decide<'p>(
-        &'p self,
+    /// Never allocates (in steady state: the scratch's buffers grow to their
+    /// working size once), never panics, never performs I/O.
+    pub fn decide<'a>(
+        &'a self,
         request: &Request<'_>,
         now: Timestamp,
-        scratch: &mut Scratch,
-    ) -> Decision<'p> {
-        let _ = scratch;
-        self.decide_inner(request, now)
+        scratch: &'a mut Scratch,
+    ) -> Decision<'a> {
+        self.decide_inner(request, now, &mut scratch.buffers)
     }
 
-    fn decide_inner<'p>(&'p self, request: &Request<'_>, now: Timestamp) -> Decision<'p> {
-        let _ = (request, now);
+    fn decide_inner<'a>(
+        &'a self,
+        request: &Request<'_>,
+        now: Timestamp,
+        buffers: &'a mut Buffers,
+    ) -> Decision<'a> {
+        let _ = now;
+        let outcome = self.program.decide(request, buffers);
+        let buffers: &'a Buffers = buffers;
+        let (rule, verdict) = match outcome.rule {
+            Some(rule) => (&*rule.name, &rule.verdict),
+            None => ("default", &self.program.default),
+        };
+        let wire = if verdict.template.is_some() {
+            &buffers.wire[..]
+        } else {
+            &verdict.wire[..]
+        };
         Decision {
-            action: &self.default,
-            rule: "default",
+            action: &verdict.action,
+            rule,
+            dry_run: self.program.dry_run(buffers),
+            wire,
         }
     }
 }
@@ -150,14 +259,16 @@ impl Engine {
             let generation = self.generation.load(Ordering::Acquire);
             scratch.policy = Some((generation, Arc::clone(&current)));
         }
-        // Split the borrow: the policy is shared, the rest of the scratch is not.
-        let Scratch { policy } = scratch;
+        // Split the borrow: the policy is shared, the buffers are not.
+        let Scratch { policy, buffers } = scratch;
         match policy {
-            Some((_, policy)) => policy.decide_inner(request, now),
+            Some((_, policy)) => policy.decide_inner(request, now, buffers),
             // Unreachable: filled just above. Answering DUNNO keeps this total.
             None => Decision {
                 action: &Action::Dunno,
                 rule: "default",
+                dry_run: DryRun::EMPTY,
+                wire: b"DUNNO",
             },
         }
     }

@@ -124,6 +124,60 @@ pub fn parse_action(data: &[u8]) {
     assert_eq!(action.validate(), Ok(()));
 }
 
+/// The largest input [`compile_policy`] compiles, in bytes: enough for every
+/// construct of the language many times over, small enough that one run stays
+/// in the milliseconds (compile time grows with the source).
+pub const MAX_FUZZ_POLICY_BYTES: usize = 64 * 1024;
+
+/// Compile `data` (lossy UTF-8) as a policy with no list files available.
+/// Never panics; on success checks that every rule name is listed and that
+/// deciding an empty request and a typical one is total; on failure checks
+/// that there is at least one error and every diagnostic has a position in
+/// the source (or none, for whole-file errors) and a non-empty message.
+/// Inputs over [`MAX_FUZZ_POLICY_BYTES`] are cut to that size.
+pub fn compile_policy(data: &[u8]) {
+    let data = &data[..data.len().min(MAX_FUZZ_POLICY_BYTES)];
+    let source = String::from_utf8_lossy(data);
+    let lines = u32::try_from(source.lines().count().max(1)).unwrap_or(u32::MAX);
+    match crate::Policy::compile("fuzz.conf", &source, &mut crate::NoFiles) {
+        Ok(compiled) => {
+            let policy = compiled.policy;
+            for w in &compiled.warnings {
+                assert!(w.line <= lines, "warning past the end: {w}");
+                assert!(!w.message.is_empty());
+            }
+            let mut scratch = crate::Scratch::new();
+            let now = crate::Timestamp::from_unix_millis(0);
+            for frame in [
+                &b"request=smtpd_access_policy\n\n"[..],
+                b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n\
+                  helo_name=mail.example.com\nsender=a@example.com\nrecipient=b@example.net\n\
+                  sasl_username=a\nsize=1000\nencryption_protocol=TLSv1.3\n\n",
+            ] {
+                let Ok(request) = Request::parse(frame) else {
+                    continue;
+                };
+                let decision = policy.decide(&request, now, &mut scratch);
+                let rule = decision.rule.to_owned();
+                assert!(rule == "default" || policy.rule_names().any(|n| n == rule));
+                assert!(std::str::from_utf8(decision.wire()).is_ok());
+                let _ = policy.explain(&request, now).to_string();
+            }
+        }
+        Err(errors) => {
+            assert!(!errors.errors.is_empty(), "failed without an error");
+            for d in errors.errors.iter().chain(&errors.warnings) {
+                assert!(!d.message.is_empty());
+                assert!(
+                    d.file != "fuzz.conf" || d.line <= lines + 1,
+                    "error past the end: {d}"
+                );
+            }
+            let _ = errors.to_string();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +198,7 @@ mod tests {
         for input in inputs {
             parse_request(input);
             parse_action(input);
+            compile_policy(input);
         }
     }
 

@@ -73,12 +73,17 @@ pub mod action;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod lang;
 pub mod list;
 pub mod request;
 pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
 pub use engine::{Decision, Engine, Policy, Scratch, Timestamp};
+pub use lang::{
+    CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
+    SourceLoader,
+};
 pub use list::{
     EntryError, EntryToken, FileEntryError, KindSet, List, ListBuilder, ListKind, LoginMap, Lookup,
 };

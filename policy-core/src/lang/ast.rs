@@ -1,0 +1,221 @@
+//! The syntax tree of a policy file, as the parser builds it. Every node keeps
+//! its [`Span`] (byte offsets in the source) for diagnostics and for showing
+//! conditions in source form.
+
+/// Byte range `start..end` in the source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+impl Span {
+    pub(crate) fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    /// The span covering both `self` and `other`.
+    pub(crate) fn to(self, other: Self) -> Self {
+        Self::new(self.start.min(other.start), self.end.max(other.end))
+    }
+
+    /// The source text under this span (empty if it does not fit `source`).
+    pub(crate) fn text(self, source: &str) -> &str {
+        source.get(self.start..self.end).unwrap_or("")
+    }
+}
+
+/// A name (of a list, map, rule, field, predicate or keyword) and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Name {
+    pub(crate) text: String,
+    pub(crate) span: Span,
+}
+
+/// A quoted string with its escapes resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Str {
+    pub(crate) value: String,
+    pub(crate) span: Span,
+}
+
+/// A `/regex/flags` literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RegexLit {
+    /// The pattern with `\/` turned into `/`.
+    pub(crate) pattern: String,
+    /// The `i` flag.
+    pub(crate) case_insensitive: bool,
+    pub(crate) span: Span,
+}
+
+/// A number with its optional size unit already applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Number {
+    pub(crate) value: u64,
+    /// Whether a size unit was written (`20MB`).
+    pub(crate) has_unit: bool,
+    pub(crate) span: Span,
+}
+
+/// One entry of a list, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A bare word.
+    Word(Str),
+    /// A quoted string.
+    Quoted(Str),
+    /// A regular expression.
+    Regex(RegexLit),
+}
+
+impl Entry {
+    pub(crate) fn span(&self) -> Span {
+        match self {
+            Self::Word(s) | Self::Quoted(s) => s.span,
+            Self::Regex(r) => r.span,
+        }
+    }
+}
+
+/// What a list holds or where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListBody {
+    /// `{ ENTRY* }`
+    Inline(Vec<Entry>),
+    /// `file "path"`
+    File(Str),
+}
+
+/// `list NAME [KIND] BODY`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListDecl {
+    pub(crate) name: Name,
+    pub(crate) kind: Option<Name>,
+    pub(crate) body: ListBody,
+}
+
+/// What a login map holds or where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoginsBody {
+    /// `{ "sender" "login, login" ... }`
+    Inline(Vec<(Str, Str)>),
+    /// `file "path"`
+    File(Str),
+}
+
+/// `logins NAME BODY`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LoginsDecl {
+    pub(crate) name: Name,
+    pub(crate) body: LoginsBody,
+}
+
+/// A reference to a list in a condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListRef {
+    /// A list declared with `list`.
+    Named(Name),
+    /// `{ ENTRY* }` written in place.
+    Inline(Vec<Entry>, Span),
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A string operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StrOp {
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+/// The right side of `==` / `!=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    Str(Str),
+    Number(Number),
+    /// A bare word: a protocol state (`RCPT`).
+    Word(Name),
+}
+
+/// One test of a condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TestKind {
+    In(Name, ListRef),
+    Compare(Name, CmpOp, Value),
+    Str(Name, StrOp, Str),
+    Matches(Name, RegexLit),
+    Like(Name, Str),
+    IsEmpty(Name),
+    IsSet(Name),
+    /// `authenticated`, `tls`, ... (validated by the compiler).
+    Predicate(Name),
+    UnauthenticatedLocalSender(ListRef),
+    SenderLoginMismatch(Name),
+}
+
+/// A condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cond {
+    Or(Vec<Cond>, Span),
+    And(Vec<Cond>, Span),
+    Not(Box<Cond>, Span),
+    Test(TestKind, Span),
+}
+
+impl Cond {
+    pub(crate) fn span(&self) -> Span {
+        match self {
+            Self::Or(_, s) | Self::And(_, s) | Self::Not(_, s) | Self::Test(_, s) => *s,
+        }
+    }
+}
+
+/// A clause of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Clause {
+    /// `state STATE, ...`
+    State(Vec<Name>),
+    /// `if COND`
+    If(Cond),
+    /// `unless COND`
+    Unless(Cond),
+}
+
+/// An action as written: `VERB [STRING]` or `CODE STRING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ActionAst {
+    /// The verb or the reply code, as written.
+    pub(crate) verb: Name,
+    pub(crate) text: Option<Str>,
+    pub(crate) span: Span,
+}
+
+/// `rule NAME [dry-run] { CLAUSE* then ACTION }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RuleDecl {
+    pub(crate) name: Name,
+    pub(crate) dry_run: bool,
+    pub(crate) clauses: Vec<Clause>,
+    pub(crate) action: ActionAst,
+}
+
+/// A top-level item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item {
+    List(ListDecl),
+    Logins(LoginsDecl),
+    Rule(RuleDecl),
+    /// `default ACTION`, with the span of the keyword.
+    Default(ActionAst, Span),
+}

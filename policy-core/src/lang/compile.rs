@@ -1,0 +1,995 @@
+//! The compiler: syntax tree to [`Program`], with name resolution, type
+//! checking, action validation, list loading and warnings. Collects every
+//! error instead of stopping at the first.
+
+use std::collections::HashMap;
+
+use super::ast::{
+    ActionAst, Clause, CmpOp, Cond, Entry, Item, ListBody, ListDecl, ListRef, LoginsBody,
+    LoginsDecl, Name, RuleDecl, Span, Str, StrOp, TestKind, Value,
+};
+use super::diag::{CompileErrors, Diagnostic, Severity};
+use super::parse::{parse_policy, MAX_POLICY_BYTES};
+use super::program::{
+    Field, FieldType, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp,
+    Verdict, FALSE, RCPT_BIT, STATE_NAMES, TRUE,
+};
+use super::{Compiled, SourceLoader};
+use crate::action::Action;
+use crate::list::{
+    EntryToken, ListBuilder, ListKind, LoginMap, LoginMapBuilder, LoginPart, Lookup,
+};
+use crate::template::ActionTemplate;
+
+/// The compiled size limit of one regular expression in a condition (bytes
+/// of the regex crate's program). Bounds compile time and memory for a
+/// pathological pattern (`(a{1000}){1000}`); real patterns use a few KiB.
+pub const MAX_REGEX_COMPILED_BYTES: usize = 1 << 20;
+
+/// Compile `source` (the text of `file`) into a program, or every error.
+pub(crate) fn compile(
+    file: &str,
+    source: &str,
+    loader: &mut dyn SourceLoader,
+) -> Result<Compiled, CompileErrors> {
+    let mut c = Compiler {
+        file,
+        src: source,
+        loader,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        program: Program::always(Action::Dunno),
+        lists: HashMap::new(),
+        logins: HashMap::new(),
+    };
+    if source.len() > MAX_POLICY_BYTES {
+        c.errors.push((
+            0,
+            Diagnostic::whole_file(
+                Severity::Error,
+                file,
+                format!(
+                    "the policy is {} bytes; expected at most {MAX_POLICY_BYTES} (put large lists in list files)",
+                    source.len()
+                ),
+            ),
+        ));
+        return Err(c.finish_errors());
+    }
+    let (items, syntax) = parse_policy(source);
+    for e in syntax {
+        c.error(Span::new(e.offset, e.offset), e.message);
+    }
+    c.run(&items);
+    if c.errors.is_empty() {
+        let Compiler {
+            program, warnings, ..
+        } = c;
+        let mut warnings = warnings;
+        warnings.sort_by_key(|(k, _)| *k);
+        Ok(Compiled {
+            policy: crate::Policy::from_program(program),
+            warnings: warnings.into_iter().map(|(_, d)| d).collect(),
+        })
+    } else {
+        Err(c.finish_errors())
+    }
+}
+
+/// A declared list or map: where, and what it compiled to (`None` after an
+/// error, so that its uses do not add follow-on errors).
+struct Declared {
+    name: Name,
+    index: Option<u32>,
+    used: bool,
+}
+
+struct Compiler<'c> {
+    file: &'c str,
+    src: &'c str,
+    loader: &'c mut dyn SourceLoader,
+    /// (sort key: byte offset in the policy, diagnostic)
+    errors: Vec<(usize, Diagnostic)>,
+    warnings: Vec<(usize, Diagnostic)>,
+    program: Program,
+    lists: HashMap<String, Declared>,
+    logins: HashMap<String, Declared>,
+}
+
+/// A test as compiled, before it gets jump targets: the test, and whether
+/// its result is inverted (`!=`, `is empty`).
+type Compiled1 = (Test, bool);
+
+impl Compiler<'_> {
+    fn error(&mut self, span: Span, message: String) {
+        let d = Diagnostic::at(Severity::Error, self.file, self.src, span.start, message);
+        self.errors.push((span.start, d));
+    }
+
+    fn warning(&mut self, span: Span, message: String) {
+        let d = Diagnostic::at(Severity::Warning, self.file, self.src, span.start, message);
+        self.warnings.push((span.start, d));
+    }
+
+    fn finish_errors(self) -> CompileErrors {
+        let mut errors = self.errors;
+        let mut warnings = self.warnings;
+        errors.sort_by_key(|(k, _)| *k);
+        warnings.sort_by_key(|(k, _)| *k);
+        CompileErrors {
+            errors: errors.into_iter().map(|(_, d)| d).collect(),
+            warnings: warnings.into_iter().map(|(_, d)| d).collect(),
+        }
+    }
+
+    fn line_of(&self, span: Span) -> u32 {
+        Diagnostic::at(Severity::Error, "", self.src, span.start, String::new()).line
+    }
+
+    fn run(&mut self, items: &[Item]) {
+        // Declarations first: lists and maps may be used before they are declared.
+        for item in items {
+            match item {
+                Item::List(l) => self.declare_list(l),
+                Item::Logins(m) => self.declare_logins(m),
+                _ => {}
+            }
+        }
+        let mut rule_names: HashMap<&str, Span> = HashMap::new();
+        let mut default: Option<Span> = None;
+        for item in items {
+            match item {
+                Item::Rule(r) => {
+                    if let Some(first) = rule_names.get(r.name.text.as_str()) {
+                        let line = self.line_of(*first);
+                        self.error(
+                            r.name.span,
+                            format!(
+                                "duplicate rule name `{}`; expected a name not used before (first used on line {line})",
+                                r.name.text
+                            ),
+                        );
+                    } else if r.name.text == "default" {
+                        self.error(
+                            r.name.span,
+                            "a rule may not be named `default`; expected another name (`default` names the default action in logs)".to_owned(),
+                        );
+                    } else {
+                        rule_names.insert(&r.name.text, r.name.span);
+                    }
+                    self.rule(r);
+                }
+                Item::Default(action, kw) => {
+                    if let Some(first) = default {
+                        let line = self.line_of(first);
+                        self.error(
+                            *kw,
+                            format!("a second `default`; expected at most one (the first is on line {line})"),
+                        );
+                    } else {
+                        default = Some(*kw);
+                        if let Some(v) = self.action(action) {
+                            if matches!(v.action, Action::Ok) {
+                                self.warning(action.span, ok_at_rcpt_message("the default"));
+                            }
+                            self.program.default = v;
+                        }
+                    }
+                }
+                Item::List(_) | Item::Logins(_) => {}
+            }
+        }
+        self.unused();
+        self.unreachable(items);
+    }
+
+    // ----- lists and maps -------------------------------------------------
+
+    fn declare_list(&mut self, decl: &ListDecl) {
+        if let Some(first) = self.lists.get(&decl.name.text) {
+            let line = self.line_of(first.name.span);
+            self.error(
+                decl.name.span,
+                format!(
+                    "duplicate list `{}`; expected a name not used by another list (first declared on line {line})",
+                    decl.name.text
+                ),
+            );
+            return;
+        }
+        let kind = match &decl.kind {
+            None => None,
+            Some(k) => match ListKind::from_keyword(&k.text) {
+                Some(kind) => Some(kind),
+                None => {
+                    self.error(
+                        k.span,
+                        format!(
+                            "unknown list kind `{}`; expected cidr, domain, address, string, glob or regex",
+                            k.text
+                        ),
+                    );
+                    // Still declare it, so that its uses are not reported too.
+                    self.lists.insert(
+                        decl.name.text.clone(),
+                        Declared {
+                            name: decl.name.clone(),
+                            index: None,
+                            used: false,
+                        },
+                    );
+                    return;
+                }
+            },
+        };
+        let index = match &decl.body {
+            ListBody::Inline(entries) => self.inline_list(kind, entries),
+            ListBody::File(path) => self.file_list(kind, path),
+        };
+        self.lists.insert(
+            decl.name.text.clone(),
+            Declared {
+                name: decl.name.clone(),
+                index,
+                used: false,
+            },
+        );
+    }
+
+    /// Build a list from entries written in the policy.
+    fn inline_list(&mut self, kind: Option<ListKind>, entries: &[Entry]) -> Option<u32> {
+        let mut builder = ListBuilder::new(kind);
+        let mut ok = true;
+        for entry in entries {
+            let token = match entry {
+                Entry::Word(s) => EntryToken::Bare(&s.value),
+                Entry::Quoted(s) => EntryToken::Quoted(&s.value),
+                Entry::Regex(r) => EntryToken::Regex {
+                    pattern: &r.pattern,
+                    case_insensitive: r.case_insensitive,
+                },
+            };
+            if let Err(e) = builder.add(token) {
+                ok = false;
+                self.error(entry.span(), format!("{e}"));
+            }
+        }
+        if !ok {
+            return None;
+        }
+        self.push_list(
+            builder,
+            entries.first().map(Entry::span).unwrap_or_default(),
+        )
+    }
+
+    /// Build a list from a list file.
+    fn file_list(&mut self, kind: Option<ListKind>, path: &Str) -> Option<u32> {
+        let text = self.load(path)?;
+        let mut builder = ListBuilder::new(kind);
+        if let Err(errors) = builder.add_file_text(&text) {
+            for e in errors {
+                let line = text
+                    .lines()
+                    .nth(e.line.saturating_sub(1) as usize)
+                    .unwrap_or("");
+                self.errors.push((
+                    path.span.start,
+                    Diagnostic {
+                        severity: Severity::Error,
+                        file: path.value.clone(),
+                        line: e.line,
+                        column: e.column,
+                        message: e.error.to_string(),
+                        source_line: line.trim_end_matches('\r').to_owned(),
+                    },
+                ));
+            }
+            return None;
+        }
+        self.push_list(builder, path.span)
+    }
+
+    fn push_list(&mut self, builder: ListBuilder, span: Span) -> Option<u32> {
+        match builder.build() {
+            Ok(list) => {
+                self.program.lists.push(list);
+                u32::try_from(self.program.lists.len() - 1).ok()
+            }
+            Err(e) => {
+                self.error(span, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Load a file through the loader; an error at the path otherwise.
+    fn load(&mut self, path: &Str) -> Option<String> {
+        match self.loader.load(&path.value) {
+            Ok(text) => Some(text),
+            Err(reason) => {
+                self.error(
+                    path.span,
+                    format!(
+                        "cannot read file \"{}\": {reason}; expected a readable file",
+                        path.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn declare_logins(&mut self, decl: &LoginsDecl) {
+        if let Some(first) = self.logins.get(&decl.name.text) {
+            let line = self.line_of(first.name.span);
+            self.error(
+                decl.name.span,
+                format!(
+                    "duplicate logins map `{}`; expected a name not used by another map (first declared on line {line})",
+                    decl.name.text
+                ),
+            );
+            return;
+        }
+        let map = match &decl.body {
+            LoginsBody::File(path) => {
+                self.load(path)
+                    .and_then(|text| match LoginMap::parse(&text) {
+                        Ok(map) => Some(map),
+                        Err(errors) => {
+                            for e in errors {
+                                let line = text
+                                    .lines()
+                                    .nth(e.line.saturating_sub(1) as usize)
+                                    .unwrap_or("");
+                                self.errors.push((
+                                    path.span.start,
+                                    Diagnostic {
+                                        severity: Severity::Error,
+                                        file: path.value.clone(),
+                                        line: e.line,
+                                        column: e.column,
+                                        message: e.error.to_string(),
+                                        source_line: line.trim_end_matches('\r').to_owned(),
+                                    },
+                                ));
+                            }
+                            None
+                        }
+                    })
+            }
+            LoginsBody::Inline(pairs) => {
+                let mut builder = LoginMapBuilder::new();
+                let mut ok = true;
+                for (sender, logins) in pairs {
+                    if let Err(e) = builder.insert(&sender.value, &logins.value) {
+                        ok = false;
+                        let span = match e.part {
+                            LoginPart::Logins => logins.span,
+                            _ => sender.span,
+                        };
+                        self.error(span, e.to_string());
+                    }
+                }
+                ok.then(|| builder.build())
+            }
+        };
+        let index = map.and_then(|m| {
+            self.program.logins.push(m);
+            u32::try_from(self.program.logins.len() - 1).ok()
+        });
+        self.logins.insert(
+            decl.name.text.clone(),
+            Declared {
+                name: decl.name.clone(),
+                index,
+                used: false,
+            },
+        );
+    }
+
+    /// The list a condition names or writes in place: its index and kinds,
+    /// or `None` after an error (reported here unless already reported).
+    fn list_ref(&mut self, list: &ListRef) -> Option<(u32, Span)> {
+        match list {
+            ListRef::Named(name) => match self.lists.get_mut(&name.text) {
+                Some(d) => {
+                    d.used = true;
+                    d.index.map(|i| (i, name.span))
+                }
+                None => {
+                    self.error(
+                        name.span,
+                        format!(
+                            "unknown list `{}`; expected a list declared with `list`",
+                            name.text
+                        ),
+                    );
+                    None
+                }
+            },
+            ListRef::Inline(entries, span) => self.inline_list(None, entries).map(|i| (i, *span)),
+        }
+    }
+
+    // ----- rules ---------------------------------------------------------
+
+    fn rule(&mut self, r: &RuleDecl) {
+        let mut states = 0u16;
+        let mut state_text: Option<Box<str>> = None;
+        let mut clause_text = Vec::new();
+        let mut clause_nodes = Vec::new();
+        let mut entries = Vec::new();
+        let mut recipient_level = false;
+        for clause in &r.clauses {
+            match clause {
+                Clause::State(names) => {
+                    for n in names {
+                        match STATE_NAMES.iter().find(|(s, _)| *s == n.text) {
+                            Some((_, bit)) => states |= bit,
+                            None => self.error(n.span, unknown_state(&n.text)),
+                        }
+                    }
+                    if let (Some(first), Some(last)) = (names.first(), names.last()) {
+                        let text = first.span.to(last.span).text(self.src);
+                        state_text = Some(match state_text.take() {
+                            Some(prev) => format!("{prev}, {text}").into(),
+                            None => text.into(),
+                        });
+                    }
+                }
+                Clause::If(cond) | Clause::Unless(cond) => {
+                    let unless = matches!(clause, Clause::Unless(_));
+                    let first = self.program.nodes.len();
+                    let entry = if unless {
+                        self.emit(cond, FALSE, TRUE)
+                    } else {
+                        self.emit(cond, TRUE, FALSE)
+                    };
+                    let end = self.program.nodes.len();
+                    recipient_level |= self.program.nodes[first..end]
+                        .iter()
+                        .any(|n| n.test.is_recipient_level());
+                    entries.push(entry);
+                    clause_nodes.push((to_u32(first), to_u32(end)));
+                    clause_text.push(
+                        format!(
+                            "{} {}",
+                            if unless { "unless" } else { "if" },
+                            cond.span().text(self.src)
+                        )
+                        .into_boxed_str(),
+                    );
+                }
+            }
+        }
+        let Some(verdict) = self.action(&r.action) else {
+            return;
+        };
+        if !r.dry_run
+            && matches!(verdict.action, Action::Ok)
+            && (states == 0 || states & RCPT_BIT != 0)
+        {
+            self.warning(
+                r.action.span,
+                ok_at_rcpt_message(&format!("rule `{}`", r.name.text)),
+            );
+        }
+        if recipient_level && is_whole_message(&verdict.action) {
+            self.warning(
+                r.action.span,
+                format!(
+                    "{} acts on the whole message (every recipient of it), but rule `{}` tests the recipient; \
+                     expected a condition on message-level fields (sender, client, ...) for this action",
+                    verdict.action.verb(),
+                    r.name.text
+                ),
+            );
+        }
+        self.program.rules.push(Rule {
+            name: r.name.text.clone().into_boxed_str(),
+            states,
+            dry_run: r.dry_run,
+            clauses: entries.into_boxed_slice(),
+            verdict,
+            source: RuleSource {
+                states: state_text,
+                clauses: clause_text.into_boxed_slice(),
+                action: r.action.span.text(self.src).into(),
+                clause_nodes: clause_nodes.into_boxed_slice(),
+                line: self.line_of(r.name.span),
+            },
+        });
+    }
+
+    /// Emit `cond` as nodes jumping to `t` when it holds and `f` when not;
+    /// returns its entry. Children are emitted before their parents' tests
+    /// that jump to them, so every jump goes to a smaller index.
+    fn emit(&mut self, cond: &Cond, t: u32, f: u32) -> u32 {
+        match cond {
+            Cond::Or(items, _) => {
+                let mut next = f;
+                for item in items.iter().rev() {
+                    next = self.emit(item, t, next);
+                }
+                next
+            }
+            Cond::And(items, _) => {
+                let mut next = t;
+                for item in items.iter().rev() {
+                    next = self.emit(item, next, f);
+                }
+                next
+            }
+            Cond::Not(inner, _) => self.emit(inner, f, t),
+            Cond::Test(kind, span) => match self.test(kind) {
+                Some((test, negated)) => {
+                    let (on_true, on_false) = if negated { (f, t) } else { (t, f) };
+                    self.program.nodes.push(Node {
+                        test,
+                        on_true,
+                        on_false,
+                    });
+                    self.program.node_source.push(NodeSource {
+                        text: span.text(self.src).into(),
+                        negated,
+                        start: to_u32(span.start),
+                    });
+                    to_u32(self.program.nodes.len() - 1)
+                }
+                // An error was reported; the program is not used.
+                None => t,
+            },
+        }
+    }
+
+    fn field(&mut self, name: &Name) -> Option<Field> {
+        let field = Field::lookup(&name.text);
+        if field.is_none() {
+            self.error(
+                name.span,
+                format!(
+                    "unknown field `{}`; expected a request attribute (sender, recipient, client_address, \
+                     helo_name, sasl_username, size, ...) or sender_local, sender_domain, recipient_local, recipient_domain",
+                    name.text
+                ),
+            );
+        }
+        field
+    }
+
+    /// Compile one test, checking its types.
+    fn test(&mut self, kind: &TestKind) -> Option<Compiled1> {
+        match kind {
+            TestKind::Predicate(name) => match Predicate::lookup(&name.text) {
+                Some(p) => Some((Test::Predicate(p), false)),
+                None => {
+                    self.error(name.span, format!("unknown predicate `{}`", name.text));
+                    None
+                }
+            },
+            TestKind::UnauthenticatedLocalSender(list) => {
+                let (list, span) = self.list_ref(list)?;
+                if !self.can_match(list, Lookup::Domain) {
+                    self.error(
+                        span,
+                        "this list holds no domains; expected a list of the local domains for `unauthenticated_local_sender`".to_owned(),
+                    );
+                    return None;
+                }
+                Some((Test::UnauthenticatedLocalSender { list }, false))
+            }
+            TestKind::SenderLoginMismatch(name) => match self.logins.get_mut(&name.text) {
+                Some(d) => {
+                    d.used = true;
+                    Some((Test::SenderLoginMismatch { map: d.index? }, false))
+                }
+                None => {
+                    self.error(
+                        name.span,
+                        format!(
+                            "unknown logins map `{}`; expected a map declared with `logins`",
+                            name.text
+                        ),
+                    );
+                    None
+                }
+            },
+            TestKind::In(field, list) => {
+                let f = self.field(field);
+                let (list, span) = self.list_ref(list)?;
+                let f = f?;
+                self.in_list(f, field, list, span)
+            }
+            TestKind::Compare(field, op, value) => {
+                let f = self.field(field)?;
+                self.compare(f, field, *op, value)
+            }
+            TestKind::Str(field, op, s) => {
+                let f = self.field(field)?;
+                let op = match op {
+                    StrOp::StartsWith => TextOp::StartsWith,
+                    StrOp::EndsWith => TextOp::EndsWith,
+                    StrOp::Contains => TextOp::Contains,
+                };
+                Some((self.text_test(f, op, &s.value), false))
+            }
+            TestKind::Matches(field, re) => {
+                let f = self.field(field)?;
+                let regex = self.regex(&re.pattern, re.case_insensitive, re.span)?;
+                Some((Test::Regex { field: f, regex }, false))
+            }
+            TestKind::Like(field, glob) => {
+                let f = self.field(field);
+                // A one-glob list: the list module owns glob matching.
+                let mut builder = ListBuilder::new(Some(ListKind::Glob));
+                if let Err(e) = builder.add(EntryToken::Quoted(&glob.value)) {
+                    self.error(glob.span, e.to_string());
+                    return None;
+                }
+                let list = self.push_list(builder, glob.span)?;
+                Some((Test::TextInList { field: f?, list }, false))
+            }
+            TestKind::IsEmpty(field) => Some((
+                Test::IsSet {
+                    field: self.field(field)?,
+                },
+                true,
+            )),
+            TestKind::IsSet(field) => Some((
+                Test::IsSet {
+                    field: self.field(field)?,
+                },
+                false,
+            )),
+        }
+    }
+
+    fn can_match(&self, list: u32, lookup: Lookup) -> bool {
+        self.program
+            .lists
+            .get(list as usize)
+            .is_some_and(|l| l.can_match(lookup))
+    }
+
+    /// `FIELD in LIST`, checking that the list can match the field.
+    fn in_list(&mut self, f: Field, field: &Name, list: u32, span: Span) -> Option<Compiled1> {
+        let (lookup, test) = match f.field_type() {
+            FieldType::Ip => (Lookup::Ip, Test::IpInList { field: f, list }),
+            FieldType::Address => (Lookup::Address, Test::AddressInList { field: f, list }),
+            FieldType::Domain => (Lookup::Domain, Test::DomainInList { field: f, list }),
+            FieldType::Text | FieldType::TextNoCase | FieldType::Number | FieldType::State => {
+                (Lookup::Bytes, Test::TextInList { field: f, list })
+            }
+        };
+        if !self.can_match(list, lookup) {
+            let kinds = self
+                .program
+                .lists
+                .get(list as usize)
+                .map(|l| l.kinds().to_string())
+                .unwrap_or_default();
+            self.error(
+                span,
+                format!(
+                    "type mismatch: this list holds {kinds} entries, none of which can match `{}`; expected {} entries",
+                    field.text,
+                    lookup.consults()
+                ),
+            );
+            return None;
+        }
+        Some((test, false))
+    }
+
+    fn compare(&mut self, f: Field, field: &Name, op: CmpOp, value: &Value) -> Option<Compiled1> {
+        let ty = f.field_type();
+        if !matches!(op, CmpOp::Eq | CmpOp::Ne) && ty != FieldType::Number {
+            self.error(
+                field.span,
+                format!(
+                    "type mismatch: `{}` is not a number; expected a numeric field (size, recipient_count, \
+                     client_port, server_port, encryption_keysize) before <, <=, > or >=",
+                    field.text
+                ),
+            );
+            return None;
+        }
+        let negated = op == CmpOp::Ne;
+        match (ty, value) {
+            (FieldType::Number, Value::Number(n)) => {
+                if n.has_unit && f != Field::Size {
+                    self.error(
+                        n.span,
+                        format!(
+                            "a size unit on `{}`; expected a plain number (units are for `size`)",
+                            field.text
+                        ),
+                    );
+                    return None;
+                }
+                let op = match op {
+                    CmpOp::Eq => NumOp::Eq,
+                    CmpOp::Ne => NumOp::Ne,
+                    CmpOp::Lt => NumOp::Lt,
+                    CmpOp::Le => NumOp::Le,
+                    CmpOp::Gt => NumOp::Gt,
+                    CmpOp::Ge => NumOp::Ge,
+                };
+                Some((
+                    Test::Number {
+                        field: f,
+                        op,
+                        value: n.value,
+                    },
+                    false,
+                ))
+            }
+            (FieldType::Number, other) => {
+                self.error(
+                    value_span(other),
+                    format!(
+                        "type mismatch: `{}` is a number; expected a number to compare with",
+                        field.text
+                    ),
+                );
+                None
+            }
+            (FieldType::State, Value::Word(_) | Value::Str(_)) => {
+                let (text, span) = match value {
+                    Value::Word(w) => (w.text.as_str(), w.span),
+                    Value::Str(s) => (s.value.as_str(), s.span),
+                    Value::Number(n) => ("", n.span),
+                };
+                match STATE_NAMES.iter().find(|(s, _)| *s == text) {
+                    Some((_, bit)) => Some((Test::State { mask: *bit }, negated)),
+                    None => {
+                        self.error(span, unknown_state(text));
+                        None
+                    }
+                }
+            }
+            (FieldType::Ip, Value::Str(s)) => match s.value.parse() {
+                Ok(ip) => Some((Test::IpEquals { field: f, ip }, negated)),
+                Err(_) => {
+                    self.error(
+                        s.span,
+                        format!(
+                            "`{}` is not an IP address; expected an address such as \"192.0.2.1\" (use `in` for networks)",
+                            s.value
+                        ),
+                    );
+                    None
+                }
+            },
+            (_, Value::Str(s)) => Some((self.text_test(f, TextOp::Equals, &s.value), negated)),
+            (FieldType::Ip, other) => {
+                self.error(
+                    value_span(other),
+                    format!(
+                        "type mismatch: `{}` is an IP address; expected a quoted address",
+                        field.text
+                    ),
+                );
+                None
+            }
+            (FieldType::State, Value::Number(n)) => {
+                self.error(n.span, unknown_state(n.span.text(self.src)));
+                None
+            }
+            (_, other) => {
+                let hint = if matches!(other, Value::Word(_)) {
+                    " (bare words are protocol states, for `protocol_state`)"
+                } else {
+                    ""
+                };
+                self.error(
+                    value_span(other),
+                    format!(
+                        "type mismatch: `{}` is text; expected a quoted string to compare with{hint}",
+                        field.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn text_test(&mut self, f: Field, op: TextOp, value: &str) -> Test {
+        let no_case = no_case(f);
+        let bytes: Box<[u8]> = if no_case {
+            value.to_ascii_lowercase().into_bytes().into()
+        } else {
+            value.as_bytes().into()
+        };
+        self.program.texts.push(bytes);
+        Test::Text {
+            field: f,
+            op,
+            text: to_u32(self.program.texts.len() - 1),
+            no_case,
+        }
+    }
+
+    fn regex(&mut self, pattern: &str, case_insensitive: bool, span: Span) -> Option<u32> {
+        let built = regex::bytes::RegexBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .size_limit(MAX_REGEX_COMPILED_BYTES)
+            .build();
+        match built {
+            Ok(re) => {
+                self.program.regexes.push(re);
+                Some(to_u32(self.program.regexes.len() - 1))
+            }
+            Err(e) => {
+                self.error(
+                    span,
+                    format!("invalid regular expression: {}", regex_error(&e)),
+                );
+                None
+            }
+        }
+    }
+
+    // ----- actions -------------------------------------------------------
+
+    fn action(&mut self, a: &ActionAst) -> Option<Verdict> {
+        match ActionTemplate::compile(&a.verb.text, a.text.as_ref().map(|t| t.value.as_str())) {
+            Ok(t) => {
+                if t.is_constant() {
+                    Some(Verdict::constant(t.action().clone()))
+                } else {
+                    Some(Verdict {
+                        action: t.action().clone(),
+                        wire: Box::default(),
+                        template: Some(t),
+                    })
+                }
+            }
+            Err(e) => {
+                let at = match (e.offset(), &a.text) {
+                    (Some(offset), Some(text)) => Span::new(
+                        source_offset(text.span.text(self.src), offset) + text.span.start,
+                        0,
+                    ),
+                    (None, Some(text))
+                        if !matches!(
+                            e,
+                            crate::template::ActionTemplateError::Action(
+                                crate::action::ActionError::UnknownVerb
+                            )
+                        ) =>
+                    {
+                        text.span
+                    }
+                    _ => a.verb.span,
+                };
+                self.error(at, e.to_string());
+                None
+            }
+        }
+    }
+
+    // ----- warnings ------------------------------------------------------
+
+    fn unused(&mut self) {
+        let mut unused: Vec<(Span, String)> = Vec::new();
+        for d in self.lists.values().filter(|d| !d.used) {
+            unused.push((
+                d.name.span,
+                format!("list `{}` is declared but never used", d.name.text),
+            ));
+        }
+        for d in self.logins.values().filter(|d| !d.used) {
+            unused.push((
+                d.name.span,
+                format!("logins map `{}` is declared but never used", d.name.text),
+            ));
+        }
+        for (span, message) in unused {
+            self.warning(span, message);
+        }
+    }
+
+    /// Warn about rules after a rule that always applies in all their states.
+    fn unreachable(&mut self, items: &[Item]) {
+        let mut always: Vec<(&str, u16, Span)> = Vec::new();
+        let mut found = Vec::new();
+        let decls = items.iter().filter_map(|i| match i {
+            Item::Rule(r) => Some(r),
+            _ => None,
+        });
+        for (rule, decl) in self.program.rules.iter().zip(decls) {
+            if let Some((name, _, span)) = always.iter().find(|(_, states, _)| {
+                *states == 0 || (rule.states != 0 && rule.states & !states == 0)
+            }) {
+                found.push((decl.name.span, rule.name.clone(), *name, *span));
+            } else if !rule.dry_run && rule.clauses.is_empty() {
+                always.push((&decl.name.text, rule.states, decl.name.span));
+            }
+        }
+        for (span, name, by, by_span) in found {
+            let line = self.line_of(by_span);
+            self.warning(
+                span,
+                format!(
+                    "rule `{name}` can never apply: rule `{by}` (line {line}) always applies before it in its states; \
+                     expected it before `{by}`, or a condition on `{by}`"
+                ),
+            );
+        }
+    }
+}
+
+fn ok_at_rcpt_message(what: &str) -> String {
+    format!(
+        "{what} can answer OK at RCPT state: if check_policy_service runs before reject_unauth_destination, \
+         this makes an open relay; expected the policy service after reject_unauth_destination, or `state` \
+         restricting the rule to other states"
+    )
+}
+
+fn is_whole_message(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Hold(_)
+            | Action::Discard(_)
+            | Action::Filter(_)
+            | Action::Redirect(_)
+            | Action::Bcc(_)
+    )
+}
+
+fn unknown_state(text: &str) -> String {
+    format!(
+        "unknown protocol state `{text}`; expected CONNECT, EHLO, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE, VRFY or ETRN"
+    )
+}
+
+fn no_case(f: Field) -> bool {
+    matches!(
+        f.field_type(),
+        FieldType::Address | FieldType::Domain | FieldType::TextNoCase
+    )
+}
+
+fn value_span(v: &Value) -> Span {
+    match v {
+        Value::Str(s) => s.span,
+        Value::Number(n) => n.span,
+        Value::Word(w) => w.span,
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX - 2)
+}
+
+/// The one-line reason of a regex error (the crate's message spans lines).
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map_or_else(|| text.replace('\n', " "), str::to_owned)
+}
+
+/// The byte offset in `quoted` (a string literal as written, with its quotes
+/// and escapes) of byte `offset` of its unescaped value.
+fn source_offset(quoted: &str, offset: usize) -> usize {
+    let mut value_len = 0;
+    let mut chars = quoted.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        if value_len >= offset {
+            return i;
+        }
+        if c == '\\' {
+            if let Some((_, e)) = chars.next() {
+                value_len += e.len_utf8();
+            }
+        } else {
+            value_len += c.len_utf8();
+        }
+    }
+    quoted.len().saturating_sub(1)
+}

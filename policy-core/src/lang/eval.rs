@@ -1,0 +1,446 @@
+//! The evaluator: run a compiled [`Program`] on a request. Allocates nothing
+//! and cannot panic: every index is checked (a wrong one reads as "false"),
+//! and every condition walk is bounded by the number of nodes.
+
+use std::fmt;
+
+use super::program::{
+    state_bit, Field, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp, FALSE, SENDER_KNOWN,
+    TRUE,
+};
+use crate::action::Action;
+use crate::request::Request;
+
+/// One dry-run hit as the scratch stores it: the rule's index and the range
+/// of its expanded wire text in the scratch's dry-run buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HitRecord {
+    pub(crate) rule: u32,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+/// The reusable buffers of a [`Scratch`](crate::Scratch): cleared, never
+/// shrunk, so steady-state decisions allocate nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    /// The deciding action's expanded wire text (templated actions only).
+    pub(crate) wire: Vec<u8>,
+    /// Dry-run rules that applied, in rule order.
+    pub(crate) hits: Vec<HitRecord>,
+    /// The expanded wire texts of the dry-run hits, back to back.
+    pub(crate) hit_wire: Vec<u8>,
+}
+
+/// The dry-run rules that applied to a request, in rule order: what each
+/// would have answered. Borrowed from the policy and the scratch.
+#[derive(Clone, Copy)]
+pub struct DryRun<'a> {
+    rules: &'a [Rule],
+    hits: &'a [HitRecord],
+    wire: &'a [u8],
+}
+
+impl<'a> DryRun<'a> {
+    /// No hits.
+    pub(crate) const EMPTY: DryRun<'static> = DryRun {
+        rules: &[],
+        hits: &[],
+        wire: &[],
+    };
+
+    /// How many dry-run rules applied.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// Whether no dry-run rule applied.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// The hits, in rule order.
+    pub fn iter(&self) -> DryRunIter<'a> {
+        DryRunIter {
+            dry_run: *self,
+            next: 0,
+        }
+    }
+}
+
+impl fmt::Debug for DryRun<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for DryRun<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for DryRun<'_> {}
+
+impl<'a> IntoIterator for DryRun<'a> {
+    type Item = DryRunHit<'a>;
+    type IntoIter = DryRunIter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over the hits of a [`DryRun`].
+#[derive(Debug, Clone)]
+pub struct DryRunIter<'a> {
+    dry_run: DryRun<'a>,
+    next: usize,
+}
+
+impl<'a> Iterator for DryRunIter<'a> {
+    type Item = DryRunHit<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let d = self.dry_run;
+        let hit = d.hits.get(self.next)?;
+        self.next += 1;
+        let rule = d.rules.get(hit.rule as usize)?;
+        let wire = d
+            .wire
+            .get(hit.start as usize..hit.end as usize)
+            .unwrap_or_default();
+        Some(DryRunHit {
+            rule: &rule.name,
+            action: &rule.verdict.action,
+            wire,
+        })
+    }
+}
+
+/// A dry-run rule that applied: its name and the action it would have given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DryRunHit<'a> {
+    /// The rule's name.
+    pub rule: &'a str,
+    /// The rule's compiled action (template variables shown as samples).
+    pub action: &'a Action,
+    /// The action's wire form for this request (templates filled in), as it
+    /// would have been sent.
+    pub wire: &'a [u8],
+}
+
+/// What [`Program::decide`] found: the deciding rule (`None` = the default).
+pub(crate) struct Outcome<'a> {
+    pub(crate) rule: Option<&'a Rule>,
+}
+
+impl Program {
+    /// Run the rules in order on `request`, recording dry-run hits and the
+    /// deciding action's wire text in `buffers`.
+    pub(crate) fn decide<'a>(
+        &'a self,
+        request: &Request<'_>,
+        buffers: &mut Buffers,
+    ) -> Outcome<'a> {
+        buffers.hits.clear();
+        buffers.hit_wire.clear();
+        let state = state_bit(request.protocol_state);
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.states != 0 && rule.states & state == 0 {
+                continue;
+            }
+            if !rule.clauses.iter().all(|&entry| self.holds(entry, request)) {
+                continue;
+            }
+            if rule.dry_run {
+                let start = buffers.hit_wire.len();
+                match &rule.verdict.template {
+                    Some(t) => {
+                        t.write_wire(request, &rule.name, &mut buffers.hit_wire);
+                    }
+                    None => buffers.hit_wire.extend_from_slice(&rule.verdict.wire),
+                }
+                buffers.hits.push(HitRecord {
+                    rule: u32::try_from(index).unwrap_or(u32::MAX),
+                    start: u32::try_from(start).unwrap_or(u32::MAX),
+                    end: u32::try_from(buffers.hit_wire.len()).unwrap_or(u32::MAX),
+                });
+                continue;
+            }
+            if let Some(t) = &rule.verdict.template {
+                buffers.wire.clear();
+                t.write_wire(request, &rule.name, &mut buffers.wire);
+            }
+            return Outcome { rule: Some(rule) };
+        }
+        if let Some(t) = &self.default.template {
+            buffers.wire.clear();
+            t.write_wire(request, "default", &mut buffers.wire);
+        }
+        Outcome { rule: None }
+    }
+
+    /// The dry-run hits recorded in `buffers` by the last [`Program::decide`].
+    pub(crate) fn dry_run<'a>(&'a self, buffers: &'a Buffers) -> DryRun<'a> {
+        DryRun {
+            rules: &self.rules,
+            hits: &buffers.hits,
+            wire: &buffers.hit_wire,
+        }
+    }
+
+    /// Whether the condition starting at node `entry` holds.
+    #[inline]
+    pub(crate) fn holds(&self, entry: u32, request: &Request<'_>) -> bool {
+        let mut pc = entry;
+        // Targets only point backwards, so this ends within `nodes.len()`
+        // steps; the bound makes that true even for a malformed program.
+        for _ in 0..=self.nodes.len() {
+            match pc {
+                TRUE => return true,
+                FALSE => return false,
+                _ => {}
+            }
+            let Some(node) = self.nodes.get(pc as usize) else {
+                return false;
+            };
+            pc = if self.test(&node.test, request) {
+                node.on_true
+            } else {
+                node.on_false
+            };
+        }
+        false
+    }
+
+    /// Evaluate one test.
+    #[inline]
+    pub(crate) fn test(&self, test: &Test, r: &Request<'_>) -> bool {
+        match *test {
+            Test::AddressInList { field, list } => {
+                let Some(list) = self.lists.get(list as usize) else {
+                    return false;
+                };
+                let address = match field {
+                    Field::Sender => r.sender,
+                    Field::Recipient => r.recipient,
+                    _ => crate::request::Address::new(r.sasl_sender),
+                };
+                list.contains_address(&address)
+            }
+            Test::DomainInList { field, list } => {
+                let Some(list) = self.lists.get(list as usize) else {
+                    return false;
+                };
+                let mut buf = TextBuf::new();
+                let value = field.text(r, &mut buf);
+                list.contains_domain(value)
+            }
+            Test::TextInList { field, list } => {
+                let Some(list) = self.lists.get(list as usize) else {
+                    return false;
+                };
+                let mut buf = TextBuf::new();
+                list.contains_bytes(field.text(r, &mut buf))
+            }
+            Test::IpInList { field, list } => match (field.ip(r), self.lists.get(list as usize)) {
+                (Some(ip), Some(list)) => list.contains_ip(ip),
+                _ => false,
+            },
+            Test::Text {
+                field,
+                op,
+                text,
+                no_case,
+            } => {
+                let Some(needle) = self.texts.get(text as usize) else {
+                    return false;
+                };
+                let mut buf = TextBuf::new();
+                text_op(field.text(r, &mut buf), op, needle, no_case)
+            }
+            Test::Regex { field, regex } => {
+                let Some(regex) = self.regexes.get(regex as usize) else {
+                    return false;
+                };
+                let mut buf = TextBuf::new();
+                regex.is_match(field.text(r, &mut buf))
+            }
+            Test::Number { field, op, value } => match field.number(r) {
+                Some(n) => match op {
+                    NumOp::Eq => n == value,
+                    NumOp::Ne => n != value,
+                    NumOp::Lt => n < value,
+                    NumOp::Le => n <= value,
+                    NumOp::Gt => n > value,
+                    NumOp::Ge => n >= value,
+                },
+                None => false,
+            },
+            Test::IpEquals { field, ip } => field.ip(r) == Some(ip),
+            Test::State { mask } => {
+                r.protocol_state.is_some() && state_bit(r.protocol_state) & mask != 0
+            }
+            Test::IsSet { field } => field.is_set(r),
+            Test::Predicate(p) => predicate(p, r),
+            Test::UnauthenticatedLocalSender { list } => {
+                r.sasl_username.is_empty()
+                    && r.sender.has_domain()
+                    && self
+                        .lists
+                        .get(list as usize)
+                        .is_some_and(|l| l.contains_domain(r.sender.domain))
+            }
+            Test::SenderLoginMismatch { map } => self
+                .logins
+                .get(map as usize)
+                .is_some_and(|m| login_mismatch(m, r)),
+        }
+    }
+}
+
+/// Postfix's `reject_sender_login_mismatch`: with a SASL login, the sender
+/// must be owned by that login; without one, the sender must have no owner.
+/// The null sender never mismatches (Postfix skips it too).
+fn login_mismatch(map: &crate::list::LoginMap, r: &Request<'_>) -> bool {
+    map.login_mismatch(r.sasl_username, &r.sender)
+}
+
+/// `value OP needle`. With `no_case`, `needle` is lower case and `value` is
+/// compared ignoring ASCII case.
+#[inline]
+fn text_op(value: &[u8], op: TextOp, needle: &[u8], no_case: bool) -> bool {
+    let eq = |a: &[u8], b: &[u8]| {
+        if no_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    match op {
+        TextOp::Equals => eq(value, needle),
+        TextOp::StartsWith => value.len() >= needle.len() && eq(&value[..needle.len()], needle),
+        TextOp::EndsWith => {
+            value.len() >= needle.len() && eq(&value[value.len() - needle.len()..], needle)
+        }
+        TextOp::Contains => needle.is_empty() || value.windows(needle.len()).any(|w| eq(w, needle)),
+    }
+}
+
+fn predicate(p: Predicate, r: &Request<'_>) -> bool {
+    match p {
+        Predicate::Authenticated => !r.sasl_username.is_empty(),
+        Predicate::Tls => !r.encryption_protocol.is_empty(),
+        Predicate::NullSender => {
+            r.sender.is_null() && state_bit(r.protocol_state) & SENDER_KNOWN != 0
+        }
+        Predicate::HeloIsFqdn => helo_is_fqdn(r.helo_name),
+        Predicate::HeloIsAddressLiteral => {
+            r.helo_name.len() > 2
+                && r.helo_name[0] == b'['
+                && r.helo_name[r.helo_name.len() - 1] == b']'
+        }
+        Predicate::HeloIsIp => is_ip(r.helo_name),
+        Predicate::ClientUnknown => r.client_name == b"unknown",
+        Predicate::ReverseClientUnknown => r.reverse_client_name == b"unknown",
+    }
+}
+
+/// Whether `name` parses as a bare IPv4 or IPv6 address.
+fn is_ip(name: &[u8]) -> bool {
+    std::str::from_utf8(name).is_ok_and(|s| s.parse::<std::net::IpAddr>().is_ok())
+}
+
+/// A fully qualified domain name, as Postfix's `reject_non_fqdn_helo_hostname`
+/// sees it: at least two labels, each 1-63 letters, digits or hyphens not at
+/// either end, a top label that is not all digits, at most 253 bytes (one
+/// trailing dot allowed); not an address literal and not a bare IP address.
+fn helo_is_fqdn(name: &[u8]) -> bool {
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    let mut labels = 0;
+    let mut last: &[u8] = &[];
+    for label in name.split(|&b| b == b'.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && label[0] != b'-'
+            && label[label.len() - 1] != b'-';
+        if !ok {
+            return false;
+        }
+        labels += 1;
+        last = label;
+    }
+    labels >= 2 && !last.iter().all(u8::is_ascii_digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_ops_table() {
+        let rows: &[(&[u8], TextOp, &[u8], bool, bool)] = &[
+            (
+                b"Joe@Example.COM",
+                TextOp::Equals,
+                b"joe@example.com",
+                true,
+                true,
+            ),
+            (
+                b"Joe@Example.COM",
+                TextOp::Equals,
+                b"joe@example.com",
+                false,
+                false,
+            ),
+            (
+                b"mail.example.com",
+                TextOp::StartsWith,
+                b"mail.",
+                false,
+                true,
+            ),
+            (b"mail", TextOp::StartsWith, b"mail.", false, false),
+            (b"MAIL.example.com", TextOp::EndsWith, b".com", true, true),
+            (b"om", TextOp::EndsWith, b".com", true, false),
+            (b"adsl-1-2-3", TextOp::Contains, b"dsl", false, true),
+            (b"ADSL", TextOp::Contains, b"dsl", true, true),
+            (b"ADSL", TextOp::Contains, b"dsl", false, false),
+            (b"", TextOp::Contains, b"", false, true),
+        ];
+        for &(value, op, needle, no_case, expected) in rows {
+            assert_eq!(
+                text_op(value, op, needle, no_case),
+                expected,
+                "{value:?} {op:?} {needle:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn helo_shapes() {
+        for (helo, fqdn, ip) in [
+            (&b"mail.example.com"[..], true, false),
+            (b"mail.example.com.", true, false),
+            (b"localhost", false, false),
+            (b"192.0.2.1", false, true),
+            (b"[192.0.2.1]", false, false),
+            (b"2001:db8::1", false, true),
+            (b"-a.example", false, false),
+            (b"a..example", false, false),
+            (b"a_b.example", false, false),
+            (b"", false, false),
+        ] {
+            assert_eq!(helo_is_fqdn(helo), fqdn, "{helo:?}");
+            assert_eq!(is_ip(helo), ip, "{helo:?}");
+        }
+    }
+}

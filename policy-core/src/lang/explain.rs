@@ -1,0 +1,232 @@
+//! Explanations: why a policy decided what it did, rule by rule, for
+//! `policyd test --explain`. Allocates freely; not for the hot path.
+
+use std::fmt;
+
+use super::eval::Buffers;
+use super::program::Program;
+use crate::request::Request;
+
+/// Why a policy decided a request as it did: every rule up to the deciding
+/// one, with each condition test in source form and its value, then the
+/// verdict. `Display` prints it for people; the fields are for tests and tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The request's `protocol_state` as sent (empty when missing).
+    pub protocol_state: String,
+    /// Every rule of the policy, in order.
+    pub rules: Vec<RuleExplanation>,
+    /// The deciding rule's name, `"default"` when no rule decided.
+    pub rule: String,
+    /// The action sent, in wire form, templates filled in.
+    pub action: String,
+    /// The dry-run rules that applied: name and the action they would have sent.
+    pub dry_run: Vec<(String, String)>,
+}
+
+/// What became of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuleOutcome {
+    /// The rule's `state` does not include the request's protocol state.
+    SkippedState,
+    /// The rule's conditions do not hold.
+    NoMatch,
+    /// A dry-run rule that applied: its action was recorded, and evaluation went on.
+    DryRunHit,
+    /// The rule applied and decided.
+    Decided,
+    /// An earlier rule decided; this one was not evaluated.
+    NotReached,
+}
+
+/// One rule of an [`Explanation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleExplanation {
+    /// The rule's name.
+    pub name: String,
+    /// The line of the rule in the policy file.
+    pub line: u32,
+    /// Whether the rule is marked `dry-run`.
+    pub dry_run: bool,
+    /// The rule's `state` clause as written, if any.
+    pub states: Option<String>,
+    /// What became of it.
+    pub outcome: RuleOutcome,
+    /// Each `if`/`unless` clause, when the rule was evaluated.
+    pub clauses: Vec<ClauseExplanation>,
+    /// The rule's action as written.
+    pub action: String,
+}
+
+/// One `if`/`unless` clause of a rule, with its tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClauseExplanation {
+    /// `if COND` or `unless COND` as written.
+    pub source: String,
+    /// Whether the clause lets the rule apply (for `unless`: the condition is false).
+    pub holds: bool,
+    /// Every test of the clause in source order, each evaluated on its own.
+    pub tests: Vec<TestResult>,
+}
+
+/// One test of a condition and its value for the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// The test as written: `size > 20MB`, `sender in blocked`, `authenticated`.
+    pub source: String,
+    /// Its value.
+    pub value: bool,
+}
+
+/// Explain how `program` decides `request`.
+pub(crate) fn explain(program: &Program, request: &Request<'_>) -> Explanation {
+    let mut buffers = Buffers::default();
+    let outcome = program.decide(request, &mut buffers);
+    let deciding = outcome.rule.map(|r| std::ptr::from_ref(r));
+    let state = super::program::state_bit(request.protocol_state);
+    let mut decided = false;
+    let mut rules = Vec::with_capacity(program.rules.len());
+    for rule in &program.rules {
+        let mut clauses = Vec::new();
+        let result = if decided {
+            RuleOutcome::NotReached
+        } else if rule.states != 0 && rule.states & state == 0 {
+            RuleOutcome::SkippedState
+        } else {
+            let mut all = true;
+            for ((&entry, &(first, end)), text) in rule
+                .clauses
+                .iter()
+                .zip(rule.source.clause_nodes.iter())
+                .zip(rule.source.clauses.iter())
+            {
+                let holds = program.holds(entry, request);
+                all &= holds;
+                let mut tests: Vec<(u32, TestResult)> = (first..end)
+                    .filter_map(|i| {
+                        let node = program.nodes.get(i as usize)?;
+                        let source = program.node_source.get(i as usize)?;
+                        let value = program.test(&node.test, request) != source.negated;
+                        Some((
+                            source.start,
+                            TestResult {
+                                source: source.text.to_string(),
+                                value,
+                            },
+                        ))
+                    })
+                    .collect();
+                tests.sort_by_key(|(start, _)| *start);
+                clauses.push(ClauseExplanation {
+                    source: text.to_string(),
+                    holds,
+                    tests: tests.into_iter().map(|(_, t)| t).collect(),
+                });
+            }
+            if !all {
+                RuleOutcome::NoMatch
+            } else if rule.dry_run {
+                RuleOutcome::DryRunHit
+            } else {
+                decided = deciding == Some(std::ptr::from_ref(rule));
+                if decided {
+                    RuleOutcome::Decided
+                } else {
+                    // Unreachable: the evaluator decides at the first applying
+                    // rule; shown as what it is rather than asserted.
+                    RuleOutcome::NoMatch
+                }
+            }
+        };
+        rules.push(RuleExplanation {
+            name: rule.name.to_string(),
+            line: rule.source.line,
+            dry_run: rule.dry_run,
+            states: rule.source.states.as_ref().map(ToString::to_string),
+            outcome: result,
+            clauses,
+            action: rule.source.action.to_string(),
+        });
+    }
+    let (rule, verdict) = match outcome.rule {
+        Some(r) => (r.name.to_string(), &r.verdict),
+        None => ("default".to_owned(), &program.default),
+    };
+    let action = if verdict.template.is_some() {
+        String::from_utf8_lossy(&buffers.wire).into_owned()
+    } else {
+        String::from_utf8_lossy(&verdict.wire).into_owned()
+    };
+    let dry_run = program
+        .dry_run(&buffers)
+        .iter()
+        .map(|hit| {
+            (
+                hit.rule.to_owned(),
+                String::from_utf8_lossy(hit.wire).into_owned(),
+            )
+        })
+        .collect();
+    Explanation {
+        protocol_state: request
+            .protocol_state
+            .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+            .unwrap_or_default(),
+        rules,
+        rule,
+        action,
+        dry_run,
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for rule in &self.rules {
+            write!(f, "rule {} (line {}", rule.name, rule.line)?;
+            if rule.dry_run {
+                f.write_str(", dry-run")?;
+            }
+            f.write_str("): ")?;
+            match rule.outcome {
+                RuleOutcome::SkippedState => {
+                    let state = if self.protocol_state.is_empty() {
+                        "no protocol_state"
+                    } else {
+                        &self.protocol_state
+                    };
+                    writeln!(
+                        f,
+                        "skipped: state {} does not include {state}",
+                        rule.states.as_deref().unwrap_or("")
+                    )?;
+                }
+                RuleOutcome::NoMatch => writeln!(f, "no match")?,
+                RuleOutcome::DryRunHit => {
+                    writeln!(
+                        f,
+                        "matches, dry run: would answer {} (continues)",
+                        rule.action
+                    )?;
+                }
+                RuleOutcome::Decided => writeln!(f, "matches: {}", rule.action)?,
+                RuleOutcome::NotReached => writeln!(f, "not reached")?,
+            }
+            for clause in &rule.clauses {
+                writeln!(
+                    f,
+                    "  {} -> {}",
+                    clause.source,
+                    if clause.holds { "holds" } else { "fails" }
+                )?;
+                for test in &clause.tests {
+                    writeln!(f, "    {} = {}", test.source, test.value)?;
+                }
+            }
+        }
+        for (rule, action) in &self.dry_run {
+            writeln!(f, "dry-run {rule}: would answer {action}")?;
+        }
+        write!(f, "action={} rule={}", self.action, self.rule)
+    }
+}

@@ -1,0 +1,84 @@
+//! The policy language: compile a policy file into a [`Policy`](crate::Policy),
+//! with every error and warning located in its file, and explain decisions.
+//!
+//! The language itself is described in the crate's policy language reference;
+//! in short:
+//!
+//! ```text
+//! list trusted_nets cidr { 127.0.0.0/8 ::1 10.0.0.0/8 }
+//! list local_domains domain file "local_domains"
+//! rule trusted     { if client_address in trusted_nets then OK }
+//! rule no-spoofing { if unauthenticated_local_sender local_domains
+//!                    then REJECT "5.7.1 Authenticate to send as $sender" }
+//! rule big dry-run { if size > 20MB and not authenticated then DEFER "4.5.3 Too big for now" }
+//! default DUNNO
+//! ```
+//!
+//! Pipeline: [`parse`](self) (nom, one function per grammar rule) builds a
+//! syntax tree; the compiler resolves names, checks types and actions, loads
+//! list files through a [`SourceLoader`] and emits a flat program (conditions
+//! as a vector of tests with jump targets, fields resolved to an enum); the
+//! evaluator runs it without allocating. This module does no I/O: list files
+//! come through the [`SourceLoader`] the caller passes in.
+
+mod ast;
+mod compile;
+mod diag;
+mod eval;
+mod explain;
+mod parse;
+pub(crate) mod program;
+
+pub use compile::MAX_REGEX_COMPILED_BYTES;
+pub use diag::{CompileErrors, Diagnostic, Severity};
+pub use eval::{DryRun, DryRunHit, DryRunIter};
+pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, TestResult};
+pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
+
+pub(crate) use compile::compile;
+pub(crate) use eval::Buffers;
+pub(crate) use explain::explain;
+
+/// Where the compiler gets the text of the files a policy names (`list NAME
+/// file "path"`, `logins NAME file "path"`).
+///
+/// `policy-core` does no I/O: the daemon implements this by reading `path`
+/// resolved against the policy file's directory; tests use an in-memory map
+/// or [`NoFiles`].
+pub trait SourceLoader {
+    /// The text of the file `path`, as written in the policy, or why it
+    /// could not be read (`Err("no such file or directory")`): the compiler
+    /// reports the reason at the `file "path"` of the policy.
+    fn load(&mut self, path: &str) -> Result<String, String>;
+}
+
+/// A [`SourceLoader`] refusing every file: for policies without list files,
+/// tests and fuzzing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFiles;
+
+impl SourceLoader for NoFiles {
+    fn load(&mut self, _path: &str) -> Result<String, String> {
+        Err("files are not available here (NoFiles)".to_owned())
+    }
+}
+
+/// Any closure `FnMut(&str) -> Result<String, String>` is a loader.
+impl<F> SourceLoader for F
+where
+    F: FnMut(&str) -> Result<String, String>,
+{
+    fn load(&mut self, path: &str) -> Result<String, String> {
+        self(path)
+    }
+}
+
+/// A policy that compiled, and the warnings about it.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The compiled policy.
+    pub policy: crate::Policy,
+    /// Everything that compiles but probably does not do what was meant, in
+    /// file order.
+    pub warnings: Vec<Diagnostic>,
+}

@@ -1,0 +1,1140 @@
+//! The parser: policy text to [`Item`]s, with nom, one method per grammar
+//! rule, the rule quoted in its doc comment.
+//!
+//! Lexical conventions: whitespace and newlines only separate tokens; `#`
+//! starts a comment to the end of the line (outside strings and regexes).
+//! Every token parser skips the whitespace and comments before it.
+//!
+//! Error handling: inside an item, a mismatch after the item's keyword is a
+//! [`nom::Err::Failure`] naming what was expected there; the driver
+//! ([`parse_policy`]) records it and resumes at the next line that starts
+//! with an item keyword (`list`, `logins`, `rule`, `default`), so every
+//! broken item of a file is reported, not only the first.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+
+use nom::bytes::complete::{tag, take_while, take_while1};
+use nom::character::complete::{char, satisfy};
+use nom::combinator::{opt, peek, recognize};
+use nom::error::{ErrorKind, ParseError};
+use nom::sequence::pair;
+use nom::IResult;
+
+use super::ast::{
+    ActionAst, Clause, CmpOp, Cond, Entry, Item, ListBody, ListDecl, ListRef, LoginsBody,
+    LoginsDecl, Name, Number, RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value,
+};
+
+/// How deeply `not` and parentheses may nest in one condition. The parser and
+/// the compiler recurse once per level, so this bounds their stack use on any
+/// input (a fuzzer's `((((...` included); real policies need a handful.
+pub const MAX_NESTING: usize = 64;
+
+/// The largest policy text [`Policy::compile`](crate::Policy::compile) accepts,
+/// in bytes. Far above any hand-written policy (large lists belong in list
+/// files, which are limited separately); it bounds compile time and memory on
+/// a wrong file (a log, a binary) given by mistake.
+pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The item keywords, where error recovery resumes.
+const ITEM_KEYWORDS: [&str; 4] = ["list", "logins", "rule", "default"];
+
+/// Names of the predicates (tests without a field).
+pub(crate) const PREDICATES: [&str; 10] = [
+    "authenticated",
+    "tls",
+    "null_sender",
+    "helo_is_fqdn",
+    "helo_is_address_literal",
+    "helo_is_ip",
+    "client_unknown",
+    "reverse_client_unknown",
+    "unauthenticated_local_sender",
+    "sender_login_mismatch",
+];
+
+/// Words that end or join a condition and so cannot start a test.
+const CONDITION_STOP_WORDS: [&str; 7] = ["then", "and", "or", "if", "unless", "state", "not"];
+
+/// A parse error: where (the remaining input) and what was expected there.
+#[derive(Debug)]
+pub(crate) struct PError<'a> {
+    pub(crate) input: &'a str,
+    pub(crate) expected: Cow<'static, str>,
+}
+
+impl<'a> ParseError<&'a str> for PError<'a> {
+    fn from_error_kind(input: &'a str, _kind: ErrorKind) -> Self {
+        Self {
+            input,
+            expected: Cow::Borrowed("valid syntax"),
+        }
+    }
+
+    fn append(_input: &'a str, _kind: ErrorKind, other: Self) -> Self {
+        other
+    }
+
+    /// Of two failed alternatives, the one that got further is the better
+    /// explanation.
+    fn or(self, other: Self) -> Self {
+        if other.input.len() < self.input.len() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+type PResult<'a, T> = IResult<&'a str, T, PError<'a>>;
+
+/// A recoverable "this is not it" error at `input`.
+fn error<T>(input: &str, expected: impl Into<Cow<'static, str>>) -> PResult<'_, T> {
+    Err(nom::Err::Error(PError {
+        input,
+        expected: expected.into(),
+    }))
+}
+
+/// A committed "this is wrong" error at `input`.
+fn failure<T>(input: &str, expected: impl Into<Cow<'static, str>>) -> PResult<'_, T> {
+    Err(nom::Err::Failure(PError {
+        input,
+        expected: expected.into(),
+    }))
+}
+
+/// Turn a recoverable error into a committed one with the message `expected`
+/// (at the position where the parser was called); failures pass unchanged.
+fn expect<'a, T>(result: PResult<'a, T>, at: &'a str, expected: &'static str) -> PResult<'a, T> {
+    match result {
+        Err(nom::Err::Error(_)) => failure(skip_ws(at), expected),
+        other => other,
+    }
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+fn is_word_char(c: char) -> bool {
+    !c.is_whitespace() && !matches!(c, '{' | '}' | '"' | '#')
+}
+
+/// Skip whitespace and comments.
+///
+/// `ws = { WHITESPACE | "#" { any char but newline } }`
+fn skip_ws(mut i: &str) -> &str {
+    loop {
+        let t = i.trim_start();
+        match t.strip_prefix('#') {
+            Some(comment) => i = comment.find('\n').map_or("", |n| &comment[n..]),
+            None => return t,
+        }
+    }
+}
+
+/// A short description of the token at the start of `rest`, for "found ...".
+pub(crate) fn describe_found(rest: &str) -> String {
+    let rest = skip_ws(rest);
+    let Some(first) = rest.chars().next() else {
+        return "end of file".to_owned();
+    };
+    if first == '"' {
+        return "a string".to_owned();
+    }
+    let token: String = if is_name_char(first) {
+        rest.chars()
+            .take_while(|&c| is_name_char(c))
+            .take(24)
+            .collect()
+    } else if is_word_char(first) {
+        rest.chars()
+            .take_while(|&c| is_word_char(c) && !is_name_char(c))
+            .take(3)
+            .collect()
+    } else {
+        first.to_string()
+    };
+    format!("`{token}`")
+}
+
+/// The parser over one source text; positions are byte offsets into it.
+pub(crate) struct Parser<'s> {
+    src: &'s str,
+    /// Current nesting of `not` and `(` in the condition being parsed.
+    depth: Cell<usize>,
+}
+
+impl<'s> Parser<'s> {
+    pub(crate) fn new(src: &'s str) -> Self {
+        Self {
+            src,
+            depth: Cell::new(0),
+        }
+    }
+
+    /// The byte offset of `rest` (a suffix of the source) in the source.
+    pub(crate) fn offset(&self, rest: &str) -> usize {
+        self.src.len().saturating_sub(rest.len())
+    }
+
+    fn span(&self, from: &str, to: &str) -> Span {
+        Span::new(self.offset(from), self.offset(to))
+    }
+
+    /// `keyword = WORD` where WORD is `kw` exactly, not followed by a name character.
+    fn keyword<'a>(&self, kw: &'static str, i: &'a str) -> PResult<'a, Span> {
+        let start = skip_ws(i);
+        let (rest, _) = tag(kw)(start)?;
+        if rest.starts_with(is_name_char) {
+            return error(start, kw);
+        }
+        Ok((rest, self.span(start, rest)))
+    }
+
+    /// `NAME = [A-Za-z_] { [A-Za-z0-9_.-] }`
+    fn name<'a>(&self, i: &'a str) -> PResult<'a, Name> {
+        let start = skip_ws(i);
+        let (rest, text) = recognize(pair(satisfy(is_name_start), take_while(is_name_char)))(start)
+            .or_else(|_: nom::Err<PError<'a>>| error(start, "a name"))?;
+        Ok((
+            rest,
+            Name {
+                text: text.to_owned(),
+                span: self.span(start, rest),
+            },
+        ))
+    }
+
+    /// `STRING = '"' { CHAR | '\"' | '\\' } '"'` — no raw newline or control
+    /// character inside.
+    fn string<'a>(&self, i: &'a str) -> PResult<'a, Str> {
+        let start = skip_ws(i);
+        let (mut rest, _) = char('"')(start)?;
+        let mut value = String::new();
+        loop {
+            let mut chars = rest.chars();
+            match chars.next() {
+                None => return failure(start, "a closing `\"` for this string"),
+                Some('"') => {
+                    rest = chars.as_str();
+                    break;
+                }
+                Some('\\') => match chars.next() {
+                    Some(c @ ('"' | '\\')) => {
+                        value.push(c);
+                        rest = chars.as_str();
+                    }
+                    _ => return failure(&rest[1..], "`\"` or `\\` after a backslash in a string"),
+                },
+                Some('\n' | '\r') => {
+                    return failure(
+                        rest,
+                        "a closing `\"` on the same line (a string cannot span lines)",
+                    )
+                }
+                Some(c) if c.is_control() => {
+                    return failure(
+                        rest,
+                        "a printable character (no control character in a string)",
+                    )
+                }
+                Some(c) => {
+                    value.push(c);
+                    rest = chars.as_str();
+                }
+            }
+        }
+        Ok((
+            rest,
+            Str {
+                value,
+                span: self.span(start, rest),
+            },
+        ))
+    }
+
+    /// `REGEX = "/" { CHAR | "\/" } "/" [ "i" ]`
+    fn regex<'a>(&self, i: &'a str) -> PResult<'a, RegexLit> {
+        let start = skip_ws(i);
+        let (mut rest, _) = char('/')(start)?;
+        let mut pattern = String::new();
+        loop {
+            let mut chars = rest.chars();
+            match chars.next() {
+                None | Some('\n' | '\r') => {
+                    return failure(
+                        rest,
+                        "a closing `/` for this regular expression (on its line)",
+                    )
+                }
+                Some('/') => {
+                    rest = chars.as_str();
+                    break;
+                }
+                Some('\\') => match chars.next() {
+                    Some('/') => {
+                        pattern.push('/');
+                        rest = chars.as_str();
+                    }
+                    Some(c) if c != '\n' && c != '\r' => {
+                        pattern.push('\\');
+                        pattern.push(c);
+                        rest = chars.as_str();
+                    }
+                    _ => {
+                        return failure(
+                            &rest[1..],
+                            "a character after `\\` in a regular expression",
+                        )
+                    }
+                },
+                Some(c) if c.is_control() && c != '\t' => {
+                    return failure(rest, "a printable character in a regular expression")
+                }
+                Some(c) => {
+                    pattern.push(c);
+                    rest = chars.as_str();
+                }
+            }
+        }
+        let (after, flags) = take_while(|c: char| c.is_ascii_alphanumeric())(rest)?;
+        let case_insensitive = match flags {
+            "" => false,
+            "i" => true,
+            _ => return failure(rest, "the regular expression flag `i` (or none)"),
+        };
+        Ok((
+            after,
+            RegexLit {
+                pattern,
+                case_insensitive,
+                span: self.span(start, after),
+            },
+        ))
+    }
+
+    /// `NUMBER = DIGIT { DIGIT } [ "k" | "kB" | "KiB" | "M" | "MB" | "MiB" | "G" | "GB" | "GiB" ]`
+    fn number<'a>(&self, i: &'a str) -> PResult<'a, Number> {
+        let start = skip_ws(i);
+        let (rest, digits) = take_while1(|c: char| c.is_ascii_digit())(start)
+            .or_else(|_: nom::Err<PError<'a>>| error(start, "a number"))?;
+        let (after, unit) = take_while(is_name_char)(rest)?;
+        let multiplier: u64 =
+            match unit {
+                "" => 1,
+                "k" | "kB" => 1000,
+                "KiB" => 1024,
+                "M" | "MB" => 1000 * 1000,
+                "MiB" => 1024 * 1024,
+                "G" | "GB" => 1000 * 1000 * 1000,
+                "GiB" => 1024 * 1024 * 1024,
+                _ => return failure(
+                    rest,
+                    "a size unit k, kB, KiB, M, MB, MiB, G, GB or GiB (or none) after the number",
+                ),
+            };
+        let value = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(multiplier));
+        let Some(value) = value else {
+            return failure(start, "a number below 2^64");
+        };
+        Ok((
+            after,
+            Number {
+                value,
+                has_unit: !unit.is_empty(),
+                span: self.span(start, after),
+            },
+        ))
+    }
+
+    /// `WORD = { any char but whitespace, "{", "}", '"', "#" }` (at least one)
+    fn word<'a>(&self, i: &'a str) -> PResult<'a, Str> {
+        let start = skip_ws(i);
+        let (rest, text) = take_while1(is_word_char)(start)
+            .or_else(|_: nom::Err<PError<'a>>| error(start, "a word"))?;
+        Ok((
+            rest,
+            Str {
+                value: text.to_owned(),
+                span: self.span(start, rest),
+            },
+        ))
+    }
+
+    /// `ENTRY = REGEX | STRING | WORD`
+    fn entry<'a>(&self, i: &'a str) -> PResult<'a, Entry> {
+        let start = skip_ws(i);
+        if start.starts_with('/') {
+            let (rest, r) = self.regex(start)?;
+            return Ok((rest, Entry::Regex(r)));
+        }
+        if start.starts_with('"') {
+            let (rest, s) = self.string(start)?;
+            return Ok((rest, Entry::Quoted(s)));
+        }
+        let (rest, w) = self.word(start)?;
+        Ok((rest, Entry::Word(w)))
+    }
+
+    /// `entries = "{" { ENTRY } "}"`
+    fn entries<'a>(&self, i: &'a str) -> PResult<'a, (Vec<Entry>, Span)> {
+        let start = skip_ws(i);
+        let (mut rest, _) = char('{')(start)?;
+        let mut entries = Vec::new();
+        loop {
+            let next = skip_ws(rest);
+            if let Some(after) = next.strip_prefix('}') {
+                return Ok((after, (entries, self.span(start, after))));
+            }
+            if next.is_empty() {
+                return failure(next, "an entry or `}` to close the list");
+            }
+            let (after, entry) = expect(self.entry(next), next, "an entry or `}`")?;
+            entries.push(entry);
+            rest = after;
+        }
+    }
+
+    /// `list_item = "list" NAME [ KIND ] ( "{" { ENTRY } "}" | "file" STRING )`
+    /// with `KIND = "cidr" | "domain" | "address" | "string" | "glob" | "regex"`
+    /// (checked by the compiler).
+    fn list_item<'a>(&self, i: &'a str) -> PResult<'a, ListDecl> {
+        let (i, _) = self.keyword("list", i)?;
+        let (i, name) = expect(self.name(i), i, "a list name after `list`")?;
+        let (i, kind) = match self.keyword("file", i) {
+            Ok(_) => (i, None),
+            Err(_) => opt(|i| self.name(i))(i)?,
+        };
+        let (i, body) = self.list_body(i)?;
+        Ok((i, ListDecl { name, kind, body }))
+    }
+
+    /// `list_body = "{" { ENTRY } "}" | "file" STRING`
+    fn list_body<'a>(&self, i: &'a str) -> PResult<'a, ListBody> {
+        if let Ok((i, _)) = self.keyword("file", i) {
+            let (i, path) = expect(self.string(i), i, "a quoted file name after `file`")?;
+            return Ok((i, ListBody::File(path)));
+        }
+        let (i, (entries, _)) = expect(
+            self.entries(i),
+            i,
+            "`{` with the list's entries, or `file \"name\"` (after an optional kind: cidr, domain, address, string, glob or regex)",
+        )?;
+        Ok((i, ListBody::Inline(entries)))
+    }
+
+    /// `logins_item = "logins" NAME ( "file" STRING | "{" { LOGIN_ENTRY LOGIN_ENTRY } "}" )`
+    /// with `LOGIN_ENTRY = STRING | WORD` (a sender or `@domain`, then its logins).
+    fn logins_item<'a>(&self, i: &'a str) -> PResult<'a, LoginsDecl> {
+        let (i, _) = self.keyword("logins", i)?;
+        let (i, name) = expect(self.name(i), i, "a map name after `logins`")?;
+        if let Ok((i, _)) = self.keyword("file", i) {
+            let (i, path) = expect(self.string(i), i, "a quoted file name after `file`")?;
+            return Ok((
+                i,
+                LoginsDecl {
+                    name,
+                    body: LoginsBody::File(path),
+                },
+            ));
+        }
+        let brace = skip_ws(i);
+        let Some(mut rest) = brace.strip_prefix('{') else {
+            return failure(brace, "`{` with sender/logins pairs, or `file \"name\"`");
+        };
+        let mut pairs = Vec::new();
+        loop {
+            let next = skip_ws(rest);
+            if let Some(after) = next.strip_prefix('}') {
+                return Ok((
+                    after,
+                    LoginsDecl {
+                        name,
+                        body: LoginsBody::Inline(pairs),
+                    },
+                ));
+            }
+            let (after, sender) = expect(
+                self.login_entry(next),
+                next,
+                "a sender address or `@domain`, or `}`",
+            )?;
+            let (after, logins) = expect(
+                self.login_entry(after),
+                after,
+                "the logins owning this sender (`\"login1, login2\"`)",
+            )?;
+            pairs.push((sender, logins));
+            rest = after;
+        }
+    }
+
+    /// `LOGIN_ENTRY = STRING | WORD`
+    fn login_entry<'a>(&self, i: &'a str) -> PResult<'a, Str> {
+        let start = skip_ws(i);
+        if start.starts_with('"') {
+            self.string(start)
+        } else {
+            self.word(start)
+        }
+    }
+
+    /// `rule_item = "rule" NAME [ "dry-run" ] "{" { clause } "then" action "}"`
+    fn rule_item<'a>(&self, i: &'a str) -> PResult<'a, RuleDecl> {
+        let (i, _) = self.keyword("rule", i)?;
+        let (i, name) = expect(self.name(i), i, "a rule name after `rule`")?;
+        let (i, dry_run) = match self.keyword("dry-run", i) {
+            Ok((i, _)) => (i, true),
+            Err(_) => (i, false),
+        };
+        let open = skip_ws(i);
+        let Some(mut i) = open.strip_prefix('{') else {
+            return failure(open, "`{` to open the rule (or `dry-run`)");
+        };
+        let mut clauses = Vec::new();
+        let mut after_condition = false;
+        loop {
+            if let Ok((rest, _)) = self.keyword("then", i) {
+                let (rest, action) = self.action(rest)?;
+                let close = skip_ws(rest);
+                let Some(rest) = close.strip_prefix('}') else {
+                    return failure(close, "`}` to close the rule after its action");
+                };
+                return Ok((
+                    rest,
+                    RuleDecl {
+                        name,
+                        dry_run,
+                        clauses,
+                        action,
+                    },
+                ));
+            }
+            let (rest, clause) = match self.clause(i) {
+                Err(nom::Err::Error(e)) => {
+                    return failure(
+                        e.input,
+                        if after_condition {
+                            "`and`, `or`, `state`, `if`, `unless` or `then`"
+                        } else {
+                            "`state`, `if`, `unless` or `then`"
+                        },
+                    )
+                }
+                other => other?,
+            };
+            after_condition = !matches!(clause, Clause::State(_));
+            clauses.push(clause);
+            i = rest;
+        }
+    }
+
+    /// `clause = "state" STATE { "," STATE } | "if" cond | "unless" cond`
+    fn clause<'a>(&self, i: &'a str) -> PResult<'a, Clause> {
+        if let Ok((i, _)) = self.keyword("state", i) {
+            let (mut i, first) = expect(self.state_name(i), i, "a protocol state after `state` (CONNECT, EHLO, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE, VRFY or ETRN)")?;
+            let mut states = vec![first];
+            loop {
+                let comma = skip_ws(i);
+                let Some(rest) = comma.strip_prefix(',') else {
+                    break;
+                };
+                let (rest, s) = expect(self.state_name(rest), rest, "a protocol state after `,`")?;
+                states.push(s);
+                i = rest;
+            }
+            return Ok((i, Clause::State(states)));
+        }
+        if let Ok((i, _)) = self.keyword("if", i) {
+            let (i, c) = self.condition_after(i, "a condition after `if`")?;
+            return Ok((i, Clause::If(c)));
+        }
+        if let Ok((i, _)) = self.keyword("unless", i) {
+            let (i, c) = self.condition_after(i, "a condition after `unless`")?;
+            return Ok((i, Clause::Unless(c)));
+        }
+        error(skip_ws(i), "a clause")
+    }
+
+    /// `STATE = NAME` (the name is checked by the compiler)
+    fn state_name<'a>(&self, i: &'a str) -> PResult<'a, Name> {
+        self.name(i)
+    }
+
+    fn condition_after<'a>(&self, i: &'a str, expected: &'static str) -> PResult<'a, Cond> {
+        self.depth.set(0);
+        expect(self.cond(i), i, expected)
+    }
+
+    /// `cond = and { "or" and }`
+    pub(crate) fn cond<'a>(&self, i: &'a str) -> PResult<'a, Cond> {
+        let (mut i, first) = self.and(i)?;
+        let mut items = vec![first];
+        while let Ok((rest, _)) = self.keyword("or", i) {
+            let (rest, next) = expect(self.and(rest), rest, "a condition after `or`")?;
+            items.push(next);
+            i = rest;
+        }
+        Ok((i, fold(items, Cond::Or)))
+    }
+
+    /// `and = unary { "and" unary }`
+    fn and<'a>(&self, i: &'a str) -> PResult<'a, Cond> {
+        let (mut i, first) = self.unary(i)?;
+        let mut items = vec![first];
+        while let Ok((rest, _)) = self.keyword("and", i) {
+            let (rest, next) = expect(self.unary(rest), rest, "a condition after `and`")?;
+            items.push(next);
+            i = rest;
+        }
+        Ok((i, fold(items, Cond::And)))
+    }
+
+    /// `unary = "not" unary | "(" cond ")" | test`
+    fn unary<'a>(&self, i: &'a str) -> PResult<'a, Cond> {
+        let start = skip_ws(i);
+        if let Ok((rest, kw)) = self.keyword("not", start) {
+            let (rest, inner) = self.nested(rest, |i| {
+                expect(self.unary(i), i, "a condition after `not`")
+            })?;
+            let span = kw.to(Span::new(kw.start, self.offset(rest)));
+            return Ok((rest, Cond::Not(Box::new(inner), span)));
+        }
+        if let Some(rest) = start.strip_prefix('(') {
+            let (rest, inner) =
+                self.nested(rest, |i| expect(self.cond(i), i, "a condition after `(`"))?;
+            let close = skip_ws(rest);
+            let Some(rest) = close.strip_prefix(')') else {
+                return failure(close, "`)` to close `(`, or `and`/`or`");
+            };
+            // Parentheses only group: the inner condition keeps its own span,
+            // widened to show the parentheses in explanations.
+            let span = self.span(start, rest);
+            let inner = match inner {
+                Cond::Or(v, _) => Cond::Or(v, span),
+                Cond::And(v, _) => Cond::And(v, span),
+                other => other,
+            };
+            return Ok((rest, inner));
+        }
+        self.test(start)
+    }
+
+    /// Run `f` one nesting level deeper, refusing more than [`MAX_NESTING`].
+    fn nested<'a, T>(
+        &self,
+        i: &'a str,
+        f: impl FnOnce(&'a str) -> PResult<'a, T>,
+    ) -> PResult<'a, T> {
+        let depth = self.depth.get() + 1;
+        if depth > MAX_NESTING {
+            return failure(
+                skip_ws(i),
+                "at most 64 levels of `not` and parentheses (MAX_NESTING)",
+            );
+        }
+        self.depth.set(depth);
+        let result = f(i);
+        self.depth.set(depth - 1);
+        result
+    }
+
+    /// ```text
+    /// test = FIELD "in" list_ref
+    ///      | FIELD ( "==" | "!=" ) ( STRING | NUMBER | STATE )
+    ///      | FIELD ( "<" | "<=" | ">" | ">=" ) NUMBER
+    ///      | FIELD ( "starts_with" | "ends_with" | "contains" ) STRING
+    ///      | FIELD "matches" REGEX | FIELD "like" STRING
+    ///      | FIELD "is" ( "empty" | "set" )
+    ///      | PREDICATE
+    ///      | "unauthenticated_local_sender" list_ref
+    ///      | "sender_login_mismatch" NAME
+    /// ```
+    fn test<'a>(&self, i: &'a str) -> PResult<'a, Cond> {
+        let start = skip_ws(i);
+        let (rest, name) =
+            match self.name(start) {
+                Ok(ok) if !CONDITION_STOP_WORDS.contains(&ok.1.text.as_str()) => ok,
+                _ => return error(
+                    start,
+                    "a condition: a field test, a predicate such as `authenticated`, `not` or `(`",
+                ),
+            };
+        let (rest, kind) = match name.text.as_str() {
+            "unauthenticated_local_sender" => {
+                let (rest, list) = expect(
+                    self.list_ref(rest),
+                    rest,
+                    "a list name or `{ ... }` after `unauthenticated_local_sender`",
+                )?;
+                (rest, TestKind::UnauthenticatedLocalSender(list))
+            }
+            "sender_login_mismatch" => {
+                let (rest, map) = expect(
+                    self.name(rest),
+                    rest,
+                    "the name of a `logins` map after `sender_login_mismatch`",
+                )?;
+                (rest, TestKind::SenderLoginMismatch(map))
+            }
+            p if PREDICATES.contains(&p) => (rest, TestKind::Predicate(name)),
+            _ => self.field_test(name, rest)?,
+        };
+        Ok((rest, Cond::Test(kind, self.span(start, rest))))
+    }
+
+    /// The operator and operand after a FIELD (see [`Parser::test`]).
+    fn field_test<'a>(&self, field: Name, i: &'a str) -> PResult<'a, TestKind> {
+        let op_start = skip_ws(i);
+        let (rest, op) = self.operator(op_start).or_else(|_| {
+            failure(
+                op_start,
+                "an operator after the field: in, ==, !=, <, <=, >, >=, starts_with, ends_with, contains, matches, like or is",
+            )
+        })?;
+        match op {
+            "in" => {
+                let (rest, list) = expect(
+                    self.list_ref(rest),
+                    rest,
+                    "a list name or `{ ... }` after `in`",
+                )?;
+                Ok((rest, TestKind::In(field, list)))
+            }
+            "==" | "!=" => {
+                let (rest, value) = expect(
+                    self.value(rest),
+                    rest,
+                    "a string, a number or a protocol state to compare with",
+                )?;
+                let op = if op == "==" { CmpOp::Eq } else { CmpOp::Ne };
+                Ok((rest, TestKind::Compare(field, op, value)))
+            }
+            "<" | "<=" | ">" | ">=" => {
+                let (rest, n) = expect(self.number(rest), rest, "a number to compare with")?;
+                let op = match op {
+                    "<" => CmpOp::Lt,
+                    "<=" => CmpOp::Le,
+                    ">" => CmpOp::Gt,
+                    _ => CmpOp::Ge,
+                };
+                Ok((rest, TestKind::Compare(field, op, Value::Number(n))))
+            }
+            "starts_with" | "ends_with" | "contains" => {
+                let (rest, s) = expect(self.string(rest), rest, "a quoted string")?;
+                let op = match op {
+                    "starts_with" => StrOp::StartsWith,
+                    "ends_with" => StrOp::EndsWith,
+                    _ => StrOp::Contains,
+                };
+                Ok((rest, TestKind::Str(field, op, s)))
+            }
+            "matches" => {
+                let (rest, r) = expect(
+                    self.regex(rest),
+                    rest,
+                    "a regular expression `/.../` after `matches`",
+                )?;
+                Ok((rest, TestKind::Matches(field, r)))
+            }
+            "like" => {
+                let (rest, s) = expect(
+                    self.string(rest),
+                    rest,
+                    "a quoted glob pattern after `like`",
+                )?;
+                Ok((rest, TestKind::Like(field, s)))
+            }
+            _ => {
+                if let Ok((rest, _)) = self.keyword("empty", rest) {
+                    return Ok((rest, TestKind::IsEmpty(field)));
+                }
+                if let Ok((rest, _)) = self.keyword("set", rest) {
+                    return Ok((rest, TestKind::IsSet(field)));
+                }
+                failure(skip_ws(rest), "`empty` or `set` after `is`")
+            }
+        }
+    }
+
+    /// `operator = "in" | "==" | "!=" | "<=" | ">=" | "<" | ">" | "starts_with"
+    ///            | "ends_with" | "contains" | "matches" | "like" | "is"`
+    fn operator<'a>(&self, i: &'a str) -> PResult<'a, &'static str> {
+        for op in ["==", "!=", "<=", ">=", "<", ">"] {
+            if let Some(rest) = i.strip_prefix(op) {
+                return Ok((rest, op));
+            }
+        }
+        for op in [
+            "in",
+            "starts_with",
+            "ends_with",
+            "contains",
+            "matches",
+            "like",
+            "is",
+        ] {
+            if let Ok((rest, _)) = self.keyword(op, i) {
+                return Ok((rest, op));
+            }
+        }
+        error(i, "an operator")
+    }
+
+    /// `value = STRING | NUMBER | STATE`
+    fn value<'a>(&self, i: &'a str) -> PResult<'a, Value> {
+        let start = skip_ws(i);
+        if start.starts_with('"') {
+            let (rest, s) = self.string(start)?;
+            return Ok((rest, Value::Str(s)));
+        }
+        if start.starts_with(|c: char| c.is_ascii_digit()) {
+            let (rest, n) = self.number(start)?;
+            return Ok((rest, Value::Number(n)));
+        }
+        let (rest, w) = self.name(start)?;
+        Ok((rest, Value::Word(w)))
+    }
+
+    /// `list_ref = NAME | "{" { ENTRY } "}"`
+    fn list_ref<'a>(&self, i: &'a str) -> PResult<'a, ListRef> {
+        let start = skip_ws(i);
+        if start.starts_with('{') {
+            let (rest, (entries, span)) = self.entries(start)?;
+            return Ok((rest, ListRef::Inline(entries, span)));
+        }
+        let (rest, name) = self.name(start)?;
+        Ok((rest, ListRef::Named(name)))
+    }
+
+    /// `action = ( VERB | CODE ) [ STRING ]` with `VERB = [A-Za-z_]+`,
+    /// `CODE = DIGIT DIGIT DIGIT` (checked by the compiler).
+    fn action<'a>(&self, i: &'a str) -> PResult<'a, ActionAst> {
+        let start = skip_ws(i);
+        let (rest, verb) = take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_')(start)
+            .or_else(|_: nom::Err<PError<'a>>| {
+                failure(
+                    start,
+                    "an action: OK, DUNNO, REJECT, DEFER, DEFER_IF_REJECT, DEFER_IF_PERMIT, 4NN, 5NN, HOLD, DISCARD, FILTER, PREPEND, REDIRECT, BCC, WARN or INFO",
+                )
+            })?;
+        let verb = Name {
+            text: verb.to_owned(),
+            span: self.span(start, rest),
+        };
+        let (rest, text) = if peek(|i| char::<_, PError<'a>>('"')(skip_ws(i)))(rest).is_ok() {
+            let (rest, s) = self.string(rest)?;
+            (rest, Some(s))
+        } else {
+            (rest, None)
+        };
+        Ok((
+            rest,
+            ActionAst {
+                verb,
+                text,
+                span: self.span(start, rest),
+            },
+        ))
+    }
+
+    /// `default_item = "default" action`
+    fn default_item<'a>(&self, i: &'a str) -> PResult<'a, (ActionAst, Span)> {
+        let (i, kw) = self.keyword("default", i)?;
+        let (i, action) = self.action(i)?;
+        Ok((i, (action, kw)))
+    }
+
+    /// `item = list_item | logins_item | rule_item | default_item`
+    fn item<'a>(&self, i: &'a str) -> PResult<'a, Item> {
+        let start = skip_ws(i);
+        let word: &str = take_while::<_, _, PError<'a>>(is_name_char)(start)
+            .map(|(_, w)| w)
+            .unwrap_or("");
+        match word {
+            "list" => self.list_item(start).map(|(r, d)| (r, Item::List(d))),
+            "logins" => self.logins_item(start).map(|(r, d)| (r, Item::Logins(d))),
+            "rule" => self.rule_item(start).map(|(r, d)| (r, Item::Rule(d))),
+            "default" => self
+                .default_item(start)
+                .map(|(r, (a, s))| (r, Item::Default(a, s))),
+            _ => failure(start, "`list`, `logins`, `rule` or `default`"),
+        }
+    }
+}
+
+/// One item of a list, or the list itself when there is only one.
+fn fold(mut items: Vec<Cond>, make: fn(Vec<Cond>, Span) -> Cond) -> Cond {
+    if items.len() == 1 {
+        if let Some(only) = items.pop() {
+            return only;
+        }
+    }
+    let span = match (items.first(), items.last()) {
+        (Some(a), Some(b)) => a.span().to(b.span()),
+        _ => Span::default(),
+    };
+    make(items, span)
+}
+
+/// A syntax error: byte offset and the message (what was expected, what was found).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    pub(crate) offset: usize,
+    pub(crate) message: String,
+}
+
+/// `policy = { item } EOF`
+///
+/// Parses every item it can; after a broken item, resumes at the next line
+/// starting with an item keyword. Returns the items and every syntax error.
+pub(crate) fn parse_policy(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
+    let parser = Parser::new(src);
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    let mut rest = src;
+    loop {
+        rest = skip_ws(rest);
+        if rest.is_empty() {
+            break;
+        }
+        let item_start = parser.offset(rest);
+        match parser.item(rest) {
+            Ok((after, item)) => {
+                items.push(item);
+                rest = after;
+            }
+            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                let offset = parser.offset(e.input);
+                errors.push(SyntaxError {
+                    offset,
+                    message: format!("expected {}, found {}", e.expected, describe_found(e.input)),
+                });
+                rest = &src[resume_point(src, item_start, offset)..];
+            }
+            // Only streaming parsers return `Incomplete`; these are complete.
+            Err(nom::Err::Incomplete(_)) => break,
+        }
+    }
+    (items, errors)
+}
+
+/// Where to resume after an item starting at `item_start` failed at
+/// `error_at`: the first line at or after the error's line (and after the
+/// item's start) whose first token is an item keyword; the end otherwise.
+fn resume_point(src: &str, item_start: usize, error_at: usize) -> usize {
+    let error_at = error_at.min(src.len());
+    let mut line_start = src[..error_at].rfind('\n').map_or(0, |n| n + 1);
+    while line_start < src.len() {
+        let line = &src[line_start..];
+        let trimmed = line.trim_start_matches([' ', '\t', '\r']);
+        let at = line_start + (line.len() - trimmed.len());
+        if at > item_start
+            && ITEM_KEYWORDS.iter().any(|kw| {
+                trimmed
+                    .strip_prefix(kw)
+                    .is_some_and(|r| !r.starts_with(is_name_char))
+            })
+        {
+            return at;
+        }
+        match line.find('\n') {
+            Some(n) => line_start += n + 1,
+            None => break,
+        }
+    }
+    src.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only_error(src: &str) -> SyntaxError {
+        let (_, errors) = parse_policy(src);
+        assert_eq!(errors.len(), 1, "{src}: {errors:?}");
+        errors.into_iter().next().unwrap_or(SyntaxError {
+            offset: 0,
+            message: String::new(),
+        })
+    }
+
+    #[test]
+    fn parses_the_spec_example() {
+        let src = r#"
+# comment
+list trusted_nets cidr { 127.0.0.0/8 ::1 10.0.0.0/8 }     # kind given
+list local_domains domain file "local_domains"
+list blocked { spammer@example.net "bad@" .spam.example /^[0-9]+@/i "*.dyn.*" }
+logins sender_logins file "sender_logins"
+logins inline { joe@example.com joe "@example.org" "admin, root" }
+rule trusted { if client_address in trusted_nets then OK }
+rule block-senders { state RCPT  if sender in blocked  then REJECT "5.7.1 Sender $sender is blocked" }
+rule no-spoofing { if unauthenticated_local_sender local_domains then REJECT "5.7.1 Authenticate" }
+rule login-mismatch { if sender_login_mismatch sender_logins then REJECT "5.7.1 no" }
+rule big dry-run { if size > 20MB and not authenticated then DEFER "4.5.3 Too big for now" }
+rule helo { unless helo_is_fqdn or authenticated then REJECT "5.7.1 HELO must be a FQDN" }
+rule s { state RCPT, DATA if (a == "x" or b != 3) and protocol_state == RCPT then 450 "4.7.1 x" }
+default DUNNO
+"#;
+        let (items, errors) = parse_policy(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(items.len(), 13);
+        let Item::List(l) = &items[2] else {
+            panic!("not a list: {:?}", items[2]);
+        };
+        let ListBody::Inline(entries) = &l.body else {
+            panic!("not inline");
+        };
+        assert_eq!(entries.len(), 5);
+        assert!(
+            matches!(&entries[3], Entry::Regex(r) if r.pattern == "^[0-9]+@" && r.case_insensitive)
+        );
+        let Item::Rule(r) = &items[9] else {
+            panic!("not a rule");
+        };
+        assert!(r.dry_run);
+        let Clause::If(Cond::And(parts, _)) = &r.clauses[0] else {
+            panic!("not an and: {:?}", r.clauses);
+        };
+        assert!(
+            matches!(&parts[0], Cond::Test(TestKind::Compare(f, CmpOp::Gt, Value::Number(n)), _) if f.text == "size" && n.value == 20_000_000)
+        );
+        assert!(matches!(&parts[1], Cond::Not(..)));
+    }
+
+    #[test]
+    fn strings_regexes_numbers() {
+        let p = Parser::new("");
+        assert_eq!(
+            p.string(r#" "a\"b\\c" x"#).map(|(r, s)| (r, s.value)).ok(),
+            Some((" x", "a\"b\\c".to_owned()))
+        );
+        assert_eq!(
+            p.regex(r"/a\/b\d/i")
+                .map(|(_, r)| (r.pattern, r.case_insensitive))
+                .ok(),
+            Some(("a/b\\d".to_owned(), true))
+        );
+        for (text, value) in [
+            ("5", 5),
+            ("2k", 2000),
+            ("2kB", 2000),
+            ("1KiB", 1024),
+            ("3M", 3_000_000),
+            ("1MiB", 1 << 20),
+            ("1G", 1_000_000_000),
+            ("2GiB", 2 << 30),
+        ] {
+            assert_eq!(
+                p.number(text).map(|(_, n)| n.value).ok(),
+                Some(value),
+                "{text}"
+            );
+        }
+        assert!(matches!(p.number("5x"), Err(nom::Err::Failure(_))));
+        assert!(matches!(
+            p.number("99999999999999999999"),
+            Err(nom::Err::Failure(_))
+        ));
+    }
+
+    #[test]
+    fn syntax_errors_name_what_was_expected() {
+        // (source, offset of the error, fragment of the message)
+        let rows: &[(&str, usize, &str)] = &[
+            (
+                "rule",
+                4,
+                "expected a rule name after `rule`, found end of file",
+            ),
+            ("rule x if", 7, "expected `{` to open the rule"),
+            (
+                "rule x { if then OK }",
+                12,
+                "expected a condition after `if`, found `then`",
+            ),
+            (
+                "rule x { if a b }",
+                14,
+                "expected an operator after the field",
+            ),
+            (
+                "rule x { if tls OK }",
+                16,
+                "expected `and`, `or`, `state`, `if`, `unless` or `then`, found `OK`",
+            ),
+            ("rule x { then OK", 16, "expected `}` to close the rule"),
+            ("rule x { then }", 14, "expected an action"),
+            (
+                "bogus",
+                0,
+                "expected `list`, `logins`, `rule` or `default`, found `bogus`",
+            ),
+            ("list a { b", 10, "an entry or `}` to close the list"),
+            ("list a { \"b }", 9, "a closing `\"` for this string"),
+            ("list a { \"b\nc\" }", 11, "a string cannot span lines"),
+            ("rule x { if a matches /x/g then OK }", 25, "flag `i`"),
+            ("rule x { if (tls then OK }", 17, "`)` to close `(`"),
+            ("rule x { if size > 5q then OK }", 20, "size unit"),
+            (
+                "rule x { if a is full then OK }",
+                17,
+                "`empty` or `set` after `is`",
+            ),
+            (
+                "rule x { state then OK }",
+                15,
+                "a protocol state after `state`",
+            ),
+            ("logins m { a }", 13, "the logins owning this sender"),
+            ("list", 4, "a list name"),
+            ("list a cidr", 11, "`{` with the list's entries"),
+        ];
+        for &(src, offset, fragment) in rows {
+            let e = only_error(src);
+            assert!(e.message.contains(fragment), "{src}: {}", e.message);
+            assert_eq!(e.offset, offset, "{src}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn recovery_reports_every_broken_item() {
+        let src = "rule a { if then OK }\nrule b { then OK }\nrule c { then }\n  list d {\ndefault DUNNO\n";
+        let (items, errors) = parse_policy(src);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(items.len(), 2, "{items:?}");
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!(
+            "rule x {{ if {}tls then OK }}",
+            "not ".repeat(MAX_NESTING + 1)
+        );
+        let e = only_error(&deep);
+        assert!(e.message.contains("at most 64 levels"), "{}", e.message);
+        let ok = format!(
+            "rule x {{ if {}tls{} then OK }}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(parse_policy(&ok).1.is_empty());
+        let too_deep = format!(
+            "rule x {{ if {}tls{} then OK }}",
+            "(".repeat(MAX_NESTING + 1),
+            ")".repeat(MAX_NESTING + 1)
+        );
+        assert_eq!(parse_policy(&too_deep).1.len(), 1);
+    }
+}

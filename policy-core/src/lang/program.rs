@@ -1,0 +1,579 @@
+//! The compiled form of a policy: flat vectors, fields resolved to an enum,
+//! conditions as tests with jump targets. Built by the compiler, run by the
+//! evaluator, shown by explain.
+
+use std::net::IpAddr;
+
+use crate::action::Action;
+use crate::list::{List, LoginMap};
+use crate::request::{ProtocolState, Request};
+use crate::template::ActionTemplate;
+
+/// A field a condition can test: every request attribute (in the order of
+/// [`KNOWN_ATTRIBUTES`](crate::KNOWN_ATTRIBUTES), so the discriminant is the
+/// attribute's index) and the derived parts of the sender and recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Request,
+    ProtocolState,
+    ProtocolName,
+    HeloName,
+    QueueId,
+    Sender,
+    Recipient,
+    RecipientCount,
+    ClientAddress,
+    ClientName,
+    ReverseClientName,
+    Instance,
+    SaslMethod,
+    SaslUsername,
+    SaslSender,
+    Size,
+    CcertSubject,
+    CcertIssuer,
+    CcertFingerprint,
+    EncryptionProtocol,
+    EncryptionCipher,
+    EncryptionKeysize,
+    EtrnDomain,
+    Stress,
+    CcertPubkeyFingerprint,
+    ClientPort,
+    PolicyContext,
+    ServerAddress,
+    ServerPort,
+    CompatibilityLevel,
+    MailVersion,
+    TlsSni,
+    SenderLocal,
+    SenderDomain,
+    RecipientLocal,
+    RecipientDomain,
+}
+
+/// Every field, in discriminant order.
+const ALL_FIELDS: [Field; 36] = [
+    Field::Request,
+    Field::ProtocolState,
+    Field::ProtocolName,
+    Field::HeloName,
+    Field::QueueId,
+    Field::Sender,
+    Field::Recipient,
+    Field::RecipientCount,
+    Field::ClientAddress,
+    Field::ClientName,
+    Field::ReverseClientName,
+    Field::Instance,
+    Field::SaslMethod,
+    Field::SaslUsername,
+    Field::SaslSender,
+    Field::Size,
+    Field::CcertSubject,
+    Field::CcertIssuer,
+    Field::CcertFingerprint,
+    Field::EncryptionProtocol,
+    Field::EncryptionCipher,
+    Field::EncryptionKeysize,
+    Field::EtrnDomain,
+    Field::Stress,
+    Field::CcertPubkeyFingerprint,
+    Field::ClientPort,
+    Field::PolicyContext,
+    Field::ServerAddress,
+    Field::ServerPort,
+    Field::CompatibilityLevel,
+    Field::MailVersion,
+    Field::TlsSni,
+    Field::SenderLocal,
+    Field::SenderDomain,
+    Field::RecipientLocal,
+    Field::RecipientDomain,
+];
+
+/// The names of the derived fields, after the attributes.
+const DERIVED_NAMES: [&str; 4] = [
+    "sender_local",
+    "sender_domain",
+    "recipient_local",
+    "recipient_domain",
+];
+
+/// How a field's value is typed, which decides the operators it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldType {
+    /// Text compared case-sensitively.
+    Text,
+    /// Text compared ignoring ASCII case (addresses, domains, host names).
+    TextNoCase,
+    /// An envelope address (case-insensitive).
+    Address,
+    /// A domain or host name (case-insensitive).
+    Domain,
+    /// A number (`size`, `recipient_count`, ports, key size).
+    Number,
+    /// An IP address.
+    Ip,
+    /// The protocol state.
+    State,
+}
+
+impl Field {
+    /// The field named `name`, if any.
+    pub(crate) fn lookup(name: &str) -> Option<Self> {
+        if let Some(i) = crate::request::KNOWN_ATTRIBUTES
+            .iter()
+            .position(|&a| a == name)
+        {
+            return ALL_FIELDS.get(i).copied();
+        }
+        DERIVED_NAMES
+            .iter()
+            .position(|&d| d == name)
+            .and_then(|i| ALL_FIELDS.get(32 + i).copied())
+    }
+
+    /// The field's name as written in a policy.
+    #[cfg(test)]
+    pub(crate) fn name(self) -> &'static str {
+        let i = self as usize;
+        crate::request::KNOWN_ATTRIBUTES
+            .get(i)
+            .or_else(|| DERIVED_NAMES.get(i - 32))
+            .copied()
+            .unwrap_or("?")
+    }
+
+    pub(crate) fn field_type(self) -> FieldType {
+        match self {
+            Self::ProtocolState => FieldType::State,
+            Self::RecipientCount
+            | Self::Size
+            | Self::EncryptionKeysize
+            | Self::ClientPort
+            | Self::ServerPort => FieldType::Number,
+            Self::ClientAddress | Self::ServerAddress => FieldType::Ip,
+            Self::Sender | Self::Recipient | Self::SaslSender => FieldType::Address,
+            Self::HeloName
+            | Self::ClientName
+            | Self::ReverseClientName
+            | Self::EtrnDomain
+            | Self::TlsSni
+            | Self::SenderDomain
+            | Self::RecipientDomain => FieldType::Domain,
+            Self::SenderLocal | Self::RecipientLocal => FieldType::TextNoCase,
+            _ => FieldType::Text,
+        }
+    }
+
+    /// Whether the field reads the recipient (a recipient-level condition).
+    pub(crate) fn is_recipient_level(self) -> bool {
+        matches!(
+            self,
+            Self::Recipient | Self::RecipientLocal | Self::RecipientDomain
+        )
+    }
+
+    /// The numeric value, for [`FieldType::Number`] fields; `None` when
+    /// missing (or for other fields).
+    #[inline]
+    pub(crate) fn number(self, r: &Request<'_>) -> Option<u64> {
+        match self {
+            Self::Size => r.size,
+            Self::RecipientCount => r.recipient_count.map(u64::from),
+            Self::EncryptionKeysize => r.encryption_keysize.map(u64::from),
+            Self::ClientPort => r.client_port.map(u64::from),
+            Self::ServerPort => r.server_port.map(u64::from),
+            _ => None,
+        }
+    }
+
+    /// The IP value, for [`FieldType::Ip`] fields.
+    #[inline]
+    pub(crate) fn ip(self, r: &Request<'_>) -> Option<IpAddr> {
+        match self {
+            Self::ClientAddress => r.client_address,
+            Self::ServerAddress => r.server_address,
+            _ => None,
+        }
+    }
+
+    /// The value as text. Typed fields (numbers, IP addresses) are written in
+    /// canonical form into `buf`, without allocating; a missing value is empty.
+    #[inline]
+    pub(crate) fn text<'r>(self, r: &Request<'r>, buf: &'r mut TextBuf) -> &'r [u8] {
+        match self {
+            Self::Request => r.request,
+            Self::ProtocolState => r.protocol_state.map_or(&[][..], |s| s.as_bytes()),
+            Self::ProtocolName => r.protocol_name,
+            Self::HeloName => r.helo_name,
+            Self::QueueId => r.queue_id,
+            Self::Sender => r.sender.raw,
+            Self::Recipient => r.recipient.raw,
+            Self::ClientName => r.client_name,
+            Self::ReverseClientName => r.reverse_client_name,
+            Self::Instance => r.instance,
+            Self::SaslMethod => r.sasl_method,
+            Self::SaslUsername => r.sasl_username,
+            Self::SaslSender => r.sasl_sender,
+            Self::CcertSubject => r.ccert_subject,
+            Self::CcertIssuer => r.ccert_issuer,
+            Self::CcertFingerprint => r.ccert_fingerprint,
+            Self::EncryptionProtocol => r.encryption_protocol,
+            Self::EncryptionCipher => r.encryption_cipher,
+            Self::EtrnDomain => r.etrn_domain,
+            Self::Stress => r.stress,
+            Self::CcertPubkeyFingerprint => r.ccert_pubkey_fingerprint,
+            Self::PolicyContext => r.policy_context,
+            Self::CompatibilityLevel => r.compatibility_level,
+            Self::MailVersion => r.mail_version,
+            Self::TlsSni => r.tls_sni,
+            Self::SenderLocal => r.sender.local,
+            Self::SenderDomain => r.sender.domain,
+            Self::RecipientLocal => r.recipient.local,
+            Self::RecipientDomain => r.recipient.domain,
+            Self::RecipientCount
+            | Self::Size
+            | Self::EncryptionKeysize
+            | Self::ClientPort
+            | Self::ServerPort => match self.number(r) {
+                Some(n) => buf.write_number(n),
+                None => &[],
+            },
+            Self::ClientAddress | Self::ServerAddress => match self.ip(r) {
+                Some(ip) => buf.write_ip(ip),
+                None => &[],
+            },
+        }
+    }
+
+    /// Whether the field has a value (non-empty text, a number, an address).
+    #[inline]
+    pub(crate) fn is_set(self, r: &Request<'_>) -> bool {
+        match self.field_type() {
+            FieldType::Number => self.number(r).is_some(),
+            FieldType::Ip => self.ip(r).is_some(),
+            FieldType::State => r.protocol_state.is_some(),
+            _ => !self.text(r, &mut TextBuf::new()).is_empty(),
+        }
+    }
+}
+
+/// Stack space to write a number or an IP address as text, without allocating.
+#[derive(Debug)]
+pub(crate) struct TextBuf {
+    bytes: [u8; TextBuf::CAPACITY],
+}
+
+impl TextBuf {
+    /// Enough for the longest IPv6 text form (45 bytes) and any `u64` (20).
+    const CAPACITY: usize = 48;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            bytes: [0; Self::CAPACITY],
+        }
+    }
+
+    fn write_number(&mut self, mut n: u64) -> &[u8] {
+        let mut at = self.bytes.len();
+        loop {
+            at -= 1;
+            self.bytes[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return &self.bytes[at..];
+            }
+        }
+    }
+
+    fn write_ip(&mut self, ip: IpAddr) -> &[u8] {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut self.bytes[..]);
+        // 48 bytes hold any IP address's text form, so this write succeeds;
+        // if it ever did not, the value is shown truncated, never a panic.
+        let _ = write!(cursor, "{ip}");
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        &self.bytes[..len.min(Self::CAPACITY)]
+    }
+}
+
+/// A test without a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Predicate {
+    /// A SASL login is present.
+    Authenticated,
+    /// The client uses TLS (`encryption_protocol` is set).
+    Tls,
+    /// The sender is `<>` at MAIL or later.
+    NullSender,
+    /// `helo_name` is a fully qualified domain name.
+    HeloIsFqdn,
+    /// `helo_name` is an address literal `[...]`.
+    HeloIsAddressLiteral,
+    /// `helo_name` is a bare IP address.
+    HeloIsIp,
+    /// `client_name` is `unknown`.
+    ClientUnknown,
+    /// `reverse_client_name` is `unknown`.
+    ReverseClientUnknown,
+}
+
+impl Predicate {
+    pub(crate) fn lookup(name: &str) -> Option<Self> {
+        Some(match name {
+            "authenticated" => Self::Authenticated,
+            "tls" => Self::Tls,
+            "null_sender" => Self::NullSender,
+            "helo_is_fqdn" => Self::HeloIsFqdn,
+            "helo_is_address_literal" => Self::HeloIsAddressLiteral,
+            "helo_is_ip" => Self::HeloIsIp,
+            "client_unknown" => Self::ClientUnknown,
+            "reverse_client_unknown" => Self::ReverseClientUnknown,
+            _ => return None,
+        })
+    }
+}
+
+/// A numeric comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NumOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A string operation against a constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextOp {
+    Equals,
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+/// One compiled test. Indices point into the [`Program`]'s vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Test {
+    /// An address field in a list (address, domain, string, glob, regex entries).
+    AddressInList { field: Field, list: u32 },
+    /// A domain field in a list.
+    DomainInList { field: Field, list: u32 },
+    /// Any other text field in a list (string, glob, regex entries).
+    TextInList { field: Field, list: u32 },
+    /// An IP field in a list of networks.
+    IpInList { field: Field, list: u32 },
+    /// `field OP "text"`; `no_case`: the constant is lower case and the field
+    /// compares ignoring ASCII case.
+    Text {
+        field: Field,
+        op: TextOp,
+        text: u32,
+        no_case: bool,
+    },
+    /// `field matches /re/` (the regex carries its own flags).
+    Regex { field: Field, regex: u32 },
+    /// A numeric comparison; false when the value is missing.
+    Number { field: Field, op: NumOp, value: u64 },
+    /// An IP field equal to an address.
+    IpEquals { field: Field, ip: IpAddr },
+    /// The protocol state is one of a set (bit mask of [`state_bit`]).
+    State { mask: u16 },
+    /// The field has a value.
+    IsSet { field: Field },
+    /// A predicate.
+    Predicate(Predicate),
+    /// The sender's domain is in the list and there is no SASL login.
+    UnauthenticatedLocalSender { list: u32 },
+    /// The SASL login does not own the sender per the map.
+    SenderLoginMismatch { map: u32 },
+}
+
+impl Test {
+    /// Whether the test reads a recipient field.
+    pub(crate) fn is_recipient_level(&self) -> bool {
+        match *self {
+            Self::AddressInList { field, .. }
+            | Self::DomainInList { field, .. }
+            | Self::TextInList { field, .. }
+            | Self::Text { field, .. }
+            | Self::Regex { field, .. }
+            | Self::IsSet { field } => field.is_recipient_level(),
+            _ => false,
+        }
+    }
+}
+
+/// Jump target: the condition holds.
+pub(crate) const TRUE: u32 = u32::MAX;
+/// Jump target: the condition does not hold.
+pub(crate) const FALSE: u32 = u32::MAX - 1;
+
+/// One test and where to go next. The compiler emits the targets of a node
+/// before the node, so every target is [`TRUE`], [`FALSE`] or a smaller
+/// index: evaluation always ends, in at most as many steps as there are
+/// nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub(crate) test: Test,
+    pub(crate) on_true: u32,
+    pub(crate) on_false: u32,
+}
+
+/// The bit of protocol state `state` in a rule's state mask; unknown states
+/// have a bit no `state` clause can name.
+#[inline]
+pub(crate) fn state_bit(state: Option<ProtocolState<'_>>) -> u16 {
+    match state {
+        Some(ProtocolState::Connect) => 1,
+        Some(ProtocolState::Ehlo) => 1 << 1,
+        Some(ProtocolState::Helo) => 1 << 2,
+        Some(ProtocolState::Mail) => 1 << 3,
+        Some(ProtocolState::Rcpt) => 1 << 4,
+        Some(ProtocolState::Data) => 1 << 5,
+        Some(ProtocolState::EndOfMessage) => 1 << 6,
+        Some(ProtocolState::Vrfy) => 1 << 7,
+        Some(ProtocolState::Etrn) => 1 << 8,
+        _ => 1 << 15,
+    }
+}
+
+/// The states a `state` clause may name, with their bits.
+pub(crate) const STATE_NAMES: [(&str, u16); 9] = [
+    ("CONNECT", 1),
+    ("EHLO", 1 << 1),
+    ("HELO", 1 << 2),
+    ("MAIL", 1 << 3),
+    ("RCPT", 1 << 4),
+    ("DATA", 1 << 5),
+    ("END-OF-MESSAGE", 1 << 6),
+    ("VRFY", 1 << 7),
+    ("ETRN", 1 << 8),
+];
+
+/// The bit of [`STATE_NAMES`] `RCPT`.
+pub(crate) const RCPT_BIT: u16 = 1 << 4;
+
+/// The states from MAIL on, where a sender is known (for `null_sender`).
+pub(crate) const SENDER_KNOWN: u16 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6);
+
+/// An action, ready to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Verdict {
+    /// The compiled action (templates filled with samples).
+    pub(crate) action: Action,
+    /// The wire form of a constant action, written once at compile time.
+    pub(crate) wire: Box<[u8]>,
+    /// The templated action, `None` when constant.
+    pub(crate) template: Option<ActionTemplate>,
+}
+
+impl Verdict {
+    pub(crate) fn constant(action: Action) -> Self {
+        let mut wire = Vec::new();
+        action.write_wire(&mut wire);
+        Self {
+            action,
+            wire: wire.into_boxed_slice(),
+            template: None,
+        }
+    }
+}
+
+/// Cold data about a rule, for explanations and warnings.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleSource {
+    /// The `state` clause as written, if any.
+    pub(crate) states: Option<Box<str>>,
+    /// Each `if`/`unless` clause: keyword and condition in source form.
+    pub(crate) clauses: Box<[Box<str>]>,
+    /// The action as written.
+    pub(crate) action: Box<str>,
+    /// The nodes of each clause's tests (`nodes[first..end]`), in order.
+    pub(crate) clause_nodes: Box<[(u32, u32)]>,
+    /// The line of the rule's name.
+    pub(crate) line: u32,
+}
+
+/// A node's test in source form, for explanations.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSource {
+    /// The test as written (`size > 20MB`, `sender != "x"`).
+    pub(crate) text: Box<str>,
+    /// Whether the node's test is the opposite of the text (`!=`, `is empty`).
+    pub(crate) negated: bool,
+    /// Byte offset in the policy, to show tests in source order.
+    pub(crate) start: u32,
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub(crate) name: Box<str>,
+    /// States the rule applies in; 0 = every state.
+    pub(crate) states: u16,
+    pub(crate) dry_run: bool,
+    /// The first node of each `if`/`unless` clause; the rule's condition
+    /// holds when every clause does (no clause: always).
+    pub(crate) clauses: Box<[u32]>,
+    pub(crate) verdict: Verdict,
+    pub(crate) source: RuleSource,
+}
+
+/// A compiled policy program. Empty (no rules) for `Policy::always`.
+#[derive(Debug, Clone)]
+pub(crate) struct Program {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) nodes: Vec<Node>,
+    /// Each node's test in source form (`size > 20MB`), for explanations.
+    pub(crate) node_source: Vec<NodeSource>,
+    pub(crate) lists: Vec<List>,
+    pub(crate) logins: Vec<LoginMap>,
+    pub(crate) regexes: Vec<regex::bytes::Regex>,
+    pub(crate) texts: Vec<Box<[u8]>>,
+    pub(crate) default: Verdict,
+}
+
+impl Program {
+    pub(crate) fn always(action: Action) -> Self {
+        Self {
+            rules: Vec::new(),
+            nodes: Vec::new(),
+            node_source: Vec::new(),
+            lists: Vec::new(),
+            logins: Vec::new(),
+            regexes: Vec::new(),
+            texts: Vec::new(),
+            default: Verdict::constant(action),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        for (i, f) in ALL_FIELDS.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+            assert_eq!(Field::lookup(f.name()), Some(*f));
+        }
+        assert_eq!(Field::lookup("nope"), None);
+    }
+
+    #[test]
+    fn text_buf() {
+        let mut b = TextBuf::new();
+        assert_eq!(b.write_number(0), b"0");
+        assert_eq!(b.write_number(u64::MAX), b"18446744073709551615");
+        let ip: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap_or(IpAddr::from([0; 4]));
+        assert_eq!(b.write_ip(ip), ip.to_string().as_bytes());
+    }
+}
