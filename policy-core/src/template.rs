@@ -269,6 +269,11 @@ impl Var {
     }
 
     /// The value of this variable for `request`, decided by rule `rule`.
+    ///
+    /// Not inlined: inlined into the expansion loop, the compiler hoisted the
+    /// loads of every request field out of the loop (about 150 instructions
+    /// per expansion, whatever the template).
+    #[inline(never)]
     fn value<'r>(self, request: &Request<'r>, rule: &'r str) -> Value<'r> {
         use Value::{Bytes, Ip, Number};
         let or_raw = |typed: Option<Value<'r>>| match typed {
@@ -570,7 +575,7 @@ impl Template {
                 break;
             }
             match part {
-                Part::Literal(text) => sink.push_str(text),
+                Part::Literal(text) => sink.push_clean(text.as_bytes()),
                 Part::Var(var) => match var.value(request, rule) {
                     Value::Bytes(bytes) => sink.push_bytes(bytes),
                     Value::Number(n) => sink.push_number(n),
@@ -624,6 +629,48 @@ struct Sink<'o> {
     full: bool,
 }
 
+/// Whether `b` is printable ASCII (space to `~`): copied as is.
+fn is_printable_ascii(b: u8) -> bool {
+    b.wrapping_sub(0x20) < 0x5f
+}
+
+/// The length of the run of printable ASCII at the start of `bytes`, eight
+/// bytes at a time.
+///
+/// A byte is flagged (high bit of its lane set) when it is below 0x20, is
+/// 0x7f, or has its high bit set. The subtractions borrow into higher lanes
+/// only from a flagged lane, so the lowest flagged lane is a true one (as in
+/// the request parser's `find_byte`). Four times fewer instructions than a
+/// byte loop on a typical 20-byte address.
+fn printable_ascii_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let Ok(lanes) = <[u8; 8]>::try_from(chunk) else {
+            // `chunks_exact(8)` yields 8-byte chunks only.
+            break;
+        };
+        let word = u64::from_le_bytes(lanes);
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+        let del = word ^ (ONES * 0x7f);
+        let is_del = del.wrapping_sub(ONES) & !del;
+        let flagged = (below_space | is_del | word) & HIGHS;
+        if flagged != 0 {
+            // trailing_zeros() / 8 < 8: a lane index.
+            return offset + (flagged.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    offset
+        + chunks
+            .remainder()
+            .iter()
+            .position(|&b| !is_printable_ascii(b))
+            .unwrap_or(chunks.remainder().len())
+}
+
 impl<'o> Sink<'o> {
     fn new(out: &'o mut Vec<u8>, budget: usize) -> Self {
         let start = out.len();
@@ -636,113 +683,102 @@ impl<'o> Sink<'o> {
         }
     }
 
-    /// Append `s`, which has no control character.
-    fn push_str(&mut self, s: &str) {
-        let s = if self.started {
-            s
-        } else {
-            let trimmed = s.trim_start_matches(' ');
-            if trimmed.is_empty() {
+    /// Append `clean`: valid UTF-8 without control characters (a literal, a
+    /// sanitized piece of a value). Cut on a character boundary when the
+    /// budget runs out.
+    fn push_clean(&mut self, mut clean: &[u8]) {
+        if !self.started {
+            let skip = clean.iter().position(|&b| b != b' ').unwrap_or(clean.len());
+            clean = &clean[skip..];
+            if clean.is_empty() {
                 return;
             }
             self.started = true;
-            trimmed
-        };
+        }
         let room = self.limit - self.out.len();
-        if s.len() <= room {
-            self.out.extend_from_slice(s.as_bytes());
+        if clean.len() <= room {
+            self.out.extend_from_slice(clean);
         } else {
+            // Back up to a character boundary: not a continuation byte.
             let mut cut = room;
-            while !s.is_char_boundary(cut) {
+            while cut > 0 && clean[cut] & 0xc0 == 0x80 {
                 cut -= 1;
             }
-            self.out.extend_from_slice(&s.as_bytes()[..cut]);
+            self.out.extend_from_slice(&clean[..cut]);
             self.full = true;
         }
     }
 
     /// Append untrusted bytes: control characters as spaces, invalid UTF-8 as
-    /// U+FFFD.
-    fn push_bytes(&mut self, bytes: &[u8]) {
-        for chunk in bytes.utf8_chunks() {
-            self.push_valid(chunk.valid());
-            if self.full {
-                return;
-            }
-            if !chunk.invalid().is_empty() {
-                self.push_str("\u{fffd}");
-            }
-        }
-    }
-
-    /// Append valid UTF-8 that may hold control characters.
-    fn push_valid(&mut self, mut s: &str) {
-        while !s.is_empty() && !self.full {
-            // The run of printable ASCII first: the common case, one copy.
-            let run = s
-                .bytes()
-                .position(|b| !(0x20..0x7f).contains(&b))
-                .unwrap_or(s.len());
-            if run > 0 {
-                self.push_str(&s[..run]);
-                s = &s[run..];
-                continue;
-            }
-            let Some(c) = s.chars().next() else {
+    /// U+FFFD. Printable ASCII (the usual value) is copied in runs; the first
+    /// other byte above 0x7f sends the rest through the UTF-8 decoder.
+    fn push_bytes(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.full {
+            let run = printable_ascii_prefix(bytes);
+            self.push_clean(&bytes[..run]);
+            let Some(&b) = bytes.get(run) else {
                 return;
             };
-            if c.is_control() {
-                self.push_str(" ");
+            if b < 0x80 {
+                // C0 control or DEL.
+                self.push_clean(b" ");
+                bytes = &bytes[run + 1..];
             } else {
-                let mut buf = [0u8; 4];
-                self.push_str(c.encode_utf8(&mut buf));
+                self.push_utf8(&bytes[run..]);
+                return;
             }
-            s = &s[c.len_utf8()..];
         }
     }
 
-    fn push_number(&mut self, mut n: u64) {
-        // u64::MAX has 20 digits.
-        let mut buf = [0u8; 20];
-        let mut at = buf.len();
-        loop {
-            at -= 1;
-            // n % 10 < 10: fits in a u8.
-            buf[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
+    /// The slow path of [`Sink::push_bytes`]: decode, replacing invalid
+    /// sequences and control characters.
+    fn push_utf8(&mut self, bytes: &[u8]) {
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if self.full {
+                    return;
+                }
+                let c = if c.is_control() { ' ' } else { c };
+                let mut buf = [0u8; 4];
+                self.push_clean(c.encode_utf8(&mut buf).as_bytes());
+            }
+            if !chunk.invalid().is_empty() {
+                self.push_clean("\u{fffd}".as_bytes());
             }
         }
-        self.push_ascii(&buf[at..]);
+    }
+
+    fn push_number(&mut self, n: u64) {
+        let mut buf = [0u8; 20];
+        let digits = format_decimal(n, &mut buf);
+        self.push_clean(digits);
     }
 
     fn push_ip(&mut self, ip: IpAddr) {
         match ip {
             IpAddr::V4(v4) => {
+                // "255.255.255.255" is the longest dotted quad.
+                let mut text = [0u8; 15];
+                let mut len = 0;
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        self.push_str(".");
+                        text[len] = b'.';
+                        len += 1;
                     }
-                    self.push_number(u64::from(octet));
+                    let mut buf = [0u8; 20];
+                    let digits = format_decimal(u64::from(octet), &mut buf);
+                    text[len..len + digits.len()].copy_from_slice(digits);
+                    len += digits.len();
                 }
+                self.push_clean(&text[..len]);
             }
             IpAddr::V6(v6) => {
                 // The longest IPv6 text form is 45 bytes.
                 let mut buf = StackWriter::<45>::new();
                 // Cannot fail: the buffer holds the longest form.
                 let _ = fmt::write(&mut buf, format_args!("{v6}"));
-                self.push_ascii(buf.as_bytes());
+                self.push_bytes(buf.as_bytes());
             }
-        }
-    }
-
-    /// Append printable ASCII bytes.
-    fn push_ascii(&mut self, bytes: &[u8]) {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => self.push_str(s),
-            // Unreachable for our callers (digits, IP text); sanitize anyway.
-            Err(_) => self.push_bytes(bytes),
         }
     }
 
@@ -753,6 +789,22 @@ impl<'o> Sink<'o> {
         }
         self.full
     }
+}
+
+/// Write `n` in decimal at the end of `buf` (u64::MAX has 20 digits) and
+/// return the digits.
+fn format_decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // n % 10 < 10: fits in a u8.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
 /// A `fmt::Write` into a fixed stack buffer; fails when full.
@@ -886,6 +938,9 @@ pub struct ActionTemplate {
     action: Action,
     /// What to write when an expansion is not a valid action.
     fallback: Action,
+    /// The wire form of `fallback` (for a constant action, of the action),
+    /// written as is: one copy instead of formatting.
+    fallback_wire: Box<str>,
     /// The canonical wire text before the templated text: the verb or code,
     /// and a constant enhanced status code (`REJECT 5.7.1`, `550`, `PREPEND`).
     prefix: Box<str>,
@@ -1072,6 +1127,7 @@ impl ActionTemplate {
         };
         Ok(Self {
             action,
+            fallback_wire: fallback.to_string().into(),
             fallback,
             prefix: prefix.into(),
             text: Some(Template { parts }),
@@ -1082,6 +1138,7 @@ impl ActionTemplate {
     fn constant(action: Action) -> Self {
         Self {
             fallback: action.clone(),
+            fallback_wire: action.to_string().into(),
             action,
             prefix: Box::from(""),
             text: None,
@@ -1139,7 +1196,7 @@ impl ActionTemplate {
     /// Allocates only if `out` lacks capacity (prefix and [`MAX_TEXT_BYTES`]).
     pub fn write_wire(&self, request: &Request<'_>, rule: &str, out: &mut Vec<u8>) -> WireOutcome {
         let Some(text) = &self.text else {
-            self.action.write_wire(out);
+            out.extend_from_slice(self.fallback_wire.as_bytes());
             return WireOutcome::Expanded;
         };
         let start = out.len();
@@ -1150,7 +1207,7 @@ impl ActionTemplate {
         let truncated = text.expand(request, rule, out);
         if !self.shape.accepts(&out[text_start..]) {
             out.truncate(start);
-            self.fallback.write_wire(out);
+            out.extend_from_slice(self.fallback_wire.as_bytes());
             return WireOutcome::Fallback;
         }
         if out.len() == text_start {
@@ -2189,7 +2246,29 @@ mod tests {
         })
     }
 
+    #[test]
+    fn printable_prefix_every_byte_in_every_lane() {
+        for b in 0..=255u8 {
+            for lane in 0..17 {
+                let mut bytes = vec![b'a'; 17];
+                bytes[lane] = b;
+                let expected = if is_printable_ascii(b) { 17 } else { lane };
+                assert_eq!(
+                    printable_ascii_prefix(&bytes),
+                    expected,
+                    "byte {b:#x} at {lane}"
+                );
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn printable_prefix_agrees_with_a_byte_loop(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let naive = bytes.iter().position(|&b| !(0x20..0x7f).contains(&b)).unwrap_or(bytes.len());
+            prop_assert_eq!(printable_ascii_prefix(&bytes), naive);
+        }
+
         #[test]
         fn write_wire_is_always_a_valid_action(
             sender in value(),
