@@ -35,10 +35,11 @@ const EXPECTED_CIDR: &str =
 
 /// Whether `text` is shaped like an address or network rather than a domain:
 /// it contains `:` or `/` (never in a domain), or consists only of digits and
-/// dots (an all-numeric name is not a valid domain).
+/// dots with at least one digit (an all-numeric name is not a valid domain).
 pub(crate) fn looks_like_ip(text: &str) -> bool {
     text.contains([':', '/'])
-        || (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        || (text.bytes().any(|b| b.is_ascii_digit())
+            && text.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
 }
 
 /// Parse `address` or `address/prefix`. The address is in standard notation
@@ -318,7 +319,7 @@ mod tests {
         for yes in ["1.2.3.4", "1.2.3", "::1", "a:b", "x/8", "123"] {
             assert!(looks_like_ip(yes), "{yes}");
         }
-        for no in ["", "example.com", "1.2.3.com", "a1"] {
+        for no in ["", ".", "..", "example.com", "1.2.3.com", "a1"] {
             assert!(!looks_like_ip(no), "{no}");
         }
     }

@@ -840,3 +840,570 @@ impl List {
             + self.pattern_source_bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bare(text: &str) -> EntryToken<'_> {
+        EntryToken::Bare(text)
+    }
+
+    fn quoted(text: &str) -> EntryToken<'_> {
+        EntryToken::Quoted(text)
+    }
+
+    fn re(pattern: &str, case_insensitive: bool) -> EntryToken<'_> {
+        EntryToken::Regex {
+            pattern,
+            case_insensitive,
+        }
+    }
+
+    fn list_of(kind: Option<ListKind>, entries: &[EntryToken<'_>]) -> List {
+        let mut builder = ListBuilder::new(kind);
+        for entry in entries {
+            builder
+                .add(*entry)
+                .unwrap_or_else(|e| panic!("{entry:?}: {e}"));
+        }
+        builder.build().unwrap()
+    }
+
+    fn addr(raw: &str) -> Address<'_> {
+        Address::new(raw.as_bytes())
+    }
+
+    #[test]
+    fn classification_by_shape() {
+        let rows: &[(EntryToken<'_>, ListKind)] = &[
+            (bare("192.0.2.1"), ListKind::Cidr),
+            (bare("192.0.2.0/24"), ListKind::Cidr),
+            (bare("::1"), ListKind::Cidr),
+            (bare("2001:db8::/32"), ListKind::Cidr),
+            (bare("::ffff:10.0.0.0/104"), ListKind::Cidr),
+            (bare("example.com"), ListKind::Domain),
+            (bare(".example.com"), ListKind::Domain),
+            (bare("Example.COM."), ListKind::Domain),
+            (bare("localhost"), ListKind::Domain),
+            (bare("joe@example.com"), ListKind::Address),
+            (bare("joe@"), ListKind::Address),
+            (bare("@example.com"), ListKind::Address),
+            (bare("@.example.com"), ListKind::Address),
+            (bare("<>"), ListKind::Address),
+            (bare("*.dyn.*"), ListKind::Glob),
+            (bare("mail?.example.com"), ListKind::Glob),
+            (bare("[a-z]*@example.com"), ListKind::Glob),
+            (re("^[0-9]+@", true), ListKind::Regex),
+            (quoted("bad@"), ListKind::Address),
+            (quoted("example.org"), ListKind::Domain),
+            (quoted("10.0.0.0/8"), ListKind::Cidr),
+            (quoted("*.example.org"), ListKind::Glob),
+            (quoted("a b c"), ListKind::String),
+            (quoted(""), ListKind::String),
+            (quoted("10.1.0.0/8"), ListKind::String),
+            (quoted("a b@example.com"), ListKind::Address),
+            (quoted("x@exa mple.com"), ListKind::String),
+            (quoted("[unclosed"), ListKind::String),
+            (quoted("C=DE, O=Example"), ListKind::String),
+        ];
+        for (entry, kind) in rows {
+            let mut builder = ListBuilder::new(None);
+            assert_eq!(builder.add(*entry), Ok(*kind), "{entry:?}");
+            let list = builder.build().unwrap();
+            assert_eq!(list.kinds(), KindSet::of(&[*kind]), "{entry:?}");
+            assert_eq!(list.len(), 1);
+        }
+    }
+
+    #[test]
+    fn classification_errors() {
+        let rows: &[(EntryToken<'_>, EntryErrorKind, &str)] = &[
+            (
+                bare("192.0.2.0/33"),
+                EntryErrorKind::Syntax,
+                "prefix length out of range",
+            ),
+            (
+                bare("10.1.0.0/8"),
+                EntryErrorKind::HostBits,
+                "the address has bits set after the prefix",
+            ),
+            (
+                bare("192.0.2.256"),
+                EntryErrorKind::Syntax,
+                "not an IP address",
+            ),
+            (bare("foo:bar"), EntryErrorKind::Syntax, "not an IP address"),
+            (bare("a..b"), EntryErrorKind::Syntax, "not a valid domain"),
+            (
+                bare("exa!mple.com"),
+                EntryErrorKind::Syntax,
+                "not a valid domain",
+            ),
+            (bare("."), EntryErrorKind::Syntax, "not a valid domain"),
+            (bare("@"), EntryErrorKind::Syntax, "not a valid address"),
+            (
+                bare("joe@.example.com"),
+                EntryErrorKind::Syntax,
+                "not a valid address",
+            ),
+            (
+                bare("joe@a..b"),
+                EntryErrorKind::Syntax,
+                "not a valid address",
+            ),
+            (
+                bare("[abc"),
+                EntryErrorKind::Pattern,
+                "a `[` character class is not closed with `]`",
+            ),
+            (bare("[z-a]"), EntryErrorKind::Pattern, "invalid glob"),
+            (
+                re("a(b", false),
+                EntryErrorKind::Pattern,
+                "invalid regular expression",
+            ),
+            (
+                re("", false),
+                EntryErrorKind::Pattern,
+                "the regex is empty (it would match everything)",
+            ),
+        ];
+        for (entry, kind, problem) in rows {
+            let mut builder = ListBuilder::new(None);
+            let error = builder.add(*entry).unwrap_err();
+            assert_eq!(
+                (error.kind(), error.problem()),
+                (*kind, *problem),
+                "{entry:?}"
+            );
+            assert!(builder.is_empty());
+        }
+        let long = "x".repeat(MAX_ENTRY_BYTES + 1);
+        let error = ListBuilder::new(Some(ListKind::String))
+            .add(quoted(&long))
+            .unwrap_err();
+        assert_eq!(error.kind(), EntryErrorKind::TooLong);
+        assert!(ListBuilder::new(Some(ListKind::String))
+            .add(quoted(&long[1..]))
+            .is_ok());
+    }
+
+    #[test]
+    fn declared_kinds_accept_and_refuse() {
+        use ListKind::*;
+        // (declared kind, entry, accepted)
+        let rows: &[(ListKind, EntryToken<'_>, bool)] = &[
+            (Cidr, bare("10.0.0.0/8"), true),
+            (Cidr, quoted("::1"), true),
+            (Cidr, bare("example.com"), false),
+            (Cidr, re("x", false), false),
+            (Domain, bare("example.com"), true),
+            (Domain, bare(".example.com"), true),
+            (Domain, quoted("example.com"), true),
+            (Domain, bare("joe@example.com"), false),
+            (Domain, bare("10.0.0.1"), false),
+            (Domain, bare("*.example.com"), false),
+            (Domain, re("x", false), false),
+            (Address, bare("joe@example.com"), true),
+            (Address, bare("<>"), true),
+            (Address, bare("@example.com"), true),
+            (Address, bare("example.com"), false),
+            (Address, re("x", false), false),
+            (String, bare("alice"), true),
+            (String, quoted("a b"), true),
+            (String, bare("*.x"), true),
+            (String, quoted(""), true),
+            (String, re("x", false), false),
+            (Glob, bare("*.example.com"), true),
+            (Glob, bare("plain"), true),
+            (Glob, quoted("a b*"), true),
+            (Glob, bare("[x"), false),
+            (Glob, re("x", false), false),
+            (Regex, re("x", false), true),
+            (Regex, bare("x"), false),
+            (Regex, quoted("x"), false),
+        ];
+        for (declared, entry, accepted) in rows {
+            let mut builder = ListBuilder::new(Some(*declared));
+            let result = builder.add(*entry);
+            assert_eq!(
+                result.is_ok(),
+                *accepted,
+                "{declared} {entry:?}: {result:?}"
+            );
+            if let Ok(kind) = result {
+                assert_eq!(kind, *declared);
+            }
+        }
+        let error = ListBuilder::new(Some(Cidr))
+            .add(re("x", false))
+            .unwrap_err();
+        assert_eq!(error.kind(), EntryErrorKind::WrongKind);
+        assert_eq!(
+            error.to_string(),
+            "the entry does not fit the list's declared kind; expected a CIDR entry (192.0.2.0/24, 2001:db8::/32, or one address)"
+        );
+    }
+
+    #[test]
+    fn ip_lookups() {
+        let list = list_of(
+            Some(ListKind::Cidr),
+            &[
+                bare("10.0.0.0/8"),
+                bare("192.0.2.7"),
+                bare("2001:db8::/32"),
+                bare("::1/128"),
+                bare("::ffff:198.51.100.0/120"),
+            ],
+        );
+        let rows: &[(&str, bool)] = &[
+            ("10.0.0.0", true),
+            ("10.255.255.255", true),
+            ("11.0.0.0", false),
+            ("9.255.255.255", false),
+            ("192.0.2.7", true),
+            ("192.0.2.6", false),
+            ("192.0.2.8", false),
+            ("::ffff:10.1.2.3", true),
+            ("::ffff:192.0.2.7", true),
+            ("198.51.100.99", true),
+            ("::ffff:198.51.100.99", true),
+            ("198.51.101.0", false),
+            ("2001:db8::1", true),
+            ("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", true),
+            ("2001:db9::", false),
+            ("::1", true),
+            ("::2", false),
+            ("::", false),
+            ("0.0.0.0", false),
+        ];
+        for (ip, expected) in rows {
+            assert_eq!(list.contains_ip(ip.parse().unwrap()), *expected, "{ip}");
+        }
+        let everything = list_of(None, &[bare("0.0.0.0/0"), bare("::/0")]);
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "::",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:1.2.3.4",
+        ] {
+            assert!(everything.contains_ip(ip.parse().unwrap()), "{ip}");
+        }
+        let v4_all = list_of(None, &[bare("0.0.0.0/0")]);
+        assert!(!v4_all.contains_ip("::".parse().unwrap()));
+        assert!(v4_all.contains_ip("::ffff:0.0.0.0".parse().unwrap()));
+        let hosts = list_of(
+            None,
+            &[
+                bare("255.255.255.255/32"),
+                bare("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"),
+            ],
+        );
+        assert!(hosts.contains_ip("255.255.255.255".parse().unwrap()));
+        assert!(!hosts.contains_ip("255.255.255.254".parse().unwrap()));
+        assert!(hosts.contains_ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()));
+        let no_cidr = list_of(None, &[bare("example.com")]);
+        assert!(!no_cidr.contains_ip("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn domain_lookups() {
+        let list = list_of(
+            None,
+            &[
+                bare("exact.example"),
+                bare(".tree.example"),
+                bare("@at.example"),
+                bare("Upper.EXAMPLE."),
+                bare("xn--bcher-kva.example"),
+                bare("bücher.example"),
+            ],
+        );
+        let rows: &[(&[u8], bool)] = &[
+            (b"exact.example", true),
+            (b"EXACT.Example", true),
+            (b"exact.example.", true),
+            (b"exact.example..", false),
+            (b"sub.exact.example", false),
+            (b"tree.example", true),
+            (b"a.tree.example", true),
+            (b"A.B.TREE.EXAMPLE.", true),
+            (b"notree.example", false),
+            (b"tree.example.com", false),
+            (b"at.example", false),
+            (b"upper.example", true),
+            (b"xn--bcher-kva.example", true),
+            ("bücher.example".as_bytes(), true),
+            ("BÜCHER.example".as_bytes(), false),
+            (b"example", false),
+            (b"", false),
+            (b".", false),
+            (b"\xff.tree.example", true),
+        ];
+        for (name, expected) in rows {
+            assert_eq!(
+                list.contains_domain(name),
+                *expected,
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        let long = format!("{}.tree.example", "a".repeat(300));
+        assert!(
+            !list.contains_domain(long.as_bytes()),
+            "names longer than any entry never match"
+        );
+        let patterns = list_of(
+            None,
+            &[
+                bare("*.dyn.example"),
+                re(r"^mx[0-9]+\.", false),
+                re(r"^smtp\.", true),
+            ],
+        );
+        assert!(patterns.contains_domain(b"host-1.DYN.example."));
+        assert!(!patterns.contains_domain(b"dyn.example"));
+        assert!(patterns.contains_domain(b"mx12.example.net"));
+        assert!(
+            !patterns.contains_domain(b"MX12.example.net"),
+            "regexes are case-sensitive without /i"
+        );
+        assert!(patterns.contains_domain(b"SMTP.example.net"));
+        assert!(!patterns.contains_domain(b""));
+    }
+
+    #[test]
+    fn address_lookups() {
+        let list = list_of(
+            None,
+            &[
+                bare("Joe@Example.com"),
+                bare("postmaster@"),
+                bare("@whole.example"),
+                bare("@.tree.example"),
+                bare(".dom-tree.example"),
+                bare("dom.example"),
+                bare("*@glob.example"),
+                re(r"^[0-9]+@", false),
+            ],
+        );
+        let rows: &[(&str, bool)] = &[
+            ("joe@example.com", true),
+            ("JOE@EXAMPLE.COM", true),
+            ("joe@example.com.", true),
+            ("joe2@example.com", false),
+            ("joe@sub.example.com", false),
+            ("postmaster@anywhere.example", true),
+            ("PostMaster@x", true),
+            ("postmaster", true),
+            ("postmasters@x.example", false),
+            ("anyone@whole.example", true),
+            ("anyone@sub.whole.example", false),
+            ("anyone@tree.example", true),
+            ("anyone@a.b.tree.example", true),
+            ("anyone@dom-tree.example", true),
+            ("anyone@x.dom-tree.example", true),
+            ("anyone@dom.example", true),
+            ("anyone@x.dom.example", false),
+            ("x@GLOB.example", true),
+            ("12345@example.net", true),
+            ("a12345@example.net", false),
+            ("", false),
+            ("dom.example", false),
+            ("@", false),
+        ];
+        for (raw, expected) in rows {
+            assert_eq!(list.contains_address(&addr(raw)), *expected, "{raw}");
+        }
+        let null = list_of(None, &[bare("<>")]);
+        assert!(null.contains_address(&addr("")));
+        assert!(!null.contains_address(&addr("joe@example.com")));
+        assert!(
+            !null.contains_bytes(b""),
+            "<> is an address entry, not a string"
+        );
+        let empty_regex = list_of(None, &[re("^$", false)]);
+        assert!(empty_regex.contains_address(&addr("")));
+        let long_local = format!("{}@whole.example", "a".repeat(MAX_ADDRESS_BYTES));
+        assert!(
+            list.contains_address(&addr(&long_local)),
+            "an over-long local part still matches by domain"
+        );
+    }
+
+    #[test]
+    fn bytes_lookups() {
+        let list = list_of(
+            Some(ListKind::String),
+            &[
+                bare("alice"),
+                quoted("Bob Smith"),
+                quoted(""),
+                quoted("ünï"),
+            ],
+        );
+        let rows: &[(&[u8], bool)] = &[
+            (b"alice", true),
+            (b"Alice", false),
+            (b"alice ", false),
+            (b"Bob Smith", true),
+            (b"bob smith", false),
+            (b"", true),
+            ("ünï".as_bytes(), true),
+            (b"\xff", false),
+        ];
+        for (value, expected) in rows {
+            assert_eq!(
+                list.contains_bytes(value),
+                *expected,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        let mixed = list_of(
+            None,
+            &[
+                quoted("C=DE, O=Example"),
+                bare("adm*"),
+                re("(?-u)^\\xff", false),
+            ],
+        );
+        assert!(mixed.contains_bytes(b"C=DE, O=Example"));
+        assert!(mixed.contains_bytes(b"ADMIN"), "globs ignore case");
+        assert!(mixed.contains_bytes(b"\xff\xfe"));
+        assert!(!mixed.contains_bytes(b"c=de, o=example"));
+        let domains_only = list_of(None, &[bare("example.com")]);
+        assert!(
+            !domains_only.contains_bytes(b"example.com"),
+            "domain entries are not strings"
+        );
+    }
+
+    #[test]
+    fn kinds_and_can_match() {
+        let list = list_of(None, &[bare("10.0.0.0/8"), bare("example.com")]);
+        assert_eq!(
+            list.kinds(),
+            KindSet::of(&[ListKind::Cidr, ListKind::Domain])
+        );
+        assert_eq!(list.kinds().to_string(), "cidr, domain");
+        assert!(list.can_match(Lookup::Ip));
+        assert!(list.can_match(Lookup::Domain));
+        assert!(list.can_match(Lookup::Address));
+        assert!(!list.can_match(Lookup::Bytes));
+        let domains = list_of(None, &[bare("example.com")]);
+        assert!(!domains.can_match(Lookup::Ip));
+        let globs = list_of(None, &[bare("*x")]);
+        assert!(!globs.can_match(Lookup::Ip));
+        assert!(
+            globs.can_match(Lookup::Bytes)
+                && globs.can_match(Lookup::Address)
+                && globs.can_match(Lookup::Domain)
+        );
+        let empty = ListBuilder::new(None).build().unwrap();
+        assert!(empty.is_empty() && empty.kinds().is_empty());
+        assert_eq!(empty.kinds().to_string(), "nothing");
+        for lookup in [Lookup::Ip, Lookup::Domain, Lookup::Address, Lookup::Bytes] {
+            assert!(!empty.can_match(lookup));
+        }
+        assert_eq!(
+            Lookup::Address.consults().to_string(),
+            "domain, address, glob, regex"
+        );
+        for kind in ListKind::ALL {
+            assert_eq!(ListKind::from_keyword(kind.keyword()), Some(kind));
+            assert_eq!(kind.to_string(), kind.keyword());
+        }
+        assert_eq!(ListKind::from_keyword("CIDR"), None);
+    }
+
+    #[test]
+    fn duplicates_count_but_store_once() {
+        let list = list_of(
+            None,
+            &[
+                bare("example.com"),
+                bare("EXAMPLE.com."),
+                bare("10.0.0.0/8"),
+                bare("10.0.0.0/8"),
+            ],
+        );
+        assert_eq!(list.len(), 4);
+        assert_eq!(list.domains.len(), 1);
+        assert!(list.contains_domain(b"example.com"));
+        // Exact and subtree entries for the same name merge.
+        let both = list_of(None, &[bare("example.com"), bare(".example.com")]);
+        assert!(both.contains_domain(b"a.example.com"));
+    }
+
+    #[test]
+    fn file_text_entries_and_errors() {
+        let text = "# comment\n\n  10.0.0.0/8   # office\nexample.com\n\"a b\"\n/^x/i\n\
+                    bad..domain\n  10.1.0.0/8\n/a(/\nx y\n\"open\nfine.example\r\n";
+        let mut builder = ListBuilder::new(None);
+        let errors = builder.add_file_text(text).unwrap_err();
+        let got: Vec<(u32, u32, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.column, e.error.problem()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (7, 1, "not a valid domain"),
+                (8, 3, "the address has bits set after the prefix"),
+                (9, 1, "invalid regular expression"),
+                (10, 3, "more text after the entry"),
+                (11, 1, "the string is not closed"),
+            ]
+        );
+        assert_eq!(builder.len(), 5);
+        let list = builder.build().unwrap();
+        assert!(list.contains_domain(b"fine.example"));
+        assert!(list.contains_bytes(b"a b"));
+        assert!(list.contains_bytes(b"X marks"));
+        assert_eq!(
+            errors[1].to_string(),
+            "line 8, column 3: the address has bits set after the prefix; expected a network address \
+             whose bits after the prefix are zero (10.0.0.0/8, not 10.1.0.0/8)"
+        );
+        assert_eq!(errors[2].error.detail(), Some("unclosed group"));
+        assert!(errors[2].to_string().starts_with(
+            "line 9, column 1: invalid regular expression (unclosed group); expected"
+        ));
+
+        let mut declared = ListBuilder::new(Some(ListKind::Domain));
+        let errors = declared
+            .add_file_text("ok.example\n  10.0.0.1\n/re/\n")
+            .unwrap_err();
+        assert_eq!(
+            errors
+                .iter()
+                .map(|e| (e.line, e.column, e.error.kind()))
+                .collect::<Vec<_>>(),
+            vec![
+                (2, 3, EntryErrorKind::Syntax),
+                (3, 1, EntryErrorKind::WrongKind)
+            ]
+        );
+        let mut clean = ListBuilder::new(None);
+        assert_eq!(clean.add_file_text(""), Ok(()));
+        assert_eq!(clean.add_file_text("a.example\nb.example"), Ok(()));
+        assert_eq!(clean.len(), 2);
+    }
+
+    #[test]
+    fn list_is_send_sync_and_reports_heap() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<List>();
+        assert_send_sync::<LoginMap>();
+        let list = list_of(
+            None,
+            &[bare("example.com"), bare("10.0.0.0/8"), bare("*.x")],
+        );
+        assert!(list.heap_bytes() > "example.com".len() + 8);
+    }
+}
