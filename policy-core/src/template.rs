@@ -844,8 +844,13 @@ impl<const N: usize> fmt::Write for StackWriter<N> {
 /// Whether `token` is an enhanced status code as [`Action::parse`] recognises
 /// one at the start of a reply text (`class.subject.detail`).
 fn is_enhanced_status(token: &[u8]) -> bool {
-    std::str::from_utf8(token).is_ok_and(|s| EnhancedStatus::parse(s).is_ok())
+    token.len() <= LONGEST_ENHANCED_STATUS
+        && std::str::from_utf8(token).is_ok_and(|s| EnhancedStatus::parse(s).is_ok())
 }
+
+/// The longest enhanced status code text, `5.999.999`: longer tokens need not
+/// be parsed.
+const LONGEST_ENHANCED_STATUS: usize = 9;
 
 /// The first blank-separated token of `s`.
 fn first_token(s: &[u8]) -> &[u8] {
