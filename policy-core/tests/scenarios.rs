@@ -1,0 +1,454 @@
+//! Golden policy scenarios (`tests/scenarios/<name>/`, described in
+//! `tests/scenarios/README.md`), and the examples of the language reference
+//! (`docs/policy-language.md`), which must all compile.
+//!
+//! For each scenario: compile `policy.conf` with a loader that reads the files
+//! it names from the scenario's directory, compare the compile warnings with
+//! `warnings.txt`, then decide every request of `requests.txt` and compare the
+//! action (wire form, templates expanded), the deciding rule and the dry-run
+//! hits with `expected.txt`. Every mismatch of every scenario is collected and
+//! reported at once, naming the scenario, the request's number and the line of
+//! `requests.txt` it starts on.
+
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use policy_core::{Action, Policy, Request, Scratch, Timestamp};
+
+/// The scenarios do not depend on time; any fixed `now` will do.
+const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+/// Reads the files a policy names, relative to the scenario's directory, and
+/// refuses paths that would leave it (absolute, or with `..`).
+fn dir_loader(dir: &Path) -> impl FnMut(&str) -> Result<String, String> + '_ {
+    move |path: &str| {
+        let relative = Path::new(path);
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(format!(
+                "{path}: scenario files must stay in the scenario directory"
+            ));
+        }
+        std::fs::read_to_string(dir.join(relative)).map_err(|e| e.to_string())
+    }
+}
+
+/// One request of `requests.txt`: its frame (attribute lines, each with its
+/// LF) and the line it starts on.
+struct RequestEntry {
+    line: usize,
+    frame: Vec<u8>,
+}
+
+/// Split `requests.txt` into requests as Postfix sends them: `name=value`
+/// lines, each request ended by one empty line.
+fn read_requests(path: &Path) -> Result<Vec<RequestEntry>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !bytes.ends_with(b"\n\n") {
+        return Err(format!(
+            "{}: must end with an empty line (the end of the last request)",
+            path.display()
+        ));
+    }
+    let mut requests = Vec::new();
+    let mut current: Option<RequestEntry> = None;
+    // The text ends with "\n\n": splitting at LF leaves two empty pieces at
+    // the end; the last one is not a line.
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    lines.pop();
+    for (index, line) in lines.into_iter().enumerate() {
+        let number = index + 1;
+        if line.is_empty() {
+            match current.take() {
+                Some(request) => requests.push(request),
+                None => {
+                    return Err(format!(
+                        "{}:{number}: an empty line where a request should start \
+                         (requests are separated by exactly one empty line)",
+                        path.display()
+                    ))
+                }
+            }
+            continue;
+        }
+        if !line.contains(&b'=') {
+            return Err(format!(
+                "{}:{number}: not a `name=value` line (no comments in requests.txt)",
+                path.display()
+            ));
+        }
+        let request = current.get_or_insert_with(|| RequestEntry {
+            line: number,
+            frame: Vec::new(),
+        });
+        request.frame.extend_from_slice(line);
+        request.frame.push(b'\n');
+    }
+    Ok(requests)
+}
+
+/// What `expected.txt` says about one request.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Expected {
+    line: usize,
+    action: Option<String>,
+    rule: Option<String>,
+    dry_run: Vec<String>,
+}
+
+fn read_expected(path: &Path) -> Result<Vec<Expected>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut blocks = Vec::new();
+    let mut current: Option<Expected> = None;
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.is_empty() {
+            if let Some(block) = current.take() {
+                blocks.push(block);
+            }
+            continue;
+        }
+        let block = current.get_or_insert_with(|| Expected {
+            line: number,
+            ..Expected::default()
+        });
+        let at = |what: &str| format!("{}:{number}: {what}", path.display());
+        if let Some(action) = line.strip_prefix("action=") {
+            if block.action.replace(action.to_owned()).is_some() {
+                return Err(at("a second `action=` in one block"));
+            }
+        } else if let Some(rule) = line.strip_prefix("rule=") {
+            if block.rule.replace(rule.to_owned()).is_some() {
+                return Err(at("a second `rule=` in one block"));
+            }
+        } else if let Some(hit) = line.strip_prefix("dry-run=") {
+            block.dry_run.push(hit.to_owned());
+        } else {
+            return Err(at(
+                "expected `action=`, `rule=`, `dry-run=`, a `#` comment or an empty line",
+            ));
+        }
+    }
+    blocks.extend(current);
+    for block in &blocks {
+        if block.action.is_none() || block.rule.is_none() {
+            return Err(format!(
+                "{}:{}: a block needs one `action=` and one `rule=`",
+                path.display(),
+                block.line
+            ));
+        }
+    }
+    Ok(blocks)
+}
+
+/// `file:line` of each expected warning, sorted.
+fn read_expected_warnings(path: &Path) -> Result<Vec<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut warnings: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    warnings.sort();
+    Ok(warnings)
+}
+
+/// The scenario directories, sorted by name.
+fn scenario_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
+        .expect("tests/scenarios exists")
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.join("policy.conf").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Run one scenario; returns the number of requests checked, and appends each
+/// mismatch to `failures`.
+fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut fail = |what: String| failures.push(format!("scenario `{name}`: {what}"));
+
+    let source = match std::fs::read_to_string(dir.join("policy.conf")) {
+        Ok(source) => source,
+        Err(e) => {
+            fail(format!("policy.conf: {e}"));
+            return 0;
+        }
+    };
+    let mut loader = dir_loader(dir);
+    let compiled = match Policy::compile("policy.conf", &source, &mut loader) {
+        Ok(compiled) => compiled,
+        Err(errors) => {
+            fail(format!("policy.conf does not compile:\n{errors}"));
+            return 0;
+        }
+    };
+
+    match read_expected_warnings(&dir.join("warnings.txt")) {
+        Ok(expected) => {
+            let mut got: Vec<String> = compiled
+                .warnings
+                .iter()
+                .map(|w| format!("{}:{}", w.file, w.line))
+                .collect();
+            got.sort();
+            if got != expected {
+                let mut all = String::new();
+                for warning in &compiled.warnings {
+                    let _ = writeln!(all, "{warning}");
+                }
+                fail(format!(
+                    "warnings at {got:?}, expected at {expected:?} (warnings.txt); they were:\n{all}"
+                ));
+            }
+        }
+        Err(e) => fail(e),
+    }
+
+    let requests = match read_requests(&dir.join("requests.txt")) {
+        Ok(requests) => requests,
+        Err(e) => {
+            fail(e);
+            return 0;
+        }
+    };
+    let expected = match read_expected(&dir.join("expected.txt")) {
+        Ok(expected) => expected,
+        Err(e) => {
+            fail(e);
+            return 0;
+        }
+    };
+    if requests.len() != expected.len() {
+        fail(format!(
+            "requests.txt has {} requests but expected.txt {} blocks",
+            requests.len(),
+            expected.len()
+        ));
+        return 0;
+    }
+
+    let policy = &compiled.policy;
+    let mut scratch = Scratch::new();
+    let mut wire = Vec::new();
+    for (number, (request, expected)) in requests.iter().zip(&expected).enumerate() {
+        let number = number + 1;
+        let at = format!(
+            "request #{number} (requests.txt line {}, expected.txt line {})",
+            request.line, expected.line
+        );
+        let parsed = match Request::parse(&request.frame) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                fail(format!("{at}: does not parse: {e}"));
+                continue;
+            }
+        };
+        let decision = policy.decide(&parsed, NOW, &mut scratch);
+        wire.clear();
+        decision.write_wire(&mut wire);
+        let action = String::from_utf8_lossy(&wire).into_owned();
+        let rule = decision.rule.to_owned();
+        let dry_run: Vec<String> = decision
+            .dry_run
+            .iter()
+            .map(|hit| format!("{} {}", hit.rule, String::from_utf8_lossy(hit.wire)))
+            .collect();
+
+        // Whatever the scenario expects, the reply must be a valid action.
+        if let Err(e) = std::str::from_utf8(&wire)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Action::parse(text).map_err(|e| e.to_string()))
+        {
+            fail(format!(
+                "{at}: the wire form `{action}` is not a valid action: {e}"
+            ));
+        }
+        let mut wrong = String::new();
+        if Some(&action) != expected.action.as_ref() {
+            let _ = write!(
+                wrong,
+                "\n    action=`{action}`, expected `{}`",
+                expected.action.as_deref().unwrap_or_default()
+            );
+        }
+        if Some(&rule) != expected.rule.as_ref() {
+            let _ = write!(
+                wrong,
+                "\n    rule=`{rule}`, expected `{}`",
+                expected.rule.as_deref().unwrap_or_default()
+            );
+        }
+        if dry_run != expected.dry_run {
+            let _ = write!(
+                wrong,
+                "\n    dry-run={dry_run:?}, expected {:?}",
+                expected.dry_run
+            );
+        }
+        if !wrong.is_empty() {
+            fail(format!("{at}:{wrong}"));
+        }
+    }
+    requests.len()
+}
+
+#[test]
+fn golden_scenarios() {
+    let dirs = scenario_dirs();
+    assert!(
+        !dirs.is_empty(),
+        "no scenario found under {}",
+        scenarios_dir().display()
+    );
+    let mut failures = Vec::new();
+    let mut requests = 0;
+    for dir in &dirs {
+        requests += run_scenario(dir, &mut failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatch(es) in the golden scenarios:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    assert!(requests > 0, "no request was checked");
+    println!("{} scenarios, {requests} requests", dirs.len());
+}
+
+/// The harness's readers reject malformed scenario files, so a broken
+/// scenario cannot pass by checking nothing.
+#[test]
+fn scenario_readers_reject_malformed_files() {
+    let tmp = std::env::temp_dir().join(format!("policyd-scenarios-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temporary directory");
+    let write = |name: &str, text: &str| {
+        let path = tmp.join(name);
+        std::fs::write(&path, text).expect("write temporary file");
+        path
+    };
+
+    let ok = write(
+        "ok.txt",
+        "request=smtpd_access_policy\na=1\n\nrequest=smtpd_access_policy\n\n",
+    );
+    let requests = read_requests(&ok).expect("well-formed requests");
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].line, 1);
+    assert_eq!(requests[0].frame, b"request=smtpd_access_policy\na=1\n");
+    assert_eq!(requests[1].line, 4);
+    for bad in [
+        "request=smtpd_access_policy\n",              // no final empty line
+        "# comment\nrequest=smtpd_access_policy\n\n", // a comment
+        "request=smtpd_access_policy\n\n\nb=2\n\n",   // two empty lines
+    ] {
+        let path = write("bad.txt", bad);
+        assert!(read_requests(&path).is_err(), "accepted {bad:?}");
+    }
+
+    let ok = write(
+        "expected.txt",
+        "# c\naction=REJECT 5.7.1 x\nrule=r\ndry-run=d DUNNO\n\naction=DUNNO\nrule=default\n",
+    );
+    let blocks = read_expected(&ok).expect("well-formed expectations");
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0].dry_run, ["d DUNNO"]);
+    assert_eq!(blocks[1].line, 6);
+    for bad in [
+        "action=DUNNO\n",                    // no rule
+        "rule=r\n",                          // no action
+        "action=DUNNO\naction=OK\nrule=r\n", // two actions
+        "action=DUNNO\nrule=r\nverdict=x\n", // unknown line
+    ] {
+        let path = write("bad.txt", bad);
+        assert!(read_expected(&path).is_err(), "accepted {bad:?}");
+    }
+    assert_eq!(
+        read_expected_warnings(&tmp.join("absent.txt")).expect("absent is no warning"),
+        Vec::<String>::new()
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+// ---------------------------------------------------------------------------
+// The language reference's examples.
+
+/// The ```` ```policy ```` blocks of `docs/policy-language.md`, with the line
+/// each starts on.
+fn docs_examples() -> Vec<(usize, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policy-language.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut examples = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (index, line) in text.lines().enumerate() {
+        match &mut current {
+            None if line.trim_end() == "```policy" => current = Some((index + 2, String::new())),
+            None => {}
+            Some(_) if line.starts_with("```") => examples.extend(current.take()),
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+    }
+    assert!(
+        current.is_none(),
+        "an unclosed ```policy block in {}",
+        path.display()
+    );
+    examples
+}
+
+/// What the docs test's loader gives for a file an example names: a path
+/// containing `logins` is a logins map with one line, any other file a list
+/// with one domain entry (which fits a list with or without the `domain`
+/// kind, and every field a domain can match). The examples show the syntax;
+/// the files are the reader's own.
+fn docs_stub_file(path: &str) -> Result<String, String> {
+    Ok(if path.contains("logins") {
+        "stub@example.invalid  stub\n".to_owned()
+    } else {
+        ".stub.invalid\n".to_owned()
+    })
+}
+
+/// Every example of the language reference compiles (with [`docs_stub_file`]
+/// for the files it names).
+#[test]
+fn docs_examples_compile() {
+    let examples = docs_examples();
+    assert!(
+        examples.len() >= 10,
+        "only {} examples found",
+        examples.len()
+    );
+    let mut failures = Vec::new();
+    for (line, source) in &examples {
+        let mut stub_files = docs_stub_file;
+        let name = format!("docs/policy-language.md:{line}");
+        if let Err(errors) = Policy::compile(&name, source, &mut stub_files) {
+            failures.push(format!("the example at {name} does not compile:\n{errors}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
