@@ -16,10 +16,11 @@ use super::program::{
 };
 use super::{Compiled, SourceLoader};
 use crate::action::Action;
+use crate::action::ActionError;
 use crate::list::{
     EntryToken, ListBuilder, ListKind, LoginMap, LoginMapBuilder, LoginPart, Lookup,
 };
-use crate::template::ActionTemplate;
+use crate::template::{ActionTemplate, ActionTemplateError};
 
 /// The compiled size limit of one regular expression in a condition (bytes
 /// of the regex crate's program). Bounds compile time and memory for a
@@ -391,7 +392,26 @@ impl Compiler<'_> {
 
     /// The list a condition names or writes in place: its index and kinds,
     /// or `None` after an error (reported here unless already reported).
-    fn list_ref(&mut self, list: &ListRef) -> Option<(u32, Span)> {
+    ///
+    /// An inline list takes `hint` as its kind when none of its entries is a
+    /// regex or glob: `sasl_username in { "joe" }` means the string `joe`, not
+    /// a domain.
+    fn list_ref(&mut self, list: &ListRef, field: Option<Field>) -> Option<(u32, Span)> {
+        let hint = match (list, field.map(Field::field_type)) {
+            (
+                ListRef::Inline(entries, _),
+                Some(
+                    FieldType::Text | FieldType::TextNoCase | FieldType::Number | FieldType::State,
+                ),
+            ) if entries.iter().all(|e| match e {
+                Entry::Word(s) | Entry::Quoted(s) => !s.value.contains(['*', '?', '[']),
+                Entry::Regex(_) => false,
+            }) =>
+            {
+                Some(ListKind::String)
+            }
+            _ => None,
+        };
         match list {
             ListRef::Named(name) => match self.lists.get_mut(&name.text) {
                 Some(d) => {
@@ -409,7 +429,7 @@ impl Compiler<'_> {
                     None
                 }
             },
-            ListRef::Inline(entries, span) => self.inline_list(None, entries).map(|i| (i, *span)),
+            ListRef::Inline(entries, span) => self.inline_list(hint, entries).map(|i| (i, *span)),
         }
     }
 
@@ -570,7 +590,7 @@ impl Compiler<'_> {
                 }
             },
             TestKind::UnauthenticatedLocalSender(list) => {
-                let (list, span) = self.list_ref(list)?;
+                let (list, span) = self.list_ref(list, None)?;
                 if !self.can_match(list, Lookup::Domain) {
                     self.error(
                         span,
@@ -598,7 +618,7 @@ impl Compiler<'_> {
             },
             TestKind::In(field, list) => {
                 let f = self.field(field);
-                let (list, span) = self.list_ref(list)?;
+                let (list, span) = self.list_ref(list, f)?;
                 let f = f?;
                 self.in_list(f, field, list, span)
             }
@@ -853,16 +873,7 @@ impl Compiler<'_> {
                         source_offset(text.span.text(self.src), offset) + text.span.start,
                         0,
                     ),
-                    (None, Some(text))
-                        if !matches!(
-                            e,
-                            crate::template::ActionTemplateError::Action(
-                                crate::action::ActionError::UnknownVerb
-                            )
-                        ) =>
-                    {
-                        text.span
-                    }
+                    (None, Some(text)) if !verb_error(&e) => text.span,
                     _ => a.verb.span,
                 };
                 self.error(at, e.to_string());
@@ -920,6 +931,16 @@ impl Compiler<'_> {
             );
         }
     }
+}
+
+/// Whether an action error is about the verb or code rather than the text.
+fn verb_error(e: &ActionTemplateError) -> bool {
+    matches!(
+        e,
+        ActionTemplateError::Action(
+            ActionError::UnknownVerb | ActionError::InvalidCode | ActionError::Empty
+        )
+    )
 }
 
 fn ok_at_rcpt_message(what: &str) -> String {

@@ -173,11 +173,11 @@ mod tests {
         // offset of 'f' in line 2
         let off = src.find('f').unwrap_or(0);
         let d = Diagnostic::at(Severity::Error, "p.conf", src, off, "expected g".into());
-        assert_eq!((d.line, d.column), (2, 8));
+        assert_eq!((d.line, d.column), (2, 7));
         assert_eq!(d.source_line, "\tbc déf");
         assert_eq!(
             d.to_string(),
-            "p.conf:2:8: error: expected g\n\tbc déf\n\t      ^"
+            "p.conf:2:7: error: expected g\n\tbc déf\n\t     ^"
         );
         let end = Diagnostic::at(Severity::Warning, "p", src, 999, "eof".into());
         assert_eq!((end.line, end.column), (3, 2));

@@ -399,6 +399,9 @@ impl<'s> Parser<'s> {
             if next.is_empty() {
                 return failure(next, "an entry or `}` to close the list");
             }
+            if starts_item_line(self.src, self.offset(next)) {
+                return failure(next, "`}` to close the list before the next item");
+            }
             let (after, entry) = expect(self.entry(next), next, "an entry or `}`")?;
             entries.push(entry);
             rest = after;
@@ -566,9 +569,19 @@ impl<'s> Parser<'s> {
         error(skip_ws(i), "a clause")
     }
 
+    /// `REF = NAME` that is not a keyword of conditions (`then`, `and`, ...):
+    /// the name of a list or map, or a protocol state.
+    fn ref_name<'a>(&self, i: &'a str) -> PResult<'a, Name> {
+        let (rest, name) = self.name(i)?;
+        if CONDITION_STOP_WORDS.contains(&name.text.as_str()) {
+            return error(skip_ws(i), "a name");
+        }
+        Ok((rest, name))
+    }
+
     /// `STATE = NAME` (the name is checked by the compiler)
     fn state_name<'a>(&self, i: &'a str) -> PResult<'a, Name> {
-        self.name(i)
+        self.ref_name(i)
     }
 
     fn condition_after<'a>(&self, i: &'a str, expected: &'static str) -> PResult<'a, Cond> {
@@ -681,7 +694,7 @@ impl<'s> Parser<'s> {
             }
             "sender_login_mismatch" => {
                 let (rest, map) = expect(
-                    self.name(rest),
+                    self.ref_name(rest),
                     rest,
                     "the name of a `logins` map after `sender_login_mismatch`",
                 )?;
@@ -802,7 +815,7 @@ impl<'s> Parser<'s> {
             let (rest, n) = self.number(start)?;
             return Ok((rest, Value::Number(n)));
         }
-        let (rest, w) = self.name(start)?;
+        let (rest, w) = self.ref_name(start)?;
         Ok((rest, Value::Word(w)))
     }
 
@@ -813,7 +826,7 @@ impl<'s> Parser<'s> {
             let (rest, (entries, span)) = self.entries(start)?;
             return Ok((rest, ListRef::Inline(entries, span)));
         }
-        let (rest, name) = self.name(start)?;
+        let (rest, name) = self.ref_name(start)?;
         Ok((rest, ListRef::Named(name)))
     }
 
@@ -927,6 +940,20 @@ pub(crate) fn parse_policy(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
         }
     }
     (items, errors)
+}
+
+/// Whether byte `at` of `src` is the first token of its line and an item
+/// keyword (`list`, `logins`, `rule`, `default`) followed by a space: where an
+/// unclosed list most likely ended.
+fn starts_item_line(src: &str, at: usize) -> bool {
+    let line_start = src[..at.min(src.len())].rfind('\n').map_or(0, |n| n + 1);
+    let before = &src[line_start..at.min(src.len())];
+    let rest = &src[at.min(src.len())..];
+    before.trim().is_empty()
+        && ITEM_KEYWORDS.iter().any(|kw| {
+            rest.strip_prefix(kw)
+                .is_some_and(|r| r.starts_with([' ', '\t']))
+        })
 }
 
 /// Where to resume after an item starting at `item_start` failed at
