@@ -7,6 +7,9 @@ use policy_core::{
     CompileErrors, Compiled, NoFiles, Policy, Request, Scratch, Severity, Timestamp,
 };
 
+/// Attribute overrides for [`frame`].
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
 
 /// A request frame from `name=value` pairs (a Postfix 3.x RCPT request by
@@ -187,12 +190,9 @@ fn every_compile_error_is_located_and_says_what_was_expected() {
     ];
     let mut failures = Vec::new();
     for &(src, line, column, fragment) in rows {
-        let e = match Policy::compile("policy.conf", src, &mut NoFiles) {
-            Ok(_) => {
-                failures.push(format!("{src:?}: compiles"));
-                continue;
-            }
-            Err(e) => e,
+        let Err(e) = Policy::compile("policy.conf", src, &mut NoFiles) else {
+            failures.push(format!("{src:?}: compiles"));
+            continue;
         };
         let Some(first) = e.errors.first() else {
             failures.push(format!("{src:?}: no error"));
@@ -257,8 +257,7 @@ fn errors_in_list_files_name_the_file_line_and_column() {
             ("logins", "joe@example.com joe\nnot-an-address joe\n"),
         ],
     )
-    .err()
-    .expect("bad list files");
+    .expect_err("bad list files");
     let located: Vec<(&str, u32, u32, &str)> = e
         .errors
         .iter()
@@ -312,7 +311,7 @@ default DUNNO
 fn evaluation_table() {
     let policy = compile(POLICY).policy;
     // (request overrides, expected rule, expected wire action)
-    let rows: &[(&[(&str, &str)], &str, &str)] = &[
+    let rows: &[(Pairs<'_>, &str, &str)] = &[
         (&[], "default", "DUNNO"),
         (&[("client_address", "10.1.2.3")], "trusted", "OK"),
         (&[("client_address", "::1")], "trusted", "OK"),
@@ -503,7 +502,7 @@ fn frame_auth() -> Vec<u8> {
 #[test]
 fn conditions_on_every_kind_of_field() {
     // (condition, request overrides, expected truth)
-    let rows: &[(&str, &[(&str, &str)], bool)] = &[
+    let rows: &[(&str, Pairs<'_>, bool)] = &[
         ("sender == \"JOE@example.org\"", &[], true),
         ("sender != \"joe@example.org\"", &[], false),
         ("sender_local == \"joe\"", &[], true),
@@ -636,7 +635,7 @@ fn clauses_and_states_combine() {
         "rule r { state MAIL, RCPT  if tls  unless authenticated  if size > 100 then REJECT }",
     )
     .policy;
-    let rows: &[(&[(&str, &str)], &str)] = &[
+    let rows: &[(Pairs<'_>, &str)] = &[
         (&[], "r"),
         (&[("protocol_state", "MAIL")], "r"),
         (&[("protocol_state", "DATA")], "default"),
@@ -798,5 +797,38 @@ fn deep_and_hostile_sources_fail_cleanly() {
     ] {
         let _ = Policy::compile("policy.conf", junk, &mut NoFiles);
         policy_core::fuzz_harness::compile_policy(junk.as_bytes());
+    }
+}
+
+#[test]
+fn shared_lookups_give_the_same_answer_in_every_rule() {
+    // `sender in l` occurs in four rules (memoized once per request), negated
+    // in some; each request must see its own result.
+    let policy = compile(
+        "list l { @example.org }\n\
+         rule a { if not (sender in l) and size > 99999 then REJECT \"5.7.1 a\" }\n\
+         rule b { if sender in l and size > 99999 then REJECT \"5.7.1 b\" }\n\
+         rule c { unless sender in l then DEFER \"4.7.1 c\" }\n\
+         rule d { if sender in l then REJECT \"5.7.1 d\" }",
+    )
+    .policy;
+    let rows: &[(Pairs<'_>, &str)] = &[
+        (&[], "d"),
+        (&[("sender", "x@example.net")], "c"),
+        (&[("size", "100000")], "b"),
+        (&[("size", "100000"), ("sender", "x@example.net")], "a"),
+        (&[("sender", "y@EXAMPLE.org")], "d"),
+    ];
+    let mut scratch = Scratch::new();
+    for _ in 0..2 {
+        for (pairs, rule) in rows {
+            let bytes = frame(pairs);
+            let request = Request::parse(&bytes).expect("parses");
+            assert_eq!(
+                policy.decide(&request, NOW, &mut scratch).rule,
+                *rule,
+                "{pairs:?}"
+            );
+        }
     }
 }

@@ -167,9 +167,9 @@ pub(crate) enum TestKind {
 /// A condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cond {
-    Or(Vec<Cond>, Span),
-    And(Vec<Cond>, Span),
-    Not(Box<Cond>, Span),
+    Or(Vec<Self>, Span),
+    And(Vec<Self>, Span),
+    Not(Box<Self>, Span),
     Test(TestKind, Span),
 }
 

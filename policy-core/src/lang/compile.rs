@@ -12,7 +12,7 @@ use super::diag::{CompileErrors, Diagnostic, Severity};
 use super::parse::{parse_policy, MAX_POLICY_BYTES};
 use super::program::{
     Field, FieldType, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp,
-    Verdict, FALSE, RCPT_BIT, STATE_NAMES, TRUE,
+    Verdict, FALSE, MEMO_SLOTS, NO_MEMO, RCPT_BIT, STATE_NAMES, TRUE,
 };
 use super::{Compiled, SourceLoader};
 use crate::action::Action;
@@ -182,6 +182,32 @@ impl Compiler<'_> {
         }
         self.unused();
         self.unreachable(items);
+        self.assign_memo_slots();
+    }
+
+    /// Give a memo slot to each expensive test that occurs more than once
+    /// (a list used by several rules), the most frequent first, up to
+    /// [`MEMO_SLOTS`].
+    fn assign_memo_slots(&mut self) {
+        let mut counts: HashMap<Test, usize> = HashMap::new();
+        for node in &self.program.nodes {
+            if node.test.is_expensive() {
+                *counts.entry(node.test).or_default() += 1;
+            }
+        }
+        let mut shared: Vec<(Test, usize)> = counts.into_iter().filter(|&(_, n)| n > 1).collect();
+        shared.sort_by(|a, b| b.1.cmp(&a.1));
+        let slots: HashMap<Test, u8> = shared
+            .into_iter()
+            .take(MEMO_SLOTS)
+            .enumerate()
+            .map(|(slot, (test, _))| (test, u8::try_from(slot).unwrap_or(NO_MEMO)))
+            .collect();
+        for node in &mut self.program.nodes {
+            if let Some(&slot) = slots.get(&node.test) {
+                node.memo = slot;
+            }
+        }
     }
 
     // ----- lists and maps -------------------------------------------------
@@ -550,6 +576,7 @@ impl Compiler<'_> {
                         test,
                         on_true,
                         on_false,
+                        memo: NO_MEMO,
                     });
                     self.program.node_source.push(NodeSource {
                         text: span.text(self.src).into(),

@@ -5,8 +5,8 @@
 use std::fmt;
 
 use super::program::{
-    state_bit, Field, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp, FALSE, SENDER_KNOWN,
-    TRUE,
+    state_bit, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp, FALSE,
+    MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
 use crate::request::Request;
@@ -146,11 +146,16 @@ impl Program {
         buffers.hits.clear();
         buffers.hit_wire.clear();
         let state = state_bit(request.protocol_state);
+        let mut memo = Memo::default();
         for (index, rule) in self.rules.iter().enumerate() {
             if rule.states != 0 && rule.states & state == 0 {
                 continue;
             }
-            if !rule.clauses.iter().all(|&entry| self.holds(entry, request)) {
+            if !rule
+                .clauses
+                .iter()
+                .all(|&entry| self.holds(entry, request, &mut memo))
+            {
                 continue;
             }
             if rule.dry_run {
@@ -190,9 +195,10 @@ impl Program {
         }
     }
 
-    /// Whether the condition starting at node `entry` holds.
+    /// Whether the condition starting at node `entry` holds. Memoized tests
+    /// read and fill `memo`.
     #[inline]
-    pub(crate) fn holds(&self, entry: u32, request: &Request<'_>) -> bool {
+    pub(crate) fn holds(&self, entry: u32, request: &Request<'_>, memo: &mut Memo) -> bool {
         let mut pc = entry;
         // Targets only point backwards, so this ends within `nodes.len()`
         // steps; the bound makes that true even for a malformed program.
@@ -205,11 +211,22 @@ impl Program {
             let Some(node) = self.nodes.get(pc as usize) else {
                 return false;
             };
-            pc = if self.test(&node.test, request) {
-                node.on_true
+            let result = if (node.memo as usize) < MEMO_SLOTS {
+                let bit = 1u64 << node.memo;
+                if memo.known & bit != 0 {
+                    memo.value & bit != 0
+                } else {
+                    let result = self.test(&node.test, request);
+                    memo.known |= bit;
+                    if result {
+                        memo.value |= bit;
+                    }
+                    result
+                }
             } else {
-                node.on_false
+                self.test(&node.test, request)
             };
+            pc = if result { node.on_true } else { node.on_false };
         }
         false
     }
@@ -386,7 +403,9 @@ mod tests {
 
     #[test]
     fn text_ops_table() {
-        let rows: &[(&[u8], TextOp, &[u8], bool, bool)] = &[
+        // (value, op, needle, no_case, expected)
+        type Row<'a> = (&'a [u8], TextOp, &'a [u8], bool, bool);
+        let rows: &[Row<'_>] = &[
             (
                 b"Joe@Example.COM",
                 TextOp::Equals,

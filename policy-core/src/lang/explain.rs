@@ -83,7 +83,7 @@ pub struct TestResult {
 pub(crate) fn explain(program: &Program, request: &Request<'_>) -> Explanation {
     let mut buffers = Buffers::default();
     let outcome = program.decide(request, &mut buffers);
-    let deciding = outcome.rule.map(|r| std::ptr::from_ref(r));
+    let deciding = outcome.rule.map(std::ptr::from_ref);
     let state = super::program::state_bit(request.protocol_state);
     let mut decided = false;
     let mut rules = Vec::with_capacity(program.rules.len());
@@ -101,7 +101,7 @@ pub(crate) fn explain(program: &Program, request: &Request<'_>) -> Explanation {
                 .zip(rule.source.clause_nodes.iter())
                 .zip(rule.source.clauses.iter())
             {
-                let holds = program.holds(entry, request);
+                let holds = program.holds(entry, request, &mut super::program::Memo::default());
                 all &= holds;
                 let mut tests: Vec<(u32, TestResult)> = (first..end)
                     .filter_map(|i| {

@@ -12,7 +12,7 @@ use crate::template::ActionTemplate;
 /// A field a condition can test: every request attribute (in the order of
 /// [`KNOWN_ATTRIBUTES`](crate::KNOWN_ATTRIBUTES), so the discriminant is the
 /// attribute's index) and the derived parts of the sender and recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Field {
     Request,
     ProtocolState,
@@ -263,7 +263,7 @@ impl Field {
 /// Stack space to write a number or an IP address as text, without allocating.
 #[derive(Debug)]
 pub(crate) struct TextBuf {
-    bytes: [u8; TextBuf::CAPACITY],
+    bytes: [u8; Self::CAPACITY],
 }
 
 impl TextBuf {
@@ -300,7 +300,7 @@ impl TextBuf {
 }
 
 /// A test without a field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Predicate {
     /// A SASL login is present.
     Authenticated,
@@ -337,7 +337,7 @@ impl Predicate {
 }
 
 /// A numeric comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum NumOp {
     Eq,
     Ne,
@@ -348,7 +348,7 @@ pub(crate) enum NumOp {
 }
 
 /// A string operation against a constant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum TextOp {
     Equals,
     StartsWith,
@@ -357,7 +357,7 @@ pub(crate) enum TextOp {
 }
 
 /// One compiled test. Indices point into the [`Program`]'s vectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Test {
     /// An address field in a list (address, domain, string, glob, regex entries).
     AddressInList { field: Field, list: u32 },
@@ -394,6 +394,21 @@ pub(crate) enum Test {
 }
 
 impl Test {
+    /// Whether the test costs enough (a list lookup, a regex, a map) to be
+    /// worth memoizing when it occurs in several rules.
+    pub(crate) fn is_expensive(&self) -> bool {
+        matches!(
+            self,
+            Self::AddressInList { .. }
+                | Self::DomainInList { .. }
+                | Self::TextInList { .. }
+                | Self::IpInList { .. }
+                | Self::Regex { .. }
+                | Self::UnauthenticatedLocalSender { .. }
+                | Self::SenderLoginMismatch { .. }
+        )
+    }
+
     /// Whether the test reads a recipient field.
     pub(crate) fn is_recipient_level(&self) -> bool {
         match *self {
@@ -422,6 +437,25 @@ pub(crate) struct Node {
     pub(crate) test: Test,
     pub(crate) on_true: u32,
     pub(crate) on_false: u32,
+    /// The memo slot of an expensive test that occurs more than once in the
+    /// policy (a list lookup shared by many rules), so that one request looks
+    /// it up once; [`NO_MEMO`] otherwise.
+    pub(crate) memo: u8,
+}
+
+/// [`Node::memo`] of a test that is not memoized.
+pub(crate) const NO_MEMO: u8 = u8::MAX;
+
+/// How many distinct tests one request memoizes: the bits of a `u64`, so the
+/// memo lives in two registers and costs nothing to clear.
+pub(crate) const MEMO_SLOTS: usize = 64;
+
+/// Results of memoized tests for one request: bit `slot` of `known` says the
+/// test ran, the same bit of `value` holds its result.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Memo {
+    pub(crate) known: u64,
+    pub(crate) value: u64,
 }
 
 /// The bit of protocol state `state` in a rule's state mask; unknown states
