@@ -3,7 +3,10 @@
 # fuzz/seeds/ and the golden request vectors of policy-core
 # (policy-core/tests/vectors/*/*.req, valid and malformed alike: a malformed
 # request is a good starting point for the framer and the parser; and the
-# inputs of policy-core/tests/vectors/actions/*.txt, one action a file).
+# inputs of policy-core/tests/vectors/actions/*.txt, one action a file); for
+# the policy compiler, the golden scenario policies
+# (policy-core/tests/scenarios/*/policy.conf) and the ```policy examples of
+# docs/policy-language.md, one policy a file.
 # The corpora are generated, not committed (.gitignore); running this again
 # adds the seeds back without removing what the fuzzer found.
 set -euo pipefail
@@ -41,6 +44,17 @@ for list in "$root"/policy-core/tests/vectors/actions/*.txt; do
     done <"$list"
 done
 
-for target in "${request_targets[@]}" action; do
+mkdir -p "$corpus/compile"
+for policy in "$root"/policy-core/tests/scenarios/*/policy.conf; do
+    cp "$policy" "$corpus/compile/scenario-$(basename "$(dirname "$policy")")"
+done
+# Each ```policy fenced block of the language reference, one file each.
+awk -v dir="$corpus/compile" '
+    /^```policy[[:space:]]*$/ { n++; out = sprintf("%s/docs-example-%02d", dir, n); inside = 1; next }
+    /^```/ && inside { inside = 0; close(out); next }
+    inside { print > out }
+' "$root/docs/policy-language.md"
+
+for target in "${request_targets[@]}" action compile; do
     echo "seed corpus $target: $(find "$corpus/$target" -type f | wc -l) files"
 done
