@@ -67,6 +67,20 @@
 //!   matched in a single pass; cost grows with the patterns, so prefer
 //!   domain entries (`.example.com`) to globs (`*.example.com`) for long lists.
 //!
+//! Measured (`cargo bench -p policyd-benches --bench lists`, medians, release
+//! build on a shared 2-core x86-64 VM; bytes from [`List::heap_bytes`]):
+//!
+//! | list | heap bytes per entry | lookup |
+//! |---|---|---|
+//! | 10,000 CIDRs (80 % IPv4 /16–/32, 20 % IPv6 /32–/64) | 12.7 | 13 ns IPv4 hit or miss, 16 ns IPv6 |
+//! | 10,000 domains (about 14 bytes each, half `.domain`) | 44.1 | 23 ns exact hit, 29 ns subdomain hit (4 labels), 42 ns miss (5 labels), 20 ns sender address by its domain |
+//! | 20 globs and regexes | (compiled set, not counted) | 57 ns hit, 30 ns miss on a host name |
+//!
+//! Building from the text of a 100,000-line list file, parsing included:
+//! 23 ms for domains (41.5 bytes per entry), 23 ms for CIDRs (11.9 bytes per
+//! entry), 27 ms for domains and CIDRs mixed and classified by shape (26.9
+//! bytes per entry): about a quarter of a microsecond per entry.
+//!
 //! # CIDR lookups
 //!
 //! An IPv6 entry inside `::ffff:0:0/96` is stored as the IPv4 network it maps.
@@ -748,6 +762,8 @@ impl List {
     /// `user@domain` entry for it, a `user@` entry for its local part, an
     /// `@domain` / `@.domain` entry or a domain entry for its domain, a glob
     /// or regex on the whole address as sent, or `<>` for the null sender.
+    /// An address without `@` is all local part (`postmaster` matches
+    /// `postmaster@`).
     pub fn contains_address(&self, address: &Address<'_>) -> bool {
         if address.is_null() {
             return self.addresses.flags(b"").is_some() || self.patterns_match(b"");
@@ -755,24 +771,19 @@ impl List {
         let domain_part = domain::strip_trailing_dot(address.domain);
         let mut buf = [0u8; MAX_ADDRESS_BYTES];
         let local_len = address.local.len();
-        if !self.addresses.is_empty() && local_len < buf.len() {
-            // `local@` then, when it fits, `local@domain`, lower-cased once.
-            if let Some(lower) = domain::lower_into(address.local, &mut buf) {
-                let _ = lower;
-                buf[local_len] = b'@';
+        // `local@`, then `local@domain`, lower-cased once into `buf`.
+        if !self.addresses.is_empty() && domain::lower_into(address.local, &mut buf).is_some() {
+            if let Some(at) = buf.get_mut(local_len) {
+                *at = b'@';
                 if self.addresses.flags(&buf[..=local_len]).is_some() {
                     return true;
                 }
-                if !domain_part.is_empty() {
-                    let end = local_len + 1 + domain_part.len();
-                    if let Some(rest) = buf.get_mut(local_len + 1..end) {
-                        for (o, b) in rest.iter_mut().zip(domain_part) {
-                            *o = b.to_ascii_lowercase();
-                        }
-                        if self.addresses.flags(&buf[..end]).is_some() {
-                            return true;
-                        }
-                    }
+                let end = local_len + 1 + domain_part.len();
+                if !domain_part.is_empty()
+                    && domain::lower_into(domain_part, &mut buf[local_len + 1..]).is_some()
+                    && self.addresses.flags(&buf[..end]).is_some()
+                {
+                    return true;
                 }
             }
         }
