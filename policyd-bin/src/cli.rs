@@ -1,14 +1,17 @@
 //! The command line, parsed by hand.
 //!
-//! The daemon has a dozen flags and no sub-commands, so a hand-written parser is
-//! shorter than the glue a parser crate needs, adds no dependency, and keeps every
+//! `policyd [serve] [OPTIONS]` runs the daemon; `policyd check FILE...`,
+//! `policyd test [--config FILE] [REQUESTS...]` and `policyd default-policy`
+//! are one-shot tools for the policy file. A hand-written parser is shorter
+//! than the glue a parser crate needs, adds no dependency, and keeps every
 //! error message in one place. Both `--flag VALUE` and `--flag=VALUE` are
 //! accepted. Every error is a [`CliError`], printed as one line, exit code
 //! [`EX_USAGE`].
 //!
 //! Addresses given to `--listen` are only classified here (TCP or UNIX socket);
 //! they are resolved and bound in [`crate::listen`], and a bad one is a bind
-//! error (exit code [`EX_OSERR`]), like a port in use.
+//! error (exit code [`EX_OSERR`]), like a port in use. Policy files are only
+//! named here; they are read and compiled in [`crate::policy_file`].
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -23,6 +26,11 @@ use crate::log::Level;
 
 /// Exit code for a bad command line (BSD `sysexits.h` `EX_USAGE`).
 pub(crate) const EX_USAGE: u8 = 64;
+
+/// Exit code when the policy cannot be used: the `--config` file cannot be
+/// read, or it does not compile (`sysexits.h` `EX_CONFIG`). Also the exit code
+/// of `policyd test` when its policy does not compile.
+pub(crate) const EX_CONFIG: u8 = 78;
 
 /// Exit code for a failure of the operating system at start-up: a listener
 /// that cannot be bound (port in use, bad address, permission denied), a
@@ -109,13 +117,25 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PolicySource {
+    /// The embedded default policy ([`crate::policy_file::DEFAULT_POLICY`]):
+    /// neither `--config` nor `--action` given.
+    Default,
+    /// A policy file (`--config FILE`), reloaded on SIGHUP.
+    File(PathBuf),
+    /// `--action ACTION`: one action for every request, a shortcut policy.
+    Action(Action),
+}
+
 /// A complete daemon configuration, every field validated.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// Listeners to bind, at least one.
     pub(crate) listen: Vec<ListenAddr>,
-    /// The action every request is answered with (until policy files exist).
-    pub(crate) action: Action,
+    /// The policy to serve.
+    pub(crate) policy: PolicySource,
     /// Most connections served at once; more are refused.
     pub(crate) max_connections: usize,
     /// An idle connection (no partial request) is closed after this long.
@@ -132,7 +152,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: vec![ListenAddr::Tcp(DEFAULT_LISTEN.to_owned())],
-            action: Action::Dunno,
+            policy: PolicySource::Default,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
@@ -142,15 +162,62 @@ impl Default for Config {
     }
 }
 
+/// `policyd check FILE...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckArgs {
+    /// The policy files to compile, at least one.
+    pub(crate) files: Vec<PathBuf>,
+    /// `--deny-warnings`: a file with warnings fails the check.
+    pub(crate) deny_warnings: bool,
+}
+
+/// `policyd test [--config FILE] [--explain] [--now SECS] [REQUESTS...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TestArgs {
+    /// The policy to test: a file, or the embedded default.
+    pub(crate) policy: PolicySource,
+    /// `--explain`: print how every rule was evaluated.
+    pub(crate) explain: bool,
+    /// `--now SECS`: the time the requests are decided at, in Unix seconds
+    /// (default: the current time).
+    pub(crate) now: Option<u64>,
+    /// Request files; empty means standard input, and `-` names it too.
+    pub(crate) inputs: Vec<PathBuf>,
+}
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Run the daemon.
-    Run(Box<Config>),
+    Serve(Box<Config>),
+    /// Compile policy files and report.
+    Check(CheckArgs),
+    /// Decide requests from files with a policy and print the outcome.
+    Test(TestArgs),
+    /// Print the embedded default policy and exit 0.
+    PrintDefaultPolicy,
     /// Print [`help`] and exit 0.
     Help,
     /// Print [`version`] and exit 0.
     Version,
+}
+
+/// The sub-commands, by the word that names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Serve,
+    Check,
+    Test,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Serve => "serve",
+            Self::Check => "check",
+            Self::Test => "test",
+        }
+    }
 }
 
 /// Why the command line was refused. Printed as `policyd: error: {self}`.
@@ -158,14 +225,29 @@ pub(crate) enum Command {
 pub(crate) enum CliError {
     /// An option this version does not know.
     UnknownOption(String),
-    /// A bare word; the daemon takes no positional arguments.
+    /// An option that exists, but not for this sub-command.
+    OptionNotFor {
+        /// The option, e.g. `--listen`.
+        option: &'static str,
+        /// The sub-command, e.g. `check`.
+        command: &'static str,
+    },
+    /// A bare word where none is expected (`policyd serve` takes none).
     UnexpectedArgument(String),
+    /// A first word that is not a sub-command.
+    UnknownCommand(String),
+    /// A sub-command without its required argument.
+    MissingArgument(&'static str),
     /// An option that needs a value came last.
     MissingValue(&'static str),
     /// A flag that takes no value was given one (`--help=x`).
     UnexpectedValue(&'static str),
     /// A value that must be UTF-8 text was not.
     NotUtf8(&'static str),
+    /// Two options that exclude each other were both given.
+    Conflict(&'static str, &'static str),
+    /// An option given twice where only one makes sense.
+    Repeated(&'static str),
     /// A value out of range or of the wrong shape.
     BadValue {
         /// The option, e.g. `--max-connections`.
@@ -190,12 +272,22 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownOption(opt) => write!(f, "unknown option {opt:?}"),
+            Self::OptionNotFor { option, command } => {
+                write!(f, "option {option} does not apply to `policyd {command}`")
+            }
             Self::UnexpectedArgument(arg) => {
                 write!(f, "unexpected argument {arg:?} (options start with --)")
             }
+            Self::UnknownCommand(word) => write!(
+                f,
+                "unknown command {word:?}: expected serve, check, test, default-policy or help"
+            ),
+            Self::MissingArgument(what) => write!(f, "expected {what}"),
             Self::MissingValue(opt) => write!(f, "option {opt} needs a value"),
             Self::UnexpectedValue(opt) => write!(f, "option {opt} takes no value"),
             Self::NotUtf8(opt) => write!(f, "the value of {opt} is not valid UTF-8"),
+            Self::Conflict(a, b) => write!(f, "{a} and {b} exclude each other: give one"),
+            Self::Repeated(opt) => write!(f, "option {opt} given twice: expected once"),
             Self::BadValue {
                 option,
                 value,
@@ -214,8 +306,9 @@ pub(crate) fn version() -> String {
     format!("policyd {}\n", env!("CARGO_PKG_VERSION"))
 }
 
-/// The `--help` text: what the daemon does, every option with its default and
-/// reason, the Postfix configuration to use it, signals, logs and exit codes.
+/// The `--help` text: what the daemon does, the sub-commands, every option
+/// with its default and reason, the Postfix configuration to use it, signals,
+/// logs and exit codes.
 pub(crate) fn help() -> String {
     let limits = Limits::default();
     format!(
@@ -223,13 +316,53 @@ pub(crate) fn help() -> String {
 policyd {version}: a Postfix SMTP access policy daemon.
 
 Postfix's smtpd asks it about each SMTP command (usually each RCPT TO) over the
-policy delegation protocol; policyd answers with one access(5) action. Until
-policy files exist, it answers every request with the --action you configure.
+policy delegation protocol; policyd decides with the rules of a policy file and
+answers one access(5) action.
 
 USAGE:
-    policyd [OPTIONS]
+    policyd [serve] [--config FILE | --action ACTION] [OPTIONS]
+    policyd check [--deny-warnings] FILE...
+    policyd test [--config FILE] [--explain] [--now SECS] [REQUESTS...]
+    policyd default-policy        (also: policyd --print-default-policy)
 
-OPTIONS:
+COMMANDS:
+    serve           Run the daemon (the default when no command is given).
+    check FILE...   Compile each policy file; print every error and warning
+                    (file:line:column, the line and a caret) and a summary.
+                    Exit 0 when every file compiles (warnings allowed), 1 when
+                    one does not, or has warnings under --deny-warnings.
+    test            Decide requests with a policy and print, for each, the
+                    action (templates expanded), the deciding rule and the
+                    dry-run rules that applied. REQUESTS are files of requests
+                    in Postfix's own format (name=value lines, a blank line
+                    after each request; CRLF tolerated; lines starting with #
+                    are comments; request=smtpd_access_policy may be left
+                    out); none or - reads standard input. A request that does
+                    not parse is reported with its file and line, and the next
+                    one is decided. Exit 0 when every request parsed, 1 when
+                    one did not or a file could not be read, {config} when the
+                    policy does not compile.
+    default-policy  Print the embedded default policy (used when neither
+                    --config nor --action is given) and exit.
+
+POLICY OPTIONS (serve, test):
+    --config FILE           The policy file. List and login-map files it names
+                            are read relative to its directory. On SIGHUP the
+                            daemon reads and compiles it again; the new policy
+                            replaces the old one only if it compiles.
+                            [default: the embedded default policy, which
+                            answers DUNNO to everything; see default-policy]
+    --action ACTION         serve only: answer every request with this access(5)
+                            action instead of a policy file, e.g. DUNNO,
+                            \"REJECT 5.7.1 Go away\", \"450 4.7.1 Greylisted\".
+                            Checked at start. Excludes --config.
+    --explain               test only: also print, for each request, every
+                            rule's conditions and their results.
+    --now SECS              test only: decide at this time (Unix seconds)
+                            instead of now, for reproducible output.
+    --deny-warnings         check only: a warning fails the check (exit 1).
+
+SERVE OPTIONS:
     --listen ADDR           Where to listen; repeat for several listeners.
                             host:port for TCP (IPv6 as [::1]:10031; port 0 picks
                             a free port), or a path containing '/' for a UNIX
@@ -238,10 +371,6 @@ OPTIONS:
                             umask). Note: on Linux [::]:PORT also accepts IPv4
                             unless net.ipv6.bindv6only=1.
                             [default: {listen}]
-    --action ACTION         The access(5) action for every request, e.g. DUNNO,
-                            OK, \"REJECT 5.7.1 Go away\", \"DEFER 4.7.1 Try later\",
-                            \"450 4.7.1 Greylisted\". Checked at start.
-                            [default: DUNNO]
     --max-connections N     Most connections served at once; one more is logged
                             and closed at once. Each Postfix smtpd process holds
                             one connection. [default: {max_conn}]
@@ -255,8 +384,8 @@ OPTIONS:
     --max-line-bytes N      Longest name=value line, in bytes. [default: {line_bytes}]
     --max-attributes N      Most name=value lines in one request. [default: {attrs}]
     --log-level LEVEL       error, warn, info or debug. One line per decision is
-                            logged at info; start, listening, signal and stop
-                            lines are logged at any level. [default: info]
+                            logged at info; start, listening, reload, signal and
+                            stop lines are logged at any level. [default: info]
     -h, --help              Print this help and exit.
     -V, --version           Print the version and exit.
 
@@ -277,8 +406,12 @@ POSTFIX (main.cf), Postfix 3.0 or later:
 LOGS (stderr: run under systemd for the journal, or redirect to a file or
 logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: info: listening on 127.0.0.1:10031
-    policyd[PID]: info: decision rule=default action=DUNNO client=192.0.2.1 ...
+    policyd[PID]: info: decision rule=block-senders action=\"REJECT 5.7.1 ...\" client=192.0.2.1 ...
+    policyd[PID]: info: dry-run rule=big would=\"DEFER 4.5.3 ...\" decided_by=default ...
+    policyd[PID]: info: reloaded policy /etc/policyd/policy.conf rules=12 warnings=0
     policyd[PID]: warning: closing connection peer=127.0.0.1:5555 reason=\"...\"
+    A rule marked dry-run that applies logs one dry-run line (the action it
+    would have given) before the decision line, and changes nothing.
     A protocol fault (oversize request or line, NUL byte, malformed line, bad
     attribute value, stalled request) closes that connection without a reply;
     Postfix retries once, then applies its default_action.
@@ -286,13 +419,20 @@ logger(1); one line each, key=value, client bytes escaped):
 SIGNALS:
     SIGTERM, SIGINT  Stop accepting, answer requests in flight, close idle
                      connections, exit 0. A second signal exits at once.
-    SIGHUP           Logged and ignored (nothing to reload yet).
+    SIGHUP           Reload the --config file and the list files it names. If
+                     the new policy compiles, it replaces the old one for every
+                     later request (connections stay open); if not, every error
+                     is logged and the old policy stays. Ignored (logged) with
+                     --action or the embedded default policy.
 
 EXIT CODES:
-    0   clean stop
+    0   clean stop; check: every file compiles; test: every request parsed
+    1   check: a file does not compile; test: a request did not parse
     {usage}  bad command line or --action
     {oserr}  cannot listen (address in use, bad address, permission denied) or
         other operating system failure at start
+    {config}  the policy cannot be read or does not compile (serve, test); every
+        error is printed with its file, line and column
 ",
         version = env!("CARGO_PKG_VERSION"),
         listen = DEFAULT_LISTEN,
@@ -304,7 +444,24 @@ EXIT CODES:
         attrs = limits.max_attributes,
         usage = EX_USAGE,
         oserr = EX_OSERR,
+        config = EX_CONFIG,
     )
+}
+
+/// Everything the command line may say, before it is checked against the
+/// sub-command.
+#[derive(Debug, Default)]
+struct Parsed {
+    config: Config,
+    listen: Vec<ListenAddr>,
+    config_file: Option<PathBuf>,
+    action: Option<Action>,
+    /// Options given, by identity, in order (for per-command checks).
+    seen: Vec<&'static OptSpec>,
+    positional: Vec<OsString>,
+    explain: bool,
+    now: Option<u64>,
+    deny_warnings: bool,
 }
 
 /// Parse the arguments after the program name.
@@ -312,9 +469,29 @@ pub(crate) fn parse<I>(args: I) -> Result<Command, CliError>
 where
     I: IntoIterator<Item = OsString>,
 {
-    let mut config = Config::default();
-    let mut listen = Vec::new();
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    // The first word, if it is not an option, names the sub-command.
+    let cmd = match args.peek().map(|a| a.as_bytes().to_vec()) {
+        Some(word) if !word.starts_with(b"-") => {
+            args.next();
+            match &word[..] {
+                b"serve" => Cmd::Serve,
+                b"check" => Cmd::Check,
+                b"test" => Cmd::Test,
+                b"default-policy" => return no_more(args, Command::PrintDefaultPolicy),
+                b"help" => return Ok(Command::Help),
+                b"version" => return Ok(Command::Version),
+                _ => {
+                    return Err(CliError::UnknownCommand(
+                        String::from_utf8_lossy(&word).into_owned(),
+                    ))
+                }
+            }
+        }
+        _ => Cmd::Serve,
+    };
+
+    let mut p = Parsed::default();
     while let Some(arg) = args.next() {
         // Split `--name=value`; only long options take the `=` form.
         let bytes = arg.as_bytes();
@@ -328,52 +505,89 @@ where
         let name_str = name.to_string_lossy();
         let option = match OPTIONS.iter().find(|o| o.names.contains(&&*name_str)) {
             Some(option) => option,
+            // `-` alone is a file name (standard input) for `test`.
             None if name_str.starts_with('-') && name_str.len() > 1 => {
                 return Err(CliError::UnknownOption(name_str.into_owned()));
             }
-            None => return Err(CliError::UnexpectedArgument(name_str.into_owned())),
+            None => {
+                p.positional.push(arg);
+                continue;
+            }
         };
+        let canonical = option.names[0];
+        if !option.commands.contains(&cmd) {
+            return Err(CliError::OptionNotFor {
+                option: canonical,
+                command: cmd.name(),
+            });
+        }
         let value = if option.takes_value {
             match inline {
                 Some(value) => value,
-                None => args.next().ok_or(CliError::MissingValue(option.names[0]))?,
+                None => args.next().ok_or(CliError::MissingValue(canonical))?,
             }
         } else {
             if inline.is_some() {
-                return Err(CliError::UnexpectedValue(option.names[0]));
+                return Err(CliError::UnexpectedValue(canonical));
             }
             OsString::new()
         };
+        if option.once && p.seen.iter().any(|o| o.id == option.id) {
+            return Err(CliError::Repeated(canonical));
+        }
+        p.seen.push(option);
         match option.id {
             Opt::Help => return Ok(Command::Help),
             Opt::Version => return Ok(Command::Version),
-            Opt::Listen => listen.push(ListenAddr::from_arg(&value)?),
+            Opt::PrintDefaultPolicy => return Ok(Command::PrintDefaultPolicy),
+            Opt::Listen => p.listen.push(ListenAddr::from_arg(&value)?),
+            Opt::Config => {
+                if value.is_empty() {
+                    return Err(CliError::BadValue {
+                        option: canonical,
+                        value: String::new(),
+                        expected: "a file name",
+                    });
+                }
+                p.config_file = Some(PathBuf::from(value));
+            }
             Opt::Action => {
-                let text = utf8(option.names[0], &value)?;
-                config.action = Action::parse(text).map_err(|error| CliError::BadAction {
+                let text = utf8(canonical, &value)?;
+                p.action = Some(Action::parse(text).map_err(|error| CliError::BadAction {
                     value: text.to_owned(),
                     error,
-                })?;
+                })?);
             }
+            Opt::Explain => p.explain = true,
+            Opt::Now => {
+                p.now = Some(number(
+                    canonical,
+                    &value,
+                    0,
+                    MAX_NOW_SECS,
+                    "Unix seconds from 0 to 253402300799 (year 9999)",
+                )? as u64);
+            }
+            Opt::DenyWarnings => p.deny_warnings = true,
             Opt::MaxConnections => {
-                config.max_connections = number(
-                    option.names[0],
+                p.config.max_connections = number(
+                    canonical,
                     &value,
                     1,
                     MAX_MAX_CONNECTIONS,
                     "a whole number from 1 to 100000",
                 )?;
             }
-            Opt::IdleTimeout => config.idle_timeout = seconds(option.names[0], &value)?,
-            Opt::RequestTimeout => config.request_timeout = seconds(option.names[0], &value)?,
+            Opt::IdleTimeout => p.config.idle_timeout = seconds(canonical, &value)?,
+            Opt::RequestTimeout => p.config.request_timeout = seconds(canonical, &value)?,
             Opt::MaxRequestBytes => {
-                config.limits.max_request_bytes = limit(option.names[0], &value)?;
+                p.config.limits.max_request_bytes = limit(canonical, &value)?;
             }
-            Opt::MaxLineBytes => config.limits.max_line_bytes = limit(option.names[0], &value)?,
-            Opt::MaxAttributes => config.limits.max_attributes = limit(option.names[0], &value)?,
+            Opt::MaxLineBytes => p.config.limits.max_line_bytes = limit(canonical, &value)?,
+            Opt::MaxAttributes => p.config.limits.max_attributes = limit(canonical, &value)?,
             Opt::LogLevel => {
-                let text = utf8(option.names[0], &value)?;
-                config.log_level = Level::from_name(text).ok_or_else(|| CliError::BadValue {
+                let text = utf8(canonical, &value)?;
+                p.config.log_level = Level::from_name(text).ok_or_else(|| CliError::BadValue {
                     option: "--log-level",
                     value: text.to_owned(),
                     expected: "one of error, warn, info, debug",
@@ -381,24 +595,89 @@ where
             }
         }
     }
+
+    match cmd {
+        Cmd::Serve => serve_command(p),
+        Cmd::Check => {
+            if p.positional.is_empty() {
+                return Err(CliError::MissingArgument(
+                    "a policy FILE to check: policyd check FILE...",
+                ));
+            }
+            Ok(Command::Check(CheckArgs {
+                files: p.positional.into_iter().map(PathBuf::from).collect(),
+                deny_warnings: p.deny_warnings,
+            }))
+        }
+        Cmd::Test => Ok(Command::Test(TestArgs {
+            policy: p
+                .config_file
+                .map_or(PolicySource::Default, PolicySource::File),
+            explain: p.explain,
+            now: p.now,
+            inputs: p.positional.into_iter().map(PathBuf::from).collect(),
+        })),
+    }
+}
+
+/// Finish `policyd [serve]`: positional words are errors, `--config` and
+/// `--action` exclude each other, the limits must agree.
+fn serve_command(p: Parsed) -> Result<Command, CliError> {
+    let mut config = p.config;
+    if let Some(arg) = p.positional.into_iter().next() {
+        return Err(CliError::UnexpectedArgument(
+            arg.to_string_lossy().into_owned(),
+        ));
+    }
+    config.policy = match (p.config_file, p.action) {
+        (Some(_), Some(_)) => return Err(CliError::Conflict("--config", "--action")),
+        (Some(file), None) => PolicySource::File(file),
+        (None, Some(action)) => PolicySource::Action(action),
+        (None, None) => PolicySource::Default,
+    };
     if config.limits.max_line_bytes > config.limits.max_request_bytes {
         return Err(CliError::BadLimits(
             "--max-line-bytes must not exceed --max-request-bytes",
         ));
     }
-    if !listen.is_empty() {
-        config.listen = listen;
+    if !p.listen.is_empty() {
+        config.listen = p.listen;
     }
-    Ok(Command::Run(Box::new(config)))
+    Ok(Command::Serve(Box::new(config)))
 }
+
+/// `command` if nothing follows it, else an error about what follows.
+fn no_more<I>(mut args: I, command: Command) -> Result<Command, CliError>
+where
+    I: Iterator<Item = OsString>,
+{
+    match args.next() {
+        None => Ok(command),
+        Some(arg) => match arg.to_str() {
+            Some("-h" | "--help") => Ok(Command::Help),
+            _ => Err(CliError::UnexpectedArgument(
+                arg.to_string_lossy().into_owned(),
+            )),
+        },
+    }
+}
+
+/// Largest accepted `--now`: the last second of the year 9999, far beyond any
+/// real date and still far from overflow when turned into milliseconds.
+pub(crate) const MAX_NOW_SECS: usize = 253_402_300_799;
 
 /// The options, by identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opt {
     Help,
     Version,
+    PrintDefaultPolicy,
     Listen,
+    Config,
     Action,
+    Explain,
+    Now,
+    DenyWarnings,
     MaxConnections,
     IdleTimeout,
     RequestTimeout,
@@ -409,69 +688,72 @@ enum Opt {
 }
 
 /// One option: its spellings (the first is the canonical one, used in
-/// messages) and whether it takes a value.
+/// messages), whether it takes a value, whether it may be repeated, and the
+/// sub-commands it applies to.
+#[derive(Debug)]
 struct OptSpec {
     id: Opt,
     names: &'static [&'static str],
     takes_value: bool,
+    /// Given twice is an error (a second `--config` would silently win).
+    once: bool,
+    commands: &'static [Cmd],
+}
+
+const ALL: &[Cmd] = &[Cmd::Serve, Cmd::Check, Cmd::Test];
+const SERVE: &[Cmd] = &[Cmd::Serve];
+
+const fn spec(
+    id: Opt,
+    names: &'static [&'static str],
+    takes_value: bool,
+    commands: &'static [Cmd],
+) -> OptSpec {
+    OptSpec {
+        id,
+        names,
+        takes_value,
+        once: takes_value,
+        commands,
+    }
 }
 
 const OPTIONS: &[OptSpec] = &[
+    spec(Opt::Help, &["--help", "-h"], false, ALL),
+    spec(Opt::Version, &["--version", "-V"], false, ALL),
+    spec(
+        Opt::PrintDefaultPolicy,
+        &["--print-default-policy"],
+        false,
+        SERVE,
+    ),
     OptSpec {
-        id: Opt::Help,
-        names: &["--help", "-h"],
-        takes_value: false,
+        // Repeatable: one listener each.
+        once: false,
+        ..spec(Opt::Listen, &["--listen"], true, SERVE)
     },
-    OptSpec {
-        id: Opt::Version,
-        names: &["--version", "-V"],
-        takes_value: false,
-    },
-    OptSpec {
-        id: Opt::Listen,
-        names: &["--listen"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::Action,
-        names: &["--action"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::MaxConnections,
-        names: &["--max-connections"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::IdleTimeout,
-        names: &["--idle-timeout"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::RequestTimeout,
-        names: &["--request-timeout"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::MaxRequestBytes,
-        names: &["--max-request-bytes"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::MaxLineBytes,
-        names: &["--max-line-bytes"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::MaxAttributes,
-        names: &["--max-attributes"],
-        takes_value: true,
-    },
-    OptSpec {
-        id: Opt::LogLevel,
-        names: &["--log-level"],
-        takes_value: true,
-    },
+    spec(
+        Opt::Config,
+        &["--config", "-c"],
+        true,
+        &[Cmd::Serve, Cmd::Test],
+    ),
+    spec(Opt::Action, &["--action"], true, SERVE),
+    spec(Opt::Explain, &["--explain"], false, &[Cmd::Test]),
+    spec(Opt::Now, &["--now"], true, &[Cmd::Test]),
+    spec(
+        Opt::DenyWarnings,
+        &["--deny-warnings", "--strict"],
+        false,
+        &[Cmd::Check],
+    ),
+    spec(Opt::MaxConnections, &["--max-connections"], true, SERVE),
+    spec(Opt::IdleTimeout, &["--idle-timeout"], true, SERVE),
+    spec(Opt::RequestTimeout, &["--request-timeout"], true, SERVE),
+    spec(Opt::MaxRequestBytes, &["--max-request-bytes"], true, SERVE),
+    spec(Opt::MaxLineBytes, &["--max-line-bytes"], true, SERVE),
+    spec(Opt::MaxAttributes, &["--max-attributes"], true, SERVE),
+    spec(Opt::LogLevel, &["--log-level"], true, SERVE),
 ];
 
 fn utf8<'v>(option: &'static str, value: &'v OsStr) -> Result<&'v str, CliError> {
@@ -526,15 +808,19 @@ fn limit(option: &'static str, value: &OsStr) -> Result<usize, CliError> {
 mod tests {
     use super::*;
 
+    fn parse_strs(args: &[&str]) -> Result<Command, CliError> {
+        parse(args.iter().map(OsString::from))
+    }
+
     fn run(args: &[&str]) -> Result<Config, CliError> {
-        match parse(args.iter().map(OsString::from))? {
-            Command::Run(config) => Ok(*config),
-            other => panic!("expected Run, got {other:?}"),
+        match parse_strs(args)? {
+            Command::Serve(config) => Ok(*config),
+            other => panic!("expected Serve, got {other:?}"),
         }
     }
 
     fn err(args: &[&str]) -> CliError {
-        match parse(args.iter().map(OsString::from)) {
+        match parse_strs(args) {
             Err(e) => e,
             Ok(other) => panic!("expected an error for {args:?}, got {other:?}"),
         }
@@ -544,36 +830,161 @@ mod tests {
     fn defaults() {
         let config = run(&[]).unwrap();
         assert_eq!(config.listen, [ListenAddr::Tcp("127.0.0.1:10031".into())]);
-        assert_eq!(config.action, Action::Dunno);
+        assert_eq!(config.policy, PolicySource::Default);
         assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(config.idle_timeout, Duration::from_secs(1200));
         assert_eq!(config.request_timeout, Duration::from_secs(100));
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.log_level, Level::Info);
+        assert_eq!(run(&["serve"]).unwrap().policy, PolicySource::Default);
         const { assert!(DEFAULT_IDLE_TIMEOUT_SECS > POSTFIX_MAX_TTL_SECS) };
     }
 
     #[test]
     fn help_and_version() {
-        assert!(matches!(parse([OsString::from("-h")]), Ok(Command::Help)));
-        assert!(matches!(
-            parse([OsString::from("--help")]),
-            Ok(Command::Help)
-        ));
-        assert!(matches!(
-            parse([OsString::from("-V")]),
-            Ok(Command::Version)
-        ));
-        assert!(matches!(
-            parse(["--max-connections", "5", "--version"].map(OsString::from)),
-            Ok(Command::Version)
-        ));
+        for args in [&["-h"][..], &["--help"], &["help"], &["check", "--help"]] {
+            assert!(matches!(parse_strs(args), Ok(Command::Help)), "{args:?}");
+        }
+        for args in [
+            &["-V"][..],
+            &["version"],
+            &["--max-connections", "5", "--version"],
+        ] {
+            assert!(matches!(parse_strs(args), Ok(Command::Version)), "{args:?}");
+        }
         assert!(help().contains("--listen ADDR"));
         assert!(help().contains("check_policy_service"));
         assert_eq!(
             version(),
             format!("policyd {}\n", env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    #[test]
+    fn default_policy_command() {
+        for args in [&["default-policy"][..], &["--print-default-policy"]] {
+            assert!(
+                matches!(parse_strs(args), Ok(Command::PrintDefaultPolicy)),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            err(&["default-policy", "x"]),
+            CliError::UnexpectedArgument("x".into())
+        );
+    }
+
+    #[test]
+    fn policy_sources() {
+        assert_eq!(
+            run(&["--config", "/etc/policyd/policy.conf"])
+                .unwrap()
+                .policy,
+            PolicySource::File("/etc/policyd/policy.conf".into())
+        );
+        assert_eq!(
+            run(&["serve", "-c", "p.conf"]).unwrap().policy,
+            PolicySource::File("p.conf".into())
+        );
+        assert_eq!(
+            run(&["--action=REJECT 5.7.1 no"]).unwrap().policy,
+            PolicySource::Action(Action::parse("REJECT 5.7.1 no").unwrap())
+        );
+        assert_eq!(
+            err(&["--config", "a", "--action", "OK"]),
+            CliError::Conflict("--config", "--action")
+        );
+        assert_eq!(
+            err(&["--config", "a", "--config", "b"]),
+            CliError::Repeated("--config")
+        );
+        assert!(matches!(
+            err(&["--config="]),
+            CliError::BadValue {
+                option: "--config",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn check_command() {
+        match parse_strs(&["check", "a.conf", "--deny-warnings", "b.conf"]).unwrap() {
+            Command::Check(args) => assert_eq!(
+                args,
+                CheckArgs {
+                    files: vec!["a.conf".into(), "b.conf".into()],
+                    deny_warnings: true
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse_strs(&["check", "a.conf"]).unwrap() {
+            Command::Check(args) => assert!(!args.deny_warnings),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(err(&["check"]), CliError::MissingArgument(_)));
+        assert_eq!(
+            err(&["check", "--listen", "x:1", "a"]),
+            CliError::OptionNotFor {
+                option: "--listen",
+                command: "check"
+            }
+        );
+    }
+
+    #[test]
+    fn test_command() {
+        match parse_strs(&[
+            "test",
+            "--config",
+            "p.conf",
+            "--explain",
+            "r1",
+            "-",
+            "--now=1700000000",
+        ])
+        .unwrap()
+        {
+            Command::Test(args) => assert_eq!(
+                args,
+                TestArgs {
+                    policy: PolicySource::File("p.conf".into()),
+                    explain: true,
+                    now: Some(1_700_000_000),
+                    inputs: vec!["r1".into(), "-".into()],
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse_strs(&["test"]).unwrap() {
+            Command::Test(args) => {
+                assert_eq!(args.policy, PolicySource::Default);
+                assert!(args.inputs.is_empty() && !args.explain && args.now.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            err(&["test", "--action", "OK"]),
+            CliError::OptionNotFor {
+                option: "--action",
+                command: "test"
+            }
+        );
+        assert_eq!(
+            err(&["--explain"]),
+            CliError::OptionNotFor {
+                option: "--explain",
+                command: "serve"
+            }
+        );
+        assert!(matches!(
+            err(&["test", "--now", "-5"]),
+            CliError::BadValue {
+                option: "--now",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -630,7 +1041,11 @@ mod tests {
         let rows: &[(&[&str], CliError)] = &[
             (&["--bogus"], CliError::UnknownOption("--bogus".into())),
             (&["-x"], CliError::UnknownOption("-x".into())),
-            (&["stray"], CliError::UnexpectedArgument("stray".into())),
+            (&["stray"], CliError::UnknownCommand("stray".into())),
+            (
+                &["serve", "stray"],
+                CliError::UnexpectedArgument("stray".into()),
+            ),
             (&["--listen"], CliError::MissingValue("--listen")),
             (&["--help=yes"], CliError::UnexpectedValue("--help")),
             (
@@ -685,6 +1100,10 @@ mod tests {
                 &["--max-request-bytes", "100", "--max-line-bytes", "200"],
                 CliError::BadLimits("--max-line-bytes must not exceed --max-request-bytes"),
             ),
+            (
+                &["--max-connections", "5", "--max-connections", "6"],
+                CliError::Repeated("--max-connections"),
+            ),
         ];
         for (args, expected) in rows {
             assert_eq!(&err(args), expected, "args {args:?}");
@@ -708,16 +1127,22 @@ mod tests {
             CliError::NotUtf8("--action")
         );
         assert_eq!(
-            parse([OsString::from("--listen"), bad]).unwrap_err(),
+            parse([OsString::from("--listen"), bad.clone()]).unwrap_err(),
             CliError::NotUtf8("--listen")
         );
-        // A UNIX socket path need not be UTF-8.
+        // A UNIX socket path or a policy file name need not be UTF-8.
         let path = OsString::from_vec(b"/tmp/\xffsock".to_vec());
-        let config = match parse([OsString::from("--listen"), path.clone()]) {
-            Ok(Command::Run(config)) => config,
+        let config = match parse([
+            OsString::from("--listen"),
+            path.clone(),
+            OsString::from("--config"),
+            bad.clone(),
+        ]) {
+            Ok(Command::Serve(config)) => config,
             other => panic!("{other:?}"),
         };
         assert_eq!(config.listen, [ListenAddr::Unix(PathBuf::from(path))]);
+        assert_eq!(config.policy, PolicySource::File(PathBuf::from(bad)));
     }
 
     #[test]
@@ -726,6 +1151,14 @@ mod tests {
         assert_eq!(
             err(&["--max-connections", "x"]).to_string(),
             "bad value \"x\" for --max-connections: expected a whole number from 1 to 100000"
+        );
+        assert_eq!(
+            err(&["--config", "a", "--action", "OK"]).to_string(),
+            "--config and --action exclude each other: give one"
+        );
+        assert_eq!(
+            err(&["check", "--listen=x:1", "a"]).to_string(),
+            "option --listen does not apply to `policyd check`"
         );
     }
 }

@@ -21,6 +21,15 @@
 //! warning naming the peer and the reason and closes without sending anything:
 //! a partial or guessed reply could make Postfix act on the wrong answer, while
 //! a closed connection makes it retry and then apply its `default_action`.
+//!
+//! Each decision is logged at info level as one `decision` line naming the
+//! deciding rule. Each dry-run rule that applied to the request first gets
+//! its own line, with the action it would have given:
+//!
+//! ```text
+//! info: dry-run rule=big would="DEFER 4.5.3 Too big for now" decided_by=default client=... instance=...
+//! info: decision rule=default action=DUNNO client=... instance=...
+//! ```
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -249,7 +258,12 @@ impl Conn<'_> {
                 .engine
                 .decide(&request, timestamp(), &mut self.scratch);
             self.reply.clear();
-            policy_proto::encode(decision.action, &mut self.reply);
+            // `action=<wire>\n\n`. The wire text is one valid access(5)
+            // action line, templates expanded and sanitized by policy-core
+            // (control characters, invalid UTF-8 and length handled there).
+            self.reply.extend_from_slice(b"action=");
+            self.reply.extend_from_slice(decision.wire());
+            self.reply.extend_from_slice(b"\n\n");
             if let Err(e) = self.stream.write_all(&self.reply) {
                 return Err(match e.kind() {
                     io::ErrorKind::BrokenPipe
@@ -262,6 +276,15 @@ impl Conn<'_> {
             self.requests += 1;
             answered += 1;
             if log::enabled(Level::Info) {
+                for hit in decision.dry_run {
+                    let mut line = Line::start(&mut self.line, Level::Info);
+                    line.text("dry-run");
+                    line.field("rule", hit.rule.as_bytes())
+                        .field("would", hit.wire)
+                        .field("decided_by", decision.rule.as_bytes());
+                    log_request_fields(&mut line, &request, self.peer);
+                    line.finish();
+                }
                 let action = self
                     .reply
                     .strip_prefix(b"action=")
@@ -271,20 +294,8 @@ impl Conn<'_> {
                 line.text("decision");
                 line.field("rule", decision.rule.as_bytes())
                     .field("action", action);
-                match request.client_address {
-                    Some(ip) => line.field_display("client", ip),
-                    None => line.field("client", b""),
-                };
-                line.field("peer", self.peer.as_bytes())
-                    .field("helo", request.helo_name)
-                    .field("sender", request.sender.raw)
-                    .field("recipient", request.recipient.raw)
-                    .field("instance", request.instance)
-                    .field(
-                        "state",
-                        request.protocol_state.map_or(&b""[..], |s| s.as_bytes()),
-                    )
-                    .field_display("micros", micros);
+                log_request_fields(&mut line, &request, self.peer);
+                line.field_display("micros", micros);
                 line.finish();
             }
         }
@@ -324,6 +335,23 @@ impl Conn<'_> {
     }
 }
 
+/// The fields that identify a request in its decision and dry-run lines.
+fn log_request_fields(line: &mut Line<'_>, request: &Request<'_>, peer: &str) {
+    match request.client_address {
+        Some(ip) => line.field_display("client", ip),
+        None => line.field("client", b""),
+    };
+    line.field("peer", peer.as_bytes())
+        .field("helo", request.helo_name)
+        .field("sender", request.sender.raw)
+        .field("recipient", request.recipient.raw)
+        .field("instance", request.instance)
+        .field(
+            "state",
+            request.protocol_state.map_or(&b""[..], |s| s.as_bytes()),
+        );
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -355,7 +383,7 @@ mod tests {
     use std::thread;
     use std::time::Duration;
 
-    use policy_core::{Action, Engine, Policy};
+    use policy_core::{Action, Engine, NoFiles, Policy};
     use policy_proto::Limits;
 
     use super::*;
@@ -421,22 +449,49 @@ mod tests {
 
     const REPLY: &[u8] = b"action=REJECT 5.7.1 Go away \"now\"\n\n";
 
-    fn exchange(client: &mut UnixStream, times: usize) {
-        let mut reply = [0u8; REPLY.len()];
+    fn exchange(client: &mut UnixStream, times: usize, expected: &[u8]) {
+        let mut reply = vec![0u8; expected.len()];
         for _ in 0..times {
             client.write_all(REQUEST).unwrap();
             client.read_exact(&mut reply).unwrap();
-            assert_eq!(&reply[..], REPLY);
+            assert_eq!(&reply[..], expected);
         }
     }
 
+    /// A policy that decides [`REQUEST`] with a templated action after a
+    /// dry-run rule (templated too) applied: the dry-run log line and both
+    /// expansions are on the measured path.
+    const POLICY: &str = r#"
+list nets cidr { 10.0.0.0/8 2001:db8::/32 }
+list senders { .example.net "bad@" /^[0-9]+@/ }
+rule big dry-run { if size > 10k then DEFER "4.5.3 $sender would wait ($size bytes)" }
+rule block {
+    state RCPT
+    if sender in senders and not client_address in nets and recipient_domain == "example.com"
+    then REJECT "5.7.1 Go away $sender"
+}
+default DUNNO
+"#;
+
     #[test]
     fn steady_state_serving_and_idle_ticks_allocate_nothing() {
-        // Real logging (decision lines at info), output dropped.
+        // Real logging (decision and dry-run lines at info), output dropped.
         log::init_discarding(Level::Info).unwrap();
+        // One after the other: the allocation counter is global.
         let action = Action::parse("REJECT 5.7.1 Go away \"now\"").unwrap();
+        assert_serving_allocates_nothing(Policy::always(action), REPLY);
+        let compiled = Policy::compile("alloc.conf", POLICY, &mut NoFiles)
+            .unwrap()
+            .policy;
+        assert_serving_allocates_nothing(
+            compiled,
+            b"action=REJECT 5.7.1 Go away alice@example.net\n\n",
+        );
+    }
+
+    fn assert_serving_allocates_nothing(policy: Policy, expected: &[u8]) {
         let shared = Arc::new(Shared {
-            engine: Engine::new(Policy::always(action)),
+            engine: Engine::new(policy),
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(1),
             settings: Settings {
@@ -457,12 +512,12 @@ mod tests {
         });
 
         // Warm up: buffers reach their working sizes.
-        exchange(&mut client, 100);
+        exchange(&mut client, 100, expected);
         let before = ALLOCATIONS.load(Ordering::Relaxed);
-        exchange(&mut client, 2000);
+        exchange(&mut client, 2000, expected);
         // Idle over a few polling ticks (read timeouts), then serve again.
         thread::sleep(POLL_INTERVAL * 2 + Duration::from_millis(100));
-        exchange(&mut client, 10);
+        exchange(&mut client, 10, expected);
         let after = ALLOCATIONS.load(Ordering::Relaxed);
 
         drop(client);

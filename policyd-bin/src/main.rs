@@ -1,8 +1,9 @@
 //! `policyd`, a Postfix SMTP access policy daemon.
 //!
 //! Postfix's smtpd asks a policy server about each SMTP command (usually each
-//! `RCPT TO`) over the policy delegation protocol; `policyd` answers with one
-//! access(5) action. Run `policyd --help` for the options, the Postfix
+//! `RCPT TO`) over the policy delegation protocol; `policyd` decides with a
+//! compiled policy file and answers with one access(5) action. Run
+//! `policyd --help` for the sub-commands, the options, the Postfix
 //! configuration and the log format.
 //!
 //! The binary is plain threads and `std::net`, no async runtime: Postfix keeps
@@ -12,8 +13,11 @@
 //! Modules:
 //!
 //! - [`cli`]: the command line, `--help`, exit codes;
+//! - [`policy_file`]: reading and compiling policy files, the embedded
+//!   default policy;
+//! - [`tools`]: `policyd check` and `policyd test`;
 //! - [`listen`]: TCP and UNIX listeners, bind errors;
-//! - [`server`]: accept threads, the connection cap, orderly stop;
+//! - [`server`]: accept threads, the connection cap, reloads, orderly stop;
 //! - [`conn`]: one connection: framing, deciding, replying, timeouts;
 //! - [`signals`]: SIGTERM, SIGINT, SIGHUP;
 //! - [`log`]: the buffered stderr logger and its escaping.
@@ -27,18 +31,32 @@ mod cli;
 mod conn;
 mod listen;
 mod log;
+mod policy_file;
 mod server;
 mod signals;
+mod tools;
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::cli::{Command, EX_OSERR, EX_USAGE};
+use crate::cli::{Command, Config, EX_CONFIG, EX_OSERR, EX_USAGE};
 use crate::log::Level;
+use crate::policy_file::{one_line, LoadError};
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Serve(config)) => config,
+        Ok(Command::Check(args)) => {
+            return ExitCode::from(tools::check(&args, &mut std::io::stdout().lock()))
+        }
+        Ok(Command::Test(args)) => {
+            return ExitCode::from(tools::test(
+                &args,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            ))
+        }
+        Ok(Command::PrintDefaultPolicy) => return print(policy_file::DEFAULT_POLICY),
         Ok(Command::Help) => return print(&cli::help()),
         Ok(Command::Version) => return print(&cli::version()),
         Err(e) => {
@@ -46,6 +64,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    serve(*config)
+}
+
+/// `policyd serve`: load the policy, then run the daemon until it is stopped.
+fn serve(config: Config) -> ExitCode {
     // Before anything can go wrong at run time.
     install_panic_hook();
     // Before binding: a SIGTERM during start-up is then handled, not fatal.
@@ -60,7 +83,27 @@ fn main() -> ExitCode {
         eprintln!("policyd: error: cannot start the log thread: {e}");
         return ExitCode::from(EX_OSERR);
     }
-    let code = server::run(*config, &mut signals);
+    // Before binding: a policy that does not compile takes no port.
+    let loaded = match policy_file::load(&config.policy) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            log::flush();
+            let mut report = String::new();
+            if let LoadError::Compile { errors, .. } = &e {
+                for diagnostic in errors.errors.iter().chain(&errors.warnings) {
+                    report.push_str(&diagnostic.to_string());
+                    report.push('\n');
+                }
+            }
+            report.push_str(&format!("policyd: error: {e}\n"));
+            let _ = std::io::stderr().write_all(report.as_bytes());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    for warning in &loaded.warnings {
+        log::warning!("{}", one_line(warning));
+    }
+    let code = server::run(config, loaded, &mut signals);
     log::flush();
     ExitCode::from(code)
 }

@@ -6,6 +6,9 @@
 //! - the main thread binds every listener, then waits for signals
 //!   ([`crate::signals`]);
 //! - one accept thread per listener;
+//! - with `--config`, the reload thread: on SIGHUP it reads and compiles the
+//!   policy file again, off the signal-handling thread, and puts the new
+//!   policy in force ([`Engine::replace`]) only if it compiles;
 //! - one thread per connection ([`crate::conn`]), with a
 //!   [`CONNECTION_STACK_BYTES`] stack;
 //! - the log flusher ([`crate::log`]).
@@ -17,18 +20,20 @@
 //! process exits 0 once none is left, or after [`SHUTDOWN_WAIT`] at most.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use policy_core::{Engine, Policy};
+use policy_core::Engine;
 use policy_proto::Limits;
 
-use crate::cli::{self, Config, EX_OSERR};
+use crate::cli::{self, Config, PolicySource, EX_OSERR};
 use crate::conn::{self, POLL_INTERVAL, SHUTDOWN_GRACE};
 use crate::listen::{self, describe, Listener, Stream};
 use crate::log::{self, Level, Line};
+use crate::policy_file::{self, one_line, plural, LoadError, Loaded};
 use crate::signals::{Signal, Signals};
 
 /// Stack size of connection and accept threads: 128 KiB.
@@ -40,6 +45,11 @@ use crate::signals::{Signal, Signals};
 /// of address space instead of the 2 MiB default's 2 GiB. Only the pages
 /// actually touched are backed by memory.
 pub(crate) const CONNECTION_STACK_BYTES: usize = 128 * 1024;
+
+/// Stack size of the reload thread: 8 MiB, the main thread's default on
+/// Linux. The compiler may recurse (nested conditions); a policy that
+/// compiled at start, on the main thread, must compile again on reload.
+const RELOAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// After an accept error (e.g. out of file descriptors), wait this long before
 /// accepting again, so a persistent error cannot spin a core or flood the log.
@@ -97,9 +107,9 @@ impl Drop for Slot {
     }
 }
 
-/// Run the daemon with `config` until it is told to stop. Returns the exit
-/// code.
-pub(crate) fn run(config: Config, signals: &mut Signals) -> u8 {
+/// Run the daemon with `config` and the policy `loaded` from it until it is
+/// told to stop. Returns the exit code.
+pub(crate) fn run(config: Config, loaded: Loaded, signals: &mut Signals) -> u8 {
     let mut listeners = Vec::new();
     for addr in &config.listen {
         match listen::bind(addr) {
@@ -124,7 +134,7 @@ pub(crate) fn run(config: Config, signals: &mut Signals) -> u8 {
     }
 
     let shared = Arc::new(Shared {
-        engine: Engine::new(Policy::always(config.action.clone())),
+        engine: Engine::new(loaded.policy),
         stopping: AtomicBool::new(false),
         active: AtomicUsize::new(0),
         settings: Settings {
@@ -163,6 +173,23 @@ pub(crate) fn run(config: Config, signals: &mut Signals) -> u8 {
     }
     drop(done_tx);
 
+    let reloader = match &config.policy {
+        PolicySource::File(path) => match spawn_reloader(path.clone(), Arc::clone(&shared)) {
+            Ok(reloader) => Some(reloader),
+            Err(e) => {
+                shared.stopping.store(true, Ordering::Release);
+                wake_all(&listeners);
+                cleanup_all(&listeners);
+                eprintln!(
+                    "policyd: error: cannot start the reload thread: {}",
+                    describe(&e)
+                );
+                return EX_OSERR;
+            }
+        },
+        PolicySource::Default | PolicySource::Action(_) => None,
+    };
+
     for listener in &listeners {
         log::notice!("listening on {}", listener.local_display());
     }
@@ -173,10 +200,17 @@ pub(crate) fn run(config: Config, signals: &mut Signals) -> u8 {
         .text("policyd ")
         .text(env!("CARGO_PKG_VERSION"))
         .text(" ready");
-    let mut action = Vec::new();
-    config.action.write_wire(&mut action);
+    start.field("policy", loaded.name.as_bytes());
+    if let PolicySource::Action(action) = &config.policy {
+        let mut wire = Vec::new();
+        action.write_wire(&mut wire);
+        start.field("action", &wire);
+    } else {
+        start
+            .field_display("rules", loaded.rules)
+            .field_display("warnings", loaded.warnings.len());
+    }
     start
-        .field("action", &action)
         .field_display("max_connections", config.max_connections)
         .field_display("idle_timeout", config.idle_timeout.as_secs())
         .field_display("request_timeout", config.request_timeout.as_secs());
@@ -187,9 +221,20 @@ pub(crate) fn run(config: Config, signals: &mut Signals) -> u8 {
     let first = loop {
         match signals.wait() {
             Signal::Stop(name) => break name,
-            Signal::Reload => log::notice!(
-                "SIGHUP received: reload not supported until policy files exist; nothing to do"
-            ),
+            Signal::Reload => match (&reloader, &config.policy) {
+                (Some(reloader), PolicySource::File(path)) => {
+                    log::notice!("SIGHUP received: reloading policy {}", path.display());
+                    // The reload thread only ends with the process.
+                    let _ = reloader.send(());
+                }
+                (_, PolicySource::Action(_)) => {
+                    log::notice!("SIGHUP received: nothing to reload: the policy is --action")
+                }
+                _ => log::notice!(
+                    "SIGHUP received: nothing to reload: the policy is the embedded default \
+                     (no --config)"
+                ),
+            },
         }
     };
 
@@ -241,6 +286,62 @@ pub(crate) fn run(config: Config, signals: &mut Signals) -> u8 {
     }
     log::flush();
     0
+}
+
+/// Start the reload thread for the policy file `path`: each message on the
+/// returned channel asks for one reload. Requests that arrive while a reload
+/// runs are merged into one more reload, which reads the files as they are
+/// then.
+fn spawn_reloader(path: PathBuf, shared: Arc<Shared>) -> io::Result<mpsc::Sender<()>> {
+    let (tx, rx) = mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("reload".into())
+        .stack_size(RELOAD_STACK_BYTES)
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                reload(&path, &shared.engine);
+            }
+        })?;
+    Ok(tx)
+}
+
+/// Read and compile the policy file again; put it in force if it compiles,
+/// else log why and keep the policy in force.
+fn reload(path: &Path, engine: &Engine) {
+    let started = Instant::now();
+    match policy_file::load(&PolicySource::File(path.to_owned())) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                log::warning!("{}", one_line(warning));
+            }
+            // Requests being decided finish with the old policy; every
+            // connection's next request uses the new one.
+            engine.replace(loaded.policy);
+            log::notice!(
+                "reloaded policy {} rules={} list_files={} warnings={} millis={}",
+                path.display(),
+                loaded.rules,
+                loaded.files,
+                loaded.warnings.len(),
+                started.elapsed().as_millis()
+            );
+        }
+        Err(LoadError::Compile { name, errors }) => {
+            for diagnostic in errors.errors.iter().chain(&errors.warnings) {
+                log::warning!("{}", one_line(diagnostic));
+            }
+            let n = errors.errors.len();
+            log::warning!(
+                "reload failed: policy {name} does not compile ({n} {}); \
+                 keeping the policy in force (details: policyd check {name})",
+                plural(n, "error", "errors")
+            );
+        }
+        Err(e @ LoadError::Read { .. }) => {
+            log::warning!("reload failed: {e}; keeping the policy in force");
+        }
+    }
 }
 
 fn wake_all(listeners: &[Listener]) {

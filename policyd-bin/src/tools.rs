@@ -1,0 +1,433 @@
+//! The one-shot sub-commands: `policyd check` (compile policy files, report
+//! every diagnostic) and `policyd test` (decide requests read from files with
+//! a policy, print what it answers and why).
+//!
+//! Both write their report to standard output and return the exit code (see
+//! `policyd --help`). Neither starts a thread, binds a socket or logs.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use policy_core::{Policy, Request, Scratch, Timestamp};
+use policy_proto::{Framer, Limits};
+
+use crate::cli::{CheckArgs, PolicySource, TestArgs, EX_CONFIG};
+use crate::log::push_escaped;
+use crate::policy_file::{self, plural, LoadError};
+
+/// Exit code when stdout cannot be written (`sysexits.h` `EX_IOERR`).
+pub(crate) const EX_IOERR: u8 = 74;
+
+/// Largest request input read by `policyd test`, per file or from standard
+/// input: 64 MiB, tens of thousands of full Postfix requests. The whole
+/// input is held in memory; the cap keeps a wrong file from exhausting it.
+pub(crate) const MAX_REQUESTS_INPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The name standard input goes by, on the command line and in the report.
+const STDIN_NAME: &str = "-";
+
+/// `policyd check`: compile each file, print its diagnostics and a summary
+/// line. 0 when every file compiles (and has no warning under
+/// `--deny-warnings`), 1 otherwise.
+pub(crate) fn check(args: &CheckArgs, out: &mut dyn Write) -> u8 {
+    let mut failed = false;
+    let mut report = String::new();
+    for path in &args.files {
+        report.clear();
+        failed |= check_one(path, args.deny_warnings, &mut report);
+        if out.write_all(report.as_bytes()).is_err() {
+            return EX_IOERR;
+        }
+    }
+    if out.flush().is_err() {
+        return EX_IOERR;
+    }
+    u8::from(failed)
+}
+
+/// Check one file into `report`; true if it fails.
+fn check_one(path: &Path, deny_warnings: bool, report: &mut String) -> bool {
+    let name = path.display();
+    match policy_file::load(&PolicySource::File(path.to_owned())) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                let _ = writeln!(report, "{warning}\n");
+            }
+            let warnings = loaded.warnings.len();
+            let fails = deny_warnings && warnings > 0;
+            let _ = writeln!(
+                report,
+                "{name}: {}: {} {}, {} list {}, {warnings} {}{}",
+                if fails { "FAILED" } else { "OK" },
+                loaded.rules,
+                plural(loaded.rules, "rule", "rules"),
+                loaded.files,
+                plural(loaded.files, "file", "files"),
+                plural(warnings, "warning", "warnings"),
+                if fails { " (--deny-warnings)" } else { "" },
+            );
+            fails
+        }
+        Err(LoadError::Compile { errors, .. }) => {
+            for diagnostic in errors.errors.iter().chain(&errors.warnings) {
+                let _ = writeln!(report, "{diagnostic}\n");
+            }
+            let (e, w) = (errors.errors.len(), errors.warnings.len());
+            let _ = writeln!(
+                report,
+                "{name}: FAILED: {e} {}, {w} {}",
+                plural(e, "error", "errors"),
+                plural(w, "warning", "warnings"),
+            );
+            true
+        }
+        Err(e @ LoadError::Read { .. }) => {
+            let _ = writeln!(report, "{name}: error: {e}");
+            let _ = writeln!(report, "{name}: FAILED: cannot be read");
+            true
+        }
+    }
+}
+
+/// `policyd test`: decide every request of every input with the policy and
+/// print the outcome. 0 when every request parsed and every input was read,
+/// 1 otherwise, [`EX_CONFIG`] when the policy cannot be loaded.
+pub(crate) fn test(args: &TestArgs, stdin: &mut dyn Read, out: &mut dyn Write) -> u8 {
+    let loaded = match policy_file::load(&args.policy) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let mut report = String::new();
+            if let LoadError::Compile { errors, .. } = &e {
+                for diagnostic in errors.errors.iter().chain(&errors.warnings) {
+                    let _ = writeln!(report, "{diagnostic}");
+                }
+            }
+            let _ = writeln!(report, "policyd: error: {e}");
+            // Standard error: the requests were not tested at all.
+            let _ = io::stderr().write_all(report.as_bytes());
+            return EX_CONFIG;
+        }
+    };
+    let now = args.now.map_or_else(now_millis, |secs| secs * 1000);
+    let mut tester = Tester {
+        policy: &loaded.policy,
+        explain: args.explain,
+        now: Timestamp::from_unix_millis(now),
+        framer: Framer::new(Limits::default()).allow_empty_lines(true),
+        scratch: Scratch::new(),
+        report: String::new(),
+        decided: 0,
+        failed: 0,
+    };
+    // Standard error: stdout is the requests' report.
+    if !loaded.warnings.is_empty() {
+        let mut warnings = String::new();
+        for warning in &loaded.warnings {
+            let _ = writeln!(warnings, "{warning}");
+        }
+        let _ = io::stderr().write_all(warnings.as_bytes());
+    }
+    let stdin_path = PathBuf::from(STDIN_NAME);
+    let inputs: &[PathBuf] = if args.inputs.is_empty() {
+        std::slice::from_ref(&stdin_path)
+    } else {
+        &args.inputs
+    };
+    for input in inputs {
+        let name = input.display().to_string();
+        let bytes = if input.as_os_str() == STDIN_NAME {
+            read_stdin(stdin)
+        } else {
+            policy_file::read_text(input, MAX_REQUESTS_INPUT_BYTES, "MAX_REQUESTS_INPUT_BYTES")
+                .map(String::into_bytes)
+        };
+        match bytes {
+            Ok(bytes) => tester.run(&name, &bytes),
+            Err(reason) => {
+                tester.failed += 1;
+                let _ = writeln!(tester.report, "{name}: error: cannot read: {reason}");
+            }
+        }
+        if out.write_all(tester.report.as_bytes()).is_err() {
+            return EX_IOERR;
+        }
+        tester.report.clear();
+    }
+    let _ = writeln!(
+        tester.report,
+        "{} {} decided, {} not parsed or unreadable",
+        tester.decided,
+        plural(tester.decided, "request", "requests"),
+        tester.failed
+    );
+    if out.write_all(tester.report.as_bytes()).is_err() || out.flush().is_err() {
+        return EX_IOERR;
+    }
+    u8::from(tester.failed > 0)
+}
+
+fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    stdin
+        .take(MAX_REQUESTS_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| crate::listen::describe(&e))?;
+    if bytes.len() as u64 > MAX_REQUESTS_INPUT_BYTES {
+        return Err(format!(
+            "too large: expected at most {MAX_REQUESTS_INPUT_BYTES} bytes (MAX_REQUESTS_INPUT_BYTES)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The wall clock in Unix milliseconds (0 before 1970).
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One request of an input: its lines with their line numbers.
+struct Block<'a> {
+    /// `(line number, line without LF)`, comments left out.
+    lines: Vec<(usize, &'a [u8])>,
+}
+
+/// Split `input` into requests: runs of non-empty lines (a line of only CR
+/// counts as empty), `#` comment lines left out.
+fn blocks(input: &[u8]) -> Vec<Block<'_>> {
+    let mut blocks = Vec::new();
+    let mut current = Vec::new();
+    let body = input.strip_suffix(b"\n").unwrap_or(input);
+    if input.is_empty() {
+        return blocks;
+    }
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() || line == b"\r" {
+            if !current.is_empty() {
+                blocks.push(Block {
+                    lines: std::mem::take(&mut current),
+                });
+            }
+        } else if !line.starts_with(b"#") {
+            current.push((i + 1, line));
+        }
+    }
+    if !current.is_empty() {
+        blocks.push(Block { lines: current });
+    }
+    blocks
+}
+
+/// `policyd test`'s state across inputs.
+struct Tester<'p> {
+    policy: &'p Policy,
+    explain: bool,
+    now: Timestamp,
+    framer: Framer,
+    scratch: Scratch,
+    /// The report of the current input.
+    report: String,
+    /// Requests decided so far.
+    decided: usize,
+    /// Requests (or inputs) that failed so far.
+    failed: usize,
+}
+
+/// The attribute every hand-written request may leave out.
+const REQUEST_LINE: &[u8] = b"request=smtpd_access_policy";
+
+impl Tester<'_> {
+    /// Decide every request of one input named `name`.
+    fn run(&mut self, name: &str, input: &[u8]) {
+        let blocks = blocks(input);
+        if blocks.is_empty() {
+            let _ = writeln!(self.report, "{name}: no requests");
+        }
+        let mut bytes = Vec::new();
+        for (index, block) in blocks.iter().enumerate() {
+            let number = index + 1;
+            let first_line = block.lines[0].0;
+            // A hand-written request may leave out `request=`.
+            let implicit = !block.lines.iter().any(|(_, l)| l.starts_with(b"request="));
+            bytes.clear();
+            if implicit {
+                bytes.extend_from_slice(REQUEST_LINE);
+                bytes.push(b'\n');
+            }
+            for (_, line) in &block.lines {
+                bytes.extend_from_slice(line);
+                bytes.push(b'\n');
+            }
+            bytes.push(b'\n');
+            // Frame line `n` (1-based) is input line `line_of(n)`.
+            let line_of = |n: usize| -> usize {
+                let n = if implicit { n.saturating_sub(1) } else { n };
+                block
+                    .lines
+                    .get(n.saturating_sub(1))
+                    .map_or(first_line, |l| l.0)
+            };
+            self.framer.reset();
+            self.framer.feed(&bytes);
+            let frame = match self.framer.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    // Unreachable: the block ends with an empty line.
+                    self.failed += 1;
+                    let _ = writeln!(
+                        self.report,
+                        "{name}:{first_line}: request {number}: error: incomplete request\n"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    self.failed += 1;
+                    let line = line_of(usize::try_from(e.line()).unwrap_or(usize::MAX));
+                    let _ = writeln!(
+                        self.report,
+                        "{name}:{line}: request {number}: error: {}\n",
+                        strip_line_prefix(&e.to_string(), e.line())
+                    );
+                    continue;
+                }
+            };
+            let request = match Request::parse(frame) {
+                Ok(request) => request,
+                Err(e) => {
+                    self.failed += 1;
+                    let (line, text) = parse_error_location(&e, block, &line_of);
+                    let _ = writeln!(
+                        self.report,
+                        "{name}:{line}: request {number}: error: {text}\n"
+                    );
+                    continue;
+                }
+            };
+            self.decided += 1;
+            let _ = write!(self.report, "{name}:{first_line}: request {number}:");
+            header(&request, &mut self.report);
+            self.report.push('\n');
+            let decision = self.policy.decide(&request, self.now, &mut self.scratch);
+            let mut wire = Vec::new();
+            decision.write_wire(&mut wire);
+            let _ = writeln!(
+                self.report,
+                "    action: {}",
+                String::from_utf8_lossy(&wire)
+            );
+            let _ = writeln!(self.report, "    rule: {}", decision.rule);
+            for hit in decision.dry_run {
+                let _ = writeln!(
+                    self.report,
+                    "    dry-run: {} would answer {}",
+                    hit.rule,
+                    String::from_utf8_lossy(hit.wire)
+                );
+            }
+            if self.explain {
+                let explanation = self.policy.explain(&request, self.now).to_string();
+                for line in explanation.lines() {
+                    let _ = writeln!(self.report, "    | {line}");
+                }
+            }
+            self.report.push('\n');
+        }
+    }
+}
+
+/// `line N: rest` → `rest` (the caller prints the line in the input instead).
+fn strip_line_prefix(text: &str, line: impl std::fmt::Display) -> String {
+    let prefix = format!("line {line}: ");
+    text.strip_prefix(&prefix).unwrap_or(text).to_owned()
+}
+
+/// Where in the input a parse error is, and its text without the frame-relative
+/// line number.
+fn parse_error_location(
+    e: &policy_core::ParseError,
+    block: &Block<'_>,
+    line_of: &dyn Fn(usize) -> usize,
+) -> (usize, String) {
+    use policy_core::ParseError as P;
+    let text = e.to_string();
+    match *e {
+        P::UnterminatedLine { line }
+        | P::TrailingData { line }
+        | P::MissingEquals { line }
+        | P::EmptyName { line }
+        | P::InvalidName { line } => (line_of(line), strip_line_prefix(&text, line)),
+        // The line of the attribute: its first occurrence, or its second when
+        // it is repeated.
+        P::InvalidValue { attribute, .. } => (attribute_line(block, attribute, 0), text),
+        P::DuplicateAttribute(attribute) => (attribute_line(block, attribute, 1), text),
+        _ => (block.lines[0].0, text),
+    }
+}
+
+/// The input line of the `nth` (0-based) `attribute=` line of `block`, or the
+/// block's first line.
+fn attribute_line(block: &Block<'_>, attribute: &str, nth: usize) -> usize {
+    block
+        .lines
+        .iter()
+        .filter(|(_, l)| {
+            l.strip_prefix(attribute.as_bytes())
+                .is_some_and(|rest| rest.starts_with(b"="))
+        })
+        .nth(nth)
+        .map_or(block.lines[0].0, |l| l.0)
+}
+
+/// ` state=RCPT client=192.0.2.1 sender=<a@b> recipient=<c@d>`: the attributes
+/// that tell requests apart, those present only, client bytes escaped.
+fn header(request: &Request<'_>, out: &mut String) {
+    let mut push = |label: &str, value: &[u8], brackets: bool| {
+        let mut escaped = Vec::with_capacity(value.len() + 2);
+        if brackets {
+            escaped.push(b'<');
+        }
+        push_escaped(&mut escaped, value);
+        if brackets {
+            escaped.push(b'>');
+        }
+        // Escaping leaves printable ASCII only.
+        let _ = write!(out, " {label}={}", String::from_utf8_lossy(&escaped));
+    };
+    if let Some(state) = request.protocol_state {
+        push("state", state.as_bytes(), false);
+    }
+    if let Some(client) = request.get(b"client_address") {
+        push("client", client, false);
+    }
+    if let Some(sender) = request.get(b"sender") {
+        push("sender", sender, true);
+    }
+    if let Some(recipient) = request.get(b"recipient") {
+        push("recipient", recipient, true);
+    }
+    if !request.sasl_username.is_empty() {
+        push("sasl_username", request.sasl_username, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitting_into_requests() {
+        let input = b"# a comment\na=1\r\nb=2\r\n\r\n\n\nc=3\n#x\nd=4";
+        let blocks = blocks(input);
+        let lines: Vec<Vec<usize>> = blocks
+            .iter()
+            .map(|b| b.lines.iter().map(|l| l.0).collect())
+            .collect();
+        assert_eq!(lines, [vec![2, 3], vec![7, 9]]);
+        assert_eq!(blocks[0].lines[0].1, b"a=1\r");
+        assert!(super::blocks(b"").is_empty());
+        assert!(super::blocks(b"\n\n# only a comment\n").is_empty());
+    }
+}
