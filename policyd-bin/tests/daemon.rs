@@ -8,7 +8,10 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{connect, rcpt_request, read_reply, read_until_closed, request, run, Daemon, TIMEOUT};
+use common::{
+    connect, rcpt_request, read_reply, read_until_closed, request, request_with, run,
+    run_with_stdin, Daemon, TempDir, TIMEOUT,
+};
 
 const DUNNO: &[u8] = b"action=DUNNO\n\n";
 
@@ -188,7 +191,7 @@ mod serving {
             worker.join().expect("a connection got a wrong answer");
         }
         assert!(
-            daemon.log().iter().all(|l| !l.contains("warning")),
+            daemon.log().iter().all(|l| !l.contains(": warning: ")),
             "{:?}",
             daemon.log()
         );
@@ -537,7 +540,7 @@ mod signals {
             "{log:?}"
         );
         assert!(log.last().unwrap().ends_with("info: stopped"), "{log:?}");
-        assert!(log.iter().all(|l| !l.contains("warning")), "{log:?}");
+        assert!(log.iter().all(|l| !l.contains(": warning: ")), "{log:?}");
         // The listener is closed.
         assert!(TcpStream::connect(daemon.addr()).is_err());
     }
@@ -572,16 +575,22 @@ mod signals {
     }
 
     #[test]
-    fn sighup_is_logged_and_ignored() {
-        let mut daemon = Daemon::start(&[]);
-        let mut conn = daemon.connect();
-        assert_serves(&mut conn, 1);
-        daemon.signal("HUP");
-        daemon.expect_log("SIGHUP line", |l| {
-            l.contains("info: SIGHUP received: reload not supported")
-        });
-        assert_serves(&mut conn, 2);
-        assert!(daemon.is_running());
+    fn sighup_without_a_policy_file_is_logged_and_changes_nothing() {
+        for (args, what) in [
+            (&[][..], "the embedded default"),
+            (&["--action", "DUNNO"][..], "--action"),
+        ] {
+            let mut daemon = Daemon::start(args);
+            let mut conn = daemon.connect();
+            assert_serves(&mut conn, 1);
+            daemon.signal("HUP");
+            daemon.expect_log("SIGHUP line", |l| {
+                l.contains("info: SIGHUP received: nothing to reload: the policy is ")
+                    && l.contains(what)
+            });
+            assert_serves(&mut conn, 2);
+            assert!(daemon.is_running());
+        }
     }
 }
 
@@ -660,5 +669,545 @@ mod sockets {
         assert_serves(&mut conn, 1);
         let peer = conn.local_addr().unwrap().to_string();
         daemon.expect_log("IPv6 peer", |l| l.contains(&format!("peer={peer} ")));
+    }
+}
+
+/// A small policy using lists (inline and from a file), a template, a
+/// dry-run rule and a trusted network.
+const POLICY: &str = r#"# policyd integration test policy
+list trusted_nets cidr { 198.51.100.0/24 }
+list blocked file "blocked.txt"
+
+rule trusted { if client_address in trusted_nets then OK }
+rule big dry-run { if size > 1MB then DEFER "4.5.3 Too big for now, $sender" }
+rule blocked-senders {
+    state RCPT
+    if sender in blocked
+    then REJECT "5.7.1 Sender $sender is blocked"
+}
+default DUNNO
+"#;
+
+const BLOCKED: &str = "# one entry a line\nspammer@example.net\n.spam.example\n";
+
+/// A directory holding [`POLICY`] and its list file; returns it and the
+/// policy's path.
+fn policy_dir(name: &str) -> (TempDir, String) {
+    let dir = TempDir::new(name);
+    dir.write("blocked.txt", BLOCKED);
+    let path = dir.write("policy.conf", POLICY);
+    (dir, path)
+}
+
+fn reply(action: &str) -> Vec<u8> {
+    format!("action={action}\n\n").into_bytes()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+mod policy {
+    use super::*;
+
+    #[test]
+    fn config_policy_decides_with_rules_lists_and_templates() {
+        let (_dir, path) = policy_dir("config");
+        let daemon = Daemon::start(&["--config", &path]);
+        let ready = daemon.expect_log("ready line", |l| l.contains(" ready "));
+        assert!(
+            ready.contains(&format!(" policy={path} rules=3 warnings=")),
+            "{ready}"
+        );
+        let mut conn = daemon.connect();
+
+        // A blacklisted sender: the policy's text, template expanded.
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[("sender", "spammer@example.net")])
+            ),
+            reply("REJECT 5.7.1 Sender spammer@example.net is blocked")
+        );
+        daemon.expect_log("decision naming the rule", |l| {
+            l.contains("info: decision rule=blocked-senders ")
+                && l.contains("action=\"REJECT 5.7.1 Sender spammer@example.net is blocked\"")
+        });
+        // A subdomain of a `.domain` entry (case-insensitive).
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[("sender", "x@Mail.SPAM.example")])
+            ),
+            reply("REJECT 5.7.1 Sender x@Mail.SPAM.example is blocked")
+        );
+        // The same sender from a trusted client: the earlier rule wins.
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[
+                    ("sender", "spammer@example.net"),
+                    ("client_address", "198.51.100.7")
+                ])
+            ),
+            reply("OK")
+        );
+        daemon.expect_log("trusted decision", |l| {
+            l.contains("info: decision rule=trusted action=OK client=198.51.100.7 ")
+        });
+        // Not at RCPT: the blocked-senders rule is restricted to RCPT.
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[
+                    ("sender", "spammer@example.net"),
+                    ("protocol_state", "MAIL")
+                ])
+            ),
+            reply("DUNNO")
+        );
+        // A dry-run rule that applies changes nothing but is logged.
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[("size", "5000000"), ("instance", "dry.1")])
+            ),
+            reply("DUNNO")
+        );
+        let dry = daemon.expect_log("dry-run line", |l| l.contains(": info: dry-run "));
+        assert!(
+            dry.contains(
+                "dry-run rule=big would=\"DEFER 4.5.3 Too big for now, alice@example.net\" \
+                 decided_by=default "
+            ) && dry.contains(" instance=dry.1 "),
+            "{dry}"
+        );
+        daemon.expect_log("decision after the dry run", |l| {
+            l.contains("info: decision rule=default action=DUNNO ") && l.contains("instance=dry.1")
+        });
+        // Everything else: the default.
+        assert_eq!(request(&mut conn, &rcpt_request(3)), reply("DUNNO"));
+    }
+
+    #[test]
+    fn warnings_are_logged_and_start_proceeds() {
+        let dir = TempDir::new("warn-start");
+        let path = dir.write(
+            "policy.conf",
+            "list unused { a.example }\nrule r { if sender == \"x@y\" then REJECT }\n",
+        );
+        let daemon = Daemon::start(&["--config", &path]);
+        let warning = daemon.expect_log("compile warning", |l| {
+            l.contains(": warning: ") && l.contains(&format!("{path}:1:"))
+        });
+        assert!(warning.contains("unused"), "{warning}");
+        assert!(daemon
+            .log()
+            .iter()
+            .any(|l| l.contains(" ready ") && l.contains(" warnings=1 ")));
+        let mut conn = daemon.connect();
+        assert_eq!(
+            request(&mut conn, &request_with(&[("sender", "x@y")])),
+            reply("REJECT")
+        );
+    }
+
+    #[test]
+    fn a_policy_that_does_not_compile_is_refused_at_start() {
+        let dir = TempDir::new("bad-start");
+        let path = dir.write(
+            "bad.conf",
+            "rule a { if client_address in nowhere then OK }\nrule b { then FROBNICATE }\n",
+        );
+        let out = run(&["--config", &path, "--listen", "127.0.0.1:0"]);
+        assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+        let err = stderr(&out);
+        // Every error, with file:line:column, the line and a caret.
+        assert!(err.contains(&format!("{path}:1:")), "{err}");
+        assert!(err.contains(&format!("{path}:2:")), "{err}");
+        assert!(err.contains("rule b { then FROBNICATE }"), "{err}");
+        assert!(err.lines().any(|l| l.trim() == "^"), "{err}");
+        let last = err.lines().last().unwrap();
+        assert_eq!(
+            last,
+            format!("policyd: error: policy {path} does not compile: 2 errors")
+        );
+        assert!(!err.contains("listening on"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_policies_are_refused_at_start() {
+        let (dir, _) = policy_dir("unreadable");
+        let missing = dir.path().join("missing.conf");
+        let missing = missing.to_str().unwrap();
+        let out = run(&["--config", missing]);
+        assert_eq!(out.status.code(), Some(78));
+        assert_eq!(
+            stderr(&out),
+            format!("policyd: error: cannot read policy {missing}: no such file or directory\n")
+        );
+        // A list file that is missing is an error of the policy, naming it.
+        let path = dir.write(
+            "p.conf",
+            "list l file \"nolist.txt\"\nrule r { if sender in l then REJECT }\n",
+        );
+        let out = run(&["--config", &path]);
+        assert_eq!(out.status.code(), Some(78));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{}/nolist.txt: no such file or directory",
+                dir.path().display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_and_action_exclude_each_other() {
+        let out = run(&["--config", "/x.conf", "--action", "DUNNO"]);
+        assert_eq!(out.status.code(), Some(64));
+        assert_eq!(
+            stderr(&out),
+            "policyd: error: --config and --action exclude each other: give one \
+             (see policyd --help)\n"
+        );
+    }
+
+    #[test]
+    fn the_default_policy_is_printed_and_served() {
+        for args in [&["default-policy"][..], &["--print-default-policy"]] {
+            let out = run(args);
+            assert_eq!(out.status.code(), Some(0));
+            let text = stdout(&out);
+            assert!(
+                text.starts_with("# policyd's built-in default policy."),
+                "{text}"
+            );
+            assert!(text.contains("\ndefault DUNNO\n"), "{text}");
+        }
+        // The printed policy checks cleanly.
+        let dir = TempDir::new("default-policy");
+        let path = dir.write("default.conf", stdout(&run(&["default-policy"])));
+        let out = run(&["check", &path]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        assert!(stdout(&out).ends_with(" 0 warnings\n"), "{}", stdout(&out));
+
+        let daemon = Daemon::start(&[]);
+        assert!(daemon
+            .log()
+            .iter()
+            .any(|l| l.contains(" ready policy=default ")));
+        let mut conn = daemon.connect();
+        for n in 0..5 {
+            assert_eq!(request(&mut conn, &rcpt_request(n)), reply("DUNNO"));
+        }
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[("protocol_state", "END-OF-MESSAGE")])
+            ),
+            reply("DUNNO")
+        );
+    }
+}
+
+mod reload {
+    use super::*;
+
+    #[test]
+    fn sighup_reloads_policy_and_lists_on_existing_connections() {
+        let (dir, path) = policy_dir("reload");
+        let daemon = Daemon::start(&["--config", &path]);
+        let mut conn = daemon.connect();
+        let spammer = request_with(&[("sender", "spammer@example.net")]);
+        let other = request_with(&[("sender", "other@example.org")]);
+        assert_eq!(
+            request(&mut conn, &spammer),
+            reply("REJECT 5.7.1 Sender spammer@example.net is blocked")
+        );
+        assert_eq!(request(&mut conn, &other), reply("DUNNO"));
+
+        // New list contents and a new text: both read again on SIGHUP.
+        dir.write("blocked.txt", "other@example.org\n");
+        dir.write(
+            "policy.conf",
+            POLICY.replace("is blocked", "is not welcome any more"),
+        );
+        daemon.signal("HUP");
+        daemon.expect_log("reload start", |l| {
+            l.contains(&format!("info: SIGHUP received: reloading policy {path}"))
+        });
+        let done = daemon.expect_log("reloaded", |l| l.contains("info: reloaded policy "));
+        assert!(
+            done.contains(&format!(
+                "reloaded policy {path} rules=3 list_files=1 warnings="
+            )),
+            "{done}"
+        );
+        // The same connection, not closed: the new policy answers.
+        assert_eq!(request(&mut conn, &spammer), reply("DUNNO"));
+        assert_eq!(
+            request(&mut conn, &other),
+            reply("REJECT 5.7.1 Sender other@example.org is not welcome any more")
+        );
+
+        // A broken policy: every error logged, the policy in force stays.
+        dir.write(
+            "policy.conf",
+            format!("{POLICY}\nrule broken {{ if sender in nowhere then OK }}\nrule x {{ then FROB }}\n"),
+        );
+        daemon.signal("HUP");
+        let failed = daemon.expect_log("reload failure", |l| {
+            l.contains(": warning: reload failed: policy ")
+        });
+        assert!(
+            failed.contains("does not compile (2 errors); keeping the policy in force"),
+            "{failed}"
+        );
+        let log = daemon.log();
+        let errors: Vec<&String> = log
+            .iter()
+            .filter(|l| {
+                l.contains(": warning: ")
+                    && l.contains(&format!("{path}:"))
+                    && l.contains(": error: ")
+            })
+            .collect();
+        assert_eq!(errors.len(), 2, "{log:#?}");
+        assert_eq!(
+            request(&mut conn, &other),
+            reply("REJECT 5.7.1 Sender other@example.org is not welcome any more")
+        );
+
+        // A missing list file: logged, the policy in force stays.
+        std::fs::remove_file(dir.path().join("blocked.txt")).unwrap();
+        dir.write("policy.conf", POLICY);
+        daemon.signal("HUP");
+        daemon.expect_log("second reload failure", |l| {
+            l.contains("blocked.txt: no such file or directory")
+        });
+        daemon.expect_log("second failure summary", |l| {
+            l.contains(": warning: reload failed: ") && !l.contains("(2 errors)")
+        });
+        assert_eq!(
+            request(&mut conn, &other),
+            reply("REJECT 5.7.1 Sender other@example.org is not welcome any more")
+        );
+        // A new connection gets the policy in force too.
+        let mut fresh = daemon.connect();
+        assert_eq!(
+            request(&mut fresh, &other),
+            reply("REJECT 5.7.1 Sender other@example.org is not welcome any more")
+        );
+        assert!(!daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("closing connection")));
+    }
+}
+
+mod check_command {
+    use super::*;
+
+    #[test]
+    fn a_good_policy_checks() {
+        let (_dir, path) = policy_dir("check-good");
+        let out = run(&["check", &path]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        let text = stdout(&out);
+        // The trusted rule can answer OK at RCPT: a warning, not an error.
+        assert!(
+            text.contains(&format!("{path}:5:")) && text.contains(": warning: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(&format!("{path}: OK: 3 rules, 1 list file, 1 warning\n")),
+            "{text}"
+        );
+        // --deny-warnings turns it into a failure.
+        let out = run(&["check", "--deny-warnings", &path]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stdout(&out).ends_with(&format!(
+                "{path}: FAILED: 3 rules, 1 list file, 1 warning (--deny-warnings)\n"
+            )),
+            "{}",
+            stdout(&out)
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_location() {
+        let dir = TempDir::new("check-bad");
+        let path = dir.write(
+            "bad.conf",
+            "list l { a.example }\nrule a { if client_address in nowhere then OK }\n\
+             rule b { if sender in l then FROBNICATE }\n",
+        );
+        let out = run(&["check", &path]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("{path}:2:")), "{text}");
+        assert!(text.contains(&format!("{path}:3:")), "{text}");
+        assert!(
+            text.contains("rule b { if sender in l then FROBNICATE }"),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l.trim_start() == "^"), "{text}");
+        assert!(text.contains(": error: "), "{text}");
+        let summary = text.lines().last().unwrap();
+        assert!(
+            summary.starts_with(&format!("{path}: FAILED: 2 errors")),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn several_files_and_unreadable_ones() {
+        let (dir, good) = policy_dir("check-many");
+        let missing = format!("{}/missing.conf", dir.path().display());
+        let out = run(&["check", &good, &missing]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("{good}: OK: ")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{missing}: error: cannot read policy {missing}: no such file or directory\n\
+                 {missing}: FAILED: cannot be read\n"
+            )),
+            "{text}"
+        );
+        let out = run(&["check"]);
+        assert_eq!(out.status.code(), Some(64));
+    }
+}
+
+mod test_command {
+    use super::*;
+
+    const REQUESTS: &str = "\
+# blocked sender
+request=smtpd_access_policy\r
+protocol_state=RCPT\r
+client_address=192.0.2.1\r
+sender=spammer@example.net\r
+recipient=bob@example.com\r
+\r
+# trusted client, request= left out
+protocol_state=RCPT
+client_address=198.51.100.9
+sender=spammer@example.net
+recipient=bob@example.com
+
+protocol_state=RCPT
+client_address=192.0.2.1
+this line is broken
+sender=a@example.org
+
+protocol_state=RCPT
+client_address=192.0.2.1
+sender=alice@example.net
+recipient=bob@example.com
+size=9000000
+";
+
+    #[test]
+    fn requests_from_a_file() {
+        let (dir, path) = policy_dir("test-file");
+        let requests = dir.write("requests.txt", REQUESTS);
+        let out = run(&["test", "--config", &path, "--now", "1700000000", &requests]);
+        // One request does not parse: exit 1, the others are decided.
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let text = stdout(&out);
+        let expected_parts = [
+            format!(
+                "{requests}:2: request 1: state=RCPT client=192.0.2.1 \
+                 sender=<spammer@example.net> recipient=<bob@example.com>\n\
+                 \x20   action: REJECT 5.7.1 Sender spammer@example.net is blocked\n\
+                 \x20   rule: blocked-senders\n"
+            ),
+            format!(
+                "{requests}:9: request 2: state=RCPT client=198.51.100.9 \
+                 sender=<spammer@example.net> recipient=<bob@example.com>\n\
+                 \x20   action: OK\n\
+                 \x20   rule: trusted\n"
+            ),
+            format!("{requests}:16: request 3: error: expected `name=value`, found no `=`\n"),
+            format!(
+                "{requests}:19: request 4: state=RCPT client=192.0.2.1 \
+                 sender=<alice@example.net> recipient=<bob@example.com>\n\
+                 \x20   action: DUNNO\n\
+                 \x20   rule: default\n\
+                 \x20   dry-run: big would answer DEFER 4.5.3 Too big for now, alice@example.net\n"
+            ),
+            "3 requests decided, 1 not parsed or unreadable\n".to_owned(),
+        ];
+        for part in &expected_parts {
+            assert!(text.contains(part.as_str()), "missing\n{part}\nin\n{text}");
+        }
+        assert!(!text.contains("| "), "no explanation without --explain");
+    }
+
+    #[test]
+    fn requests_from_stdin_with_explain() {
+        let (_dir, path) = policy_dir("test-stdin");
+        let good: String = REQUESTS
+            .split("\n\n")
+            .filter(|r| !r.contains("broken"))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let out = run_with_stdin(&["test", "-c", &path, "--explain"], good.as_bytes());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        assert!(text.contains("-:2: request 1: state=RCPT"), "{text}");
+        assert!(text.contains("    rule: blocked-senders\n"), "{text}");
+        // The explanation names every rule that was considered.
+        let explained: Vec<&str> = text.lines().filter(|l| l.starts_with("    | ")).collect();
+        assert!(!explained.is_empty(), "{text}");
+        for rule in ["trusted", "big", "blocked-senders"] {
+            assert!(
+                explained.iter().any(|l| l.contains(rule)),
+                "explanation lacks {rule}:\n{text}"
+            );
+        }
+        assert!(
+            text.ends_with("3 requests decided, 0 not parsed or unreadable\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_policy_that_does_not_compile_is_not_tested() {
+        let dir = TempDir::new("test-bad");
+        let path = dir.write("bad.conf", "rule a { then FROBNICATE }\n");
+        let out = run_with_stdin(&["test", "--config", &path], b"sender=a@b\n\n");
+        assert_eq!(out.status.code(), Some(78));
+        assert!(stdout(&out).is_empty());
+        assert!(
+            stderr(&out).contains(&format!("{path}:1:")),
+            "{}",
+            stderr(&out)
+        );
+        // An unreadable requests file: reported, exit 1, the rest goes on.
+        let (_dir, good) = policy_dir("test-missing");
+        let out = run(&["test", "--config", &good, "/nonexistent/requests"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stdout(&out)
+                .contains("/nonexistent/requests: error: cannot read: no such file or directory"),
+            "{}",
+            stdout(&out)
+        );
     }
 }

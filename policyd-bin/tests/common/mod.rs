@@ -4,6 +4,7 @@
 //!
 //! ```ignore
 //! let daemon = Daemon::start(&["--action", "REJECT 5.7.1 no"]);
+//! // or: Daemon::start(&["--config", &dir.write("policy.conf", POLICY)]);
 //! let mut conn = daemon.connect();
 //! assert_eq!(request(&mut conn, &rcpt_request(1)), b"action=REJECT 5.7.1 no\n\n");
 //! ```
@@ -13,6 +14,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -359,4 +361,91 @@ pub(crate) fn run(args: &[&str]) -> Output {
         thread::sleep(Duration::from_millis(10));
     }
     child.wait_with_output().expect("collect output")
+}
+
+/// Run `policyd` with `args` and `stdin` as its standard input, to completion,
+/// killing it after [`TIMEOUT`].
+pub(crate) fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn policyd");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    // A writer thread: the child may fill its stdout pipe before reading all
+    // of its input.
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let out = loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            break child.wait_with_output().expect("collect output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "policyd {args:?} still running after {TIMEOUT:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    out
+}
+
+/// [`rcpt_request`]`(1)` with some attributes replaced (or added, if the
+/// request has no such attribute).
+pub(crate) fn request_with(changes: &[(&str, &str)]) -> Vec<u8> {
+    let base = String::from_utf8(rcpt_request(1)).expect("ASCII request");
+    let mut lines: Vec<String> = base
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for (name, value) in changes {
+        let prefix = format!("{name}=");
+        match lines.iter_mut().find(|l| l.starts_with(&prefix)) {
+            Some(line) => *line = format!("{name}={value}"),
+            None => lines.push(format!("{name}={value}")),
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push_str("\n\n");
+    out.into_bytes()
+}
+
+/// A directory under the system temp dir, unique to this process and `name`,
+/// created empty and removed when dropped.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("policyd-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        Self(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Write `contents` to `name` in the directory; returns its path as text.
+    pub(crate) fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write a test file");
+        path.to_str().expect("UTF-8 temp path").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
