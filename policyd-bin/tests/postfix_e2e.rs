@@ -14,6 +14,10 @@
 //!   after DATA (the END-OF-MESSAGE request);
 //! * a relay attempt is refused by `reject_unauth_destination` before the
 //!   policy service is asked (the placement the README recommends);
+//! * with a real policy file (`--config`): a blacklisted sender gets a 5xx
+//!   RCPT reply with the policy's text (its `$sender` template expanded), a
+//!   trusted client passes (the daemon answered OK, rule `trusted`), and a
+//!   dry-run rule changes nothing (250) but is logged by the daemon;
 //! * Postfix's log shows the rejections and no policy-protocol warning.
 //!
 //! It needs Debian's `postfix` package and root (Postfix's master must start as
@@ -71,6 +75,28 @@ const STATUS_TEXT: &str = "policyd e2e numeric status";
 const EOM_ACTION: &str = "REJECT 5.7.1 policyd e2e rejects the message";
 const EOM_TEXT: &str = "policyd e2e rejects the message";
 
+/// The policy file of the `policy` listener. Every SMTP client of this test
+/// connects from 127.0.0.1, so the blacklist comes first and the trusted
+/// network decides everything else; the dry-run rule comes before both.
+const POLICY: &str = r#"# policyd end-to-end test policy
+list trusted_nets cidr { 127.0.0.0/8 }
+list blocked_senders file "blocked_senders"
+
+rule dry-run-check dry-run {
+    state RCPT
+    if recipient_local == "dry-run-target"
+    then REJECT "5.7.1 policyd e2e dry run would reject $recipient"
+}
+rule blocked-senders {
+    state RCPT
+    if sender in blocked_senders
+    then REJECT "5.7.1 Sender $sender is blocked by policyd e2e"
+}
+rule trusted { if client_address in trusted_nets then OK }
+default DUNNO
+"#;
+const BLOCKED_SENDERS: &str = "# blocked senders\nspammer@blocked.e2e\n";
+const POLICY_REJECT_TEXT: &str = "Sender spammer@blocked.e2e is blocked by policyd e2e";
 #[test]
 fn postfix_follows_policyd_answers() {
     let postfix = match prerequisites() {
@@ -99,6 +125,15 @@ fn postfix_follows_policyd_answers() {
     let defer = Daemon::start(DEFER_ACTION);
     let status = Daemon::start(STATUS_ACTION);
     let eom = Daemon::start(EOM_ACTION);
+    let policy_dir = unique_temp_dir();
+    fs::write(policy_dir.join("blocked_senders"), BLOCKED_SENDERS).expect("write the list file");
+    let policy_file = policy_dir.join("policy.conf");
+    fs::write(&policy_file, POLICY).expect("write the policy file");
+    let policy_path = policy_file.to_str().expect("UTF-8 temp path").to_owned();
+    let policy = Daemon::spawn(
+        &format!("--config {policy_path}"),
+        &["--config", &policy_path],
+    );
 
     let listeners = [
         Listener::rcpt("dunno", dunno.addr),
@@ -110,6 +145,7 @@ fn postfix_follows_policyd_answers() {
             rcpt_policy: dunno.addr,
             eom_policy: Some(eom.addr),
         },
+        Listener::rcpt("policy", policy.addr),
     ];
     let pf = Postfix::start(&postfix, &listeners);
     let port = |name: &str| pf.smtpd_port(name);
@@ -209,6 +245,28 @@ fn postfix_follows_policyd_answers() {
         s.quit();
     }
 
+    // A real policy file: blacklisted sender, trusted client, dry-run rule.
+    {
+        let mut s = Smtp::connect(port("policy"));
+        s.ehlo();
+        s.expect("MAIL FROM:<spammer@blocked.e2e>", 250);
+        let r = s.command("RCPT TO:<policy-blocked@e2e.test>");
+        assert_code_class(&r, '5', "policy: blacklisted sender");
+        assert!(r.contains("5.7.1"), "policy: no 5.7.1 in {r:?}");
+        assert!(
+            r.contains(POLICY_REJECT_TEXT),
+            "policy: the policy's text (template expanded) is missing in {r:?}"
+        );
+        s.expect("RSET", 250);
+
+        s.expect("MAIL FROM:<friend@client.e2e>", 250);
+        s.expect("RCPT TO:<policy-trusted@e2e.test>", 250);
+        // The dry-run rule applies but changes nothing.
+        s.expect("RCPT TO:<dry-run-target@e2e.test>", 250);
+        s.expect("RSET", 250);
+        s.quit();
+    }
+
     // Postfix's log: our rejections are there (so we read the right log), and
     // no warning about the policy service.
     let log = pf.wait_for_log(&[
@@ -216,6 +274,7 @@ fn postfix_follows_policyd_answers() {
         DEFER_TEXT,
         STATUS_TEXT,
         EOM_TEXT,
+        POLICY_REJECT_TEXT,
         "Relay access denied",
     ]);
     let policy_warnings: Vec<&str> = log
@@ -223,7 +282,14 @@ fn postfix_follows_policyd_answers() {
         .filter(|l| {
             is_policy_warning(
                 l,
-                &[dunno.addr, reject.addr, defer.addr, status.addr, eom.addr],
+                &[
+                    dunno.addr,
+                    reject.addr,
+                    defer.addr,
+                    status.addr,
+                    eom.addr,
+                    policy.addr,
+                ],
             )
         })
         .collect();
@@ -246,9 +312,40 @@ fn postfix_follows_policyd_answers() {
     defer.expect_decision_mentioning("defer-me@e2e.test");
     status.expect_decision_mentioning("status-me@e2e.test");
     eom.expect_decision_mentioning("END-OF-MESSAGE");
-    for d in [&dunno, &reject, &defer, &status, &eom] {
+    policy.expect_line(
+        "the blacklisted sender's decision",
+        &[
+            "info: decision rule=blocked-senders ",
+            "policy-blocked@e2e.test",
+        ],
+    );
+    policy.expect_line(
+        "the trusted client's decision",
+        &[
+            "info: decision rule=trusted action=OK ",
+            "policy-trusted@e2e.test",
+        ],
+    );
+    policy.expect_line(
+        "the dry-run line",
+        &[
+            "info: dry-run rule=dry-run-check ",
+            "would=\"REJECT 5.7.1 policyd e2e dry run would reject dry-run-target@e2e.test\"",
+            "decided_by=trusted",
+        ],
+    );
+    policy.expect_line(
+        "the decision after the dry run",
+        &[
+            "info: decision rule=trusted action=OK ",
+            "dry-run-target@e2e.test",
+        ],
+    );
+    for d in [&dunno, &reject, &defer, &status, &eom, &policy] {
         d.expect_no_warning();
     }
+    drop(pf);
+    let _ = fs::remove_dir_all(&policy_dir);
 
     eprintln!("postfix end-to-end test passed in {:?}", started.elapsed());
 }
@@ -359,16 +456,25 @@ fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 
 /// A running `policyd`, killed on drop. Its stderr is collected line by line.
 struct Daemon {
-    action: &'static str,
+    /// What it serves, for messages: the action or `--config FILE`.
+    action: String,
     child: Child,
     addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    fn start(action: &'static str) -> Self {
+    fn start(action: &str) -> Self {
+        Self::spawn(action, &["--action", action])
+    }
+
+    /// Start `policyd` with `args` on an ephemeral loopback port; `label`
+    /// names it in messages.
+    fn spawn(label: &str, args: &[&str]) -> Self {
+        let action = label.to_owned();
         let mut child = Command::new(env!("CARGO_BIN_EXE_policyd"))
-            .args(["--listen", "127.0.0.1:0", "--action", action])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -397,7 +503,7 @@ impl Daemon {
             thread::sleep(Duration::from_millis(100));
             let lines = log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
             panic!(
-                "policyd --action {action:?} did not report `listening on` within \
+                "policyd {action:?} did not report `listening on` within \
                  {DAEMON_START_TIMEOUT:?} (exit: {status:?}); stderr:\n{lines}"
             );
         };
@@ -427,7 +533,26 @@ impl Daemon {
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "policyd --action {:?} logged no decision mentioning {needle:?}; stderr:\n{}",
+                    "policyd {:?} logged no decision mentioning {needle:?}; stderr:\n{}",
+                    self.action,
+                    lines.join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon logged a line containing every one of `needles`.
+    fn expect_line(&self, what: &str, needles: &[&str]) {
+        let deadline = Instant::now() + LOG_WAIT_TIMEOUT;
+        loop {
+            let lines = self.lines();
+            if lines.iter().any(|l| needles.iter().all(|n| l.contains(n))) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "policyd {} logged no line with {what} ({needles:?}); stderr:\n{}",
                     self.action,
                     lines.join("\n")
                 );
@@ -441,20 +566,26 @@ impl Daemon {
         let hits: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
         assert!(
             hits.is_empty(),
-            "policyd --action {:?} was asked about {needle:?}, which Postfix should have refused first:\n{hits:?}",
+            "policyd {:?} was asked about {needle:?}, which Postfix should have refused first:\n{hits:?}",
             self.action
         );
     }
 
+    /// No warning or error since the daemon was ready (start-up warnings are
+    /// about the configuration, e.g. the policy compiler's, not the serving).
     fn expect_no_warning(&self) {
         let lines = self.lines();
-        let bad: Vec<&String> = lines
+        let serving = lines
+            .iter()
+            .position(|l| l.contains(": info: policyd ") && l.contains(" ready "))
+            .map_or(0, |i| i + 1);
+        let bad: Vec<&String> = lines[serving..]
             .iter()
             .filter(|l| l.contains(": warning: ") || l.contains(": error: "))
             .collect();
         assert!(
             bad.is_empty(),
-            "policyd --action {:?} logged warnings while serving Postfix:\n{}",
+            "policyd {:?} logged warnings while serving Postfix:\n{}",
             self.action,
             bad.iter()
                 .map(|s| s.as_str())
@@ -470,7 +601,7 @@ impl Drop for Daemon {
         let _ = self.child.wait();
         if thread::panicking() {
             eprintln!(
-                "--- policyd --action {:?} on {} stderr ---\n{}",
+                "--- policyd {:?} on {} stderr ---\n{}",
                 self.action,
                 self.addr,
                 self.lines().join("\n")
