@@ -690,6 +690,7 @@ rule never { state RCPT if tls then REJECT }
 rule also-never { state RCPT, DATA if tls then DUNNO }
 rule hold-rcpt { state DATA if recipient_domain == \"example.com\" then HOLD }
 rule dry dry-run { then OK }
+rule late { state END-OF-MESSAGE if tls then PREPEND \"X-TLS: yes\" }
 default OK
 ";
     let compiled = compile(src);
@@ -708,7 +709,8 @@ default OK
             "rule `never` can never apply: rule `catch-all` (line 4) always applies",
         ),
         (7, 71, "HOLD acts on the whole message"),
-        (9, 9, "the default can answer OK at RCPT state"),
+        (9, 46, "PREPEND is not allowed at END-OF-MESSAGE"),
+        (10, 9, "the default can answer OK at RCPT state"),
     ];
     assert_eq!(w.len(), expect.len(), "{w:#?}");
     for ((line, col, msg), (eline, ecol, efrag)) in w.iter().zip(expect) {

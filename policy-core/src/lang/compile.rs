@@ -12,7 +12,7 @@ use super::diag::{CompileErrors, Diagnostic, Severity};
 use super::parse::{parse_policy, MAX_POLICY_BYTES};
 use super::program::{
     Field, FieldType, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp,
-    Verdict, FALSE, MEMO_SLOTS, NO_MEMO, RCPT_BIT, STATE_NAMES, TRUE,
+    Verdict, END_OF_MESSAGE_BIT, FALSE, MEMO_SLOTS, NO_MEMO, RCPT_BIT, STATE_NAMES, TRUE,
 };
 use super::{Compiled, SourceLoader};
 use crate::action::Action;
@@ -520,6 +520,16 @@ impl Compiler<'_> {
             self.warning(
                 r.action.span,
                 ok_at_rcpt_message(&format!("rule `{}`", r.name.text)),
+            );
+        }
+        if states & END_OF_MESSAGE_BIT != 0 && matches!(verdict.action, Action::Prepend(_)) {
+            self.warning(
+                r.action.span,
+                format!(
+                    "PREPEND is not allowed at END-OF-MESSAGE, and rule `{}` applies in that state; \
+                     expected PREPEND at an earlier state (RCPT or DATA)",
+                    r.name.text
+                ),
             );
         }
         if recipient_level && is_whole_message(&verdict.action) {

@@ -489,6 +489,9 @@ pub(crate) const STATE_NAMES: [(&str, u16); 9] = [
     ("ETRN", 1 << 8),
 ];
 
+/// The bit of [`STATE_NAMES`] `END-OF-MESSAGE`.
+pub(crate) const END_OF_MESSAGE_BIT: u16 = 1 << 6;
+
 /// The bit of [`STATE_NAMES`] `RCPT`.
 pub(crate) const RCPT_BIT: u16 = 1 << 4;
 
