@@ -23,7 +23,7 @@
 //!  frame: &[u8] ──Request::parse──▶ Request<'frame> ──Policy::decide(&req, now, &mut Scratch)──┐
 //!  (from policy-proto's framer)     (borrows the frame)                                          │
 //!                                                                                               ▼
-//!  out: Vec<u8> ◀──Action::write_wire── &Action ◀── Decision<'policy> { action, rule }
+//!  out: Vec<u8> ◀──Decision::write_wire── Decision<'a> { action, rule, dry_run }
 //! ```
 //!
 //! # Main types
@@ -37,6 +37,9 @@
 //! - [`Policy`] (immutable, `Send + Sync`), [`Engine`] (the policy in force,
 //!   replaceable at run time), [`Scratch`] (per-connection working space),
 //!   [`Decision`] (the action and the rule that chose it), [`Timestamp`].
+//! - [`Policy::compile`] compiles the policy language ([`lang`]): every error
+//!   as a located [`Diagnostic`] in [`CompileErrors`], list files read through
+//!   a [`SourceLoader`], [`Explanation`]s of decisions for people.
 //!
 //! # Example
 //!
@@ -61,7 +64,7 @@
 //!
 //! // What a daemon writes back (policy-proto's encoder adds `action=` and `\n\n`):
 //! let mut out = Vec::with_capacity(512);
-//! decision.action.write_wire(&mut out);
+//! decision.write_wire(&mut out);
 //! assert_eq!(out, b"REJECT 5.7.1 Not welcome here");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
