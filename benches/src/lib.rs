@@ -4,7 +4,8 @@
 //! This crate is not published and holds no product code. It serves four users:
 //!
 //! - the criterion benches (`benches/hot_path.rs`), one group per layer of the hot
-//!   path (frame, parse, decide, encode, end to end);
+//!   path (frame, parse, decide, encode, end to end), and of compiled policies
+//!   (`benches/policy.rs`, with the generated policies of [`policies`]);
 //! - the instruction-count guard (`benches/instructions.rs`, gungraun under
 //!   valgrind, budgets in `budgets.toml`, checked by `ci-budgets.sh`);
 //! - the zero-allocation test (`tests/zero_alloc.rs`);
@@ -31,6 +32,8 @@
 #![deny(missing_debug_implementations)]
 
 use std::fmt;
+
+pub mod policies;
 
 use policy_core::{Engine, ParseError, Request, Scratch, Timestamp};
 use policy_proto::{FrameError, Framer, Limits};
