@@ -345,11 +345,12 @@ COMMANDS:
     default-policy  Print the embedded default policy (used when neither
                     --config nor --action is given) and exit.
 
-POLICY OPTIONS (serve, test):
-    --config FILE           The policy file. List and login-map files it names
-                            are read relative to its directory. On SIGHUP the
-                            daemon reads and compiles it again; the new policy
-                            replaces the old one only if it compiles.
+POLICY OPTIONS:
+    -c, --config FILE       serve, test: the policy file. List and login-map
+                            files it names are read relative to its directory.
+                            On SIGHUP the daemon reads and compiles them again;
+                            the new policy replaces the old one only if it
+                            compiles.
                             [default: the embedded default policy, which
                             answers DUNNO to everything; see default-policy]
     --action ACTION         serve only: answer every request with this access(5)
@@ -366,8 +367,8 @@ SERVE OPTIONS:
     --listen ADDR           Where to listen; repeat for several listeners.
                             host:port for TCP (IPv6 as [::1]:10031; port 0 picks
                             a free port), or a path containing '/' for a UNIX
-                            socket (a stale socket file left by a previous run is
-                            replaced; the socket is created with the process
+                            socket (a stale socket file left by a previous run
+                            is replaced; the socket is created with the process
                             umask). Note: on Linux [::]:PORT also accepts IPv4
                             unless net.ipv6.bindv6only=1.
                             [default: {listen}]
@@ -406,9 +407,9 @@ POSTFIX (main.cf), Postfix 3.0 or later:
 LOGS (stderr: run under systemd for the journal, or redirect to a file or
 logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: info: listening on 127.0.0.1:10031
-    policyd[PID]: info: decision rule=block-senders action=\"REJECT 5.7.1 ...\" client=192.0.2.1 ...
-    policyd[PID]: info: dry-run rule=big would=\"DEFER 4.5.3 ...\" decided_by=default ...
-    policyd[PID]: info: reloaded policy /etc/policyd/policy.conf rules=12 warnings=0
+    policyd[PID]: info: decision rule=blocked action=\"REJECT 5.7.1 ...\" ...
+    policyd[PID]: info: dry-run rule=big would=\"DEFER 4.5.3 ...\" decided_by=...
+    policyd[PID]: info: reloaded policy FILE rules=12 list_files=2 warnings=0
     policyd[PID]: warning: closing connection peer=127.0.0.1:5555 reason=\"...\"
     A rule marked dry-run that applies logs one dry-run line (the action it
     would have given) before the decision line, and changes nothing.
@@ -560,13 +561,13 @@ where
             }
             Opt::Explain => p.explain = true,
             Opt::Now => {
-                p.now = Some(number(
+                p.now = Some(number_u64(
                     canonical,
                     &value,
                     0,
                     MAX_NOW_SECS,
                     "Unix seconds from 0 to 253402300799 (year 9999)",
-                )? as u64);
+                )?);
             }
             Opt::DenyWarnings => p.deny_warnings = true,
             Opt::MaxConnections => {
@@ -664,7 +665,7 @@ where
 
 /// Largest accepted `--now`: the last second of the year 9999, far beyond any
 /// real date and still far from overflow when turned into milliseconds.
-pub(crate) const MAX_NOW_SECS: usize = 253_402_300_799;
+pub(crate) const MAX_NOW_SECS: u64 = 253_402_300_799;
 
 /// The options, by identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -768,6 +769,23 @@ fn number(
     max: usize,
     expected: &'static str,
 ) -> Result<usize, CliError> {
+    let n = number_u64(option, value, min as u64, max as u64, expected)?;
+    // In range, so it fits.
+    usize::try_from(n).map_err(|_| CliError::BadValue {
+        option,
+        value: value.to_string_lossy().into_owned(),
+        expected,
+    })
+}
+
+/// [`number`] for values that may not fit a 32-bit `usize`.
+fn number_u64(
+    option: &'static str,
+    value: &OsStr,
+    min: u64,
+    max: u64,
+    expected: &'static str,
+) -> Result<u64, CliError> {
     let text = utf8(option, value)?;
     let bad = || CliError::BadValue {
         option,
@@ -777,7 +795,7 @@ fn number(
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    match text.parse::<usize>() {
+    match text.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(bad()),
     }

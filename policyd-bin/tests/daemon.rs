@@ -51,6 +51,15 @@ mod command_line {
                 "--max-attributes",
                 "--log-level",
                 "--version",
+                "--config FILE",
+                "policyd check",
+                "--deny-warnings",
+                "policyd test",
+                "--explain",
+                "--now SECS",
+                "default-policy",
+                "SIGHUP",
+                "78",
                 "check_policy_service",
                 "default_action=DUNNO",
             ] {
@@ -1183,6 +1192,33 @@ size=9000000
         }
         assert!(
             text.ends_with("3 requests decided, 0 not parsed or unreadable\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_located_on_their_line() {
+        let (_dir, path) = policy_dir("test-values");
+        let input = b"protocol_state=RCPT\nsender=a@b\nclient_address=not-an-ip\n\n\
+                      \n# next\nsender=a@b\nsize=1\nsize=2\n\nsender=spammer@example.net\n";
+        let out = run_with_stdin(&["test", "--config", &path], input);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("-:3: request 1: error: attribute `client_address`: expected "),
+            "{text}"
+        );
+        assert!(
+            text.contains("-:9: request 2: error: attribute `size` sent twice, expected once\n"),
+            "{text}"
+        );
+        // The last request has no state: the RCPT-only rule does not apply.
+        assert!(
+            text.contains("-:11: request 3: sender=<spammer@example.net>\n    action: DUNNO\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("1 request decided, 2 not parsed or unreadable\n"),
             "{text}"
         );
     }

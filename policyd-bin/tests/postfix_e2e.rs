@@ -125,7 +125,9 @@ fn postfix_follows_policyd_answers() {
     let defer = Daemon::start(DEFER_ACTION);
     let status = Daemon::start(STATUS_ACTION);
     let eom = Daemon::start(EOM_ACTION);
-    let policy_dir = unique_temp_dir();
+    // Removed when the test ends, also when it fails.
+    let policy_dir_guard = RemoveOnDrop(unique_temp_dir());
+    let policy_dir = &policy_dir_guard.0;
     fs::write(policy_dir.join("blocked_senders"), BLOCKED_SENDERS).expect("write the list file");
     let policy_file = policy_dir.join("policy.conf");
     fs::write(&policy_file, POLICY).expect("write the policy file");
@@ -344,8 +346,6 @@ fn postfix_follows_policyd_answers() {
     for d in [&dunno, &reject, &defer, &status, &eom, &policy] {
         d.expect_no_warning();
     }
-    drop(pf);
-    let _ = fs::remove_dir_all(&policy_dir);
 
     eprintln!("postfix end-to-end test passed in {:?}", started.elapsed());
 }
@@ -921,6 +921,15 @@ fn unique_temp_dir() -> PathBuf {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
         .expect("chmod the test instance directory");
     dir
+}
+
+/// A directory removed (with its contents) when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A loopback port that was free a moment ago.
