@@ -933,3 +933,36 @@ mod no_panic {
         }
     }
 }
+
+#[test]
+fn errors_beyond_the_cap_are_counted_not_listed() {
+    let src: String = (0..policy_core::lang::MAX_ERRORS + 50)
+        .map(|i| format!("rule x{i} {{ then FROB }}\n"))
+        .collect();
+    let e = errors(&src);
+    assert_eq!(e.errors.len(), policy_core::lang::MAX_ERRORS + 1);
+    let last = e.errors.last().expect("a last error");
+    assert_eq!(last.line, 0);
+    assert!(
+        last.message.starts_with("50 more errors not shown"),
+        "{last}"
+    );
+    assert_eq!(e.errors[0].line, 1);
+    assert_eq!(e.errors[1].line, 2);
+}
+
+#[test]
+fn long_lines_show_a_bounded_excerpt() {
+    let mut src = String::from("list l { ");
+    src.push_str(&"a.example ".repeat(2000));
+    src.push_str("10.1.0.0/8 ");
+    src.push_str(&"b.example ".repeat(2000));
+    src.push_str("}\nrule r { if client_name in l then REJECT }");
+    let e = errors(&src);
+    assert_eq!(e.errors.len(), 1, "{e}");
+    let d = &e.errors[0];
+    assert_eq!(d.line, 1);
+    assert!(d.source_line.len() <= 2 * policy_core::lang::MAX_COLUMN_SCAN);
+    let caret_at = d.column as usize - 1;
+    assert_eq!(&d.source_line[caret_at..caret_at + 10], "10.1.0.0/8");
+}

@@ -8,7 +8,7 @@ use super::ast::{
     ActionAst, Clause, CmpOp, Cond, Entry, Item, ListBody, ListDecl, ListRef, LoginsBody,
     LoginsDecl, Name, RuleDecl, Span, Str, StrOp, TestKind, Value,
 };
-use super::diag::{CompileErrors, Diagnostic, Severity};
+use super::diag::{CompileErrors, Diagnostic, LineIndex, Severity, MAX_COLUMN_SCAN};
 use super::parse::{parse_policy, MAX_POLICY_BYTES};
 use super::program::{
     Field, FieldType, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp,
@@ -27,6 +27,12 @@ use crate::template::{ActionTemplate, ActionTemplateError};
 /// pathological pattern (`(a{1000}){1000}`); real patterns use a few KiB.
 pub const MAX_REGEX_COMPILED_BYTES: usize = 1 << 20;
 
+/// The most errors one compilation reports (the count of the rest is given
+/// in a last diagnostic). A file with more is not a policy with typos but a
+/// wrong file, and each diagnostic holds a copy of its line: this bounds the
+/// memory and output of compiling anything.
+pub const MAX_ERRORS: usize = 200;
+
 /// Compile `source` (the text of `file`) into a program, or every error.
 pub(crate) fn compile(
     file: &str,
@@ -36,7 +42,10 @@ pub(crate) fn compile(
     let mut c = Compiler {
         file,
         src: source,
+        lines: LineIndex::new(source),
         loader,
+        suppressed: 0,
+        suppressed_warnings: 0,
         errors: Vec::new(),
         warnings: Vec::new(),
         program: Program::always(Action::Dunno),
@@ -64,13 +73,15 @@ pub(crate) fn compile(
     c.run(&items);
     if c.errors.is_empty() {
         let Compiler {
-            program, warnings, ..
+            program,
+            warnings,
+            suppressed_warnings,
+            file,
+            ..
         } = c;
-        let mut warnings = warnings;
-        warnings.sort_by_key(|(k, _)| *k);
         Ok(Compiled {
             policy: crate::Policy::from_program(program),
-            warnings: warnings.into_iter().map(|(_, d)| d).collect(),
+            warnings: Compiler::sorted_warnings(warnings, suppressed_warnings, file),
         })
     } else {
         Err(c.finish_errors())
@@ -88,7 +99,12 @@ struct Declared {
 struct Compiler<'c> {
     file: &'c str,
     src: &'c str,
+    lines: LineIndex<'c>,
     loader: &'c mut dyn SourceLoader,
+    /// Errors found beyond [`MAX_ERRORS`].
+    suppressed: usize,
+    /// Warnings found beyond [`MAX_ERRORS`].
+    suppressed_warnings: usize,
     /// (sort key: byte offset in the policy, diagnostic)
     errors: Vec<(usize, Diagnostic)>,
     warnings: Vec<(usize, Diagnostic)>,
@@ -103,28 +119,107 @@ type Compiled1 = (Test, bool);
 
 impl Compiler<'_> {
     fn error(&mut self, span: Span, message: String) {
-        let d = Diagnostic::at(Severity::Error, self.file, self.src, span.start, message);
+        if self.full() {
+            return;
+        }
+        let d = self
+            .lines
+            .diagnostic(Severity::Error, self.file, span.start, message);
         self.errors.push((span.start, d));
     }
 
     fn warning(&mut self, span: Span, message: String) {
-        let d = Diagnostic::at(Severity::Warning, self.file, self.src, span.start, message);
+        if self.warnings.len() >= MAX_ERRORS {
+            self.suppressed_warnings += 1;
+            return;
+        }
+        let d = self
+            .lines
+            .diagnostic(Severity::Warning, self.file, span.start, message);
         self.warnings.push((span.start, d));
+    }
+
+    /// Whether [`MAX_ERRORS`] errors are recorded; counts the error not recorded.
+    fn full(&mut self) -> bool {
+        if self.errors.len() < MAX_ERRORS {
+            return false;
+        }
+        self.suppressed += 1;
+        true
+    }
+
+    /// Record an error located in a list or logins file.
+    fn file_errors(&mut self, path: &Str, text: &str, errors: Vec<crate::list::FileEntryError>) {
+        let lines: Vec<&str> = text.split('\n').collect();
+        for e in errors {
+            if self.full() {
+                continue;
+            }
+            let line = lines
+                .get(e.line.saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or("");
+            let line = match line.char_indices().nth(MAX_COLUMN_SCAN) {
+                Some((cut, _)) => &line[..cut],
+                None => line,
+            };
+            self.errors.push((
+                path.span.start,
+                Diagnostic {
+                    severity: Severity::Error,
+                    file: path.value.clone(),
+                    line: e.line,
+                    column: e.column,
+                    message: e.error.to_string(),
+                    source_line: line.trim_end_matches('\r').to_owned(),
+                },
+            ));
+        }
+    }
+
+    /// The warnings in file order, with a last one counting those not kept.
+    fn sorted_warnings(
+        warnings: Vec<(usize, Diagnostic)>,
+        suppressed: usize,
+        file: &str,
+    ) -> Vec<Diagnostic> {
+        let mut warnings = warnings;
+        warnings.sort_by_key(|(k, _)| *k);
+        let mut out: Vec<Diagnostic> = warnings.into_iter().map(|(_, d)| d).collect();
+        if suppressed > 0 {
+            out.push(Diagnostic::whole_file(
+                Severity::Warning,
+                file,
+                format!("{suppressed} more warnings not shown (at most {MAX_ERRORS} are reported)"),
+            ));
+        }
+        out
     }
 
     fn finish_errors(self) -> CompileErrors {
         let mut errors = self.errors;
-        let mut warnings = self.warnings;
+        if self.suppressed > 0 {
+            errors.push((
+                usize::MAX,
+                Diagnostic::whole_file(
+                    Severity::Error,
+                    self.file,
+                    format!(
+                        "{} more errors not shown (at most {MAX_ERRORS} are reported)",
+                        self.suppressed
+                    ),
+                ),
+            ));
+        }
         errors.sort_by_key(|(k, _)| *k);
-        warnings.sort_by_key(|(k, _)| *k);
         CompileErrors {
             errors: errors.into_iter().map(|(_, d)| d).collect(),
-            warnings: warnings.into_iter().map(|(_, d)| d).collect(),
+            warnings: Self::sorted_warnings(self.warnings, self.suppressed_warnings, self.file),
         }
     }
 
     fn line_of(&self, span: Span) -> u32 {
-        Diagnostic::at(Severity::Error, "", self.src, span.start, String::new()).line
+        self.lines.line(span.start)
     }
 
     fn run(&mut self, items: &[Item]) {
@@ -295,23 +390,7 @@ impl Compiler<'_> {
         let text = self.load(path)?;
         let mut builder = ListBuilder::new(kind);
         if let Err(errors) = builder.add_file_text(&text) {
-            for e in errors {
-                let line = text
-                    .lines()
-                    .nth(e.line.saturating_sub(1) as usize)
-                    .unwrap_or("");
-                self.errors.push((
-                    path.span.start,
-                    Diagnostic {
-                        severity: Severity::Error,
-                        file: path.value.clone(),
-                        line: e.line,
-                        column: e.column,
-                        message: e.error.to_string(),
-                        source_line: line.trim_end_matches('\r').to_owned(),
-                    },
-                ));
-            }
+            self.file_errors(path, &text, errors);
             return None;
         }
         self.push_list(builder, path.span)
@@ -365,23 +444,7 @@ impl Compiler<'_> {
                     .and_then(|text| match LoginMap::parse(&text) {
                         Ok(map) => Some(map),
                         Err(errors) => {
-                            for e in errors {
-                                let line = text
-                                    .lines()
-                                    .nth(e.line.saturating_sub(1) as usize)
-                                    .unwrap_or("");
-                                self.errors.push((
-                                    path.span.start,
-                                    Diagnostic {
-                                        severity: Severity::Error,
-                                        file: path.value.clone(),
-                                        line: e.line,
-                                        column: e.column,
-                                        message: e.error.to_string(),
-                                        source_line: line.trim_end_matches('\r').to_owned(),
-                                    },
-                                ));
-                            }
+                            self.file_errors(path, &text, errors);
                             None
                         }
                     })

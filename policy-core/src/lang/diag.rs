@@ -53,6 +53,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at byte offset `offset` of `source` (the text of `file`).
     /// An offset past the end, or inside a character, is clamped.
+    #[cfg(test)]
     pub(crate) fn at(
         severity: Severity,
         file: &str,
@@ -60,25 +61,7 @@ impl Diagnostic {
         offset: usize,
         message: String,
     ) -> Self {
-        let mut offset = offset.min(source.len());
-        while !source.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[offset..]
-            .find('\n')
-            .map_or(source.len(), |i| offset + i);
-        let line = source[..line_start].matches('\n').count() + 1;
-        let column = source[line_start..offset].chars().count() + 1;
-        let source_line = source[line_start..line_end].trim_end_matches('\r');
-        Self {
-            severity,
-            file: file.to_owned(),
-            line: u32::try_from(line).unwrap_or(u32::MAX),
-            column: u32::try_from(column).unwrap_or(u32::MAX),
-            message,
-            source_line: source_line.to_owned(),
-        }
+        LineIndex::new(source).diagnostic(severity, file, offset, message)
     }
 
     /// A diagnostic about a whole file (it could not be read, for example).
@@ -125,6 +108,90 @@ impl fmt::Display for Diagnostic {
         f.write_str("^")
     }
 }
+
+/// The start of every line of a source text, to turn byte offsets into
+/// line and column in `O(log lines)` (a file with thousands of errors must
+/// not cost thousands of scans of the file).
+#[derive(Debug)]
+pub(crate) struct LineIndex<'s> {
+    source: &'s str,
+    /// Byte offset of each line's first byte; `starts[0] == 0`.
+    starts: Vec<usize>,
+}
+
+impl<'s> LineIndex<'s> {
+    pub(crate) fn new(source: &'s str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            source
+                .bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Self { source, starts }
+    }
+
+    /// The 1-based line of byte `offset`.
+    pub(crate) fn line(&self, offset: usize) -> u32 {
+        let line = self.starts.partition_point(|&s| s <= offset);
+        u32::try_from(line.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// A diagnostic at byte `offset` (clamped to the text and to a character
+    /// boundary). The column counts characters from the line's start; on a
+    /// very long line it is capped at [`MAX_COLUMN_SCAN`] bytes' worth and
+    /// the shown line cut around the caret.
+    pub(crate) fn diagnostic(
+        &self,
+        severity: Severity,
+        file: &str,
+        offset: usize,
+        message: String,
+    ) -> Diagnostic {
+        let source = self.source;
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line(offset);
+        let mut line_start = self.starts.get(line as usize - 1).copied().unwrap_or(0);
+        let mut line_end = self
+            .starts
+            .get(line as usize)
+            .map_or(source.len(), |&next| next - 1);
+        // Keep the shown line (and the column count) bounded on huge lines.
+        if offset - line_start > MAX_COLUMN_SCAN {
+            line_start = offset - MAX_COLUMN_SCAN;
+            while !source.is_char_boundary(line_start) {
+                line_start += 1;
+            }
+        }
+        if line_end - offset > MAX_COLUMN_SCAN {
+            line_end = offset + MAX_COLUMN_SCAN;
+            while !source.is_char_boundary(line_end) {
+                line_end -= 1;
+            }
+        }
+        let column = source[line_start..offset].chars().count() + 1;
+        Diagnostic {
+            severity,
+            file: file.to_owned(),
+            line,
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+            message,
+            source_line: source[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_owned(),
+        }
+    }
+}
+
+/// How far around an error a diagnostic looks on its line, in bytes. Lines
+/// are short in a hand-written policy; on a machine-made one-line file this
+/// keeps each diagnostic's cost and size bounded (the column is then counted
+/// from the shown part).
+pub const MAX_COLUMN_SCAN: usize = 4096;
 
 /// Why a policy did not compile: every error found (not only the first), and
 /// the warnings found along the way. `Display` prints them all, errors first,

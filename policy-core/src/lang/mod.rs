@@ -29,8 +29,9 @@ mod explain;
 mod parse;
 pub(crate) mod program;
 
+pub use compile::MAX_ERRORS;
 pub use compile::MAX_REGEX_COMPILED_BYTES;
-pub use diag::{CompileErrors, Diagnostic, Severity};
+pub use diag::{CompileErrors, Diagnostic, Severity, MAX_COLUMN_SCAN};
 pub use eval::{DryRun, DryRunHit, DryRunIter};
 pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, TestResult};
 pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};

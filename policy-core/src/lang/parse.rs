@@ -399,7 +399,10 @@ impl<'s> Parser<'s> {
             if next.is_empty() {
                 return failure(next, "an entry or `}` to close the list");
             }
-            if starts_item_line(self.src, self.offset(next)) {
+            // Only a token after a line break can start a line: checking
+            // just those keeps a long one-line list linear.
+            let skipped = &rest[..rest.len() - next.len()];
+            if skipped.contains('\n') && starts_item_line(self.src, self.offset(next)) {
                 return failure(next, "`}` to close the list before the next item");
             }
             let (after, entry) = expect(self.entry(next), next, "an entry or `}`")?;
