@@ -291,7 +291,7 @@ impl Compiler<'_> {
             }
         }
         let mut shared: Vec<(Test, usize)> = counts.into_iter().filter(|&(_, n)| n > 1).collect();
-        shared.sort_by(|a, b| b.1.cmp(&a.1));
+        shared.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
         let slots: HashMap<Test, u8> = shared
             .into_iter()
             .take(MEMO_SLOTS)
