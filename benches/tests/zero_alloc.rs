@@ -9,8 +9,13 @@
 //! `Scratch`) -> encode must perform zero allocations, reallocations and
 //! deallocations: with the bytes given to `Framer::feed` or read by
 //! `Framer::read_from` (the daemon's way), in one read, split across two reads,
-//! and the whole mix pipelined in one read. A sanity test shows that an allocation in the region is
-//! counted, so the zero is not a blind spot.
+//! and the whole mix pipelined in one read. The same holds for a compiled
+//! policy that uses every kind of condition (every operator, predicate and
+//! list kind, a logins map, a dry-run rule) and decides with a templated
+//! `REJECT` (`policyd_benches::policies::every_condition`), and for the
+//! realistic benchmark policy (56 rules, lists of 10,000 CIDRs and domains).
+//! A sanity test shows that an allocation in the region is counted, so the
+//! zero is not a blind spot.
 #![allow(unsafe_code)] // the global allocator below; the libraries stay unsafe-free
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -20,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
 use policy_proto::{Framer, Limits};
+use policyd_benches::policies;
 use policyd_benches::{MixEntry, MIX, REPLY_CAPACITY};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -165,7 +171,7 @@ impl Conn {
                     Err(e) => panic!("parsing failed: {e}"),
                 };
                 let decision = engine.decide(&request, NOW, &mut self.scratch);
-                policy_proto::encode(decision.action, &mut self.out);
+                policyd_benches::encode_decision(&decision, &mut self.out);
                 answered += 1;
             }
         }
@@ -185,10 +191,15 @@ fn policies() -> Vec<(&'static str, Action)> {
 }
 
 /// Warm a connection with `chunks`, then count heap operations over many rounds.
+///
+/// `action`: the action every request is answered with, or `None` for a
+/// policy whose replies depend on the request (templates): then the replies
+/// of the last warm-up round are the reference every measured round must
+/// reproduce.
 fn assert_no_heap_operations(
     case: &str,
     engine: &Engine,
-    action: &Action,
+    action: Option<&Action>,
     chunks: &[&[u8]],
     per_round: usize,
 ) {
@@ -201,7 +212,7 @@ fn assert_no_heap_operations(
 fn assert_no_heap_operations_with(
     case: &str,
     engine: &Engine,
-    action: &Action,
+    action: Option<&Action>,
     input: Input,
     chunks: &[&[u8]],
     per_round: usize,
@@ -214,10 +225,13 @@ fn assert_no_heap_operations_with(
             "{case}: warm-up"
         );
     }
-    let expected_reply = {
-        let mut one = Vec::new();
-        policy_proto::encode(action, &mut one);
-        one.repeat(per_round)
+    let expected_reply = match action {
+        Some(action) => {
+            let mut one = Vec::new();
+            policy_proto::encode(action, &mut one);
+            one.repeat(per_round)
+        }
+        None => conn.out.clone(),
     };
     let (ops, mismatches) = heap_operations_in(|| {
         let mut mismatches = 0usize;
@@ -249,7 +263,7 @@ fn warmed_hot_path_allocates_nothing_for_each_request_of_the_mix() {
             assert_no_heap_operations(
                 &format!("{name} / {policy_name} / one read"),
                 &engine,
-                &action,
+                Some(&action),
                 &[request],
                 1,
             );
@@ -258,7 +272,7 @@ fn warmed_hot_path_allocates_nothing_for_each_request_of_the_mix() {
             assert_no_heap_operations(
                 &format!("{name} / {policy_name} / two reads"),
                 &engine,
-                &action,
+                Some(&action),
                 &[head, tail],
                 1,
             );
@@ -269,7 +283,68 @@ fn warmed_hot_path_allocates_nothing_for_each_request_of_the_mix() {
         assert_no_heap_operations(
             &format!("whole mix / {policy_name} / one read"),
             &engine,
-            &action,
+            Some(&action),
+            &[&all],
+            MIX.len(),
+        );
+        cases += 1;
+    }
+    assert_eq!(cases, 2 * (2 * MIX.len() + 1), "every case ran");
+}
+
+/// A compiled policy using every kind of condition, deciding with a templated
+/// action, and the realistic benchmark policy: warmed connections allocate
+/// nothing for any request of the mix.
+#[test]
+fn warmed_hot_path_with_compiled_policies_allocates_nothing() {
+    let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+
+    // Every request reaches the last rule, a templated REJECT naming the
+    // request's sender, recipient and client, after one dry-run hit.
+    let every = Engine::new(policies::every_condition().compile());
+    let mut scratch = Scratch::new();
+    for &MixEntry { name, request, .. } in MIX {
+        let parsed = Request::parse(request).expect("valid request");
+        let decision = every.decide(&parsed, NOW, &mut scratch);
+        assert_eq!(decision.rule, "decide", "{name}: an earlier rule applied");
+        assert_eq!(decision.dry_run.len(), 1, "{name}: the dry-run rule");
+        let wire = String::from_utf8_lossy(decision.wire()).into_owned();
+        let client = parsed
+            .client_address
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        assert!(
+            wire.starts_with("REJECT 5.7.1 <") && wire.contains(&client),
+            "{name}: not the expanded template: {wire}"
+        );
+    }
+    let realistic = Engine::new(policies::realistic().compile());
+
+    let mut cases = 0;
+    for (policy_name, engine) in [("every condition", &every), ("realistic", &realistic)] {
+        for &MixEntry { name, request, .. } in MIX {
+            assert_no_heap_operations(
+                &format!("{name} / {policy_name} / one read"),
+                engine,
+                None,
+                &[request],
+                1,
+            );
+            let (head, tail) = request.split_at(request.len() / 2);
+            assert_no_heap_operations(
+                &format!("{name} / {policy_name} / two reads"),
+                engine,
+                None,
+                &[head, tail],
+                1,
+            );
+            cases += 2;
+        }
+        let all: Vec<u8> = MIX.iter().flat_map(|e| e.request.iter().copied()).collect();
+        assert_no_heap_operations(
+            &format!("whole mix / {policy_name} / one read"),
+            engine,
+            None,
             &[&all],
             MIX.len(),
         );
