@@ -39,7 +39,9 @@ mod tools;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::cli::{Command, Config, EX_CONFIG, EX_OSERR, EX_USAGE};
+use policy_core::Action;
+
+use crate::cli::{Command, Config, PolicySource, EX_CONFIG, EX_OSERR, EX_USAGE};
 use crate::log::Level;
 use crate::policy_file::{one_line, LoadError};
 
@@ -102,6 +104,13 @@ fn serve(config: Config) -> ExitCode {
     };
     for warning in &loaded.warnings {
         log::warning!("{}", one_line(warning));
+    }
+    if config.policy == PolicySource::Action(Action::Ok) {
+        // What the compiler warns about for a rule, said for the shortcut.
+        log::warning!(
+            "--action OK answers OK to every request: if check_policy_service runs before \
+             reject_unauth_destination, this makes an open relay"
+        );
     }
     let code = server::run(config, loaded, &mut signals);
     log::flush();

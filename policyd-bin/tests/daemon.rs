@@ -1020,6 +1020,83 @@ mod reload {
     }
 }
 
+mod reload_under_load {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// Two policies that answer the same request differently.
+    fn policy(text: &str) -> String {
+        format!("rule all {{ state RCPT then REJECT \"5.7.1 {text} $recipient\" }}\n")
+    }
+
+    #[test]
+    fn reloads_while_connections_decide_drop_nothing_and_mix_nothing() {
+        const CONNECTIONS: u32 = 4;
+        const RELOADS: usize = 6;
+        let dir = TempDir::new("reload-load");
+        let path = dir.write("policy.conf", policy("first"));
+        let daemon = Daemon::start(&["--config", &path, "--log-level", "warn"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|w| {
+                let mut conn = daemon.connect();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut answered = [0u64; 2];
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let req = request_with(&[("recipient", &format!("u{w}.{n}@example.com"))]);
+                        let got = request(&mut conn, &req);
+                        // Whole answers of one policy or the other, never a mix.
+                        let first = reply(&format!("REJECT 5.7.1 first u{w}.{n}@example.com"));
+                        let second = reply(&format!("REJECT 5.7.1 second u{w}.{n}@example.com"));
+                        if got == first {
+                            answered[0] += 1;
+                        } else if got == second {
+                            answered[1] += 1;
+                        } else {
+                            panic!("unexpected answer {:?}", String::from_utf8_lossy(&got));
+                        }
+                    }
+                    answered
+                })
+            })
+            .collect();
+        for i in 0..RELOADS {
+            let text = if i % 2 == 0 { "second" } else { "first" };
+            dir.write("policy.conf", policy(text));
+            daemon.signal("HUP");
+            // Reload lines are logged whatever the level.
+            let want = i + 1;
+            let started = Instant::now();
+            while daemon
+                .log()
+                .iter()
+                .filter(|l| l.contains("info: reloaded policy "))
+                .count()
+                < want
+            {
+                assert!(started.elapsed() < TIMEOUT, "reload {want} not logged");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut totals = [0u64; 2];
+        for worker in workers {
+            let answered = worker.join().expect("a connection got a wrong answer");
+            totals[0] += answered[0];
+            totals[1] += answered[1];
+        }
+        // Both policies answered, on the same connections.
+        assert!(totals[0] > 0 && totals[1] > 0, "{totals:?}");
+        let log = daemon.log();
+        assert!(!log.iter().any(|l| l.contains(": warning: ")), "{log:#?}");
+    }
+}
+
 mod check_command {
     use super::*;
 
