@@ -966,3 +966,31 @@ fn long_lines_show_a_bounded_excerpt() {
     let caret_at = d.column as usize - 1;
     assert_eq!(&d.source_line[caret_at..caret_at + 10], "10.1.0.0/8");
 }
+
+#[test]
+fn loaders_name_their_files_in_diagnostics() {
+    struct Dir;
+    impl policy_core::SourceLoader for Dir {
+        fn load(&mut self, path: &str) -> Result<String, String> {
+            match path {
+                "nets" => Ok("10.0.0.0/8\nnot-a-net/99\n".to_owned()),
+                _ => Err("no such file or directory".to_owned()),
+            }
+        }
+        fn display_name(&self, path: &str) -> String {
+            format!("/etc/policyd/{path}")
+        }
+    }
+    let e = Policy::compile(
+        "/etc/policyd/policy.conf",
+        "list n cidr file \"nets\"\nlist m file \"missing\"\nrule r { if client_address in n or sender in m then REJECT }",
+        &mut Dir,
+    )
+    .expect_err("bad files");
+    let text = e.to_string();
+    assert!(text.starts_with("/etc/policyd/nets:2:1: error: "), "{text}");
+    assert!(
+        text.contains("/etc/policyd/policy.conf:2:13: error: cannot read file \"missing\": no such file or directory"),
+        "{text}"
+    );
+}

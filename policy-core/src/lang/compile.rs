@@ -151,6 +151,7 @@ impl Compiler<'_> {
     /// Record an error located in a list or logins file.
     fn file_errors(&mut self, path: &Str, text: &str, errors: Vec<crate::list::FileEntryError>) {
         let lines: Vec<&str> = text.split('\n').collect();
+        let file = self.loader.display_name(&path.value);
         for e in errors {
             if self.full() {
                 continue;
@@ -167,7 +168,7 @@ impl Compiler<'_> {
                 path.span.start,
                 Diagnostic {
                     severity: Severity::Error,
-                    file: path.value.clone(),
+                    file: file.clone(),
                     line: e.line,
                     column: e.column,
                     message: e.error.to_string(),

@@ -51,6 +51,13 @@ pub trait SourceLoader {
     /// could not be read (`Err("no such file or directory")`): the compiler
     /// reports the reason at the `file "path"` of the policy.
     fn load(&mut self, path: &str) -> Result<String, String>;
+
+    /// How diagnostics name the file `path` (as written in the policy): by
+    /// default `path` itself; the daemon gives the resolved path, so that
+    /// an error in a list file names the file to open.
+    fn display_name(&self, path: &str) -> String {
+        path.to_owned()
+    }
 }
 
 /// A [`SourceLoader`] refusing every file: for policies without list files,
