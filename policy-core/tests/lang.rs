@@ -994,3 +994,20 @@ fn loaders_name_their_files_in_diagnostics() {
         "{text}"
     );
 }
+
+#[test]
+fn compiled_policies_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<CompileErrors>();
+    assert_send_sync::<policy_core::Explanation>();
+    let policy = compile("rule r dry-run { then REJECT \"5.7.1 $sender\" }").policy;
+    let bytes = frame(&[]);
+    let request = Request::parse(&bytes).expect("parses");
+    let mut scratch = Scratch::new();
+    let d = policy.decide(&request, NOW, &mut scratch);
+    assert_eq!(
+        format!("{:?}", d.dry_run),
+        "[DryRunHit { rule: \"r\", wire: \"REJECT 5.7.1 joe@example.org\" }]"
+    );
+}

@@ -119,7 +119,7 @@ impl<'a> Iterator for DryRunIter<'a> {
 }
 
 /// A dry-run rule that applied: its name and the action it would have given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct DryRunHit<'a> {
     /// The rule's name.
     pub rule: &'a str,
@@ -128,6 +128,15 @@ pub struct DryRunHit<'a> {
     /// The action's wire form for this request (templates filled in), as it
     /// would have been sent.
     pub wire: &'a [u8],
+}
+
+impl fmt::Debug for DryRunHit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DryRunHit")
+            .field("rule", &self.rule)
+            .field("wire", &String::from_utf8_lossy(self.wire))
+            .finish()
+    }
 }
 
 /// What [`Program::decide`] found: the deciding rule (`None` = the default).
