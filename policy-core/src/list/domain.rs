@@ -146,27 +146,57 @@ pub(crate) fn lower_into<'b>(bytes: &[u8], buf: &'b mut [u8]) -> Option<&'b mut 
     Some(out)
 }
 
+/// The bit of [`TreeLabels`] for a key with `labels` labels.
+pub(crate) fn label_bit(key: &[u8]) -> u128 {
+    let labels = key.iter().filter(|&&b| b == b'.').count() + 1;
+    // A normalised domain has at most 127 labels (253 bytes); saturate anyway.
+    1 << labels.min(127)
+}
+
+/// Bit `n` is set when some subdomain entry (`.example.com`, `@.example.com`)
+/// has `n` labels: a lookup probes only the parent domains with a label count
+/// that some entry has, so a name of many labels (up to 127 in 253 bytes,
+/// client-controlled) costs a few probes, not one per label.
+pub(crate) type TreeLabels = u128;
+
 /// Whether the normalised `name` is in `set` with one of `exact` flags, or
 /// `name` or one of its parent domains is there with one of `tree` flags.
-/// One hash probe per label. Allocates nothing.
+/// One hash probe for the name, one per parent domain whose label count is in
+/// `tree_labels`. Allocates nothing.
 #[inline]
-pub(crate) fn matches(set: &KeySet, name: &[u8], exact: u8, tree: u8, present: u8) -> bool {
+pub(crate) fn matches(
+    set: &KeySet,
+    name: &[u8],
+    exact: u8,
+    tree: u8,
+    tree_labels: TreeLabels,
+) -> bool {
     if let Some(flags) = set.flags(name) {
         if flags & (exact | tree) != 0 {
             return true;
         }
     }
-    if present & tree == 0 {
+    if tree_labels == 0 {
         return false;
     }
-    let mut rest = name;
-    while let Some(dot) = rest.iter().position(|&b| b == b'.') {
-        rest = &rest[dot + 1..];
-        if let Some(flags) = set.flags(rest) {
-            if flags & tree != 0 {
-                return true;
+    // Parent domains from the shortest (the last label) up, while some entry
+    // has that many labels; the name itself was probed above.
+    let most_labels = 127 - tree_labels.leading_zeros() as usize;
+    let mut labels = 0;
+    let mut before = name;
+    while let Some(dot) = before.iter().rposition(|&b| b == b'.') {
+        labels += 1;
+        if labels > most_labels {
+            return false;
+        }
+        if tree_labels >> labels & 1 == 1 {
+            if let Some(flags) = set.flags(&name[dot + 1..]) {
+                if flags & tree != 0 {
+                    return true;
+                }
             }
         }
+        before = &before[..dot];
     }
     false
 }
@@ -283,8 +313,8 @@ mod tests {
         let mut set = KeySet::default();
         set.insert(b"example.com", DOMAIN_TREE).unwrap();
         set.insert(b"exact.org", DOMAIN_EXACT).unwrap();
-        let present = DOMAIN_TREE | DOMAIN_EXACT;
-        let m = |name: &[u8]| matches(&set, name, DOMAIN_EXACT, DOMAIN_TREE, present);
+        let labels = label_bit(b"example.com");
+        let m = |name: &[u8]| matches(&set, name, DOMAIN_EXACT, DOMAIN_TREE, labels);
         assert!(m(b"example.com"));
         assert!(m(b"mail.example.com"));
         assert!(m(b"a.b.c.example.com"));
@@ -294,5 +324,23 @@ mod tests {
         assert!(!m(b"sub.exact.org"));
         assert!(!m(b""));
         assert!(!m(b"."));
+        assert!(
+            !matches(&set, b"mail.example.com", DOMAIN_EXACT, DOMAIN_TREE, 0),
+            "no subdomain entries"
+        );
+        assert!(
+            !matches(
+                &set,
+                b"mail.example.com",
+                DOMAIN_EXACT,
+                DOMAIN_TREE,
+                label_bit(b"a.b.c")
+            ),
+            "only parents with an entry's label count are probed"
+        );
+        let deep = [&b"x."[..]; 120].concat();
+        assert!(m(&[&deep[..], b"example.com"].concat()));
+        assert_eq!(label_bit(b"com"), 2);
+        assert_eq!(label_bit(b"example.com"), 4);
     }
 }

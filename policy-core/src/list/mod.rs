@@ -62,7 +62,8 @@
 //!   back to back in one arena: a key costs its length, a 16-byte record, and
 //!   8 to 16 bytes of slots. The hasher is ahash's runtime-seeded `RandomState`
 //!   (lookups hash client-controlled names). A domain lookup probes once for
-//!   the name and once per parent domain if the list has subdomain entries.
+//!   the name, and once for each parent domain with as many labels as some
+//!   `.domain` entry has (so a 100-label name costs a few probes, not 100).
 //! - **glob, regex**: compiled together into one `regex::bytes::RegexSet`,
 //!   matched in a single pass; cost grows with the patterns, so prefer
 //!   domain entries (`.example.com`) to globs (`*.example.com`) for long lists.
@@ -460,6 +461,7 @@ pub struct ListBuilder {
     v6: Vec<(u128, u128)>,
     domains: KeySet,
     domain_flags: u8,
+    tree_labels: domain::TreeLabels,
     addresses: KeySet,
     strings: KeySet,
     /// Regex sources (globs translated) for the pattern set.
@@ -480,6 +482,7 @@ impl ListBuilder {
             v6: Vec::new(),
             domains: KeySet::default(),
             domain_flags: 0,
+            tree_labels: 0,
             addresses: KeySet::default(),
             strings: KeySet::default(),
             patterns: Vec::new(),
@@ -592,6 +595,9 @@ impl ListBuilder {
                 };
                 insert(&mut self.domains, &self.key, flags)?;
                 self.domain_flags |= flags;
+                if tree {
+                    self.tree_labels |= domain::label_bit(&self.key);
+                }
             }
             ListKind::Address => match domain::normalize_address(text, &mut self.key)? {
                 domain::AddressEntry::Null | domain::AddressEntry::Key => {
@@ -600,6 +606,9 @@ impl ListBuilder {
                 domain::AddressEntry::Domain(flags) => {
                     insert(&mut self.domains, &self.key, flags)?;
                     self.domain_flags |= flags;
+                    if flags == domain::AT_TREE {
+                        self.tree_labels |= domain::label_bit(&self.key);
+                    }
                 }
             },
             ListKind::String => {
@@ -672,6 +681,7 @@ impl ListBuilder {
             cidrs: cidr::CidrSet::new(self.v4, self.v6),
             domains,
             domain_flags: self.domain_flags,
+            tree_labels: self.tree_labels,
             addresses,
             strings,
             pattern_source_bytes: self.patterns.iter().map(String::capacity).sum(),
@@ -715,9 +725,12 @@ pub struct List {
     /// Domain entries (`example.com`, `.example.com`) and address entries for
     /// whole domains (`@example.com`), lower case, flagged by which.
     domains: KeySet,
-    /// The union of the flags in `domains`: skip the per-label probes when
-    /// there is no subdomain entry.
+    /// The union of the flags in `domains`: skip the table when it has no
+    /// entry that the lookup consults.
     domain_flags: u8,
+    /// The label counts of the subdomain entries in `domains`: which parent
+    /// domains a lookup probes.
+    tree_labels: domain::TreeLabels,
     /// `user@domain` and `user@` entries, lower case; `<>` as the empty key.
     addresses: KeySet,
     /// String entries, exact bytes.
@@ -748,7 +761,7 @@ impl List {
                     lower,
                     domain::DOMAIN_EXACT,
                     domain::DOMAIN_TREE,
-                    self.domain_flags,
+                    self.tree_labels,
                 ) {
                     return true;
                 }
@@ -795,7 +808,7 @@ impl List {
                     lower,
                     domain::DOMAIN_EXACT | domain::AT_EXACT,
                     domain::DOMAIN_TREE | domain::AT_TREE,
-                    self.domain_flags,
+                    self.tree_labels,
                 ) {
                     return true;
                 }
