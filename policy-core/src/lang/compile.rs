@@ -680,6 +680,24 @@ impl Compiler<'_> {
         field
     }
 
+    /// A field for a text operator (`starts_with`, `ends_with`, `contains`,
+    /// `matches`, `like`): any but the numeric ones, which compare as numbers.
+    fn text_field(&mut self, name: &Name) -> Option<Field> {
+        let f = self.field(name)?;
+        if f.field_type() == FieldType::Number {
+            self.error(
+                name.span,
+                format!(
+                    "type mismatch: `{}` is a number; expected a text field before a text operator \
+                     (use ==, !=, <, <=, >, >=, `in` or `is empty`/`is set` on numbers)",
+                    name.text
+                ),
+            );
+            return None;
+        }
+        Some(f)
+    }
+
     /// Compile one test, checking its types.
     fn test(&mut self, kind: &TestKind) -> Option<Compiled1> {
         match kind {
@@ -728,7 +746,7 @@ impl Compiler<'_> {
                 self.compare(f, field, *op, value)
             }
             TestKind::Str(field, op, s) => {
-                let f = self.field(field)?;
+                let f = self.text_field(field)?;
                 let op = match op {
                     StrOp::StartsWith => TextOp::StartsWith,
                     StrOp::EndsWith => TextOp::EndsWith,
@@ -737,12 +755,12 @@ impl Compiler<'_> {
                 Some((self.text_test(f, op, &s.value), false))
             }
             TestKind::Matches(field, re) => {
-                let f = self.field(field)?;
+                let f = self.text_field(field)?;
                 let regex = self.regex(&re.pattern, re.case_insensitive, re.span)?;
                 Some((Test::Regex { field: f, regex }, false))
             }
             TestKind::Like(field, glob) => {
-                let f = self.field(field);
+                let f = self.text_field(field);
                 // A one-glob list: the list module owns glob matching.
                 let mut builder = ListBuilder::new(Some(ListKind::Glob));
                 if let Err(e) = builder.add(EntryToken::Quoted(&glob.value)) {
