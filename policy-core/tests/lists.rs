@@ -415,3 +415,65 @@ mod names {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Any text: no panic, and every error points inside the text.
+
+mod any_text {
+    use super::*;
+
+    fn check_positions(
+        text: &str,
+        errors: &[policy_core::FileEntryError],
+    ) -> Result<(), TestCaseError> {
+        let lines: Vec<&str> = text.lines().collect();
+        for e in errors {
+            prop_assert!(
+                e.line >= 1 && (e.line as usize) <= lines.len(),
+                "line {} of {}",
+                e.line,
+                lines.len()
+            );
+            let line = lines[e.line as usize - 1];
+            prop_assert!(
+                e.column >= 1 && (e.column as usize) <= line.chars().count() + 1,
+                "{e} in {line:?}"
+            );
+            prop_assert!(!e.error.to_string().is_empty());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn list_files_never_panic(
+            text in "([ \\t#\"/\\\\@.:*?\\[\\]!a-c0-9i-]{0,24}(\\r?\\n)?){0,8}",
+            kind in proptest::option::of(proptest::sample::select(ListKind::ALL.to_vec())),
+        ) {
+            let mut builder = ListBuilder::new(kind);
+            if let Err(errors) = builder.add_file_text(&text) {
+                prop_assert!(!errors.is_empty());
+                check_positions(&text, &errors)?;
+            }
+            let list = builder.build().unwrap();
+            let _ = list.contains_domain(text.as_bytes());
+            let _ = list.contains_address(&Address::new(text.as_bytes()));
+            let _ = list.contains_bytes(text.as_bytes());
+        }
+
+        #[test]
+        fn logins_files_never_panic(text in "([ \\t#,@.a-c]{0,24}(\\r?\\n)?){0,8}") {
+            match LoginMap::parse(&text) {
+                Ok(map) => {
+                    let _ = map.login_mismatch(b"a", &Address::new(text.as_bytes()));
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    check_positions(&text, &errors)?;
+                }
+            }
+        }
+    }
+}

@@ -52,7 +52,22 @@
 //! compare exactly, case-sensitive. Globs always ignore case; regexes ignore
 //! case only with the `i` flag, and see the value as sent (before lower-casing,
 //! with the trailing dot of a domain removed). IPv4-mapped IPv6 addresses
-//! (`::ffff:192.0.2.1`) match IPv4 entries; see [`cidr`](self#cidr-lookups).
+//! (`::ffff:192.0.2.1`) match IPv4 entries; see [CIDR lookups](self#cidr-lookups).
+//!
+//! # Globs and regexes
+//!
+//! A glob matches the whole value, ignoring case: `*` is any run of bytes
+//! (dots and `@` included: `*.example.com` matches `a.b.example.com`, not
+//! `example.com`), `?` is one character, `[abc]`, `[a-z]`, `[!a-z]` (or
+//! `[^a-z]`) a character class, and `\` makes the next character literal.
+//!
+//! A regex is `/pattern/` in the syntax of Rust's `regex` crate (no
+//! look-around, no backreferences: matching time is linear in the input,
+//! whatever the pattern), searched anywhere in the value (anchor it with `^`
+//! and `$`), case-sensitive unless written `/pattern/i`, matched on bytes (a
+//! value that is not UTF-8 is still matched). A pattern that does not compile,
+//! or compiles to more than [`MAX_PATTERN_COMPILED_BYTES`], is refused at its
+//! entry.
 //!
 //! # Cost
 //!
