@@ -28,8 +28,8 @@ use std::fmt;
 use super::domain::{self, AddressEntry};
 use super::keyset::KeySet;
 use super::{
-    file, EntryError, EntryErrorKind, FileEntryError, MAX_ADDRESS_BYTES, MAX_ENTRY_BYTES,
-    MAX_LIST_ENTRIES,
+    file, too_many_errors, EntryError, EntryErrorKind, FileEntryError, MAX_ADDRESS_BYTES,
+    MAX_ENTRY_BYTES, MAX_FILE_ERRORS, MAX_LIST_ENTRIES,
 };
 use crate::request::Address;
 
@@ -260,7 +260,9 @@ fn finish(
 
 impl LoginMap {
     /// Parse a map in Postfix's table format (see the module docs above).
-    /// Every error is reported with its line and column.
+    /// Every error is reported with its line and column (up to
+    /// [`MAX_FILE_ERRORS`](super::MAX_FILE_ERRORS), then one more saying the
+    /// rest was not read).
     pub fn parse(text: &str) -> Result<Self, Vec<FileEntryError>> {
         let mut builder = LoginMapBuilder::new();
         let mut errors = Vec::new();
@@ -268,6 +270,15 @@ impl LoginMap {
         let mut pending: Option<Pending<'_>> = None;
         for (index, line) in text.lines().enumerate() {
             let line_number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            if errors.len() >= MAX_FILE_ERRORS {
+                pending = None;
+                errors.push(FileEntryError {
+                    line: line_number,
+                    column: 1,
+                    error: too_many_errors(),
+                });
+                break;
+            }
             let trimmed = line.trim_start();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;

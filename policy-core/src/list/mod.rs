@@ -167,6 +167,21 @@ pub const MAX_DOMAIN_BYTES: usize = 253;
 /// buffer of this size for lower-casing.
 pub const MAX_ADDRESS_BYTES: usize = 512;
 
+/// The most errors reported for one list or logins file. A file that is not
+/// a list at all (a binary, the wrong file) would otherwise yield one error
+/// per line, many times the file's size in memory; after this many the file
+/// is abandoned with one last error saying so.
+pub const MAX_FILE_ERRORS: usize = 1000;
+
+/// The last error of a file abandoned after [`MAX_FILE_ERRORS`] errors.
+pub(crate) const fn too_many_errors() -> EntryError {
+    EntryError::new(
+        EntryErrorKind::TooMany,
+        "too many errors, the rest of the file was not read",
+        "a list file (is this the right file?)",
+    )
+}
+
 const _: () = assert!(MAX_ENTRY_BYTES <= MAX_KEY_BYTES && MAX_ADDRESS_BYTES <= MAX_KEY_BYTES);
 
 /// The kind of a list entry, and the optional kind keyword of a list
@@ -642,8 +657,9 @@ impl ListBuilder {
     }
 
     /// Add every entry of a list file's text (format: see below). Every
-    /// error is reported, each with its line and column; the entries without
-    /// errors are added either way.
+    /// error is reported, each with its line and column (up to
+    /// [`MAX_FILE_ERRORS`], then one more saying the rest was not read); the
+    /// entries without errors are added either way.
     ///
     /// One entry a line: a bare word, a `"quoted string"` (escapes `\"` and
     /// `\\`) or a `/regex/` (flag `i`; `\/` for a slash), optionally followed
@@ -653,6 +669,14 @@ impl ListBuilder {
         let mut errors = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line_number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            if errors.len() == MAX_FILE_ERRORS {
+                errors.push(FileEntryError {
+                    line: line_number,
+                    column: 1,
+                    error: too_many_errors(),
+                });
+                break;
+            }
             let at = |offset, error| FileEntryError {
                 line: line_number,
                 column: file::column(line, offset),
@@ -1432,6 +1456,22 @@ mod tests {
         assert_eq!(clean.add_file_text(""), Ok(()));
         assert_eq!(clean.add_file_text("a.example\nb.example"), Ok(()));
         assert_eq!(clean.len(), 2);
+    }
+
+    #[test]
+    fn a_file_of_errors_stops_after_the_limit() {
+        let text = "bad..entry\n".repeat(MAX_FILE_ERRORS + 500);
+        let errors = ListBuilder::new(None).add_file_text(&text).unwrap_err();
+        assert_eq!(errors.len(), MAX_FILE_ERRORS + 1);
+        let last = errors.last().unwrap();
+        assert_eq!(
+            (last.line as usize, last.error.kind()),
+            (MAX_FILE_ERRORS + 1, EntryErrorKind::TooMany)
+        );
+        let logins = "nonsense\n".repeat(MAX_FILE_ERRORS + 500);
+        let errors = LoginMap::parse(&logins).unwrap_err();
+        assert_eq!(errors.len(), MAX_FILE_ERRORS + 1);
+        assert_eq!(errors.last().unwrap().error.kind(), EntryErrorKind::TooMany);
     }
 
     #[test]
