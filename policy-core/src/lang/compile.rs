@@ -12,9 +12,12 @@ use super::diag::{CompileErrors, Diagnostic, LineIndex, Severity, MAX_COLUMN_SCA
 use super::parse::{parse_policy, MAX_POLICY_BYTES};
 use super::program::{
     Field, FieldType, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp,
-    Verdict, END_OF_MESSAGE_BIT, FALSE, MEMO_SLOTS, NO_MEMO, RCPT_BIT, STATE_NAMES, TRUE,
+    Verdict, FALSE, MEMO_SLOTS, NO_MEMO, STATE_NAMES, TRUE,
 };
 use super::{Compiled, SourceLoader};
+use warnings::ok_at_rcpt_message;
+
+mod warnings;
 use crate::action::Action;
 use crate::action::ActionError;
 use crate::list::{
@@ -46,6 +49,7 @@ pub(crate) fn compile(
         loader,
         suppressed: 0,
         suppressed_warnings: 0,
+        rule_name_spans: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         program: Program::always(Action::Dunno),
@@ -103,6 +107,8 @@ struct Compiler<'c> {
     loader: &'c mut dyn SourceLoader,
     /// Errors found beyond [`MAX_ERRORS`].
     suppressed: usize,
+    /// The name of each rule of `program.rules`, in the policy.
+    rule_name_spans: Vec<Span>,
     /// Warnings found beyond [`MAX_ERRORS`].
     suppressed_warnings: usize,
     /// (sort key: byte offset in the policy, diagnostic)
@@ -277,7 +283,7 @@ impl Compiler<'_> {
             }
         }
         self.unused();
-        self.unreachable(items);
+        self.unreachable();
         self.assign_memo_slots();
     }
 
@@ -577,36 +583,8 @@ impl Compiler<'_> {
         let Some(verdict) = self.action(&r.action) else {
             return;
         };
-        if !r.dry_run
-            && matches!(verdict.action, Action::Ok)
-            && (states == 0 || states & RCPT_BIT != 0)
-        {
-            self.warning(
-                r.action.span,
-                ok_at_rcpt_message(&format!("rule `{}`", r.name.text)),
-            );
-        }
-        if states & END_OF_MESSAGE_BIT != 0 && matches!(verdict.action, Action::Prepend(_)) {
-            self.warning(
-                r.action.span,
-                format!(
-                    "PREPEND is not allowed at END-OF-MESSAGE, and rule `{}` applies in that state; \
-                     expected PREPEND at an earlier state (RCPT or DATA)",
-                    r.name.text
-                ),
-            );
-        }
-        if recipient_level && is_whole_message(&verdict.action) {
-            self.warning(
-                r.action.span,
-                format!(
-                    "{} acts on the whole message (every recipient of it), but rule `{}` tests the recipient; \
-                     expected a condition on message-level fields (sender, client, ...) for this action",
-                    verdict.action.verb(),
-                    r.name.text
-                ),
-            );
-        }
+        self.rule_warnings(r, states, &verdict.action, recipient_level);
+        self.rule_name_spans.push(r.name.span);
         self.program.rules.push(Rule {
             name: r.name.text.clone().into_boxed_str(),
             states,
@@ -1000,56 +978,6 @@ impl Compiler<'_> {
             }
         }
     }
-
-    // ----- warnings ------------------------------------------------------
-
-    fn unused(&mut self) {
-        let mut unused: Vec<(Span, String)> = Vec::new();
-        for d in self.lists.values().filter(|d| !d.used) {
-            unused.push((
-                d.name.span,
-                format!("list `{}` is declared but never used", d.name.text),
-            ));
-        }
-        for d in self.logins.values().filter(|d| !d.used) {
-            unused.push((
-                d.name.span,
-                format!("logins map `{}` is declared but never used", d.name.text),
-            ));
-        }
-        for (span, message) in unused {
-            self.warning(span, message);
-        }
-    }
-
-    /// Warn about rules after a rule that always applies in all their states.
-    fn unreachable(&mut self, items: &[Item]) {
-        let mut always: Vec<(&str, u16, Span)> = Vec::new();
-        let mut found = Vec::new();
-        let decls = items.iter().filter_map(|i| match i {
-            Item::Rule(r) => Some(r),
-            _ => None,
-        });
-        for (rule, decl) in self.program.rules.iter().zip(decls) {
-            if let Some((name, _, span)) = always.iter().find(|(_, states, _)| {
-                *states == 0 || (rule.states != 0 && rule.states & !states == 0)
-            }) {
-                found.push((decl.name.span, rule.name.clone(), *name, *span));
-            } else if !rule.dry_run && rule.clauses.is_empty() {
-                always.push((&decl.name.text, rule.states, decl.name.span));
-            }
-        }
-        for (span, name, by, by_span) in found {
-            let line = self.line_of(by_span);
-            self.warning(
-                span,
-                format!(
-                    "rule `{name}` can never apply: rule `{by}` (line {line}) always applies before it in its states; \
-                     expected it before `{by}`, or a condition on `{by}`"
-                ),
-            );
-        }
-    }
 }
 
 /// Whether an action error is about the verb or code rather than the text.
@@ -1059,25 +987,6 @@ fn verb_error(e: &ActionTemplateError) -> bool {
         ActionTemplateError::Action(
             ActionError::UnknownVerb | ActionError::InvalidCode | ActionError::Empty
         )
-    )
-}
-
-fn ok_at_rcpt_message(what: &str) -> String {
-    format!(
-        "{what} can answer OK at RCPT state: if check_policy_service runs before reject_unauth_destination, \
-         this makes an open relay; expected the policy service after reject_unauth_destination, or `state` \
-         restricting the rule to other states"
-    )
-}
-
-fn is_whole_message(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Hold(_)
-            | Action::Discard(_)
-            | Action::Filter(_)
-            | Action::Redirect(_)
-            | Action::Bcc(_)
     )
 }
 
