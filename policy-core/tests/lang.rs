@@ -1016,3 +1016,19 @@ fn compiled_policies_are_send_and_sync() {
         "[DryRunHit { rule: \"r\", wire: \"REJECT 5.7.1 joe@example.org\" }]"
     );
 }
+
+#[test]
+fn warnings_stay_right_next_to_errors() {
+    let e = errors(
+        "rule a { state MAIL then DUNNO }\nrule b { then FROB }\nrule c { state MAIL then REJECT }",
+    );
+    assert_eq!(e.errors.len(), 1);
+    let w: Vec<(u32, u32)> = e.warnings.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(w, vec![(3, 6)], "{e}");
+    assert!(
+        e.warnings[0]
+            .message
+            .contains("rule `c` can never apply: rule `a` (line 1)"),
+        "{e}"
+    );
+}
