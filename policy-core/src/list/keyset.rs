@@ -34,6 +34,8 @@ pub(crate) enum KeySetFull {
     Bytes,
     /// More than `u32::MAX - 1` keys.
     Keys,
+    /// A key longer than [`MAX_KEY_BYTES`] (callers bound entries well below).
+    KeyTooLong,
 }
 
 /// A set of byte strings with flags, see the module docs.
@@ -78,7 +80,7 @@ impl KeySet {
     /// stored). Returns the key's index (stable: insertion order of first
     /// occurrence) and whether it was new.
     pub(crate) fn insert(&mut self, key: &[u8], flags: u8) -> Result<(usize, bool), KeySetFull> {
-        debug_assert!(key.len() <= MAX_KEY_BYTES, "callers bound key lengths");
+        let len = u16::try_from(key.len()).map_err(|_| KeySetFull::KeyTooLong)?;
         let hash = self.hasher.hash_one(key);
         if let Some(index) = self.find(hash, key) {
             self.keys[index].flags |= flags;
@@ -99,8 +101,7 @@ impl KeySet {
         self.keys.push(Key {
             hash,
             start,
-            // Bounded by MAX_KEY_BYTES (debug-asserted above; callers check).
-            len: u16::try_from(key.len()).unwrap_or(u16::MAX),
+            len,
             flags,
         });
         self.place(hash, index);
@@ -205,6 +206,9 @@ mod tests {
         assert_eq!(set.insert(b"", 8), Ok((2, true)));
         assert_eq!(set.flags(b""), Some(8));
         assert_eq!(set.len(), 3);
+        let long = vec![b'x'; MAX_KEY_BYTES + 1];
+        assert_eq!(set.insert(&long, 1), Err(KeySetFull::KeyTooLong));
+        assert_eq!(set.insert(&long[1..], 1), Ok((3, true)));
     }
 
     #[test]

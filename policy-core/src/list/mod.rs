@@ -747,6 +747,7 @@ fn insert(set: &mut KeySet, key: &[u8], flags: u8) -> Result<(), EntryError> {
             match full {
                 KeySetFull::Bytes => "the list's entries take more than 4 GiB",
                 KeySetFull::Keys => "the list has too many entries",
+                KeySetFull::KeyTooLong => "the entry is too long",
             },
             "a smaller list",
         )
