@@ -16,7 +16,7 @@ use std::hint::black_box;
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
 use policy_proto::{Framer, Limits};
-use policyd_benches::{Connection, FULL_RCPT};
+use policyd_benches::{policies, Connection, FULL_RCPT};
 
 /// A fixed `now`: the engine takes time as an argument.
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -60,6 +60,18 @@ fn warmed_decider(request: &'static [u8]) -> (Engine, Scratch, Request<'static>)
     let mut scratch = Scratch::new();
     let parsed = Request::parse(request).expect("valid request");
     let _ = engine.decide(&parsed, NOW, &mut scratch);
+    (engine, scratch, parsed)
+}
+
+/// The realistic policy (`policyd_benches::policies::realistic`: 56 rules,
+/// 10,000 CIDRs, 10,000 domains, regexes) in an engine, with a warmed scratch.
+fn warmed_realistic_decider(request: &'static [u8]) -> (Engine, Scratch, Request<'static>) {
+    let engine = Engine::new(policies::realistic().compile());
+    let mut scratch = Scratch::new();
+    let parsed = Request::parse(request).expect("valid request");
+    for _ in 0..WARM_UP_REQUESTS {
+        let _ = engine.decide(&parsed, NOW, &mut scratch);
+    }
     (engine, scratch, parsed)
 }
 
@@ -108,6 +120,19 @@ fn decide(state: (Engine, Scratch, Request<'static>)) -> (Engine, Scratch, Reque
     (engine, scratch, request)
 }
 
+// `Engine::decide` against the realistic policy: every rule tried, one dry-run
+// hit, a templated `PREPEND` expanded.
+#[library_benchmark]
+#[bench::full_rcpt(args = (FULL_RCPT), setup = warmed_realistic_decider)]
+fn decide_realistic(
+    state: (Engine, Scratch, Request<'static>),
+) -> (Engine, Scratch, Request<'static>) {
+    let (engine, mut scratch, request) = state;
+    let decision = engine.decide(black_box(&request), NOW, &mut scratch);
+    black_box(decision.wire().len());
+    (engine, scratch, request)
+}
+
 // `policy_proto::encode` of a `REJECT` with status code and text.
 #[library_benchmark]
 #[bench::reject_text(args = (FULL_RCPT), setup = reply_buffer)]
@@ -130,7 +155,7 @@ fn end_to_end(state: (Engine, Connection)) -> (Engine, Connection) {
 
 library_benchmark_group!(
     name = hot_path,
-    benchmarks = [frame, parse, decide, encode, end_to_end]
+    benchmarks = [frame, parse, decide, decide_realistic, encode, end_to_end]
 );
 
 main!(library_benchmark_groups = hot_path);
