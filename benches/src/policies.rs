@@ -135,7 +135,7 @@ fn domains(rng: &mut XorShift64, n: usize, out: &mut String) {
 
 /// The realistic policy: see the module documentation.
 pub fn realistic() -> PolicySource {
-    let mut rng = XorShift64::new(0x5EED_0F_90_11C7);
+    let mut rng = XorShift64::new(0x05EE_D0F9_011C);
     let mut files = HashMap::new();
 
     let mut nets = String::from("# blocked networks (generated)\n");
