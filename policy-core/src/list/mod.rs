@@ -84,18 +84,19 @@
 //!   domain entries (`.example.com`) to globs (`*.example.com`) for long lists.
 //!
 //! Measured (`cargo bench -p policyd-benches --bench lists`, medians, release
-//! build on a shared 2-core x86-64 VM; bytes from [`List::heap_bytes`]):
+//! build on a shared 2-core x86-64 VM, so ranges over runs; bytes from
+//! [`List::heap_bytes`]):
 //!
 //! | list | heap bytes per entry | lookup |
 //! |---|---|---|
-//! | 10,000 CIDRs (80 % IPv4 /16–/32, 20 % IPv6 /32–/64) | 12.7 | 13 ns IPv4 hit or miss, 16 ns IPv6 |
-//! | 10,000 domains (about 14 bytes each, half `.domain`) | 44.1 | 23 ns exact hit, 29 ns subdomain hit (4 labels), 42 ns miss (5 labels), 20 ns sender address by its domain |
-//! | 20 globs and regexes | (compiled set, not counted) | 57 ns hit, 30 ns miss on a host name |
+//! | 10,000 CIDRs (80 % IPv4 /16–/32, 20 % IPv6 /32–/64) | 12.7 | 13–19 ns IPv4 hit or miss, 16–17 ns IPv6 |
+//! | 10,000 domains (about 14 bytes each, half `.domain`) | 44.1 | 23–26 ns exact hit, 30 ns subdomain hit (4 labels), 37–42 ns miss (5 labels), 20 ns sender address by its domain |
+//! | 20 globs and regexes | (compiled set, not counted) | 56 ns hit, 26–30 ns miss on a host name |
 //!
 //! Building from the text of a 100,000-line list file, parsing included:
-//! 23 ms for domains (41.5 bytes per entry), 23 ms for CIDRs (11.9 bytes per
-//! entry), 27 ms for domains and CIDRs mixed and classified by shape (26.9
-//! bytes per entry): about a quarter of a microsecond per entry.
+//! 17–23 ms for domains (41.5 bytes per entry), 14–23 ms for CIDRs (11.9
+//! bytes per entry), 20–27 ms for domains and CIDRs mixed and classified by
+//! shape (26.9 bytes per entry): about a quarter of a microsecond per entry.
 //!
 //! # CIDR lookups
 //!
