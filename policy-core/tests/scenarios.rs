@@ -6,7 +6,8 @@
 //! it names from the scenario's directory, compare the compile warnings with
 //! `warnings.txt`, then decide every request of `requests.txt` and compare the
 //! action (wire form, templates expanded), the deciding rule and the dry-run
-//! hits with `expected.txt`. Every mismatch of every scenario is collected and
+//! hits with `expected.txt`, and check that `Policy::explain` tells the same
+//! story as `Policy::decide`. Every mismatch of every scenario is collected and
 //! reported at once, naming the scenario, the request's number and the line of
 //! `requests.txt` it starts on.
 
@@ -304,6 +305,22 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
                 wrong,
                 "\n    dry-run={dry_run:?}, expected {:?}",
                 expected.dry_run
+            );
+        }
+        // `explain` (for `policyd test --explain`) evaluates on its own; it
+        // must tell the same story as `decide`.
+        let explanation = policy.explain(&parsed, NOW);
+        let explained_dry_run: Vec<String> = explanation
+            .dry_run
+            .iter()
+            .map(|(rule, action)| format!("{rule} {action}"))
+            .collect();
+        if explanation.rule != rule || explanation.action != action || explained_dry_run != dry_run
+        {
+            let _ = write!(
+                wrong,
+                "\n    explain disagrees with decide: rule=`{}` action=`{}` dry-run={:?}",
+                explanation.rule, explanation.action, explained_dry_run
             );
         }
         if !wrong.is_empty() {
