@@ -97,7 +97,7 @@ impl<'a> Decision<'a> {
 /// [`lang`](crate::lang)), or [`Policy::always`] for a fixed answer.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    program: Program,
+    pub(crate) program: Program,
 }
 
 impl Policy {

@@ -1032,3 +1032,127 @@ fn warnings_stay_right_next_to_errors() {
         "{e}"
     );
 }
+
+/// Rules that each require `field == "constant"` in a row are looked up by
+/// value; the result must be exactly that of testing every rule in order.
+mod equality_runs {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DOMAINS: [&str; 6] = [
+        "a.example",
+        "b.example",
+        "c.example",
+        "d.example",
+        "e.example",
+        "zz",
+    ];
+
+    /// The policy; with `plain`, every rule's condition starts with a test
+    /// that is always true, so no equality run forms.
+    fn policy(plain: bool) -> Policy {
+        let pre = if plain { "(tls or not tls) and " } else { "" };
+        let src = format!(
+            "rule r0 {{ if {pre}recipient_domain == \"a.example\" and size > 100 then REJECT \"5.7.1 r0\" }}\n\
+             rule r1 dry-run {{ if {pre}recipient_domain == \"B.example\" then WARN \"r1 $recipient\" }}\n\
+             rule r2 {{ state MAIL if {pre}recipient_domain == \"b.example\" then REJECT \"5.7.1 r2\" }}\n\
+             rule r3 {{ if {pre}recipient_domain == \"b.example\" and sender_local == \"x\" then REJECT \"5.7.1 r3\" }}\n\
+             rule r4 {{ if {pre}recipient_domain == \"c.example\" then DEFER \"4.7.1 r4\" }}\n\
+             rule r5 {{ if {pre}recipient_domain == \"a.example\" then DEFER \"4.7.1 r5\" }}\n\
+             rule r6 {{ if {pre}recipient_domain == \"b.example\" then DEFER \"4.7.1 r6\" }}\n\
+             rule r7 {{ if sender_domain == \"d.example\" then REJECT \"5.7.1 r7\" }}\n\
+             rule r8 {{ if {pre}sasl_username == \"A\" then OK }}\n\
+             rule r9 {{ if {pre}sasl_username == \"a\" then OK }}\n\
+             rule r10 {{ if {pre}sasl_username == \"b\" then OK }}\n\
+             rule r11 {{ if {pre}sasl_username == \"a\" then REJECT }}\n\
+             default DEFER \"4.7.1 default\"\n"
+        );
+        compile(&src).policy
+    }
+
+    fn outcome(policy: &Policy, pairs: Pairs<'_>) -> (String, String, Vec<(String, String)>) {
+        let bytes = frame(pairs);
+        let request = Request::parse(&bytes).expect("parses");
+        let mut scratch = Scratch::new();
+        let d = policy.decide(&request, NOW, &mut scratch);
+        let hits = d
+            .dry_run
+            .iter()
+            .map(|h| {
+                (
+                    h.rule.to_owned(),
+                    String::from_utf8_lossy(h.wire).into_owned(),
+                )
+            })
+            .collect();
+        (
+            d.rule.to_owned(),
+            String::from_utf8_lossy(d.wire()).into_owned(),
+            hits,
+        )
+    }
+
+    fn cased(s: &str, mask: u32) -> String {
+        s.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if mask >> (i % 32) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn examples() {
+        let runs = policy(false);
+        let rows: &[(Pairs<'_>, &str)] = &[
+            (&[("recipient", "x@A.EXAMPLE"), ("size", "101")], "r0"),
+            (&[("recipient", "x@a.example"), ("size", "50")], "r5"),
+            (&[("recipient", "x@b.example"), ("sender", "x@q")], "r3"),
+            (&[("recipient", "x@b.example")], "r6"),
+            (
+                &[("recipient", "x@b.example"), ("protocol_state", "MAIL")],
+                "r2",
+            ),
+            (&[("recipient", "x@c.example")], "r4"),
+            (
+                &[("recipient", "x@nowhere"), ("sender", "y@d.example")],
+                "r7",
+            ),
+            (&[("recipient", "x@nowhere"), ("sasl_username", "a")], "r9"),
+            (&[("recipient", "x@nowhere"), ("sasl_username", "A")], "r8"),
+            (&[("recipient", "x@nowhere"), ("sasl_username", "b")], "r10"),
+            (&[("recipient", "x@nowhere")], "default"),
+        ];
+        for (pairs, rule) in rows {
+            assert_eq!(outcome(&runs, pairs).0, *rule, "{pairs:?}");
+        }
+        let (_, _, hits) = outcome(&runs, &[("recipient", "x@b.EXAMPLE")]);
+        assert_eq!(
+            hits,
+            vec![("r1".to_owned(), "WARN r1 x@b.EXAMPLE".to_owned())]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn runs_decide_as_rules_tested_one_by_one(
+            rcpt in 0..DOMAINS.len(), rcpt_case in any::<u32>(),
+            sender in 0..DOMAINS.len(), local in prop_oneof![Just("x"), Just("X"), Just("y")],
+            sasl in prop_oneof![Just(""), Just("a"), Just("A"), Just("b")],
+            size in prop_oneof![Just("50"), Just("101"), Just("-")],
+            state in prop_oneof![Just("RCPT"), Just("MAIL"), Just("DATA")],
+        ) {
+            let recipient = format!("u@{}", cased(DOMAINS[rcpt], rcpt_case));
+            let sender = format!("{local}@{}", DOMAINS[sender]);
+            let pairs: &[(&str, &str)] = &[
+                ("recipient", &recipient), ("sender", &sender), ("sasl_username", sasl),
+                ("size", size), ("protocol_state", state),
+            ];
+            prop_assert_eq!(outcome(&policy(false), pairs), outcome(&policy(true), pairs));
+        }
+    }
+}

@@ -285,6 +285,7 @@ impl Compiler<'_> {
         self.unused();
         self.unreachable();
         self.assign_memo_slots();
+        self.program.pack();
     }
 
     /// Give a memo slot to each expensive test that occurs more than once

@@ -156,43 +156,82 @@ impl Program {
         buffers.hit_wire.clear();
         let state = state_bit(request.protocol_state);
         let mut memo = Memo::default();
-        for (index, rule) in self.rules.iter().enumerate() {
-            if rule.states != 0 && rule.states & state == 0 {
-                continue;
-            }
-            if !rule
-                .clauses
-                .iter()
-                .all(|&entry| self.holds(entry, request, &mut memo))
-            {
-                continue;
-            }
-            if rule.dry_run {
-                let start = buffers.hit_wire.len();
-                match &rule.verdict.template {
-                    Some(t) => {
-                        t.write_wire(request, &rule.name, &mut buffers.hit_wire);
+        let mut index = 0;
+        while let Some(hot) = self.hot.get(index) {
+            if let Some(run) = self.runs.get(hot.run as usize) {
+                // A run of rules that each require `field == "constant"`:
+                // look the request's value up once and try only the rules
+                // that require that value (in order); the others cannot apply.
+                for &candidate in run.candidates(request) {
+                    if let Some(rule) =
+                        self.apply(candidate as usize, state, request, &mut memo, buffers)
+                    {
+                        return Outcome { rule: Some(rule) };
                     }
-                    None => buffers.hit_wire.extend_from_slice(&rule.verdict.wire),
                 }
-                buffers.hits.push(HitRecord {
-                    rule: u32::try_from(index).unwrap_or(u32::MAX),
-                    start: u32::try_from(start).unwrap_or(u32::MAX),
-                    end: u32::try_from(buffers.hit_wire.len()).unwrap_or(u32::MAX),
-                });
+                index = (run.end as usize).max(index + 1);
                 continue;
             }
-            if let Some(t) = &rule.verdict.template {
-                buffers.wire.clear();
-                t.write_wire(request, &rule.name, &mut buffers.wire);
+            if let Some(rule) = self.apply(index, state, request, &mut memo, buffers) {
+                return Outcome { rule: Some(rule) };
             }
-            return Outcome { rule: Some(rule) };
+            index += 1;
         }
         if let Some(t) = &self.default.template {
             buffers.wire.clear();
             t.write_wire(request, "default", &mut buffers.wire);
         }
         Outcome { rule: None }
+    }
+
+    /// Try rule `index`: `Some(rule)` if it applies and decides (its wire
+    /// text written when templated); a dry-run rule that applies is recorded
+    /// in `buffers` and gives `None`, as does a rule that does not apply.
+    #[inline]
+    fn apply<'a>(
+        &'a self,
+        index: usize,
+        state: u16,
+        request: &Request<'_>,
+        memo: &mut Memo,
+        buffers: &mut Buffers,
+    ) -> Option<&'a Rule> {
+        let hot = self.hot.get(index)?;
+        if hot.states != 0 && hot.states & state == 0 {
+            return None;
+        }
+        let start = hot.start as usize;
+        let entries = self
+            .entries
+            .get(start..start.saturating_add(hot.len as usize))
+            .unwrap_or_default();
+        if !entries
+            .iter()
+            .all(|&entry| self.holds(entry, request, memo))
+        {
+            return None;
+        }
+        let rule = self.rules.get(index)?;
+        if rule.dry_run {
+            let start = buffers.hit_wire.len();
+            match &rule.verdict.template {
+                Some(t) => {
+                    t.write_wire(request, &rule.name, &mut buffers.hit_wire);
+                }
+                None => buffers.hit_wire.extend_from_slice(&rule.verdict.wire),
+            }
+            buffers.hits.push(HitRecord {
+                rule: u32::try_from(index).unwrap_or(u32::MAX),
+                start: u32::try_from(start).unwrap_or(u32::MAX),
+                end: u32::try_from(buffers.hit_wire.len()).unwrap_or(u32::MAX),
+            });
+            return None;
+        }
+        if let Some(t) = &rule.verdict.template {
+            buffers.wire.clear();
+            t.write_wire(request, &rule.name, &mut buffers.wire);
+        }
+        Some(rule)
     }
 
     /// The dry-run hits recorded in `buffers` by the last [`Program::decide`].

@@ -561,9 +561,79 @@ pub(crate) struct Rule {
     pub(crate) source: RuleSource,
 }
 
+/// What the evaluator reads of each rule on every request, packed so that
+/// skipping a rule touches a few bytes, not the rule's action and sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RuleHot {
+    /// As [`Rule::states`].
+    pub(crate) states: u16,
+    /// The rule's clause entries: `Program::entries[start..start + len]`.
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+    /// For the first rule of an equality run, the run's index in
+    /// [`Program::runs`]; [`NO_RUN`] otherwise.
+    pub(crate) run: u32,
+}
+
+/// [`RuleHot::run`] of a rule that does not start a run.
+pub(crate) const NO_RUN: u32 = u32::MAX;
+
+/// The fewest consecutive rules worth an equality run: below this, testing
+/// each rule's `field == "constant"` costs no more than one hash lookup.
+pub(crate) const MIN_RUN_RULES: usize = 4;
+
+/// The longest constant an equality run indexes, in bytes; a request value
+/// is lower-cased into a stack buffer this long (case-insensitive fields).
+/// Longer constants (rare) leave their rule out of runs.
+pub(crate) const MAX_RUN_KEY_BYTES: usize = 256;
+
+/// Consecutive rules that each apply only when the same field equals a
+/// constant of the rule's own (`recipient_domain == "customer7.example"`,
+/// the shape of per-domain policies): the request's value is looked up once
+/// instead of compared by every rule.
+#[derive(Debug, Clone)]
+pub(crate) struct EqualityRun {
+    field: Field,
+    /// The constants are lower case and the field compares ignoring case.
+    no_case: bool,
+    /// Constant -> the rules (absolute indices, ascending) requiring it.
+    /// ahash's runtime-seeded hasher: keys are looked up with client data.
+    rules_by_value: std::collections::HashMap<Box<[u8]>, Box<[u32]>, ahash::RandomState>,
+    /// One past the run's last rule.
+    pub(crate) end: u32,
+}
+
+impl EqualityRun {
+    /// The rules of the run that may apply to `request`, in order.
+    #[inline]
+    pub(crate) fn candidates(&self, request: &Request<'_>) -> &[u32] {
+        let mut buf = TextBuf::new();
+        let value = self.field.text(request, &mut buf);
+        let found = if self.no_case {
+            let mut lower = [0u8; MAX_RUN_KEY_BYTES];
+            let Some(lower) = lower.get_mut(..value.len()) else {
+                return &[];
+            };
+            for (l, v) in lower.iter_mut().zip(value) {
+                *l = v.to_ascii_lowercase();
+            }
+            self.rules_by_value.get(&*lower)
+        } else {
+            self.rules_by_value.get(value)
+        };
+        found.map_or(&[], |rules| &rules[..])
+    }
+}
+
 /// A compiled policy program. Empty (no rules) for `Policy::always`.
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
+    /// One per rule, in order: the evaluator's view (see [`RuleHot`]).
+    pub(crate) hot: Vec<RuleHot>,
+    /// The clause entries of every rule, back to back.
+    pub(crate) entries: Vec<u32>,
+    /// Equality runs (see [`EqualityRun`]), started by [`RuleHot::run`].
+    pub(crate) runs: Vec<EqualityRun>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) nodes: Vec<Node>,
     /// Each node's test in source form (`size > 20MB`), for explanations.
@@ -578,6 +648,9 @@ pub(crate) struct Program {
 impl Program {
     pub(crate) fn always(action: Action) -> Self {
         Self {
+            hot: Vec::new(),
+            entries: Vec::new(),
+            runs: Vec::new(),
             rules: Vec::new(),
             nodes: Vec::new(),
             node_source: Vec::new(),
@@ -590,9 +663,127 @@ impl Program {
     }
 }
 
+impl Program {
+    /// Build the evaluator's packed view of the rules ([`Program::hot`])
+    /// and its equality runs; called once the rules are final.
+    pub(crate) fn pack(&mut self) {
+        self.hot.clear();
+        self.entries.clear();
+        self.runs.clear();
+        for rule in &self.rules {
+            let start = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+            self.entries.extend_from_slice(&rule.clauses);
+            self.hot.push(RuleHot {
+                states: rule.states,
+                start,
+                len: u32::try_from(rule.clauses.len()).unwrap_or(0),
+                run: NO_RUN,
+            });
+        }
+        let guards: Vec<Option<(Field, bool, u32)>> =
+            self.rules.iter().map(|r| self.guard(r)).collect();
+        let mut first = 0;
+        while first < guards.len() {
+            let Some((field, no_case, _)) = guards[first] else {
+                first += 1;
+                continue;
+            };
+            let mut end = first + 1;
+            while end < guards.len()
+                && matches!(guards[end], Some((f, n, _)) if f == field && n == no_case)
+            {
+                end += 1;
+            }
+            if end - first >= MIN_RUN_RULES {
+                let mut rules_by_value: std::collections::HashMap<
+                    Box<[u8]>,
+                    Vec<u32>,
+                    ahash::RandomState,
+                > = std::collections::HashMap::default();
+                for (index, guard) in guards.iter().enumerate().take(end).skip(first) {
+                    let Some((_, _, text)) = guard else { continue };
+                    let Some(key) = self.texts.get(*text as usize) else {
+                        continue;
+                    };
+                    rules_by_value
+                        .entry(key.clone())
+                        .or_default()
+                        .push(u32::try_from(index).unwrap_or(u32::MAX));
+                }
+                if let Some(hot) = self.hot.get_mut(first) {
+                    hot.run = u32::try_from(self.runs.len()).unwrap_or(NO_RUN);
+                }
+                self.runs.push(EqualityRun {
+                    field,
+                    no_case,
+                    rules_by_value: rules_by_value
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_boxed_slice()))
+                        .collect(),
+                    end: u32::try_from(end).unwrap_or(u32::MAX),
+                });
+            }
+            first = end;
+        }
+    }
+
+    /// The equality a rule requires, if any: its first clause starts with
+    /// `field == "constant"` that fails the whole clause when false.
+    fn guard(&self, rule: &Rule) -> Option<(Field, bool, u32)> {
+        let &entry = rule.clauses.first()?;
+        let node = self.nodes.get(entry as usize)?;
+        match node.test {
+            Test::Text {
+                field,
+                op: TextOp::Equals,
+                text,
+                no_case,
+            } if node.on_false == FALSE
+                && node.on_true != FALSE
+                && self
+                    .texts
+                    .get(text as usize)
+                    .is_some_and(|t| t.len() <= MAX_RUN_KEY_BYTES) =>
+            {
+                Some((field, no_case, text))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equality_runs_form_where_rules_require_one_field_value() {
+        let rule = |i: usize, cond: &str| format!("rule r{i} {{ if {cond} then REJECT }}\n");
+        let mut src = String::new();
+        for i in 0..5 {
+            src.push_str(&rule(
+                i,
+                &format!("recipient_domain == \"d{i}.example\" and tls"),
+            ));
+        }
+        // Breaks the run: another field.
+        src.push_str(&rule(5, "sender_domain == \"x\""));
+        // Too short a run (3 rules), then one not guarded (`or`).
+        for i in 6..9 {
+            src.push_str(&rule(i, &format!("sasl_username == \"u{i}\"")));
+        }
+        src.push_str(&rule(9, "sasl_username == \"u\" or tls"));
+        let compiled = crate::lang::compile("p", &src, &mut crate::lang::NoFiles);
+        let Ok(compiled) = compiled else {
+            panic!("does not compile");
+        };
+        let program = &compiled.policy.program;
+        assert_eq!(program.runs.len(), 1);
+        assert_eq!(program.runs[0].end, 5);
+        assert!(program.runs[0].no_case);
+        assert_eq!(program.hot[0].run, 0);
+        assert!(program.hot[1..].iter().all(|h| h.run == NO_RUN));
+    }
 
     #[test]
     fn fields_round_trip() {
