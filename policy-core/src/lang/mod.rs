@@ -14,12 +14,37 @@
 //! default DUNNO
 //! ```
 //!
-//! Pipeline: [`parse`](self) (nom, one function per grammar rule) builds a
-//! syntax tree; the compiler resolves names, checks types and actions, loads
-//! list files through a [`SourceLoader`] and emits a flat program (conditions
-//! as a vector of tests with jump targets, fields resolved to an enum); the
-//! evaluator runs it without allocating. This module does no I/O: list files
-//! come through the [`SourceLoader`] the caller passes in.
+//! Pipeline: the parser (nom, one function per grammar rule, the rule
+//! quoted in each doc comment) builds a syntax tree; the compiler resolves
+//! names, checks types and actions, loads list files through a
+//! [`SourceLoader`] and emits a flat program; the evaluator runs it without
+//! allocating. This module does no I/O: list files come through the
+//! [`SourceLoader`] the caller passes in. The language reference for policy
+//! authors is `docs/policy-language.md` in the repository.
+//!
+//! # The compiled form
+//!
+//! - Fields are resolved to an enum at compile time; no name is looked up
+//!   while deciding.
+//! - A condition is a vector of tests, each with two jump targets (where to
+//!   go when it holds and when not): `and`, `or`, `not` and parentheses
+//!   become jumps, so a condition runs as a short loop with no recursion.
+//!   Targets only point backwards, so a walk ends within as many steps as
+//!   there are tests.
+//! - Tests that cost something (list lookups, regexes, logins maps) and occur
+//!   in several rules are memoized per request.
+//! - Runs of rules that each require `FIELD == "constant"` on one field (the
+//!   shape of per-domain rules) are indexed by the constant.
+//! - Constant actions keep their wire form; templated ones are expanded into
+//!   the [`Scratch`](crate::Scratch)'s buffer.
+//!
+//! # Errors
+//!
+//! Every error of the file is reported (up to [`MAX_ERRORS`]), not only the
+//! first: after a syntax error the parser resumes at the next line that
+//! starts an item, and the compiler checks every item it has. Each
+//! [`Diagnostic`] names the file, line and column and shows the line with a
+//! caret; errors in list files name that file.
 
 mod ast;
 mod compile;
