@@ -67,7 +67,10 @@ pub struct Decision<'a> {
     /// The access(5) action to reply with, as compiled. For an action with
     /// template variables (`REJECT "5.7.1 $sender is blocked"`) the variables
     /// show their samples here; [`Decision::write_wire`] writes the text for
-    /// this request.
+    /// this request (which is the documented fallback, see
+    /// [`ActionTemplate::write_wire`](crate::template::ActionTemplate::write_wire),
+    /// when the expansion would not be a valid action). Log and send the wire
+    /// form; use this for the kind of action ([`Action::verb`]).
     pub action: &'a Action,
     /// The name of the rule that decided (`"default"` when no rule matched).
     pub rule: &'a str,

@@ -149,6 +149,19 @@ fn every_compile_error_is_located_and_says_what_was_expected() {
         ("logins m { a }", 1, 14, "the logins owning this sender"),
         ("logins m x", 1, 10, "`{` with sender/logins pairs"),
         ("default", 1, 8, "expected an action"),
+        ("list a { \"b\u{1}\" }", 1, 12, "no control character in a string"),
+        ("rule x { if sender matches /a\\", 1, 31, "a character after `\\` in a regular expression"),
+        ("rule x { if sender matches /a\u{1}/ then OK }", 1, 30, "a printable character in a regular expression"),
+        ("list a { { }", 1, 10, "an entry or `}`"),
+        ("logins", 1, 7, "a map name after `logins`"),
+        ("logins m file x", 1, 15, "a quoted file name after `file`"),
+        ("logins m { \"a }", 1, 12, "a closing `\"`"),
+        ("rule x { foo then OK }", 1, 10, "expected `state`, `if`, `unless` or `then`, found `foo`"),
+        ("rule x { unless then OK }", 1, 17, "a condition after `unless`"),
+        ("rule x { if ( then OK }", 1, 15, "a condition after `(`"),
+        ("rule x { if protocol_state == 5 then OK }", 1, 31, "unknown protocol state `5`"),
+        ("logins m { joe@example.com \"\" }\nrule r { if sender_login_mismatch m then OK }", 1, 28, "login"),
+        ("logins m { nobody joe }\nrule r { if sender_login_mismatch m then OK }", 1, 12, "expected a sender address"),
         // Names and types.
         ("rule x { if sender in nowhere then OK }", 1, 23, "unknown list `nowhere`; expected a list declared with `list`"),
         ("rule x { if sender_login_mismatch nomap then OK }", 1, 35, "unknown logins map `nomap`"),
@@ -1155,4 +1168,20 @@ mod equality_runs {
             prop_assert_eq!(outcome(&policy(false), pairs), outcome(&policy(true), pairs));
         }
     }
+}
+
+#[test]
+fn an_oversized_policy_is_refused_as_a_whole() {
+    let src = "#".repeat(policy_core::lang::MAX_POLICY_BYTES + 1);
+    let e = errors(&src);
+    assert_eq!(e.errors.len(), 1);
+    assert_eq!(e.errors[0].line, 0);
+    assert!(
+        e.errors[0].message.contains("expected at most 16777216"),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string().lines().next(),
+        Some(format!("policy.conf: error: {}", e.errors[0].message).as_str())
+    );
 }
