@@ -105,7 +105,7 @@ for name, ir in sorted(counts.items()):
     else:
         status = "ok"
     shown = "-" if budget is None else str(budget)
-    print(f"ci-budgets: {name:<32} {ir:>8} instructions  budget {shown:>8}  {status}", flush=True)
+    print(f"ci-budgets: {name:<40} {ir:>8} instructions  budget {shown:>8}  {status}", flush=True)
 for name in sorted(set(budgets) - set(counts)):
     failures.append(f"{name}: has a budget but did not run")
 
