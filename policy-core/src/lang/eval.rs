@@ -389,7 +389,7 @@ fn text_op(value: &[u8], op: TextOp, needle: &[u8], no_case: bool) -> bool {
         TextOp::EndsWith => {
             value.len() >= needle.len() && eq(&value[value.len() - needle.len()..], needle)
         }
-        TextOp::Contains => needle.is_empty() || value.windows(needle.len()).any(|w| eq(w, needle)),
+        TextOp::Contains => contains(value, needle, no_case),
     }
 }
 
@@ -412,8 +412,18 @@ fn predicate(p: Predicate, r: &Request<'_>) -> bool {
     }
 }
 
-/// Whether `name` parses as a bare IPv4 or IPv6 address.
+/// Whether `name` parses as a bare IPv4 or IPv6 address. Names with a byte
+/// no address has (most host names: `m`, `-`, ...) are refused without
+/// parsing.
 fn is_ip(name: &[u8]) -> bool {
+    if name.is_empty()
+        || name.len() > 45
+        || !name
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':'))
+    {
+        return false;
+    }
     std::str::from_utf8(name).is_ok_and(|s| s.parse::<std::net::IpAddr>().is_ok())
 }
 
@@ -421,28 +431,64 @@ fn is_ip(name: &[u8]) -> bool {
 /// sees it: at least two labels, each 1-63 letters, digits or hyphens not at
 /// either end, a top label that is not all digits, at most 253 bytes (one
 /// trailing dot allowed); not an address literal and not a bare IP address.
+/// One pass over the name.
 fn helo_is_fqdn(name: &[u8]) -> bool {
     let name = name.strip_suffix(b".").unwrap_or(name);
     if name.is_empty() || name.len() > 253 {
         return false;
     }
-    let mut labels = 0;
-    let mut last: &[u8] = &[];
-    for label in name.split(|&b| b == b'.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-            && label[0] != b'-'
-            && label[label.len() - 1] != b'-';
-        if !ok {
+    let mut labels = 1;
+    let mut label_len = 0usize;
+    let mut label_all_digits = true;
+    let mut previous = b'.';
+    for &b in name {
+        if b == b'.' {
+            if label_len == 0 || previous == b'-' {
+                return false;
+            }
+            labels += 1;
+            label_len = 0;
+            label_all_digits = true;
+        } else if b.is_ascii_alphanumeric() || b == b'-' {
+            if label_len == 0 && b == b'-' {
+                return false;
+            }
+            label_len += 1;
+            if label_len > 63 {
+                return false;
+            }
+            label_all_digits &= b.is_ascii_digit();
+        } else {
             return false;
         }
-        labels += 1;
-        last = label;
+        previous = b;
     }
-    labels >= 2 && !last.iter().all(u8::is_ascii_digit)
+    label_len > 0 && previous != b'-' && labels >= 2 && !label_all_digits
+}
+
+/// Whether `value` contains `needle` (lower case when `no_case`, and then
+/// `value` compared ignoring ASCII case): a scan for the needle's first byte,
+/// then a comparison of the rest.
+#[inline]
+fn contains(value: &[u8], needle: &[u8], no_case: bool) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let Some(last_start) = value.len().checked_sub(needle.len()) else {
+        return false;
+    };
+    (0..=last_start).any(|i| {
+        let b = value[i];
+        let b = if no_case { b.to_ascii_lowercase() } else { b };
+        b == first && {
+            let candidate = &value[i + 1..i + needle.len()];
+            if no_case {
+                candidate.eq_ignore_ascii_case(rest)
+            } else {
+                candidate == rest
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -482,6 +528,12 @@ mod tests {
             (b"ADSL", TextOp::Contains, b"dsl", true, true),
             (b"ADSL", TextOp::Contains, b"dsl", false, false),
             (b"", TextOp::Contains, b"", false, true),
+            (b"", TextOp::Contains, b"a", false, false),
+            (b"ab", TextOp::Contains, b"abc", false, false),
+            (b"xxABC", TextOp::Contains, b"abc", true, true),
+            (b"xxabd", TextOp::Contains, b"abc", true, false),
+            (b"abc", TextOp::Contains, b"abc", false, true),
+            (b"aab", TextOp::Contains, b"ab", false, true),
         ];
         for &(value, op, needle, no_case, expected) in rows {
             assert_eq!(
@@ -504,10 +556,56 @@ mod tests {
             (b"-a.example", false, false),
             (b"a..example", false, false),
             (b"a_b.example", false, false),
+            (b"a-.example", false, false),
+            (b"a.example-", false, false),
+            (b"a.123", false, false),
+            (b"1.a23", true, false),
+            (b"a.", false, false),
+            (b".a.example", false, false),
+            (b"::ffff:192.0.2.1", false, true),
+            (b"deadbeef", false, false),
             (b"", false, false),
         ] {
             assert_eq!(helo_is_fqdn(helo), fqdn, "{helo:?}");
             assert_eq!(is_ip(helo), ip, "{helo:?}");
+        }
+    }
+
+    /// The obvious definition of a FQDN, label by label.
+    fn fqdn_reference(name: &[u8]) -> bool {
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        if name.is_empty() || name.len() > 253 {
+            return false;
+        }
+        let labels: Vec<&[u8]> = name.split(|&b| b == b'.').collect();
+        labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                    && l[0] != b'-'
+                    && l[l.len() - 1] != b'-'
+            })
+            && !labels[labels.len() - 1].iter().all(u8::is_ascii_digit)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fqdn_agrees_with_the_reference(name in "[a-c0-9.\\-_]{0,12}") {
+            proptest::prop_assert_eq!(helo_is_fqdn(name.as_bytes()), fqdn_reference(name.as_bytes()));
+        }
+
+        #[test]
+        fn contains_agrees_with_windows(value in "[abAB]{0,10}", needle in "[ab]{0,4}", no_case in proptest::bool::ANY) {
+            let (value, needle) = (value.as_bytes(), needle.as_bytes());
+            let naive = needle.is_empty()
+                || value.windows(needle.len()).any(|w| if no_case { w.eq_ignore_ascii_case(needle) } else { w == needle });
+            proptest::prop_assert_eq!(contains(value, needle, no_case), naive);
+        }
+
+        #[test]
+        fn is_ip_agrees_with_parsing(name in "[0-9a-f:.]{0,20}|[0-9.]{0,16}") {
+            proptest::prop_assert_eq!(is_ip(name.as_bytes()), name.parse::<std::net::IpAddr>().is_ok());
         }
     }
 }
