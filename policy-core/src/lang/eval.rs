@@ -427,11 +427,36 @@ fn is_ip(name: &[u8]) -> bool {
     std::str::from_utf8(name).is_ok_and(|s| s.parse::<std::net::IpAddr>().is_ok())
 }
 
+/// Byte classes for [`helo_is_fqdn`]: not allowed in a host name, a digit,
+/// a letter, `-`, `.`.
+const INVALID: u8 = 0;
+const DIGIT: u8 = 1;
+const LETTER: u8 = 2;
+const HYPHEN: u8 = 3;
+const DOT: u8 = 4;
+
+/// The class of every byte, for a one-lookup-per-byte scan.
+const HOST_CLASS: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'0'..=b'9' => DIGIT,
+            b'a'..=b'z' | b'A'..=b'Z' => LETTER,
+            b'-' => HYPHEN,
+            b'.' => DOT,
+            _ => INVALID,
+        };
+        b += 1;
+    }
+    table
+};
+
 /// A fully qualified domain name, as Postfix's `reject_non_fqdn_helo_hostname`
 /// sees it: at least two labels, each 1-63 letters, digits or hyphens not at
 /// either end, a top label that is not all digits, at most 253 bytes (one
 /// trailing dot allowed); not an address literal and not a bare IP address.
-/// One pass over the name.
+/// One pass over the name, one table lookup per byte.
 fn helo_is_fqdn(name: &[u8]) -> bool {
     let name = name.strip_suffix(b".").unwrap_or(name);
     if name.is_empty() || name.len() > 253 {
@@ -440,30 +465,33 @@ fn helo_is_fqdn(name: &[u8]) -> bool {
     let mut labels = 1;
     let mut label_len = 0usize;
     let mut label_all_digits = true;
-    let mut previous = b'.';
+    let mut previous = DOT;
     for &b in name {
-        if b == b'.' {
-            if label_len == 0 || previous == b'-' {
-                return false;
+        let class = HOST_CLASS[usize::from(b)];
+        match class {
+            DOT => {
+                if previous == DOT || previous == HYPHEN {
+                    return false;
+                }
+                labels += 1;
+                label_len = 0;
+                label_all_digits = true;
             }
-            labels += 1;
-            label_len = 0;
-            label_all_digits = true;
-        } else if b.is_ascii_alphanumeric() || b == b'-' {
-            if label_len == 0 && b == b'-' {
-                return false;
+            INVALID => return false,
+            _ => {
+                if class == HYPHEN && previous == DOT {
+                    return false;
+                }
+                label_len += 1;
+                label_all_digits &= class == DIGIT;
             }
-            label_len += 1;
-            if label_len > 63 {
-                return false;
-            }
-            label_all_digits &= b.is_ascii_digit();
-        } else {
+        }
+        if label_len > 63 {
             return false;
         }
-        previous = b;
+        previous = class;
     }
-    label_len > 0 && previous != b'-' && labels >= 2 && !label_all_digits
+    previous != DOT && previous != HYPHEN && labels >= 2 && !label_all_digits
 }
 
 /// Whether `value` contains `needle` (lower case when `no_case`, and then
@@ -542,6 +570,21 @@ mod tests {
                 "{value:?} {op:?} {needle:?}"
             );
         }
+    }
+
+    #[test]
+    fn label_and_name_lengths() {
+        let label63 = format!("{}.example", "a".repeat(63));
+        let label64 = format!("{}.example", "a".repeat(64));
+        assert!(helo_is_fqdn(label63.as_bytes()));
+        assert!(!helo_is_fqdn(label64.as_bytes()));
+        let long = format!("{}example", "a.".repeat(124));
+        assert_eq!(long.len(), 255);
+        assert!(!helo_is_fqdn(long.as_bytes()));
+        assert!(
+            helo_is_fqdn(&long.as_bytes()[2..253 + 2])
+                == fqdn_reference(&long.as_bytes()[2..253 + 2])
+        );
     }
 
     #[test]
