@@ -121,7 +121,7 @@ struct Compiler<'c> {
 
 /// A test as compiled, before it gets jump targets: the test, and whether
 /// its result is inverted (`!=`, `is empty`).
-type Compiled1 = (Test, bool);
+type CompiledTest = (Test, bool);
 
 impl Compiler<'_> {
     fn error(&mut self, span: Span, message: String) {
@@ -678,7 +678,7 @@ impl Compiler<'_> {
     }
 
     /// Compile one test, checking its types.
-    fn test(&mut self, kind: &TestKind) -> Option<Compiled1> {
+    fn test(&mut self, kind: &TestKind) -> Option<CompiledTest> {
         match kind {
             TestKind::Predicate(name) => match Predicate::lookup(&name.text) {
                 Some(p) => Some((Test::Predicate(p), false)),
@@ -772,7 +772,7 @@ impl Compiler<'_> {
     }
 
     /// `FIELD in LIST`, checking that the list can match the field.
-    fn in_list(&mut self, f: Field, field: &Name, list: u32, span: Span) -> Option<Compiled1> {
+    fn in_list(&mut self, f: Field, field: &Name, list: u32, span: Span) -> Option<CompiledTest> {
         let (lookup, test) = match f.field_type() {
             FieldType::Ip => (Lookup::Ip, Test::IpInList { field: f, list }),
             FieldType::Address => (Lookup::Address, Test::AddressInList { field: f, list }),
@@ -801,7 +801,13 @@ impl Compiler<'_> {
         Some((test, false))
     }
 
-    fn compare(&mut self, f: Field, field: &Name, op: CmpOp, value: &Value) -> Option<Compiled1> {
+    fn compare(
+        &mut self,
+        f: Field,
+        field: &Name,
+        op: CmpOp,
+        value: &Value,
+    ) -> Option<CompiledTest> {
         let ty = f.field_type();
         if !matches!(op, CmpOp::Eq | CmpOp::Ne) && ty != FieldType::Number {
             self.error(
@@ -1012,6 +1018,10 @@ fn value_span(v: &Value) -> Span {
     }
 }
 
+/// An index or offset as stored in the program. A policy is at most
+/// [`MAX_POLICY_BYTES`] long, so its tests, texts and offsets count far below
+/// `u32::MAX`; were one not to fit, it would become an index no vector has
+/// (the evaluator reads it as "false"), never a jump target (`TRUE`/`FALSE`).
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX - 2)
 }
