@@ -1185,3 +1185,27 @@ fn an_oversized_policy_is_refused_as_a_whole() {
         Some(format!("policy.conf: error: {}", e.errors[0].message).as_str())
     );
 }
+
+#[test]
+fn byte_order_mark_and_crlf_are_accepted() {
+    let policy =
+        compile("\u{feff}# policy\r\nrule r {\r\n  if tls\r\n  then REJECT \"5.7.1 x\"\r\n}\r\n")
+            .policy;
+    assert_eq!(decide(&policy, &[]).0, "r");
+    let e = errors("\u{feff}rule r {\r\n  if sender in nope then OK }\r\n");
+    assert_eq!((e.errors[0].line, e.errors[0].column), (2, 16));
+    assert_eq!(e.errors[0].source_line, "  if sender in nope then OK }");
+}
+
+#[test]
+fn explaining_a_fixed_policy() {
+    let always = Policy::always(policy_core::Action::parse("DEFER 4.7.1 later").expect("valid"));
+    let bytes = frame(&[]);
+    let request = Request::parse(&bytes).expect("parses");
+    let explanation = always.explain(&request, NOW);
+    assert!(explanation.rules.is_empty());
+    assert_eq!(
+        explanation.to_string(),
+        "action=DEFER 4.7.1 later rule=default"
+    );
+}

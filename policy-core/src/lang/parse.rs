@@ -918,7 +918,8 @@ pub(crate) fn parse_policy(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
     let parser = Parser::new(src);
     let mut items = Vec::new();
     let mut errors = Vec::new();
-    let mut rest = src;
+    // A byte order mark, as some editors write, is not part of the policy.
+    let mut rest = src.strip_prefix('\u{feff}').unwrap_or(src);
     loop {
         rest = skip_ws(rest);
         if rest.is_empty() {
