@@ -1209,3 +1209,24 @@ fn explaining_a_fixed_policy() {
         "action=DEFER 4.7.1 later rule=default"
     );
 }
+
+#[test]
+fn repeated_regexes_and_globs_agree_across_rules_and_fields() {
+    let policy = compile(
+        "rule a { if helo_name matches /^MAIL\\./i and size > 99999 then REJECT \"5.7.1 a\" }\n\
+         rule b { if client_name matches /^MAIL\\./i and helo_name like \"*.ORG\" and size > 50000 then REJECT \"5.7.1 b\" }\n\
+         rule c { if helo_name matches /^MAIL\\./i and helo_name like \"*.org\" then REJECT \"5.7.1 c\" }\n\
+         rule d { if helo_name matches /^MAIL\\./ then REJECT \"5.7.1 d\" }",
+    )
+    .policy;
+    let rows: &[(Pairs<'_>, &str)] = &[
+        (&[("size", "100000")], "a"),
+        (&[("size", "60000")], "b"),
+        (&[("size", "60000"), ("client_name", "mx.example.org")], "c"),
+        (&[("helo_name", "mail.example.net")], "default"),
+        (&[("helo_name", "MAIL.example.net")], "d"),
+    ];
+    for (pairs, rule) in rows {
+        assert_eq!(decide(&policy, pairs).0, *rule, "{pairs:?}");
+    }
+}

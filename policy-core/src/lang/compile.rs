@@ -50,6 +50,8 @@ pub(crate) fn compile(
         suppressed: 0,
         suppressed_warnings: 0,
         rule_name_spans: Vec::new(),
+        regex_cache: HashMap::new(),
+        glob_cache: HashMap::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         program: Program::always(Action::Dunno),
@@ -109,6 +111,10 @@ struct Compiler<'c> {
     suppressed: usize,
     /// The name of each rule of `program.rules`, in the policy.
     rule_name_spans: Vec<Span>,
+    /// Regexes compiled so far: (pattern, `i` flag) -> index.
+    regex_cache: HashMap<(String, bool), u32>,
+    /// `like` globs compiled so far: glob -> list index.
+    glob_cache: HashMap<String, u32>,
     /// Warnings found beyond [`MAX_ERRORS`].
     suppressed_warnings: usize,
     /// (sort key: byte offset in the policy, diagnostic)
@@ -740,6 +746,9 @@ impl Compiler<'_> {
             }
             TestKind::Like(field, glob) => {
                 let f = self.text_field(field);
+                if let Some(&list) = self.glob_cache.get(&glob.value) {
+                    return Some((Test::TextInList { field: f?, list }, false));
+                }
                 // A one-glob list: the list module owns glob matching.
                 let mut builder = ListBuilder::new(Some(ListKind::Glob));
                 if let Err(e) = builder.add(EntryToken::Quoted(&glob.value)) {
@@ -747,6 +756,7 @@ impl Compiler<'_> {
                     return None;
                 }
                 let list = self.push_list(builder, glob.span)?;
+                self.glob_cache.insert(glob.value.clone(), list);
                 Some((Test::TextInList { field: f?, list }, false))
             }
             TestKind::IsEmpty(field) => Some((
@@ -936,7 +946,13 @@ impl Compiler<'_> {
         }
     }
 
+    /// Compile a `matches` regex; the same pattern and flag written in
+    /// several rules is compiled once (and so memoized per request).
     fn regex(&mut self, pattern: &str, case_insensitive: bool, span: Span) -> Option<u32> {
+        let key = (pattern.to_owned(), case_insensitive);
+        if let Some(&index) = self.regex_cache.get(&key) {
+            return Some(index);
+        }
         let built = regex::bytes::RegexBuilder::new(pattern)
             .case_insensitive(case_insensitive)
             .size_limit(MAX_REGEX_COMPILED_BYTES)
@@ -944,7 +960,9 @@ impl Compiler<'_> {
         match built {
             Ok(re) => {
                 self.program.regexes.push(re);
-                Some(to_u32(self.program.regexes.len() - 1))
+                let index = to_u32(self.program.regexes.len() - 1);
+                self.regex_cache.insert(key, index);
+                Some(index)
             }
             Err(e) => {
                 self.error(
