@@ -234,6 +234,12 @@ impl SourceLoader for FileLoader {
         self.files += 1;
         Ok(text)
     }
+
+    /// Errors inside a list file name the file as resolved on disk, so the
+    /// administrator knows which file to open.
+    fn display_name(&self, path: &str) -> String {
+        self.resolve(path).display().to_string()
+    }
 }
 
 /// Read `path` as UTF-8 text of at most `limit` bytes. The error is the

@@ -1128,6 +1128,20 @@ mod check_command {
     }
 
     #[test]
+    fn an_error_in_a_list_file_names_the_file_on_disk() {
+        let (dir, path) = policy_dir("check-list-file");
+        // Line 3, column 1 of the list file: a regex that does not compile.
+        let list = dir.write(
+            "blocked.txt",
+            "# one entry a line\nspammer@example.net\n/(unclosed/\n",
+        );
+        let out = run(&["check", &path]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("{list}:3:1: error: ")), "{text}");
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_location() {
         let dir = TempDir::new("check-bad");
         let path = dir.write(
