@@ -23,7 +23,7 @@
 use std::fmt;
 
 use policy_core::action::MAX_TEXT_BYTES;
-use policy_core::{Action, ActionError};
+use policy_core::{Action, ActionError, Decision};
 
 use crate::frame::is_name_byte;
 
@@ -55,6 +55,43 @@ pub fn encode(action: &Action, out: &mut Vec<u8>) {
         // Unreachable while `Action` keeps its promise; allocating here is fine.
         let raw = out.split_off(mark);
         sanitize(&raw, usize::MAX, out);
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Append `action=<wire>\n\n` to `out` for a [`Decision`] of a compiled
+/// policy: its action with templates filled in for this request
+/// ([`Decision::wire`]).
+///
+/// policy-core sanitizes expanded templates; as [`encode`] does, this checks
+/// the line again on every call and sanitizes it should the promise ever be
+/// broken. Allocates only if `out` lacks capacity.
+///
+/// ```
+/// use policy_core::{NoFiles, Policy, Request, Scratch, Timestamp};
+///
+/// let policy = Policy::compile(
+///     "example.conf",
+///     r#"rule spam { if sender_domain == "spam.example" then REJECT "5.7.1 No mail from $sender" }"#,
+///     &mut NoFiles,
+/// )?
+/// .policy;
+/// let request = Request::parse(b"request=smtpd_access_policy\nsender=joe@spam.example\n\n")?;
+/// let mut scratch = Scratch::new();
+/// let decision = policy.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+///
+/// let mut out = Vec::new();
+/// policy_proto::encode_decision(&decision, &mut out);
+/// assert_eq!(out, b"action=REJECT 5.7.1 No mail from joe@spam.example\n\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encode_decision(decision: &Decision<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"action=");
+    let wire = decision.wire();
+    if is_clean(wire) {
+        out.extend_from_slice(wire);
+    } else {
+        sanitize(wire, usize::MAX, out);
     }
     out.extend_from_slice(b"\n\n");
 }

@@ -93,8 +93,8 @@ pub mod fuzz_harness;
 pub mod serve;
 
 pub use encode::{
-    decode_reply, encode, encode_request, encode_text_action, reply_len, sanitize, EncodeError,
-    ReplyError, MAX_VERB_BYTES,
+    decode_reply, encode, encode_decision, encode_request, encode_text_action, reply_len, sanitize,
+    EncodeError, ReplyError, MAX_VERB_BYTES,
 };
 pub use frame::{FrameError, Framer, Limits, MIN_READ_BYTES, READ_CHUNK_BYTES};
 pub use serve::{serve, Responder, ServeError, Server};

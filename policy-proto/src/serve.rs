@@ -47,6 +47,14 @@ impl Responder<'_> {
         self.answered = true;
     }
 
+    /// Answer with a [`Decision`](policy_core::Decision) of a compiled policy,
+    /// templates filled in (see [`encode_decision`](crate::encode_decision)).
+    pub fn decision(&mut self, decision: &policy_core::Decision<'_>) {
+        self.out.truncate(self.mark);
+        crate::encode_decision(decision, self.out);
+        self.answered = true;
+    }
+
     /// Answer with `verb` and a text that was not validated in advance (e.g. a
     /// template expanded with client data), sanitized as
     /// [`encode_text_action`] does. On error the previous answer (if any)

@@ -258,12 +258,9 @@ impl Conn<'_> {
                 .engine
                 .decide(&request, timestamp(), &mut self.scratch);
             self.reply.clear();
-            // `action=<wire>\n\n`. The wire text is one valid access(5)
-            // action line, templates expanded and sanitized by policy-core
-            // (control characters, invalid UTF-8 and length handled there).
-            self.reply.extend_from_slice(b"action=");
-            self.reply.extend_from_slice(decision.wire());
-            self.reply.extend_from_slice(b"\n\n");
+            // `action=<wire>\n\n`: templates expanded and sanitized by
+            // policy-core, checked once more by the encoder.
+            policy_proto::encode_decision(&decision, &mut self.reply);
             if let Err(e) = self.stream.write_all(&self.reply) {
                 return Err(match e.kind() {
                     io::ErrorKind::BrokenPipe
