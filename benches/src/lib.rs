@@ -35,7 +35,7 @@ use std::fmt;
 
 pub mod policies;
 
-use policy_core::{Decision, Engine, ParseError, Request, Scratch, Timestamp};
+use policy_core::{Engine, ParseError, Request, Scratch, Timestamp};
 use policy_proto::{FrameError, Framer, Limits};
 
 // ---------------------------------------------------------------------------
@@ -396,7 +396,7 @@ impl Connection {
         while let Some(frame) = self.framer.next_frame().map_err(HotPathError::Frame)? {
             let request = Request::parse(frame).map_err(HotPathError::Parse)?;
             let decision = engine.decide(&request, now, &mut self.scratch);
-            encode_decision(&decision, &mut self.out);
+            policy_proto::encode_decision(&decision, &mut self.out);
             answered += 1;
         }
         Ok(answered)
@@ -411,15 +411,6 @@ impl Connection {
     pub fn clear_reply(&mut self) {
         self.out.clear();
     }
-}
-
-/// Append `action=<wire>\n\n` for `decision`, as the daemon does: the wire
-/// form (templates expanded and sanitized by `policy-core`) is always one valid
-/// action line. Allocates only if `out` lacks capacity.
-pub fn encode_decision(decision: &Decision<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"action=");
-    decision.write_wire(out);
-    out.extend_from_slice(b"\n\n");
 }
 
 // ---------------------------------------------------------------------------

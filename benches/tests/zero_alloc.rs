@@ -171,7 +171,7 @@ impl Conn {
                     Err(e) => panic!("parsing failed: {e}"),
                 };
                 let decision = engine.decide(&request, NOW, &mut self.scratch);
-                policyd_benches::encode_decision(&decision, &mut self.out);
+                policy_proto::encode_decision(&decision, &mut self.out);
                 answered += 1;
             }
         }
