@@ -5,8 +5,8 @@
 use std::fmt;
 
 use super::program::{
-    state_bit, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp, FALSE,
-    MEMO_SLOTS, SENDER_KNOWN, TRUE,
+    state_bit, DomainLookup, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp,
+    DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
 use crate::request::Request;
@@ -264,7 +264,7 @@ impl Program {
                 if memo.known & bit != 0 {
                     memo.value & bit != 0
                 } else {
-                    let result = self.test(&node.test, request);
+                    let result = self.test_memo(&node.test, request, memo);
                     memo.known |= bit;
                     if result {
                         memo.value |= bit;
@@ -272,11 +272,46 @@ impl Program {
                     result
                 }
             } else {
-                self.test(&node.test, request)
+                self.test_memo(&node.test, request, memo)
             };
             pc = if result { node.on_true } else { node.on_false };
         }
         false
+    }
+
+    /// Evaluate one test, reusing the result of a domain lookup of the same
+    /// value in the same list made through another field for this request
+    /// (same result as [`Program::test`]: the lookup depends only on the
+    /// list and the value's bytes).
+    #[inline]
+    fn test_memo(&self, test: &Test, r: &Request<'_>, memo: &mut Memo) -> bool {
+        let Test::DomainInList { field, list } = *test else {
+            return self.test(test, r);
+        };
+        let Some(found) = self.lists.get(list as usize) else {
+            return false;
+        };
+        let mut buf = TextBuf::new();
+        let value = field.text(r, &mut buf);
+        let count = usize::from(memo.domain_count).min(DOMAIN_MEMO_SLOTS);
+        for done in memo.domains[..count].iter().flatten() {
+            if done.list == list {
+                let mut other_buf = TextBuf::new();
+                if done.field == field || done.field.text(r, &mut other_buf) == value {
+                    return done.result;
+                }
+            }
+        }
+        let result = found.contains_domain(value);
+        if let Some(slot) = memo.domains.get_mut(count) {
+            *slot = Some(DomainLookup {
+                list,
+                field,
+                result,
+            });
+            memo.domain_count += 1;
+        }
+        result
     }
 
     /// Evaluate one test.
@@ -649,6 +684,46 @@ mod tests {
         #[test]
         fn is_ip_agrees_with_parsing(name in "[0-9a-f:.]{0,20}|[0-9.]{0,16}") {
             proptest::prop_assert_eq!(is_ip(name.as_bytes()), name.parse::<std::net::IpAddr>().is_ok());
+        }
+    }
+
+    #[test]
+    fn domain_lookups_are_shared_only_between_equal_values() {
+        // `helo_name` and `client_name` in the same list: the second lookup
+        // reuses the first only when the two values are equal; another list
+        // or another value is looked up on its own.
+        let source = "list l domain { .bad.example }\n\
+                      list m domain { good.example }\n\
+                      rule h { if helo_name in l and size > 100 then REJECT \"5.7.1 h\" }\n\
+                      rule c { if client_name in l then REJECT \"5.7.1 c\" }\n\
+                      rule r { if reverse_client_name in m then REJECT \"5.7.1 r\" }\n\
+                      rule g { if client_name in m then DEFER \"4.7.1 g\" }";
+        let policy = crate::Policy::compile("t.conf", source, &mut crate::NoFiles)
+            .map(|c| c.policy)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows: &[(&str, &str, &str, &str, &str)] = &[
+            // (helo, client, reverse, size, rule)
+            ("a.bad.example", "a.bad.example", "x", "1", "c"),
+            ("a.bad.example", "ok.example", "x", "1", "default"),
+            ("ok.example", "a.BAD.example", "x", "1", "c"),
+            ("ok.example", "good.example", "x", "1", "g"),
+            ("good.example", "good.example", "good.example", "1", "r"),
+            ("a.bad.example", "a.bad.example", "x", "500", "h"),
+            ("x.bad.example", "good.example", "good.example", "500", "h"),
+        ];
+        let mut scratch = crate::Scratch::new();
+        for &(helo, client, reverse, size, rule) in rows {
+            let frame = format!(
+                "request=smtpd_access_policy\nprotocol_state=RCPT\nhelo_name={helo}\n\
+                 client_name={client}\nreverse_client_name={reverse}\nsize={size}\n\n"
+            );
+            let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            let now = crate::Timestamp::from_unix_millis(0);
+            assert_eq!(
+                policy.decide(&request, now, &mut scratch).rule,
+                rule,
+                "{helo} {client} {reverse} {size}"
+            );
         }
     }
 }

@@ -450,12 +450,33 @@ pub(crate) const NO_MEMO: u8 = u8::MAX;
 /// memo lives in two registers and costs nothing to clear.
 pub(crate) const MEMO_SLOTS: usize = 64;
 
+/// How many `FIELD in LIST` domain lookups one request remembers by value
+/// (see [`Memo::domains`]): the realistic policies look up two or three
+/// fields in a few lists; a small array scanned linearly beats a hash here.
+pub(crate) const DOMAIN_MEMO_SLOTS: usize = 8;
+
+/// One remembered domain lookup: `field`'s value was looked up in list
+/// `list` and gave `result`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DomainLookup {
+    pub(crate) list: u32,
+    pub(crate) field: Field,
+    pub(crate) result: bool,
+}
+
 /// Results of memoized tests for one request: bit `slot` of `known` says the
 /// test ran, the same bit of `value` holds its result.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Memo {
     pub(crate) known: u64,
     pub(crate) value: u64,
+    /// Domain lookups done for this request, by list and field, so that a
+    /// lookup of the same value in the same list through another field
+    /// (`helo_name` and `client_name` are often the same name) reuses the
+    /// result instead of lower-casing, hashing and pattern-matching again.
+    pub(crate) domains: [Option<DomainLookup>; DOMAIN_MEMO_SLOTS],
+    /// How many of `domains` are filled.
+    pub(crate) domain_count: u8,
 }
 
 /// The bit of protocol state `state` in a rule's state mask; unknown states
