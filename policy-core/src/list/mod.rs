@@ -82,6 +82,9 @@
 //! - **glob, regex**: compiled together into one `regex::bytes::RegexSet`,
 //!   matched in a single pass; cost grows with the patterns, so prefer
 //!   domain entries (`.example.com`) to globs (`*.example.com`) for long lists.
+//!   The first 16 globs of a simple shape (`*.example`, `host*`, `name`, ASCII,
+//!   no `?` or `[`) are matched by comparing bytes instead, with the same
+//!   result (case folded as the regex folds it) for a fraction of the cost.
 //!
 //! Measured (`cargo bench -p policyd-benches --bench lists`, medians, release
 //! build on a shared 2-core x86-64 VM, so ranges over runs; bytes from
@@ -497,6 +500,9 @@ pub struct ListBuilder {
     strings: KeySet,
     /// Regex sources (globs translated) for the pattern set.
     patterns: Vec<String>,
+    /// The first [`pattern::MAX_SIMPLE_GLOBS`] globs of a simple shape,
+    /// matched without the pattern set.
+    simple_globs: Vec<pattern::SimpleGlob>,
     /// Reused for normalised keys.
     key: Vec<u8>,
 }
@@ -517,6 +523,7 @@ impl ListBuilder {
             addresses: KeySet::default(),
             strings: KeySet::default(),
             patterns: Vec::new(),
+            simple_globs: Vec::new(),
             key: Vec::new(),
         }
     }
@@ -649,8 +656,15 @@ impl ListBuilder {
             ListKind::Glob => {
                 check_length(text)?;
                 let source = pattern::glob_to_regex(text)?;
-                pattern::check_glob(&source)?;
-                self.patterns.push(source);
+                match pattern::SimpleGlob::new(text) {
+                    Some(simple) if self.simple_globs.len() < pattern::MAX_SIMPLE_GLOBS => {
+                        self.simple_globs.push(simple);
+                    }
+                    _ => {
+                        pattern::check_glob(&source)?;
+                        self.patterns.push(source);
+                    }
+                }
             }
             ListKind::Regex => unreachable!("handled above"),
         }
@@ -724,8 +738,14 @@ impl ListBuilder {
             tree_labels: self.tree_labels,
             addresses,
             strings,
-            pattern_source_bytes: self.patterns.iter().map(String::capacity).sum(),
+            pattern_source_bytes: self.patterns.iter().map(String::capacity).sum::<usize>()
+                + self
+                    .simple_globs
+                    .iter()
+                    .map(pattern::SimpleGlob::heap_bytes)
+                    .sum::<usize>(),
             patterns,
+            simple_globs: self.simple_globs.into_boxed_slice(),
         })
     }
 }
@@ -776,8 +796,11 @@ pub struct List {
     addresses: KeySet,
     /// String entries, exact bytes.
     strings: KeySet,
-    /// All globs and regexes.
+    /// The globs and regexes not in `simple_globs`.
     patterns: Option<RegexSet>,
+    /// Globs of a simple shape (`*.example`, `host*`, `name`), matched by
+    /// comparing bytes: much cheaper than a regex search for a few of them.
+    simple_globs: Box<[pattern::SimpleGlob]>,
     pattern_source_bytes: usize,
 }
 
@@ -867,9 +890,11 @@ impl List {
 
     #[inline]
     fn patterns_match(&self, value: &[u8]) -> bool {
-        self.patterns
-            .as_ref()
-            .is_some_and(|set| set.is_match(value))
+        self.simple_globs.iter().any(|glob| glob.is_match(value))
+            || self
+                .patterns
+                .as_ref()
+                .is_some_and(|set| set.is_match(value))
     }
 
     /// The kinds of entries the list holds.
