@@ -491,42 +491,27 @@ const HOST_CLASS: [u8; 256] = {
 /// sees it: at least two labels, each 1-63 letters, digits or hyphens not at
 /// either end, a top label that is not all digits, at most 253 bytes (one
 /// trailing dot allowed); not an address literal and not a bare IP address.
-/// One pass over the name, one table lookup per byte.
+/// Two tight passes: a table lookup per byte refuses any other byte, then the
+/// labels are split at the dots (a byte search) and checked at their ends.
 fn helo_is_fqdn(name: &[u8]) -> bool {
     let name = name.strip_suffix(b".").unwrap_or(name);
     if name.is_empty() || name.len() > 253 {
         return false;
     }
-    let mut labels = 1;
-    let mut label_len = 0usize;
-    let mut label_all_digits = true;
-    let mut previous = DOT;
-    for &b in name {
-        let class = HOST_CLASS[usize::from(b)];
-        match class {
-            DOT => {
-                if previous == DOT || previous == HYPHEN {
-                    return false;
-                }
-                labels += 1;
-                label_len = 0;
-                label_all_digits = true;
-            }
-            INVALID => return false,
-            _ => {
-                if class == HYPHEN && previous == DOT {
-                    return false;
-                }
-                label_len += 1;
-                label_all_digits &= class == DIGIT;
-            }
-        }
-        if label_len > 63 {
-            return false;
-        }
-        previous = class;
+    if name.iter().any(|&b| HOST_CLASS[usize::from(b)] == INVALID) {
+        return false;
     }
-    previous != DOT && previous != HYPHEN && labels >= 2 && !label_all_digits
+    let mut labels = 0usize;
+    let mut last: &[u8] = &[];
+    for label in name.split(|&b| b == b'.') {
+        match (label.first(), label.last()) {
+            (Some(&first), Some(&end)) if first != b'-' && end != b'-' && label.len() <= 63 => {}
+            _ => return false,
+        }
+        labels += 1;
+        last = label;
+    }
+    labels >= 2 && !last.iter().all(u8::is_ascii_digit)
 }
 
 /// Whether `value` contains `needle` (lower case when `no_case`, and then
