@@ -493,7 +493,7 @@ mod tests {
             } else {
                 pattern.to_owned()
             };
-            let set = compile_set(&[source.clone()]).unwrap().unwrap();
+            let set = compile_set(std::slice::from_ref(&source)).unwrap().unwrap();
             let reference = regex::bytes::Regex::new(&plain).unwrap();
             for value in values {
                 assert_eq!(
