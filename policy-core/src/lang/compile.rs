@@ -651,7 +651,7 @@ impl Compiler<'_> {
     }
 
     fn field(&mut self, name: &Name) -> Option<Field> {
-        let field = Field::lookup(&name.text);
+        let field = Field::lookup_field(&name.text);
         if field.is_none() {
             self.error(
                 name.span,

@@ -9,96 +9,11 @@ use crate::list::{List, LoginMap};
 use crate::request::{ProtocolState, Request};
 use crate::template::ActionTemplate;
 
-/// A field a condition can test: every request attribute (in the order of
-/// [`KNOWN_ATTRIBUTES`](crate::KNOWN_ATTRIBUTES), so the discriminant is the
-/// attribute's index) and the derived parts of the sender and recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Field {
-    Request,
-    ProtocolState,
-    ProtocolName,
-    HeloName,
-    QueueId,
-    Sender,
-    Recipient,
-    RecipientCount,
-    ClientAddress,
-    ClientName,
-    ReverseClientName,
-    Instance,
-    SaslMethod,
-    SaslUsername,
-    SaslSender,
-    Size,
-    CcertSubject,
-    CcertIssuer,
-    CcertFingerprint,
-    EncryptionProtocol,
-    EncryptionCipher,
-    EncryptionKeysize,
-    EtrnDomain,
-    Stress,
-    CcertPubkeyFingerprint,
-    ClientPort,
-    PolicyContext,
-    ServerAddress,
-    ServerPort,
-    CompatibilityLevel,
-    MailVersion,
-    TlsSni,
-    SenderLocal,
-    SenderDomain,
-    RecipientLocal,
-    RecipientDomain,
-}
-
-/// Every field, in discriminant order.
-const ALL_FIELDS: [Field; 36] = [
-    Field::Request,
-    Field::ProtocolState,
-    Field::ProtocolName,
-    Field::HeloName,
-    Field::QueueId,
-    Field::Sender,
-    Field::Recipient,
-    Field::RecipientCount,
-    Field::ClientAddress,
-    Field::ClientName,
-    Field::ReverseClientName,
-    Field::Instance,
-    Field::SaslMethod,
-    Field::SaslUsername,
-    Field::SaslSender,
-    Field::Size,
-    Field::CcertSubject,
-    Field::CcertIssuer,
-    Field::CcertFingerprint,
-    Field::EncryptionProtocol,
-    Field::EncryptionCipher,
-    Field::EncryptionKeysize,
-    Field::EtrnDomain,
-    Field::Stress,
-    Field::CcertPubkeyFingerprint,
-    Field::ClientPort,
-    Field::PolicyContext,
-    Field::ServerAddress,
-    Field::ServerPort,
-    Field::CompatibilityLevel,
-    Field::MailVersion,
-    Field::TlsSni,
-    Field::SenderLocal,
-    Field::SenderDomain,
-    Field::RecipientLocal,
-    Field::RecipientDomain,
-];
-
-/// The names of the derived fields, after the attributes.
-const DERIVED_NAMES: [&str; 4] = [
-    "sender_local",
-    "sender_domain",
-    "recipient_local",
-    "recipient_domain",
-];
+/// A field a condition can test: every request attribute and the derived
+/// parts of the sender and recipient. It is the template variable type
+/// ([`Var`]), so one enum names every value a policy can read; `rule` is a
+/// template variable only, refused in conditions by the compiler.
+pub(crate) use crate::template::Var as Field;
 
 /// How a field's value is typed, which decides the operators it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,29 +35,10 @@ pub(crate) enum FieldType {
 }
 
 impl Field {
-    /// The field named `name`, if any.
-    pub(crate) fn lookup(name: &str) -> Option<Self> {
-        if let Some(i) = crate::request::KNOWN_ATTRIBUTES
-            .iter()
-            .position(|&a| a == name)
-        {
-            return ALL_FIELDS.get(i).copied();
-        }
-        DERIVED_NAMES
-            .iter()
-            .position(|&d| d == name)
-            .and_then(|i| ALL_FIELDS.get(32 + i).copied())
-    }
-
-    /// The field's name as written in a policy.
-    #[cfg(test)]
-    pub(crate) fn name(self) -> &'static str {
-        let i = self as usize;
-        crate::request::KNOWN_ATTRIBUTES
-            .get(i)
-            .or_else(|| DERIVED_NAMES.get(i - 32))
-            .copied()
-            .unwrap_or("?")
+    /// The field named `name` as written in a condition, if any (every
+    /// template variable but `rule`).
+    pub(crate) fn lookup_field(name: &str) -> Option<Self> {
+        Self::lookup(name).filter(|&var| var != Self::Rule)
     }
 
     pub(crate) fn field_type(self) -> FieldType {
@@ -233,6 +129,8 @@ impl Field {
             Self::SenderDomain => r.sender.domain,
             Self::RecipientLocal => r.recipient.local,
             Self::RecipientDomain => r.recipient.domain,
+            // Refused in conditions by the compiler (`lookup_field`).
+            Self::Rule => &[],
             Self::RecipientCount
             | Self::Size
             | Self::EncryptionKeysize
@@ -808,11 +706,12 @@ mod tests {
 
     #[test]
     fn fields_round_trip() {
-        for (i, f) in ALL_FIELDS.iter().enumerate() {
-            assert_eq!(*f as usize, i);
-            assert_eq!(Field::lookup(f.name()), Some(*f));
+        for f in Field::ALL {
+            let expected = (f != Field::Rule).then_some(f);
+            assert_eq!(Field::lookup_field(f.name()), expected);
         }
-        assert_eq!(Field::lookup("nope"), None);
+        assert_eq!(Field::lookup_field("nope"), None);
+        assert_eq!(Field::lookup_field("rule"), None);
     }
 
     #[test]
