@@ -245,6 +245,23 @@ impl SourceLoader for FileLoader {
 /// Read `path` as UTF-8 text of at most `limit` bytes. The error is the
 /// reason alone (the caller names the file).
 pub(crate) fn read_text(path: &Path, limit: u64, limit_name: &str) -> Result<String, String> {
+    let bytes = read_bytes(path, limit, limit_name)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + at
+            - bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+        format!("not valid UTF-8 at line {line}, byte {column}: expected UTF-8 text")
+    })
+}
+
+/// Read the regular file `path`, of at most `limit` bytes, as bytes (request
+/// files: Postfix's values need not be UTF-8). The error is the reason alone.
+pub(crate) fn read_bytes(path: &Path, limit: u64, limit_name: &str) -> Result<Vec<u8>, String> {
     let too_large = |size: u64| {
         format!("too large: {size} bytes or more, expected at most {limit} ({limit_name})")
     };
@@ -269,17 +286,7 @@ pub(crate) fn read_text(path: &Path, limit: u64, limit_name: &str) -> Result<Str
     if bytes.len() as u64 > limit {
         return Err(too_large(bytes.len() as u64));
     }
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let bytes = e.as_bytes();
-        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
-        let column = 1 + at
-            - bytes[..at]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1);
-        format!("not valid UTF-8 at line {line}, byte {column}: expected UTF-8 text")
-    })
+    Ok(bytes)
 }
 
 fn io_reason(e: &io::Error) -> String {

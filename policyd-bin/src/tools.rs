@@ -140,8 +140,8 @@ pub(crate) fn test(args: &TestArgs, stdin: &mut dyn Read, out: &mut dyn Write) -
         let bytes = if input.as_os_str() == STDIN_NAME {
             read_stdin(stdin)
         } else {
-            policy_file::read_text(input, MAX_REQUESTS_INPUT_BYTES, "MAX_REQUESTS_INPUT_BYTES")
-                .map(String::into_bytes)
+            // Bytes, not text: Postfix's attribute values need not be UTF-8.
+            policy_file::read_bytes(input, MAX_REQUESTS_INPUT_BYTES, "MAX_REQUESTS_INPUT_BYTES")
         };
         match bytes {
             Ok(bytes) => tester.run(&name, &bytes),

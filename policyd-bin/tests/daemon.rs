@@ -1254,6 +1254,29 @@ size=9000000
     }
 
     #[test]
+    fn a_requests_file_need_not_be_utf8() {
+        let (dir, path) = policy_dir("test-latin1");
+        // Postfix's values are bytes: a Latin-1 HELO name must not make the
+        // whole file unreadable.
+        let requests = dir.write(
+            "requests.txt",
+            &b"protocol_state=RCPT\nclient_address=192.0.2.1\nhelo_name=caf\xe9.example\n\
+               sender=spammer@example.net\nrecipient=bob@example.com\n\n"[..],
+        );
+        let out = run(&["test", "--config", &path, &requests]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        assert!(text.contains("rule: blocked-senders"), "{text}");
+        assert!(text.contains("1 request decided, 0 not parsed"), "{text}");
+    }
+
+    #[test]
     fn requests_from_stdin_with_explain() {
         let (_dir, path) = policy_dir("test-stdin");
         let good: String = REQUESTS
