@@ -1230,3 +1230,30 @@ fn repeated_regexes_and_globs_agree_across_rules_and_fields() {
         assert_eq!(decide(&policy, pairs).0, *rule, "{pairs:?}");
     }
 }
+
+#[test]
+fn empty_list_files_compile_and_match_nothing() {
+    // A blocklist emptied for the time being (only comments left) must not
+    // make the policy, or a reload of it, fail.
+    let src = "list nets file \"nets.txt\"\nlist doms domain file \"doms.txt\"\n\
+               rule a { if client_address in nets then REJECT }\n\
+               rule b { if sender_domain in doms then REJECT }\n\
+               rule c { if unauthenticated_local_sender doms then REJECT }\n";
+    let compiled = compile_with_files(src, &[("nets.txt", "# none for now\n"), ("doms.txt", "")])
+        .expect("empty list files compile");
+    let request = Request::parse(
+        b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n\
+          sender=joe@example.com\nrecipient=bob@example.org\n\n",
+    )
+    .unwrap();
+    let mut scratch = Scratch::new();
+    let decision = compiled
+        .policy
+        .decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+    assert_eq!(decision.rule, "default");
+
+    // A declared kind still type-checks an empty list.
+    let src = "list nets cidr file \"nets.txt\"\nrule a { if sender in nets then REJECT }\n";
+    let e = compile_with_files(src, &[("nets.txt", "")]).expect_err("cidr list on sender");
+    assert!(e.to_string().contains("type mismatch"), "{e}");
+}

@@ -729,8 +729,14 @@ impl ListBuilder {
         domains.shrink();
         addresses.shrink();
         strings.shrink();
+        // A declared kind counts even when no entry of it is present (an
+        // empty or comment-only list file): type checks follow the declaration.
+        let kinds = match self.declared {
+            Some(kind) => self.kinds.union(KindSet::of(&[kind])),
+            None => self.kinds,
+        };
         Ok(List {
-            kinds: self.kinds,
+            kinds,
             len: self.len,
             cidrs: cidr::CidrSet::new(self.v4, self.v6),
             domains,
@@ -897,15 +903,18 @@ impl List {
                 .is_some_and(|set| set.is_match(value))
     }
 
-    /// The kinds of entries the list holds.
+    /// The kinds of entries the list holds, and its declared kind if any.
     pub fn kinds(&self) -> KindSet {
         self.kinds
     }
 
-    /// Whether `lookup` could ever match: the list holds a kind of entry it
-    /// consults. A policy compiler reports `false` as a type error.
+    /// Whether `lookup` fits the list: the list holds (or was declared with) a
+    /// kind of entry it consults. A policy compiler reports `false` as a type
+    /// error. An empty list without a declared kind fits every lookup (and
+    /// matches nothing): a list file emptied for the time being must not make
+    /// the policy fail to compile.
     pub fn can_match(&self, lookup: Lookup) -> bool {
-        !self.kinds.intersection(lookup.consults()).is_empty()
+        self.kinds.is_empty() || !self.kinds.intersection(lookup.consults()).is_empty()
     }
 
     /// Entries added (duplicates counted).
@@ -1397,9 +1406,15 @@ mod tests {
         let empty = ListBuilder::new(None).build().unwrap();
         assert!(empty.is_empty() && empty.kinds().is_empty());
         assert_eq!(empty.kinds().to_string(), "nothing");
+        // An empty list without a declared kind fits every lookup (and
+        // matches nothing); with a declared kind, the declaration decides.
         for lookup in [Lookup::Ip, Lookup::Domain, Lookup::Address, Lookup::Bytes] {
-            assert!(!empty.can_match(lookup));
+            assert!(empty.can_match(lookup));
         }
+        assert!(!empty.contains_ip("192.0.2.1".parse().unwrap()) && !empty.contains_bytes(b"x"));
+        let empty_cidr = ListBuilder::new(Some(ListKind::Cidr)).build().unwrap();
+        assert_eq!(empty_cidr.kinds(), KindSet::of(&[ListKind::Cidr]));
+        assert!(empty_cidr.can_match(Lookup::Ip) && !empty_cidr.can_match(Lookup::Domain));
         assert_eq!(
             Lookup::Address.consults().to_string(),
             "domain, address, glob, regex"
