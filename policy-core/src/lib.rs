@@ -79,6 +79,7 @@ pub mod fuzz_harness;
 pub mod lang;
 pub mod list;
 pub mod request;
+pub mod state;
 pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
@@ -93,6 +94,9 @@ pub use list::{
 pub use request::{
     Address, Attributes, ParseError, ParseOptions, ProtocolState, Request, UnknownAttributes,
     KNOWN_ATTRIBUTES,
+};
+pub use state::{
+    HashSeeds, Limit, LimitError, LimitTable, Refusal, SnapshotError, Verdict, Window,
 };
 pub use template::{
     ActionTemplate, ActionTemplateError, Template, TemplateError, Var, WireOutcome,

@@ -1,0 +1,328 @@
+//! The snapshot format of a [`LimitTable`]: bytes in, bytes out, no I/O.
+//!
+//! All integers little-endian:
+//!
+//! ```text
+//! magic      8 bytes  SNAPSHOT_MAGIC ("PDLIMIT\0")
+//! version    u32      SNAPSHOT_VERSION
+//! buckets    u32      BUCKETS of the writer
+//! seeds      4 x u64  the HashSeeds
+//! probe      u64      hash of PROBE_KEY with those seeds (detects a hash function that changed)
+//! windows    u32      n, 1..=MAX_WINDOWS
+//!            n x (per_ms u64, max u64)
+//! entries    u64      m
+//!            m x (key hash u64, last_ms u64, n x (BUCKETS + 1) x u64 counts), increasing hash order
+//! checksum   u64      FNV-1a 64 of every byte before it
+//! ```
+//!
+//! Decoding builds a new table and returns it only if everything checked: a
+//! truncated, corrupt or mismatched buffer is a [`SnapshotError`] and loads
+//! nothing.
+
+use std::fmt;
+
+use super::table::{HashSeeds, LimitTable};
+use super::window::{Window, BUCKETS, SLOTS};
+use super::{Limit, MAX_WINDOWS};
+use crate::engine::Timestamp;
+
+/// The first 8 bytes of a snapshot.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PDLIMIT\0";
+
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The key hashed into the header's probe, to notice that the hash function
+/// (ahash's version or its build's CPU features) is not the one that wrote it.
+const PROBE_KEY: &[u8] = b"policyd limit table hash probe";
+
+/// Bytes before the window list: magic, version, buckets, seeds, probe, window count.
+const FIXED_HEADER: usize = 8 + 4 + 4 + 32 + 8 + 4;
+
+/// Why a snapshot could not be loaded. Nothing was loaded.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The buffer ends before the snapshot does (a partly written file).
+    Truncated {
+        /// Bytes the snapshot needs, as far as its header tells.
+        needed: usize,
+        /// Bytes there are.
+        found: usize,
+    },
+    /// The buffer does not start with [`SNAPSHOT_MAGIC`].
+    BadMagic,
+    /// Written by a version of the format this build does not read.
+    UnsupportedVersion {
+        /// The version in the buffer.
+        found: u32,
+    },
+    /// The buffer goes on after the checksum.
+    TrailingBytes {
+        /// The snapshot's length.
+        expected: usize,
+        /// The buffer's length.
+        found: usize,
+    },
+    /// The checksum does not match the contents (a corrupt file).
+    ChecksumMismatch,
+    /// The window count is outside 1..=[`MAX_WINDOWS`].
+    BadWindowCount {
+        /// The count in the buffer.
+        found: u32,
+    },
+    /// The header's entry count cannot be the length of any buffer.
+    BadEntryCount,
+    /// Written with another number of buckets per window.
+    BucketsChanged {
+        /// Buckets in the buffer.
+        found: u32,
+    },
+    /// The limit's windows have other lengths than the snapshot's (a changed
+    /// rule: its old counters do not apply). A changed `max` alone is accepted.
+    WindowsChanged,
+    /// The hash function differs from the writer's, so the key hashes mean
+    /// nothing here.
+    HasherChanged,
+    /// Entries are not in strictly increasing hash order (a duplicate key).
+    EntriesOutOfOrder {
+        /// Index of the first entry out of order.
+        index: u64,
+    },
+    /// More entries than the table's bound allows in one shard.
+    TooManyKeys {
+        /// The table's capacity.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Truncated { needed, found } => write!(
+                f,
+                "truncated limit snapshot: expected at least {needed} bytes, found {found}"
+            ),
+            Self::BadMagic => f.write_str("not a limit snapshot: expected the magic \"PDLIMIT\\0\""),
+            Self::UnsupportedVersion { found } => write!(
+                f,
+                "limit snapshot version {found} is not supported: expected {SNAPSHOT_VERSION}"
+            ),
+            Self::TrailingBytes { expected, found } => write!(
+                f,
+                "limit snapshot has trailing bytes: expected {expected} bytes, found {found}"
+            ),
+            Self::ChecksumMismatch => {
+                f.write_str("corrupt limit snapshot: the checksum does not match the contents")
+            }
+            Self::BadWindowCount { found } => write!(
+                f,
+                "corrupt limit snapshot: expected 1 to {MAX_WINDOWS} windows, found {found}"
+            ),
+            Self::BadEntryCount => {
+                f.write_str("corrupt limit snapshot: the entry count overflows any length")
+            }
+            Self::BucketsChanged { found } => write!(
+                f,
+                "limit snapshot uses {found} buckets per window: expected {BUCKETS}"
+            ),
+            Self::WindowsChanged => f.write_str(
+                "limit snapshot windows differ from the rule's: expected the same window lengths",
+            ),
+            Self::HasherChanged => f.write_str(
+                "limit snapshot was written with another key hash function: expected the same build",
+            ),
+            Self::EntriesOutOfOrder { index } => write!(
+                f,
+                "corrupt limit snapshot: expected entries in increasing key order, entry {index} is not"
+            ),
+            Self::TooManyKeys { capacity } => write!(
+                f,
+                "limit snapshot holds more keys than the table's bound of {capacity}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+/// FNV-1a, 64 bits: detects any single changed byte (each step is a bijection
+/// of the state), with no dependency.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Reads little-endian integers from a buffer whose length was checked.
+struct Reader<'b> {
+    buf: &'b [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn need(&self, n: usize) -> Result<(), SnapshotError> {
+        let needed = self.pos.saturating_add(n);
+        if needed > self.buf.len() {
+            return Err(SnapshotError::Truncated {
+                needed,
+                found: self.buf.len(),
+            });
+        }
+        Ok(())
+    }
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        self.need(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[self.pos..self.pos + N]);
+        self.pos += N;
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        self.bytes().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        self.bytes().map(u64::from_le_bytes)
+    }
+}
+
+impl LimitTable {
+    /// Appends the snapshot of the table to `out`, leaving out the keys that
+    /// are empty at `now`. Shards are locked one at a time, so counts made
+    /// meanwhile may be in the snapshot or not, each key whole.
+    pub fn encode_snapshot(&self, now: Timestamp, out: &mut Vec<u8>) {
+        let start = out.len();
+        let now = now.as_unix_millis();
+        out.extend_from_slice(&SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(BUCKETS as u32).to_le_bytes());
+        for s in self.seeds.0 {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.extend_from_slice(&self.hash_key(PROBE_KEY).to_le_bytes());
+        let windows = self.limit.windows();
+        out.extend_from_slice(&(windows.len() as u32).to_le_bytes());
+        for w in windows {
+            out.extend_from_slice(&w.per_ms().to_le_bytes());
+            out.extend_from_slice(&w.max().to_le_bytes());
+        }
+        let count_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        let mut entries = 0u64;
+        // Shards are the top bits of the hash, so shard order then hash order
+        // within a shard is increasing hash order overall.
+        for i in 0..self.shards.len() {
+            self.for_each_sorted(i, |key, words| {
+                if self.expires_at(words[0]) <= now {
+                    return;
+                }
+                entries += 1;
+                out.extend_from_slice(&key.to_le_bytes());
+                for w in words {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            });
+        }
+        out[count_at..count_at + 8].copy_from_slice(&entries.to_le_bytes());
+        let sum = fnv1a64(&out[start..]);
+        out.extend_from_slice(&sum.to_le_bytes());
+    }
+
+    /// A new table for `limit` with at most `max_keys` keys, loaded from a
+    /// snapshot. The seeds are the snapshot's. All or nothing: any error
+    /// returns no table. The windows' lengths must be the snapshot's; their
+    /// `max` may differ (counters carry over and the new maxima apply).
+    pub fn decode_snapshot(
+        bytes: &[u8],
+        limit: Limit,
+        max_keys: usize,
+    ) -> Result<Self, SnapshotError> {
+        let mut r = Reader { buf: bytes, pos: 0 };
+        if r.bytes::<8>()? != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let version = r.u32()?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion { found: version });
+        }
+        // Length checks first, so that a truncated buffer is named as such.
+        r.need(FIXED_HEADER - 12)?;
+        let mut h = Reader {
+            buf: bytes,
+            pos: FIXED_HEADER - 4,
+        };
+        let n = h.u32()?;
+        if n == 0 || n as usize > MAX_WINDOWS {
+            return Err(SnapshotError::BadWindowCount { found: n });
+        }
+        let n = n as usize;
+        h.pos += n * 16;
+        let m = h.u64()?;
+        let entry_len = 8 * (2 + n * SLOTS);
+        let total = usize::try_from(m)
+            .ok()
+            .and_then(|m| m.checked_mul(entry_len))
+            .and_then(|e| e.checked_add(h.pos + 8))
+            .ok_or(SnapshotError::BadEntryCount)?;
+        h.need(total - h.pos)?;
+        if bytes.len() > total {
+            return Err(SnapshotError::TrailingBytes {
+                expected: total,
+                found: bytes.len(),
+            });
+        }
+        let stored = u64::from_le_bytes(bytes[total - 8..].try_into().map_err(|_| {
+            SnapshotError::Truncated {
+                needed: total,
+                found: bytes.len(),
+            }
+        })?);
+        if fnv1a64(&bytes[..total - 8]) != stored {
+            return Err(SnapshotError::ChecksumMismatch);
+        }
+
+        // The contents are what was written; now check they fit this build and rule.
+        let buckets = r.u32()?;
+        if buckets as usize != BUCKETS {
+            return Err(SnapshotError::BucketsChanged { found: buckets });
+        }
+        let seeds = HashSeeds([r.u64()?, r.u64()?, r.u64()?, r.u64()?]);
+        let probe = r.u64()?;
+        r.pos += 4;
+        if n != limit.windows().len() {
+            return Err(SnapshotError::WindowsChanged);
+        }
+        for w in limit.windows() {
+            let per_ms = r.u64()?;
+            let _max = r.u64()?;
+            if Window::new(0, per_ms).map(Window::per_ms) != Ok(w.per_ms()) {
+                return Err(SnapshotError::WindowsChanged);
+            }
+        }
+        r.pos += 8;
+        let table = Self::new(limit, max_keys, seeds);
+        if table.hash_key(PROBE_KEY) != probe {
+            return Err(SnapshotError::HasherChanged);
+        }
+        let mut previous: Option<u64> = None;
+        for index in 0..m {
+            let key = r.u64()?;
+            if previous.is_some_and(|p| key <= p) {
+                return Err(SnapshotError::EntriesOutOfOrder { index });
+            }
+            previous = Some(key);
+            let last = r.u64()?;
+            let mut shard = table.shards[table.shard_of(key)].lock();
+            let slot = table
+                .insert(&mut shard, key, last)
+                .ok_or(SnapshotError::TooManyKeys {
+                    capacity: table.capacity(),
+                })?;
+            let base = slot as usize * table.stride;
+            for word in &mut shard.slab[base + 1..base + table.stride] {
+                *word = r.u64()?;
+            }
+        }
+        Ok(table)
+    }
+}
