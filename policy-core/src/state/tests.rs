@@ -1,1 +1,557 @@
-//! Tests of the limit state.
+//! Tests of the limit state: windows against a naive exact log, the table's
+//! bound and concurrency, snapshots.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::engine::Timestamp;
+
+const SEEDS: HashSeeds = HashSeeds([1, 2, 3, 4]);
+
+fn at(ms: u64) -> Timestamp {
+    Timestamp::from_unix_millis(ms)
+}
+
+fn limit(windows: &[(u64, u64)]) -> Limit {
+    let ws: Vec<Window> = windows
+        .iter()
+        .map(|&(max, per)| Window::new(max, per).unwrap())
+        .collect();
+    Limit::new(&ws).unwrap()
+}
+
+#[test]
+fn config_errors() {
+    let rows: [(Result<Window, LimitError>, Result<(), LimitError>); 3] = [
+        (
+            Window::new(1, 0),
+            Err(LimitError::WindowLength { per_ms: 0 }),
+        ),
+        (
+            Window::new(1, MAX_WINDOW_MS + 1),
+            Err(LimitError::WindowLength {
+                per_ms: MAX_WINDOW_MS + 1,
+            }),
+        ),
+        (Window::new(1, MAX_WINDOW_MS), Ok(())),
+    ];
+    for (got, want) in rows {
+        assert_eq!(got.map(|_| ()), want);
+    }
+    assert_eq!(Limit::new(&[]), Err(LimitError::WindowCount { found: 0 }));
+    let w = Window::new(1, 1000).unwrap();
+    assert_eq!(
+        Limit::new(&[w; MAX_WINDOWS + 1]),
+        Err(LimitError::WindowCount {
+            found: MAX_WINDOWS + 1
+        })
+    );
+    assert!(LimitError::WindowCount { found: 9 }
+        .to_string()
+        .contains("found 9"));
+}
+
+#[test]
+fn n_per_window_then_refused_then_frees_up() {
+    // 3 per 1600 ms: buckets of 100 ms.
+    let t = LimitTable::new(limit(&[(3, 1600)]), 100, SEEDS);
+    let k = t.hash_key(b"joe@example.com");
+    for ms in [0, 10, 250] {
+        assert_eq!(t.check_and_count(k, 1, at(ms)), Verdict::Admitted, "{ms}");
+    }
+    // The first unit (bucket 0, [0, 100)) stops counting once (now - 1600, now]
+    // no longer overlaps it: at now = 100 + 1600 - 1 = 1699.
+    let Verdict::Refused(r) = t.check_and_count(k, 1, at(300)) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(r.window, 0);
+    assert_eq!(r.counted, 3);
+    assert_eq!(r.retry_after_ms, Some(1699 - 300));
+    assert!(matches!(t.check(k, 1, at(1698)), Verdict::Refused(_)));
+    assert_eq!(t.check(k, 1, at(1699)), Verdict::Admitted);
+    // Asking for 2 frees up with bucket 0 (2 units) too; 3 needs the 250 ms
+    // unit's bucket 2 ([200, 300)) to leave, at 300 + 1599.
+    let Verdict::Refused(r) = t.check(k, 2, at(300)) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(r.retry_after_ms, Some(1699 - 300));
+    let Verdict::Refused(r) = t.check(k, 3, at(300)) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(r.retry_after_ms, Some(1899 - 300));
+    // More than max never fits.
+    let Verdict::Refused(r) = t.check(k, 4, at(300)) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(r.retry_after_ms, None);
+    // Refusals counted nothing.
+    let mut usage = [0u64];
+    t.usage(k, at(300), &mut usage);
+    assert_eq!(usage, [3]);
+    // Another key is independent.
+    assert_eq!(
+        t.check_and_count(t.hash_key(b"ann"), 3, at(300)),
+        Verdict::Admitted
+    );
+}
+
+#[test]
+fn every_window_enforced_and_the_later_one_reported() {
+    // 2 per 160 ms and 3 per 1600 ms.
+    let t = LimitTable::new(limit(&[(2, 160), (3, 1600)]), 100, SEEDS);
+    let k = t.hash_key(b"k");
+    assert_eq!(t.check_and_count(k, 2, at(0)), Verdict::Admitted);
+    let Verdict::Refused(r) = t.check_and_count(k, 1, at(5)) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!((r.window, r.retry_after_ms), (0, Some(10 + 159 - 5)));
+    assert_eq!(t.check_and_count(k, 1, at(200)), Verdict::Admitted);
+    let Verdict::Refused(r) = t.check_and_count(k, 1, at(400)) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(r.window, 1);
+    assert_eq!(r.counted, 3);
+    // Both over: the one freeing later is named.
+    let Verdict::Refused(r) = t.check_and_count(k, 2, at(210)) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(r.window, 1);
+    assert_eq!(r.retry_after_ms, Some(100 + 1599 - 210));
+}
+
+#[test]
+fn units_zero_and_max_zero() {
+    let t = LimitTable::new(limit(&[(0, 1000)]), 10, SEEDS);
+    assert_eq!(t.check_and_count(7, 0, at(0)), Verdict::Admitted);
+    assert!(t.is_empty());
+    assert_eq!(
+        t.check_and_count(7, 1, at(0)),
+        Verdict::Refused(Refusal {
+            window: 0,
+            counted: 0,
+            retry_after_ms: None
+        })
+    );
+    assert!(t.is_empty(), "a refused new key is not tracked");
+}
+
+#[test]
+fn clock_going_back_counts_at_the_latest_time_seen() {
+    let t = LimitTable::new(limit(&[(2, 1600)]), 10, SEEDS);
+    assert_eq!(t.check_and_count(1, 2, at(10_000)), Verdict::Admitted);
+    assert!(matches!(
+        t.check_and_count(1, 1, at(0)),
+        Verdict::Refused(_)
+    ));
+    assert!(matches!(
+        t.check_and_count(1, 1, at(11_000)),
+        Verdict::Refused(_)
+    ));
+    assert_eq!(t.check_and_count(1, 1, at(11_699)), Verdict::Admitted);
+}
+
+#[test]
+fn full_table_reclaims_expired_keys_else_admits_untracked() {
+    // One shard of 4 keys, 1 per 1600 ms (entries empty 1699 ms after a count at 0..100).
+    let t = LimitTable::new(limit(&[(1, 1600)]), 4, SEEDS);
+    assert_eq!(t.capacity(), 4);
+    for k in 0..4 {
+        assert_eq!(t.check_and_count(k, 1, at(0)), Verdict::Admitted);
+    }
+    assert_eq!(t.check_and_count(10, 1, at(50)), Verdict::Untracked);
+    assert_eq!(t.check_and_count(10, 1, at(60)), Verdict::Untracked);
+    assert_eq!(t.len(), 4);
+    // Live keys keep their counts: no eviction.
+    assert!(matches!(
+        t.check_and_count(0, 1, at(70)),
+        Verdict::Refused(_)
+    ));
+    // Keys 1..4 expire at 1699; key 0 is refreshed by a count at 1699 first.
+    assert_eq!(t.check_and_count(0, 1, at(1699)), Verdict::Admitted);
+    for k in 10..13 {
+        assert_eq!(t.check_and_count(k, 1, at(1700)), Verdict::Admitted);
+    }
+    assert_eq!(t.check_and_count(13, 1, at(1700)), Verdict::Untracked);
+    assert_eq!(t.len(), 4);
+    assert!(matches!(
+        t.check_and_count(0, 1, at(1700)),
+        Verdict::Refused(_)
+    ));
+    t.clear();
+    assert!(t.is_empty());
+}
+
+#[test]
+fn shards_bound_and_capacity() {
+    let rows = [
+        (0, 1, 0),
+        (10, 1, 10),
+        (2048, 2, 2048),
+        (1_000_001, 64, 1_000_000),
+        (100_000, 64, 99_968),
+    ];
+    for (max_keys, shards, capacity) in rows {
+        let t = LimitTable::new(limit(&[(1, 1000)]), max_keys, SEEDS);
+        assert_eq!(t.shards.len(), shards, "{max_keys}");
+        assert_eq!(t.capacity(), capacity, "{max_keys}");
+    }
+    let t = LimitTable::new(limit(&[(1, 1000)]), 0, SEEDS);
+    assert_eq!(t.check_and_count(1, 1, at(0)), Verdict::Untracked);
+}
+
+#[test]
+fn key_hashes_depend_on_the_seeds_only() {
+    let a = LimitTable::new(limit(&[(1, 1000)]), 10, SEEDS);
+    let b = LimitTable::new(limit(&[(5, 9000)]), 99, SEEDS);
+    let c = LimitTable::new(limit(&[(1, 1000)]), 10, HashSeeds([4, 3, 2, 1]));
+    assert_eq!(a.hash_key(b"x@example.com"), b.hash_key(b"x@example.com"));
+    assert_ne!(a.hash_key(b"x@example.com"), c.hash_key(b"x@example.com"));
+    use std::hash::Hasher;
+    let mut h1 = a.key_hasher();
+    h1.write(b"joe");
+    h1.write(b"192.0.2.0");
+    let mut h2 = b.key_hasher();
+    h2.write(b"joe");
+    h2.write(b"192.0.2.0");
+    assert_eq!(h1.finish(), h2.finish());
+    assert_eq!(format!("{SEEDS:?}"), "HashSeeds(..)");
+}
+
+/// Bytes per tracked key, from sizes and from the table's heap accounting.
+#[test]
+fn bytes_per_tracked_key() {
+    for (windows, words) in [(1usize, 1 + BUCKETS + 1), (3, 1 + 3 * (BUCKETS + 1))] {
+        let ws = vec![(u64::MAX, 3_600_000); windows];
+        let t = LimitTable::new(limit(&ws), 1 << 20, SEEDS);
+        assert_eq!(t.stride, words);
+        let keys = 200_000u64;
+        for i in 0..keys {
+            let k = t.hash_key(&i.to_le_bytes());
+            assert_eq!(t.check_and_count(k, 1, at(0)), Verdict::Admitted);
+        }
+        assert_eq!(t.len() as u64, keys);
+        let per_key = t.heap_bytes() as f64 / keys as f64;
+        let floor = (words * 8 + 17) as f64;
+        println!("{windows} window(s): {per_key:.1} bytes per tracked key (floor {floor})");
+        // Vec and map growth double at most: never more than twice the floor.
+        assert!(
+            per_key >= floor && per_key <= 2.0 * floor,
+            "{windows} windows: {per_key} bytes per key, floor {floor}"
+        );
+    }
+}
+
+#[test]
+fn eight_threads_on_one_key_admit_exactly_n() {
+    const N: u64 = 1000;
+    let t = Arc::new(LimitTable::new(
+        limit(&[(N, 3_600_000), (N * 10, 86_400_000)]),
+        100,
+        SEEDS,
+    ));
+    let admitted = Arc::new(AtomicU64::new(0));
+    let k = t.hash_key(b"hot key");
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let (t, admitted) = (Arc::clone(&t), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                for j in 0..500u64 {
+                    if t.check_and_count(k, 1, at(i * 10 + j)) == Verdict::Admitted {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    assert_eq!(admitted.load(Ordering::Relaxed), N);
+    let mut usage = [0; 2];
+    t.usage(k, at(10_000), &mut usage);
+    assert_eq!(usage, [N, N]);
+}
+
+/// The exact count of admitted units in `(from, to]`.
+fn exact(log: &[(u64, u64)], from_exclusive: i128, to: u64) -> u64 {
+    log.iter()
+        .filter(|&&(t, _)| i128::from(t) > from_exclusive && t <= to)
+        .map(|&(_, u)| u)
+        .sum()
+}
+
+fn arrivals() -> impl Strategy<Value = (Vec<(u64, u64)>, Vec<(u64, u64)>)> {
+    let windows = prop::collection::vec((0u64..12, 1u64..5000), 1..=3);
+    let steps = prop::collection::vec((0u64..400, 1u64..4), 1..300);
+    (windows, steps)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Against a naive log of exact timestamps: never more than `max` in any
+    /// interval of `per_ms`; a refusal only when the exact count over
+    /// `(now - per_ms - bucket, now]` plus the units exceeds `max`; the
+    /// conservative count is at least the exact count over `(now - per_ms, now]`;
+    /// after `retry_after_ms` the same request is admitted, not a millisecond before.
+    #[test]
+    fn windows_against_an_exact_log((windows, steps) in arrivals()) {
+        let l = limit(&windows);
+        let t = LimitTable::new(l.clone(), 10, SEEDS);
+        let mut log: Vec<(u64, u64)> = Vec::new();
+        let mut now = 1_000_000u64;
+        let mut usage = vec![0u64; l.windows().len()];
+        for (dt, units) in steps {
+            now += dt;
+            t.usage(0, at(now), &mut usage);
+            for (w, &u) in l.windows().iter().zip(&usage) {
+                prop_assert!(u >= exact(&log, i128::from(now) - i128::from(w.per_ms()), now));
+                prop_assert!(u <= exact(&log, i128::from(now) - i128::from(w.per_ms() + w.bucket_ms()), now));
+            }
+            match t.check_and_count(0, units, at(now)) {
+                Verdict::Admitted => {
+                    log.push((now, units));
+                    for w in l.windows() {
+                        let count = exact(&log, i128::from(now) - i128::from(w.per_ms()), now);
+                        prop_assert!(count <= w.max(), "{count} > {} in {} ms", w.max(), w.per_ms());
+                    }
+                }
+                Verdict::Refused(r) => {
+                    let w = l.windows()[r.window];
+                    let wide = exact(&log, i128::from(now) - i128::from(w.per_ms() + w.bucket_ms()), now);
+                    prop_assert!(wide + units > w.max());
+                    if let Some(after) = r.retry_after_ms {
+                        prop_assert!(after > 0);
+                        prop_assert_eq!(t.check(0, units, at(now + after)), Verdict::Admitted);
+                        prop_assert!(matches!(t.check(0, units, at(now + after - 1)), Verdict::Refused(_)));
+                    } else {
+                        prop_assert!(l.windows().iter().any(|w| units > w.max()));
+                    }
+                }
+                Verdict::Untracked => prop_assert!(false, "one key never fills the table"),
+            }
+        }
+    }
+
+    /// Encoding, decoding and encoding again gives the same bytes, and the
+    /// decoded table answers as the original.
+    #[test]
+    fn snapshot_round_trip(
+        seeds in any::<[u64; 4]>(),
+        steps in prop::collection::vec((0u64..50, 0u64..3000, 1u64..3), 0..200),
+    ) {
+        let l = limit(&[(5, 1000), (20, 60_000)]);
+        let t = LimitTable::new(l.clone(), 100, HashSeeds(seeds));
+        let mut now = 0;
+        for &(key, dt, units) in &steps {
+            now += dt;
+            t.check_and_count(t.hash_key(&key.to_le_bytes()), units, at(now));
+        }
+        let mut a = Vec::new();
+        t.encode_snapshot(at(now), &mut a);
+        let d = LimitTable::decode_snapshot(&a, l, 100).unwrap();
+        prop_assert_eq!(d.seeds(), HashSeeds(seeds));
+        let mut b = Vec::new();
+        d.encode_snapshot(at(now), &mut b);
+        prop_assert_eq!(&a, &b);
+        for key in 0..50u64 {
+            let k = t.hash_key(&key.to_le_bytes());
+            prop_assert_eq!(t.check(k, 2, at(now + 1)), d.check(k, 2, at(now + 1)));
+        }
+    }
+}
+
+fn sample_snapshot() -> (Vec<u8>, Limit) {
+    let l = limit(&[(5, 1000), (20, 60_000)]);
+    let t = LimitTable::new(l.clone(), 100, SEEDS);
+    for key in 0..20u64 {
+        t.check_and_count(
+            key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            key % 4 + 1,
+            at(key * 10),
+        );
+    }
+    let mut out = Vec::new();
+    t.encode_snapshot(at(200), &mut out);
+    (out, l)
+}
+
+#[test]
+fn every_prefix_of_a_snapshot_is_truncated() {
+    let (bytes, l) = sample_snapshot();
+    assert!(LimitTable::decode_snapshot(&bytes, l.clone(), 100).is_ok());
+    for len in 0..bytes.len() {
+        match LimitTable::decode_snapshot(&bytes[..len], l.clone(), 100) {
+            Err(SnapshotError::Truncated { needed, found }) => {
+                assert_eq!(found, len);
+                assert!(
+                    needed > len && needed <= bytes.len(),
+                    "{len}: needed {needed}"
+                );
+            }
+            other => panic!("prefix of {len} bytes: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_changed_byte_of_a_snapshot_is_an_error() {
+    let (bytes, l) = sample_snapshot();
+    for i in 0..bytes.len() {
+        for flip in [0x01u8, 0x80] {
+            let mut b = bytes.clone();
+            b[i] ^= flip;
+            let err = LimitTable::decode_snapshot(&b, l.clone(), 100).unwrap_err();
+            assert!(!err.to_string().is_empty());
+        }
+    }
+}
+
+#[test]
+fn snapshot_errors() {
+    let (bytes, l) = sample_snapshot();
+    let reseal = |mut b: Vec<u8>| {
+        let n = b.len() - 8;
+        b.truncate(n);
+        let sum = b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+            (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        b.extend_from_slice(&sum.to_le_bytes());
+        b
+    };
+    let mut bad_magic = bytes.clone();
+    bad_magic[0] = b'X';
+    let mut version = bytes.clone();
+    version[8] = 2;
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let mut corrupt = bytes.clone();
+    let last = corrupt.len() - 9;
+    corrupt[last] ^= 1;
+    let mut buckets = bytes.clone();
+    buckets[12] = 8;
+    let mut seeds = bytes.clone();
+    seeds[16] ^= 1;
+    let mut windows = bytes.clone();
+    windows[FIRST_WINDOW] ^= 1;
+    let mut max_only = bytes.clone();
+    max_only[FIRST_WINDOW + 8] = 9;
+    let mut count = bytes.clone();
+    count[FIRST_WINDOW - 4] = 9;
+    let mut zero_windows = bytes.clone();
+    zero_windows[FIRST_WINDOW - 4] = 0;
+    let mut order = bytes.clone();
+    let entry = 8 * (2 + 2 * (BUCKETS + 1));
+    let first_key = FIRST_WINDOW + 32 + 8;
+    order.copy_within(first_key..first_key + 8, first_key + entry);
+    let mut huge = bytes.clone();
+    huge[FIRST_WINDOW + 32..FIRST_WINDOW + 40].copy_from_slice(&u64::MAX.to_le_bytes());
+    let rows: Vec<(&str, Vec<u8>, Limit, usize, SnapshotError)> = vec![
+        ("magic", bad_magic, l.clone(), 100, SnapshotError::BadMagic),
+        (
+            "version",
+            version,
+            l.clone(),
+            100,
+            SnapshotError::UnsupportedVersion { found: 2 },
+        ),
+        (
+            "trailing",
+            trailing,
+            l.clone(),
+            100,
+            SnapshotError::TrailingBytes {
+                expected: bytes.len(),
+                found: bytes.len() + 1,
+            },
+        ),
+        (
+            "corrupt",
+            corrupt,
+            l.clone(),
+            100,
+            SnapshotError::ChecksumMismatch,
+        ),
+        (
+            "buckets",
+            reseal(buckets),
+            l.clone(),
+            100,
+            SnapshotError::BucketsChanged { found: 8 },
+        ),
+        (
+            "seeds",
+            reseal(seeds),
+            l.clone(),
+            100,
+            SnapshotError::HasherChanged,
+        ),
+        (
+            "windows",
+            reseal(windows),
+            l.clone(),
+            100,
+            SnapshotError::WindowsChanged,
+        ),
+        (
+            "window count",
+            reseal(count),
+            l.clone(),
+            100,
+            SnapshotError::BadWindowCount { found: 9 },
+        ),
+        (
+            "no windows",
+            reseal(zero_windows),
+            l.clone(),
+            100,
+            SnapshotError::BadWindowCount { found: 0 },
+        ),
+        (
+            "other rule",
+            bytes.clone(),
+            limit(&[(5, 1000)]),
+            100,
+            SnapshotError::WindowsChanged,
+        ),
+        (
+            "order",
+            reseal(order),
+            l.clone(),
+            100,
+            SnapshotError::EntriesOutOfOrder { index: 1 },
+        ),
+        (
+            "too many",
+            bytes.clone(),
+            l.clone(),
+            3,
+            SnapshotError::TooManyKeys { capacity: 3 },
+        ),
+        (
+            "entry count",
+            reseal(huge),
+            l.clone(),
+            100,
+            SnapshotError::BadEntryCount,
+        ),
+    ];
+    for (name, b, l, max_keys, want) in rows {
+        assert_eq!(
+            LimitTable::decode_snapshot(&b, l, max_keys).unwrap_err(),
+            want,
+            "{name}"
+        );
+        assert!(!want.to_string().is_empty());
+    }
+    // A changed max alone keeps the counters.
+    let d = LimitTable::decode_snapshot(&reseal(max_only), l, 100).unwrap();
+    assert_eq!(d.limit().windows()[0].max(), 5, "the rule's max applies");
+    assert!(!d.is_empty());
+}
+
+/// Offset of the first window in a snapshot.
+const FIRST_WINDOW: usize = 8 + 4 + 4 + 32 + 8 + 4;
