@@ -283,7 +283,10 @@ fn exact(log: &[(u64, u64)], from_exclusive: i128, to: u64) -> u64 {
         .sum()
 }
 
-fn arrivals() -> impl Strategy<Value = (Vec<(u64, u64)>, Vec<(u64, u64)>)> {
+/// Windows as `(max, per_ms)` and arrivals as `(ms since the previous, units)`.
+type Arrivals = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+fn arrivals() -> impl Strategy<Value = Arrivals> {
     let windows = prop::collection::vec((0u64..12, 1u64..5000), 1..=3);
     let steps = prop::collection::vec((0u64..400, 1u64..4), 1..300);
     (windows, steps)
