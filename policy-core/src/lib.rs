@@ -40,6 +40,8 @@
 //! - [`Policy::compile`] compiles the policy language ([`lang`]): every error
 //!   as a located [`Diagnostic`] in [`CompileErrors`], list files read through
 //!   a [`SourceLoader`], [`Explanation`]s of decisions for people.
+//! - [`state`]: counters for rate limits ([`Limit`], [`LimitTable`]) with
+//!   exact window semantics and snapshots to keep them across restarts.
 //!
 //! # Example
 //!

@@ -185,6 +185,22 @@ fn full_table_reclaims_expired_keys_else_admits_untracked() {
 }
 
 #[test]
+fn top_keys_of_a_window() {
+    let t = LimitTable::new(limit(&[(100, 1600), (100, 16_000)]), 5000, SEEDS);
+    for (name, units, ms) in [("a", 5, 0), ("b", 9, 0), ("c", 7, 2000), ("d", 1, 2000)] {
+        let k = t.hash_key(name.as_bytes());
+        assert_eq!(t.check_and_count(k, units, at(ms)), Verdict::Admitted);
+    }
+    let h = |n: &str| t.hash_key(n.as_bytes());
+    assert_eq!(t.top(0, 2, at(2000)), vec![(h("c"), 7), (h("d"), 1)]);
+    assert_eq!(
+        t.top(1, 3, at(2000)),
+        vec![(h("b"), 9), (h("c"), 7), (h("a"), 5)]
+    );
+    assert!(t.top(2, 3, at(2000)).is_empty());
+}
+
+#[test]
 fn shards_bound_and_capacity() {
     let rows = [
         (0, 1, 0),
