@@ -14,6 +14,35 @@
 //!
 //! Nothing here reads the clock: `now` is a [`Timestamp`](crate::Timestamp)
 //! argument.
+//!
+//! # Example
+//!
+//! ```
+//! use policy_core::state::{HashSeeds, Limit, LimitTable, Verdict, Window};
+//! use policy_core::Timestamp;
+//!
+//! // max 2 per 1h, 10 per 1d; at most 100,000 keys. Draw the seeds at random
+//! // and keep them with the snapshot.
+//! let limit = Limit::new(&[Window::new(2, 3_600_000)?, Window::new(10, 86_400_000)?])?;
+//! let table = LimitTable::new(limit.clone(), 100_000, HashSeeds([11, 22, 33, 44]));
+//! let key = table.hash_key(b"joe@example.com");
+//! let t0 = Timestamp::from_unix_millis(1_700_000_000_000);
+//!
+//! assert_eq!(table.check_and_count(key, 1, t0), Verdict::Admitted);
+//! assert_eq!(table.check_and_count(key, 1, t0), Verdict::Admitted);
+//! let Verdict::Refused(refusal) = table.check_and_count(key, 1, t0) else { panic!() };
+//! assert_eq!(refusal.window, 0);
+//! // Frees up once the bucket (1h / 16 wide) holding the first two units no
+//! // longer overlaps the last hour: after at most 1h + one bucket.
+//! let after = refusal.retry_after_ms.unwrap();
+//! assert!(after > 3_600_000 - 225_000 && after <= 3_600_000 + 225_000);
+//!
+//! let mut snapshot = Vec::new();
+//! table.encode_snapshot(t0, &mut snapshot);
+//! let loaded = LimitTable::decode_snapshot(&snapshot, limit, 100_000)?;
+//! assert!(matches!(loaded.check_and_count(key, 1, t0), Verdict::Refused(_)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod snapshot;
 pub mod table;

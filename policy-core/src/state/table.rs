@@ -64,7 +64,9 @@ pub struct Refusal {
     /// Units that window counts now (before this request).
     pub counted: u64,
     /// Milliseconds until the same request would be admitted if nothing else
-    /// were counted; `None` if it asks for more units than the window's `max`.
+    /// were counted (at most the window's `per_ms + bucket_ms`, exact for this
+    /// algorithm: a millisecond earlier is still refused); `None` if it asks
+    /// for more units than the window's `max`.
     pub retry_after_ms: Option<u64>,
 }
 
