@@ -355,6 +355,36 @@ proptest! {
         }
     }
 
+    /// A full table: never more keys than its capacity, and a new key goes
+    /// untracked only while every tracked key still counts something.
+    #[test]
+    fn bound_with_reclaim(
+        steps in prop::collection::vec((0u64..30, 0u64..300, 1u64..3), 1..400),
+    ) {
+        let l = limit(&[(3, 1000), (5, 2500)]);
+        let t = LimitTable::new(l, 6, SEEDS);
+        let mut now = 0;
+        let mut usage = [0u64; 2];
+        for (key, dt, units) in steps {
+            now += dt;
+            let verdict = t.check_and_count(key, units, at(now));
+            prop_assert!(t.len() <= t.capacity());
+            if verdict == Verdict::Untracked {
+                prop_assert_eq!(t.len(), t.capacity());
+                let mut live = 0;
+                for k in 0..30 {
+                    t.usage(k, at(now), &mut usage);
+                    if usage != [0, 0] {
+                        live += 1;
+                    }
+                }
+                // Keys whose counts all left the windows are reclaimable;
+                // untracked means none of the tracked ones is.
+                prop_assert_eq!(live, t.capacity());
+            }
+        }
+    }
+
     /// Encoding, decoding and encoding again gives the same bytes, and the
     /// decoded table answers as the original.
     #[test]
