@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use parking_lot::Mutex;
 
 use super::window::SLOTS;
-use super::Limit;
+use super::{Limit, Window};
 use crate::engine::Timestamp;
 
 /// The most shards a table is split into: enough that 2-16 worker threads
@@ -230,13 +230,33 @@ impl LimitTable {
     /// Does not allocate for a key already tracked; a new key may grow its
     /// shard's storage.
     pub fn check_and_count(&self, key: u64, units: u64, now: Timestamp) -> Verdict {
-        self.decide(key, units, now, true)
+        self.decide(key, units, now, true, &[])
+    }
+
+    /// [`check_and_count`](Self::check_and_count) with other maxima for this
+    /// key (a per-key override, e.g. a user allowed 5,000 a day): `max[i]`
+    /// replaces window `i`'s `max`; windows past the end of `max` keep theirs.
+    /// The key's counters are the same whichever maxima are used.
+    pub fn check_and_count_with(
+        &self,
+        key: u64,
+        units: u64,
+        now: Timestamp,
+        max: &[u64],
+    ) -> Verdict {
+        self.decide(key, units, now, true, max)
     }
 
     /// What [`check_and_count`](Self::check_and_count) would answer, counting
     /// nothing (for dry-run rules and for showing state).
     pub fn check(&self, key: u64, units: u64, now: Timestamp) -> Verdict {
-        self.decide(key, units, now, false)
+        self.decide(key, units, now, false, &[])
+    }
+
+    /// What [`check_and_count_with`](Self::check_and_count_with) would answer,
+    /// counting nothing.
+    pub fn check_with(&self, key: u64, units: u64, now: Timestamp, max: &[u64]) -> Verdict {
+        self.decide(key, units, now, false, max)
     }
 
     /// The units each window of the key counts at `now`, into `out` (one per
@@ -270,7 +290,8 @@ impl LimitTable {
         &slab[slot as usize * self.stride..][..self.stride]
     }
 
-    fn decide(&self, key: u64, units: u64, now: Timestamp, count: bool) -> Verdict {
+    fn decide(&self, key: u64, units: u64, now: Timestamp, count: bool, max: &[u64]) -> Verdict {
+        let max_of = |i: usize, w: &Window| max.get(i).copied().unwrap_or(w.max());
         if units == 0 {
             return Verdict::Admitted;
         }
@@ -283,7 +304,7 @@ impl LimitTable {
                 .windows()
                 .iter()
                 .enumerate()
-                .find(|(_, w)| units > w.max())
+                .find(|&(i, w)| units > max_of(i, w))
             {
                 return Verdict::Refused(Refusal {
                     window: i,
@@ -309,8 +330,9 @@ impl LimitTable {
         for (i, w) in self.limit.windows().iter().enumerate() {
             let ring = &e[1 + i * SLOTS..][..SLOTS];
             let counted = w.usage(last, ring, now);
-            if counted.saturating_add(units) > w.max() {
-                let retry = w.retry_after(last, ring, now, real_now, units);
+            let max = max_of(i, w);
+            if counted.saturating_add(units) > max {
+                let retry = w.retry_after(last, ring, now, real_now, units, max);
                 let later = match (&refusal, retry) {
                     (None, _) => true,
                     (Some(r), Some(t)) => r.retry_after_ms.is_some_and(|p| t > p),

@@ -123,6 +123,38 @@ fn every_window_enforced_and_the_later_one_reported() {
 }
 
 #[test]
+fn per_key_maxima_override_the_limit() {
+    // 2 per 1600 ms and 3 per 16 s; one key allowed 4 and 5.
+    let t = LimitTable::new(limit(&[(2, 1600), (3, 16_000)]), 10, SEEDS);
+    let big = [4, 5];
+    assert_eq!(t.check_and_count_with(1, 4, at(0), &big), Verdict::Admitted);
+    let Verdict::Refused(r) = t.check_with(1, 1, at(0), &big) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!((r.window, r.counted), (0, 4));
+    assert_eq!(
+        t.check_with(1, 5, at(0), &[9]),
+        Verdict::Refused(Refusal {
+            window: 1,
+            counted: 4,
+            retry_after_ms: None,
+        })
+    );
+    // Without the override the same counters are over the limit's own maxima.
+    assert!(matches!(t.check(1, 1, at(5000)), Verdict::Refused(r) if r.window == 1));
+    assert_eq!(
+        t.check_and_count_with(1, 1, at(5000), &big),
+        Verdict::Admitted
+    );
+    // A new key over an overridden max is refused without being tracked.
+    assert!(matches!(
+        t.check_and_count_with(2, 3, at(0), &[1]),
+        Verdict::Refused(_)
+    ));
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
 fn units_zero_and_max_zero() {
     let t = LimitTable::new(limit(&[(0, 1000)]), 10, SEEDS);
     assert_eq!(t.check_and_count(7, 0, at(0)), Verdict::Admitted);

@@ -104,8 +104,9 @@ impl Window {
         *s = s.saturating_add(units);
     }
 
-    /// Milliseconds from `real_now` until `units` more would be admitted, if
-    /// nothing else is counted meanwhile; `None` if `units > max` (never).
+    /// Milliseconds from `real_now` until `units` more would be admitted under
+    /// a maximum of `max`, if nothing else is counted meanwhile; `None` if
+    /// `units > max` (never).
     /// `now >= last` is the time the ring is read at (`real_now` or later).
     pub(crate) fn retry_after(
         self,
@@ -114,12 +115,13 @@ impl Window {
         now: u64,
         real_now: u64,
         units: u64,
+        max: u64,
     ) -> Option<u64> {
-        if units > self.max {
+        if units > max {
             return None;
         }
         let usage = self.usage(last, slots, now);
-        let need = (usage.saturating_add(units)).saturating_sub(self.max);
+        let need = (usage.saturating_add(units)).saturating_sub(max);
         if need == 0 {
             return Some(0);
         }
