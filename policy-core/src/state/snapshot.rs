@@ -5,13 +5,17 @@
 //! ```text
 //! magic      8 bytes  SNAPSHOT_MAGIC ("PDLIMIT\0")
 //! version    u32      SNAPSHOT_VERSION
+//! length     u64      of the whole snapshot, checksum included
 //! buckets    u32      BUCKETS of the writer
 //! seeds      4 x u64  the HashSeeds
 //! probe      u64      hash of PROBE_KEY with those seeds (detects a hash function that changed)
 //! windows    u32      n, 1..=MAX_WINDOWS
 //!            n x (per_ms u64, max u64)
 //! entries    u64      m
-//!            m x (key hash u64, last_ms u64, n x (BUCKETS + 1) x u64 counts), increasing hash order
+//!            m x entry, in increasing key hash order:
+//!              key hash u64, last_ms u64,
+//!              n x (mask u32: bit i set if bucket slot i is not zero,
+//!                   then the non-zero counts, u64 each, in slot order)
 //! checksum   u64      FNV-1a 64 of every byte before it
 //! ```
 //!
@@ -36,8 +40,12 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 /// (ahash's version or its build's CPU features) is not the one that wrote it.
 const PROBE_KEY: &[u8] = b"policyd limit table hash probe";
 
-/// Bytes before the window list: magic, version, buckets, seeds, probe, window count.
-const FIXED_HEADER: usize = 8 + 4 + 4 + 32 + 8 + 4;
+/// Bytes before the window list: magic, version, length, buckets, seeds,
+/// probe, window count.
+const FIXED_HEADER: usize = 8 + 4 + 8 + 4 + 32 + 8 + 4;
+
+/// Offset of the length field.
+const LENGTH_AT: usize = 12;
 
 /// Why a snapshot could not be loaded. Nothing was loaded.
 #[non_exhaustive]
@@ -71,8 +79,14 @@ pub enum SnapshotError {
         /// The count in the buffer.
         found: u32,
     },
-    /// The header's entry count cannot be the length of any buffer.
-    BadEntryCount,
+    /// The length field disagrees with the contents (behind a valid checksum,
+    /// so written wrongly rather than damaged).
+    BadLength,
+    /// An entry's bucket mask names slots that do not exist.
+    BadSlotMask {
+        /// Index of the entry.
+        index: u64,
+    },
     /// Written with another number of buckets per window.
     BucketsChanged {
         /// Buckets in the buffer.
@@ -119,9 +133,13 @@ impl fmt::Display for SnapshotError {
                 f,
                 "corrupt limit snapshot: expected 1 to {MAX_WINDOWS} windows, found {found}"
             ),
-            Self::BadEntryCount => {
-                f.write_str("corrupt limit snapshot: the entry count overflows any length")
-            }
+            Self::BadLength => f.write_str(
+                "corrupt limit snapshot: expected its length field to match its contents",
+            ),
+            Self::BadSlotMask { index } => write!(
+                f,
+                "corrupt limit snapshot: expected at most {SLOTS} buckets in entry {index}'s mask"
+            ),
             Self::BucketsChanged { found } => write!(
                 f,
                 "limit snapshot uses {found} buckets per window: expected {BUCKETS}"
@@ -195,6 +213,7 @@ impl LimitTable {
         let now = now.as_unix_millis();
         out.extend_from_slice(&SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
         out.extend_from_slice(&(BUCKETS as u32).to_le_bytes());
         for s in self.seeds.0 {
             out.extend_from_slice(&s.to_le_bytes());
@@ -218,12 +237,23 @@ impl LimitTable {
                 }
                 entries += 1;
                 out.extend_from_slice(&key.to_le_bytes());
-                for w in words {
-                    out.extend_from_slice(&w.to_le_bytes());
+                out.extend_from_slice(&words[0].to_le_bytes());
+                for ring in words[1..].chunks_exact(SLOTS) {
+                    let mask = ring
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &c)| c != 0)
+                        .fold(0u32, |m, (i, _)| m | 1 << i);
+                    out.extend_from_slice(&mask.to_le_bytes());
+                    for &c in ring.iter().filter(|&&c| c != 0) {
+                        out.extend_from_slice(&c.to_le_bytes());
+                    }
                 }
             });
         }
         out[count_at..count_at + 8].copy_from_slice(&entries.to_le_bytes());
+        let total = (out.len() - start + 8) as u64;
+        out[start + LENGTH_AT..start + LENGTH_AT + 8].copy_from_slice(&total.to_le_bytes());
         let sum = fnv1a64(&out[start..]);
         out.extend_from_slice(&sum.to_le_bytes());
     }
@@ -245,42 +275,39 @@ impl LimitTable {
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError::UnsupportedVersion { found: version });
         }
-        // Length checks first, so that a truncated buffer is named as such.
-        r.need(FIXED_HEADER - 12)?;
-        let mut h = Reader {
-            buf: bytes,
-            pos: FIXED_HEADER - 4,
-        };
-        let n = h.u32()?;
-        if n == 0 || n as usize > MAX_WINDOWS {
-            return Err(SnapshotError::BadWindowCount { found: n });
-        }
-        let n = n as usize;
-        h.pos += n * 16;
-        let m = h.u64()?;
-        let entry_len = 8 * (2 + n * SLOTS);
-        let total = usize::try_from(m)
+        // The length and checksum first, so that a truncated or corrupt buffer
+        // is named as such before anything in it is believed.
+        let total = r.u64()?;
+        let total = usize::try_from(total)
             .ok()
-            .and_then(|m| m.checked_mul(entry_len))
-            .and_then(|e| e.checked_add(h.pos + 8))
-            .ok_or(SnapshotError::BadEntryCount)?;
-        h.need(total - h.pos)?;
+            .filter(|&t| t >= FIXED_HEADER + 8)
+            .ok_or(SnapshotError::BadLength)?;
+        r.need(total - r.pos)?;
         if bytes.len() > total {
             return Err(SnapshotError::TrailingBytes {
                 expected: total,
                 found: bytes.len(),
             });
         }
-        let stored = u64::from_le_bytes(bytes[total - 8..].try_into().map_err(|_| {
-            SnapshotError::Truncated {
-                needed: total,
-                found: bytes.len(),
-            }
-        })?);
-        if fnv1a64(&bytes[..total - 8]) != stored {
+        let (body, sum) = bytes.split_at(total - 8);
+        if fnv1a64(body)
+            != u64::from_le_bytes(sum.try_into().map_err(|_| SnapshotError::BadLength)?)
+        {
             return Err(SnapshotError::ChecksumMismatch);
         }
+        Self::decode_body(body, limit, max_keys).map_err(|e| match e {
+            // The checksum matched, so a short body is a length that lies.
+            SnapshotError::Truncated { .. } => SnapshotError::BadLength,
+            e => e,
+        })
+    }
 
+    /// Decodes a body whose length and checksum were checked.
+    fn decode_body(body: &[u8], limit: Limit, max_keys: usize) -> Result<Self, SnapshotError> {
+        let mut r = Reader {
+            buf: body,
+            pos: LENGTH_AT + 8,
+        };
         // The contents are what was written; now check they fit this build and rule.
         let buckets = r.u32()?;
         if buckets as usize != BUCKETS {
@@ -288,8 +315,11 @@ impl LimitTable {
         }
         let seeds = HashSeeds([r.u64()?, r.u64()?, r.u64()?, r.u64()?]);
         let probe = r.u64()?;
-        r.pos += 4;
-        if n != limit.windows().len() {
+        let n = r.u32()?;
+        if n == 0 || n as usize > MAX_WINDOWS {
+            return Err(SnapshotError::BadWindowCount { found: n });
+        }
+        if n as usize != limit.windows().len() {
             return Err(SnapshotError::WindowsChanged);
         }
         for w in limit.windows() {
@@ -299,7 +329,7 @@ impl LimitTable {
                 return Err(SnapshotError::WindowsChanged);
             }
         }
-        r.pos += 8;
+        let m = r.u64()?;
         let table = Self::new(limit, max_keys, seeds);
         if table.hash_key(PROBE_KEY) != probe {
             return Err(SnapshotError::HasherChanged);
@@ -319,9 +349,20 @@ impl LimitTable {
                     capacity: table.capacity(),
                 })?;
             let base = slot as usize * table.stride;
-            for word in &mut shard.slab[base + 1..base + table.stride] {
-                *word = r.u64()?;
+            for ring in shard.slab[base + 1..base + table.stride].chunks_exact_mut(SLOTS) {
+                let mask = r.u32()?;
+                if mask >> SLOTS != 0 {
+                    return Err(SnapshotError::BadSlotMask { index });
+                }
+                for (i, c) in ring.iter_mut().enumerate() {
+                    if mask & (1 << i) != 0 {
+                        *c = r.u64()?;
+                    }
+                }
             }
+        }
+        if r.pos != body.len() {
+            return Err(SnapshotError::BadLength);
         }
         Ok(table)
     }

@@ -513,9 +513,9 @@ fn snapshot_errors() {
     let last = corrupt.len() - 9;
     corrupt[last] ^= 1;
     let mut buckets = bytes.clone();
-    buckets[12] = 8;
+    buckets[20] = 8;
     let mut seeds = bytes.clone();
-    seeds[16] ^= 1;
+    seeds[24] ^= 1;
     let mut windows = bytes.clone();
     windows[FIRST_WINDOW] ^= 1;
     let mut max_only = bytes.clone();
@@ -524,10 +524,20 @@ fn snapshot_errors() {
     count[FIRST_WINDOW - 4] = 9;
     let mut zero_windows = bytes.clone();
     zero_windows[FIRST_WINDOW - 4] = 0;
-    let mut order = bytes.clone();
-    let entry = 8 * (2 + 2 * (BUCKETS + 1));
     let first_key = FIRST_WINDOW + 32 + 8;
-    order.copy_within(first_key..first_key + 8, first_key + entry);
+    let mut keys: Vec<u64> = (0..20u64)
+        .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(bytes[first_key..first_key + 8], keys[0].to_le_bytes());
+    let second = bytes
+        .windows(8)
+        .position(|w| w == keys[1].to_le_bytes())
+        .unwrap();
+    let mut order = bytes.clone();
+    order.copy_within(first_key..first_key + 8, second);
+    let mut mask = bytes.clone();
+    mask[first_key + 16 + 3] |= 0x80;
     let mut huge = bytes.clone();
     huge[FIRST_WINDOW + 32..FIRST_WINDOW + 40].copy_from_slice(&u64::MAX.to_le_bytes());
     let rows: Vec<(&str, Vec<u8>, Limit, usize, SnapshotError)> = vec![
@@ -617,7 +627,14 @@ fn snapshot_errors() {
             reseal(huge),
             l.clone(),
             100,
-            SnapshotError::BadEntryCount,
+            SnapshotError::BadLength,
+        ),
+        (
+            "mask",
+            reseal(mask),
+            l.clone(),
+            100,
+            SnapshotError::BadSlotMask { index: 0 },
         ),
     ];
     for (name, b, l, max_keys, want) in rows {
@@ -635,4 +652,4 @@ fn snapshot_errors() {
 }
 
 /// Offset of the first window in a snapshot.
-const FIRST_WINDOW: usize = 8 + 4 + 4 + 32 + 8 + 4;
+const FIRST_WINDOW: usize = 8 + 4 + 8 + 4 + 32 + 8 + 4;
