@@ -334,6 +334,7 @@ impl LimitTable {
         if table.hash_key(PROBE_KEY) != probe {
             return Err(SnapshotError::HasherChanged);
         }
+        table.reserve(usize::try_from(m).unwrap_or(usize::MAX));
         let mut previous: Option<u64> = None;
         for index in 0..m {
             let key = r.u64()?;

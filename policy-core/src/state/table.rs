@@ -454,6 +454,20 @@ impl LimitTable {
         all
     }
 
+    /// Makes room for about `keys` keys spread evenly over the shards (never
+    /// more than the table's bound), so that loading a snapshot does not grow
+    /// the storage step by step.
+    pub(crate) fn reserve(&self, keys: usize) {
+        let per_shard = (keys / self.shards.len())
+            .saturating_add(keys / self.shards.len() / 8 + 16)
+            .min(self.per_shard);
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.map.reserve(per_shard);
+            shard.slab.reserve(per_shard * self.stride);
+        }
+    }
+
     /// Removes every key (the seeds stay).
     pub fn clear(&self) {
         for s in self.shards.iter() {
