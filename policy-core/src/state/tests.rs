@@ -323,6 +323,48 @@ fn eight_threads_on_one_key_admit_exactly_n() {
     assert_eq!(usage, [N, N]);
 }
 
+#[test]
+fn snapshots_while_counting_decode_whole() {
+    let l = limit(&[(50, 60_000)]);
+    let t = Arc::new(LimitTable::new(l.clone(), 100_000, SEEDS));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..4u64)
+        .map(|i| {
+            let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) && n < 200_000 {
+                    let k = t.hash_key(&(n % 5000 + i * 5000).to_le_bytes());
+                    t.check_and_count(k, 1, at(n / 10));
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut buf = Vec::new();
+    for _ in 0..5 {
+        buf.clear();
+        t.encode_snapshot(at(0), &mut buf);
+        let d = LimitTable::decode_snapshot(&buf, l.clone(), 100_000).unwrap();
+        assert!(d.len() <= 20_000);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for th in threads {
+        th.join().unwrap();
+    }
+    buf.clear();
+    t.encode_snapshot(at(0), &mut buf);
+    let d = LimitTable::decode_snapshot(&buf, l, 100_000).unwrap();
+    assert_eq!(d.len(), t.len());
+    for k in 0..20_000u64 {
+        let (mut a, mut b) = ([0u64], [0u64]);
+        let h = t.hash_key(&k.to_le_bytes());
+        t.usage(h, at(30_000), &mut a);
+        d.usage(h, at(30_000), &mut b);
+        assert_eq!(a, b);
+    }
+}
+
 /// The exact count of admitted units in `(from, to]`.
 fn exact(log: &[(u64, u64)], from_exclusive: i128, to: u64) -> u64 {
     log.iter()
