@@ -17,39 +17,11 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
-use policy_proto::{Framer, Limits};
-use policyd_benches::{Connection, XorShift64, FULL_RCPT, MIX};
+use policy_proto::Limits;
+use policyd_benches::{frame_of, warmed_framer, Connection, XorShift64, FULL_RCPT, MIX};
 
 /// A fixed `now`: the engine takes time as an argument, the benches never read the clock.
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
-
-/// Requests a buffer carries before it is measured, so it has reached its
-/// steady-state capacity.
-const WARM_UP_REQUESTS: usize = 16;
-
-/// A framer that has already framed `request` a few times.
-fn warmed_framer(request: &[u8]) -> Framer {
-    let mut framer = Framer::new(Limits::default());
-    for _ in 0..WARM_UP_REQUESTS {
-        framer.feed(request);
-        framer
-            .next_frame()
-            .expect("benchmark request frames")
-            .expect("benchmark request is complete");
-    }
-    framer
-}
-
-/// The frame the framer yields for `request`, owned.
-fn frame_of(request: &[u8]) -> Vec<u8> {
-    let mut framer = Framer::new(Limits::default());
-    framer.feed(request);
-    framer
-        .next_frame()
-        .expect("benchmark request frames")
-        .expect("benchmark request is complete")
-        .to_vec()
-}
 
 fn reject_action() -> Action {
     Action::parse("REJECT 5.7.1 Recipient address rejected: access denied by policy")
@@ -132,11 +104,7 @@ fn end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group("end_to_end");
     let engine = Engine::new(Policy::always(reject_action()));
 
-    let mut conn = Connection::new(Limits::default());
-    for _ in 0..WARM_UP_REQUESTS {
-        conn.clear_reply();
-        conn.handle(&engine, NOW, FULL_RCPT).expect("valid request");
-    }
+    let mut conn = Connection::warmed(&engine, NOW, FULL_RCPT);
     group.throughput(Throughput::Bytes(FULL_RCPT.len() as u64));
     group.bench_function("full-rcpt", |b| {
         b.iter(|| {

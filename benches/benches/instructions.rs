@@ -15,14 +15,11 @@ use std::hint::black_box;
 
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
-use policy_proto::{Framer, Limits};
-use policyd_benches::{policies, Connection, FULL_RCPT};
+use policy_proto::Framer;
+use policyd_benches::{frame_of, policies, warmed_framer, Connection, FULL_RCPT, WARM_UP_REQUESTS};
 
 /// A fixed `now`: the engine takes time as an argument.
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
-
-/// Requests carried before measuring, so buffers have their steady-state capacity.
-const WARM_UP_REQUESTS: usize = 16;
 
 /// The action the benchmarked policy answers: a reply with an enhanced status
 /// code and text, so encoding is not the trivial `DUNNO`.
@@ -32,23 +29,8 @@ fn engine() -> Engine {
     Engine::new(Policy::always(Action::parse(REJECT).expect("valid action")))
 }
 
-fn warmed_framer(request: &'static [u8]) -> Framer {
-    let mut framer = Framer::new(Limits::default());
-    for _ in 0..WARM_UP_REQUESTS {
-        framer.feed(request);
-        framer.next_frame().expect("frames").expect("complete");
-    }
-    framer
-}
-
 fn owned_frame(request: &'static [u8]) -> Vec<u8> {
-    let mut framer = Framer::new(Limits::default());
-    framer.feed(request);
-    let frame = framer
-        .next_frame()
-        .expect("frames")
-        .expect("complete")
-        .to_vec();
+    let frame = frame_of(request);
     // Parse once unmeasured: one-time work (CPU feature detection in memchr)
     // belongs to the process, not to each request.
     Request::parse(&frame).expect("valid request");
@@ -82,12 +64,7 @@ fn reply_buffer(_request: &'static [u8]) -> (Action, Vec<u8>) {
 
 fn warmed_connection(request: &'static [u8]) -> (Engine, Connection) {
     let engine = engine();
-    let mut conn = Connection::new(Limits::default());
-    for _ in 0..WARM_UP_REQUESTS {
-        conn.clear_reply();
-        conn.handle(&engine, NOW, request).expect("valid request");
-    }
-    conn.clear_reply();
+    let conn = Connection::warmed(&engine, NOW, request);
     (engine, conn)
 }
 

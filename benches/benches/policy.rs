@@ -15,15 +15,11 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use policy_core::{Engine, Request, Scratch, Timestamp};
-use policy_proto::Limits;
 use policyd_benches::policies::{big_list, realistic, ListKind};
 use policyd_benches::{Connection, FULL_RCPT};
 
 /// A fixed `now`: the engine takes time as an argument.
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
-
-/// Requests a buffer carries before it is measured.
-const WARM_UP_REQUESTS: usize = 16;
 
 /// Entries of the big list whose compile time is measured.
 const BIG_LIST_ENTRIES: usize = 100_000;
@@ -66,11 +62,7 @@ fn policy_decide(c: &mut Criterion) {
         });
     });
 
-    let mut conn = Connection::new(Limits::default());
-    for _ in 0..WARM_UP_REQUESTS {
-        conn.clear_reply();
-        conn.handle(&engine, NOW, FULL_RCPT).expect("valid request");
-    }
+    let mut conn = Connection::warmed(&engine, NOW, FULL_RCPT);
     group.throughput(Throughput::Bytes(FULL_RCPT.len() as u64));
     group.bench_function("end-to-end/realistic/full-rcpt", |b| {
         b.iter(|| {

@@ -358,6 +358,43 @@ impl fmt::Display for HotPathError {
 
 impl std::error::Error for HotPathError {}
 
+/// How many requests a benchmark's connection state (framer, scratch, reply
+/// buffer) carries before it is measured: enough for every buffer to reach its
+/// steady-state size.
+pub const WARM_UP_REQUESTS: usize = 16;
+
+/// A framer that has already framed `request` [`WARM_UP_REQUESTS`] times.
+///
+/// # Panics
+///
+/// If `request` is not one complete request (a benchmark bug).
+pub fn warmed_framer(request: &[u8]) -> Framer {
+    let mut framer = Framer::new(Limits::default());
+    for _ in 0..WARM_UP_REQUESTS {
+        framer.feed(request);
+        framer
+            .next_frame()
+            .expect("benchmark request frames")
+            .expect("benchmark request is complete");
+    }
+    framer
+}
+
+/// The frame the framer yields for `request`, owned.
+///
+/// # Panics
+///
+/// If `request` is not one complete request (a benchmark bug).
+pub fn frame_of(request: &[u8]) -> Vec<u8> {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(request);
+    framer
+        .next_frame()
+        .expect("benchmark request frames")
+        .expect("benchmark request is complete")
+        .to_vec()
+}
+
 /// The per-connection state of the hot path, as DESIGN.md lays it out: one
 /// framer (the read buffer), one scratch space, one write buffer, all reused for
 /// every request on the connection.
@@ -400,6 +437,23 @@ impl Connection {
             answered += 1;
         }
         Ok(answered)
+    }
+
+    /// A connection that has already answered `request` [`WARM_UP_REQUESTS`]
+    /// times (deciding with `engine` at `now`), its replies cleared: the
+    /// steady state of a live connection, where nothing allocates.
+    ///
+    /// # Panics
+    ///
+    /// If `request` is not one valid, complete request (a benchmark bug).
+    pub fn warmed(engine: &Engine, now: Timestamp, request: &[u8]) -> Self {
+        let mut conn = Self::new(Limits::default());
+        for _ in 0..WARM_UP_REQUESTS {
+            conn.clear_reply();
+            conn.handle(engine, now, request).expect("valid request");
+        }
+        conn.clear_reply();
+        conn
     }
 
     /// The replies encoded since the last [`Connection::clear_reply`].
