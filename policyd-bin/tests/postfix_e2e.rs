@@ -29,20 +29,18 @@
 //! Set `POLICYD_E2E_KEEP=1` to keep the temporary directory (configuration and
 //! `maillog`) for inspection.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a started `policyd` may take to print its `listening on` line.
-const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on any `postfix` command (start, stop, status): they normally take
 /// well under a second, `start` a little more when it creates the queue.
 const POSTFIX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -454,13 +452,13 @@ fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
-/// A running `policyd`, killed on drop. Its stderr is collected line by line.
+/// A running `policyd` (the shared test helper, killed on drop), with a label
+/// for messages and its log printed if the test fails.
 struct Daemon {
     /// What it serves, for messages: the action or `--config FILE`.
     action: String,
-    child: Child,
+    inner: common::Daemon,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
@@ -471,94 +469,44 @@ impl Daemon {
     /// Start `policyd` with `args` on an ephemeral loopback port; `label`
     /// names it in messages.
     fn spawn(label: &str, args: &[&str]) -> Self {
-        let action = label.to_owned();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_policyd"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn policyd");
-        let stderr = child.stderr.take().expect("policyd stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("info: listening on ").nth(1) {
-                    if let (Some(tx), Ok(addr)) = (tx.take(), addr.trim().parse::<SocketAddr>()) {
-                        let _ = tx.send(addr);
-                    }
-                }
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-            }
-        });
-        let Ok(addr) = rx.recv_timeout(DAEMON_START_TIMEOUT) else {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            // Let the reader thread collect what the daemon printed.
-            thread::sleep(Duration::from_millis(100));
-            let lines = log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
-            panic!(
-                "policyd {action:?} did not report `listening on` within \
-                 {DAEMON_START_TIMEOUT:?} (exit: {status:?}); stderr:\n{lines}"
-            );
-        };
+        let inner = common::Daemon::start(args);
+        let addr = inner.addr();
         Self {
-            action,
-            child,
+            action: label.to_owned(),
+            inner,
             addr,
-            log,
         }
     }
 
     fn lines(&self) -> Vec<String> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner.log()
     }
 
     /// The daemon logged a decision line mentioning `needle` (the decision is
     /// logged after the reply is written, so give it a moment).
     fn expect_decision_mentioning(&self, needle: &str) {
-        let deadline = Instant::now() + LOG_WAIT_TIMEOUT;
-        loop {
-            let lines = self.lines();
-            if lines
-                .iter()
-                .any(|l| l.contains("info: decision ") && l.contains(needle))
-            {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "policyd {:?} logged no decision mentioning {needle:?}; stderr:\n{}",
-                    self.action,
-                    lines.join("\n")
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let found = self.inner.wait_for_log_within(LOG_WAIT_TIMEOUT, |l| {
+            l.contains("info: decision ") && l.contains(needle)
+        });
+        assert!(
+            found.is_some(),
+            "policyd {:?} logged no decision mentioning {needle:?}; stderr:\n{}",
+            self.action,
+            self.lines().join("\n")
+        );
     }
 
     /// The daemon logged a line containing every one of `needles`.
     fn expect_line(&self, what: &str, needles: &[&str]) {
-        let deadline = Instant::now() + LOG_WAIT_TIMEOUT;
-        loop {
-            let lines = self.lines();
-            if lines.iter().any(|l| needles.iter().all(|n| l.contains(n))) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "policyd {} logged no line with {what} ({needles:?}); stderr:\n{}",
-                    self.action,
-                    lines.join("\n")
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let found = self
+            .inner
+            .wait_for_log_within(LOG_WAIT_TIMEOUT, |l| needles.iter().all(|n| l.contains(n)));
+        assert!(
+            found.is_some(),
+            "policyd {} logged no line with {what} ({needles:?}); stderr:\n{}",
+            self.action,
+            self.lines().join("\n")
+        );
     }
 
     fn expect_no_line_mentioning(&self, needle: &str) {
@@ -597,8 +545,6 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         if thread::panicking() {
             eprintln!(
                 "--- policyd {:?} on {} stderr ---\n{}",
