@@ -7,8 +7,11 @@
 //!   early. The rounding is described precisely in [`Window`]'s module,
 //!   [`window`].
 //! - [`LimitTable`]: the counters of one limit rule, keyed by a 64-bit hash of
-//!   the key bytes, sharded under `parking_lot` mutexes. Checking and counting
-//!   is atomic per key, so many threads hitting one key admit exactly N.
+//!   the key ([`Key`]), sharded under `parking_lot` mutexes. Checking and
+//!   counting is atomic per key, so many threads hitting one key admit exactly
+//!   N; a count can be refunded ([`LimitTable::refund`]) when the request it
+//!   was for is refused after all. The start of each key's text is kept to
+//!   show the keys counting most ([`LimitTable::top`]).
 //! - Snapshots ([`LimitTable::encode_snapshot`], [`LimitTable::decode_snapshot`]):
 //!   bytes in, bytes out, no I/O; decoding is all or nothing.
 //!
@@ -25,7 +28,7 @@
 //! // and keep them with the snapshot.
 //! let limit = Limit::new(&[Window::new(2, 3_600_000)?, Window::new(10, 86_400_000)?])?;
 //! let table = LimitTable::new(limit.clone(), 100_000, HashSeeds([11, 22, 33, 44]));
-//! let key = table.hash_key(b"joe@example.com");
+//! let key = table.key(b"joe@example.com");
 //! let t0 = Timestamp::from_unix_millis(1_700_000_000_000);
 //!
 //! assert_eq!(table.check_and_count(key, 1, t0), Verdict::Admitted);
@@ -36,6 +39,18 @@
 //! // longer overlaps the last hour: after at most 1h + one bucket.
 //! let after = refusal.retry_after_ms.unwrap();
 //! assert!(after > 3_600_000 - 225_000 && after <= 3_600_000 + 225_000);
+//!
+//! // The final answer refused the request after all: the count is undone.
+//! let t1 = Timestamp::from_unix_millis(1_700_000_000_500);
+//! let key2 = table.key(b"ann@example.com");
+//! assert_eq!(table.check_and_count(key2, 2, t1), Verdict::Admitted);
+//! table.refund(key2.hash, 2, t1);
+//! let mut usage = [0; 2];
+//! table.usage(key2.hash, t1, &mut usage);
+//! assert_eq!(usage, [0, 0]);
+//!
+//! let top = table.top(0, 1, t1);
+//! assert_eq!((top[0].text.as_slice(), top[0].units), (&b"joe@example.com"[..], 2));
 //!
 //! let mut snapshot = Vec::new();
 //! table.encode_snapshot(t0, &mut snapshot);
@@ -54,7 +69,10 @@ mod tests;
 use std::fmt;
 
 pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
-pub use table::{HashSeeds, LimitTable, Refusal, Verdict, MAX_SHARDS, MIN_KEYS_PER_SHARD};
+pub use table::{
+    HashSeeds, Key, LimitTable, Refusal, TopKey, Verdict, KEY_TEXT_BYTES, MAX_SHARDS,
+    MIN_KEYS_PER_SHARD,
+};
 pub use window::{Window, BUCKETS, MAX_WINDOW_MS};
 
 /// The most windows one limit may have. Each costs `(BUCKETS + 1) * 8` bytes

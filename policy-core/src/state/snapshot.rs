@@ -345,7 +345,7 @@ impl LimitTable {
             let last = r.u64()?;
             let mut shard = table.shards[table.shard_of(key)].lock();
             let slot = table
-                .insert(&mut shard, key, last)
+                .insert(&mut shard, key, &[0; super::table::KEY_TEXT_BYTES], last)
                 .ok_or(SnapshotError::TooManyKeys {
                     capacity: table.capacity(),
                 })?;

@@ -18,6 +18,72 @@ pub const MAX_SHARDS: usize = 64;
 /// each fill up after a handful of keys.
 pub const MIN_KEYS_PER_SHARD: usize = 1024;
 
+/// Bytes of a key's text kept per tracked key, for [`LimitTable::top`]: one
+/// length byte and up to `KEY_TEXT_BYTES - 1` = 47 bytes of text. Enough for
+/// most addresses, domains and masked IPs whole (a longer text is kept
+/// truncated and marked so); small enough that the copy costs less than a
+/// cache line per key, made once when a key is first tracked, never per request.
+pub const KEY_TEXT_BYTES: usize = 48;
+
+/// The most text bytes kept per key (one of [`KEY_TEXT_BYTES`] holds the length).
+const KEY_TEXT_MAX: usize = KEY_TEXT_BYTES - 1;
+
+/// Set in the length byte of a stored key text cut to [`KEY_TEXT_MAX`] bytes.
+const TEXT_TRUNCATED: u8 = 0x80;
+
+/// A key of a [`LimitTable`]: its hash, which is what identifies the key, and
+/// its text, kept (the first [`KEY_TEXT_BYTES`]` - 1` bytes) only to show it
+/// in [`LimitTable::top`] and snapshots.
+///
+/// Make one with [`LimitTable::key`] for a key of one part; for a key of
+/// several parts hash the parts with [`LimitTable::key_hasher`] (so that no
+/// combination collides with another) and pass the text to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key<'a> {
+    /// The seeded hash of the key: keys with the same hash share counters.
+    pub hash: u64,
+    /// The key as people read it (e.g. `joe@example.com, 192.0.2.0/24`).
+    pub text: &'a [u8],
+}
+
+/// One line of [`LimitTable::top`]: a key and the units it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopKey {
+    /// The key's hash.
+    pub hash: u64,
+    /// The key's text as stored: its first [`KEY_TEXT_BYTES`]` - 1` bytes.
+    pub text: Vec<u8>,
+    /// Whether the key's text was longer than what is stored.
+    pub truncated: bool,
+    /// Units the key counts in the window asked for.
+    pub units: u64,
+}
+
+/// A key's text as stored: the length byte (with [`TEXT_TRUNCATED`]), then the text.
+pub(crate) type KeyText = [u8; KEY_TEXT_BYTES];
+
+/// The stored form of `text`.
+pub(crate) fn key_text(text: &[u8]) -> KeyText {
+    let mut out = [0u8; KEY_TEXT_BYTES];
+    let n = text.len().min(KEY_TEXT_MAX);
+    out[1..=n].copy_from_slice(&text[..n]);
+    let flag = if text.len() > KEY_TEXT_MAX {
+        TEXT_TRUNCATED
+    } else {
+        0
+    };
+    // n <= 47 fits in the low 7 bits.
+    out[0] = n as u8 | flag;
+    out
+}
+
+/// The text and truncation flag of a stored key text (a corrupt length byte
+/// is clamped, never out of bounds).
+pub(crate) fn stored_text(t: &KeyText) -> (&[u8], bool) {
+    let n = usize::from(t[0] & !TEXT_TRUNCATED).min(KEY_TEXT_MAX);
+    (&t[1..=n], t[0] & TEXT_TRUNCATED != 0)
+}
+
 /// The four seeds of the key hash, `ahash::RandomState::with_seeds(s[0], s[1], s[2], s[3])`.
 ///
 /// Keys are client-controlled (sender addresses, client IPs...): with known
@@ -93,11 +159,13 @@ impl Hasher for SpreadHasher {
 type SlotMap = HashMap<u64, u32, BuildHasherDefault<SpreadHasher>>;
 
 /// One shard: key hash -> slot; a slot is `stride` words in `slab`:
-/// `[last_ms, window 0 ring (SLOTS words), window 1 ring, ...]`.
+/// `[last_ms, window 0 ring (SLOTS words), window 1 ring, ...]`, and the key's
+/// text at the same index in `texts`.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
     pub(crate) map: SlotMap,
     pub(crate) slab: Vec<u64>,
+    pub(crate) texts: Vec<KeyText>,
     free: Vec<u32>,
     /// No entry can expire before this millisecond (a sweep found none
     /// earlier), so a full shard does not sweep again until then.
@@ -112,10 +180,12 @@ impl std::fmt::Debug for SpreadHasher {
 
 /// The counters of one limit rule: per key, one ring of buckets per window.
 ///
-/// Keyed by a 64-bit hash of the key bytes ([`LimitTable::hash_key`] or
-/// [`LimitTable::key_hasher`] for keys made of several parts); no key is
-/// stored. Two keys whose hashes collide share counters; with 64 bits and a
-/// million keys that happens with probability about 3e-8.
+/// Keyed by a 64-bit hash of the key bytes ([`LimitTable::key`], or
+/// [`LimitTable::key_hasher`] for keys made of several parts). Two keys whose
+/// hashes collide share counters; with 64 bits and a million keys that happens
+/// with probability about 3e-8. The first [`KEY_TEXT_BYTES`]` - 1` bytes of a
+/// key's text are stored with it, when it is first tracked, to show it
+/// ([`LimitTable::top`]).
 ///
 /// # Bound on keys
 ///
@@ -181,13 +251,22 @@ impl LimitTable {
         self.per_shard * self.shards.len()
     }
 
-    /// The hash of a key given as one byte string.
+    /// The key whose text is `text` (one part), hashed with the table's seeds.
+    pub fn key<'t>(&self, text: &'t [u8]) -> Key<'t> {
+        Key {
+            hash: self.hash_key(text),
+            text,
+        }
+    }
+
+    /// The hash of a key given as one byte string (the hash of [`Self::key`]).
     pub fn hash_key(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
-    /// A hasher for a key made of several parts (write each part, then
-    /// `finish()`); use the same writes for the same key every time.
+    /// A hasher for a key made of several parts (write each part with its
+    /// length, then `finish()`, and make a [`Key`] of the hash and the text to
+    /// show); use the same writes for the same key every time.
     pub fn key_hasher(&self) -> impl Hasher {
         self.hasher.build_hasher()
     }
@@ -217,19 +296,22 @@ impl LimitTable {
                     let buckets = (s.map.capacity() * 8 / 7).next_power_of_two();
                     buckets * (size_of::<(u64, u32)>() + 1) + 16
                 };
-                map + s.slab.capacity() * 8 + s.free.capacity() * 4
+                map + s.slab.capacity() * 8
+                    + s.texts.capacity() * KEY_TEXT_BYTES
+                    + s.free.capacity() * 4
             })
             .sum::<usize>()
             + self.shards.len() * size_of::<Mutex<Shard>>()
     }
 
-    /// Checks `units` more for the key with hash `key` at `now` and, if every
-    /// window admits them, counts them, atomically. A refused request counts
-    /// nothing. `units == 0` is admitted without touching the table.
+    /// Checks `units` more for `key` at `now` and, if every window admits
+    /// them, counts them, atomically. A refused request counts nothing.
+    /// `units == 0` is admitted without touching the table. A key tracked for
+    /// the first time keeps a copy of the start of its text.
     ///
     /// Does not allocate for a key already tracked; a new key may grow its
-    /// shard's storage.
-    pub fn check_and_count(&self, key: u64, units: u64, now: Timestamp) -> Verdict {
+    /// shard's storage. A count can be undone with [`Self::refund`].
+    pub fn check_and_count(&self, key: Key<'_>, units: u64, now: Timestamp) -> Verdict {
         self.decide(key, units, now, true, &[])
     }
 
@@ -239,7 +321,7 @@ impl LimitTable {
     /// The key's counters are the same whichever maxima are used.
     pub fn check_and_count_with(
         &self,
-        key: u64,
+        key: Key<'_>,
         units: u64,
         now: Timestamp,
         max: &[u64],
@@ -249,14 +331,42 @@ impl LimitTable {
 
     /// What [`check_and_count`](Self::check_and_count) would answer, counting
     /// nothing (for dry-run rules and for showing state).
-    pub fn check(&self, key: u64, units: u64, now: Timestamp) -> Verdict {
+    pub fn check(&self, key: Key<'_>, units: u64, now: Timestamp) -> Verdict {
         self.decide(key, units, now, false, &[])
     }
 
     /// What [`check_and_count_with`](Self::check_and_count_with) would answer,
     /// counting nothing.
-    pub fn check_with(&self, key: u64, units: u64, now: Timestamp, max: &[u64]) -> Verdict {
+    pub fn check_with(&self, key: Key<'_>, units: u64, now: Timestamp, max: &[u64]) -> Verdict {
         self.decide(key, units, now, false, max)
+    }
+
+    /// Undoes a count of `units` that [`Self::check_and_count`] made for the
+    /// key with hash `key_hash` at `counted_at` (the `now` it was given): in
+    /// every window, subtracts them from the bucket `counted_at` falls in if
+    /// that bucket is still in the ring, never below zero. Nothing happens
+    /// for an unknown key or a bucket that left the ring. Never panics.
+    ///
+    /// For a request whose final answer refuses it after a limit counted it:
+    /// a refused attempt counts nothing. If the clock went back before the
+    /// count, the units went to a later bucket than `counted_at`'s; taking
+    /// them from the earlier one instead never lowers a count a later decision
+    /// sees below what was admitted and kept (the later bucket counts at least
+    /// as long).
+    pub fn refund(&self, key_hash: u64, units: u64, counted_at: Timestamp) {
+        if units == 0 {
+            return;
+        }
+        let mut shard = self.shards[self.shard_of(key_hash)].lock();
+        let Some(&slot) = shard.map.get(&key_hash) else {
+            return;
+        };
+        let e = &mut shard.slab[slot as usize * self.stride..][..self.stride];
+        let last = e[0];
+        let at = counted_at.as_unix_millis();
+        for (i, w) in self.limit.windows().iter().enumerate() {
+            w.refund(last, &mut e[1 + i * SLOTS..][..SLOTS], at, units);
+        }
     }
 
     /// The units each window of the key counts at `now`, into `out` (one per
@@ -290,14 +400,21 @@ impl LimitTable {
         &slab[slot as usize * self.stride..][..self.stride]
     }
 
-    fn decide(&self, key: u64, units: u64, now: Timestamp, count: bool, max: &[u64]) -> Verdict {
+    fn decide(
+        &self,
+        key: Key<'_>,
+        units: u64,
+        now: Timestamp,
+        count: bool,
+        max: &[u64],
+    ) -> Verdict {
         let max_of = |i: usize, w: &Window| max.get(i).copied().unwrap_or(w.max());
         if units == 0 {
             return Verdict::Admitted;
         }
         let real_now = now.as_unix_millis();
-        let mut shard = self.shards[self.shard_of(key)].lock();
-        let Some(&slot) = shard.map.get(&key) else {
+        let mut shard = self.shards[self.shard_of(key.hash)].lock();
+        let Some(&slot) = shard.map.get(&key.hash) else {
             // A new key: nothing counted yet, so only a window's max can refuse.
             if let Some((i, _)) = self
                 .limit
@@ -315,7 +432,7 @@ impl LimitTable {
             if !count {
                 return Verdict::Admitted;
             }
-            return match self.insert(&mut shard, key, real_now) {
+            return match self.insert(&mut shard, key.hash, &key_text(key.text), real_now) {
                 Some(slot) => {
                     self.add(&mut shard.slab, slot, real_now, units);
                     Verdict::Admitted
@@ -376,9 +493,15 @@ impl LimitTable {
             .unwrap_or(last)
     }
 
-    /// A zeroed slot for `key`, last counted at `now`; `None` if the shard is
-    /// full of live keys.
-    pub(crate) fn insert(&self, shard: &mut Shard, key: u64, now: u64) -> Option<u32> {
+    /// A zeroed slot for `key` with text `text`, last counted at `now`; `None`
+    /// if the shard is full of live keys.
+    pub(crate) fn insert(
+        &self,
+        shard: &mut Shard,
+        key: u64,
+        text: &KeyText,
+        now: u64,
+    ) -> Option<u32> {
         if shard.map.len() >= self.per_shard {
             if now < shard.next_sweep {
                 return None;
@@ -392,11 +515,13 @@ impl LimitTable {
             Some(slot) => {
                 let e = &mut shard.slab[slot as usize * self.stride..][..self.stride];
                 e.fill(0);
+                shard.texts[slot as usize] = *text;
                 slot
             }
             None => {
                 let slot = (shard.slab.len() / self.stride) as u32;
                 shard.slab.resize(shard.slab.len() + self.stride, 0);
+                shard.texts.push(*text);
                 slot
             }
         };
@@ -428,16 +553,23 @@ impl LimitTable {
     }
 
     /// The `n` keys that count the most units in window `window` at `now`, most
-    /// first, as `(key hash, units)`; keys counting nothing are left out. For
-    /// showing who uses a limit: hash the candidate names with
-    /// [`hash_key`](Self::hash_key) to put names to them. Locks one shard at a
-    /// time and allocates the answer; not for the request path.
-    pub fn top(&self, window: usize, n: usize, now: Timestamp) -> Vec<(u64, u64)> {
+    /// first (ties in hash order), with their stored texts; keys counting
+    /// nothing are left out, and so is everything for a window that does not
+    /// exist. For showing who uses a limit. Locks one shard at a time and
+    /// allocates the answer; not for the request path.
+    pub fn top(&self, window: usize, n: usize, now: Timestamp) -> Vec<TopKey> {
         let Some(&w) = self.limit.windows().get(window) else {
             return Vec::new();
         };
+        if n == 0 {
+            return Vec::new();
+        }
         let now = now.as_unix_millis();
-        let mut all: Vec<(u64, u64)> = Vec::new();
+        let order =
+            |a: &(u64, u64, KeyText), b: &(u64, u64, KeyText)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+        // (units, hash, text); cut back to the best `n` whenever it holds
+        // more than twice that, so the answer's memory stays O(n + a shard).
+        let mut best: Vec<(u64, u64, KeyText)> = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock();
             for (&key, &slot) in &shard.map {
@@ -445,13 +577,27 @@ impl LimitTable {
                 let last = e[0];
                 let units = w.usage(last, &e[1 + window * SLOTS..][..SLOTS], now.max(last));
                 if units > 0 {
-                    all.push((key, units));
+                    best.push((units, key, shard.texts[slot as usize]));
                 }
             }
+            if best.len() > n.saturating_mul(2) {
+                best.select_nth_unstable_by(n - 1, order);
+                best.truncate(n);
+            }
         }
-        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        all.truncate(n);
-        all
+        best.sort_unstable_by(order);
+        best.truncate(n);
+        best.into_iter()
+            .map(|(units, hash, text)| {
+                let (text, truncated) = stored_text(&text);
+                TopKey {
+                    hash,
+                    text: text.to_vec(),
+                    truncated,
+                    units,
+                }
+            })
+            .collect()
     }
 
     /// Makes room for about `keys` keys spread evenly over the shards (never
@@ -465,6 +611,7 @@ impl LimitTable {
             let mut shard = shard.lock();
             shard.map.reserve(per_shard);
             shard.slab.reserve(per_shard * self.stride);
+            shard.texts.reserve(per_shard);
         }
     }
 

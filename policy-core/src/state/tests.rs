@@ -15,6 +15,11 @@ fn at(ms: u64) -> Timestamp {
     Timestamp::from_unix_millis(ms)
 }
 
+/// A key given by its hash alone (no text to show).
+fn k(hash: u64) -> Key<'static> {
+    Key { hash, text: b"" }
+}
+
 fn limit(windows: &[(u64, u64)]) -> Limit {
     let ws: Vec<Window> = windows
         .iter()
@@ -58,7 +63,7 @@ fn config_errors() {
 fn n_per_window_then_refused_then_frees_up() {
     // 3 per 1600 ms: buckets of 100 ms.
     let t = LimitTable::new(limit(&[(3, 1600)]), 100, SEEDS);
-    let k = t.hash_key(b"joe@example.com");
+    let k = t.key(b"joe@example.com");
     for ms in [0, 10, 250] {
         assert_eq!(t.check_and_count(k, 1, at(ms)), Verdict::Admitted, "{ms}");
     }
@@ -89,11 +94,11 @@ fn n_per_window_then_refused_then_frees_up() {
     assert_eq!(r.retry_after_ms, None);
     // Refusals counted nothing.
     let mut usage = [0u64];
-    t.usage(k, at(300), &mut usage);
+    t.usage(k.hash, at(300), &mut usage);
     assert_eq!(usage, [3]);
     // Another key is independent.
     assert_eq!(
-        t.check_and_count(t.hash_key(b"ann"), 3, at(300)),
+        t.check_and_count(t.key(b"ann"), 3, at(300)),
         Verdict::Admitted
     );
 }
@@ -102,7 +107,7 @@ fn n_per_window_then_refused_then_frees_up() {
 fn every_window_enforced_and_the_later_one_reported() {
     // 2 per 160 ms and 3 per 1600 ms.
     let t = LimitTable::new(limit(&[(2, 160), (3, 1600)]), 100, SEEDS);
-    let k = t.hash_key(b"k");
+    let k = t.key(b"k");
     assert_eq!(t.check_and_count(k, 2, at(0)), Verdict::Admitted);
     let Verdict::Refused(r) = t.check_and_count(k, 1, at(5)) else {
         panic!("expected a refusal")
@@ -127,13 +132,16 @@ fn per_key_maxima_override_the_limit() {
     // 2 per 1600 ms and 3 per 16 s; one key allowed 4 and 5.
     let t = LimitTable::new(limit(&[(2, 1600), (3, 16_000)]), 10, SEEDS);
     let big = [4, 5];
-    assert_eq!(t.check_and_count_with(1, 4, at(0), &big), Verdict::Admitted);
-    let Verdict::Refused(r) = t.check_with(1, 1, at(0), &big) else {
+    assert_eq!(
+        t.check_and_count_with(k(1), 4, at(0), &big),
+        Verdict::Admitted
+    );
+    let Verdict::Refused(r) = t.check_with(k(1), 1, at(0), &big) else {
         panic!("expected a refusal")
     };
     assert_eq!((r.window, r.counted), (0, 4));
     assert_eq!(
-        t.check_with(1, 5, at(0), &[9]),
+        t.check_with(k(1), 5, at(0), &[9]),
         Verdict::Refused(Refusal {
             window: 1,
             counted: 4,
@@ -141,14 +149,14 @@ fn per_key_maxima_override_the_limit() {
         })
     );
     // Without the override the same counters are over the limit's own maxima.
-    assert!(matches!(t.check(1, 1, at(5000)), Verdict::Refused(r) if r.window == 1));
+    assert!(matches!(t.check(k(1), 1, at(5000)), Verdict::Refused(r) if r.window == 1));
     assert_eq!(
-        t.check_and_count_with(1, 1, at(5000), &big),
+        t.check_and_count_with(k(1), 1, at(5000), &big),
         Verdict::Admitted
     );
     // A new key over an overridden max is refused without being tracked.
     assert!(matches!(
-        t.check_and_count_with(2, 3, at(0), &[1]),
+        t.check_and_count_with(k(2), 3, at(0), &[1]),
         Verdict::Refused(_)
     ));
     assert_eq!(t.len(), 1);
@@ -157,10 +165,10 @@ fn per_key_maxima_override_the_limit() {
 #[test]
 fn units_zero_and_max_zero() {
     let t = LimitTable::new(limit(&[(0, 1000)]), 10, SEEDS);
-    assert_eq!(t.check_and_count(7, 0, at(0)), Verdict::Admitted);
+    assert_eq!(t.check_and_count(k(7), 0, at(0)), Verdict::Admitted);
     assert!(t.is_empty());
     assert_eq!(
-        t.check_and_count(7, 1, at(0)),
+        t.check_and_count(k(7), 1, at(0)),
         Verdict::Refused(Refusal {
             window: 0,
             counted: 0,
@@ -173,16 +181,16 @@ fn units_zero_and_max_zero() {
 #[test]
 fn clock_going_back_counts_at_the_latest_time_seen() {
     let t = LimitTable::new(limit(&[(2, 1600)]), 10, SEEDS);
-    assert_eq!(t.check_and_count(1, 2, at(10_000)), Verdict::Admitted);
+    assert_eq!(t.check_and_count(k(1), 2, at(10_000)), Verdict::Admitted);
     assert!(matches!(
-        t.check_and_count(1, 1, at(0)),
+        t.check_and_count(k(1), 1, at(0)),
         Verdict::Refused(_)
     ));
     assert!(matches!(
-        t.check_and_count(1, 1, at(11_000)),
+        t.check_and_count(k(1), 1, at(11_000)),
         Verdict::Refused(_)
     ));
-    assert_eq!(t.check_and_count(1, 1, at(11_699)), Verdict::Admitted);
+    assert_eq!(t.check_and_count(k(1), 1, at(11_699)), Verdict::Admitted);
 }
 
 #[test]
@@ -190,26 +198,26 @@ fn full_table_reclaims_expired_keys_else_admits_untracked() {
     // One shard of 4 keys, 1 per 1600 ms (entries empty 1699 ms after a count at 0..100).
     let t = LimitTable::new(limit(&[(1, 1600)]), 4, SEEDS);
     assert_eq!(t.capacity(), 4);
-    for k in 0..4 {
-        assert_eq!(t.check_and_count(k, 1, at(0)), Verdict::Admitted);
+    for n in 0..4 {
+        assert_eq!(t.check_and_count(k(n), 1, at(0)), Verdict::Admitted);
     }
-    assert_eq!(t.check_and_count(10, 1, at(50)), Verdict::Untracked);
-    assert_eq!(t.check_and_count(10, 1, at(60)), Verdict::Untracked);
+    assert_eq!(t.check_and_count(k(10), 1, at(50)), Verdict::Untracked);
+    assert_eq!(t.check_and_count(k(10), 1, at(60)), Verdict::Untracked);
     assert_eq!(t.len(), 4);
     // Live keys keep their counts: no eviction.
     assert!(matches!(
-        t.check_and_count(0, 1, at(70)),
+        t.check_and_count(k(0), 1, at(70)),
         Verdict::Refused(_)
     ));
     // Keys 1..4 expire at 1699; key 0 is refreshed by a count at 1699 first.
-    assert_eq!(t.check_and_count(0, 1, at(1699)), Verdict::Admitted);
-    for k in 10..13 {
-        assert_eq!(t.check_and_count(k, 1, at(1700)), Verdict::Admitted);
+    assert_eq!(t.check_and_count(k(0), 1, at(1699)), Verdict::Admitted);
+    for n in 10..13 {
+        assert_eq!(t.check_and_count(k(n), 1, at(1700)), Verdict::Admitted);
     }
-    assert_eq!(t.check_and_count(13, 1, at(1700)), Verdict::Untracked);
+    assert_eq!(t.check_and_count(k(13), 1, at(1700)), Verdict::Untracked);
     assert_eq!(t.len(), 4);
     assert!(matches!(
-        t.check_and_count(0, 1, at(1700)),
+        t.check_and_count(k(0), 1, at(1700)),
         Verdict::Refused(_)
     ));
     t.clear();
@@ -220,16 +228,112 @@ fn full_table_reclaims_expired_keys_else_admits_untracked() {
 fn top_keys_of_a_window() {
     let t = LimitTable::new(limit(&[(100, 1600), (100, 16_000)]), 5000, SEEDS);
     for (name, units, ms) in [("a", 5, 0), ("b", 9, 0), ("c", 7, 2000), ("d", 1, 2000)] {
-        let k = t.hash_key(name.as_bytes());
+        let k = t.key(name.as_bytes());
         assert_eq!(t.check_and_count(k, units, at(ms)), Verdict::Admitted);
     }
-    let h = |n: &str| t.hash_key(n.as_bytes());
-    assert_eq!(t.top(0, 2, at(2000)), vec![(h("c"), 7), (h("d"), 1)]);
+    let row = |n: &str, units| TopKey {
+        hash: t.hash_key(n.as_bytes()),
+        text: n.as_bytes().to_vec(),
+        truncated: false,
+        units,
+    };
+    assert_eq!(t.top(0, 2, at(2000)), vec![row("c", 7), row("d", 1)]);
     assert_eq!(
         t.top(1, 3, at(2000)),
-        vec![(h("b"), 9), (h("c"), 7), (h("a"), 5)]
+        vec![row("b", 9), row("c", 7), row("a", 5)]
     );
+    assert_eq!(t.top(1, 9, at(2000)).len(), 4);
     assert!(t.top(2, 3, at(2000)).is_empty());
+    assert!(t.top(0, 0, at(2000)).is_empty());
+}
+
+#[test]
+fn key_texts_are_kept_truncated_past_the_limit() {
+    let t = LimitTable::new(limit(&[(100, 1600)]), 5000, SEEDS);
+    let long = [b'x'; KEY_TEXT_BYTES + 10];
+    let exact = [b'y'; KEY_TEXT_BYTES - 1];
+    let rows: [(&[u8], &[u8], bool); 4] = [
+        (b"", b"", false),
+        (b"joe@example.com", b"joe@example.com", false),
+        (&exact, &exact, false),
+        (&long, &long[..KEY_TEXT_BYTES - 1], true),
+    ];
+    for (units, (text, kept, truncated)) in (1..).zip(rows) {
+        let key = t.key(text);
+        assert_eq!(key.hash, t.hash_key(text));
+        assert_eq!(t.check_and_count(key, units, at(0)), Verdict::Admitted);
+        // The text is the first one seen with the hash; later ones do not replace it.
+        assert_eq!(
+            t.check_and_count(
+                Key {
+                    hash: key.hash,
+                    text: b"other"
+                },
+                0,
+                at(0)
+            ),
+            Verdict::Admitted
+        );
+        let top = t.top(0, 1, at(0));
+        assert_eq!(top[0].hash, key.hash);
+        assert_eq!(
+            (top[0].text.as_slice(), top[0].truncated),
+            (kept, truncated)
+        );
+    }
+    // Many shards, more keys than asked for: the same order as a full sort.
+    let t = LimitTable::new(limit(&[(1000, 1600)]), 100_000, SEEDS);
+    for i in 0..3000u64 {
+        let text = i.to_string();
+        t.check_and_count(t.key(text.as_bytes()), i % 97 + 1, at(0));
+    }
+    let all = t.top(0, 3000, at(0));
+    assert_eq!(all.len(), 3000);
+    assert!(all
+        .windows(2)
+        .all(|w| (w[0].units, w[1].hash) >= (w[1].units, w[0].hash)));
+    assert_eq!(t.top(0, 10, at(0)), all[..10]);
+}
+
+#[test]
+fn refunds_undo_a_count() {
+    // 3 per 1600 ms (buckets of 100 ms), 5 per 16 s (buckets of 1 s).
+    let t = LimitTable::new(limit(&[(3, 1600), (5, 16_000)]), 100, SEEDS);
+    let key = t.key(b"joe");
+    let mut usage = [0u64; 2];
+    assert_eq!(t.check_and_count(key, 2, at(50)), Verdict::Admitted);
+    assert_eq!(t.check_and_count(key, 1, at(250)), Verdict::Admitted);
+    assert!(matches!(t.check(key, 1, at(260)), Verdict::Refused(_)));
+    // The refund of the count at 50 takes from its bucket, in every window.
+    t.refund(key.hash, 2, at(50));
+    t.usage(key.hash, at(260), &mut usage);
+    assert_eq!(usage, [1, 1]);
+    // Saturating: never below zero. Window 1's bucket 0 (1 s wide) also held
+    // the unit counted at 250, so that one goes too.
+    t.refund(key.hash, 5, at(50));
+    t.usage(key.hash, at(260), &mut usage);
+    assert_eq!(usage, [1, 0]);
+    assert_eq!(t.check_and_count(key, 2, at(300)), Verdict::Admitted);
+    // A time after the last count: nothing.
+    t.refund(key.hash, 1, at(10_000));
+    t.usage(key.hash, at(300), &mut usage);
+    assert_eq!(usage, [3, 2]);
+    assert_eq!(t.check_and_count(key, 1, at(1_900)), Verdict::Admitted);
+    t.usage(key.hash, at(1_900), &mut usage);
+    assert_eq!(usage, [3, 3]);
+    // Window 0's ring now holds buckets 3..=19: bucket 0 (ms 99) has left it,
+    // window 1's still holds its bucket 0.
+    t.refund(key.hash, 1, at(99));
+    t.usage(key.hash, at(1_900), &mut usage);
+    assert_eq!(usage, [3, 2]);
+    t.refund(key.hash, 1, at(300));
+    t.usage(key.hash, at(1_900), &mut usage);
+    assert_eq!(usage, [2, 1]);
+    // Unknown keys and zero units: nothing, no panic.
+    t.refund(12345, 1, at(0));
+    t.refund(key.hash, 0, at(1_900));
+    t.refund(key.hash, u64::MAX, at(u64::MAX));
+    assert_eq!(t.len(), 1);
 }
 
 #[test]
@@ -247,7 +351,7 @@ fn shards_bound_and_capacity() {
         assert_eq!(t.capacity(), capacity, "{max_keys}");
     }
     let t = LimitTable::new(limit(&[(1, 1000)]), 0, SEEDS);
-    assert_eq!(t.check_and_count(1, 1, at(0)), Verdict::Untracked);
+    assert_eq!(t.check_and_count(k(1), 1, at(0)), Verdict::Untracked);
 }
 
 #[test]
@@ -277,8 +381,8 @@ fn bytes_per_tracked_key() {
         assert_eq!(t.stride, words);
         let keys = 200_000u64;
         for i in 0..keys {
-            let k = t.hash_key(&i.to_le_bytes());
-            assert_eq!(t.check_and_count(k, 1, at(0)), Verdict::Admitted);
+            let text = i.to_le_bytes();
+            assert_eq!(t.check_and_count(t.key(&text), 1, at(0)), Verdict::Admitted);
         }
         assert_eq!(t.len() as u64, keys);
         let per_key = t.heap_bytes() as f64 / keys as f64;
@@ -301,7 +405,7 @@ fn eight_threads_on_one_key_admit_exactly_n() {
         SEEDS,
     ));
     let admitted = Arc::new(AtomicU64::new(0));
-    let k = t.hash_key(b"hot key");
+    let k = t.key(b"hot key");
     let threads: Vec<_> = (0..8)
         .map(|i| {
             let (t, admitted) = (Arc::clone(&t), Arc::clone(&admitted));
@@ -319,7 +423,7 @@ fn eight_threads_on_one_key_admit_exactly_n() {
     }
     assert_eq!(admitted.load(Ordering::Relaxed), N);
     let mut usage = [0; 2];
-    t.usage(k, at(10_000), &mut usage);
+    t.usage(k.hash, at(10_000), &mut usage);
     assert_eq!(usage, [N, N]);
 }
 
@@ -334,7 +438,8 @@ fn snapshots_while_counting_decode_whole() {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) && n < 200_000 {
-                    let k = t.hash_key(&(n % 5000 + i * 5000).to_le_bytes());
+                    let bytes = (n % 5000 + i * 5000).to_le_bytes();
+                    let k = t.key(&bytes);
                     t.check_and_count(k, 1, at(n / 10));
                     n += 1;
                 }
@@ -404,7 +509,7 @@ proptest! {
                 prop_assert!(u >= exact(&log, i128::from(now) - i128::from(w.per_ms()), now));
                 prop_assert!(u <= exact(&log, i128::from(now) - i128::from(w.per_ms() + w.bucket_ms()), now));
             }
-            match t.check_and_count(0, units, at(now)) {
+            match t.check_and_count(k(0), units, at(now)) {
                 Verdict::Admitted => {
                     log.push((now, units));
                     for w in l.windows() {
@@ -418,8 +523,8 @@ proptest! {
                     prop_assert!(wide + units > w.max());
                     if let Some(after) = r.retry_after_ms {
                         prop_assert!(after > 0);
-                        prop_assert_eq!(t.check(0, units, at(now + after)), Verdict::Admitted);
-                        prop_assert!(matches!(t.check(0, units, at(now + after - 1)), Verdict::Refused(_)));
+                        prop_assert_eq!(t.check(k(0), units, at(now + after)), Verdict::Admitted);
+                        prop_assert!(matches!(t.check(k(0), units, at(now + after - 1)), Verdict::Refused(_)));
                     } else {
                         prop_assert!(l.windows().iter().any(|w| units > w.max()));
                     }
@@ -441,13 +546,13 @@ proptest! {
         let mut usage = [0u64; 2];
         for (key, dt, units) in steps {
             now += dt;
-            let verdict = t.check_and_count(key, units, at(now));
+            let verdict = t.check_and_count(k(key), units, at(now));
             prop_assert!(t.len() <= t.capacity());
             if verdict == Verdict::Untracked {
                 prop_assert_eq!(t.len(), t.capacity());
                 let mut live = 0;
-                for k in 0..30 {
-                    t.usage(k, at(now), &mut usage);
+                for key in 0..30 {
+                    t.usage(key, at(now), &mut usage);
                     if usage != [0, 0] {
                         live += 1;
                     }
@@ -471,7 +576,7 @@ proptest! {
         let mut now = 0;
         for &(key, dt, units) in &steps {
             now += dt;
-            t.check_and_count(t.hash_key(&key.to_le_bytes()), units, at(now));
+            t.check_and_count(t.key(&key.to_le_bytes()), units, at(now));
         }
         let mut a = Vec::new();
         t.encode_snapshot(at(now), &mut a);
@@ -481,7 +586,8 @@ proptest! {
         d.encode_snapshot(at(now), &mut b);
         prop_assert_eq!(&a, &b);
         for key in 0..50u64 {
-            let k = t.hash_key(&key.to_le_bytes());
+            let text = key.to_le_bytes();
+            let k = t.key(&text);
             prop_assert_eq!(t.check(k, 2, at(now + 1)), d.check(k, 2, at(now + 1)));
         }
     }
@@ -492,7 +598,7 @@ fn sample_snapshot() -> (Vec<u8>, Limit) {
     let t = LimitTable::new(l.clone(), 100, SEEDS);
     for key in 0..20u64 {
         t.check_and_count(
-            key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            k(key.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             key % 4 + 1,
             at(key * 10),
         );

@@ -104,6 +104,17 @@ impl Window {
         *s = s.saturating_add(units);
     }
 
+    /// Takes back `units` counted at `at` in a ring last advanced at `last`:
+    /// from bucket `at / width` if the ring still holds it, saturating at zero.
+    pub(crate) fn refund(self, last: u64, slots: &mut [u64], at: u64, units: u64) {
+        let width = self.bucket_ms();
+        let (head, bucket) = (last / width, at / width);
+        if bucket <= head && head - bucket < SLOTS as u64 {
+            let s = &mut slots[slot(bucket)];
+            *s = s.saturating_sub(units);
+        }
+    }
+
     /// Milliseconds from `real_now` until `units` more would be admitted under
     /// a maximum of `max`, if nothing else is counted meanwhile; `None` if
     /// `units > max` (never).
