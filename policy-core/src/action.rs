@@ -694,6 +694,18 @@ impl Action {
         }
     }
 
+    /// Whether this answer refuses the request now: `REJECT`, `DEFER`,
+    /// `DEFER_IF_PERMIT` (which refuses unless a later restriction rejects
+    /// anyway) and `4NN`/`5NN` replies. `DEFER_IF_REJECT` is not: it refuses
+    /// only if something else does. A limit gives back what it counted for a
+    /// request whose final answer refuses it.
+    pub fn refuses(&self) -> bool {
+        matches!(
+            self,
+            Self::Reject(_) | Self::Defer(_) | Self::DeferIfPermit(_) | Self::Status { .. }
+        )
+    }
+
     /// The verb in canonical upper case (`"REJECT"`, `"DEFER_IF_PERMIT"`, ...);
     /// `"4NN"` or `"5NN"` for [`Action::Status`]. For logs and metrics.
     pub fn verb(&self) -> &'static str {

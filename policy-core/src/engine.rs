@@ -12,9 +12,11 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::action::Action;
+use crate::lang::limit::LimitRule;
 use crate::lang::program::Program;
 use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
 use crate::request::Request;
+use crate::state::{LimitTable, SnapshotError};
 
 /// A point in time, in milliseconds since the Unix epoch, passed in by the caller.
 ///
@@ -160,8 +162,7 @@ impl Policy {
     /// state matched, each condition test in source form with its value,
     /// dry-run hits, and the verdict. Allocates; for `policyd test --explain`.
     pub fn explain(&self, request: &Request<'_>, now: Timestamp) -> Explanation {
-        let _ = now;
-        crate::lang::explain(&self.program, request)
+        crate::lang::explain(&self.program, request, now)
     }
 
     /// Decide `request` at time `now`, using the caller's `scratch`.
@@ -183,8 +184,7 @@ impl Policy {
         now: Timestamp,
         buffers: &'a mut Buffers,
     ) -> Decision<'a> {
-        let _ = now;
-        let outcome = self.program.decide(request, buffers);
+        let outcome = self.program.decide(request, now, buffers);
         let buffers: &'a Buffers = buffers;
         let (rule, verdict) = match outcome.rule {
             Some(rule) => (&*rule.name, &rule.verdict),
@@ -201,6 +201,110 @@ impl Policy {
             dry_run: self.program.dry_run(buffers),
             wire,
         }
+    }
+}
+
+/// A limit rule's counters, as [`Policy::limit_states`] shows them.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitState<'a> {
+    /// The limit's name.
+    pub name: &'a str,
+    /// What must stay the same for its counters to carry over to another
+    /// policy (a reload, a restart): a hash of the name, key, what is
+    /// counted, when, the window lengths and the capacity. The maxima,
+    /// conditions, overrides and `over` action are not part of it.
+    pub signature: u64,
+    /// The counters.
+    pub table: &'a LimitTable,
+}
+
+impl Policy {
+    /// The limit rules' counters, in policy order.
+    pub fn limit_states(&self) -> impl Iterator<Item = LimitState<'_>> {
+        self.program.limits.iter().filter_map(|l| {
+            Some(LimitState {
+                name: &self.program.rules.get(l.rule as usize)?.name,
+                signature: l.signature,
+                table: &l.table,
+            })
+        })
+    }
+
+    /// Decodes a snapshot of limit `name`'s counters
+    /// ([`LimitTable::encode_snapshot`]) for this policy: `Ok(None)` when the
+    /// policy has no limit of that name and `signature` (the rule is gone or
+    /// changed, so the counters do not apply). Installs nothing: see
+    /// [`Policy::install_limit`], so that a caller restoring several tables
+    /// can install all of them or none.
+    pub fn decode_limit(
+        &self,
+        name: &str,
+        signature: u64,
+        snapshot: &[u8],
+    ) -> Result<Option<LimitTable>, SnapshotError> {
+        let Some(limit) = self.find_limit(name, signature) else {
+            return Ok(None);
+        };
+        LimitTable::decode_snapshot(snapshot, limit.limit.clone(), limit.capacity).map(Some)
+    }
+
+    /// Makes `table` the counters of limit `name` (a table from
+    /// [`Policy::decode_limit`]). `false` if there is no such limit or the
+    /// table is for other windows; nothing changes then.
+    pub fn install_limit(&mut self, name: &str, table: LimitTable) -> bool {
+        let rules = &self.program.rules;
+        let Some(limit) = self
+            .program
+            .limits
+            .iter_mut()
+            .find(|l| rules.get(l.rule as usize).is_some_and(|r| &*r.name == name))
+        else {
+            return false;
+        };
+        let same_windows = limit.limit.windows().len() == table.limit().windows().len()
+            && limit
+                .limit
+                .windows()
+                .iter()
+                .zip(table.limit().windows())
+                .all(|(a, b)| a.per_ms() == b.per_ms());
+        if !same_windows {
+            return false;
+        }
+        limit.table = Arc::new(table);
+        true
+    }
+
+    /// Takes over the counters of `old`'s limits that this policy has
+    /// unchanged (same name and signature): a reload keeps them. Returns the
+    /// names of the limits that kept their counters.
+    pub fn keep_limits_of(&mut self, old: &Self) -> Vec<String> {
+        let mut kept = Vec::new();
+        for i in 0..self.program.limits.len() {
+            let (name, signature) = {
+                let l = &self.program.limits[i];
+                let Some(rule) = self.program.rules.get(l.rule as usize) else {
+                    continue;
+                };
+                (rule.name.clone(), l.signature)
+            };
+            if let Some(previous) = old.find_limit(&name, signature) {
+                self.program.limits[i].table = Arc::clone(&previous.table);
+                kept.push(name.into_string());
+            }
+        }
+        kept
+    }
+
+    fn find_limit(&self, name: &str, signature: u64) -> Option<&LimitRule> {
+        self.program.limits.iter().find(|l| {
+            l.signature == signature
+                && self
+                    .program
+                    .rules
+                    .get(l.rule as usize)
+                    .is_some_and(|r| &*r.name == name)
+        })
     }
 }
 
@@ -239,10 +343,16 @@ impl Engine {
 
     /// Put `policy` in force. Requests already being decided finish with the old
     /// policy; every later request on every connection uses the new one.
-    pub fn replace(&self, policy: Policy) {
+    ///
+    /// Limits that the new policy keeps unchanged (same name and
+    /// [`signature`](LimitState::signature)) keep their counters; the names
+    /// of those are returned.
+    pub fn replace(&self, mut policy: Policy) -> Vec<String> {
         let mut current = self.current.write();
+        let kept = policy.keep_limits_of(&current);
         *current = Arc::new(policy);
         self.generation.fetch_add(1, Ordering::Release);
+        kept
     }
 
     /// Decide `request` at `now` with the policy in force, using the

@@ -85,7 +85,7 @@ pub mod state;
 pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
-pub use engine::{Decision, Engine, Policy, Scratch, Timestamp};
+pub use engine::{Decision, Engine, LimitState, Policy, Scratch, Timestamp};
 pub use lang::{
     CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
     SourceLoader,

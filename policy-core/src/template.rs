@@ -137,18 +137,38 @@ pub enum Var {
     RecipientDomain,
     /// `rule`: the name of the rule that decided.
     Rule,
+    /// `limit`: in a limit's `over` action, the maximum of the window that
+    /// is full (a per-key override applied).
+    Limit,
+    /// `window`: in a limit's `over` action, that window's length as written
+    /// in a policy (`1h`, `90s`, `1d`).
+    Window,
+    /// `counted`: in a limit's `over` action, the units that window counts
+    /// for the key now.
+    Counted,
+    /// `retry_after`: in a limit's `over` action, the seconds (rounded up)
+    /// until the same request would be admitted if nothing else were counted,
+    /// or `never` when it asks for more than the window's maximum.
+    RetryAfter,
+    /// `key`: in a limit's `over` action, the key's text (`joe, 192.0.2.0/24`).
+    Key,
 }
 
 /// Number of [`Var`] variants.
-const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 5;
+const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 10;
 
 /// Names of the variables that are not request attributes, in variant order.
-const DERIVED_NAMES: [&str; 5] = [
+const DERIVED_NAMES: [&str; 10] = [
     "sender_local",
     "sender_domain",
     "recipient_local",
     "recipient_domain",
     "rule",
+    "limit",
+    "window",
+    "counted",
+    "retry_after",
+    "key",
 ];
 
 impl Var {
@@ -191,6 +211,11 @@ impl Var {
         Self::RecipientLocal,
         Self::RecipientDomain,
         Self::Rule,
+        Self::Limit,
+        Self::Window,
+        Self::Counted,
+        Self::RetryAfter,
+        Self::Key,
     ];
 
     /// The variable called `name` (exact, case-sensitive), if any.
@@ -265,6 +290,11 @@ impl Var {
             Self::RecipientLocal => "recipient",
             Self::RecipientDomain => "example.com",
             Self::Rule => "rule-name",
+            Self::Limit => "100",
+            Self::Window => "1h",
+            Self::Counted => "100",
+            Self::RetryAfter => "225",
+            Self::Key => "user",
         }
     }
 
@@ -274,8 +304,9 @@ impl Var {
     /// loads of every request field out of the loop (about 150 instructions
     /// per expansion, whatever the template).
     #[inline(never)]
-    fn value<'r>(self, request: &Request<'r>, rule: &'r str) -> Value<'r> {
+    fn value<'r>(self, request: &Request<'r>, context: &Context<'r>) -> Value<'r> {
         use Value::{Bytes, Ip, Number};
+        let rule = context.rule;
         let or_raw = |typed: Option<Value<'r>>| match typed {
             Some(value) => value,
             // `None`: empty, absent, or `unknown`; only the frame knows which.
@@ -324,8 +355,90 @@ impl Var {
             Self::RecipientLocal => Bytes(request.recipient.local),
             Self::RecipientDomain => Bytes(request.recipient.domain),
             Self::Rule => Bytes(rule.as_bytes()),
+            Self::Limit | Self::Window | Self::Counted | Self::RetryAfter | Self::Key => {
+                let Some(limit) = context.limit else {
+                    return Bytes(&[]);
+                };
+                match self {
+                    Self::Limit => Number(limit.max),
+                    Self::Window => Value::Duration(limit.window_ms),
+                    Self::Counted => Number(limit.counted),
+                    Self::RetryAfter => match limit.retry_after_ms {
+                        Some(ms) => Number(ms.div_ceil(1000)),
+                        None => Bytes(b"never"),
+                    },
+                    _ => Bytes(limit.key),
+                }
+            }
         }
     }
+
+    /// Whether the variable has a value only in a limit's `over` action
+    /// (`limit`, `window`, `counted`, `retry_after`, `key`).
+    pub fn is_limit_fact(self) -> bool {
+        matches!(
+            self,
+            Self::Limit | Self::Window | Self::Counted | Self::RetryAfter | Self::Key
+        )
+    }
+}
+
+/// What a template is expanded for besides the request: the deciding rule
+/// and, for a limit's `over` action, the facts of the refusal.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The name of the deciding rule (`$rule`).
+    pub rule: &'a str,
+    /// The refusal, for a limit's `over` action; `None` elsewhere (the limit
+    /// variables are then empty).
+    pub limit: Option<LimitFacts<'a>>,
+}
+
+impl<'a> Context<'a> {
+    /// A context with the rule's name only.
+    pub fn rule(rule: &'a str) -> Self {
+        Self { rule, limit: None }
+    }
+}
+
+/// Why a limit refused, as its `over` action's variables show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitFacts<'a> {
+    /// `$limit`: the window's maximum.
+    pub max: u64,
+    /// `$window`: the window's length in milliseconds (shown as `1h`, `90s`).
+    pub window_ms: u64,
+    /// `$counted`: units the window counts now.
+    pub counted: u64,
+    /// `$retry_after`: milliseconds until admitted (shown in seconds, rounded
+    /// up), `None` for never.
+    pub retry_after_ms: Option<u64>,
+    /// `$key`: the key's text.
+    pub key: &'a [u8],
+}
+
+/// Writes a duration in milliseconds the way a policy writes it: the largest
+/// unit of `w`, `d`, `h`, `m`, `s`, `ms` that divides it exactly (`3600000`
+/// is `1h`, `5400000` is `90m`).
+pub fn write_duration(ms: u64, out: &mut [u8; 24]) -> &[u8] {
+    const UNITS: [(u64, u8); 5] = [
+        (7 * 86_400_000, b'w'),
+        (86_400_000, b'd'),
+        (3_600_000, b'h'),
+        (60_000, b'm'),
+        (1000, b's'),
+    ];
+    let (value, unit): (u64, &[u8]) =
+        match UNITS.iter().find(|&&(size, _)| ms != 0 && ms % size == 0) {
+            Some((size, letter)) => (ms / size, std::slice::from_ref(letter)),
+            None => (ms, b"ms"),
+        };
+    let mut digits = [0u8; 20];
+    let text = format_decimal(value, &mut digits);
+    let len = text.len() + unit.len();
+    out[..text.len()].copy_from_slice(text);
+    out[text.len()..len].copy_from_slice(unit);
+    &out[..len]
 }
 
 impl fmt::Display for Var {
@@ -340,6 +453,8 @@ enum Value<'r> {
     Bytes(&'r [u8]),
     Number(u64),
     Ip(IpAddr),
+    /// Milliseconds, written as a policy writes durations.
+    Duration(u64),
 }
 
 fn number<'r>(n: Option<u64>) -> Value<'r> {
@@ -568,6 +683,16 @@ impl Template {
     /// assert_eq!(String::from_utf8(out).unwrap(), "\u{fffd}example.org says hi");
     /// ```
     pub fn expand(&self, request: &Request<'_>, rule: &str, out: &mut Vec<u8>) -> bool {
+        self.expand_in(request, &Context::rule(rule), out)
+    }
+
+    /// [`Template::expand`] with a whole [`Context`] (the limit variables).
+    pub fn expand_in(
+        &self,
+        request: &Request<'_>,
+        context: &Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> bool {
         out.reserve(MAX_TEXT_BYTES);
         let mut sink = Sink::new(out, MAX_TEXT_BYTES);
         for part in &self.parts {
@@ -576,10 +701,14 @@ impl Template {
             }
             match part {
                 Part::Literal(text) => sink.push_clean(text.as_bytes()),
-                Part::Var(var) => match var.value(request, rule) {
+                Part::Var(var) => match var.value(request, context) {
                     Value::Bytes(bytes) => sink.push_bytes(bytes),
                     Value::Number(n) => sink.push_number(n),
                     Value::Ip(ip) => sink.push_ip(ip),
+                    Value::Duration(ms) => {
+                        let mut buf = [0u8; 24];
+                        sink.push_clean(write_duration(ms, &mut buf));
+                    }
                 },
             }
         }
@@ -1200,6 +1329,17 @@ impl ActionTemplate {
     ///
     /// Allocates only if `out` lacks capacity (prefix and [`MAX_TEXT_BYTES`]).
     pub fn write_wire(&self, request: &Request<'_>, rule: &str, out: &mut Vec<u8>) -> WireOutcome {
+        self.write_wire_in(request, &Context::rule(rule), out)
+    }
+
+    /// [`ActionTemplate::write_wire`] with a whole [`Context`] (the limit
+    /// variables of a limit's `over` action).
+    pub fn write_wire_in(
+        &self,
+        request: &Request<'_>,
+        context: &Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> WireOutcome {
         let Some(text) = &self.text else {
             out.extend_from_slice(self.fallback_wire.as_bytes());
             return WireOutcome::Expanded;
@@ -1209,7 +1349,7 @@ impl ActionTemplate {
         out.extend_from_slice(self.prefix.as_bytes());
         out.push(b' ');
         let text_start = out.len();
-        let truncated = text.expand(request, rule, out);
+        let truncated = text.expand_in(request, context, out);
         if !self.shape.accepts(&out[text_start..]) {
             out.truncate(start);
             out.extend_from_slice(self.fallback_wire.as_bytes());

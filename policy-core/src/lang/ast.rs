@@ -210,12 +210,82 @@ pub(crate) struct RuleDecl {
     pub(crate) action: ActionAst,
 }
 
+/// A duration as written (`1h`, `90s`), in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DurationLit {
+    pub(crate) ms: u64,
+    pub(crate) span: Span,
+}
+
+/// `N per DURATION`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowAst {
+    pub(crate) max: Number,
+    pub(crate) per: DurationLit,
+}
+
+/// One part of a limit's key: a field, with masks for IP fields
+/// (`client_address/24/64`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyPartAst {
+    pub(crate) field: Name,
+    pub(crate) masks: Vec<Number>,
+    pub(crate) span: Span,
+}
+
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CountAst {
+    Messages,
+    Recipients,
+    /// `bytes`, or `bytes * recipients`.
+    Bytes {
+        times_recipients: bool,
+    },
+}
+
+/// One override: a key and its own maxima.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OverrideAst {
+    pub(crate) key: Str,
+    pub(crate) windows: Vec<WindowAst>,
+}
+
+/// Where a limit's overrides come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OverridesAst {
+    Inline(Vec<OverrideAst>),
+    File(Str),
+}
+
+/// `limit NAME [dry-run] { ... }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LimitDecl {
+    pub(crate) name: Name,
+    pub(crate) dry_run: bool,
+    /// `if` / `unless` clauses (a `state` clause is kept to be refused by
+    /// the compiler with a clear message).
+    pub(crate) clauses: Vec<Clause>,
+    pub(crate) key: Vec<KeyPartAst>,
+    pub(crate) count: Option<(CountAst, Span)>,
+    /// `at rcpt | data | end-of-message`, as written.
+    pub(crate) at: Option<Name>,
+    pub(crate) windows: Vec<WindowAst>,
+    pub(crate) overrides: Option<OverridesAst>,
+    pub(crate) capacity: Option<Number>,
+    pub(crate) over: Option<ActionAst>,
+    /// The span of the whole item's head (`limit NAME`), for errors about a
+    /// missing clause.
+    pub(crate) head: Span,
+}
+
 /// A top-level item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
     List(ListDecl),
     Logins(LoginsDecl),
     Rule(RuleDecl),
+    Limit(LimitDecl),
     /// `default ACTION`, with the span of the keyword.
     Default(ActionAst, Span),
 }

@@ -17,6 +17,7 @@ use super::program::{
 use super::{Compiled, SourceLoader};
 use warnings::ok_at_rcpt_message;
 
+mod limits;
 mod warnings;
 use crate::action::Action;
 use crate::action::ActionError;
@@ -123,6 +124,21 @@ struct Compiler<'c> {
     program: Program,
     lists: HashMap<String, Declared>,
     logins: HashMap<String, Declared>,
+}
+
+/// A rule's compiled `state`, `if` and `unless` clauses.
+#[derive(Default)]
+struct Clauses {
+    /// States the rule applies in; 0 = every state.
+    states: u16,
+    /// The `state` clauses as written.
+    state_text: Option<Box<str>>,
+    /// The entry node of each `if`/`unless` clause.
+    entries: Vec<u32>,
+    clause_text: Vec<Box<str>>,
+    clause_nodes: Vec<(u32, u32)>,
+    /// Whether a test reads the recipient.
+    recipient_level: bool,
 }
 
 /// A test as compiled, before it gets jump targets: the test, and whether
@@ -249,24 +265,12 @@ impl Compiler<'_> {
         for item in items {
             match item {
                 Item::Rule(r) => {
-                    if let Some(first) = rule_names.get(r.name.text.as_str()) {
-                        let line = self.line_of(*first);
-                        self.error(
-                            r.name.span,
-                            format!(
-                                "duplicate rule name `{}`; expected a name not used before (first used on line {line})",
-                                r.name.text
-                            ),
-                        );
-                    } else if r.name.text == "default" {
-                        self.error(
-                            r.name.span,
-                            "a rule may not be named `default`; expected another name (`default` names the default action in logs)".to_owned(),
-                        );
-                    } else {
-                        rule_names.insert(&r.name.text, r.name.span);
-                    }
+                    self.rule_name(&mut rule_names, &r.name);
                     self.rule(r);
+                }
+                Item::Limit(l) => {
+                    self.rule_name(&mut rule_names, &l.name);
+                    self.limit(l);
                 }
                 Item::Default(action, kw) => {
                     if let Some(first) = default {
@@ -278,6 +282,7 @@ impl Compiler<'_> {
                     } else {
                         default = Some(*kw);
                         if let Some(v) = self.action(action) {
+                            self.no_limit_facts(action, &v);
                             if matches!(v.action, Action::Ok) {
                                 self.warning(action.span, ok_at_rcpt_message("the default"));
                             }
@@ -292,6 +297,27 @@ impl Compiler<'_> {
         self.unreachable();
         self.assign_memo_slots();
         self.program.pack();
+    }
+
+    /// Check a rule's or limit's name: unique, not `default`.
+    fn rule_name<'n>(&mut self, names: &mut HashMap<&'n str, Span>, name: &'n Name) {
+        if let Some(first) = names.get(name.text.as_str()) {
+            let line = self.line_of(*first);
+            self.error(
+                name.span,
+                format!(
+                    "duplicate rule name `{}`; expected a name not used before (first used on line {line})",
+                    name.text
+                ),
+            );
+        } else if name.text == "default" {
+            self.error(
+                name.span,
+                "a rule may not be named `default`; expected another name (`default` names the default action in logs)".to_owned(),
+            );
+        } else {
+            names.insert(&name.text, name.span);
+        }
     }
 
     /// Give a memo slot to each expensive test that occurs more than once
@@ -538,25 +564,21 @@ impl Compiler<'_> {
 
     // ----- rules ---------------------------------------------------------
 
-    fn rule(&mut self, r: &RuleDecl) {
-        let mut states = 0u16;
-        let mut state_text: Option<Box<str>> = None;
-        let mut clause_text = Vec::new();
-        let mut clause_nodes = Vec::new();
-        let mut entries = Vec::new();
-        let mut recipient_level = false;
-        for clause in &r.clauses {
+    /// Compile a rule's `state`, `if` and `unless` clauses.
+    fn clauses(&mut self, clauses: &[Clause]) -> Clauses {
+        let mut c = Clauses::default();
+        for clause in clauses {
             match clause {
                 Clause::State(names) => {
                     for n in names {
                         match STATE_NAMES.iter().find(|(s, _)| *s == n.text) {
-                            Some((_, bit)) => states |= bit,
+                            Some((_, bit)) => c.states |= bit,
                             None => self.error(n.span, unknown_state(&n.text)),
                         }
                     }
                     if let (Some(first), Some(last)) = (names.first(), names.last()) {
                         let text = first.span.to(last.span).text(self.src);
-                        state_text = Some(match state_text.take() {
+                        c.state_text = Some(match c.state_text.take() {
                             Some(prev) => format!("{prev}, {text}").into(),
                             None => text.into(),
                         });
@@ -571,12 +593,12 @@ impl Compiler<'_> {
                         self.emit(cond, TRUE, FALSE)
                     };
                     let end = self.program.nodes.len();
-                    recipient_level |= self.program.nodes[first..end]
+                    c.recipient_level |= self.program.nodes[first..end]
                         .iter()
                         .any(|n| n.test.is_recipient_level());
-                    entries.push(entry);
-                    clause_nodes.push((to_u32(first), to_u32(end)));
-                    clause_text.push(
+                    c.entries.push(entry);
+                    c.clause_nodes.push((to_u32(first), to_u32(end)));
+                    c.clause_text.push(
                         format!(
                             "{} {}",
                             if unless { "unless" } else { "if" },
@@ -587,25 +609,50 @@ impl Compiler<'_> {
                 }
             }
         }
+        c
+    }
+
+    fn rule(&mut self, r: &RuleDecl) {
+        let c = self.clauses(&r.clauses);
         let Some(verdict) = self.action(&r.action) else {
             return;
         };
-        self.rule_warnings(r, states, &verdict.action, recipient_level);
+        self.no_limit_facts(&r.action, &verdict);
+        self.rule_warnings(r, c.states, &verdict.action, c.recipient_level);
         self.rule_name_spans.push(r.name.span);
         self.program.rules.push(Rule {
             name: r.name.text.clone().into_boxed_str(),
-            states,
+            states: c.states,
             dry_run: r.dry_run,
-            clauses: entries.into_boxed_slice(),
+            clauses: c.entries.into_boxed_slice(),
             verdict,
             source: RuleSource {
-                states: state_text,
-                clauses: clause_text.into_boxed_slice(),
+                states: c.state_text,
+                clauses: c.clause_text.into_boxed_slice(),
                 action: r.action.span.text(self.src).into(),
-                clause_nodes: clause_nodes.into_boxed_slice(),
+                clause_nodes: c.clause_nodes.into_boxed_slice(),
                 line: self.line_of(r.name.span),
             },
+            limit: None,
         });
+    }
+
+    /// An error if `verdict`'s template uses a limit variable (`$limit`,
+    /// `$retry_after`, ...) outside a limit's `over` action.
+    fn no_limit_facts(&mut self, a: &ActionAst, verdict: &Verdict) {
+        let Some(t) = &verdict.template else {
+            return;
+        };
+        if let Some(var) = t.variables().find(|v| v.is_limit_fact()) {
+            let span = a.text.as_ref().map_or(a.span, |t| t.span);
+            self.error(
+                span,
+                format!(
+                    "`${var}` has a value only in a limit's `over` action; expected a request variable \
+                     ($sender, $client_address, $rule, ...)"
+                ),
+            );
+        }
     }
 
     /// Emit `cond` as nodes jumping to `t` when it holds and `f` when not;

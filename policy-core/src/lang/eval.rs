@@ -4,12 +4,15 @@
 
 use std::fmt;
 
+use super::limit::{Counted, MessageState, Step};
 use super::program::{
     state_bit, DomainLookup, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp,
     DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
-use crate::request::Request;
+use crate::engine::Timestamp;
+use crate::request::{ProtocolState, Request};
+use crate::template::Context;
 
 /// One dry-run hit as the scratch stores it: the rule's index and the range
 /// of its expanded wire text in the scratch's dry-run buffer.
@@ -24,6 +27,16 @@ pub(crate) struct HitRecord {
 /// shrunk, so steady-state decisions allocate nothing.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
+    /// The key text of the limit being checked (and of the deciding limit's
+    /// refusal, for `$key`).
+    pub(crate) key: Vec<u8>,
+    /// Units counted by limits during this request (given back if the final
+    /// answer refuses it).
+    pub(crate) counted: Vec<Counted>,
+    /// The message under way on this connection.
+    pub(crate) message: MessageState,
+    /// Check limits without counting anything (for explanations).
+    pub(crate) probe: bool,
     /// The deciding action's expanded wire text (templated actions only).
     pub(crate) wire: Vec<u8>,
     /// Dry-run rules that applied, in rule order.
@@ -150,10 +163,29 @@ impl Program {
     pub(crate) fn decide<'a>(
         &'a self,
         request: &Request<'_>,
+        now: Timestamp,
         buffers: &mut Buffers,
     ) -> Outcome<'a> {
         buffers.hits.clear();
         buffers.hit_wire.clear();
+        if !self.limits.is_empty() {
+            buffers.counted.clear();
+            buffers.message.follow(self.id, self.limits.len(), request);
+        }
+        let outcome = self.walk(request, now, buffers);
+        if !self.limits.is_empty() {
+            self.settle(&outcome, request, now, buffers);
+        }
+        outcome
+    }
+
+    /// Run the rules in order; the first that decides wins.
+    fn walk<'a>(
+        &'a self,
+        request: &Request<'_>,
+        now: Timestamp,
+        buffers: &mut Buffers,
+    ) -> Outcome<'a> {
         let state = state_bit(request.protocol_state);
         let mut memo = Memo::default();
         let mut index = 0;
@@ -164,7 +196,7 @@ impl Program {
                 // that require that value (in order); the others cannot apply.
                 for &candidate in run.candidates(request) {
                     if let Some(rule) =
-                        self.apply(candidate as usize, state, request, &mut memo, buffers)
+                        self.apply(candidate as usize, state, request, now, &mut memo, buffers)
                     {
                         return Outcome { rule: Some(rule) };
                     }
@@ -172,7 +204,7 @@ impl Program {
                 index = (run.end as usize).max(index + 1);
                 continue;
             }
-            if let Some(rule) = self.apply(index, state, request, &mut memo, buffers) {
+            if let Some(rule) = self.apply(index, state, request, now, &mut memo, buffers) {
                 return Outcome { rule: Some(rule) };
             }
             index += 1;
@@ -184,6 +216,35 @@ impl Program {
         Outcome { rule: None }
     }
 
+    /// After the final answer: give back what limits counted if it refuses
+    /// the request; otherwise note the accepted recipient (and the messages
+    /// counted) in the connection's message state.
+    fn settle(
+        &self,
+        outcome: &Outcome<'_>,
+        request: &Request<'_>,
+        now: Timestamp,
+        buffers: &mut Buffers,
+    ) {
+        let action = match outcome.rule {
+            Some(rule) => &rule.verdict.action,
+            None => &self.default.action,
+        };
+        if action.refuses() {
+            self.refund(&buffers.counted, now);
+            return;
+        }
+        if matches!(request.protocol_state, Some(ProtocolState::Rcpt)) {
+            let message = &mut buffers.message;
+            message.accepted = message.accepted.saturating_add(1);
+            for c in &buffers.counted {
+                if let Some(flag) = message.counted.get_mut(c.limit as usize) {
+                    *flag = true;
+                }
+            }
+        }
+    }
+
     /// Try rule `index`: `Some(rule)` if it applies and decides (its wire
     /// text written when templated); a dry-run rule that applies is recorded
     /// in `buffers` and gives `None`, as does a rule that does not apply.
@@ -193,6 +254,7 @@ impl Program {
         index: usize,
         state: u16,
         request: &Request<'_>,
+        now: Timestamp,
         memo: &mut Memo,
         buffers: &mut Buffers,
     ) -> Option<&'a Rule> {
@@ -212,11 +274,29 @@ impl Program {
             return None;
         }
         let rule = self.rules.get(index)?;
+        let mut refused = None;
+        if let Some(limit) = rule.limit {
+            let Buffers {
+                key,
+                counted,
+                message,
+                probe,
+                ..
+            } = buffers;
+            match self.limit_step(limit, request, now, key, counted, message, *probe) {
+                Step::Pass => return None,
+                Step::Over(r) => refused = Some(r),
+            }
+        }
+        let context = Context {
+            rule: &rule.name,
+            limit: refused.map(|r| r.facts(&buffers.key)),
+        };
         if rule.dry_run {
             let start = buffers.hit_wire.len();
             match &rule.verdict.template {
                 Some(t) => {
-                    t.write_wire(request, &rule.name, &mut buffers.hit_wire);
+                    t.write_wire_in(request, &context, &mut buffers.hit_wire);
                 }
                 None => buffers.hit_wire.extend_from_slice(&rule.verdict.wire),
             }
@@ -229,7 +309,7 @@ impl Program {
         }
         if let Some(t) = &rule.verdict.template {
             buffers.wire.clear();
-            t.write_wire(request, &rule.name, &mut buffers.wire);
+            t.write_wire_in(request, &context, &mut buffers.wire);
         }
         Some(rule)
     }
@@ -703,7 +783,7 @@ mod tests {
                  client_name={client}\nreverse_client_name={reverse}\nsize={size}\n\n"
             );
             let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            let now = crate::Timestamp::from_unix_millis(0);
+            let now = Timestamp::from_unix_millis(0);
             assert_eq!(
                 policy.decide(&request, now, &mut scratch).rule,
                 rule,

@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::eval::Buffers;
 use super::program::Program;
+use crate::engine::Timestamp;
 use crate::request::Request;
 
 /// Why a policy decided a request as it did: every rule up to the deciding
@@ -38,6 +39,10 @@ pub enum RuleOutcome {
     Decided,
     /// An earlier rule decided; this one was not evaluated.
     NotReached,
+    /// A limit whose conditions hold and that is not over for this request
+    /// (or does not count it): evaluation went on. Explaining checks limits
+    /// without counting anything.
+    WithinLimit,
 }
 
 /// One rule of an [`Explanation`].
@@ -80,14 +85,18 @@ pub struct TestResult {
 }
 
 /// Explain how `program` decides `request`.
-pub(crate) fn explain(program: &Program, request: &Request<'_>) -> Explanation {
-    let mut buffers = Buffers::default();
-    let outcome = program.decide(request, &mut buffers);
+pub(crate) fn explain(program: &Program, request: &Request<'_>, now: Timestamp) -> Explanation {
+    let mut buffers = Buffers {
+        probe: true,
+        ..Buffers::default()
+    };
+    let outcome = program.decide(request, now, &mut buffers);
     let deciding = outcome.rule.map(std::ptr::from_ref);
     let state = super::program::state_bit(request.protocol_state);
     let mut decided = false;
     let mut rules = Vec::with_capacity(program.rules.len());
-    for rule in &program.rules {
+    for (index, rule) in program.rules.iter().enumerate() {
+        let dry_run_hit = buffers.hits.iter().any(|h| h.rule as usize == index);
         let mut clauses = Vec::new();
         let result = if decided {
             RuleOutcome::NotReached
@@ -126,8 +135,16 @@ pub(crate) fn explain(program: &Program, request: &Request<'_>) -> Explanation {
             }
             if !all {
                 RuleOutcome::NoMatch
+            } else if rule.limit.is_some() && rule.dry_run {
+                if dry_run_hit {
+                    RuleOutcome::DryRunHit
+                } else {
+                    RuleOutcome::WithinLimit
+                }
             } else if rule.dry_run {
                 RuleOutcome::DryRunHit
+            } else if rule.limit.is_some() && deciding != Some(std::ptr::from_ref(rule)) {
+                RuleOutcome::WithinLimit
             } else {
                 decided = deciding == Some(std::ptr::from_ref(rule));
                 if decided {
@@ -211,6 +228,7 @@ impl fmt::Display for Explanation {
                 }
                 RuleOutcome::Decided => writeln!(f, "matches: {}", rule.action)?,
                 RuleOutcome::NotReached => writeln!(f, "not reached")?,
+                RuleOutcome::WithinLimit => writeln!(f, "within the limit (continues)")?,
             }
             for clause in &rule.clauses {
                 writeln!(

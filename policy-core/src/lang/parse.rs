@@ -22,8 +22,9 @@ use nom::sequence::pair;
 use nom::IResult;
 
 use super::ast::{
-    ActionAst, Clause, CmpOp, Cond, Entry, Item, ListBody, ListDecl, ListRef, LoginsBody,
-    LoginsDecl, Name, Number, RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value,
+    ActionAst, Clause, CmpOp, Cond, CountAst, DurationLit, Entry, Item, KeyPartAst, LimitDecl,
+    ListBody, ListDecl, ListRef, LoginsBody, LoginsDecl, Name, Number, OverrideAst, OverridesAst,
+    RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value, WindowAst,
 };
 
 /// How deeply `not` and parentheses may nest in one condition. The parser and
@@ -38,7 +39,7 @@ pub const MAX_NESTING: usize = 64;
 pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The item keywords, where error recovery resumes.
-const ITEM_KEYWORDS: [&str; 4] = ["list", "logins", "rule", "default"];
+const ITEM_KEYWORDS: [&str; 5] = ["list", "logins", "rule", "limit", "default"];
 
 /// Names of the predicates (tests without a field).
 pub(crate) const PREDICATES: [&str; 10] = [
@@ -55,7 +56,22 @@ pub(crate) const PREDICATES: [&str; 10] = [
 ];
 
 /// Words that end or join a condition and so cannot start a test.
-const CONDITION_STOP_WORDS: [&str; 7] = ["then", "and", "or", "if", "unless", "state", "not"];
+const CONDITION_STOP_WORDS: [&str; 14] = [
+    "then",
+    "and",
+    "or",
+    "if",
+    "unless",
+    "state",
+    "not",
+    "key",
+    "count",
+    "at",
+    "max",
+    "overrides",
+    "capacity",
+    "over",
+];
 
 /// A parse error: where (the remaining input) and what was expected there.
 #[derive(Debug)]
@@ -864,6 +880,296 @@ impl<'s> Parser<'s> {
         ))
     }
 
+    /// ```text
+    /// limit_item = "limit" NAME [ "dry-run" ] "{" { limit_clause } "}"
+    /// limit_clause = "if" cond | "unless" cond | "state" ...  (refused by the compiler)
+    ///              | "key" key_part { "," key_part }
+    ///              | "count" ( "messages" | "recipients" | "bytes" [ "*" "recipients" ] )
+    ///              | "at" ( "rcpt" | "data" | "end-of-message" )
+    ///              | "max" window { "," window }
+    ///              | "overrides" ( "file" STRING | "{" { override } "}" )
+    ///              | "capacity" NUMBER
+    ///              | "over" action
+    /// key_part = NAME { "/" NUMBER }
+    /// window = NUMBER "per" DURATION
+    /// override = ( STRING | WORD ) window { "," window }
+    /// ```
+    fn limit_item<'a>(&self, i: &'a str) -> PResult<'a, LimitDecl> {
+        let head_start = skip_ws(i);
+        let (i, _) = self.keyword("limit", i)?;
+        let (i, name) = expect(self.name(i), i, "a limit name after `limit`")?;
+        let (i, dry_run) = match self.keyword("dry-run", i) {
+            Ok((i, _)) => (i, true),
+            Err(_) => (i, false),
+        };
+        let head = self.span(head_start, i);
+        let open = skip_ws(i);
+        let Some(mut i) = open.strip_prefix('{') else {
+            return failure(open, "`{` to open the limit (or `dry-run`)");
+        };
+        let mut decl = LimitDecl {
+            name,
+            dry_run,
+            clauses: Vec::new(),
+            key: Vec::new(),
+            count: None,
+            at: None,
+            windows: Vec::new(),
+            overrides: None,
+            capacity: None,
+            over: None,
+            head,
+        };
+        const EXPECTED: &str =
+            "`if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, `over` or `}`";
+        loop {
+            let next = skip_ws(i);
+            if let Some(rest) = next.strip_prefix('}') {
+                return Ok((rest, decl));
+            }
+            let word: &str = take_while::<_, _, PError<'a>>(is_name_char)(next)
+                .map(|(_, w)| w)
+                .unwrap_or("");
+            let repeated = |what: &'static str| failure::<LimitDecl>(next, what);
+            i = match word {
+                "if" | "unless" | "state" => {
+                    let (rest, clause) = self.clause(next)?;
+                    decl.clauses.push(clause);
+                    rest
+                }
+                "key" => {
+                    if !decl.key.is_empty() {
+                        return repeated("one `key` clause per limit (list the parts after one `key`, separated by `,`)");
+                    }
+                    let (mut rest, _) = self.keyword("key", next)?;
+                    loop {
+                        let (after, part) = expect(
+                            self.key_part(rest),
+                            rest,
+                            "a field for the key (`sasl_username`, `sender`, `client_address/24/64`, ...)",
+                        )?;
+                        decl.key.push(part);
+                        let comma = skip_ws(after);
+                        match comma.strip_prefix(',') {
+                            Some(after) => rest = after,
+                            None => break after,
+                        }
+                    }
+                }
+                "count" => {
+                    if decl.count.is_some() {
+                        return repeated("one `count` clause per limit");
+                    }
+                    let (rest, _) = self.keyword("count", next)?;
+                    let (rest, what) = expect(
+                        self.name(rest),
+                        rest,
+                        "what to count: `messages`, `recipients` or `bytes`",
+                    )?;
+                    let (rest, count) = match what.text.as_str() {
+                        "messages" => (rest, CountAst::Messages),
+                        "recipients" => (rest, CountAst::Recipients),
+                        "bytes" => {
+                            let star = skip_ws(rest);
+                            match star.strip_prefix('*') {
+                                Some(after) => {
+                                    let (after, r) = expect(
+                                        self.keyword("recipients", after),
+                                        after,
+                                        "`recipients` after `bytes *`",
+                                    )?;
+                                    let _ = r;
+                                    (
+                                        after,
+                                        CountAst::Bytes {
+                                            times_recipients: true,
+                                        },
+                                    )
+                                }
+                                None => (
+                                    rest,
+                                    CountAst::Bytes {
+                                        times_recipients: false,
+                                    },
+                                ),
+                            }
+                        }
+                        _ => {
+                            return failure(
+                                skip_ws(&next[5..]),
+                                "what to count: `messages`, `recipients` or `bytes`",
+                            )
+                        }
+                    };
+                    decl.count = Some((count, self.span(next, rest)));
+                    rest
+                }
+                "at" => {
+                    if decl.at.is_some() {
+                        return repeated("one `at` clause per limit");
+                    }
+                    let (rest, _) = self.keyword("at", next)?;
+                    let (rest, state) = expect(
+                        self.name(rest),
+                        rest,
+                        "when to count: `rcpt`, `data` or `end-of-message`",
+                    )?;
+                    decl.at = Some(state);
+                    rest
+                }
+                "max" => {
+                    if !decl.windows.is_empty() {
+                        return repeated("one `max` clause per limit (list the windows after one `max`, separated by `,`)");
+                    }
+                    let (rest, _) = self.keyword("max", next)?;
+                    let (rest, windows) = self.windows(rest)?;
+                    decl.windows = windows;
+                    rest
+                }
+                "overrides" => {
+                    if decl.overrides.is_some() {
+                        return repeated("one `overrides` clause per limit");
+                    }
+                    let (rest, _) = self.keyword("overrides", next)?;
+                    let (rest, overrides) = self.overrides(rest)?;
+                    decl.overrides = Some(overrides);
+                    rest
+                }
+                "capacity" => {
+                    if decl.capacity.is_some() {
+                        return repeated("one `capacity` clause per limit");
+                    }
+                    let (rest, _) = self.keyword("capacity", next)?;
+                    let (rest, n) = expect(
+                        self.number(rest),
+                        rest,
+                        "the most keys to track after `capacity` (a number)",
+                    )?;
+                    decl.capacity = Some(n);
+                    rest
+                }
+                "over" => {
+                    if decl.over.is_some() {
+                        return repeated("one `over` clause per limit");
+                    }
+                    let (rest, _) = self.keyword("over", next)?;
+                    let (rest, action) = self.action(rest)?;
+                    decl.over = Some(action);
+                    rest
+                }
+                _ => return failure(next, EXPECTED),
+            };
+        }
+    }
+
+    /// `key_part = NAME { "/" NUMBER }`
+    fn key_part<'a>(&self, i: &'a str) -> PResult<'a, KeyPartAst> {
+        let start = skip_ws(i);
+        let (mut rest, field) = self.ref_name(start)?;
+        let mut masks = Vec::new();
+        while let Some(after) = rest.strip_prefix('/') {
+            let (after, n) = expect(self.number(after), after, "a prefix length after `/`")?;
+            masks.push(n);
+            rest = after;
+        }
+        Ok((
+            rest,
+            KeyPartAst {
+                field,
+                masks,
+                span: self.span(start, rest),
+            },
+        ))
+    }
+
+    /// `windows = window { "," window }`
+    fn windows<'a>(&self, i: &'a str) -> PResult<'a, Vec<WindowAst>> {
+        let (mut i, first) = self.window(i)?;
+        let mut windows = vec![first];
+        loop {
+            let comma = skip_ws(i);
+            let Some(rest) = comma.strip_prefix(',') else {
+                return Ok((i, windows));
+            };
+            let (rest, w) = self.window(rest)?;
+            windows.push(w);
+            i = rest;
+        }
+    }
+
+    /// `window = NUMBER "per" DURATION`
+    fn window<'a>(&self, i: &'a str) -> PResult<'a, WindowAst> {
+        let (i, max) = expect(self.number(i), i, "a maximum, as in `max 100 per 1h`")?;
+        let (i, _) = expect(
+            self.keyword("per", i),
+            i,
+            "`per` after the maximum, as in `100 per 1h`",
+        )?;
+        let (i, per) = self.duration(i)?;
+        Ok((i, WindowAst { max, per }))
+    }
+
+    /// `DURATION = DIGIT { DIGIT } ( "s" | "m" | "h" | "d" | "w" )`
+    fn duration<'a>(&self, i: &'a str) -> PResult<'a, DurationLit> {
+        const EXPECTED: &str =
+            "a duration: a number and a unit s, m, h, d or w (`30s`, `1h`, `1d`)";
+        let start = skip_ws(i);
+        let (rest, digits) = take_while1(|c: char| c.is_ascii_digit())(start)
+            .or_else(|_: nom::Err<PError<'a>>| failure(start, EXPECTED))?;
+        let (after, unit) = take_while(is_name_char)(rest)?;
+        let ms: u64 = match unit {
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            _ => return failure(if unit.is_empty() { start } else { rest }, EXPECTED),
+        };
+        let Some(ms) = digits.parse::<u64>().ok().and_then(|n| n.checked_mul(ms)) else {
+            return failure(start, "a shorter duration");
+        };
+        Ok((
+            after,
+            DurationLit {
+                ms,
+                span: self.span(start, after),
+            },
+        ))
+    }
+
+    /// `overrides = "file" STRING | "{" { override } "}"`
+    fn overrides<'a>(&self, i: &'a str) -> PResult<'a, OverridesAst> {
+        if let Ok((i, _)) = self.keyword("file", i) {
+            let (i, path) = expect(self.string(i), i, "a quoted file name after `file`")?;
+            return Ok((i, OverridesAst::File(path)));
+        }
+        let brace = skip_ws(i);
+        let Some(mut rest) = brace.strip_prefix('{') else {
+            return failure(brace, "`{` with the overrides, or `file \"name\"`");
+        };
+        let mut entries = Vec::new();
+        loop {
+            let next = skip_ws(rest);
+            if let Some(after) = next.strip_prefix('}') {
+                return Ok((after, OverridesAst::Inline(entries)));
+            }
+            let (after, entry) = self.override_entry(next)?;
+            entries.push(entry);
+            rest = after;
+        }
+    }
+
+    /// `override = ( STRING | WORD ) window { "," window }`
+    pub(crate) fn override_entry<'a>(&self, i: &'a str) -> PResult<'a, OverrideAst> {
+        let (i, key) = expect(
+            self.login_entry(i),
+            i,
+            "a key (as `$key` shows it) and its maxima, or `}`",
+        )?;
+        let (i, windows) = self.windows(i)?;
+        Ok((i, OverrideAst { key, windows }))
+    }
+
     /// `default_item = "default" action`
     fn default_item<'a>(&self, i: &'a str) -> PResult<'a, (ActionAst, Span)> {
         let (i, kw) = self.keyword("default", i)?;
@@ -871,7 +1177,7 @@ impl<'s> Parser<'s> {
         Ok((i, (action, kw)))
     }
 
-    /// `item = list_item | logins_item | rule_item | default_item`
+    /// `item = list_item | logins_item | rule_item | limit_item | default_item`
     fn item<'a>(&self, i: &'a str) -> PResult<'a, Item> {
         let start = skip_ws(i);
         let word: &str = take_while::<_, _, PError<'a>>(is_name_char)(start)
@@ -881,10 +1187,11 @@ impl<'s> Parser<'s> {
             "list" => self.list_item(start).map(|(r, d)| (r, Item::List(d))),
             "logins" => self.logins_item(start).map(|(r, d)| (r, Item::Logins(d))),
             "rule" => self.rule_item(start).map(|(r, d)| (r, Item::Rule(d))),
+            "limit" => self.limit_item(start).map(|(r, d)| (r, Item::Limit(d))),
             "default" => self
                 .default_item(start)
                 .map(|(r, (a, s))| (r, Item::Default(a, s))),
-            _ => failure(start, "`list`, `logins`, `rule` or `default`"),
+            _ => failure(start, "`list`, `logins`, `rule`, `limit` or `default`"),
         }
     }
 }
@@ -944,6 +1251,41 @@ pub(crate) fn parse_policy(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
         }
     }
     (items, errors)
+}
+
+/// The entries of an overrides file: `override` items (see
+/// [`Parser::override_entry`]) separated by whitespace and `#` comments.
+/// Every broken line is reported (the parser resumes at the next line).
+pub(crate) fn parse_overrides_file(src: &str) -> (Vec<OverrideAst>, Vec<SyntaxError>) {
+    let parser = Parser::new(src);
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    let mut rest = src.strip_prefix('\u{feff}').unwrap_or(src);
+    loop {
+        rest = skip_ws(rest);
+        if rest.is_empty() {
+            break;
+        }
+        match parser.override_entry(rest) {
+            Ok((after, entry)) => {
+                entries.push(entry);
+                rest = after;
+            }
+            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                let offset = parser.offset(e.input);
+                errors.push(SyntaxError {
+                    offset,
+                    message: format!("expected {}, found {}", e.expected, describe_found(e.input)),
+                });
+                let next_line = src[offset..]
+                    .find('\n')
+                    .map_or(src.len(), |n| offset + n + 1);
+                rest = &src[next_line..];
+            }
+            Err(nom::Err::Incomplete(_)) => break,
+        }
+    }
+    (entries, errors)
 }
 
 /// Whether byte `at` of `src` is the first token of its line and an item
@@ -1110,7 +1452,7 @@ default DUNNO
             (
                 "bogus",
                 0,
-                "expected `list`, `logins`, `rule` or `default`, found `bogus`",
+                "expected `list`, `logins`, `rule`, `limit` or `default`, found `bogus`",
             ),
             ("list a { b", 10, "an entry or `}` to close the list"),
             ("list a { \"b }", 9, "a closing `\"` for this string"),

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::limit::LimitRule;
 use crate::action::Action;
 use crate::list::{List, LoginMap};
 use crate::request::{ProtocolState, Request};
@@ -38,7 +39,7 @@ impl Field {
     /// The field named `name` as written in a condition, if any (every
     /// template variable but `rule`).
     pub(crate) fn lookup_field(name: &str) -> Option<Self> {
-        Self::lookup(name).filter(|&var| var != Self::Rule)
+        Self::lookup(name).filter(|&var| var != Self::Rule && !var.is_limit_fact())
     }
 
     pub(crate) fn field_type(self) -> FieldType {
@@ -130,7 +131,12 @@ impl Field {
             Self::RecipientLocal => r.recipient.local,
             Self::RecipientDomain => r.recipient.domain,
             // Refused in conditions by the compiler (`lookup_field`).
-            Self::Rule => &[],
+            Self::Rule
+            | Self::Limit
+            | Self::Window
+            | Self::Counted
+            | Self::RetryAfter
+            | Self::Key => &[],
             Self::RecipientCount
             | Self::Size
             | Self::EncryptionKeysize
@@ -184,6 +190,16 @@ impl TextBuf {
                 return &self.bytes[at..];
             }
         }
+    }
+
+    /// `ip/bits`, for a masked address in a limit's key.
+    pub(crate) fn write_ip_prefix(&mut self, ip: IpAddr, bits: u8) -> &[u8] {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut self.bytes[..]);
+        // At most 39 + 4 bytes (IPv4-mapped addresses are masked as IPv4).
+        let _ = write!(cursor, "{ip}/{bits}");
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        &self.bytes[..len.min(Self::CAPACITY)]
     }
 
     fn write_ip(&mut self, ip: IpAddr) -> &[u8] {
@@ -411,6 +427,9 @@ pub(crate) const STATE_NAMES: [(&str, u16); 9] = [
 /// The bit of [`STATE_NAMES`] `END-OF-MESSAGE`.
 pub(crate) const END_OF_MESSAGE_BIT: u16 = 1 << 6;
 
+/// The bit of [`STATE_NAMES`] `DATA`.
+pub(crate) const DATA_BIT: u16 = 1 << 5;
+
 /// The bit of [`STATE_NAMES`] `RCPT`.
 pub(crate) const RCPT_BIT: u16 = 1 << 4;
 
@@ -478,6 +497,9 @@ pub(crate) struct Rule {
     pub(crate) clauses: Box<[u32]>,
     pub(crate) verdict: Verdict,
     pub(crate) source: RuleSource,
+    /// For a limit rule, its index in [`Program::limits`]; its verdict is
+    /// the `over` action.
+    pub(crate) limit: Option<u32>,
 }
 
 /// What the evaluator reads of each rule on every request, packed so that
@@ -547,6 +569,11 @@ impl EqualityRun {
 /// A compiled policy program. Empty (no rules) for `Policy::always`.
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
+    /// Tells compiled programs apart (per-connection message state is kept
+    /// per program); clones share it.
+    pub(crate) id: u64,
+    /// The limit rules, in rule order.
+    pub(crate) limits: Vec<LimitRule>,
     /// One per rule, in order: the evaluator's view (see [`RuleHot`]).
     pub(crate) hot: Vec<RuleHot>,
     /// The clause entries of every rule, back to back.
@@ -567,6 +594,8 @@ pub(crate) struct Program {
 impl Program {
     pub(crate) fn always(action: Action) -> Self {
         Self {
+            id: next_program_id(),
+            limits: Vec::new(),
             hot: Vec::new(),
             entries: Vec::new(),
             runs: Vec::new(),
@@ -580,6 +609,12 @@ impl Program {
             default: Verdict::constant(action),
         }
     }
+}
+
+/// A new [`Program::id`].
+pub(crate) fn next_program_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Program {
@@ -707,7 +742,7 @@ mod tests {
     #[test]
     fn fields_round_trip() {
         for f in Field::ALL {
-            let expected = (f != Field::Rule).then_some(f);
+            let expected = (f != Field::Rule && !f.is_limit_fact()).then_some(f);
             assert_eq!(Field::lookup_field(f.name()), expected);
         }
         assert_eq!(Field::lookup_field("nope"), None);

@@ -1,0 +1,552 @@
+//! Compiling `limit` items: key, count, windows, overrides, the `over`
+//! action, and a fresh counter table per limit.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::{to_u32, Compiler};
+use crate::lang::ast::{
+    ActionAst, Clause, CountAst, KeyPartAst, LimitDecl, Name, OverrideAst, OverridesAst, Span, Str,
+    WindowAst,
+};
+use crate::lang::diag::{Diagnostic, Severity};
+use crate::lang::limit::{
+    fnv1a, mask_ip, CountAt, KeyPart, LimitRule, Overrides, Unit, DEFAULT_LIMIT_CAPACITY,
+    FNV_START, KEY_SEPARATOR, MAX_LIMIT_CAPACITY,
+};
+use crate::lang::parse::parse_overrides_file;
+use crate::lang::program::{FieldType, Rule, RuleSource, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT};
+use crate::state::{HashSeeds, Limit, LimitTable, Window, MAX_WINDOWS, MAX_WINDOW_MS};
+
+/// The `over` action of a limit without one.
+pub(crate) const DEFAULT_OVER_VERB: &str = "DEFER";
+/// The text of the default `over` action.
+pub(crate) const DEFAULT_OVER_TEXT: &str =
+    "4.7.1 Rate limit reached ($limit per $window), try again in $retry_after seconds";
+
+/// Fresh random seeds for a new table's key hash (ahash's runtime-seeded
+/// state: the seeds are secret and differ per process).
+fn random_seeds() -> HashSeeds {
+    let state = ahash::RandomState::new();
+    HashSeeds([
+        state.hash_one(0x5eed_0001_u64),
+        state.hash_one(0x5eed_0002_u64),
+        state.hash_one(0x5eed_0003_u64),
+        state.hash_one(0x5eed_0004_u64),
+    ])
+}
+
+impl Compiler<'_> {
+    pub(super) fn limit(&mut self, l: &LimitDecl) {
+        let errors_before = self.errors.len() + self.suppressed;
+        for clause in &l.clauses {
+            if let Clause::State(names) = clause {
+                let span = names.first().map_or(l.head, |n| n.span);
+                self.error(
+                    span,
+                    "a limit has no `state` clause: it checks at RCPT and counts at the state its \
+                     `count` and `at` give; expected `if`, `unless`, `key`, `count`, `at`, `max`, \
+                     `overrides`, `capacity` or `over`"
+                        .to_owned(),
+                );
+            }
+        }
+        let conditions: Vec<Clause> = l
+            .clauses
+            .iter()
+            .filter(|c| !matches!(c, Clause::State(_)))
+            .cloned()
+            .collect();
+        let c = self.clauses(&conditions);
+        let key = self.limit_key(l);
+        let unit = self.limit_unit(l);
+        let at = unit.and_then(|u| self.limit_at(l, u));
+        let windows = self.limit_windows(l, unit);
+        let capacity = self.limit_capacity(l);
+        if let (Some(at), true) = (at, l.key.is_empty() || key.is_some()) {
+            if at != CountAt::Rcpt {
+                let recipient_key = key
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, KeyPart::Field(f) if f.is_recipient_level()));
+                if c.recipient_level || recipient_key {
+                    self.error(
+                        l.head,
+                        format!(
+                            "limit `{}` counts at {}, where a request has no recipient; expected no \
+                             recipient, recipient_local or recipient_domain in its conditions and key \
+                             (or `at rcpt`)",
+                            l.name.text,
+                            match at {
+                                CountAt::Data => "DATA",
+                                _ => "END-OF-MESSAGE",
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        let over = match &l.over {
+            Some(a) => self.action(a),
+            None => {
+                let default = ActionAst {
+                    verb: Name {
+                        text: DEFAULT_OVER_VERB.to_owned(),
+                        span: l.head,
+                    },
+                    text: Some(Str {
+                        value: DEFAULT_OVER_TEXT.to_owned(),
+                        span: l.head,
+                    }),
+                    span: l.head,
+                };
+                self.action(&default)
+            }
+        };
+        let (Some(key), Some(unit), Some(at), Some(windows), Some(capacity), Some(over)) =
+            (key, unit, at, windows, capacity, over)
+        else {
+            return;
+        };
+        let overrides = self.limit_overrides(l, &key, &windows);
+        if self.errors.len() + self.suppressed > errors_before {
+            return;
+        }
+        let Ok(limit) = Limit::new(&windows) else {
+            return;
+        };
+        let signature = signature(&l.name.text, &key, unit, at, &windows, capacity);
+        let states = match at {
+            CountAt::Rcpt => RCPT_BIT,
+            CountAt::Data => RCPT_BIT | DATA_BIT,
+            CountAt::EndOfMessage => RCPT_BIT | END_OF_MESSAGE_BIT,
+        };
+        let index = to_u32(self.program.limits.len());
+        self.program.limits.push(LimitRule {
+            rule: to_u32(self.program.rules.len()),
+            signature,
+            key: key.into_boxed_slice(),
+            unit,
+            at,
+            maxima: windows.iter().map(|w| w.max()).collect(),
+            table: Arc::new(LimitTable::new(limit.clone(), capacity, random_seeds())),
+            limit,
+            capacity,
+            overrides,
+        });
+        let over_text = match &l.over {
+            Some(a) => a.span.text(self.src).into(),
+            None => format!("{DEFAULT_OVER_VERB} \"{DEFAULT_OVER_TEXT}\"").into(),
+        };
+        self.rule_name_spans.push(l.name.span);
+        self.program.rules.push(Rule {
+            name: l.name.text.clone().into_boxed_str(),
+            states,
+            dry_run: l.dry_run,
+            clauses: c.entries.into_boxed_slice(),
+            verdict: over,
+            source: RuleSource {
+                states: None,
+                clauses: c.clause_text.into_boxed_slice(),
+                action: over_text,
+                clause_nodes: c.clause_nodes.into_boxed_slice(),
+                line: self.line_of(l.name.span),
+            },
+            limit: Some(index),
+        });
+    }
+
+    fn limit_key(&mut self, l: &LimitDecl) -> Option<Vec<KeyPart>> {
+        if l.key.is_empty() {
+            self.error(
+                l.head,
+                format!(
+                    "limit `{}` has no key; expected `key FIELD` (e.g. `key sasl_username` or \
+                     `key client_address/24/64`)",
+                    l.name.text
+                ),
+            );
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut ok = true;
+        for part in &l.key {
+            match self.key_part(part) {
+                Some(p) => parts.push(p),
+                None => ok = false,
+            }
+        }
+        ok.then_some(parts)
+    }
+
+    fn key_part(&mut self, part: &KeyPartAst) -> Option<KeyPart> {
+        let field = self.field(&part.field)?;
+        let is_ip = field.field_type() == FieldType::Ip;
+        match (is_ip, part.masks.as_slice()) {
+            (_, []) => Some(KeyPart::Field(field)),
+            (true, [v4, v6]) => {
+                let mut ok = true;
+                if v4.value > 32 || v4.has_unit {
+                    self.error(v4.span, "an IPv4 prefix length from 0 to 32".to_owned());
+                    ok = false;
+                }
+                if v6.value > 128 || v6.has_unit {
+                    self.error(v6.span, "an IPv6 prefix length from 0 to 128".to_owned());
+                    ok = false;
+                }
+                ok.then(|| KeyPart::Ip {
+                    field,
+                    v4: u8::try_from(v4.value).unwrap_or(32),
+                    v6: u8::try_from(v6.value).unwrap_or(128),
+                })
+            }
+            (true, [one]) => {
+                self.error(
+                    one.span,
+                    format!(
+                        "give both prefix lengths, IPv4 then IPv6: `{0}/{1}/64` (or `{0}` for whole addresses)",
+                        part.field.text, one.value
+                    ),
+                );
+                None
+            }
+            (true, _) => {
+                self.error(
+                    part.span,
+                    format!(
+                        "too many prefix lengths; expected `{}/V4/V6` (e.g. /24/64)",
+                        part.field.text
+                    ),
+                );
+                None
+            }
+            (false, _) => {
+                self.error(
+                    part.span,
+                    format!(
+                        "`{}` is not an IP address field; expected prefix lengths only on client_address or server_address",
+                        part.field.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn limit_unit(&mut self, l: &LimitDecl) -> Option<Unit> {
+        match l.count {
+            Some((CountAst::Messages, _)) => Some(Unit::Messages),
+            Some((CountAst::Recipients, _)) => Some(Unit::Recipients),
+            Some((CountAst::Bytes { times_recipients }, _)) => {
+                Some(Unit::Bytes { times_recipients })
+            }
+            None => {
+                self.error(
+                    l.head,
+                    format!(
+                        "limit `{}` does not say what it counts; expected `count messages`, \
+                         `count recipients` or `count bytes`",
+                        l.name.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn limit_at(&mut self, l: &LimitDecl, unit: Unit) -> Option<CountAt> {
+        let at = match &l.at {
+            None => {
+                return Some(match unit {
+                    Unit::Bytes { .. } => CountAt::EndOfMessage,
+                    _ => CountAt::Rcpt,
+                })
+            }
+            Some(name) => match name.text.to_ascii_lowercase().as_str() {
+                "rcpt" => CountAt::Rcpt,
+                "data" => CountAt::Data,
+                "end-of-message" => CountAt::EndOfMessage,
+                _ => {
+                    self.error(
+                        name.span,
+                        format!(
+                            "unknown counting point `{}`; expected `rcpt`, `data` or `end-of-message`",
+                            name.text
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        if matches!(unit, Unit::Bytes { .. }) && at != CountAt::EndOfMessage {
+            if let Some(name) = &l.at {
+                self.error(
+                    name.span,
+                    "bytes are counted at END-OF-MESSAGE, where `size` is exact; expected \
+                     `at end-of-message` or no `at`"
+                        .to_owned(),
+                );
+            }
+            return None;
+        }
+        Some(at)
+    }
+
+    fn limit_windows(&mut self, l: &LimitDecl, unit: Option<Unit>) -> Option<Vec<Window>> {
+        if l.windows.is_empty() {
+            self.error(
+                l.head,
+                format!(
+                    "limit `{}` has no maximum; expected `max N per DURATION` (e.g. `max 100 per 1h, 1000 per 1d`)",
+                    l.name.text
+                ),
+            );
+            return None;
+        }
+        if l.windows.len() > MAX_WINDOWS {
+            self.error(
+                l.windows[MAX_WINDOWS].max.span,
+                format!("too many windows; expected at most {MAX_WINDOWS} in one limit"),
+            );
+            return None;
+        }
+        let mut out: Vec<Window> = Vec::new();
+        let mut ok = true;
+        for w in &l.windows {
+            match self.window(w, unit) {
+                Some(window) => {
+                    if out.iter().any(|o| o.per_ms() == window.per_ms()) {
+                        self.error(
+                            w.per.span,
+                            "a second window of the same length; expected each window once"
+                                .to_owned(),
+                        );
+                        ok = false;
+                    }
+                    out.push(window);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn window(&mut self, w: &WindowAst, unit: Option<Unit>) -> Option<Window> {
+        if w.max.has_unit && !matches!(unit, Some(Unit::Bytes { .. })) {
+            self.error(
+                w.max.span,
+                "a size unit on a count of messages or recipients; expected a plain number (size units are for `count bytes`)".to_owned(),
+            );
+            return None;
+        }
+        if w.per.ms < 1000 || w.per.ms > MAX_WINDOW_MS {
+            self.error(
+                w.per.span,
+                format!(
+                    "a window from 1s to {}d; found {}",
+                    MAX_WINDOW_MS / 86_400_000,
+                    w.per.span.text(self.src)
+                ),
+            );
+            return None;
+        }
+        Window::new(w.max.value, w.per.ms).ok()
+    }
+
+    fn limit_capacity(&mut self, l: &LimitDecl) -> Option<usize> {
+        let Some(n) = l.capacity else {
+            return Some(DEFAULT_LIMIT_CAPACITY);
+        };
+        match usize::try_from(n.value) {
+            Ok(v) if (1..=MAX_LIMIT_CAPACITY).contains(&v) && !n.has_unit => Some(v),
+            _ => {
+                self.error(
+                    n.span,
+                    format!("a capacity from 1 to {MAX_LIMIT_CAPACITY} keys"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The limit's overrides; errors are reported (and make the limit fail
+    /// through the error count).
+    fn limit_overrides(
+        &mut self,
+        l: &LimitDecl,
+        key: &[KeyPart],
+        windows: &[Window],
+    ) -> Option<Overrides> {
+        let entries: Vec<(OverrideAst, Option<(String, String)>)> = match l.overrides.as_ref()? {
+            OverridesAst::Inline(entries) => entries.iter().map(|e| (e.clone(), None)).collect(),
+            OverridesAst::File(path) => {
+                let text = self.load(path)?;
+                let (entries, errors) = parse_overrides_file(&text);
+                let file = self.loader.display_name(&path.value);
+                if !errors.is_empty() {
+                    let index = crate::lang::diag::LineIndex::new(&text);
+                    for e in errors {
+                        if self.full() {
+                            continue;
+                        }
+                        let d = index.diagnostic(Severity::Error, &file, e.offset, e.message);
+                        self.errors.push((path.span.start, d));
+                    }
+                    return None;
+                }
+                entries
+                    .into_iter()
+                    .map(|e| (e, Some((file.clone(), text.clone()))))
+                    .collect()
+            }
+        };
+        let mut out = Overrides::default();
+        for (entry, in_file) in entries {
+            let problem = |c: &mut Self, span: Span, message: String| match &in_file {
+                None => c.error(span, message),
+                Some((file, text)) => {
+                    if c.full() {
+                        return;
+                    }
+                    let index = crate::lang::diag::LineIndex::new(text);
+                    let d: Diagnostic =
+                        index.diagnostic(Severity::Error, file, span.start, message);
+                    let at = match &l.overrides {
+                        Some(OverridesAst::File(p)) => p.span.start,
+                        _ => 0,
+                    };
+                    c.errors.push((at, d));
+                }
+            };
+            let Some(text) = normalize_override_key(&entry.key.value, key) else {
+                problem(
+                    self,
+                    entry.key.span,
+                    format!(
+                        "override key \"{}\" does not fit the limit's key; expected {} part(s) separated by `, ` \
+                         (as `$key` shows it{})",
+                        entry.key.value,
+                        key.len(),
+                        if key.iter().any(|p| matches!(p, KeyPart::Ip { .. })) {
+                            ", networks as `192.0.2.0/24`"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                continue;
+            };
+            let mut maxima: Vec<Option<u64>> = vec![None; windows.len()];
+            for w in &entry.windows {
+                match windows.iter().position(|rw| rw.per_ms() == w.per.ms) {
+                    Some(i) => maxima[i] = Some(w.max.value),
+                    None => {
+                        let mut listed = String::new();
+                        for (i, rw) in windows.iter().enumerate() {
+                            let mut buf = [0u8; 24];
+                            let shown = crate::template::write_duration(rw.per_ms(), &mut buf);
+                            let _ = write!(
+                                listed,
+                                "{}{}",
+                                if i > 0 { ", " } else { "" },
+                                String::from_utf8_lossy(shown)
+                            );
+                        }
+                        problem(
+                            self,
+                            w.per.span,
+                            format!("an override for a window the limit does not have; expected one of {listed}"),
+                        );
+                    }
+                }
+            }
+            out.by_key.insert(
+                text.into_bytes().into_boxed_slice(),
+                maxima.into_boxed_slice(),
+            );
+        }
+        Some(out)
+    }
+}
+
+/// The key text an override names, as `$key` would show it: parts split at
+/// `, `, lower-cased where the key ignores case, networks in canonical form.
+/// `None` if it does not have the key's shape.
+fn normalize_override_key(written: &str, key: &[KeyPart]) -> Option<String> {
+    let sep = std::str::from_utf8(KEY_SEPARATOR).unwrap_or(", ");
+    let parts: Vec<&str> = if key.len() == 1 {
+        vec![written]
+    } else {
+        written.split(sep).collect()
+    };
+    if parts.len() != key.len() {
+        return None;
+    }
+    let mut out = String::new();
+    for (i, (text, part)) in parts.iter().zip(key).enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        match *part {
+            KeyPart::Field(field) => match field.field_type() {
+                FieldType::Address | FieldType::Domain | FieldType::TextNoCase => {
+                    out.push_str(&text.to_ascii_lowercase());
+                }
+                FieldType::Ip => {
+                    let ip: std::net::IpAddr = text.parse().ok()?;
+                    let ip = mask_ip(ip, 32, 128);
+                    let _ = write!(out, "{ip}");
+                }
+                _ => out.push_str(text),
+            },
+            KeyPart::Ip { v4, v6, .. } => {
+                let (addr, bits) = match text.split_once('/') {
+                    Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+                    None => (text, None),
+                };
+                let ip: std::net::IpAddr = addr.parse().ok()?;
+                let masked = mask_ip(ip, v4, v6);
+                let want = if masked.is_ipv4() { v4 } else { v6 };
+                if bits.is_some_and(|b| b != want) {
+                    return None;
+                }
+                let _ = write!(out, "{masked}/{want}");
+            }
+        }
+    }
+    Some(out)
+}
+
+/// What must stay the same for counters to carry over: name, key, unit,
+/// counting point, window lengths and capacity (FNV-1a of a canonical
+/// description, stable across builds).
+fn signature(
+    name: &str,
+    key: &[KeyPart],
+    unit: Unit,
+    at: CountAt,
+    windows: &[Window],
+    capacity: usize,
+) -> u64 {
+    let mut d = format!("limit {name}; key");
+    for part in key {
+        match *part {
+            KeyPart::Field(f) => {
+                let _ = write!(d, " {}", f.name());
+            }
+            KeyPart::Ip { field, v4, v6 } => {
+                let _ = write!(d, " {}/{v4}/{v6}", field.name());
+            }
+        }
+    }
+    let _ = write!(d, "; count {unit:?}; at {at:?}; windows");
+    for w in windows {
+        let _ = write!(d, " {}", w.per_ms());
+    }
+    let _ = write!(d, "; capacity {capacity}");
+    fnv1a(FNV_START, d.as_bytes())
+}

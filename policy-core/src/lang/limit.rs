@@ -1,0 +1,410 @@
+//! Limit rules, compiled and evaluated: the key of a request, the units it
+//! counts, the check against the rule's [`LimitTable`], and the per-connection
+//! message state that `count messages` and the `at data` / `at
+//! end-of-message` modes need.
+//!
+//! # When units are counted
+//!
+//! - `at rcpt` (the default for `messages` and `recipients`): at RCPT, checked
+//!   and counted atomically when the rule is reached. If the final answer to
+//!   the request refuses it ([`Action::refuses`]), every unit counted during
+//!   the request is given back ([`LimitTable::refund`]): a refused attempt
+//!   never counts.
+//! - `at data` / `at end-of-message` (and always for `bytes`): at RCPT the
+//!   rule only checks whether the message could still fit (refusing early if
+//!   not); at DATA or END-OF-MESSAGE it checks and counts what Postfix
+//!   accepted (`recipient_count`, `size`).
+
+use std::hash::Hasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::program::{Field, FieldType, Program, TextBuf};
+use crate::engine::Timestamp;
+use crate::request::{ProtocolState, Request};
+use crate::state::{Key, Limit, LimitTable, Verdict};
+use crate::template::LimitFacts;
+
+/// The default `capacity` of a limit: the most keys it tracks. About 150-300
+/// MB when full (see the rate-limiting chapter for bytes per key); a table
+/// this size is filled only by a flood of distinct keys, which then meets the
+/// documented fail-open rule rather than evicting live keys.
+pub const DEFAULT_LIMIT_CAPACITY: usize = 1_000_000;
+
+/// The largest `capacity` a limit may ask for: 100 million keys, tens of
+/// GB of counters when full; a larger number is a typo.
+pub const MAX_LIMIT_CAPACITY: usize = 100_000_000;
+
+/// The separator between the parts of a key's text (`joe, 192.0.2.0/24`).
+pub(crate) const KEY_SEPARATOR: &[u8] = b", ";
+
+/// The longest key text composed for one request, in bytes: a key part is
+/// an attribute value (at most a line, 4 KiB by default), so a few parts fit;
+/// longer texts are cut (the hash still covers every byte of every part).
+pub(crate) const MAX_KEY_TEXT_BYTES: usize = 1024;
+
+/// One part of a limit's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum KeyPart {
+    /// A field's value (lower-cased when the field ignores case).
+    Field(Field),
+    /// An IP field masked to a prefix: `v4` bits for IPv4, `v6` for IPv6.
+    Ip { field: Field, v4: u8, v6: u8 },
+}
+
+/// What one unit of a limit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Unit {
+    Messages,
+    Recipients,
+    Bytes { times_recipients: bool },
+}
+
+/// When a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum CountAt {
+    Rcpt,
+    Data,
+    EndOfMessage,
+}
+
+/// Maxima per window for one key (`None`: the rule's).
+pub(crate) type Maxima = Box<[Option<u64>]>;
+
+/// Per-key maxima: key text (lower-cased where the key ignores case) ->
+/// its maxima. ahash's runtime-seeded hasher: looked up with client data.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overrides {
+    pub(crate) by_key: std::collections::HashMap<Box<[u8]>, Maxima, ahash::RandomState>,
+}
+
+/// A compiled limit rule (the [`Rule`](super::program::Rule) of the same
+/// index holds its conditions, name and `over` action).
+#[derive(Debug, Clone)]
+pub(crate) struct LimitRule {
+    /// Index of the rule in [`Program::rules`].
+    pub(crate) rule: u32,
+    /// What must stay the same for a reload or a restart to keep the counters.
+    pub(crate) signature: u64,
+    pub(crate) key: Box<[KeyPart]>,
+    pub(crate) unit: Unit,
+    pub(crate) at: CountAt,
+    /// The windows with the rule's maxima.
+    pub(crate) limit: Limit,
+    /// The rule's maxima, one per window (passed on every check, so that a
+    /// table kept across a reload uses the new maxima).
+    pub(crate) maxima: Box<[u64]>,
+    pub(crate) capacity: usize,
+    pub(crate) overrides: Option<Overrides>,
+    pub(crate) table: Arc<LimitTable>,
+}
+
+/// A unit counted while deciding one request, to give back if the final
+/// answer refuses the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counted {
+    pub(crate) limit: u32,
+    pub(crate) hash: u64,
+    pub(crate) units: u64,
+}
+
+/// What a connection remembers of the message under way.
+#[derive(Debug, Default)]
+pub(crate) struct MessageState {
+    /// The policy these facts belong to ([`Program::id`]).
+    pub(crate) policy: u64,
+    /// A hash of the message's `instance` (0 with none).
+    pub(crate) instance: u64,
+    /// Recipients of this message the policy did not refuse.
+    pub(crate) accepted: u64,
+    /// Per limit: whether this message was counted (`count messages`).
+    pub(crate) counted: Vec<bool>,
+}
+
+/// The facts of a refusal, kept in the scratch for the `over` action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub(crate) max: u64,
+    pub(crate) window_ms: u64,
+    pub(crate) counted: u64,
+    pub(crate) retry_after_ms: Option<u64>,
+    /// The key text: `Buffers::key[..key_len]`.
+    pub(crate) key_len: usize,
+}
+
+impl Refused {
+    pub(crate) fn facts<'k>(&self, key: &'k [u8]) -> LimitFacts<'k> {
+        LimitFacts {
+            max: self.max,
+            window_ms: self.window_ms,
+            counted: self.counted,
+            retry_after_ms: self.retry_after_ms,
+            key: key.get(..self.key_len).unwrap_or(key),
+        }
+    }
+}
+
+/// FNV-1a over `bytes`, continuing from `h` (stable across builds and
+/// processes, for signatures and instance ids).
+pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// FNV-1a's starting value.
+pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+impl MessageState {
+    /// Starts over when the request belongs to another message (or policy)
+    /// than the last one seen on this connection.
+    pub(crate) fn follow(&mut self, policy: u64, limits: usize, request: &Request<'_>) {
+        let instance = if request.instance.is_empty() {
+            0
+        } else {
+            fnv1a(FNV_START, request.instance) | 1
+        };
+        // Without an instance, each request is its own message.
+        if self.policy != policy || self.instance != instance || instance == 0 {
+            self.policy = policy;
+            self.instance = instance;
+            self.accepted = 0;
+            self.counted.clear();
+        }
+        if self.counted.len() != limits {
+            // Grows once per connection and policy; never shrinks below.
+            self.counted.resize(limits, false);
+        }
+    }
+}
+
+/// What a limit rule found for a request.
+pub(crate) enum Step {
+    /// Not over (counted or only checked), or the rule does not apply (an
+    /// empty key part, nothing to count): go on with the next rule.
+    Pass,
+    /// Over: the facts for the `over` action.
+    Over(Refused),
+}
+
+impl Program {
+    /// Run limit `index` on `request` (its conditions hold). Writes the key
+    /// text into `key`, records counted units in `counted`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn limit_step(
+        &self,
+        index: u32,
+        request: &Request<'_>,
+        now: Timestamp,
+        key: &mut Vec<u8>,
+        counted: &mut Vec<Counted>,
+        message: &MessageState,
+        probe: bool,
+    ) -> Step {
+        let Some(limit) = self.limits.get(index as usize) else {
+            return Step::Pass;
+        };
+        let state = request.protocol_state;
+        let rcpt = matches!(state, Some(ProtocolState::Rcpt));
+        let counts_here = match limit.at {
+            CountAt::Rcpt => rcpt,
+            CountAt::Data => matches!(state, Some(ProtocolState::Data)),
+            CountAt::EndOfMessage => matches!(state, Some(ProtocolState::EndOfMessage)),
+        };
+        if !rcpt && !counts_here {
+            return Step::Pass;
+        }
+        let recipients_here = |at_rcpt: u64| {
+            if rcpt {
+                at_rcpt
+            } else {
+                request.recipient_count.map_or(0, u64::from)
+            }
+        };
+        let units = match limit.unit {
+            Unit::Messages => {
+                if rcpt
+                    && limit.at == CountAt::Rcpt
+                    && message.counted.get(index as usize).copied() == Some(true)
+                {
+                    // This message was counted at an earlier recipient.
+                    return Step::Pass;
+                }
+                1
+            }
+            Unit::Recipients => recipients_here(message.accepted.saturating_add(1)),
+            Unit::Bytes { times_recipients } => {
+                let size = request.size.unwrap_or(0);
+                if times_recipients {
+                    size.saturating_mul(recipients_here(message.accepted.saturating_add(1)))
+                } else {
+                    size
+                }
+            }
+        };
+        let units = if rcpt && limit.at == CountAt::Rcpt && limit.unit == Unit::Recipients {
+            1
+        } else {
+            units
+        };
+        if units == 0 {
+            return Step::Pass;
+        }
+        let Some(hash) = compose_key(limit, request, key) else {
+            return Step::Pass;
+        };
+        let maxima = override_maxima(limit, key);
+        let k = Key {
+            hash,
+            text: key.as_slice(),
+        };
+        let maxima = maxima.as_deref().unwrap_or(&limit.maxima);
+        let counts_here = counts_here && !probe;
+        let verdict = if counts_here {
+            limit.table.check_and_count_with(k, units, now, maxima)
+        } else {
+            limit.table.check_with(k, units, now, maxima)
+        };
+        match verdict {
+            Verdict::Admitted => {
+                if counts_here {
+                    counted.push(Counted {
+                        limit: index,
+                        hash,
+                        units,
+                    });
+                }
+                Step::Pass
+            }
+            Verdict::Untracked => Step::Pass,
+            Verdict::Refused(r) => {
+                let window = limit.limit.windows().get(r.window);
+                Step::Over(Refused {
+                    max: maxima
+                        .get(r.window)
+                        .copied()
+                        .or(window.map(|w| w.max()))
+                        .unwrap_or(0),
+                    window_ms: window.map_or(0, |w| w.per_ms()),
+                    counted: r.counted,
+                    retry_after_ms: r.retry_after_ms,
+                    key_len: key.len(),
+                })
+            }
+        }
+    }
+
+    /// Gives back the units of `counted` (the final answer refused the request).
+    pub(crate) fn refund(&self, counted: &[Counted], now: Timestamp) {
+        for c in counted {
+            if let Some(limit) = self.limits.get(c.limit as usize) {
+                limit.table.refund(c.hash, c.units, now);
+            }
+        }
+    }
+}
+
+/// The maxima of an override for the key in `key`, if any (copied out, so
+/// that the key buffer stays free): at most [`crate::state::MAX_WINDOWS`].
+fn override_maxima(limit: &LimitRule, key: &[u8]) -> Option<smallvec::SmallVec<[u64; 4]>> {
+    let overrides = limit.overrides.as_ref()?;
+    let found = overrides.by_key.get(key)?;
+    Some(
+        limit
+            .maxima
+            .iter()
+            .enumerate()
+            .map(|(i, &max)| found.get(i).copied().flatten().unwrap_or(max))
+            .collect(),
+    )
+}
+
+/// Writes the key text of `request` for `limit` into `key` and returns its
+/// hash; `None` when a part is empty (the rule does not apply).
+fn compose_key(limit: &LimitRule, request: &Request<'_>, key: &mut Vec<u8>) -> Option<u64> {
+    key.clear();
+    let mut hasher = limit.table.key_hasher();
+    for (i, part) in limit.key.iter().enumerate() {
+        if i > 0 && key.len() + KEY_SEPARATOR.len() <= MAX_KEY_TEXT_BYTES {
+            key.extend_from_slice(KEY_SEPARATOR);
+        }
+        match *part {
+            KeyPart::Field(field) => {
+                let mut buf = TextBuf::new();
+                let value = field.text(request, &mut buf);
+                if value.is_empty() {
+                    return None;
+                }
+                hasher.write_usize(value.len());
+                let lower = matches!(
+                    field.field_type(),
+                    FieldType::Address | FieldType::Domain | FieldType::TextNoCase
+                );
+                let room = MAX_KEY_TEXT_BYTES.saturating_sub(key.len());
+                let shown = &value[..value.len().min(room)];
+                if lower {
+                    key.extend(shown.iter().map(u8::to_ascii_lowercase));
+                    // Hash the whole value, lower-cased, a chunk at a time.
+                    for chunk in value.chunks(64) {
+                        let mut low = [0u8; 64];
+                        for (d, s) in low.iter_mut().zip(chunk) {
+                            *d = s.to_ascii_lowercase();
+                        }
+                        hasher.write(&low[..chunk.len()]);
+                    }
+                } else {
+                    key.extend_from_slice(shown);
+                    hasher.write(value);
+                }
+            }
+            KeyPart::Ip { field, v4, v6 } => {
+                let ip = field.ip(request)?;
+                let masked = mask_ip(ip, v4, v6);
+                let bits = match masked {
+                    IpAddr::V4(_) => v4,
+                    IpAddr::V6(_) => v6,
+                };
+                let mut buf = TextBuf::new();
+                let text = buf.write_ip_prefix(masked, bits);
+                hasher.write_usize(text.len());
+                hasher.write(text);
+                if key.len() + text.len() <= MAX_KEY_TEXT_BYTES {
+                    key.extend_from_slice(text);
+                }
+            }
+        }
+    }
+    Some(hasher.finish())
+}
+
+/// `ip` with its host bits cleared: `v4` prefix bits for IPv4 (and
+/// IPv4-mapped IPv6), `v6` for IPv6.
+pub(crate) fn mask_ip(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
+    let ip = match ip {
+        IpAddr::V6(v6addr) => match v6addr.to_ipv4_mapped() {
+            Some(v4addr) => IpAddr::V4(v4addr),
+            None => ip,
+        },
+        IpAddr::V4(_) => ip,
+    };
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(v4.min(32));
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u32::from(v6.min(128));
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
