@@ -161,8 +161,25 @@ impl Policy {
     /// Explain how this policy decides `request`: for each rule, whether its
     /// state matched, each condition test in source form with its value,
     /// dry-run hits, and the verdict. Allocates; for `policyd test --explain`.
+    ///
+    /// Limits are checked, never counted. A limit counting messages sees a
+    /// new message here; [`Policy::explain_with`] explains a request in the
+    /// middle of a connection's message.
     pub fn explain(&self, request: &Request<'_>, now: Timestamp) -> Explanation {
-        crate::lang::explain(&self.program, request, now)
+        crate::lang::explain(&self.program, request, now, None)
+    }
+
+    /// [`Policy::explain`] for a request of the connection whose [`Scratch`]
+    /// this is: limits see the message under way on it (which recipients were
+    /// accepted, whether the message was counted) as [`Policy::decide`] with
+    /// that scratch would. The scratch is not changed.
+    pub fn explain_with(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &Scratch,
+    ) -> Explanation {
+        crate::lang::explain(&self.program, request, now, Some(&scratch.buffers.message))
     }
 
     /// Decide `request` at time `now`, using the caller's `scratch`.

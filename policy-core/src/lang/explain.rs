@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::eval::Buffers;
+use super::limit::MessageState;
 use super::program::Program;
 use crate::engine::Timestamp;
 use crate::request::Request;
@@ -85,9 +86,15 @@ pub struct TestResult {
 }
 
 /// Explain how `program` decides `request`.
-pub(crate) fn explain(program: &Program, request: &Request<'_>, now: Timestamp) -> Explanation {
+pub(crate) fn explain(
+    program: &Program,
+    request: &Request<'_>,
+    now: Timestamp,
+    message: Option<&MessageState>,
+) -> Explanation {
     let mut buffers = Buffers {
         probe: true,
+        message: message.cloned().unwrap_or_default(),
         ..Buffers::default()
     };
     let outcome = program.decide(request, now, &mut buffers);

@@ -109,7 +109,7 @@ pub(crate) struct Counted {
 }
 
 /// What a connection remembers of the message under way.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct MessageState {
     /// The policy these facts belong to ([`Program::id`]).
     pub(crate) policy: u64,
