@@ -48,12 +48,15 @@ mkdir -p "$corpus/compile"
 for policy in "$root"/policy-core/tests/scenarios/*/policy.conf; do
     cp "$policy" "$corpus/compile/scenario-$(basename "$(dirname "$policy")")"
 done
-# Each ```policy fenced block of the language reference, one file each.
-awk -v dir="$corpus/compile" '
-    /^```policy[[:space:]]*$/ { n++; out = sprintf("%s/docs-example-%02d", dir, n); inside = 1; next }
-    /^```/ && inside { inside = 0; close(out); next }
-    inside { print > out }
-' "$root/docs/policy-language.md"
+# Each ```policy fenced block of the language reference and the
+# rate-limiting chapter, one file each.
+for doc in "$root"/docs/*.md; do
+    awk -v dir="$corpus/compile" -v name="$(basename "$doc" .md)" '
+        /^```policy[[:space:]]*$/ { n++; out = sprintf("%s/docs-%s-%02d", dir, name, n); inside = 1; next }
+        /^```/ && inside { inside = 0; close(out); next }
+        inside { print > out }
+    ' "$doc"
+done
 
 for target in "${request_targets[@]}" action compile; do
     echo "seed corpus $target: $(find "$corpus/$target" -type f | wc -l) files"
