@@ -6,18 +6,31 @@
 //! it names from the scenario's directory, compare the compile warnings with
 //! `warnings.txt`, then decide every request of `requests.txt` and compare the
 //! action (wire form, templates expanded), the deciding rule and the dry-run
-//! hits with `expected.txt`, and check that `Policy::explain` tells the same
-//! story as `Policy::decide`. Every mismatch of every scenario is collected and
-//! reported at once, naming the scenario, the request's number and the line of
-//! `requests.txt` it starts on.
+//! hits with `expected.txt`, and check that `Policy::explain_with` tells the
+//! same story as `Policy::decide`. Every mismatch of every scenario is
+//! collected and reported at once, naming the scenario, the request's number
+//! and the line of `requests.txt` it starts on.
+//!
+//! Each request is decided at a simulated time (`now=+DURATION` in its block,
+//! an offset from [`START`]) on a simulated connection (`connection=N`, each
+//! with its own [`Scratch`]), so that limits can be tested as Postfix would
+//! exercise them: several smtpd processes, time passing.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use policy_core::{Action, Policy, Request, Scratch, Timestamp};
 
-/// The scenarios do not depend on time; any fixed `now` will do.
-const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
+/// The time a scenario starts at (`now=+0s`): 2023-11-15T00:00:00Z, a UTC
+/// midnight, so that it is a multiple of the bucket width of every window
+/// whose sixteenth divides a day (`1s`, `16s`, `1m`, `1h`, `1d`, ...): a
+/// unit counted at `+0s` sits at the very start of its bucket, and the times
+/// at which it stops counting are exact offsets (see `README.md`).
+const START: Timestamp = Timestamp::from_unix_millis(1_700_006_400_000);
+
+/// The connection a request is decided on when its block names none.
+const DEFAULT_CONNECTION: u32 = 1;
 
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
@@ -101,6 +114,35 @@ struct Expected {
     action: Option<String>,
     rule: Option<String>,
     dry_run: Vec<String>,
+    /// `now=+DURATION`: milliseconds after [`START`] (default: the previous
+    /// request's time, [`START`] for the first).
+    now: Option<u64>,
+    /// `connection=N` (default [`DEFAULT_CONNECTION`]).
+    connection: Option<u32>,
+}
+
+/// `+DURATION` of a `now=` line in milliseconds: `+`, a number and one unit
+/// of `ms`, `s`, `m`, `h`, `d`, `w` (`+0s`, `+61m`, `+1d`, `+3825999ms`).
+fn parse_offset(text: &str) -> Result<u64, String> {
+    let expected = || {
+        format!(
+            "expected `now=+N` and a unit ms, s, m, h, d or w (`+90s`, `+1d`), found `now={text}`"
+        )
+    };
+    let rest = text.strip_prefix('+').ok_or_else(expected)?;
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = rest.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| expected())?;
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(expected()),
+    };
+    number.checked_mul(scale).ok_or_else(expected)
 }
 
 fn read_expected(path: &Path) -> Result<Vec<Expected>, String> {
@@ -133,9 +175,24 @@ fn read_expected(path: &Path) -> Result<Vec<Expected>, String> {
             }
         } else if let Some(hit) = line.strip_prefix("dry-run=") {
             block.dry_run.push(hit.to_owned());
+        } else if let Some(offset) = line.strip_prefix("now=") {
+            let offset = parse_offset(offset).map_err(|e| at(&e))?;
+            if block.now.replace(offset).is_some() {
+                return Err(at("a second `now=` in one block"));
+            }
+        } else if let Some(n) = line.strip_prefix("connection=") {
+            let n: u32 = n.parse().map_err(|_| {
+                at(&format!(
+                    "expected `connection=N` (a number), found `{line}`"
+                ))
+            })?;
+            if block.connection.replace(n).is_some() {
+                return Err(at("a second `connection=` in one block"));
+            }
         } else {
             return Err(at(
-                "expected `action=`, `rule=`, `dry-run=`, a `#` comment or an empty line",
+                "expected `action=`, `rule=`, `dry-run=`, `now=`, `connection=`, a `#` comment \
+                 or an empty line",
             ));
         }
     }
@@ -250,7 +307,11 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
     }
 
     let policy = &compiled.policy;
-    let mut scratch = Scratch::new();
+    // One scratch per simulated connection: the message under way (for
+    // `count messages` and the `at data` / `at end-of-message` checks) is
+    // per connection, as in the daemon.
+    let mut connections: BTreeMap<u32, Scratch> = BTreeMap::new();
+    let mut offset = 0;
     let mut wire = Vec::new();
     for (number, (request, expected)) in requests.iter().zip(&expected).enumerate() {
         let number = number + 1;
@@ -258,6 +319,11 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
             "request #{number} (requests.txt line {}, expected.txt line {})",
             request.line, expected.line
         );
+        offset = expected.now.unwrap_or(offset);
+        let now = Timestamp::from_unix_millis(START.as_unix_millis() + offset);
+        let scratch = connections
+            .entry(expected.connection.unwrap_or(DEFAULT_CONNECTION))
+            .or_default();
         let parsed = match Request::parse(&request.frame) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -265,7 +331,12 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
                 continue;
             }
         };
-        let decision = policy.decide(&parsed, NOW, &mut scratch);
+        // `explain_with` (for `policyd test --explain`) evaluates on its own
+        // and checks limits without counting: run it first, so that it sees
+        // the counters and the connection's message state `decide` is about
+        // to see; it must tell the same story.
+        let explanation = policy.explain_with(&parsed, now, scratch);
+        let decision = policy.decide(&parsed, now, scratch);
         wire.clear();
         decision.write_wire(&mut wire);
         let action = String::from_utf8_lossy(&wire).into_owned();
@@ -307,9 +378,6 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
                 expected.dry_run
             );
         }
-        // `explain` (for `policyd test --explain`) evaluates on its own; it
-        // must tell the same story as `decide`.
-        let explanation = policy.explain(&parsed, NOW);
         let explained_dry_run: Vec<String> = explanation
             .dry_run
             .iter()
@@ -391,11 +459,42 @@ fn scenario_readers_reject_malformed_files() {
     assert_eq!(blocks.len(), 2);
     assert_eq!(blocks[0].dry_run, ["d DUNNO"]);
     assert_eq!(blocks[1].line, 6);
+    assert_eq!((blocks[0].now, blocks[0].connection), (None, None));
+
+    let ok = write(
+        "expected.txt",
+        "now=+61m\nconnection=2\naction=DUNNO\nrule=r\n\n\
+         action=DUNNO\nnow=+1d\nrule=r\n\nnow=+0s\naction=DUNNO\nrule=r\n\n\
+         now=+3825999ms\naction=DUNNO\nrule=r\n\nnow=+2w\naction=DUNNO\nrule=r\n\n\
+         now=+90s\naction=DUNNO\nrule=r\nconnection=0\n",
+    );
+    let blocks = read_expected(&ok).expect("well-formed times and connections");
+    let got: Vec<(Option<u64>, Option<u32>)> =
+        blocks.iter().map(|b| (b.now, b.connection)).collect();
+    assert_eq!(
+        got,
+        [
+            (Some(3_660_000), Some(2)),
+            (Some(86_400_000), None),
+            (Some(0), None),
+            (Some(3_825_999), None),
+            (Some(1_209_600_000), None),
+            (Some(90_000), Some(0)),
+        ]
+    );
     for bad in [
-        "action=DUNNO\n",                    // no rule
-        "rule=r\n",                          // no action
-        "action=DUNNO\naction=OK\nrule=r\n", // two actions
-        "action=DUNNO\nrule=r\nverdict=x\n", // unknown line
+        "action=DUNNO\n",                                     // no rule
+        "rule=r\n",                                           // no action
+        "action=DUNNO\naction=OK\nrule=r\n",                  // two actions
+        "action=DUNNO\nrule=r\nverdict=x\n",                  // unknown line
+        "now=61m\naction=DUNNO\nrule=r\n",                    // no `+`
+        "now=+61\naction=DUNNO\nrule=r\n",                    // no unit
+        "now=+1y\naction=DUNNO\nrule=r\n",                    // unknown unit
+        "now=+-1s\naction=DUNNO\nrule=r\n",                   // negative
+        "now=+1s\nnow=+2s\naction=DUNNO\nrule=r\n",           // two times
+        "now=+99999999999999999999s\naction=DUNNO\nrule=r\n", // overflow
+        "connection=x\naction=DUNNO\nrule=r\n",               // not a number
+        "connection=1\nconnection=2\naction=DUNNO\nrule=r\n", // two connections
     ] {
         let path = write("bad.txt", bad);
         assert!(read_expected(&path).is_err(), "accepted {bad:?}");
