@@ -82,6 +82,7 @@ pub mod lang;
 pub mod list;
 pub mod request;
 pub mod state;
+pub mod store;
 pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
