@@ -12,8 +12,10 @@
 //!   N; a count can be refunded ([`LimitTable::refund`]) when the request it
 //!   was for is refused after all. The start of each key's text is kept to
 //!   show the keys counting most ([`LimitTable::top`]).
-//! - Snapshots ([`LimitTable::encode_snapshot`], [`LimitTable::decode_snapshot`]):
-//!   bytes in, bytes out, no I/O; decoding is all or nothing.
+//! - Snapshots ([`LimitTable::encode_snapshot`], [`LimitTable::decode_snapshot`],
+//!   and [`LimitTable::decode_snapshot_as_written`] to read one without its
+//!   rule): bytes in, bytes out, no I/O, key texts included; decoding is all
+//!   or nothing.
 //!
 //! Nothing here reads the clock: `now` is a [`Timestamp`](crate::Timestamp)
 //! argument.

@@ -14,18 +14,24 @@
 //! entries    u64      m
 //!            m x entry, in increasing key hash order:
 //!              key hash u64, last_ms u64,
+//!              text length u8 (bits 0-6: the length, at most
+//!                  KEY_TEXT_BYTES - 1; bit 7: the key's text was longer),
+//!              the text's bytes,
 //!              n x (mask u32: bit i set if bucket slot i is not zero,
 //!                   then the non-zero counts, u64 each, in slot order)
 //! checksum   u64      FNV-1a 64 of every byte before it
 //! ```
 //!
+//! Counts are written as u64 whatever the table holds them in, so the format
+//! does not depend on the layout in memory.
+//!
 //! Decoding builds a new table and returns it only if everything checked: a
 //! truncated, corrupt or mismatched buffer is a [`SnapshotError`] and loads
-//! nothing.
+//! nothing. Version 1 (no key texts) is not read: it was never released.
 
 use std::fmt;
 
-use super::table::{HashSeeds, LimitTable};
+use super::table::{Entry, HashSeeds, LimitTable, KEY_TEXT_BYTES};
 use super::window::{Window, BUCKETS, SLOTS};
 use super::{Limit, MAX_WINDOWS};
 use crate::engine::Timestamp;
@@ -34,7 +40,7 @@ use crate::engine::Timestamp;
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PDLIMIT\0";
 
 /// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// The key hashed into the header's probe, to notice that the hash function
 /// (ahash's version or its build's CPU features) is not the one that wrote it.
@@ -78,6 +84,16 @@ pub enum SnapshotError {
     BadWindowCount {
         /// The count in the buffer.
         found: u32,
+    },
+    /// A window's length is outside what [`Window::new`] accepts.
+    BadWindow {
+        /// The length in the buffer, in milliseconds.
+        per_ms: u64,
+    },
+    /// An entry's key text is longer than [`KEY_TEXT_BYTES`]` - 1` bytes.
+    BadKeyText {
+        /// Index of the entry.
+        index: u64,
     },
     /// The length field disagrees with the contents (behind a valid checksum,
     /// so written wrongly rather than damaged).
@@ -132,6 +148,16 @@ impl fmt::Display for SnapshotError {
             Self::BadWindowCount { found } => write!(
                 f,
                 "corrupt limit snapshot: expected 1 to {MAX_WINDOWS} windows, found {found}"
+            ),
+            Self::BadWindow { per_ms } => write!(
+                f,
+                "corrupt limit snapshot: expected windows of 1 ms to {} ms, found {per_ms} ms",
+                super::MAX_WINDOW_MS
+            ),
+            Self::BadKeyText { index } => write!(
+                f,
+                "corrupt limit snapshot: expected key texts of at most {} bytes, entry {index}'s is longer",
+                KEY_TEXT_BYTES - 1
             ),
             Self::BadLength => f.write_str(
                 "corrupt limit snapshot: expected its length field to match its contents",
@@ -202,6 +228,49 @@ impl Reader<'_> {
     fn u64(&mut self) -> Result<u64, SnapshotError> {
         self.bytes().map(u64::from_le_bytes)
     }
+    fn slice(&mut self, n: usize) -> Result<&[u8], SnapshotError> {
+        self.need(n)?;
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+}
+
+/// The header of a snapshot, read from a body whose length and checksum were
+/// checked; the reader is left at the first entry.
+struct Header {
+    seeds: HashSeeds,
+    probe: u64,
+    windows: Vec<Window>,
+    entries: u64,
+}
+
+impl Header {
+    fn read(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+        let buckets = r.u32()?;
+        if buckets as usize != BUCKETS {
+            return Err(SnapshotError::BucketsChanged { found: buckets });
+        }
+        let seeds = HashSeeds([r.u64()?, r.u64()?, r.u64()?, r.u64()?]);
+        let probe = r.u64()?;
+        let n = r.u32()?;
+        if n == 0 || n as usize > MAX_WINDOWS {
+            return Err(SnapshotError::BadWindowCount { found: n });
+        }
+        let mut windows = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let per_ms = r.u64()?;
+            let max = r.u64()?;
+            windows
+                .push(Window::new(max, per_ms).map_err(|_| SnapshotError::BadWindow { per_ms })?);
+        }
+        Ok(Self {
+            seeds,
+            probe,
+            windows,
+            entries: r.u64()?,
+        })
+    }
 }
 
 impl LimitTable {
@@ -231,14 +300,14 @@ impl LimitTable {
         // Shards are the top bits of the hash, so shard order then hash order
         // within a shard is increasing hash order overall.
         for i in 0..self.shards.len() {
-            self.for_each_sorted(i, |key, words| {
-                if self.expires_at(words[0]) <= now {
-                    return;
-                }
+            self.for_each_sorted(i, now, |e| {
                 entries += 1;
-                out.extend_from_slice(&key.to_le_bytes());
-                out.extend_from_slice(&words[0].to_le_bytes());
-                for ring in words[1..].chunks_exact(SLOTS) {
+                out.extend_from_slice(&e.hash.to_le_bytes());
+                out.extend_from_slice(&e.last.to_le_bytes());
+                let (text, _) = super::table::stored_text(&e.text);
+                out.push(e.text[0]);
+                out.extend_from_slice(text);
+                for ring in e.counts[..windows.len() * SLOTS].chunks_exact(SLOTS) {
                     let mask = ring
                         .iter()
                         .enumerate()
@@ -265,6 +334,28 @@ impl LimitTable {
     pub fn decode_snapshot(
         bytes: &[u8],
         limit: Limit,
+        max_keys: usize,
+    ) -> Result<Self, SnapshotError> {
+        Self::decode_checked(bytes, Some(limit), max_keys)
+    }
+
+    /// A new table with at most `max_keys` keys loaded from a snapshot, for
+    /// the limit the snapshot was written for (its windows, lengths and
+    /// maxima, as written): to read a snapshot without the policy, e.g. to
+    /// show what it holds. All or nothing, with the same checks as
+    /// [`decode_snapshot`](Self::decode_snapshot).
+    pub fn decode_snapshot_as_written(
+        bytes: &[u8],
+        max_keys: usize,
+    ) -> Result<Self, SnapshotError> {
+        Self::decode_checked(bytes, None, max_keys)
+    }
+
+    /// Checks the magic, version, length and checksum, then decodes the body
+    /// for `limit` (the snapshot's own if `None`).
+    fn decode_checked(
+        bytes: &[u8],
+        limit: Option<Limit>,
         max_keys: usize,
     ) -> Result<Self, SnapshotError> {
         let mut r = Reader { buf: bytes, pos: 0 };
@@ -303,64 +394,65 @@ impl LimitTable {
     }
 
     /// Decodes a body whose length and checksum were checked.
-    fn decode_body(body: &[u8], limit: Limit, max_keys: usize) -> Result<Self, SnapshotError> {
+    fn decode_body(
+        body: &[u8],
+        limit: Option<Limit>,
+        max_keys: usize,
+    ) -> Result<Self, SnapshotError> {
         let mut r = Reader {
             buf: body,
             pos: LENGTH_AT + 8,
         };
         // The contents are what was written; now check they fit this build and rule.
-        let buckets = r.u32()?;
-        if buckets as usize != BUCKETS {
-            return Err(SnapshotError::BucketsChanged { found: buckets });
-        }
-        let seeds = HashSeeds([r.u64()?, r.u64()?, r.u64()?, r.u64()?]);
-        let probe = r.u64()?;
-        let n = r.u32()?;
-        if n == 0 || n as usize > MAX_WINDOWS {
-            return Err(SnapshotError::BadWindowCount { found: n });
-        }
-        if n as usize != limit.windows().len() {
-            return Err(SnapshotError::WindowsChanged);
-        }
-        for w in limit.windows() {
-            let per_ms = r.u64()?;
-            let _max = r.u64()?;
-            if Window::new(0, per_ms).map(Window::per_ms) != Ok(w.per_ms()) {
-                return Err(SnapshotError::WindowsChanged);
+        let header = Header::read(&mut r)?;
+        let limit = match limit {
+            Some(limit) => {
+                let lengths = |ws: &[Window]| ws.iter().map(|w| w.per_ms()).collect::<Vec<_>>();
+                if lengths(limit.windows()) != lengths(&header.windows) {
+                    return Err(SnapshotError::WindowsChanged);
+                }
+                limit
             }
-        }
-        let m = r.u64()?;
-        let table = Self::new(limit, max_keys, seeds);
-        if table.hash_key(PROBE_KEY) != probe {
+            // 1..=MAX_WINDOWS valid windows, checked by Header::read.
+            None => Limit::new(&header.windows).map_err(|_| SnapshotError::BadWindowCount {
+                found: header.windows.len() as u32,
+            })?,
+        };
+        let n = header.windows.len();
+        let table = Self::new(limit, max_keys, header.seeds);
+        if table.hash_key(PROBE_KEY) != header.probe {
             return Err(SnapshotError::HasherChanged);
         }
-        table.reserve(usize::try_from(m).unwrap_or(usize::MAX));
+        table.reserve(usize::try_from(header.entries).unwrap_or(usize::MAX));
         let mut previous: Option<u64> = None;
-        for index in 0..m {
-            let key = r.u64()?;
-            if previous.is_some_and(|p| key <= p) {
+        let mut entry = Entry::default();
+        for index in 0..header.entries {
+            entry.hash = r.u64()?;
+            if previous.is_some_and(|p| entry.hash <= p) {
                 return Err(SnapshotError::EntriesOutOfOrder { index });
             }
-            previous = Some(key);
-            let last = r.u64()?;
-            let mut shard = table.shards[table.shard_of(key)].lock();
-            let slot = table
-                .insert(&mut shard, key, &[0; super::table::KEY_TEXT_BYTES], last)
-                .ok_or(SnapshotError::TooManyKeys {
-                    capacity: table.capacity(),
-                })?;
-            let base = slot as usize * table.stride;
-            for ring in shard.slab[base + 1..base + table.stride].chunks_exact_mut(SLOTS) {
+            previous = Some(entry.hash);
+            entry.last = r.u64()?;
+            let [length] = r.bytes::<1>()?;
+            let len = usize::from(length & 0x7f);
+            if len >= KEY_TEXT_BYTES {
+                return Err(SnapshotError::BadKeyText { index });
+            }
+            entry.text = [0; KEY_TEXT_BYTES];
+            entry.text[0] = length;
+            entry.text[1..=len].copy_from_slice(r.slice(len)?);
+            for ring in entry.counts[..n * SLOTS].chunks_exact_mut(SLOTS) {
                 let mask = r.u32()?;
                 if mask >> SLOTS != 0 {
                     return Err(SnapshotError::BadSlotMask { index });
                 }
                 for (i, c) in ring.iter_mut().enumerate() {
-                    if mask & (1 << i) != 0 {
-                        *c = r.u64()?;
-                    }
+                    *c = if mask & (1 << i) != 0 { r.u64()? } else { 0 };
                 }
             }
+            table.load(&entry).ok_or(SnapshotError::TooManyKeys {
+                capacity: table.capacity(),
+            })?;
         }
         if r.pos != body.len() {
             return Err(SnapshotError::BadLength);

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use parking_lot::Mutex;
 
 use super::window::SLOTS;
-use super::{Limit, Window};
+use super::{Limit, Window, MAX_WINDOWS};
 use crate::engine::Timestamp;
 
 /// The most shards a table is split into: enough that 2-16 worker threads
@@ -27,6 +27,9 @@ pub const KEY_TEXT_BYTES: usize = 48;
 
 /// The most text bytes kept per key (one of [`KEY_TEXT_BYTES`] holds the length).
 const KEY_TEXT_MAX: usize = KEY_TEXT_BYTES - 1;
+
+// The length takes the low 7 bits of the length byte.
+const _: () = assert!(KEY_TEXT_MAX < 0x80);
 
 /// Set in the length byte of a stored key text cut to [`KEY_TEXT_MAX`] bytes.
 const TEXT_TRUNCATED: u8 = 0x80;
@@ -622,14 +625,55 @@ impl LimitTable {
         }
     }
 
-    /// Calls `f(key hash, entry words)` for each tracked key of shard `i`, in
-    /// increasing hash order (allocates a sorted list of the shard's keys).
-    pub(crate) fn for_each_sorted(&self, i: usize, mut f: impl FnMut(u64, &[u64])) {
+    /// Calls `f(entry)` for each tracked key of shard `i` that counts
+    /// something at `now`, in increasing hash order (allocates a sorted list
+    /// of the shard's keys).
+    pub(crate) fn for_each_sorted(&self, i: usize, now: u64, mut f: impl FnMut(&Entry)) {
         let shard = self.shards[i].lock();
         let mut keys: Vec<(u64, u32)> = shard.map.iter().map(|(&k, &s)| (k, s)).collect();
         keys.sort_unstable();
+        let mut entry = Entry::default();
         for (k, slot) in keys {
-            f(k, self.entry(&shard.slab, slot));
+            let e = self.entry(&shard.slab, slot);
+            if self.expires_at(e[0]) <= now {
+                continue;
+            }
+            entry.hash = k;
+            entry.last = e[0];
+            entry.text = shard.texts[slot as usize];
+            entry.counts[..self.stride - 1].copy_from_slice(&e[1..]);
+            f(&entry);
+        }
+    }
+
+    /// Tracks `entry` (a key not tracked yet, whose counts were recorded at
+    /// `entry.last`); `None` if its shard is full of live keys.
+    pub(crate) fn load(&self, entry: &Entry) -> Option<()> {
+        let mut shard = self.shards[self.shard_of(entry.hash)].lock();
+        let slot = self.insert(&mut shard, entry.hash, &entry.text, entry.last)?;
+        let base = slot as usize * self.stride;
+        shard.slab[base + 1..base + self.stride].copy_from_slice(&entry.counts[..self.stride - 1]);
+        Some(())
+    }
+}
+
+/// One key's state in a form independent of the table's layout, for
+/// snapshots: `counts[w * SLOTS + i]` is window `w`'s ring slot `i`.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) hash: u64,
+    pub(crate) last: u64,
+    pub(crate) text: KeyText,
+    pub(crate) counts: [u64; MAX_WINDOWS * SLOTS],
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Self {
+            hash: 0,
+            last: 0,
+            text: [0; KEY_TEXT_BYTES],
+            counts: [0; MAX_WINDOWS * SLOTS],
         }
     }
 }

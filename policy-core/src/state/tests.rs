@@ -576,29 +576,51 @@ proptest! {
         let mut now = 0;
         for &(key, dt, units) in &steps {
             now += dt;
-            t.check_and_count(t.key(&key.to_le_bytes()), units, at(now));
+            t.check_and_count(t.key(round_trip_text(key).as_bytes()), units, at(now));
         }
         let mut a = Vec::new();
         t.encode_snapshot(at(now), &mut a);
-        let d = LimitTable::decode_snapshot(&a, l, 100).unwrap();
+        let d = LimitTable::decode_snapshot(&a, l.clone(), 100).unwrap();
         prop_assert_eq!(d.seeds(), HashSeeds(seeds));
         let mut b = Vec::new();
         d.encode_snapshot(at(now), &mut b);
         prop_assert_eq!(&a, &b);
+        let w = LimitTable::decode_snapshot_as_written(&a, 100).unwrap();
+        prop_assert_eq!(w.limit(), &l);
+        b.clear();
+        w.encode_snapshot(at(now), &mut b);
+        prop_assert_eq!(&a, &b);
         for key in 0..50u64 {
-            let text = key.to_le_bytes();
-            let k = t.key(&text);
+            let text = round_trip_text(key);
+            let k = t.key(text.as_bytes());
             prop_assert_eq!(t.check(k, 2, at(now + 1)), d.check(k, 2, at(now + 1)));
+            prop_assert_eq!(t.check(k, 2, at(now + 1)), w.check(k, 2, at(now + 1)));
+        }
+        for window in 0..2 {
+            prop_assert_eq!(t.top(window, 100, at(now)), d.top(window, 100, at(now)));
         }
     }
 }
 
+/// Key texts of 0 to 50 bytes and more: some kept whole, some truncated.
+fn round_trip_text(key: u64) -> String {
+    format!("{}{key}", "k".repeat(key as usize))
+}
+
+/// A snapshot of 20 keys of 2 windows: key `n` has the hash
+/// `n * 0x9E37_79B9_7F4A_7C15` and the text `sender{n}@example.com`, the
+/// first entry's text is `sender0@example.com` (19 bytes).
 fn sample_snapshot() -> (Vec<u8>, Limit) {
     let l = limit(&[(5, 1000), (20, 60_000)]);
     let t = LimitTable::new(l.clone(), 100, SEEDS);
     for key in 0..20u64 {
+        let text = format!("sender{key}@example.com");
+        let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         t.check_and_count(
-            k(key.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            Key {
+                hash,
+                text: text.as_bytes(),
+            },
             key % 4 + 1,
             at(key * 10),
         );
@@ -612,16 +634,22 @@ fn sample_snapshot() -> (Vec<u8>, Limit) {
 fn every_prefix_of_a_snapshot_is_truncated() {
     let (bytes, l) = sample_snapshot();
     assert!(LimitTable::decode_snapshot(&bytes, l.clone(), 100).is_ok());
+    assert!(LimitTable::decode_snapshot_as_written(&bytes, 100).is_ok());
     for len in 0..bytes.len() {
-        match LimitTable::decode_snapshot(&bytes[..len], l.clone(), 100) {
-            Err(SnapshotError::Truncated { needed, found }) => {
-                assert_eq!(found, len);
-                assert!(
-                    needed > len && needed <= bytes.len(),
-                    "{len}: needed {needed}"
-                );
+        for got in [
+            LimitTable::decode_snapshot(&bytes[..len], l.clone(), 100),
+            LimitTable::decode_snapshot_as_written(&bytes[..len], 100),
+        ] {
+            match got {
+                Err(SnapshotError::Truncated { needed, found }) => {
+                    assert_eq!(found, len);
+                    assert!(
+                        needed > len && needed <= bytes.len(),
+                        "{len}: needed {needed}"
+                    );
+                }
+                other => panic!("prefix of {len} bytes: {other:?}"),
             }
-            other => panic!("prefix of {len} bytes: {other:?}"),
         }
     }
 }
@@ -634,6 +662,8 @@ fn every_changed_byte_of_a_snapshot_is_an_error() {
             let mut b = bytes.clone();
             b[i] ^= flip;
             let err = LimitTable::decode_snapshot(&b, l.clone(), 100).unwrap_err();
+            assert!(!err.to_string().is_empty());
+            let err = LimitTable::decode_snapshot_as_written(&b, 100).unwrap_err();
             assert!(!err.to_string().is_empty());
         }
     }
@@ -654,7 +684,7 @@ fn snapshot_errors() {
     let mut bad_magic = bytes.clone();
     bad_magic[0] = b'X';
     let mut version = bytes.clone();
-    version[8] = 2;
+    version[8] = 1;
     let mut trailing = bytes.clone();
     trailing.push(0);
     let mut corrupt = bytes.clone();
@@ -684,8 +714,21 @@ fn snapshot_errors() {
         .unwrap();
     let mut order = bytes.clone();
     order.copy_within(first_key..first_key + 8, second);
+    // The first entry: hash, last, the text's length and its 19 bytes, masks.
+    let first_text = first_key + 16;
+    assert_eq!(bytes[first_text], 19);
+    assert_eq!(
+        &bytes[first_text + 1..first_text + 20],
+        b"sender0@example.com"
+    );
     let mut mask = bytes.clone();
-    mask[first_key + 16 + 3] |= 0x80;
+    mask[first_text + 20 + 3] |= 0x80;
+    let mut text = bytes.clone();
+    text[first_text] = KEY_TEXT_BYTES as u8;
+    let mut no_window = bytes.clone();
+    no_window[FIRST_WINDOW..FIRST_WINDOW + 8].copy_from_slice(&0u64.to_le_bytes());
+    let mut long_window = bytes.clone();
+    long_window[FIRST_WINDOW..FIRST_WINDOW + 8].copy_from_slice(&(MAX_WINDOW_MS + 1).to_le_bytes());
     let mut huge = bytes.clone();
     huge[FIRST_WINDOW + 32..FIRST_WINDOW + 40].copy_from_slice(&u64::MAX.to_le_bytes());
     let rows: Vec<(&str, Vec<u8>, Limit, usize, SnapshotError)> = vec![
@@ -695,7 +738,7 @@ fn snapshot_errors() {
             version,
             l.clone(),
             100,
-            SnapshotError::UnsupportedVersion { found: 2 },
+            SnapshotError::UnsupportedVersion { found: 1 },
         ),
         (
             "trailing",
@@ -784,6 +827,29 @@ fn snapshot_errors() {
             100,
             SnapshotError::BadSlotMask { index: 0 },
         ),
+        (
+            "text",
+            reseal(text),
+            l.clone(),
+            100,
+            SnapshotError::BadKeyText { index: 0 },
+        ),
+        (
+            "window of 0 ms",
+            reseal(no_window),
+            l.clone(),
+            100,
+            SnapshotError::BadWindow { per_ms: 0 },
+        ),
+        (
+            "window too long",
+            reseal(long_window),
+            l.clone(),
+            100,
+            SnapshotError::BadWindow {
+                per_ms: MAX_WINDOW_MS + 1,
+            },
+        ),
     ];
     for (name, b, l, max_keys, want) in rows {
         assert_eq!(
@@ -792,7 +858,16 @@ fn snapshot_errors() {
             "{name}"
         );
         assert!(!want.to_string().is_empty());
+        // Without a rule to match, the same errors but for the rule's windows.
+        match (name, LimitTable::decode_snapshot_as_written(&b, max_keys)) {
+            ("windows" | "other rule", Ok(t)) => assert_eq!(t.len(), 20, "{name}"),
+            (_, got) => assert_eq!(got.unwrap_err(), want, "{name} as written"),
+        }
     }
+    // As written: the snapshot's own windows, maxima included.
+    let w = LimitTable::decode_snapshot_as_written(&reseal(max_only.clone()), 100).unwrap();
+    assert_eq!(w.limit().windows()[0].max(), 9);
+    assert_eq!(w.limit().windows()[1], Window::new(20, 60_000).unwrap());
     // A changed max alone keeps the counters.
     let d = LimitTable::decode_snapshot(&reseal(max_only), l, 100).unwrap();
     assert_eq!(d.limit().windows()[0].max(), 5, "the rule's max applies");
