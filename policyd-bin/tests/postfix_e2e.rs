@@ -18,6 +18,12 @@
 //!   RCPT reply with the policy's text (its `$sender` template expanded), a
 //!   trusted client passes (the daemon answered OK, rule `trusted`), and a
 //!   dry-run rule changes nothing (250) but is logged by the daemon;
+//! * a rate limit (`limit per-sender { key sender count messages max 3 per
+//!   1h ... }`): three messages from one sender are accepted (250 at every
+//!   RCPT and after DATA), the first of them with three recipients (a message
+//!   counts once, however many recipients); the fourth gets a 450 at RCPT
+//!   with exactly the limit's `over` text (4.7.1, the sender and the seconds
+//!   until it frees up expanded); another sender still gets through;
 //! * Postfix's log shows the rejections and no policy-protocol warning.
 //!
 //! It needs Debian's `postfix` package and root (Postfix's master must start as
@@ -95,6 +101,26 @@ default DUNNO
 "#;
 const BLOCKED_SENDERS: &str = "# blocked senders\nspammer@blocked.e2e\n";
 const POLICY_REJECT_TEXT: &str = "Sender spammer@blocked.e2e is blocked by policyd e2e";
+
+/// Messages a sender may send per hour under [`LIMIT_POLICY`].
+const LIMIT_MAX: usize = 3;
+/// The policy file of the `limit` listener: one sender-keyed message limit of
+/// [`LIMIT_MAX`] per hour (an hour: the test cannot outlast the window).
+const LIMIT_POLICY: &str = r#"# policyd end-to-end test policy: a rate limit
+limit per-sender {
+    key sender
+    count messages
+    max 3 per 1h
+    over DEFER "4.7.1 Too many messages from $sender, try again in $retry_after seconds"
+}
+default DUNNO
+"#;
+/// The sender that reaches the limit (upper case in part: the key ignores case).
+const LIMITED_SENDER: &str = "Limited@Client.e2e";
+/// The start of the limit's text for [`LIMITED_SENDER`] (`$sender` expanded
+/// as the client wrote it); the number of seconds and ` seconds` follow.
+const LIMIT_TEXT_PREFIX: &str = "4.7.1 Too many messages from Limited@Client.e2e, try again in ";
+
 #[test]
 fn postfix_follows_policyd_answers() {
     let postfix = match prerequisites() {
@@ -134,6 +160,17 @@ fn postfix_follows_policyd_answers() {
         &format!("--config {policy_path}"),
         &["--config", &policy_path],
     );
+    assert!(
+        LIMIT_POLICY.contains(&format!("max {LIMIT_MAX} per 1h")),
+        "LIMIT_MAX and LIMIT_POLICY disagree"
+    );
+    let limit_file = policy_dir.join("limit.conf");
+    fs::write(&limit_file, LIMIT_POLICY).expect("write the limit policy file");
+    let limit_path = limit_file.to_str().expect("UTF-8 temp path").to_owned();
+    let limit = Daemon::spawn(
+        &format!("--config {limit_path}"),
+        &["--config", &limit_path],
+    );
 
     let listeners = [
         Listener::rcpt("dunno", dunno.addr),
@@ -146,6 +183,7 @@ fn postfix_follows_policyd_answers() {
             eom_policy: Some(eom.addr),
         },
         Listener::rcpt("policy", policy.addr),
+        Listener::rcpt("limit", limit.addr),
     ];
     let pf = Postfix::start(&postfix, &listeners);
     let port = |name: &str| pf.smtpd_port(name);
@@ -267,6 +305,89 @@ fn postfix_follows_policyd_answers() {
         s.quit();
     }
 
+    // A rate limit: LIMIT_MAX messages from one sender pass, the next is
+    // deferred at RCPT with the limit's text, another sender still passes.
+    let limit_reply = {
+        let mut s = Smtp::connect(port("limit"));
+        s.ehlo();
+        for message in 1..=LIMIT_MAX {
+            s.expect(&format!("MAIL FROM:<{LIMITED_SENDER}>"), 250);
+            // The first message has three recipients: it still counts once
+            // (counted per recipient, the second message would be refused).
+            let recipients = if message == 1 { 3 } else { 1 };
+            for r in 1..=recipients {
+                s.expect(&format!("RCPT TO:<limit-m{message}-r{r}@e2e.test>"), 250);
+            }
+            s.send_message(&format!(
+                "message {message} of {LIMIT_MAX} from {LIMITED_SENDER}"
+            ));
+        }
+        // The next message: over the limit, deferred at its first RCPT.
+        s.expect(&format!("MAIL FROM:<{LIMITED_SENDER}>"), 250);
+        let over = s.command("RCPT TO:<limit-over@e2e.test>");
+        assert!(
+            over.starts_with("450 4.7.1 "),
+            "limit: expected 450 4.7.1 for message {}, got {over:?}",
+            LIMIT_MAX + 1
+        );
+        let seconds = limit_retry_after(&over).unwrap_or_else(|| {
+            panic!(
+                "limit: the reply lacks the policy's text {LIMIT_TEXT_PREFIX:?}N seconds: {over:?}"
+            )
+        });
+        // Exactly: Postfix's code, the policy's enhanced code, Postfix's
+        // words for a recipient restriction, the policy's text.
+        assert_eq!(
+            over,
+            format!(
+                "450 4.7.1 <limit-over@e2e.test>: Recipient address rejected: \
+                 Too many messages from {LIMITED_SENDER}, try again in {seconds} seconds"
+            ),
+            "limit: the deferral is not the policy's text"
+        );
+        // Documented bound (docs/rate-limiting.md, Windows): at most T + T/16,
+        // the window and one of its 16 buckets.
+        let most = 3600 + 3600 / 16;
+        assert!(
+            (1..=most).contains(&seconds),
+            "limit: $retry_after {seconds} is not within 1..={most} s for a 1h window: {over:?}"
+        );
+        // Another recipient of the same message: still over (the refused
+        // recipient counted nothing, the message was never admitted).
+        let again = s.command("RCPT TO:<limit-over-2@e2e.test>");
+        assert!(
+            again.starts_with("450 4.7.1 ") && limit_retry_after(&again).is_some(),
+            "limit: a second recipient of the refused message: got {again:?}"
+        );
+        s.expect("RSET", 250);
+        // A different sender (same client, same connection) is not limited.
+        s.expect("MAIL FROM:<unlimited@client.e2e>", 250);
+        s.expect("RCPT TO:<limit-other@e2e.test>", 250);
+        s.send_message("from another sender");
+        s.quit();
+
+        // A new SMTP session from the limited sender, written in lower case:
+        // the same key (the key ignores the case of addresses), still over.
+        let mut s = Smtp::connect(port("limit"));
+        s.ehlo();
+        s.expect(
+            &format!("MAIL FROM:<{}>", LIMITED_SENDER.to_ascii_lowercase()),
+            250,
+        );
+        let r = s.command("RCPT TO:<limit-later@e2e.test>");
+        assert!(
+            r.starts_with("450 4.7.1 ") && r.contains("Too many messages from limited@client.e2e"),
+            "limit: the limited sender (lower case) in a new session: got {r:?}"
+        );
+        s.expect("RSET", 250);
+        s.quit();
+        over
+    };
+    let limit_text = limit_reply
+        .split_once("Too many messages")
+        .map(|(_, rest)| format!("Too many messages{rest}"))
+        .expect("checked above");
+
     // Postfix's log: our rejections are there (so we read the right log), and
     // no warning about the policy service.
     let log = pf.wait_for_log(&[
@@ -275,6 +396,7 @@ fn postfix_follows_policyd_answers() {
         STATUS_TEXT,
         EOM_TEXT,
         POLICY_REJECT_TEXT,
+        &limit_text,
         "Relay access denied",
     ]);
     let policy_warnings: Vec<&str> = log
@@ -289,6 +411,7 @@ fn postfix_follows_policyd_answers() {
                     status.addr,
                     eom.addr,
                     policy.addr,
+                    limit.addr,
                 ],
             )
         })
@@ -341,7 +464,31 @@ fn postfix_follows_policyd_answers() {
             "dry-run-target@e2e.test",
         ],
     );
-    for d in [&dunno, &reject, &defer, &status, &eom, &policy] {
+    for message in 1..=LIMIT_MAX {
+        limit.expect_line(
+            "an accepted message's first recipient",
+            &[
+                "info: decision rule=default action=DUNNO ",
+                &format!("limit-m{message}-r1@e2e.test"),
+            ],
+        );
+    }
+    limit.expect_line(
+        "the limit's deferral",
+        &[
+            "info: decision rule=per-sender ",
+            LIMIT_TEXT_PREFIX,
+            "limit-over@e2e.test",
+        ],
+    );
+    limit.expect_line(
+        "the other sender's decision",
+        &[
+            "info: decision rule=default action=DUNNO ",
+            "limit-other@e2e.test",
+        ],
+    );
+    for d in [&dunno, &reject, &defer, &status, &eom, &policy, &limit] {
         d.expect_no_warning();
     }
 
@@ -385,6 +532,21 @@ fn effective_uid() -> Option<u32> {
     let status = fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The `$retry_after` of a reply carrying the limit's text for
+/// [`LIMITED_SENDER`]: `... 4.7.1 ...Too many messages from Limited@Client.e2e,
+/// try again in N seconds`, the text ending the reply. Postfix puts the
+/// recipient between the status codes and the policy's text, so the text
+/// after the codes is matched from `Too many`.
+fn limit_retry_after(reply: &str) -> Option<u64> {
+    let text = LIMIT_TEXT_PREFIX.strip_prefix("4.7.1 ")?;
+    let (_, rest) = reply.split_once(text)?;
+    let seconds = rest.strip_suffix(" seconds")?;
+    if seconds.is_empty() || !seconds.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    seconds.parse().ok()
 }
 
 fn assert_code_class(reply: &str, class: char, what: &str) {
@@ -647,8 +809,10 @@ impl Postfix {
              mydomain = {LOCAL_DOMAIN}\n\
              myorigin = $myhostname\n\
              mydestination = {LOCAL_DOMAIN}\n\
-             # Any local part of the test domain exists; nothing is ever delivered.\n\
+             # Any local part of the test domain exists; nothing is ever delivered:\n\
+             # accepted test mail is discarded.\n\
              local_recipient_maps =\n\
+             local_transport = discard:policyd-e2e\n\
              alias_maps =\n\
              alias_database =\n\
              relay_domains =\n\
@@ -973,6 +1137,17 @@ impl Smtp {
             "{cmd:?}: expected {code}, got {reply:?}"
         );
         reply
+    }
+
+    /// DATA, a short message whose body says `what`, the final dot: expects
+    /// 354, then 250 (queued).
+    fn send_message(&mut self, what: &str) {
+        self.expect("DATA", 354);
+        let r = self.expect(
+            &format!("Subject: policyd e2e\r\n\r\nThis is {what}.\r\n."),
+            250,
+        );
+        assert!(r.contains("queued as"), "{what}: not queued: {r:?}");
     }
 
     fn ehlo(&mut self) {
