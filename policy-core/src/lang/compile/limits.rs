@@ -70,8 +70,9 @@ impl Compiler<'_> {
                     .flatten()
                     .any(|p| matches!(p, KeyPart::Field(f) if f.is_recipient_level()));
                 if c.recipient_level || recipient_key {
+                    let at_span = l.at.as_ref().map_or(l.head, |n| n.span);
                     self.error(
-                        l.head,
+                        at_span,
                         format!(
                             "limit `{}` counts at {}, where a request has no recipient; expected no \
                              recipient, recipient_local or recipient_domain in its conditions and key \
