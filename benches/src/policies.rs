@@ -15,6 +15,17 @@
 //!   every predicate, every list kind), all tried for every request of the
 //!   [`MIX`](crate::MIX), then a templated `REJECT` that decides.
 //! - [`big_list`]: one list of `n` domains or CIDRs, for compile-time figures.
+//! - [`limits`]: three limit rules counting at `RCPT` (per-user recipients
+//!   in an hour and a day, messages per client /24, recipients per sender
+//!   domain), each tracking up to 2,000,000 keys; [`limit_rcpt`] builds the
+//!   request of key number `n` (a distinct user, /24 and sender domain per
+//!   `n`). For the `limits` benches.
+//! - [`limits_every_mode`]: three limit rules in three counting modes
+//!   (recipients at `RCPT` per login, messages per client network, bytes
+//!   times recipients per sender domain at `END-OF-MESSAGE` with an override
+//!   file), a rule that refuses some recipients after the limits counted
+//!   them (so their units are given back), and [`limits_mix`], the requests
+//!   of four messages on one connection. For the zero-allocation test.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -296,6 +307,212 @@ rule decide         { then REJECT "5.7.1 <$sender> to <$recipient> from $client_
     }
 }
 
+/// The most keys each limit of [`limits`] tracks: twice the million keys
+/// the benches fill them with, so that no shard reaches its share of the
+/// bound (keys spread over 64 shards unevenly) and every key is tracked.
+pub const LIMITS_CAPACITY: usize = 2_000_000;
+
+/// Three limit rules counting at `RCPT`, see the module documentation.
+///
+/// The maxima are far above what any benchmark run counts for one key
+/// (a billion per window), so that every measured request takes the same
+/// path, admitted: checked and counted in every window of the three tables.
+/// A refusal would take the `over` action's template instead.
+pub fn limits() -> PolicySource {
+    let source = format!(
+        r#"# Three limit rules for the benchmarks (policyd_benches::policies::limits).
+limit per-user {{
+    if authenticated
+    key sasl_username
+    count recipients
+    max 1000000000 per 1h, 2000000000 per 1d
+    capacity {LIMITS_CAPACITY}
+}}
+limit per-network {{
+    key client_address/24/64
+    count messages
+    max 1000000000 per 1h
+    capacity {LIMITS_CAPACITY}
+}}
+limit per-domain {{
+    key sender_domain
+    count recipients
+    max 1000000000 per 1d
+    capacity {LIMITS_CAPACITY}
+}}
+default DUNNO
+"#
+    );
+    PolicySource {
+        source,
+        files: MemoryFiles::default(),
+    }
+}
+
+/// `request` (a complete request, closed by the empty line) with the values
+/// of the named attributes replaced.
+///
+/// # Panics
+///
+/// If an attribute of `values` is not in `request` (a fixture bug).
+pub fn with_attributes(request: &[u8], values: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(request.len() + 64);
+    let mut seen = vec![false; values.len()];
+    for line in request.split_inclusive(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b'=').next().unwrap_or_default();
+        match values.iter().position(|(n, _)| n.as_bytes() == name) {
+            Some(i) if line.contains(&b'=') => {
+                seen[i] = true;
+                out.extend_from_slice(name);
+                out.push(b'=');
+                out.extend_from_slice(values[i].1.as_bytes());
+                out.push(b'\n');
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
+    for ((name, _), seen) in values.iter().zip(seen) {
+        assert!(seen, "the request has no attribute {name}");
+    }
+    out
+}
+
+/// The IPv4 client address of key number `n` of [`limit_rcpt`]: one /24 per
+/// `n` (16.0.0.0/24, 16.0.1.0/24, ...; distinct for `n` below 2^20), a host
+/// address that varies too.
+fn limit_client(n: u64) -> std::net::Ipv4Addr {
+    let network = (16u32 << 24).wrapping_add(((n as u32) & 0x000f_ffff) << 8);
+    std::net::Ipv4Addr::from(network | (1 + (n % 250) as u32))
+}
+
+/// A full `RCPT` request ([`SASL_RCPT`](crate::SASL_RCPT) reshaped) for key
+/// number `n` of [`limits`]: login `user<n>@example.org`, client address in
+/// its own /24, sender `user<n>@domain<n>.example`, and `instance` (use a
+/// new one for each message: `count messages` counts a message's first
+/// recipient only).
+pub fn limit_rcpt(n: u64, instance: u64) -> Vec<u8> {
+    let user = format!("user{n}@example.org");
+    let client = limit_client(n).to_string();
+    let sender = format!("user{n}@domain{n}.example");
+    let instance = format!("{instance:x}.6565b8a4.c5d6e.0");
+    with_attributes(
+        crate::SASL_RCPT,
+        &[
+            ("sasl_username", &user),
+            ("client_address", &client),
+            ("sender", &sender),
+            ("instance", &instance),
+        ],
+    )
+}
+
+/// Three limit rules in three counting modes and a rule refusing some
+/// recipients after them, see the module documentation. Maxima far above
+/// what a test counts, except the override for `tiny.example`: one byte a
+/// day, so its messages are refused by the limit (at `RCPT`, from the
+/// `SIZE=` hint) with the templated `over` action.
+pub fn limits_every_mode() -> PolicySource {
+    let mut files = HashMap::new();
+    files.insert(
+        "domain_quotas".to_owned(),
+        "# sender domain -> daily bytes * recipients
+\
+         example.org  100000000000000 per 1d
+\
+         Tiny.Example  1 per 1d
+"
+        .to_owned(),
+    );
+    let source = r#"# Limits in every counting mode (policyd_benches::policies::limits_every_mode).
+limit user-recipients {
+    if authenticated
+    key sasl_username
+    count recipients
+    max 1000000000 per 1h, 2000000000 per 1d
+}
+limit network-messages {
+    key client_address/24/64
+    count messages
+    max 1000000000 per 10m
+}
+limit domain-volume {
+    key sender_domain
+    count bytes * recipients
+    at end-of-message
+    max 10000000000000 per 1d
+    overrides file "domain_quotas"
+    over DEFER "4.7.1 $key: $counted of $limit bytes per $window, try again in $retry_after seconds"
+}
+rule refused-recipients {
+    state RCPT
+    if recipient_local starts_with "refused-"
+    then REJECT "5.1.1 <$recipient>: Recipient address rejected: no such user"
+}
+default DUNNO
+"#;
+    PolicySource {
+        source: source.to_owned(),
+        files: MemoryFiles(files),
+    }
+}
+
+/// The requests of four messages on one connection, for
+/// [`limits_every_mode`], in order: `(what, request)`.
+///
+/// Per message: two accepted `RCPT`s, one `RCPT` of a `refused-` recipient
+/// (counted by `user-recipients`, then refused by `refused-recipients`, so
+/// given back), `DATA` and `END-OF-MESSAGE` with `recipient_count=2` and the
+/// exact size. Logins `user0`/`user1`, two client /24s, sender domains
+/// `example.org` (with an override), `example.com` (without) and
+/// `tiny.example` (one byte a day: its `RCPT`s are refused by
+/// `domain-volume`). Each message has its own `instance`; the same keys and
+/// instances recur each time the mix is sent again.
+pub fn limits_mix() -> Vec<(String, Vec<u8>)> {
+    let messages = [
+        ("user0@example.org", "192.0.2.10", "alice@example.org"),
+        ("user1@example.org", "192.0.2.11", "bob@Example.COM"),
+        ("user0@example.org", "198.51.100.7", "carol@example.com"),
+        ("user1@example.org", "198.51.100.8", "dave@tiny.example"),
+    ];
+    let mut mix = Vec::new();
+    for (m, (user, client, sender)) in messages.into_iter().enumerate() {
+        let instance = format!("{:x}.6565b8a4.c5d6e.{m}", 0x7a3b + m);
+        let common = [
+            ("sasl_username", user),
+            ("client_address", client),
+            ("sender", sender),
+            ("instance", instance.as_str()),
+        ];
+        for recipient in [
+            "one@partner.example",
+            "two@partner.example",
+            "refused-three@partner.example",
+        ] {
+            let mut values = common.to_vec();
+            values.push(("recipient", recipient));
+            mix.push((
+                format!("message {m} RCPT {recipient}"),
+                with_attributes(crate::SASL_RCPT, &values),
+            ));
+        }
+        for state in ["DATA", "END-OF-MESSAGE"] {
+            let mut values = common.to_vec();
+            values.extend([
+                ("protocol_state", state),
+                ("recipient", ""),
+                ("recipient_count", "2"),
+                ("queue_id", "4Q2Xk81yQWz9sWD"),
+                ("size", "2171"),
+            ]);
+            mix.push((
+                format!("message {m} {state}"),
+                with_attributes(crate::SASL_RCPT, &values),
+            ));
+        }
+    }
+    mix
+}
+
 /// Which kind of list [`big_list`] builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListKind {
@@ -365,6 +582,156 @@ mod tests {
             let policy = big_list(kind, 1000).compile();
             assert_eq!(policy.rule_names().collect::<Vec<_>>(), ["big"]);
         }
+    }
+
+    /// The units each key of `limit` counts in its first window, by key text.
+    fn counts(policy: &Policy, limit: &str, now: Timestamp) -> Vec<(String, u64)> {
+        let state = policy
+            .limit_states()
+            .find(|l| l.name == limit)
+            .unwrap_or_else(|| panic!("no limit {limit}"));
+        let mut keys: Vec<(String, u64)> = state
+            .table
+            .top(0, 100, now)
+            .into_iter()
+            .map(|k| (String::from_utf8_lossy(&k.text).into_owned(), k.units))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn limits_count_one_key_per_request_number() {
+        let now = Timestamp::from_unix_millis(1_700_000_000_000);
+        let policy = limits().compile();
+        let names: Vec<&str> = policy.limit_states().map(|l| l.name).collect();
+        assert_eq!(names, ["per-user", "per-network", "per-domain"]);
+        let mut scratch = Scratch::new();
+        // Key 0: one message with three recipients (the message counts
+        // once), then one message for each other key.
+        for (n, instance) in [
+            (0, 1),
+            (0, 1),
+            (0, 1),
+            (1, 2),
+            (255, 3),
+            (256, 4),
+            ((1 << 20) - 1, 5),
+        ] {
+            let frame = limit_rcpt(n, instance);
+            let request = Request::parse(&frame).expect("valid request");
+            let decision = policy.decide(&request, now, &mut scratch);
+            assert_eq!((decision.rule, decision.wire()), ("default", &b"DUNNO"[..]));
+        }
+        let user = counts(&policy, "per-user", now);
+        assert_eq!(user.len(), 5, "{user:?}");
+        assert!(
+            user.contains(&("user0@example.org".to_owned(), 3)),
+            "{user:?}"
+        );
+        assert!(
+            user.contains(&("user1048575@example.org".to_owned(), 1)),
+            "{user:?}"
+        );
+        let network = counts(&policy, "per-network", now);
+        assert_eq!(
+            network,
+            [
+                ("16.0.0.0/24".to_owned(), 1),
+                ("16.0.1.0/24".to_owned(), 1),
+                ("16.0.255.0/24".to_owned(), 1),
+                ("16.1.0.0/24".to_owned(), 1),
+                ("31.255.255.0/24".to_owned(), 1),
+            ]
+        );
+        let domain = counts(&policy, "per-domain", now);
+        assert_eq!(domain.len(), 5, "{domain:?}");
+        assert!(
+            domain.contains(&("domain0.example".to_owned(), 3)),
+            "{domain:?}"
+        );
+        for state in policy.limit_states() {
+            assert!(state.table.capacity() >= LIMITS_CAPACITY * 9 / 10);
+        }
+    }
+
+    #[test]
+    fn limits_every_mode_decides_and_counts_as_documented() {
+        let now = Timestamp::from_unix_millis(1_700_000_000_000);
+        let policy = limits_every_mode().compile();
+        let mix = limits_mix();
+        assert_eq!(mix.len(), 4 * 5);
+        let mut scratch = Scratch::new();
+        const ROUNDS: u64 = 3;
+        for round in 0..ROUNDS {
+            for (what, frame) in &mix {
+                let request = Request::parse(frame).expect("valid request");
+                let decision = policy.decide(&request, now, &mut scratch);
+                let wire = String::from_utf8_lossy(decision.wire());
+                let expected =
+                    if what.starts_with("message 3 RCPT") || what == "message 3 END-OF-MESSAGE" {
+                        "domain-volume"
+                    } else if what.contains("refused-") {
+                        "refused-recipients"
+                    } else {
+                        "default"
+                    };
+                assert_eq!(decision.rule, expected, "round {round}, {what}: {wire}");
+                if expected == "domain-volume" {
+                    assert!(
+                        wire.starts_with("DEFER 4.7.1 tiny.example: 0 of 1 bytes per 1d, try again in never seconds"),
+                        "{what}: {wire}"
+                    );
+                }
+            }
+        }
+        // Per round: user0 has two messages of two accepted recipients;
+        // user1 one (the other is refused by domain-volume, given back);
+        // recipients refused by refused-recipients were given back too.
+        assert_eq!(
+            counts(&policy, "user-recipients", now),
+            [
+                ("user0@example.org".to_owned(), 4 * ROUNDS),
+                ("user1@example.org".to_owned(), 2 * ROUNDS),
+            ]
+        );
+        // Messages 0 and 1 from 192.0.2.0/24, message 2 from
+        // 198.51.100.0/24; message 3 was refused, not counted.
+        assert_eq!(
+            counts(&policy, "network-messages", now),
+            [
+                ("192.0.2.0/24".to_owned(), 2 * ROUNDS),
+                ("198.51.100.0/24".to_owned(), ROUNDS),
+            ]
+        );
+        // 2171 bytes * 2 recipients at the end of each message (sender
+        // domains lower-cased); tiny.example never fits.
+        assert_eq!(
+            counts(&policy, "domain-volume", now),
+            [
+                ("example.com".to_owned(), 2 * 4342 * ROUNDS),
+                ("example.org".to_owned(), 4342 * ROUNDS),
+            ]
+        );
+    }
+
+    #[test]
+    fn with_attributes_replaces_values_and_keeps_the_rest() {
+        let request = with_attributes(
+            crate::SHORT_2X_RCPT,
+            &[("sender", "x@y.example"), ("queue_id", "")],
+        );
+        let expected = String::from_utf8_lossy(crate::SHORT_2X_RCPT)
+            .replace("sender=foo@bar.tld\n", "sender=x@y.example\n")
+            .replace("queue_id=8045F2AB23\n", "queue_id=\n");
+        assert_eq!(String::from_utf8_lossy(&request), expected);
+        Request::parse(&request).expect("valid request");
+    }
+
+    #[test]
+    #[should_panic(expected = "the request has no attribute no_such_name")]
+    fn with_attributes_refuses_an_unknown_attribute() {
+        with_attributes(crate::SHORT_2X_RCPT, &[("no_such_name", "x")]);
     }
 
     #[test]

@@ -14,6 +14,15 @@
 //! list kind, a logins map, a dry-run rule) and decides with a templated
 //! `REJECT` (`policyd_benches::policies::every_condition`), and for the
 //! realistic benchmark policy (56 rules, lists of 10,000 CIDRs and domains).
+//! And for a policy of three limit rules in three counting modes
+//! (`policyd_benches::policies::limits_every_mode`: recipients at RCPT per
+//! login, messages per client /24, bytes times recipients per sender domain at
+//! END-OF-MESSAGE with an override file, then a rule refusing some recipients
+//! so that their counts are given back), over the RCPT, DATA and
+//! END-OF-MESSAGE requests of four messages whose keys recur, with a clock
+//! that moves on a second per round so that window buckets rotate; the
+//! counters are checked afterwards, so the limits really counted while
+//! nothing was allocated.
 //! A sanity test shows that an allocation in the region is counted, so the
 //! zero is not a blind spot.
 #![allow(unsafe_code)] // the global allocator below; the libraries stay unsafe-free
@@ -124,6 +133,35 @@ enum Input {
     ReadFrom,
 }
 
+/// The time a round decides at: a fixed `now`, or one that moves on by a
+/// step every round (for limits, whose windows rotate buckets as time passes).
+struct Clock {
+    now: Cell<u64>,
+    step_ms: u64,
+}
+
+impl Clock {
+    /// Always [`NOW`].
+    fn fixed() -> Self {
+        Self::stepping(0)
+    }
+
+    /// [`NOW`], then `step_ms` later each round.
+    fn stepping(step_ms: u64) -> Self {
+        Self {
+            now: Cell::new(NOW.as_unix_millis()),
+            step_ms,
+        }
+    }
+
+    /// The time of this round; the next one is a step later.
+    fn tick(&self) -> Timestamp {
+        let now = self.now.get();
+        self.now.set(now + self.step_ms);
+        Timestamp::from_unix_millis(now)
+    }
+}
+
 /// One warmed connection's state, as the daemon keeps it.
 struct Conn {
     framer: Framer,
@@ -143,7 +181,7 @@ impl Conn {
     /// Feed `chunks` (one read each), answer every complete request; returns
     /// how many were answered. The reply buffer is cleared first, as after a
     /// socket write.
-    fn round(&mut self, engine: &Engine, input: Input, chunks: &[&[u8]]) -> usize {
+    fn round(&mut self, engine: &Engine, now: Timestamp, input: Input, chunks: &[&[u8]]) -> usize {
         self.out.clear();
         let mut answered = 0;
         for chunk in chunks {
@@ -170,7 +208,7 @@ impl Conn {
                     Ok(request) => request,
                     Err(e) => panic!("parsing failed: {e}"),
                 };
-                let decision = engine.decide(&request, NOW, &mut self.scratch);
+                let decision = engine.decide(&request, now, &mut self.scratch);
                 policy_proto::encode_decision(&decision, &mut self.out);
                 answered += 1;
             }
@@ -203,15 +241,28 @@ fn assert_no_heap_operations(
     chunks: &[&[u8]],
     per_round: usize,
 ) {
+    assert_no_heap_operations_at(case, engine, &Clock::fixed(), action, chunks, per_round);
+}
+
+/// [`assert_no_heap_operations`] with rounds deciding at the times of `clock`.
+fn assert_no_heap_operations_at(
+    case: &str,
+    engine: &Engine,
+    clock: &Clock,
+    action: Option<&Action>,
+    chunks: &[&[u8]],
+    per_round: usize,
+) {
     for input in [Input::Feed, Input::ReadFrom] {
         let case = format!("{case} / {input:?}");
-        assert_no_heap_operations_with(&case, engine, action, input, chunks, per_round);
+        assert_no_heap_operations_with(&case, engine, clock, action, input, chunks, per_round);
     }
 }
 
 fn assert_no_heap_operations_with(
     case: &str,
     engine: &Engine,
+    clock: &Clock,
     action: Option<&Action>,
     input: Input,
     chunks: &[&[u8]],
@@ -220,7 +271,7 @@ fn assert_no_heap_operations_with(
     let mut conn = Conn::new();
     for _ in 0..WARM_UP_REQUESTS {
         assert_eq!(
-            conn.round(engine, input, chunks),
+            conn.round(engine, clock.tick(), input, chunks),
             per_round,
             "{case}: warm-up"
         );
@@ -236,7 +287,7 @@ fn assert_no_heap_operations_with(
     let (ops, mismatches) = heap_operations_in(|| {
         let mut mismatches = 0usize;
         for _ in 0..MEASURED_REQUESTS {
-            let answered = conn.round(engine, input, black_box(chunks));
+            let answered = conn.round(engine, clock.tick(), input, black_box(chunks));
             if answered != per_round || conn.out != expected_reply {
                 mismatches += 1;
             }
@@ -353,6 +404,94 @@ fn warmed_hot_path_with_compiled_policies_allocates_nothing() {
     assert_eq!(cases, 2 * (2 * MIX.len() + 1), "every case ran");
 }
 
+/// Seconds the clock moves on per round of the limits test: 8,032 rounds
+/// span about 2 h 14 min, so every bucket of the 10-minute and 1-hour
+/// windows turns over many times while the 1-day windows keep everything.
+const LIMITS_STEP_MS: u64 = 1_000;
+
+/// Three limit rules in three counting modes, with refunds: a warmed
+/// connection deciding the requests of four messages allocates nothing.
+///
+/// A key seen for the first time may grow its table shard's storage (the
+/// key map and the counter slab): that is once per key, not per request,
+/// and bounded by the limit's `capacity`. The warm-up rounds bring in every
+/// key of the mix; the measured rounds only see keys already tracked, as a
+/// busy server mostly does.
+#[test]
+fn warmed_hot_path_with_limits_allocates_nothing() {
+    let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = Engine::new(policies::limits_every_mode().compile());
+    let clock = Clock::stepping(LIMITS_STEP_MS);
+    let mix = policies::limits_mix();
+    let one_read_each: Vec<&[u8]> = mix.iter().map(|(_, r)| r.as_slice()).collect();
+    let pipelined: Vec<u8> = one_read_each.concat();
+    let mut rounds = 0u64;
+    for (shape, chunks) in [
+        ("one read per request", one_read_each.clone()),
+        ("all in one read", vec![pipelined.as_slice()]),
+    ] {
+        assert_no_heap_operations_at(
+            &format!("limits / four messages / {shape}"),
+            &engine,
+            &clock,
+            None,
+            &chunks,
+            mix.len(),
+        );
+        // Two inputs, each warm-up plus measured rounds.
+        rounds += 2 * (WARM_UP_REQUESTS + MEASURED_REQUESTS) as u64;
+    }
+
+    // The limits counted all along: with the refunds, per round user0 has
+    // four accepted recipients, user1 two; example.com 2 * 4342 bytes,
+    // example.org 4342. Read in the 1-day windows, which hold every round.
+    let now = Timestamp::from_unix_millis(clock.now.get());
+    let policy = engine.policy();
+    let units = |limit: &str, window: usize| -> Vec<(String, u64)> {
+        let state = policy
+            .limit_states()
+            .find(|l| l.name == limit)
+            .unwrap_or_else(|| panic!("no limit {limit}"));
+        let mut keys: Vec<(String, u64)> = state
+            .table
+            .top(window, 10, now)
+            .into_iter()
+            .map(|k| (String::from_utf8_lossy(&k.text).into_owned(), k.units))
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert!(
+        rounds * LIMITS_STEP_MS < 23 * 3600 * 1000,
+        "the test outlasts a day"
+    );
+    assert_eq!(
+        units("user-recipients", 1),
+        [
+            ("user0@example.org".to_owned(), 4 * rounds),
+            ("user1@example.org".to_owned(), 2 * rounds),
+        ]
+    );
+    assert_eq!(
+        units("domain-volume", 0),
+        [
+            ("example.com".to_owned(), 2 * 4342 * rounds),
+            ("example.org".to_owned(), 4342 * rounds),
+        ]
+    );
+    // The 10-minute window of messages per network holds only the last
+    // 600-637 rounds (two messages of 192.0.2.0/24 each).
+    let recent = units("network-messages", 0);
+    let first = recent
+        .iter()
+        .find(|(k, _)| k == "192.0.2.0/24")
+        .map_or(0, |(_, n)| *n);
+    assert!(
+        (2 * 600..=2 * 640).contains(&first),
+        "192.0.2.0/24 counts {first} messages in the last 10 minutes: {recent:?}"
+    );
+}
+
 #[test]
 fn an_allocation_in_the_measured_region_is_counted() {
     let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -369,7 +508,7 @@ fn an_allocation_in_the_measured_region_is_counted() {
     // above is what makes the zero meaningful.
     let engine = Engine::default();
     let (ops, answered) =
-        heap_operations_in(|| Conn::new().round(&engine, Input::Feed, &[MIX[0].request]));
+        heap_operations_in(|| Conn::new().round(&engine, NOW, Input::Feed, &[MIX[0].request]));
     assert_eq!(answered, 1);
     assert!(
         ops.0 >= 1,
