@@ -1,8 +1,9 @@
 //! The command line, parsed by hand.
 //!
 //! `policyd [serve] [OPTIONS]` runs the daemon; `policyd check FILE...`,
-//! `policyd test [--config FILE] [REQUESTS...]` and `policyd default-policy`
-//! are one-shot tools for the policy file. A hand-written parser is shorter
+//! `policyd test [--config FILE] [REQUESTS...]`, `policyd state --state-file
+//! PATH` and `policyd default-policy` are one-shot tools for the policy file
+//! and the state file. A hand-written parser is shorter
 //! than the glue a parser crate needs, adds no dependency, and keeps every
 //! error message in one place. Both `--flag VALUE` and `--flag=VALUE` are
 //! accepted. Every error is a [`CliError`], printed as one line, exit code
@@ -81,6 +82,28 @@ pub(crate) const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 100;
 /// practice, and keeps `Instant` arithmetic far from overflow.
 pub(crate) const MAX_TIMEOUT_SECS: u64 = 86_400;
 
+/// Default for `--state-interval`, in seconds: how often the counters are
+/// written to the `--state-file`. A `kill -9` or a crash loses at most this
+/// much counting; a clean stop loses nothing (a final write). Once a minute
+/// costs little even for millions of keys (a snapshot of 1,000,000 keys is
+/// written in well under a second, off the request path).
+pub(crate) const DEFAULT_STATE_INTERVAL_SECS: u64 = 60;
+
+/// Default for `policyd state --top`: the keys shown per window.
+pub(crate) const DEFAULT_TOP: usize = 20;
+
+/// Largest `policyd state --top`: a million lines is more than anyone reads;
+/// the cap keeps a typo from building a huge answer.
+pub(crate) const MAX_TOP: usize = 1_000_000;
+
+/// Exit code of `policyd state` when the state file cannot be read (missing,
+/// permission denied, not a regular file): `sysexits.h` `EX_NOINPUT`.
+pub(crate) const EX_NOINPUT: u8 = 66;
+
+/// Exit code of `policyd state` when the state file is damaged, truncated or
+/// of a format this build does not read: `sysexits.h` `EX_DATAERR`.
+pub(crate) const EX_DATAERR: u8 = 65;
+
 /// Largest accepted framer limit (`--max-request-bytes` and friends): 16 MiB.
 /// Postfix's largest real requests are a few KiB; the cap only stops a typo from
 /// letting every connection buffer gigabytes.
@@ -146,6 +169,11 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// Least severe level logged.
     pub(crate) log_level: Level,
+    /// `--state-file`: where the limits' counters are kept across restarts
+    /// (none: they are not kept).
+    pub(crate) state_file: Option<PathBuf>,
+    /// `--state-interval`: how often the counters are written.
+    pub(crate) state_interval: Duration,
 }
 
 impl Default for Config {
@@ -158,8 +186,23 @@ impl Default for Config {
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             limits: Limits::default(),
             log_level: Level::Info,
+            state_file: None,
+            state_interval: Duration::from_secs(DEFAULT_STATE_INTERVAL_SECS),
         }
     }
+}
+
+/// `policyd state --state-file PATH [--limit NAME] [--top N] [--window I]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StateArgs {
+    /// The state file to read.
+    pub(crate) state_file: PathBuf,
+    /// Show only this limit.
+    pub(crate) limit: Option<String>,
+    /// Keys shown per window.
+    pub(crate) top: usize,
+    /// Show only this window (1 = the first, as printed).
+    pub(crate) window: Option<usize>,
 }
 
 /// `policyd check FILE...`.
@@ -194,6 +237,8 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Decide requests from files with a policy and print the outcome.
     Test(TestArgs),
+    /// Show what a state file holds.
+    State(StateArgs),
     /// Print the embedded default policy and exit 0.
     PrintDefaultPolicy,
     /// Print [`help`] and exit 0.
@@ -208,6 +253,7 @@ enum Cmd {
     Serve,
     Check,
     Test,
+    State,
 }
 
 impl Cmd {
@@ -216,6 +262,7 @@ impl Cmd {
             Self::Serve => "serve",
             Self::Check => "check",
             Self::Test => "test",
+            Self::State => "state",
         }
     }
 }
@@ -280,7 +327,7 @@ impl fmt::Display for CliError {
             }
             Self::UnknownCommand(word) => write!(
                 f,
-                "unknown command {word:?}: expected serve, check, test, default-policy or help"
+                "unknown command {word:?}: expected serve, check, test, state, default-policy or help"
             ),
             Self::MissingArgument(what) => write!(f, "expected {what}"),
             Self::MissingValue(opt) => write!(f, "option {opt} needs a value"),
@@ -323,6 +370,7 @@ USAGE:
     policyd [serve] [--config FILE | --action ACTION] [OPTIONS]
     policyd check [--deny-warnings] FILE...
     policyd test [--config FILE] [--explain] [--now SECS] [REQUESTS...]
+    policyd state --state-file PATH [--limit NAME] [--top N] [--window I]
     policyd default-policy        (also: policyd --print-default-policy)
 
 COMMANDS:
@@ -342,6 +390,15 @@ COMMANDS:
                     one is decided. Exit 0 when every request parsed, 1 when
                     one did not or a file could not be read, {config} when the
                     policy does not compile.
+    state           Read a state file (see --state-file) offline and print,
+                    for each limit in it (or the one --limit names), how many
+                    keys it tracks, its windows, and in each window the keys
+                    counting the most units as of the time the file was
+                    written, most first: \"who is sending so much?\". The
+                    daemon need not run. Exit 0; 1 when --limit or --window
+                    names nothing in the file; {noinput} when the file cannot be
+                    read (missing, permission denied); {dataerr} when it is
+                    damaged, truncated or not a state file.
     default-policy  Print the embedded default policy (used when neither
                     --config nor --action is given) and exit.
 
@@ -362,6 +419,30 @@ POLICY OPTIONS:
     --now SECS              test only: decide at this time (Unix seconds)
                             instead of now, for reproducible output.
     --deny-warnings         check only: a warning fails the check (exit 1).
+
+STATE OPTIONS:
+    --state-file PATH       serve: keep the counters of the policy's limit
+                            rules in PATH across restarts. Read at start (a
+                            missing file is a first start); written every
+                            --state-interval and at a clean stop (SIGTERM,
+                            SIGINT), atomically: PATH.tmp in the same directory,
+                            fsync, rename over PATH, fsync of the directory,
+                            mode 0600 (keys are addresses). A damaged or
+                            truncated file is logged as an error, moved aside to
+                            PATH.bad-<unix seconds> and the daemon starts with
+                            empty counters; it never half-loads. A rule whose
+                            name, key, count, at, windows or capacity changed
+                            starts empty; a new max keeps the counts.
+                            state: the file to read.
+                            [default: none: counters start empty at every start,
+                            and a policy with limits logs a warning]
+    --state-interval SECS   serve: write the state file this often, off the
+                            request path; a kill -9 or crash loses at most this
+                            much counting. 1 to 86400. [default: {state_interval}]
+    --limit NAME            state only: show only this limit.
+    --top N                 state only: keys shown per window. [default: {top}]
+    --window I              state only: show only window I (1 = the first, in
+                            the order of the rule's max clause).
 
 SERVE OPTIONS:
     --listen ADDR           Where to listen; repeat for several listeners.
@@ -410,6 +491,11 @@ logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: info: decision rule=blocked action=\"REJECT 5.7.1 ...\" ...
     policyd[PID]: info: dry-run rule=big would=\"DEFER 4.5.3 ...\" decided_by=...
     policyd[PID]: info: reloaded policy FILE rules=12 list_files=2 warnings=0
+    policyd[PID]: info: state file PATH written 12 s ago: restored limit out keys=310
+    policyd[PID]: error: state file PATH is unusable: corrupt state file: ...;
+        moved it to PATH.bad-1764300000; starting with empty counters
+    policyd[PID]: error: cannot write state file PATH: no space left on device;
+        retrying in 60 s
     policyd[PID]: warning: closing connection peer=127.0.0.1:5555 reason=\"...\"
     A rule marked dry-run that applies logs one dry-run line (the action it
     would have given) before the decision line, and changes nothing.
@@ -419,17 +505,24 @@ logger(1); one line each, key=value, client bytes escaped):
 
 SIGNALS:
     SIGTERM, SIGINT  Stop accepting, answer requests in flight, close idle
-                     connections, exit 0. A second signal exits at once.
+                     connections, write the --state-file, exit 0. A second
+                     signal exits at once (the state file then keeps its last
+                     periodic write).
     SIGHUP           Reload the --config file and the list files it names. If
                      the new policy compiles, it replaces the old one for every
                      later request (connections stay open); if not, every error
                      is logged and the old policy stays. Ignored (logged) with
-                     --action or the embedded default policy.
+                     --action or the embedded default policy. Limits whose
+                     name, key, count, at, windows and capacity are unchanged
+                     keep their counters; the others start empty (each logged).
 
 EXIT CODES:
     0   clean stop; check: every file compiles; test: every request parsed
-    1   check: a file does not compile; test: a request did not parse
+    1   check: a file does not compile; test: a request did not parse;
+        state: --limit or --window names nothing in the file
     {usage}  bad command line or --action
+    {dataerr}  state: the state file is damaged, truncated or not a state file
+    {noinput}  state: the state file cannot be read (missing, permission denied)
     {oserr}  cannot listen (address in use, bad address, permission denied) or
         other operating system failure at start
     {config}  the policy cannot be read or does not compile (serve, test); every
@@ -446,6 +539,10 @@ EXIT CODES:
         usage = EX_USAGE,
         oserr = EX_OSERR,
         config = EX_CONFIG,
+        noinput = EX_NOINPUT,
+        dataerr = EX_DATAERR,
+        state_interval = DEFAULT_STATE_INTERVAL_SECS,
+        top = DEFAULT_TOP,
     )
 }
 
@@ -463,6 +560,9 @@ struct Parsed {
     explain: bool,
     now: Option<u64>,
     deny_warnings: bool,
+    limit: Option<String>,
+    top: Option<usize>,
+    window: Option<usize>,
 }
 
 /// Parse the arguments after the program name.
@@ -479,6 +579,7 @@ where
                 b"serve" => Cmd::Serve,
                 b"check" => Cmd::Check,
                 b"test" => Cmd::Test,
+                b"state" => Cmd::State,
                 b"default-policy" => return no_more(args, Command::PrintDefaultPolicy),
                 b"help" => return Ok(Command::Help),
                 b"version" => return Ok(Command::Version),
@@ -570,6 +671,54 @@ where
                 )?);
             }
             Opt::DenyWarnings => p.deny_warnings = true,
+            Opt::StateFile => {
+                if value.is_empty() {
+                    return Err(CliError::BadValue {
+                        option: canonical,
+                        value: String::new(),
+                        expected: "a file name",
+                    });
+                }
+                p.config.state_file = Some(PathBuf::from(value));
+            }
+            Opt::StateInterval => {
+                p.config.state_interval = Duration::from_secs(number_u64(
+                    canonical,
+                    &value,
+                    1,
+                    MAX_TIMEOUT_SECS,
+                    "whole seconds from 1 to 86400",
+                )?);
+            }
+            Opt::Limit => {
+                let text = utf8(canonical, &value)?;
+                if text.is_empty() {
+                    return Err(CliError::BadValue {
+                        option: canonical,
+                        value: String::new(),
+                        expected: "a limit's name",
+                    });
+                }
+                p.limit = Some(text.to_owned());
+            }
+            Opt::Top => {
+                p.top = Some(number(
+                    canonical,
+                    &value,
+                    1,
+                    MAX_TOP,
+                    "a whole number from 1 to 1000000",
+                )?);
+            }
+            Opt::Window => {
+                p.window = Some(number(
+                    canonical,
+                    &value,
+                    1,
+                    policy_core::state::MAX_WINDOWS,
+                    "a window number from 1 to 4 (as policyd state prints them)",
+                )?);
+            }
             Opt::MaxConnections => {
                 p.config.max_connections = number(
                     canonical,
@@ -618,6 +767,22 @@ where
             now: p.now,
             inputs: p.positional.into_iter().map(PathBuf::from).collect(),
         })),
+        Cmd::State => {
+            if let Some(arg) = p.positional.into_iter().next() {
+                return Err(CliError::UnexpectedArgument(
+                    arg.to_string_lossy().into_owned(),
+                ));
+            }
+            let state_file = p.config.state_file.ok_or(CliError::MissingArgument(
+                "--state-file PATH: policyd state --state-file PATH",
+            ))?;
+            Ok(Command::State(StateArgs {
+                state_file,
+                limit: p.limit,
+                top: p.top.unwrap_or(DEFAULT_TOP),
+                window: p.window,
+            }))
+        }
     }
 }
 
@@ -686,6 +851,11 @@ enum Opt {
     MaxLineBytes,
     MaxAttributes,
     LogLevel,
+    StateFile,
+    StateInterval,
+    Limit,
+    Top,
+    Window,
 }
 
 /// One option: its spellings (the first is the canonical one, used in
@@ -701,7 +871,8 @@ struct OptSpec {
     commands: &'static [Cmd],
 }
 
-const ALL: &[Cmd] = &[Cmd::Serve, Cmd::Check, Cmd::Test];
+const ALL: &[Cmd] = &[Cmd::Serve, Cmd::Check, Cmd::Test, Cmd::State];
+const STATE: &[Cmd] = &[Cmd::State];
 const SERVE: &[Cmd] = &[Cmd::Serve];
 
 const fn spec(
@@ -755,6 +926,16 @@ const OPTIONS: &[OptSpec] = &[
     spec(Opt::MaxLineBytes, &["--max-line-bytes"], true, SERVE),
     spec(Opt::MaxAttributes, &["--max-attributes"], true, SERVE),
     spec(Opt::LogLevel, &["--log-level"], true, SERVE),
+    spec(
+        Opt::StateFile,
+        &["--state-file"],
+        true,
+        &[Cmd::Serve, Cmd::State],
+    ),
+    spec(Opt::StateInterval, &["--state-interval"], true, SERVE),
+    spec(Opt::Limit, &["--limit"], true, STATE),
+    spec(Opt::Top, &["--top"], true, STATE),
+    spec(Opt::Window, &["--window"], true, STATE),
 ];
 
 fn utf8<'v>(option: &'static str, value: &'v OsStr) -> Result<&'v str, CliError> {
@@ -1126,6 +1307,113 @@ mod tests {
         for (args, expected) in rows {
             assert_eq!(&err(args), expected, "args {args:?}");
         }
+    }
+
+    #[test]
+    fn state_options() {
+        let config = run(&["--state-file", "/var/lib/policyd/state"]).unwrap();
+        assert_eq!(
+            config.state_file,
+            Some(PathBuf::from("/var/lib/policyd/state"))
+        );
+        assert_eq!(
+            config.state_interval,
+            Duration::from_secs(DEFAULT_STATE_INTERVAL_SECS)
+        );
+        assert_eq!(run(&[]).unwrap().state_file, None);
+        assert_eq!(
+            run(&["--state-interval=1"]).unwrap().state_interval,
+            Duration::from_secs(1)
+        );
+        for bad in ["0", "86401", "1s", ""] {
+            assert!(
+                matches!(
+                    err(&["--state-interval", bad]),
+                    CliError::BadValue {
+                        option: "--state-interval",
+                        ..
+                    }
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            err(&["--state-file="]),
+            CliError::BadValue {
+                option: "--state-file",
+                ..
+            }
+        ));
+        assert_eq!(
+            err(&["--state-file", "a", "--state-file", "b"]),
+            CliError::Repeated("--state-file")
+        );
+        assert_eq!(
+            err(&["--top", "3"]),
+            CliError::OptionNotFor {
+                option: "--top",
+                command: "serve"
+            }
+        );
+    }
+
+    #[test]
+    fn state_command() {
+        match parse_strs(&[
+            "state",
+            "--state-file",
+            "s",
+            "--limit=out",
+            "--top",
+            "5",
+            "--window",
+            "2",
+        ])
+        .unwrap()
+        {
+            Command::State(args) => assert_eq!(
+                args,
+                StateArgs {
+                    state_file: "s".into(),
+                    limit: Some("out".into()),
+                    top: 5,
+                    window: Some(2),
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse_strs(&["state", "--state-file", "s"]).unwrap() {
+            Command::State(args) => {
+                assert_eq!(
+                    (args.limit, args.top, args.window),
+                    (None, DEFAULT_TOP, None)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(err(&["state"]), CliError::MissingArgument(_)));
+        assert_eq!(
+            err(&["state", "--state-file", "s", "x"]),
+            CliError::UnexpectedArgument("x".into())
+        );
+        assert_eq!(
+            err(&["state", "--state-file", "s", "--state-interval", "5"]),
+            CliError::OptionNotFor {
+                option: "--state-interval",
+                command: "state"
+            }
+        );
+        for (option, value) in [("--top", "0"), ("--window", "5"), ("--window", "0")] {
+            assert!(
+                matches!(
+                    err(&["state", "--state-file", "s", option, value]),
+                    CliError::BadValue { .. }
+                ),
+                "{option} {value}"
+            );
+        }
+        assert!(help().contains("--state-file PATH"));
+        assert!(help().contains("policyd state"));
     }
 
     #[test]

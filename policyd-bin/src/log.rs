@@ -195,11 +195,15 @@ macro_rules! notice {
 macro_rules! warning {
     ($($arg:tt)*) => { $crate::log::message($crate::log::Level::Warn, format_args!($($arg)*)) };
 }
+/// Log at error level with `format!` syntax; see [`message`].
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::message($crate::log::Level::Error, format_args!($($arg)*)) };
+}
 /// Log at debug level with `format!` syntax; see [`message`].
 macro_rules! debug {
     ($($arg:tt)*) => { $crate::log::message($crate::log::Level::Debug, format_args!($($arg)*)) };
 }
-pub(crate) use {debug, notice, warning};
+pub(crate) use {debug, error, notice, warning};
 
 /// One log line being built in a caller's reusable buffer.
 ///

@@ -15,11 +15,13 @@
 //! - [`cli`]: the command line, `--help`, exit codes;
 //! - [`policy_file`]: reading and compiling policy files, the embedded
 //!   default policy;
-//! - [`tools`]: `policyd check` and `policyd test`;
+//! - [`tools`]: `policyd check`, `policyd test` and `policyd state`;
 //! - [`listen`]: TCP and UNIX listeners, bind errors;
 //! - [`server`]: accept threads, the connection cap, reloads, orderly stop;
 //! - [`conn`]: one connection: framing, deciding, replying, timeouts;
 //! - [`signals`]: SIGTERM, SIGINT, SIGHUP;
+//! - [`statefile`]: the limits' counters kept in `--state-file` across
+//!   restarts (loaded at start, written periodically and at stop);
 //! - [`log`]: the buffered stderr logger and its escaping.
 //!
 //! Nothing a client sends can panic the daemon: every fault of the input is an
@@ -34,6 +36,7 @@ mod log;
 mod policy_file;
 mod server;
 mod signals;
+mod statefile;
 mod tools;
 
 use std::io::Write as _;
@@ -57,6 +60,9 @@ fn main() -> ExitCode {
                 &mut std::io::stdin().lock(),
                 &mut std::io::stdout().lock(),
             ))
+        }
+        Ok(Command::State(args)) => {
+            return ExitCode::from(tools::state(&args, &mut std::io::stdout().lock()))
         }
         Ok(Command::PrintDefaultPolicy) => return print(policy_file::DEFAULT_POLICY),
         Ok(Command::Help) => return print(&cli::help()),
@@ -86,7 +92,7 @@ fn serve(config: Config) -> ExitCode {
         return ExitCode::from(EX_OSERR);
     }
     // Before binding: a policy that does not compile takes no port.
-    let loaded = match policy_file::load(&config.policy) {
+    let mut loaded = match policy_file::load(&config.policy) {
         Ok(loaded) => loaded,
         Err(e) => {
             log::flush();
@@ -111,6 +117,23 @@ fn serve(config: Config) -> ExitCode {
             "--action OK answers OK to every request: if check_policy_service runs before \
              reject_unauth_destination, this makes an open relay"
         );
+    }
+    // Before the policy goes into the engine: its tables get their counters.
+    match &config.state_file {
+        Some(path) => {
+            statefile::load(path, &mut loaded.policy, config.state_interval);
+            statefile::probe(path);
+        }
+        None => {
+            let limits = loaded.policy.limit_states().count();
+            if limits > 0 {
+                log::warning!(
+                    "the policy has {limits} limit {} but no --state-file: counters start empty \
+                     at every start and do not survive a restart",
+                    policy_file::plural(limits, "rule", "rules")
+                );
+            }
+        }
     }
     let code = server::run(config, loaded, &mut signals);
     log::flush();

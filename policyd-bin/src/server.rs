@@ -11,6 +11,9 @@
 //!   policy in force ([`Engine::replace`]) only if it compiles;
 //! - one thread per connection ([`crate::conn`]), with a
 //!   [`CONNECTION_STACK_BYTES`] stack;
+//! - with `--state-file`, the state writer ([`crate::statefile`]): the
+//!   limits' counters to disk every `--state-interval`, and once more at a
+//!   clean stop after the connections have stopped deciding;
 //! - the log flusher ([`crate::log`]).
 //!
 //! A connection over the cap (`--max-connections`) is logged with its peer
@@ -35,6 +38,7 @@ use crate::listen::{self, describe, Listener, Stream};
 use crate::log::{self, Level, Line};
 use crate::policy_file::{self, one_line, plural, LoadError, Loaded};
 use crate::signals::{Signal, Signals};
+use crate::statefile::Writer;
 
 /// Stack size of connection and accept threads: 128 KiB.
 ///
@@ -190,6 +194,24 @@ pub(crate) fn run(config: Config, loaded: Loaded, signals: &mut Signals) -> u8 {
         PolicySource::Default | PolicySource::Action(_) => None,
     };
 
+    let writer = match &config.state_file {
+        Some(path) => match Writer::spawn(path.clone(), config.state_interval, Arc::clone(&shared))
+        {
+            Ok(writer) => Some(writer),
+            Err(e) => {
+                shared.stopping.store(true, Ordering::Release);
+                wake_all(&listeners);
+                cleanup_all(&listeners);
+                eprintln!(
+                    "policyd: error: cannot start the state writer thread: {}",
+                    describe(&e)
+                );
+                return EX_OSERR;
+            }
+        },
+        None => None,
+    };
+
     for listener in &listeners {
         log::notice!("listening on {}", listener.local_display());
     }
@@ -282,6 +304,10 @@ pub(crate) fn run(config: Config, loaded: Loaded, signals: &mut Signals) -> u8 {
         thread::sleep(SHUTDOWN_POLL);
     }
     if !forced {
+        // Connections have stopped deciding: these are the final counts.
+        if let Some(writer) = writer {
+            writer.finish(signals);
+        }
         log::notice!("stopped");
     }
     log::flush();
@@ -315,9 +341,15 @@ fn reload(path: &Path, engine: &Engine) {
             for warning in &loaded.warnings {
                 log::warning!("{}", one_line(warning));
             }
+            let new_limits: Vec<String> = loaded
+                .policy
+                .limit_states()
+                .map(|l| l.name.to_owned())
+                .collect();
+            let old = engine.policy();
             // Requests being decided finish with the old policy; every
             // connection's next request uses the new one.
-            engine.replace(loaded.policy);
+            let kept = engine.replace(loaded.policy);
             log::notice!(
                 "reloaded policy {} rules={} list_files={} warnings={} millis={}",
                 path.display(),
@@ -326,6 +358,24 @@ fn reload(path: &Path, engine: &Engine) {
                 loaded.warnings.len(),
                 started.elapsed().as_millis()
             );
+            for name in &new_limits {
+                if kept.contains(name) {
+                    log::notice!("limit {name}: counters kept across the reload");
+                } else if old.limit_states().any(|l| l.name == name) {
+                    log::notice!(
+                        "limit {name}: counters reset: the rule changed (key, count, at, \
+                         windows or capacity)"
+                    );
+                } else {
+                    log::notice!("limit {name}: new, counters start empty");
+                }
+            }
+            for gone in old
+                .limit_states()
+                .filter(|l| !new_limits.iter().any(|n| n == l.name))
+            {
+                log::notice!("limit {}: removed, its counters dropped", gone.name);
+            }
         }
         Err(LoadError::Compile { name, errors }) => {
             for diagnostic in errors.errors.iter().chain(&errors.warnings) {

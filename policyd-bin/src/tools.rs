@@ -1,9 +1,10 @@
 //! The one-shot sub-commands: `policyd check` (compile policy files, report
-//! every diagnostic) and `policyd test` (decide requests read from files with
-//! a policy, print what it answers and why).
+//! every diagnostic), `policyd test` (decide requests read from files with
+//! a policy, print what it answers and why) and `policyd state` (show what a
+//! state file holds: the keys counting the most in each limit).
 //!
-//! Both write their report to standard output and return the exit code (see
-//! `policyd --help`). Neither starts a thread, binds a socket or logs.
+//! Each writes its report to standard output and returns the exit code (see
+//! `policyd --help`). None starts a thread, binds a socket or logs.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -13,9 +14,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use policy_core::{Policy, Request, Scratch, Timestamp};
 use policy_proto::{Framer, Limits};
 
-use crate::cli::{CheckArgs, PolicySource, TestArgs, EX_CONFIG};
+use policy_core::lang::MAX_LIMIT_CAPACITY;
+use policy_core::state::LimitTable;
+use policy_core::store::{self, TableKind};
+
+use crate::cli::{CheckArgs, PolicySource, StateArgs, TestArgs, EX_CONFIG, EX_DATAERR, EX_NOINPUT};
 use crate::log::push_escaped;
 use crate::policy_file::{self, plural, LoadError};
+use crate::statefile::{self, ReadError};
 
 /// Exit code when stdout cannot be written (`sysexits.h` `EX_IOERR`).
 pub(crate) const EX_IOERR: u8 = 74;
@@ -411,6 +417,148 @@ fn header(request: &Request<'_>, out: &mut String) {
     if !request.sasl_username.is_empty() {
         push("sasl_username", request.sasl_username, false);
     }
+}
+
+/// `policyd state`: read a state file offline and print, per limit (or the
+/// one `--limit` names), its key count, its windows and the `--top` keys
+/// counting the most units in each window (or the one `--window` names) as
+/// of the time the file was written. 0; 1 when `--limit` or `--window`
+/// names nothing in the file; [`EX_NOINPUT`] when the file cannot be read;
+/// [`EX_DATAERR`] when it (or a table in it) is damaged or not a state file.
+pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
+    let name = args.state_file.display().to_string();
+    let fail = |code: u8, message: String| {
+        let _ = writeln!(io::stderr(), "policyd: error: {message}");
+        code
+    };
+    let bytes = match statefile::read(&args.state_file) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Missing) => {
+            return fail(
+                EX_NOINPUT,
+                format!("cannot read state file {name}: no such file or directory"),
+            )
+        }
+        Err(ReadError::Unreadable(reason)) => {
+            return fail(
+                EX_NOINPUT,
+                format!("cannot read state file {name}: {reason}"),
+            )
+        }
+    };
+    let stored = match store::decode(&bytes) {
+        Ok(stored) => stored,
+        Err(e) => return fail(EX_DATAERR, format!("state file {name} is unusable: {e}")),
+    };
+    let written = stored.written_at.as_unix_millis();
+    let now = statefile::now().as_unix_millis();
+    let mut report = String::new();
+    let _ = writeln!(report, "state file {name}");
+    let _ = writeln!(
+        report,
+        "written {} ({}); counts as of then",
+        statefile::utc(written),
+        statefile::age(written, now)
+    );
+    let selected: Vec<_> = stored
+        .entries
+        .iter()
+        .filter(|e| args.limit.as_deref().map_or(true, |l| l == e.name))
+        .collect();
+    if let Some(limit) = &args.limit {
+        if selected.is_empty() {
+            let names: Vec<&str> = stored.entries.iter().map(|e| e.name).collect();
+            return fail(
+                1,
+                format!(
+                    "no limit {limit:?} in state file {name} (it has: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+        }
+    } else {
+        let n = stored.entries.len();
+        let _ = writeln!(report, "{n} {}", plural(n, "table", "tables"));
+    }
+    let mut code = 0;
+    let mut shown_windows = 0;
+    for entry in selected {
+        report.push('\n');
+        if entry.kind != TableKind::Limit {
+            let _ = writeln!(
+                report,
+                "table {}: of a kind this version does not know ({:?}); not shown",
+                entry.name, entry.kind
+            );
+            continue;
+        }
+        let table = match LimitTable::decode_snapshot_as_written(entry.payload, MAX_LIMIT_CAPACITY)
+        {
+            Ok(table) => table,
+            Err(e) => {
+                let _ = writeln!(report, "limit {}: error: {e}", entry.name);
+                code = EX_DATAERR;
+                continue;
+            }
+        };
+        let keys = table.len();
+        let _ = writeln!(
+            report,
+            "limit {}: {keys} {}",
+            entry.name,
+            plural(keys, "key", "keys")
+        );
+        for (i, window) in table.limit().windows().iter().enumerate() {
+            if args.window.is_some_and(|w| w != i + 1) {
+                continue;
+            }
+            shown_windows += 1;
+            let _ = writeln!(
+                report,
+                "  window {}: max {} per {}",
+                i + 1,
+                window.max(),
+                statefile::window_text(window.per_ms())
+            );
+            let top = table.top(i, args.top, stored.written_at);
+            if top.is_empty() {
+                let _ = writeln!(report, "    (no key counts anything in this window)");
+                continue;
+            }
+            let width = top[0].units.to_string().len().max(5);
+            let _ = writeln!(report, "    {:>width$}  key", "units");
+            for key in &top {
+                let mut text = Vec::with_capacity(key.text.len() + 3);
+                push_escaped(&mut text, &key.text);
+                if key.truncated {
+                    text.extend_from_slice(b"...");
+                }
+                let _ = writeln!(
+                    report,
+                    "    {:>width$}  {}",
+                    key.units,
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+    if out
+        .write_all(report.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return EX_IOERR;
+    }
+    if let Some(w) = args.window {
+        if shown_windows == 0 && code == 0 {
+            return fail(1, format!("no limit shown has a window {w}"));
+        }
+    }
+    code
 }
 
 #[cfg(test)]

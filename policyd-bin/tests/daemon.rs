@@ -1361,3 +1361,378 @@ size=9000000
         );
     }
 }
+
+/// `--state-file`: counters kept across restarts (clean and `kill -9`), a
+/// damaged file moved aside, reloads keeping unchanged limits' counters, and
+/// `policyd state`.
+mod state_file {
+    use super::*;
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    /// At most 3 messages an hour per sender; a message is counted once
+    /// (per connection and `instance`) at its first RCPT.
+    const LIMIT_POLICY: &str =
+        "limit out { key sender count messages max 3 per 1h }\ndefault DUNNO\n";
+
+    const OVER: &str = "action=DEFER 4.7.1 Rate limit reached (3 per 1h), try again in ";
+
+    /// The first RCPT of message `n` from alice@example.net.
+    fn message(n: u32) -> Vec<u8> {
+        request_with(&[
+            ("sender", "alice@example.net"),
+            ("instance", &format!("msg.{n}")),
+            ("recipient", &format!("rcpt{n}@example.com")),
+        ])
+    }
+
+    fn admitted(conn: &mut TcpStream, n: u32) {
+        assert_eq!(request(conn, &message(n)), DUNNO, "message {n} is admitted");
+    }
+
+    fn deferred(conn: &mut TcpStream, n: u32) {
+        let answer = String::from_utf8(request(conn, &message(n))).unwrap();
+        assert!(
+            answer.starts_with(OVER),
+            "message {n} is deferred: {answer:?}"
+        );
+    }
+
+    /// A directory with the limit policy; returns it, the policy's path and
+    /// the state file's path.
+    fn setup(name: &str) -> (TempDir, String, String) {
+        let dir = TempDir::new(name);
+        let policy = dir.write("policy.conf", LIMIT_POLICY);
+        let state = dir.path().join("state").to_str().unwrap().to_owned();
+        (dir, policy, state)
+    }
+
+    fn stop(mut daemon: Daemon) -> Vec<String> {
+        daemon.signal("TERM");
+        let status = daemon.wait_exit(TIMEOUT).expect("policyd stops");
+        assert_eq!(status.code(), Some(0));
+        daemon.wait_log_closed();
+        daemon.log()
+    }
+
+    fn mtime(path: &str) -> Option<SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+
+    #[test]
+    fn a_clean_stop_keeps_the_counters() {
+        let (_dir, policy, state) = setup("state-clean");
+        let args = ["--config", &policy, "--state-file", &state];
+        let daemon = Daemon::start(&args);
+        daemon.expect_log("first start", |l| {
+            l.contains(&format!(
+                "info: state file {state} does not exist yet: counters start empty"
+            ))
+        });
+        let mut conn = daemon.connect();
+        admitted(&mut conn, 1);
+        admitted(&mut conn, 2);
+        drop(conn);
+        let log = stop(daemon);
+        let written = log
+            .iter()
+            .position(|l| {
+                l.contains(&format!(
+                    "info: state file {state} written limits=1 keys=1 "
+                ))
+            })
+            .unwrap_or_else(|| panic!("no final write; log:\n{}", log.join("\n")));
+        // Written after the connections stopped, before the last line.
+        let stopping = log
+            .iter()
+            .position(|l| l.contains("SIGTERM received"))
+            .unwrap();
+        assert!(
+            stopping < written && log[written + 1].ends_with("info: stopped"),
+            "{log:#?}"
+        );
+
+        let daemon = Daemon::start(&args);
+        let restored = daemon.expect_log("restore line", |l| {
+            l.contains(&format!("info: restored state file {state} written "))
+        });
+        assert!(
+            restored.ends_with("limits=1 keys=1 dropped=0"),
+            "{restored}"
+        );
+        daemon.expect_log("per-limit line", |l| {
+            l.ends_with("info: limit out: counters restored keys=1")
+        });
+        let mut conn = daemon.connect();
+        admitted(&mut conn, 3);
+        deferred(&mut conn, 4);
+        // Another sender has its own count.
+        let bob = request_with(&[("sender", "bob@example.org"), ("instance", "b.1")]);
+        assert_eq!(request(&mut conn, &bob), DUNNO);
+        drop(conn);
+        stop(daemon);
+    }
+
+    #[test]
+    fn kill_9_loses_at_most_the_interval() {
+        let (_dir, policy, state) = setup("state-kill");
+        let args = [
+            "--config",
+            &policy,
+            "--state-file",
+            &state,
+            "--state-interval",
+            "1",
+        ];
+        let mut daemon = Daemon::start(&args);
+        let mut conn = daemon.connect();
+        admitted(&mut conn, 1);
+        admitted(&mut conn, 2);
+        // Wait (bounded) for a periodic write holding both: each time the
+        // file changes, read it with `policyd state`.
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = None;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no periodic write with both messages within {TIMEOUT:?}"
+            );
+            let now = mtime(&state);
+            if now.is_some() && now != seen {
+                seen = now;
+                let out = run(&["state", "--state-file", &state]);
+                if stdout(&out).contains("        2  alice@example.net\n") {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // No chance of a final write.
+        daemon.signal("KILL");
+        assert!(daemon.wait_exit(TIMEOUT).is_some(), "policyd killed");
+        assert!(!daemon.log().iter().any(|l| l.contains("stopped")));
+
+        let daemon = Daemon::start(&args);
+        daemon.expect_log("restore line", |l| {
+            l.contains("info: restored state file ") && l.ends_with("limits=1 keys=1 dropped=0")
+        });
+        let mut conn = daemon.connect();
+        admitted(&mut conn, 3);
+        deferred(&mut conn, 4);
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_moved_aside() {
+        let (dir, policy, state) = setup("state-corrupt");
+        let garbage = b"PDSTATE\0 this was cut off in the middle";
+        std::fs::write(&state, garbage).unwrap();
+        let daemon = Daemon::start(&["--config", &policy, "--state-file", &state]);
+        let error = daemon.expect_log("error line", |l| l.contains(": error: state file "));
+        assert!(
+            error.contains(&format!("error: state file {state} is unusable: ")),
+            "{error}"
+        );
+        assert!(error.contains("starting with empty counters"), "{error}");
+        // Moved aside, not overwritten: the same bytes, under the name logged.
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("state.bad-"))
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage);
+        assert!(
+            error.contains(&format!("moved it to {}", aside[0].display())),
+            "{error}"
+        );
+        assert!(!Path::new(&state).exists());
+        // Serving with empty counters: 3 pass, the 4th is deferred.
+        let mut conn = daemon.connect();
+        for n in 1..=3 {
+            admitted(&mut conn, n);
+        }
+        deferred(&mut conn, 4);
+        drop(conn);
+        // And the next stop writes a good file again.
+        stop(daemon);
+        let out = run(&["state", "--state-file", &state]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+
+    #[test]
+    fn a_failing_write_is_logged_and_the_daemon_goes_on() {
+        let (dir, policy, _) = setup("state-unwritable");
+        let state = dir.path().join("no-such-dir").join("state");
+        let state = state.to_str().unwrap();
+        let daemon = Daemon::start(&[
+            "--config",
+            &policy,
+            "--state-file",
+            state,
+            "--state-interval",
+            "1",
+        ]);
+        daemon.expect_log("start-up probe", |l| {
+            l.contains(&format!("error: cannot write state file {state}: creating {state}.tmp: no such file or directory"))
+        });
+        daemon.expect_log("periodic failure", |l| {
+            l.contains(&format!("error: cannot write state file {state}: "))
+                && l.ends_with("retrying in 1 s")
+        });
+        let mut conn = daemon.connect();
+        admitted(&mut conn, 1);
+        drop(conn);
+        let log = stop(daemon);
+        assert!(
+            log.iter()
+                .any(|l| l.contains(&format!("error: cannot write state file {state} at stop: "))),
+            "{log:#?}"
+        );
+    }
+
+    #[test]
+    fn without_a_state_file_a_policy_with_limits_warns() {
+        let (_dir, policy, _) = setup("state-none");
+        let daemon = Daemon::start(&["--config", &policy]);
+        daemon.expect_log("warning", |l| {
+            l.contains("warning: the policy has 1 limit rule but no --state-file: ")
+                && l.contains("do not survive a restart")
+        });
+        // No warning for a policy without limits.
+        let plain = Daemon::start(&["--action", "DUNNO"]);
+        drop(plain.connect());
+        assert!(!plain.log().iter().any(|l| l.contains("--state-file")));
+    }
+
+    #[test]
+    fn sighup_keeps_unchanged_limits_and_resets_changed_ones() {
+        let (dir, policy, _) = setup("state-reload");
+        let daemon = Daemon::start(&["--config", &policy]);
+        let mut conn = daemon.connect();
+        admitted(&mut conn, 1);
+        admitted(&mut conn, 2);
+
+        // Only the over action changes: the signature stays, the counts too.
+        dir.write(
+            "policy.conf",
+            "limit out {\n  key sender count messages max 3 per 1h\n  over DEFER \"4.7.1 Slow down, $sender\"\n}\ndefault DUNNO\n",
+        );
+        daemon.signal("HUP");
+        daemon.expect_log("kept", |l| {
+            l.ends_with("info: limit out: counters kept across the reload")
+        });
+        admitted(&mut conn, 3);
+        assert_eq!(
+            request(&mut conn, &message(4)),
+            reply("DEFER 4.7.1 Slow down, alice@example.net")
+        );
+
+        // Another window: the old counts mean nothing for it.
+        dir.write("policy.conf", LIMIT_POLICY.replace("1h", "2h"));
+        daemon.signal("HUP");
+        daemon.expect_log("reset", |l| {
+            l.ends_with("info: limit out: counters reset: the rule changed (key, count, at, windows or capacity)")
+        });
+        for n in 5..=7 {
+            admitted(&mut conn, n);
+        }
+        let answer = String::from_utf8(request(&mut conn, &message(8))).unwrap();
+        assert!(
+            answer.starts_with("action=DEFER 4.7.1 Rate limit reached (3 per 2h)"),
+            "{answer:?}"
+        );
+    }
+
+    #[test]
+    fn state_command_shows_the_top_senders() {
+        let (_dir, policy, state) = setup("state-command");
+        let daemon = Daemon::start(&["--config", &policy, "--state-file", &state]);
+        let mut conn = daemon.connect();
+        admitted(&mut conn, 1);
+        admitted(&mut conn, 2);
+        let bob = request_with(&[("sender", "Bob@Example.ORG"), ("instance", "b.1")]);
+        assert_eq!(request(&mut conn, &bob), DUNNO);
+        drop(conn);
+        stop(daemon);
+
+        let out = run(&["state", "--state-file", &state]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("state file {state}"), "{text}");
+        assert!(
+            lines[1].starts_with("written 20") && lines[1].contains(" UTC ("),
+            "{text}"
+        );
+        assert!(lines[1].ends_with(" s ago); counts as of then"), "{text}");
+        let from = lines
+            .iter()
+            .position(|l| *l == "limit out: 2 keys")
+            .expect(&text);
+        assert_eq!(
+            lines[from + 1..from + 5],
+            [
+                "  window 1: max 3 per 1h",
+                "    units  key",
+                "        2  alice@example.net",
+                "        1  bob@example.org",
+            ],
+            "{text}"
+        );
+
+        let out = run(&[
+            "state",
+            "--state-file",
+            &state,
+            "--limit",
+            "out",
+            "--top",
+            "1",
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout(&out).contains("        2  alice@example.net\n"));
+        assert!(!stdout(&out).contains("bob@example.org"));
+
+        // Errors: a limit or window that is not there, a missing file, a
+        // damaged one, a usage error.
+        let out = run(&["state", "--state-file", &state, "--limit", "nope"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("no limit \"nope\" in state file"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&["state", "--state-file", &state, "--window", "2"]);
+        assert_eq!(out.status.code(), Some(1));
+        let missing = format!("{state}.missing");
+        let out = run(&["state", "--state-file", &missing]);
+        assert_eq!(out.status.code(), Some(66));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "policyd: error: cannot read state file {missing}: no such file or directory\n"
+            )
+        );
+        let mut bytes = std::fs::read(&state).unwrap();
+        let last = bytes.len() - 20;
+        bytes[last] ^= 0x40;
+        std::fs::write(&state, &bytes).unwrap();
+        let out = run(&["state", "--state-file", &state]);
+        assert_eq!(out.status.code(), Some(65));
+        assert!(
+            stderr(&out).contains(&format!(
+                "state file {state} is unusable: corrupt state file: the checksum does not match"
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty());
+        let out = run(&["state"]);
+        assert_eq!(out.status.code(), Some(64));
+        assert!(stdout(&run(&["--help"])).contains("policyd state --state-file PATH"));
+    }
+}

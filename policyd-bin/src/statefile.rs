@@ -1,0 +1,606 @@
+//! The state file (`--state-file`): the limits' counters kept across
+//! restarts.
+//!
+//! - At start ([`load`]), before the policy goes into the engine: the file is
+//!   read and restored into the policy with [`store::restore`], all or
+//!   nothing. A missing file is a first start. A file that cannot be used
+//!   (damaged, truncated, another format, unreadable) is logged as an error
+//!   naming the file and the reason, moved aside to `PATH.bad-<unix
+//!   seconds>` (kept for inspection, never overwritten) and the daemon
+//!   starts with empty counters: it never crashes on it and never half-loads.
+//! - While running, the writer thread ([`Writer`]) writes the state every
+//!   `--state-interval`: it encodes the policy in force into a reused buffer
+//!   (each table's shards locked one at a time, briefly: connections go on
+//!   deciding), then writes it with [`write_atomic`]: `PATH.tmp` in the same
+//!   directory, fsync, rename over `PATH`, fsync of the directory. No lock
+//!   a connection needs is held during the I/O, and nothing here runs on the
+//!   request path. A failed write is logged with the system's reason and
+//!   tried again at the next interval; it never stops the daemon.
+//! - At a clean stop, once connections have stopped deciding, the main thread
+//!   asks the writer for a final write ([`Writer::finish`]) and waits for it.
+//!
+//! A `kill -9` therefore loses at most one interval of counting; a clean stop
+//! loses nothing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use policy_core::store::{self, DropReason, StoreError};
+use policy_core::{Policy, Timestamp};
+
+use crate::listen::describe;
+use crate::log;
+use crate::server::Shared;
+use crate::signals::Signals;
+
+/// Permissions of the state file: the owner only. Keys are sender
+/// addresses, user names and client addresses: personal data.
+const STATE_FILE_MODE: u32 = 0o600;
+
+/// At a clean stop, the longest the main thread waits for the final write
+/// (encoding and an fsync of a few hundred MB take seconds at worst; a
+/// stuck file system must not hold the exit forever: systemd's default
+/// TimeoutStopSec is 90 s). A second SIGTERM or SIGINT ends the wait at once.
+pub(crate) const FINAL_WRITE_WAIT: Duration = Duration::from_secs(60);
+
+/// How often the main thread looks for a second stop signal while waiting
+/// for the final write.
+const FINAL_WRITE_POLL: Duration = Duration::from_millis(20);
+
+/// Stack of the writer thread: it encodes and writes, nothing recursive.
+const WRITER_STACK_BYTES: usize = 256 * 1024;
+
+/// The wall clock as a [`Timestamp`] (0 before 1970).
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from_unix_millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
+
+/// `PATH` with `suffix` appended to its file name (`state` -> `state.tmp`),
+/// in the same directory.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Why a state file could not be read at all.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// There is no such file.
+    Missing,
+    /// It exists but cannot be read: the reason.
+    Unreadable(String),
+}
+
+/// Reads the state file (regular files only: a FIFO or device could block
+/// or never end). Its size is bounded by the policy's limits' capacities,
+/// since it is our own writing; the whole file is held in memory while it is
+/// restored.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ReadError::Missing,
+        _ => ReadError::Unreadable(describe(&e)),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ReadError::Unreadable(describe(&e)))?;
+    if meta.is_dir() {
+        return Err(ReadError::Unreadable(
+            "is a directory, expected a file".into(),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(ReadError::Unreadable("not a regular file".into()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Unreadable(describe(&e)))?;
+    Ok(bytes)
+}
+
+/// A [`StoreError`] in words, naming the limit when the error is about one.
+pub(crate) fn explain(error: StoreError, bytes: &[u8]) -> String {
+    if let StoreError::Limit { index, error } = error {
+        // The container decoded (the error is about one of its payloads).
+        if let Some(entry) = store::decode(bytes)
+            .ok()
+            .and_then(|s| s.entries.get(index as usize).copied())
+        {
+            return format!("limit {} (entry {index}): {error}", entry.name);
+        }
+    }
+    error.to_string()
+}
+
+/// Restores the counters in the state file `path` into `policy`, logging
+/// what happened. Never fails: a file that cannot be used is moved aside
+/// and the policy keeps its empty counters.
+pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
+    let name = path.display();
+    let bytes = match read(path) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Missing) => {
+            log::notice!(
+                "state file {name} does not exist yet: counters start empty; it is written \
+                 every {} s and at a clean stop",
+                interval.as_secs()
+            );
+            return;
+        }
+        Err(ReadError::Unreadable(reason)) => {
+            move_aside(path, &format!("cannot read it: {reason}"));
+            return;
+        }
+    };
+    let report = match store::restore(policy, &bytes) {
+        Ok(report) => report,
+        Err(e) => {
+            move_aside(path, &explain(e, &bytes));
+            return;
+        }
+    };
+    let written = report.written_at.as_unix_millis();
+    let keys: usize = report.restored.iter().map(|r| r.keys).sum();
+    log::notice!(
+        "restored state file {name} written {} ({}): limits={} keys={keys} dropped={}",
+        utc(written),
+        age(written, now().as_unix_millis()),
+        report.restored.len(),
+        report.dropped.len(),
+    );
+    for restored in &report.restored {
+        log::notice!(
+            "limit {}: counters restored keys={}",
+            restored.name,
+            restored.keys
+        );
+    }
+    for dropped in &report.dropped {
+        match dropped.reason {
+            DropReason::Changed => log::notice!(
+                "limit {}: counters in the state file not restored: {}",
+                dropped.name,
+                dropped.reason
+            ),
+            _ => log::notice!(
+                "state file entry {}: not restored: {}",
+                dropped.name,
+                dropped.reason
+            ),
+        }
+    }
+    for fresh in &report.fresh {
+        log::notice!("limit {fresh}: not in the state file, counters start empty");
+    }
+}
+
+/// Logs that the state file cannot be used and why, and renames it to
+/// `PATH.bad-<unix seconds>` (another suffix if that exists) so that it is
+/// kept for inspection and not overwritten by the next write.
+fn move_aside(path: &Path, reason: &str) {
+    let secs = now().as_unix_millis() / 1000;
+    let mut aside = with_suffix(path, &format!(".bad-{secs}"));
+    let mut n = 1;
+    while fs::symlink_metadata(&aside).is_ok() && n < 100 {
+        n += 1;
+        aside = with_suffix(path, &format!(".bad-{secs}-{n}"));
+    }
+    let name = path.display();
+    match fs::rename(path, &aside) {
+        Ok(()) => log::error!(
+            "state file {name} is unusable: {reason}; moved it to {}; starting with empty \
+             counters",
+            aside.display()
+        ),
+        Err(e) => log::error!(
+            "state file {name} is unusable: {reason}; cannot move it to {}: {}; starting with \
+             empty counters (the next write replaces it)",
+            aside.display(),
+            describe(&e)
+        ),
+    }
+}
+
+/// At start: checks that `PATH.tmp` can be created, so that a state file
+/// directory that does not exist or cannot be written is reported now rather
+/// than at the first write. Logs an error if not; never fails.
+pub(crate) fn probe(path: &Path) {
+    let tmp = with_suffix(path, ".tmp");
+    match create_tmp(&tmp) {
+        Ok(_) => {
+            let _ = fs::remove_file(&tmp);
+        }
+        Err(e) => log::error!(
+            "cannot write state file {}: creating {}: {}; counters will not be saved until \
+             this is fixed (retried at every write)",
+            path.display(),
+            tmp.display(),
+            describe(&e)
+        ),
+    }
+}
+
+fn create_tmp(tmp: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(STATE_FILE_MODE)
+        .open(tmp)
+}
+
+/// A failed write: which step, on which file, and the system's error.
+#[derive(Debug)]
+pub(crate) struct WriteError {
+    step: &'static str,
+    file: PathBuf,
+    error: io::Error,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.step,
+            self.file.display(),
+            describe(&self.error)
+        )
+    }
+}
+
+/// Writes `bytes` to `path` atomically: `PATH.tmp` in the same directory
+/// (mode 0600), fsync, rename over `PATH`, fsync of the directory. A reader
+/// (or a restart after a crash at any point) sees the old file or the new
+/// one, whole. On failure the temporary file is removed.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let tmp = with_suffix(path, ".tmp");
+    let fail = |step: &'static str, file: &Path, error: io::Error| WriteError {
+        step,
+        file: file.to_owned(),
+        error,
+    };
+    let written = create_tmp(&tmp)
+        .map_err(|e| fail("creating", &tmp, e))
+        .and_then(|mut f| {
+            f.write_all(bytes).map_err(|e| fail("writing", &tmp, e))?;
+            f.sync_all().map_err(|e| fail("syncing", &tmp, e))
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| fail("renaming over", path, e)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename is durable once the directory is synced.
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail("syncing the directory", dir, e))
+}
+
+/// What one write put on disk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    pub(crate) tables: usize,
+    pub(crate) keys: usize,
+    pub(crate) bytes: usize,
+    pub(crate) millis: u128,
+}
+
+/// Encodes the policy in force into `buf` (cleared, capacity kept) and
+/// writes it to `path`. `skipped` is set when a limit could not be stored
+/// (a name longer than the format holds), to warn once.
+fn write_once(
+    path: &Path,
+    shared: &Shared,
+    buf: &mut Vec<u8>,
+    skipped: &mut bool,
+) -> Result<Written, WriteError> {
+    let started = Instant::now();
+    buf.clear();
+    let (tables, limits, keys) = {
+        // Only the Arc is held while encoding; the engine's lock is not.
+        let policy = shared.engine.policy();
+        let tables = store::encode(&policy, now(), buf);
+        let limits = policy.limit_states().count();
+        let keys = policy.limit_states().map(|l| l.table.len()).sum::<usize>();
+        (tables, limits, keys)
+    };
+    if tables < limits && !*skipped {
+        *skipped = true;
+        log::warning!(
+            "state file {}: {} limits have names longer than {} bytes and are not saved",
+            path.display(),
+            limits - tables,
+            store::MAX_NAME_BYTES
+        );
+    }
+    write_atomic(path, buf)?;
+    Ok(Written {
+        tables,
+        keys,
+        bytes: buf.len(),
+        millis: started.elapsed().as_millis(),
+    })
+}
+
+enum Msg {
+    /// Write once more, answer, and end.
+    Final(mpsc::Sender<Result<Written, WriteError>>),
+}
+
+/// The writer thread; [`Writer::finish`] at a clean stop.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Msg>,
+    path: PathBuf,
+}
+
+impl Writer {
+    /// Start the thread writing `shared`'s policy state to `path` every
+    /// `interval`.
+    pub(crate) fn spawn(
+        path: PathBuf,
+        interval: Duration,
+        shared: Arc<Shared>,
+    ) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread_path = path.clone();
+        thread::Builder::new()
+            .name("state-writer".into())
+            .stack_size(WRITER_STACK_BYTES)
+            .spawn(move || {
+                let path = thread_path;
+                let mut buf = Vec::new();
+                let mut skipped = false;
+                let mut failures = 0u64;
+                let mut next = Instant::now() + interval;
+                loop {
+                    match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                        Err(RecvTimeoutError::Timeout) => {
+                            next = Instant::now() + interval;
+                            match write_once(&path, &shared, &mut buf, &mut skipped) {
+                                Ok(w) => {
+                                    if failures > 0 {
+                                        log::notice!(
+                                            "state file {} written again after {failures} failed \
+                                             attempts",
+                                            path.display()
+                                        );
+                                        failures = 0;
+                                    }
+                                    log::debug!(
+                                        "state file {} written limits={} keys={} bytes={} \
+                                         millis={}",
+                                        path.display(),
+                                        w.tables,
+                                        w.keys,
+                                        w.bytes,
+                                        w.millis
+                                    );
+                                }
+                                Err(e) => {
+                                    failures += 1;
+                                    log::error!(
+                                        "cannot write state file {}: {e}; retrying in {} s",
+                                        path.display(),
+                                        interval.as_secs()
+                                    );
+                                }
+                            }
+                        }
+                        Ok(Msg::Final(reply)) => {
+                            let _ = reply.send(write_once(&path, &shared, &mut buf, &mut skipped));
+                            return;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })?;
+        Ok(Self { tx, path })
+    }
+
+    /// The final write at a clean stop: asks the writer thread (which may be
+    /// in the middle of a periodic write: that one finishes first) and waits
+    /// up to [`FINAL_WRITE_WAIT`], or until a second stop signal. Logs the
+    /// outcome.
+    pub(crate) fn finish(self, signals: &mut Signals) {
+        let name = self.path.display();
+        let (reply_tx, reply_rx) = mpsc::channel();
+        if self.tx.send(Msg::Final(reply_tx)).is_err() {
+            log::error!("cannot write state file {name} at stop: the writer thread is gone");
+            return;
+        }
+        let deadline = Instant::now() + FINAL_WRITE_WAIT;
+        loop {
+            match reply_rx.recv_timeout(FINAL_WRITE_POLL) {
+                Ok(Ok(w)) => {
+                    log::notice!(
+                        "state file {name} written limits={} keys={} bytes={} millis={}",
+                        w.tables,
+                        w.keys,
+                        w.bytes,
+                        w.millis
+                    );
+                    return;
+                }
+                Ok(Err(e)) => {
+                    log::error!(
+                        "cannot write state file {name} at stop: {e}; it keeps the last \
+                         periodic write"
+                    );
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    log::error!(
+                        "cannot write state file {name} at stop: the writer thread ended; it \
+                         keeps the last periodic write"
+                    );
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(signal) = signals.poll_stop() {
+                log::warning!(
+                    "{signal} received again: exiting without the final write of state file \
+                     {name}; it keeps the last periodic write"
+                );
+                return;
+            }
+            if Instant::now() >= deadline {
+                log::error!(
+                    "state file {name}: the final write did not finish within {} s; exiting \
+                     anyway; the file keeps the last complete write",
+                    FINAL_WRITE_WAIT.as_secs()
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// `2026-11-28 04:35:12 UTC` for Unix milliseconds.
+pub(crate) fn utc(millis: u64) -> String {
+    let secs = millis / 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (>= 0).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// How long ago `then` was at `now` (both Unix milliseconds), in words.
+pub(crate) fn age(then: u64, now: u64) -> String {
+    if then > now {
+        return format!(
+            "{} s in the future: the clock went back",
+            (then - now).div_ceil(1000)
+        );
+    }
+    let secs = (now - then) / 1000;
+    match secs {
+        0..=119 => format!("{secs} s ago"),
+        120..=7199 => format!("{} min ago", secs / 60),
+        7200..=172_799 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// A window's length as the policy language writes it: `1h`, `90s`, `1d`,
+/// `2w` (the largest unit that divides it), or milliseconds.
+pub(crate) fn window_text(per_ms: u64) -> String {
+    const UNITS: [(u64, &str); 5] = [
+        (604_800_000, "w"),
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
+    for (ms, unit) in UNITS {
+        if per_ms >= ms && per_ms % ms == 0 {
+            return format!("{}{unit}", per_ms / ms);
+        }
+    }
+    format!("{per_ms}ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("policyd-unit-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn utc_dates() {
+        let rows = [
+            (0, "1970-01-01 00:00:00 UTC"),
+            (951_782_400_000, "2000-02-29 00:00:00 UTC"),
+            (1_764_300_912_345, "2025-11-28 03:35:12 UTC"),
+            (4_102_444_799_000, "2099-12-31 23:59:59 UTC"),
+        ];
+        for (ms, text) in rows {
+            assert_eq!(utc(ms), text, "{ms}");
+        }
+    }
+
+    #[test]
+    fn ages_and_windows() {
+        assert_eq!(age(1000, 13_500), "12 s ago");
+        assert_eq!(age(0, 600_000), "10 min ago");
+        assert_eq!(age(0, 3 * 3_600_000), "3 h ago");
+        assert_eq!(age(0, 3 * 86_400_000), "3 days ago");
+        assert_eq!(age(5000, 1000), "4 s in the future: the clock went back");
+        for (ms, text) in [
+            (3_600_000, "1h"),
+            (90_000, "90s"),
+            (86_400_000, "1d"),
+            (1_209_600_000, "2w"),
+            (300_000, "5m"),
+            (1500, "1500ms"),
+        ] {
+            assert_eq!(window_text(ms), text);
+        }
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_whole() {
+        let dir = temp_dir("atomic");
+        let path = dir.join("state");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert!(!with_suffix(&path, ".tmp").exists());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A directory that does not exist: an error naming the step and file.
+        let missing = dir.join("nowhere").join("state");
+        let e = write_atomic(&missing, b"x").unwrap_err().to_string();
+        assert!(
+            e.starts_with("creating ") && e.ends_with("state.tmp: no such file or directory"),
+            "{e}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reading() {
+        let dir = temp_dir("read");
+        assert!(matches!(read(&dir.join("none")), Err(ReadError::Missing)));
+        assert!(matches!(read(&dir), Err(ReadError::Unreadable(r)) if r.contains("directory")));
+        fs::write(dir.join("s"), b"abc").unwrap();
+        assert_eq!(read(&dir.join("s")).unwrap(), b"abc");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
