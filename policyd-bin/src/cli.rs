@@ -85,8 +85,9 @@ pub(crate) const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// Default for `--state-interval`, in seconds: how often the counters are
 /// written to the `--state-file`. A `kill -9` or a crash loses at most this
 /// much counting; a clean stop loses nothing (a final write). Once a minute
-/// costs little even for millions of keys (a snapshot of 1,000,000 keys is
-/// written in well under a second, off the request path).
+/// costs little even for millions of keys: a snapshot of 1,000,000 keys
+/// encodes in about a quarter of a second on the writer thread, off the
+/// request path, and its I/O is one sequential file write.
 pub(crate) const DEFAULT_STATE_INTERVAL_SECS: u64 = 60;
 
 /// Default for `policyd state --top`: the keys shown per window.

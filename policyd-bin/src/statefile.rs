@@ -439,15 +439,15 @@ impl Writer {
                 }
                 Ok(Err(e)) => {
                     log::error!(
-                        "cannot write state file {name} at stop: {e}; it keeps the last \
-                         periodic write"
+                        "cannot write state file {name} at stop: {e}; counting since its last \
+                         successful write is lost"
                     );
                     return;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     log::error!(
-                        "cannot write state file {name} at stop: the writer thread ended; it \
-                         keeps the last periodic write"
+                        "cannot write state file {name} at stop: the writer thread ended; \
+                         counting since its last successful write is lost"
                     );
                     return;
                 }
@@ -456,7 +456,7 @@ impl Writer {
             if let Some(signal) = signals.poll_stop() {
                 log::warning!(
                     "{signal} received again: exiting without the final write of state file \
-                     {name}; it keeps the last periodic write"
+                     {name}; the file keeps its last successful write"
                 );
                 return;
             }
