@@ -658,6 +658,23 @@ default DUNNO
     }
 
     #[test]
+    fn a_name_too_long_for_the_format_is_left_out() {
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let src = format!(
+            "limit {long} {{ key sender count messages max 1 per 1h }}\n\
+             limit short {{ key sender count messages max 1 per 1h }}\n"
+        );
+        let policy = compile(&src);
+        let mut file = Vec::new();
+        assert_eq!(encode(&policy, NOW, &mut file), 1);
+        let stored = decode(&file).unwrap();
+        assert_eq!(stored.entries.len(), 1);
+        assert_eq!(stored.entries[0].name, "short");
+        let mut fresh = compile(&src);
+        assert_eq!(restore(&mut fresh, &file).unwrap().fresh, [long]);
+    }
+
+    #[test]
     fn every_prefix_fails_cleanly() {
         let (_, file) = sample();
         for n in 0..file.len() {
