@@ -492,11 +492,12 @@ logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: info: decision rule=blocked action=\"REJECT 5.7.1 ...\" ...
     policyd[PID]: info: dry-run rule=big would=\"DEFER 4.5.3 ...\" decided_by=...
     policyd[PID]: info: reloaded policy FILE rules=12 list_files=2 warnings=0
-    policyd[PID]: info: state file PATH written 12 s ago: restored limit out keys=310
+    policyd[PID]: info: restored state file PATH written DATE (12 s ago): ...
+    policyd[PID]: info: limit out: counters restored keys=310
     policyd[PID]: error: state file PATH is unusable: corrupt state file: ...;
         moved it to PATH.bad-1764300000; starting with empty counters
-    policyd[PID]: error: cannot write state file PATH: no space left on device;
-        retrying in 60 s
+    policyd[PID]: error: cannot write state file PATH: writing PATH.tmp: no
+        space left on device; retrying in 60 s
     policyd[PID]: warning: closing connection peer=127.0.0.1:5555 reason=\"...\"
     A rule marked dry-run that applies logs one dry-run line (the action it
     would have given) before the decision line, and changes nothing.
