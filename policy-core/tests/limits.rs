@@ -1,0 +1,802 @@
+//! Limit rules through the public API: every compile error of a `limit` item
+//! (located, naming what was expected), the window guarantee against a naive
+//! log on random arrival sequences, exactness under threads, and counters
+//! across `Engine::replace`.
+//!
+//! The counting semantics request by request are in the golden scenarios
+//! (`tests/scenarios/limits-*`); zero allocation is tested by
+//! `benches/tests/zero_alloc.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Severity, Timestamp};
+use proptest::prelude::*;
+
+/// 2023-11-15T00:00:00Z: a multiple of every bucket width used here.
+const START: u64 = 1_700_006_400_000;
+
+fn at(offset_ms: u64) -> Timestamp {
+    Timestamp::from_unix_millis(START + offset_ms)
+}
+
+fn compile(src: &str) -> Policy {
+    match Policy::compile("policy.conf", src, &mut NoFiles) {
+        Ok(c) => c.policy,
+        Err(e) => panic!("does not compile:\n{src}\n{e}"),
+    }
+}
+
+/// A request frame of `name=value` pairs.
+fn frame(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::from(&b"request=smtpd_access_policy\n"[..]);
+    for (name, value) in pairs {
+        out.extend_from_slice(format!("{name}={value}\n").as_bytes());
+    }
+    out.push(b'\n');
+    out
+}
+
+/// (rule, wire action) of `pairs` decided by `policy` at `now` on `scratch`.
+fn decide(
+    policy: &Policy,
+    pairs: &[(&str, &str)],
+    now: Timestamp,
+    scratch: &mut Scratch,
+) -> (String, String) {
+    let bytes = frame(pairs);
+    let request = Request::parse(&bytes).expect("test request parses");
+    let d = policy.decide(&request, now, scratch);
+    (
+        d.rule.to_owned(),
+        String::from_utf8(d.wire().to_vec()).expect("UTF-8 wire"),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Compile errors.
+
+#[test]
+fn every_limit_error_is_located_and_says_what_was_expected() {
+    // (policy, line, column, fragment of the message): exactly one error.
+    let rows: &[(&str, u32, u32, &str)] = &[
+        // Required clauses: reported at the limit's head.
+        (
+            "limit l {\n  count recipients\n  max 1 per 1h\n}",
+            1,
+            1,
+            "limit `l` has no key; expected `key FIELD`",
+        ),
+        (
+            "limit l {\n  key sender\n  max 1 per 1h\n}",
+            1,
+            1,
+            "limit `l` does not say what it counts; expected `count messages`, `count recipients` or `count bytes`",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n}",
+            1,
+            1,
+            "limit `l` has no maximum; expected `max N per DURATION`",
+        ),
+        // Keys.
+        (
+            "limit l {\n  key client_address/24\n  count messages\n  max 1 per 1h\n}",
+            2,
+            22,
+            "give both prefix lengths, IPv4 then IPv6: `client_address/24/64`",
+        ),
+        (
+            "limit l {\n  key client_address/24/64/8\n  count messages\n  max 1 per 1h\n}",
+            2,
+            7,
+            "too many prefix lengths",
+        ),
+        (
+            "limit l {\n  key client_address/33/64\n  count messages\n  max 1 per 1h\n}",
+            2,
+            22,
+            "an IPv4 prefix length from 0 to 32",
+        ),
+        (
+            "limit l {\n  key server_address/24/129\n  count messages\n  max 1 per 1h\n}",
+            2,
+            25,
+            "an IPv6 prefix length from 0 to 128",
+        ),
+        (
+            "limit l {\n  key sender/24/64\n  count messages\n  max 1 per 1h\n}",
+            2,
+            7,
+            "`sender` is not an IP address field; expected prefix lengths only on client_address or server_address",
+        ),
+        (
+            "limit l {\n  key sasl_username, sender_domian\n  count messages\n  max 1 per 1h\n}",
+            2,
+            22,
+            "unknown field `sender_domian`",
+        ),
+        (
+            "limit l {\n  key sender\n  key sasl_username\n  count messages\n  max 1 per 1h\n}",
+            3,
+            3,
+            "one `key` clause per limit",
+        ),
+        // No `state` clause.
+        (
+            "limit l {\n  state RCPT\n  key sender\n  count messages\n  max 1 per 1h\n}",
+            2,
+            9,
+            "a limit has no `state` clause",
+        ),
+        // What is counted, and when.
+        (
+            "limit l {\n  key sender\n  count letters\n  max 1 per 1h\n}",
+            3,
+            9,
+            "what to count: `messages`, `recipients` or `bytes`",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 10k per 1h\n}",
+            4,
+            7,
+            "a size unit on a count of messages or recipients",
+        ),
+        (
+            "limit l {\n  key sender\n  count recipients\n  max 1MB per 1h\n}",
+            4,
+            7,
+            "a size unit on a count of messages or recipients",
+        ),
+        (
+            "limit l {\n  key sender\n  count bytes\n  at rcpt\n  max 10MB per 1h\n}",
+            4,
+            6,
+            "bytes are counted at END-OF-MESSAGE, where `size` is exact; expected `at end-of-message` or no `at`",
+        ),
+        (
+            "limit l {\n  key sender\n  count bytes * recipients\n  at data\n  max 10MB per 1h\n}",
+            4,
+            6,
+            "bytes are counted at END-OF-MESSAGE",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  at queue\n  max 1 per 1h\n}",
+            4,
+            6,
+            "unknown counting point `queue`; expected `rcpt`, `data` or `end-of-message`",
+        ),
+        (
+            "limit l {\n  if recipient_domain == \"example.com\"\n  key sender\n  count recipients\n  at data\n  max 1 per 1h\n}",
+            5,
+            6,
+            "limit `l` counts at DATA, where a request has no recipient",
+        ),
+        (
+            "limit l {\n  key recipient\n  count messages\n  at end-of-message\n  max 1 per 1h\n}",
+            4,
+            6,
+            "limit `l` counts at END-OF-MESSAGE, where a request has no recipient",
+        ),
+        (
+            "limit l {\n  unless recipient_local is empty\n  key sender\n  count bytes\n  max 1MB per 1h\n}",
+            1,
+            1,
+            "counts at END-OF-MESSAGE, where a request has no recipient",
+        ),
+        // Windows.
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1s, 2 per 1m, 3 per 1h, 4 per 1d, 5 per 2d\n}",
+            4,
+            47,
+            "too many windows; expected at most 4 in one limit",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 10 per 1h, 20 per 60m\n}",
+            4,
+            25,
+            "a second window of the same length",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 0s\n}",
+            4,
+            13,
+            "a window from 1s to 400d",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 401d\n}",
+            4,
+            13,
+            "a window from 1s to 400d",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1y\n}",
+            4,
+            14,
+            "a duration: a number and a unit s, m, h, d or w",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 in 1h\n}",
+            4,
+            9,
+            "`per` after the maximum",
+        ),
+        // Overrides.
+        (
+            "limit l {\n  key sasl_username, client_address/24/64\n  count messages\n  max 1 per 1h\n  overrides { \"joe\" 5 per 1h }\n}",
+            5,
+            15,
+            "override key \"joe\" does not fit the limit's key; expected 2 part(s)",
+        ),
+        (
+            "limit l {\n  key client_address/24/64\n  count messages\n  max 1 per 1h\n  overrides { \"mail.example.com\" 5 per 1h }\n}",
+            5,
+            15,
+            "does not fit the limit's key",
+        ),
+        (
+            "limit l {\n  key client_address/24/64\n  count messages\n  max 1 per 1h\n  overrides { \"192.0.2.0/16\" 5 per 1h }\n}",
+            5,
+            15,
+            "does not fit the limit's key",
+        ),
+        (
+            "limit l {\n  key sasl_username\n  count messages\n  max 1 per 1h, 10 per 1d\n  overrides { joe 5 per 2h }\n}",
+            5,
+            25,
+            "an override for a window the limit does not have; expected one of 1h, 1d",
+        ),
+        (
+            "limit l {\n  key sasl_username\n  count messages\n  max 1 per 1h\n  overrides { joe }\n}",
+            5,
+            19,
+            "a maximum, as in `max 100 per 1h`",
+        ),
+        // The `over` action and the limit variables.
+        (
+            "rule r { if authenticated then DEFER \"4.7.1 try again in $retry_after seconds\" }",
+            1,
+            38,
+            "`$retry_after` has a value only in a limit's `over` action",
+        ),
+        (
+            "rule r { if authenticated then REJECT \"5.7.1 ${limit} per $window\" }",
+            1,
+            39,
+            "`$limit` has a value only in a limit's `over` action",
+        ),
+        ("default DEFER \"4.7.1 $key\"", 1, 15, "`$key` has a value only in a limit's `over` action"),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  over REJECT \"4.7.1 no\"\n}",
+            5,
+            15,
+            "expected enhanced status class 5, got 4",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  over DEFER \"4.7.1 $bogus\"\n}",
+            5,
+            21,
+            "unknown template variable",
+        ),
+        // Capacity.
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  capacity 0\n}",
+            5,
+            12,
+            "a capacity from 1 to 100000000 keys",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  capacity 100000001\n}",
+            5,
+            12,
+            "a capacity from 1 to 100000000 keys",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  capacity 1k\n}",
+            5,
+            12,
+            "a capacity from 1 to 100000000 keys",
+        ),
+        // Names.
+        (
+            "rule l { then DUNNO }\nlimit l {\n  key sender\n  count messages\n  max 1 per 1h\n}",
+            2,
+            7,
+            "duplicate rule name `l`",
+        ),
+        (
+            "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  bogus\n}",
+            5,
+            3,
+            "expected `if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, `over` or `}`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for &(src, line, column, fragment) in rows {
+        let Err(e) = Policy::compile("policy.conf", src, &mut NoFiles) else {
+            failures.push(format!("{src:?}: compiles"));
+            continue;
+        };
+        let Some(first) = e.errors.first() else {
+            failures.push(format!("{src:?}: no error"));
+            continue;
+        };
+        if e.errors.len() != 1
+            || (first.line, first.column) != (line, column)
+            || !first.message.contains(fragment)
+            || first.severity != Severity::Error
+            || first.file != "policy.conf"
+        {
+            failures.push(format!(
+                "{src:?}: expected {line}:{column} {fragment:?}, got {} error(s):\n{e}",
+                e.errors.len()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+}
+
+/// Errors in an overrides file name the file, its line and column.
+#[test]
+fn errors_in_an_overrides_file_name_the_file() {
+    let src = "limit l {\n  key sender\n  count messages\n  max 1 per 1h, 5 per 1d\n  overrides file \"over.txt\"\n}";
+    let cases: &[(&str, u32, u32, &str)] = &[
+        (
+            "# ok\njoe@example.com 2 per 1h\nann@example.com 2 per 1w\n",
+            3,
+            23,
+            "an override for a window the limit does not have",
+        ),
+        (
+            "joe@example.com 2 per 1h\nann@example.com 3 per 1x\n",
+            2,
+            24,
+            "a duration",
+        ),
+        (
+            "joe@example.com 2 per 1h\nann@example.com two per 1d\n",
+            2,
+            17,
+            "a maximum",
+        ),
+    ];
+    for &(file, line, column, fragment) in cases {
+        let mut loader = |path: &str| {
+            if path == "over.txt" {
+                Ok(file.to_owned())
+            } else {
+                Err("no such file".to_owned())
+            }
+        };
+        let Err(e) = Policy::compile("policy.conf", src, &mut loader) else {
+            panic!("{file:?}: compiles")
+        };
+        let got: Vec<(&str, u32, u32, &str)> = e
+            .errors
+            .iter()
+            .map(|d| (d.file.as_str(), d.line, d.column, d.message.as_str()))
+            .collect();
+        assert!(
+            got.len() == 1
+                && got[0].0 == "over.txt"
+                && (got[0].1, got[0].2) == (line, column)
+                && got[0].3.contains(fragment),
+            "{file:?}: expected over.txt:{line}:{column} {fragment:?}, got {got:?}"
+        );
+    }
+    let mut missing = |_: &str| Err("no such file or directory".to_owned());
+    let e = Policy::compile("policy.conf", src, &mut missing).expect_err("a missing file");
+    assert_eq!((e.errors.len(), e.errors[0].line), (1, 5), "{e}");
+    assert!(e.errors[0].message.contains("over.txt"), "{e}");
+}
+
+/// Well-formed limits compile without errors or warnings.
+#[test]
+fn every_form_of_a_limit_compiles() {
+    let sources = [
+        "limit l { key sender count messages max 1 per 1s }",
+        "limit l dry-run { if authenticated unless sender_domain == \"example.com\" key sasl_username, client_address/24/64 count recipients at rcpt max 100 per 1h, 1000 per 1d, 5000 per 1w, 20000 per 400d overrides { \"joe, 192.0.2.0/24\" 5 per 1h  \"ann, 2001:db8::/64\" 1 per 1d, 9 per 1h } capacity 10 over 450 \"4.7.1 $key: $counted of $limit per $window, $retry_after s\" }",
+        "limit l { key sender count messages at data max 5 per 1h }",
+        "limit l { key sender_domain count recipients at end-of-message max 5 per 1h }",
+        "limit l { key client_address count bytes max 10MB per 1h }",
+        "limit l { key client_address/0/0 count bytes * recipients at end-of-message max 1GiB per 1d }",
+        "limit l { key server_address/32/128 count messages max 0 per 1h }",
+        "limit l { key sender count messages max 1 per 1h over WARN \"$key over $limit\" }",
+    ];
+    for src in sources {
+        let mut loader = |_: &str| Err("no files".to_owned());
+        match Policy::compile("policy.conf", src, &mut loader) {
+            Ok(c) => assert!(
+                c.warnings.is_empty(),
+                "{src}: {:?}",
+                c.warnings
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+            Err(e) => panic!("{src}\n{e}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The window guarantee against a naive log.
+
+/// One request of a random arrival sequence.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A RCPT from `sender`; `refused_later`: to a recipient a later rule
+    /// rejects (what the limits counted is given back).
+    Rcpt { sender: usize, refused_later: bool },
+    /// DATA of the message under way, with `recipients` accepted by Postfix.
+    Data { sender: usize, recipients: u64 },
+}
+
+/// A request `advance` (a fraction of the window) after the previous one.
+#[derive(Debug, Clone)]
+struct Arrival {
+    advance: u64,
+    long: bool,
+    step: Step,
+}
+
+fn arrival() -> impl Strategy<Value = Arrival> {
+    let step = prop_oneof![
+        6 => (0..3usize, prop::bool::weighted(0.15))
+            .prop_map(|(sender, refused_later)| Step::Rcpt { sender, refused_later }),
+        1 => (0..3usize, 1..4u64).prop_map(|(sender, recipients)| Step::Data { sender, recipients }),
+    ];
+    (any::<u64>(), prop::bool::weighted(0.05), step).prop_map(|(advance, long, step)| Arrival {
+        advance,
+        long,
+        step,
+    })
+}
+
+/// Units admitted per sender: (time, units).
+type Log = HashMap<usize, Vec<(u64, u64)>>;
+
+fn units_in(log: &Log, sender: usize, after: i128, upto: u64) -> u64 {
+    log.get(&sender).map_or(0, |entries| {
+        entries
+            .iter()
+            .filter(|&&(t, _)| i128::from(t) > after && t <= upto)
+            .map(|&(_, u)| u)
+            .sum()
+    })
+}
+
+/// `now - ms` as a bound that may lie before the first request.
+fn before(now: u64, ms: u64) -> i128 {
+    i128::from(now) - i128::from(ms)
+}
+
+/// The most units admitted for one sender in any interval `(a, a + per]`:
+/// (sender, end of the interval, units). The maximum is reached by an
+/// interval ending at an admission.
+fn busiest(log: &Log, per: u64) -> Option<(usize, u64, u64)> {
+    log.iter()
+        .flat_map(|(&sender, entries)| {
+            entries
+                .iter()
+                .map(move |&(t, _)| (sender, t, units_in(log, sender, before(t, per), t)))
+        })
+        .max_by_key(|&(_, _, units)| units)
+}
+
+const SENDERS: [&str; 3] = ["a@example.org", "b@example.org", "c@example.org"];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    /// `max N per T` through `Policy::decide`: counted at RCPT (`rcpt`) and
+    /// at DATA (`data`, which checks pending recipients at RCPT). Never more
+    /// than N units in any interval of length T; never a refusal when the
+    /// units admitted in the last T + W (W = ceil(T / 16), the bucket width,
+    /// the documented rounding) plus the request's own would fit.
+    #[test]
+    fn a_limit_never_admits_more_than_max_per_window(
+        max in 1u64..6,
+        per_s in prop::sample::select(vec![1u64, 7, 16, 60, 90, 3600]),
+        arrivals in prop::collection::vec(arrival(), 1..120),
+    ) {
+        let per = per_s * 1000;
+        let width = per.div_ceil(16);
+        let policy = compile(&format!(
+            "limit rcpt {{ key sender count recipients max {max} per {per_s}s }}\n\
+             limit data {{ key sender count recipients at data max {max} per {per_s}s }}\n\
+             rule no-such-user {{ if recipient_local == \"nobody\" then REJECT \"5.1.1 no\" }}"
+        ));
+        let mut scratch = Scratch::new();
+        let (mut rcpt_log, mut data_log) = (Log::new(), Log::new());
+        // The message under way on the one connection: its instance and the
+        // recipients the policy accepted.
+        let (mut instance, mut pending) = (0u64, 0u64);
+        let mut now = 0u64;
+        for (i, a) in arrivals.iter().enumerate() {
+            now += if a.long { a.advance % (2 * per) } else { a.advance % (per / 8 + 1) };
+            let inst = instance.to_string();
+            let (rule, wire) = match a.step {
+                Step::Rcpt { sender, refused_later } => {
+                    let to = if refused_later { "nobody@example.net" } else { "x@example.net" };
+                    let answer = decide(
+                        &policy,
+                        &[("protocol_state", "RCPT"), ("sender", SENDERS[sender]), ("recipient", to), ("instance", &inst)],
+                        at(now),
+                        &mut scratch,
+                    );
+                    let recent = units_in(&rcpt_log, sender, before(now, per + width), now);
+                    let recent_data = units_in(&data_log, sender, before(now, per + width), now);
+                    match answer.0.as_str() {
+                        "default" => {
+                            rcpt_log.entry(sender).or_default().push((now, 1));
+                            pending += 1;
+                        }
+                        "no-such-user" => prop_assert!(refused_later, "#{i}: {answer:?}"),
+                        "rcpt" => prop_assert!(
+                            recent + 1 > max,
+                            "#{i} at {now}: refused with {recent} admitted in the last T + W: {answer:?}"
+                        ),
+                        "data" => prop_assert!(
+                            recent_data + pending + 1 > max,
+                            "#{i} at {now}: refused early with {recent_data} counted and {pending} pending: {answer:?}"
+                        ),
+                        other => prop_assert!(false, "#{i}: unexpected rule {other}"),
+                    }
+                    answer
+                }
+                Step::Data { sender, recipients } => {
+                    let count = recipients.to_string();
+                    let answer = decide(
+                        &policy,
+                        &[("protocol_state", "DATA"), ("sender", SENDERS[sender]), ("recipient_count", &count), ("instance", &inst)],
+                        at(now),
+                        &mut scratch,
+                    );
+                    let recent = units_in(&data_log, sender, before(now, per + width), now);
+                    match answer.0.as_str() {
+                        "default" => data_log.entry(sender).or_default().push((now, recipients)),
+                        "data" => prop_assert!(
+                            recent + recipients > max,
+                            "#{i} at {now}: DATA refused with {recent} admitted in the last T + W: {answer:?}"
+                        ),
+                        other => prop_assert!(false, "#{i}: unexpected rule {other} at DATA"),
+                    }
+                    instance += 1;
+                    pending = 0;
+                    answer
+                }
+            };
+            prop_assert!(!wire.is_empty(), "#{i}: {rule}");
+        }
+        for (name, log) in [("rcpt", &rcpt_log), ("data", &data_log)] {
+            if let Some((sender, end, units)) = busiest(log, per) {
+                prop_assert!(
+                    units <= max,
+                    "limit {name}: {units} units for sender {sender} in ({}, {end}] (max {max} per {per} ms)",
+                    before(end, per)
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency.
+
+/// Eight threads deciding for one key through one shared policy admit
+/// exactly N between them.
+#[test]
+fn eight_threads_on_one_key_admit_exactly_max() {
+    const MAX: usize = 1000;
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 400;
+    let policy = Arc::new(compile(&format!(
+        "limit l {{ key sender count recipients max {MAX} per 1h }}"
+    )));
+    let bytes = frame(&[
+        ("protocol_state", "RCPT"),
+        ("sender", "joe@example.org"),
+        ("recipient", "x@example.net"),
+    ]);
+    let bytes = Arc::new(bytes);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let policy = Arc::clone(&policy);
+            let bytes = Arc::clone(&bytes);
+            std::thread::spawn(move || {
+                let request = Request::parse(&bytes).expect("parses");
+                let mut scratch = Scratch::new();
+                let mut admitted = 0;
+                for i in 0..PER_THREAD {
+                    // Times spread over a few seconds, interleaved between threads.
+                    let now = at((i * THREADS + thread) as u64);
+                    let d = policy.decide(&request, now, &mut scratch);
+                    match d.rule {
+                        "default" => admitted += 1,
+                        "l" => {}
+                        other => panic!("unexpected rule {other}"),
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let admitted: usize = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+    assert_eq!(admitted, MAX);
+    let mut scratch = Scratch::new();
+    let (rule, _) = decide(
+        &policy,
+        &[("protocol_state", "RCPT"), ("sender", "joe@example.org")],
+        at(10_000),
+        &mut scratch,
+    );
+    assert_eq!(rule, "l");
+}
+
+// ---------------------------------------------------------------------------
+// Reloads.
+
+/// Sends RCPTs for `sender` until the limit refuses (at most 20); the number
+/// admitted.
+fn admitted_until_refused(engine: &Engine, sender: &str, now: Timestamp) -> usize {
+    let mut scratch = Scratch::new();
+    let bytes = frame(&[
+        ("protocol_state", "RCPT"),
+        ("sender", sender),
+        ("recipient", "x@example.net"),
+    ]);
+    let request = Request::parse(&bytes).expect("parses");
+    for n in 0..20 {
+        if engine.decide(&request, now, &mut scratch).rule != "default" {
+            return n;
+        }
+    }
+    20
+}
+
+#[test]
+fn replace_keeps_the_counters_of_unchanged_limits_only() {
+    let base = |max: u32, per: &str, extra: &str| {
+        compile(&format!(
+            "limit l {{ key sender count recipients max {max} per {per} {extra} }}\n\
+             limit other {{ key sasl_username count recipients max 5 per 1h }}"
+        ))
+    };
+    let engine = Engine::new(base(2, "1h", ""));
+    let now = at(0);
+    assert_eq!(admitted_until_refused(&engine, "joe@example.org", now), 2);
+
+    // The maximum, the conditions, overrides and the over action may change:
+    // the counters stay (2 counted, 3 allowed now: one more).
+    let kept = engine.replace(base(
+        3,
+        "1h",
+        "if sender_domain == \"example.org\" overrides { ann@example.org 9 per 1h } over DEFER \"4.7.1 slow down\"",
+    ));
+    assert_eq!(kept, ["l", "other"]);
+    assert_eq!(admitted_until_refused(&engine, "joe@example.org", now), 1);
+    let mut scratch = Scratch::new();
+    let (rule, wire) = decide(
+        &engine.policy(),
+        &[("protocol_state", "RCPT"), ("sender", "joe@example.org")],
+        now,
+        &mut scratch,
+    );
+    assert_eq!(
+        (rule.as_str(), wire.as_str()),
+        ("l", "DEFER 4.7.1 slow down")
+    );
+
+    // A changed window length: fresh counters.
+    let kept = engine.replace(base(3, "2h", ""));
+    assert_eq!(kept, ["other"]);
+    assert_eq!(admitted_until_refused(&engine, "joe@example.org", now), 3);
+
+    // Each part of the signature gives fresh counters when it changes.
+    let table_of = |p: &Policy, name: &str| {
+        p.limit_states()
+            .find(|s| s.name == name)
+            .map(|s| std::ptr::from_ref(s.table))
+            .expect("limit present")
+    };
+    for (changed, src) in [
+        (
+            "key",
+            "limit l { key sender_domain count recipients max 3 per 2h }",
+        ),
+        (
+            "count",
+            "limit l { key sender count messages max 3 per 2h }",
+        ),
+        (
+            "at",
+            "limit l { key sender count recipients at data max 3 per 2h }",
+        ),
+        (
+            "capacity",
+            "limit l { key sender count recipients max 3 per 2h capacity 1000 }",
+        ),
+        (
+            "windows",
+            "limit l { key sender count recipients max 3 per 2h, 10 per 1d }",
+        ),
+        (
+            "masks",
+            "limit l { key client_address/24/64 count recipients max 3 per 2h }",
+        ),
+        (
+            "mask lengths",
+            "limit l { key client_address/16/64 count recipients max 3 per 2h }",
+        ),
+        (
+            "name",
+            "limit l2 { key sender count recipients max 3 per 2h }",
+        ),
+    ] {
+        let old = engine.policy();
+        let name = old
+            .limit_states()
+            .next()
+            .expect("one limit")
+            .name
+            .to_owned();
+        let kept = engine.replace(compile(src));
+        assert!(kept.is_empty(), "{changed}: kept {kept:?}");
+        let new = engine.policy();
+        let state = new.limit_states().next().expect("one limit");
+        assert!(state.table.is_empty(), "{changed}: counters carried over");
+        assert_ne!(
+            std::ptr::from_ref(state.table),
+            table_of(&old, &name),
+            "{changed}: the old table"
+        );
+    }
+    assert_eq!(admitted_until_refused(&engine, "fill@example.org", now), 3);
+
+    // An identical policy keeps them (3 counted: nothing more), and the
+    // very same table.
+    let old = engine.policy();
+    let kept = engine.replace(compile(
+        "limit l2 { key sender count recipients max 3 per 2h }",
+    ));
+    assert_eq!(kept, ["l2"]);
+    assert_eq!(table_of(&engine.policy(), "l2"), table_of(&old, "l2"));
+    assert_eq!(admitted_until_refused(&engine, "fill@example.org", now), 0);
+}
+
+/// `Policy::limit_states` lists the limits in policy order with their
+/// signatures: equal for an unchanged limit, different for a changed one.
+#[test]
+fn limit_states_name_each_limit_and_its_signature() {
+    let a = compile(
+        "limit one { key sender count messages max 1 per 1h }\n\
+         rule r { then DUNNO }\n\
+         limit two { key sender count recipients max 1 per 1h }",
+    );
+    let b = compile(
+        "limit two { key sender count recipients max 7 per 1h over WARN \"x\" }\n\
+         limit one { key sender count messages max 1 per 2h }",
+    );
+    let names = |p: &Policy| {
+        p.limit_states()
+            .map(|s| s.name.to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), ["one", "two"]);
+    assert_eq!(names(&b), ["two", "one"]);
+    let signature = |p: &Policy, name: &str| {
+        p.limit_states()
+            .find(|s| s.name == name)
+            .map(|s| s.signature)
+            .expect("limit present")
+    };
+    assert_eq!(signature(&a, "two"), signature(&b, "two"));
+    assert_ne!(signature(&a, "one"), signature(&b, "one"));
+}
