@@ -1474,6 +1474,44 @@ mod state_file {
     }
 
     #[test]
+    fn a_changed_rule_starts_empty_at_restart() {
+        let (dir, policy, state) = setup("state-changed");
+        let args = ["--config", &policy, "--state-file", &state];
+        let daemon = Daemon::start(&args);
+        let mut conn = daemon.connect();
+        for n in 1..=3 {
+            admitted(&mut conn, n);
+        }
+        drop(conn);
+        stop(daemon);
+
+        // The window changed while the daemon was stopped; a new limit too.
+        dir.write(
+            "policy.conf",
+            "limit out { key sender count messages max 3 per 2h }\n\
+             limit other { key client_address count recipients max 9 per 1m }\n\
+             default DUNNO\n",
+        );
+        let daemon = Daemon::start(&args);
+        daemon.expect_log("changed", |l| {
+            l.ends_with(
+                "info: limit out: counters in the state file not restored: the rule changed \
+                 (key, count, at, windows or capacity): counters reset",
+            )
+        });
+        daemon.expect_log("new", |l| {
+            l.ends_with("info: limit other: not in the state file, counters start empty")
+        });
+        daemon.expect_log("summary", |l| {
+            l.contains("info: restored state file ") && l.ends_with("limits=0 keys=0 dropped=1")
+        });
+        let mut conn = daemon.connect();
+        for n in 4..=6 {
+            admitted(&mut conn, n);
+        }
+    }
+
+    #[test]
     fn kill_9_loses_at_most_the_interval() {
         let (_dir, policy, state) = setup("state-kill");
         let args = [
