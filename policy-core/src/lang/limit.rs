@@ -329,6 +329,18 @@ fn compose_key(limit: &LimitRule, request: &Request<'_>, key: &mut Vec<u8>) -> O
             key.extend_from_slice(KEY_SEPARATOR);
         }
         match *part {
+            KeyPart::Field(field) if field.field_type() == FieldType::Ip => {
+                // The whole address; an IPv4-mapped IPv6 address is the IPv4
+                // address it maps (as the masked forms count it).
+                let ip = mask_ip(field.ip(request)?, 32, 128);
+                let mut buf = TextBuf::new();
+                let text = buf.write_ip(ip);
+                hasher.write_usize(text.len());
+                hasher.write(text);
+                if key.len() + text.len() <= MAX_KEY_TEXT_BYTES {
+                    key.extend_from_slice(text);
+                }
+            }
             KeyPart::Field(field) => {
                 let mut buf = TextBuf::new();
                 let value = field.text(request, &mut buf);

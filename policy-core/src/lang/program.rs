@@ -202,7 +202,7 @@ impl TextBuf {
         &self.bytes[..len.min(Self::CAPACITY)]
     }
 
-    fn write_ip(&mut self, ip: IpAddr) -> &[u8] {
+    pub(crate) fn write_ip(&mut self, ip: IpAddr) -> &[u8] {
         use std::io::Write;
         let mut cursor = std::io::Cursor::new(&mut self.bytes[..]);
         // 48 bytes hold any IP address's text form, so this write succeeds;
