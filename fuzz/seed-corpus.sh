@@ -58,6 +58,10 @@ for doc in "$root"/docs/*.md; do
     ' "$doc"
 done
 
-for target in "${request_targets[@]}" action compile; do
+# State files (policyd --state-file) written by the daemon.
+mkdir -p "$corpus/state"
+cp "$fuzz_dir"/seeds/state/* "$corpus/state/"
+
+for target in "${request_targets[@]}" action compile state; do
     echo "seed corpus $target: $(find "$corpus/$target" -type f | wc -l) files"
 done

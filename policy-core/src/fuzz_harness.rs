@@ -178,6 +178,67 @@ pub fn compile_policy(data: &[u8]) {
     }
 }
 
+/// The most keys a table decoded by [`decode_state`] may hold: small, so
+/// that a fuzzer's "a billion entries" header fails fast on its length.
+pub const MAX_FUZZ_STATE_KEYS: usize = 4096;
+
+/// A policy with two limits, for restoring fuzzed state files into.
+const FUZZ_STATE_POLICY: &str = "limit a { key sender count messages max 3 per 1h, 10 per 1d }\n\
+                                 limit b { key client_address/24/64 count recipients max 5 per 1m }\n";
+
+/// Decode `data` as a state file ([`crate::store::decode`]) and, whatever
+/// it is, as one limit table snapshot. Never panics; an accepted table
+/// answers [`LimitTable::top`](crate::LimitTable::top) and encodes to a
+/// snapshot that decodes to the same top keys; restoring into a policy is
+/// all or nothing (on error the policy's tables are unchanged).
+pub fn decode_state(data: &[u8]) {
+    let now = crate::Timestamp::from_unix_millis(1_700_000_000_000);
+    let check_table = |payload: &[u8]| {
+        let Ok(table) = crate::LimitTable::decode_snapshot_as_written(payload, MAX_FUZZ_STATE_KEYS)
+        else {
+            return;
+        };
+        let windows = table.limit().windows().len();
+        let top: Vec<_> = (0..windows).map(|w| table.top(w, 8, now)).collect();
+        let mut again = Vec::new();
+        table.encode_snapshot(now, &mut again);
+        let back = crate::LimitTable::decode_snapshot_as_written(&again, MAX_FUZZ_STATE_KEYS)
+            .unwrap_or_else(|e| panic!("a re-encoded snapshot does not decode: {e}"));
+        for (w, expected) in top.iter().enumerate() {
+            let got = back.top(w, 8, now);
+            assert_eq!(
+                got.iter().map(|k| (k.hash, k.units)).collect::<Vec<_>>(),
+                expected
+                    .iter()
+                    .map(|k| (k.hash, k.units))
+                    .collect::<Vec<_>>()
+            );
+        }
+    };
+    check_table(data);
+    if let Ok(stored) = crate::store::decode(data) {
+        for entry in &stored.entries {
+            check_table(entry.payload);
+        }
+    }
+    let Ok(compiled) = crate::Policy::compile("fuzz.conf", FUZZ_STATE_POLICY, &mut crate::NoFiles)
+    else {
+        panic!("the fuzz state policy compiles");
+    };
+    let mut policy = compiled.policy;
+    let before: Vec<*const crate::LimitTable> = policy
+        .limit_states()
+        .map(|l| std::ptr::from_ref(l.table))
+        .collect();
+    if crate::store::restore(&mut policy, data).is_err() {
+        let after: Vec<*const crate::LimitTable> = policy
+            .limit_states()
+            .map(|l| std::ptr::from_ref(l.table))
+            .collect();
+        assert_eq!(before, after, "a failed restore changed a table");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +260,30 @@ mod tests {
             parse_request(input);
             parse_action(input);
             compile_policy(input);
+            decode_state(input);
+        }
+    }
+
+    #[test]
+    fn state_harness_restores_a_real_state_file() {
+        let compiled = crate::Policy::compile("p", FUZZ_STATE_POLICY, &mut crate::NoFiles)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let policy = compiled.policy;
+        let now = crate::Timestamp::from_unix_millis(1_700_000_000_000);
+        let mut scratch = crate::Scratch::new();
+        for i in 0..5 {
+            let frame = format!(
+                "request=smtpd_access_policy\nprotocol_state=RCPT\nsender=s{i}@example.com\n\
+                 client_address=192.0.2.{i}\ninstance={i}\n\n"
+            );
+            let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            let _ = policy.decide(&request, now, &mut scratch);
+        }
+        let mut file = Vec::new();
+        assert_eq!(crate::store::encode(&policy, now, &mut file), 2);
+        decode_state(&file);
+        for cut in [0, 1, 8, file.len() / 2, file.len() - 1] {
+            decode_state(&file[..cut]);
         }
     }
 

@@ -40,8 +40,14 @@
 //! - [`Policy::compile`] compiles the policy language ([`lang`]): every error
 //!   as a located [`Diagnostic`] in [`CompileErrors`], list files read through
 //!   a [`SourceLoader`], [`Explanation`]s of decisions for people.
-//! - [`state`]: counters for rate limits ([`Limit`], [`LimitTable`]) with
-//!   exact window semantics and snapshots to keep them across restarts.
+//! - `limit` rules count per key in [`state`]'s tables ([`Limit`],
+//!   [`LimitTable`]) with exact window semantics; a [`Scratch`] remembers the
+//!   message under way on its connection (for `count messages` and the
+//!   counting points `at data` / `at end-of-message`).
+//!   [`Policy::limit_states`] shows every limit's counters, [`Engine::replace`]
+//!   keeps those of unchanged limits across a reload, and [`store`] encodes
+//!   them all into one checksummed state file and restores them, all or
+//!   nothing (the daemon does the file I/O).
 //!
 //! # Example
 //!
