@@ -316,6 +316,13 @@ impl Tester<'_> {
             let _ = write!(self.report, "{name}:{first_line}: request {number}:");
             header(&request, &mut self.report);
             self.report.push('\n');
+            // Explained first: explaining checks limits without counting, so
+            // it sees the counters and the message state this decision sees.
+            let explanation = self.explain.then(|| {
+                self.policy
+                    .explain_with(&request, self.now, &self.scratch)
+                    .to_string()
+            });
             let decision = self.policy.decide(&request, self.now, &mut self.scratch);
             let mut wire = Vec::new();
             decision.write_wire(&mut wire);
@@ -333,8 +340,7 @@ impl Tester<'_> {
                     String::from_utf8_lossy(hit.wire)
                 );
             }
-            if self.explain {
-                let explanation = self.policy.explain(&request, self.now).to_string();
+            if let Some(explanation) = explanation {
                 for line in explanation.lines() {
                     let _ = writeln!(self.report, "    | {line}");
                 }
