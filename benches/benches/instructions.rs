@@ -57,6 +57,32 @@ fn warmed_realistic_decider(request: &'static [u8]) -> (Engine, Scratch, Request
     (engine, scratch, parsed)
 }
 
+/// Keys of the warmed limit tables in [`warmed_limits_decider`].
+const LIMIT_HOT_KEYS: u64 = 8;
+
+/// The three-limit policy (`policyd_benches::policies::limits`: recipients
+/// per login in an hour and a day, messages per client /24, recipients per
+/// sender domain, all counted at RCPT) in an engine whose tables already
+/// track a few keys, with a warmed scratch; the request measured is a new
+/// message of one of those keys, so every limit checks and counts it. The
+/// frame is leaked to give the request a `'static` lifetime: one per process.
+fn warmed_limits_decider(_request: &'static [u8]) -> (Engine, Scratch, Request<'static>) {
+    let engine = Engine::new(policies::limits().compile());
+    let mut scratch = Scratch::new();
+    let mut instance = 1;
+    for _ in 0..WARM_UP_REQUESTS {
+        for n in 0..LIMIT_HOT_KEYS {
+            let frame = policies::limit_rcpt(n, instance);
+            instance += 1;
+            let parsed = Request::parse(&frame).expect("valid request");
+            let _ = engine.decide(&parsed, NOW, &mut scratch);
+        }
+    }
+    let frame: &'static [u8] = Box::leak(policies::limit_rcpt(3, instance).into_boxed_slice());
+    let parsed = Request::parse(frame).expect("valid request");
+    (engine, scratch, parsed)
+}
+
 fn reply_buffer(_request: &'static [u8]) -> (Action, Vec<u8>) {
     let action = Action::parse(REJECT).expect("valid action");
     (action, Vec::with_capacity(policyd_benches::REPLY_CAPACITY))
@@ -110,6 +136,19 @@ fn decide_realistic(
     (engine, scratch, request)
 }
 
+// `Engine::decide` against three limit rules, keys already tracked: every
+// limit checks and counts (five windows in three tables), then the default.
+#[library_benchmark]
+#[bench::full_rcpt(args = (FULL_RCPT), setup = warmed_limits_decider)]
+fn decide_limits(
+    state: (Engine, Scratch, Request<'static>),
+) -> (Engine, Scratch, Request<'static>) {
+    let (engine, mut scratch, request) = state;
+    let decision = engine.decide(black_box(&request), NOW, &mut scratch);
+    black_box(decision.wire().len());
+    (engine, scratch, request)
+}
+
 // `policy_proto::encode` of a `REJECT` with status code and text.
 #[library_benchmark]
 #[bench::reject_text(args = (FULL_RCPT), setup = reply_buffer)]
@@ -132,7 +171,15 @@ fn end_to_end(state: (Engine, Connection)) -> (Engine, Connection) {
 
 library_benchmark_group!(
     name = hot_path,
-    benchmarks = [frame, parse, decide, decide_realistic, encode, end_to_end]
+    benchmarks = [
+        frame,
+        parse,
+        decide,
+        decide_realistic,
+        decide_limits,
+        encode,
+        end_to_end
+    ]
 );
 
 main!(library_benchmark_groups = hot_path);
