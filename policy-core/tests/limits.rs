@@ -587,6 +587,96 @@ proptest! {
     }
 }
 
+/// One RCPT of the two-window test: (advance, long advance, sender, to a
+/// recipient a later rule rejects).
+type Rcpt = (u64, bool, usize, bool);
+
+/// The window lengths of the two-window test, in seconds.
+const LENGTHS: [u64; 6] = [1, 7, 16, 60, 90, 3600];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    /// Two windows (both enforced) and a per-key override for sender 1:
+    /// each window keeps the guarantee with its own maximum (the override's
+    /// for sender 1), a refusal names a window that is full within its own
+    /// rounding, and `$limit` / `$window` show that window.
+    #[test]
+    fn every_window_is_enforced_with_its_own_maximum(
+        maxima in (1u64..6, 1u64..12, 1u64..6, 1u64..12),
+        lengths in (0..LENGTHS.len(), 1..LENGTHS.len()),
+        rcpts in prop::collection::vec(
+            (any::<u64>(), prop::bool::weighted(0.05), 0..3usize, prop::bool::weighted(0.1)),
+            1..150,
+        ),
+    ) {
+        let (max_a, max_b, over_a, over_b) = maxima;
+        let t_a = LENGTHS[lengths.0];
+        let t_b = LENGTHS[(lengths.0 + lengths.1) % LENGTHS.len()];
+        let policy = compile(&format!(
+            "limit l {{ key sender count recipients max {max_a} per {t_a}s, {max_b} per {t_b}s \
+                 overrides {{ \"{}\" {over_a} per {t_a}s, {over_b} per {t_b}s }} \
+                 over DEFER \"4.7.1 $limit per $window\" }}\n\
+             rule no-such-user {{ if recipient_local == \"nobody\" then REJECT \"5.1.1 no\" }}",
+            SENDERS[1]
+        ));
+        // (length ms, maximum for sender 0 and 2, for sender 1)
+        let windows = [(t_a * 1000, max_a, over_a), (t_b * 1000, max_b, over_b)];
+        let max_for = |w: &(u64, u64, u64), sender: usize| if sender == 1 { w.2 } else { w.1 };
+        let shortest = t_a.min(t_b) * 1000;
+        let mut scratch = Scratch::new();
+        let mut log = Log::new();
+        let mut now = 0u64;
+        for (i, &(advance, long, sender, refused_later)) in rcpts.iter().enumerate() {
+            now += if long { advance % (2 * t_a.max(t_b) * 1000) } else { advance % (shortest / 8 + 1) };
+            let to = if refused_later { "nobody@example.net" } else { "x@example.net" };
+            let (rule, wire) = decide(
+                &policy,
+                &[("protocol_state", "RCPT"), ("sender", SENDERS[sender]), ("recipient", to)],
+                at(now),
+                &mut scratch,
+            );
+            match rule.as_str() {
+                "default" => log.entry(sender).or_default().push((now, 1)),
+                "no-such-user" => prop_assert!(refused_later, "#{i}: {wire}"),
+                "l" => {
+                    // Which windows may refuse: full within their rounding.
+                    let full: Vec<String> = windows
+                        .iter()
+                        .filter(|w| {
+                            let width = w.0.div_ceil(16);
+                            units_in(&log, sender, before(now, w.0 + width), now) + 1 > max_for(w, sender)
+                        })
+                        .map(|w| format!("DEFER 4.7.1 {} per {}s", max_for(w, sender), w.0 / 1000))
+                        .collect();
+                    // `$window` shows the largest unit: 60s is `1m`, 3600s `1h`.
+                    let wire = wire.replace("per 1m", "per 60s").replace("per 1h", "per 3600s");
+                    prop_assert!(
+                        full.contains(&wire),
+                        "#{i} at {now}: refused with `{wire}`, full windows: {full:?}"
+                    );
+                }
+                other => prop_assert!(false, "#{i}: unexpected rule {other}"),
+            }
+        }
+        for w in &windows {
+            for sender in 0..SENDERS.len() {
+                let mut one = Log::new();
+                one.extend(log.get(&sender).map(|entries| (sender, entries.clone())));
+                if let Some((_, end, units)) = busiest(&one, w.0) {
+                    prop_assert!(
+                        units <= max_for(w, sender),
+                        "sender {sender}: {units} units in ({}, {end}] (max {} per {} ms)",
+                        before(end, w.0),
+                        max_for(w, sender),
+                        w.0
+                    );
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Concurrency.
 
