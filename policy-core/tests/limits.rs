@@ -587,10 +587,6 @@ proptest! {
     }
 }
 
-/// One RCPT of the two-window test: (advance, long advance, sender, to a
-/// recipient a later rule rejects).
-type Rcpt = (u64, bool, usize, bool);
-
 /// The window lengths of the two-window test, in seconds.
 const LENGTHS: [u64; 6] = [1, 7, 16, 60, 90, 3600];
 
@@ -605,6 +601,7 @@ proptest! {
     fn every_window_is_enforced_with_its_own_maximum(
         maxima in (1u64..6, 1u64..12, 1u64..6, 1u64..12),
         lengths in (0..LENGTHS.len(), 1..LENGTHS.len()),
+        // (advance, a long advance, sender, to a recipient a later rule rejects)
         rcpts in prop::collection::vec(
             (any::<u64>(), prop::bool::weighted(0.05), 0..3usize, prop::bool::weighted(0.1)),
             1..150,
