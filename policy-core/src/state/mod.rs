@@ -61,6 +61,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod shard;
 pub mod snapshot;
 pub mod table;
 pub mod window;
@@ -77,9 +78,9 @@ pub use table::{
 };
 pub use window::{Window, BUCKETS, MAX_WINDOW_MS};
 
-/// The most windows one limit may have. Each costs `(BUCKETS + 1) * 8` bytes
-/// per tracked key and a pass over its ring per decision; four covers
-/// minute/hour/day/month.
+/// The most windows one limit may have. Each costs `(BUCKETS + 1) * 4` bytes
+/// per tracked key (`* 8` with wide counters) and a pass over its ring per
+/// decision; four covers minute/hour/day/month.
 pub const MAX_WINDOWS: usize = 4;
 
 /// Why a [`Window`] or [`Limit`] could not be built.

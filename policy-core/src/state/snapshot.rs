@@ -7,6 +7,8 @@
 //! version    u32      SNAPSHOT_VERSION
 //! length     u64      of the whole snapshot, checksum included
 //! buckets    u32      BUCKETS of the writer
+//! counters   u32      bytes per bucket counter of the table written, 4 or 8
+//!                     (a table read back keeps wide counters)
 //! seeds      4 x u64  the HashSeeds
 //! probe      u64      hash of PROBE_KEY with those seeds (detects a hash function that changed)
 //! windows    u32      n, 1..=MAX_WINDOWS
@@ -18,12 +20,14 @@
 //!                  KEY_TEXT_BYTES - 1; bit 7: the key's text was longer),
 //!              the text's bytes,
 //!              n x (mask u32: bit i set if bucket slot i is not zero,
-//!                   then the non-zero counts, u64 each, in slot order)
-//! checksum   u64      FNV-1a 64 of every byte before it
+//!                   then the non-zero counts, in slot order, each of
+//!                   the counter width: u32 or u64)
+//! checksum   u64      of every byte before it (see `checksum`: FNV-1a 64
+//!                     over 8-byte words in four lanes)
 //! ```
 //!
-//! Counts are written as u64 whatever the table holds them in, so the format
-//! does not depend on the layout in memory.
+//! The format does not depend on the table's layout in memory, only on the
+//! width of its counters.
 //!
 //! Decoding builds a new table and returns it only if everything checked: a
 //! truncated, corrupt or mismatched buffer is a [`SnapshotError`] and loads
@@ -46,9 +50,9 @@ pub const SNAPSHOT_VERSION: u32 = 2;
 /// (ahash's version or its build's CPU features) is not the one that wrote it.
 const PROBE_KEY: &[u8] = b"policyd limit table hash probe";
 
-/// Bytes before the window list: magic, version, length, buckets, seeds,
-/// probe, window count.
-const FIXED_HEADER: usize = 8 + 4 + 8 + 4 + 32 + 8 + 4;
+/// Bytes before the window list: magic, version, length, buckets, counter
+/// width, seeds, probe, window count.
+const FIXED_HEADER: usize = 8 + 4 + 8 + 4 + 4 + 32 + 8 + 4;
 
 /// Offset of the length field.
 const LENGTH_AT: usize = 12;
@@ -106,6 +110,11 @@ pub enum SnapshotError {
     /// Written with another number of buckets per window.
     BucketsChanged {
         /// Buckets in the buffer.
+        found: u32,
+    },
+    /// The width of bucket counters is neither 4 nor 8 bytes.
+    BadCounterWidth {
+        /// The width in the buffer.
         found: u32,
     },
     /// The limit's windows have other lengths than the snapshot's (a changed
@@ -170,6 +179,10 @@ impl fmt::Display for SnapshotError {
                 f,
                 "limit snapshot uses {found} buckets per window: expected {BUCKETS}"
             ),
+            Self::BadCounterWidth { found } => write!(
+                f,
+                "corrupt limit snapshot: expected counters of 4 or 8 bytes, found {found}"
+            ),
             Self::WindowsChanged => f.write_str(
                 "limit snapshot windows differ from the rule's: expected the same window lengths",
             ),
@@ -190,12 +203,43 @@ impl fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
-/// FNV-1a, 64 bits: detects any single changed byte (each step is a bijection
-/// of the state), with no dependency.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// The FNV-1a 64 prime and offset basis.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The snapshot checksum: FNV-1a 64 over little-endian 8-byte words instead
+/// of bytes, in four lanes (word `i` into lane `i % 4`) so that the
+/// multiplications do not wait on one another, the lanes then folded into
+/// one in order, the final bytes (fewer than 8) one at a time. Each step
+/// `h = (h ^ x) * prime` is a bijection of `h` for a given `x` and of `x`
+/// for a given `h`, so a change confined to one word (any single changed
+/// byte) always changes the result. About 8 times the speed of FNV-1a a
+/// byte at a time (a million keys' snapshot: milliseconds, not 100 ms); no
+/// dependency.
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
+    let step = |h: u64, x: u64| (h ^ x).wrapping_mul(FNV_PRIME);
+    let mut lanes = [FNV_BASIS; 4];
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            // chunks_exact(8) of a 32-byte block: 8 bytes each.
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            *lane = step(*lane, u64::from_le_bytes(w));
+        }
+    }
+    let rest = blocks.remainder();
+    let mut words = rest.chunks_exact(8);
+    for (lane, word) in lanes.iter_mut().zip(&mut words) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        *lane = step(*lane, u64::from_le_bytes(w));
+    }
+    let folded = lanes.into_iter().fold(FNV_BASIS, step);
+    words
+        .remainder()
+        .iter()
+        .fold(folded, |h, &b| step(h, u64::from(b)))
 }
 
 /// Reads little-endian integers from a buffer whose length was checked.
@@ -239,6 +283,7 @@ impl Reader<'_> {
 /// The header of a snapshot, read from a body whose length and checksum were
 /// checked; the reader is left at the first entry.
 struct Header {
+    wide: bool,
     seeds: HashSeeds,
     probe: u64,
     windows: Vec<Window>,
@@ -251,6 +296,11 @@ impl Header {
         if buckets as usize != BUCKETS {
             return Err(SnapshotError::BucketsChanged { found: buckets });
         }
+        let wide = match r.u32()? {
+            4 => false,
+            8 => true,
+            found => return Err(SnapshotError::BadCounterWidth { found }),
+        };
         let seeds = HashSeeds([r.u64()?, r.u64()?, r.u64()?, r.u64()?]);
         let probe = r.u64()?;
         let n = r.u32()?;
@@ -265,6 +315,7 @@ impl Header {
                 .push(Window::new(max, per_ms).map_err(|_| SnapshotError::BadWindow { per_ms })?);
         }
         Ok(Self {
+            wide,
             seeds,
             probe,
             windows,
@@ -284,6 +335,9 @@ impl LimitTable {
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         out.extend_from_slice(&0u64.to_le_bytes());
         out.extend_from_slice(&(BUCKETS as u32).to_le_bytes());
+        let wide = self.bucket_max() > u32::MAX.into();
+        let width: u32 = if wide { 8 } else { 4 };
+        out.extend_from_slice(&width.to_le_bytes());
         for s in self.seeds.0 {
             out.extend_from_slice(&s.to_le_bytes());
         }
@@ -299,7 +353,7 @@ impl LimitTable {
         let mut entries = 0u64;
         // Shards are the top bits of the hash, so shard order then hash order
         // within a shard is increasing hash order overall.
-        for i in 0..self.shards.len() {
+        for i in 0..self.shard_count() {
             self.for_each_sorted(i, now, |e| {
                 entries += 1;
                 out.extend_from_slice(&e.hash.to_le_bytes());
@@ -315,7 +369,12 @@ impl LimitTable {
                         .fold(0u32, |m, (i, _)| m | 1 << i);
                     out.extend_from_slice(&mask.to_le_bytes());
                     for &c in ring.iter().filter(|&&c| c != 0) {
-                        out.extend_from_slice(&c.to_le_bytes());
+                        if wide {
+                            out.extend_from_slice(&c.to_le_bytes());
+                        } else {
+                            // A narrow table's counts are below 2^32.
+                            out.extend_from_slice(&(c as u32).to_le_bytes());
+                        }
                     }
                 }
             });
@@ -323,7 +382,7 @@ impl LimitTable {
         out[count_at..count_at + 8].copy_from_slice(&entries.to_le_bytes());
         let total = (out.len() - start + 8) as u64;
         out[start + LENGTH_AT..start + LENGTH_AT + 8].copy_from_slice(&total.to_le_bytes());
-        let sum = fnv1a64(&out[start..]);
+        let sum = checksum(&out[start..]);
         out.extend_from_slice(&sum.to_le_bytes());
     }
 
@@ -381,7 +440,7 @@ impl LimitTable {
             });
         }
         let (body, sum) = bytes.split_at(total - 8);
-        if fnv1a64(body)
+        if checksum(body)
             != u64::from_le_bytes(sum.try_into().map_err(|_| SnapshotError::BadLength)?)
         {
             return Err(SnapshotError::ChecksumMismatch);
@@ -419,7 +478,9 @@ impl LimitTable {
             })?,
         };
         let n = header.windows.len();
-        let table = Self::new(limit, max_keys, header.seeds);
+        // Wide counters stay wide; a limit that needs them gets them.
+        let wide = header.wide || limit.windows().iter().any(|w| w.max() > u32::MAX.into());
+        let table = Self::with_width(limit, max_keys, header.seeds, wide);
         if table.hash_key(PROBE_KEY) != header.probe {
             return Err(SnapshotError::HasherChanged);
         }
@@ -447,7 +508,11 @@ impl LimitTable {
                     return Err(SnapshotError::BadSlotMask { index });
                 }
                 for (i, c) in ring.iter_mut().enumerate() {
-                    *c = if mask & (1 << i) != 0 { r.u64()? } else { 0 };
+                    *c = match (mask & (1 << i) != 0, header.wide) {
+                        (false, _) => 0,
+                        (true, false) => r.u32()?.into(),
+                        (true, true) => r.u64()?,
+                    };
                 }
             }
             table.load(&entry).ok_or(SnapshotError::TooManyKeys {

@@ -1,11 +1,11 @@
 //! [`LimitTable`]: the counters of one limit rule, sharded and bounded.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 use parking_lot::Mutex;
 
-use super::window::SLOTS;
+use super::shard::{Counter, Probe, Shard, MAX_KEYS_PER_SHARD};
+use super::window::{BUCKETS, SLOTS};
 use super::{Limit, Window, MAX_WINDOWS};
 use crate::engine::Timestamp;
 
@@ -139,46 +139,30 @@ pub struct Refusal {
     pub retry_after_ms: Option<u64>,
 }
 
-/// Hasher for maps keyed by an already seeded 64-bit hash: spreads it with
-/// one multiplication (the table picks shards by the top bits, so the map
-/// must not rely on them alone).
-#[derive(Default)]
-pub(crate) struct SpreadHasher(u64);
+/// A shard on its own pair of cache lines, so that threads locking
+/// neighbouring shards do not contend for one line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
 
-impl Hasher for SpreadHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
+/// The shards of a table, with `u32` or `u64` bucket counters.
+#[derive(Debug)]
+pub(crate) enum Shards {
+    /// Counters of at most `u32::MAX` units per bucket.
+    Narrow(Box<[Padded<Mutex<Shard<u32>>>]>),
+    /// Counters of at most `u64::MAX` units per bucket.
+    Wide(Box<[Padded<Mutex<Shard<u64>>>]>),
+}
+
+/// Runs `$body` with `$s` bound to the table's shards, whichever their
+/// counter type (the body is compiled for each).
+macro_rules! with_shards {
+    ($table:expr, $s:ident => $body:expr) => {
+        match &$table.shards {
+            Shards::Narrow($s) => $body,
+            Shards::Wide($s) => $body,
         }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type SlotMap = HashMap<u64, u32, BuildHasherDefault<SpreadHasher>>;
-
-/// One shard: key hash -> slot; a slot is `stride` words in `slab`:
-/// `[last_ms, window 0 ring (SLOTS words), window 1 ring, ...]`, and the key's
-/// text at the same index in `texts`.
-#[derive(Debug, Default)]
-pub(crate) struct Shard {
-    pub(crate) map: SlotMap,
-    pub(crate) slab: Vec<u64>,
-    pub(crate) texts: Vec<KeyText>,
-    free: Vec<u32>,
-    /// No entry can expire before this millisecond (a sweep found none
-    /// earlier), so a full shard does not sweep again until then.
-    next_sweep: u64,
-}
-
-impl std::fmt::Debug for SpreadHasher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SpreadHasher")
-    }
+    };
 }
 
 /// The counters of one limit rule: per key, one ring of buckets per window.
@@ -197,43 +181,74 @@ impl std::fmt::Debug for SpreadHasher {
 /// its shard is full and a new key arrives. When a shard is full of live keys,
 /// a new key is [`Verdict::Untracked`]: admitted without counting.
 ///
+/// # Counters
+///
+/// A bucket counts up to `u32::MAX` units ([`LimitTable::bucket_max`]), or up
+/// to `u64::MAX` if a window's `max` is above `u32::MAX` (a quota of bytes,
+/// say 100 GB a day) or the table was made with
+/// [`LimitTable::with_wide_counters`]. The width never costs exactness: every
+/// count is compared with `max` in `u64`, and a count that would take one
+/// bucket past [`LimitTable::bucket_max`] is refused rather than lost. Within
+/// the table's own maxima that cannot happen (a bucket never holds more than
+/// `max`); it can only with a per-key `max` above `u32::MAX` given to
+/// [`LimitTable::check_and_count_with`] on a narrow table, which then admits
+/// at most `u32::MAX` units per bucket (`per_ms / BUCKETS`).
+///
 /// # Memory
 ///
-/// Per tracked key: `8 * (1 + windows * (BUCKETS + 1))` bytes of counters
-/// (144 bytes for one window, 280 for two, 416 for three) plus the map entry
-/// (16 bytes and a control byte, at hashbrown's load factor of 7/8 or less),
-/// plus the growth slack of both.
-/// [`LimitTable::heap_bytes`] accounts for what is allocated; measured on
-/// 200,000 keys (`bytes_per_tracked_key` test): 211 bytes per key for one
-/// window (floor 161), 568 for three (floor 433).
+/// Each key's counters sit in its hash bucket, so finding a key and reading
+/// its counters touch one stretch of memory: per tracked key, an entry of
+/// `4 * (5 + windows * (BUCKETS + 1))` bytes (88 for one window, 156 for two,
+/// 224 for three; twice the ring part with wide counters), in a table kept
+/// between 3/8 and 3/4 full, plus [`KEY_TEXT_BYTES`] for the text, read only
+/// to show keys. [`LimitTable::heap_bytes`] accounts for what is allocated;
+/// measured on 200,000 keys (`bytes_per_tracked_key` test): 194 bytes per key
+/// for one window (floor 136), 395 for three (floor 272); with wide counters
+/// 300 and 702. On 1,000,000 keys (`benches/benches/state.rs`): 192 and 395.
 #[derive(Debug)]
 pub struct LimitTable {
     pub(crate) limit: Limit,
     pub(crate) seeds: HashSeeds,
     hasher: ahash::RandomState,
-    pub(crate) shards: Box<[Mutex<Shard>]>,
+    pub(crate) shards: Shards,
     shard_bits: u32,
     per_shard: usize,
-    pub(crate) stride: usize,
 }
 
 impl LimitTable {
     /// An empty table for `limit` tracking at most `max_keys` keys, hashing keys
     /// with `seeds` (see [`HashSeeds`]). Allocates the shards' headers only;
-    /// counters grow with the keys tracked.
+    /// counters grow with the keys tracked. Bucket counters are `u32` unless
+    /// a window's `max` is above `u32::MAX`.
     pub fn new(limit: Limit, max_keys: usize, seeds: HashSeeds) -> Self {
+        let wide = limit.windows().iter().any(|w| w.max() > u32::MAX.into());
+        Self::with_width(limit, max_keys, seeds, wide)
+    }
+
+    /// [`new`](Self::new) with `u64` bucket counters whatever the maxima:
+    /// for a limit whose `max` may later be raised above `u32::MAX` while the
+    /// table is in use (e.g. a quota of bytes). Ring counters take twice the
+    /// memory.
+    pub fn with_wide_counters(limit: Limit, max_keys: usize, seeds: HashSeeds) -> Self {
+        Self::with_width(limit, max_keys, seeds, true)
+    }
+
+    pub(crate) fn with_width(limit: Limit, max_keys: usize, seeds: HashSeeds, wide: bool) -> Self {
         let mut shards = 1usize;
         while shards < MAX_SHARDS && max_keys / (shards * 2) >= MIN_KEYS_PER_SHARD {
             shards *= 2;
         }
-        let stride = 1 + limit.windows().len() * SLOTS;
+        let windows = limit.windows().len();
         Self {
             hasher: seeds.state(),
             seeds,
-            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: if wide {
+                Shards::Wide(new_shards(shards, windows))
+            } else {
+                Shards::Narrow(new_shards(shards, windows))
+            },
             shard_bits: shards.trailing_zeros(),
-            per_shard: max_keys / shards,
-            stride,
+            per_shard: (max_keys / shards).min(MAX_KEYS_PER_SHARD),
             limit,
         }
     }
@@ -251,7 +266,20 @@ impl LimitTable {
     /// The most keys tracked at once (`max_keys` rounded down to a multiple
     /// of the shard count).
     pub fn capacity(&self) -> usize {
-        self.per_shard * self.shards.len()
+        self.per_shard * self.shard_count()
+    }
+
+    /// The most units one bucket counts: `u32::MAX`, or `u64::MAX` for a
+    /// table with wide counters (see [`LimitTable`]'s Counters section).
+    pub fn bucket_max(&self) -> u64 {
+        match self.shards {
+            Shards::Narrow(_) => u32::MAX.into(),
+            Shards::Wide(_) => u64::MAX,
+        }
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        with_shards!(self, s => s.len())
     }
 
     /// The key whose text is `text` (one part), hashed with the table's seeds.
@@ -276,7 +304,7 @@ impl LimitTable {
 
     /// Keys tracked now, expired ones not yet reclaimed included.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map.len()).sum()
+        with_shards!(self, s => s.iter().map(|s| s.0.lock().len()).sum())
     }
 
     /// Whether no key is tracked.
@@ -284,27 +312,12 @@ impl LimitTable {
         self.len() == 0
     }
 
-    /// Bytes allocated on the heap by the shards' maps and counters (from
-    /// their capacities; the allocator's own overhead is not included).
+    /// Bytes allocated on the heap by the shards (from their capacities; the
+    /// allocator's own overhead is not included).
     pub fn heap_bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let s = s.lock();
-                let map = if s.map.capacity() == 0 {
-                    0
-                } else {
-                    // hashbrown: buckets are a power of two >= capacity * 8 / 7,
-                    // each an entry plus one control byte, plus 16 control bytes.
-                    let buckets = (s.map.capacity() * 8 / 7).next_power_of_two();
-                    buckets * (size_of::<(u64, u32)>() + 1) + 16
-                };
-                map + s.slab.capacity() * 8
-                    + s.texts.capacity() * KEY_TEXT_BYTES
-                    + s.free.capacity() * 4
-            })
-            .sum::<usize>()
-            + self.shards.len() * size_of::<Mutex<Shard>>()
+        with_shards!(self, s => {
+            s.iter().map(|s| s.0.lock().heap_bytes()).sum::<usize>() + size_of_val(&**s)
+        })
     }
 
     /// Checks `units` more for `key` at `now` and, if every window admits
@@ -360,199 +373,13 @@ impl LimitTable {
         if units == 0 {
             return;
         }
-        let mut shard = self.shards[self.shard_of(key_hash)].lock();
-        let Some(&slot) = shard.map.get(&key_hash) else {
-            return;
-        };
-        let e = &mut shard.slab[slot as usize * self.stride..][..self.stride];
-        let last = e[0];
-        let at = counted_at.as_unix_millis();
-        for (i, w) in self.limit.windows().iter().enumerate() {
-            w.refund(last, &mut e[1 + i * SLOTS..][..SLOTS], at, units);
-        }
+        with_shards!(self, s => self.refund_in(s, key_hash, units, counted_at.as_unix_millis()))
     }
 
     /// The units each window of the key counts at `now`, into `out` (one per
     /// window, in order; extra elements untouched). Zero for an unknown key.
     pub fn usage(&self, key: u64, now: Timestamp, out: &mut [u64]) {
-        let shard = self.shards[self.shard_of(key)].lock();
-        let now = now.as_unix_millis();
-        for (i, w) in self.limit.windows().iter().enumerate() {
-            if let Some(o) = out.get_mut(i) {
-                *o = match shard.map.get(&key) {
-                    Some(&slot) => {
-                        let e = self.entry(&shard.slab, slot);
-                        let last = e[0];
-                        w.usage(last, &e[1 + i * SLOTS..][..SLOTS], now.max(last))
-                    }
-                    None => 0,
-                };
-            }
-        }
-    }
-
-    pub(crate) fn shard_of(&self, key: u64) -> usize {
-        if self.shard_bits == 0 {
-            0
-        } else {
-            (key >> (64 - self.shard_bits)) as usize
-        }
-    }
-
-    fn entry<'s>(&self, slab: &'s [u64], slot: u32) -> &'s [u64] {
-        &slab[slot as usize * self.stride..][..self.stride]
-    }
-
-    fn decide(
-        &self,
-        key: Key<'_>,
-        units: u64,
-        now: Timestamp,
-        count: bool,
-        max: &[u64],
-    ) -> Verdict {
-        let max_of = |i: usize, w: &Window| max.get(i).copied().unwrap_or(w.max());
-        if units == 0 {
-            return Verdict::Admitted;
-        }
-        let real_now = now.as_unix_millis();
-        let mut shard = self.shards[self.shard_of(key.hash)].lock();
-        let Some(&slot) = shard.map.get(&key.hash) else {
-            // A new key: nothing counted yet, so only a window's max can refuse.
-            if let Some((i, _)) = self
-                .limit
-                .windows()
-                .iter()
-                .enumerate()
-                .find(|&(i, w)| units > max_of(i, w))
-            {
-                return Verdict::Refused(Refusal {
-                    window: i,
-                    counted: 0,
-                    retry_after_ms: None,
-                });
-            }
-            if !count {
-                return Verdict::Admitted;
-            }
-            return match self.insert(&mut shard, key.hash, &key_text(key.text), real_now) {
-                Some(slot) => {
-                    self.add(&mut shard.slab, slot, real_now, units);
-                    Verdict::Admitted
-                }
-                None => Verdict::Untracked,
-            };
-        };
-        let e = self.entry(&shard.slab, slot);
-        let last = e[0];
-        let now = real_now.max(last);
-        let mut refusal: Option<Refusal> = None;
-        for (i, w) in self.limit.windows().iter().enumerate() {
-            let ring = &e[1 + i * SLOTS..][..SLOTS];
-            let counted = w.usage(last, ring, now);
-            let max = max_of(i, w);
-            if counted.saturating_add(units) > max {
-                let retry = w.retry_after(last, ring, now, real_now, units, max);
-                let later = match (&refusal, retry) {
-                    (None, _) => true,
-                    (Some(r), Some(t)) => r.retry_after_ms.is_some_and(|p| t > p),
-                    (Some(r), None) => r.retry_after_ms.is_some(),
-                };
-                if later {
-                    refusal = Some(Refusal {
-                        window: i,
-                        counted,
-                        retry_after_ms: retry,
-                    });
-                }
-            }
-        }
-        if let Some(r) = refusal {
-            return Verdict::Refused(r);
-        }
-        if count {
-            self.add(&mut shard.slab, slot, now, units);
-        }
-        Verdict::Admitted
-    }
-
-    /// Counts `units` at `now` (`now >=` the entry's last time) in every window.
-    fn add(&self, slab: &mut [u64], slot: u32, now: u64, units: u64) {
-        let e = &mut slab[slot as usize * self.stride..][..self.stride];
-        let last = e[0];
-        for (i, w) in self.limit.windows().iter().enumerate() {
-            w.add(last, &mut e[1 + i * SLOTS..][..SLOTS], now, units);
-        }
-        e[0] = now;
-    }
-
-    /// The first millisecond at which an entry last counted at `last` is empty.
-    pub(crate) fn expires_at(&self, last: u64) -> u64 {
-        self.limit
-            .windows()
-            .iter()
-            .map(|w| w.empty_from(last))
-            .max()
-            .unwrap_or(last)
-    }
-
-    /// A zeroed slot for `key` with text `text`, last counted at `now`; `None`
-    /// if the shard is full of live keys.
-    pub(crate) fn insert(
-        &self,
-        shard: &mut Shard,
-        key: u64,
-        text: &KeyText,
-        now: u64,
-    ) -> Option<u32> {
-        if shard.map.len() >= self.per_shard {
-            if now < shard.next_sweep {
-                return None;
-            }
-            self.sweep(shard, now);
-            if shard.map.len() >= self.per_shard {
-                return None;
-            }
-        }
-        let slot = match shard.free.pop() {
-            Some(slot) => {
-                let e = &mut shard.slab[slot as usize * self.stride..][..self.stride];
-                e.fill(0);
-                shard.texts[slot as usize] = *text;
-                slot
-            }
-            None => {
-                let slot = (shard.slab.len() / self.stride) as u32;
-                shard.slab.resize(shard.slab.len() + self.stride, 0);
-                shard.texts.push(*text);
-                slot
-            }
-        };
-        shard.slab[slot as usize * self.stride] = now;
-        shard.map.insert(key, slot);
-        // Keeps `next_sweep` a lower bound on every entry's expiry even when
-        // the clock went back.
-        shard.next_sweep = shard.next_sweep.min(self.expires_at(now));
-        Some(slot)
-    }
-
-    /// Reclaims the entries empty at `now`, and notes when the next one can be.
-    fn sweep(&self, shard: &mut Shard, now: u64) {
-        let mut next = u64::MAX;
-        let Shard {
-            map, slab, free, ..
-        } = shard;
-        map.retain(|_, &mut slot| {
-            let expires = self.expires_at(slab[slot as usize * self.stride]);
-            if expires <= now {
-                free.push(slot);
-                false
-            } else {
-                next = next.min(expires);
-                true
-            }
-        });
-        shard.next_sweep = next;
+        with_shards!(self, s => self.usage_in(s, key, now.as_unix_millis(), out))
     }
 
     /// The `n` keys that count the most units in window `window` at `now`, most
@@ -573,21 +400,23 @@ impl LimitTable {
         // (units, hash, text); cut back to the best `n` whenever it holds
         // more than twice that, so the answer's memory stays O(n + a shard).
         let mut best: Vec<(u64, u64, KeyText)> = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock();
-            for (&key, &slot) in &shard.map {
-                let e = self.entry(&shard.slab, slot);
-                let last = e[0];
-                let units = w.usage(last, &e[1 + window * SLOTS..][..SLOTS], now.max(last));
-                if units > 0 {
-                    best.push((units, key, shard.texts[slot as usize]));
+        with_shards!(self, s => {
+            for shard in s.iter() {
+                let shard = shard.0.lock();
+                for i in shard.occupied_buckets() {
+                    let e = shard.entry(i);
+                    let last = read_last(e);
+                    let units = w.usage(last, ring(e, window), now.max(last));
+                    if units > 0 {
+                        best.push((units, shard.hash(i), *shard.text(i)));
+                    }
+                }
+                if best.len() > n.saturating_mul(2) {
+                    best.select_nth_unstable_by(n - 1, order);
+                    best.truncate(n);
                 }
             }
-            if best.len() > n.saturating_mul(2) {
-                best.select_nth_unstable_by(n - 1, order);
-                best.truncate(n);
-            }
-        }
+        });
         best.sort_unstable_by(order);
         best.truncate(n);
         best.into_iter()
@@ -603,59 +432,318 @@ impl LimitTable {
             .collect()
     }
 
+    /// Removes every key (the seeds stay).
+    pub fn clear(&self) {
+        let windows = self.limit.windows().len();
+        with_shards!(self, s => {
+            for shard in s.iter() {
+                *shard.0.lock() = Shard::new(windows, self.shard_bits);
+            }
+        });
+    }
+
+    pub(crate) fn shard_of(&self, key: u64) -> usize {
+        if self.shard_bits == 0 {
+            0
+        } else {
+            (key >> (64 - self.shard_bits)) as usize
+        }
+    }
+
+    fn decide(
+        &self,
+        key: Key<'_>,
+        units: u64,
+        now: Timestamp,
+        count: bool,
+        max: &[u64],
+    ) -> Verdict {
+        if units == 0 {
+            return Verdict::Admitted;
+        }
+        with_shards!(self, s => self.decide_in(s, key, units, now.as_unix_millis(), count, max))
+    }
+
+    fn decide_in<C: Counter>(
+        &self,
+        shards: &[Padded<Mutex<Shard<C>>>],
+        key: Key<'_>,
+        units: u64,
+        real_now: u64,
+        count: bool,
+        max: &[u64],
+    ) -> Verdict {
+        let max_of = |i: usize, w: &Window| max.get(i).copied().unwrap_or(w.max());
+        let mut shard = shards[self.shard_of(key.hash)].0.lock();
+        let i = match shard.probe(key.hash) {
+            Probe::Found(i) => i,
+            Probe::Vacant(vacant) => {
+                // A new key: nothing counted yet, so only a window's max (or,
+                // past u32::MAX, a bucket's) can refuse.
+                if let Some((i, _)) = self
+                    .limit
+                    .windows()
+                    .iter()
+                    .enumerate()
+                    .find(|&(i, w)| units > max_of(i, w) || units > C::MAX)
+                {
+                    return Verdict::Refused(Refusal {
+                        window: i,
+                        counted: 0,
+                        retry_after_ms: None,
+                    });
+                }
+                if !count {
+                    return Verdict::Admitted;
+                }
+                return match self.make_room(&mut shard, real_now) {
+                    Some(reclaimed) => {
+                        let vacant = if reclaimed { None } else { vacant };
+                        let i = shard.insert(
+                            key.hash,
+                            &key_text(key.text),
+                            real_now,
+                            vacant,
+                            self.per_shard,
+                        );
+                        add(&self.limit, shard.entry_mut(i), real_now, units);
+                        Verdict::Admitted
+                    }
+                    None => Verdict::Untracked,
+                };
+            }
+        };
+        let e = shard.entry(i);
+        let last = read_last(e);
+        let now = real_now.max(last);
+        let mut refusal: Option<Refusal> = None;
+        for (i, w) in self.limit.windows().iter().enumerate() {
+            let ring = ring(e, i);
+            let counted = w.usage(last, ring, now);
+            let max = max_of(i, w);
+            let over = counted.saturating_add(units) > max;
+            // The bucket counted into, after the ring advances to `now`.
+            let bucket = w.current(last, ring, now);
+            let full = bucket.saturating_add(units) > C::MAX;
+            if over || full {
+                let mut retry = w.retry_after(last, ring, now, real_now, units, max);
+                if full {
+                    retry = match retry {
+                        _ if units > C::MAX => None,
+                        Some(r) => Some(r.max(w.next_bucket_at(now) - real_now)),
+                        None => None,
+                    };
+                }
+                let later = match (&refusal, retry) {
+                    (None, _) => true,
+                    (Some(r), Some(t)) => r.retry_after_ms.is_some_and(|p| t > p),
+                    (Some(r), None) => r.retry_after_ms.is_some(),
+                };
+                if later {
+                    refusal = Some(Refusal {
+                        window: i,
+                        counted,
+                        retry_after_ms: retry,
+                    });
+                }
+            }
+        }
+        if let Some(r) = refusal {
+            return Verdict::Refused(r);
+        }
+        if count {
+            add(&self.limit, shard.entry_mut(i), now, units);
+        }
+        Verdict::Admitted
+    }
+
+    /// Whether `shard` may take a new key at `now`: `Some(false)` if it has
+    /// room, `Some(true)` if it has after reclaiming expired keys (moving
+    /// entries), `None` if it is full of live keys.
+    fn make_room<C: Counter>(&self, shard: &mut Shard<C>, now: u64) -> Option<bool> {
+        if shard.len() < self.per_shard {
+            return Some(false);
+        }
+        if now < shard.next_sweep {
+            return None;
+        }
+        let mut next = u64::MAX;
+        shard.retain(|e| {
+            let expires = self.expires_at(read_last(e));
+            if expires <= now {
+                false
+            } else {
+                next = next.min(expires);
+                true
+            }
+        });
+        shard.next_sweep = next;
+        (shard.len() < self.per_shard).then_some(true)
+    }
+
+    fn refund_in<C: Counter>(
+        &self,
+        shards: &[Padded<Mutex<Shard<C>>>],
+        key: u64,
+        units: u64,
+        at: u64,
+    ) {
+        let mut shard = shards[self.shard_of(key)].0.lock();
+        let Probe::Found(i) = shard.probe(key) else {
+            return;
+        };
+        let e = shard.entry_mut(i);
+        let last = read_last(e);
+        for (i, w) in self.limit.windows().iter().enumerate() {
+            w.refund(last, ring_mut(e, i), at, units);
+        }
+    }
+
+    fn usage_in<C: Counter>(
+        &self,
+        shards: &[Padded<Mutex<Shard<C>>>],
+        key: u64,
+        now: u64,
+        out: &mut [u64],
+    ) {
+        let shard = shards[self.shard_of(key)].0.lock();
+        let found = match shard.probe(key) {
+            Probe::Found(i) => Some(shard.entry(i)),
+            Probe::Vacant(_) => None,
+        };
+        for (i, (w, o)) in self.limit.windows().iter().zip(out).enumerate() {
+            *o = found.map_or(0, |e| {
+                let last = read_last(e);
+                w.usage(last, ring(e, i), now.max(last))
+            });
+        }
+    }
+
+    /// The first millisecond at which an entry last counted at `last` is empty.
+    pub(crate) fn expires_at(&self, last: u64) -> u64 {
+        self.limit
+            .windows()
+            .iter()
+            .map(|w| w.empty_from(last))
+            .max()
+            .unwrap_or(last)
+    }
+
     /// Makes room for about `keys` keys spread evenly over the shards (never
     /// more than the table's bound), so that loading a snapshot does not grow
     /// the storage step by step.
     pub(crate) fn reserve(&self, keys: usize) {
-        let per_shard = (keys / self.shards.len())
-            .saturating_add(keys / self.shards.len() / 8 + 16)
-            .min(self.per_shard);
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock();
-            shard.map.reserve(per_shard);
-            shard.slab.reserve(per_shard * self.stride);
-            shard.texts.reserve(per_shard);
-        }
-    }
-
-    /// Removes every key (the seeds stay).
-    pub fn clear(&self) {
-        for s in self.shards.iter() {
-            *s.lock() = Shard::default();
-        }
+        let shards = self.shard_count();
+        let per_shard = (keys / shards).saturating_add(keys / shards / 8 + 16);
+        with_shards!(self, s => {
+            for shard in s.iter() {
+                shard.0.lock().reserve(per_shard, self.per_shard);
+            }
+        });
     }
 
     /// Calls `f(entry)` for each tracked key of shard `i` that counts
     /// something at `now`, in increasing hash order (allocates a sorted list
     /// of the shard's keys).
-    pub(crate) fn for_each_sorted(&self, i: usize, now: u64, mut f: impl FnMut(&Entry)) {
-        let shard = self.shards[i].lock();
-        let mut keys: Vec<(u64, u32)> = shard.map.iter().map(|(&k, &s)| (k, s)).collect();
-        keys.sort_unstable();
+    pub(crate) fn for_each_sorted(&self, i: usize, now: u64, f: impl FnMut(&Entry)) {
+        with_shards!(self, s => self.for_each_sorted_in(&s[i].0, now, f))
+    }
+
+    fn for_each_sorted_in<C: Counter>(
+        &self,
+        shard: &Mutex<Shard<C>>,
+        now: u64,
+        mut f: impl FnMut(&Entry),
+    ) {
+        let shard = shard.lock();
+        let mut keys: Vec<(u64, usize)> = shard
+            .occupied_buckets()
+            .map(|i| (shard.hash(i), i))
+            .collect();
+        // Buckets are in hash order but for probing: runs that a stable
+        // sort merges in about linear time.
+        keys.sort();
+        let rings = self.limit.windows().len() * SLOTS;
         let mut entry = Entry::default();
-        for (k, slot) in keys {
-            let e = self.entry(&shard.slab, slot);
-            if self.expires_at(e[0]) <= now {
+        for (hash, i) in keys {
+            let e = shard.entry(i);
+            entry.last = read_last(e);
+            if self.expires_at(entry.last) <= now {
                 continue;
             }
-            entry.hash = k;
-            entry.last = e[0];
-            entry.text = shard.texts[slot as usize];
-            entry.counts[..self.stride - 1].copy_from_slice(&e[1..]);
+            entry.hash = hash;
+            entry.text = *shard.text(i);
+            for (out, &c) in entry.counts[..rings].iter_mut().zip(&e[C::HEADER..]) {
+                *out = c.get();
+            }
             f(&entry);
         }
     }
 
     /// Tracks `entry` (a key not tracked yet, whose counts were recorded at
-    /// `entry.last`); `None` if its shard is full of live keys.
+    /// `entry.last`; counts above the table's [`bucket_max`](Self::bucket_max)
+    /// are kept as that); `None` if its shard is full of live keys.
     pub(crate) fn load(&self, entry: &Entry) -> Option<()> {
-        let mut shard = self.shards[self.shard_of(entry.hash)].lock();
-        let slot = self.insert(&mut shard, entry.hash, &entry.text, entry.last)?;
-        let base = slot as usize * self.stride;
-        shard.slab[base + 1..base + self.stride].copy_from_slice(&entry.counts[..self.stride - 1]);
+        with_shards!(self, s => self.load_in(s, entry))
+    }
+
+    fn load_in<C: Counter>(&self, shards: &[Padded<Mutex<Shard<C>>>], entry: &Entry) -> Option<()> {
+        let mut shard = shards[self.shard_of(entry.hash)].0.lock();
+        let vacant = match shard.probe(entry.hash) {
+            // Callers load each key once; a second one would be a bug.
+            Probe::Found(_) => return None,
+            Probe::Vacant(vacant) => vacant,
+        };
+        let vacant = if self.make_room(&mut shard, entry.last)? {
+            None
+        } else {
+            vacant
+        };
+        let i = shard.insert(entry.hash, &entry.text, entry.last, vacant, self.per_shard);
+        let rings = self.limit.windows().len() * SLOTS;
+        for (w, &c) in shard.entry_mut(i)[C::HEADER..]
+            .iter_mut()
+            .zip(&entry.counts[..rings])
+        {
+            *w = C::saturating_from(c);
+        }
         Some(())
     }
 }
+
+/// `n` empty shards of entries of `windows` windows.
+fn new_shards<C: Counter>(n: usize, windows: usize) -> Box<[Padded<Mutex<Shard<C>>>]> {
+    (0..n)
+        .map(|_| Padded(Mutex::new(Shard::new(windows, n.trailing_zeros()))))
+        .collect()
+}
+
+/// The latest millisecond an entry counted at.
+fn read_last<C: Counter>(e: &[C]) -> u64 {
+    C::read_u64(&e[1 + C::U64_WORDS..])
+}
+
+/// Window `w`'s ring in an entry.
+fn ring<C: Counter>(e: &[C], w: usize) -> &[C] {
+    &e[C::HEADER + w * SLOTS..][..SLOTS]
+}
+
+/// Window `w`'s ring in an entry, to change.
+fn ring_mut<C: Counter>(e: &mut [C], w: usize) -> &mut [C] {
+    &mut e[C::HEADER + w * SLOTS..][..SLOTS]
+}
+
+/// Counts `units` at `now` (`now >=` the entry's last time) in every window.
+fn add<C: Counter>(limit: &Limit, e: &mut [C], now: u64, units: u64) {
+    let last = read_last(e);
+    for (i, w) in limit.windows().iter().enumerate() {
+        w.add(last, ring_mut(e, i), now, units);
+    }
+    C::write_u64(&mut e[1 + C::U64_WORDS..], now);
+}
+
+// BUCKETS is what SLOTS is made of; named here for the docs above.
+const _: () = assert!(SLOTS == BUCKETS + 1);
 
 /// One key's state in a form independent of the table's layout, for
 /// snapshots: `counts[w * SLOTS + i]` is window `w`'s ring slot `i`.

@@ -347,7 +347,7 @@ fn shards_bound_and_capacity() {
     ];
     for (max_keys, shards, capacity) in rows {
         let t = LimitTable::new(limit(&[(1, 1000)]), max_keys, SEEDS);
-        assert_eq!(t.shards.len(), shards, "{max_keys}");
+        assert_eq!(t.shard_count(), shards, "{max_keys}");
         assert_eq!(t.capacity(), capacity, "{max_keys}");
     }
     let t = LimitTable::new(limit(&[(1, 1000)]), 0, SEEDS);
@@ -375,10 +375,21 @@ fn key_hashes_depend_on_the_seeds_only() {
 /// Bytes per tracked key, from sizes and from the table's heap accounting.
 #[test]
 fn bytes_per_tracked_key() {
-    for (windows, words) in [(1usize, 1 + BUCKETS + 1), (3, 1 + 3 * (BUCKETS + 1))] {
-        let ws = vec![(u64::MAX, 3_600_000); windows];
+    // (windows, max, entry bytes): narrow counters, then wide (a max above u32).
+    let narrow = |w: usize| 4 * (5 + w * (BUCKETS + 1));
+    let wide = |w: usize| 8 * (3 + w * (BUCKETS + 1));
+    let big = u64::from(u32::MAX) + 1;
+    let rows = [
+        (1usize, 1000, narrow(1)),
+        (3, 1000, narrow(3)),
+        (1, big, wide(1)),
+        (3, big, wide(3)),
+    ];
+    assert_eq!((narrow(1), narrow(3)), (88, 224));
+    for (windows, max, entry) in rows {
+        let ws = vec![(max, 3_600_000); windows];
         let t = LimitTable::new(limit(&ws), 1 << 20, SEEDS);
-        assert_eq!(t.stride, words);
+        assert_eq!(t.bucket_max() > u64::from(u32::MAX), max == big);
         let keys = 200_000u64;
         for i in 0..keys {
             let text = i.to_le_bytes();
@@ -386,11 +397,14 @@ fn bytes_per_tracked_key() {
         }
         assert_eq!(t.len() as u64, keys);
         let per_key = t.heap_bytes() as f64 / keys as f64;
-        let floor = (words * 8 + 17) as f64;
-        println!("{windows} window(s): {per_key:.1} bytes per tracked key (floor {floor})");
-        // Vec and map growth double at most: never more than twice the floor.
+        let floor = (entry + KEY_TEXT_BYTES) as f64;
+        println!(
+            "{windows} window(s), max {max}: {per_key:.1} bytes per tracked key (floor {floor})"
+        );
+        // Tables at least half full, texts grown by doubling at most.
+        let ceiling = (2 * entry + 2 * KEY_TEXT_BYTES) as f64;
         assert!(
-            per_key >= floor && per_key <= 2.0 * floor,
+            per_key >= floor && per_key <= ceiling,
             "{windows} windows: {per_key} bytes per key, floor {floor}"
         );
     }
@@ -675,9 +689,7 @@ fn snapshot_errors() {
     let reseal = |mut b: Vec<u8>| {
         let n = b.len() - 8;
         b.truncate(n);
-        let sum = b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-            (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let sum = snapshot::checksum(&b);
         b.extend_from_slice(&sum.to_le_bytes());
         b
     };
@@ -692,8 +704,11 @@ fn snapshot_errors() {
     corrupt[last] ^= 1;
     let mut buckets = bytes.clone();
     buckets[20] = 8;
+    let mut width = bytes.clone();
+    assert_eq!(width[24], 4, "narrow counters");
+    width[24] = 2;
     let mut seeds = bytes.clone();
-    seeds[24] ^= 1;
+    seeds[28] ^= 1;
     let mut windows = bytes.clone();
     windows[FIRST_WINDOW] ^= 1;
     let mut max_only = bytes.clone();
@@ -763,6 +778,13 @@ fn snapshot_errors() {
             l.clone(),
             100,
             SnapshotError::BucketsChanged { found: 8 },
+        ),
+        (
+            "counter width",
+            reseal(width),
+            l.clone(),
+            100,
+            SnapshotError::BadCounterWidth { found: 2 },
         ),
         (
             "seeds",
@@ -875,4 +897,200 @@ fn snapshot_errors() {
 }
 
 /// Offset of the first window in a snapshot.
-const FIRST_WINDOW: usize = 8 + 4 + 8 + 4 + 32 + 8 + 4;
+const FIRST_WINDOW: usize = 8 + 4 + 8 + 4 + 4 + 32 + 8 + 4;
+
+#[test]
+fn the_checksum_sees_every_changed_byte() {
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for len in 0..100usize {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect();
+        let sum = snapshot::checksum(&bytes);
+        for i in 0..len {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert_ne!(
+                    snapshot::checksum(&b),
+                    sum,
+                    "length {len}, byte {i}, bit {bit}"
+                );
+            }
+        }
+        // A byte more or less changes it too.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_ne!(snapshot::checksum(&longer), sum, "length {len}");
+    }
+}
+
+#[test]
+fn counters_past_u32_are_wide_or_refused_never_lost() {
+    const GB: u64 = 1_000_000_000;
+    // 100 GB a day: wide counters, exact.
+    let l = limit(&[(100 * GB, 86_400_000)]);
+    let t = LimitTable::new(l.clone(), 10, SEEDS);
+    assert_eq!(t.bucket_max(), u64::MAX);
+    let key = t.key(b"big sender");
+    for ms in [0, 1] {
+        assert_eq!(t.check_and_count(key, 50 * GB, at(ms)), Verdict::Admitted);
+    }
+    assert!(matches!(t.check(key, 1, at(2)), Verdict::Refused(r) if r.counted == 100 * GB));
+    t.refund(key.hash, 30 * GB, at(1));
+    let mut usage = [0];
+    t.usage(key.hash, at(2), &mut usage);
+    assert_eq!(usage, [70 * GB]);
+    // Snapshots keep the counts, and the width even for a smaller max.
+    let mut bytes = Vec::new();
+    t.encode_snapshot(at(2), &mut bytes);
+    let small = limit(&[(GB, 86_400_000)]);
+    let d = LimitTable::decode_snapshot(&bytes, small.clone(), 10).unwrap();
+    assert_eq!(d.bucket_max(), u64::MAX);
+    d.usage(key.hash, at(2), &mut usage);
+    assert_eq!(usage, [70 * GB]);
+    assert_eq!(
+        LimitTable::with_wide_counters(small.clone(), 10, SEEDS).bucket_max(),
+        u64::MAX
+    );
+
+    // Narrow counters (the rule's max fits in u32): a per-key max above
+    // u32::MAX still never loses a unit; a bucket full is a refusal until
+    // the next bucket (1 s here) starts.
+    let t = LimitTable::new(limit(&[(1000, 16_000)]), 10, SEEDS);
+    assert_eq!(t.bucket_max(), u64::from(u32::MAX));
+    let key = t.key(b"k");
+    let huge = [u64::MAX];
+    assert_eq!(
+        t.check_and_count_with(key, 3 * GB, at(100), &huge),
+        Verdict::Admitted
+    );
+    let Verdict::Refused(r) = t.check_and_count_with(key, 2 * GB, at(200), &huge) else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(
+        (r.window, r.counted, r.retry_after_ms),
+        (0, 3 * GB, Some(800))
+    );
+    assert!(matches!(
+        t.check_with(key, 2 * GB, at(999), &huge),
+        Verdict::Refused(_)
+    ));
+    assert_eq!(
+        t.check_and_count_with(key, 2 * GB, at(1000), &huge),
+        Verdict::Admitted
+    );
+    t.usage(key.hash, at(1000), &mut usage);
+    assert_eq!(usage, [5 * GB]);
+    // More than a bucket holds: never, tracked or not.
+    for k in [key, t.key(b"new")] {
+        assert_eq!(
+            t.check_with(k, 5 * GB, at(1000), &huge),
+            Verdict::Refused(Refusal {
+                window: 0,
+                counted: if k == key { 5 * GB } else { 0 },
+                retry_after_ms: None,
+            })
+        );
+    }
+    // A narrow snapshot read for a limit that needs wide counters gets them.
+    let mut bytes = Vec::new();
+    t.encode_snapshot(at(1000), &mut bytes);
+    let d = LimitTable::decode_snapshot(&bytes, limit(&[(100 * GB, 16_000)]), 10).unwrap();
+    assert_eq!(d.bucket_max(), u64::MAX);
+    d.usage(key.hash, at(1000), &mut usage);
+    assert_eq!(usage, [5 * GB]);
+}
+
+/// Many keys coming and going through a small table: every key stays
+/// reachable after others are reclaimed (entries move back when one is
+/// removed) and counts stay each key's own.
+#[test]
+fn reclaiming_keeps_every_key_reachable() {
+    // 2 shards of 1024 keys; 5 per 1600 ms, so a key expires 1699 ms after
+    // its last count. Each round's keys find the previous round's expired,
+    // and reclaim them (moving entries back) while tracking their own.
+    let t = LimitTable::new(limit(&[(5, 1600)]), 2048, SEEDS);
+    let mut usage = [0];
+    for round in 0..20u64 {
+        let now = round * 2000;
+        let texts: Vec<[u8; 8]> = (0..1500u64)
+            .map(|i| (round * 1000 + i).to_le_bytes())
+            .collect();
+        for text in &texts {
+            assert_eq!(
+                t.check_and_count(t.key(text), 1, at(now)),
+                Verdict::Admitted
+            );
+        }
+        assert!(t.len() <= t.capacity());
+        for (i, text) in texts.iter().enumerate() {
+            let units = 1 + u64::from(i < 100);
+            if i < 100 {
+                assert_eq!(
+                    t.check_and_count(t.key(text), 1, at(now)),
+                    Verdict::Admitted
+                );
+            }
+            t.usage(t.hash_key(text), at(now), &mut usage);
+            assert_eq!(usage, [units], "round {round}, key {i}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// A shard against a map: after any inserts and removals (which move
+    /// entries back) and growth, every key present is found, with its own
+    /// text, and no other. Hashes cluster (few distinct high bits) so that
+    /// probe runs are long and wrap around the end of the table.
+    #[test]
+    fn shard_against_a_map(
+        ops in prop::collection::vec((0u64..64, any::<bool>(), 0u8..4), 1..300),
+        max_keys in 1usize..40,
+    ) {
+        use super::shard::{Probe, Shard};
+        use super::table::key_text;
+        use std::collections::BTreeMap;
+        let mut shard: Shard<u32> = Shard::new(1, 0);
+        let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+        // Keys 0..64 in 8 groups sharing their top bits: 8 keys per home.
+        let hash = |k: u64| (k % 8) << 61 | k;
+        for (k, insert, remove_mod) in ops {
+            if insert {
+                if let Probe::Vacant(v) = shard.probe(hash(k)) {
+                    if model.len() < max_keys {
+                        shard.insert(hash(k), &key_text(&k.to_le_bytes()), k, v, max_keys);
+                        model.insert(hash(k), k);
+                    }
+                } else {
+                    prop_assert!(model.contains_key(&hash(k)));
+                }
+            } else {
+                // Remove every key whose number is `remove_mod` mod 4 and above k.
+                shard.retain(|e| {
+                    let last = u64::from(e[3]) | u64::from(e[4]) << 32;
+                    !(last % 4 == u64::from(remove_mod) && last > k)
+                });
+                model.retain(|_, &mut last| !(last % 4 == u64::from(remove_mod) && last > k));
+            }
+            prop_assert_eq!(shard.len(), model.len());
+            for k in 0..64u64 {
+                match shard.probe(hash(k)) {
+                    Probe::Found(i) => {
+                        prop_assert_eq!(model.get(&hash(k)), Some(&k));
+                        prop_assert_eq!(shard.hash(i), hash(k));
+                        prop_assert_eq!(shard.text(i), &key_text(&k.to_le_bytes()));
+                    }
+                    Probe::Vacant(_) => prop_assert!(!model.contains_key(&hash(k))),
+                }
+            }
+        }
+    }
+}

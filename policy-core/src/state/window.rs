@@ -23,11 +23,13 @@
 //! `floor((per_ms - 1) / width) + 1 <= BUCKETS` buckets, and the extra slot
 //! keeps the bucket under way apart from the oldest one still counted.
 
+use super::shard::Counter;
 use super::LimitError;
 
 /// Buckets per window: the count is exact to within one bucket of
-/// `per_ms / BUCKETS`, and each window costs `(BUCKETS + 1) * 8` bytes per key.
-/// 16 keeps a one-hour window's rounding under 4 minutes for 136 bytes.
+/// `per_ms / BUCKETS`, and each window costs `(BUCKETS + 1) * 4` bytes per key
+/// (`* 8` with wide counters). 16 keeps a one-hour window's rounding under 4
+/// minutes for 68 bytes.
 pub const BUCKETS: usize = 16;
 
 /// Slots in a window's ring (see the module documentation).
@@ -78,40 +80,64 @@ impl Window {
     }
 
     /// Units counted at `now` by a ring last advanced at `last` (`last <= now`).
-    pub(crate) fn usage(self, last: u64, slots: &[u64], now: u64) -> u64 {
+    pub(crate) fn usage<C: Counter>(self, last: u64, slots: &[C], now: u64) -> u64 {
         let head = last / self.bucket_ms();
         let lo = self.lowest_counted(now);
         if head < lo {
             return 0;
         }
+        // Buckets from..=head: at most SLOTS of them, so at most two runs of
+        // the ring, summed without an index per bucket.
         let from = lo.max(head.saturating_sub(BUCKETS as u64));
-        (from..=head).fold(0u64, |sum, i| sum.saturating_add(slots[slot(i)]))
+        let (a, b) = (slot(from), slot(head));
+        if a <= b {
+            C::sum(&slots[a..=b])
+        } else {
+            C::sum(&slots[a..]).saturating_add(C::sum(&slots[..=b]))
+        }
+    }
+
+    /// Units in the bucket that a count at `now` goes into, in a ring last
+    /// advanced at `last` (`last <= now`).
+    pub(crate) fn current<C: Counter>(self, last: u64, slots: &[C], now: u64) -> u64 {
+        let width = self.bucket_ms();
+        if now / width == last / width {
+            slots[slot(now / width)].get()
+        } else {
+            0
+        }
+    }
+
+    /// The millisecond at which the bucket after `now`'s starts.
+    pub(crate) fn next_bucket_at(self, now: u64) -> u64 {
+        let width = self.bucket_ms();
+        (now / width + 1).saturating_mul(width)
     }
 
     /// Counts `units` at `now` in a ring last advanced at `last` (`last <= now`).
-    pub(crate) fn add(self, last: u64, slots: &mut [u64], now: u64, units: u64) {
+    pub(crate) fn add<C: Counter>(self, last: u64, slots: &mut [C], now: u64, units: u64) {
         let width = self.bucket_ms();
         let head = last / width;
         let cur = now / width;
         if cur - head >= SLOTS as u64 {
-            slots.fill(0);
+            slots.fill(C::default());
         } else {
             for i in head + 1..=cur {
-                slots[slot(i)] = 0;
+                slots[slot(i)] = C::default();
             }
         }
         let s = &mut slots[slot(cur)];
-        *s = s.saturating_add(units);
+        *s = C::saturating_from(s.get().saturating_add(units));
     }
 
     /// Takes back `units` counted at `at` in a ring last advanced at `last`:
     /// from bucket `at / width` if the ring still holds it, saturating at zero.
-    pub(crate) fn refund(self, last: u64, slots: &mut [u64], at: u64, units: u64) {
+    pub(crate) fn refund<C: Counter>(self, last: u64, slots: &mut [C], at: u64, units: u64) {
         let width = self.bucket_ms();
         let (head, bucket) = (last / width, at / width);
         if bucket <= head && head - bucket < SLOTS as u64 {
             let s = &mut slots[slot(bucket)];
-            *s = s.saturating_sub(units);
+            *s = C::saturating_from(s.get().saturating_sub(units));
         }
     }
 
@@ -119,10 +145,10 @@ impl Window {
     /// a maximum of `max`, if nothing else is counted meanwhile; `None` if
     /// `units > max` (never).
     /// `now >= last` is the time the ring is read at (`real_now` or later).
-    pub(crate) fn retry_after(
+    pub(crate) fn retry_after<C: Counter>(
         self,
         last: u64,
-        slots: &[u64],
+        slots: &[C],
         now: u64,
         real_now: u64,
         units: u64,
@@ -144,7 +170,7 @@ impl Window {
         let mut freed = 0u64;
         let mut leaves = head;
         for i in from..=head {
-            freed = freed.saturating_add(slots[slot(i)]);
+            freed = freed.saturating_add(slots[slot(i)].get());
             leaves = i;
             if freed >= need {
                 break;
