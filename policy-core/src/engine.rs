@@ -262,7 +262,9 @@ impl Policy {
         let Some(limit) = self.find_limit(name, signature) else {
             return Ok(None);
         };
-        LimitTable::decode_snapshot(snapshot, limit.limit.clone(), limit.capacity).map(Some)
+        // The table's own limit: the rule's windows with the largest maxima
+        // any key may get (which decide the counters' width).
+        LimitTable::decode_snapshot(snapshot, limit.table.limit().clone(), limit.capacity).map(Some)
     }
 
     /// Makes `table` the counters of limit `name` (a table from

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::limit::{Counted, MessageState, Step};
+use super::limit::{Counted, MessageState, Step, Unit};
 use super::program::{
     state_bit, DomainLookup, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp,
     DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
@@ -170,7 +170,7 @@ impl Program {
         buffers.hit_wire.clear();
         if !self.limits.is_empty() {
             buffers.counted.clear();
-            buffers.message.follow(self.id, self.limits.len(), request);
+            buffers.message.follow(request);
         }
         let outcome = self.walk(request, now, buffers);
         if !self.limits.is_empty() {
@@ -238,8 +238,10 @@ impl Program {
             let message = &mut buffers.message;
             message.accepted = message.accepted.saturating_add(1);
             for c in &buffers.counted {
-                if let Some(flag) = message.counted.get_mut(c.limit as usize) {
-                    *flag = true;
+                if let Some(limit) = self.limits.get(c.limit as usize) {
+                    if limit.unit == Unit::Messages && !message.was_counted(limit.signature) {
+                        message.counted.push(limit.signature);
+                    }
                 }
             }
         }

@@ -108,17 +108,19 @@ pub(crate) struct Counted {
     pub(crate) units: u64,
 }
 
-/// What a connection remembers of the message under way.
+/// What a connection remembers of the message under way. It survives a
+/// reload: a message is identified by its `instance` alone, and the limits
+/// that counted it by their signatures, which a reload keeping the limit
+/// keeps.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct MessageState {
-    /// The policy these facts belong to ([`Program::id`]).
-    pub(crate) policy: u64,
     /// A hash of the message's `instance` (0 with none).
     pub(crate) instance: u64,
     /// Recipients of this message the policy did not refuse.
     pub(crate) accepted: u64,
-    /// Per limit: whether this message was counted (`count messages`).
-    pub(crate) counted: Vec<bool>,
+    /// The signatures of the `count messages` limits that counted this
+    /// message (cleared, never shrunk).
+    pub(crate) counted: Vec<u64>,
 }
 
 /// The facts of a refusal, kept in the scratch for the `over` action.
@@ -156,25 +158,25 @@ pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
 pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
 impl MessageState {
-    /// Starts over when the request belongs to another message (or policy)
-    /// than the last one seen on this connection.
-    pub(crate) fn follow(&mut self, policy: u64, limits: usize, request: &Request<'_>) {
+    /// Starts over when the request belongs to another message than the
+    /// last one seen on this connection.
+    pub(crate) fn follow(&mut self, request: &Request<'_>) {
         let instance = if request.instance.is_empty() {
             0
         } else {
             fnv1a(FNV_START, request.instance) | 1
         };
         // Without an instance, each request is its own message.
-        if self.policy != policy || self.instance != instance || instance == 0 {
-            self.policy = policy;
+        if self.instance != instance || instance == 0 {
             self.instance = instance;
             self.accepted = 0;
             self.counted.clear();
         }
-        if self.counted.len() != limits {
-            // Grows once per connection and policy; never shrinks below.
-            self.counted.resize(limits, false);
-        }
+    }
+
+    /// Whether the limit with this signature counted the message.
+    pub(crate) fn was_counted(&self, signature: u64) -> bool {
+        self.counted.contains(&signature)
     }
 }
 
@@ -223,10 +225,7 @@ impl Program {
         };
         let units = match limit.unit {
             Unit::Messages => {
-                if rcpt
-                    && limit.at == CountAt::Rcpt
-                    && message.counted.get(index as usize).copied() == Some(true)
-                {
+                if rcpt && limit.at == CountAt::Rcpt && message.was_counted(limit.signature) {
                     // This message was counted at an earlier recipient.
                     return Step::Pass;
                 }

@@ -1266,7 +1266,30 @@ pub(crate) fn parse_overrides_file(src: &str) -> (Vec<OverrideAst>, Vec<SyntaxEr
         if rest.is_empty() {
             break;
         }
-        match parser.override_entry(rest) {
+        let entry_at = parser.offset(rest);
+        let parsed = parser.override_entry(rest).and_then(|(after, entry)| {
+            // One entry a line: the entry does not span lines, and only
+            // blanks or a comment follow it on its line.
+            let text = &src[entry_at..parser.offset(after)];
+            if let Some(nl) = text.find('\n') {
+                // Reported where the entry goes on, so that parsing
+                // resumes after it.
+                let more = text[nl..].trim_start();
+                return failure(
+                    &src[parser.offset(after) - more.len()..],
+                    "the entry's windows on the same line as its key (one entry a line)",
+                );
+            }
+            let tail = after.trim_start_matches([' ', '\t', '\r']);
+            if !(tail.is_empty() || tail.starts_with('\n') || tail.starts_with('#')) {
+                return failure(
+                    tail,
+                    "the end of the line after an entry (one entry a line)",
+                );
+            }
+            Ok((after, entry))
+        });
+        match parsed {
             Ok((after, entry)) => {
                 entries.push(entry);
                 rest = after;

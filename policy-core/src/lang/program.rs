@@ -569,9 +569,6 @@ impl EqualityRun {
 /// A compiled policy program. Empty (no rules) for `Policy::always`.
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
-    /// Tells compiled programs apart (per-connection message state is kept
-    /// per program); clones share it.
-    pub(crate) id: u64,
     /// The limit rules, in rule order.
     pub(crate) limits: Vec<LimitRule>,
     /// One per rule, in order: the evaluator's view (see [`RuleHot`]).
@@ -594,7 +591,6 @@ pub(crate) struct Program {
 impl Program {
     pub(crate) fn always(action: Action) -> Self {
         Self {
-            id: next_program_id(),
             limits: Vec::new(),
             hot: Vec::new(),
             entries: Vec::new(),
@@ -609,12 +605,6 @@ impl Program {
             default: Verdict::constant(action),
         }
     }
-}
-
-/// A new [`Program::id`].
-pub(crate) fn next_program_id() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Program {

@@ -63,6 +63,24 @@ impl Compiler<'_> {
         let at = unit.and_then(|u| self.limit_at(l, u));
         let windows = self.limit_windows(l, unit);
         let capacity = self.limit_capacity(l);
+        if let (Some(Unit::Messages), Some(parts)) = (unit, &key) {
+            if let Some(part) = l
+                .key
+                .iter()
+                .zip(parts.iter())
+                .find(|(_, p)| matches!(p, KeyPart::Field(f) if f.is_recipient_level()))
+                .map(|(ast, _)| ast)
+            {
+                self.error(
+                    part.span,
+                    format!(
+                        "`count messages` counts a message once, but `{}` differs from one recipient \
+                         to the next; expected `count recipients` for a key on the recipient",
+                        part.field.text
+                    ),
+                );
+            }
+        }
         if let (Some(at), true) = (at, l.key.is_empty() || key.is_some()) {
             if at != CountAt::Rcpt {
                 let recipient_key = key
@@ -116,7 +134,25 @@ impl Compiler<'_> {
         let Ok(limit) = Limit::new(&windows) else {
             return;
         };
-        let signature = signature(&l.name.text, &key, unit, at, &windows, capacity);
+        // Counters are 32 bits unless some maximum (the rule's or an
+        // override's) needs more: the table is built for the largest.
+        let largest: Vec<Window> = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let top = overrides
+                    .iter()
+                    .flat_map(|o| o.by_key.values())
+                    .filter_map(|m| m.get(i).copied().flatten())
+                    .fold(w.max(), u64::max);
+                Window::new(top, w.per_ms()).unwrap_or(*w)
+            })
+            .collect();
+        let wide = largest.iter().any(|w| w.max() > u64::from(u32::MAX));
+        let Ok(table_limit) = Limit::new(&largest) else {
+            return;
+        };
+        let signature = signature(&l.name.text, &key, unit, at, &windows, capacity, wide);
         let states = match at {
             CountAt::Rcpt => RCPT_BIT,
             CountAt::Data => RCPT_BIT | DATA_BIT,
@@ -130,11 +166,14 @@ impl Compiler<'_> {
             unit,
             at,
             maxima: windows.iter().map(|w| w.max()).collect(),
-            table: Arc::new(LimitTable::new(limit.clone(), capacity, random_seeds())),
+            table: Arc::new(LimitTable::new(table_limit, capacity, random_seeds())),
             limit,
             capacity,
             overrides,
         });
+        if let Some(a) = &l.over {
+            self.action_warnings(&l.name.text, l.dry_run, a.span, states, &over.action, false);
+        }
         let over_text = match &l.over {
             Some(a) => a.span.text(self.src).into(),
             None => format!("{DEFAULT_OVER_VERB} \"{DEFAULT_OVER_TEXT}\"").into(),
@@ -439,7 +478,23 @@ impl Compiler<'_> {
             };
             let mut maxima: Vec<Option<u64>> = vec![None; windows.len()];
             for w in &entry.windows {
+                if w.max.has_unit && !matches!(l.count, Some((CountAst::Bytes { .. }, _))) {
+                    problem(
+                        self,
+                        w.max.span,
+                        "a size unit on a count of messages or recipients; expected a plain number \
+                         (size units are for `count bytes`)"
+                            .to_owned(),
+                    );
+                    continue;
+                }
                 match windows.iter().position(|rw| rw.per_ms() == w.per.ms) {
+                    Some(i) if maxima[i].is_some() => problem(
+                        self,
+                        w.per.span,
+                        "a second maximum for the same window in one override; expected each window once"
+                            .to_owned(),
+                    ),
                     Some(i) => maxima[i] = Some(w.max.value),
                     None => {
                         let mut listed = String::new();
@@ -461,10 +516,20 @@ impl Compiler<'_> {
                     }
                 }
             }
-            out.by_key.insert(
-                text.into_bytes().into_boxed_slice(),
-                maxima.into_boxed_slice(),
-            );
+            let text = text.into_bytes().into_boxed_slice();
+            if out.by_key.contains_key(&text) {
+                problem(
+                    self,
+                    entry.key.span,
+                    format!(
+                        "a second override for the key \"{}\"; expected each key once (keys ignore \
+                         case where the key's fields do)",
+                        entry.key.value
+                    ),
+                );
+                continue;
+            }
+            out.by_key.insert(text, maxima.into_boxed_slice());
         }
         Some(out)
     }
@@ -523,8 +588,9 @@ fn normalize_override_key(written: &str, key: &[KeyPart]) -> Option<String> {
 }
 
 /// What must stay the same for counters to carry over: name, key, unit,
-/// counting point, window lengths and capacity (FNV-1a of a canonical
-/// description, stable across builds).
+/// counting point, window lengths, capacity, and whether counters must be 64
+/// bits (a maximum above `u32::MAX`) (FNV-1a of a canonical description,
+/// stable across builds).
 fn signature(
     name: &str,
     key: &[KeyPart],
@@ -532,6 +598,7 @@ fn signature(
     at: CountAt,
     windows: &[Window],
     capacity: usize,
+    wide: bool,
 ) -> u64 {
     let mut d = format!("limit {name}; key");
     for part in key {
@@ -549,5 +616,8 @@ fn signature(
         let _ = write!(d, " {}", w.per_ms());
     }
     let _ = write!(d, "; capacity {capacity}");
+    if wide {
+        d.push_str("; 64-bit counters");
+    }
     fnv1a(FNV_START, d.as_bytes())
 }

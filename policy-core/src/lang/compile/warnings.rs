@@ -15,30 +15,45 @@ impl Compiler<'_> {
         action: &Action,
         recipient_level: bool,
     ) {
-        if !r.dry_run && matches!(action, Action::Ok) && (states == 0 || states & RCPT_BIT != 0) {
-            self.warning(
-                r.action.span,
-                ok_at_rcpt_message(&format!("rule `{}`", r.name.text)),
-            );
+        self.action_warnings(
+            &r.name.text,
+            r.dry_run,
+            r.action.span,
+            states,
+            action,
+            recipient_level,
+        );
+    }
+
+    /// The warnings about the action of rule (or limit) `name` at `span`.
+    pub(super) fn action_warnings(
+        &mut self,
+        name: &str,
+        dry_run: bool,
+        span: Span,
+        states: u16,
+        action: &Action,
+        recipient_level: bool,
+    ) {
+        if !dry_run && matches!(action, Action::Ok) && (states == 0 || states & RCPT_BIT != 0) {
+            self.warning(span, ok_at_rcpt_message(&format!("rule `{name}`")));
         }
         if states & END_OF_MESSAGE_BIT != 0 && matches!(action, Action::Prepend(_)) {
             self.warning(
-                r.action.span,
+                span,
                 format!(
-                    "PREPEND is not allowed at END-OF-MESSAGE, and rule `{}` applies in that state; \
-                     expected PREPEND at an earlier state (RCPT or DATA)",
-                    r.name.text
+                    "PREPEND is not allowed at END-OF-MESSAGE, and rule `{name}` applies in that state; \
+                     expected PREPEND at an earlier state (RCPT or DATA)"
                 ),
             );
         }
         if recipient_level && is_whole_message(action) {
             self.warning(
-                r.action.span,
+                span,
                 format!(
-                    "{} acts on the whole message (every recipient of it), but rule `{}` tests the recipient; \
+                    "{} acts on the whole message (every recipient of it), but rule `{name}` tests the recipient; \
                      expected a condition on message-level fields (sender, client, ...) for this action",
-                    action.verb(),
-                    r.name.text
+                    action.verb()
                 ),
             );
         }
