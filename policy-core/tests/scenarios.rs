@@ -1,6 +1,7 @@
 //! Golden policy scenarios (`tests/scenarios/<name>/`, described in
-//! `tests/scenarios/README.md`), and the examples of the language reference
-//! (`docs/policy-language.md`), which must all compile.
+//! `tests/scenarios/README.md`), and the examples of every chapter in
+//! `docs/` (the language reference, the rate-limiting chapter), which must
+//! all compile.
 //!
 //! For each scenario: compile `policy.conf` with a loader that reads the files
 //! it names from the scenario's directory, compare the compile warnings with
@@ -509,59 +510,84 @@ fn scenario_readers_reject_malformed_files() {
 // ---------------------------------------------------------------------------
 // The language reference's examples.
 
-/// The ```` ```policy ```` blocks of `docs/policy-language.md`, with the line
-/// each starts on.
-fn docs_examples() -> Vec<(usize, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policy-language.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+/// The ```` ```policy ```` blocks of every chapter in `docs/` (the language
+/// reference, the rate-limiting chapter, ...), each with its file name and
+/// the line it starts on.
+fn docs_examples() -> Vec<(String, usize, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut chapters: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    chapters.sort();
     let mut examples = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    for (index, line) in text.lines().enumerate() {
-        match &mut current {
-            None if line.trim_end() == "```policy" => current = Some((index + 2, String::new())),
-            None => {}
-            Some(_) if line.starts_with("```") => examples.extend(current.take()),
-            Some((_, body)) => {
-                body.push_str(line);
-                body.push('\n');
+    for path in chapters {
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = format!(
+            "docs/{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let mut current: Option<(usize, String)> = None;
+        for (index, line) in text.lines().enumerate() {
+            match &mut current {
+                None if line.trim_end() == "```policy" => {
+                    current = Some((index + 2, String::new()));
+                }
+                None => {}
+                Some(_) if line.starts_with("```") => {
+                    examples.extend(current.take().map(|(l, b)| (name.clone(), l, b)));
+                }
+                Some((_, body)) => {
+                    body.push_str(line);
+                    body.push('\n');
+                }
             }
         }
+        assert!(
+            current.is_none(),
+            "an unclosed ```policy block in {}",
+            path.display()
+        );
     }
-    assert!(
-        current.is_none(),
-        "an unclosed ```policy block in {}",
-        path.display()
-    );
     examples
 }
 
 /// What the docs test's loader gives for a file an example names: a path
-/// containing `logins` is a logins map with one line, any other file a list
-/// with one domain entry (which fits a list with or without the `domain`
-/// kind, and every field a domain can match). The examples show the syntax;
-/// the files are the reader's own.
+/// containing `logins` is a logins map with one line, one containing
+/// `overrides` a limit's overrides file with only a comment (it cannot know
+/// the limit's key), any other file a list with one domain entry (which fits
+/// a list with or without the `domain` kind, and every field a domain can
+/// match). The examples show the syntax; the files are the reader's own.
 fn docs_stub_file(path: &str) -> Result<String, String> {
     Ok(if path.contains("logins") {
         "stub@example.invalid  stub\n".to_owned()
+    } else if path.contains("overrides") {
+        "# no overrides\n".to_owned()
     } else {
         ".stub.invalid\n".to_owned()
     })
 }
 
-/// Every example of the language reference compiles (with [`docs_stub_file`]
-/// for the files it names).
+/// Every example of every chapter in `docs/` compiles (with
+/// [`docs_stub_file`] for the files it names).
 #[test]
 fn docs_examples_compile() {
     let examples = docs_examples();
-    assert!(
-        examples.len() >= 10,
-        "only {} examples found",
-        examples.len()
-    );
+    for chapter in ["docs/policy-language.md", "docs/rate-limiting.md"] {
+        let count = examples
+            .iter()
+            .filter(|(name, _, _)| name == chapter)
+            .count();
+        assert!(count >= 5, "only {count} examples found in {chapter}");
+    }
     let mut failures = Vec::new();
-    for (line, source) in &examples {
+    for (chapter, line, source) in &examples {
         let mut stub_files = docs_stub_file;
-        let name = format!("docs/policy-language.md:{line}");
+        let name = format!("{chapter}:{line}");
         if let Err(errors) = Policy::compile(&name, source, &mut stub_files) {
             failures.push(format!("the example at {name} does not compile:\n{errors}"));
         }

@@ -25,8 +25,9 @@ use crate::request::{ProtocolState, Request};
 use crate::state::{Key, Limit, LimitTable, Verdict};
 use crate::template::LimitFacts;
 
-/// The default `capacity` of a limit: the most keys it tracks. About 150-300
-/// MB when full (see the rate-limiting chapter for bytes per key); a table
+/// The default `capacity` of a limit: the most keys it tracks. About 190 MB
+/// when full with one window, 400 MB with three (192 and 395 bytes per key,
+/// measured; see [`LimitTable`]); a table
 /// this size is filled only by a flood of distinct keys, which then meets the
 /// documented fail-open rule rather than evicting live keys.
 pub const DEFAULT_LIMIT_CAPACITY: usize = 1_000_000;
