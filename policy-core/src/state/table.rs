@@ -199,9 +199,9 @@ macro_rules! with_shards {
 /// Each key's counters sit in its hash bucket, so finding a key and reading
 /// its counters touch one stretch of memory: per tracked key, an entry of
 /// `4 * (5 + windows * (BUCKETS + 1))` bytes (88 for one window, 156 for two,
-/// 224 for three; twice the ring part with wide counters), in a table kept
-/// between 3/8 and 3/4 full, plus [`KEY_TEXT_BYTES`] for the text, read only
-/// to show keys. [`LimitTable::heap_bytes`] accounts for what is allocated;
+/// 224 for three; `8 * (3 + windows * (BUCKETS + 1))` with wide counters,
+/// 160 for one window), in a table kept between 1/2 and 3/4 full (it grows
+/// by half), plus [`KEY_TEXT_BYTES`] for the text, read only to show keys. [`LimitTable::heap_bytes`] accounts for what is allocated;
 /// measured on 200,000 keys (`bytes_per_tracked_key` test): 194 bytes per key
 /// for one window (floor 136), 395 for three (floor 272); with wide counters
 /// 300 and 702. On 1,000,000 keys (`benches/benches/state.rs`): 192 and 395.

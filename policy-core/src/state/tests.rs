@@ -625,8 +625,18 @@ fn round_trip_text(key: u64) -> String {
 /// `n * 0x9E37_79B9_7F4A_7C15` and the text `sender{n}@example.com`, the
 /// first entry's text is `sender0@example.com` (19 bytes).
 fn sample_snapshot() -> (Vec<u8>, Limit) {
+    sample_snapshot_of(LimitTable::new)
+}
+
+/// The same keys and counts as [`sample_snapshot`] in a table with wide
+/// counters (counts written as u64).
+fn wide_sample_snapshot() -> (Vec<u8>, Limit) {
+    sample_snapshot_of(LimitTable::with_wide_counters)
+}
+
+fn sample_snapshot_of(new: fn(Limit, usize, HashSeeds) -> LimitTable) -> (Vec<u8>, Limit) {
     let l = limit(&[(5, 1000), (20, 60_000)]);
-    let t = LimitTable::new(l.clone(), 100, SEEDS);
+    let t = new(l.clone(), 100, SEEDS);
     for key in 0..20u64 {
         let text = format!("sender{key}@example.com");
         let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -646,9 +656,14 @@ fn sample_snapshot() -> (Vec<u8>, Limit) {
 
 #[test]
 fn every_prefix_of_a_snapshot_is_truncated() {
-    let (bytes, l) = sample_snapshot();
-    assert!(LimitTable::decode_snapshot(&bytes, l.clone(), 100).is_ok());
-    assert!(LimitTable::decode_snapshot_as_written(&bytes, 100).is_ok());
+    for (bytes, l) in [sample_snapshot(), wide_sample_snapshot()] {
+        every_prefix_is_truncated(&bytes, &l);
+    }
+}
+
+fn every_prefix_is_truncated(bytes: &[u8], l: &Limit) {
+    assert!(LimitTable::decode_snapshot(bytes, l.clone(), 100).is_ok());
+    assert!(LimitTable::decode_snapshot_as_written(bytes, 100).is_ok());
     for len in 0..bytes.len() {
         for got in [
             LimitTable::decode_snapshot(&bytes[..len], l.clone(), 100),
@@ -670,10 +685,19 @@ fn every_prefix_of_a_snapshot_is_truncated() {
 
 #[test]
 fn every_changed_byte_of_a_snapshot_is_an_error() {
-    let (bytes, l) = sample_snapshot();
+    let (narrow, l) = sample_snapshot();
+    let (wide, _) = wide_sample_snapshot();
+    // The same counts take more bytes as u64.
+    assert!(wide.len() > narrow.len());
+    for bytes in [narrow, wide] {
+        every_changed_byte_is_an_error(&bytes, &l);
+    }
+}
+
+fn every_changed_byte_is_an_error(bytes: &[u8], l: &Limit) {
     for i in 0..bytes.len() {
         for flip in [0x01u8, 0x80] {
-            let mut b = bytes.clone();
+            let mut b = bytes.to_vec();
             b[i] ^= flip;
             let err = LimitTable::decode_snapshot(&b, l.clone(), 100).unwrap_err();
             assert!(!err.to_string().is_empty());
