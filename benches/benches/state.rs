@@ -17,9 +17,15 @@
 //! (`LimitTable::heap_bytes() / LimitTable::len()`) of the 1- and 3-window
 //! tables, and the snapshot's size.
 //!
-//! Filling the tables takes a few seconds and about 1 GB of memory; the
-//! snapshot benches take 10 samples. A whole default run takes about a
-//! minute and a half.
+//! Kept to a bounded cost in a default `cargo bench`: the tables are filled
+//! once per group (a few seconds, at most about 1 GB at a time, each table
+//! dropped before the next is filled) and the snapshot benches take 10
+//! samples; a whole run with the options below takes about 40 seconds.
+//!
+//! Medians at a78407c (shared 2-core machine): `1w` 276 ns, `3w` 396 ns,
+//! `three-tables` 1.11 µs, `hot/1w` 31 ns; 192 and 395 bytes per tracked key
+//! (1 and 3 windows); snapshot of 1,000,000 keys (55 bytes each): encode
+//! 152 ms, decode 137 ms.
 //!
 //! Run: `cargo bench -p policyd-benches --bench state -- --warm-up-time 1 --measurement-time 3`
 use std::hint::black_box;
