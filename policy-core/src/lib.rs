@@ -105,7 +105,7 @@ pub use request::{
     KNOWN_ATTRIBUTES,
 };
 pub use state::{
-    HashSeeds, Limit, LimitError, LimitTable, Refusal, SnapshotError, Verdict, Window,
+    HashSeeds, Key, Limit, LimitError, LimitTable, Refusal, SnapshotError, TopKey, Verdict, Window,
 };
 pub use template::{
     ActionTemplate, ActionTemplateError, Template, TemplateError, Var, WireOutcome,
