@@ -21,7 +21,7 @@
 //!   The requests are parsed in advance (each with its own `instance`, so
 //!   each is a new message that `count messages` counts): only `decide` is
 //!   measured. The target: about 2 µs median with 1,000,000 keys.
-//!   Filling the tables takes a few seconds and about 1.2 GB; the bench
+//!   Filling the tables takes a few seconds and about 0.7 GB; the bench
 //!   prints the bytes per tracked key of each table.
 //!
 //! Run: `cargo bench -p policyd-benches --bench policy -- --warm-up-time 1 --measurement-time 3`
