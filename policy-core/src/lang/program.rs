@@ -194,23 +194,118 @@ impl TextBuf {
 
     /// `ip/bits`, for a masked address in a limit's key.
     pub(crate) fn write_ip_prefix(&mut self, ip: IpAddr, bits: u8) -> &[u8] {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut self.bytes[..]);
+        let mut len = self.put_ip(ip);
         // At most 39 + 4 bytes (IPv4-mapped addresses are masked as IPv4).
-        let _ = write!(cursor, "{ip}/{bits}");
-        let len = usize::try_from(cursor.position()).unwrap_or(0);
-        &self.bytes[..len.min(Self::CAPACITY)]
+        self.bytes[len] = b'/';
+        len += 1;
+        len += put_decimal(u32::from(bits), &mut self.bytes[len..]);
+        &self.bytes[..len]
     }
 
+    /// `ip` in its canonical text form (as `Display` writes it).
     pub(crate) fn write_ip(&mut self, ip: IpAddr) -> &[u8] {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut self.bytes[..]);
-        // 48 bytes hold any IP address's text form, so this write succeeds;
-        // if it ever did not, the value is shown truncated, never a panic.
-        let _ = write!(cursor, "{ip}");
-        let len = usize::try_from(cursor.position()).unwrap_or(0);
-        &self.bytes[..len.min(Self::CAPACITY)]
+        let len = self.put_ip(ip);
+        &self.bytes[..len]
     }
+
+    /// Writes `ip` at the start of the buffer as `Display` does (RFC 5952
+    /// for IPv6), without `core::fmt` (a third of a limit's decision went to
+    /// formatting through it); returns the length.
+    fn put_ip(&mut self, ip: IpAddr) -> usize {
+        match ip {
+            IpAddr::V4(v4) => put_ipv4(v4.octets(), &mut self.bytes),
+            IpAddr::V6(v6) => {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    // `::ffff:a.b.c.d`, as Display writes mapped addresses.
+                    self.bytes[..7].copy_from_slice(b"::ffff:");
+                    return 7 + put_ipv4(v4.octets(), &mut self.bytes[7..]);
+                }
+                let groups = v6.segments();
+                // The longest run of two or more zero groups (the first of
+                // equal ones) becomes `::`.
+                let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
+                for (i, &g) in groups.iter().enumerate() {
+                    if g == 0 {
+                        if run_len == 0 {
+                            run = i;
+                        }
+                        run_len += 1;
+                        if run_len > best_len {
+                            (best, best_len) = (run, run_len);
+                        }
+                    } else {
+                        run_len = 0;
+                    }
+                }
+                let mut len = 0;
+                let mut i = 0;
+                while i < 8 {
+                    if best_len >= 2 && i == best {
+                        self.bytes[len..len + 2].copy_from_slice(b"::");
+                        len += 2;
+                        i += best_len;
+                        continue;
+                    }
+                    if i > 0 && !(best_len >= 2 && i == best + best_len) {
+                        self.bytes[len] = b':';
+                        len += 1;
+                    }
+                    len += put_hex(groups[i], &mut self.bytes[len..]);
+                    i += 1;
+                }
+                len
+            }
+        }
+    }
+}
+
+/// Writes a dotted quad at the start of `out` (at least 15 bytes); returns
+/// its length.
+fn put_ipv4(octets: [u8; 4], out: &mut [u8]) -> usize {
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        len += put_decimal(u32::from(octet), &mut out[len..]);
+    }
+    len
+}
+
+/// Writes `n` in decimal at the start of `out`; returns the digits written.
+fn put_decimal(n: u32, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        // n % 10 < 10: fits in a u8.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let count = digits.len() - at;
+    out[..count].copy_from_slice(&digits[at..]);
+    count
+}
+
+/// Writes a 16-bit group in lower-case hex without leading zeros.
+fn put_hex(g: u16, out: &mut [u8]) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut len = 0;
+    let mut started = false;
+    for shift in [12u32, 8, 4, 0] {
+        let nibble = usize::from((g >> shift) & 0xf);
+        if nibble != 0 || started || shift == 0 {
+            out[len] = HEX[nibble];
+            len += 1;
+            started = true;
+        }
+    }
+    len
 }
 
 /// A test without a field.
@@ -737,6 +832,28 @@ mod tests {
         }
         assert_eq!(Field::lookup_field("nope"), None);
         assert_eq!(Field::lookup_field("rule"), None);
+    }
+
+    proptest::proptest! {
+        /// The hand-written IP text is what `Display` writes, for addresses
+        /// with runs of zero groups of every length and position.
+        #[test]
+        fn ip_text_is_display(groups in proptest::array::uniform8(proptest::prop_oneof![
+            3 => proptest::strategy::Just(0u16),
+            1 => proptest::strategy::Just(0xffffu16),
+            4 => proptest::num::u16::ANY,
+        ]), v4 in proptest::num::u32::ANY, bits in 0u8..=128) {
+            let mut b = TextBuf::new();
+            let v6 = IpAddr::from(std::net::Ipv6Addr::from(groups));
+            let v4 = IpAddr::from(std::net::Ipv4Addr::from(v4));
+            let mapped = IpAddr::from(std::net::Ipv4Addr::from(u32::from(groups[0])).to_ipv6_mapped());
+            for ip in [v6, v4, mapped] {
+                let expected = ip.to_string();
+                proptest::prop_assert_eq!(b.write_ip(ip), expected.as_bytes());
+                let prefixed = format!("{ip}/{bits}");
+                proptest::prop_assert_eq!(b.write_ip_prefix(ip, bits), prefixed.as_bytes());
+            }
+        }
     }
 
     #[test]
