@@ -1,5 +1,6 @@
-//! Counters for rate limits and quotas: windowed counts per key in a sharded,
-//! bounded table, and a snapshot format to keep them across restarts.
+//! Counters for rate limits and quotas, and greylisting state: per-key state
+//! in sharded, bounded, hashed tables (one implementation, `state/shard.rs`, for
+//! both), and a snapshot format to keep them across restarts.
 //!
 //! - [`Window`] / [`Limit`]: `max N per T`, one or more windows, all enforced.
 //!   A limit of N per T never admits more than N counted units within any
@@ -16,6 +17,10 @@
 //!   and [`LimitTable::decode_snapshot_as_written`] to read one without its
 //!   rule): bytes in, bytes out, no I/O, key texts included; decoding is all
 //!   or nothing.
+//!
+//! - [`GreylistTable`]: the triplets and client networks of one greylist
+//!   rule, postgrey's semantics ([`greylist`]), in the same tables and the
+//!   same snapshot framing.
 //!
 //! Nothing here reads the clock: `now` is a [`Timestamp`](crate::Timestamp)
 //! argument.
@@ -61,16 +66,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod greylist;
 mod shard;
 pub mod snapshot;
 pub mod table;
 pub mod window;
 
 #[cfg(test)]
+mod greylist_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 
+pub use greylist::{
+    GreyCounts, GreyVerdict, GreylistTable, Timers, CLIENTS_PER_TRIPLET_CAPACITY,
+    GREYLIST_SNAPSHOT_MAGIC, GREYLIST_SNAPSHOT_VERSION, PASS_COUNT_INTERVAL_MS,
+};
 pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub use table::{
     HashSeeds, Key, LimitTable, Refusal, TopKey, Verdict, KEY_TEXT_BYTES, MAX_SHARDS,

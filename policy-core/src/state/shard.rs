@@ -1,29 +1,32 @@
-//! One shard of a [`LimitTable`](super::LimitTable): an open-addressing hash
-//! table (linear probing, backward-shift deletion) whose buckets hold the
-//! entries themselves, so that finding a key and reading its counters is one
+//! The table code every keyed state shares: an open-addressing hash table per
+//! shard (linear probing, backward-shift deletion) whose buckets hold the
+//! entries themselves, so that finding a key and reading its state is one
 //! walk through adjacent memory rather than a map lookup then a second
-//! access; and the keys' texts beside it, read only to show them.
+//! access; growth by half up to a bound; reclaiming expired entries when a
+//! full shard needs room; and the split into shards under `parking_lot`
+//! mutexes ([`Sharded`]). Used by [`LimitTable`](super::LimitTable) (entries
+//! with key texts beside them, read only to show them) and
+//! [`GreylistTable`](super::GreylistTable) (triplets and client networks).
 //!
-//! An entry is `stride` words of the counter type `C` ([`Counter`]):
-//!
-//! ```text
-//! tag      1 word             0: the bucket is empty; else the text's slot + 1
-//! hash     C::U64_WORDS words the key's hash
-//! last     C::U64_WORDS words the latest millisecond counted at
-//! rings    windows x SLOTS words, window 0 first
-//! ```
+//! An entry is `stride` words of a word type ([`Counter`]: `u32` or `u64`).
+//! Where its hash and its tag (zero: the bucket is empty) are is the
+//! [`Layout`]'s; the rest is the table's own.
 
-use super::table::{KeyText, KEY_TEXT_BYTES};
-use super::window::SLOTS;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::table::{KeyText, KEY_TEXT_BYTES, MAX_SHARDS, MIN_KEYS_PER_SHARD};
 
 /// A bucket counter: `u32` for most limits, `u64` for limits whose maximum
 /// does not fit in `u32` (bytes). Entries are made of such words.
-pub(crate) trait Counter: Copy + Default + Eq + std::fmt::Debug + Send + 'static {
+pub(crate) trait Counter: Copy + Default + Eq + Debug + Send + 'static {
     /// The largest count a bucket holds.
     const MAX: u64;
     /// Words a `u64` (hash, time) takes.
     const U64_WORDS: usize;
-    /// Words before the rings: the tag, the hash and the last time.
+    /// Words before a limit entry's rings: the tag, the hash and the last time.
     const HEADER: usize = 1 + 2 * Self::U64_WORDS;
     /// The count.
     fn get(self) -> u64;
@@ -80,6 +83,37 @@ impl Counter for u64 {
     }
 }
 
+/// Where an entry keeps what the shared table code reads: its tag (zero
+/// marks an empty bucket) and its hash; and whether entries have a key text
+/// beside them (then the tag is the text's slot + 1, set by
+/// [`ShardTable::insert_entry`]; otherwise it is one of the entry's own
+/// words, which the table keeps non-zero while the entry lives).
+pub(crate) trait Layout: Debug + Send + 'static {
+    /// The word entries are made of.
+    type Word: Counter;
+    /// Index of the tag word.
+    const TAG: usize;
+    /// Index of the hash's first word.
+    const HASH: usize;
+    /// Whether entries have a key text ([`KeyText`]).
+    const TEXTS: bool;
+}
+
+/// A limit's entries: `tag, hash, last, rings` (see
+/// [`LimitTable`](super::LimitTable)'s layout), with key texts.
+#[derive(Debug)]
+pub(crate) struct LimitLayout<C>(PhantomData<C>);
+
+impl<C: Counter> Layout for LimitLayout<C> {
+    type Word = C;
+    const TAG: usize = 0;
+    const HASH: usize = 1;
+    const TEXTS: bool = true;
+}
+
+/// A shard of a limit table, with `C` counters.
+pub(crate) type Shard<C> = ShardTable<LimitLayout<C>>;
+
 /// Buckets of a shard's table when its first key arrives.
 const FIRST_BUCKETS: usize = 16;
 
@@ -107,18 +141,18 @@ fn home(hash: u64, shift: u32, n: usize) -> usize {
     ((u128::from(hash << shift) * n as u128) >> 64) as usize
 }
 
-/// One shard: the entries, the texts, and when a full shard may next find
-/// an expired key to reclaim.
+/// One shard: the entries, the texts (if the layout has them), and when a
+/// full shard may next find an expired key to reclaim.
 #[derive(Debug)]
-pub(crate) struct Shard<C> {
+pub(crate) struct ShardTable<L: Layout> {
     /// `buckets * stride` words; see the module documentation.
-    table: Vec<C>,
+    table: Vec<L::Word>,
     buckets: usize,
     stride: usize,
     /// Top bits of the hash that picked the shard (see [`home`]).
     shift: u32,
     len: usize,
-    /// Key texts, by tag - 1.
+    /// Key texts, by tag - 1 (empty unless `L::TEXTS`).
     texts: Vec<KeyText>,
     /// Text slots of keys reclaimed, to reuse.
     free_texts: Vec<u32>,
@@ -136,13 +170,38 @@ pub(crate) enum Probe {
 }
 
 impl<C: Counter> Shard<C> {
-    /// An empty shard of entries of `windows` windows, picked by the top
-    /// `shift` bits of the hash.
+    /// An empty shard of limit entries of `windows` windows, picked by the
+    /// top `shift` bits of the hash.
+    #[cfg(test)]
     pub(crate) fn new(windows: usize, shift: u32) -> Self {
+        Self::with_stride(C::HEADER + windows * super::window::SLOTS, shift)
+    }
+
+    /// Inserts a new limit key (not in the shard) with zeroed rings and
+    /// `last` as its last time; see [`ShardTable::insert_entry`].
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        text: &KeyText,
+        last: u64,
+        vacant: Option<usize>,
+        max_keys: usize,
+    ) -> usize {
+        self.insert_entry(hash, text, vacant, max_keys, |e| {
+            C::write_u64(&mut e[1 + C::U64_WORDS..], last);
+        })
+    }
+}
+
+impl<L: Layout> ShardTable<L> {
+    /// An empty shard of entries of `stride` words (the layout's tag and
+    /// hash among them), picked by the top `shift` bits of the hash.
+    pub(crate) fn with_stride(stride: usize, shift: u32) -> Self {
+        debug_assert!(L::TAG < stride && L::HASH + L::Word::U64_WORDS <= stride);
         Self {
             table: Vec::new(),
             buckets: 0,
-            stride: C::HEADER + windows * SLOTS,
+            stride,
             shift,
             len: 0,
             texts: Vec::new(),
@@ -158,35 +217,36 @@ impl<C: Counter> Shard<C> {
 
     /// Bytes allocated on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.table.capacity() * size_of::<C>()
+        self.table.capacity() * size_of::<L::Word>()
             + self.texts.capacity() * KEY_TEXT_BYTES
             + self.free_texts.capacity() * size_of::<u32>()
     }
 
-    fn tag(&self, i: usize) -> C {
-        self.table[i * self.stride]
+    fn tag(&self, i: usize) -> L::Word {
+        self.table[i * self.stride + L::TAG]
     }
 
     fn occupied(&self, i: usize) -> bool {
-        self.tag(i) != C::default()
+        self.tag(i) != L::Word::default()
     }
 
     /// The hash of the entry in bucket `i`.
     pub(crate) fn hash(&self, i: usize) -> u64 {
-        C::read_u64(&self.table[i * self.stride + 1..])
+        L::Word::read_u64(&self.table[i * self.stride + L::HASH..])
     }
 
     /// The entry in bucket `i`.
-    pub(crate) fn entry(&self, i: usize) -> &[C] {
+    pub(crate) fn entry(&self, i: usize) -> &[L::Word] {
         &self.table[i * self.stride..][..self.stride]
     }
 
-    /// The entry in bucket `i`, to change.
-    pub(crate) fn entry_mut(&mut self, i: usize) -> &mut [C] {
+    /// The entry in bucket `i`, to change. For a layout without texts, the
+    /// tag word must stay non-zero.
+    pub(crate) fn entry_mut(&mut self, i: usize) -> &mut [L::Word] {
         &mut self.table[i * self.stride..][..self.stride]
     }
 
-    /// The text of the entry in bucket `i`.
+    /// The text of the entry in bucket `i` (a layout with texts).
     pub(crate) fn text(&self, i: usize) -> &KeyText {
         // Occupied entries' tags are text slots + 1, below MAX_KEYS_PER_SHARD.
         &self.texts[self.tag(i).get() as usize - 1]
@@ -218,16 +278,19 @@ impl<C: Counter> Shard<C> {
         }
     }
 
-    /// Inserts a new key (not in the shard) with zeroed rings, given where a
-    /// probe found no key, growing the table if needed: its bucket. The
-    /// caller keeps within the shard's bound, `max_keys`.
-    pub(crate) fn insert(
+    /// Inserts a new key (not in the shard), given where a probe found no
+    /// key, growing the table if needed: its bucket. The entry is zeroed but
+    /// for its hash and, with texts, its tag (`text`'s slot + 1; `text` is
+    /// ignored without); then `init` fills it in. Without texts `init` must
+    /// make the tag word non-zero. The caller keeps within the shard's
+    /// bound, `max_keys`.
+    pub(crate) fn insert_entry(
         &mut self,
         hash: u64,
         text: &KeyText,
-        last: u64,
         vacant: Option<usize>,
         max_keys: usize,
+        init: impl FnOnce(&mut [L::Word]),
     ) -> usize {
         let i = match vacant {
             Some(i) if buckets_for(self.len + 1) <= self.buckets => i,
@@ -244,7 +307,26 @@ impl<C: Counter> Shard<C> {
                 self.vacant_for(hash)
             }
         };
-        let tag = match self.free_texts.pop() {
+        let tag = if L::TEXTS {
+            self.store_text(text, max_keys)
+        } else {
+            0
+        };
+        let e = self.entry_mut(i);
+        e.fill(L::Word::default());
+        L::Word::write_u64(&mut e[L::HASH..], hash);
+        if L::TEXTS {
+            e[L::TAG] = L::Word::saturating_from(u64::from(tag));
+        }
+        init(e);
+        debug_assert!(e[L::TAG] != L::Word::default(), "an entry's tag is set");
+        self.len += 1;
+        i
+    }
+
+    /// Keeps `text` in a free slot: the slot + 1.
+    fn store_text(&mut self, text: &KeyText, max_keys: usize) -> u32 {
+        match self.free_texts.pop() {
             Some(slot) => {
                 self.texts[slot as usize] = *text;
                 slot + 1
@@ -260,14 +342,7 @@ impl<C: Counter> Shard<C> {
                 // Below MAX_KEYS_PER_SHARD + 1: fits in u32.
                 self.texts.len() as u32
             }
-        };
-        let e = self.entry_mut(i);
-        e[0] = C::saturating_from(u64::from(tag));
-        C::write_u64(&mut e[1..], hash);
-        C::write_u64(&mut e[1 + C::U64_WORDS..], last);
-        e[C::HEADER..].fill(C::default());
-        self.len += 1;
-        i
+        }
     }
 
     /// The first empty bucket on `hash`'s path (the table has one).
@@ -287,12 +362,12 @@ impl<C: Counter> Shard<C> {
         let old = std::mem::take(&mut self.table);
         let old_buckets = self.buckets;
         let mut table = Vec::new();
-        table.resize(buckets * self.stride, C::default());
+        table.resize(buckets * self.stride, L::Word::default());
         self.table = table;
         self.buckets = buckets;
         for e in old.chunks_exact(self.stride).take(old_buckets) {
-            if e[0] != C::default() {
-                let i = self.vacant_for(C::read_u64(&e[1..]));
+            if e[L::TAG] != L::Word::default() {
+                let i = self.vacant_for(L::Word::read_u64(&e[L::HASH..]));
                 self.entry_mut(i).copy_from_slice(e);
             }
         }
@@ -306,16 +381,20 @@ impl<C: Counter> Shard<C> {
         if buckets > self.buckets {
             self.resize(buckets);
         }
-        self.texts
-            .reserve_exact(keys.saturating_sub(self.texts.len()));
+        if L::TEXTS {
+            self.texts
+                .reserve_exact(keys.saturating_sub(self.texts.len()));
+        }
     }
 
     /// Removes the entry in bucket `i`, moving later entries of its cluster
     /// back so that every key stays reachable from its home bucket.
     fn remove(&mut self, i: usize) {
-        let slot = self.tag(i).get() as u32 - 1;
-        self.free_texts.push(slot);
-        self.texts[slot as usize] = [0; KEY_TEXT_BYTES];
+        if L::TEXTS {
+            let slot = self.tag(i).get() as u32 - 1;
+            self.free_texts.push(slot);
+            self.texts[slot as usize] = [0; KEY_TEXT_BYTES];
+        }
         self.len -= 1;
         let n = self.buckets;
         let mut hole = i;
@@ -335,11 +414,11 @@ impl<C: Counter> Shard<C> {
                 hole = j;
             }
         }
-        self.table[hole * self.stride] = C::default();
+        self.table[hole * self.stride + L::TAG] = L::Word::default();
     }
 
     /// Removes every entry for which `keep(entry)` is false, in place.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&[C]) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&[L::Word]) -> bool) {
         if self.len == 0 {
             return;
         }
@@ -359,6 +438,168 @@ impl<C: Counter> Shard<C> {
             } else {
                 k += 1;
             }
+        }
+    }
+
+    /// Whether the shard may take a new key at `now` within `max_keys`:
+    /// `Some(false)` if it has room, `Some(true)` if it has after reclaiming
+    /// the entries whose `expires_at(entry)` is `now` or earlier (moving
+    /// entries: a bucket found by an earlier probe is stale), `None` if it
+    /// is full of live keys. A sweep that finds nothing to reclaim is not
+    /// tried again before the earliest expiry it saw.
+    pub(crate) fn make_room(
+        &mut self,
+        max_keys: usize,
+        now: u64,
+        mut expires_at: impl FnMut(&[L::Word]) -> u64,
+    ) -> Option<bool> {
+        if self.len < max_keys {
+            return Some(false);
+        }
+        if now < self.next_sweep {
+            return None;
+        }
+        let mut next = u64::MAX;
+        self.retain(|e| {
+            let expires = expires_at(e);
+            if expires <= now {
+                false
+            } else {
+                next = next.min(expires);
+                true
+            }
+        });
+        self.next_sweep = next;
+        (self.len < max_keys).then_some(true)
+    }
+
+    /// Whether [`make_room`](Self::make_room) would find room at `now`,
+    /// changing nothing (walks the shard when it is full).
+    pub(crate) fn has_room(
+        &self,
+        max_keys: usize,
+        now: u64,
+        mut expires_at: impl FnMut(&[L::Word]) -> u64,
+    ) -> bool {
+        self.len < max_keys
+            || (now >= self.next_sweep
+                && self
+                    .occupied_buckets()
+                    .any(|i| expires_at(self.entry(i)) <= now))
+    }
+
+    /// The occupied buckets sorted by hash: `(hash, bucket)` (allocates).
+    /// Buckets are in hash order but for probing: runs that a stable sort
+    /// merges in about linear time.
+    pub(crate) fn sorted(&self) -> Vec<(u64, usize)> {
+        let mut keys: Vec<(u64, usize)> =
+            self.occupied_buckets().map(|i| (self.hash(i), i)).collect();
+        keys.sort();
+        keys
+    }
+}
+
+/// A shard on its own pair of cache lines, so that threads locking
+/// neighbouring shards do not contend for one line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// The shards of one table: a power of two of them, picked by the top bits
+/// of a key's hash, each bounded to `per_shard` keys (so that the table's
+/// bound is exact without a shared counter).
+#[derive(Debug)]
+pub(crate) struct Sharded<L: Layout> {
+    shards: Box<[Padded<Mutex<ShardTable<L>>>]>,
+    bits: u32,
+    per_shard: usize,
+    stride: usize,
+}
+
+impl<L: Layout> Sharded<L> {
+    /// Shards of entries of `stride` words for at most `max_keys` keys: as
+    /// many as [`MAX_SHARDS`] while each keeps [`MIN_KEYS_PER_SHARD`] of the
+    /// bound.
+    pub(crate) fn new(max_keys: usize, stride: usize) -> Self {
+        let mut n = 1usize;
+        while n < MAX_SHARDS && max_keys / (n * 2) >= MIN_KEYS_PER_SHARD {
+            n *= 2;
+        }
+        let bits = n.trailing_zeros();
+        Self {
+            shards: (0..n)
+                .map(|_| Padded(Mutex::new(ShardTable::with_stride(stride, bits))))
+                .collect(),
+            bits,
+            per_shard: (max_keys / n).min(MAX_KEYS_PER_SHARD),
+            stride,
+        }
+    }
+
+    /// Number of shards.
+    pub(crate) fn count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The most keys one shard holds.
+    pub(crate) fn per_shard(&self) -> usize {
+        self.per_shard
+    }
+
+    /// The most keys tracked at once.
+    pub(crate) fn capacity(&self) -> usize {
+        self.per_shard * self.count()
+    }
+
+    /// The shard of `hash`.
+    pub(crate) fn shard_of(&self, hash: u64) -> usize {
+        if self.bits == 0 {
+            0
+        } else {
+            (hash >> (64 - self.bits)) as usize
+        }
+    }
+
+    /// Locks the shard of `hash`.
+    pub(crate) fn lock(&self, hash: u64) -> MutexGuard<'_, ShardTable<L>> {
+        self.shards[self.shard_of(hash)].0.lock()
+    }
+
+    /// Locks shard `i`.
+    pub(crate) fn lock_shard(&self, i: usize) -> MutexGuard<'_, ShardTable<L>> {
+        self.shards[i].0.lock()
+    }
+
+    /// Keys tracked now, expired ones not yet reclaimed included (locks one
+    /// shard at a time).
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
+    }
+
+    /// Bytes allocated on the heap, the shards' headers included.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().heap_bytes())
+            .sum::<usize>()
+            + size_of_val(&*self.shards)
+    }
+
+    /// Removes every key.
+    pub(crate) fn clear(&self) {
+        for s in self.shards.iter() {
+            *s.0.lock() = ShardTable::with_stride(self.stride, self.bits);
+        }
+    }
+
+    /// Makes room for about `keys` keys spread evenly over the shards (never
+    /// more than the bound), so that loading a snapshot does not grow the
+    /// storage step by step.
+    pub(crate) fn reserve(&self, keys: usize) {
+        let n = self.count();
+        let per_shard = (keys / n).saturating_add(keys / n / 8 + 16);
+        for s in self.shards.iter() {
+            s.0.lock().reserve(per_shard, self.per_shard);
         }
     }
 }

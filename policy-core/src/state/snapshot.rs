@@ -32,6 +32,18 @@
 //! Decoding builds a new table and returns it only if everything checked: a
 //! truncated, corrupt or mismatched buffer is a [`SnapshotError`] and loads
 //! nothing. Version 1 (no key texts) is not read: it was never released.
+//!
+//! # Framing, shared with greylist snapshots
+//!
+//! Every state snapshot (limits here, greylists in
+//! [`GreylistTable::encode_snapshot`](super::GreylistTable::encode_snapshot))
+//! is framed the same way: its own magic (8 bytes), its version (u32), the
+//! length of the whole snapshot (u64), the body, and the checksum of
+//! everything before it (u64). A reader checks magic, version, length and
+//! checksum before it believes anything in the body, so that a truncated
+//! or corrupt buffer is named as such; a body that then does not parse is
+//! a length that lies ([`SnapshotError::BadLength`]), since the checksum
+//! matched.
 
 use std::fmt;
 
@@ -56,6 +68,9 @@ const FIXED_HEADER: usize = 8 + 4 + 8 + 4 + 4 + 32 + 8 + 4;
 
 /// Offset of the length field.
 const LENGTH_AT: usize = 12;
+
+/// Bytes of the framing before the body: magic, version, length.
+const FRAME_HEAD: usize = LENGTH_AT + 8;
 
 /// Why a snapshot could not be loaded. Nothing was loaded.
 #[non_exhaustive]
@@ -133,6 +148,13 @@ pub enum SnapshotError {
         /// The table's capacity.
         capacity: usize,
     },
+    /// A greylist entry's times are impossible (a time of 0, a first
+    /// attempt after the last time seen, a client network with no pass):
+    /// written wrongly, behind a valid checksum.
+    BadEntry {
+        /// Index of the entry, triplets first, then client networks.
+        index: u64,
+    },
 }
 
 impl fmt::Display for SnapshotError {
@@ -140,19 +162,22 @@ impl fmt::Display for SnapshotError {
         match *self {
             Self::Truncated { needed, found } => write!(
                 f,
-                "truncated limit snapshot: expected at least {needed} bytes, found {found}"
+                "truncated snapshot: expected at least {needed} bytes, found {found}"
             ),
-            Self::BadMagic => f.write_str("not a limit snapshot: expected the magic \"PDLIMIT\\0\""),
+            Self::BadMagic => f.write_str(
+                "not a snapshot of this kind: expected the magic \"PDLIMIT\\0\" (limit) or \"PDGREY\\0\\0\" (greylist)",
+            ),
             Self::UnsupportedVersion { found } => write!(
                 f,
-                "limit snapshot version {found} is not supported: expected {SNAPSHOT_VERSION}"
+                "snapshot version {found} is not supported: expected {SNAPSHOT_VERSION} (limit) or {} (greylist)",
+                super::greylist::GREYLIST_SNAPSHOT_VERSION
             ),
             Self::TrailingBytes { expected, found } => write!(
                 f,
-                "limit snapshot has trailing bytes: expected {expected} bytes, found {found}"
+                "snapshot has trailing bytes: expected {expected} bytes, found {found}"
             ),
             Self::ChecksumMismatch => {
-                f.write_str("corrupt limit snapshot: the checksum does not match the contents")
+                f.write_str("corrupt snapshot: the checksum does not match the contents")
             }
             Self::BadWindowCount { found } => write!(
                 f,
@@ -169,7 +194,7 @@ impl fmt::Display for SnapshotError {
                 KEY_TEXT_BYTES - 1
             ),
             Self::BadLength => f.write_str(
-                "corrupt limit snapshot: expected its length field to match its contents",
+                "corrupt snapshot: expected its length field to match its contents",
             ),
             Self::BadSlotMask { index } => write!(
                 f,
@@ -187,15 +212,19 @@ impl fmt::Display for SnapshotError {
                 "limit snapshot windows differ from the rule's: expected the same window lengths",
             ),
             Self::HasherChanged => f.write_str(
-                "limit snapshot was written with another key hash function: expected the same build",
+                "snapshot was written with another key hash function: expected the same build",
             ),
             Self::EntriesOutOfOrder { index } => write!(
                 f,
-                "corrupt limit snapshot: expected entries in increasing key order, entry {index} is not"
+                "corrupt snapshot: expected entries in increasing key order, entry {index} is not"
             ),
             Self::TooManyKeys { capacity } => write!(
                 f,
-                "limit snapshot holds more keys than the table's bound of {capacity}"
+                "snapshot holds more keys than the table's bound of {capacity}"
+            ),
+            Self::BadEntry { index } => write!(
+                f,
+                "corrupt greylist snapshot: expected entry {index}'s times to be possible (non-zero, first attempt no later than last seen, at least one pass per client network)"
             ),
         }
     }
@@ -243,12 +272,24 @@ pub(crate) fn checksum(bytes: &[u8]) -> u64 {
 }
 
 /// Reads little-endian integers from a buffer whose length was checked.
-struct Reader<'b> {
+pub(crate) struct Reader<'b> {
     buf: &'b [u8],
     pos: usize,
 }
 
 impl Reader<'_> {
+    /// Bytes left.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// Fails unless every byte was read.
+    pub(crate) fn end(&self) -> Result<(), SnapshotError> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(SnapshotError::BadLength)
+        }
+    }
     fn need(&self, n: usize) -> Result<(), SnapshotError> {
         let needed = self.pos.saturating_add(n);
         if needed > self.buf.len() {
@@ -266,10 +307,10 @@ impl Reader<'_> {
         self.pos += N;
         Ok(out)
     }
-    fn u32(&mut self) -> Result<u32, SnapshotError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, SnapshotError> {
         self.bytes().map(u32::from_le_bytes)
     }
-    fn u64(&mut self) -> Result<u64, SnapshotError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, SnapshotError> {
         self.bytes().map(u64::from_le_bytes)
     }
     fn slice(&mut self, n: usize) -> Result<&[u8], SnapshotError> {
@@ -277,6 +318,75 @@ impl Reader<'_> {
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)
+    }
+}
+
+/// Starts a snapshot at the end of `out`: `magic`, `version` and a length
+/// that [`finish`] fills in. The snapshot's start, for [`finish`].
+pub(crate) fn begin(out: &mut Vec<u8>, magic: [u8; 8], version: u32) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&magic);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    start
+}
+
+/// Ends the snapshot begun at `start` ([`begin`]): fills in its length
+/// and appends the checksum.
+pub(crate) fn finish(out: &mut Vec<u8>, start: usize) {
+    let total = (out.len() - start + 8) as u64;
+    out[start + LENGTH_AT..start + FRAME_HEAD].copy_from_slice(&total.to_le_bytes());
+    let sum = checksum(&out[start..]);
+    out.extend_from_slice(&sum.to_le_bytes());
+}
+
+/// Checks a snapshot's framing: `magic`, `version`, then its length (at
+/// least `min_body` bytes of body) and checksum before anything in the body
+/// is believed. A reader of the body (the checksum left out), at its start.
+pub(crate) fn open(
+    bytes: &[u8],
+    magic: [u8; 8],
+    version: u32,
+    min_body: usize,
+) -> Result<Reader<'_>, SnapshotError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.bytes::<8>()? != magic {
+        return Err(SnapshotError::BadMagic);
+    }
+    let found = r.u32()?;
+    if found != version {
+        return Err(SnapshotError::UnsupportedVersion { found });
+    }
+    // The length and checksum first, so that a truncated or corrupt buffer
+    // is named as such before anything in it is believed.
+    let total = r.u64()?;
+    let total = usize::try_from(total)
+        .ok()
+        .filter(|&t| t >= FRAME_HEAD + min_body + 8)
+        .ok_or(SnapshotError::BadLength)?;
+    r.need(total - r.pos)?;
+    if bytes.len() > total {
+        return Err(SnapshotError::TrailingBytes {
+            expected: total,
+            found: bytes.len(),
+        });
+    }
+    let (body, sum) = bytes.split_at(total - 8);
+    if checksum(body) != u64::from_le_bytes(sum.try_into().map_err(|_| SnapshotError::BadLength)?) {
+        return Err(SnapshotError::ChecksumMismatch);
+    }
+    Ok(Reader {
+        buf: body,
+        pos: FRAME_HEAD,
+    })
+}
+
+/// An error found decoding a body whose checksum matched: a short body is a
+/// length that lies.
+pub(crate) fn in_body(e: SnapshotError) -> SnapshotError {
+    match e {
+        SnapshotError::Truncated { .. } => SnapshotError::BadLength,
+        e => e,
     }
 }
 
@@ -329,11 +439,8 @@ impl LimitTable {
     /// are empty at `now`. Shards are locked one at a time, so counts made
     /// meanwhile may be in the snapshot or not, each key whole.
     pub fn encode_snapshot(&self, now: Timestamp, out: &mut Vec<u8>) {
-        let start = out.len();
+        let start = begin(out, SNAPSHOT_MAGIC, SNAPSHOT_VERSION);
         let now = now.as_unix_millis();
-        out.extend_from_slice(&SNAPSHOT_MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes());
         out.extend_from_slice(&(BUCKETS as u32).to_le_bytes());
         let wide = self.bucket_max() > u32::MAX.into();
         let width: u32 = if wide { 8 } else { 4 };
@@ -380,10 +487,7 @@ impl LimitTable {
             });
         }
         out[count_at..count_at + 8].copy_from_slice(&entries.to_le_bytes());
-        let total = (out.len() - start + 8) as u64;
-        out[start + LENGTH_AT..start + LENGTH_AT + 8].copy_from_slice(&total.to_le_bytes());
-        let sum = checksum(&out[start..]);
-        out.extend_from_slice(&sum.to_le_bytes());
+        finish(out, start);
     }
 
     /// A new table for `limit` with at most `max_keys` keys, loaded from a
@@ -417,53 +521,23 @@ impl LimitTable {
         limit: Option<Limit>,
         max_keys: usize,
     ) -> Result<Self, SnapshotError> {
-        let mut r = Reader { buf: bytes, pos: 0 };
-        if r.bytes::<8>()? != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::BadMagic);
-        }
-        let version = r.u32()?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion { found: version });
-        }
-        // The length and checksum first, so that a truncated or corrupt buffer
-        // is named as such before anything in it is believed.
-        let total = r.u64()?;
-        let total = usize::try_from(total)
-            .ok()
-            .filter(|&t| t >= FIXED_HEADER + 8)
-            .ok_or(SnapshotError::BadLength)?;
-        r.need(total - r.pos)?;
-        if bytes.len() > total {
-            return Err(SnapshotError::TrailingBytes {
-                expected: total,
-                found: bytes.len(),
-            });
-        }
-        let (body, sum) = bytes.split_at(total - 8);
-        if checksum(body)
-            != u64::from_le_bytes(sum.try_into().map_err(|_| SnapshotError::BadLength)?)
-        {
-            return Err(SnapshotError::ChecksumMismatch);
-        }
-        Self::decode_body(body, limit, max_keys).map_err(|e| match e {
-            // The checksum matched, so a short body is a length that lies.
-            SnapshotError::Truncated { .. } => SnapshotError::BadLength,
-            e => e,
-        })
+        let mut r = open(
+            bytes,
+            SNAPSHOT_MAGIC,
+            SNAPSHOT_VERSION,
+            FIXED_HEADER - FRAME_HEAD,
+        )?;
+        Self::decode_body(&mut r, limit, max_keys).map_err(in_body)
     }
 
     /// Decodes a body whose length and checksum were checked.
     fn decode_body(
-        body: &[u8],
+        r: &mut Reader<'_>,
         limit: Option<Limit>,
         max_keys: usize,
     ) -> Result<Self, SnapshotError> {
-        let mut r = Reader {
-            buf: body,
-            pos: LENGTH_AT + 8,
-        };
         // The contents are what was written; now check they fit this build and rule.
-        let header = Header::read(&mut r)?;
+        let header = Header::read(r)?;
         let limit = match limit {
             Some(limit) => {
                 let lengths = |ws: &[Window]| ws.iter().map(|w| w.per_ms()).collect::<Vec<_>>();
@@ -519,9 +593,7 @@ impl LimitTable {
                 capacity: table.capacity(),
             })?;
         }
-        if r.pos != body.len() {
-            return Err(SnapshotError::BadLength);
-        }
+        r.end()?;
         Ok(table)
     }
 }

@@ -2,9 +2,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use parking_lot::Mutex;
-
-use super::shard::{Counter, Probe, Shard, MAX_KEYS_PER_SHARD};
+use super::shard::{Counter, LimitLayout, Probe, Shard, Sharded};
 use super::window::{BUCKETS, SLOTS};
 use super::{Limit, Window, MAX_WINDOWS};
 use crate::engine::Timestamp;
@@ -139,19 +137,13 @@ pub struct Refusal {
     pub retry_after_ms: Option<u64>,
 }
 
-/// A shard on its own pair of cache lines, so that threads locking
-/// neighbouring shards do not contend for one line.
-#[derive(Debug)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
 /// The shards of a table, with `u32` or `u64` bucket counters.
 #[derive(Debug)]
 pub(crate) enum Shards {
     /// Counters of at most `u32::MAX` units per bucket.
-    Narrow(Box<[Padded<Mutex<Shard<u32>>>]>),
+    Narrow(Sharded<LimitLayout<u32>>),
     /// Counters of at most `u64::MAX` units per bucket.
-    Wide(Box<[Padded<Mutex<Shard<u64>>>]>),
+    Wide(Sharded<LimitLayout<u64>>),
 }
 
 /// Runs `$body` with `$s` bound to the table's shards, whichever their
@@ -211,8 +203,6 @@ pub struct LimitTable {
     pub(crate) seeds: HashSeeds,
     hasher: ahash::RandomState,
     pub(crate) shards: Shards,
-    shard_bits: u32,
-    per_shard: usize,
 }
 
 impl LimitTable {
@@ -234,21 +224,15 @@ impl LimitTable {
     }
 
     pub(crate) fn with_width(limit: Limit, max_keys: usize, seeds: HashSeeds, wide: bool) -> Self {
-        let mut shards = 1usize;
-        while shards < MAX_SHARDS && max_keys / (shards * 2) >= MIN_KEYS_PER_SHARD {
-            shards *= 2;
-        }
         let windows = limit.windows().len();
         Self {
             hasher: seeds.state(),
             seeds,
             shards: if wide {
-                Shards::Wide(new_shards(shards, windows))
+                Shards::Wide(Sharded::new(max_keys, stride::<u64>(windows)))
             } else {
-                Shards::Narrow(new_shards(shards, windows))
+                Shards::Narrow(Sharded::new(max_keys, stride::<u32>(windows)))
             },
-            shard_bits: shards.trailing_zeros(),
-            per_shard: (max_keys / shards).min(MAX_KEYS_PER_SHARD),
             limit,
         }
     }
@@ -266,7 +250,7 @@ impl LimitTable {
     /// The most keys tracked at once (`max_keys` rounded down to a multiple
     /// of the shard count).
     pub fn capacity(&self) -> usize {
-        self.per_shard * self.shard_count()
+        with_shards!(self, s => s.capacity())
     }
 
     /// The most units one bucket counts: `u32::MAX`, or `u64::MAX` for a
@@ -279,7 +263,7 @@ impl LimitTable {
     }
 
     pub(crate) fn shard_count(&self) -> usize {
-        with_shards!(self, s => s.len())
+        with_shards!(self, s => s.count())
     }
 
     /// The key whose text is `text` (one part), hashed with the table's seeds.
@@ -304,7 +288,7 @@ impl LimitTable {
 
     /// Keys tracked now, expired ones not yet reclaimed included.
     pub fn len(&self) -> usize {
-        with_shards!(self, s => s.iter().map(|s| s.0.lock().len()).sum())
+        with_shards!(self, s => s.len())
     }
 
     /// Whether no key is tracked.
@@ -315,9 +299,7 @@ impl LimitTable {
     /// Bytes allocated on the heap by the shards (from their capacities; the
     /// allocator's own overhead is not included).
     pub fn heap_bytes(&self) -> usize {
-        with_shards!(self, s => {
-            s.iter().map(|s| s.0.lock().heap_bytes()).sum::<usize>() + size_of_val(&**s)
-        })
+        with_shards!(self, s => s.heap_bytes())
     }
 
     /// Checks `units` more for `key` at `now` and, if every window admits
@@ -401,8 +383,8 @@ impl LimitTable {
         // more than twice that, so the answer's memory stays O(n + a shard).
         let mut best: Vec<(u64, u64, KeyText)> = Vec::new();
         with_shards!(self, s => {
-            for shard in s.iter() {
-                let shard = shard.0.lock();
+            for shard in 0..s.count() {
+                let shard = s.lock_shard(shard);
                 for i in shard.occupied_buckets() {
                     let e = shard.entry(i);
                     let last = read_last(e);
@@ -434,20 +416,7 @@ impl LimitTable {
 
     /// Removes every key (the seeds stay).
     pub fn clear(&self) {
-        let windows = self.limit.windows().len();
-        with_shards!(self, s => {
-            for shard in s.iter() {
-                *shard.0.lock() = Shard::new(windows, self.shard_bits);
-            }
-        });
-    }
-
-    pub(crate) fn shard_of(&self, key: u64) -> usize {
-        if self.shard_bits == 0 {
-            0
-        } else {
-            (key >> (64 - self.shard_bits)) as usize
-        }
+        with_shards!(self, s => s.clear());
     }
 
     fn decide(
@@ -466,7 +435,7 @@ impl LimitTable {
 
     fn decide_in<C: Counter>(
         &self,
-        shards: &[Padded<Mutex<Shard<C>>>],
+        shards: &Sharded<LimitLayout<C>>,
         key: Key<'_>,
         units: u64,
         real_now: u64,
@@ -474,7 +443,7 @@ impl LimitTable {
         max: &[u64],
     ) -> Verdict {
         let max_of = |i: usize, w: &Window| max.get(i).copied().unwrap_or(w.max());
-        let mut shard = shards[self.shard_of(key.hash)].0.lock();
+        let mut shard = shards.lock(key.hash);
         let i = match shard.probe(key.hash) {
             Probe::Found(i) => i,
             Probe::Vacant(vacant) => {
@@ -496,7 +465,7 @@ impl LimitTable {
                 if !count {
                     return Verdict::Admitted;
                 }
-                return match self.make_room(&mut shard, real_now) {
+                return match self.make_room(&mut shard, shards.per_shard(), real_now) {
                     Some(reclaimed) => {
                         let vacant = if reclaimed { None } else { vacant };
                         let i = shard.insert(
@@ -504,7 +473,7 @@ impl LimitTable {
                             &key_text(key.text),
                             real_now,
                             vacant,
-                            self.per_shard,
+                            shards.per_shard(),
                         );
                         add(&self.limit, shard.entry_mut(i), real_now, units);
                         Verdict::Admitted
@@ -560,35 +529,23 @@ impl LimitTable {
     /// Whether `shard` may take a new key at `now`: `Some(false)` if it has
     /// room, `Some(true)` if it has after reclaiming expired keys (moving
     /// entries), `None` if it is full of live keys.
-    fn make_room<C: Counter>(&self, shard: &mut Shard<C>, now: u64) -> Option<bool> {
-        if shard.len() < self.per_shard {
-            return Some(false);
-        }
-        if now < shard.next_sweep {
-            return None;
-        }
-        let mut next = u64::MAX;
-        shard.retain(|e| {
-            let expires = self.expires_at(read_last(e));
-            if expires <= now {
-                false
-            } else {
-                next = next.min(expires);
-                true
-            }
-        });
-        shard.next_sweep = next;
-        (shard.len() < self.per_shard).then_some(true)
+    fn make_room<C: Counter>(
+        &self,
+        shard: &mut Shard<C>,
+        max_keys: usize,
+        now: u64,
+    ) -> Option<bool> {
+        shard.make_room(max_keys, now, |e| self.expires_at(read_last(e)))
     }
 
     fn refund_in<C: Counter>(
         &self,
-        shards: &[Padded<Mutex<Shard<C>>>],
+        shards: &Sharded<LimitLayout<C>>,
         key: u64,
         units: u64,
         at: u64,
     ) {
-        let mut shard = shards[self.shard_of(key)].0.lock();
+        let mut shard = shards.lock(key);
         let Probe::Found(i) = shard.probe(key) else {
             return;
         };
@@ -601,12 +558,12 @@ impl LimitTable {
 
     fn usage_in<C: Counter>(
         &self,
-        shards: &[Padded<Mutex<Shard<C>>>],
+        shards: &Sharded<LimitLayout<C>>,
         key: u64,
         now: u64,
         out: &mut [u64],
     ) {
-        let shard = shards[self.shard_of(key)].0.lock();
+        let shard = shards.lock(key);
         let found = match shard.probe(key) {
             Probe::Found(i) => Some(shard.entry(i)),
             Probe::Vacant(_) => None,
@@ -633,36 +590,23 @@ impl LimitTable {
     /// more than the table's bound), so that loading a snapshot does not grow
     /// the storage step by step.
     pub(crate) fn reserve(&self, keys: usize) {
-        let shards = self.shard_count();
-        let per_shard = (keys / shards).saturating_add(keys / shards / 8 + 16);
-        with_shards!(self, s => {
-            for shard in s.iter() {
-                shard.0.lock().reserve(per_shard, self.per_shard);
-            }
-        });
+        with_shards!(self, s => s.reserve(keys));
     }
 
     /// Calls `f(entry)` for each tracked key of shard `i` that counts
     /// something at `now`, in increasing hash order (allocates a sorted list
     /// of the shard's keys).
     pub(crate) fn for_each_sorted(&self, i: usize, now: u64, f: impl FnMut(&Entry)) {
-        with_shards!(self, s => self.for_each_sorted_in(&s[i].0, now, f))
+        with_shards!(self, s => self.for_each_sorted_in(&s.lock_shard(i), now, f))
     }
 
     fn for_each_sorted_in<C: Counter>(
         &self,
-        shard: &Mutex<Shard<C>>,
+        shard: &Shard<C>,
         now: u64,
         mut f: impl FnMut(&Entry),
     ) {
-        let shard = shard.lock();
-        let mut keys: Vec<(u64, usize)> = shard
-            .occupied_buckets()
-            .map(|i| (shard.hash(i), i))
-            .collect();
-        // Buckets are in hash order but for probing: runs that a stable
-        // sort merges in about linear time.
-        keys.sort();
+        let keys = shard.sorted();
         let rings = self.limit.windows().len() * SLOTS;
         let mut entry = Entry::default();
         for (hash, i) in keys {
@@ -687,19 +631,25 @@ impl LimitTable {
         with_shards!(self, s => self.load_in(s, entry))
     }
 
-    fn load_in<C: Counter>(&self, shards: &[Padded<Mutex<Shard<C>>>], entry: &Entry) -> Option<()> {
-        let mut shard = shards[self.shard_of(entry.hash)].0.lock();
+    fn load_in<C: Counter>(&self, shards: &Sharded<LimitLayout<C>>, entry: &Entry) -> Option<()> {
+        let mut shard = shards.lock(entry.hash);
         let vacant = match shard.probe(entry.hash) {
             // Callers load each key once; a second one would be a bug.
             Probe::Found(_) => return None,
             Probe::Vacant(vacant) => vacant,
         };
-        let vacant = if self.make_room(&mut shard, entry.last)? {
+        let vacant = if self.make_room(&mut shard, shards.per_shard(), entry.last)? {
             None
         } else {
             vacant
         };
-        let i = shard.insert(entry.hash, &entry.text, entry.last, vacant, self.per_shard);
+        let i = shard.insert(
+            entry.hash,
+            &entry.text,
+            entry.last,
+            vacant,
+            shards.per_shard(),
+        );
         let rings = self.limit.windows().len() * SLOTS;
         for (w, &c) in shard.entry_mut(i)[C::HEADER..]
             .iter_mut()
@@ -711,11 +661,9 @@ impl LimitTable {
     }
 }
 
-/// `n` empty shards of entries of `windows` windows.
-fn new_shards<C: Counter>(n: usize, windows: usize) -> Box<[Padded<Mutex<Shard<C>>>]> {
-    (0..n)
-        .map(|_| Padded(Mutex::new(Shard::new(windows, n.trailing_zeros()))))
-        .collect()
+/// Words of a limit entry of `windows` windows with `C` counters.
+fn stride<C: Counter>(windows: usize) -> usize {
+    C::HEADER + windows * SLOTS
 }
 
 /// The latest millisecond an entry counted at.
