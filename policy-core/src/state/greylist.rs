@@ -214,7 +214,7 @@ fn ms(secs: u32) -> u64 {
 ///
 /// 16 bytes per triplet entry and 20 per network, tables 1/2 to 3/4 full:
 /// 21-32 bytes per triplet (plus networks). Measured with
-/// [`heap_bytes`](Self::heap_bytes): 27.1 bytes per triplet on 200,000
+/// [`heap_bytes`](Self::heap_bytes): 27.2 bytes per triplet on 200,000
 /// triplets (test `bytes_per_triplet`, one network per 10 triplets); see
 /// `benches/benches/state.rs` for 10,000,000.
 #[derive(Debug)]
@@ -378,8 +378,8 @@ impl GreylistTable {
         let t = self.timers;
         let now_s = secs_up(now);
         let restart = GreyVerdict::Defer {
-            // ms(now_s) >= now: rounded up.
-            retry_after_ms: ms(now_s).saturating_add(t.delay_ms) - now,
+            // ms(now_s) >= now (rounded up) but past the range of kept times.
+            retry_after_ms: ms(now_s).saturating_add(t.delay_ms).saturating_sub(now),
             first: true,
         };
         let mut shard = self.triplets.lock(triplet);
