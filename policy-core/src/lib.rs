@@ -84,6 +84,7 @@ pub mod action;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod greylist;
 pub mod lang;
 pub mod list;
 pub mod request;
