@@ -12,11 +12,12 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::action::Action;
+use crate::lang::greylist::GreylistRule;
 use crate::lang::limit::LimitRule;
 use crate::lang::program::Program;
 use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
 use crate::request::Request;
-use crate::state::{LimitTable, SnapshotError};
+use crate::state::{GreylistTable, LimitTable, SnapshotError};
 
 /// A point in time, in milliseconds since the Unix epoch, passed in by the caller.
 ///
@@ -203,9 +204,10 @@ impl Policy {
     ) -> Decision<'a> {
         let outcome = self.program.decide(request, now, buffers);
         let buffers: &'a Buffers = buffers;
-        let (rule, verdict) = match outcome.rule {
-            Some(rule) => (&*rule.name, &rule.verdict),
-            None => ("default", &self.program.default),
+        let (rule, verdict) = match (outcome.rule, outcome.prepend) {
+            (Some(rule), Some(prepend)) => (&*rule.name, prepend),
+            (Some(rule), None) => (&*rule.name, &rule.verdict),
+            (None, _) => ("default", &self.program.default),
         };
         let wire = if verdict.template.is_some() {
             &buffers.wire[..]
@@ -233,6 +235,19 @@ pub struct LimitState<'a> {
     pub signature: u64,
     /// The counters.
     pub table: &'a LimitTable,
+}
+
+/// A greylist's state, as [`Policy::greylist_states`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct GreylistState<'a> {
+    /// The greylist's name.
+    pub name: &'a str,
+    /// What must stay the same for its state to carry over to another
+    /// policy: a hash of the name, the client part, the timers, the
+    /// auto-whitelist threshold and the capacity.
+    pub signature: u64,
+    /// The triplets and client networks.
+    pub table: &'a GreylistTable,
 }
 
 impl Policy {
@@ -294,9 +309,10 @@ impl Policy {
         true
     }
 
-    /// Takes over the counters of `old`'s limits that this policy has
-    /// unchanged (same name and signature): a reload keeps them. Returns the
-    /// names of the limits that kept their counters.
+    /// Takes over the counters of `old`'s limits and the state of its
+    /// greylists that this policy has unchanged (same name and signature): a
+    /// reload keeps them. Returns the names of the rules that kept their
+    /// state.
     pub fn keep_limits_of(&mut self, old: &Self) -> Vec<String> {
         let mut kept = Vec::new();
         for i in 0..self.program.limits.len() {
@@ -312,7 +328,74 @@ impl Policy {
                 kept.push(name.into_string());
             }
         }
+        for i in 0..self.program.greylists.len() {
+            let (name, signature) = {
+                let g = &self.program.greylists[i];
+                let Some(rule) = self.program.rules.get(g.rule as usize) else {
+                    continue;
+                };
+                (rule.name.clone(), g.signature)
+            };
+            if let Some(previous) = old.find_greylist(&name, signature) {
+                self.program.greylists[i].table = Arc::clone(&previous.table);
+                kept.push(name.into_string());
+            }
+        }
         kept
+    }
+
+    /// The greylists' state, in policy order.
+    pub fn greylist_states(&self) -> impl Iterator<Item = GreylistState<'_>> {
+        self.program.greylists.iter().filter_map(|g| {
+            Some(GreylistState {
+                name: &self.program.rules.get(g.rule as usize)?.name,
+                signature: g.signature,
+                table: &g.table,
+            })
+        })
+    }
+
+    /// Decodes a snapshot of greylist `name`'s state
+    /// ([`GreylistTable::encode_snapshot`]) for this policy: `Ok(None)` when
+    /// the policy has no greylist of that name and `signature`. Installs
+    /// nothing (see [`Policy::install_greylist`]).
+    pub fn decode_greylist(
+        &self,
+        name: &str,
+        signature: u64,
+        snapshot: &[u8],
+    ) -> Result<Option<GreylistTable>, SnapshotError> {
+        let Some(grey) = self.find_greylist(name, signature) else {
+            return Ok(None);
+        };
+        GreylistTable::decode_snapshot(snapshot, grey.timers, grey.capacity).map(Some)
+    }
+
+    /// Makes `table` the state of greylist `name` (a table from
+    /// [`Policy::decode_greylist`]). `false` if there is no such greylist.
+    pub fn install_greylist(&mut self, name: &str, table: GreylistTable) -> bool {
+        let rules = &self.program.rules;
+        let Some(grey) = self
+            .program
+            .greylists
+            .iter_mut()
+            .find(|g| rules.get(g.rule as usize).is_some_and(|r| &*r.name == name))
+        else {
+            return false;
+        };
+        grey.table = Arc::new(table);
+        true
+    }
+
+    fn find_greylist(&self, name: &str, signature: u64) -> Option<&GreylistRule> {
+        self.program.greylists.iter().find(|g| {
+            g.signature == signature
+                && self
+                    .program
+                    .rules
+                    .get(g.rule as usize)
+                    .is_some_and(|r| &*r.name == name)
+        })
     }
 
     fn find_limit(&self, name: &str, signature: u64) -> Option<&LimitRule> {

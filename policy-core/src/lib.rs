@@ -93,7 +93,7 @@ pub mod store;
 pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
-pub use engine::{Decision, Engine, LimitState, Policy, Scratch, Timestamp};
+pub use engine::{Decision, Engine, GreylistState, LimitState, Policy, Scratch, Timestamp};
 pub use lang::{
     CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
     SourceLoader,

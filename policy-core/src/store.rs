@@ -23,11 +23,14 @@
 //! written at  u64      Unix milliseconds
 //! entries     u32      n
 //!             n x entry:
-//!               kind       u8   KIND_LIMIT (1) = a limit rule's counters
+//!               kind       u8   KIND_LIMIT (1) = a limit rule's counters,
+//!                               KIND_GREYLIST (2) = a greylist's triplets
 //!               name       u16 length, then that many bytes of UTF-8
-//!               signature  u64  LimitState::signature of the rule that wrote it
+//!               signature  u64  LimitState::signature / GreylistState::signature
+//!                               of the rule that wrote it
 //!               payload    u64 length, then that many bytes
-//!                               (for a limit: LimitTable::encode_snapshot)
+//!                               (LimitTable::encode_snapshot or
+//!                               GreylistTable::encode_snapshot)
 //! checksum    u64      FNV-1a 64 of every byte before it
 //! ```
 //!
@@ -64,7 +67,7 @@
 use std::fmt;
 
 use crate::engine::{Policy, Timestamp};
-use crate::state::{LimitTable, SnapshotError};
+use crate::state::{GreylistTable, LimitTable, SnapshotError};
 
 /// The first 8 bytes of a state file.
 pub const STORE_MAGIC: [u8; 8] = *b"PDSTATE\0";
@@ -74,6 +77,9 @@ pub const STORE_VERSION: u32 = 1;
 
 /// Entry kind: the counters of a limit rule.
 pub const KIND_LIMIT: u8 = 1;
+
+/// Entry kind: the triplets and client networks of a greylist.
+pub const KIND_GREYLIST: u8 = 2;
 
 /// The longest table name the format holds: its length is a `u16`. A limit
 /// whose name is longer is left out by [`encode`] (rule names are
@@ -138,6 +144,13 @@ pub enum StoreError {
         /// Why its snapshot was refused.
         error: SnapshotError,
     },
+    /// A greylist's snapshot could not be decoded for the policy.
+    Greylist {
+        /// Index of the entry.
+        index: u32,
+        /// Why its snapshot was refused.
+        error: SnapshotError,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -178,6 +191,12 @@ impl fmt::Display for StoreError {
                     "state file entry {index} (a limit) cannot be loaded: {error}"
                 )
             }
+            Self::Greylist { index, error } => {
+                write!(
+                    f,
+                    "state file entry {index} (a greylist) cannot be loaded: {error}"
+                )
+            }
         }
     }
 }
@@ -191,6 +210,9 @@ pub enum TableKind {
     /// A limit rule's counters ([`KIND_LIMIT`]); the payload is a
     /// [`LimitTable`] snapshot.
     Limit,
+    /// A greylist's state ([`KIND_GREYLIST`]); the payload is a
+    /// [`GreylistTable`] snapshot.
+    Greylist,
     /// A kind this build does not know (written by a later version);
     /// [`restore`] drops it.
     Unknown(u8),
@@ -200,6 +222,7 @@ impl TableKind {
     fn from_byte(b: u8) -> Self {
         match b {
             KIND_LIMIT => Self::Limit,
+            KIND_GREYLIST => Self::Greylist,
             other => Self::Unknown(other),
         }
     }
@@ -314,6 +337,21 @@ pub fn encode(policy: &Policy, now: Timestamp, out: &mut Vec<u8>) -> usize {
             continue;
         };
         out.push(KIND_LIMIT);
+        out.extend_from_slice(&name_len.to_le_bytes());
+        out.extend_from_slice(state.name.as_bytes());
+        out.extend_from_slice(&state.signature.to_le_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        state.table.encode_snapshot(now, out);
+        let payload = (out.len() - len_at - 8) as u64;
+        out[len_at..len_at + 8].copy_from_slice(&payload.to_le_bytes());
+        count += 1;
+    }
+    for state in policy.greylist_states() {
+        let Ok(name_len) = u16::try_from(state.name.len()) else {
+            continue;
+        };
+        out.push(KIND_GREYLIST);
         out.extend_from_slice(&name_len.to_le_bytes());
         out.extend_from_slice(state.name.as_bytes());
         out.extend_from_slice(&state.signature.to_le_bytes());
@@ -476,6 +514,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored<'_>, StoreError> {
 pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, StoreError> {
     let stored = decode(bytes)?;
     let mut tables: Vec<(&str, LimitTable)> = Vec::new();
+    let mut greylists: Vec<(&str, GreylistTable)> = Vec::new();
     let mut dropped = Vec::new();
     for (index, entry) in stored.entries.iter().enumerate() {
         // In range: `decode` counted the entries with a u32.
@@ -496,6 +535,23 @@ pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, Store
                         });
                     }
                     Err(error) => return Err(StoreError::Limit { index, error }),
+                }
+            }
+            TableKind::Greylist => {
+                match policy.decode_greylist(entry.name, entry.signature, entry.payload) {
+                    Ok(Some(table)) => greylists.push((entry.name, table)),
+                    Ok(None) => {
+                        let changed = policy.greylist_states().any(|g| g.name == entry.name);
+                        dropped.push(Dropped {
+                            name: entry.name.to_owned(),
+                            reason: if changed {
+                                DropReason::Changed
+                            } else {
+                                DropReason::Gone
+                            },
+                        });
+                    }
+                    Err(error) => return Err(StoreError::Greylist { index, error }),
                 }
             }
             TableKind::Unknown(kind) => dropped.push(Dropped {
@@ -522,7 +578,21 @@ pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, Store
             });
         }
     }
-    let fresh = policy
+    for (name, table) in greylists {
+        let keys = table.len();
+        if policy.install_greylist(name, table) {
+            restored.push(Restored {
+                name: name.to_owned(),
+                keys,
+            });
+        } else {
+            dropped.push(Dropped {
+                name: name.to_owned(),
+                reason: DropReason::Changed,
+            });
+        }
+    }
+    let mut fresh: Vec<String> = policy
         .limit_states()
         .filter(|l| {
             !stored
@@ -532,6 +602,17 @@ pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, Store
         })
         .map(|l| l.name.to_owned())
         .collect();
+    fresh.extend(
+        policy
+            .greylist_states()
+            .filter(|g| {
+                !stored
+                    .entries
+                    .iter()
+                    .any(|e| e.kind == TableKind::Greylist && e.name == g.name)
+            })
+            .map(|g| g.name.to_owned()),
+    );
     Ok(RestoreReport {
         written_at: stored.written_at,
         restored,

@@ -152,13 +152,16 @@ pub enum Var {
     RetryAfter,
     /// `key`: in a limit's `over` action, the key's text (`joe, 192.0.2.0/24`).
     Key,
+    /// `delay`: in a greylist's `prepend` header, the seconds the first
+    /// accepted retry waited since the first attempt (rounded down).
+    Delay,
 }
 
 /// Number of [`Var`] variants.
-const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 10;
+const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 11;
 
 /// Names of the variables that are not request attributes, in variant order.
-const DERIVED_NAMES: [&str; 10] = [
+const DERIVED_NAMES: [&str; 11] = [
     "sender_local",
     "sender_domain",
     "recipient_local",
@@ -169,6 +172,7 @@ const DERIVED_NAMES: [&str; 10] = [
     "counted",
     "retry_after",
     "key",
+    "delay",
 ];
 
 impl Var {
@@ -216,6 +220,7 @@ impl Var {
         Self::Counted,
         Self::RetryAfter,
         Self::Key,
+        Self::Delay,
     ];
 
     /// The variable called `name` (exact, case-sensitive), if any.
@@ -295,6 +300,7 @@ impl Var {
             Self::Counted => "100",
             Self::RetryAfter => "225",
             Self::Key => "user",
+            Self::Delay => "300",
         }
     }
 
@@ -355,6 +361,16 @@ impl Var {
             Self::RecipientLocal => Bytes(request.recipient.local),
             Self::RecipientDomain => Bytes(request.recipient.domain),
             Self::Rule => Bytes(rule.as_bytes()),
+            Self::Delay => match context.greylist.and_then(|g| g.delay_ms) {
+                Some(ms) => Number(ms / 1000),
+                None => Bytes(&[]),
+            },
+            Self::RetryAfter if context.limit.is_none() => {
+                match context.greylist.and_then(|g| g.retry_after_ms) {
+                    Some(ms) => Number(ms.div_ceil(1000)),
+                    None => Bytes(&[]),
+                }
+            }
             Self::Limit | Self::Window | Self::Counted | Self::RetryAfter | Self::Key => {
                 let Some(limit) = context.limit else {
                     return Bytes(&[]);
@@ -381,6 +397,13 @@ impl Var {
             Self::Limit | Self::Window | Self::Counted | Self::RetryAfter | Self::Key
         )
     }
+
+    /// Whether the variable has a value only in the actions of a stateful
+    /// rule (a limit's `over`, a greylist's `then` and `prepend`), not in
+    /// conditions or other actions.
+    pub fn is_fact(self) -> bool {
+        self.is_limit_fact() || self == Self::Delay
+    }
 }
 
 /// What a template is expanded for besides the request: the deciding rule
@@ -392,13 +415,30 @@ pub struct Context<'a> {
     /// The refusal, for a limit's `over` action; `None` elsewhere (the limit
     /// variables are then empty).
     pub limit: Option<LimitFacts<'a>>,
+    /// The greylisting facts, for a greylist's `then` and `prepend`.
+    pub greylist: Option<GreylistFacts>,
 }
 
 impl<'a> Context<'a> {
     /// A context with the rule's name only.
     pub fn rule(rule: &'a str) -> Self {
-        Self { rule, limit: None }
+        Self {
+            rule,
+            limit: None,
+            greylist: None,
+        }
     }
+}
+
+/// What a greylist's actions show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GreylistFacts {
+    /// `$retry_after` in `then`: milliseconds until a retry is accepted
+    /// (shown in seconds, rounded up).
+    pub retry_after_ms: Option<u64>,
+    /// `$delay` in `prepend`: milliseconds the first accepted retry waited
+    /// (shown in seconds, rounded down).
+    pub delay_ms: Option<u64>,
 }
 
 /// Why a limit refused, as its `over` action's variables show it.

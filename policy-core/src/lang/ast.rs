@@ -279,9 +279,41 @@ pub(crate) struct LimitDecl {
     pub(crate) head: Span,
 }
 
+/// `whitelist clients|recipients file "PATH"`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WhitelistAst {
+    /// `clients` or `recipients`, as written.
+    pub(crate) kind: Name,
+    pub(crate) path: Str,
+}
+
+/// `greylist NAME [dry-run] { ... }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GreylistDecl {
+    pub(crate) name: Name,
+    pub(crate) dry_run: bool,
+    /// `if` / `unless` clauses (a `state` clause is kept to be refused).
+    pub(crate) clauses: Vec<Clause>,
+    /// `client FIELD[/V4/V6]`.
+    pub(crate) client: Option<KeyPartAst>,
+    pub(crate) delay: Option<DurationLit>,
+    pub(crate) retry_window: Option<DurationLit>,
+    pub(crate) max_age: Option<DurationLit>,
+    pub(crate) auto_whitelist: Option<Number>,
+    pub(crate) whitelists: Vec<WhitelistAst>,
+    pub(crate) capacity: Option<Number>,
+    /// `then ACTION`: the answer when deferred.
+    pub(crate) then: Option<ActionAst>,
+    /// `prepend "Header: value"`: the header of the first accepted retry.
+    pub(crate) prepend: Option<Str>,
+    /// `greylist NAME [dry-run]`, for errors about a missing clause.
+    pub(crate) head: Span,
+}
+
 /// A top-level item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
+    Greylist(GreylistDecl),
     List(ListDecl),
     Logins(LoginsDecl),
     Rule(RuleDecl),

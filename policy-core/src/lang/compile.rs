@@ -17,6 +17,7 @@ use super::program::{
 use super::{Compiled, SourceLoader};
 use warnings::ok_at_rcpt_message;
 
+mod greylists;
 mod limits;
 mod warnings;
 use crate::action::Action;
@@ -24,7 +25,7 @@ use crate::action::ActionError;
 use crate::list::{
     EntryToken, ListBuilder, ListKind, LoginMap, LoginMapBuilder, LoginPart, Lookup,
 };
-use crate::template::{ActionTemplate, ActionTemplateError};
+use crate::template::{ActionTemplate, ActionTemplateError, Var};
 
 /// The compiled size limit of one regular expression in a condition (bytes
 /// of the regex crate's program). Bounds compile time and memory for a
@@ -271,6 +272,10 @@ impl Compiler<'_> {
                 Item::Limit(l) => {
                     self.rule_name(&mut rule_names, &l.name);
                     self.limit(l);
+                }
+                Item::Greylist(g) => {
+                    self.rule_name(&mut rule_names, &g.name);
+                    self.greylist(g);
                 }
                 Item::Default(action, kw) => {
                     if let Some(first) = default {
@@ -634,21 +639,37 @@ impl Compiler<'_> {
                 line: self.line_of(r.name.span),
             },
             limit: None,
+            greylist: None,
         });
     }
 
-    /// An error if `verdict`'s template uses a limit variable (`$limit`,
-    /// `$retry_after`, ...) outside a limit's `over` action.
+    /// An error if `verdict`'s template uses a variable of a stateful rule
+    /// (`$limit`, `$retry_after`, `$delay`, ...) outside the actions that
+    /// give it a value.
     fn no_limit_facts(&mut self, a: &ActionAst, verdict: &Verdict) {
+        self.facts_only(a.text.as_ref().map_or(a.span, |t| t.span), verdict, &[]);
+    }
+
+    /// An error for each variable of a stateful rule in `verdict`'s template
+    /// that is not in `allowed` (the ones this action gives a value).
+    fn facts_only(&mut self, span: Span, verdict: &Verdict, allowed: &[Var]) {
         let Some(t) = &verdict.template else {
             return;
         };
-        if let Some(var) = t.variables().find(|v| v.is_limit_fact()) {
-            let span = a.text.as_ref().map_or(a.span, |t| t.span);
+        let wrong: Vec<Var> = t
+            .variables()
+            .filter(|v| v.is_fact() && !allowed.contains(v))
+            .collect();
+        for var in wrong {
+            let valid = match var {
+                Var::RetryAfter => "a limit's `over` action or a greylist's `then` action",
+                Var::Delay => "a greylist's `prepend` header",
+                _ => "a limit's `over` action",
+            };
             self.error(
                 span,
                 format!(
-                    "`${var}` has a value only in a limit's `over` action; expected a request variable \
+                    "`${var}` has a value only in {valid}; expected a request variable \
                      ($sender, $client_address, $rule, ...)"
                 ),
             );

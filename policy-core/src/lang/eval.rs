@@ -4,15 +4,16 @@
 
 use std::fmt;
 
+use super::greylist::GreyStep;
 use super::limit::{Counted, MessageState, Step, Unit};
 use super::program::{
     state_bit, DomainLookup, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp,
-    DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
+    Verdict, DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
 use crate::engine::Timestamp;
 use crate::request::{ProtocolState, Request};
-use crate::template::Context;
+use crate::template::{Context, GreylistFacts};
 
 /// One dry-run hit as the scratch stores it: the rule's index and the range
 /// of its expanded wire text in the scratch's dry-run buffer.
@@ -37,6 +38,11 @@ pub(crate) struct Buffers {
     pub(crate) message: MessageState,
     /// Check limits without counting anything (for explanations).
     pub(crate) probe: bool,
+    /// The normalised sender of a greylist's triplet.
+    pub(crate) sender: Vec<u8>,
+    /// A greylist whose first accepted retry this request is (its index in
+    /// `Program::greylists`), and how long the retry waited.
+    pub(crate) first_pass: Option<(u32, u64)>,
     /// The deciding action's expanded wire text (templated actions only).
     pub(crate) wire: Vec<u8>,
     /// Dry-run rules that applied, in rule order.
@@ -155,6 +161,19 @@ impl fmt::Debug for DryRunHit<'_> {
 /// What [`Program::decide`] found: the deciding rule (`None` = the default).
 pub(crate) struct Outcome<'a> {
     pub(crate) rule: Option<&'a Rule>,
+    /// Instead of the rule's action: a greylist's `prepend` header for its
+    /// first accepted retry, when nothing else decided (`rule` is then the
+    /// greylist). Its wire text is in the buffers when templated.
+    pub(crate) prepend: Option<&'a Verdict>,
+}
+
+impl<'a> Outcome<'a> {
+    fn rule(rule: Option<&'a Rule>) -> Self {
+        Self {
+            rule,
+            prepend: None,
+        }
+    }
 }
 
 impl Program {
@@ -172,11 +191,52 @@ impl Program {
             buffers.counted.clear();
             buffers.message.follow(request);
         }
-        let outcome = self.walk(request, now, buffers);
+        buffers.first_pass = None;
+        let mut outcome = self.walk(request, now, buffers);
+        if let (None, Some((grey, waited_ms))) = (outcome.rule, buffers.first_pass) {
+            outcome = self.first_pass_header(grey, waited_ms, request, buffers, outcome);
+        }
         if !self.limits.is_empty() {
             self.settle(&outcome, request, now, buffers);
         }
         outcome
+    }
+
+    /// The answer to the first accepted retry of greylist `grey` when no rule
+    /// decided: its `prepend` header if it has one and the default is DUNNO.
+    fn first_pass_header<'a>(
+        &'a self,
+        grey: u32,
+        waited_ms: u64,
+        request: &Request<'_>,
+        buffers: &mut Buffers,
+        outcome: Outcome<'a>,
+    ) -> Outcome<'a> {
+        let Some(g) = self.greylists.get(grey as usize) else {
+            return outcome;
+        };
+        let (Some(prepend), Some(rule)) = (&g.prepend, self.rules.get(g.rule as usize)) else {
+            return outcome;
+        };
+        if !matches!(self.default.action, Action::Dunno) {
+            return outcome;
+        }
+        if let Some(t) = &prepend.template {
+            let context = Context {
+                rule: &rule.name,
+                limit: None,
+                greylist: Some(GreylistFacts {
+                    retry_after_ms: None,
+                    delay_ms: Some(waited_ms),
+                }),
+            };
+            buffers.wire.clear();
+            t.write_wire_in(request, &context, &mut buffers.wire);
+        }
+        Outcome {
+            rule: Some(rule),
+            prepend: Some(prepend),
+        }
     }
 
     /// Run the rules in order; the first that decides wins.
@@ -198,14 +258,14 @@ impl Program {
                     if let Some(rule) =
                         self.apply(candidate as usize, state, request, now, &mut memo, buffers)
                     {
-                        return Outcome { rule: Some(rule) };
+                        return Outcome::rule(Some(rule));
                     }
                 }
                 index = (run.end as usize).max(index + 1);
                 continue;
             }
             if let Some(rule) = self.apply(index, state, request, now, &mut memo, buffers) {
-                return Outcome { rule: Some(rule) };
+                return Outcome::rule(Some(rule));
             }
             index += 1;
         }
@@ -213,7 +273,7 @@ impl Program {
             buffers.wire.clear();
             t.write_wire(request, "default", &mut buffers.wire);
         }
-        Outcome { rule: None }
+        Outcome::rule(None)
     }
 
     /// After the final answer: give back what limits counted if it refuses
@@ -226,9 +286,10 @@ impl Program {
         now: Timestamp,
         buffers: &mut Buffers,
     ) {
-        let action = match outcome.rule {
-            Some(rule) => &rule.verdict.action,
-            None => &self.default.action,
+        let action = match (outcome.prepend, outcome.rule) {
+            (Some(prepend), _) => &prepend.action,
+            (None, Some(rule)) => &rule.verdict.action,
+            (None, None) => &self.default.action,
         };
         if action.refuses() {
             self.refund(&buffers.counted, now);
@@ -290,9 +351,26 @@ impl Program {
                 Step::Over(r) => refused = Some(r),
             }
         }
+        let mut grey_facts = None;
+        if let Some(grey) = rule.greylist {
+            let Buffers { sender, probe, .. } = buffers;
+            match self.greylist_step(grey, request, now, sender, *probe) {
+                GreyStep::Pass => return None,
+                GreyStep::FirstPass { waited_ms } => {
+                    // A dry-run greylist defers nothing, so no retry of it
+                    // is "accepted": no header either.
+                    if !rule.dry_run && buffers.first_pass.is_none() {
+                        buffers.first_pass = Some((grey, waited_ms));
+                    }
+                    return None;
+                }
+                GreyStep::Defer(facts) => grey_facts = Some(facts),
+            }
+        }
         let context = Context {
             rule: &rule.name,
             limit: refused.map(|r| r.facts(&buffers.key)),
+            greylist: grey_facts,
         };
         if rule.dry_run {
             let start = buffers.hit_wire.len();

@@ -44,6 +44,10 @@ pub enum RuleOutcome {
     /// (or does not count it): evaluation went on. Explaining checks limits
     /// without counting anything.
     WithinLimit,
+    /// A greylist whose conditions hold and that lets the request pass
+    /// (whitelisted, known, or the first accepted retry): evaluation went
+    /// on. Explaining changes no greylist state.
+    PassesGreylist,
 }
 
 /// One rule of an [`Explanation`].
@@ -142,7 +146,7 @@ pub(crate) fn explain(
             }
             if !all {
                 RuleOutcome::NoMatch
-            } else if rule.limit.is_some() && rule.dry_run {
+            } else if (rule.limit.is_some() || rule.greylist.is_some()) && rule.dry_run {
                 if dry_run_hit {
                     RuleOutcome::DryRunHit
                 } else {
@@ -152,6 +156,14 @@ pub(crate) fn explain(
                 RuleOutcome::DryRunHit
             } else if rule.limit.is_some() && deciding != Some(std::ptr::from_ref(rule)) {
                 RuleOutcome::WithinLimit
+            } else if rule.greylist.is_some()
+                && (outcome.prepend.is_some() || deciding != Some(std::ptr::from_ref(rule)))
+            {
+                if dry_run_hit {
+                    RuleOutcome::DryRunHit
+                } else {
+                    RuleOutcome::PassesGreylist
+                }
             } else {
                 decided = deciding == Some(std::ptr::from_ref(rule));
                 if decided {
@@ -173,9 +185,10 @@ pub(crate) fn explain(
             action: rule.source.action.to_string(),
         });
     }
-    let (rule, verdict) = match outcome.rule {
-        Some(r) => (r.name.to_string(), &r.verdict),
-        None => ("default".to_owned(), &program.default),
+    let (rule, verdict) = match (outcome.rule, outcome.prepend) {
+        (Some(r), Some(prepend)) => (r.name.to_string(), prepend),
+        (Some(r), None) => (r.name.to_string(), &r.verdict),
+        (None, _) => ("default".to_owned(), &program.default),
     };
     let action = if verdict.template.is_some() {
         String::from_utf8_lossy(&buffers.wire).into_owned()
@@ -236,6 +249,7 @@ impl fmt::Display for Explanation {
                 RuleOutcome::Decided => writeln!(f, "matches: {}", rule.action)?,
                 RuleOutcome::NotReached => writeln!(f, "not reached")?,
                 RuleOutcome::WithinLimit => writeln!(f, "within the limit (continues)")?,
+                RuleOutcome::PassesGreylist => writeln!(f, "passes greylisting (continues)")?,
             }
             for clause in &rule.clauses {
                 writeln!(

@@ -51,6 +51,7 @@ mod compile;
 mod diag;
 mod eval;
 mod explain;
+pub(crate) mod greylist;
 pub(crate) mod limit;
 mod parse;
 pub(crate) mod program;
@@ -60,6 +61,7 @@ pub use compile::MAX_REGEX_COMPILED_BYTES;
 pub use diag::{CompileErrors, Diagnostic, Severity, MAX_COLUMN_SCAN};
 pub use eval::{DryRun, DryRunHit, DryRunIter};
 pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, TestResult};
+pub use greylist::{DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
 pub use limit::{DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
 pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
 

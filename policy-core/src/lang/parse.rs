@@ -22,9 +22,9 @@ use nom::sequence::pair;
 use nom::IResult;
 
 use super::ast::{
-    ActionAst, Clause, CmpOp, Cond, CountAst, DurationLit, Entry, Item, KeyPartAst, LimitDecl,
-    ListBody, ListDecl, ListRef, LoginsBody, LoginsDecl, Name, Number, OverrideAst, OverridesAst,
-    RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value, WindowAst,
+    ActionAst, Clause, CmpOp, Cond, CountAst, DurationLit, Entry, GreylistDecl, Item, KeyPartAst,
+    LimitDecl, ListBody, ListDecl, ListRef, LoginsBody, LoginsDecl, Name, Number, OverrideAst,
+    OverridesAst, RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value, WhitelistAst, WindowAst,
 };
 
 /// How deeply `not` and parentheses may nest in one condition. The parser and
@@ -39,7 +39,7 @@ pub const MAX_NESTING: usize = 64;
 pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The item keywords, where error recovery resumes.
-const ITEM_KEYWORDS: [&str; 5] = ["list", "logins", "rule", "limit", "default"];
+const ITEM_KEYWORDS: [&str; 6] = ["list", "logins", "rule", "limit", "greylist", "default"];
 
 /// Names of the predicates (tests without a field).
 pub(crate) const PREDICATES: [&str; 10] = [
@@ -1062,6 +1062,161 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// ```text
+    /// greylist_item = "greylist" NAME [ "dry-run" ] "{" { greylist_clause } "}"
+    /// greylist_clause = "if" cond | "unless" cond | "state" ...  (refused by the compiler)
+    ///                 | "client" key_part
+    ///                 | "delay" DURATION | "retry_window" DURATION | "max_age" DURATION
+    ///                 | "auto_whitelist" NUMBER
+    ///                 | "whitelist" ( "clients" | "recipients" ) "file" STRING
+    ///                 | "capacity" NUMBER
+    ///                 | "then" action
+    ///                 | "prepend" STRING
+    /// ```
+    fn greylist_item<'a>(&self, i: &'a str) -> PResult<'a, GreylistDecl> {
+        const EXPECTED: &str = "`if`, `unless`, `client`, `delay`, `retry_window`, `max_age`, \
+             `auto_whitelist`, `whitelist`, `capacity`, `then`, `prepend` or `}`";
+        let head_start = skip_ws(i);
+        let (i, _) = self.keyword("greylist", i)?;
+        let (i, name) = expect(self.name(i), i, "a greylist name after `greylist`")?;
+        let (i, dry_run) = match self.keyword("dry-run", i) {
+            Ok((i, _)) => (i, true),
+            Err(_) => (i, false),
+        };
+        let head = self.span(head_start, i);
+        let open = skip_ws(i);
+        let Some(mut i) = open.strip_prefix('{') else {
+            return failure(open, "`{` to open the greylist (or `dry-run`)");
+        };
+        let mut decl = GreylistDecl {
+            name,
+            dry_run,
+            clauses: Vec::new(),
+            client: None,
+            delay: None,
+            retry_window: None,
+            max_age: None,
+            auto_whitelist: None,
+            whitelists: Vec::new(),
+            capacity: None,
+            then: None,
+            prepend: None,
+            head,
+        };
+        loop {
+            let next = skip_ws(i);
+            if let Some(rest) = next.strip_prefix('}') {
+                return Ok((rest, decl));
+            }
+            let word: &str = take_while::<_, _, PError<'a>>(is_name_char)(next)
+                .map(|(_, w)| w)
+                .unwrap_or("");
+            let repeated = |seen: bool, what: &'static str| -> PResult<'a, ()> {
+                if seen {
+                    failure(next, what)
+                } else {
+                    Ok((next, ()))
+                }
+            };
+            i = match word {
+                "if" | "unless" | "state" => {
+                    let (rest, clause) = self.clause(next)?;
+                    decl.clauses.push(clause);
+                    rest
+                }
+                "client" => {
+                    repeated(decl.client.is_some(), "one `client` clause per greylist")?;
+                    let (rest, _) = self.keyword("client", next)?;
+                    let (rest, part) = expect(
+                        self.key_part(rest),
+                        rest,
+                        "the client's address field after `client` (`client_address/24/64` or `client_address`)",
+                    )?;
+                    decl.client = Some(part);
+                    rest
+                }
+                "delay" | "retry_window" | "max_age" => {
+                    let (keyword, slot) = match word {
+                        "delay" => ("delay", &mut decl.delay),
+                        "retry_window" => ("retry_window", &mut decl.retry_window),
+                        _ => ("max_age", &mut decl.max_age),
+                    };
+                    if slot.is_some() {
+                        return failure(next, "each timer once per greylist");
+                    }
+                    let (rest, _) = self.keyword(keyword, next)?;
+                    let (rest, d) = self.duration(rest)?;
+                    *slot = Some(d);
+                    rest
+                }
+                "auto_whitelist" => {
+                    repeated(
+                        decl.auto_whitelist.is_some(),
+                        "one `auto_whitelist` clause per greylist",
+                    )?;
+                    let (rest, _) = self.keyword("auto_whitelist", next)?;
+                    let (rest, n) = expect(
+                        self.number(rest),
+                        rest,
+                        "the passes after which a client network skips greylisting (a number; 0 turns it off)",
+                    )?;
+                    decl.auto_whitelist = Some(n);
+                    rest
+                }
+                "whitelist" => {
+                    let (rest, _) = self.keyword("whitelist", next)?;
+                    let (rest, kind) = expect(
+                        self.name(rest),
+                        rest,
+                        "`clients` or `recipients` after `whitelist`",
+                    )?;
+                    let (rest, _) = expect(
+                        self.keyword("file", rest),
+                        rest,
+                        "`file \"PATH\"` after the whitelist's kind (a file in postgrey's format)",
+                    )?;
+                    let (rest, path) =
+                        expect(self.string(rest), rest, "a quoted file name after `file`")?;
+                    decl.whitelists.push(WhitelistAst { kind, path });
+                    rest
+                }
+                "capacity" => {
+                    repeated(
+                        decl.capacity.is_some(),
+                        "one `capacity` clause per greylist",
+                    )?;
+                    let (rest, _) = self.keyword("capacity", next)?;
+                    let (rest, n) = expect(
+                        self.number(rest),
+                        rest,
+                        "the most triplets to track after `capacity` (a number)",
+                    )?;
+                    decl.capacity = Some(n);
+                    rest
+                }
+                "then" => {
+                    repeated(decl.then.is_some(), "one `then` clause per greylist")?;
+                    let (rest, _) = self.keyword("then", next)?;
+                    let (rest, action) = self.action(rest)?;
+                    decl.then = Some(action);
+                    rest
+                }
+                "prepend" => {
+                    repeated(decl.prepend.is_some(), "one `prepend` clause per greylist")?;
+                    let (rest, _) = self.keyword("prepend", next)?;
+                    let (rest, header) = expect(
+                        self.string(rest),
+                        rest,
+                        "a quoted header after `prepend` (`\"X-Greylist: delayed $delay seconds\"`)",
+                    )?;
+                    decl.prepend = Some(header);
+                    rest
+                }
+                _ => return failure(next, EXPECTED),
+            };
+        }
+    }
+
     /// `key_part = NAME { "/" NUMBER }`
     fn key_part<'a>(&self, i: &'a str) -> PResult<'a, KeyPartAst> {
         let start = skip_ws(i);
@@ -1177,7 +1332,7 @@ impl<'s> Parser<'s> {
         Ok((i, (action, kw)))
     }
 
-    /// `item = list_item | logins_item | rule_item | limit_item | default_item`
+    /// `item = list_item | logins_item | rule_item | limit_item | greylist_item | default_item`
     fn item<'a>(&self, i: &'a str) -> PResult<'a, Item> {
         let start = skip_ws(i);
         let word: &str = take_while::<_, _, PError<'a>>(is_name_char)(start)
@@ -1188,10 +1343,16 @@ impl<'s> Parser<'s> {
             "logins" => self.logins_item(start).map(|(r, d)| (r, Item::Logins(d))),
             "rule" => self.rule_item(start).map(|(r, d)| (r, Item::Rule(d))),
             "limit" => self.limit_item(start).map(|(r, d)| (r, Item::Limit(d))),
+            "greylist" => self
+                .greylist_item(start)
+                .map(|(r, d)| (r, Item::Greylist(d))),
             "default" => self
                 .default_item(start)
                 .map(|(r, (a, s))| (r, Item::Default(a, s))),
-            _ => failure(start, "`list`, `logins`, `rule`, `limit` or `default`"),
+            _ => failure(
+                start,
+                "`list`, `logins`, `rule`, `limit`, `greylist` or `default`",
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::greylist::GreylistRule;
 use super::limit::LimitRule;
 use crate::action::Action;
 use crate::list::{List, LoginMap};
@@ -39,7 +40,7 @@ impl Field {
     /// The field named `name` as written in a condition, if any (every
     /// template variable but `rule`).
     pub(crate) fn lookup_field(name: &str) -> Option<Self> {
-        Self::lookup(name).filter(|&var| var != Self::Rule && !var.is_limit_fact())
+        Self::lookup(name).filter(|&var| var != Self::Rule && !var.is_fact())
     }
 
     pub(crate) fn field_type(self) -> FieldType {
@@ -136,7 +137,8 @@ impl Field {
             | Self::Window
             | Self::Counted
             | Self::RetryAfter
-            | Self::Key => &[],
+            | Self::Key
+            | Self::Delay => &[],
             Self::RecipientCount
             | Self::Size
             | Self::EncryptionKeysize
@@ -595,6 +597,9 @@ pub(crate) struct Rule {
     /// For a limit rule, its index in [`Program::limits`]; its verdict is
     /// the `over` action.
     pub(crate) limit: Option<u32>,
+    /// For a greylist, its index in [`Program::greylists`]; its verdict is
+    /// the `then` action.
+    pub(crate) greylist: Option<u32>,
 }
 
 /// What the evaluator reads of each rule on every request, packed so that
@@ -666,6 +671,8 @@ impl EqualityRun {
 pub(crate) struct Program {
     /// The limit rules, in rule order.
     pub(crate) limits: Vec<LimitRule>,
+    /// The greylists, in rule order.
+    pub(crate) greylists: Vec<GreylistRule>,
     /// One per rule, in order: the evaluator's view (see [`RuleHot`]).
     pub(crate) hot: Vec<RuleHot>,
     /// The clause entries of every rule, back to back.
@@ -687,6 +694,7 @@ impl Program {
     pub(crate) fn always(action: Action) -> Self {
         Self {
             limits: Vec::new(),
+            greylists: Vec::new(),
             hot: Vec::new(),
             entries: Vec::new(),
             runs: Vec::new(),
@@ -827,7 +835,7 @@ mod tests {
     #[test]
     fn fields_round_trip() {
         for f in Field::ALL {
-            let expected = (f != Field::Rule && !f.is_limit_fact()).then_some(f);
+            let expected = (f != Field::Rule && !f.is_fact()).then_some(f);
             assert_eq!(Field::lookup_field(f.name()), expected);
         }
         assert_eq!(Field::lookup_field("nope"), None);

@@ -17,6 +17,7 @@ use crate::lang::limit::{
 use crate::lang::parse::parse_overrides_file;
 use crate::lang::program::{FieldType, Rule, RuleSource, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT};
 use crate::state::{HashSeeds, Limit, LimitTable, Window, MAX_WINDOWS, MAX_WINDOW_MS};
+use crate::template::Var;
 
 /// The `over` action of a limit without one.
 pub(crate) const DEFAULT_OVER_VERB: &str = "DEFER";
@@ -26,7 +27,7 @@ pub(crate) const DEFAULT_OVER_TEXT: &str =
 
 /// Fresh random seeds for a new table's key hash (ahash's runtime-seeded
 /// state: the seeds are secret and differ per process).
-fn random_seeds() -> HashSeeds {
+pub(super) fn random_seeds() -> HashSeeds {
     let state = ahash::RandomState::new();
     HashSeeds([
         state.hash_one(0x5eed_0001_u64),
@@ -171,6 +172,21 @@ impl Compiler<'_> {
             capacity,
             overrides,
         });
+        let over_span = l
+            .over
+            .as_ref()
+            .map_or(l.head, |a| a.text.as_ref().map_or(a.span, |t| t.span));
+        self.facts_only(
+            over_span,
+            &over,
+            &[
+                Var::Limit,
+                Var::Window,
+                Var::Counted,
+                Var::RetryAfter,
+                Var::Key,
+            ],
+        );
         if let Some(a) = &l.over {
             self.action_warnings(&l.name.text, l.dry_run, a.span, states, &over.action, false);
         }
@@ -193,6 +209,7 @@ impl Compiler<'_> {
                 line: self.line_of(l.name.span),
             },
             limit: Some(index),
+            greylist: None,
         });
     }
 
@@ -219,7 +236,7 @@ impl Compiler<'_> {
         ok.then_some(parts)
     }
 
-    fn key_part(&mut self, part: &KeyPartAst) -> Option<KeyPart> {
+    pub(super) fn key_part(&mut self, part: &KeyPartAst) -> Option<KeyPart> {
         let field = self.field(&part.field)?;
         let is_ip = field.field_type() == FieldType::Ip;
         match (is_ip, part.masks.as_slice()) {

@@ -1,0 +1,298 @@
+//! Compiling `greylist` items: the client part of the triplet, the timers,
+//! the whitelist files, the `then` and `prepend` actions, and a fresh table.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::limits::random_seeds;
+use super::{to_u32, Compiler};
+use crate::greylist::{ClientWhitelist, RecipientWhitelist};
+use crate::lang::ast::{ActionAst, Clause, DurationLit, GreylistDecl, Name, Str};
+use crate::lang::greylist::{GreylistRule, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
+use crate::lang::limit::{fnv1a, KeyPart, FNV_START};
+use crate::lang::program::{Field, Rule, RuleSource, RCPT_BIT};
+use crate::state::{GreylistTable, Timers, MAX_WINDOW_MS};
+use crate::template::Var;
+
+/// postgrey's default delay: 5 minutes.
+pub(crate) const DEFAULT_DELAY_MS: u64 = 5 * 60 * 1000;
+/// postgrey's default retry window: 2 days.
+pub(crate) const DEFAULT_RETRY_WINDOW_MS: u64 = 2 * 86_400_000;
+/// postgrey's default maximum age: 35 days.
+pub(crate) const DEFAULT_MAX_AGE_MS: u64 = 35 * 86_400_000;
+/// postgrey's default auto-whitelist threshold: 5 passes.
+pub(crate) const DEFAULT_AUTO_WHITELIST: u32 = 5;
+/// The most passes `auto_whitelist` may ask for.
+const MAX_AUTO_WHITELIST: u64 = 1_000_000;
+
+/// The `then` action of a greylist without one.
+const DEFAULT_THEN_VERB: &str = "DEFER_IF_PERMIT";
+/// The text of the default `then` action.
+const DEFAULT_THEN_TEXT: &str = "4.7.1 Greylisted, try again in $retry_after seconds";
+
+impl Compiler<'_> {
+    pub(super) fn greylist(&mut self, g: &GreylistDecl) {
+        let errors_before = self.errors.len() + self.suppressed;
+        for clause in &g.clauses {
+            if let Clause::State(names) = clause {
+                let span = names.first().map_or(g.head, |n| n.span);
+                self.error(
+                    span,
+                    "a greylist has no `state` clause: it applies at RCPT; expected `if`, `unless`, \
+                     `client`, `delay`, `retry_window`, `max_age`, `auto_whitelist`, `whitelist`, \
+                     `capacity`, `then` or `prepend`"
+                        .to_owned(),
+                );
+            }
+        }
+        let conditions: Vec<Clause> = g
+            .clauses
+            .iter()
+            .filter(|c| !matches!(c, Clause::State(_)))
+            .cloned()
+            .collect();
+        let c = self.clauses(&conditions);
+        let client = match &g.client {
+            None => Some(KeyPart::Ip {
+                field: Field::ClientAddress,
+                v4: 24,
+                v6: 64,
+            }),
+            Some(part) => match self.key_part(part) {
+                Some(KeyPart::Field(f)) if f == Field::ClientAddress => Some(KeyPart::Field(f)),
+                Some(KeyPart::Ip { field, v4, v6 }) if field == Field::ClientAddress => {
+                    Some(KeyPart::Ip { field, v4, v6 })
+                }
+                Some(_) => {
+                    self.error(
+                        part.span,
+                        format!(
+                            "`client {}`: the client of a triplet is `client_address`, whole or masked \
+                             (`client_address/24/64`)",
+                            part.field.text
+                        ),
+                    );
+                    None
+                }
+                None => None,
+            },
+        };
+        let delay = self.timer(g.delay, DEFAULT_DELAY_MS);
+        let retry_window = self.timer(g.retry_window, DEFAULT_RETRY_WINDOW_MS);
+        let max_age = self.timer(g.max_age, DEFAULT_MAX_AGE_MS);
+        if let (Some(d), Some(r)) = (delay, retry_window) {
+            if r < d {
+                let span = g.retry_window.map_or(g.head, |t| t.span);
+                self.error(
+                    span,
+                    "a retry window shorter than the delay: no retry could ever pass; expected \
+                     `retry_window` at least `delay`"
+                        .to_owned(),
+                );
+            }
+        }
+        let auto_whitelist = match g.auto_whitelist {
+            None => Some(DEFAULT_AUTO_WHITELIST),
+            Some(n) if n.value <= MAX_AUTO_WHITELIST && !n.has_unit => u32::try_from(n.value).ok(),
+            Some(n) => {
+                self.error(
+                    n.span,
+                    format!("a number of passes from 0 (off) to {MAX_AUTO_WHITELIST}"),
+                );
+                None
+            }
+        };
+        let capacity = match g.capacity {
+            None => Some(DEFAULT_GREYLIST_CAPACITY),
+            Some(n) => match usize::try_from(n.value) {
+                Ok(v) if (1..=MAX_GREYLIST_CAPACITY).contains(&v) && !n.has_unit => Some(v),
+                _ => {
+                    self.error(
+                        n.span,
+                        format!("a capacity from 1 to {MAX_GREYLIST_CAPACITY} triplets"),
+                    );
+                    None
+                }
+            },
+        };
+        let (clients, recipients) = self.whitelists(g);
+        let then = match &g.then {
+            Some(a) => self.action(a),
+            None => self.action(&ActionAst {
+                verb: Name {
+                    text: DEFAULT_THEN_VERB.to_owned(),
+                    span: g.head,
+                },
+                text: Some(Str {
+                    value: DEFAULT_THEN_TEXT.to_owned(),
+                    span: g.head,
+                }),
+                span: g.head,
+            }),
+        };
+        if let Some(v) = &then {
+            let span = g
+                .then
+                .as_ref()
+                .map_or(g.head, |a| a.text.as_ref().map_or(a.span, |t| t.span));
+            self.facts_only(span, v, &[Var::RetryAfter]);
+            if let Some(a) = &g.then {
+                self.action_warnings(&g.name.text, g.dry_run, a.span, RCPT_BIT, &v.action, false);
+            }
+        }
+        let prepend = match &g.prepend {
+            None => None,
+            Some(header) => {
+                let verdict = self.action(&ActionAst {
+                    verb: Name {
+                        text: "PREPEND".to_owned(),
+                        span: header.span,
+                    },
+                    text: Some(header.clone()),
+                    span: header.span,
+                });
+                if let Some(v) = &verdict {
+                    self.facts_only(header.span, v, &[Var::Delay]);
+                }
+                Some(verdict)
+            }
+        };
+        let (
+            Some(client),
+            Some(delay_ms),
+            Some(retry_window_ms),
+            Some(max_age_ms),
+            Some(auto_whitelist),
+            Some(capacity),
+            Some(then),
+        ) = (
+            client,
+            delay,
+            retry_window,
+            max_age,
+            auto_whitelist,
+            capacity,
+            then,
+        )
+        else {
+            return;
+        };
+        let prepend = match prepend {
+            Some(None) => return,
+            Some(Some(v)) => Some(v),
+            None => None,
+        };
+        if self.errors.len() + self.suppressed > errors_before {
+            return;
+        }
+        let timers = Timers {
+            delay_ms,
+            retry_window_ms,
+            max_age_ms,
+            auto_whitelist,
+        };
+        let index = to_u32(self.program.greylists.len());
+        self.program.greylists.push(GreylistRule {
+            rule: to_u32(self.program.rules.len()),
+            signature: signature(&g.name.text, client, timers, capacity),
+            client,
+            timers,
+            capacity,
+            clients,
+            recipients,
+            prepend,
+            table: Arc::new(GreylistTable::new(timers, capacity, random_seeds())),
+        });
+        let then_text = match &g.then {
+            Some(a) => a.span.text(self.src).into(),
+            None => format!("{DEFAULT_THEN_VERB} \"{DEFAULT_THEN_TEXT}\"").into(),
+        };
+        self.rule_name_spans.push(g.name.span);
+        self.program.rules.push(Rule {
+            name: g.name.text.clone().into_boxed_str(),
+            states: RCPT_BIT,
+            dry_run: g.dry_run,
+            clauses: c.entries.into_boxed_slice(),
+            verdict: then,
+            source: RuleSource {
+                states: None,
+                clauses: c.clause_text.into_boxed_slice(),
+                action: then_text,
+                clause_nodes: c.clause_nodes.into_boxed_slice(),
+                line: self.line_of(g.name.span),
+            },
+            limit: None,
+            greylist: Some(index),
+        });
+    }
+
+    /// A timer's milliseconds (`default` when not written), from 1s to 400d.
+    fn timer(&mut self, written: Option<DurationLit>, default: u64) -> Option<u64> {
+        let Some(d) = written else {
+            return Some(default);
+        };
+        if d.ms < 1000 || d.ms > MAX_WINDOW_MS {
+            self.error(
+                d.span,
+                format!(
+                    "a duration from 1s to {}d; found {}",
+                    MAX_WINDOW_MS / 86_400_000,
+                    d.span.text(self.src)
+                ),
+            );
+            return None;
+        }
+        Some(d.ms)
+    }
+
+    /// The whitelist files, loaded and parsed (errors reported).
+    fn whitelists(&mut self, g: &GreylistDecl) -> (Vec<ClientWhitelist>, Vec<RecipientWhitelist>) {
+        let mut clients = Vec::new();
+        let mut recipients = Vec::new();
+        for w in &g.whitelists {
+            let kind = w.kind.text.as_str();
+            if kind != "clients" && kind != "recipients" {
+                self.error(
+                    w.kind.span,
+                    format!("unknown whitelist `{kind}`; expected `clients` or `recipients`"),
+                );
+                continue;
+            }
+            let Some(text) = self.load(&w.path) else {
+                continue;
+            };
+            if kind == "clients" {
+                match ClientWhitelist::parse(&text) {
+                    Ok(list) => clients.push(list),
+                    Err(errors) => self.file_errors(&w.path, &text, errors),
+                }
+            } else {
+                match RecipientWhitelist::parse(&text) {
+                    Ok(list) => recipients.push(list),
+                    Err(errors) => self.file_errors(&w.path, &text, errors),
+                }
+            }
+        }
+        (clients, recipients)
+    }
+}
+
+/// What must stay the same for a greylist's state to carry over: name,
+/// client part, timers, auto-whitelist threshold and capacity.
+fn signature(name: &str, client: KeyPart, timers: Timers, capacity: usize) -> u64 {
+    let mut d = format!("greylist {name}; client");
+    match client {
+        KeyPart::Field(f) => {
+            let _ = write!(d, " {}", f.name());
+        }
+        KeyPart::Ip { field, v4, v6 } => {
+            let _ = write!(d, " {}/{v4}/{v6}", field.name());
+        }
+    }
+    let _ = write!(
+        d,
+        "; delay {}; retry_window {}; max_age {}; auto_whitelist {}; capacity {capacity}",
+        timers.delay_ms, timers.retry_window_ms, timers.max_age_ms, timers.auto_whitelist
+    );
+    fnv1a(FNV_START, d.as_bytes())
+}
