@@ -92,15 +92,28 @@ fn unretried_triplet_starts_over_after_the_retry_window() {
     let p = compile("greylist grey { delay 5m retry_window 2d }");
     let f = rcpt("192.0.2.10", "alice@example.net", "bob@example.com");
     assert!(decide(&p, &f, at(0)).1.starts_with("DEFER_IF_PERMIT"));
-    // Past the retry window: a first attempt again, the full delay.
+    // Past the retry window: a first attempt again, the full delay. (Times
+    // are kept in whole seconds, rounded so that a retry never passes early:
+    // a first attempt at a fraction of a second counts from the next one.)
     assert_eq!(
-        decide(&p, &f, at(2 * DAY + 1)).1,
+        decide(&p, &f, at(2 * DAY + SEC)).1,
         "DEFER_IF_PERMIT 4.7.1 Greylisted, try again in 300 seconds"
     );
-    assert!(decide(&p, &f, at(2 * DAY + 1 + 299 * SEC))
+    assert!(decide(&p, &f, at(2 * DAY + SEC + 299 * SEC))
         .1
         .starts_with("DEFER"));
-    assert_eq!(decide(&p, &f, at(2 * DAY + 1 + 300 * SEC)).1, "DUNNO");
+    assert_eq!(decide(&p, &f, at(2 * DAY + SEC + 300 * SEC)).1, "DUNNO");
+    // A first attempt at a fraction of a second counts from the next
+    // second: 300.999 s left, shown rounded up.
+    let g = rcpt("192.0.2.10", "dave@example.net", "bob@example.com");
+    assert_eq!(
+        decide(&p, &g, at(3 * DAY + 1)).1,
+        "DEFER_IF_PERMIT 4.7.1 Greylisted, try again in 301 seconds"
+    );
+    assert!(decide(&p, &g, at(3 * DAY + 300 * SEC))
+        .1
+        .starts_with("DEFER"));
+    assert_eq!(decide(&p, &g, at(3 * DAY + 301 * SEC)).1, "DUNNO");
 }
 
 #[test]
@@ -422,8 +435,11 @@ proptest! {
             let f = rcpt("192.0.2.10", senders[who], "bob@example.com");
             let (_, wire) = decide(&p, &f, at(now));
             let accepted = wire == "DUNNO";
+            // (first attempt, passed); the table keeps times in whole
+            // seconds rounded up, which decides when a cycle starts over.
             let entry = model.entry(who).or_insert((now, false));
-            if !entry.1 && now - entry.0 > retry_window {
+            let first_kept = entry.0.div_ceil(SEC) * SEC;
+            if !entry.1 && now > first_kept + retry_window {
                 *entry = (now, false);
             }
             if accepted {

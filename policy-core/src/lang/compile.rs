@@ -656,11 +656,8 @@ impl Compiler<'_> {
         let Some(t) = &verdict.template else {
             return;
         };
-        let wrong: Vec<Var> = t
-            .variables()
-            .filter(|v| v.is_fact() && !allowed.contains(v))
-            .collect();
-        for var in wrong {
+        // The first such variable (one error per action).
+        if let Some(var) = t.variables().find(|v| v.is_fact() && !allowed.contains(v)) {
             let valid = match var {
                 Var::RetryAfter => "a limit's `over` action or a greylist's `then` action",
                 Var::Delay => "a greylist's `prepend` header",

@@ -1636,7 +1636,7 @@ default DUNNO
             (
                 "bogus",
                 0,
-                "expected `list`, `logins`, `rule`, `limit` or `default`, found `bogus`",
+                "expected `list`, `logins`, `rule`, `limit`, `greylist` or `default`, found `bogus`",
             ),
             ("list a { b", 10, "an entry or `}` to close the list"),
             ("list a { \"b }", 9, "a closing `\"` for this string"),
