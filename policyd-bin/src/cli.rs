@@ -198,7 +198,7 @@ impl Default for Config {
 pub(crate) struct StateArgs {
     /// The state file to read.
     pub(crate) state_file: PathBuf,
-    /// Show only this limit.
+    /// Show only this limit or greylist.
     pub(crate) limit: Option<String>,
     /// Keys shown per window.
     pub(crate) top: usize,
@@ -392,12 +392,14 @@ COMMANDS:
                     one did not or a file could not be read, {config} when the
                     policy does not compile.
     state           Read a state file (see --state-file) offline and print,
-                    for each limit in it (or the one --limit names), how many
+                    for each table in it (or the one --limit names), as of
+                    the time the file was written: for a limit, how many
                     keys it tracks, its windows, and in each window the keys
-                    counting the most units as of the time the file was
-                    written, most first: \"who is sending so much?\". The
-                    daemon need not run. Exit 0; 1 when --limit or --window
-                    names nothing in the file; {noinput} when the file cannot be
+                    counting the most units, most first: \"who is sending so
+                    much?\"; for a greylist, its timers, its pending and
+                    passed triplets, and its client networks tracked and
+                    auto-whitelisted. The daemon need not run. Exit 0; 1 when
+                    --limit or --window names nothing in the file; {noinput} when the file cannot be
                     read (missing, permission denied); {dataerr} when it is
                     damaged, truncated or not a state file.
     default-policy  Print the embedded default policy (used when neither
@@ -423,7 +425,8 @@ POLICY OPTIONS:
 
 STATE OPTIONS:
     --state-file PATH       serve: keep the counters of the policy's limit
-                            rules in PATH across restarts. Read at start (a
+                            rules and the triplets and client networks of its
+                            greylists in PATH across restarts. Read at start (a
                             missing file is a first start); written every
                             --state-interval and at a clean stop (SIGTERM,
                             SIGINT), atomically: PATH.tmp in the same directory,
@@ -433,14 +436,19 @@ STATE OPTIONS:
                             PATH.bad-<unix seconds> and the daemon starts with
                             empty counters; it never half-loads. A rule whose
                             name, key, count, at, windows or capacity changed
-                            starts empty; a new max keeps the counts.
+                            starts empty; a new max keeps the counts. A
+                            greylist whose name, client part, delay,
+                            retry_window, max_age, auto_whitelist or capacity
+                            changed starts empty; new whitelists, conditions
+                            or actions keep its state.
                             state: the file to read.
-                            [default: none: counters start empty at every start,
-                            and a policy with limits logs a warning]
+                            [default: none: counters and greylists start empty
+                            at every start, and a policy with limits or
+                            greylists logs a warning]
     --state-interval SECS   serve: write the state file this often, off the
                             request path; a kill -9 or crash loses at most this
                             much counting. 1 to 86400. [default: {state_interval}]
-    --limit NAME            state only: show only this limit.
+    --limit NAME            state only: show only this limit or greylist.
     --top N                 state only: keys shown per window. [default: {top}]
     --window I              state only: show only window I (1 = the first, in
                             the order of the rule's max clause).
@@ -494,6 +502,7 @@ logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: info: reloaded policy FILE rules=12 list_files=2 warnings=0
     policyd[PID]: info: restored state file PATH written DATE (12 s ago): ...
     policyd[PID]: info: limit out: counters restored keys=310
+    policyd[PID]: info: greylist grey: state restored triplets=52013
     policyd[PID]: error: state file PATH is unusable: corrupt state file: ...;
         moved it to PATH.bad-1764300000; starting with empty counters
     policyd[PID]: error: cannot write state file PATH: writing PATH.tmp: no
@@ -516,7 +525,9 @@ SIGNALS:
                      is logged and the old policy stays. Ignored (logged) with
                      --action or the embedded default policy. Limits whose
                      name, key, count, at, windows and capacity are unchanged
-                     keep their counters; the others start empty (each logged).
+                     keep their counters, greylists whose name, client part,
+                     timers, auto_whitelist and capacity are unchanged keep
+                     their triplets; the others start empty (each logged).
 
 EXIT CODES:
     0   clean stop; check: every file compiles; test: every request parsed
@@ -698,7 +709,7 @@ where
                     return Err(CliError::BadValue {
                         option: canonical,
                         value: String::new(),
-                        expected: "a limit's name",
+                        expected: "a limit's or greylist's name",
                     });
                 }
                 p.limit = Some(text.to_owned());

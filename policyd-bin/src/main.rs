@@ -20,8 +20,9 @@
 //! - [`server`]: accept threads, the connection cap, reloads, orderly stop;
 //! - [`conn`]: one connection: framing, deciding, replying, timeouts;
 //! - [`signals`]: SIGTERM, SIGINT, SIGHUP;
-//! - [`statefile`]: the limits' counters kept in `--state-file` across
-//!   restarts (loaded at start, written periodically and at stop);
+//! - [`statefile`]: the limits' counters and the greylists' state kept in
+//!   `--state-file` across restarts (loaded at start, written periodically
+//!   and at stop);
 //! - [`log`]: the buffered stderr logger and its escaping.
 //!
 //! Nothing a client sends can panic the daemon: every fault of the input is an
@@ -126,11 +127,22 @@ fn serve(config: Config) -> ExitCode {
         }
         None => {
             let limits = loaded.policy.limit_states().count();
-            if limits > 0 {
+            let greylists = loaded.policy.greylist_states().count();
+            let plural = policy_file::plural;
+            let what = match (limits, greylists) {
+                (0, 0) => None,
+                (l, 0) => Some(format!("{l} limit {}", plural(l, "rule", "rules"))),
+                (0, g) => Some(format!("{g} {}", plural(g, "greylist", "greylists"))),
+                (l, g) => Some(format!(
+                    "{l} limit {} and {g} {}",
+                    plural(l, "rule", "rules"),
+                    plural(g, "greylist", "greylists")
+                )),
+            };
+            if let Some(what) = what {
                 log::warning!(
-                    "the policy has {limits} limit {} but no --state-file: counters start empty \
-                     at every start and do not survive a restart",
-                    policy_file::plural(limits, "rule", "rules")
+                    "the policy has {what} but no --state-file: counters and greylisting \
+                     state start empty at every start and do not survive a restart"
                 );
             }
         }

@@ -12,8 +12,9 @@
 //! - one thread per connection ([`crate::conn`]), with a
 //!   [`CONNECTION_STACK_BYTES`] stack;
 //! - with `--state-file`, the state writer ([`crate::statefile`]): the
-//!   limits' counters to disk every `--state-interval`, and once more at a
-//!   clean stop after the connections have stopped deciding;
+//!   limits' counters and the greylists' state to disk every
+//!   `--state-interval`, and once more at a clean stop after the
+//!   connections have stopped deciding;
 //! - the log flusher ([`crate::log`]).
 //!
 //! A connection over the cap (`--max-connections`) is logged with its peer
@@ -346,6 +347,11 @@ fn reload(path: &Path, engine: &Engine) {
                 .limit_states()
                 .map(|l| l.name.to_owned())
                 .collect();
+            let new_greylists: Vec<String> = loaded
+                .policy
+                .greylist_states()
+                .map(|g| g.name.to_owned())
+                .collect();
             let old = engine.policy();
             // Requests being decided finish with the old policy; every
             // connection's next request uses the new one.
@@ -375,6 +381,24 @@ fn reload(path: &Path, engine: &Engine) {
                 .filter(|l| !new_limits.iter().any(|n| n == l.name))
             {
                 log::notice!("limit {}: removed, its counters dropped", gone.name);
+            }
+            for name in &new_greylists {
+                if kept.contains(name) {
+                    log::notice!("greylist {name}: state kept across the reload");
+                } else if old.greylist_states().any(|g| g.name == name) {
+                    log::notice!(
+                        "greylist {name}: state reset: the rule changed (client, delay, \
+                         retry_window, max_age, auto_whitelist or capacity)"
+                    );
+                } else {
+                    log::notice!("greylist {name}: new, starts empty");
+                }
+            }
+            for gone in old
+                .greylist_states()
+                .filter(|g| !new_greylists.iter().any(|n| n == g.name))
+            {
+                log::notice!("greylist {}: removed, its state dropped", gone.name);
             }
         }
         Err(LoadError::Compile { name, errors }) => {

@@ -1,5 +1,5 @@
-//! The state file (`--state-file`): the limits' counters kept across
-//! restarts.
+//! The state file (`--state-file`): the limits' counters and the greylists'
+//! triplets and client networks kept across restarts.
 //!
 //! - At start ([`load`]), before the policy goes into the engine: the file is
 //!   read and restored into the policy with [`store::restore`], all or
@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use policy_core::store::{self, DropReason, StoreError};
+use policy_core::store::{self, DropReason, StoreError, TableKind};
 use policy_core::{Policy, Timestamp};
 
 use crate::listen::describe;
@@ -108,16 +108,20 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
-/// A [`StoreError`] in words, naming the limit when the error is about one.
+/// A [`StoreError`] in words, naming the limit or greylist when the error is
+/// about one.
 pub(crate) fn explain(error: StoreError, bytes: &[u8]) -> String {
-    if let StoreError::Limit { index, error } = error {
-        // The container decoded (the error is about one of its payloads).
-        if let Some(entry) = store::decode(bytes)
-            .ok()
-            .and_then(|s| s.entries.get(index as usize).copied())
-        {
-            return format!("limit {} (entry {index}): {error}", entry.name);
-        }
+    let (kind, index, payload_error) = match error {
+        StoreError::Limit { index, error } => ("limit", index, error),
+        StoreError::Greylist { index, error } => ("greylist", index, error),
+        other => return other.to_string(),
+    };
+    // The container decoded (the error is about one of its payloads).
+    if let Some(entry) = store::decode(bytes)
+        .ok()
+        .and_then(|s| s.entries.get(index as usize).copied())
+    {
+        return format!("{kind} {} (entry {index}): {payload_error}", entry.name);
     }
     error.to_string()
 }
@@ -150,24 +154,67 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
         }
     };
     let written = report.written_at.as_unix_millis();
-    let keys: usize = report.restored.iter().map(|r| r.keys).sum();
+    // Rule names are unique in a policy: a restored name is a limit or a
+    // greylist of the policy, whichever it has.
+    let is_greylist = |name: &str| policy.greylist_states().any(|g| g.name == name);
+    let (mut limits, mut keys, mut greylists, mut triplets) = (0, 0, 0, 0);
+    for restored in &report.restored {
+        if is_greylist(&restored.name) {
+            greylists += 1;
+            triplets += restored.keys;
+        } else {
+            limits += 1;
+            keys += restored.keys;
+        }
+    }
     log::notice!(
-        "restored state file {name} written {} ({}): limits={} keys={keys} dropped={}",
+        "restored state file {name} written {} ({}): limits={limits} keys={keys} \
+         greylists={greylists} triplets={triplets} dropped={}",
         utc(written),
         age(written, now().as_unix_millis()),
-        report.restored.len(),
         report.dropped.len(),
     );
     for restored in &report.restored {
-        log::notice!(
-            "limit {}: counters restored keys={}",
-            restored.name,
-            restored.keys
-        );
+        if is_greylist(&restored.name) {
+            log::notice!(
+                "greylist {}: state restored triplets={}",
+                restored.name,
+                restored.keys
+            );
+        } else {
+            log::notice!(
+                "limit {}: counters restored keys={}",
+                restored.name,
+                restored.keys
+            );
+        }
     }
+    // The kind of each dropped entry, from the file: `restore` reports them
+    // in file order (a name may be in the file as both kinds).
+    let entries = store::decode(&bytes).map(|s| s.entries).unwrap_or_default();
+    let mut cursor = 0;
     for dropped in &report.dropped {
-        match dropped.reason {
-            DropReason::Changed => log::notice!(
+        let kind = match entries[cursor.min(entries.len())..]
+            .iter()
+            .position(|e| e.name == dropped.name)
+        {
+            Some(i) => {
+                cursor += i + 1;
+                entries[cursor - 1].kind
+            }
+            None => TableKind::Limit,
+        };
+        match (dropped.reason, kind) {
+            (DropReason::Changed, TableKind::Greylist) => log::notice!(
+                "greylist {}: state in the state file not restored: the rule changed (client, \
+                 delay, retry_window, max_age, auto_whitelist or capacity): state reset",
+                dropped.name
+            ),
+            (DropReason::Gone, TableKind::Greylist) => log::notice!(
+                "state file entry {}: not restored: no such greylist in the policy",
+                dropped.name
+            ),
+            (DropReason::Changed, _) => log::notice!(
                 "limit {}: counters in the state file not restored: {}",
                 dropped.name,
                 dropped.reason
@@ -180,7 +227,11 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
         }
     }
     for fresh in &report.fresh {
-        log::notice!("limit {fresh}: not in the state file, counters start empty");
+        if is_greylist(fresh) {
+            log::notice!("greylist {fresh}: not in the state file, starts empty");
+        } else {
+            log::notice!("limit {fresh}: not in the state file, counters start empty");
+        }
     }
 }
 
@@ -294,8 +345,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> 
 /// What one write put on disk.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Written {
-    pub(crate) tables: usize,
+    /// Limits stored.
+    pub(crate) limits: usize,
+    /// Their keys.
     pub(crate) keys: usize,
+    /// Greylists stored.
+    pub(crate) greylists: usize,
+    /// Their triplets (expired ones not yet reclaimed included).
+    pub(crate) triplets: usize,
     pub(crate) bytes: usize,
     pub(crate) millis: u128,
 }
@@ -311,30 +368,43 @@ fn write_once(
 ) -> Result<Written, WriteError> {
     let started = Instant::now();
     buf.clear();
-    let (tables, limits, keys) = {
+    let (tables, rules, mut written) = {
         // Only the Arc is held while encoding; the engine's lock is not.
         let policy = shared.engine.policy();
         let tables = store::encode(&policy, now(), buf);
-        let limits = policy.limit_states().count();
-        let keys = policy.limit_states().map(|l| l.table.len()).sum::<usize>();
-        (tables, limits, keys)
+        let fits = |name: &str| name.len() <= store::MAX_NAME_BYTES;
+        let mut written = Written {
+            limits: 0,
+            keys: 0,
+            greylists: 0,
+            triplets: 0,
+            bytes: 0,
+            millis: 0,
+        };
+        for limit in policy.limit_states().filter(|l| fits(l.name)) {
+            written.limits += 1;
+            written.keys += limit.table.len();
+        }
+        for greylist in policy.greylist_states().filter(|g| fits(g.name)) {
+            written.greylists += 1;
+            written.triplets += greylist.table.len();
+        }
+        let rules = policy.limit_states().count() + policy.greylist_states().count();
+        (tables, rules, written)
     };
-    if tables < limits && !*skipped {
+    if tables < rules && !*skipped {
         *skipped = true;
         log::warning!(
-            "state file {}: {} limits have names longer than {} bytes and are not saved",
+            "state file {}: {} rules have names longer than {} bytes and are not saved",
             path.display(),
-            limits - tables,
+            rules - tables,
             store::MAX_NAME_BYTES
         );
     }
     write_atomic(path, buf)?;
-    Ok(Written {
-        tables,
-        keys,
-        bytes: buf.len(),
-        millis: started.elapsed().as_millis(),
-    })
+    written.bytes = buf.len();
+    written.millis = started.elapsed().as_millis();
+    Ok(written)
 }
 
 enum Msg {
@@ -383,11 +453,13 @@ impl Writer {
                                         failures = 0;
                                     }
                                     log::debug!(
-                                        "state file {} written limits={} keys={} bytes={} \
-                                         millis={}",
+                                        "state file {} written limits={} keys={} \
+                                         greylists={} triplets={} bytes={} millis={}",
                                         path.display(),
-                                        w.tables,
+                                        w.limits,
                                         w.keys,
+                                        w.greylists,
+                                        w.triplets,
                                         w.bytes,
                                         w.millis
                                     );
@@ -429,9 +501,12 @@ impl Writer {
             match reply_rx.recv_timeout(FINAL_WRITE_POLL) {
                 Ok(Ok(w)) => {
                     log::notice!(
-                        "state file {name} written limits={} keys={} bytes={} millis={}",
-                        w.tables,
+                        "state file {name} written limits={} keys={} greylists={} \
+                         triplets={} bytes={} millis={}",
+                        w.limits,
                         w.keys,
+                        w.greylists,
+                        w.triplets,
                         w.bytes,
                         w.millis
                     );

@@ -1,7 +1,8 @@
 //! The one-shot sub-commands: `policyd check` (compile policy files, report
 //! every diagnostic), `policyd test` (decide requests read from files with
 //! a policy, print what it answers and why) and `policyd state` (show what a
-//! state file holds: the keys counting the most in each limit).
+//! state file holds: the keys counting the most in each limit, the pending,
+//! passed and whitelisted entries of each greylist).
 //!
 //! Each writes its report to standard output and returns the exit code (see
 //! `policyd --help`). None starts a thread, binds a socket or logs.
@@ -14,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use policy_core::{Policy, Request, Scratch, Timestamp};
 use policy_proto::{Framer, Limits};
 
-use policy_core::lang::MAX_LIMIT_CAPACITY;
-use policy_core::state::LimitTable;
+use policy_core::lang::{MAX_GREYLIST_CAPACITY, MAX_LIMIT_CAPACITY};
+use policy_core::state::{GreylistTable, LimitTable};
 use policy_core::store::{self, TableKind};
 
 use crate::cli::{CheckArgs, PolicySource, StateArgs, TestArgs, EX_CONFIG, EX_DATAERR, EX_NOINPUT};
@@ -425,12 +426,15 @@ fn header(request: &Request<'_>, out: &mut String) {
     }
 }
 
-/// `policyd state`: read a state file offline and print, per limit (or the
-/// one `--limit` names), its key count, its windows and the `--top` keys
-/// counting the most units in each window (or the one `--window` names) as
-/// of the time the file was written. 0; 1 when `--limit` or `--window`
-/// names nothing in the file; [`EX_NOINPUT`] when the file cannot be read;
-/// [`EX_DATAERR`] when it (or a table in it) is damaged or not a state file.
+/// `policyd state`: read a state file offline and print, per table (or the
+/// one `--limit` names): for a limit, its key count, its windows and the
+/// `--top` keys counting the most units in each window (or the one
+/// `--window` names); for a greylist, its timers and how many triplets are
+/// pending and passed and how many client networks are tracked and
+/// auto-whitelisted; all as of the time the file was written. 0; 1 when
+/// `--limit` or `--window` names nothing in the file; [`EX_NOINPUT`] when
+/// the file cannot be read; [`EX_DATAERR`] when it (or a table in it) is
+/// damaged or not a state file.
 pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
     let name = args.state_file.display().to_string();
     let fail = |code: u8, message: String| {
@@ -477,7 +481,7 @@ pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
             return fail(
                 1,
                 format!(
-                    "no limit {limit:?} in state file {name} (it has: {})",
+                    "no limit or greylist {limit:?} in state file {name} (it has: {})",
                     if names.is_empty() {
                         "none".to_owned()
                     } else {
@@ -494,60 +498,30 @@ pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
     let mut shown_windows = 0;
     for entry in selected {
         report.push('\n');
-        if entry.kind != TableKind::Limit {
-            let _ = writeln!(
-                report,
-                "table {}: of a kind this version does not know ({:?}); not shown",
-                entry.name, entry.kind
-            );
-            continue;
-        }
-        let table = match LimitTable::decode_snapshot_as_written(entry.payload, MAX_LIMIT_CAPACITY)
-        {
-            Ok(table) => table,
-            Err(e) => {
-                let _ = writeln!(report, "limit {}: error: {e}", entry.name);
-                code = EX_DATAERR;
-                continue;
-            }
-        };
-        let keys = table.len();
-        let _ = writeln!(
-            report,
-            "limit {}: {keys} {}",
-            entry.name,
-            plural(keys, "key", "keys")
-        );
-        for (i, window) in table.limit().windows().iter().enumerate() {
-            if args.window.is_some_and(|w| w != i + 1) {
-                continue;
-            }
-            shown_windows += 1;
-            let _ = writeln!(
-                report,
-                "  window {}: max {} per {}",
-                i + 1,
-                window.max(),
-                statefile::window_text(window.per_ms())
-            );
-            let top = table.top(i, args.top, stored.written_at);
-            if top.is_empty() {
-                let _ = writeln!(report, "    (no key counts anything in this window)");
-                continue;
-            }
-            let width = top[0].units.to_string().len().max(5);
-            let _ = writeln!(report, "    {:>width$}  key", "units");
-            for key in &top {
-                let mut text = Vec::with_capacity(key.text.len() + 3);
-                push_escaped(&mut text, &key.text);
-                if key.truncated {
-                    text.extend_from_slice(b"...");
+        match entry.kind {
+            TableKind::Limit => {
+                match show_limit(
+                    entry.name,
+                    entry.payload,
+                    args,
+                    stored.written_at,
+                    &mut report,
+                ) {
+                    Ok(windows) => shown_windows += windows,
+                    Err(()) => code = EX_DATAERR,
                 }
+            }
+            TableKind::Greylist => {
+                if show_greylist(entry.name, entry.payload, stored.written_at, &mut report).is_err()
+                {
+                    code = EX_DATAERR;
+                }
+            }
+            _ => {
                 let _ = writeln!(
                     report,
-                    "    {:>width$}  {}",
-                    key.units,
-                    String::from_utf8_lossy(&text)
+                    "table {}: of a kind this version does not know ({:?}); not shown",
+                    entry.name, entry.kind
                 );
             }
         }
@@ -560,11 +534,147 @@ pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
         return EX_IOERR;
     }
     if let Some(w) = args.window {
+        // A greylist has no windows: --window is about the limits shown.
         if shown_windows == 0 && code == 0 {
             return fail(1, format!("no limit shown has a window {w}"));
         }
     }
     code
+}
+
+/// One limit of `policyd state`: its key count, windows and top keys, as of
+/// `at`. The number of windows shown; `Err` (reported) when its snapshot
+/// does not decode.
+fn show_limit(
+    name: &str,
+    payload: &[u8],
+    args: &StateArgs,
+    at: Timestamp,
+    report: &mut String,
+) -> Result<usize, ()> {
+    let table = match LimitTable::decode_snapshot_as_written(payload, MAX_LIMIT_CAPACITY) {
+        Ok(table) => table,
+        Err(e) => {
+            let _ = writeln!(report, "limit {name}: error: {e}");
+            return Err(());
+        }
+    };
+    let keys = table.len();
+    let _ = writeln!(
+        report,
+        "limit {name}: {keys} {}",
+        plural(keys, "key", "keys")
+    );
+    let mut shown = 0;
+    for (i, window) in table.limit().windows().iter().enumerate() {
+        if args.window.is_some_and(|w| w != i + 1) {
+            continue;
+        }
+        shown += 1;
+        let _ = writeln!(
+            report,
+            "  window {}: max {} per {}",
+            i + 1,
+            window.max(),
+            statefile::window_text(window.per_ms())
+        );
+        let top = table.top(i, args.top, at);
+        if top.is_empty() {
+            let _ = writeln!(report, "    (no key counts anything in this window)");
+            continue;
+        }
+        let width = top[0].units.to_string().len().max(5);
+        let _ = writeln!(report, "    {:>width$}  key", "units");
+        for key in &top {
+            let mut text = Vec::with_capacity(key.text.len() + 3);
+            push_escaped(&mut text, &key.text);
+            if key.truncated {
+                text.extend_from_slice(b"...");
+            }
+            let _ = writeln!(
+                report,
+                "    {:>width$}  {}",
+                key.units,
+                String::from_utf8_lossy(&text)
+            );
+        }
+    }
+    Ok(shown)
+}
+
+/// A greylist timer as the policy language writes it, in the largest unit
+/// up to days that divides it (`35d`, not `5w`: postgrey's `--max-age` is in
+/// days, and so are the defaults).
+fn timer_text(ms: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
+    UNITS
+        .iter()
+        .find(|&&(unit, _)| ms >= unit && ms % unit == 0)
+        .map_or_else(
+            || format!("{ms}ms"),
+            |&(unit, name)| format!("{}{name}", ms / unit),
+        )
+}
+
+/// One greylist of `policyd state`: its timers and the counts of its live
+/// entries as of `at` (entries expired by then are not counted, as the
+/// daemon would not have kept them). `Err` (reported) when its snapshot
+/// does not decode.
+fn show_greylist(name: &str, payload: &[u8], at: Timestamp, report: &mut String) -> Result<(), ()> {
+    let table = match GreylistTable::decode_snapshot_as_written(payload, MAX_GREYLIST_CAPACITY) {
+        Ok(table) => table,
+        Err(e) => {
+            let _ = writeln!(report, "greylist {name}: error: {e}");
+            return Err(());
+        }
+    };
+    let t = table.timers();
+    let counts = table.counts(at);
+    let triplets = counts.pending + counts.passed;
+    let _ = writeln!(
+        report,
+        "greylist {name}: {triplets} {}",
+        plural(triplets, "triplet", "triplets")
+    );
+    let auto_whitelist = if t.auto_whitelist == 0 {
+        "off".to_owned()
+    } else {
+        t.auto_whitelist.to_string()
+    };
+    let _ = writeln!(
+        report,
+        "  delay {}, retry_window {}, max_age {}, auto_whitelist {auto_whitelist}",
+        timer_text(t.delay_ms),
+        timer_text(t.retry_window_ms),
+        timer_text(t.max_age_ms),
+    );
+    let width = [
+        counts.pending,
+        counts.passed,
+        counts.whitelisted_clients,
+        counts.clients,
+    ]
+    .iter()
+    .map(|n| n.to_string().len())
+    .max()
+    .unwrap_or(1);
+    for (n, what) in [
+        (counts.pending, "pending triplets (waiting for a retry)"),
+        (counts.passed, "passed triplets"),
+        (
+            counts.whitelisted_clients,
+            "auto-whitelisted client networks",
+        ),
+        (counts.clients, "client networks tracked"),
+    ] {
+        let _ = writeln!(report, "    {n:>width$}  {what}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -583,5 +693,20 @@ mod tests {
         assert_eq!(blocks[0].lines[0].1, b"a=1\r");
         assert!(super::blocks(b"").is_empty());
         assert!(super::blocks(b"\n\n# only a comment\n").is_empty());
+    }
+
+    #[test]
+    fn greylist_timers_in_days_at_most() {
+        let rows = [
+            (300_000, "5m"),
+            (2 * 86_400_000, "2d"),
+            (35 * 86_400_000, "35d"),
+            (90_000, "90s"),
+            (1500, "1500ms"),
+            (0, "0ms"),
+        ];
+        for (ms, text) in rows {
+            assert_eq!(timer_text(ms), text);
+        }
     }
 }

@@ -1457,7 +1457,7 @@ mod state_file {
             l.contains(&format!("info: restored state file {state} written "))
         });
         assert!(
-            restored.ends_with("limits=1 keys=1 dropped=0"),
+            restored.ends_with("limits=1 keys=1 greylists=0 triplets=0 dropped=0"),
             "{restored}"
         );
         daemon.expect_log("per-limit line", |l| {
@@ -1503,7 +1503,8 @@ mod state_file {
             l.ends_with("info: limit other: not in the state file, counters start empty")
         });
         daemon.expect_log("summary", |l| {
-            l.contains("info: restored state file ") && l.ends_with("limits=0 keys=0 dropped=1")
+            l.contains("info: restored state file ")
+                && l.ends_with("limits=0 keys=0 greylists=0 triplets=0 dropped=1")
         });
         let mut conn = daemon.connect();
         for n in 4..=6 {
@@ -1552,7 +1553,8 @@ mod state_file {
 
         let daemon = Daemon::start(&args);
         daemon.expect_log("restore line", |l| {
-            l.contains("info: restored state file ") && l.ends_with("limits=1 keys=1 dropped=0")
+            l.contains("info: restored state file ")
+                && l.ends_with("limits=1 keys=1 greylists=0 triplets=0 dropped=0")
         });
         let mut conn = daemon.connect();
         admitted(&mut conn, 3);
@@ -1740,7 +1742,7 @@ mod state_file {
         let out = run(&["state", "--state-file", &state, "--limit", "nope"]);
         assert_eq!(out.status.code(), Some(1));
         assert!(
-            stderr(&out).contains("no limit \"nope\" in state file"),
+            stderr(&out).contains("no limit or greylist \"nope\" in state file"),
             "{}",
             stderr(&out)
         );
@@ -1772,5 +1774,312 @@ mod state_file {
         let out = run(&["state"]);
         assert_eq!(out.status.code(), Some(64));
         assert!(stdout(&run(&["--help"])).contains("policyd state --state-file PATH"));
+    }
+}
+
+/// Greylisting across restarts and reloads: the triplets survive a clean
+/// stop and a `kill -9` (within the state interval), a reload keeps an
+/// unchanged greylist's state and resets a changed one, and `policyd state`
+/// shows the counts.
+mod greylist_state {
+    use super::*;
+    use std::thread::sleep;
+
+    /// A one-second delay: the first RCPT is deferred, a retry a second or
+    /// two later passes. Times are kept in whole seconds rounded up, so a
+    /// retry passes at most 2 s after the first attempt.
+    const GREY_POLICY: &str = "greylist grey { delay 1s }\ndefault DUNNO\n";
+
+    const DEFERRED: &str = "action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again in ";
+
+    /// A RCPT from 192.0.2.2 (`rcpt_request(1)`'s client), `sender` to
+    /// bob@example.com.
+    fn rcpt_from(sender: &str) -> Vec<u8> {
+        request_with(&[("sender", sender), ("recipient", "bob@example.com")])
+    }
+
+    /// Asks with `sender`'s triplet and expects it deferred; returns the
+    /// seconds the answer says to wait.
+    fn deferred(conn: &mut TcpStream, sender: &str) -> u64 {
+        let answer = String::from_utf8(request(conn, &rcpt_from(sender))).unwrap();
+        let secs = answer
+            .strip_prefix(DEFERRED)
+            .and_then(|rest| rest.strip_suffix(" seconds\n\n"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{sender}'s triplet is greylisted: {answer:?}"));
+        assert!((1..=2).contains(&secs), "{answer:?}");
+        secs
+    }
+
+    fn passes(conn: &mut TcpStream, sender: &str) {
+        assert_eq!(
+            request(conn, &rcpt_from(sender)),
+            DUNNO,
+            "{sender}'s triplet passes"
+        );
+    }
+
+    fn setup(name: &str) -> (TempDir, String, String) {
+        let dir = TempDir::new(name);
+        let policy = dir.write("policy.conf", GREY_POLICY);
+        let state = dir.path().join("state").to_str().unwrap().to_owned();
+        (dir, policy, state)
+    }
+
+    fn stop(mut daemon: Daemon) -> Vec<String> {
+        daemon.signal("TERM");
+        let status = daemon.wait_exit(TIMEOUT).expect("policyd stops");
+        assert_eq!(status.code(), Some(0));
+        daemon.wait_log_closed();
+        daemon.log()
+    }
+
+    /// `policyd state` on `state`: its standard output (exit 0 asserted).
+    fn state_text(state: &str, more: &[&str]) -> String {
+        let mut args = vec!["state", "--state-file", state];
+        args.extend_from_slice(more);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    }
+
+    #[test]
+    fn a_clean_stop_keeps_the_triplets() {
+        let (_dir, policy, state) = setup("grey-clean");
+        let args = ["--config", &policy, "--state-file", &state];
+        let daemon = Daemon::start(&args);
+        let mut conn = daemon.connect();
+        let wait = deferred(&mut conn, "alice@example.net");
+        let first = Instant::now();
+        drop(conn);
+        let log = stop(daemon);
+        assert!(
+            log.iter().any(|l| l.contains(&format!(
+                "info: state file {state} written limits=0 keys=0 greylists=1 triplets=1 "
+            ))),
+            "{log:#?}"
+        );
+        assert!(state_text(&state, &[]).contains("greylist grey: 1 triplet\n"));
+
+        let daemon = Daemon::start(&args);
+        daemon.expect_log("restore line", |l| {
+            l.contains(&format!("info: restored state file {state} written "))
+                && l.ends_with("limits=0 keys=0 greylists=1 triplets=1 dropped=0")
+        });
+        daemon.expect_log("per-greylist line", |l| {
+            l.ends_with("info: greylist grey: state restored triplets=1")
+        });
+        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        let mut conn = daemon.connect();
+        // The first attempt was remembered: the retry passes...
+        passes(&mut conn, "alice@example.net");
+        // ...while a triplet never seen is greylisted.
+        deferred(&mut conn, "carol@example.net");
+        drop(conn);
+        stop(daemon);
+    }
+
+    #[test]
+    fn kill_9_keeps_what_the_last_periodic_write_held() {
+        let (_dir, policy, state) = setup("grey-kill");
+        let args = [
+            "--config",
+            &policy,
+            "--state-file",
+            &state,
+            "--state-interval",
+            "1",
+        ];
+        let mut daemon = Daemon::start(&args);
+        let mut conn = daemon.connect();
+        let wait = deferred(&mut conn, "alice@example.net");
+        let first = Instant::now();
+        // Wait (bounded) for a periodic write holding the pending triplet.
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no periodic write with the triplet within {TIMEOUT:?}"
+            );
+            if std::path::Path::new(&state).exists() {
+                let out = run(&["state", "--state-file", &state]);
+                if stdout(&out).contains("1  pending triplets") {
+                    break;
+                }
+            }
+            sleep(Duration::from_millis(50));
+        }
+        daemon.signal("KILL");
+        assert!(daemon.wait_exit(TIMEOUT).is_some(), "policyd killed");
+        assert!(!daemon.log().iter().any(|l| l.contains("stopped")));
+
+        let daemon = Daemon::start(&args);
+        daemon.expect_log("restore line", |l| {
+            l.contains("info: restored state file ")
+                && l.ends_with("greylists=1 triplets=1 dropped=0")
+        });
+        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        let mut conn = daemon.connect();
+        passes(&mut conn, "alice@example.net");
+        deferred(&mut conn, "carol@example.net");
+    }
+
+    #[test]
+    fn a_changed_greylist_starts_empty_at_restart() {
+        let (dir, policy, state) = setup("grey-changed");
+        let args = ["--config", &policy, "--state-file", &state];
+        let daemon = Daemon::start(&args);
+        let mut conn = daemon.connect();
+        deferred(&mut conn, "alice@example.net");
+        drop(conn);
+        stop(daemon);
+        dir.write("policy.conf", GREY_POLICY.replace("1s", "2s"));
+        let daemon = Daemon::start(&args);
+        daemon.expect_log("changed", |l| {
+            l.ends_with(
+                "info: greylist grey: state in the state file not restored: the rule changed \
+                 (client, delay, retry_window, max_age, auto_whitelist or capacity): state reset",
+            )
+        });
+        daemon.expect_log("summary", |l| {
+            l.contains("info: restored state file ")
+                && l.ends_with("limits=0 keys=0 greylists=0 triplets=0 dropped=1")
+        });
+        // Gone from the policy: reported as a greylist that is gone.
+        drop(daemon);
+        dir.write("policy.conf", "default DUNNO\n");
+        let mut conn_daemon = Daemon::start(&args);
+        conn_daemon.expect_log("gone", |l| {
+            l.contains("not restored: no such greylist in the policy")
+        });
+        conn_daemon.signal("KILL");
+        let _ = conn_daemon.wait_exit(TIMEOUT);
+    }
+
+    #[test]
+    fn sighup_keeps_an_unchanged_greylist_and_resets_a_changed_one() {
+        let (dir, policy, _) = setup("grey-reload");
+        let daemon = Daemon::start(&["--config", &policy]);
+        daemon.expect_log("no state file warning", |l| {
+            l.contains("warning: the policy has 1 greylist but no --state-file: ")
+        });
+        let mut conn = daemon.connect();
+        let wait = deferred(&mut conn, "alice@example.net");
+        let first = Instant::now();
+
+        // Only the action changes: the state stays.
+        dir.write(
+            "policy.conf",
+            "greylist grey {\n  delay 1s\n  then DEFER_IF_PERMIT \"4.7.1 Later, $sender\"\n}\n",
+        );
+        daemon.signal("HUP");
+        daemon.expect_log("kept", |l| {
+            l.ends_with("info: greylist grey: state kept across the reload")
+        });
+        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        passes(&mut conn, "alice@example.net");
+        // The new action answers a new triplet.
+        assert_eq!(
+            request(&mut conn, &rcpt_from("carol@example.net")),
+            reply("DEFER_IF_PERMIT 4.7.1 Later, carol@example.net")
+        );
+
+        // Another delay: the old triplets mean nothing for it.
+        dir.write("policy.conf", GREY_POLICY.replace("1s", "2s"));
+        daemon.signal("HUP");
+        daemon.expect_log("reset", |l| {
+            l.ends_with(
+                "info: greylist grey: state reset: the rule changed (client, delay, \
+                 retry_window, max_age, auto_whitelist or capacity)",
+            )
+        });
+        let answer =
+            String::from_utf8(request(&mut conn, &rcpt_from("alice@example.net"))).unwrap();
+        assert!(answer.starts_with(DEFERRED), "{answer:?}");
+
+        // Removed.
+        dir.write("policy.conf", "default DUNNO\n");
+        daemon.signal("HUP");
+        daemon.expect_log("removed", |l| {
+            l.ends_with("info: greylist grey: removed, its state dropped")
+        });
+        passes(&mut conn, "dave@example.net");
+    }
+
+    #[test]
+    fn state_command_shows_the_counts() {
+        let dir = TempDir::new("grey-command");
+        // One pass whitelists the client network.
+        let policy = dir.write(
+            "policy.conf",
+            "greylist grey { delay 1s auto_whitelist 1 }\n\
+             limit out { key sender count recipients max 100 per 1h }\ndefault DUNNO\n",
+        );
+        let state = dir.path().join("state").to_str().unwrap().to_owned();
+        let daemon = Daemon::start(&["--config", &policy, "--state-file", &state]);
+        let mut conn = daemon.connect();
+        let wait = deferred(&mut conn, "alice@example.net");
+        let first = Instant::now();
+        deferred(&mut conn, "bob@example.org");
+        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        passes(&mut conn, "alice@example.net");
+        // Whitelisted now: another sender from the network passes at once.
+        passes(&mut conn, "erin@example.org");
+        // Another network is greylisted.
+        let other = request_with(&[
+            ("client_address", "198.51.100.7"),
+            ("sender", "frank@example.org"),
+            ("recipient", "bob@example.com"),
+        ]);
+        let answer = String::from_utf8(request(&mut conn, &other)).unwrap();
+        assert!(answer.starts_with(DEFERRED), "{answer:?}");
+        drop(conn);
+        stop(daemon);
+
+        let text = state_text(&state, &[]);
+        assert!(text.contains("\n2 tables\n"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines
+            .iter()
+            .position(|l| *l == "greylist grey: 3 triplets")
+            .expect(&text);
+        assert_eq!(
+            lines[from + 1..from + 6],
+            [
+                "  delay 1s, retry_window 2d, max_age 35d, auto_whitelist 1",
+                "    2  pending triplets (waiting for a retry)",
+                "    1  passed triplets",
+                "    1  auto-whitelisted client networks",
+                "    1  client networks tracked",
+            ],
+            "{text}"
+        );
+        assert!(text.contains("limit out: "), "{text}");
+
+        // --limit selects either kind.
+        let only = state_text(&state, &["--limit", "grey"]);
+        assert!(only.contains("greylist grey: 3 triplets\n"), "{only}");
+        assert!(!only.contains("limit out"), "{only}");
+        let only = state_text(&state, &["--limit", "out"]);
+        assert!(!only.contains("greylist"), "{only}");
+        let out = run(&["state", "--state-file", &state, "--limit", "nope"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("(it has: out, grey)"),
+            "{}",
+            stderr(&out)
+        );
+        // A greylist has no windows.
+        let out = run(&[
+            "state",
+            "--state-file",
+            &state,
+            "--limit",
+            "grey",
+            "--window",
+            "1",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("no limit shown has a window 1"));
     }
 }
