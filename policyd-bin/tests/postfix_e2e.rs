@@ -24,6 +24,17 @@
 //!   counts once, however many recipients); the fourth gets a 450 at RCPT
 //!   with exactly the limit's `over` text (4.7.1, the sender and the seconds
 //!   until it frees up expanded); another sender still gets through;
+//! * a greylist (`greylist grey { delay 2s then DEFER_IF_PERMIT "..." prepend
+//!   "X-Greylist: ..." }`): the first RCPT of a triplet gets a 450 at RCPT
+//!   with exactly the greylist's text (Postfix turns `DEFER_IF_PERMIT` into a
+//!   450 at the end of the restriction list); a retry before the delay is
+//!   deferred again, with fewer seconds left (the delay is not reset); a
+//!   retry after the seconds the text gave (its sender written in another
+//!   case, with another `+extension`: the same triplet) gets 250, and the
+//!   message queued (held by the listener's `smtpd_data_restrictions`, so it
+//!   stays in the queue) carries the `X-Greylist` header with the seconds
+//!   waited; the triplet passes again without a header; another recipient,
+//!   and another sender, are still greylisted;
 //! * Postfix's log shows the rejections and no policy-protocol warning.
 //!
 //! It needs Debian's `postfix` package and root (Postfix's master must start as
@@ -115,6 +126,39 @@ limit per-sender {
 }
 default DUNNO
 "#;
+/// The greylist's `delay`, in seconds: the test sleeps about this long.
+const GREY_DELAY_SECS: u64 = 2;
+/// The policy file of the `grey` listener: one greylist with a short delay,
+/// its own deferral text and an `X-Greylist` header on the first accepted
+/// retry.
+const GREY_POLICY: &str = r#"# policyd end-to-end test policy: greylisting
+greylist grey {
+    delay 2s
+    then DEFER_IF_PERMIT "4.7.1 Greylisted by the e2e test, try again in $retry_after seconds"
+    prepend "X-Greylist: delayed $delay seconds by policyd e2e"
+}
+default DUNNO
+"#;
+/// The text of the greylist's deferral up to the number of seconds.
+const GREY_TEXT_PREFIX: &str = "Greylisted by the e2e test, try again in ";
+/// The header of the first accepted retry up to the number of seconds.
+const GREY_HEADER_PREFIX: &str = "X-Greylist: delayed ";
+/// The rest of the header after the number of seconds.
+const GREY_HEADER_SUFFIX: &str = " seconds by policyd e2e";
+/// Added to the seconds the deferral gave before retrying: the daemon's
+/// clock is the wall clock, the test's sleep the monotonic one, and the two
+/// may drift apart by a little (NTP slewing) over a few seconds.
+const GREY_RETRY_MARGIN: Duration = Duration::from_millis(200);
+
+/// The greylisted triplet's sender, recipient (on the first attempt and the
+/// early retry), and the sender of the retry that passes: the same sender
+/// after postgrey's normalisation (lower case, `+extension` dropped).
+const GREY_SENDER: &str = "grey-sender+first@client.e2e";
+const GREY_SENDER_RETRY: &str = "Grey-Sender+Retry@Client.E2E";
+const GREY_RECIPIENT: &str = "grey-rcpt@e2e.test";
+/// Another recipient of [`GREY_SENDER`]: another triplet.
+const GREY_OTHER_RECIPIENT: &str = "grey-other@e2e.test";
+
 /// The sender that reaches the limit (upper case in part: the key ignores case).
 const LIMITED_SENDER: &str = "Limited@Client.e2e";
 /// The start of the limit's text for [`LIMITED_SENDER`] (`$sender` expanded
@@ -171,6 +215,14 @@ fn postfix_follows_policyd_answers() {
         &format!("--config {limit_path}"),
         &["--config", &limit_path],
     );
+    assert!(
+        GREY_POLICY.contains(&format!("delay {GREY_DELAY_SECS}s")),
+        "GREY_DELAY_SECS and GREY_POLICY disagree"
+    );
+    let grey_file = policy_dir.join("grey.conf");
+    fs::write(&grey_file, GREY_POLICY).expect("write the greylist policy file");
+    let grey_path = grey_file.to_str().expect("UTF-8 temp path").to_owned();
+    let grey = Daemon::spawn(&format!("--config {grey_path}"), &["--config", &grey_path]);
 
     let listeners = [
         Listener::rcpt("dunno", dunno.addr),
@@ -181,9 +233,16 @@ fn postfix_follows_policyd_answers() {
             name: "eom",
             rcpt_policy: dunno.addr,
             eom_policy: Some(eom.addr),
+            hold: false,
         },
         Listener::rcpt("policy", policy.addr),
         Listener::rcpt("limit", limit.addr),
+        // Accepted messages are held in the queue, so that the header the
+        // greylist prepends can be read back with postcat.
+        Listener {
+            hold: true,
+            ..Listener::rcpt("grey", grey.addr)
+        },
     ];
     let pf = Postfix::start(&postfix, &listeners);
     let port = |name: &str| pf.smtpd_port(name);
@@ -388,6 +447,88 @@ fn postfix_follows_policyd_answers() {
         .map(|(_, rest)| format!("Too many messages{rest}"))
         .expect("checked above");
 
+    // A greylist: the first attempt of a triplet and an early retry are
+    // deferred with the greylist's text; the retry after the seconds it gave
+    // passes, and its message carries the X-Greylist header.
+    let grey_started = Instant::now();
+    let grey_first = grey_attempt(port("grey"), GREY_SENDER, GREY_RECIPIENT);
+    let first_left = expect_greylisted(&grey_first, GREY_RECIPIENT, "the first attempt");
+    // The first attempt is kept rounded up to a whole second, so from the
+    // delay to the delay plus one second is left, shown rounded up.
+    assert!(
+        (GREY_DELAY_SECS..=GREY_DELAY_SECS + 1).contains(&first_left),
+        "greylist: the first attempt should have {GREY_DELAY_SECS} to {} s left: {grey_first:?}",
+        GREY_DELAY_SECS + 1
+    );
+    // An early retry, in a new session as an MTA retries: deferred again,
+    // and the delay is not reset (no more seconds left than before).
+    let early = grey_attempt(port("grey"), GREY_SENDER, GREY_RECIPIENT);
+    let early_at = grey_started.elapsed();
+    assert!(
+        early.starts_with("450 "),
+        "greylist: a retry {early_at:?} after the first attempt (the delay is          {GREY_DELAY_SECS} s) was not deferred: {early:?}"
+    );
+    let early_left = expect_greylisted(&early, GREY_RECIPIENT, "the early retry");
+    assert!(
+        (1..=first_left).contains(&early_left),
+        "greylist: the early retry should have 1 to {first_left} s left: {early:?}"
+    );
+    // The retry when the deferral said: accepted (the sender in another
+    // case, with another +extension: the same triplet).
+    thread::sleep(Duration::from_secs(early_left) + GREY_RETRY_MARGIN);
+    let (passed_id, known_id) = {
+        let mut s = Smtp::connect(port("grey"));
+        s.ehlo();
+        s.expect(&format!("MAIL FROM:<{GREY_SENDER_RETRY}>"), 250);
+        s.expect(&format!("RCPT TO:<{GREY_RECIPIENT}>"), 250);
+        let passed_id = s.send_message("the greylisted message, retried in time");
+        // Known from now on: passes again (without a header).
+        s.expect(&format!("MAIL FROM:<{GREY_SENDER}>"), 250);
+        s.expect(&format!("RCPT TO:<{GREY_RECIPIENT}>"), 250);
+        let known_id = s.send_message("a second message of a known triplet");
+        // Another recipient of that sender: another triplet, greylisted.
+        s.expect(&format!("MAIL FROM:<{GREY_SENDER}>"), 250);
+        let r = s.command(&format!("RCPT TO:<{GREY_OTHER_RECIPIENT}>"));
+        expect_greylisted(&r, GREY_OTHER_RECIPIENT, "another recipient");
+        s.expect("RSET", 250);
+        // Another sender to the recipient that passed: greylisted too.
+        s.expect("MAIL FROM:<another-sender@client.e2e>", 250);
+        let r = s.command(&format!("RCPT TO:<{GREY_RECIPIENT}>"));
+        expect_greylisted(&r, GREY_RECIPIENT, "another sender");
+        s.expect("RSET", 250);
+        s.quit();
+        (passed_id, known_id)
+    };
+    // The header reached the queued message of the first accepted retry
+    // (and only that one), with the seconds waited: at least the delay, at
+    // most the time this part of the test took.
+    let headers = pf.queued_headers(&passed_id);
+    let waited = headers
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(GREY_HEADER_PREFIX)?;
+            rest.strip_suffix(GREY_HEADER_SUFFIX)?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "greylist: the message {passed_id} lacks the header                  {GREY_HEADER_PREFIX}N{GREY_HEADER_SUFFIX}; postcat -h shows:\n{headers}"
+            )
+        });
+    let most = grey_started.elapsed().as_secs() + 1;
+    assert!(
+        (GREY_DELAY_SECS..=most).contains(&waited),
+        "greylist: the header says {waited} s waited, expected {GREY_DELAY_SECS} to {most}:\n{headers}"
+    );
+    let known_headers = pf.queued_headers(&known_id);
+    assert!(
+        !known_headers.contains("X-Greylist"),
+        "greylist: the known triplet's message {known_id} got a header too:\n{known_headers}"
+    );
+    let grey_text = grey_first
+        .split_once(GREY_TEXT_PREFIX)
+        .map(|(_, rest)| format!("{GREY_TEXT_PREFIX}{rest}"))
+        .expect("checked above");
+
     // Postfix's log: our rejections are there (so we read the right log), and
     // no warning about the policy service.
     let log = pf.wait_for_log(&[
@@ -397,6 +538,7 @@ fn postfix_follows_policyd_answers() {
         EOM_TEXT,
         POLICY_REJECT_TEXT,
         &limit_text,
+        &grey_text,
         "Relay access denied",
     ]);
     let policy_warnings: Vec<&str> = log
@@ -412,6 +554,7 @@ fn postfix_follows_policyd_answers() {
                     eom.addr,
                     policy.addr,
                     limit.addr,
+                    grey.addr,
                 ],
             )
         })
@@ -488,7 +631,37 @@ fn postfix_follows_policyd_answers() {
             "limit-other@e2e.test",
         ],
     );
-    for d in [&dunno, &reject, &defer, &status, &eom, &policy, &limit] {
+    grey.expect_line(
+        "the first attempt's deferral",
+        &[
+            "info: decision rule=grey ",
+            &format!("DEFER_IF_PERMIT 4.7.1 {GREY_TEXT_PREFIX}{first_left} seconds"),
+            GREY_RECIPIENT,
+        ],
+    );
+    grey.expect_line(
+        "the first accepted retry's header",
+        &[
+            "info: decision rule=grey ",
+            &format!("PREPEND {GREY_HEADER_PREFIX}{waited}{GREY_HEADER_SUFFIX}"),
+            GREY_RECIPIENT,
+        ],
+    );
+    grey.expect_line(
+        "the known triplet's decision",
+        &["info: decision rule=default action=DUNNO ", GREY_RECIPIENT],
+    );
+    grey.expect_line(
+        "another recipient's deferral",
+        &[
+            "info: decision rule=grey ",
+            GREY_TEXT_PREFIX,
+            GREY_OTHER_RECIPIENT,
+        ],
+    );
+    for d in [
+        &dunno, &reject, &defer, &status, &eom, &policy, &limit, &grey,
+    ] {
         d.expect_no_warning();
     }
 
@@ -547,6 +720,40 @@ fn limit_retry_after(reply: &str) -> Option<u64> {
         return None;
     }
     seconds.parse().ok()
+}
+
+/// The RCPT reply of one SMTP session from `sender` to `recipient`, as an
+/// MTA's delivery attempt (the session is reset and closed afterwards).
+fn grey_attempt(port: u16, sender: &str, recipient: &str) -> String {
+    let mut s = Smtp::connect(port);
+    s.ehlo();
+    s.expect(&format!("MAIL FROM:<{sender}>"), 250);
+    let reply = s.command(&format!("RCPT TO:<{recipient}>"));
+    s.expect("RSET", 250);
+    s.quit();
+    reply
+}
+
+/// Checks that `reply` is exactly Postfix's 450 for the greylist's
+/// `DEFER_IF_PERMIT` at `recipient` (the policy's enhanced code and text);
+/// returns the seconds left that the text gives.
+fn expect_greylisted(reply: &str, recipient: &str, what: &str) -> u64 {
+    let seconds = reply
+        .split_once(GREY_TEXT_PREFIX)
+        .and_then(|(_, rest)| rest.strip_suffix(" seconds"))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("greylist, {what}: the reply lacks the text {GREY_TEXT_PREFIX:?}N seconds: {reply:?}")
+        });
+    assert_eq!(
+        reply,
+        format!(
+            "450 4.7.1 <{recipient}>: Recipient address rejected: {GREY_TEXT_PREFIX}{seconds} seconds"
+        ),
+        "greylist, {what}: the deferral is not the policy's text"
+    );
+    seconds
 }
 
 fn assert_code_class(reply: &str, class: char, what: &str) {
@@ -725,6 +932,9 @@ struct Listener {
     rcpt_policy: SocketAddr,
     /// Asked in `smtpd_end_of_data_restrictions`, if set.
     eom_policy: Option<SocketAddr>,
+    /// Whether accepted messages are put on hold (`smtpd_data_restrictions`
+    /// answers HOLD), so that they stay in the queue for `postcat`.
+    hold: bool,
 }
 
 impl Listener {
@@ -733,6 +943,7 @@ impl Listener {
             name,
             rcpt_policy: policy,
             eom_policy: None,
+            hold: false,
         }
     }
 }
@@ -861,6 +1072,18 @@ impl Postfix {
                 )
                 .expect("write to String");
             }
+            if l.hold {
+                writeln!(
+                    main,
+                    "policyd_e2e_{name}_data = check_client_access static:HOLD"
+                )
+                .expect("write to String");
+                writeln!(
+                    master,
+                    "  -o smtpd_data_restrictions=$policyd_e2e_{name}_data"
+                )
+                .expect("write to String");
+            }
         }
         // Only the services smtpd needs to answer RCPT and to open and abort a
         // queue file; none of them chrooted (the queue is in a temp dir).
@@ -924,6 +1147,32 @@ impl Postfix {
             .find(|(n, _)| *n == name)
             .map(|(_, p)| *p)
             .expect("listener name is configured")
+    }
+
+    /// The headers of queued message `queue_id` (`postcat -h -q`).
+    fn queued_headers(&self, queue_id: &str) -> String {
+        let postcat = self
+            .postfix
+            .parent()
+            .map(|dir| dir.join("postcat"))
+            .filter(|p| p.is_file())
+            .or_else(|| find_program("postcat"))
+            .expect("postcat is installed next to postfix");
+        let out = run_bounded(
+            Command::new(postcat)
+                .arg("-c")
+                .arg(&self.config_dir)
+                .args(["-h", "-q", queue_id]),
+            POSTFIX_COMMAND_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("postcat: {e}"));
+        assert!(
+            out.status.success(),
+            "postcat -q {queue_id}: {}\n{}",
+            out.status,
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn read_log(&self) -> String {
@@ -1140,14 +1389,17 @@ impl Smtp {
     }
 
     /// DATA, a short message whose body says `what`, the final dot: expects
-    /// 354, then 250 (queued).
-    fn send_message(&mut self, what: &str) {
+    /// 354, then 250 (queued); returns the queue id.
+    fn send_message(&mut self, what: &str) -> String {
         self.expect("DATA", 354);
         let r = self.expect(
             &format!("Subject: policyd e2e\r\n\r\nThis is {what}.\r\n."),
             250,
         );
-        assert!(r.contains("queued as"), "{what}: not queued: {r:?}");
+        r.split_once("queued as ")
+            .map(|(_, id)| id.trim().to_owned())
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .unwrap_or_else(|| panic!("{what}: not queued: {r:?}"))
     }
 
     fn ehlo(&mut self) {
