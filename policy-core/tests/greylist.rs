@@ -452,3 +452,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_retried_message_gets_one_header_whatever_its_recipients() {
+    let p = compile(BASIC);
+    let mut scratch = Scratch::new();
+    let frame = |recipient: &str, instance: &str| {
+        format!(
+            "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\n\
+             sender=a@example.net\nrecipient={recipient}\ninstance={instance}\n\n"
+        )
+    };
+    let mut answers = Vec::new();
+    for (recipient, instance, now) in [
+        ("one@example.com", "first", at(0)),
+        ("two@example.com", "first", at(0)),
+        ("one@example.com", "retry", at(6 * MIN)),
+        ("two@example.com", "retry", at(6 * MIN)),
+    ] {
+        let f = frame(recipient, instance);
+        let request = Request::parse(f.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let d = p.decide(&request, now, &mut scratch);
+        answers.push(String::from_utf8_lossy(d.wire()).into_owned());
+    }
+    assert!(answers[0].starts_with("DEFER_IF_PERMIT"));
+    assert!(answers[1].starts_with("DEFER_IF_PERMIT"));
+    assert_eq!(
+        answers[2],
+        "PREPEND X-Greylist: delayed 360 seconds by grey"
+    );
+    assert_eq!(answers[3], "DUNNO");
+}

@@ -187,7 +187,7 @@ impl Program {
     ) -> Outcome<'a> {
         buffers.hits.clear();
         buffers.hit_wire.clear();
-        if !self.limits.is_empty() {
+        if !self.limits.is_empty() || !self.greylists.is_empty() {
             buffers.counted.clear();
             buffers.message.follow(request);
         }
@@ -203,7 +203,8 @@ impl Program {
     }
 
     /// The answer to the first accepted retry of greylist `grey` when no rule
-    /// decided: its `prepend` header if it has one and the default is DUNNO.
+    /// decided: its `prepend` header if it has one, the default is DUNNO and
+    /// the message (`instance`) did not get the header yet.
     fn first_pass_header<'a>(
         &'a self,
         grey: u32,
@@ -218,8 +219,13 @@ impl Program {
         let (Some(prepend), Some(rule)) = (&g.prepend, self.rules.get(g.rule as usize)) else {
             return outcome;
         };
-        if !matches!(self.default.action, Action::Dunno) {
+        // Once per message (as postgrey does): a retried message with
+        // several recipients gets one header, with its first recipient.
+        if !matches!(self.default.action, Action::Dunno) || buffers.message.header_sent {
             return outcome;
+        }
+        if !buffers.probe {
+            buffers.message.header_sent = true;
         }
         if let Some(t) = &prepend.template {
             let context = Context {

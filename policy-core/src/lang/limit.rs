@@ -122,6 +122,8 @@ pub(crate) struct MessageState {
     /// The signatures of the `count messages` limits that counted this
     /// message (cleared, never shrunk).
     pub(crate) counted: Vec<u64>,
+    /// Whether a greylist's `prepend` header was sent for this message.
+    pub(crate) header_sent: bool,
 }
 
 /// The facts of a refusal, kept in the scratch for the `over` action.
@@ -172,6 +174,7 @@ impl MessageState {
             self.instance = instance;
             self.accepted = 0;
             self.counted.clear();
+            self.header_sent = false;
         }
     }
 
