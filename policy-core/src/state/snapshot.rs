@@ -521,23 +521,23 @@ impl LimitTable {
         limit: Option<Limit>,
         max_keys: usize,
     ) -> Result<Self, SnapshotError> {
-        let mut r = open(
+        let r = open(
             bytes,
             SNAPSHOT_MAGIC,
             SNAPSHOT_VERSION,
             FIXED_HEADER - FRAME_HEAD,
         )?;
-        Self::decode_body(&mut r, limit, max_keys).map_err(in_body)
+        Self::decode_body(r, limit, max_keys).map_err(in_body)
     }
 
     /// Decodes a body whose length and checksum were checked.
     fn decode_body(
-        r: &mut Reader<'_>,
+        mut r: Reader<'_>,
         limit: Option<Limit>,
         max_keys: usize,
     ) -> Result<Self, SnapshotError> {
         // The contents are what was written; now check they fit this build and rule.
-        let header = Header::read(r)?;
+        let header = Header::read(&mut r)?;
         let limit = match limit {
             Some(limit) => {
                 let lengths = |ws: &[Window]| ws.iter().map(|w| w.per_ms()).collect::<Vec<_>>();
