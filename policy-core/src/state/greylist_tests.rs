@@ -360,6 +360,40 @@ fn threads_on_one_triplet_pass_it_once() {
     assert_eq!(retry.iter().filter(|v| **v == Known).count(), 799);
 }
 
+/// Threads passing different triplets of one network at once count one
+/// pass for it, not one each.
+#[test]
+fn threads_passing_one_network_count_one_pass() {
+    let timers = Timers {
+        auto_whitelist: 2,
+        ..Timers::default()
+    };
+    let t = Arc::new(GreylistTable::new(timers, 1000, SEEDS));
+    for k in 0..8 {
+        t.check(1, k, at(T0), true);
+    }
+    let threads: Vec<_> = (0..8)
+        .map(|k| {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || t.check(1, k, at(T0 + 5 * MINUTE), true))
+        })
+        .collect();
+    for th in threads {
+        assert_eq!(th.join().unwrap(), first_pass(5 * MINUTE));
+    }
+    assert_eq!(t.counts(at(T0 + 5 * MINUTE)).whitelisted_clients, 0);
+    assert_eq!(
+        t.check(1, 100, at(T0 + 6 * MINUTE), true),
+        defer(5 * MINUTE, true)
+    );
+    // A second pass an hour later whitelists it.
+    assert_eq!(t.check(1, 0, at(T0 + HOUR + 5 * MINUTE), true), Known);
+    assert_eq!(
+        t.check(1, 100, at(T0 + HOUR + 5 * MINUTE), true),
+        Whitelisted
+    );
+}
+
 #[test]
 fn bytes_per_triplet() {
     let t = GreylistTable::new(Timers::default(), 1 << 20, SEEDS);

@@ -19,8 +19,9 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::table::{KeyText, KEY_TEXT_BYTES, MAX_SHARDS, MIN_KEYS_PER_SHARD};
 
-/// A bucket counter: `u32` for most limits, `u64` for limits whose maximum
-/// does not fit in `u32` (bytes). Entries are made of such words.
+/// The word entries are made of: for limits, a bucket counter (`u32` for
+/// most limits, `u64` for limits whose maximum does not fit in `u32`, e.g.
+/// bytes); greylist entries are `u32` words.
 pub(crate) trait Counter: Copy + Default + Eq + Debug + Send + 'static {
     /// The largest count a bucket holds.
     const MAX: u64;
@@ -99,8 +100,14 @@ pub(crate) trait Layout: Debug + Send + 'static {
     const TEXTS: bool;
 }
 
-/// A limit's entries: `tag, hash, last, rings` (see
-/// [`LimitTable`](super::LimitTable)'s layout), with key texts.
+/// A limit's entries, with key texts, `stride` words of the counter type `C`:
+///
+/// ```text
+/// tag      1 word             0: the bucket is empty; else the text's slot + 1
+/// hash     C::U64_WORDS words the key's hash
+/// last     C::U64_WORDS words the latest millisecond counted at
+/// rings    windows x SLOTS words, window 0 first
+/// ```
 #[derive(Debug)]
 pub(crate) struct LimitLayout<C>(PhantomData<C>);
 
