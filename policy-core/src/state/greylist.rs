@@ -182,7 +182,10 @@ fn ms(secs: u32) -> u64 {
 ///    counted and seen within `max_age`): [`GreyVerdict::ClientWhitelisted`],
 ///    the network is touched; the triplet is not looked at.
 /// 2. The triplet passed and was seen within `max_age`:
-///    [`GreyVerdict::Known`], touched, a pass counted for the network.
+///    [`GreyVerdict::Known`], touched. No pass is counted: as in postgrey,
+///    only a triplet's first accepted retry counts toward auto-whitelisting,
+///    so one correspondent writing every hour does not whitelist its
+///    network.
 /// 3. The triplet is pending, `age` since its first attempt: under `delay`,
 ///    [`GreyVerdict::Defer`] (not reset); from `delay` to `retry_window`,
 ///    [`GreyVerdict::FirstPass`] (passed, a pass counted).
@@ -315,10 +318,7 @@ impl GreylistTable {
             return GreyVerdict::ClientWhitelisted;
         }
         let verdict = self.triplet(triplet, now, update);
-        if whitelisting
-            && update
-            && matches!(verdict, GreyVerdict::Known | GreyVerdict::FirstPass { .. })
-        {
+        if whitelisting && update && matches!(verdict, GreyVerdict::FirstPass { .. }) {
             self.count_pass(client, now);
         }
         verdict

@@ -103,29 +103,35 @@ fn auto_whitelist_after_n_passes_at_most_one_an_hour() {
     let steps: &[Step] = &[
         (0, c, 1, defer(5 * MINUTE, true)),
         (5 * MINUTE, c, 1, first_pass(5 * MINUTE)), // pass 1
-        (10 * MINUTE, c, 1, Known),                 // within the hour: not counted
+        (10 * MINUTE, c, 1, Known),                 // known: never counted
         (0, c, 2, defer(5 * MINUTE, true)),
-        (30 * MINUTE, c, 2, first_pass(30 * MINUTE)), // not counted either
-        (HOUR + 5 * MINUTE, c, 1, Known),             // pass 2
-        (2 * HOUR + 5 * MINUTE, c, 2, Known),         // pass 3
-        (3 * HOUR + 5 * MINUTE, c, 1, Known),         // pass 4
-        (4 * HOUR + 4 * MINUTE, c, 1, Known),         // 59 minutes: not counted
-        (4 * HOUR + 5 * MINUTE, c, 1, Known),         // pass 5: whitelisted from now
-        (4 * HOUR + 6 * MINUTE, c, 3, Whitelisted),   // a new triplet skips greylisting
-        (4 * HOUR + 6 * MINUTE, 8, 3, defer(5 * MINUTE, true)), // another network does not
+        (30 * MINUTE, c, 2, first_pass(30 * MINUTE)), // within the hour: not counted
+        (HOUR, c, 3, defer(5 * MINUTE, true)),
+        (HOUR + 5 * MINUTE, c, 3, first_pass(5 * MINUTE)), // pass 2
+        (2 * HOUR + 5 * MINUTE, c, 1, Known),              // known: not counted
+        (2 * HOUR, c, 4, defer(5 * MINUTE, true)),
+        (2 * HOUR + 5 * MINUTE, c, 4, first_pass(5 * MINUTE)), // pass 3
+        (3 * HOUR, c, 5, defer(5 * MINUTE, true)),
+        (3 * HOUR + 5 * MINUTE, c, 5, first_pass(5 * MINUTE)), // pass 4
+        (4 * HOUR - MINUTE, c, 6, defer(5 * MINUTE, true)),
+        (4 * HOUR + 4 * MINUTE, c, 6, first_pass(5 * MINUTE)), // 59 minutes: not counted
+        (4 * HOUR, c, 7, defer(5 * MINUTE, true)),
+        (4 * HOUR + 5 * MINUTE, c, 7, first_pass(5 * MINUTE)), // pass 5: whitelisted from now
+        (4 * HOUR + 6 * MINUTE, c, 3, Whitelisted),            // a new triplet skips greylisting
+        (4 * HOUR + 6 * MINUTE, 8, 20, defer(5 * MINUTE, true)), // another network does not
         // Silent for 35 days: still whitelisted on the last millisecond...
         (4 * HOUR + 6 * MINUTE + 35 * DAY, c, 4, Whitelisted),
         // ...and gone a second after the last touch's 35 days: from no passes.
         (
             4 * HOUR + 6 * MINUTE + 70 * DAY + SECOND,
             c,
-            5,
+            15,
             defer(5 * MINUTE, true),
         ),
         (
             4 * HOUR + 11 * MINUTE + 70 * DAY + SECOND,
             c,
-            5,
+            15,
             first_pass(5 * MINUTE),
         ),
         (
@@ -306,7 +312,15 @@ fn a_full_client_table_counts_no_new_network() {
     // Once network 1 has been silent a day, network 2's pass takes its place.
     assert_eq!(t.check(0, 50, at(T0 + DAY / 2), true), Whitelisted);
     assert_eq!(t.check(2, 2, at(T0 + DAY / 2), true), Known);
-    assert_eq!(t.check(2, 2, at(T0 + DAY + 3 * SECOND), true), Known);
+    // (A known triplet's delivery counts no pass; a first accepted retry does.)
+    assert_eq!(
+        t.check(2, 60, at(T0 + DAY + 2 * SECOND), true),
+        defer(SECOND, true)
+    );
+    assert_eq!(
+        t.check(2, 60, at(T0 + DAY + 3 * SECOND), true),
+        first_pass(SECOND)
+    );
     assert_eq!(t.check(2, 53, at(T0 + DAY + 4 * SECOND), true), Whitelisted);
     assert_eq!(
         t.check(1, 54, at(T0 + DAY + 4 * SECOND), true),
@@ -386,10 +400,20 @@ fn threads_passing_one_network_count_one_pass() {
         t.check(1, 100, at(T0 + 6 * MINUTE), true),
         defer(5 * MINUTE, true)
     );
-    // A second pass an hour later whitelists it.
+    // A known triplet's deliveries do not count; a second triplet's first
+    // accepted retry an hour later does, and whitelists the network.
     assert_eq!(t.check(1, 0, at(T0 + HOUR + 5 * MINUTE), true), Known);
     assert_eq!(
-        t.check(1, 100, at(T0 + HOUR + 5 * MINUTE), true),
+        t.check(1, 101, at(T0 + HOUR + 5 * MINUTE), true),
+        defer(5 * MINUTE, true)
+    );
+    assert_eq!(t.counts(at(T0 + HOUR + 5 * MINUTE)).whitelisted_clients, 0);
+    assert_eq!(
+        t.check(1, 101, at(T0 + HOUR + 10 * MINUTE), true),
+        first_pass(5 * MINUTE)
+    );
+    assert_eq!(
+        t.check(1, 102, at(T0 + HOUR + 10 * MINUTE), true),
         Whitelisted
     );
 }
@@ -470,7 +494,7 @@ impl Model {
                 GreyVerdict::Defer { first: true, .. } => e.0 = Some(now),
                 _ => {}
             }
-            if t.auto_whitelist > 0 && matches!(verdict, Known | GreyVerdict::FirstPass { .. }) {
+            if t.auto_whitelist > 0 && matches!(verdict, GreyVerdict::FirstPass { .. }) {
                 let c = self.clients.entry(client).or_insert((0, 0, now));
                 if now.saturating_sub(c.2) > t.max_age_ms {
                     *c = (0, 0, now);
@@ -632,7 +656,8 @@ fn sample() -> (GreylistTable, Vec<u8>, u64) {
     for k in 0..3 {
         t.check(k % 3, k, at(T0 + 5 * MINUTE), true);
     }
-    t.check(0, 0, at(T0 + 2 * HOUR), true);
+    // Network 0's second counted pass: triplet 3's first accepted retry.
+    t.check(0, 3, at(T0 + 2 * HOUR), true);
     let now = T0 + 2 * HOUR;
     let mut bytes = Vec::new();
     t.encode_snapshot(at(now), &mut bytes);
@@ -646,8 +671,8 @@ fn sample_snapshot_holds_every_kind() {
     assert_eq!(
         counts,
         GreyCounts {
-            pending: 3,
-            passed: 3,
+            pending: 2,
+            passed: 4,
             whitelisted_clients: 1,
             clients: 3,
         }
@@ -668,7 +693,7 @@ fn sample_snapshot_holds_every_kind() {
     let mut later = Vec::new();
     t.encode_snapshot(at(T0 + 3 * DAY), &mut later);
     let back = GreylistTable::decode_snapshot_as_written(&later, 1000).unwrap();
-    assert_eq!((back.len(), back.clients_len()), (3, 3));
+    assert_eq!((back.len(), back.clients_len()), (4, 3));
     // A bound too small for the snapshot: nothing loaded.
     assert_eq!(
         GreylistTable::decode_snapshot(&bytes, t.timers(), 5).unwrap_err(),
