@@ -48,6 +48,9 @@
 //!   keeps those of unchanged limits across a reload, and [`store`] encodes
 //!   them all into one checksummed state file and restores them, all or
 //!   nothing (the daemon does the file I/O).
+//! - `greylist` rules keep their triplets in a [`GreylistTable`] (the same
+//!   sharded tables); [`greylist`] has postgrey's sender normalisation and
+//!   whitelist file formats.
 //!
 //! # Example
 //!
@@ -106,7 +109,8 @@ pub use request::{
     KNOWN_ATTRIBUTES,
 };
 pub use state::{
-    HashSeeds, Key, Limit, LimitError, LimitTable, Refusal, SnapshotError, TopKey, Verdict, Window,
+    GreyCounts, GreyVerdict, GreylistTable, HashSeeds, Key, Limit, LimitError, LimitTable, Refusal,
+    SnapshotError, TopKey, Verdict, Window,
 };
 pub use template::{
     ActionTemplate, ActionTemplateError, Template, TemplateError, Var, WireOutcome,
