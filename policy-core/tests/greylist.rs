@@ -483,3 +483,15 @@ fn a_retried_message_gets_one_header_whatever_its_recipients() {
     );
     assert_eq!(answers[3], "DUNNO");
 }
+
+#[test]
+fn a_greylist_without_conditions_does_not_hide_later_rules() {
+    let compiled = Policy::compile(
+        "policy.conf",
+        "greylist grey { }\nrule late { if tls then REJECT \"5.7.1 no\" }\nrule last { then DUNNO }\n",
+        &mut NoFiles,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = compiled.warnings.iter().map(ToString::to_string).collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

@@ -90,7 +90,11 @@ impl Compiler<'_> {
             });
             if let Some(&(by, _)) = covered {
                 found.push((index, by));
-            } else if !rule.dry_run && rule.limit.is_none() && rule.clauses.is_empty() {
+            } else if !rule.dry_run
+                && rule.limit.is_none()
+                && rule.greylist.is_none()
+                && rule.clauses.is_empty()
+            {
                 always.push((index, rule.states));
             }
         }
