@@ -26,6 +26,16 @@
 //!   file), a rule that refuses some recipients after the limits counted
 //!   them (so their units are given back), and [`limits_mix`], the requests
 //!   of four messages on one connection. For the zero-allocation test.
+//! - [`greylist`]: one greylist rule as an inbound MX runs it (not for
+//!   authenticated or trusted clients; postgrey-format client and recipient
+//!   whitelist files of [`GREYLIST_WHITELIST_CLIENTS`] and
+//!   [`GREYLIST_WHITELIST_RECIPIENTS`] entries; a `then` template showing the
+//!   recipient domain and the seconds left; an `X-Greylist` header), tracking
+//!   up to [`GREYLIST_CAPACITY`] triplets; [`greylist_rcpt`] builds the full
+//!   `RCPT` request of triplet number `n` (its own recipient;
+//!   [`GREYLIST_TRIPLETS_PER_NETWORK`] triplets per client /24 and VERP
+//!   sender). For the `greylist` benches, the instruction budget and the
+//!   zero-allocation test.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -406,6 +416,191 @@ pub fn limit_rcpt(n: u64, instance: u64) -> Vec<u8> {
     )
 }
 
+/// The most triplets the greylist of [`greylist`] tracks: a quarter above
+/// the 10,000,000 triplets the benches fill it with, so that no shard
+/// reaches its share of the bound (the bound is exact per shard, and the
+/// triplets spread over 64 shards unevenly: about 156,000 each, give or take
+/// a few hundred) and every triplet is tracked. Capacity costs nothing
+/// until triplets arrive (the shards grow).
+pub const GREYLIST_CAPACITY: usize = 12_500_000;
+
+/// Triplets of [`greylist_rcpt`] per client /24 (and per VERP sender):
+/// senders of bulk mail send to many recipients from one network.
+pub const GREYLIST_TRIPLETS_PER_NETWORK: u64 = 10;
+
+/// Entries of the generated client whitelist file of [`greylist`] (about
+/// the size of the `whitelist_clients` file postgrey ships).
+pub const GREYLIST_WHITELIST_CLIENTS: usize = 200;
+
+/// Entries of the generated recipient whitelist file of [`greylist`].
+pub const GREYLIST_WHITELIST_RECIPIENTS: usize = 50;
+
+/// A client host name that [`greylist`]'s client whitelist names (so it
+/// passes by name, with its subdomains).
+pub const GREYLIST_WHITELISTED_CLIENT: &str = "mx2.retries-badly.example";
+
+/// A client host name that a `/regex/` entry of [`greylist`]'s client
+/// whitelist matches.
+pub const GREYLIST_PATTERN_CLIENT: &str = "smtp-out-17.bulk-sender.example";
+
+/// A recipient that [`greylist`]'s recipient whitelist names (`postmaster@`
+/// in every domain).
+pub const GREYLIST_WHITELISTED_RECIPIENT: &str = "postmaster@example.org";
+
+/// A new label of [`label`].
+fn word(rng: &mut XorShift64) -> String {
+    let mut out = String::new();
+    label(rng, &mut out);
+    out
+}
+
+/// A greylist as an inbound MX runs it, see the module documentation.
+///
+/// The whitelist files are postgrey's formats: host names (with their
+/// subdomains), `/regex/` entries, addresses, CIDR networks and partial
+/// IPv4 prefixes for clients; `user@`, domains and `/regex/` entries for
+/// recipients. None matches the requests of [`greylist_rcpt`] (their
+/// networks and names are outside every entry), so each such request is
+/// looked up in every whitelist and then in the table: the full cost.
+pub fn greylist() -> PolicySource {
+    let mut rng = XorShift64::new(0x6e3_1157);
+    let mut clients = String::from(
+        "# Mail servers known to retry badly (postgrey's whitelist_clients format).\n",
+    );
+    let _ = writeln!(clients, "{GREYLIST_WHITELISTED_CLIENT}");
+    let _ = writeln!(clients, "/^smtp-out-[0-9]+\\.bulk-sender\\.example$/");
+    let mut entries = 2;
+    while entries < GREYLIST_WHITELIST_CLIENTS {
+        let r = rng.next_u64();
+        match r % 10 {
+            // Regular expressions on the client name, as postgrey's own
+            // file has for senders with numbered outbound hosts.
+            0 => {
+                let _ = writeln!(
+                    clients,
+                    "/^(mta|out)[0-9]*\\.{}\\.{}$/",
+                    word(&mut rng),
+                    word(&mut rng)
+                );
+            }
+            // Partial IPv4 (a /16 or /24) and CIDR entries in 100.64.0.0/10
+            // (shared address space, never a request of these benches).
+            1 => {
+                let _ = writeln!(clients, "100.{}.{}", 64 + (r >> 8) % 64, (r >> 16) % 256);
+            }
+            2 => {
+                let _ = writeln!(
+                    clients,
+                    "100.{}.{}.0/24",
+                    64 + (r >> 8) % 64,
+                    (r >> 16) % 256
+                );
+            }
+            // Host names: the name and its subdomains.
+            _ => {
+                let _ = writeln!(
+                    clients,
+                    "{}.{}.{}",
+                    word(&mut rng),
+                    word(&mut rng),
+                    ["example", "test", "invalid"][(r >> 8) as usize % 3]
+                );
+            }
+        }
+        entries += 1;
+    }
+    let mut recipients = String::from(
+        "# Recipients that are never greylisted (postgrey's whitelist_recipients format).\n\
+         postmaster@\n\
+         abuse@\n\
+         /^noreply-[0-9]+@/\n",
+    );
+    for i in 3..GREYLIST_WHITELIST_RECIPIENTS {
+        if i % 2 == 0 {
+            let _ = writeln!(recipients, "{}@{}.example", word(&mut rng), word(&mut rng));
+        } else {
+            let _ = writeln!(recipients, "{}.test", word(&mut rng));
+        }
+    }
+    let mut files = HashMap::new();
+    files.insert("greylist_clients".to_owned(), clients);
+    files.insert("greylist_recipients".to_owned(), recipients);
+    let source = format!(
+        r#"# A greylist for the benchmarks (policyd_benches::policies::greylist).
+list trusted_nets cidr {{ 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 2001:db8:ffff::/48 }}
+greylist grey {{
+    unless authenticated or client_address in trusted_nets
+    whitelist clients file "greylist_clients"
+    whitelist recipients file "greylist_recipients"
+    capacity {GREYLIST_CAPACITY}
+    then DEFER_IF_PERMIT "4.7.1 Greylisted by mx.example.org for $recipient_domain, try again in $retry_after seconds"
+    prepend "X-Greylist: delayed $delay seconds by policyd at mx.example.org"
+}}
+default DUNNO
+"#
+    );
+    PolicySource {
+        source,
+        files: MemoryFiles(files),
+    }
+}
+
+/// Writes the full `RCPT` request ([`FULL_RCPT`](crate::FULL_RCPT)
+/// reshaped) of triplet number `n` of [`greylist`] into `out` (cleared
+/// first): client address in /24 number `n / 10` (16.0.0.0/24 upwards;
+/// distinct for `n` below 10 * 2^20), VERP sender
+/// `newsletter-bounces+user<n>=example.org@lists<n / 10>.example-sender.com`
+/// (one sender per network after postgrey's normalisation drops the
+/// extension), recipient `user<n>@example.org`, and an `instance` of its
+/// own (each triplet's request is another message: a greylist sends its
+/// header once per message). Allocates nothing once `out` has room for a
+/// request.
+pub fn greylist_rcpt_into(n: u64, out: &mut Vec<u8>) {
+    let network = n / GREYLIST_TRIPLETS_PER_NETWORK;
+    out.clear();
+    for line in crate::FULL_RCPT.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"client_address=") {
+            let client = limit_client(network).octets();
+            let _ = writeln!(
+                ByteWriter(out),
+                "client_address={}.{}.{}.{}",
+                client[0],
+                client[1],
+                client[2],
+                1 + n % 250
+            );
+        } else if line.starts_with(b"sender=") {
+            let _ = writeln!(
+                ByteWriter(out),
+                "sender=newsletter-bounces+user{n}=example.org@lists{network}.example-sender.com"
+            );
+        } else if line.starts_with(b"recipient=") {
+            let _ = writeln!(ByteWriter(out), "recipient=user{n}@example.org");
+        } else if line.starts_with(b"instance=") {
+            let _ = writeln!(ByteWriter(out), "instance={n:x}.6565b8a2.a1b2c.0");
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+}
+
+/// [`greylist_rcpt_into`] in a new buffer.
+pub fn greylist_rcpt(n: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(crate::FULL_RCPT.len() + 64);
+    greylist_rcpt_into(n, &mut out);
+    out
+}
+
+/// `fmt::Write` into a byte buffer.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Three limit rules in three counting modes and a rule refusing some
 /// recipients after them, see the module documentation. Maxima far above
 /// what a test counts, except the override for `tiny.example`: one byte a
@@ -713,6 +908,96 @@ mod tests {
                 ("example.org".to_owned(), 4342 * ROUNDS),
             ]
         );
+    }
+
+    #[test]
+    fn greylist_defers_each_triplet_once_and_whitelists_as_documented() {
+        let now = Timestamp::from_unix_millis(1_700_000_000_000);
+        let policy = greylist().compile();
+        let source = greylist();
+        let entries = |name: &str| {
+            source.files.0[name]
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .count()
+        };
+        assert_eq!(entries("greylist_clients"), GREYLIST_WHITELIST_CLIENTS);
+        assert_eq!(
+            entries("greylist_recipients"),
+            GREYLIST_WHITELIST_RECIPIENTS
+        );
+        let mut scratch = Scratch::new();
+        let mut decide = |frame: &[u8]| {
+            let request = Request::parse(frame).expect("valid request");
+            let d = policy.decide(&request, now, &mut scratch);
+            (
+                d.rule.to_owned(),
+                String::from_utf8_lossy(d.wire()).into_owned(),
+            )
+        };
+        // Triplets of one network, of the next, and the last distinct one:
+        // each a first attempt, deferred with the template expanded.
+        let last = GREYLIST_TRIPLETS_PER_NETWORK * (1 << 20) - 1;
+        let triplets = [0, 1, 9, 10, 11, last];
+        let mut buffer = Vec::new();
+        for n in triplets {
+            greylist_rcpt_into(n, &mut buffer);
+            assert_eq!(buffer, greylist_rcpt(n), "triplet {n}");
+            let (rule, wire) = decide(&buffer);
+            assert_eq!(rule, "grey", "triplet {n}: {wire}");
+            assert_eq!(
+                wire,
+                "DEFER_IF_PERMIT 4.7.1 Greylisted by mx.example.org for example.org, \
+                 try again in 300 seconds"
+            );
+        }
+        let request = Request::parse(&buffer).expect("valid request");
+        assert_eq!(
+            request.client_address,
+            Some("31.255.255.10".parse().expect("an address"))
+        );
+        assert_eq!(
+            request.recipient.raw,
+            format!("user{last}@example.org").as_bytes()
+        );
+        let table = || {
+            policy
+                .greylist_states()
+                .next()
+                .expect("one greylist")
+                .table
+                .len()
+        };
+        assert_eq!(table(), triplets.len());
+        // Again: too early, nothing new stored.
+        for n in triplets {
+            assert_eq!(decide(&greylist_rcpt(n)).0, "grey");
+        }
+        assert_eq!(table(), triplets.len());
+        // What the whitelists and the condition let through.
+        let exempt = [
+            ("client_name", format!("a.{GREYLIST_WHITELISTED_CLIENT}")),
+            ("client_name", GREYLIST_PATTERN_CLIENT.to_owned()),
+            ("recipient", GREYLIST_WHITELISTED_RECIPIENT.to_owned()),
+            ("sasl_username", "user@example.org".to_owned()),
+            ("client_address", "172.16.0.1".to_owned()),
+        ];
+        for (i, (name, value)) in exempt.iter().enumerate() {
+            let frame = with_attributes(&greylist_rcpt(100 + i as u64), &[(name, value)]);
+            assert_eq!(
+                decide(&frame),
+                ("default".to_owned(), "DUNNO".to_owned()),
+                "{name}={value}"
+            );
+        }
+        assert_eq!(table(), triplets.len());
+        let capacity = policy
+            .greylist_states()
+            .next()
+            .expect("one greylist")
+            .table
+            .capacity();
+        assert!(capacity >= GREYLIST_CAPACITY * 9 / 10, "{capacity}");
     }
 
     #[test]
