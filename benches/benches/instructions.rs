@@ -83,6 +83,59 @@ fn warmed_limits_decider(_request: &'static [u8]) -> (Engine, Scratch, Request<'
     (engine, scratch, parsed)
 }
 
+/// Triplets of the warmed greylist in [`warmed_greylist_decider`], known and
+/// pending each.
+const GREYLIST_HOT_TRIPLETS: u64 = 8;
+/// First triplet number of the pending ones.
+const GREYLIST_PENDING: u64 = 100;
+
+/// The greylist policy (`policyd_benches::policies::greylist`: a condition,
+/// postgrey-format client and recipient whitelist files, a `then` template
+/// and a header) in an engine whose table holds a few triplets: known ones
+/// (first attempt 10 minutes ago, passed 4 minutes ago) and pending ones
+/// (first attempt a minute ago), with a warmed scratch. The request measured
+/// is the known triplet 3 (`known`: the greylist passes it, the default
+/// decides) or the pending triplet `GREYLIST_PENDING + 3` (`too_early`:
+/// deferred again, the template expanded). The frame is leaked to give the
+/// request a `'static` lifetime: one per process.
+fn warmed_greylist_decider(measured: u64) -> (Engine, Scratch, Request<'static>) {
+    let engine = Engine::new(policies::greylist().compile());
+    let mut scratch = Scratch::new();
+    let at =
+        |minutes_ago: u64| Timestamp::from_unix_millis(NOW.as_unix_millis() - minutes_ago * 60_000);
+    let mut decide = |n: u64, now: Timestamp| {
+        let frame = policies::greylist_rcpt(n);
+        let parsed = Request::parse(&frame).expect("valid request");
+        let _ = engine.decide(&parsed, now, &mut scratch);
+    };
+    for n in 0..GREYLIST_HOT_TRIPLETS {
+        decide(n, at(10));
+        decide(n, at(4));
+        decide(GREYLIST_PENDING + n, at(1));
+    }
+    for _ in 0..WARM_UP_REQUESTS {
+        for n in 0..GREYLIST_HOT_TRIPLETS {
+            decide(n, NOW);
+            decide(GREYLIST_PENDING + n, NOW);
+        }
+    }
+    let frame: &'static [u8] = Box::leak(policies::greylist_rcpt(measured).into_boxed_slice());
+    let parsed = Request::parse(frame).expect("valid request");
+    let decision = engine.decide(&parsed, NOW, &mut scratch);
+    let expected = if measured < GREYLIST_PENDING {
+        ("default", &b"DUNNO"[..])
+    } else {
+        ("grey", &b"DEFER_IF_PERMIT 4.7.1 Greylisted"[..])
+    };
+    assert!(
+        decision.rule == expected.0 && decision.wire().starts_with(expected.1),
+        "triplet {measured}: rule {} answered {}",
+        decision.rule,
+        String::from_utf8_lossy(decision.wire())
+    );
+    (engine, scratch, parsed)
+}
+
 fn reply_buffer(_request: &'static [u8]) -> (Action, Vec<u8>) {
     let action = Action::parse(REJECT).expect("valid action");
     (action, Vec::with_capacity(policyd_benches::REPLY_CAPACITY))
@@ -149,6 +202,21 @@ fn decide_limits(
     (engine, scratch, request)
 }
 
+// `Engine::decide` against a greylist with whitelist files and a condition,
+// its triplet stored: `known` passes (client network and triplet looked up,
+// then the default), `too_early` is deferred again (the template expanded).
+#[library_benchmark]
+#[bench::known(args = (3), setup = warmed_greylist_decider)]
+#[bench::too_early(args = (GREYLIST_PENDING + 3), setup = warmed_greylist_decider)]
+fn decide_greylist(
+    state: (Engine, Scratch, Request<'static>),
+) -> (Engine, Scratch, Request<'static>) {
+    let (engine, mut scratch, request) = state;
+    let decision = engine.decide(black_box(&request), NOW, &mut scratch);
+    black_box(decision.wire().len());
+    (engine, scratch, request)
+}
+
 // `policy_proto::encode` of a `REJECT` with status code and text.
 #[library_benchmark]
 #[bench::reject_text(args = (FULL_RCPT), setup = reply_buffer)]
@@ -177,6 +245,7 @@ library_benchmark_group!(
         decide,
         decide_realistic,
         decide_limits,
+        decide_greylist,
         encode,
         end_to_end
     ]

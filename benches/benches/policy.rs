@@ -23,15 +23,39 @@
 //!   measured. The issue's target: about 2 µs median with 1,000,000 keys.
 //!   Filling the tables takes a few seconds and about 0.7 GB; the bench
 //!   prints the bytes per tracked key of each table.
+//! - `greylist`: `Policy::decide` of a full `RCPT` request (`FULL_RCPT`
+//!   reshaped, `policies::greylist_rcpt`) against a greylist as an inbound
+//!   MX runs it (`policyd_benches::policies::greylist`: a condition, client
+//!   and recipient whitelist files in postgrey's formats, none matching, so
+//!   each request is looked up in all of them; a `then` template and an
+//!   `X-Greylist` header). `10m-triplets/random`: the table first holds
+//!   10,000,000 triplets (filled by deciding one request per triplet, each a
+//!   first attempt, before anything is measured; ten triplets per client
+//!   /24), then each measured request is a triplet drawn at random from
+//!   them; `8-triplets/in-cache`: the same few triplets again and again.
+//!   `too-early`: a minute after the first attempts, every request is
+//!   deferred again (the `then` template expanded); `known`: the measured
+//!   triplets passed (their first accepted retry was decided between the
+//!   two), every request passes the greylist and the default decides
+//!   (auto-whitelisting on: the client network is looked up too). The
+//!   requests are parsed in advance: only `decide` is measured. The issue's
+//!   figure: decide with greylisting over 10,000,000 stored triplets.
+//!   Filling takes about half a minute and about 0.4 GB; the bench prints
+//!   the time, the table's heap bytes per triplet and in all, and the
+//!   process's resident memory.
 //!
 //! Run: `cargo bench -p policyd-benches --bench policy -- --warm-up-time 1 --measurement-time 3`
-//! (only the limits: `... --bench policy -- limits --warm-up-time 1 --measurement-time 3`)
+//! (only the limits: `... --bench policy -- limits --warm-up-time 1 --measurement-time 3`;
+//! only greylisting: `... --bench policy -- greylist --warm-up-time 1 --measurement-time 3`)
 use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use policy_core::state::GreylistTable;
 use policy_core::{Engine, Policy, Request, Scratch, Timestamp};
-use policyd_benches::policies::{big_list, limit_rcpt, limits, realistic, ListKind};
+use policyd_benches::policies::{
+    big_list, greylist, greylist_rcpt, greylist_rcpt_into, limit_rcpt, limits, realistic, ListKind,
+};
 use policyd_benches::{Connection, XorShift64, FULL_RCPT};
 
 /// A fixed `now`: the engine takes time as an argument.
@@ -50,6 +74,20 @@ const PREPARED_REQUESTS: usize = 1 << 16;
 const HOT_KEYS: u64 = 8;
 /// Requests prepared for the in-cache case (each key in turn).
 const HOT_REQUESTS: usize = 64;
+
+/// Triplets the greylist holds in the `greylist` benches: the issue's figure.
+const GREYLIST_TRIPLETS: u64 = 10_000_000;
+/// Triplets of the greylist's in-cache case.
+const GREYLIST_HOT: u64 = 8;
+/// When every triplet's first attempt is decided (the fill).
+const GREY_FIRST_MS: u64 = 1_700_000_000_000;
+/// A minute later: every triplet is still too early (the delay is 5 minutes).
+const GREY_TOO_EARLY: Timestamp = Timestamp::from_unix_millis(GREY_FIRST_MS + 60_000);
+/// Six minutes after the first attempts: the measured triplets' first
+/// accepted retry, decided before the `known` benches.
+const GREY_RETRY: Timestamp = Timestamp::from_unix_millis(GREY_FIRST_MS + 6 * 60_000);
+/// Ten minutes after the first attempts: the measured triplets are known.
+const GREY_KNOWN: Timestamp = Timestamp::from_unix_millis(GREY_FIRST_MS + 10 * 60_000);
 
 fn policy_decide(c: &mut Criterion) {
     let policy = realistic().compile();
@@ -127,22 +165,6 @@ fn limit_frames(keys: impl Iterator<Item = u64>, first_instance: u64) -> Vec<Vec
         .collect()
 }
 
-/// Decides every request of `requests` in turn, forever: the measured loop.
-fn bench_limit_decide(
-    b: &mut criterion::Bencher<'_>,
-    policy: &Policy,
-    requests: &[Request<'_>],
-    scratch: &mut Scratch,
-) {
-    let mut next = 0;
-    b.iter(|| {
-        let request = &requests[next];
-        next = (next + 1) % requests.len();
-        let decision = policy.decide(black_box(request), NOW, scratch);
-        black_box(decision.wire().len())
-    });
-}
-
 fn limits_decide(c: &mut Criterion) {
     let policy = limits().compile();
     let mut scratch = Scratch::new();
@@ -194,10 +216,10 @@ fn limits_decide(c: &mut Criterion) {
     let mut group = c.benchmark_group("limits");
     group.throughput(Throughput::Elements(1));
     group.bench_function("decide/3-limits/1m-keys/random", |b| {
-        bench_limit_decide(b, &policy, &random, &mut scratch);
+        bench_decide_at(b, &policy, &random, NOW, &mut scratch);
     });
     group.bench_function("decide/3-limits/8-keys/in-cache", |b| {
-        bench_limit_decide(b, &policy, &hot, &mut scratch);
+        bench_decide_at(b, &policy, &hot, NOW, &mut scratch);
     });
     group.finish();
     // Nothing measured was refused (a refusal takes another path).
@@ -206,5 +228,214 @@ fn limits_decide(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, policy_decide, policy_compile, limits_decide);
+/// The process's resident memory in bytes (`VmRSS` of `/proc/self/status`),
+/// if the system shows it.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The `greylist` benches' state, built when the first of them runs (a
+/// filter that leaves them all out costs no fill).
+struct GreyFixture {
+    policy: Policy,
+    scratch: Scratch,
+    /// Requests of [`PREPARED_REQUESTS`] triplets drawn at random.
+    random: Vec<Request<'static>>,
+    /// Requests of [`GREYLIST_HOT`] triplets, each in turn.
+    hot: Vec<Request<'static>>,
+    /// Whether the measured triplets had their first accepted retry.
+    passed: bool,
+}
+
+/// A parsed request of a frame that lives as long as the process (the
+/// fixture is built once per process).
+fn leaked_request(frame: Vec<u8>) -> Request<'static> {
+    let frame: &'static [u8] = Box::leak(frame.into_boxed_slice());
+    Request::parse(frame).expect("valid request")
+}
+
+impl GreyFixture {
+    /// The greylist filled with [`GREYLIST_TRIPLETS`] first attempts, and
+    /// the measured requests.
+    fn new() -> Self {
+        let policy = greylist().compile();
+        let mut scratch = Scratch::new();
+        // One buffer reused for the frames: the fill is dominated by
+        // deciding (a new triplet may grow its shard), not by building
+        // requests.
+        let started = Instant::now();
+        let first = Timestamp::from_unix_millis(GREY_FIRST_MS);
+        let mut frame = Vec::new();
+        for n in 0..GREYLIST_TRIPLETS {
+            greylist_rcpt_into(n, &mut frame);
+            let request = Request::parse(&frame).expect("valid request");
+            let decision = policy.decide(&request, first, &mut scratch);
+            assert_eq!(decision.rule, "grey", "triplet {n} was not greylisted");
+        }
+        let fill = started.elapsed();
+        let table = Self::table(&policy);
+        assert_eq!(
+            table.len() as u64,
+            GREYLIST_TRIPLETS,
+            "every triplet tracked"
+        );
+        println!(
+            "greylist: {GREYLIST_TRIPLETS} triplets stored in {fill:.1?} ({:.2} µs per first attempt, \
+             request built and parsed)",
+            fill.as_secs_f64() * 1e6 / GREYLIST_TRIPLETS as f64
+        );
+        let mut rng = XorShift64::new(0x6e3_1157_0001);
+        let random = (0..PREPARED_REQUESTS)
+            .map(|_| leaked_request(greylist_rcpt(rng.next_u64() % GREYLIST_TRIPLETS)))
+            .collect();
+        let hot = (0..HOT_REQUESTS as u64)
+            .map(|i| leaked_request(greylist_rcpt(i % GREYLIST_HOT)))
+            .collect();
+        let fixture = Self {
+            policy,
+            scratch,
+            random,
+            hot,
+            passed: false,
+        };
+        fixture.print_memory();
+        fixture
+    }
+
+    fn table(policy: &Policy) -> &GreylistTable {
+        policy.greylist_states().next().expect("one greylist").table
+    }
+
+    fn print_memory(&self) {
+        let table = Self::table(&self.policy);
+        let heap = table.heap_bytes();
+        let triplets = table.len();
+        println!(
+            "greylist: {triplets} triplets, {} client networks: {heap} heap bytes ({:.1} MB), \
+             {:.1} bytes per triplet; process resident {}",
+            table.clients_len(),
+            heap as f64 / 1e6,
+            heap as f64 / triplets as f64,
+            resident_bytes().map_or_else(
+                || "unknown".to_owned(),
+                |b| format!("{:.1} MB", b as f64 / 1e6)
+            )
+        );
+    }
+
+    /// Decides every measured request at `now`: each must be answered by
+    /// `rule` with a reply starting with `wire`.
+    fn expect_all(&mut self, now: Timestamp, rule: &str, wire: &str) {
+        for (i, request) in self.random.iter().chain(&self.hot).enumerate() {
+            let decision = self.policy.decide(request, now, &mut self.scratch);
+            assert!(
+                decision.rule == rule && decision.wire().starts_with(wire.as_bytes()),
+                "request {i}: expected rule {rule} answering {wire}..., got rule {} answering {}",
+                decision.rule,
+                String::from_utf8_lossy(decision.wire())
+            );
+        }
+    }
+
+    /// The first accepted retry of every measured triplet (a triplet drawn
+    /// twice passes once, then is known), then a check that all are known.
+    fn pass(&mut self) {
+        if self.passed {
+            return;
+        }
+        for request in self.random.iter().chain(&self.hot) {
+            let decision = self.policy.decide(request, GREY_RETRY, &mut self.scratch);
+            let wire = decision.wire();
+            assert!(
+                (decision.rule, wire) == ("default", &b"DUNNO"[..])
+                    || (decision.rule == "grey"
+                        && wire.starts_with(b"PREPEND X-Greylist: delayed 360 seconds")),
+                "the first retry: rule {} answered {}",
+                decision.rule,
+                String::from_utf8_lossy(wire)
+            );
+        }
+        self.passed = true;
+        self.expect_all(GREY_KNOWN, "default", "DUNNO");
+    }
+}
+
+/// The deferral of the measured triplets at [`GREY_TOO_EARLY`].
+const GREY_DEFER: &str = "DEFER_IF_PERMIT 4.7.1 Greylisted by mx.example.org for example.org, \
+                          try again in 240 seconds";
+
+fn greylist_decide(c: &mut Criterion) {
+    let mut fixture: Option<GreyFixture> = None;
+    let mut group = c.benchmark_group("greylist");
+    group.throughput(Throughput::Elements(1));
+    // Too early: deferred again; nothing changes but the time last seen.
+    for (name, hot) in [
+        ("decide/greylist/10m-triplets/random/too-early", false),
+        ("decide/greylist/8-triplets/in-cache/too-early", true),
+    ] {
+        group.bench_function(name, |b| {
+            let f = fixture.get_or_insert_with(|| {
+                let mut f = GreyFixture::new();
+                f.expect_all(GREY_TOO_EARLY, "grey", GREY_DEFER);
+                f
+            });
+            assert!(!f.passed, "the too-early benches run first");
+            let requests = if hot { &f.hot } else { &f.random };
+            bench_decide_at(b, &f.policy, requests, GREY_TOO_EARLY, &mut f.scratch);
+        });
+    }
+    // Known: the greylist passes, the default decides.
+    for (name, hot) in [
+        ("decide/greylist/10m-triplets/random/known", false),
+        ("decide/greylist/8-triplets/in-cache/known", true),
+    ] {
+        group.bench_function(name, |b| {
+            let f = fixture.get_or_insert_with(GreyFixture::new);
+            f.pass();
+            let requests = if hot { &f.hot } else { &f.random };
+            bench_decide_at(b, &f.policy, requests, GREY_KNOWN, &mut f.scratch);
+        });
+    }
+    group.finish();
+    if let Some(mut f) = fixture {
+        f.print_memory();
+        // Nothing measured changed its path.
+        let expected = if f.passed {
+            ("default", "DUNNO")
+        } else {
+            ("grey", GREY_DEFER)
+        };
+        let now = if f.passed { GREY_KNOWN } else { GREY_TOO_EARLY };
+        f.expect_all(now, expected.0, expected.1);
+    }
+}
+
+/// Decides every request of `requests` in turn at `now`, forever: the
+/// measured loop.
+fn bench_decide_at(
+    b: &mut criterion::Bencher<'_>,
+    policy: &Policy,
+    requests: &[Request<'_>],
+    now: Timestamp,
+    scratch: &mut Scratch,
+) {
+    let mut next = 0;
+    b.iter(|| {
+        let request = &requests[next];
+        next = (next + 1) % requests.len();
+        let decision = policy.decide(black_box(request), now, scratch);
+        black_box(decision.wire().len())
+    });
+}
+
+criterion_group!(
+    benches,
+    policy_decide,
+    policy_compile,
+    limits_decide,
+    greylist_decide
+);
 criterion_main!(benches);
