@@ -95,8 +95,8 @@ pub enum GreyVerdict {
     /// The client network is auto-whitelisted: pass (it was touched).
     ClientWhitelisted,
     /// The triplet passed before and was seen within `max_age`: pass (it was
-    /// touched, and a pass was counted for the client network, at most one
-    /// an hour).
+    /// touched; no pass is counted for the client network: only first
+    /// accepted retries count, as in postgrey).
     Known,
     /// The first accepted retry: the triplet is now passed, and a pass was
     /// counted for the client network.
