@@ -204,7 +204,7 @@ impl Policy {
     ) -> Decision<'a> {
         let outcome = self.program.decide(request, now, buffers);
         let buffers: &'a Buffers = buffers;
-        let (rule, verdict) = match (outcome.rule, outcome.prepend) {
+        let (rule, verdict) = match (outcome.rule, outcome.instead) {
             (Some(rule), Some(prepend)) => (&*rule.name, prepend),
             (Some(rule), None) => (&*rule.name, &rule.verdict),
             (None, _) => ("default", &self.program.default),

@@ -917,7 +917,8 @@ fn a_reload_in_the_middle_of_a_message_does_not_count_it_again() {
         [
             "default DUNNO",
             "default DUNNO",
-            "rcpts DEFER 4.7.1 Rate limit reached (2 per 1h), try again in never seconds",
+            // (The recipient alone fits in a delivery of its own: now.)
+            "rcpts DEFER 4.7.1 Rate limit reached (2 per 1h), try again in 0 seconds",
         ]
     );
 }
@@ -1069,4 +1070,42 @@ fn over_actions_get_the_warnings_of_rule_actions() {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+/// A request that alone is more than a window's maximum can never be
+/// admitted: a limit without its own `over` action rejects it for good; one
+/// with an `over` action answers with it, `$retry_after` reading `never`.
+#[test]
+fn a_request_that_can_never_fit_is_rejected_by_default() {
+    let eom = |size: &str| {
+        frame(&[
+            ("protocol_state", "END-OF-MESSAGE"),
+            ("sender", "joe@example.org"),
+            ("recipient_count", "1"),
+            ("size", size),
+        ])
+    };
+    let default = compile("limit vol { key sender count bytes max 1MB per 1d }");
+    let own = compile(
+        "limit vol { key sender count bytes max 1MB per 1d over DEFER \"4.7.1 over, retry in $retry_after\" }",
+    );
+    let mut answers = Vec::new();
+    for policy in [&default, &own] {
+        for size in ["2000000", "1000"] {
+            let bytes = eom(size);
+            let request = Request::parse(&bytes).expect("parses");
+            let mut scratch = Scratch::new();
+            let d = policy.decide(&request, at(0), &mut scratch);
+            answers.push(String::from_utf8_lossy(d.wire()).into_owned());
+        }
+    }
+    assert_eq!(
+        answers,
+        [
+            "REJECT 5.7.1 Rate limit: this request alone is more than 1000000 per 1d",
+            "DUNNO",
+            "DEFER 4.7.1 over, retry in never",
+            "DUNNO",
+        ]
+    );
 }

@@ -163,15 +163,16 @@ pub(crate) struct Outcome<'a> {
     pub(crate) rule: Option<&'a Rule>,
     /// Instead of the rule's action: a greylist's `prepend` header for its
     /// first accepted retry, when nothing else decided (`rule` is then the
-    /// greylist). Its wire text is in the buffers when templated.
-    pub(crate) prepend: Option<&'a Verdict>,
+    /// greylist), or a limit's answer to a request that could never fit.
+    /// Its wire text is in the buffers when templated.
+    pub(crate) instead: Option<&'a Verdict>,
 }
 
 impl<'a> Outcome<'a> {
     fn rule(rule: Option<&'a Rule>) -> Self {
         Self {
             rule,
-            prepend: None,
+            instead: None,
         }
     }
 }
@@ -241,7 +242,7 @@ impl Program {
         }
         Outcome {
             rule: Some(rule),
-            prepend: Some(prepend),
+            instead: Some(prepend),
         }
     }
 
@@ -261,17 +262,17 @@ impl Program {
                 // look the request's value up once and try only the rules
                 // that require that value (in order); the others cannot apply.
                 for &candidate in run.candidates(request) {
-                    if let Some(rule) =
+                    if let Some(outcome) =
                         self.apply(candidate as usize, state, request, now, &mut memo, buffers)
                     {
-                        return Outcome::rule(Some(rule));
+                        return outcome;
                     }
                 }
                 index = (run.end as usize).max(index + 1);
                 continue;
             }
-            if let Some(rule) = self.apply(index, state, request, now, &mut memo, buffers) {
-                return Outcome::rule(Some(rule));
+            if let Some(outcome) = self.apply(index, state, request, now, &mut memo, buffers) {
+                return outcome;
             }
             index += 1;
         }
@@ -292,8 +293,8 @@ impl Program {
         now: Timestamp,
         buffers: &mut Buffers,
     ) {
-        let action = match (outcome.prepend, outcome.rule) {
-            (Some(prepend), _) => &prepend.action,
+        let action = match (outcome.instead, outcome.rule) {
+            (Some(instead), _) => &instead.action,
             (None, Some(rule)) => &rule.verdict.action,
             (None, None) => &self.default.action,
         };
@@ -326,7 +327,7 @@ impl Program {
         now: Timestamp,
         memo: &mut Memo,
         buffers: &mut Buffers,
-    ) -> Option<&'a Rule> {
+    ) -> Option<Outcome<'a>> {
         let hot = self.hot.get(index)?;
         if hot.states != 0 && hot.states & state == 0 {
             return None;
@@ -378,13 +379,23 @@ impl Program {
             limit: refused.map(|r| r.facts(&buffers.key)),
             greylist: grey_facts,
         };
+        // A limit's default answer to a request that could never fit (more
+        // units than the window's maximum): not "try again later".
+        let instead = match (refused, rule.limit) {
+            (Some(r), Some(limit)) if r.retry_after_ms.is_none() => self
+                .limits
+                .get(limit as usize)
+                .and_then(|l| l.never.as_ref()),
+            _ => None,
+        };
+        let verdict = instead.unwrap_or(&rule.verdict);
         if rule.dry_run {
             let start = buffers.hit_wire.len();
-            match &rule.verdict.template {
+            match &verdict.template {
                 Some(t) => {
                     t.write_wire_in(request, &context, &mut buffers.hit_wire);
                 }
-                None => buffers.hit_wire.extend_from_slice(&rule.verdict.wire),
+                None => buffers.hit_wire.extend_from_slice(&verdict.wire),
             }
             buffers.hits.push(HitRecord {
                 rule: u32::try_from(index).unwrap_or(u32::MAX),
@@ -393,11 +404,14 @@ impl Program {
             });
             return None;
         }
-        if let Some(t) = &rule.verdict.template {
+        if let Some(t) = &verdict.template {
             buffers.wire.clear();
             t.write_wire_in(request, &context, &mut buffers.wire);
         }
-        Some(rule)
+        Some(Outcome {
+            rule: Some(rule),
+            instead,
+        })
     }
 
     /// The dry-run hits recorded in `buffers` by the last [`Program::decide`].

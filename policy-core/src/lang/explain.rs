@@ -157,7 +157,7 @@ pub(crate) fn explain(
             } else if rule.limit.is_some() && deciding != Some(std::ptr::from_ref(rule)) {
                 RuleOutcome::WithinLimit
             } else if rule.greylist.is_some()
-                && (outcome.prepend.is_some() || deciding != Some(std::ptr::from_ref(rule)))
+                && (outcome.instead.is_some() || deciding != Some(std::ptr::from_ref(rule)))
             {
                 if dry_run_hit {
                     RuleOutcome::DryRunHit
@@ -185,7 +185,7 @@ pub(crate) fn explain(
             action: rule.source.action.to_string(),
         });
     }
-    let (rule, verdict) = match (outcome.rule, outcome.prepend) {
+    let (rule, verdict) = match (outcome.rule, outcome.instead) {
         (Some(r), Some(prepend)) => (r.name.to_string(), prepend),
         (Some(r), None) => (r.name.to_string(), &r.verdict),
         (None, _) => ("default".to_owned(), &program.default),

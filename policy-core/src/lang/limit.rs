@@ -19,7 +19,7 @@ use std::hash::Hasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::program::{Field, FieldType, Program, TextBuf};
+use super::program::{Field, FieldType, Program, TextBuf, Verdict as Answer};
 use crate::engine::Timestamp;
 use crate::request::{ProtocolState, Request};
 use crate::state::{Key, Limit, LimitTable, Verdict};
@@ -98,6 +98,10 @@ pub(crate) struct LimitRule {
     pub(crate) capacity: usize,
     pub(crate) overrides: Option<Overrides>,
     pub(crate) table: Arc<LimitTable>,
+    /// The answer to a request that alone is more than a window's maximum
+    /// (it could never be admitted), for a limit without its own `over`
+    /// action: a permanent refusal rather than "try again".
+    pub(crate) never: Option<Answer>,
 }
 
 /// A unit counted while deciding one request, to give back if the final
@@ -280,7 +284,21 @@ impl Program {
                 Step::Pass
             }
             Verdict::Untracked => Step::Pass,
-            Verdict::Refused(r) => {
+            Verdict::Refused(mut r) => {
+                // At RCPT a limit counting later checks the recipients
+                // pending in the message too; when those alone make the
+                // message too big to ever fit, this recipient still fits in
+                // a later delivery of its own: say when, not "never".
+                let alone = match limit.unit {
+                    Unit::Messages | Unit::Recipients => 1,
+                    Unit::Bytes { .. } => request.size.unwrap_or(0),
+                };
+                if r.retry_after_ms.is_none() && rcpt && alone < units {
+                    r.retry_after_ms = match limit.table.check_with(k, alone, now, maxima) {
+                        Verdict::Refused(own) => own.retry_after_ms,
+                        Verdict::Admitted | Verdict::Untracked => Some(0),
+                    };
+                }
                 let window = limit.limit.windows().get(r.window);
                 Step::Over(Refused {
                     max: maxima

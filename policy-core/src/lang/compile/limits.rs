@@ -25,6 +25,14 @@ pub(crate) const DEFAULT_OVER_VERB: &str = "DEFER";
 pub(crate) const DEFAULT_OVER_TEXT: &str =
     "4.7.1 Rate limit reached ($limit per $window), try again in $retry_after seconds";
 
+/// The default answer when a request alone is more than a window's maximum
+/// (a message bigger than a whole bytes quota, or `max 0`): it can never be
+/// admitted, so it is refused for good rather than asked to try again.
+pub(crate) const DEFAULT_NEVER_VERB: &str = "REJECT";
+/// The text of that answer.
+pub(crate) const DEFAULT_NEVER_TEXT: &str =
+    "5.7.1 Rate limit: this request alone is more than $limit per $window";
+
 /// Fresh random seeds for a new table's key hash (ahash's runtime-seeded
 /// state: the seeds are secret and differ per process).
 pub(super) fn random_seeds() -> HashSeeds {
@@ -129,6 +137,21 @@ impl Compiler<'_> {
             return;
         };
         let overrides = self.limit_overrides(l, &key, &windows);
+        let never = if l.over.is_none() {
+            self.action(&ActionAst {
+                verb: Name {
+                    text: DEFAULT_NEVER_VERB.to_owned(),
+                    span: l.head,
+                },
+                text: Some(Str {
+                    value: DEFAULT_NEVER_TEXT.to_owned(),
+                    span: l.head,
+                }),
+                span: l.head,
+            })
+        } else {
+            None
+        };
         if self.errors.len() + self.suppressed > errors_before {
             return;
         }
@@ -171,6 +194,7 @@ impl Compiler<'_> {
             limit,
             capacity,
             overrides,
+            never,
         });
         let over_span = l
             .over
