@@ -401,10 +401,12 @@ impl GreylistTable {
                     return GreyVerdict::Untracked;
                 };
                 let vacant = if reclaimed { None } else { vacant };
-                shard.insert_entry(triplet, &NO_TEXT, vacant, per_shard, |e| {
+                let i = shard.insert_entry(triplet, &NO_TEXT, vacant, per_shard, |e| {
                     e[LAST] = now_s;
                     e[FIRST] = now_s;
                 });
+                let expiry = triplet_expiry(&t, shard.entry(i));
+                shard.next_sweep = shard.next_sweep.min(expiry);
                 return restart;
             }
         };
@@ -434,6 +436,8 @@ impl GreylistTable {
                 None => e[FIRST] = now_s,
                 Some(_) => {}
             }
+            let expiry = triplet_expiry(&t, shard.entry(i));
+            shard.next_sweep = shard.next_sweep.min(expiry);
         }
         verdict.unwrap_or(restart)
     }

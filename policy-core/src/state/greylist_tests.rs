@@ -801,3 +801,40 @@ fn snapshot_errors_behind_a_valid_checksum() {
         SnapshotError::BadEntry { index: 8 }
     );
 }
+
+#[test]
+fn a_full_shard_reclaims_an_entry_that_expires_before_the_last_sweeps_earliest() {
+    // One shard (capacity < 2 * MIN_KEYS_PER_SHARD), two triplets at most.
+    let timers = Timers {
+        delay_ms: SECOND,
+        retry_window_ms: 10 * SECOND,
+        max_age_ms: 1000 * SECOND,
+        auto_whitelist: 0,
+    };
+    let t = GreylistTable::new(timers, 2, SEEDS);
+    assert_eq!(t.capacity(), 2);
+    // A passes (expires at +1001s); B pending (expires at +10s).
+    assert!(matches!(
+        t.check(1, 100, at(T0), true),
+        GreyVerdict::Defer { first: true, .. }
+    ));
+    assert!(matches!(
+        t.check(1, 100, at(T0 + SECOND), true),
+        GreyVerdict::FirstPass { .. }
+    ));
+    assert!(matches!(
+        t.check(1, 200, at(T0), true),
+        GreyVerdict::Defer { first: true, .. }
+    ));
+    // +11s: C new, the shard is full: B (expired) is reclaimed; next_sweep := A's expiry.
+    assert!(matches!(
+        t.check(1, 300, at(T0 + 11 * SECOND), true),
+        GreyVerdict::Defer { first: true, .. }
+    ));
+    // +30s: C expired at +21s, so D should get C's place.
+    let got = t.check(1, 400, at(T0 + 30 * SECOND), true);
+    assert!(
+        matches!(got, GreyVerdict::Defer { first: true, .. }),
+        "got {got:?}"
+    );
+}
