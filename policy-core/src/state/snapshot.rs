@@ -558,6 +558,13 @@ impl LimitTable {
         if table.hash_key(PROBE_KEY) != header.probe {
             return Err(SnapshotError::HasherChanged);
         }
+        // Every entry takes at least its hash, last time, text length and
+        // one bucket mask per window: a count the bytes left cannot hold is a
+        // lie, refused before anything is reserved for it.
+        let smallest_entry = (8 + 8 + 1 + 4 * n) as u64;
+        if header.entries > (r.remaining() as u64) / smallest_entry {
+            return Err(SnapshotError::BadLength);
+        }
         table.reserve(usize::try_from(header.entries).unwrap_or(usize::MAX));
         let mut previous: Option<u64> = None;
         let mut entry = Entry::default();

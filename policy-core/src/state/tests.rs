@@ -1118,3 +1118,22 @@ proptest! {
         }
     }
 }
+
+/// A snapshot whose entry count its bytes cannot hold (a crafted file behind
+/// a valid checksum) is refused before anything is reserved for that count.
+#[test]
+fn an_entry_count_the_bytes_cannot_hold_reserves_nothing() {
+    let limit = Limit::new(&[Window::new(10, 60_000).expect("window")]).expect("limit");
+    let table = LimitTable::new(limit, 10, SEEDS);
+    let mut snap = Vec::new();
+    table.encode_snapshot(at(0), &mut snap);
+    // The entry count is the u64 just before the checksum (no entries).
+    let n = snap.len();
+    snap[n - 16..n - 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let sum = snapshot::checksum(&snap[..n - 8]);
+    snap[n - 8..].copy_from_slice(&sum.to_le_bytes());
+    assert_eq!(
+        LimitTable::decode_snapshot_as_written(&snap, 100_000_000).map(|t| t.len()),
+        Err(SnapshotError::BadLength)
+    );
+}
