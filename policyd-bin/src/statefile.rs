@@ -87,6 +87,20 @@ pub(crate) enum ReadError {
 /// since it is our own writing; the whole file is held in memory while it is
 /// restored.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+    // Looked at before it is opened: opening a FIFO for reading blocks
+    // until a writer comes.
+    let before = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ReadError::Missing,
+        _ => ReadError::Unreadable(describe(&e)),
+    })?;
+    if before.is_dir() {
+        return Err(ReadError::Unreadable(
+            "is a directory, expected a file".into(),
+        ));
+    }
+    if !before.is_file() {
+        return Err(ReadError::Unreadable("not a regular file".into()));
+    }
     let mut file = File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ReadError::Missing,
         _ => ReadError::Unreadable(describe(&e)),

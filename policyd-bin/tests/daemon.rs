@@ -1687,6 +1687,27 @@ mod state_file {
         );
     }
 
+    /// A state file that is a FIFO is refused at once, not opened (opening
+    /// a FIFO for reading would wait for a writer forever).
+    #[test]
+    fn a_fifo_as_state_file_is_refused_without_hanging() {
+        let (dir, _policy, _state) = setup("state-fifo");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        let fifo = fifo.to_str().expect("UTF-8 path");
+        let out = run(&["state", "--state-file", fifo]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
     #[test]
     fn state_command_shows_the_top_senders() {
         let (_dir, policy, state) = setup("state-command");
