@@ -17,7 +17,7 @@ use crate::lang::limit::LimitRule;
 use crate::lang::program::Program;
 use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
 use crate::request::Request;
-use crate::state::{GreylistTable, LimitTable, SnapshotError};
+use crate::state::{GreylistTable, Limit, LimitTable, SnapshotError};
 
 /// A point in time, in milliseconds since the Unix epoch, passed in by the caller.
 ///
@@ -235,6 +235,11 @@ pub struct LimitState<'a> {
     pub signature: u64,
     /// The counters.
     pub table: &'a LimitTable,
+    /// The rule's windows and maxima as this policy has them (the table's
+    /// own [`LimitTable::limit`] may name other maxima: it is built for the
+    /// largest any key may get, overrides included, and is kept across a
+    /// reload that changes `max`).
+    pub limit: &'a Limit,
 }
 
 /// A greylist's state, as [`Policy::greylist_states`] shows it.
@@ -258,6 +263,7 @@ impl Policy {
                 name: &self.program.rules.get(l.rule as usize)?.name,
                 signature: l.signature,
                 table: &l.table,
+                limit: &l.limit,
             })
         })
     }

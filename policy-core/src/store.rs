@@ -342,7 +342,8 @@ pub fn encode(policy: &Policy, now: Timestamp, out: &mut Vec<u8>) -> usize {
         out.extend_from_slice(&state.signature.to_le_bytes());
         let len_at = out.len();
         out.extend_from_slice(&0u64.to_le_bytes());
-        state.table.encode_snapshot(now, out);
+        // The rule's maxima, as `policyd state` should show them.
+        state.table.encode_snapshot_as(now, state.limit, out);
         let payload = (out.len() - len_at - 8) as u64;
         out[len_at..len_at + 8].copy_from_slice(&payload.to_le_bytes());
         count += 1;

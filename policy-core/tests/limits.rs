@@ -1109,3 +1109,25 @@ fn a_request_that_can_never_fit_is_rejected_by_default() {
         ]
     );
 }
+
+/// The state file names each limit's maxima as the policy has them, not the
+/// largest a key may get (which its table is built for): `policyd state`
+/// shows `max 10`, not the override's 1000.
+#[test]
+fn the_state_file_names_the_rules_maxima() {
+    let policy = compile(
+        "limit l { key sender count messages max 10 per 1h overrides { \"vip@example.org\" 1000 per 1h } }",
+    );
+    let mut file = Vec::new();
+    policy_core::store::encode(&policy, at(0), &mut file);
+    let stored = policy_core::store::decode(&file).expect("decodes");
+    let table = policy_core::LimitTable::decode_snapshot_as_written(stored.entries[0].payload, 100)
+        .expect("payload decodes");
+    assert_eq!(table.limit().windows()[0].max(), 10);
+    // And it restores into the policy, the override still in force.
+    let mut again = compile(
+        "limit l { key sender count messages max 10 per 1h overrides { \"vip@example.org\" 1000 per 1h } }",
+    );
+    let report = policy_core::store::restore(&mut again, &file).expect("restores");
+    assert_eq!(report.restored.len(), 1);
+}

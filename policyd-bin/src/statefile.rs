@@ -89,7 +89,7 @@ pub(crate) enum ReadError {
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
     // Looked at before it is opened: opening a FIFO for reading blocks
     // until a writer comes.
-    let before = std::fs::metadata(path).map_err(|e| match e.kind() {
+    let before = fs::metadata(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ReadError::Missing,
         _ => ReadError::Unreadable(describe(&e)),
     })?;

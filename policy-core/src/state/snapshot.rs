@@ -439,6 +439,23 @@ impl LimitTable {
     /// are empty at `now`. Shards are locked one at a time, so counts made
     /// meanwhile may be in the snapshot or not, each key whole.
     pub fn encode_snapshot(&self, now: Timestamp, out: &mut Vec<u8>) {
+        self.encode_snapshot_as(now, &self.limit, out);
+    }
+
+    /// [`encode_snapshot`](Self::encode_snapshot) naming `limit`'s maxima
+    /// in the snapshot instead of the table's own: the rule's maxima as the
+    /// policy now has them (a table is built for the largest maximum any key
+    /// may get, overrides included, and is kept across a reload that changes
+    /// `max`). The windows' lengths must be the table's; if they are not,
+    /// the table's own limit is written.
+    pub fn encode_snapshot_as(&self, now: Timestamp, limit: &Limit, out: &mut Vec<u8>) {
+        let same_lengths = limit.windows().len() == self.limit.windows().len()
+            && limit
+                .windows()
+                .iter()
+                .zip(self.limit.windows())
+                .all(|(a, b)| a.per_ms() == b.per_ms());
+        let named = if same_lengths { limit } else { &self.limit };
         let start = begin(out, SNAPSHOT_MAGIC, SNAPSHOT_VERSION);
         let now = now.as_unix_millis();
         out.extend_from_slice(&(BUCKETS as u32).to_le_bytes());
@@ -449,7 +466,7 @@ impl LimitTable {
             out.extend_from_slice(&s.to_le_bytes());
         }
         out.extend_from_slice(&self.hash_key(PROBE_KEY).to_le_bytes());
-        let windows = self.limit.windows();
+        let windows = named.windows();
         out.extend_from_slice(&(windows.len() as u32).to_le_bytes());
         for w in windows {
             out.extend_from_slice(&w.per_ms().to_le_bytes());
