@@ -1,5 +1,5 @@
 //! The state file: one container holding the snapshots of every stateful
-//! table of a [`Policy`] (today its limit rules), so that a daemon keeps its
+//! table of a [`Policy`] (its limits and greylists), so that a daemon keeps its
 //! counters across restarts. Bytes in, bytes out: no I/O here. Writing the
 //! bytes to disk atomically (temporary file, fsync, rename) is the caller's
 //! job.
@@ -254,7 +254,7 @@ pub struct Stored<'a> {
 /// A table [`restore`] put in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
-    /// The limit's name.
+    /// The limit's or greylist's name.
     pub name: String,
     /// Keys it tracks now.
     pub keys: usize,
@@ -300,7 +300,7 @@ pub struct Dropped {
 pub struct RestoreReport {
     /// When the file was written.
     pub written_at: Timestamp,
-    /// Limits whose counters were restored, in file order.
+    /// Limits and greylists whose state was restored, in file order.
     pub restored: Vec<Restored>,
     /// Tables in the file that were not restored, in file order.
     pub dropped: Vec<Dropped>,
@@ -475,6 +475,10 @@ pub fn decode(bytes: &[u8]) -> Result<Stored<'_>, StoreError> {
     let n = r.u32()?;
     // Each entry takes at least 19 bytes: never reserve more than the body holds.
     let mut entries = Vec::with_capacity((n as usize).min(body.len() / 19));
+    // Names seen, by kind: a crafted file of many entries is checked in
+    // linear time.
+    let mut seen: std::collections::HashSet<(u8, &str)> =
+        std::collections::HashSet::with_capacity(entries.capacity());
     for index in 0..n {
         let kind = TableKind::from_byte(r.u8()?);
         let name_len = usize::from(r.u16()?);
@@ -483,10 +487,12 @@ pub fn decode(bytes: &[u8]) -> Result<Stored<'_>, StoreError> {
         let signature = r.u64()?;
         let payload_len = usize::try_from(r.u64()?).map_err(|_| StoreError::BadLength)?;
         let payload = r.take(payload_len)?;
-        if entries
-            .iter()
-            .any(|e: &StoredTable<'_>| e.kind == kind && e.name == name)
-        {
+        let kind_byte = match kind {
+            TableKind::Limit => KIND_LIMIT,
+            TableKind::Greylist => KIND_GREYLIST,
+            TableKind::Unknown(b) => b,
+        };
+        if !seen.insert((kind_byte, name)) {
             return Err(StoreError::DuplicateName { index });
         }
         entries.push(StoredTable {
@@ -507,11 +513,12 @@ pub fn decode(bytes: &[u8]) -> Result<Stored<'_>, StoreError> {
 
 /// Restores `policy`'s tables from the state file `bytes`: all or nothing.
 ///
-/// Every table in the file is decoded first ([`Policy::decode_limit`]); only
-/// when all decoded are they installed ([`Policy::install_limit`]). On any
-/// error the policy is unchanged. A table whose rule is gone or changed
-/// (another [signature](crate::LimitState::signature)) is dropped and
-/// reported, not an error: its counters do not apply to the new rule.
+/// Every table in the file is decoded first ([`Policy::decode_limit`],
+/// [`Policy::decode_greylist`]); only when all decoded are they installed
+/// ([`Policy::install_limit`], [`Policy::install_greylist`]). On any error
+/// the policy is unchanged. A table whose rule is gone or changed (another
+/// [signature](crate::LimitState::signature)) is dropped and reported, not
+/// an error: its state does not apply to the new rule.
 pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, StoreError> {
     let stored = decode(bytes)?;
     let mut tables: Vec<(&str, LimitTable)> = Vec::new();

@@ -299,8 +299,12 @@ impl<L: Layout> ShardTable<L> {
         max_keys: usize,
         init: impl FnOnce(&mut [L::Word]),
     ) -> usize {
+        let fits = buckets_for(self.len + 1) <= self.buckets;
         let i = match vacant {
-            Some(i) if buckets_for(self.len + 1) <= self.buckets => i,
+            Some(i) if fits => i,
+            // The probe's bucket is not known (a reclaim moved entries):
+            // find one, without growing a table that has room.
+            None if fits => self.vacant_for(hash),
             _ => {
                 // Half as many again (between 1/2 and 3/4 full: memory over
                 // speed of growing), up to what the bound needs, at least
