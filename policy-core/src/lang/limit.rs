@@ -294,10 +294,12 @@ impl Program {
                     Unit::Bytes { .. } => request.size.unwrap_or(0),
                 };
                 if r.retry_after_ms.is_none() && rcpt && alone < units {
-                    r.retry_after_ms = match limit.table.check_with(k, alone, now, maxima) {
-                        Verdict::Refused(own) => own.retry_after_ms,
-                        Verdict::Admitted | Verdict::Untracked => Some(0),
-                    };
+                    match limit.table.check_with(k, alone, now, maxima) {
+                        // The window that holds this recipient back, with
+                        // its own retry time.
+                        Verdict::Refused(own) => r = own,
+                        Verdict::Admitted | Verdict::Untracked => r.retry_after_ms = Some(0),
+                    }
                 }
                 let window = limit.limit.windows().get(r.window);
                 Step::Over(Refused {
