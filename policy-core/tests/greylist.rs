@@ -495,3 +495,25 @@ fn a_greylist_without_conditions_does_not_hide_later_rules() {
     let warnings: Vec<String> = compiled.warnings.iter().map(ToString::to_string).collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[test]
+fn a_whole_address_is_one_client_however_it_is_written() {
+    let engine = Engine::new(compile(
+        "greylist grey { client client_address auto_whitelist 0 }",
+    ));
+    let f = rcpt("192.0.2.10", "a@example.net", "b@example.com");
+    let request = Request::parse(&f).unwrap_or_else(|e| panic!("{e}"));
+    let mut scratch = Scratch::new();
+    assert!(engine
+        .decide(&request, at(0), &mut scratch)
+        .wire()
+        .starts_with(b"DEFER"));
+    let kept = engine.replace(compile(
+        "greylist grey { client client_address/32/128 auto_whitelist 0 }",
+    ));
+    assert_eq!(kept, ["grey"]);
+    assert_eq!(
+        engine.decide(&request, at(5 * MIN), &mut scratch).wire(),
+        b"DUNNO"
+    );
+}

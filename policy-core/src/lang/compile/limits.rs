@@ -275,10 +275,16 @@ impl Compiler<'_> {
                     self.error(v6.span, "an IPv6 prefix length from 0 to 128".to_owned());
                     ok = false;
                 }
-                ok.then(|| KeyPart::Ip {
-                    field,
-                    v4: u8::try_from(v4.value).unwrap_or(32),
-                    v6: u8::try_from(v6.value).unwrap_or(128),
+                let (v4, v6) = (
+                    u8::try_from(v4.value).unwrap_or(32),
+                    u8::try_from(v6.value).unwrap_or(128),
+                );
+                // `/32/128` is the whole address: one spelling, one key
+                // (and one signature).
+                ok.then_some(if (v4, v6) == (32, 128) {
+                    KeyPart::Field(field)
+                } else {
+                    KeyPart::Ip { field, v4, v6 }
                 })
             }
             (true, [one]) => {
