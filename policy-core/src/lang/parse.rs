@@ -511,18 +511,40 @@ impl<'s> Parser<'s> {
         }
     }
 
-    /// `rule_item = "rule" NAME [ "dry-run" ] "{" { clause } "then" action "}"`
-    fn rule_item<'a>(&self, i: &'a str) -> PResult<'a, RuleDecl> {
-        let (i, _) = self.keyword("rule", i)?;
-        let (i, name) = expect(self.name(i), i, "a rule name after `rule`")?;
+    /// `KEYWORD NAME [ "dry-run" ] "{"`: the head of a rule, limit or
+    /// greylist. Returns the rest after the `{`, the name, whether it is
+    /// dry-run, and the span of `KEYWORD NAME [dry-run]` (for errors about a
+    /// missing clause).
+    fn item_head<'a>(
+        &self,
+        i: &'a str,
+        keyword: &'static str,
+        name_expected: &'static str,
+        open_expected: &'static str,
+    ) -> PResult<'a, (Name, bool, Span)> {
+        let head_start = skip_ws(i);
+        let (i, _) = self.keyword(keyword, i)?;
+        let (i, name) = expect(self.name(i), i, name_expected)?;
         let (i, dry_run) = match self.keyword("dry-run", i) {
             Ok((i, _)) => (i, true),
             Err(_) => (i, false),
         };
+        let head = self.span(head_start, i);
         let open = skip_ws(i);
-        let Some(mut i) = open.strip_prefix('{') else {
-            return failure(open, "`{` to open the rule (or `dry-run`)");
+        let Some(rest) = open.strip_prefix('{') else {
+            return failure(open, open_expected);
         };
+        Ok((rest, (name, dry_run, head)))
+    }
+
+    /// `rule_item = "rule" NAME [ "dry-run" ] "{" { clause } "then" action "}"`
+    fn rule_item<'a>(&self, i: &'a str) -> PResult<'a, RuleDecl> {
+        let (mut i, (name, dry_run, _)) = self.item_head(
+            i,
+            "rule",
+            "a rule name after `rule`",
+            "`{` to open the rule (or `dry-run`)",
+        )?;
         let mut clauses = Vec::new();
         let mut after_condition = false;
         loop {
@@ -895,18 +917,12 @@ impl<'s> Parser<'s> {
     /// override = ( STRING | WORD ) window { "," window }
     /// ```
     fn limit_item<'a>(&self, i: &'a str) -> PResult<'a, LimitDecl> {
-        let head_start = skip_ws(i);
-        let (i, _) = self.keyword("limit", i)?;
-        let (i, name) = expect(self.name(i), i, "a limit name after `limit`")?;
-        let (i, dry_run) = match self.keyword("dry-run", i) {
-            Ok((i, _)) => (i, true),
-            Err(_) => (i, false),
-        };
-        let head = self.span(head_start, i);
-        let open = skip_ws(i);
-        let Some(mut i) = open.strip_prefix('{') else {
-            return failure(open, "`{` to open the limit (or `dry-run`)");
-        };
+        let (mut i, (name, dry_run, head)) = self.item_head(
+            i,
+            "limit",
+            "a limit name after `limit`",
+            "`{` to open the limit (or `dry-run`)",
+        )?;
         let mut decl = LimitDecl {
             name,
             dry_run,
@@ -1076,18 +1092,12 @@ impl<'s> Parser<'s> {
     fn greylist_item<'a>(&self, i: &'a str) -> PResult<'a, GreylistDecl> {
         const EXPECTED: &str = "`if`, `unless`, `client`, `delay`, `retry_window`, `max_age`, \
              `auto_whitelist`, `whitelist`, `capacity`, `then`, `prepend` or `}`";
-        let head_start = skip_ws(i);
-        let (i, _) = self.keyword("greylist", i)?;
-        let (i, name) = expect(self.name(i), i, "a greylist name after `greylist`")?;
-        let (i, dry_run) = match self.keyword("dry-run", i) {
-            Ok((i, _)) => (i, true),
-            Err(_) => (i, false),
-        };
-        let head = self.span(head_start, i);
-        let open = skip_ws(i);
-        let Some(mut i) = open.strip_prefix('{') else {
-            return failure(open, "`{` to open the greylist (or `dry-run`)");
-        };
+        let (mut i, (name, dry_run, head)) = self.item_head(
+            i,
+            "greylist",
+            "a greylist name after `greylist`",
+            "`{` to open the greylist (or `dry-run`)",
+        )?;
         let mut decl = GreylistDecl {
             name,
             dry_run,
