@@ -524,6 +524,16 @@ pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, Store
     let mut tables: Vec<(&str, LimitTable)> = Vec::new();
     let mut greylists: Vec<(&str, GreylistTable)> = Vec::new();
     let mut dropped = Vec::new();
+    // Not restored: the policy has a rule of that name with another
+    // signature (changed), or none (gone).
+    let not_restored = |name: &str, changed: bool| Dropped {
+        name: name.to_owned(),
+        reason: if changed {
+            DropReason::Changed
+        } else {
+            DropReason::Gone
+        },
+    };
     for (index, entry) in stored.entries.iter().enumerate() {
         // In range: `decode` counted the entries with a u32.
         let index = index as u32;
@@ -531,34 +541,20 @@ pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, Store
             TableKind::Limit => {
                 match policy.decode_limit(entry.name, entry.signature, entry.payload) {
                     Ok(Some(table)) => tables.push((entry.name, table)),
-                    Ok(None) => {
-                        let changed = policy.limit_states().any(|l| l.name == entry.name);
-                        dropped.push(Dropped {
-                            name: entry.name.to_owned(),
-                            reason: if changed {
-                                DropReason::Changed
-                            } else {
-                                DropReason::Gone
-                            },
-                        });
-                    }
+                    Ok(None) => dropped.push(not_restored(
+                        entry.name,
+                        policy.limit_states().any(|l| l.name == entry.name),
+                    )),
                     Err(error) => return Err(StoreError::Limit { index, error }),
                 }
             }
             TableKind::Greylist => {
                 match policy.decode_greylist(entry.name, entry.signature, entry.payload) {
                     Ok(Some(table)) => greylists.push((entry.name, table)),
-                    Ok(None) => {
-                        let changed = policy.greylist_states().any(|g| g.name == entry.name);
-                        dropped.push(Dropped {
-                            name: entry.name.to_owned(),
-                            reason: if changed {
-                                DropReason::Changed
-                            } else {
-                                DropReason::Gone
-                            },
-                        });
-                    }
+                    Ok(None) => dropped.push(not_restored(
+                        entry.name,
+                        policy.greylist_states().any(|g| g.name == entry.name),
+                    )),
                     Err(error) => return Err(StoreError::Greylist { index, error }),
                 }
             }
@@ -568,37 +564,27 @@ pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, Store
             }),
         }
     }
-    let mut restored = Vec::with_capacity(tables.len());
-    for (name, table) in tables {
-        let keys = table.len();
-        // Decoded for this very policy's limit of that name and signature,
-        // so installing it cannot be refused; should it be, it is reported
-        // as a changed rule rather than claimed restored.
-        if policy.install_limit(name, table) {
+    let mut restored = Vec::with_capacity(tables.len() + greylists.len());
+    // Each table was decoded for this very policy's rule of that name and
+    // signature, so installing it cannot be refused; should it be, it is
+    // reported as a changed rule rather than claimed restored.
+    let mut record = |name: &str, keys: usize, installed: bool| {
+        if installed {
             restored.push(Restored {
                 name: name.to_owned(),
                 keys,
             });
         } else {
-            dropped.push(Dropped {
-                name: name.to_owned(),
-                reason: DropReason::Changed,
-            });
+            dropped.push(not_restored(name, true));
         }
+    };
+    for (name, table) in tables {
+        let keys = table.len();
+        record(name, keys, policy.install_limit(name, table));
     }
     for (name, table) in greylists {
         let keys = table.len();
-        if policy.install_greylist(name, table) {
-            restored.push(Restored {
-                name: name.to_owned(),
-                keys,
-            });
-        } else {
-            dropped.push(Dropped {
-                name: name.to_owned(),
-                reason: DropReason::Changed,
-            });
-        }
+        record(name, keys, policy.install_greylist(name, table));
     }
     let mut fresh: Vec<String> = policy
         .limit_states()
