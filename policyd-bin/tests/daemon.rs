@@ -15,6 +15,25 @@ use common::{
 
 const DUNNO: &[u8] = b"action=DUNNO\n\n";
 
+/// A directory with `policy` as its `policy.conf`; returns it, the
+/// policy's path and the path of a state file in it (not created).
+fn state_setup(name: &str, policy: &str) -> (TempDir, String, String) {
+    let dir = TempDir::new(name);
+    let policy = dir.write("policy.conf", policy);
+    let state = dir.path().join("state").to_str().unwrap().to_owned();
+    (dir, policy, state)
+}
+
+/// Stops `daemon` with SIGTERM, asserts a clean exit (status 0) and
+/// returns its whole log.
+fn stop_cleanly(mut daemon: Daemon) -> Vec<String> {
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(TIMEOUT).expect("policyd stops");
+    assert_eq!(status.code(), Some(0));
+    daemon.wait_log_closed();
+    daemon.log()
+}
+
 /// Assert that `conn` still gets correct answers.
 fn assert_serves(conn: &mut TcpStream, n: u32) {
     assert_eq!(
@@ -1401,18 +1420,11 @@ mod state_file {
     /// A directory with the limit policy; returns it, the policy's path and
     /// the state file's path.
     fn setup(name: &str) -> (TempDir, String, String) {
-        let dir = TempDir::new(name);
-        let policy = dir.write("policy.conf", LIMIT_POLICY);
-        let state = dir.path().join("state").to_str().unwrap().to_owned();
-        (dir, policy, state)
+        state_setup(name, LIMIT_POLICY)
     }
 
-    fn stop(mut daemon: Daemon) -> Vec<String> {
-        daemon.signal("TERM");
-        let status = daemon.wait_exit(TIMEOUT).expect("policyd stops");
-        assert_eq!(status.code(), Some(0));
-        daemon.wait_log_closed();
-        daemon.log()
+    fn stop(daemon: Daemon) -> Vec<String> {
+        stop_cleanly(daemon)
     }
 
     fn mtime(path: &str) -> Option<SystemTime> {
@@ -1840,19 +1852,14 @@ mod greylist_state {
         );
     }
 
+    /// A directory with the greylist policy; returns it, the policy's path
+    /// and the state file's path.
     fn setup(name: &str) -> (TempDir, String, String) {
-        let dir = TempDir::new(name);
-        let policy = dir.write("policy.conf", GREY_POLICY);
-        let state = dir.path().join("state").to_str().unwrap().to_owned();
-        (dir, policy, state)
+        state_setup(name, GREY_POLICY)
     }
 
-    fn stop(mut daemon: Daemon) -> Vec<String> {
-        daemon.signal("TERM");
-        let status = daemon.wait_exit(TIMEOUT).expect("policyd stops");
-        assert_eq!(status.code(), Some(0));
-        daemon.wait_log_closed();
-        daemon.log()
+    fn stop(daemon: Daemon) -> Vec<String> {
+        stop_cleanly(daemon)
     }
 
     /// `policyd state` on `state`: its standard output (exit 0 asserted).
