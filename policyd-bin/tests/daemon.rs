@@ -34,6 +34,37 @@ fn stop_cleanly(mut daemon: Daemon) -> Vec<String> {
     daemon.log()
 }
 
+/// Waits (bounded by `TIMEOUT`) for a periodic write of `state` whose
+/// `policyd state` output contains `needle`: each time the file changes, it
+/// is read with `policyd state`.
+fn wait_for_written_state(state: &str, needle: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = None;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no periodic write showing {needle:?} within {TIMEOUT:?}"
+        );
+        let now = std::fs::metadata(state).and_then(|m| m.modified()).ok();
+        if now.is_some() && now != seen {
+            seen = now;
+            let out = run(&["state", "--state-file", state]);
+            if String::from_utf8_lossy(&out.stdout).contains(needle) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills `daemon` with SIGKILL (no chance of a final write) and asserts it
+/// did not get to log its orderly stop.
+fn kill_9(daemon: &mut Daemon) {
+    daemon.signal("KILL");
+    assert!(daemon.wait_exit(TIMEOUT).is_some(), "policyd killed");
+    assert!(!daemon.log().iter().any(|l| l.contains("stopped")));
+}
+
 /// Assert that `conn` still gets correct answers.
 fn assert_serves(conn: &mut TcpStream, n: u32) {
     assert_eq!(
@@ -1387,7 +1418,6 @@ size=9000000
 mod state_file {
     use super::*;
     use std::path::Path;
-    use std::time::SystemTime;
 
     /// At most 3 messages an hour per sender; a message is counted once
     /// (per connection and `instance`) at its first RCPT.
@@ -1425,10 +1455,6 @@ mod state_file {
 
     fn stop(daemon: Daemon) -> Vec<String> {
         stop_cleanly(daemon)
-    }
-
-    fn mtime(path: &str) -> Option<SystemTime> {
-        std::fs::metadata(path).and_then(|m| m.modified()).ok()
     }
 
     #[test]
@@ -1539,29 +1565,9 @@ mod state_file {
         let mut conn = daemon.connect();
         admitted(&mut conn, 1);
         admitted(&mut conn, 2);
-        // Wait (bounded) for a periodic write holding both: each time the
-        // file changes, read it with `policyd state`.
-        let deadline = Instant::now() + TIMEOUT;
-        let mut seen = None;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "no periodic write with both messages within {TIMEOUT:?}"
-            );
-            let now = mtime(&state);
-            if now.is_some() && now != seen {
-                seen = now;
-                let out = run(&["state", "--state-file", &state]);
-                if stdout(&out).contains("        2  alice@example.net\n") {
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // No chance of a final write.
-        daemon.signal("KILL");
-        assert!(daemon.wait_exit(TIMEOUT).is_some(), "policyd killed");
-        assert!(!daemon.log().iter().any(|l| l.contains("stopped")));
+        // A periodic write holding both messages, then no final write.
+        wait_for_written_state(&state, "        2  alice@example.net\n");
+        kill_9(&mut daemon);
 
         let daemon = Daemon::start(&args);
         daemon.expect_log("restore line", |l| {
@@ -1922,24 +1928,9 @@ mod greylist_state {
         let mut conn = daemon.connect();
         let wait = deferred(&mut conn, "alice@example.net");
         let first = Instant::now();
-        // Wait (bounded) for a periodic write holding the pending triplet.
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "no periodic write with the triplet within {TIMEOUT:?}"
-            );
-            if std::path::Path::new(&state).exists() {
-                let out = run(&["state", "--state-file", &state]);
-                if stdout(&out).contains("1  pending triplets") {
-                    break;
-                }
-            }
-            sleep(Duration::from_millis(50));
-        }
-        daemon.signal("KILL");
-        assert!(daemon.wait_exit(TIMEOUT).is_some(), "policyd killed");
-        assert!(!daemon.log().iter().any(|l| l.contains("stopped")));
+        // A periodic write holding the pending triplet, then no final write.
+        wait_for_written_state(&state, "1  pending triplets");
+        kill_9(&mut daemon);
 
         let daemon = Daemon::start(&args);
         daemon.expect_log("restore line", |l| {
