@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::limits::random_seeds;
 use super::{to_u32, Compiler};
 use crate::greylist::{ClientWhitelist, RecipientWhitelist};
-use crate::lang::ast::{ActionAst, Clause, DurationLit, GreylistDecl, Name, Str};
+use crate::lang::ast::{DurationLit, GreylistDecl};
 use crate::lang::greylist::{GreylistRule, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
 use crate::lang::limit::{fnv1a, KeyPart, FNV_START};
 use crate::lang::program::{Field, Rule, RuleSource, RCPT_BIT};
@@ -33,25 +33,13 @@ const DEFAULT_THEN_TEXT: &str = "4.7.1 Greylisted, try again in $retry_after sec
 impl Compiler<'_> {
     pub(super) fn greylist(&mut self, g: &GreylistDecl) {
         let errors_before = self.errors.len() + self.suppressed;
-        for clause in &g.clauses {
-            if let Clause::State(names) = clause {
-                let span = names.first().map_or(g.head, |n| n.span);
-                self.error(
-                    span,
-                    "a greylist has no `state` clause: it applies at RCPT; expected `if`, `unless`, \
-                     `client`, `delay`, `retry_window`, `max_age`, `auto_whitelist`, `whitelist`, \
-                     `capacity`, `then` or `prepend`"
-                        .to_owned(),
-                );
-            }
-        }
-        let conditions: Vec<Clause> = g
-            .clauses
-            .iter()
-            .filter(|c| !matches!(c, Clause::State(_)))
-            .cloned()
-            .collect();
-        let c = self.clauses(&conditions);
+        let c = self.clauses_without_state(
+            &g.clauses,
+            g.head,
+            "a greylist has no `state` clause: it applies at RCPT; expected `if`, `unless`, \
+             `client`, `delay`, `retry_window`, `max_age`, `auto_whitelist`, `whitelist`, \
+             `capacity`, `then` or `prepend`",
+        );
         let client = match &g.client {
             None => Some(KeyPart::Ip {
                 field: Field::ClientAddress,
@@ -118,17 +106,7 @@ impl Compiler<'_> {
         let (clients, recipients) = self.whitelists(g);
         let then = match &g.then {
             Some(a) => self.action(a),
-            None => self.action(&ActionAst {
-                verb: Name {
-                    text: DEFAULT_THEN_VERB.to_owned(),
-                    span: g.head,
-                },
-                text: Some(Str {
-                    value: DEFAULT_THEN_TEXT.to_owned(),
-                    span: g.head,
-                }),
-                span: g.head,
-            }),
+            None => self.written_action(DEFAULT_THEN_VERB, DEFAULT_THEN_TEXT, g.head),
         };
         if let Some(v) = &then {
             let span = g
@@ -143,14 +121,7 @@ impl Compiler<'_> {
         let prepend = match &g.prepend {
             None => None,
             Some(header) => {
-                let verdict = self.action(&ActionAst {
-                    verb: Name {
-                        text: "PREPEND".to_owned(),
-                        span: header.span,
-                    },
-                    text: Some(header.clone()),
-                    span: header.span,
-                });
+                let verdict = self.written_action("PREPEND", &header.value, header.span);
                 if let Some(v) = &verdict {
                     self.facts_only(header.span, v, &[Var::Delay]);
                 }

@@ -15,7 +15,9 @@ use crate::lang::limit::{
     FNV_START, KEY_SEPARATOR, MAX_LIMIT_CAPACITY,
 };
 use crate::lang::parse::parse_overrides_file;
-use crate::lang::program::{FieldType, Rule, RuleSource, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT};
+use crate::lang::program::{
+    FieldType, Rule, RuleSource, Verdict, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT,
+};
 use crate::state::{HashSeeds, Limit, LimitTable, Window, MAX_WINDOWS, MAX_WINDOW_MS};
 use crate::template::Var;
 
@@ -46,27 +48,54 @@ pub(super) fn random_seeds() -> HashSeeds {
 }
 
 impl Compiler<'_> {
-    pub(super) fn limit(&mut self, l: &LimitDecl) {
-        let errors_before = self.errors.len() + self.suppressed;
-        for clause in &l.clauses {
+    /// The `if`/`unless` clauses of a limit or greylist, compiled; each
+    /// `state` clause is an error (`message`): such items choose their own
+    /// states.
+    pub(super) fn clauses_without_state(
+        &mut self,
+        clauses: &[Clause],
+        head: Span,
+        message: &str,
+    ) -> super::Clauses {
+        for clause in clauses {
             if let Clause::State(names) = clause {
-                let span = names.first().map_or(l.head, |n| n.span);
-                self.error(
-                    span,
-                    "a limit has no `state` clause: it checks at RCPT and counts at the state its \
-                     `count` and `at` give; expected `if`, `unless`, `key`, `count`, `at`, `max`, \
-                     `overrides`, `capacity` or `over`"
-                        .to_owned(),
-                );
+                let span = names.first().map_or(head, |n| n.span);
+                self.error(span, message.to_owned());
             }
         }
-        let conditions: Vec<Clause> = l
-            .clauses
+        let conditions: Vec<Clause> = clauses
             .iter()
             .filter(|c| !matches!(c, Clause::State(_)))
             .cloned()
             .collect();
-        let c = self.clauses(&conditions);
+        self.clauses(&conditions)
+    }
+
+    /// `VERB "TEXT"` compiled as if written at `span`: a default action of
+    /// a limit or greylist, or a greylist's `prepend` header.
+    pub(super) fn written_action(&mut self, verb: &str, text: &str, span: Span) -> Option<Verdict> {
+        self.action(&ActionAst {
+            verb: Name {
+                text: verb.to_owned(),
+                span,
+            },
+            text: Some(Str {
+                value: text.to_owned(),
+                span,
+            }),
+            span,
+        })
+    }
+
+    pub(super) fn limit(&mut self, l: &LimitDecl) {
+        let errors_before = self.errors.len() + self.suppressed;
+        let c = self.clauses_without_state(
+            &l.clauses,
+            l.head,
+            "a limit has no `state` clause: it checks at RCPT and counts at the state its \
+             `count` and `at` give; expected `if`, `unless`, `key`, `count`, `at`, `max`, \
+             `overrides`, `capacity` or `over`",
+        );
         let key = self.limit_key(l);
         let unit = self.limit_unit(l);
         let at = unit.and_then(|u| self.limit_at(l, u));
@@ -116,20 +145,7 @@ impl Compiler<'_> {
         }
         let over = match &l.over {
             Some(a) => self.action(a),
-            None => {
-                let default = ActionAst {
-                    verb: Name {
-                        text: DEFAULT_OVER_VERB.to_owned(),
-                        span: l.head,
-                    },
-                    text: Some(Str {
-                        value: DEFAULT_OVER_TEXT.to_owned(),
-                        span: l.head,
-                    }),
-                    span: l.head,
-                };
-                self.action(&default)
-            }
+            None => self.written_action(DEFAULT_OVER_VERB, DEFAULT_OVER_TEXT, l.head),
         };
         let (Some(key), Some(unit), Some(at), Some(windows), Some(capacity), Some(over)) =
             (key, unit, at, windows, capacity, over)
@@ -138,17 +154,7 @@ impl Compiler<'_> {
         };
         let overrides = self.limit_overrides(l, &key, &windows);
         let never = if l.over.is_none() {
-            self.action(&ActionAst {
-                verb: Name {
-                    text: DEFAULT_NEVER_VERB.to_owned(),
-                    span: l.head,
-                },
-                text: Some(Str {
-                    value: DEFAULT_NEVER_TEXT.to_owned(),
-                    span: l.head,
-                }),
-                span: l.head,
-            })
+            self.written_action(DEFAULT_NEVER_VERB, DEFAULT_NEVER_TEXT, l.head)
         } else {
             None
         };
