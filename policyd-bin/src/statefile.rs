@@ -371,6 +371,17 @@ pub(crate) struct Written {
     pub(crate) millis: u128,
 }
 
+impl std::fmt::Display for Written {
+    /// The fields of the `state file PATH written ...` log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "limits={} keys={} greylists={} triplets={} bytes={} millis={}",
+            self.limits, self.keys, self.greylists, self.triplets, self.bytes, self.millis
+        )
+    }
+}
+
 /// Encodes the policy in force into `buf` (cleared, capacity kept) and
 /// writes it to `path`. `skipped` is set when a limit could not be stored
 /// (a name longer than the format holds), to warn once.
@@ -466,17 +477,7 @@ impl Writer {
                                         );
                                         failures = 0;
                                     }
-                                    log::debug!(
-                                        "state file {} written limits={} keys={} \
-                                         greylists={} triplets={} bytes={} millis={}",
-                                        path.display(),
-                                        w.limits,
-                                        w.keys,
-                                        w.greylists,
-                                        w.triplets,
-                                        w.bytes,
-                                        w.millis
-                                    );
+                                    log::debug!("state file {} written {w}", path.display());
                                 }
                                 Err(e) => {
                                     failures += 1;
@@ -514,16 +515,7 @@ impl Writer {
         loop {
             match reply_rx.recv_timeout(FINAL_WRITE_POLL) {
                 Ok(Ok(w)) => {
-                    log::notice!(
-                        "state file {name} written limits={} keys={} greylists={} \
-                         triplets={} bytes={} millis={}",
-                        w.limits,
-                        w.keys,
-                        w.greylists,
-                        w.triplets,
-                        w.bytes,
-                        w.millis
-                    );
+                    log::notice!("state file {name} written {w}");
                     return;
                 }
                 Ok(Err(e)) => {
