@@ -136,17 +136,7 @@ impl Builder {
                 EXPECTED_CLIENT,
             ));
         }
-        if !name.starts_with('.') && !name.ends_with('.') {
-            let dotted = format!(".{name}");
-            match self.names.add(EntryToken::Bare(&dotted)) {
-                Ok(_) => return Ok(()),
-                Err(error) if error.kind() == EntryErrorKind::TooMany => return Err(error),
-                // Not a valid domain: postgrey's own regex below keeps its meaning.
-                Err(_) => {}
-            }
-        }
-        let pattern = format!(r"(?:^|\.){}$", regex::escape(name));
-        add_regex(&mut self.patterns, &pattern)
+        add_suffix(&mut self.names, &mut self.patterns, name, "^")
     }
 
     fn build(self) -> Result<ClientWhitelist, EntryError> {
@@ -169,6 +159,29 @@ pub(super) fn add_regex(patterns: &mut ListBuilder, pattern: &str) -> Result<(),
             case_insensitive: true,
         })
         .map(drop)
+}
+
+/// Adds `name`, matching that name and every name below it, to `domains`
+/// (a domain suffix list); a name that is not a valid domain goes to
+/// `patterns` as postgrey's own regex, the name preceded by `start` (`^` for
+/// a whole client name, `@` for an address's domain) or a dot.
+pub(super) fn add_suffix(
+    domains: &mut ListBuilder,
+    patterns: &mut ListBuilder,
+    name: &str,
+    start: &str,
+) -> Result<(), EntryError> {
+    if !name.starts_with('.') && !name.ends_with('.') {
+        let dotted = format!(".{name}");
+        match domains.add(EntryToken::Bare(&dotted)) {
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == EntryErrorKind::TooMany => return Err(error),
+            // Not a valid domain: postgrey's own regex below keeps its meaning.
+            Err(_) => {}
+        }
+    }
+    let pattern = format!(r"(?:{start}|\.){}$", regex::escape(name));
+    add_regex(patterns, &pattern)
 }
 
 /// Whether `text` is one to `max` ASCII digits.

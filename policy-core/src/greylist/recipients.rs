@@ -1,6 +1,6 @@
 //! postgrey's recipient whitelist: [`RecipientWhitelist`].
 
-use super::clients::add_regex;
+use super::clients::{add_regex, add_suffix};
 use super::file::{self, Entry};
 use super::finish;
 use crate::list::{
@@ -205,17 +205,7 @@ impl Builder {
 
     /// A domain: that domain and its subdomains.
     fn add_domain(&mut self, domain: &str) -> Result<(), EntryError> {
-        if !domain.starts_with('.') && !domain.ends_with('.') {
-            let dotted = format!(".{domain}");
-            match self.domains.add(EntryToken::Bare(&dotted)) {
-                Ok(_) => return Ok(()),
-                Err(error) if error.kind() == EntryErrorKind::TooMany => return Err(error),
-                // Not a valid domain: postgrey's own regex below keeps its meaning.
-                Err(_) => {}
-            }
-        }
-        let pattern = format!(r"(?:@|\.){}$", regex::escape(domain));
-        add_regex(&mut self.patterns, &pattern)
+        add_suffix(&mut self.domains, &mut self.patterns, domain, "@")
     }
 
     fn build(self) -> Result<RecipientWhitelist, EntryError> {
