@@ -616,11 +616,7 @@ fn predicate(p: Predicate, r: &Request<'_>) -> bool {
             r.sender.is_null() && state_bit(r.protocol_state) & SENDER_KNOWN != 0
         }
         Predicate::HeloIsFqdn => helo_is_fqdn(r.helo_name),
-        Predicate::HeloIsAddressLiteral => {
-            r.helo_name.len() > 2
-                && r.helo_name[0] == b'['
-                && r.helo_name[r.helo_name.len() - 1] == b']'
-        }
+        Predicate::HeloIsAddressLiteral => is_address_literal(r.helo_name),
         Predicate::HeloIsIp => is_ip(r.helo_name),
         Predicate::ClientUnknown => r.client_name == b"unknown",
         Predicate::ReverseClientUnknown => r.reverse_client_name == b"unknown",
@@ -640,6 +636,45 @@ fn is_ip(name: &[u8]) -> bool {
         return false;
     }
     std::str::from_utf8(name).is_ok_and(|s| s.parse::<std::net::IpAddr>().is_ok())
+}
+
+/// An RFC 5321 (4.1.3) address literal: `[` IPv4 `]`, each of the four
+/// numbers one to three digits and at most 255, or `[IPv6:` IPv6 `]` (the tag
+/// in any case) with a valid IPv6 address, compressed or with a dotted IPv4
+/// tail. General address literals (`[tag:content]` with another tag) and
+/// anything else in brackets (`[foo]`, `[1.2.3]`, `[300.1.1.1]`,
+/// `[IPv6:zzz]`) are not: Postfix's `reject_invalid_helo_hostname` refuses
+/// them too.
+fn is_address_literal(name: &[u8]) -> bool {
+    let Some(inner) = name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")) else {
+        return false;
+    };
+    if inner.len() > 5 && inner[..5].eq_ignore_ascii_case(b"IPv6:") {
+        let v6 = &inner[5..];
+        return v6.len() <= 45
+            && v6
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':'))
+            && std::str::from_utf8(v6).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    is_ipv4_literal(inner)
+}
+
+/// RFC 5321's `IPv4-address-literal`: `Snum 3("." Snum)`, an `Snum` being one
+/// to three digits of value 0-255 (leading zeros allowed, as the grammar does).
+fn is_ipv4_literal(text: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in text.split(|&b| b == b'.') {
+        parts += 1;
+        if parts > 4 || part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        let value = part.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+        if value > 255 {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 /// Byte classes for [`helo_is_fqdn`]: not allowed in a host name, a digit,
@@ -785,6 +820,64 @@ mod tests {
             helo_is_fqdn(&long.as_bytes()[2..253 + 2])
                 == fqdn_reference(&long.as_bytes()[2..253 + 2])
         );
+    }
+
+    #[test]
+    fn address_literals() {
+        let rows: &[(&[u8], bool)] = &[
+            (b"[192.0.2.1]", true),
+            (b"[0.0.0.0]", true),
+            (b"[255.255.255.255]", true),
+            (b"[010.001.2.3]", true),
+            (b"[IPv6:2001:db8::1]", true),
+            (b"[ipv6:2001:DB8::1]", true),
+            (b"[IPv6:::1]", true),
+            (b"[IPv6:::ffff:192.0.2.1]", true),
+            (b"[IPv6:2001:db8:0:0:0:0:0:1]", true),
+            // The field trial's bypasses.
+            (b"[foo]", false),
+            (b"[IPv6:zzz]", false),
+            (b"[1.2.3]", false),
+            (b"[300.1.1.1]", false),
+            // Other shapes that are no address literal.
+            (b"[]", false),
+            (b"[1.2.3.4.5]", false),
+            (b"[1.2.3.]", false),
+            (b"[.1.2.3]", false),
+            (b"[1..2.3]", false),
+            (b"[1.2.3.0004]", false),
+            (b"[256.1.1.1]", false),
+            (b"[+1.2.3.4]", false),
+            (b"[ 1.2.3.4]", false),
+            (b"[1.2.3.4", false),
+            (b"1.2.3.4]", false),
+            (b"192.0.2.1", false),
+            (b"[2001:db8::1]", false),
+            (b"[IPv6:]", false),
+            (b"[IPv6:1.2.3.4]", false),
+            (b"[IPv6:2001:db8::1%eth0]", false),
+            (b"[IPv4:1.2.3.4]", false),
+            (b"[x-tag:content]", false),
+            (b"[[1.2.3.4]]", false),
+            (b"[1.2.3.4]]", false),
+        ];
+        for &(helo, expected) in rows {
+            assert_eq!(
+                is_address_literal(helo),
+                expected,
+                "{}",
+                String::from_utf8_lossy(helo)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ipv4_literals_agree_with_parsing(a in 0u16..400, b in 0u16..300, c in 0u16..300, d in 0u16..300) {
+            let literal = format!("[{a}.{b}.{c}.{d}]");
+            let valid = [a, b, c, d].iter().all(|&n| n <= 255);
+            proptest::prop_assert_eq!(is_address_literal(literal.as_bytes()), valid);
+        }
     }
 
     #[test]
