@@ -38,6 +38,14 @@
 //!   5). Their class must match the verb: 5 for `REJECT` and `5NN`, 4 for
 //!   `DEFER`, `DEFER_IF_REJECT`, `DEFER_IF_PERMIT` and `4NN`. Postfix would
 //!   silently rewrite a mismatch; we refuse it so the author sees the mistake.
+//! - **Reply codes in a verb's text**: a text that starts with a three-digit
+//!   reply code (`REJECT 450 4.7.1 Try again`) is read by people as that
+//!   code, but Postfix sends the verb's own code (554 for `REJECT`) with the
+//!   digits as text. A leading code of another class than the verb's (a
+//!   first digit 1 to 5 other than 5 for `REJECT` and `5NN`, 4 for `DEFER`,
+//!   `DEFER_IF_REJECT`, `DEFER_IF_PERMIT` and `4NN`) is refused
+//!   ([`ActionError::ReplyCodeMismatch`]); to send a code, write it as the
+//!   action (`450 4.7.1 Try again`).
 //! - **Text** is printable: no control character (CR, LF, TAB, DEL, C1...),
 //!   at most [`MAX_TEXT_BYTES`] bytes, not starting or ending with a space.
 //!   Non-ASCII UTF-8 is allowed (SMTPUTF8 replies).
@@ -255,10 +263,19 @@ impl ReplyText {
         }
         if let Some(text) = &self.text {
             check_text(text.as_str())?;
-            if self.enhanced.is_none()
-                && EnhancedStatus::from_token(split_token(text.as_str()).0).is_some()
-            {
-                return Err(ActionError::StatusInText);
+            if self.enhanced.is_none() {
+                let first = split_token(text.as_str()).0;
+                if EnhancedStatus::from_token(first).is_some() {
+                    return Err(ActionError::StatusInText);
+                }
+                if let Some(found) = reply_code(first.as_bytes()) {
+                    if found / 100 != u16::from(class) {
+                        return Err(ActionError::ReplyCodeMismatch {
+                            expected: class,
+                            found,
+                        });
+                    }
+                }
             }
         }
         Ok(())
@@ -364,6 +381,14 @@ pub enum ActionError {
         /// The class given.
         found: u8,
     },
+    /// The text (without an enhanced status code) starts with a reply code
+    /// of another class than the verb's: `REJECT 450 4.7.1 ...`.
+    ReplyCodeMismatch {
+        /// The class the verb or code requires (4 or 5).
+        expected: u8,
+        /// The reply code at the start of the text.
+        found: u16,
+    },
     /// Text is empty where text is required.
     EmptyText,
     /// Text is longer than [`MAX_TEXT_BYTES`].
@@ -410,6 +435,25 @@ impl fmt::Display for ActionError {
                 f,
                 "invalid action: expected enhanced status class {expected}, got {found}"
             ),
+            Self::ReplyCodeMismatch { expected, found } => {
+                write!(
+                    f,
+                    "invalid action: the text starts with reply code {found}, but this action \
+                     answers {expected}xx"
+                )?;
+                if matches!(found / 100, 4 | 5) {
+                    write!(
+                        f,
+                        " (to answer {found}, write the code as the action: {found} TEXT{})",
+                        if found / 100 == 4 {
+                            ", or use DEFER"
+                        } else {
+                            ", or use REJECT"
+                        }
+                    )?;
+                }
+                Ok(())
+            }
             Self::EmptyText => f.write_str("invalid action: expected non-empty text"),
             Self::TextTooLong { len } => write!(
                 f,
@@ -489,6 +533,18 @@ fn optional(rest: &str) -> Result<Option<Text>, ActionError> {
 
 fn any_text(_: &str) -> Result<(), ActionError> {
     Ok(())
+}
+
+/// The reply code a text's first word reads as: exactly three digits, the
+/// first 1 to 5 (RFC 5321 4.2's reply classes). People read `REJECT 450 ...`
+/// as a 450; see the module docs.
+pub(crate) fn reply_code(token: &[u8]) -> Option<u16> {
+    match token {
+        &[a @ b'1'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => None,
+    }
 }
 
 /// A reply code `4NN`/`5NN` with second digit 0-5 (RFC 5321 4.2.1).
@@ -829,6 +885,15 @@ mod tests {
             ),
             ("bcc archive@example.com", "BCC archive@example.com"),
             ("WARN odd client", "WARN odd client"),
+            // A leading code of the verb's class, or words that are no code.
+            ("REJECT 550 5.7.1 no", "REJECT 550 5.7.1 no"),
+            ("DEFER 421 later", "DEFER 421 later"),
+            ("REJECT 5.7.1 450 is here", "REJECT 5.7.1 450 is here"),
+            ("REJECT 4500 recipients", "REJECT 4500 recipients"),
+            ("REJECT 45 recipients", "REJECT 45 recipients"),
+            ("REJECT 650 is no class", "REJECT 650 is no class"),
+            ("DEFER 450abc", "DEFER 450abc"),
+            ("HOLD 550 held", "HOLD 550 held"),
             ("info seen", "INFO seen"),
         ];
         for (input, wire) in rows {
@@ -898,6 +963,56 @@ mod tests {
                 ActionError::EnhancedClassMismatch {
                     expected: 5,
                     found: 4,
+                },
+            ),
+            // A leading reply code of another class than the verb's.
+            (
+                "REJECT 450 4.7.1 Try again",
+                ActionError::ReplyCodeMismatch {
+                    expected: 5,
+                    found: 450,
+                },
+            ),
+            (
+                "REJECT 250 ok",
+                ActionError::ReplyCodeMismatch {
+                    expected: 5,
+                    found: 250,
+                },
+            ),
+            (
+                "DEFER 550 5.7.1 no",
+                ActionError::ReplyCodeMismatch {
+                    expected: 4,
+                    found: 550,
+                },
+            ),
+            (
+                "DEFER_IF_PERMIT 554",
+                ActionError::ReplyCodeMismatch {
+                    expected: 4,
+                    found: 554,
+                },
+            ),
+            (
+                "defer_if_reject 521 bye",
+                ActionError::ReplyCodeMismatch {
+                    expected: 4,
+                    found: 521,
+                },
+            ),
+            (
+                "550 450 x",
+                ActionError::ReplyCodeMismatch {
+                    expected: 5,
+                    found: 450,
+                },
+            ),
+            (
+                "451 550 x",
+                ActionError::ReplyCodeMismatch {
+                    expected: 4,
+                    found: 550,
                 },
             ),
             ("450", ActionError::MissingText { verb: "4NN/5NN" }),

@@ -49,7 +49,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::action::{Action, ActionError, EnhancedStatus, MAX_TEXT_BYTES};
+use crate::action::{reply_code, Action, ActionError, EnhancedStatus, MAX_TEXT_BYTES};
 use crate::request::{Request, KNOWN_ATTRIBUTES};
 
 // ---------------------------------------------------------------------------
@@ -1033,8 +1033,14 @@ enum Shape {
     /// REJECT, DEFER, DEFER_IF_*, 4NN/5NN: `[enhanced] [text]`. `code`: the
     /// enhanced status code is constant (part of the prefix), so the text may
     /// start with anything; otherwise its first token must not look like one.
-    /// `needs_text`: 4NN/5NN without a code needs text.
-    Reply { code: bool, needs_text: bool },
+    /// `needs_text`: 4NN/5NN without a code needs text. `class`: 4 or 5, the
+    /// class a leading reply code in the text must have (`REJECT` with
+    /// `$x` = `450` would read as a 450; [`ActionError::ReplyCodeMismatch`]).
+    Reply {
+        code: bool,
+        needs_text: bool,
+        class: u8,
+    },
     /// HOLD, DISCARD: any text, or none.
     Optional,
     /// WARN, INFO: any non-empty text.
@@ -1052,11 +1058,17 @@ impl Shape {
     fn accepts(self, text: &[u8]) -> bool {
         let no_space = || !text.contains(&b' ');
         match self {
-            Self::Reply { code, needs_text } => {
+            Self::Reply {
+                code,
+                needs_text,
+                class,
+            } => {
                 if text.is_empty() {
                     return !needs_text;
                 }
-                code || !is_enhanced_status(first_token(text))
+                let first = first_token(text);
+                code || (!is_enhanced_status(first)
+                    && reply_code(first).map_or(true, |found| found / 100 == u16::from(class)))
             }
             Self::Optional => true,
             Self::Required => !text.is_empty(),
@@ -1246,10 +1258,16 @@ impl ActionTemplate {
             | Action::DeferIfPermit(_) => Shape::Reply {
                 code: false,
                 needs_text: false,
+                class: if matches!(action, Action::Reject(_)) {
+                    5
+                } else {
+                    4
+                },
             },
-            Action::Status { .. } => Shape::Reply {
+            Action::Status { code, .. } => Shape::Reply {
                 code: false,
                 needs_text: true,
+                class: if *code >= 500 { 5 } else { 4 },
             },
             Action::Hold(_) | Action::Discard(_) => Shape::Optional,
             Action::Warn(_) | Action::Info(_) => Shape::Required,
@@ -1263,7 +1281,9 @@ impl ActionTemplate {
         };
         let mut parts = template.parts;
         let shape = match shape {
-            Shape::Reply { needs_text, .. } => {
+            Shape::Reply {
+                needs_text, class, ..
+            } => {
                 let code = split_constant_code(&mut parts);
                 if let Some(code) = code {
                     prefix.push(' ');
@@ -1272,6 +1292,7 @@ impl ActionTemplate {
                 Shape::Reply {
                     code: code.is_some(),
                     needs_text: needs_text && code.is_none(),
+                    class,
                 }
             }
             Shape::Header => {
@@ -1359,8 +1380,8 @@ impl ActionTemplate {
     ///
     /// | action | invalid when | fallback |
     /// |---|---|---|
-    /// | `REJECT`, `DEFER`, `DEFER_IF_*` | text without a constant enhanced code starts with one (`$sender` = `4.7.1`) | the verb and its constant enhanced code, if any (Postfix adds its default text) |
-    /// | `4NN`/`5NN` | as above, or empty text without enhanced code | the code and its constant enhanced code, else `C.0.0` (`550 5.0.0`) |
+    /// | `REJECT`, `DEFER`, `DEFER_IF_*` | text without a constant enhanced code starts with one (`$sender` = `4.7.1`), or with a reply code of another class (`REJECT` and `$sender` = `450`) | the verb and its constant enhanced code, if any (Postfix adds its default text) |
+    /// | `4NN`/`5NN` | as above (the code's class), or empty text without enhanced code | the code and its constant enhanced code, else `C.0.0` (`550 5.0.0`) |
     /// | `HOLD`, `DISCARD` | never | the bare verb |
     /// | `WARN`, `INFO` | empty text | `DUNNO` |
     /// | `FILTER` | not `transport:destination` without spaces | `DUNNO` |
@@ -2007,6 +2028,22 @@ mod tests {
                 }),
             ),
             ("250", Some("$sender"), A(ActionError::InvalidCode)),
+            (
+                "REJECT",
+                Some("450 4.7.1 Try again, $sender"),
+                A(ActionError::ReplyCodeMismatch {
+                    expected: 5,
+                    found: 450,
+                }),
+            ),
+            (
+                "DEFER",
+                Some("550 5.7.1 no, $sender"),
+                A(ActionError::ReplyCodeMismatch {
+                    expected: 4,
+                    found: 550,
+                }),
+            ),
             ("450", None, A(ActionError::MissingText { verb: "4NN/5NN" })),
             (
                 "WARN",
@@ -2171,6 +2208,50 @@ mod tests {
                 T,
             ),
             ("REJECT", Some("$sender"), vec![], "REJECT".into(), E),
+            // A leading reply code of another class than the verb's: the fallback.
+            (
+                "REJECT",
+                Some("$sender_local please"),
+                vec![b"sender=450@example.com"],
+                "REJECT".into(),
+                F,
+            ),
+            (
+                "DEFER",
+                Some("$sender_local"),
+                vec![b"sender=550@example.com"],
+                "DEFER".into(),
+                F,
+            ),
+            (
+                "550",
+                Some("$sender_local x"),
+                vec![b"sender=421@example.com"],
+                "550 5.0.0".into(),
+                F,
+            ),
+            // Of the verb's class, or after a constant enhanced code: as written.
+            (
+                "REJECT",
+                Some("$sender_local please"),
+                vec![b"sender=550@example.com"],
+                "REJECT 550 please".into(),
+                E,
+            ),
+            (
+                "REJECT",
+                Some("5.7.1 $sender_local please"),
+                vec![b"sender=450@example.com"],
+                "REJECT 5.7.1 450 please".into(),
+                E,
+            ),
+            (
+                "DEFER",
+                Some("$sender_local"),
+                vec![b"sender=4500@example.com"],
+                "DEFER 4500".into(),
+                E,
+            ),
             (
                 "REJECT",
                 Some("$sender blocked"),
