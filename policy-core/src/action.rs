@@ -209,7 +209,7 @@ pub struct ReplyText {
 }
 
 /// Separators between verb, enhanced status code and text on input.
-fn is_blank(c: char) -> bool {
+pub(crate) fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 

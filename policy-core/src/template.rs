@@ -49,7 +49,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::action::{reply_code, Action, ActionError, EnhancedStatus, MAX_TEXT_BYTES};
+use crate::action::{is_blank, reply_code, Action, ActionError, EnhancedStatus, MAX_TEXT_BYTES};
 use crate::request::{Request, KNOWN_ATTRIBUTES};
 
 // ---------------------------------------------------------------------------
@@ -1151,6 +1151,16 @@ pub enum ActionTemplateError {
         /// Offset of the first variable's `$`.
         offset: usize,
     },
+    /// A rejecting or deferring text starts with a variable whose values are
+    /// numbers (`$retry_after`, `$limit`, ...): they would read as a reply
+    /// code of another class than the verb's (see
+    /// [`ActionError::ReplyCodeMismatch`]).
+    LeadingNumber {
+        /// The variable.
+        var: Var,
+        /// Offset of its `$`.
+        offset: usize,
+    },
 }
 
 impl ActionTemplateError {
@@ -1159,7 +1169,9 @@ impl ActionTemplateError {
         match self {
             Self::Template(error) => Some(error.offset()),
             Self::Action(_) => None,
-            Self::TemplatedHeaderName { offset } => Some(*offset),
+            Self::TemplatedHeaderName { offset } | Self::LeadingNumber { offset, .. } => {
+                Some(*offset)
+            }
         }
     }
 }
@@ -1173,6 +1185,13 @@ impl fmt::Display for ActionTemplateError {
                 "invalid action: expected a constant header name before `:` in PREPEND \
                  (variables may only appear in the value)",
             ),
+            Self::LeadingNumber { var, .. } => write!(
+                f,
+                "invalid action: the text starts with `${var}`, a number that would read as a \
+                 reply code (such as {}); start the text with words or with an enhanced status \
+                 code",
+                var.sample()
+            ),
         }
     }
 }
@@ -1182,7 +1201,7 @@ impl std::error::Error for ActionTemplateError {
         match self {
             Self::Template(error) => Some(error),
             Self::Action(error) => Some(error),
-            Self::TemplatedHeaderName { .. } => None,
+            Self::TemplatedHeaderName { .. } | Self::LeadingNumber { .. } => None,
         }
     }
 }
@@ -1243,7 +1262,20 @@ impl ActionTemplate {
             let wire = format!("{verb} {}", template.constant_text());
             return Ok(Self::constant(Action::parse(&wire)?));
         }
-        let action = Action::parse(&format!("{verb} {}", template.sample()))?;
+        let parsed = Action::parse(&format!("{verb} {}", template.sample()));
+        let first = template
+            .parts
+            .iter()
+            .find(|p| !matches!(p, Part::Literal(l) if l.trim_matches(is_blank).is_empty()));
+        if let (Err(ActionError::ReplyCodeMismatch { .. }), Some(Part::Var(var))) = (&parsed, first)
+        {
+            // The sample of a number reads as a code; so would many values.
+            return Err(ActionTemplateError::LeadingNumber {
+                var: *var,
+                offset: first_variable_offset(text),
+            });
+        }
+        let action = parsed?;
         let shape = match &action {
             Action::Ok | Action::Dunno => {
                 // Unreachable: the sample is non-empty and `parse` refused it.
@@ -2028,6 +2060,22 @@ mod tests {
                 }),
             ),
             ("250", Some("$sender"), A(ActionError::InvalidCode)),
+            (
+                "DEFER",
+                Some("$retry_after seconds to wait"),
+                ActionTemplateError::LeadingNumber {
+                    var: Var::RetryAfter,
+                    offset: 0,
+                },
+            ),
+            (
+                "REJECT",
+                Some(" $limit reached"),
+                ActionTemplateError::LeadingNumber {
+                    var: Var::Limit,
+                    offset: 1,
+                },
+            ),
             (
                 "REJECT",
                 Some("450 4.7.1 Try again, $sender"),

@@ -25,7 +25,7 @@ use crate::action::ActionError;
 use crate::list::{
     EntryToken, ListBuilder, ListKind, LoginMap, LoginMapBuilder, LoginPart, Lookup,
 };
-use crate::template::{ActionTemplate, ActionTemplateError, Var};
+use crate::template::{ActionTemplate, ActionTemplateError, Template, Var};
 
 /// The compiled size limit of one regular expression in a condition (bytes
 /// of the regex crate's program). Bounds compile time and memory for a
@@ -286,8 +286,7 @@ impl Compiler<'_> {
                         );
                     } else {
                         default = Some(*kw);
-                        if let Some(v) = self.action(action) {
-                            self.no_limit_facts(action, &v);
+                        if let Some(v) = self.action(action, &[]) {
                             if matches!(v.action, Action::Ok) {
                                 self.warning(action.span, ok_at_rcpt_message("the default"));
                             }
@@ -619,10 +618,9 @@ impl Compiler<'_> {
 
     fn rule(&mut self, r: &RuleDecl) {
         let c = self.clauses(&r.clauses);
-        let Some(verdict) = self.action(&r.action) else {
+        let Some(verdict) = self.action(&r.action, &[]) else {
             return;
         };
-        self.no_limit_facts(&r.action, &verdict);
         self.rule_warnings(r, c.states, &verdict.action, c.recipient_level);
         self.rule_name_spans.push(r.name.span);
         self.program.rules.push(Rule {
@@ -643,18 +641,17 @@ impl Compiler<'_> {
         });
     }
 
-    /// An error if `verdict`'s template uses a variable of a stateful rule
-    /// (`$limit`, `$retry_after`, `$delay`, ...) outside the actions that
-    /// give it a value.
-    fn no_limit_facts(&mut self, a: &ActionAst, verdict: &Verdict) {
-        self.facts_only(a.text.as_ref().map_or(a.span, |t| t.span), verdict, &[]);
-    }
-
-    /// An error for each variable of a stateful rule in `verdict`'s template
-    /// that is not in `allowed` (the ones this action gives a value).
-    fn facts_only(&mut self, span: Span, verdict: &Verdict, allowed: &[Var]) {
-        let Some(t) = &verdict.template else {
-            return;
+    /// An error, and `false`, if the action's text uses a variable of a
+    /// stateful rule (`$limit`, `$retry_after`, `$delay`, ...) that is not in
+    /// `allowed` (the ones this action gives a value). Checked before the
+    /// action itself, whose samples would make other errors of it.
+    fn facts_only(&mut self, a: &ActionAst, allowed: &[Var]) -> bool {
+        let Some(text) = &a.text else {
+            return true;
+        };
+        // A text that is no template: the action's own error says why.
+        let Ok(t) = Template::parse(&text.value) else {
+            return true;
         };
         // The first such variable (one error per action).
         if let Some(var) = t.variables().find(|v| v.is_fact() && !allowed.contains(v)) {
@@ -664,13 +661,15 @@ impl Compiler<'_> {
                 _ => "a limit's `over` action",
             };
             self.error(
-                span,
+                text.span,
                 format!(
                     "`${var}` has a value only in {valid}; expected a request variable \
                      ($sender, $client_address, $rule, ...)"
                 ),
             );
+            return false;
         }
+        true
     }
 
     /// Emit `cond` as nodes jumping to `t` when it holds and `f` when not;
@@ -1041,7 +1040,12 @@ impl Compiler<'_> {
 
     // ----- actions -------------------------------------------------------
 
-    fn action(&mut self, a: &ActionAst) -> Option<Verdict> {
+    /// Compile an action whose text may use the variables of a stateful rule
+    /// in `allowed` (and those of the request).
+    fn action(&mut self, a: &ActionAst, allowed: &[Var]) -> Option<Verdict> {
+        if !self.facts_only(a, allowed) {
+            return None;
+        }
         match ActionTemplate::compile(&a.verb.text, a.text.as_ref().map(|t| t.value.as_str())) {
             Ok(t) => {
                 if t.is_constant() {

@@ -105,15 +105,15 @@ impl Compiler<'_> {
         };
         let (clients, recipients) = self.whitelists(g);
         let then = match &g.then {
-            Some(a) => self.action(a),
-            None => self.written_action(DEFAULT_THEN_VERB, DEFAULT_THEN_TEXT, g.head),
+            Some(a) => self.action(a, &[Var::RetryAfter]),
+            None => self.written_action(
+                DEFAULT_THEN_VERB,
+                DEFAULT_THEN_TEXT,
+                g.head,
+                &[Var::RetryAfter],
+            ),
         };
         if let Some(v) = &then {
-            let span = g
-                .then
-                .as_ref()
-                .map_or(g.head, |a| a.text.as_ref().map_or(a.span, |t| t.span));
-            self.facts_only(span, v, &[Var::RetryAfter]);
             if let Some(a) = &g.then {
                 self.action_warnings(&g.name.text, g.dry_run, a.span, RCPT_BIT, &v.action, false);
             }
@@ -121,11 +121,7 @@ impl Compiler<'_> {
         let prepend = match &g.prepend {
             None => None,
             Some(header) => {
-                let verdict = self.written_action("PREPEND", &header.value, header.span);
-                if let Some(v) = &verdict {
-                    self.facts_only(header.span, v, &[Var::Delay]);
-                }
-                Some(verdict)
+                Some(self.written_action("PREPEND", &header.value, header.span, &[Var::Delay]))
             }
         };
         let (

@@ -21,6 +21,15 @@ use crate::lang::program::{
 use crate::state::{HashSeeds, Limit, LimitTable, Window, MAX_WINDOWS, MAX_WINDOW_MS};
 use crate::template::Var;
 
+/// The variables a limit's `over` actions give a value.
+const LIMIT_FACTS: &[Var] = &[
+    Var::Limit,
+    Var::Window,
+    Var::Counted,
+    Var::RetryAfter,
+    Var::Key,
+];
+
 /// The `over` action of a limit without one.
 pub(crate) const DEFAULT_OVER_VERB: &str = "DEFER";
 /// The text of the default `over` action.
@@ -73,18 +82,27 @@ impl Compiler<'_> {
 
     /// `VERB "TEXT"` compiled as if written at `span`: a default action of
     /// a limit or greylist, or a greylist's `prepend` header.
-    pub(super) fn written_action(&mut self, verb: &str, text: &str, span: Span) -> Option<Verdict> {
-        self.action(&ActionAst {
-            verb: Name {
-                text: verb.to_owned(),
+    pub(super) fn written_action(
+        &mut self,
+        verb: &str,
+        text: &str,
+        span: Span,
+        allowed: &[Var],
+    ) -> Option<Verdict> {
+        self.action(
+            &ActionAst {
+                verb: Name {
+                    text: verb.to_owned(),
+                    span,
+                },
+                text: Some(Str {
+                    value: text.to_owned(),
+                    span,
+                }),
                 span,
             },
-            text: Some(Str {
-                value: text.to_owned(),
-                span,
-            }),
-            span,
-        })
+            allowed,
+        )
     }
 
     pub(super) fn limit(&mut self, l: &LimitDecl) {
@@ -144,8 +162,8 @@ impl Compiler<'_> {
             }
         }
         let over = match &l.over {
-            Some(a) => self.action(a),
-            None => self.written_action(DEFAULT_OVER_VERB, DEFAULT_OVER_TEXT, l.head),
+            Some(a) => self.action(a, LIMIT_FACTS),
+            None => self.written_action(DEFAULT_OVER_VERB, DEFAULT_OVER_TEXT, l.head, LIMIT_FACTS),
         };
         let (Some(key), Some(unit), Some(at), Some(windows), Some(capacity), Some(over)) =
             (key, unit, at, windows, capacity, over)
@@ -154,7 +172,7 @@ impl Compiler<'_> {
         };
         let overrides = self.limit_overrides(l, &key, &windows);
         let never = if l.over.is_none() {
-            self.written_action(DEFAULT_NEVER_VERB, DEFAULT_NEVER_TEXT, l.head)
+            self.written_action(DEFAULT_NEVER_VERB, DEFAULT_NEVER_TEXT, l.head, LIMIT_FACTS)
         } else {
             None
         };
@@ -202,21 +220,6 @@ impl Compiler<'_> {
             overrides,
             never,
         });
-        let over_span = l
-            .over
-            .as_ref()
-            .map_or(l.head, |a| a.text.as_ref().map_or(a.span, |t| t.span));
-        self.facts_only(
-            over_span,
-            &over,
-            &[
-                Var::Limit,
-                Var::Window,
-                Var::Counted,
-                Var::RetryAfter,
-                Var::Key,
-            ],
-        );
         if let Some(a) = &l.over {
             self.action_warnings(&l.name.text, l.dry_run, a.span, states, &over.action, false);
         }
