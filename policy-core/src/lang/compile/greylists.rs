@@ -118,12 +118,9 @@ impl Compiler<'_> {
                 self.action_warnings(&g.name.text, g.dry_run, a.span, RCPT_BIT, &v.action, false);
             }
         }
-        let prepend = match &g.prepend {
-            None => None,
-            Some(header) => {
-                Some(self.written_action("PREPEND", &header.value, header.span, &[Var::Delay]))
-            }
-        };
+        let prepend = g.prepend.as_ref().map(|header| {
+            self.written_action("PREPEND", &header.value, header.span, &[Var::Delay])
+        });
         let (
             Some(client),
             Some(delay_ms),
