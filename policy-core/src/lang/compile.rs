@@ -14,6 +14,7 @@ use super::program::{
     Field, FieldType, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp,
     Verdict, FALSE, MEMO_SLOTS, NO_MEMO, STATE_NAMES, TRUE,
 };
+use super::suggest;
 use super::{Compiled, SourceLoader};
 use warnings::ok_at_rcpt_message;
 
@@ -371,8 +372,10 @@ impl Compiler<'_> {
                     self.error(
                         k.span,
                         format!(
-                            "unknown list kind `{}`; expected cidr, domain, address, string, glob or regex",
-                            k.text
+                            "unknown list kind `{}`; expected cidr, domain, address, string, glob or \
+                             regex{}",
+                            k.text,
+                            suggest::hint(&k.text, ListKind::ALL.map(ListKind::keyword))
                         ),
                     );
                     // Still declare it, so that its uses are not reported too.
@@ -552,10 +555,11 @@ impl Compiler<'_> {
                     d.index.map(|i| (i, name.span))
                 }
                 None => {
+                    let hint = suggest::hint(&name.text, sorted_names(&self.lists));
                     self.error(
                         name.span,
                         format!(
-                            "unknown list `{}`; expected a list declared with `list`",
+                            "unknown list `{}`; expected a list declared with `list`{hint}",
                             name.text
                         ),
                     );
@@ -721,8 +725,10 @@ impl Compiler<'_> {
                 name.span,
                 format!(
                     "unknown field `{}`; expected a request attribute (sender, recipient, client_address, \
-                     helo_name, sasl_username, size, ...) or sender_local, sender_domain, recipient_local, recipient_domain",
-                    name.text
+                     helo_name, sasl_username, size, ...) or sender_local, sender_domain, recipient_local, \
+                     recipient_domain{}",
+                    name.text,
+                    suggest::hint(&name.text, Field::field_names())
                 ),
             );
         }
@@ -774,10 +780,11 @@ impl Compiler<'_> {
                     Some((Test::SenderLoginMismatch { map: d.index? }, false))
                 }
                 None => {
+                    let hint = suggest::hint(&name.text, sorted_names(&self.logins));
                     self.error(
                         name.span,
                         format!(
-                            "unknown logins map `{}`; expected a map declared with `logins`",
+                            "unknown logins map `{}`; expected a map declared with `logins`{hint}",
                             name.text
                         ),
                     );
@@ -1067,12 +1074,44 @@ impl Compiler<'_> {
                     (None, Some(text)) if !verb_error(&e) => text.span,
                     _ => a.verb.span,
                 };
-                self.error(at, e.to_string());
+                let hint = match e {
+                    ActionTemplateError::Action(ActionError::UnknownVerb) => {
+                        suggest::hint(&a.verb.text, ACTION_VERBS)
+                    }
+                    _ => String::new(),
+                };
+                self.error(at, format!("{e}{hint}"));
                 None
             }
         }
     }
 }
+
+/// The names of declared lists or maps, sorted (for a hint that does not
+/// depend on a hash map's order).
+fn sorted_names(declared: &HashMap<String, Declared>) -> Vec<&str> {
+    let mut names: Vec<&str> = declared.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names
+}
+
+/// The access(5) verbs of a policy reply, for "did you mean" hints.
+const ACTION_VERBS: [&str; 14] = [
+    "OK",
+    "DUNNO",
+    "REJECT",
+    "DEFER",
+    "DEFER_IF_REJECT",
+    "DEFER_IF_PERMIT",
+    "HOLD",
+    "DISCARD",
+    "FILTER",
+    "PREPEND",
+    "REDIRECT",
+    "BCC",
+    "WARN",
+    "INFO",
+];
 
 /// Whether an action error is about the verb or code rather than the text.
 fn verb_error(e: &ActionTemplateError) -> bool {

@@ -55,6 +55,7 @@ pub(crate) mod greylist;
 pub(crate) mod limit;
 mod parse;
 pub(crate) mod program;
+mod suggest;
 
 pub use compile::MAX_ERRORS;
 pub use compile::MAX_REGEX_COMPILED_BYTES;
@@ -64,6 +65,7 @@ pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, 
 pub use greylist::{DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
 pub use limit::{DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
 pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
+pub use suggest::did_you_mean;
 
 pub(crate) use compile::compile;
 pub(crate) use eval::Buffers;

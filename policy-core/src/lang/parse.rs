@@ -26,6 +26,8 @@ use super::ast::{
     LimitDecl, ListBody, ListDecl, ListRef, LoginsBody, LoginsDecl, Name, Number, OverrideAst,
     OverridesAst, RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value, WhitelistAst, WindowAst,
 };
+use super::program::Field;
+use super::suggest;
 
 /// How deeply `not` and parentheses may nest in one condition. The parser and
 /// the compiler recurse once per level, so this bounds their stack use on any
@@ -78,6 +80,34 @@ const CONDITION_STOP_WORDS: [&str; 14] = [
 pub(crate) struct PError<'a> {
     pub(crate) input: &'a str,
     pub(crate) expected: Cow<'static, str>,
+    /// `expected` is the whole message, not what was expected (an unknown
+    /// word, said as such).
+    pub(crate) whole: bool,
+}
+
+impl PError<'_> {
+    /// The error's message: `expected X, found Y`, or the whole message.
+    fn message(&self) -> String {
+        if self.whole {
+            self.expected.to_string()
+        } else {
+            let found = skip_ws(self.input);
+            let word = &found[..found.find(|c| !is_name_char(c)).unwrap_or(found.len())];
+            // The keywords the message names in backquotes, for a misspelt one.
+            let keywords = self
+                .expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|k| !k.is_empty() && k.chars().all(is_name_char));
+            format!(
+                "expected {}, found {}{}",
+                self.expected,
+                describe_found(self.input),
+                suggest::hint(word, keywords)
+            )
+        }
+    }
 }
 
 impl<'a> ParseError<&'a str> for PError<'a> {
@@ -85,6 +115,7 @@ impl<'a> ParseError<&'a str> for PError<'a> {
         Self {
             input,
             expected: Cow::Borrowed("valid syntax"),
+            whole: false,
         }
     }
 
@@ -110,6 +141,7 @@ fn error<T>(input: &str, expected: impl Into<Cow<'static, str>>) -> PResult<'_, 
     Err(nom::Err::Error(PError {
         input,
         expected: expected.into(),
+        whole: false,
     }))
 }
 
@@ -118,6 +150,16 @@ fn failure<T>(input: &str, expected: impl Into<Cow<'static, str>>) -> PResult<'_
     Err(nom::Err::Failure(PError {
         input,
         expected: expected.into(),
+        whole: false,
+    }))
+}
+
+/// A committed error at `input` whose message is `message` as it is.
+fn failure_saying<T>(input: &str, message: String) -> PResult<'_, T> {
+    Err(nom::Err::Failure(PError {
+        input,
+        expected: message.into(),
+        whole: true,
     }))
 }
 
@@ -742,6 +784,22 @@ impl<'s> Parser<'s> {
                 (rest, TestKind::SenderLoginMismatch(map))
             }
             p if PREDICATES.contains(&p) => (rest, TestKind::Predicate(name)),
+            word if Field::lookup_field(word).is_none()
+                && self.operator(skip_ws(rest)).is_err() =>
+            {
+                // Neither a field nor a predicate, and no operator follows
+                // to say it was meant as a field.
+                return failure_saying(
+                    start,
+                    format!(
+                        "unknown field or predicate `{word}`; expected a request attribute \
+                         (sender, client_address, helo_name, ...), a derived field (sender_domain, \
+                         recipient_local, ...) or a predicate (authenticated, tls, helo_is_fqdn, \
+                         ...){}",
+                        suggest::hint(word, Field::field_names().chain(PREDICATES))
+                    ),
+                );
+            }
             _ => self.field_test(name, rest)?,
         };
         Ok((rest, Cond::Test(kind, self.span(start, rest))))
@@ -1413,7 +1471,7 @@ pub(crate) fn parse_policy(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
                 let offset = parser.offset(e.input);
                 errors.push(SyntaxError {
                     offset,
-                    message: format!("expected {}, found {}", e.expected, describe_found(e.input)),
+                    message: e.message(),
                 });
                 rest = &src[resume_point(src, item_start, offset)..];
             }
@@ -1469,7 +1527,7 @@ pub(crate) fn parse_overrides_file(src: &str) -> (Vec<OverrideAst>, Vec<SyntaxEr
                 let offset = parser.offset(e.input);
                 errors.push(SyntaxError {
                     offset,
-                    message: format!("expected {}, found {}", e.expected, describe_found(e.input)),
+                    message: e.message(),
                 });
                 let next_line = src[offset..]
                     .find('\n')
@@ -1632,9 +1690,14 @@ default DUNNO
                 "expected a condition after `if`, found `then`",
             ),
             (
-                "rule x { if a b }",
-                14,
+                "rule x { if sender b }",
+                19,
                 "expected an operator after the field",
+            ),
+            (
+                "rule x { if a b }",
+                12,
+                "unknown field or predicate `a`",
             ),
             (
                 "rule x { if tls OK }",

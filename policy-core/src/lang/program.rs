@@ -43,6 +43,14 @@ impl Field {
         Self::lookup(name).filter(|&var| var != Self::Rule && !var.is_fact())
     }
 
+    /// The names of every field, for "did you mean" hints.
+    pub(crate) fn field_names() -> impl Iterator<Item = &'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|&var| var != Self::Rule && !var.is_fact())
+            .map(Self::name)
+    }
+
     pub(crate) fn field_type(self) -> FieldType {
         match self {
             Self::ProtocolState => FieldType::State,
