@@ -370,7 +370,18 @@ fn greylist_errors_are_located() {
             23,
             "each timer once per greylist",
         ),
-        ("greylist g { capacity 0 }", 1, 23, "a capacity from 1"),
+        (
+            "greylist g { capacity 0 }",
+            1,
+            23,
+            "a capacity from 1 to 1000000000 triplets; found 0",
+        ),
+        (
+            "greylist g { auto_whitelist 1000001 }",
+            1,
+            29,
+            "a number of passes from 0 (off) to 1000000; found 1000001",
+        ),
         (
             "greylist g { auto_whitelist 5MB }",
             1,

@@ -96,13 +96,13 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key client_address/33/64\n  count messages\n  max 1 per 1h\n}",
             2,
             22,
-            "an IPv4 prefix length from 0 to 32",
+            "an IPv4 prefix length from 0 to 32; found 33",
         ),
         (
             "limit l {\n  key server_address/24/129\n  count messages\n  max 1 per 1h\n}",
             2,
             25,
-            "an IPv6 prefix length from 0 to 128",
+            "an IPv6 prefix length from 0 to 128; found 129",
         ),
         (
             "limit l {\n  key sender/24/64\n  count messages\n  max 1 per 1h\n}",
@@ -207,7 +207,7 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key sender\n  count messages\n  max 1 per 1s, 2 per 1m, 3 per 1h, 4 per 1d, 5 per 2d\n}",
             4,
             47,
-            "too many windows; expected at most 4 in one limit",
+            "too many windows; expected at most 4 in one limit, found 5",
         ),
         (
             "limit l {\n  key sender\n  count messages\n  max 10 per 1h, 20 per 60m\n}",
@@ -307,19 +307,19 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  capacity 0\n}",
             5,
             12,
-            "a capacity from 1 to 100000000 keys",
+            "a capacity from 1 to 100000000 keys; found 0",
         ),
         (
             "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  capacity 100000001\n}",
             5,
             12,
-            "a capacity from 1 to 100000000 keys",
+            "a capacity from 1 to 100000000 keys; found 100000001",
         ),
         (
             "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  capacity 1k\n}",
             5,
             12,
-            "a capacity from 1 to 100000000 keys",
+            "a capacity from 1 to 100000000 keys; found 1k",
         ),
         // Names.
         (

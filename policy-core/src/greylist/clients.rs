@@ -227,7 +227,8 @@ fn ipv4_entry(text: &str) -> Option<Result<(u32, u32), EntryError>> {
             EntryErrorKind::Syntax,
             "prefix length out of range",
             "a prefix length of at most 32 for IPv4",
-        )));
+        )
+        .with_detail(format!("found /{prefix}"))));
     }
     let address = octets[..count]
         .iter()

@@ -73,7 +73,8 @@ pub(crate) fn parse(text: &str) -> Result<Network, EntryError> {
                     EntryErrorKind::Syntax,
                     "prefix length out of range",
                     "a prefix length of at most 32 for IPv4 and 128 for IPv6",
-                ));
+                )
+                .with_detail(format!("found /{p}")));
             }
             p
         }

@@ -116,7 +116,8 @@ pub(crate) fn normalize_address(text: &str, out: &mut Vec<u8>) -> Result<Address
             EntryErrorKind::TooLong,
             "the address is too long",
             "an address of at most 512 bytes",
-        ));
+        )
+        .with_detail(format!("{} bytes", text.len())));
     }
     if local.bytes().any(|b| b.is_ascii_control()) {
         return Err(invalid());

@@ -762,7 +762,8 @@ fn check_length(text: &str) -> Result<(), EntryError> {
             EntryErrorKind::TooLong,
             "the entry is too long",
             "a string, glob or regex of at most 4096 bytes",
-        ));
+        )
+        .with_detail(format!("{} bytes", text.len())));
     }
     Ok(())
 }

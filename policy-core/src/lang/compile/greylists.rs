@@ -85,7 +85,10 @@ impl Compiler<'_> {
             Some(n) => {
                 self.error(
                     n.span,
-                    format!("a number of passes from 0 (off) to {MAX_AUTO_WHITELIST}"),
+                    format!(
+                        "a number of passes from 0 (off) to {MAX_AUTO_WHITELIST}; found {}",
+                        n.span.text(self.src)
+                    ),
                 );
                 None
             }
@@ -97,7 +100,10 @@ impl Compiler<'_> {
                 _ => {
                     self.error(
                         n.span,
-                        format!("a capacity from 1 to {MAX_GREYLIST_CAPACITY} triplets"),
+                        format!(
+                            "a capacity from 1 to {MAX_GREYLIST_CAPACITY} triplets; found {}",
+                            n.span.text(self.src)
+                        ),
                     );
                     None
                 }

@@ -277,11 +277,19 @@ impl Compiler<'_> {
             (true, [v4, v6]) => {
                 let mut ok = true;
                 if v4.value > 32 || v4.has_unit {
-                    self.error(v4.span, "an IPv4 prefix length from 0 to 32".to_owned());
+                    let found = v4.span.text(self.src);
+                    self.error(
+                        v4.span,
+                        format!("an IPv4 prefix length from 0 to 32; found {found}"),
+                    );
                     ok = false;
                 }
                 if v6.value > 128 || v6.has_unit {
-                    self.error(v6.span, "an IPv6 prefix length from 0 to 128".to_owned());
+                    let found = v6.span.text(self.src);
+                    self.error(
+                        v6.span,
+                        format!("an IPv6 prefix length from 0 to 128; found {found}"),
+                    );
                     ok = false;
                 }
                 let (v4, v6) = (
@@ -402,7 +410,10 @@ impl Compiler<'_> {
         if l.windows.len() > MAX_WINDOWS {
             self.error(
                 l.windows[MAX_WINDOWS].max.span,
-                format!("too many windows; expected at most {MAX_WINDOWS} in one limit"),
+                format!(
+                    "too many windows; expected at most {MAX_WINDOWS} in one limit, found {}",
+                    l.windows.len()
+                ),
             );
             return None;
         }
@@ -458,7 +469,10 @@ impl Compiler<'_> {
             _ => {
                 self.error(
                     n.span,
-                    format!("a capacity from 1 to {MAX_LIMIT_CAPACITY} keys"),
+                    format!(
+                        "a capacity from 1 to {MAX_LIMIT_CAPACITY} keys; found {}",
+                        n.span.text(self.src)
+                    ),
                 );
                 None
             }
