@@ -195,6 +195,9 @@ fn every_compile_error_is_located_and_says_what_was_expected() {
         // Actions.
         ("rule x { then FROB }", 1, 15, "expected OK, DUNNO, REJECT"),
         ("list a cidr { 192.0.2.0/33 }", 1, 15, "prefix length out of range (found /33); expected a prefix length of at most 32 for IPv4 and 128 for IPv6"),
+        ("list a { example.com @@@ }", 1, 22, "not a valid address; expected an address"),
+        ("list a address { x@example.com\n  @@@ }", 2, 3, "not a valid address; expected an address"),
+        ("list a { - }", 1, 10, "not a valid domain"),
         // Unknown words are said to be unknown, with the likely one they misspell.
         ("rule x { if helo_is_random then REJECT }", 1, 13, "unknown field or predicate `helo_is_random`; expected a request attribute"),
         ("rule x { if helo_is_fqnd then REJECT }", 1, 13, "unknown field or predicate `helo_is_fqnd`; expected a request attribute (sender, client_address, helo_name, ...), a derived field (sender_domain, recipient_local, ...) or a predicate (authenticated, tls, helo_is_fqdn, ...); did you mean `helo_is_fqdn`?"),

@@ -23,7 +23,8 @@ pub(crate) const AT_TREE: u8 = 8;
 /// The longest DNS label.
 const MAX_LABEL_BYTES: usize = 63;
 
-const EXPECTED_DOMAIN: &str = "a domain: dot-separated labels of letters, digits, `-` or `_`, \
+const EXPECTED_DOMAIN: &str = "a domain: dot-separated labels of letters, digits, `-` or `_` \
+     (each with a letter or digit), \
      at most 253 bytes, optionally with a leading `.` for its subdomains \
      (quote other text to make it a string)";
 
@@ -70,6 +71,8 @@ pub(crate) fn normalize_domain(
         if label.is_empty()
             || label.len() > MAX_LABEL_BYTES
             || !label.iter().all(|&b| is_label_byte(b))
+            // A label of only `-` and `_` (`-`, `_._`) is no name.
+            || label.iter().all(|&b| matches!(b, b'-' | b'_'))
         {
             return Err(invalid());
         }
@@ -119,7 +122,11 @@ pub(crate) fn normalize_address(text: &str, out: &mut Vec<u8>) -> Result<Address
         )
         .with_detail(format!("{} bytes", text.len())));
     }
-    if local.bytes().any(|b| b.is_ascii_control()) {
+    // A local part may hold `@` (Postfix's internal form of
+    // `"a@b"@example.com` is `a@b@example.com`), but not at either end:
+    // `@@@`, `a@@b` and `@a@b` are typos, not addresses.
+    if local.bytes().any(|b| b.is_ascii_control()) || local.starts_with('@') || local.ends_with('@')
+    {
         return Err(invalid());
     }
     if local.is_empty() {

@@ -988,6 +988,9 @@ mod tests {
             (bare("localhost"), ListKind::Domain),
             (bare("joe@example.com"), ListKind::Address),
             (bare("joe@"), ListKind::Address),
+            (bare("\"a@b\"@example.com"), ListKind::Address),
+            (bare("_dmarc.example.com"), ListKind::Domain),
+            (bare("x-1.example"), ListKind::Domain),
             (bare("@example.com"), ListKind::Address),
             (bare("@.example.com"), ListKind::Address),
             (bare("<>"), ListKind::Address),
@@ -1043,6 +1046,17 @@ mod tests {
             ),
             (bare("."), EntryErrorKind::Syntax, "not a valid domain"),
             (bare("@"), EntryErrorKind::Syntax, "not a valid address"),
+            // The field trial's `@@@`, and other text that fits no kind.
+            (bare("@@@"), EntryErrorKind::Syntax, "not a valid address"),
+            (bare("a@@b"), EntryErrorKind::Syntax, "not a valid address"),
+            (bare("@a@b"), EntryErrorKind::Syntax, "not a valid address"),
+            (bare("-"), EntryErrorKind::Syntax, "not a valid domain"),
+            (bare("_._"), EntryErrorKind::Syntax, "not a valid domain"),
+            (
+                bare("@-.example"),
+                EntryErrorKind::Syntax,
+                "not a valid address",
+            ),
             (
                 bare("joe@.example.com"),
                 EntryErrorKind::Syntax,
