@@ -388,7 +388,8 @@ COMMANDS:
                     are comments; request=smtpd_access_policy may be left
                     out); none or - reads standard input. A request that does
                     not parse is reported with its file and line, and the next
-                    one is decided. Exit 0 when every request parsed, 1 when
+                    one is decided; an attribute name Postfix never sends (a
+                    typo such as client_adress) gets a warning. Exit 0 when every request parsed, 1 when
                     one did not or a file could not be read, {config} when the
                     policy does not compile.
     state           Read a state file (see --state-file) offline and print,

@@ -12,10 +12,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use policy_core::request::{is_known_attribute, KNOWN_ATTRIBUTES};
 use policy_core::{Policy, Request, Scratch, Timestamp};
 use policy_proto::{Framer, Limits};
 
-use policy_core::lang::{MAX_GREYLIST_CAPACITY, MAX_LIMIT_CAPACITY};
+use policy_core::lang::{did_you_mean, MAX_GREYLIST_CAPACITY, MAX_LIMIT_CAPACITY};
 use policy_core::state::{GreylistTable, LimitTable};
 use policy_core::store::{self, TableKind};
 
@@ -314,6 +315,21 @@ impl Tester<'_> {
                 }
             };
             self.decided += 1;
+            // Postfix sends only the known attributes: another name is a
+            // typo, and the attribute it meant is left empty.
+            for &(line, text) in &block.lines {
+                let attribute = text.split(|&b| b == b'=').next().unwrap_or(text);
+                if !is_known_attribute(attribute) {
+                    let attribute = String::from_utf8_lossy(attribute);
+                    let _ = writeln!(
+                        self.report,
+                        "{name}:{line}: request {number}: warning: Postfix sends no attribute \
+                         `{attribute}`; it is ignored{}",
+                        did_you_mean(&attribute, KNOWN_ATTRIBUTES)
+                            .map_or_else(String::new, |a| format!(" (did you mean `{a}`?)"))
+                    );
+                }
+            }
             let _ = write!(self.report, "{name}:{first_line}: request {number}:");
             header(&request, &mut self.report);
             self.report.push('\n');

@@ -1388,6 +1388,30 @@ size=9000000
     }
 
     #[test]
+    fn attribute_names_postfix_never_sends_are_warned_about() {
+        let (_dir, path) = policy_dir("test-names");
+        // The field trial: `client_adress=` decided as if the address were
+        // absent, silently.
+        let input = b"protocol_state=RCPT\nclient_adress=192.0.2.1\nSender=spammer@example.net\n\
+                      xyzzy=1\nrecipient=bob@example.com\n\n";
+        let out = run_with_stdin(&["test", "--config", &path], input);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        for expected in [
+            "-:2: request 1: warning: Postfix sends no attribute `client_adress`; it is ignored \
+             (did you mean `client_address`?)\n",
+            "-:3: request 1: warning: Postfix sends no attribute `Sender`; it is ignored \
+             (did you mean `sender`?)\n",
+            "-:4: request 1: warning: Postfix sends no attribute `xyzzy`; it is ignored\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        // Only those: the attributes Postfix sends are not warned about.
+        assert_eq!(text.matches("warning:").count(), 3, "{text}");
+        assert!(text.contains("1 request decided, 0 not parsed"), "{text}");
+    }
+
+    #[test]
     fn a_policy_that_does_not_compile_is_not_tested() {
         let dir = TempDir::new("test-bad");
         let path = dir.write("bad.conf", "rule a { then FROBNICATE }\n");

@@ -4,9 +4,9 @@
 /// The candidate closest to `word`, if one is close enough to be a likely
 /// misspelling: at most one edit for words of up to four characters, two up
 /// to eight, three beyond (an edit being an inserted, deleted or replaced
-/// character, or two neighbours swapped), compared ignoring ASCII case. Of
-/// equally close candidates, the first wins. `word` itself (in any case) is
-/// not suggested.
+/// character, or two neighbours swapped), compared ignoring ASCII case (so
+/// `Sender` suggests `sender`). Of equally close candidates, the first wins.
+/// `word` itself is not suggested.
 ///
 /// ```
 /// use policy_core::lang::did_you_mean;
@@ -32,7 +32,7 @@ pub fn did_you_mean<'c>(
     };
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
-        if candidate.len() > LONGEST || candidate.eq_ignore_ascii_case(word) {
+        if candidate.len() > LONGEST || candidate == word {
             continue;
         }
         let distance = edit_distance(word, candidate);
@@ -117,7 +117,8 @@ mod tests {
             ("client_adress", Some("client_address")),
             ("trusted_net", Some("trusted_nets")),
             ("DUNO", Some("DUNNO")),
-            ("dunno", None),
+            ("dunno", Some("DUNNO")),
+            ("DUNNO", None),
             ("--confg", Some("--config")),
             ("chek", Some("check")),
             ("tset", Some("test")),
