@@ -20,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use policy_core::lang::did_you_mean;
 use policy_core::{Action, ActionError};
 use policy_proto::Limits;
 
@@ -319,17 +320,31 @@ pub(crate) enum CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownOption(opt) => write!(f, "unknown option {opt:?}"),
+            Self::UnknownOption(opt) => {
+                write!(f, "unknown option {opt:?}")?;
+                let names = OPTIONS.iter().flat_map(|o| o.names.iter().copied());
+                match did_you_mean(opt, names) {
+                    Some(name) => write!(f, "; did you mean {name}?"),
+                    None => Ok(()),
+                }
+            }
             Self::OptionNotFor { option, command } => {
                 write!(f, "option {option} does not apply to `policyd {command}`")
             }
             Self::UnexpectedArgument(arg) => {
                 write!(f, "unexpected argument {arg:?} (options start with --)")
             }
-            Self::UnknownCommand(word) => write!(
-                f,
-                "unknown command {word:?}: expected serve, check, test, state, default-policy or help"
-            ),
+            Self::UnknownCommand(word) => {
+                write!(
+                    f,
+                    "unknown command {word:?}: expected serve, check, test, state, default-policy \
+                     or help"
+                )?;
+                match did_you_mean(word, COMMANDS) {
+                    Some(command) => write!(f, "; did you mean {command}?"),
+                    None => Ok(()),
+                }
+            }
             Self::MissingArgument(what) => write!(f, "expected {what}"),
             Self::MissingValue(opt) => write!(f, "option {opt} needs a value"),
             Self::UnexpectedValue(opt) => write!(f, "option {opt} takes no value"),
@@ -904,6 +919,17 @@ const fn spec(
     }
 }
 
+/// The sub-commands, for "did you mean" hints.
+const COMMANDS: [&str; 7] = [
+    "serve",
+    "check",
+    "test",
+    "state",
+    "default-policy",
+    "help",
+    "version",
+];
+
 const OPTIONS: &[OptSpec] = &[
     spec(Opt::Help, &["--help", "-h"], false, ALL),
     spec(Opt::Version, &["--version", "-V"], false, ALL),
@@ -1468,6 +1494,25 @@ mod tests {
     #[test]
     fn error_messages_read_well() {
         assert_eq!(err(&["--bogus"]).to_string(), "unknown option \"--bogus\"");
+        // Misspellings get the option or command meant.
+        assert_eq!(
+            err(&["--confg", "x"]).to_string(),
+            "unknown option \"--confg\"; did you mean --config?"
+        );
+        assert_eq!(
+            err(&["check", "--deny-warning", "x"]).to_string(),
+            "unknown option \"--deny-warning\"; did you mean --deny-warnings?"
+        );
+        assert_eq!(
+            err(&["chek", "x"]).to_string(),
+            "unknown command \"chek\": expected serve, check, test, state, default-policy or help; \
+             did you mean check?"
+        );
+        assert_eq!(
+            err(&["default_policy"]).to_string(),
+            "unknown command \"default_policy\": expected serve, check, test, state, \
+             default-policy or help; did you mean default-policy?"
+        );
         assert_eq!(
             err(&["--max-connections", "x"]).to_string(),
             "bad value \"x\" for --max-connections: expected a whole number from 1 to 100000"
