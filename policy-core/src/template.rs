@@ -1066,9 +1066,12 @@ impl Shape {
                 if text.is_empty() {
                     return !needs_text;
                 }
+                if code {
+                    return true;
+                }
                 let first = first_token(text);
-                code || (!is_enhanced_status(first)
-                    && reply_code(first).map_or(true, |found| found / 100 == u16::from(class)))
+                !is_enhanced_status(first)
+                    && reply_code(first).map_or(true, |found| found / 100 == u16::from(class))
             }
             Self::Optional => true,
             Self::Required => !text.is_empty(),
