@@ -38,10 +38,14 @@ fn scenarios_dir() -> PathBuf {
 }
 
 /// Reads the files a policy names, relative to the scenario's directory, and
-/// refuses paths that would leave it (absolute, or with `..`).
+/// refuses paths that would leave it (with `..`). An absolute path is read
+/// under the scenario's directory as if that were the root
+/// (`/etc/postgrey/whitelist_clients` is `<scenario>/etc/postgrey/whitelist_clients`),
+/// so that a translation scenario's `policy.conf` can be the docs' example
+/// verbatim, with the paths a real system has.
 fn dir_loader(dir: &Path) -> impl FnMut(&str) -> Result<String, String> + '_ {
     move |path: &str| {
-        let relative = Path::new(path);
+        let relative = Path::new(path.trim_start_matches('/'));
         if !relative
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
@@ -594,3 +598,4 @@ fn docs_examples_compile() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
