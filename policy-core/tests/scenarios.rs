@@ -634,7 +634,10 @@ fn marked_examples(chapter: &str, text: &str) -> Result<Vec<MarkedExample>, Stri
             .map(str::trim)
             .filter(|name| !name.is_empty() && !name.contains(char::is_whitespace))
             .ok_or_else(|| {
-                format!("{chapter}:{line}: expected `<!-- scenario: NAME -->`, found `{}`", lines[index])
+                format!(
+                    "{chapter}:{line}: expected `<!-- scenario: NAME -->`, found `{}`",
+                    lines[index]
+                )
             })?;
         if lines.get(index + 1).map(|l| l.trim_end()) != Some("```policy") {
             return Err(format!(
@@ -645,7 +648,11 @@ fn marked_examples(chapter: &str, text: &str) -> Result<Vec<MarkedExample>, Stri
         let mut end = index + 2;
         loop {
             match lines.get(end) {
-                None => return Err(format!("{chapter}:{line}: the ```policy block is not closed")),
+                None => {
+                    return Err(format!(
+                        "{chapter}:{line}: the ```policy block is not closed"
+                    ))
+                }
                 Some(l) if l.starts_with("```") => break,
                 Some(l) => {
                     body.push_str(l);
@@ -762,7 +769,10 @@ fn docs_translations_are_scenarios() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    println!("{} translations checked against their scenarios", examples.len());
+    println!(
+        "{} translations checked against their scenarios",
+        examples.len()
+    );
 }
 
 /// The marker reader finds marked blocks, keeps their text exactly, and
@@ -787,7 +797,10 @@ fn scenario_markers_are_read_strictly() {
         "<!-- scenario:  -->\n```policy\nrule a { then DUNNO }\n```\n",    // no name
         "<!-- scenario: x\n```policy\nrule a { then DUNNO }\n```\n",       // no `-->`
     ] {
-        assert!(marked_examples("docs/t.md", bad).is_err(), "accepted {bad:?}");
+        assert!(
+            marked_examples("docs/t.md", bad).is_err(),
+            "accepted {bad:?}"
+        );
     }
     assert!(first_difference("a\nb\n", "a\nc\n").contains("line 2"));
 }
