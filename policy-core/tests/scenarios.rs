@@ -38,10 +38,14 @@ fn scenarios_dir() -> PathBuf {
 }
 
 /// Reads the files a policy names, relative to the scenario's directory, and
-/// refuses paths that would leave it (absolute, or with `..`).
+/// refuses paths that would leave it (with `..`). An absolute path is read
+/// under the scenario's directory as if that were the root
+/// (`/etc/postgrey/whitelist_clients` is `<scenario>/etc/postgrey/whitelist_clients`),
+/// so that a translation scenario's `policy.conf` can be the docs' example
+/// verbatim, with the paths a real system has.
 fn dir_loader(dir: &Path) -> impl FnMut(&str) -> Result<String, String> + '_ {
     move |path: &str| {
-        let relative = Path::new(path);
+        let relative = Path::new(path.trim_start_matches('/'));
         if !relative
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
@@ -593,4 +597,210 @@ fn docs_examples_compile() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// The docs' translations are scenarios.
+
+/// The comment that marks a docs example as a scenario's policy: on the line
+/// just before the ```` ```policy ```` fence,
+/// `<!-- scenario: translation-postfwd -->`.
+const SCENARIO_MARKER: &str = "<!-- scenario: ";
+
+/// One marked example: the chapter, the line of the marker, the scenario it
+/// names and the block's text (each line with its LF).
+#[derive(Debug, PartialEq, Eq)]
+struct MarkedExample {
+    chapter: String,
+    line: usize,
+    scenario: String,
+    body: String,
+}
+
+/// The marked examples of one chapter's text, or the first malformed marker
+/// (not followed by a ```` ```policy ```` block, or a block never closed).
+fn marked_examples(chapter: &str, text: &str) -> Result<Vec<MarkedExample>, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut examples = Vec::new();
+    let mut index = 0;
+    while index < lines.len() {
+        let Some(rest) = lines[index].trim().strip_prefix(SCENARIO_MARKER) else {
+            index += 1;
+            continue;
+        };
+        let line = index + 1;
+        let scenario = rest
+            .strip_suffix("-->")
+            .map(str::trim)
+            .filter(|name| !name.is_empty() && !name.contains(char::is_whitespace))
+            .ok_or_else(|| {
+                format!(
+                    "{chapter}:{line}: expected `<!-- scenario: NAME -->`, found `{}`",
+                    lines[index]
+                )
+            })?;
+        if lines.get(index + 1).map(|l| l.trim_end()) != Some("```policy") {
+            return Err(format!(
+                "{chapter}:{line}: the scenario marker must be followed by a ```policy block"
+            ));
+        }
+        let mut body = String::new();
+        let mut end = index + 2;
+        loop {
+            match lines.get(end) {
+                None => {
+                    return Err(format!(
+                        "{chapter}:{line}: the ```policy block is not closed"
+                    ))
+                }
+                Some(l) if l.starts_with("```") => break,
+                Some(l) => {
+                    body.push_str(l);
+                    body.push('\n');
+                }
+            }
+            end += 1;
+        }
+        examples.push(MarkedExample {
+            chapter: chapter.to_owned(),
+            line,
+            scenario: scenario.to_owned(),
+            body,
+        });
+        index = end + 1;
+    }
+    Ok(examples)
+}
+
+/// Where a marked example's text and its scenario's `policy.conf` part: the
+/// first differing line, both ways.
+fn first_difference(doc: &str, conf: &str) -> String {
+    let mut doc_lines = doc.lines();
+    let mut conf_lines = conf.lines();
+    for number in 1.. {
+        match (doc_lines.next(), conf_lines.next()) {
+            (Some(a), Some(b)) if a == b => continue,
+            (None, None) => break,
+            (a, b) => {
+                return format!(
+                    "line {number} of the block: docs `{}`, policy.conf `{}`",
+                    a.unwrap_or("<end>"),
+                    b.unwrap_or("<end>")
+                )
+            }
+        }
+    }
+    "the lines agree; the line ends or the final newline differ".to_owned()
+}
+
+/// Every translation in `docs/` is an executable scenario: each example
+/// marked `<!-- scenario: NAME -->` is byte for byte the `policy.conf` of
+/// `tests/scenarios/NAME/` (whose requests carry the answers of the original
+/// tool), and every `translation-*` scenario has its marked example, so the
+/// docs and the tests cannot drift apart.
+#[test]
+fn docs_translations_are_scenarios() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut chapters: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    chapters.sort();
+    let mut failures = Vec::new();
+    let mut examples = Vec::new();
+    for path in &chapters {
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let chapter = format!(
+            "docs/{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        match marked_examples(&chapter, &text) {
+            Ok(found) => examples.extend(found),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        !examples.is_empty() || !failures.is_empty(),
+        "no `{SCENARIO_MARKER}NAME -->` marker found in {}",
+        dir.display()
+    );
+    for example in &examples {
+        let at = format!("{}:{}", example.chapter, example.line);
+        if examples
+            .iter()
+            .filter(|other| other.scenario == example.scenario)
+            .count()
+            > 1
+        {
+            failures.push(format!(
+                "{at}: scenario `{}` is marked more than once",
+                example.scenario
+            ));
+        }
+        let conf_path = scenarios_dir().join(&example.scenario).join("policy.conf");
+        match std::fs::read_to_string(&conf_path) {
+            Ok(conf) if conf == example.body => {}
+            Ok(conf) => failures.push(format!(
+                "{at}: the example differs from {} ({})",
+                conf_path.display(),
+                first_difference(&example.body, &conf)
+            )),
+            Err(e) => failures.push(format!(
+                "{at}: scenario `{}`: {}: {e}",
+                example.scenario,
+                conf_path.display()
+            )),
+        }
+    }
+    for scenario in scenario_dirs() {
+        let name = scenario
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("translation-") && !examples.iter().any(|e| e.scenario == name) {
+            failures.push(format!(
+                "scenario `{name}` is a translation but no docs example is marked \
+                 `{SCENARIO_MARKER}{name} -->`"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!(
+        "{} translations checked against their scenarios",
+        examples.len()
+    );
+}
+
+/// The marker reader finds marked blocks, keeps their text exactly, and
+/// refuses a marker without its block.
+#[test]
+fn scenario_markers_are_read_strictly() {
+    let text = "# T\n\n<!-- scenario: translation-x -->\n```policy\nrule a { then DUNNO }\n\ndefault DUNNO\n```\n\n```policy\nrule unmarked { then OK }\n```\n";
+    let found = marked_examples("docs/t.md", text).expect("well-formed");
+    assert_eq!(
+        found,
+        [MarkedExample {
+            chapter: "docs/t.md".to_owned(),
+            line: 3,
+            scenario: "translation-x".to_owned(),
+            body: "rule a { then DUNNO }\n\ndefault DUNNO\n".to_owned(),
+        }]
+    );
+    for bad in [
+        "<!-- scenario: x -->\n\n```policy\nrule a { then DUNNO }\n```\n", // a blank line between
+        "<!-- scenario: x -->\n```\nrule a { then DUNNO }\n```\n",         // not a policy block
+        "<!-- scenario: x -->\n```policy\nrule a { then DUNNO }\n",        // never closed
+        "<!-- scenario:  -->\n```policy\nrule a { then DUNNO }\n```\n",    // no name
+        "<!-- scenario: x\n```policy\nrule a { then DUNNO }\n```\n",       // no `-->`
+    ] {
+        assert!(
+            marked_examples("docs/t.md", bad).is_err(),
+            "accepted {bad:?}"
+        );
+    }
+    assert!(first_difference("a\nb\n", "a\nc\n").contains("line 2"));
 }
