@@ -47,7 +47,7 @@ use policy_core::Action;
 
 use crate::cli::{Command, Config, PolicySource, EX_CONFIG, EX_OSERR, EX_USAGE};
 use crate::log::Level;
-use crate::policy_file::{one_line, LoadError};
+use crate::policy_file::LoadError;
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
@@ -110,7 +110,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     for warning in &loaded.warnings {
-        log::warning!("{}", one_line(warning));
+        policy_file::log_diagnostic(warning);
     }
     if config.policy == PolicySource::Action(Action::Ok) {
         // What the compiler warns about for a rule, said for the shortcut.

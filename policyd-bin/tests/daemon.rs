@@ -864,6 +864,12 @@ mod policy {
             l.contains(": warning: ") && l.contains(&format!("{path}:1:"))
         });
         assert!(warning.contains("unused"), "{warning}");
+        // One severity, written by the logger: not `warning: FILE:1:1: warning: ...`.
+        assert!(
+            warning.contains(&format!(": warning: {path}:1:"))
+                && warning.matches("warning:").count() == 1,
+            "{warning}"
+        );
         assert!(daemon
             .log()
             .iter()
@@ -1029,15 +1035,17 @@ mod reload {
             "{failed}"
         );
         let log = daemon.log();
+        // Each compile error at error level, its severity said once.
         let errors: Vec<&String> = log
             .iter()
-            .filter(|l| {
-                l.contains(": warning: ")
-                    && l.contains(&format!("{path}:"))
-                    && l.contains(": error: ")
-            })
+            .filter(|l| l.contains(&format!(": error: {path}:")))
             .collect();
         assert_eq!(errors.len(), 2, "{log:#?}");
+        assert!(
+            !log.iter()
+                .any(|l| l.matches(": error: ").count() + l.matches(": warning: ").count() > 1),
+            "{log:#?}"
+        );
         assert_eq!(
             request(&mut conn, &other),
             reply("REJECT 5.7.1 Sender other@example.org is not welcome any more")
