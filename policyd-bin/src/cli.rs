@@ -522,7 +522,7 @@ SIGNALS:
     SIGHUP           Reload the --config file and the list files it names. If
                      the new policy compiles, it replaces the old one for every
                      later request (connections stay open); if not, every error
-                     is logged and the old policy stays. Ignored (logged) with
+                     is logged, at error level, and the old policy stays. Ignored (logged) with
                      --action or the embedded default policy. Limits whose
                      name, key, count, at, windows and capacity are unchanged
                      keep their counters, greylists whose name, client part,

@@ -406,14 +406,16 @@ fn reload(path: &Path, engine: &Engine) {
                 policy_file::log_diagnostic(diagnostic);
             }
             let n = errors.errors.len();
-            log::warning!(
+            // At error level, like its errors: the administrator asked for a
+            // policy that is not in force (`--log-level error` must show it).
+            log::error!(
                 "reload failed: policy {name} does not compile ({n} {}); \
                  keeping the policy in force (details: policyd check {name})",
                 plural(n, "error", "errors")
             );
         }
         Err(e @ LoadError::Read { .. }) => {
-            log::warning!("reload failed: {e}; keeping the policy in force");
+            log::error!("reload failed: {e}; keeping the policy in force");
         }
     }
 }

@@ -1028,7 +1028,7 @@ mod reload {
         );
         daemon.signal("HUP");
         let failed = daemon.expect_log("reload failure", |l| {
-            l.contains(": warning: reload failed: policy ")
+            l.contains(": error: reload failed: policy ")
         });
         assert!(
             failed.contains("does not compile (2 errors); keeping the policy in force"),
@@ -1059,7 +1059,7 @@ mod reload {
             l.contains("blocked.txt: no such file or directory")
         });
         daemon.expect_log("second failure summary", |l| {
-            l.contains(": warning: reload failed: ") && !l.contains("(2 errors)")
+            l.contains(": error: reload failed: ") && !l.contains("(2 errors)")
         });
         assert_eq!(
             request(&mut conn, &other),
@@ -1075,6 +1075,48 @@ mod reload {
             .log()
             .iter()
             .any(|l| l.contains("closing connection")));
+    }
+}
+
+mod reload_failure {
+    use super::*;
+
+    /// With `--log-level error`, a failed reload shows more than "SIGHUP
+    /// received": the failure and each compile error, at error level.
+    #[test]
+    fn a_failed_reload_is_logged_at_error_level() {
+        let (dir, path) = policy_dir("reload-error-level");
+        let daemon = Daemon::start(&["--config", &path, "--log-level", "error"]);
+        dir.write("policy.conf", "rule x { then FROB }\n");
+        daemon.signal("HUP");
+        let failed = daemon.expect_log("reload failure at error level", |l| {
+            l.contains(": error: reload failed: policy ")
+        });
+        assert!(
+            failed.contains("does not compile (1 error); keeping the policy in force"),
+            "{failed}"
+        );
+        daemon.expect_log("the compile error", |l| {
+            l.contains(&format!(": error: {path}:1:"))
+        });
+        // A policy file that cannot be read: the same.
+        std::fs::remove_file(&path).unwrap();
+        daemon.signal("HUP");
+        let failed = daemon.expect_log("read failure at error level", |l| {
+            l.contains(": error: reload failed: cannot read policy ")
+        });
+        assert!(
+            failed.ends_with("no such file or directory; keeping the policy in force"),
+            "{failed}"
+        );
+        let mut conn = daemon.connect();
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[("sender", "spammer@example.net")])
+            ),
+            reply("REJECT 5.7.1 Sender spammer@example.net is blocked")
+        );
     }
 }
 
