@@ -77,7 +77,7 @@ pub(crate) fn bind(addr: &ListenAddr) -> Result<Vec<Listener>, BindError> {
             let mut listeners = Vec::with_capacity(addrs.len());
             for sock in addrs {
                 let listener = TcpListener::bind(sock).map_err(|e| {
-                    let mut err = fail(describe(&e));
+                    let mut err = fail(describe_bind(&e, PORT_HINT));
                     if addrs_differ(text, sock) {
                         err.addr = format!("{text} ({sock})");
                     }
@@ -140,7 +140,7 @@ fn bind_unix(path: &Path) -> Result<Listener, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(describe(&e)),
     }
-    let listener = UnixListener::bind(path).map_err(|e| describe(&e))?;
+    let listener = UnixListener::bind(path).map_err(|e| describe_bind(&e, SOCKET_DIR_HINT))?;
     let meta = fs::symlink_metadata(path).map_err(|e| describe(&e))?;
     Ok(Listener::Unix {
         listener,
@@ -149,16 +149,30 @@ fn bind_unix(path: &Path) -> Result<Listener, String> {
     })
 }
 
+/// What to check when binding a TCP port is denied.
+const PORT_HINT: &str = "ports below 1024 need privileges";
+
+/// What to check when creating a UNIX socket is denied.
+const SOCKET_DIR_HINT: &str = "check the permissions of the socket's directory";
+
+/// An error of binding a listener in words: [`describe`], with `hint` (what
+/// to check) after a permission error.
+fn describe_bind(e: &io::Error, hint: &str) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => format!("permission denied ({hint})"),
+        _ => describe(e),
+    }
+}
+
 /// An I/O error in words for a mail administrator: the common cases spelled
-/// out, the rest as the system says it.
+/// out, the rest as the system says it. No hint about what to check: the
+/// same error means different things for a file and a socket (binding adds
+/// its own, [`describe_bind`]), and the caller names the file and the step.
 pub(crate) fn describe(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::AddrInUse => "address already in use".into(),
         io::ErrorKind::AddrNotAvailable => "address not available on this host".into(),
-        io::ErrorKind::PermissionDenied => {
-            "permission denied (ports below 1024 need privileges; check directory permissions for sockets)"
-                .into()
-        }
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
         io::ErrorKind::NotFound => "no such file or directory".into(),
         // A socket timeout surfaces as EAGAIN ("resource temporarily unavailable").
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
@@ -331,6 +345,24 @@ mod tests {
             .unwrap_err()
             .starts_with("bad port"));
         assert!(resolve("localhost:x").unwrap_err().starts_with("bad port"));
+    }
+
+    /// A permission error gets the hint that fits what failed: the port
+    /// for a TCP bind, the directory for a UNIX socket, none for a file.
+    #[test]
+    fn hints_fit_the_operation() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert_eq!(describe(&denied), "permission denied");
+        assert_eq!(
+            describe_bind(&denied, PORT_HINT),
+            "permission denied (ports below 1024 need privileges)"
+        );
+        assert_eq!(
+            describe_bind(&denied, SOCKET_DIR_HINT),
+            "permission denied (check the permissions of the socket's directory)"
+        );
+        let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+        assert_eq!(describe_bind(&in_use, PORT_HINT), "address already in use");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use policy_core::{CompileErrors, Diagnostic, NoFiles, Policy, Severity, SourceLoader};
@@ -280,8 +280,8 @@ pub(crate) fn read_bytes(path: &Path, limit: u64, limit_name: &str) -> Result<Ve
     let too_large = |size: u64| {
         format!("too large: {size} bytes or more, expected at most {limit} ({limit_name})")
     };
-    let file = File::open(path).map_err(|e| io_reason(&e))?;
-    let meta = file.metadata().map_err(|e| io_reason(&e))?;
+    let file = File::open(path).map_err(|e| describe(&e))?;
+    let meta = file.metadata().map_err(|e| describe(&e))?;
     if meta.is_dir() {
         return Err("is a directory, expected a file".to_owned());
     }
@@ -297,18 +297,11 @@ pub(crate) fn read_bytes(path: &Path, limit: u64, limit_name: &str) -> Result<Ve
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| io_reason(&e))?;
+        .map_err(|e| describe(&e))?;
     if bytes.len() as u64 > limit {
         return Err(too_large(bytes.len() as u64));
     }
     Ok(bytes)
-}
-
-fn io_reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => describe(e),
-    }
 }
 
 #[cfg(test)]
