@@ -9,13 +9,18 @@
 //! accepted. Every error is a [`CliError`], printed as one line, exit code
 //! [`EX_USAGE`].
 //!
-//! Addresses given to `--listen` are only classified here (TCP or UNIX socket);
-//! they are resolved and bound in [`crate::listen`], and a bad one is a bind
-//! error (exit code [`EX_OSERR`]), like a port in use. Policy files are only
-//! named here; they are read and compiled in [`crate::policy_file`].
+//! Addresses given to `--listen` are classified (TCP or UNIX socket) and
+//! checked here ([`crate::listen::parse_tcp`]): a malformed one or a port
+//! over 65535 is a usage error found before anything else happens. A port
+//! alone (`--listen 10031`, postgrey's habit) means `127.0.0.1:PORT`. Host
+//! names are resolved and addresses bound in [`crate::listen`]; a failure
+//! there is a bind error (exit code [`EX_OSERR`]), like a port in use. Policy
+//! files are only named here; they are read and compiled in
+//! [`crate::policy_file`].
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +28,7 @@ use std::time::Duration;
 use policy_core::{Action, ActionError};
 use policy_proto::Limits;
 
+use crate::listen;
 use crate::log::Level;
 
 /// Exit code for a bad command line (BSD `sysexits.h` `EX_USAGE`).
@@ -113,22 +119,33 @@ pub(crate) const MAX_LIMIT: usize = 16 * 1024 * 1024;
 /// Where the daemon listens, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListenAddr {
-    /// `host:port`, resolved when binding (IPv6 as `[::1]:10031`).
+    /// `host:port`, its syntax checked, resolved when binding (IPv6 as
+    /// `[::1]:10031`; a port alone given on the command line is stored as
+    /// `127.0.0.1:PORT`).
     Tcp(String),
     /// A UNIX socket path (anything containing a `/`).
     Unix(PathBuf),
 }
 
 impl ListenAddr {
-    /// Classify one `--listen` value: a path if it contains `/`, else `host:port`.
+    /// Classify and check one `--listen` value: a path if it contains `/`,
+    /// a port alone (digits only) for `127.0.0.1:PORT`, else `host:port`.
     fn from_arg(arg: &OsStr) -> Result<Self, CliError> {
         if arg.as_bytes().contains(&b'/') {
             return Ok(Self::Unix(PathBuf::from(arg)));
         }
-        match arg.to_str() {
-            Some(s) => Ok(Self::Tcp(s.to_owned())),
-            None => Err(CliError::NotUtf8("--listen")),
+        let text = arg.to_str().ok_or(CliError::NotUtf8("--listen"))?;
+        let bad = |expected| CliError::BadValue {
+            option: "--listen",
+            value: text.to_owned(),
+            expected,
+        };
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let port: u16 = text.parse().map_err(|_| bad(listen::EXPECTED_PORT))?;
+            return Ok(Self::Tcp(format!("{}:{port}", Ipv4Addr::LOCALHOST)));
         }
+        listen::parse_tcp(text).map_err(bad)?;
+        Ok(Self::Tcp(text.to_owned()))
     }
 }
 
@@ -456,7 +473,8 @@ STATE OPTIONS:
 SERVE OPTIONS:
     --listen ADDR           Where to listen; repeat for several listeners.
                             host:port for TCP (IPv6 as [::1]:10031; port 0 picks
-                            a free port), or a path containing '/' for a UNIX
+                            a free port; a port alone, as in --listen 10031,
+                            means 127.0.0.1:PORT), or a path containing '/' for a UNIX
                             socket (a stale socket file left by a previous run
                             is replaced; the socket is created with the process
                             umask). Note: on Linux [::]:PORT also accepts IPv4
@@ -533,11 +551,13 @@ EXIT CODES:
     0   clean stop; check: every file compiles; test: every request parsed
     1   check: a file does not compile; test: a request did not parse;
         state: --limit or --window names nothing in the file
-    {usage}  bad command line or --action
+    {usage}  bad command line, --action or --listen address (checked before
+        anything else)
     {dataerr}  state: the state file is damaged, truncated or not a state file
     {noinput}  state: the state file cannot be read (missing, permission denied)
-    {oserr}  cannot listen (address in use, bad address, permission denied) or
-        other operating system failure at start
+    {oserr}  cannot listen (address in use, address not on this host, host name
+        not resolved, permission denied) or other operating system failure
+        at start
     {config}  the policy cannot be read or does not compile (serve, test); every
         error is printed with its file, line and column
 ",
@@ -1219,6 +1239,39 @@ mod tests {
                 ListenAddr::Tcp("localhost:10031".into()),
                 ListenAddr::Unix("./rel".into()),
             ]
+        );
+        // A port alone is loopback (postgrey's `--inet=10023` habit).
+        assert_eq!(
+            run(&["--listen", "10031", "--listen=0"]).unwrap().listen,
+            [
+                ListenAddr::Tcp("127.0.0.1:10031".into()),
+                ListenAddr::Tcp("127.0.0.1:0".into()),
+            ]
+        );
+        // A bad address is a usage error, found here, before anything else.
+        let rows = [
+            ("127.0.0.1:99999", listen::EXPECTED_PORT),
+            ("99999", listen::EXPECTED_PORT),
+            ("localhost:x", listen::EXPECTED_PORT),
+            ("nonsense", listen::EXPECTED_TCP),
+            ("127.0.0.1", listen::EXPECTED_TCP),
+            ("::1:10031", listen::EXPECTED_TCP),
+            ("", listen::EXPECTED_TCP),
+        ];
+        for (value, expected) in rows {
+            assert_eq!(
+                err(&["--listen", value]),
+                CliError::BadValue {
+                    option: "--listen",
+                    value: value.into(),
+                    expected
+                },
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            err(&["--listen", "127.0.0.1:99999"]).to_string(),
+            "bad value \"127.0.0.1:99999\" for --listen: expected a port from 0 to 65535"
         );
     }
 

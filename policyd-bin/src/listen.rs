@@ -96,24 +96,47 @@ fn addrs_differ(text: &str, sock: SocketAddr) -> bool {
     text.parse::<SocketAddr>().ok() != Some(sock)
 }
 
-/// Resolve `host:port`: IP literals directly, host names through the system
-/// resolver (every address it returns, without duplicates).
-fn resolve(text: &str) -> Result<Vec<SocketAddr>, String> {
+/// A checked `host:port` of `--listen`: what [`parse_tcp`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpTarget<'a> {
+    /// An IP literal and port (IPv6 in brackets).
+    Ip(SocketAddr),
+    /// A host name and port, resolved when binding.
+    Host(&'a str, u16),
+}
+
+/// What a TCP `--listen` value should look like.
+pub(crate) const EXPECTED_TCP: &str = "host:port (IPv6 as [::1]:10031), a port alone for \
+     127.0.0.1:PORT, or a UNIX socket path containing '/'";
+
+/// What a port should be.
+pub(crate) const EXPECTED_PORT: &str = "a port from 0 to 65535";
+
+/// Check the syntax of `host:port` without resolving anything (the command
+/// line does this before anything else happens). The error is what was
+/// expected: [`EXPECTED_TCP`] or [`EXPECTED_PORT`].
+pub(crate) fn parse_tcp(text: &str) -> Result<TcpTarget<'_>, &'static str> {
     if let Ok(sock) = text.parse::<SocketAddr>() {
-        return Ok(vec![sock]);
+        return Ok(TcpTarget::Ip(sock));
     }
-    const EXPECTED: &str =
-        "expected host:port (IPv6 as [::1]:10031) or a UNIX socket path containing '/'";
     let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(EXPECTED.to_owned());
+        return Err(EXPECTED_TCP);
     };
     if host.is_empty() || host.contains(':') || host.starts_with('[') {
         // An IPv6 literal without brackets, or a malformed bracketed one.
-        return Err(EXPECTED.to_owned());
+        return Err(EXPECTED_TCP);
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("bad port {port:?}: expected a number from 0 to 65535"))?;
+    let port: u16 = port.parse().map_err(|_| EXPECTED_PORT)?;
+    Ok(TcpTarget::Host(host, port))
+}
+
+/// Resolve `host:port`: IP literals directly, host names through the system
+/// resolver (every address it returns, without duplicates).
+fn resolve(text: &str) -> Result<Vec<SocketAddr>, String> {
+    let (host, port) = match parse_tcp(text).map_err(|e| format!("expected {e}"))? {
+        TcpTarget::Ip(sock) => return Ok(vec![sock]),
+        TcpTarget::Host(host, port) => (host, port),
+    };
     let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
         .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?;
     let mut seen = HashSet::new();
@@ -340,11 +363,15 @@ mod tests {
         for bad in ["nonsense", "::1:10031", "[::1:10031", ":10031", "[::1]"] {
             let err = resolve(bad).unwrap_err();
             assert!(err.starts_with("expected host:port"), "{bad}: {err}");
+            assert_eq!(parse_tcp(bad), Err(EXPECTED_TCP), "{bad}");
         }
-        assert!(resolve("127.0.0.1:99999")
-            .unwrap_err()
-            .starts_with("bad port"));
-        assert!(resolve("localhost:x").unwrap_err().starts_with("bad port"));
+        for bad in ["127.0.0.1:99999", "localhost:x", "localhost:"] {
+            assert_eq!(parse_tcp(bad), Err(EXPECTED_PORT), "{bad}");
+        }
+        assert_eq!(
+            parse_tcp("mail.example:10031"),
+            Ok(TcpTarget::Host("mail.example", 10031))
+        );
     }
 
     /// A permission error gets the hint that fits what failed: the port

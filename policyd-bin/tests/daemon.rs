@@ -178,15 +178,8 @@ mod command_line {
     }
 
     #[test]
-    fn bad_addresses_exit_71_with_one_line() {
-        for addr in [
-            "nonsense",
-            "127.0.0.1",
-            "::1:10031",
-            "127.0.0.1:99999",
-            "192.0.2.1:0",
-            "/nonexistent-policyd-dir/policyd.sock",
-        ] {
+    fn addresses_that_cannot_be_bound_exit_71_with_one_line() {
+        for addr in ["192.0.2.1:0", "/nonexistent-policyd-dir/policyd.sock"] {
             let out = run(&["--listen", addr]);
             assert_eq!(out.status.code(), Some(71), "{addr}");
             let lines = stderr_lines(&out);
@@ -196,6 +189,43 @@ mod command_line {
                 "{lines:?}"
             );
         }
+    }
+
+    /// A malformed address is a usage error found when the command line is
+    /// parsed: before the policy is read (here it would not even compile).
+    #[test]
+    fn malformed_addresses_exit_64_before_anything_else() {
+        let dir = TempDir::new("bad-listen");
+        let broken = dir.write("broken.conf", "rule x { then FROB }\n");
+        for addr in [
+            "127.0.0.1:99999",
+            "99999",
+            "nonsense",
+            "127.0.0.1",
+            "::1:10031",
+        ] {
+            let out = run(&["--config", &broken, "--listen", addr]);
+            assert_eq!(out.status.code(), Some(64), "{addr}");
+            let lines = stderr_lines(&out);
+            assert_eq!(lines.len(), 1, "{addr}: {lines:?}");
+            assert!(
+                lines[0].starts_with(&format!(
+                    "policyd: error: bad value \"{addr}\" for --listen: expected "
+                )),
+                "{lines:?}"
+            );
+        }
+    }
+
+    /// `--listen PORT` (postgrey's habit) listens on 127.0.0.1:PORT.
+    #[test]
+    fn a_port_alone_listens_on_loopback() {
+        let daemon = Daemon::start(&["--listen", "0", "--action", "DUNNO"]);
+        let addr = daemon.addr();
+        assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST, "{addr}");
+        assert_ne!(addr.port(), 0);
+        let mut conn = daemon.connect();
+        assert_eq!(request(&mut conn, &rcpt_request(1)), DUNNO);
     }
 
     #[test]
