@@ -449,11 +449,16 @@ STATE OPTIONS:
                             SIGINT), atomically: PATH.tmp in the same directory,
                             fsync, rename over PATH, fsync of the directory,
                             mode 0600 (keys are addresses). A damaged or
-                            truncated file is logged as an error, moved aside to
-                            PATH.bad-<unix seconds> and the daemon starts with
-                            empty counters; it never half-loads. A rule whose
-                            name, key, count, at, windows or capacity changed
-                            starts empty; a new max keeps the counts. A
+                            truncated state file is logged as an error, moved
+                            aside to PATH.bad-<unix seconds> and the daemon
+                            starts with empty counters; it never half-loads. A
+                            file that is not a policyd state file (another
+                            format, a text file, an empty file, a directory)
+                            is left as it is and the daemon refuses to start
+                            (exit {config}); so it does when PATH exists but
+                            cannot be read (exit {noinput}). A rule whose name,
+                            key, count, at, windows or capacity changed starts
+                            empty; a new max keeps the counts. A
                             greylist whose name, client part, delay,
                             retry_window, max_age, auto_whitelist or capacity
                             changed starts empty; new whitelists, conditions
@@ -554,12 +559,14 @@ EXIT CODES:
     {usage}  bad command line, --action or --listen address (checked before
         anything else)
     {dataerr}  state: the state file is damaged, truncated or not a state file
-    {noinput}  state: the state file cannot be read (missing, permission denied)
+    {noinput}  state: the state file cannot be read (missing, permission denied);
+        serve: the --state-file exists but cannot be read
     {oserr}  cannot listen (address in use, address not on this host, host name
         not resolved, permission denied) or other operating system failure
         at start
     {config}  the policy cannot be read or does not compile (serve, test); every
-        error is printed with its file, line and column
+        error is printed with its file, line and column. serve: the
+        --state-file is not a policyd state file (it is left as it is)
 ",
         version = env!("CARGO_PKG_VERSION"),
         listen = DEFAULT_LISTEN,

@@ -122,7 +122,11 @@ fn serve(config: Config) -> ExitCode {
     // Before the policy goes into the engine: its tables get their counters.
     match &config.state_file {
         Some(path) => {
-            statefile::load(path, &mut loaded.policy, config.state_interval);
+            if let Err(e) = statefile::load(path, &mut loaded.policy, config.state_interval) {
+                log::flush();
+                eprintln!("policyd: error: {}", e.message);
+                return ExitCode::from(e.code);
+            }
             statefile::probe(path);
         }
         None => {

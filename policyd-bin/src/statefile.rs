@@ -3,11 +3,22 @@
 //!
 //! - At start ([`load`]), before the policy goes into the engine: the file is
 //!   read and restored into the policy with [`store::restore`], all or
-//!   nothing. A missing file is a first start. A file that cannot be used
-//!   (damaged, truncated, another format, unreadable) is logged as an error
-//!   naming the file and the reason, moved aside to `PATH.bad-<unix
-//!   seconds>` (kept for inspection, never overwritten) and the daemon
-//!   starts with empty counters: it never crashes on it and never half-loads.
+//!   nothing. A missing file is a first start. A policyd state file that
+//!   cannot be used (damaged, truncated, of another format version: it
+//!   starts with [`store::STORE_MAGIC`]) is logged as an error naming the
+//!   file and the reason, moved aside to `PATH.bad-<unix seconds>` (kept for
+//!   inspection, never overwritten) and the daemon starts with empty
+//!   counters: it never crashes on it and never half-loads.
+//! - A file that is not a policyd state file at all (another magic: a
+//!   typo'd path, a postgrey database; a directory, a FIFO) is not touched:
+//!   the daemon refuses to start ([`EX_CONFIG`]), naming the file and what it
+//!   looks like ([`looks_like`]). An empty file is one of these: policyd
+//!   writes its state file whole and renames it into place (see below), so
+//!   neither a crash nor a full disk leaves it empty; an empty `PATH` was
+//!   made by something else (`touch`, another program), and moving it aside
+//!   would hide a wrong `--state-file`. A file that exists but cannot be
+//!   read (permission denied) refuses the start too ([`EX_NOINPUT`]):
+//!   starting empty would replace its counters at the first write.
 //! - While running, the writer thread ([`Writer`]) writes the state every
 //!   `--state-interval`: it encodes the policy in force into a reused buffer
 //!   (each table's shards locked one at a time, briefly: connections go on
@@ -34,6 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use policy_core::store::{self, DropReason, StoreError, TableKind};
 use policy_core::{Policy, Timestamp};
 
+use crate::cli::{EX_CONFIG, EX_NOINPUT};
 use crate::listen::describe;
 use crate::log;
 use crate::server::Shared;
@@ -78,8 +90,20 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 pub(crate) enum ReadError {
     /// There is no such file.
     Missing,
+    /// It is not a regular file (a directory, a FIFO, a device): what it is.
+    NotAFile(&'static str),
     /// It exists but cannot be read: the reason.
     Unreadable(String),
+}
+
+/// Why the daemon refuses to start over its state file. Printed as
+/// `policyd: error: {message}`; the exit code is `code`.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    /// The exit code (`sysexits.h`).
+    pub(crate) code: u8,
+    /// The file, the step and the reason.
+    pub(crate) message: String,
 }
 
 /// Reads the state file (regular files only: a FIFO or device could block
@@ -94,12 +118,10 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
         _ => ReadError::Unreadable(describe(&e)),
     })?;
     if before.is_dir() {
-        return Err(ReadError::Unreadable(
-            "is a directory, expected a file".into(),
-        ));
+        return Err(ReadError::NotAFile("is a directory, expected a file"));
     }
     if !before.is_file() {
-        return Err(ReadError::Unreadable("not a regular file".into()));
+        return Err(ReadError::NotAFile("not a regular file"));
     }
     let mut file = File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ReadError::Missing,
@@ -109,12 +131,10 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
         .metadata()
         .map_err(|e| ReadError::Unreadable(describe(&e)))?;
     if meta.is_dir() {
-        return Err(ReadError::Unreadable(
-            "is a directory, expected a file".into(),
-        ));
+        return Err(ReadError::NotAFile("is a directory, expected a file"));
     }
     if !meta.is_file() {
-        return Err(ReadError::Unreadable("not a regular file".into()));
+        return Err(ReadError::NotAFile("not a regular file"));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)
@@ -140,11 +160,101 @@ pub(crate) fn explain(error: StoreError, bytes: &[u8]) -> String {
     error.to_string()
 }
 
+/// What a file that is not a policyd state file looks like, for the
+/// message refusing it: empty, text (its first line), or its first bytes and
+/// a guess at its format.
+pub(crate) fn looks_like(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "it is empty (0 bytes); policyd writes its state file whole and renames it \
+                into place, never an empty one"
+            .to_owned();
+    }
+    if let Some(line) = first_text_line(bytes) {
+        return format!("it looks like a text file (first line: {line:?})");
+    }
+    let head: Vec<String> = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "it starts with bytes {} and looks like {}",
+        head.join(" "),
+        guess_format(bytes).unwrap_or("data of a format policyd does not know")
+    )
+}
+
+/// The first line of `bytes` (at most 60 characters) if its start is text:
+/// UTF-8 without control characters other than tab, CR and LF.
+fn first_text_line(bytes: &[u8]) -> Option<String> {
+    let head = &bytes[..bytes.len().min(4096)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        // Cut inside a character at the end of the sample: still text.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+        Err(_) => return None,
+    };
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        return None;
+    }
+    let line = text.split('\n').next().unwrap_or("").trim_end_matches('\r');
+    let mut shown: String = line.chars().take(60).collect();
+    if shown.len() < line.len() {
+        shown.push_str("...");
+    }
+    Some(shown)
+}
+
+/// A guess at the format of a file, by its magic number.
+fn guess_format(bytes: &[u8]) -> Option<&'static str> {
+    let u32_at = |at: usize, little: bool| {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    if bytes.starts_with(b"SQLite format 3\0") {
+        return Some("an SQLite database");
+    }
+    // Berkeley DB keeps its magic at offset 12, in the writer's byte order:
+    // btree, hash, queue.
+    for little in [true, false] {
+        if matches!(
+            u32_at(12, little),
+            Some(0x0005_3162 | 0x0006_1561 | 0x0004_2253)
+        ) {
+            return Some("a Berkeley DB database (postgrey's, or a Postfix hash: or btree: map)");
+        }
+    }
+    // LMDB: the meta page's magic after a 16-byte page header.
+    if u32_at(16, true) == Some(0xBEEF_C0DE) {
+        return Some("an LMDB database (a Postfix lmdb: map?)");
+    }
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Some("a gzip-compressed file");
+    }
+    if bytes.starts_with(b"\x7fELF") {
+        return Some("a program (ELF)");
+    }
+    None
+}
+
 /// Restores the counters in the state file `path` into `policy`, logging
-/// what happened. Never fails: a file that cannot be used is moved aside
-/// and the policy keeps its empty counters.
-pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
+/// what happened. A missing file is a first start; a damaged or truncated
+/// state file is moved aside and the policy keeps its empty counters. A file
+/// that is not a state file, or cannot be read, is left alone and refuses
+/// the start (see the module docs).
+pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Result<(), StartError> {
     let name = path.display();
+    let refuse = |code, what: String| StartError {
+        code,
+        message: format!(
+            "state file {name} {what}; refusing to start and leaving it as it is (is \
+             --state-file right? a policyd state file starts with \"PDSTATE\\0\"; a missing \
+             file is a first start)"
+        ),
+    };
     let bytes = match read(path) {
         Ok(bytes) => bytes,
         Err(ReadError::Missing) => {
@@ -153,18 +263,43 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
                  every {} s and at a clean stop",
                 interval.as_secs()
             );
-            return;
+            return Ok(());
+        }
+        Err(ReadError::NotAFile(what)) => {
+            return Err(refuse(
+                EX_CONFIG,
+                format!("is not a policyd state file: {what}"),
+            ))
         }
         Err(ReadError::Unreadable(reason)) => {
-            move_aside(path, &format!("cannot read it: {reason}"));
-            return;
+            return Err(StartError {
+                code: EX_NOINPUT,
+                message: format!(
+                    "cannot read state file {name}: {reason}; refusing to start (starting with \
+                     empty counters would replace it at the first write)"
+                ),
+            })
         }
     };
     let report = match store::restore(policy, &bytes) {
         Ok(report) => report,
+        Err(StoreError::BadMagic) => {
+            return Err(refuse(
+                EX_CONFIG,
+                format!("is not a policyd state file: {}", looks_like(&bytes)),
+            ))
+        }
+        // An empty file reads as truncated to `store` (it is a prefix of
+        // the magic); it is no state file of ours (see the module docs).
+        Err(_) if bytes.is_empty() => {
+            return Err(refuse(
+                EX_CONFIG,
+                format!("is not a policyd state file: {}", looks_like(&bytes)),
+            ))
+        }
         Err(e) => {
             move_aside(path, &explain(e, &bytes));
-            return;
+            return Ok(());
         }
     };
     let written = report.written_at.as_unix_millis();
@@ -247,6 +382,7 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
             log::notice!("limit {fresh}: not in the state file, counters start empty");
         }
     }
+    Ok(())
 }
 
 /// Logs that the state file cannot be used and why, and renames it to
@@ -676,10 +812,94 @@ mod tests {
     }
 
     #[test]
+    fn what_foreign_files_look_like() {
+        let mut bdb = vec![0u8; 64];
+        bdb[12..16].copy_from_slice(&0x0005_3162u32.to_le_bytes());
+        let mut bdb_be = vec![0u8; 64];
+        bdb_be[12..16].copy_from_slice(&0x0006_1561u32.to_be_bytes());
+        let mut lmdb = vec![0u8; 64];
+        lmdb[16..20].copy_from_slice(&0xBEEF_C0DEu32.to_le_bytes());
+        let rows: [(&[u8], &str); 9] = [
+            (b"", "it is empty (0 bytes)"),
+            (
+                b"# postgrey whitelist\nexample.com\n",
+                r##"it looks like a text file (first line: "# postgrey whitelist")"##,
+            ),
+            (
+                "caf\u{e9} \t x\r\ny".as_bytes(),
+                "it looks like a text file (first line: \"caf\u{e9} \\t x\")",
+            ),
+            (
+                &bdb,
+                "it starts with bytes 00 00 00 00 00 00 00 00 00 00 00 00 62 31 05 00 and looks \
+                 like a Berkeley DB database (postgrey's",
+            ),
+            (&bdb_be, "like a Berkeley DB database"),
+            (b"SQLite format 3\0\x10\0", "like an SQLite database"),
+            (&lmdb, "like an LMDB database"),
+            (
+                b"\x1f\x8b\x08\0",
+                "it starts with bytes 1f 8b 08 00 and looks like a gzip",
+            ),
+            (
+                b"\0\x01\x02PDSTATE",
+                "it starts with bytes 00 01 02 50 44 53 54 41 54 45 and looks like data of a \
+                 format policyd does not know",
+            ),
+        ];
+        for (bytes, expected) in rows {
+            let text = looks_like(bytes);
+            assert!(text.contains(expected), "{bytes:?}: {text}");
+        }
+    }
+
+    fn limit_policy() -> Policy {
+        let src = "limit out { key sender count messages max 3 per 1h }\ndefault DUNNO\n";
+        Policy::compile("p.conf", src, &mut policy_core::NoFiles)
+            .unwrap()
+            .policy
+    }
+
+    /// Only a policyd state file (its magic) that is damaged is moved
+    /// aside; anything else refuses the start and is left as it was.
+    #[test]
+    fn only_damaged_state_files_are_moved_aside() {
+        let dir = temp_dir("foreign");
+        let interval = Duration::from_secs(60);
+        let path = dir.join("state");
+        let foreign: [&[u8]; 3] = [b"", b"postgrey\n", b"\0\0\0\0\0\0\0\0\x01"];
+        for bytes in foreign {
+            fs::write(&path, bytes).unwrap();
+            let e = load(&path, &mut limit_policy(), interval).unwrap_err();
+            assert_eq!(e.code, EX_CONFIG, "{bytes:?}");
+            assert!(
+                e.message.starts_with(&format!(
+                    "state file {} is not a policyd state file: it ",
+                    path.display()
+                )),
+                "{}",
+                e.message
+            );
+            assert_eq!(fs::read(&path).unwrap(), bytes, "left as it was");
+        }
+        let e = load(&dir, &mut limit_policy(), interval).unwrap_err();
+        assert_eq!(e.code, EX_CONFIG);
+        assert!(e.message.contains("is a directory"), "{}", e.message);
+        assert!(dir.exists());
+        // Damaged, and truncated at any length: moved aside.
+        for bytes in [&b"PDSTATE\0 cut off"[..], b"PDST"] {
+            fs::write(&path, bytes).unwrap();
+            load(&path, &mut limit_policy(), interval).unwrap();
+            assert!(!path.exists(), "{bytes:?} moved aside");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn reading() {
         let dir = temp_dir("read");
         assert!(matches!(read(&dir.join("none")), Err(ReadError::Missing)));
-        assert!(matches!(read(&dir), Err(ReadError::Unreadable(r)) if r.contains("directory")));
+        assert!(matches!(read(&dir), Err(ReadError::NotAFile(r)) if r.contains("directory")));
         fs::write(dir.join("s"), b"abc").unwrap();
         assert_eq!(read(&dir.join("s")).unwrap(), b"abc");
         let _ = fs::remove_dir_all(&dir);

@@ -1701,6 +1701,61 @@ mod state_file {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
 
+    /// Files of moved-aside state (`state.bad-*`) in `dir`.
+    fn moved_aside(dir: &TempDir) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".bad-"))
+            .collect()
+    }
+
+    /// A file that is not a policyd state file (a typo'd path, a postgrey
+    /// database, an empty file) is not moved aside and replaced: the daemon
+    /// refuses to start, exit 78, naming the file and what it looks like.
+    #[test]
+    fn a_file_that_is_not_a_state_file_refuses_the_start() {
+        let (dir, policy, _) = setup("state-foreign");
+        // postgrey.db: Berkeley DB, a btree written on a little-endian host.
+        let mut bdb = vec![0u8; 8192];
+        bdb[12..16].copy_from_slice(&0x0005_3162u32.to_le_bytes());
+        let rows: [(&str, &[u8], &str); 3] = [
+            (
+                "postgrey.db",
+                &bdb,
+                "it starts with bytes 00 00 00 00 00 00 00 00 00 00 00 00 62 31 05 00 and \
+                 looks like a Berkeley DB database",
+            ),
+            (
+                "policy.conf",
+                LIMIT_POLICY.as_bytes(),
+                "it looks like a text file (first line: \"limit out {",
+            ),
+            ("empty", b"", "it is empty (0 bytes)"),
+        ];
+        for (file, bytes, looks) in rows {
+            let path = dir.write(file, bytes);
+            let out = run(&["--config", &policy, "--state-file", &path]);
+            assert_eq!(out.status.code(), Some(78), "{file}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.starts_with(&format!(
+                    "policyd: error: state file {path} is not a policyd state file: {looks}"
+                )),
+                "{err}"
+            );
+            assert!(err.contains("refusing to start"), "{err}");
+            assert!(!err.contains("listening on"), "{err}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                bytes,
+                "{file} left as it was"
+            );
+            assert!(moved_aside(&dir).is_empty(), "{:?}", moved_aside(&dir));
+        }
+    }
+
     #[test]
     fn a_failing_write_is_logged_and_the_daemon_goes_on() {
         let (dir, policy, _) = setup("state-unwritable");
@@ -1789,7 +1844,7 @@ mod state_file {
     /// a FIFO for reading would wait for a writer forever).
     #[test]
     fn a_fifo_as_state_file_is_refused_without_hanging() {
-        let (dir, _policy, _state) = setup("state-fifo");
+        let (dir, policy, _state) = setup("state-fifo");
         let fifo = dir.path().join("fifo");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -1804,6 +1859,17 @@ mod state_file {
             "{}",
             stderr(&out)
         );
+        // The daemon refuses it too, and leaves it where it is.
+        let out = run(&["--config", &policy, "--state-file", fifo]);
+        assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "state file {fifo} is not a policyd state file: not a regular file"
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert!(std::path::Path::new(fifo).exists());
     }
 
     #[test]
