@@ -479,11 +479,13 @@ SERVE OPTIONS:
     --listen ADDR           Where to listen; repeat for several listeners.
                             host:port for TCP (IPv6 as [::1]:10031; port 0 picks
                             a free port; a port alone, as in --listen 10031,
-                            means 127.0.0.1:PORT), or a path containing '/' for a UNIX
-                            socket (a stale socket file left by a previous run
-                            is replaced; the socket is created with the process
-                            umask). Note: on Linux [::]:PORT also accepts IPv4
-                            unless net.ipv6.bindv6only=1.
+                            means 127.0.0.1:PORT), or a path containing '/'
+                            for a UNIX socket (a stale socket file left by a
+                            previous run is replaced; the socket is created
+                            with the process umask). Checked before anything
+                            else: a malformed address exits {usage}. Note: on
+                            Linux [::]:PORT also accepts IPv4 unless
+                            net.ipv6.bindv6only=1.
                             [default: {listen}]
     --max-connections N     Most connections served at once; one more is logged
                             and closed at once. Each Postfix smtpd process holds
@@ -545,12 +547,13 @@ SIGNALS:
     SIGHUP           Reload the --config file and the list files it names. If
                      the new policy compiles, it replaces the old one for every
                      later request (connections stay open); if not, every error
-                     is logged, at error level, and the old policy stays. Ignored (logged) with
-                     --action or the embedded default policy. Limits whose
-                     name, key, count, at, windows and capacity are unchanged
-                     keep their counters, greylists whose name, client part,
-                     timers, auto_whitelist and capacity are unchanged keep
-                     their triplets; the others start empty (each logged).
+                     is logged, at error level, and the old policy stays.
+                     Ignored (logged) with --action or the embedded default
+                     policy. Limits whose name, key, count, at, windows and
+                     capacity are unchanged keep their counters, greylists
+                     whose name, client part, timers, auto_whitelist and
+                     capacity are unchanged keep their triplets; the others
+                     start empty (each logged).
 
 EXIT CODES:
     0   clean stop; check: every file compiles; test: every request parsed
