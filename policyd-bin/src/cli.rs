@@ -39,6 +39,10 @@ pub(crate) const EX_USAGE: u8 = 64;
 /// of `policyd test` when its policy does not compile.
 pub(crate) const EX_CONFIG: u8 = 78;
 
+/// Exit code when the `--state-file` cannot be written at start (its
+/// directory is missing or not writable): `sysexits.h` `EX_CANTCREAT`.
+pub(crate) const EX_CANTCREAT: u8 = 73;
+
 /// Exit code for a failure of the operating system at start-up: a listener
 /// that cannot be bound (port in use, bad address, permission denied), a
 /// thread or signal handler that cannot be set up (`sysexits.h` `EX_OSERR`).
@@ -448,7 +452,9 @@ STATE OPTIONS:
                             --state-interval and at a clean stop (SIGTERM,
                             SIGINT), atomically: PATH.tmp in the same directory,
                             fsync, rename over PATH, fsync of the directory,
-                            mode 0600 (keys are addresses). A damaged or
+                            mode 0600 (keys are addresses). If PATH.tmp cannot
+                            be created at start, the daemon refuses to start
+                            (exit {cantcreat}). A damaged or
                             truncated state file is logged as an error, moved
                             aside to PATH.bad-<unix seconds> and the daemon
                             starts with empty counters; it never half-loads. A
@@ -567,6 +573,8 @@ EXIT CODES:
     {oserr}  cannot listen (address in use, address not on this host, host name
         not resolved, permission denied) or other operating system failure
         at start
+    {cantcreat}  serve: the --state-file cannot be written (its directory is
+        missing or not writable); the file, the step and the reason are printed
     {config}  the policy cannot be read or does not compile (serve, test); every
         error is printed with its file, line and column. serve: the
         --state-file is not a policyd state file (it is left as it is)
@@ -584,6 +592,7 @@ EXIT CODES:
         config = EX_CONFIG,
         noinput = EX_NOINPUT,
         dataerr = EX_DATAERR,
+        cantcreat = EX_CANTCREAT,
         state_interval = DEFAULT_STATE_INTERVAL_SECS,
         top = DEFAULT_TOP,
     )

@@ -122,12 +122,15 @@ fn serve(config: Config) -> ExitCode {
     // Before the policy goes into the engine: its tables get their counters.
     match &config.state_file {
         Some(path) => {
-            if let Err(e) = statefile::load(path, &mut loaded.policy, config.state_interval) {
+            // Probed first: nothing is read or moved aside in a directory
+            // the daemon could not write its state to.
+            let started = statefile::probe(path)
+                .and_then(|()| statefile::load(path, &mut loaded.policy, config.state_interval));
+            if let Err(e) = started {
                 log::flush();
                 eprintln!("policyd: error: {}", e.message);
                 return ExitCode::from(e.code);
             }
-            statefile::probe(path);
         }
         None => {
             let limits = loaded.policy.limit_states().count();

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use policy_core::store::{self, DropReason, StoreError, TableKind};
 use policy_core::{Policy, Timestamp};
 
-use crate::cli::{EX_CONFIG, EX_NOINPUT};
+use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_NOINPUT};
 use crate::listen::describe;
 use crate::log;
 use crate::server::Shared;
@@ -412,22 +412,27 @@ fn move_aside(path: &Path, reason: &str) {
     }
 }
 
-/// At start: checks that `PATH.tmp` can be created, so that a state file
-/// directory that does not exist or cannot be written is reported now rather
-/// than at the first write. Logs an error if not; never fails.
-pub(crate) fn probe(path: &Path) {
+/// At start, before the file is read: checks that `PATH.tmp` can be
+/// created, so that a state file directory that does not exist or cannot be
+/// written refuses the start ([`EX_CANTCREAT`]) instead of an error repeated
+/// at every write while the counters are never saved.
+pub(crate) fn probe(path: &Path) -> Result<(), StartError> {
     let tmp = with_suffix(path, ".tmp");
     match create_tmp(&tmp) {
         Ok(_) => {
             let _ = fs::remove_file(&tmp);
+            Ok(())
         }
-        Err(e) => log::error!(
-            "cannot write state file {}: creating {}: {}; counters will not be saved until \
-             this is fixed (retried at every write)",
-            path.display(),
-            tmp.display(),
-            describe(&e)
-        ),
+        Err(e) => Err(StartError {
+            code: EX_CANTCREAT,
+            message: format!(
+                "cannot write state file {}: creating {}: {}; refusing to start (the \
+                 counters could not be saved)",
+                path.display(),
+                tmp.display(),
+                describe(&e)
+            ),
+        }),
     }
 }
 

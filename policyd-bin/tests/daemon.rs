@@ -1756,10 +1756,46 @@ mod state_file {
         }
     }
 
+    /// A state file that cannot be written at start refuses the start, exit
+    /// 73, naming the file, the step and the reason (with no word about
+    /// ports: the hint of a socket bind).
+    #[test]
+    fn a_state_file_that_cannot_be_written_refuses_the_start() {
+        let (dir, policy, _) = setup("state-unwritable");
+        let missing = dir.path().join("no-such-dir").join("state");
+        let missing = missing.to_str().unwrap();
+        let out = run(&["--config", &policy, "--state-file", missing]);
+        assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "policyd: error: cannot write state file {missing}: creating {missing}.tmp: no \
+                 such file or directory; refusing to start (the counters could not be saved)\n"
+            )
+        );
+        // sysfs refuses new files, even to root: permission denied (or a
+        // read-only file system where /sys is mounted so).
+        let denied = format!("/sys/policyd-test-{}-state", std::process::id());
+        let out = run(&["--config", &policy, "--state-file", &denied]);
+        assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!(
+                "policyd: error: cannot write state file {denied}: creating {denied}.tmp: "
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("port"), "{err}");
+    }
+
+    /// A write that fails while running (the directory went away) is
+    /// logged, tried again at every interval and at stop; serving goes on.
     #[test]
     fn a_failing_write_is_logged_and_the_daemon_goes_on() {
-        let (dir, policy, _) = setup("state-unwritable");
-        let state = dir.path().join("no-such-dir").join("state");
+        let (dir, policy, _) = setup("state-write-fails");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let state = sub.join("state");
         let state = state.to_str().unwrap();
         let daemon = Daemon::start(&[
             "--config",
@@ -1769,12 +1805,12 @@ mod state_file {
             "--state-interval",
             "1",
         ]);
-        daemon.expect_log("start-up probe", |l| {
-            l.contains(&format!("error: cannot write state file {state}: creating {state}.tmp: no such file or directory"))
-        });
+        std::fs::remove_dir_all(&sub).unwrap();
         daemon.expect_log("periodic failure", |l| {
-            l.contains(&format!("error: cannot write state file {state}: "))
-                && l.ends_with("retrying in 1 s")
+            l.contains(&format!(
+                "error: cannot write state file {state}: creating {state}.tmp: no such file or \
+                 directory; retrying in 1 s"
+            ))
         });
         let mut conn = daemon.connect();
         admitted(&mut conn, 1);
