@@ -43,6 +43,12 @@ pub(crate) const EX_CONFIG: u8 = 78;
 /// directory is missing or not writable): `sysexits.h` `EX_CANTCREAT`.
 pub(crate) const EX_CANTCREAT: u8 = 73;
 
+/// Exit code when another process holds the `--state-file`'s lock (another
+/// policyd given the same file): `sysexits.h` `EX_TEMPFAIL`, since it goes
+/// away when that daemon stops (a restart that overlapped the old daemon's
+/// final write), so a supervisor may try again.
+pub(crate) const EX_TEMPFAIL: u8 = 75;
+
 /// Exit code for a failure of the operating system at start-up: a listener
 /// that cannot be bound (port in use, bad address, permission denied), a
 /// thread or signal handler that cannot be set up (`sysexits.h` `EX_OSERR`).
@@ -452,9 +458,14 @@ STATE OPTIONS:
                             --state-interval and at a clean stop (SIGTERM,
                             SIGINT), atomically: PATH.tmp in the same directory,
                             fsync, rename over PATH, fsync of the directory,
-                            mode 0600 (keys are addresses). If PATH.tmp cannot
-                            be created at start, the daemon refuses to start
-                            (exit {cantcreat}). A damaged or
+                            mode 0600 (keys are addresses). At start the
+                            daemon takes an exclusive lock (flock) on
+                            PATH.lock, beside it, and writes its PID there:
+                            a second daemon given the same PATH refuses to
+                            start (exit {tempfail}), naming the holder's PID
+                            (policyd state needs no lock). If PATH.lock or
+                            PATH.tmp cannot be created at start, the daemon
+                            refuses to start (exit {cantcreat}). A damaged or
                             truncated state file is logged as an error, moved
                             aside to PATH.bad-<unix seconds> and the daemon
                             starts with empty counters; it never half-loads. A
@@ -573,8 +584,11 @@ EXIT CODES:
     {oserr}  cannot listen (address in use, address not on this host, host name
         not resolved, permission denied) or other operating system failure
         at start
-    {cantcreat}  serve: the --state-file cannot be written (its directory is
-        missing or not writable); the file, the step and the reason are printed
+    {cantcreat}  serve: the --state-file cannot be written or locked (its directory
+        is missing or not writable); the file, the step and the reason are
+        printed
+    {tempfail}  serve: another process (another policyd, its PID printed when
+        known) holds the --state-file's lock, PATH.lock
     {config}  the policy cannot be read or does not compile (serve, test); every
         error is printed with its file, line and column. serve: the
         --state-file is not a policyd state file (it is left as it is)
@@ -593,6 +607,7 @@ EXIT CODES:
         noinput = EX_NOINPUT,
         dataerr = EX_DATAERR,
         cantcreat = EX_CANTCREAT,
+        tempfail = EX_TEMPFAIL,
         state_interval = DEFAULT_STATE_INTERVAL_SECS,
         top = DEFAULT_TOP,
     )

@@ -120,16 +120,24 @@ fn serve(config: Config) -> ExitCode {
         );
     }
     // Before the policy goes into the engine: its tables get their counters.
-    match &config.state_file {
+    // Held until the process exits, after the final write of the state.
+    let _state_lock = match &config.state_file {
         Some(path) => {
-            // Probed first: nothing is read or moved aside in a directory
-            // the daemon could not write its state to.
-            let started = statefile::probe(path)
-                .and_then(|()| statefile::load(path, &mut loaded.policy, config.state_interval));
-            if let Err(e) = started {
-                log::flush();
-                eprintln!("policyd: error: {}", e.message);
-                return ExitCode::from(e.code);
+            // Locked first: nothing is done with a file another daemon
+            // writes. Then probed: nothing is read or moved aside in a
+            // directory the daemon could not write its state to.
+            let started = statefile::lock(path).and_then(|lock| {
+                statefile::probe(path)?;
+                statefile::load(path, &mut loaded.policy, config.state_interval)?;
+                Ok(lock)
+            });
+            match started {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    log::flush();
+                    eprintln!("policyd: error: {}", e.message);
+                    return ExitCode::from(e.code);
+                }
             }
         }
         None => {
@@ -152,8 +160,9 @@ fn serve(config: Config) -> ExitCode {
                      state start empty at every start and do not survive a restart"
                 );
             }
+            None
         }
-    }
+    };
     let code = server::run(config, loaded, &mut signals);
     log::flush();
     ExitCode::from(code)

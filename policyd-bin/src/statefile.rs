@@ -19,6 +19,15 @@
 //!   would hide a wrong `--state-file`. A file that exists but cannot be
 //!   read (permission denied) refuses the start too ([`EX_NOINPUT`]):
 //!   starting empty would replace its counters at the first write.
+//! - Before that ([`lock`]), the daemon takes an exclusive `flock` on
+//!   `PATH.lock` beside the state file, held until it exits, and writes its
+//!   PID in it: two daemons given the same `--state-file` would overwrite
+//!   each other's counters and remove each other's `PATH.tmp`, so a second
+//!   one refuses to start ([`EX_TEMPFAIL`]), naming the holder. The lock
+//!   file is left in place at exit (removing it would let a third daemon
+//!   lock a new file while the second still holds the old one); its PID is
+//!   only a hint, the lock is what counts. `policyd state` only reads the
+//!   state file and takes no lock.
 //! - While running, the writer thread ([`Writer`]) writes the state every
 //!   `--state-interval`: it encodes the policy in force into a reused buffer
 //!   (each table's shards locked one at a time, briefly: connections go on
@@ -45,7 +54,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use policy_core::store::{self, DropReason, StoreError, TableKind};
 use policy_core::{Policy, Timestamp};
 
-use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_NOINPUT};
+use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL};
 use crate::listen::describe;
 use crate::log;
 use crate::server::Shared;
@@ -410,6 +419,76 @@ fn move_aside(path: &Path, reason: &str) {
             describe(&e)
         ),
     }
+}
+
+/// The exclusive lock on `PATH.lock` ([`lock`]): held while this value
+/// lives (the file stays open), released by the kernel when the process
+/// ends, however it ends.
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    _file: File,
+}
+
+/// At start, before anything else is done with the state file: takes an
+/// exclusive, non-blocking `flock` on `PATH.lock` (created mode 0600 if
+/// need be) and writes this process's PID in it. Another holder refuses the
+/// start ([`EX_TEMPFAIL`], naming its PID when the file has one); a lock
+/// file that cannot be created or locked refuses it too ([`EX_CANTCREAT`]).
+pub(crate) fn lock(path: &Path) -> Result<StateLock, StartError> {
+    let lock_path = with_suffix(path, ".lock");
+    let (name, lock_name) = (path.display(), lock_path.display());
+    let cannot = |step: &str, e: &io::Error| StartError {
+        code: EX_CANTCREAT,
+        message: format!(
+            "cannot write state file {name}: {step} {lock_name}: {}; refusing to start (the \
+             counters could not be saved)",
+            describe(e)
+        ),
+    };
+    // Not truncated on open: the PID in it is the holder's until we hold it.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(STATE_FILE_MODE)
+        .open(&lock_path)
+        .map_err(|e| cannot("creating", &e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            let mut text = String::new();
+            let holder = match file.read_to_string(&mut text) {
+                Ok(_) => text.trim().parse::<u32>().ok(),
+                Err(_) => None,
+            };
+            let who = match holder {
+                Some(pid) => format!("another policyd (PID {pid})"),
+                None => "another process".to_owned(),
+            };
+            return Err(StartError {
+                code: EX_TEMPFAIL,
+                message: format!(
+                    "state file {name} is in use: {who} holds its lock {lock_name}; two daemons \
+                     must not share a --state-file (give each its own); refusing to start"
+                ),
+            });
+        }
+        Err(e) => return Err(cannot("locking", &io::Error::from(e))),
+    }
+    // Ours now: say who holds it. Only a hint for the message above, so a
+    // failure (a full disk) is logged and the start goes on.
+    let pid = format!("{}\n", std::process::id());
+    if let Err(e) = file
+        .set_len(0)
+        .and_then(|()| file.write_all(pid.as_bytes()))
+    {
+        log::warning!(
+            "state file {name}: cannot write the PID into its lock {lock_name}: {}",
+            describe(&e)
+        );
+    }
+    Ok(StateLock { _file: file })
 }
 
 /// At start, before the file is read: checks that `PATH.tmp` can be
@@ -897,6 +976,52 @@ mod tests {
             load(&path, &mut limit_policy(), interval).unwrap();
             assert!(!path.exists(), "{bytes:?} moved aside");
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// One holder at a time (flock is per open file, so a second lock in
+    /// the same process conflicts too); the holder's PID is named.
+    #[test]
+    fn the_lock_keeps_a_second_daemon_off() {
+        let dir = temp_dir("lock");
+        let path = dir.join("state");
+        let first = lock(&path).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            fs::read_to_string(with_suffix(&path, ".lock")).unwrap(),
+            format!("{pid}\n")
+        );
+        let e = lock(&path).unwrap_err();
+        assert_eq!(e.code, EX_TEMPFAIL);
+        assert_eq!(
+            e.message,
+            format!(
+                "state file {0} is in use: another policyd (PID {pid}) holds its lock {0}.lock; \
+                 two daemons must not share a --state-file (give each its own); refusing to \
+                 start",
+                path.display()
+            )
+        );
+        // The PID of a holder that died is not believed: the lock counts.
+        fs::write(with_suffix(&path, ".lock"), "999999999\n").unwrap();
+        assert!(lock(&path).unwrap_err().message.contains("PID 999999999"));
+        drop(first);
+        let again = lock(&path).unwrap();
+        assert_eq!(
+            fs::read_to_string(with_suffix(&path, ".lock")).unwrap(),
+            format!("{pid}\n")
+        );
+        drop(again);
+        let e = lock(&dir.join("nowhere").join("state")).unwrap_err();
+        assert_eq!(e.code, EX_CANTCREAT);
+        assert!(
+            e.message.ends_with(
+                "state.lock: no such file or directory; refusing to start (the counters could \
+                 not be saved)"
+            ),
+            "{}",
+            e.message
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -1769,8 +1769,21 @@ mod state_file {
         assert_eq!(
             stderr(&out),
             format!(
-                "policyd: error: cannot write state file {missing}: creating {missing}.tmp: no \
+                "policyd: error: cannot write state file {missing}: creating {missing}.lock: no \
                  such file or directory; refusing to start (the counters could not be saved)\n"
+            )
+        );
+        // The lock can be taken but PATH.tmp cannot be created.
+        let state = dir.path().join("state");
+        std::fs::create_dir(dir.path().join("state.tmp")).unwrap();
+        let state = state.to_str().unwrap();
+        let out = run(&["--config", &policy, "--state-file", state]);
+        assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "policyd: error: cannot write state file {state}: creating {state}.tmp: is a \
+                 directory; refusing to start (the counters could not be saved)\n"
             )
         );
         // sysfs refuses new files, even to root: permission denied (or a
@@ -1781,11 +1794,53 @@ mod state_file {
         let err = stderr(&out);
         assert!(
             err.starts_with(&format!(
-                "policyd: error: cannot write state file {denied}: creating {denied}.tmp: "
+                "policyd: error: cannot write state file {denied}: creating {denied}.lock: "
             )),
             "{err}"
         );
         assert!(!err.contains("port"), "{err}");
+    }
+
+    /// Two daemons given the same state file would overwrite each other:
+    /// the second refuses to start, exit 75, naming the first one's PID.
+    /// `policyd state` reads the file while the first runs; once it has
+    /// stopped, the lock is free again.
+    #[test]
+    fn a_second_daemon_on_the_same_state_file_refuses_to_start() {
+        let (_dir, policy, state) = setup("state-lock");
+        let args = [
+            "--config",
+            &policy,
+            "--state-file",
+            &state,
+            "--state-interval",
+            "1",
+        ];
+        let first = Daemon::start(&args);
+        let mut conn = first.connect();
+        admitted(&mut conn, 1);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "policyd: error: state file {state} is in use: another policyd (PID {}) holds \
+                 its lock {state}.lock; two daemons must not share a --state-file (give each \
+                 its own); refusing to start\n",
+                first.pid()
+            )
+        );
+        // The first daemon goes on, and `policyd state` reads its writes
+        // while it runs.
+        admitted(&mut conn, 2);
+        wait_for_written_state(&state, "        2  alice@example.net\n");
+        drop(conn);
+        stop(first);
+        let second = Daemon::start(&args);
+        second.expect_log("restored", |l| {
+            l.contains(&format!("info: restored state file {state} written "))
+        });
+        stop(second);
     }
 
     /// A write that fails while running (the directory went away) is
