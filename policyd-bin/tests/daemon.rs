@@ -1960,7 +1960,7 @@ mod state_file {
             "{}",
             stderr(&out)
         );
-        assert!(std::path::Path::new(fifo).exists());
+        assert!(Path::new(fifo).exists());
     }
 
     #[test]
