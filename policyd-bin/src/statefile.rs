@@ -290,22 +290,20 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Resu
             })
         }
     };
+    let foreign = || {
+        refuse(
+            EX_CONFIG,
+            format!("is not a policyd state file: {}", looks_like(&bytes)),
+        )
+    };
+    // To `store`, an empty file is a truncated one (a prefix of the magic);
+    // it is no state file of ours (see the module docs).
+    if bytes.is_empty() {
+        return Err(foreign());
+    }
     let report = match store::restore(policy, &bytes) {
         Ok(report) => report,
-        Err(StoreError::BadMagic) => {
-            return Err(refuse(
-                EX_CONFIG,
-                format!("is not a policyd state file: {}", looks_like(&bytes)),
-            ))
-        }
-        // An empty file reads as truncated to `store` (it is a prefix of
-        // the magic); it is no state file of ours (see the module docs).
-        Err(_) if bytes.is_empty() => {
-            return Err(refuse(
-                EX_CONFIG,
-                format!("is not a policyd state file: {}", looks_like(&bytes)),
-            ))
-        }
+        Err(StoreError::BadMagic) => return Err(foreign()),
         Err(e) => {
             move_aside(path, &explain(e, &bytes));
             return Ok(());
@@ -446,7 +444,7 @@ pub(crate) fn lock(path: &Path) -> Result<StateLock, StartError> {
         ),
     };
     // Not truncated on open: the PID in it is the holder's until we hold it.
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -457,8 +455,9 @@ pub(crate) fn lock(path: &Path) -> Result<StateLock, StartError> {
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            // A PID and a newline; a few bytes more are not a PID either.
             let mut text = String::new();
-            let holder = match file.read_to_string(&mut text) {
+            let holder = match (&file).take(32).read_to_string(&mut text) {
                 Ok(_) => text.trim().parse::<u32>().ok(),
                 Err(_) => None,
             };
@@ -481,7 +480,7 @@ pub(crate) fn lock(path: &Path) -> Result<StateLock, StartError> {
     let pid = format!("{}\n", std::process::id());
     if let Err(e) = file
         .set_len(0)
-        .and_then(|()| file.write_all(pid.as_bytes()))
+        .and_then(|()| (&file).write_all(pid.as_bytes()))
     {
         log::warning!(
             "state file {name}: cannot write the PID into its lock {lock_name}: {}",
@@ -970,6 +969,17 @@ mod tests {
         assert_eq!(e.code, EX_CONFIG);
         assert!(e.message.contains("is a directory"), "{}", e.message);
         assert!(dir.exists());
+        // A regular file that cannot be read (reading this process's memory
+        // at address 0 fails with EIO, even for root): refused, exit 66.
+        let mem = Path::new("/proc/self/mem");
+        let e = load(mem, &mut limit_policy(), interval).unwrap_err();
+        assert_eq!(e.code, EX_NOINPUT, "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("cannot read state file /proc/self/mem: "),
+            "{}",
+            e.message
+        );
         // Damaged, and truncated at any length: moved aside.
         for bytes in [&b"PDSTATE\0 cut off"[..], b"PDST"] {
             fs::write(&path, bytes).unwrap();
