@@ -9,13 +9,18 @@
 //! accepted. Every error is a [`CliError`], printed as one line, exit code
 //! [`EX_USAGE`].
 //!
-//! Addresses given to `--listen` are only classified here (TCP or UNIX socket);
-//! they are resolved and bound in [`crate::listen`], and a bad one is a bind
-//! error (exit code [`EX_OSERR`]), like a port in use. Policy files are only
-//! named here; they are read and compiled in [`crate::policy_file`].
+//! Addresses given to `--listen` are classified (TCP or UNIX socket) and
+//! checked here ([`crate::listen::parse_tcp`]): a malformed one or a port
+//! over 65535 is a usage error found before anything else happens. A port
+//! alone (`--listen 10031`, postgrey's habit) means `127.0.0.1:PORT`. Host
+//! names are resolved and addresses bound in [`crate::listen`]; a failure
+//! there is a bind error (exit code [`EX_OSERR`]), like a port in use. Policy
+//! files are only named here; they are read and compiled in
+//! [`crate::policy_file`].
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +29,7 @@ use policy_core::lang::did_you_mean;
 use policy_core::{Action, ActionError};
 use policy_proto::Limits;
 
+use crate::listen;
 use crate::log::Level;
 
 /// Exit code for a bad command line (BSD `sysexits.h` `EX_USAGE`).
@@ -33,6 +39,16 @@ pub(crate) const EX_USAGE: u8 = 64;
 /// read, or it does not compile (`sysexits.h` `EX_CONFIG`). Also the exit code
 /// of `policyd test` when its policy does not compile.
 pub(crate) const EX_CONFIG: u8 = 78;
+
+/// Exit code when the `--state-file` cannot be written at start (its
+/// directory is missing or not writable): `sysexits.h` `EX_CANTCREAT`.
+pub(crate) const EX_CANTCREAT: u8 = 73;
+
+/// Exit code when another process holds the `--state-file`'s lock (another
+/// policyd given the same file): `sysexits.h` `EX_TEMPFAIL`, since it goes
+/// away when that daemon stops (a restart that overlapped the old daemon's
+/// final write), so a supervisor may try again.
+pub(crate) const EX_TEMPFAIL: u8 = 75;
 
 /// Exit code for a failure of the operating system at start-up: a listener
 /// that cannot be bound (port in use, bad address, permission denied), a
@@ -114,22 +130,33 @@ pub(crate) const MAX_LIMIT: usize = 16 * 1024 * 1024;
 /// Where the daemon listens, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListenAddr {
-    /// `host:port`, resolved when binding (IPv6 as `[::1]:10031`).
+    /// `host:port`, its syntax checked, resolved when binding (IPv6 as
+    /// `[::1]:10031`; a port alone given on the command line is stored as
+    /// `127.0.0.1:PORT`).
     Tcp(String),
     /// A UNIX socket path (anything containing a `/`).
     Unix(PathBuf),
 }
 
 impl ListenAddr {
-    /// Classify one `--listen` value: a path if it contains `/`, else `host:port`.
+    /// Classify and check one `--listen` value: a path if it contains `/`,
+    /// a port alone (digits only) for `127.0.0.1:PORT`, else `host:port`.
     fn from_arg(arg: &OsStr) -> Result<Self, CliError> {
         if arg.as_bytes().contains(&b'/') {
             return Ok(Self::Unix(PathBuf::from(arg)));
         }
-        match arg.to_str() {
-            Some(s) => Ok(Self::Tcp(s.to_owned())),
-            None => Err(CliError::NotUtf8("--listen")),
+        let text = arg.to_str().ok_or(CliError::NotUtf8("--listen"))?;
+        let bad = |expected| CliError::BadValue {
+            option: "--listen",
+            value: text.to_owned(),
+            expected,
+        };
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let port: u16 = text.parse().map_err(|_| bad(listen::EXPECTED_PORT))?;
+            return Ok(Self::Tcp(format!("{}:{port}", Ipv4Addr::LOCALHOST)));
         }
+        listen::parse_tcp(text).map_err(bad)?;
+        Ok(Self::Tcp(text.to_owned()))
     }
 }
 
@@ -447,12 +474,24 @@ STATE OPTIONS:
                             --state-interval and at a clean stop (SIGTERM,
                             SIGINT), atomically: PATH.tmp in the same directory,
                             fsync, rename over PATH, fsync of the directory,
-                            mode 0600 (keys are addresses). A damaged or
-                            truncated file is logged as an error, moved aside to
-                            PATH.bad-<unix seconds> and the daemon starts with
-                            empty counters; it never half-loads. A rule whose
-                            name, key, count, at, windows or capacity changed
-                            starts empty; a new max keeps the counts. A
+                            mode 0600 (keys are addresses). At start the
+                            daemon takes an exclusive lock (flock) on
+                            PATH.lock, beside it, and writes its PID there:
+                            a second daemon given the same PATH refuses to
+                            start (exit {tempfail}), naming the holder's PID
+                            (policyd state needs no lock). If PATH.lock or
+                            PATH.tmp cannot be created at start, the daemon
+                            refuses to start (exit {cantcreat}). A damaged or
+                            truncated state file is logged as an error, moved
+                            aside to PATH.bad-<unix seconds> and the daemon
+                            starts with empty counters; it never half-loads. A
+                            file that is not a policyd state file (another
+                            format, a text file, an empty file, a directory)
+                            is left as it is and the daemon refuses to start
+                            (exit {config}); so it does when PATH exists but
+                            cannot be read (exit {noinput}). A rule whose name,
+                            key, count, at, windows or capacity changed starts
+                            empty; a new max keeps the counts. A
                             greylist whose name, client part, delay,
                             retry_window, max_age, auto_whitelist or capacity
                             changed starts empty; new whitelists, conditions
@@ -472,11 +511,14 @@ STATE OPTIONS:
 SERVE OPTIONS:
     --listen ADDR           Where to listen; repeat for several listeners.
                             host:port for TCP (IPv6 as [::1]:10031; port 0 picks
-                            a free port), or a path containing '/' for a UNIX
-                            socket (a stale socket file left by a previous run
-                            is replaced; the socket is created with the process
-                            umask). Note: on Linux [::]:PORT also accepts IPv4
-                            unless net.ipv6.bindv6only=1.
+                            a free port; a port alone, as in --listen 10031,
+                            means 127.0.0.1:PORT), or a path containing '/'
+                            for a UNIX socket (a stale socket file left by a
+                            previous run is replaced; the socket is created
+                            with the process umask). Checked before anything
+                            else: a malformed address exits {usage}. Note: on
+                            Linux [::]:PORT also accepts IPv4 unless
+                            net.ipv6.bindv6only=1.
                             [default: {listen}]
     --max-connections N     Most connections served at once; one more is logged
                             and closed at once. Each Postfix smtpd process holds
@@ -538,24 +580,34 @@ SIGNALS:
     SIGHUP           Reload the --config file and the list files it names. If
                      the new policy compiles, it replaces the old one for every
                      later request (connections stay open); if not, every error
-                     is logged and the old policy stays. Ignored (logged) with
-                     --action or the embedded default policy. Limits whose
-                     name, key, count, at, windows and capacity are unchanged
-                     keep their counters, greylists whose name, client part,
-                     timers, auto_whitelist and capacity are unchanged keep
-                     their triplets; the others start empty (each logged).
+                     is logged, at error level, and the old policy stays.
+                     Ignored (logged) with --action or the embedded default
+                     policy. Limits whose name, key, count, at, windows and
+                     capacity are unchanged keep their counters, greylists
+                     whose name, client part, timers, auto_whitelist and
+                     capacity are unchanged keep their triplets; the others
+                     start empty (each logged).
 
 EXIT CODES:
     0   clean stop; check: every file compiles; test: every request parsed
     1   check: a file does not compile; test: a request did not parse;
         state: --limit or --window names nothing in the file
-    {usage}  bad command line or --action
+    {usage}  bad command line, --action or --listen address (checked before
+        anything else)
     {dataerr}  state: the state file is damaged, truncated or not a state file
-    {noinput}  state: the state file cannot be read (missing, permission denied)
-    {oserr}  cannot listen (address in use, bad address, permission denied) or
-        other operating system failure at start
+    {noinput}  state: the state file cannot be read (missing, permission denied);
+        serve: the --state-file exists but cannot be read
+    {oserr}  cannot listen (address in use, address not on this host, host name
+        not resolved, permission denied) or other operating system failure
+        at start
+    {cantcreat}  serve: the --state-file cannot be written or locked (its directory
+        is missing or not writable); the file, the step and the reason are
+        printed
+    {tempfail}  serve: another process (another policyd, its PID printed when
+        known) holds the --state-file's lock, PATH.lock
     {config}  the policy cannot be read or does not compile (serve, test); every
-        error is printed with its file, line and column
+        error is printed with its file, line and column. serve: the
+        --state-file is not a policyd state file (it is left as it is)
 ",
         version = env!("CARGO_PKG_VERSION"),
         listen = DEFAULT_LISTEN,
@@ -570,6 +622,8 @@ EXIT CODES:
         config = EX_CONFIG,
         noinput = EX_NOINPUT,
         dataerr = EX_DATAERR,
+        cantcreat = EX_CANTCREAT,
+        tempfail = EX_TEMPFAIL,
         state_interval = DEFAULT_STATE_INTERVAL_SECS,
         top = DEFAULT_TOP,
     )
@@ -1246,6 +1300,39 @@ mod tests {
                 ListenAddr::Tcp("localhost:10031".into()),
                 ListenAddr::Unix("./rel".into()),
             ]
+        );
+        // A port alone is loopback (postgrey's `--inet=10023` habit).
+        assert_eq!(
+            run(&["--listen", "10031", "--listen=0"]).unwrap().listen,
+            [
+                ListenAddr::Tcp("127.0.0.1:10031".into()),
+                ListenAddr::Tcp("127.0.0.1:0".into()),
+            ]
+        );
+        // A bad address is a usage error, found here, before anything else.
+        let rows = [
+            ("127.0.0.1:99999", listen::EXPECTED_PORT),
+            ("99999", listen::EXPECTED_PORT),
+            ("localhost:x", listen::EXPECTED_PORT),
+            ("nonsense", listen::EXPECTED_TCP),
+            ("127.0.0.1", listen::EXPECTED_TCP),
+            ("::1:10031", listen::EXPECTED_TCP),
+            ("", listen::EXPECTED_TCP),
+        ];
+        for (value, expected) in rows {
+            assert_eq!(
+                err(&["--listen", value]),
+                CliError::BadValue {
+                    option: "--listen",
+                    value: value.into(),
+                    expected
+                },
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            err(&["--listen", "127.0.0.1:99999"]).to_string(),
+            "bad value \"127.0.0.1:99999\" for --listen: expected a port from 0 to 65535"
         );
     }
 

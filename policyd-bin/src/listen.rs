@@ -77,7 +77,7 @@ pub(crate) fn bind(addr: &ListenAddr) -> Result<Vec<Listener>, BindError> {
             let mut listeners = Vec::with_capacity(addrs.len());
             for sock in addrs {
                 let listener = TcpListener::bind(sock).map_err(|e| {
-                    let mut err = fail(describe(&e));
+                    let mut err = fail(describe_bind(&e, PORT_HINT));
                     if addrs_differ(text, sock) {
                         err.addr = format!("{text} ({sock})");
                     }
@@ -96,24 +96,47 @@ fn addrs_differ(text: &str, sock: SocketAddr) -> bool {
     text.parse::<SocketAddr>().ok() != Some(sock)
 }
 
-/// Resolve `host:port`: IP literals directly, host names through the system
-/// resolver (every address it returns, without duplicates).
-fn resolve(text: &str) -> Result<Vec<SocketAddr>, String> {
+/// A checked `host:port` of `--listen`: what [`parse_tcp`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpTarget<'a> {
+    /// An IP literal and port (IPv6 in brackets).
+    Ip(SocketAddr),
+    /// A host name and port, resolved when binding.
+    Host(&'a str, u16),
+}
+
+/// What a TCP `--listen` value should look like.
+pub(crate) const EXPECTED_TCP: &str = "host:port (IPv6 as [::1]:10031), a port alone for \
+     127.0.0.1:PORT, or a UNIX socket path containing '/'";
+
+/// What a port should be.
+pub(crate) const EXPECTED_PORT: &str = "a port from 0 to 65535";
+
+/// Check the syntax of `host:port` without resolving anything (the command
+/// line does this before anything else happens). The error is what was
+/// expected: [`EXPECTED_TCP`] or [`EXPECTED_PORT`].
+pub(crate) fn parse_tcp(text: &str) -> Result<TcpTarget<'_>, &'static str> {
     if let Ok(sock) = text.parse::<SocketAddr>() {
-        return Ok(vec![sock]);
+        return Ok(TcpTarget::Ip(sock));
     }
-    const EXPECTED: &str =
-        "expected host:port (IPv6 as [::1]:10031) or a UNIX socket path containing '/'";
     let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(EXPECTED.to_owned());
+        return Err(EXPECTED_TCP);
     };
     if host.is_empty() || host.contains(':') || host.starts_with('[') {
         // An IPv6 literal without brackets, or a malformed bracketed one.
-        return Err(EXPECTED.to_owned());
+        return Err(EXPECTED_TCP);
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("bad port {port:?}: expected a number from 0 to 65535"))?;
+    let port: u16 = port.parse().map_err(|_| EXPECTED_PORT)?;
+    Ok(TcpTarget::Host(host, port))
+}
+
+/// Resolve `host:port`: IP literals directly, host names through the system
+/// resolver (every address it returns, without duplicates).
+fn resolve(text: &str) -> Result<Vec<SocketAddr>, String> {
+    let (host, port) = match parse_tcp(text).map_err(|e| format!("expected {e}"))? {
+        TcpTarget::Ip(sock) => return Ok(vec![sock]),
+        TcpTarget::Host(host, port) => (host, port),
+    };
     let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
         .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?;
     let mut seen = HashSet::new();
@@ -140,7 +163,7 @@ fn bind_unix(path: &Path) -> Result<Listener, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(describe(&e)),
     }
-    let listener = UnixListener::bind(path).map_err(|e| describe(&e))?;
+    let listener = UnixListener::bind(path).map_err(|e| describe_bind(&e, SOCKET_DIR_HINT))?;
     let meta = fs::symlink_metadata(path).map_err(|e| describe(&e))?;
     Ok(Listener::Unix {
         listener,
@@ -149,16 +172,30 @@ fn bind_unix(path: &Path) -> Result<Listener, String> {
     })
 }
 
+/// What to check when binding a TCP port is denied.
+const PORT_HINT: &str = "ports below 1024 need privileges";
+
+/// What to check when creating a UNIX socket is denied.
+const SOCKET_DIR_HINT: &str = "check the permissions of the socket's directory";
+
+/// An error of binding a listener in words: [`describe`], with `hint` (what
+/// to check) after a permission error.
+fn describe_bind(e: &io::Error, hint: &str) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => format!("permission denied ({hint})"),
+        _ => describe(e),
+    }
+}
+
 /// An I/O error in words for a mail administrator: the common cases spelled
-/// out, the rest as the system says it.
+/// out, the rest as the system says it. No hint about what to check: the
+/// same error means different things for a file and a socket (binding adds
+/// its own, [`describe_bind`]), and the caller names the file and the step.
 pub(crate) fn describe(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::AddrInUse => "address already in use".into(),
         io::ErrorKind::AddrNotAvailable => "address not available on this host".into(),
-        io::ErrorKind::PermissionDenied => {
-            "permission denied (ports below 1024 need privileges; check directory permissions for sockets)"
-                .into()
-        }
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
         io::ErrorKind::NotFound => "no such file or directory".into(),
         // A socket timeout surfaces as EAGAIN ("resource temporarily unavailable").
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
@@ -326,11 +363,33 @@ mod tests {
         for bad in ["nonsense", "::1:10031", "[::1:10031", ":10031", "[::1]"] {
             let err = resolve(bad).unwrap_err();
             assert!(err.starts_with("expected host:port"), "{bad}: {err}");
+            assert_eq!(parse_tcp(bad), Err(EXPECTED_TCP), "{bad}");
         }
-        assert!(resolve("127.0.0.1:99999")
-            .unwrap_err()
-            .starts_with("bad port"));
-        assert!(resolve("localhost:x").unwrap_err().starts_with("bad port"));
+        for bad in ["127.0.0.1:99999", "localhost:x", "localhost:"] {
+            assert_eq!(parse_tcp(bad), Err(EXPECTED_PORT), "{bad}");
+        }
+        assert_eq!(
+            parse_tcp("mail.example:10031"),
+            Ok(TcpTarget::Host("mail.example", 10031))
+        );
+    }
+
+    /// A permission error gets the hint that fits what failed: the port
+    /// for a TCP bind, the directory for a UNIX socket, none for a file.
+    #[test]
+    fn hints_fit_the_operation() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert_eq!(describe(&denied), "permission denied");
+        assert_eq!(
+            describe_bind(&denied, PORT_HINT),
+            "permission denied (ports below 1024 need privileges)"
+        );
+        assert_eq!(
+            describe_bind(&denied, SOCKET_DIR_HINT),
+            "permission denied (check the permissions of the socket's directory)"
+        );
+        let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+        assert_eq!(describe_bind(&in_use, PORT_HINT), "address already in use");
     }
 
     #[test]

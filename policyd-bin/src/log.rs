@@ -17,6 +17,13 @@
 //! never contains a newline, a control character or invalid UTF-8 that came from
 //! a client, and splits unambiguously into `key=value` fields.
 //!
+//! Free text ([`Line::text_fmt`], the `warning!`-style macros) is the
+//! daemon's own words, which may quote a value already (`{:?}`, or an error's
+//! Display such as `magic "PDSTATE\0"`): it is escaped once more only where
+//! it would break the line (controls, DEL, non-ASCII become `\xNN`); its
+//! quotes and backslashes are kept as written, so nothing is escaped twice.
+//! Client bytes go in fields, escaped once, here.
+//!
 //! # Buffering
 //!
 //! Writing each line with its own `write(2)` would cost a system call per
@@ -237,12 +244,15 @@ impl<'b> Line<'b> {
         self
     }
 
-    /// Append formatted trusted text. Newlines and control characters in it
-    /// are still escaped, so a line stays one line whatever it says.
+    /// Append formatted trusted text. Newlines, control characters and
+    /// non-ASCII bytes in it are escaped (`\xNN`), so a line stays one ASCII
+    /// line whatever it says; quotes and backslashes are kept, since the text
+    /// may quote something already (see the module docs).
     pub(crate) fn text_fmt(&mut self, args: fmt::Arguments<'_>) -> &mut Self {
-        // Escaper never fails; formatting errors can only come from a Display
-        // impl and leave a truncated field, which is all we could do anyway.
-        let _ = Escaper { out: self.buf }.write_fmt(args);
+        // The escaper never fails; formatting errors can only come from a
+        // Display impl and leave a truncated text, which is all we could do
+        // anyway.
+        let _ = TextEscaper { out: self.buf }.write_fmt(args);
         self
     }
 
@@ -357,22 +367,51 @@ pub(crate) fn push_value(out: &mut Vec<u8>, value: &[u8]) {
 
 /// Append `value` escaped (see the module docs), without quotes.
 pub(crate) fn push_escaped(out: &mut Vec<u8>, value: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for &b in value {
         match b {
             b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
             b' '..=b'~' => out.push(b),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'x',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]),
+            _ => push_hex(out, b),
         }
     }
 }
 
-/// A `fmt::Write` that escapes what is written into a byte buffer.
+/// Append trusted `text` with only what would break a line escaped:
+/// controls, DEL and non-ASCII bytes become `\xNN`; `"` and `\` stay.
+fn push_text(out: &mut Vec<u8>, text: &[u8]) {
+    for &b in text {
+        match b {
+            b' '..=b'~' => out.push(b),
+            _ => push_hex(out, b),
+        }
+    }
+}
+
+fn push_hex(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(b >> 4)],
+        HEX[usize::from(b & 0xf)],
+    ]);
+}
+
+/// A `fmt::Write` that escapes trusted text ([`push_text`]) into a byte
+/// buffer.
+struct TextEscaper<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl fmt::Write for TextEscaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_text(self.out, s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A `fmt::Write` that escapes a field's value ([`push_escaped`]) into a
+/// byte buffer.
 struct Escaper<'a> {
     out: &'a mut Vec<u8>,
 }
@@ -436,6 +475,36 @@ mod tests {
             "warning: closing connection peer=127.0.0.1:5 \
              reason=\"line too long (limit 4096 bytes)\" micros=17 empty=\"\" nl=a\\x0ab"
         );
+    }
+
+    /// Free text is the daemon's own: what it quotes (`{:?}`, an error's
+    /// Display) is not escaped again; only what would break the line is.
+    #[test]
+    fn text_is_escaped_once() {
+        let rows: [(String, &str); 5] = [
+            (
+                format!("cannot read file {:?}: denied", "x"),
+                r#"cannot read file "x": denied"#,
+            ),
+            (
+                policy_core::store::StoreError::BadMagic.to_string(),
+                r#"not a policyd state file: expected the magic "PDSTATE\0""#,
+            ),
+            (format!("{:?}", "a\"b\\c"), r#""a\"b\\c""#),
+            ("two\nlines\t\x7f".to_owned(), r"two\x0alines\x09\x7f"),
+            ("caf\u{e9}".to_owned(), r"caf\xc3\xa9"),
+        ];
+        for (input, expected) in rows {
+            let mut buf = Vec::new();
+            let mut line = Line::start(&mut buf, Level::Warn);
+            line.text_fmt(format_args!("{input}"));
+            let text = String::from_utf8_lossy(line.buf).into_owned();
+            assert_eq!(
+                text.split_once(": warning: ").map(|(_, t)| t),
+                Some(expected),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ use policy_core::Action;
 
 use crate::cli::{Command, Config, PolicySource, EX_CONFIG, EX_OSERR, EX_USAGE};
 use crate::log::Level;
-use crate::policy_file::{one_line, LoadError};
+use crate::policy_file::LoadError;
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
@@ -110,7 +110,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     for warning in &loaded.warnings {
-        log::warning!("{}", one_line(warning));
+        policy_file::log_diagnostic(warning);
     }
     if config.policy == PolicySource::Action(Action::Ok) {
         // What the compiler warns about for a rule, said for the shortcut.
@@ -120,10 +120,25 @@ fn serve(config: Config) -> ExitCode {
         );
     }
     // Before the policy goes into the engine: its tables get their counters.
-    match &config.state_file {
+    // Held until the process exits, after the final write of the state.
+    let _state_lock = match &config.state_file {
         Some(path) => {
-            statefile::load(path, &mut loaded.policy, config.state_interval);
-            statefile::probe(path);
+            // Locked first: nothing is done with a file another daemon
+            // writes. Then probed: nothing is read or moved aside in a
+            // directory the daemon could not write its state to.
+            let started = statefile::lock(path).and_then(|lock| {
+                statefile::probe(path)?;
+                statefile::load(path, &mut loaded.policy, config.state_interval)?;
+                Ok(lock)
+            });
+            match started {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    log::flush();
+                    eprintln!("policyd: error: {}", e.message);
+                    return ExitCode::from(e.code);
+                }
+            }
         }
         None => {
             let limits = loaded.policy.limit_states().count();
@@ -145,8 +160,9 @@ fn serve(config: Config) -> ExitCode {
                      state start empty at every start and do not survive a restart"
                 );
             }
+            None
         }
-    }
+    };
     let code = server::run(config, loaded, &mut signals);
     log::flush();
     ExitCode::from(code)

@@ -15,13 +15,14 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use policy_core::{CompileErrors, Diagnostic, NoFiles, Policy, SourceLoader};
+use policy_core::{CompileErrors, Diagnostic, NoFiles, Policy, Severity, SourceLoader};
 
 use crate::cli::PolicySource;
 use crate::listen::describe;
+use crate::log::{self, Level};
 
 /// The embedded default policy (`policyd-bin/default-policy.conf`), used when
 /// neither `--config` nor `--action` is given: DUNNO for every request, with
@@ -169,15 +170,29 @@ fn compile(
     }
 }
 
-/// The first line of a diagnostic's Display (`file:line:column: severity:
-/// message`), for a one-line log entry; the source line and caret follow in
-/// the full Display.
-pub(crate) fn one_line(diagnostic: &Diagnostic) -> String {
-    let mut text = diagnostic.to_string();
-    if let Some(end) = text.find('\n') {
-        text.truncate(end);
+/// A diagnostic as the text of one log line: `file:line:column: message`
+/// (`file: message` when it is about the whole file). Its severity is left
+/// out: the logger writes it, once, as the line's level ([`log_diagnostic`]).
+/// The source line and caret of its Display are left out too (`policyd
+/// check` shows them).
+pub(crate) fn log_text(diagnostic: &Diagnostic) -> String {
+    let d = diagnostic;
+    if d.line == 0 {
+        format!("{}: {}", d.file, d.message)
+    } else {
+        format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message)
     }
-    text
+}
+
+/// Log `diagnostic` at its own level: an error at error level, a warning at
+/// warning level, the severity word written once (by the logger).
+pub(crate) fn log_diagnostic(diagnostic: &Diagnostic) {
+    let level = match diagnostic.severity {
+        Severity::Warning => Level::Warn,
+        // An error, or a severity a later policy-core adds: the louder level.
+        _ => Level::Error,
+    };
+    log::message(level, format_args!("{}", log_text(diagnostic)));
 }
 
 /// Reads the list and login-map files a policy names, for [`Policy::compile`].
@@ -265,8 +280,8 @@ pub(crate) fn read_bytes(path: &Path, limit: u64, limit_name: &str) -> Result<Ve
     let too_large = |size: u64| {
         format!("too large: {size} bytes or more, expected at most {limit} ({limit_name})")
     };
-    let file = File::open(path).map_err(|e| io_reason(&e))?;
-    let meta = file.metadata().map_err(|e| io_reason(&e))?;
+    let file = File::open(path).map_err(|e| describe(&e))?;
+    let meta = file.metadata().map_err(|e| describe(&e))?;
     if meta.is_dir() {
         return Err("is a directory, expected a file".to_owned());
     }
@@ -282,18 +297,11 @@ pub(crate) fn read_bytes(path: &Path, limit: u64, limit_name: &str) -> Result<Ve
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| io_reason(&e))?;
+        .map_err(|e| describe(&e))?;
     if bytes.len() as u64 > limit {
         return Err(too_large(bytes.len() as u64));
     }
     Ok(bytes)
-}
-
-fn io_reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => describe(e),
-    }
 }
 
 #[cfg(test)]
@@ -390,6 +398,45 @@ mod tests {
             );
             assert_eq!(*decision.action, policy_core::Action::Dunno);
         }
+    }
+
+    /// A log line's text has no severity word of its own (the logger
+    /// writes the level) and no source line or caret.
+    #[test]
+    fn diagnostics_log_without_their_own_severity() {
+        let dir = temp_dir("diag");
+        let src = "list unused { a.example }\nrule r {\n  if sender in nowhere then OK }\n";
+        let path = dir.join("policy.conf");
+        std::fs::write(&path, src).unwrap();
+        let Err(LoadError::Compile { errors, .. }) = load(&PolicySource::File(path.clone())) else {
+            panic!("compiled");
+        };
+        let name = path.display();
+        let error = &errors.errors[0];
+        assert_eq!(error.severity, Severity::Error);
+        assert!(
+            error.to_string().contains(": error: "),
+            "the Display has one: {error}"
+        );
+        let text = log_text(error);
+        assert!(text.starts_with(&format!("{name}:3:")), "{text}");
+        let warning = &errors.warnings[0];
+        assert_eq!(warning.severity, Severity::Warning);
+        assert!(log_text(warning).starts_with(&format!("{name}:1:")));
+        for text in [log_text(error), log_text(warning)] {
+            assert!(
+                !text.contains("error") && !text.contains("warning") && !text.contains('\n'),
+                "{text}"
+            );
+        }
+        let whole = Diagnostic {
+            line: 0,
+            column: 0,
+            source_line: String::new(),
+            ..error.clone()
+        };
+        assert_eq!(log_text(&whole), format!("{name}: {}", error.message));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::cli::{self, Config, PolicySource, EX_OSERR};
 use crate::conn::{self, POLL_INTERVAL, SHUTDOWN_GRACE};
 use crate::listen::{self, describe, Listener, Stream};
 use crate::log::{self, Level, Line};
-use crate::policy_file::{self, one_line, plural, LoadError, Loaded};
+use crate::policy_file::{self, plural, LoadError, Loaded};
 use crate::signals::{Signal, Signals};
 use crate::statefile::Writer;
 
@@ -340,7 +340,7 @@ fn reload(path: &Path, engine: &Engine) {
     match policy_file::load(&PolicySource::File(path.to_owned())) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                log::warning!("{}", one_line(warning));
+                policy_file::log_diagnostic(warning);
             }
             let new_limits: Vec<String> = loaded
                 .policy
@@ -403,17 +403,19 @@ fn reload(path: &Path, engine: &Engine) {
         }
         Err(LoadError::Compile { name, errors }) => {
             for diagnostic in errors.errors.iter().chain(&errors.warnings) {
-                log::warning!("{}", one_line(diagnostic));
+                policy_file::log_diagnostic(diagnostic);
             }
             let n = errors.errors.len();
-            log::warning!(
+            // At error level, like its errors: the administrator asked for a
+            // policy that is not in force (`--log-level error` must show it).
+            log::error!(
                 "reload failed: policy {name} does not compile ({n} {}); \
                  keeping the policy in force (details: policyd check {name})",
                 plural(n, "error", "errors")
             );
         }
         Err(e @ LoadError::Read { .. }) => {
-            log::warning!("reload failed: {e}; keeping the policy in force");
+            log::error!("reload failed: {e}; keeping the policy in force");
         }
     }
 }

@@ -3,11 +3,31 @@
 //!
 //! - At start ([`load`]), before the policy goes into the engine: the file is
 //!   read and restored into the policy with [`store::restore`], all or
-//!   nothing. A missing file is a first start. A file that cannot be used
-//!   (damaged, truncated, another format, unreadable) is logged as an error
-//!   naming the file and the reason, moved aside to `PATH.bad-<unix
-//!   seconds>` (kept for inspection, never overwritten) and the daemon
-//!   starts with empty counters: it never crashes on it and never half-loads.
+//!   nothing. A missing file is a first start. A policyd state file that
+//!   cannot be used (damaged, truncated, of another format version: it
+//!   starts with [`store::STORE_MAGIC`]) is logged as an error naming the
+//!   file and the reason, moved aside to `PATH.bad-<unix seconds>` (kept for
+//!   inspection, never overwritten) and the daemon starts with empty
+//!   counters: it never crashes on it and never half-loads.
+//! - A file that is not a policyd state file at all (another magic: a
+//!   typo'd path, a postgrey database; a directory, a FIFO) is not touched:
+//!   the daemon refuses to start ([`EX_CONFIG`]), naming the file and what it
+//!   looks like ([`looks_like`]). An empty file is one of these: policyd
+//!   writes its state file whole and renames it into place (see below), so
+//!   neither a crash nor a full disk leaves it empty; an empty `PATH` was
+//!   made by something else (`touch`, another program), and moving it aside
+//!   would hide a wrong `--state-file`. A file that exists but cannot be
+//!   read (permission denied) refuses the start too ([`EX_NOINPUT`]):
+//!   starting empty would replace its counters at the first write.
+//! - Before that ([`lock`]), the daemon takes an exclusive `flock` on
+//!   `PATH.lock` beside the state file, held until it exits, and writes its
+//!   PID in it: two daemons given the same `--state-file` would overwrite
+//!   each other's counters and remove each other's `PATH.tmp`, so a second
+//!   one refuses to start ([`EX_TEMPFAIL`]), naming the holder. The lock
+//!   file is left in place at exit (removing it would let a third daemon
+//!   lock a new file while the second still holds the old one); its PID is
+//!   only a hint, the lock is what counts. `policyd state` only reads the
+//!   state file and takes no lock.
 //! - While running, the writer thread ([`Writer`]) writes the state every
 //!   `--state-interval`: it encodes the policy in force into a reused buffer
 //!   (each table's shards locked one at a time, briefly: connections go on
@@ -34,6 +54,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use policy_core::store::{self, DropReason, StoreError, TableKind};
 use policy_core::{Policy, Timestamp};
 
+use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL};
 use crate::listen::describe;
 use crate::log;
 use crate::server::Shared;
@@ -78,8 +99,20 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 pub(crate) enum ReadError {
     /// There is no such file.
     Missing,
+    /// It is not a regular file (a directory, a FIFO, a device): what it is.
+    NotAFile(&'static str),
     /// It exists but cannot be read: the reason.
     Unreadable(String),
+}
+
+/// Why the daemon refuses to start over its state file. Printed as
+/// `policyd: error: {message}`; the exit code is `code`.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    /// The exit code (`sysexits.h`).
+    pub(crate) code: u8,
+    /// The file, the step and the reason.
+    pub(crate) message: String,
 }
 
 /// Reads the state file (regular files only: a FIFO or device could block
@@ -94,12 +127,10 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
         _ => ReadError::Unreadable(describe(&e)),
     })?;
     if before.is_dir() {
-        return Err(ReadError::Unreadable(
-            "is a directory, expected a file".into(),
-        ));
+        return Err(ReadError::NotAFile("is a directory, expected a file"));
     }
     if !before.is_file() {
-        return Err(ReadError::Unreadable("not a regular file".into()));
+        return Err(ReadError::NotAFile("not a regular file"));
     }
     let mut file = File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ReadError::Missing,
@@ -109,12 +140,10 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
         .metadata()
         .map_err(|e| ReadError::Unreadable(describe(&e)))?;
     if meta.is_dir() {
-        return Err(ReadError::Unreadable(
-            "is a directory, expected a file".into(),
-        ));
+        return Err(ReadError::NotAFile("is a directory, expected a file"));
     }
     if !meta.is_file() {
-        return Err(ReadError::Unreadable("not a regular file".into()));
+        return Err(ReadError::NotAFile("not a regular file"));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)
@@ -140,11 +169,101 @@ pub(crate) fn explain(error: StoreError, bytes: &[u8]) -> String {
     error.to_string()
 }
 
+/// What a file that is not a policyd state file looks like, for the
+/// message refusing it: empty, text (its first line), or its first bytes and
+/// a guess at its format.
+pub(crate) fn looks_like(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "it is empty (0 bytes); policyd writes its state file whole and renames it \
+                into place, never an empty one"
+            .to_owned();
+    }
+    if let Some(line) = first_text_line(bytes) {
+        return format!("it looks like a text file (first line: {line:?})");
+    }
+    let head: Vec<String> = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "it starts with bytes {} and looks like {}",
+        head.join(" "),
+        guess_format(bytes).unwrap_or("data of a format policyd does not know")
+    )
+}
+
+/// The first line of `bytes` (at most 60 characters) if its start is text:
+/// UTF-8 without control characters other than tab, CR and LF.
+fn first_text_line(bytes: &[u8]) -> Option<String> {
+    let head = &bytes[..bytes.len().min(4096)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        // Cut inside a character at the end of the sample: still text.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+        Err(_) => return None,
+    };
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        return None;
+    }
+    let line = text.split('\n').next().unwrap_or("").trim_end_matches('\r');
+    let mut shown: String = line.chars().take(60).collect();
+    if shown.len() < line.len() {
+        shown.push_str("...");
+    }
+    Some(shown)
+}
+
+/// A guess at the format of a file, by its magic number.
+fn guess_format(bytes: &[u8]) -> Option<&'static str> {
+    let u32_at = |at: usize, little: bool| {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    if bytes.starts_with(b"SQLite format 3\0") {
+        return Some("an SQLite database");
+    }
+    // Berkeley DB keeps its magic at offset 12, in the writer's byte order:
+    // btree, hash, queue.
+    for little in [true, false] {
+        if matches!(
+            u32_at(12, little),
+            Some(0x0005_3162 | 0x0006_1561 | 0x0004_2253)
+        ) {
+            return Some("a Berkeley DB database (postgrey's, or a Postfix hash: or btree: map)");
+        }
+    }
+    // LMDB: the meta page's magic after a 16-byte page header.
+    if u32_at(16, true) == Some(0xBEEF_C0DE) {
+        return Some("an LMDB database (a Postfix lmdb: map?)");
+    }
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Some("a gzip-compressed file");
+    }
+    if bytes.starts_with(b"\x7fELF") {
+        return Some("a program (ELF)");
+    }
+    None
+}
+
 /// Restores the counters in the state file `path` into `policy`, logging
-/// what happened. Never fails: a file that cannot be used is moved aside
-/// and the policy keeps its empty counters.
-pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
+/// what happened. A missing file is a first start; a damaged or truncated
+/// state file is moved aside and the policy keeps its empty counters. A file
+/// that is not a state file, or cannot be read, is left alone and refuses
+/// the start (see the module docs).
+pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Result<(), StartError> {
     let name = path.display();
+    let refuse = |code, what: String| StartError {
+        code,
+        message: format!(
+            "state file {name} {what}; refusing to start and leaving it as it is (is \
+             --state-file right? a policyd state file starts with \"PDSTATE\\0\"; a missing \
+             file is a first start)"
+        ),
+    };
     let bytes = match read(path) {
         Ok(bytes) => bytes,
         Err(ReadError::Missing) => {
@@ -153,18 +272,41 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
                  every {} s and at a clean stop",
                 interval.as_secs()
             );
-            return;
+            return Ok(());
+        }
+        Err(ReadError::NotAFile(what)) => {
+            return Err(refuse(
+                EX_CONFIG,
+                format!("is not a policyd state file: {what}"),
+            ))
         }
         Err(ReadError::Unreadable(reason)) => {
-            move_aside(path, &format!("cannot read it: {reason}"));
-            return;
+            return Err(StartError {
+                code: EX_NOINPUT,
+                message: format!(
+                    "cannot read state file {name}: {reason}; refusing to start (starting with \
+                     empty counters would replace it at the first write)"
+                ),
+            })
         }
     };
+    let foreign = || {
+        refuse(
+            EX_CONFIG,
+            format!("is not a policyd state file: {}", looks_like(&bytes)),
+        )
+    };
+    // To `store`, an empty file is a truncated one (a prefix of the magic);
+    // it is no state file of ours (see the module docs).
+    if bytes.is_empty() {
+        return Err(foreign());
+    }
     let report = match store::restore(policy, &bytes) {
         Ok(report) => report,
+        Err(StoreError::BadMagic) => return Err(foreign()),
         Err(e) => {
             move_aside(path, &explain(e, &bytes));
-            return;
+            return Ok(());
         }
     };
     let written = report.written_at.as_unix_millis();
@@ -247,6 +389,7 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) {
             log::notice!("limit {fresh}: not in the state file, counters start empty");
         }
     }
+    Ok(())
 }
 
 /// Logs that the state file cannot be used and why, and renames it to
@@ -276,22 +419,98 @@ fn move_aside(path: &Path, reason: &str) {
     }
 }
 
-/// At start: checks that `PATH.tmp` can be created, so that a state file
-/// directory that does not exist or cannot be written is reported now rather
-/// than at the first write. Logs an error if not; never fails.
-pub(crate) fn probe(path: &Path) {
+/// The exclusive lock on `PATH.lock` ([`lock`]): held while this value
+/// lives (the file stays open), released by the kernel when the process
+/// ends, however it ends.
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    _file: File,
+}
+
+/// At start, before anything else is done with the state file: takes an
+/// exclusive, non-blocking `flock` on `PATH.lock` (created mode 0600 if
+/// need be) and writes this process's PID in it. Another holder refuses the
+/// start ([`EX_TEMPFAIL`], naming its PID when the file has one); a lock
+/// file that cannot be created or locked refuses it too ([`EX_CANTCREAT`]).
+pub(crate) fn lock(path: &Path) -> Result<StateLock, StartError> {
+    let lock_path = with_suffix(path, ".lock");
+    let (name, lock_name) = (path.display(), lock_path.display());
+    let cannot = |step: &str, e: &io::Error| StartError {
+        code: EX_CANTCREAT,
+        message: format!(
+            "cannot write state file {name}: {step} {lock_name}: {}; refusing to start (the \
+             counters could not be saved)",
+            describe(e)
+        ),
+    };
+    // Not truncated on open: the PID in it is the holder's until we hold it.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(STATE_FILE_MODE)
+        .open(&lock_path)
+        .map_err(|e| cannot("creating", &e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            // A PID and a newline; a few bytes more are not a PID either.
+            let mut text = String::new();
+            let holder = match (&file).take(32).read_to_string(&mut text) {
+                Ok(_) => text.trim().parse::<u32>().ok(),
+                Err(_) => None,
+            };
+            let who = match holder {
+                Some(pid) => format!("another policyd (PID {pid})"),
+                None => "another process".to_owned(),
+            };
+            return Err(StartError {
+                code: EX_TEMPFAIL,
+                message: format!(
+                    "state file {name} is in use: {who} holds its lock {lock_name}; two daemons \
+                     must not share a --state-file (give each its own); refusing to start"
+                ),
+            });
+        }
+        Err(e) => return Err(cannot("locking", &io::Error::from(e))),
+    }
+    // Ours now: say who holds it. Only a hint for the message above, so a
+    // failure (a full disk) is logged and the start goes on.
+    let pid = format!("{}\n", std::process::id());
+    if let Err(e) = file
+        .set_len(0)
+        .and_then(|()| (&file).write_all(pid.as_bytes()))
+    {
+        log::warning!(
+            "state file {name}: cannot write the PID into its lock {lock_name}: {}",
+            describe(&e)
+        );
+    }
+    Ok(StateLock { _file: file })
+}
+
+/// At start, before the file is read: checks that `PATH.tmp` can be
+/// created, so that a state file directory that does not exist or cannot be
+/// written refuses the start ([`EX_CANTCREAT`]) instead of an error repeated
+/// at every write while the counters are never saved.
+pub(crate) fn probe(path: &Path) -> Result<(), StartError> {
     let tmp = with_suffix(path, ".tmp");
     match create_tmp(&tmp) {
         Ok(_) => {
             let _ = fs::remove_file(&tmp);
+            Ok(())
         }
-        Err(e) => log::error!(
-            "cannot write state file {}: creating {}: {}; counters will not be saved until \
-             this is fixed (retried at every write)",
-            path.display(),
-            tmp.display(),
-            describe(&e)
-        ),
+        Err(e) => Err(StartError {
+            code: EX_CANTCREAT,
+            message: format!(
+                "cannot write state file {}: creating {}: {}; refusing to start (the \
+                 counters could not be saved)",
+                path.display(),
+                tmp.display(),
+                describe(&e)
+            ),
+        }),
     }
 }
 
@@ -676,10 +895,151 @@ mod tests {
     }
 
     #[test]
+    fn what_foreign_files_look_like() {
+        let mut bdb = vec![0u8; 64];
+        bdb[12..16].copy_from_slice(&0x0005_3162u32.to_le_bytes());
+        let mut bdb_be = vec![0u8; 64];
+        bdb_be[12..16].copy_from_slice(&0x0006_1561u32.to_be_bytes());
+        let mut lmdb = vec![0u8; 64];
+        lmdb[16..20].copy_from_slice(&0xBEEF_C0DEu32.to_le_bytes());
+        let rows: [(&[u8], &str); 9] = [
+            (b"", "it is empty (0 bytes)"),
+            (
+                b"# postgrey whitelist\nexample.com\n",
+                r##"it looks like a text file (first line: "# postgrey whitelist")"##,
+            ),
+            (
+                "caf\u{e9} \t x\r\ny".as_bytes(),
+                "it looks like a text file (first line: \"caf\u{e9} \\t x\")",
+            ),
+            (
+                &bdb,
+                "it starts with bytes 00 00 00 00 00 00 00 00 00 00 00 00 62 31 05 00 and looks \
+                 like a Berkeley DB database (postgrey's",
+            ),
+            (&bdb_be, "like a Berkeley DB database"),
+            (b"SQLite format 3\0\x10\0", "like an SQLite database"),
+            (&lmdb, "like an LMDB database"),
+            (
+                b"\x1f\x8b\x08\0",
+                "it starts with bytes 1f 8b 08 00 and looks like a gzip",
+            ),
+            (
+                b"\0\x01\x02PDSTATE",
+                "it starts with bytes 00 01 02 50 44 53 54 41 54 45 and looks like data of a \
+                 format policyd does not know",
+            ),
+        ];
+        for (bytes, expected) in rows {
+            let text = looks_like(bytes);
+            assert!(text.contains(expected), "{bytes:?}: {text}");
+        }
+    }
+
+    fn limit_policy() -> Policy {
+        let src = "limit out { key sender count messages max 3 per 1h }\ndefault DUNNO\n";
+        Policy::compile("p.conf", src, &mut policy_core::NoFiles)
+            .unwrap()
+            .policy
+    }
+
+    /// Only a policyd state file (its magic) that is damaged is moved
+    /// aside; anything else refuses the start and is left as it was.
+    #[test]
+    fn only_damaged_state_files_are_moved_aside() {
+        let dir = temp_dir("foreign");
+        let interval = Duration::from_secs(60);
+        let path = dir.join("state");
+        let foreign: [&[u8]; 3] = [b"", b"postgrey\n", b"\0\0\0\0\0\0\0\0\x01"];
+        for bytes in foreign {
+            fs::write(&path, bytes).unwrap();
+            let e = load(&path, &mut limit_policy(), interval).unwrap_err();
+            assert_eq!(e.code, EX_CONFIG, "{bytes:?}");
+            assert!(
+                e.message.starts_with(&format!(
+                    "state file {} is not a policyd state file: it ",
+                    path.display()
+                )),
+                "{}",
+                e.message
+            );
+            assert_eq!(fs::read(&path).unwrap(), bytes, "left as it was");
+        }
+        let e = load(&dir, &mut limit_policy(), interval).unwrap_err();
+        assert_eq!(e.code, EX_CONFIG);
+        assert!(e.message.contains("is a directory"), "{}", e.message);
+        assert!(dir.exists());
+        // A regular file that cannot be read (reading this process's memory
+        // at address 0 fails with EIO, even for root): refused, exit 66.
+        let mem = Path::new("/proc/self/mem");
+        let e = load(mem, &mut limit_policy(), interval).unwrap_err();
+        assert_eq!(e.code, EX_NOINPUT, "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("cannot read state file /proc/self/mem: "),
+            "{}",
+            e.message
+        );
+        // Damaged, and truncated at any length: moved aside.
+        for bytes in [&b"PDSTATE\0 cut off"[..], b"PDST"] {
+            fs::write(&path, bytes).unwrap();
+            load(&path, &mut limit_policy(), interval).unwrap();
+            assert!(!path.exists(), "{bytes:?} moved aside");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// One holder at a time (flock is per open file, so a second lock in
+    /// the same process conflicts too); the holder's PID is named.
+    #[test]
+    fn the_lock_keeps_a_second_daemon_off() {
+        let dir = temp_dir("lock");
+        let path = dir.join("state");
+        let first = lock(&path).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            fs::read_to_string(with_suffix(&path, ".lock")).unwrap(),
+            format!("{pid}\n")
+        );
+        let e = lock(&path).unwrap_err();
+        assert_eq!(e.code, EX_TEMPFAIL);
+        assert_eq!(
+            e.message,
+            format!(
+                "state file {0} is in use: another policyd (PID {pid}) holds its lock {0}.lock; \
+                 two daemons must not share a --state-file (give each its own); refusing to \
+                 start",
+                path.display()
+            )
+        );
+        // The PID of a holder that died is not believed: the lock counts.
+        fs::write(with_suffix(&path, ".lock"), "999999999\n").unwrap();
+        assert!(lock(&path).unwrap_err().message.contains("PID 999999999"));
+        drop(first);
+        let again = lock(&path).unwrap();
+        assert_eq!(
+            fs::read_to_string(with_suffix(&path, ".lock")).unwrap(),
+            format!("{pid}\n")
+        );
+        drop(again);
+        let e = lock(&dir.join("nowhere").join("state")).unwrap_err();
+        assert_eq!(e.code, EX_CANTCREAT);
+        assert!(
+            e.message.ends_with(
+                "state.lock: no such file or directory; refusing to start (the counters could \
+                 not be saved)"
+            ),
+            "{}",
+            e.message
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn reading() {
         let dir = temp_dir("read");
         assert!(matches!(read(&dir.join("none")), Err(ReadError::Missing)));
-        assert!(matches!(read(&dir), Err(ReadError::Unreadable(r)) if r.contains("directory")));
+        assert!(matches!(read(&dir), Err(ReadError::NotAFile(r)) if r.contains("directory")));
         fs::write(dir.join("s"), b"abc").unwrap();
         assert_eq!(read(&dir.join("s")).unwrap(), b"abc");
         let _ = fs::remove_dir_all(&dir);

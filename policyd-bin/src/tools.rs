@@ -471,6 +471,9 @@ pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
                 format!("cannot read state file {name}: {reason}"),
             )
         }
+        Err(ReadError::NotAFile(what)) => {
+            return fail(EX_NOINPUT, format!("cannot read state file {name}: {what}"))
+        }
     };
     let stored = match store::decode(&bytes) {
         Ok(stored) => stored,

@@ -178,15 +178,8 @@ mod command_line {
     }
 
     #[test]
-    fn bad_addresses_exit_71_with_one_line() {
-        for addr in [
-            "nonsense",
-            "127.0.0.1",
-            "::1:10031",
-            "127.0.0.1:99999",
-            "192.0.2.1:0",
-            "/nonexistent-policyd-dir/policyd.sock",
-        ] {
+    fn addresses_that_cannot_be_bound_exit_71_with_one_line() {
+        for addr in ["192.0.2.1:0", "/nonexistent-policyd-dir/policyd.sock"] {
             let out = run(&["--listen", addr]);
             assert_eq!(out.status.code(), Some(71), "{addr}");
             let lines = stderr_lines(&out);
@@ -196,6 +189,43 @@ mod command_line {
                 "{lines:?}"
             );
         }
+    }
+
+    /// A malformed address is a usage error found when the command line is
+    /// parsed: before the policy is read (here it would not even compile).
+    #[test]
+    fn malformed_addresses_exit_64_before_anything_else() {
+        let dir = TempDir::new("bad-listen");
+        let broken = dir.write("broken.conf", "rule x { then FROB }\n");
+        for addr in [
+            "127.0.0.1:99999",
+            "99999",
+            "nonsense",
+            "127.0.0.1",
+            "::1:10031",
+        ] {
+            let out = run(&["--config", &broken, "--listen", addr]);
+            assert_eq!(out.status.code(), Some(64), "{addr}");
+            let lines = stderr_lines(&out);
+            assert_eq!(lines.len(), 1, "{addr}: {lines:?}");
+            assert!(
+                lines[0].starts_with(&format!(
+                    "policyd: error: bad value \"{addr}\" for --listen: expected "
+                )),
+                "{lines:?}"
+            );
+        }
+    }
+
+    /// `--listen PORT` (postgrey's habit) listens on 127.0.0.1:PORT.
+    #[test]
+    fn a_port_alone_listens_on_loopback() {
+        let daemon = Daemon::start(&["--listen", "0", "--action", "DUNNO"]);
+        let addr = daemon.addr();
+        assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST, "{addr}");
+        assert_ne!(addr.port(), 0);
+        let mut conn = daemon.connect();
+        assert_eq!(request(&mut conn, &rcpt_request(1)), DUNNO);
     }
 
     #[test]
@@ -864,6 +894,12 @@ mod policy {
             l.contains(": warning: ") && l.contains(&format!("{path}:1:"))
         });
         assert!(warning.contains("unused"), "{warning}");
+        // One severity, written by the logger: not `warning: FILE:1:1: warning: ...`.
+        assert!(
+            warning.contains(&format!(": warning: {path}:1:"))
+                && warning.matches("warning:").count() == 1,
+            "{warning}"
+        );
         assert!(daemon
             .log()
             .iter()
@@ -1022,22 +1058,24 @@ mod reload {
         );
         daemon.signal("HUP");
         let failed = daemon.expect_log("reload failure", |l| {
-            l.contains(": warning: reload failed: policy ")
+            l.contains(": error: reload failed: policy ")
         });
         assert!(
             failed.contains("does not compile (2 errors); keeping the policy in force"),
             "{failed}"
         );
         let log = daemon.log();
+        // Each compile error at error level, its severity said once.
         let errors: Vec<&String> = log
             .iter()
-            .filter(|l| {
-                l.contains(": warning: ")
-                    && l.contains(&format!("{path}:"))
-                    && l.contains(": error: ")
-            })
+            .filter(|l| l.contains(&format!(": error: {path}:")))
             .collect();
         assert_eq!(errors.len(), 2, "{log:#?}");
+        assert!(
+            !log.iter()
+                .any(|l| l.matches(": error: ").count() + l.matches(": warning: ").count() > 1),
+            "{log:#?}"
+        );
         assert_eq!(
             request(&mut conn, &other),
             reply("REJECT 5.7.1 Sender other@example.org is not welcome any more")
@@ -1051,7 +1089,7 @@ mod reload {
             l.contains("blocked.txt: no such file or directory")
         });
         daemon.expect_log("second failure summary", |l| {
-            l.contains(": warning: reload failed: ") && !l.contains("(2 errors)")
+            l.contains(": error: reload failed: ") && !l.contains("(2 errors)")
         });
         assert_eq!(
             request(&mut conn, &other),
@@ -1067,6 +1105,48 @@ mod reload {
             .log()
             .iter()
             .any(|l| l.contains("closing connection")));
+    }
+}
+
+mod reload_failure {
+    use super::*;
+
+    /// With `--log-level error`, a failed reload shows more than "SIGHUP
+    /// received": the failure and each compile error, at error level.
+    #[test]
+    fn a_failed_reload_is_logged_at_error_level() {
+        let (dir, path) = policy_dir("reload-error-level");
+        let daemon = Daemon::start(&["--config", &path, "--log-level", "error"]);
+        dir.write("policy.conf", "rule x { then FROB }\n");
+        daemon.signal("HUP");
+        let failed = daemon.expect_log("reload failure at error level", |l| {
+            l.contains(": error: reload failed: policy ")
+        });
+        assert!(
+            failed.contains("does not compile (1 error); keeping the policy in force"),
+            "{failed}"
+        );
+        daemon.expect_log("the compile error", |l| {
+            l.contains(&format!(": error: {path}:1:"))
+        });
+        // A policy file that cannot be read: the same.
+        std::fs::remove_file(&path).unwrap();
+        daemon.signal("HUP");
+        let failed = daemon.expect_log("read failure at error level", |l| {
+            l.contains(": error: reload failed: cannot read policy ")
+        });
+        assert!(
+            failed.ends_with("no such file or directory; keeping the policy in force"),
+            "{failed}"
+        );
+        let mut conn = daemon.connect();
+        assert_eq!(
+            request(
+                &mut conn,
+                &request_with(&[("sender", "spammer@example.net")])
+            ),
+            reply("REJECT 5.7.1 Sender spammer@example.net is blocked")
+        );
     }
 }
 
@@ -1645,10 +1725,156 @@ mod state_file {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
 
+    /// Files of moved-aside state (`state.bad-*`) in `dir`.
+    fn moved_aside(dir: &TempDir) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".bad-"))
+            .collect()
+    }
+
+    /// A file that is not a policyd state file (a typo'd path, a postgrey
+    /// database, an empty file) is not moved aside and replaced: the daemon
+    /// refuses to start, exit 78, naming the file and what it looks like.
+    #[test]
+    fn a_file_that_is_not_a_state_file_refuses_the_start() {
+        let (dir, policy, _) = setup("state-foreign");
+        // postgrey.db: Berkeley DB, a btree written on a little-endian host.
+        let mut bdb = vec![0u8; 8192];
+        bdb[12..16].copy_from_slice(&0x0005_3162u32.to_le_bytes());
+        let rows: [(&str, &[u8], &str); 3] = [
+            (
+                "postgrey.db",
+                &bdb,
+                "it starts with bytes 00 00 00 00 00 00 00 00 00 00 00 00 62 31 05 00 and \
+                 looks like a Berkeley DB database",
+            ),
+            (
+                "policy.conf",
+                LIMIT_POLICY.as_bytes(),
+                "it looks like a text file (first line: \"limit out {",
+            ),
+            ("empty", b"", "it is empty (0 bytes)"),
+        ];
+        for (file, bytes, looks) in rows {
+            let path = dir.write(file, bytes);
+            let out = run(&["--config", &policy, "--state-file", &path]);
+            assert_eq!(out.status.code(), Some(78), "{file}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.starts_with(&format!(
+                    "policyd: error: state file {path} is not a policyd state file: {looks}"
+                )),
+                "{err}"
+            );
+            assert!(err.contains("refusing to start"), "{err}");
+            assert!(!err.contains("listening on"), "{err}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                bytes,
+                "{file} left as it was"
+            );
+            assert!(moved_aside(&dir).is_empty(), "{:?}", moved_aside(&dir));
+        }
+    }
+
+    /// A state file that cannot be written at start refuses the start, exit
+    /// 73, naming the file, the step and the reason (with no word about
+    /// ports: the hint of a socket bind).
+    #[test]
+    fn a_state_file_that_cannot_be_written_refuses_the_start() {
+        let (dir, policy, _) = setup("state-unwritable");
+        let missing = dir.path().join("no-such-dir").join("state");
+        let missing = missing.to_str().unwrap();
+        let out = run(&["--config", &policy, "--state-file", missing]);
+        assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "policyd: error: cannot write state file {missing}: creating {missing}.lock: no \
+                 such file or directory; refusing to start (the counters could not be saved)\n"
+            )
+        );
+        // The lock can be taken but PATH.tmp cannot be created.
+        let state = dir.path().join("state");
+        std::fs::create_dir(dir.path().join("state.tmp")).unwrap();
+        let state = state.to_str().unwrap();
+        let out = run(&["--config", &policy, "--state-file", state]);
+        assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "policyd: error: cannot write state file {state}: creating {state}.tmp: is a \
+                 directory; refusing to start (the counters could not be saved)\n"
+            )
+        );
+        // sysfs refuses new files, even to root: permission denied (or a
+        // read-only file system where /sys is mounted so).
+        let denied = format!("/sys/policyd-test-{}-state", std::process::id());
+        let out = run(&["--config", &policy, "--state-file", &denied]);
+        assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!(
+                "policyd: error: cannot write state file {denied}: creating {denied}.lock: "
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("port"), "{err}");
+    }
+
+    /// Two daemons given the same state file would overwrite each other:
+    /// the second refuses to start, exit 75, naming the first one's PID.
+    /// `policyd state` reads the file while the first runs; once it has
+    /// stopped, the lock is free again.
+    #[test]
+    fn a_second_daemon_on_the_same_state_file_refuses_to_start() {
+        let (_dir, policy, state) = setup("state-lock");
+        let args = [
+            "--config",
+            &policy,
+            "--state-file",
+            &state,
+            "--state-interval",
+            "1",
+        ];
+        let first = Daemon::start(&args);
+        let mut conn = first.connect();
+        admitted(&mut conn, 1);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "policyd: error: state file {state} is in use: another policyd (PID {}) holds \
+                 its lock {state}.lock; two daemons must not share a --state-file (give each \
+                 its own); refusing to start\n",
+                first.pid()
+            )
+        );
+        // The first daemon goes on, and `policyd state` reads its writes
+        // while it runs.
+        admitted(&mut conn, 2);
+        wait_for_written_state(&state, "        2  alice@example.net\n");
+        drop(conn);
+        stop(first);
+        let second = Daemon::start(&args);
+        second.expect_log("restored", |l| {
+            l.contains(&format!("info: restored state file {state} written "))
+        });
+        stop(second);
+    }
+
+    /// A write that fails while running (the directory went away) is
+    /// logged, tried again at every interval and at stop; serving goes on.
     #[test]
     fn a_failing_write_is_logged_and_the_daemon_goes_on() {
-        let (dir, policy, _) = setup("state-unwritable");
-        let state = dir.path().join("no-such-dir").join("state");
+        let (dir, policy, _) = setup("state-write-fails");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let state = sub.join("state");
         let state = state.to_str().unwrap();
         let daemon = Daemon::start(&[
             "--config",
@@ -1658,12 +1884,12 @@ mod state_file {
             "--state-interval",
             "1",
         ]);
-        daemon.expect_log("start-up probe", |l| {
-            l.contains(&format!("error: cannot write state file {state}: creating {state}.tmp: no such file or directory"))
-        });
+        std::fs::remove_dir_all(&sub).unwrap();
         daemon.expect_log("periodic failure", |l| {
-            l.contains(&format!("error: cannot write state file {state}: "))
-                && l.ends_with("retrying in 1 s")
+            l.contains(&format!(
+                "error: cannot write state file {state}: creating {state}.tmp: no such file or \
+                 directory; retrying in 1 s"
+            ))
         });
         let mut conn = daemon.connect();
         admitted(&mut conn, 1);
@@ -1733,7 +1959,7 @@ mod state_file {
     /// a FIFO for reading would wait for a writer forever).
     #[test]
     fn a_fifo_as_state_file_is_refused_without_hanging() {
-        let (dir, _policy, _state) = setup("state-fifo");
+        let (dir, policy, _state) = setup("state-fifo");
         let fifo = dir.path().join("fifo");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -1748,6 +1974,17 @@ mod state_file {
             "{}",
             stderr(&out)
         );
+        // The daemon refuses it too, and leaves it where it is.
+        let out = run(&["--config", &policy, "--state-file", fifo]);
+        assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "state file {fifo} is not a policyd state file: not a regular file"
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert!(Path::new(fifo).exists());
     }
 
     #[test]
