@@ -514,10 +514,8 @@ fn scenario_readers_reject_malformed_files() {
 // ---------------------------------------------------------------------------
 // The language reference's examples.
 
-/// The ```` ```policy ```` blocks of every chapter in `docs/` (the language
-/// reference, the rate-limiting chapter, ...), each with its file name and
-/// the line it starts on.
-fn docs_examples() -> Vec<(String, usize, String)> {
+/// Every chapter in `docs/` (`docs/NAME.md` and its text), by name.
+fn docs_chapters() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
     let mut chapters: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -525,16 +523,28 @@ fn docs_examples() -> Vec<(String, usize, String)> {
         .filter(|path| path.extension().is_some_and(|e| e == "md"))
         .collect();
     chapters.sort();
+    chapters
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = format!(
+                "docs/{}",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            );
+            (name, text)
+        })
+        .collect()
+}
+
+/// The ```` ```policy ```` blocks of every chapter in `docs/` (the language
+/// reference, the rate-limiting chapter, ...), each with its file name and
+/// the line it starts on.
+fn docs_examples() -> Vec<(String, usize, String)> {
     let mut examples = Vec::new();
-    for path in chapters {
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let name = format!(
-            "docs/{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
+    for (name, text) in docs_chapters() {
         let mut current: Option<(usize, String)> = None;
         for (index, line) in text.lines().enumerate() {
             match &mut current {
@@ -551,11 +561,7 @@ fn docs_examples() -> Vec<(String, usize, String)> {
                 }
             }
         }
-        assert!(
-            current.is_none(),
-            "an unclosed ```policy block in {}",
-            path.display()
-        );
+        assert!(current.is_none(), "an unclosed ```policy block in {name}");
     }
     examples
 }
@@ -700,24 +706,9 @@ fn first_difference(doc: &str, conf: &str) -> String {
 /// docs and the tests cannot drift apart.
 #[test]
 fn docs_translations_are_scenarios() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-    let mut chapters: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("readable directory entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "md"))
-        .collect();
-    chapters.sort();
     let mut failures = Vec::new();
     let mut examples = Vec::new();
-    for path in &chapters {
-        let text =
-            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let chapter = format!(
-            "docs/{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
+    for (chapter, text) in docs_chapters() {
         match marked_examples(&chapter, &text) {
             Ok(found) => examples.extend(found),
             Err(e) => failures.push(e),
@@ -725,8 +716,7 @@ fn docs_translations_are_scenarios() {
     }
     assert!(
         !examples.is_empty() || !failures.is_empty(),
-        "no `{SCENARIO_MARKER}NAME -->` marker found in {}",
-        dir.display()
+        "no `{SCENARIO_MARKER}NAME -->` marker found in docs/"
     );
     for example in &examples {
         let at = format!("{}:{}", example.chapter, example.line);
