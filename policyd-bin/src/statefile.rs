@@ -4,15 +4,18 @@
 //! - At start ([`load`]), before the policy goes into the engine: the file is
 //!   read and restored into the policy with [`store::restore`], all or
 //!   nothing. A missing file is a first start. A policyd state file that
-//!   cannot be used (damaged, truncated, of another format version: it
-//!   starts with [`store::STORE_MAGIC`]) is logged as an error naming the
+//!   cannot be used (damaged or truncated: it starts with
+//!   [`store::STORE_MAGIC`]) is logged as an error naming the
 //!   file and the reason, moved aside to `PATH.bad-<unix seconds>` (kept for
 //!   inspection, never overwritten) and the daemon starts with empty
 //!   counters: it never crashes on it and never half-loads.
 //! - A file that is not a policyd state file at all (another magic: a
 //!   typo'd path, a postgrey database; a directory, a FIFO) is not touched:
 //!   the daemon refuses to start ([`EX_CONFIG`]), naming the file and what it
-//!   looks like ([`looks_like`]). An empty file is one of these: policyd
+//!   looks like ([`looks_like`]). So does a whole state file (its length
+//!   field is the file's) of a format version this policyd cannot read
+//!   (written by a newer one, before a downgrade): its counters are still
+//!   good to the version that wrote it. An empty file is one of these: policyd
 //!   writes its state file whole and renames it into place (see below), so
 //!   neither a crash nor a full disk leaves it empty; an empty `PATH` was
 //!   made by something else (`touch`, another program), and moving it aside
@@ -304,6 +307,21 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Resu
     let report = match store::restore(policy, &bytes) {
         Ok(report) => report,
         Err(StoreError::BadMagic) => return Err(foreign()),
+        // Written by another policyd (a newer one, before a downgrade):
+        // whole (its length field says so), and still good to the policyd
+        // that wrote it. Garbage after the magic is damage.
+        Err(StoreError::UnsupportedVersion { found }) if whole_container(&bytes) => {
+            return Err(StartError {
+                code: EX_CONFIG,
+                message: format!(
+                    "state file {name} is of format version {found}, which this policyd cannot \
+                     read (it reads version {}): written by another policyd version; refusing \
+                     to start and leaving it as it is (run the policyd that wrote it, or move \
+                     the file away to start with empty counters)",
+                    store::STORE_VERSION
+                ),
+            })
+        }
         Err(e) => {
             move_aside(path, &explain(e, &bytes));
             return Ok(());
@@ -390,6 +408,15 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Resu
         }
     }
     Ok(())
+}
+
+/// Whether the container's length field (after the magic and the version)
+/// is the file's length: a whole file, whatever its format version.
+fn whole_container(bytes: &[u8]) -> bool {
+    bytes
+        .get(12..20)
+        .and_then(|field| <[u8; 8]>::try_from(field).ok())
+        .is_some_and(|field| u64::from_le_bytes(field) == bytes.len() as u64)
 }
 
 /// Logs that the state file cannot be used and why, and renames it to
@@ -980,8 +1007,38 @@ mod tests {
             "{}",
             e.message
         );
-        // Damaged, and truncated at any length: moved aside.
-        for bytes in [&b"PDSTATE\0 cut off"[..], b"PDST"] {
+        // Whole, but of a format version this policyd cannot read (written
+        // by a newer one): left as it is, refused.
+        let newer = [
+            &b"PDSTATE\0"[..],
+            &2u32.to_le_bytes(),
+            &44u64.to_le_bytes(),
+            &[0; 24],
+        ]
+        .concat();
+        fs::write(&path, &newer).unwrap();
+        let e = load(&path, &mut limit_policy(), interval).unwrap_err();
+        assert_eq!(e.code, EX_CONFIG, "{}", e.message);
+        assert!(
+            e.message.starts_with(&format!(
+                "state file {} is of format version 2, which this policyd cannot read (it \
+                 reads version 1)",
+                path.display()
+            )),
+            "{}",
+            e.message
+        );
+        assert_eq!(fs::read(&path).unwrap(), newer, "left as it was");
+        // Damaged, and truncated at any length: moved aside (a version
+        // field with its length field wrong is damage too).
+        let garbled = [
+            &b"PDSTATE\0"[..],
+            &2u32.to_le_bytes(),
+            &45u64.to_le_bytes(),
+            &[0; 24],
+        ]
+        .concat();
+        for bytes in [&b"PDSTATE\0 cut off"[..], b"PDST", &garbled] {
             fs::write(&path, bytes).unwrap();
             load(&path, &mut limit_policy(), interval).unwrap();
             assert!(!path.exists(), "{bytes:?} moved aside");
