@@ -398,6 +398,24 @@ impl Var {
         )
     }
 
+    /// Whether the variable's values are numbers: `size`, `recipient_count`,
+    /// `encryption_keysize`, the ports, and the limit and greylist counts and
+    /// seconds (`limit`, `counted`, `retry_after`, `delay`).
+    pub fn is_number(self) -> bool {
+        matches!(
+            self,
+            Self::Size
+                | Self::RecipientCount
+                | Self::EncryptionKeysize
+                | Self::ClientPort
+                | Self::ServerPort
+                | Self::Limit
+                | Self::Counted
+                | Self::RetryAfter
+                | Self::Delay
+        )
+    }
+
     /// Whether the variable has a value only in the actions of a stateful
     /// rule (a limit's `over`, a greylist's `then` and `prepend`), not in
     /// conditions or other actions.
@@ -1190,10 +1208,9 @@ impl fmt::Display for ActionTemplateError {
             ),
             Self::LeadingNumber { var, .. } => write!(
                 f,
-                "invalid action: the text starts with `${var}`, a number that would read as a \
-                 reply code (such as {}); start the text with words or with an enhanced status \
-                 code",
-                var.sample()
+                "invalid action: the text starts with `${var}`, a number, which reads as a \
+                 reply code when it has three digits (`450 ...`); start the text with words or \
+                 with an enhanced status code"
             ),
         }
     }
@@ -1270,13 +1287,24 @@ impl ActionTemplate {
             .parts
             .iter()
             .find(|p| !matches!(p, Part::Literal(l) if l.trim_matches(is_blank).is_empty()));
-        if let (Err(ActionError::ReplyCodeMismatch { .. }), Some(Part::Var(var))) = (&parsed, first)
-        {
-            // The sample of a number reads as a code; so would many values.
-            return Err(ActionTemplateError::LeadingNumber {
-                var: *var,
-                offset: first_variable_offset(text),
-            });
+        if let Some(Part::Var(var)) = first {
+            // A reply text that starts with a number reads as a reply code
+            // (whatever the sample: `$size` = `550`).
+            let reply = matches!(
+                parsed,
+                Err(ActionError::ReplyCodeMismatch { .. })
+                    | Ok(Action::Reject(_)
+                        | Action::Defer(_)
+                        | Action::DeferIfReject(_)
+                        | Action::DeferIfPermit(_)
+                        | Action::Status { .. })
+            );
+            if reply && var.is_number() {
+                return Err(ActionTemplateError::LeadingNumber {
+                    var: *var,
+                    offset: first_variable_offset(text),
+                });
+            }
         }
         let action = parsed?;
         let shape = match &action {
@@ -2068,6 +2096,22 @@ mod tests {
                 Some("$retry_after seconds to wait"),
                 ActionTemplateError::LeadingNumber {
                     var: Var::RetryAfter,
+                    offset: 0,
+                },
+            ),
+            (
+                "DEFER",
+                Some("$size bytes is too much for now"),
+                ActionTemplateError::LeadingNumber {
+                    var: Var::Size,
+                    offset: 0,
+                },
+            ),
+            (
+                "550",
+                Some("$recipient_count recipients"),
+                ActionTemplateError::LeadingNumber {
+                    var: Var::RecipientCount,
                     offset: 0,
                 },
             ),

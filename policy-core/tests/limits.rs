@@ -294,7 +294,7 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  over DEFER \"$retry_after seconds to wait\"\n}",
             5,
             15,
-            "the text starts with `$retry_after`, a number that would read as a reply code (such as 225)",
+            "the text starts with `$retry_after`, a number, which reads as a reply code when it has three digits",
         ),
         (
             "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  over DEFER \"4.7.1 $bogus\"\n}",
