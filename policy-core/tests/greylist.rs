@@ -331,7 +331,8 @@ fn greylist_errors_are_located() {
             "greylist g { delay 5m retry_window 1m }",
             1,
             36,
-            "a retry window shorter than the delay",
+            "a retry window shorter than the delay: no retry could ever pass; expected \
+             `retry_window` at least `delay` (5m), found 1m",
         ),
         ("greylist g { delay 0s }", 1, 20, "a duration from 1s"),
         (

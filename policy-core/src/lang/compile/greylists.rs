@@ -12,7 +12,7 @@ use crate::lang::greylist::{GreylistRule, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIS
 use crate::lang::limit::{fnv1a, KeyPart, FNV_START};
 use crate::lang::program::{Field, Rule, RuleSource, RCPT_BIT};
 use crate::state::{GreylistTable, Timers, MAX_WINDOW_MS};
-use crate::template::Var;
+use crate::template::{write_duration, Var};
 
 /// postgrey's default delay: 5 minutes.
 pub(crate) const DEFAULT_DELAY_MS: u64 = 5 * 60 * 1000;
@@ -71,11 +71,15 @@ impl Compiler<'_> {
         if let (Some(d), Some(r)) = (delay, retry_window) {
             if r < d {
                 let span = g.retry_window.map_or(g.head, |t| t.span);
+                let (mut rbuf, mut dbuf) = ([0; 24], [0; 24]);
+                let found = String::from_utf8_lossy(write_duration(r, &mut rbuf)).into_owned();
+                let delay = String::from_utf8_lossy(write_duration(d, &mut dbuf)).into_owned();
                 self.error(
                     span,
-                    "a retry window shorter than the delay: no retry could ever pass; expected \
-                     `retry_window` at least `delay`"
-                        .to_owned(),
+                    format!(
+                        "a retry window shorter than the delay: no retry could ever pass; \
+                         expected `retry_window` at least `delay` ({delay}), found {found}"
+                    ),
                 );
             }
         }
