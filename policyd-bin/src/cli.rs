@@ -364,8 +364,8 @@ impl fmt::Display for CliError {
             Self::UnknownCommand(word) => {
                 write!(
                     f,
-                    "unknown command {word:?}: expected serve, check, test, state, default-policy \
-                     or help"
+                    "unknown command {word:?}: expected serve, check, test, state, default-policy, \
+                     help or version"
                 )?;
                 match did_you_mean(word, COMMANDS) {
                     Some(command) => write!(f, "; did you mean {command}?"),
@@ -431,9 +431,9 @@ COMMANDS:
                     out); none or - reads standard input. A request that does
                     not parse is reported with its file and line, and the next
                     one is decided; an attribute name Postfix never sends (a
-                    typo such as client_adress) gets a warning. Exit 0 when every request parsed, 1 when
-                    one did not or a file could not be read, {config} when the
-                    policy does not compile.
+                    typo such as client_adress) gets a warning. Exit 0 when
+                    every request parsed, 1 when one did not or a file could
+                    not be read, {config} when the policy does not compile.
     state           Read a state file (see --state-file) offline and print,
                     for each table in it (or the one --limit names), as of
                     the time the file was written: for a limit, how many
@@ -607,7 +607,8 @@ EXIT CODES:
         known) holds the --state-file's lock, PATH.lock
     {config}  the policy cannot be read or does not compile (serve, test); every
         error is printed with its file, line and column. serve: the
-        --state-file is not a policyd state file (it is left as it is)
+        --state-file is not a policyd state file, or one of a format version
+        this policyd cannot read (it is left as it is)
 ",
         version = env!("CARGO_PKG_VERSION"),
         listen = DEFAULT_LISTEN,
@@ -1317,6 +1318,10 @@ mod tests {
             ("nonsense", listen::EXPECTED_TCP),
             ("127.0.0.1", listen::EXPECTED_TCP),
             ("::1:10031", listen::EXPECTED_TCP),
+            ("[::1]:99999", listen::EXPECTED_PORT),
+            ("[::1]:x", listen::EXPECTED_PORT),
+            ("[::g]:10031", listen::EXPECTED_TCP),
+            ("[::1:10031", listen::EXPECTED_TCP),
             ("", listen::EXPECTED_TCP),
         ];
         for (value, expected) in rows {
@@ -1581,6 +1586,8 @@ mod tests {
     #[test]
     fn error_messages_read_well() {
         assert_eq!(err(&["--bogus"]).to_string(), "unknown option \"--bogus\"");
+        // A short option is one edit from the others: no hint.
+        assert_eq!(err(&["-x"]).to_string(), "unknown option \"-x\"");
         // Misspellings get the option or command meant.
         assert_eq!(
             err(&["--confg", "x"]).to_string(),
@@ -1592,13 +1599,13 @@ mod tests {
         );
         assert_eq!(
             err(&["chek", "x"]).to_string(),
-            "unknown command \"chek\": expected serve, check, test, state, default-policy or help; \
-             did you mean check?"
+            "unknown command \"chek\": expected serve, check, test, state, default-policy, help or \
+             version; did you mean check?"
         );
         assert_eq!(
             err(&["default_policy"]).to_string(),
             "unknown command \"default_policy\": expected serve, check, test, state, \
-             default-policy or help; did you mean default-policy?"
+             default-policy, help or version; did you mean default-policy?"
         );
         assert_eq!(
             err(&["--max-connections", "x"]).to_string(),

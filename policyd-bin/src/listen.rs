@@ -122,6 +122,15 @@ pub(crate) fn parse_tcp(text: &str) -> Result<TcpTarget<'_>, &'static str> {
     let Some((host, port)) = text.rsplit_once(':') else {
         return Err(EXPECTED_TCP);
     };
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // A bracketed IPv6 address that did not parse with its port: the
+        // port is out of range, or the address is no address.
+        return Err(if v6.parse::<Ipv6Addr>().is_ok() {
+            EXPECTED_PORT
+        } else {
+            EXPECTED_TCP
+        });
+    }
     if host.is_empty() || host.contains(':') || host.starts_with('[') {
         // An IPv6 literal without brackets, or a malformed bracketed one.
         return Err(EXPECTED_TCP);

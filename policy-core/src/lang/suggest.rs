@@ -2,8 +2,9 @@
 //! names, actions, keywords, and the daemon's options and commands.
 
 /// The candidate closest to `word`, if one is close enough to be a likely
-/// misspelling: at most one edit for words of up to four characters, two up
-/// to eight, three beyond (an edit being an inserted, deleted or replaced
+/// misspelling: none for words of one or two characters (only a case
+/// difference), at most one edit up to four characters, two up to eight,
+/// three beyond (an edit being an inserted, deleted or replaced
 /// character, or two neighbours swapped), compared ignoring ASCII case (so
 /// `Sender` suggests `sender`). Of equally close candidates, the first wins.
 /// `word` itself is not suggested.
@@ -25,8 +26,11 @@ pub fn did_you_mean<'c>(
     if word.is_empty() || word.len() > LONGEST {
         return None;
     }
+    // A word of one or two characters is one edit away from too many others
+    // (`-c` from `-h`): only a difference of case is suggested.
     let budget = match word.chars().count() {
-        0..=4 => 1,
+        0..=2 => 0,
+        3..=4 => 1,
         5..=8 => 2,
         _ => 3,
     };
@@ -131,6 +135,8 @@ mod tests {
         }
         assert_eq!(hint("chek", words), "; did you mean `check`?");
         assert_eq!(hint("zzzz", words), "");
+        assert_eq!(did_you_mean("-c", ["-h", "-V", "--config"]), None);
+        assert_eq!(did_you_mean("-v", ["-h", "-V"]), Some("-V"));
         // Of two as close, the first.
         assert_eq!(did_you_mean("tast", ["test", "tart"]), Some("test"));
         let long = "x".repeat(1000);
