@@ -769,6 +769,41 @@ default OK
     assert_eq!(e.warnings.len(), 1);
 }
 
+/// `REJECT "550 5.7.1 ..."`: a code of the verb's class in the text compiles
+/// (another class is an error), with a warning that Postfix sends it as text.
+#[test]
+fn a_reply_code_in_a_verbs_text_is_warned_about() {
+    let src = "\
+rule a { if sender == \"a@example.com\" then REJECT \"550 5.7.1 Go away\" }
+rule b { if sender == \"b@example.com\" then DEFER_IF_PERMIT \"451 $sender later\" }
+rule c { if sender == \"c@example.com\" then REJECT \"5.7.1 550 is fine after a code\" }
+rule d { if sender == \"d@example.com\" then 550 \"5.7.1 Go away\" }
+default DEFER \"421 later\"
+";
+    let compiled = compile(src);
+    let w: Vec<(u32, u32, &str)> = compiled
+        .warnings
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    let expect: &[(u32, u32, &str)] = &[
+        (
+            1,
+            44,
+            "REJECT's text starts with reply code 550, which Postfix sends as text after its own \
+             code for REJECT (and any enhanced status code after it as text too); expected the \
+             code as the action to answer 550: then 550 \"5.7.1 Go away\"",
+        ),
+        (2, 44, "DEFER_IF_PERMIT's text starts with reply code 451"),
+        (5, 9, "DEFER's text starts with reply code 421"),
+    ];
+    assert_eq!(w.len(), expect.len(), "{w:#?}");
+    for ((line, col, msg), (eline, ecol, efrag)) in w.iter().zip(expect) {
+        assert_eq!((line, col), (eline, ecol), "{msg}");
+        assert!(msg.contains(efrag), "{msg} does not contain {efrag}");
+    }
+}
+
 #[test]
 fn explain_shows_each_rule_test_and_the_verdict() {
     let policy = compile(POLICY).policy;

@@ -291,6 +291,7 @@ impl Compiler<'_> {
                             if matches!(v.action, Action::Ok) {
                                 self.warning(action.span, ok_at_rcpt_message("the default"));
                             }
+                            self.code_in_text_warning(action.span, &v.action);
                             self.program.default = v;
                         }
                     }

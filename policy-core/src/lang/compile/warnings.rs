@@ -1,7 +1,7 @@
 //! Warnings: what compiles but probably does not do what its author meant.
 
 use super::Compiler;
-use crate::action::Action;
+use crate::action::{reply_code, Action};
 use crate::lang::ast::{RuleDecl, Span};
 use crate::lang::program::{END_OF_MESSAGE_BIT, RCPT_BIT};
 
@@ -47,6 +47,7 @@ impl Compiler<'_> {
                 ),
             );
         }
+        self.code_in_text_warning(span, action);
         if recipient_level && is_whole_message(action) {
             self.warning(
                 span,
@@ -54,6 +55,37 @@ impl Compiler<'_> {
                     "{} acts on the whole message (every recipient of it), but rule `{name}` tests the recipient; \
                      expected a condition on message-level fields (sender, client, ...) for this action",
                     action.verb()
+                ),
+            );
+        }
+    }
+
+    /// A warning for `REJECT "550 5.7.1 ..."` (a reply code of the verb's
+    /// class at the start of its text; another class is an error): Postfix
+    /// sends the verb's own code, and the enhanced code after the number is
+    /// text too.
+    pub(super) fn code_in_text_warning(&mut self, span: Span, action: &Action) {
+        let (Action::Reject(reply)
+        | Action::Defer(reply)
+        | Action::DeferIfReject(reply)
+        | Action::DeferIfPermit(reply)) = action
+        else {
+            return;
+        };
+        let Some(text) = reply.text.as_ref().filter(|_| reply.enhanced.is_none()) else {
+            return;
+        };
+        let (first, rest) = text.as_str().split_once(' ').unwrap_or((text.as_str(), ""));
+        if let Some(code) = reply_code(first.as_bytes()) {
+            let verb = action.verb();
+            let rest = if rest.is_empty() { "TEXT" } else { rest };
+            self.warning(
+                span,
+                format!(
+                    "{verb}'s text starts with reply code {code}, which Postfix sends as text \
+                     after its own code for {verb} (and any enhanced status code after it as \
+                     text too); expected the code as the action to answer {code}: \
+                     then {code} \"{rest}\""
                 ),
             );
         }
