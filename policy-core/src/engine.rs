@@ -48,9 +48,11 @@ impl Timestamp {
 /// [`MAX_TEXT_BYTES`](crate::MAX_TEXT_BYTES) plus the verb).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// The policy this connection decided with last, and the [`Engine`] generation
-    /// it came from; refreshed (an `Arc` clone, no allocation) after a reload.
-    policy: Option<(u64, Arc<Policy>)>,
+    /// The policy this connection decided with last: the [`Engine`] it came
+    /// from (its unique id), that engine's generation, and the policy;
+    /// refreshed (an `Arc` clone, no allocation) after a reload or when the
+    /// scratch is used with another engine.
+    policy: Option<(EngineId, u64, Arc<Policy>)>,
     /// Reused output buffers.
     buffers: Buffers,
 }
@@ -431,14 +433,25 @@ impl Default for Policy {
 /// requests. A request never sees half of one policy and half of another.
 #[derive(Debug)]
 pub struct Engine {
+    /// Unique in the process: a [`Scratch`] remembers which engine its
+    /// policy came from, so a scratch used with two engines never decides
+    /// with the other one's policy (their generations both start at 1).
+    id: EngineId,
     current: RwLock<Arc<Policy>>,
     generation: AtomicU64,
 }
+
+/// An [`Engine`]'s identity: unique among the engines of a process.
+type EngineId = u64;
+
+/// The next [`Engine`]'s id. 2^64 engines are never made.
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Engine {
     /// An engine that starts with `policy`.
     pub fn new(policy: Policy) -> Self {
         Self {
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             current: RwLock::new(Arc::new(policy)),
             generation: AtomicU64::new(1),
         }
@@ -465,6 +478,10 @@ impl Engine {
 
     /// Decide `request` at `now` with the policy in force, using the
     /// connection's `scratch`. Allocates nothing in steady state.
+    ///
+    /// A scratch is bound to the engine it is used with: given to another
+    /// engine, it takes that engine's policy and forgets the message under
+    /// way (whose counts belong to the first engine's tables).
     pub fn decide<'s>(
         &self,
         request: &Request<'_>,
@@ -472,18 +489,24 @@ impl Engine {
         scratch: &'s mut Scratch,
     ) -> Decision<'s> {
         let generation = self.generation.load(Ordering::Acquire);
-        let stale = !matches!(&scratch.policy, Some((g, _)) if *g == generation);
-        if stale {
+        let fresh =
+            matches!(&scratch.policy, Some((id, g, _)) if *id == self.id && *g == generation);
+        if !fresh {
+            if !matches!(&scratch.policy, Some((id, ..)) if *id == self.id) {
+                // Another engine's scratch (or a new one): its message state
+                // names that engine's limits.
+                scratch.buffers.forget_message();
+            }
             let current = self.current.read();
             // Read the generation again under the lock: `replace` bumps it while
             // holding the write lock, so this pair is consistent.
             let generation = self.generation.load(Ordering::Acquire);
-            scratch.policy = Some((generation, Arc::clone(&current)));
+            scratch.policy = Some((self.id, generation, Arc::clone(&current)));
         }
         // Split the borrow: the policy is shared, the buffers are not.
         let Scratch { policy, buffers } = scratch;
         match policy {
-            Some((_, policy)) => policy.decide_inner(request, now, buffers),
+            Some((_, _, policy)) => policy.decide_inner(request, now, buffers),
             // Unreachable: filled just above. Answering DUNNO keeps this total.
             None => Decision {
                 action: &Action::Dunno,

@@ -529,4 +529,63 @@ mod engine_seam {
             &Action::Dunno
         );
     }
+
+    /// Two engines start at the same generation: a scratch used with both
+    /// must still answer each one's policy (it is bound to its engine by a
+    /// unique id), and a message's counts on one engine do not mark it as
+    /// counted on the other.
+    #[test]
+    fn one_scratch_with_two_engines_answers_each_ones_policy() {
+        let reject = Engine::new(Policy::always(
+            Action::parse("REJECT 5.7.1 first").expect("valid action"),
+        ));
+        let defer = Engine::new(Policy::always(
+            Action::parse("DEFER 4.7.1 second").expect("valid action"),
+        ));
+        let mut scratch = Scratch::new();
+        let now = Timestamp::from_unix_millis(1_700_000_000_000);
+        let request = Request::parse(b"request=smtpd_access_policy\n\n").expect("minimal request");
+        for _ in 0..3 {
+            assert_eq!(
+                reject.decide(&request, now, &mut scratch).wire(),
+                b"REJECT 5.7.1 first"
+            );
+            assert_eq!(
+                defer.decide(&request, now, &mut scratch).wire(),
+                b"DEFER 4.7.1 second"
+            );
+        }
+        // A message counted by one engine's limit is counted by the other's
+        // too: each engine has its own tables.
+        let src = "limit per-sender { key sender count messages max 1 per 1h }";
+        let compile = || {
+            Policy::compile("p.conf", src, &mut policy_core::NoFiles)
+                .expect("compiles")
+                .policy
+        };
+        let (a, b) = (Engine::new(compile()), Engine::new(compile()));
+        let rcpt = |n: u32| {
+            format!(
+                "request=smtpd_access_policy\nprotocol_state=RCPT\ninstance=m1\n\
+                 sender=s@example.com\nrecipient=r{n}@example.com\n\n"
+            )
+        };
+        let mut scratch = Scratch::new();
+        let first = rcpt(1);
+        let request = Request::parse(first.as_bytes()).expect("request");
+        assert_eq!(a.decide(&request, now, &mut scratch).wire(), b"DUNNO");
+        assert_eq!(b.decide(&request, now, &mut scratch).wire(), b"DUNNO");
+        // The message is now counted once on each engine: a second message
+        // from the sender is over the limit on both.
+        let second = rcpt(2).replace("instance=m1", "instance=m2");
+        let request = Request::parse(second.as_bytes()).expect("request");
+        assert!(a
+            .decide(&request, now, &mut scratch)
+            .wire()
+            .starts_with(b"DEFER"));
+        assert!(b
+            .decide(&request, now, &mut scratch)
+            .wire()
+            .starts_with(b"DEFER"));
+    }
 }

@@ -51,6 +51,19 @@ pub(crate) struct Buffers {
     pub(crate) hit_wire: Vec<u8>,
 }
 
+impl Buffers {
+    /// Forget the message under way (the scratch moves to another engine).
+    pub(crate) fn forget_message(&mut self) {
+        // The list's capacity is kept: no allocation on the next message.
+        let mut counted = std::mem::take(&mut self.message.counted);
+        counted.clear();
+        self.message = MessageState {
+            counted,
+            ..MessageState::default()
+        };
+    }
+}
+
 /// The dry-run rules that applied to a request, in rule order: what each
 /// would have answered. Borrowed from the policy and the scratch.
 #[derive(Clone, Copy)]
