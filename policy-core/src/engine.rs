@@ -69,14 +69,11 @@ impl Scratch {
 /// policy and the scratch, so producing it allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision<'a> {
-    /// The access(5) action to reply with, as compiled. For an action with
-    /// template variables (`REJECT "5.7.1 $sender is blocked"`) the variables
-    /// show their samples here; [`Decision::write_wire`] writes the text for
-    /// this request (which is the documented fallback, see
-    /// [`ActionTemplate::write_wire`](crate::template::ActionTemplate::write_wire),
-    /// when the expansion would not be a valid action). Log and send the wire
-    /// form; use this for the kind of action ([`Action::verb`]).
-    pub action: &'a Action,
+    /// The action as compiled: for an action with template variables
+    /// (`REJECT "5.7.1 $sender is blocked"`) its variables hold their
+    /// samples. Private so that it is not sent by mistake: what goes on the
+    /// wire is [`Decision::wire`]. [`Decision::compiled_action`] gives it.
+    action: &'a Action,
     /// The name of the rule that decided (`"default"` when no rule matched).
     pub rule: &'a str,
     /// The `dry-run` rules that applied, in order, with the action each would
@@ -87,6 +84,22 @@ pub struct Decision<'a> {
 }
 
 impl<'a> Decision<'a> {
+    /// The verb of the action as [`Action::verb`] names it (`REJECT`,
+    /// `DEFER`, `DUNNO`, `4NN` for a reply code...): the kind of the
+    /// answer, for logs and metrics.
+    pub fn verb(&self) -> &'static str {
+        self.action.verb()
+    }
+
+    /// The action as the policy compiled it, **not what to send**: a
+    /// templated text shows its variables' samples here (`REJECT 5.7.1
+    /// sender@example.org is blocked`). Use it for the kind of action
+    /// ([`Action::refuses`], matching on the variant); send
+    /// [`Decision::wire`] (with `policy_proto::encode_decision`).
+    pub fn compiled_action(&self) -> &'a Action {
+        self.action
+    }
+
     /// The action's wire form for this request (what follows `action=`):
     /// templates filled in and sanitized, one line of UTF-8.
     pub fn wire(&self) -> &'a [u8] {

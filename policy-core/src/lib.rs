@@ -70,13 +70,11 @@
 //! let mut scratch = Scratch::new();
 //! let decision = policy.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
 //!
-//! assert_eq!(decision.action.to_string(), "REJECT 5.7.1 Not welcome here");
-//! println!("action={}", decision.action);
-//!
-//! // What a daemon writes back (policy-proto's encoder adds `action=` and `\n\n`):
-//! let mut out = Vec::with_capacity(512);
-//! decision.write_wire(&mut out);
-//! assert_eq!(out, b"REJECT 5.7.1 Not welcome here");
+//! // What to send back (policy-proto's encoder adds `action=` and `\n\n`):
+//! // the wire form, templates filled in for this request.
+//! assert_eq!(decision.wire(), b"REJECT 5.7.1 Not welcome here");
+//! assert_eq!(decision.verb(), "REJECT");
+//! assert_eq!(decision.rule, "default");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]

@@ -653,10 +653,8 @@ default DUNNO
             .map(|&(sender, instance)| {
                 let frame = rcpt(sender, instance);
                 let request = Request::parse(&frame).expect("request");
-                policy
-                    .decide(&request, NOW, &mut scratch)
-                    .action
-                    .to_string()
+                String::from_utf8_lossy(policy.decide(&request, NOW, &mut scratch).wire())
+                    .into_owned()
             })
             .collect()
     }

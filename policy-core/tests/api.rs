@@ -517,7 +517,8 @@ mod engine_seam {
             let request =
                 Request::parse(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let decision = engine.decide(&request, now, &mut scratch);
-            assert_eq!(decision.action.to_string(), "DEFER 4.7.1 Try later");
+            assert_eq!(decision.wire(), b"DEFER 4.7.1 Try later");
+            assert_eq!(decision.verb(), "DEFER");
             assert_eq!(decision.rule, "default");
             ran += 1;
         }
@@ -525,7 +526,7 @@ mod engine_seam {
         engine.replace(Policy::default());
         let request = Request::parse(b"request=smtpd_access_policy\n\n").expect("minimal request");
         assert_eq!(
-            engine.decide(&request, now, &mut scratch).action,
+            engine.decide(&request, now, &mut scratch).compiled_action(),
             &Action::Dunno
         );
     }

@@ -568,7 +568,7 @@ mod serving {
                     reply.action(&Action::Ok);
                 } else {
                     let now = Timestamp::from_unix_millis(0);
-                    reply.action(engine.decide(request, now, &mut scratch).action);
+                    reply.decision(&engine.decide(request, now, &mut scratch));
                 }
             })
         });

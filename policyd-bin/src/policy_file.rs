@@ -396,7 +396,7 @@ mod tests {
                 policy_core::Timestamp::from_unix_millis(0),
                 &mut scratch,
             );
-            assert_eq!(*decision.action, policy_core::Action::Dunno);
+            assert_eq!(*decision.compiled_action(), policy_core::Action::Dunno);
         }
     }
 
