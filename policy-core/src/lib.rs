@@ -84,6 +84,7 @@
 #![deny(missing_debug_implementations)]
 
 pub mod action;
+pub mod base;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_harness;
@@ -96,7 +97,8 @@ pub mod store;
 pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
-pub use engine::{Decision, Engine, GreylistState, LimitState, Policy, Scratch, Timestamp};
+pub use base::time::Timestamp;
+pub use engine::{Decision, Engine, GreylistState, LimitState, Policy, Scratch};
 pub use lang::{
     CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
     SourceLoader,

@@ -42,7 +42,7 @@ use std::hash::{BuildHasher, Hasher};
 use super::shard::{Counter, Layout, Probe, Sharded};
 use super::snapshot::{self, Reader, SnapshotError};
 use super::table::{HashSeeds, KEY_TEXT_BYTES};
-use crate::engine::Timestamp;
+use crate::base::time::Timestamp;
 
 /// The greylisting timers of a rule (postgrey's `--delay`, `--retry-window`,
 /// `--max-age`, `--auto-whitelist-clients`). `delay_ms` should not exceed

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use super::shard::{Counter, LimitLayout, Probe, Shard, Sharded};
 use super::window::{BUCKETS, SLOTS};
 use super::{Limit, Window, MAX_WINDOWS};
-use crate::engine::Timestamp;
+use crate::base::time::Timestamp;
 
 /// The most shards a table is split into: enough that 2-16 worker threads
 /// rarely wait on one another, few enough that a snapshot walks them quickly.
