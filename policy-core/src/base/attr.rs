@@ -5,7 +5,7 @@
 //! both check names with this module, so a name (`x!y`) is refused by both or
 //! by neither.
 
-use super::bytes::{lanes_in_range, HIGHS, ONES};
+use super::bytes::{lanes_equal, lanes_in_range, HIGHS};
 
 /// Every attribute name this version knows (Postfix up to 3.12), in the order
 /// Postfix sends them. Each one fills a field of `Request`; any other name is
@@ -82,20 +82,22 @@ pub fn is_valid_name(name: &[u8]) -> bool {
 }
 
 /// Flags the lanes of `w` (eight bytes, little-endian; see
-/// [`bytes`](super::bytes)) that are not [`is_name_byte`]. Every lane is
-/// exact.
+/// [`bytes`](super::bytes)) that may not be name bytes, cheaply: every byte
+/// outside `_`..=`z` (0x5f-0x7a), and `` ` `` (0x60). So every byte that is
+/// not [`is_name_byte`] is flagged (`=`, LF and NUL among them), and so are the
+/// name bytes outside that range (capitals, digits, `-`, `.`): a caller checks
+/// a flagged byte with [`is_name_byte`] and goes on to the next flag when it is
+/// one. Postfix's names are lower case and `_`, so on its requests that second
+/// check only ever meets the real stop; the test is then as cheap as one range
+/// (an exact test of the whole name alphabet costs twice the instructions:
+/// 1,350 more on a full request).
+///
+/// The range's flags are exact in every lane; a `` ` `` flag is exact when it
+/// is the lowest (a false one lies above a true `` ` ``, itself a stop).
 #[inline]
-pub const fn non_name_lanes(w: u64) -> u64 {
-    let high = w & HIGHS;
-    let w7 = w & !HIGHS;
-    // Setting bit 5 maps 'A'..='Z' onto 'a'..='z' (and other bytes elsewhere,
-    // but only letters land in 'a'..='z').
-    let letter = lanes_in_range(w7 | (ONES * 0x20), b'a', b'z');
-    let digit = lanes_in_range(w7, b'0', b'9');
-    let punct = lanes_in_range(w7, b'_', b'_') | lanes_in_range(w7, b'-', b'.');
-    // A byte with its high bit set is never a name byte (its 7-bit value may
-    // look like one).
-    (!(letter | digit | punct) | high) & HIGHS
+pub const fn name_stop_candidates(w: u64) -> u64 {
+    let outside = !lanes_in_range(w & !HIGHS, b'_', b'z') | w;
+    (outside & HIGHS) | lanes_equal(w, b'`')
 }
 
 #[cfg(test)]
@@ -103,18 +105,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_name_lanes_agrees_with_the_table() {
+    fn stop_candidates_flag_every_non_name_byte() {
         for b in 0..=255u8 {
             for lane in 0..8 {
-                let mut bytes = *b"abcdefgh";
+                let mut bytes = *b"a_zzzz_a";
                 bytes[lane] = b;
-                let flags = non_name_lanes(u64::from_le_bytes(bytes));
-                let expected = if is_name_byte(b) {
-                    0
-                } else {
-                    0x80 << (8 * lane)
-                };
-                assert_eq!(flags, expected, "byte {b:#x} in lane {lane}");
+                let flags = name_stop_candidates(u64::from_le_bytes(bytes));
+                let fast = b.is_ascii_lowercase() || b == b'_';
+                let expected = if fast { 0 } else { 0x80 << (8 * lane) };
+                // The lowest flag is exact (a false one may lie above a `).
+                let lowest = flags & flags.wrapping_neg();
+                assert_eq!(lowest, expected, "byte {b:#x} in lane {lane}");
+                // A byte that is not a name byte is always flagged.
+                assert!(is_name_byte(b) || flags != 0, "{b:#x}");
             }
         }
     }
