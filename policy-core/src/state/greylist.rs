@@ -510,8 +510,7 @@ fn client_expiry(max_age_ms: u64, e: &[u32]) -> u64 {
 /// The first 8 bytes of a greylist snapshot.
 pub const GREYLIST_SNAPSHOT_MAGIC: [u8; 8] = *b"PDGREY\0\0";
 
-/// The greylist snapshot format version this build writes and reads.
-pub const GREYLIST_SNAPSHOT_VERSION: u32 = 1;
+pub use super::snapshot::GREYLIST_SNAPSHOT_VERSION;
 
 /// The key hashed into the header's probe, to notice that the hash function
 /// is not the one that wrote the snapshot.

@@ -171,7 +171,7 @@ impl fmt::Display for SnapshotError {
             Self::UnsupportedVersion { found } => write!(
                 f,
                 "snapshot version {found} is not supported: expected {SNAPSHOT_VERSION} (limit) or {} (greylist)",
-                super::greylist::GREYLIST_SNAPSHOT_VERSION
+                GREYLIST_SNAPSHOT_VERSION
             ),
             Self::TrailingBytes { expected, found } => write!(
                 f,
@@ -232,6 +232,11 @@ impl fmt::Display for SnapshotError {
 }
 
 impl std::error::Error for SnapshotError {}
+
+/// The greylist snapshot format version this build writes and reads (here,
+/// beside the limit snapshots' version, so that the snapshot code's errors
+/// name both without importing the greylist table).
+pub const GREYLIST_SNAPSHOT_VERSION: u32 = 1;
 
 /// The snapshot checksum: [`fnv1a_words`], FNV-1a's step over 8-byte words
 /// (a format on disk, not the byte-wise FNV-1a; see there why it is kept).
