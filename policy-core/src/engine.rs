@@ -12,31 +12,13 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::action::Action;
+pub use crate::base::time::Timestamp;
 use crate::lang::greylist::GreylistRule;
 use crate::lang::limit::LimitRule;
 use crate::lang::program::Program;
 use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
 use crate::request::Request;
 use crate::state::{GreylistTable, Limit, LimitTable, SnapshotError};
-
-/// A point in time, in milliseconds since the Unix epoch, passed in by the caller.
-///
-/// `policy-core` never reads the clock: the daemon (or a test with a simulated
-/// clock) supplies `now` to every call that needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Timestamp(u64);
-
-impl Timestamp {
-    /// A timestamp `millis` milliseconds after the Unix epoch.
-    pub const fn from_unix_millis(millis: u64) -> Self {
-        Self(millis)
-    }
-
-    /// Milliseconds since the Unix epoch.
-    pub const fn as_unix_millis(self) -> u64 {
-        self.0
-    }
-}
 
 /// Per-connection working space that [`Policy::decide`] reuses, so that deciding
 /// allocates nothing in steady state. Create one per connection and keep it.

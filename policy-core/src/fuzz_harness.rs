@@ -387,11 +387,7 @@ mod tests {
         let mut damaged = file.clone();
         damaged[offset + grey_payload.len() / 2] ^= 0x10;
         let body = damaged.len() - 8;
-        let sum = damaged[..body]
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
+        let sum = crate::base::bytes::fnv1a(crate::base::bytes::FNV_START, &damaged[..body]);
         damaged[body..].copy_from_slice(&sum.to_le_bytes());
         let mut fresh = crate::Policy::compile("p", FUZZ_STATE_POLICY, &mut crate::NoFiles)
             .unwrap_or_else(|e| panic!("{e}"))

@@ -61,51 +61,13 @@ use nom::error::{Error as NomError, ErrorKind};
 use nom::sequence::{pair, terminated};
 use nom::IResult;
 
+use crate::base::attr::is_name_byte;
+use crate::base::bytes::find_byte;
+
 /// The only `request=` value Postfix sends on a policy connection.
 pub const SMTPD_ACCESS_POLICY: &[u8] = b"smtpd_access_policy";
 
-/// Every attribute name this version knows (Postfix up to 3.12), in the order
-/// Postfix sends them. Each one fills a field of [`Request`]; any other name is
-/// reported by [`Request::unknown_attributes`].
-pub const KNOWN_ATTRIBUTES: [&str; 32] = [
-    "request",
-    "protocol_state",
-    "protocol_name",
-    "helo_name",
-    "queue_id",
-    "sender",
-    "recipient",
-    "recipient_count",
-    "client_address",
-    "client_name",
-    "reverse_client_name",
-    "instance",
-    "sasl_method",
-    "sasl_username",
-    "sasl_sender",
-    "size",
-    "ccert_subject",
-    "ccert_issuer",
-    "ccert_fingerprint",
-    "encryption_protocol",
-    "encryption_cipher",
-    "encryption_keysize",
-    "etrn_domain",
-    "stress",
-    "ccert_pubkey_fingerprint",
-    "client_port",
-    "policy_context",
-    "server_address",
-    "server_port",
-    "compatibility_level",
-    "mail_version",
-    "tls_sni",
-];
-
-/// Whether `name` is one of [`KNOWN_ATTRIBUTES`] (exact, case-sensitive).
-pub fn is_known_attribute(name: &[u8]) -> bool {
-    Known::lookup(name).is_some()
-}
+pub use crate::base::attr::{is_known_attribute, KNOWN_ATTRIBUTES};
 
 /// A known attribute; the discriminant is its index in [`KNOWN_ATTRIBUTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -549,59 +511,6 @@ impl std::error::Error for ParseError {}
 
 // ---------------------------------------------------------------------------
 // Grammar rules, one function each.
-
-/// Which bytes may appear in a name, as a table: one load per byte.
-static NAME_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.';
-        b += 1;
-    }
-    table
-};
-
-/// Whether `b` may appear in a name:
-/// `name = 1*( ALPHA / DIGIT / "_" / "-" / "." )`.
-fn is_name_byte(b: u8) -> bool {
-    NAME_BYTES[usize::from(b)]
-}
-
-/// The index of the first `needle` in `haystack`, eight bytes at a time.
-///
-/// Names and values are short (10-30 bytes): nom's per-byte `take_while` and
-/// `take_till` cost about five instructions a byte, and memchr's set-up per
-/// call costs more than it saves (`take_until` made the whole parse 14% more
-/// instructions than `take_till`). This word-at-a-time scan over the rest of
-/// the frame took the full 3.x request from 11.4k to 8.9k instructions.
-/// (The classic "has zero byte" test: borrows only propagate upwards, so the
-/// lowest flagged byte is a true match.)
-fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let pattern = ONES * u64::from(needle);
-    let mut chunks = haystack.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            // `chunks_exact(8)` yields 8-byte chunks only.
-            break;
-        };
-        let word = u64::from_le_bytes(bytes) ^ pattern;
-        let found = word.wrapping_sub(ONES) & !word & HIGHS;
-        if found != 0 {
-            // trailing_zeros() / 8 < 8: the index of a byte within the chunk.
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|at| offset + at)
-}
 
 fn fail<T>(input: &[u8], kind: ErrorKind) -> IResult<&[u8], T> {
     Err(nom::Err::Error(NomError::new(input, kind)))

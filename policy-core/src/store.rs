@@ -66,7 +66,9 @@
 
 use std::fmt;
 
-use crate::engine::{Policy, Timestamp};
+use crate::base::bytes::{fnv1a, FNV_START};
+use crate::base::time::Timestamp;
+use crate::engine::Policy;
 use crate::state::{GreylistTable, LimitTable, SnapshotError};
 
 /// The first 8 bytes of a state file.
@@ -308,13 +310,11 @@ pub struct RestoreReport {
     pub fresh: Vec<String>,
 }
 
-/// FNV-1a, 64 bits: any single changed byte changes it (each step is a
-/// bijection of the state), with no dependency. The same function as the
-/// limit snapshots' checksum.
+/// FNV-1a 64 over `bytes`: the state file's checksum. (Not the snapshots'
+/// word-wise [`fnv1a_words`](crate::base::bytes::fnv1a_words), a different
+/// function: each format keeps its own.)
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    fnv1a(FNV_START, bytes)
 }
 
 /// Appends the state file of `policy`'s tables at `now` to `out`, and

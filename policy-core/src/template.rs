@@ -50,6 +50,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::action::{is_blank, reply_code, Action, ActionError, EnhancedStatus, MAX_TEXT_BYTES};
+use crate::base::bytes::printable_ascii_prefix;
 use crate::request::{Request, KNOWN_ATTRIBUTES};
 
 // ---------------------------------------------------------------------------
@@ -816,48 +817,6 @@ struct Sink<'o> {
     full: bool,
 }
 
-/// Whether `b` is printable ASCII (space to `~`): copied as is.
-fn is_printable_ascii(b: u8) -> bool {
-    b.wrapping_sub(0x20) < 0x5f
-}
-
-/// The length of the run of printable ASCII at the start of `bytes`, eight
-/// bytes at a time.
-///
-/// A byte is flagged (high bit of its lane set) when it is below 0x20, is
-/// 0x7f, or has its high bit set. The subtractions borrow into higher lanes
-/// only from a flagged lane, so the lowest flagged lane is a true one (as in
-/// the request parser's `find_byte`). Four times fewer instructions than a
-/// byte loop on a typical 20-byte address.
-fn printable_ascii_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let Ok(lanes) = <[u8; 8]>::try_from(chunk) else {
-            // `chunks_exact(8)` yields 8-byte chunks only.
-            break;
-        };
-        let word = u64::from_le_bytes(lanes);
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-        let del = word ^ (ONES * 0x7f);
-        let is_del = del.wrapping_sub(ONES) & !del;
-        let flagged = (below_space | is_del | word) & HIGHS;
-        if flagged != 0 {
-            // trailing_zeros() / 8 < 8: a lane index.
-            return offset + (flagged.trailing_zeros() / 8) as usize;
-        }
-        offset += 8;
-    }
-    offset
-        + chunks
-            .remainder()
-            .iter()
-            .position(|&b| !is_printable_ascii(b))
-            .unwrap_or(chunks.remainder().len())
-}
-
 impl<'o> Sink<'o> {
     fn new(out: &'o mut Vec<u8>, budget: usize) -> Self {
         let start = out.len();
@@ -1524,6 +1483,7 @@ impl fmt::Display for ActionTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::bytes::is_printable_ascii;
     use proptest::prelude::*;
 
     /// A request frame with `request=smtpd_access_policy` and `lines` after it.

@@ -30,8 +30,10 @@
 //!   lines and its terminating empty line included;
 //! - every request has at most [`Limits::max_attributes`] attribute lines;
 //! - no NUL byte anywhere;
-//! - every non-empty line has a `=`, a non-empty name before it, and the name is
-//!   printable ASCII (`!`..=`~`);
+//! - every non-empty line has a `=`, a non-empty name before it, and the name
+//!   is made of letters, digits, `_`, `-` and `.`: the request parser's rule
+//!   ([`policy_core::base::attr::is_name_byte`]), so a name the framer passes
+//!   the parser accepts, and the other way round;
 //! - a request has at least one attribute: an empty line where a request should
 //!   start is [`FrameError::EmptyRequest`], unless
 //!   [`Framer::allow_empty_lines`] is set.
@@ -70,6 +72,8 @@
 use std::fmt;
 use std::io;
 use std::ops::Range;
+
+use policy_core::base::{attr, bytes};
 
 /// Limits the framer enforces before anything is parsed.
 ///
@@ -219,8 +223,8 @@ pub enum FrameError {
         /// The offending line.
         line: u64,
     },
-    /// An attribute name with a byte outside printable ASCII (a space, a control
-    /// character or a non-ASCII byte).
+    /// An attribute name with a byte other than a letter, digit, `_`, `-` or
+    /// `.` (`!`, a space, a control character, a non-ASCII byte, ...).
     InvalidName {
         /// The first offending byte.
         byte: u8,
@@ -291,7 +295,7 @@ impl fmt::Display for FrameError {
             }
             Self::InvalidName { byte, line } => write!(
                 f,
-                "line {line}: invalid byte 0x{byte:02x} in attribute name: expected printable ASCII"
+                "line {line}: invalid byte 0x{byte:02x} in attribute name: expected a letter, digit, `_`, `-` or `.`"
             ),
             Self::EmptyRequest { line } => write!(
                 f,
@@ -648,40 +652,37 @@ fn out_of_window(
     Ok(None)
 }
 
-/// Whether `b` may appear in an attribute name: printable ASCII other than `=`
-/// (which ends the name).
+/// Whether `b` may appear in an attribute name: policy-core's rule
+/// ([`policy_core::base::attr::is_name_byte`]), so that the framer refuses
+/// exactly the names the request parser refuses.
 #[inline]
-pub(crate) const fn is_name_byte(b: u8) -> bool {
-    matches!(b, b'!'..=b'~') && b != b'='
+pub(crate) fn is_name_byte(b: u8) -> bool {
+    attr::is_name_byte(b)
 }
 
 /// Bytes the framer reads past the data (zeroed or stale, never interpreted) so
 /// that it can always load a whole word.
 const WORD: usize = 8;
-const ONES: u64 = u64::from_le_bytes([0x01; WORD]);
-const HIGHS: u64 = u64::from_le_bytes([0x80; WORD]);
 
-/// High bit set in each byte of `w` that is zero. Only the lowest flagged byte
-/// is exact (a borrow may flag bytes above it), which is all [`find`] uses.
-#[inline]
-const fn zero_bytes(w: u64) -> u64 {
-    w.wrapping_sub(ONES) & !w & HIGHS
-}
-
-/// High bit set in each byte of `w` that stops a name: `=`, or not printable
-/// ASCII (below `!`, or above `~`). Lowest flagged byte exact.
+/// High bit set in each byte of `w` that may stop a name: every byte that is
+/// not a name byte (`=`, LF and NUL among them), and some that are (capitals,
+/// digits, `-`, `.`), which [`scan_line`] skips after a look at the table
+/// ([`attr::name_stop_candidates`]). Lowest flagged exact.
 #[inline]
 const fn name_stops(w: u64) -> u64 {
-    let below = w.wrapping_sub(ONES * 0x21) & !w;
-    let above = w.wrapping_add(ONES) | w;
-    (below | above) & HIGHS | zero_bytes(w ^ (ONES * b'=' as u64))
+    attr::name_stop_candidates(w)
 }
 
 /// High bit set in each byte of `w` that is LF or NUL. Lowest flagged exact.
 #[inline]
 const fn value_stops(w: u64) -> u64 {
-    zero_bytes(w) | zero_bytes(w ^ (ONES * b'\n' as u64))
+    bytes::zero_lanes(w) | bytes::lanes_equal(w, b'\n')
 }
+
+// The framer loads its words itself ([`load`]) rather than through
+// `policy_core::base::bytes`' slice scanners: it scans a line in place in its
+// padded buffer, switching from the name's test to the value's inside one
+// word, which a scanner over a sub-slice cannot do without loading twice.
 
 /// The word at `buf[i..]`, little-endian; bytes past the end of `buf` read as
 /// zero (the framer pads its buffer, so this is the rare case).
@@ -718,26 +719,29 @@ fn scan_line(
     in_value: &mut bool,
 ) -> Option<usize> {
     if !*in_value {
-        let (word, names) = loop {
+        let (word, at) = 'stop: loop {
             if i >= end {
                 return None;
             }
             let word = load(buf, i);
-            let names = name_stops(word);
-            if names != 0 {
-                break (word, names);
+            let mut names = name_stops(word);
+            while names != 0 {
+                let at = names.trailing_zeros() / 8;
+                let pos = i + at as usize;
+                if pos >= end {
+                    return None;
+                }
+                match buf[pos] {
+                    b'=' if pos != line_start => break 'stop (word, at),
+                    b'=' => return Some(pos),
+                    b if !is_name_byte(b) => return Some(pos),
+                    // A name byte outside `_`..=`z`: on to the next flag.
+                    _ => names &= names - 1,
+                }
             }
             // No LF or NUL either: both stop a name.
             i += WORD;
         };
-        let at = names.trailing_zeros() / 8;
-        let pos = i + at as usize;
-        if pos >= end {
-            return None;
-        }
-        if buf[pos] != b'=' || pos == line_start {
-            return Some(pos);
-        }
         *in_value = true;
         // The value starts in this word. Only stops after the `=` count, and
         // the lowest of them is exact: there is no LF or NUL before the `=`
@@ -1145,5 +1149,66 @@ mod tests {
         );
         assert_eq!(e.kind(), "line_too_long");
         assert_eq!(e.line(), 2);
+    }
+
+    /// Whether the framer passes a request whose one attribute (besides
+    /// `request=`) has `name`, and whether the parser accepts it.
+    fn framer_and_parser(name: &[u8]) -> (bool, bool) {
+        let mut input = Vec::new();
+        if name != b"request" {
+            input.extend_from_slice(b"request=smtpd_access_policy\n");
+        }
+        input.extend_from_slice(name);
+        input.extend_from_slice(b"=1\n\n");
+        let mut framer = Framer::new(Limits::default());
+        framer.feed(&input);
+        let framed = matches!(framer.next_frame(), Ok(Some(_)));
+        let parsed = policy_core::Request::parse(&input).is_ok();
+        (framed, parsed)
+    }
+
+    #[test]
+    fn framer_refuses_a_name_iff_the_parser_does() {
+        let rows: &[(&[u8], bool)] = &[
+            (b"sender", true),
+            (b"recipient_count", true),
+            (b"x-y.z_09", true),
+            (b"X", true),
+            (b"x!y", false),
+            (b"x~y", false),
+            (b"a b", false),
+            (b"a\tb", false),
+            (b"caf\xc3\xa9", false),
+            (b"a\x7f", false),
+            (b"a\rb", false),
+            (b"a\x00", false),
+            (b"x:y", false),
+            (b"x/y", false),
+            (b"@", false),
+            (b"[", false),
+            (b"`", false),
+            (b"{", false),
+        ];
+        for &(name, valid) in rows {
+            assert_eq!(framer_and_parser(name), (valid, valid), "{name:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn framer_and_parser_agree_on_names(
+            name in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::u8::ANY,
+                    proptest::sample::select(b"az_-.09AZ!~@[`{/:\r ".to_vec()),
+                ],
+                1..12,
+            )
+        ) {
+            // `=` and LF end the name and the line: not name bytes to test.
+            proptest::prop_assume!(!name.contains(&b'=') && !name.contains(&b'\n'));
+            let (framed, parsed) = framer_and_parser(&name);
+            proptest::prop_assert_eq!(framed, parsed, "{:?}", name);
+        }
     }
 }

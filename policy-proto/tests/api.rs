@@ -427,7 +427,7 @@ mod framing {
             (FrameError::NulByte { line: 4 }, "line 4: NUL byte: expected text lines"),
             (FrameError::MissingEquals { line: 5 }, "line 5: expected `name=value`, found no `=`"),
             (FrameError::EmptyName { line: 6 }, "line 6: expected an attribute name before `=`"),
-            (FrameError::InvalidName { byte: b' ', line: 7 }, "line 7: invalid byte 0x20 in attribute name: expected printable ASCII"),
+            (FrameError::InvalidName { byte: b' ', line: 7 }, "line 7: invalid byte 0x20 in attribute name: expected a letter, digit, `_`, `-` or `.`"),
             (FrameError::EmptyRequest { line: 8 }, "line 8: empty request: expected at least one `name=value` line before the empty line"),
         ];
         for (error, text) in rows {

@@ -11,7 +11,7 @@ use super::program::{
     Verdict, DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
-use crate::engine::Timestamp;
+use crate::base::time::Timestamp;
 use crate::request::{ProtocolState, Request};
 use crate::template::{Context, GreylistFacts};
 

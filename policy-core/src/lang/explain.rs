@@ -6,7 +6,7 @@ use std::fmt;
 use super::eval::Buffers;
 use super::limit::MessageState;
 use super::program::Program;
-use crate::engine::Timestamp;
+use crate::base::time::Timestamp;
 use crate::request::Request;
 
 /// Why a policy decided a request as it did: every rule up to the deciding

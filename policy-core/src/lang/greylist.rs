@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::limit::{mask_ip, KeyPart};
 use super::program::{Program, Verdict};
-use crate::engine::Timestamp;
+use crate::base::time::Timestamp;
 use crate::greylist::{normalize_sender, ClientWhitelist, RecipientWhitelist};
 use crate::request::{ProtocolState, Request};
 use crate::state::{GreyVerdict, GreylistTable, Timers};

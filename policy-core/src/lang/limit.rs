@@ -20,7 +20,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::program::{Field, FieldType, Program, TextBuf, Verdict as Answer};
-use crate::engine::Timestamp;
+pub(crate) use crate::base::bytes::{fnv1a, FNV_START};
+use crate::base::time::Timestamp;
 use crate::request::{ProtocolState, Request};
 use crate::state::{Key, Limit, LimitTable, Verdict};
 use crate::template::LimitFacts;
@@ -152,17 +153,6 @@ impl Refused {
         }
     }
 }
-
-/// FNV-1a over `bytes`, continuing from `h` (stable across builds and
-/// processes, for signatures and instance ids).
-pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(h, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// FNV-1a's starting value.
-pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
 impl MessageState {
     /// Starts over when the request belongs to another message than the

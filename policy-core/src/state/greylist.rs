@@ -42,7 +42,7 @@ use std::hash::{BuildHasher, Hasher};
 use super::shard::{Counter, Layout, Probe, Sharded};
 use super::snapshot::{self, Reader, SnapshotError};
 use super::table::{HashSeeds, KEY_TEXT_BYTES};
-use crate::engine::Timestamp;
+use crate::base::time::Timestamp;
 
 /// The greylisting timers of a rule (postgrey's `--delay`, `--retry-window`,
 /// `--max-age`, `--auto-whitelist-clients`). `delay_ms` should not exceed
@@ -510,8 +510,7 @@ fn client_expiry(max_age_ms: u64, e: &[u32]) -> u64 {
 /// The first 8 bytes of a greylist snapshot.
 pub const GREYLIST_SNAPSHOT_MAGIC: [u8; 8] = *b"PDGREY\0\0";
 
-/// The greylist snapshot format version this build writes and reads.
-pub const GREYLIST_SNAPSHOT_VERSION: u32 = 1;
+pub use super::snapshot::GREYLIST_SNAPSHOT_VERSION;
 
 /// The key hashed into the header's probe, to notice that the hash function
 /// is not the one that wrote the snapshot.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
-use crate::engine::Timestamp;
+use crate::base::time::Timestamp;
 
 const SEEDS: HashSeeds = HashSeeds([5, 6, 7, 8]);
 

@@ -66,6 +66,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod counter;
 pub mod greylist;
 mod shard;
 pub mod snapshot;

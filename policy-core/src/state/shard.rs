@@ -17,71 +17,56 @@ use std::marker::PhantomData;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::table::{KeyText, KEY_TEXT_BYTES, MAX_SHARDS, MIN_KEYS_PER_SHARD};
+pub(crate) use super::counter::Counter;
 
-/// The word entries are made of: for limits, a bucket counter (`u32` for
-/// most limits, `u64` for limits whose maximum does not fit in `u32`, e.g.
-/// bytes); greylist entries are `u32` words.
-pub(crate) trait Counter: Copy + Default + Eq + Debug + Send + 'static {
-    /// The largest count a bucket holds.
-    const MAX: u64;
-    /// Words a `u64` (hash, time) takes.
-    const U64_WORDS: usize;
-    /// Words before a limit entry's rings: the tag, the hash and the last time.
-    const HEADER: usize = 1 + 2 * Self::U64_WORDS;
-    /// The count.
-    fn get(self) -> u64;
-    /// A word holding `v`, or [`Self::MAX`] if it does not fit.
-    fn saturating_from(v: u64) -> Self;
-    /// The `u64` stored at the start of `words`.
-    fn read_u64(words: &[Self]) -> u64;
-    /// Stores `v` at the start of `words`.
-    fn write_u64(words: &mut [Self], v: u64);
-    /// The sum of the counts, saturating.
-    fn sum(slots: &[Self]) -> u64;
+/// The most shards a table is split into: enough that 2-16 worker threads
+/// rarely wait on one another, few enough that a snapshot walks them quickly.
+pub const MAX_SHARDS: usize = 64;
+
+/// A table is split into more shards only while each keeps at least this many
+/// keys of its bound, so that a small bound is not spread over shards that
+/// each fill up after a handful of keys.
+pub const MIN_KEYS_PER_SHARD: usize = 1024;
+
+/// Bytes of a key's text kept per tracked key, for [`LimitTable::top`](super::LimitTable::top): one
+/// length byte and up to `KEY_TEXT_BYTES - 1` = 47 bytes of text. Enough for
+/// most addresses, domains and masked IPs whole (a longer text is kept
+/// truncated and marked so); small enough that the copy costs less than a
+/// cache line per key, made once when a key is first tracked, never per request.
+pub const KEY_TEXT_BYTES: usize = 48;
+
+/// The most text bytes kept per key (one of [`KEY_TEXT_BYTES`] holds the length).
+const KEY_TEXT_MAX: usize = KEY_TEXT_BYTES - 1;
+
+// The length takes the low 7 bits of the length byte.
+const _: () = assert!(KEY_TEXT_MAX < 0x80);
+
+/// Set in the length byte of a stored key text cut to [`KEY_TEXT_MAX`] bytes.
+const TEXT_TRUNCATED: u8 = 0x80;
+
+/// A key's text as stored: the length byte (with [`TEXT_TRUNCATED`]), then the text.
+pub(crate) type KeyText = [u8; KEY_TEXT_BYTES];
+
+/// The stored form of `text`.
+pub(crate) fn key_text(text: &[u8]) -> KeyText {
+    let mut out = [0u8; KEY_TEXT_BYTES];
+    let n = text.len().min(KEY_TEXT_MAX);
+    out[1..=n].copy_from_slice(&text[..n]);
+    let flag = if text.len() > KEY_TEXT_MAX {
+        TEXT_TRUNCATED
+    } else {
+        0
+    };
+    // n <= 47 fits in the low 7 bits.
+    out[0] = n as u8 | flag;
+    out
 }
 
-impl Counter for u32 {
-    const MAX: u64 = Self::MAX as u64;
-    const U64_WORDS: usize = 2;
-    fn get(self) -> u64 {
-        u64::from(self)
-    }
-    fn saturating_from(v: u64) -> Self {
-        Self::try_from(v).unwrap_or(Self::MAX)
-    }
-    fn read_u64(words: &[Self]) -> u64 {
-        u64::from(words[0]) | u64::from(words[1]) << 32
-    }
-    fn write_u64(words: &mut [Self], v: u64) {
-        // Truncations intended: the low and the high half.
-        words[0] = v as Self;
-        words[1] = (v >> 32) as Self;
-    }
-    fn sum(slots: &[Self]) -> u64 {
-        // At most SLOTS (17) counts below 2^32: no overflow in u64.
-        slots.iter().map(|&c| u64::from(c)).sum()
-    }
-}
-
-impl Counter for u64 {
-    const MAX: Self = Self::MAX;
-    const U64_WORDS: usize = 1;
-    fn get(self) -> u64 {
-        self
-    }
-    fn saturating_from(v: u64) -> Self {
-        v
-    }
-    fn read_u64(words: &[Self]) -> u64 {
-        words[0]
-    }
-    fn write_u64(words: &mut [Self], v: u64) {
-        words[0] = v;
-    }
-    fn sum(slots: &[Self]) -> u64 {
-        slots.iter().fold(0u64, |s, &c| s.saturating_add(c))
-    }
+/// The text and truncation flag of a stored key text (a corrupt length byte
+/// is clamped, never out of bounds).
+pub(crate) fn stored_text(t: &KeyText) -> (&[u8], bool) {
+    let n = usize::from(t[0] & !TEXT_TRUNCATED).min(KEY_TEXT_MAX);
+    (&t[1..=n], t[0] & TEXT_TRUNCATED != 0)
 }
 
 /// Where an entry keeps what the shared table code reads: its tag (zero

@@ -2,35 +2,12 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+pub(crate) use super::shard::{key_text, stored_text, KeyText};
 use super::shard::{Counter, LimitLayout, Probe, Shard, Sharded};
+pub use super::shard::{KEY_TEXT_BYTES, MAX_SHARDS, MIN_KEYS_PER_SHARD};
 use super::window::{BUCKETS, SLOTS};
 use super::{Limit, Window, MAX_WINDOWS};
-use crate::engine::Timestamp;
-
-/// The most shards a table is split into: enough that 2-16 worker threads
-/// rarely wait on one another, few enough that a snapshot walks them quickly.
-pub const MAX_SHARDS: usize = 64;
-
-/// A table is split into more shards only while each keeps at least this many
-/// keys of its bound, so that a small bound is not spread over shards that
-/// each fill up after a handful of keys.
-pub const MIN_KEYS_PER_SHARD: usize = 1024;
-
-/// Bytes of a key's text kept per tracked key, for [`LimitTable::top`]: one
-/// length byte and up to `KEY_TEXT_BYTES - 1` = 47 bytes of text. Enough for
-/// most addresses, domains and masked IPs whole (a longer text is kept
-/// truncated and marked so); small enough that the copy costs less than a
-/// cache line per key, made once when a key is first tracked, never per request.
-pub const KEY_TEXT_BYTES: usize = 48;
-
-/// The most text bytes kept per key (one of [`KEY_TEXT_BYTES`] holds the length).
-const KEY_TEXT_MAX: usize = KEY_TEXT_BYTES - 1;
-
-// The length takes the low 7 bits of the length byte.
-const _: () = assert!(KEY_TEXT_MAX < 0x80);
-
-/// Set in the length byte of a stored key text cut to [`KEY_TEXT_MAX`] bytes.
-const TEXT_TRUNCATED: u8 = 0x80;
+use crate::base::time::Timestamp;
 
 /// A key of a [`LimitTable`]: its hash, which is what identifies the key, and
 /// its text, kept (the first [`KEY_TEXT_BYTES`]` - 1` bytes) only to show it
@@ -58,31 +35,6 @@ pub struct TopKey {
     pub truncated: bool,
     /// Units the key counts in the window asked for.
     pub units: u64,
-}
-
-/// A key's text as stored: the length byte (with [`TEXT_TRUNCATED`]), then the text.
-pub(crate) type KeyText = [u8; KEY_TEXT_BYTES];
-
-/// The stored form of `text`.
-pub(crate) fn key_text(text: &[u8]) -> KeyText {
-    let mut out = [0u8; KEY_TEXT_BYTES];
-    let n = text.len().min(KEY_TEXT_MAX);
-    out[1..=n].copy_from_slice(&text[..n]);
-    let flag = if text.len() > KEY_TEXT_MAX {
-        TEXT_TRUNCATED
-    } else {
-        0
-    };
-    // n <= 47 fits in the low 7 bits.
-    out[0] = n as u8 | flag;
-    out
-}
-
-/// The text and truncation flag of a stored key text (a corrupt length byte
-/// is clamped, never out of bounds).
-pub(crate) fn stored_text(t: &KeyText) -> (&[u8], bool) {
-    let n = usize::from(t[0] & !TEXT_TRUNCATED).min(KEY_TEXT_MAX);
-    (&t[1..=n], t[0] & TEXT_TRUNCATED != 0)
 }
 
 /// The four seeds of the key hash, `ahash::RandomState::with_seeds(s[0], s[1], s[2], s[3])`.

@@ -23,7 +23,7 @@
 //! `floor((per_ms - 1) / width) + 1 <= BUCKETS` buckets, and the extra slot
 //! keeps the bucket under way apart from the oldest one still counted.
 
-use super::shard::Counter;
+use super::counter::Counter;
 use super::LimitError;
 
 /// Buckets per window: the count is exact to within one bucket of

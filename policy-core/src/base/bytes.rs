@@ -1,0 +1,255 @@
+//! Byte helpers on the hot path: FNV-1a hashing and word-at-a-time scans.
+//!
+//! The scanners treat a `u64` as eight byte lanes (little-endian, so lane 0
+//! is the first byte). Each returns a mask with the high bit of a lane set
+//! where that lane is flagged; `mask.trailing_zeros() / 8` is then the index
+//! of the first flagged byte. Where a flag is computed with a subtraction, a
+//! borrow only propagates upwards, out of a flagged lane, so the *lowest*
+//! flagged lane is always exact (lanes above it may be false positives):
+//! callers use only the lowest.
+
+/// FNV-1a 64's offset basis: the hash of no bytes, where [`fnv1a`] starts.
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64's prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a 64 over `bytes`, a byte at a time, continuing from `h`
+/// ([`FNV_START`] to begin). Stable across builds and processes (for
+/// signatures, instance ids and the state file's checksum); no dependency.
+/// Any single changed byte changes it: each step `h = (h ^ b) * prime` is a
+/// bijection of `h` for a given `b` and of `b` for a given `h`.
+#[inline]
+pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+/// A checksum of the FNV-1a family, *not* [`fnv1a`]: FNV-1a's step over
+/// little-endian 8-byte words instead of bytes, in four lanes (word `i` into
+/// lane `i % 4`) so that the multiplications do not wait on one another, the
+/// lanes then folded into one in order, the final bytes (fewer than 8) one at
+/// a time. It is a different function from [`fnv1a`] (other results), kept
+/// because it is the checksum of the limit and greylist snapshots, a format
+/// written to disk: changing it would make every saved state file unreadable.
+///
+/// As with [`fnv1a`], a change confined to one word (any single changed byte)
+/// always changes the result. About 8 times the speed of FNV-1a a byte at a
+/// time (a million keys' snapshot: milliseconds, not 100 ms).
+pub fn fnv1a_words(bytes: &[u8]) -> u64 {
+    let step = |h: u64, x: u64| (h ^ x).wrapping_mul(FNV_PRIME);
+    let mut lanes = [FNV_START; 4];
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = step(*lane, word_at(word));
+        }
+    }
+    let rest = blocks.remainder();
+    let mut words = rest.chunks_exact(8);
+    for (lane, word) in lanes.iter_mut().zip(&mut words) {
+        *lane = step(*lane, word_at(word));
+    }
+    let folded = lanes.into_iter().fold(FNV_START, step);
+    words
+        .remainder()
+        .iter()
+        .fold(folded, |h, &b| step(h, u64::from(b)))
+}
+
+/// The first eight bytes of `chunk` as a little-endian word; missing bytes
+/// read as zero (callers pass whole 8-byte chunks).
+#[inline]
+fn word_at(chunk: &[u8]) -> u64 {
+    match chunk.first_chunk::<8>() {
+        Some(word) => u64::from_le_bytes(*word),
+        None => {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            u64::from_le_bytes(word)
+        }
+    }
+}
+
+/// `0x01` in every lane.
+pub const ONES: u64 = 0x0101_0101_0101_0101;
+/// `0x80` in every lane: the flag bits.
+pub const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Flags the lanes of `w` that are zero (the classic "has zero byte" test).
+/// Lowest flagged lane exact.
+#[inline]
+pub const fn zero_lanes(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w & HIGHS
+}
+
+/// Flags the lanes of `w` equal to `b`. Lowest flagged lane exact.
+#[inline]
+pub const fn lanes_equal(w: u64, b: u8) -> u64 {
+    zero_lanes(w ^ (ONES * b as u64))
+}
+
+/// Flags the lanes of `w` that are not printable ASCII (space to `~`): below
+/// 0x20, 0x7f, or with the high bit set. Lowest flagged lane exact.
+#[inline]
+pub const fn non_printable_lanes(w: u64) -> u64 {
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+    (below_space | lanes_equal(w, 0x7f) | w) & HIGHS
+}
+
+/// Flags the lanes of `w` whose 7-bit value lies in `lo..=hi`. Every lane is
+/// exact: `w7` must have the high bit of every lane clear (then no sum
+/// carries into the next lane), and `lo <= hi < 0x80`.
+#[inline]
+pub const fn lanes_in_range(w7: u64, lo: u8, hi: u8) -> u64 {
+    // x + (0x80 - lo) has its high bit set iff x >= lo;
+    // x + (0x7f - hi) has its high bit set iff x > hi.
+    let at_least_lo = w7.wrapping_add(ONES * (0x80 - lo as u64));
+    let above_hi = w7.wrapping_add(ONES * (0x7f - hi as u64));
+    at_least_lo & !above_hi & HIGHS
+}
+
+/// Whether `b` is printable ASCII (space to `~`).
+#[inline]
+pub const fn is_printable_ascii(b: u8) -> bool {
+    b.wrapping_sub(0x20) < 0x5f
+}
+
+/// Runs `flag` on the words of `bytes` and returns the index of the first
+/// byte it flags, or `None`; the last bytes (fewer than eight) go through
+/// `byte_flag`, which must agree with `flag` byte by byte.
+#[inline(always)]
+fn first_flagged(
+    bytes: &[u8],
+    flag: impl Fn(u64) -> u64,
+    byte_flag: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let Some(word) = chunk.first_chunk::<8>() else {
+            // `chunks_exact(8)` yields 8-byte chunks only.
+            break;
+        };
+        let found = flag(u64::from_le_bytes(*word));
+        if found != 0 {
+            // trailing_zeros() / 8 < 8: the index of a lane.
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| byte_flag(b))
+        .map(|at| offset + at)
+}
+
+/// The index of the first `needle` in `haystack`, eight bytes at a time.
+///
+/// Names and values are short (10-30 bytes): nom's per-byte `take_while` and
+/// `take_till` cost about five instructions a byte, and memchr's set-up per
+/// call costs more than it saves (`take_until` made the whole request parse
+/// 14% more instructions than `take_till`). This word-at-a-time scan took the
+/// full 3.x request from 11.4k to 8.9k instructions.
+#[inline]
+pub fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    first_flagged(haystack, |w| lanes_equal(w, needle), |b| b == needle)
+}
+
+/// The length of the run of printable ASCII (space to `~`) at the start of
+/// `bytes`, eight bytes at a time. Four times fewer instructions than a byte
+/// loop on a typical 20-byte address.
+#[inline]
+pub fn printable_ascii_prefix(bytes: &[u8]) -> usize {
+    first_flagged(bytes, non_printable_lanes, |b| !is_printable_ascii(b)).unwrap_or(bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        // From the FNV reference (Fowler, Noll, Vo): FNV-1a 64.
+        let rows: [(&[u8], u64); 3] = [
+            (b"", 0xcbf2_9ce4_8422_2325),
+            (b"a", 0xaf63_dc4c_8601_ec8c),
+            (b"foobar", 0x8594_4171_f739_67e8),
+        ];
+        for (input, hash) in rows {
+            assert_eq!(fnv1a(FNV_START, input), hash, "{input:?}");
+        }
+        // Continuing is the same as hashing the concatenation.
+        assert_eq!(
+            fnv1a(fnv1a(FNV_START, b"foo"), b"bar"),
+            fnv1a(FNV_START, b"foobar")
+        );
+    }
+
+    #[test]
+    fn fnv1a_words_is_its_own_format() {
+        // Pinned: the snapshot checksum is on disk; it must never change.
+        assert_eq!(fnv1a_words(b""), {
+            let step = |h: u64, x: u64| (h ^ x).wrapping_mul(FNV_PRIME);
+            [FNV_START; 4].into_iter().fold(FNV_START, step)
+        });
+        let data: Vec<u8> = (0..=70u8).collect();
+        for len in 0..data.len() {
+            let mut changed = data[..len].to_vec();
+            for at in 0..len {
+                changed[at] ^= 1;
+                assert_ne!(
+                    fnv1a_words(&changed),
+                    fnv1a_words(&data[..len]),
+                    "{len} {at}"
+                );
+                changed[at] ^= 1;
+            }
+        }
+    }
+
+    #[test]
+    fn scanners_agree_with_byte_loops() {
+        let mut input = Vec::new();
+        for b in 0..=255u8 {
+            input.push(b);
+            input.extend_from_slice(b"abc=");
+        }
+        for start in 0..input.len() {
+            for len in [0, 1, 7, 8, 9, 17, 40] {
+                let Some(bytes) = input.get(start..start + len) else {
+                    continue;
+                };
+                for needle in [b'=', 0, b'\n', 0x80, 0xff] {
+                    assert_eq!(
+                        find_byte(bytes, needle),
+                        bytes.iter().position(|&b| b == needle),
+                        "{bytes:?} {needle}"
+                    );
+                }
+                assert_eq!(
+                    printable_ascii_prefix(bytes),
+                    bytes
+                        .iter()
+                        .position(|&b| !(b' '..=b'~').contains(&b))
+                        .unwrap_or(len),
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_in_range_is_exact_in_every_lane() {
+        for b in 0..0x80u8 {
+            let w = u64::from_le_bytes([b, 0, b'a', 0x7f, b, b'z', b'0', b]);
+            let flags = lanes_in_range(w, b'a', b'z');
+            for (lane, &x) in w.to_le_bytes().iter().enumerate() {
+                let flagged = flags >> (8 * lane) & 0x80 != 0;
+                assert_eq!(flagged, x.is_ascii_lowercase(), "{x} in lane {lane}");
+            }
+        }
+    }
+}
