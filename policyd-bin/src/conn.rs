@@ -34,11 +34,12 @@
 use std::fmt;
 use std::io::{self, Write as _};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use policy_core::{Request, Scratch, Timestamp};
+use policy_core::{Request, Scratch};
 use policy_proto::{FrameError, Framer};
 
+use crate::clock;
 use crate::listen::{describe, Stream};
 use crate::log::{self, Level, Line};
 use crate::server::{Settings, Shared};
@@ -256,7 +257,7 @@ impl Conn<'_> {
             let decision = self
                 .shared
                 .engine
-                .decide(&request, timestamp(), &mut self.scratch);
+                .decide(&request, clock::now(), &mut self.scratch);
             self.reply.clear();
             // `action=<wire>\n\n`: templates expanded and sanitized by
             // policy-core, checked once more by the encoder.
@@ -354,15 +355,6 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// The wall clock for the engine, in Unix milliseconds (0 if the clock is set
-/// before 1970, which only a broken host does).
-fn timestamp() -> Timestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Timestamp::from_unix_millis(millis)
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //! - [`statefile`]: the limits' counters and the greylists' state kept in
 //!   `--state-file` across restarts (loaded at start, written periodically
 //!   and at stop);
-//! - [`log`]: the buffered stderr logger and its escaping.
+//! - [`log`]: the buffered stderr logger and its escaping;
+//! - [`clock`]: the one source of policy time, and the tests' clock.
 //!
 //! Nothing a client sends can panic the daemon: every fault of the input is an
 //! error value that closes that connection with a warning. Should a bug panic
@@ -31,6 +32,7 @@
 //! lost, and its place under the connection cap is given back.
 
 mod cli;
+mod clock;
 mod conn;
 mod listen;
 mod log;
@@ -50,7 +52,18 @@ use crate::log::Level;
 use crate::policy_file::LoadError;
 
 fn main() -> ExitCode {
-    let config = match cli::parse(std::env::args_os().skip(1)) {
+    let command = cli::parse(std::env::args_os().skip(1));
+    if matches!(
+        command,
+        Ok(Command::Serve(_) | Command::Test(_) | Command::State(_))
+    ) {
+        // Before anything reads the time: a broken test clock refuses the start.
+        if let Err(e) = clock::init() {
+            eprintln!("policyd: error: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    }
+    let config = match command {
         Ok(Command::Serve(config)) => config,
         Ok(Command::Check(args)) => {
             return ExitCode::from(tools::check(&args, &mut std::io::stdout().lock()))
