@@ -42,7 +42,7 @@ use policy_proto::{FrameError, Framer};
 use crate::clock;
 use crate::listen::{describe, Stream};
 use crate::log::{self, Level, Line};
-use crate::server::{Settings, Shared};
+use crate::shared::{Settings, Shared};
 
 /// The read timeout of every connection socket: how often a connection blocked
 /// in `read` wakes to check the stop flag and its timeouts.
@@ -376,7 +376,7 @@ mod tests {
     use policy_proto::Limits;
 
     use super::*;
-    use crate::server::{Settings, Shared};
+    use crate::shared::{Settings, Shared};
 
     struct Counting;
 

@@ -61,7 +61,7 @@ use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL};
 use crate::clock;
 use crate::listen::describe;
 use crate::log;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::signals::Signals;
 
 /// Permissions of the state file: the owner only. Keys are sender
