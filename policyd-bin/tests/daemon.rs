@@ -2170,7 +2170,7 @@ mod greylist_state {
     #[test]
     fn a_clean_stop_keeps_the_triplets() {
         let (dir, policy, state) = setup("grey-clean");
-        let mut clock = TestClock::new(&dir, "clock");
+        let mut clock = TestClock::new(dir.path(), "clock");
         let args = ["--config", &policy, "--state-file", &state];
         let daemon = Daemon::start_with_clock(&args, &clock);
         let mut conn = daemon.connect();
@@ -2206,7 +2206,7 @@ mod greylist_state {
     #[test]
     fn kill_9_keeps_what_the_last_periodic_write_held() {
         let (dir, policy, state) = setup("grey-kill");
-        let mut clock = TestClock::new(&dir, "clock");
+        let mut clock = TestClock::new(dir.path(), "clock");
         let args = [
             "--config",
             &policy,
@@ -2267,7 +2267,7 @@ mod greylist_state {
     #[test]
     fn sighup_keeps_an_unchanged_greylist_and_resets_a_changed_one() {
         let (dir, policy, _) = setup("grey-reload");
-        let mut clock = TestClock::new(&dir, "clock");
+        let mut clock = TestClock::new(dir.path(), "clock");
         let daemon = Daemon::start_with_clock(&["--config", &policy], &clock);
         daemon.expect_log("no state file warning", |l| {
             l.contains("warning: the policy has 1 greylist but no --state-file: ")
@@ -2324,7 +2324,7 @@ mod greylist_state {
              limit out { key sender count recipients max 100 per 1h }\ndefault DUNNO\n",
         );
         let state = dir.path().join("state").to_str().unwrap().to_owned();
-        let mut clock = TestClock::new(&dir, "clock");
+        let mut clock = TestClock::new(dir.path(), "clock");
         let daemon =
             Daemon::start_with_clock(&["--config", &policy, "--state-file", &state], &clock);
         let mut conn = daemon.connect();

@@ -510,9 +510,9 @@ pub(crate) struct TestClock {
 
 impl TestClock {
     /// A clock file `name` in `dir`, set to 2026-01-01T00:00:00Z.
-    pub(crate) fn new(dir: &TempDir, name: &str) -> Self {
+    pub(crate) fn new(dir: &Path, name: &str) -> Self {
         let clock = Self {
-            path: dir.path().join(name),
+            path: dir.join(name),
             millis: 1_767_225_600_000,
         };
         clock.write();
