@@ -9,9 +9,6 @@
 //! assert_eq!(request(&mut conn, &rcpt_request(1)), b"action=REJECT 5.7.1 no\n\n");
 //! ```
 
-// Each test binary that declares `mod common;` uses a different subset.
-#![allow(dead_code)]
-
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

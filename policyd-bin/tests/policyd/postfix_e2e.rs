@@ -48,8 +48,6 @@
 //! Set `POLICYD_E2E_KEEP=1` to keep the temporary directory (configuration and
 //! `maillog`) for inspection.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -222,7 +220,7 @@ fn postfix_follows_policyd_answers() {
     let grey_file = policy_dir.join("grey.conf");
     fs::write(&grey_file, GREY_POLICY).expect("write the greylist policy file");
     let grey_path = grey_file.to_str().expect("UTF-8 temp path").to_owned();
-    let mut grey_clock = common::TestClock::new(policy_dir, "grey.clock");
+    let mut grey_clock = crate::common::TestClock::new(policy_dir, "grey.clock");
     let grey = Daemon::spawn_with_clock(
         &format!("--config {grey_path}"),
         &["--config", &grey_path],
@@ -833,7 +831,7 @@ fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 struct Daemon {
     /// What it serves, for messages: the action or `--config FILE`.
     action: String,
-    inner: common::Daemon,
+    inner: crate::common::Daemon,
     addr: SocketAddr,
 }
 
@@ -845,15 +843,15 @@ impl Daemon {
     /// Start `policyd` with `args` on an ephemeral loopback port; `label`
     /// names it in messages.
     fn spawn(label: &str, args: &[&str]) -> Self {
-        Self::wrap(label, common::Daemon::start(args))
+        Self::wrap(label, crate::common::Daemon::start(args))
     }
 
     /// Like [`Daemon::spawn`], with policy time read from `clock`.
-    fn spawn_with_clock(label: &str, args: &[&str], clock: &common::TestClock) -> Self {
-        Self::wrap(label, common::Daemon::start_with_clock(args, clock))
+    fn spawn_with_clock(label: &str, args: &[&str], clock: &crate::common::TestClock) -> Self {
+        Self::wrap(label, crate::common::Daemon::start_with_clock(args, clock))
     }
 
-    fn wrap(label: &str, inner: common::Daemon) -> Self {
+    fn wrap(label: &str, inner: crate::common::Daemon) -> Self {
         let addr = inner.addr();
         Self {
             action: label.to_owned(),

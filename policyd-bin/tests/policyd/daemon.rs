@@ -2,15 +2,13 @@
 //! ephemeral loopback port and talk to it over sockets, as Postfix would.
 //! Every read has a timeout and every wait a deadline (`common::TIMEOUT`).
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     connect, rcpt_request, read_reply, read_until_closed, request, request_with, run,
-    run_with_stdin, Daemon, TempDir, TestClock, TIMEOUT,
+    run_with_stdin, Daemon, TempDir, TestClock, TEST_CLOCK_VAR, TIMEOUT,
 };
 
 const DUNNO: &[u8] = b"action=DUNNO\n\n";
@@ -2390,5 +2388,62 @@ mod greylist_state {
         ]);
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("no limit shown has a window 1"));
+    }
+}
+
+/// The test clock itself (`POLICYD_TEST_CLOCK`, for tests only): a broken
+/// clock file refuses the start; a good one is the time of every decision.
+mod test_clock {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_missing_or_garbled_clock_file_refuses_the_start() {
+        let dir = TempDir::new("clock-bad");
+        let garbled = dir.write("garbled", "tomorrow\n");
+        let missing = dir.path().join("missing");
+        for (path, reason) in [
+            (Path::new(&garbled), "expected Unix time in milliseconds"),
+            (missing.as_path(), "cannot read it"),
+        ] {
+            let Err(failure) = Daemon::try_start_env(&[], &[(TEST_CLOCK_VAR, path)]) else {
+                panic!("policyd started with the test clock {}", path.display());
+            };
+            assert_eq!(failure.status.code(), Some(78), "{failure:?}");
+            let want = format!(
+                "policyd: error: test clock {TEST_CLOCK_VAR}={}: {reason}",
+                path.display()
+            );
+            assert!(
+                failure.stderr.iter().any(|l| l.starts_with(&want)),
+                "{want:?} in {:#?}",
+                failure.stderr
+            );
+        }
+    }
+
+    #[test]
+    fn decisions_take_the_time_from_the_clock_file() {
+        let dir = TempDir::new("clock-good");
+        let policy = dir.write("policy.conf", "greylist grey { delay 1h }\ndefault DUNNO\n");
+        let mut clock = TestClock::new(dir.path(), "clock");
+        let daemon = Daemon::start_with_clock(&["--config", &policy], &clock);
+        let mut conn = daemon.connect();
+        let deferred = "action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again in 3600 seconds\n\n";
+        // Time stands still: the same seconds left, however long this takes.
+        for _ in 0..2 {
+            assert_eq!(
+                String::from_utf8(request(&mut conn, &rcpt_request(1))).unwrap(),
+                deferred
+            );
+        }
+        clock.advance(Duration::from_secs(3599));
+        assert_eq!(
+            String::from_utf8(request(&mut conn, &rcpt_request(1))).unwrap(),
+            "action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again in 1 seconds\n\n"
+        );
+        // An hour later on the test clock, at once on the wall clock: passes.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(request(&mut conn, &rcpt_request(1)), DUNNO);
     }
 }
