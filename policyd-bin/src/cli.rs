@@ -10,7 +10,7 @@
 //! [`EX_USAGE`].
 //!
 //! Addresses given to `--listen` are classified (TCP or UNIX socket) and
-//! checked here ([`crate::listen::parse_tcp`]): a malformed one or a port
+//! checked here ([`parse_tcp`]): a malformed one or a port
 //! over 65535 is a usage error found before anything else happens. A port
 //! alone (`--listen 10031`, postgrey's habit) means `127.0.0.1:PORT`. Host
 //! names are resolved and addresses bound in [`crate::listen`]; a failure
@@ -20,7 +20,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,7 +29,6 @@ use policy_core::lang::did_you_mean;
 use policy_core::{Action, ActionError};
 use policy_proto::Limits;
 
-use crate::listen;
 use crate::log::Level;
 
 /// Exit code for a bad command line (BSD `sysexits.h` `EX_USAGE`).
@@ -127,6 +126,49 @@ pub(crate) const EX_DATAERR: u8 = 65;
 /// letting every connection buffer gigabytes.
 pub(crate) const MAX_LIMIT: usize = 16 * 1024 * 1024;
 
+/// A checked `host:port` of `--listen`: what [`parse_tcp`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpTarget<'a> {
+    /// An IP literal and port (IPv6 in brackets).
+    Ip(SocketAddr),
+    /// A host name and port, resolved when binding.
+    Host(&'a str, u16),
+}
+
+/// What a TCP `--listen` value should look like.
+pub(crate) const EXPECTED_TCP: &str = "host:port (IPv6 as [::1]:10031), a port alone for \
+     127.0.0.1:PORT, or a UNIX socket path containing '/'";
+
+/// What a port should be.
+pub(crate) const EXPECTED_PORT: &str = "a port from 0 to 65535";
+
+/// Check the syntax of `host:port` without resolving anything (the command
+/// line does this before anything else happens). The error is what was
+/// expected: [`EXPECTED_TCP`] or [`EXPECTED_PORT`].
+pub(crate) fn parse_tcp(text: &str) -> Result<TcpTarget<'_>, &'static str> {
+    if let Ok(sock) = text.parse::<SocketAddr>() {
+        return Ok(TcpTarget::Ip(sock));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(EXPECTED_TCP);
+    };
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // A bracketed IPv6 address that did not parse with its port: the
+        // port is out of range, or the address is no address.
+        return Err(if v6.parse::<Ipv6Addr>().is_ok() {
+            EXPECTED_PORT
+        } else {
+            EXPECTED_TCP
+        });
+    }
+    if host.is_empty() || host.contains(':') || host.starts_with('[') {
+        // An IPv6 literal without brackets, or a malformed bracketed one.
+        return Err(EXPECTED_TCP);
+    }
+    let port: u16 = port.parse().map_err(|_| EXPECTED_PORT)?;
+    Ok(TcpTarget::Host(host, port))
+}
+
 /// Where the daemon listens, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListenAddr {
@@ -152,10 +194,10 @@ impl ListenAddr {
             expected,
         };
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            let port: u16 = text.parse().map_err(|_| bad(listen::EXPECTED_PORT))?;
+            let port: u16 = text.parse().map_err(|_| bad(EXPECTED_PORT))?;
             return Ok(Self::Tcp(format!("{}:{port}", Ipv4Addr::LOCALHOST)));
         }
-        listen::parse_tcp(text).map_err(bad)?;
+        parse_tcp(text).map_err(bad)?;
         Ok(Self::Tcp(text.to_owned()))
     }
 }
@@ -1312,17 +1354,17 @@ mod tests {
         );
         // A bad address is a usage error, found here, before anything else.
         let rows = [
-            ("127.0.0.1:99999", listen::EXPECTED_PORT),
-            ("99999", listen::EXPECTED_PORT),
-            ("localhost:x", listen::EXPECTED_PORT),
-            ("nonsense", listen::EXPECTED_TCP),
-            ("127.0.0.1", listen::EXPECTED_TCP),
-            ("::1:10031", listen::EXPECTED_TCP),
-            ("[::1]:99999", listen::EXPECTED_PORT),
-            ("[::1]:x", listen::EXPECTED_PORT),
-            ("[::g]:10031", listen::EXPECTED_TCP),
-            ("[::1:10031", listen::EXPECTED_TCP),
-            ("", listen::EXPECTED_TCP),
+            ("127.0.0.1:99999", EXPECTED_PORT),
+            ("99999", EXPECTED_PORT),
+            ("localhost:x", EXPECTED_PORT),
+            ("nonsense", EXPECTED_TCP),
+            ("127.0.0.1", EXPECTED_TCP),
+            ("::1:10031", EXPECTED_TCP),
+            ("[::1]:99999", EXPECTED_PORT),
+            ("[::1]:x", EXPECTED_PORT),
+            ("[::g]:10031", EXPECTED_TCP),
+            ("[::1:10031", EXPECTED_TCP),
+            ("", EXPECTED_TCP),
         ];
         for (value, expected) in rows {
             assert_eq!(

@@ -34,14 +34,15 @@
 use std::fmt;
 use std::io::{self, Write as _};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use policy_core::{Request, Scratch, Timestamp};
+use policy_core::{Request, Scratch};
 use policy_proto::{FrameError, Framer};
 
+use crate::clock;
 use crate::listen::{describe, Stream};
 use crate::log::{self, Level, Line};
-use crate::server::{Settings, Shared};
+use crate::shared::{Settings, Shared};
 
 /// The read timeout of every connection socket: how often a connection blocked
 /// in `read` wakes to check the stop flag and its timeouts.
@@ -256,7 +257,7 @@ impl Conn<'_> {
             let decision = self
                 .shared
                 .engine
-                .decide(&request, timestamp(), &mut self.scratch);
+                .decide(&request, clock::now(), &mut self.scratch);
             self.reply.clear();
             // `action=<wire>\n\n`: templates expanded and sanitized by
             // policy-core, checked once more by the encoder.
@@ -356,15 +357,6 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// The wall clock for the engine, in Unix milliseconds (0 if the clock is set
-/// before 1970, which only a broken host does).
-fn timestamp() -> Timestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Timestamp::from_unix_millis(millis)
-}
-
 #[cfg(test)]
 mod tests {
     //! The serving path's allocation story, measured: a counting global
@@ -384,7 +376,7 @@ mod tests {
     use policy_proto::Limits;
 
     use super::*;
-    use crate::server::{Settings, Shared};
+    use crate::shared::{Settings, Shared};
 
     struct Counting;
 

@@ -16,7 +16,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::ListenAddr;
+use crate::cli::{parse_tcp, ListenAddr, TcpTarget};
 
 /// How long [`Listener::wake`] waits for its own connection to be accepted.
 /// Loopback connects complete in microseconds; this only bounds a pathological
@@ -94,49 +94,6 @@ pub(crate) fn bind(addr: &ListenAddr) -> Result<Vec<Listener>, BindError> {
 /// Was `text` a host name (so the resolved address is worth showing)?
 fn addrs_differ(text: &str, sock: SocketAddr) -> bool {
     text.parse::<SocketAddr>().ok() != Some(sock)
-}
-
-/// A checked `host:port` of `--listen`: what [`parse_tcp`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TcpTarget<'a> {
-    /// An IP literal and port (IPv6 in brackets).
-    Ip(SocketAddr),
-    /// A host name and port, resolved when binding.
-    Host(&'a str, u16),
-}
-
-/// What a TCP `--listen` value should look like.
-pub(crate) const EXPECTED_TCP: &str = "host:port (IPv6 as [::1]:10031), a port alone for \
-     127.0.0.1:PORT, or a UNIX socket path containing '/'";
-
-/// What a port should be.
-pub(crate) const EXPECTED_PORT: &str = "a port from 0 to 65535";
-
-/// Check the syntax of `host:port` without resolving anything (the command
-/// line does this before anything else happens). The error is what was
-/// expected: [`EXPECTED_TCP`] or [`EXPECTED_PORT`].
-pub(crate) fn parse_tcp(text: &str) -> Result<TcpTarget<'_>, &'static str> {
-    if let Ok(sock) = text.parse::<SocketAddr>() {
-        return Ok(TcpTarget::Ip(sock));
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(EXPECTED_TCP);
-    };
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        // A bracketed IPv6 address that did not parse with its port: the
-        // port is out of range, or the address is no address.
-        return Err(if v6.parse::<Ipv6Addr>().is_ok() {
-            EXPECTED_PORT
-        } else {
-            EXPECTED_TCP
-        });
-    }
-    if host.is_empty() || host.contains(':') || host.starts_with('[') {
-        // An IPv6 literal without brackets, or a malformed bracketed one.
-        return Err(EXPECTED_TCP);
-    }
-    let port: u16 = port.parse().map_err(|_| EXPECTED_PORT)?;
-    Ok(TcpTarget::Host(host, port))
 }
 
 /// Resolve `host:port`: IP literals directly, host names through the system
@@ -361,6 +318,7 @@ impl Write for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{EXPECTED_PORT, EXPECTED_TCP};
 
     #[test]
     fn resolve_literals_and_errors() {

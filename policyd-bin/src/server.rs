@@ -31,13 +31,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use policy_core::Engine;
-use policy_proto::Limits;
 
 use crate::cli::{self, Config, PolicySource, EX_OSERR};
 use crate::conn::{self, POLL_INTERVAL, SHUTDOWN_GRACE};
 use crate::listen::{self, describe, Listener, Stream};
 use crate::log::{self, Level, Line};
 use crate::policy_file::{self, plural, LoadError, Loaded};
+use crate::shared::{Settings, Shared};
 use crate::signals::{Signal, Signals};
 use crate::statefile::Writer;
 
@@ -75,32 +75,6 @@ pub(crate) const SHUTDOWN_WAIT: Duration =
 
 /// How often the main thread checks the connection count while stopping.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
-
-/// The settings a connection needs, from the command line.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    /// Connections over this are refused.
-    pub(crate) max_connections: usize,
-    /// An idle connection is closed after this long without a byte.
-    pub(crate) idle_timeout: Duration,
-    /// A request must be complete this long after its first byte.
-    pub(crate) request_timeout: Duration,
-    /// Framer limits.
-    pub(crate) limits: Limits,
-}
-
-/// State shared by every thread.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The policy in force.
-    pub(crate) engine: Engine,
-    /// Set once, at SIGTERM or SIGINT.
-    pub(crate) stopping: AtomicBool,
-    /// Connections being served now.
-    pub(crate) active: AtomicUsize,
-    /// From the command line.
-    pub(crate) settings: Settings,
-}
 
 /// A place under the connection cap, given back when dropped (also when the
 /// connection thread panics or could not be started).

@@ -52,15 +52,16 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use policy_core::store::{self, DropReason, StoreError, TableKind};
-use policy_core::{Policy, Timestamp};
+use policy_core::Policy;
 
 use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL};
+use crate::clock;
 use crate::listen::describe;
 use crate::log;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::signals::Signals;
 
 /// Permissions of the state file: the owner only. Keys are sender
@@ -79,15 +80,6 @@ const FINAL_WRITE_POLL: Duration = Duration::from_millis(20);
 
 /// Stack of the writer thread: it encodes and writes, nothing recursive.
 const WRITER_STACK_BYTES: usize = 256 * 1024;
-
-/// The wall clock as a [`Timestamp`] (0 before 1970).
-pub(crate) fn now() -> Timestamp {
-    Timestamp::from_unix_millis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    )
-}
 
 /// `PATH` with `suffix` appended to its file name (`state` -> `state.tmp`),
 /// in the same directory.
@@ -345,7 +337,7 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Resu
         "restored state file {name} written {} ({}): limits={limits} keys={keys} \
          greylists={greylists} triplets={triplets} dropped={}",
         utc(written),
-        age(written, now().as_unix_millis()),
+        age(written, clock::now().as_unix_millis()),
         report.dropped.len(),
     );
     for restored in &report.restored {
@@ -423,7 +415,7 @@ fn whole_container(bytes: &[u8]) -> bool {
 /// `PATH.bad-<unix seconds>` (another suffix if that exists) so that it is
 /// kept for inspection and not overwritten by the next write.
 fn move_aside(path: &Path, reason: &str) {
-    let secs = now().as_unix_millis() / 1000;
+    let secs = clock::now().as_unix_millis() / 1000;
     let mut aside = with_suffix(path, &format!(".bad-{secs}"));
     let mut n = 1;
     while fs::symlink_metadata(&aside).is_ok() && n < 100 {
@@ -642,7 +634,7 @@ fn write_once(
     let (tables, rules, mut written) = {
         // Only the Arc is held while encoding; the engine's lock is not.
         let policy = shared.engine.policy();
-        let tables = store::encode(&policy, now(), buf);
+        let tables = store::encode(&policy, clock::now(), buf);
         let fits = |name: &str| name.len() <= store::MAX_NAME_BYTES;
         let mut written = Written {
             limits: 0,

@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use policy_core::request::{is_known_attribute, KNOWN_ATTRIBUTES};
 use policy_core::{Policy, Request, Scratch, Timestamp};
@@ -21,6 +20,7 @@ use policy_core::state::{GreylistTable, LimitTable};
 use policy_core::store::{self, TableKind};
 
 use crate::cli::{CheckArgs, PolicySource, StateArgs, TestArgs, EX_CONFIG, EX_DATAERR, EX_NOINPUT};
+use crate::clock;
 use crate::log::push_escaped;
 use crate::policy_file::{self, plural, LoadError};
 use crate::statefile::{self, ReadError};
@@ -118,7 +118,9 @@ pub(crate) fn test(args: &TestArgs, stdin: &mut dyn Read, out: &mut dyn Write) -
             return EX_CONFIG;
         }
     };
-    let now = args.now.map_or_else(now_millis, |secs| secs * 1000);
+    let now = args
+        .now
+        .map_or_else(|| clock::now().as_unix_millis(), |secs| secs * 1000);
     let mut tester = Tester {
         policy: &loaded.policy,
         explain: args.explain,
@@ -188,13 +190,6 @@ fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
-}
-
-/// The wall clock in Unix milliseconds (0 before 1970).
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One request of an input: its lines with their line numbers.
@@ -480,7 +475,7 @@ pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
         Err(e) => return fail(EX_DATAERR, format!("state file {name} is unusable: {e}")),
     };
     let written = stored.written_at.as_unix_millis();
-    let now = statefile::now().as_unix_millis();
+    let now = clock::now().as_unix_millis();
     let mut report = String::new();
     let _ = writeln!(report, "state file {name}");
     let _ = writeln!(

@@ -9,14 +9,11 @@
 //! assert_eq!(request(&mut conn, &rcpt_request(1)), b"action=REJECT 5.7.1 no\n\n");
 //! ```
 
-// Each test binary that declares `mod common;` uses a different subset.
-#![allow(dead_code)]
-
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -63,9 +60,27 @@ impl Daemon {
         }
     }
 
+    /// Like [`Daemon::start`], with policy time read from `clock` (the
+    /// daemon's `POLICYD_TEST_CLOCK`) instead of the wall clock.
+    pub(crate) fn start_with_clock(args: &[&str], clock: &TestClock) -> Self {
+        match Self::try_start_env(args, &[(TEST_CLOCK_VAR, clock.path())]) {
+            Ok(daemon) => daemon,
+            Err(failure) => panic!("policyd {args:?} failed to start: {failure:?}"),
+        }
+    }
+
     /// Like [`Daemon::start`], returning how it failed instead of panicking.
     pub(crate) fn try_start(args: &[&str]) -> Result<Self, StartFailure> {
+        Self::try_start_env(args, &[])
+    }
+
+    /// Like [`Daemon::try_start`], with environment variables added.
+    pub(crate) fn try_start_env(
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Self, StartFailure> {
         let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
         if !args
             .iter()
             .any(|a| *a == "--listen" || a.starts_with("--listen="))
@@ -145,18 +160,24 @@ impl Daemon {
         assert!(status.success(), "kill -s {name} failed");
     }
 
-    /// Wait up to `timeout` for the daemon to exit.
+    /// Wait up to `timeout` for the daemon to exit: for the event of its
+    /// stderr closing (the daemon spawns no children, so that is its exit),
+    /// then for its status.
     pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
+        {
+            let (lock, cv) = &*self.log;
+            let mut state = lock.lock().unwrap();
+            while !state.closed {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                state = cv.wait_timeout(state, deadline - now).unwrap().0;
             }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
         }
+        // Closed stderr: the process is exiting or has exited.
+        Some(self.child.wait().expect("wait for policyd"))
     }
 
     /// Is the daemon still running?
@@ -195,6 +216,24 @@ impl Daemon {
         }
     }
 
+    /// Wait up to [`TIMEOUT`] until `count` log lines match `pred`; false
+    /// if they do not.
+    pub(crate) fn wait_for_log_count(&self, count: usize, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        let (lock, cv) = &*self.log;
+        let mut state = lock.lock().unwrap();
+        loop {
+            if state.lines.iter().filter(|l| pred(l)).count() >= count {
+                return true;
+            }
+            let now = Instant::now();
+            if state.closed || now >= deadline {
+                return false;
+            }
+            state = cv.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
     /// Like [`Daemon::wait_for_log`], panicking with the whole log on timeout.
     pub(crate) fn expect_log(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         match self.wait_for_log(pred) {
@@ -208,8 +247,12 @@ impl Daemon {
         let deadline = Instant::now() + TIMEOUT;
         let (lock, cv) = &*self.log;
         let mut state = lock.lock().unwrap();
-        while !state.closed && Instant::now() < deadline {
-            state = cv.wait_timeout(state, Duration::from_millis(50)).unwrap().0;
+        while !state.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            state = cv.wait_timeout(state, deadline - now).unwrap().0;
         }
     }
 }
@@ -341,26 +384,41 @@ pub(crate) fn rcpt_request(n: u32) -> Vec<u8> {
 /// Run `policyd` with `args` to completion (for `--help`, bad flags, bind
 /// errors), killing it after [`TIMEOUT`].
 pub(crate) fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn policyd");
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
+    wait_output(child, args)
+}
+
+/// Wait up to [`TIMEOUT`] for `child` to exit (the event: `wait_with_output`
+/// returning on a helper thread) and return its output; kill it and panic
+/// with its stderr after that.
+fn wait_output(child: Child, args: &[&str]) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output().expect("collect output"));
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => {
+            let _ = waiter.join();
+            out
+        }
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &pid.to_string()])
+                .status();
+            let out = rx.recv().expect("the killed policyd's output");
             panic!(
                 "policyd {args:?} still running after {TIMEOUT:?}; stderr: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().expect("collect output")
 }
 
 /// Run `policyd` with `args` and `stdin` as its standard input, to completion,
@@ -380,21 +438,7 @@ pub(crate) fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
     let writer = thread::spawn(move || {
         let _ = input.write_all(&stdin);
     });
-    let deadline = Instant::now() + TIMEOUT;
-    let out = loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            break child.wait_with_output().expect("collect output");
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "policyd {args:?} still running after {TIMEOUT:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let out = wait_output(child, args);
     let _ = writer.join();
     out
 }
@@ -447,5 +491,46 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The daemon's test clock variable (see `policyd-bin/src/clock.rs`): it
+/// names a file holding Unix milliseconds, read on every decision.
+pub(crate) const TEST_CLOCK_VAR: &str = "POLICYD_TEST_CLOCK";
+
+/// A test clock file for [`Daemon::start_with_clock`]: time stands still
+/// until the test moves it, so nothing waits for real time to pass.
+pub(crate) struct TestClock {
+    path: PathBuf,
+    millis: u64,
+}
+
+impl TestClock {
+    /// A clock file `name` in `dir`, set to 2026-01-01T00:00:00Z.
+    pub(crate) fn new(dir: &Path, name: &str) -> Self {
+        let clock = Self {
+            path: dir.join(name),
+            millis: 1_767_225_600_000,
+        };
+        clock.write();
+        clock
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Move the clock forward by `by`.
+    pub(crate) fn advance(&mut self, by: Duration) {
+        self.millis += u64::try_from(by.as_millis()).expect("a test-sized duration");
+        self.write();
+    }
+
+    /// Write the time to a temporary file and rename it over the clock, so
+    /// the daemon never reads half a number.
+    fn write(&self) {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}\n", self.millis)).expect("write the test clock");
+        std::fs::rename(&tmp, &self.path).expect("rename the test clock");
     }
 }

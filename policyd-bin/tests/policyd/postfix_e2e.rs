@@ -28,8 +28,10 @@
 //!   "X-Greylist: ..." }`): the first RCPT of a triplet gets a 450 at RCPT
 //!   with exactly the greylist's text (Postfix turns `DEFER_IF_PERMIT` into a
 //!   450 at the end of the restriction list); a retry before the delay is
-//!   deferred again, with fewer seconds left (the delay is not reset); a
-//!   retry after the seconds the text gave (its sender written in another
+//!   deferred again, with no more seconds left (the delay is not reset); a
+//!   retry after the seconds the text gave (the greylist's daemon runs on a
+//!   test clock, `POLICYD_TEST_CLOCK`, which the test moves: it never sleeps
+//!   through the delay) (its sender written in another
 //!   case, with another `+extension`: the same triplet) gets 250, and the
 //!   message queued (held by the listener's `smtpd_data_restrictions`, so it
 //!   stays in the queue) carries the `X-Greylist` header with the seconds
@@ -45,8 +47,6 @@
 //!
 //! Set `POLICYD_E2E_KEEP=1` to keep the temporary directory (configuration and
 //! `maillog`) for inspection.
-
-mod common;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -126,7 +126,9 @@ limit per-sender {
 }
 default DUNNO
 "#;
-/// The greylist's `delay`, in seconds: the test sleeps about this long.
+/// The greylist's `delay`, in seconds. The `grey` daemon runs on a test
+/// clock (`POLICYD_TEST_CLOCK`): the test moves it past the delay instead of
+/// sleeping.
 const GREY_DELAY_SECS: u64 = 2;
 /// The policy file of the `grey` listener: one greylist with a short delay,
 /// its own deferral text and an `X-Greylist` header on the first accepted
@@ -145,10 +147,6 @@ const GREY_TEXT_PREFIX: &str = "Greylisted by the e2e test, try again in ";
 const GREY_HEADER_PREFIX: &str = "X-Greylist: delayed ";
 /// The rest of the header after the number of seconds.
 const GREY_HEADER_SUFFIX: &str = " seconds by policyd e2e";
-/// Added to the seconds the deferral gave before retrying: the daemon's
-/// clock is the wall clock, the test's sleep the monotonic one, and the two
-/// may drift apart by a little (NTP slewing) over a few seconds.
-const GREY_RETRY_MARGIN: Duration = Duration::from_millis(200);
 
 /// The greylisted triplet's sender, recipient (on the first attempt and the
 /// early retry), and the sender of the retry that passes: the same sender
@@ -222,7 +220,12 @@ fn postfix_follows_policyd_answers() {
     let grey_file = policy_dir.join("grey.conf");
     fs::write(&grey_file, GREY_POLICY).expect("write the greylist policy file");
     let grey_path = grey_file.to_str().expect("UTF-8 temp path").to_owned();
-    let grey = Daemon::spawn(&format!("--config {grey_path}"), &["--config", &grey_path]);
+    let mut grey_clock = crate::common::TestClock::new(policy_dir, "grey.clock");
+    let grey = Daemon::spawn_with_clock(
+        &format!("--config {grey_path}"),
+        &["--config", &grey_path],
+        &grey_clock,
+    );
 
     let listeners = [
         Listener::rcpt("dunno", dunno.addr),
@@ -450,7 +453,6 @@ fn postfix_follows_policyd_answers() {
     // A greylist: the first attempt of a triplet and an early retry are
     // deferred with the greylist's text; the retry after the seconds it gave
     // passes, and its message carries the X-Greylist header.
-    let grey_started = Instant::now();
     let grey_first = grey_attempt(port("grey"), GREY_SENDER, GREY_RECIPIENT);
     let first_left = expect_greylisted(&grey_first, GREY_RECIPIENT, "the first attempt");
     // The first attempt is kept rounded up to a whole second, so from the
@@ -463,10 +465,9 @@ fn postfix_follows_policyd_answers() {
     // An early retry, in a new session as an MTA retries: deferred again,
     // and the delay is not reset (no more seconds left than before).
     let early = grey_attempt(port("grey"), GREY_SENDER, GREY_RECIPIENT);
-    let early_at = grey_started.elapsed();
     assert!(
         early.starts_with("450 "),
-        "greylist: a retry {early_at:?} after the first attempt (the delay is          {GREY_DELAY_SECS} s) was not deferred: {early:?}"
+        "greylist: a retry at once after the first attempt (the delay is          {GREY_DELAY_SECS} s) was not deferred: {early:?}"
     );
     let early_left = expect_greylisted(&early, GREY_RECIPIENT, "the early retry");
     assert!(
@@ -475,7 +476,7 @@ fn postfix_follows_policyd_answers() {
     );
     // The retry when the deferral said: accepted (the sender in another
     // case, with another +extension: the same triplet).
-    thread::sleep(Duration::from_secs(early_left) + GREY_RETRY_MARGIN);
+    grey_clock.advance(Duration::from_secs(early_left));
     let (passed_id, known_id) = {
         let mut s = Smtp::connect(port("grey"));
         s.ehlo();
@@ -514,7 +515,9 @@ fn postfix_follows_policyd_answers() {
                 "greylist: the message {passed_id} lacks the header                  {GREY_HEADER_PREFIX}N{GREY_HEADER_SUFFIX}; postcat -h shows:\n{headers}"
             )
         });
-    let most = grey_started.elapsed().as_secs() + 1;
+    // The test clock moved by `early_left` seconds only, and the first
+    // attempt is kept rounded up to a whole second.
+    let most = early_left + 1;
     assert!(
         (GREY_DELAY_SECS..=most).contains(&waited),
         "greylist: the header says {waited} s waited, expected {GREY_DELAY_SECS} to {most}:\n{headers}"
@@ -800,6 +803,8 @@ fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
                 let _ = child.wait();
                 return Err(format!("{what} did not finish within {timeout:?}"));
             }
+            // Short polling with a deadline: the command's exit has no event
+            // to wait on with a timeout in std (its pipes are being drained).
             Ok(None) => thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(format!("waiting for {what}: {e}")),
         }
@@ -826,7 +831,7 @@ fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 struct Daemon {
     /// What it serves, for messages: the action or `--config FILE`.
     action: String,
-    inner: common::Daemon,
+    inner: crate::common::Daemon,
     addr: SocketAddr,
 }
 
@@ -838,7 +843,15 @@ impl Daemon {
     /// Start `policyd` with `args` on an ephemeral loopback port; `label`
     /// names it in messages.
     fn spawn(label: &str, args: &[&str]) -> Self {
-        let inner = common::Daemon::start(args);
+        Self::wrap(label, crate::common::Daemon::start(args))
+    }
+
+    /// Like [`Daemon::spawn`], with policy time read from `clock`.
+    fn spawn_with_clock(label: &str, args: &[&str], clock: &crate::common::TestClock) -> Self {
+        Self::wrap(label, crate::common::Daemon::start_with_clock(args, clock))
+    }
+
+    fn wrap(label: &str, inner: crate::common::Daemon) -> Self {
         let addr = inner.addr();
         Self {
             action: label.to_owned(),
@@ -1135,6 +1148,8 @@ impl Postfix {
                 if Instant::now() >= deadline {
                     return Err(format!("smtpd listener {name} on {addr} not ready: {err}"));
                 }
+                // Short polling with a deadline: Postfix's master gives no
+                // signal when its smtpd listeners are up.
                 thread::sleep(Duration::from_millis(100));
             }
         }
@@ -1197,6 +1212,8 @@ impl Postfix {
                     self.maillog.display()
                 );
             }
+            // Short polling with a deadline: postlogd appends to a file
+            // and sends no notice (no inotify in std).
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -1214,6 +1231,8 @@ impl Postfix {
         loop {
             match self.postfix_cmd("status") {
                 Ok(o) if !o.status.success() => break,
+                // Short polling with a deadline: the master is not our child,
+                // so its exit is only seen through `postfix status`.
                 Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
                 Ok(_) => {
                     eprintln!("postfix did not stop within 10 s; aborting it");

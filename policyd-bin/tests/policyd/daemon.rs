@@ -2,15 +2,13 @@
 //! ephemeral loopback port and talk to it over sockets, as Postfix would.
 //! Every read has a timeout and every wait a deadline (`common::TIMEOUT`).
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     connect, rcpt_request, read_reply, read_until_closed, request, request_with, run,
-    run_with_stdin, Daemon, TempDir, TIMEOUT,
+    run_with_stdin, Daemon, TempDir, TestClock, TEST_CLOCK_VAR, TIMEOUT,
 };
 
 const DUNNO: &[u8] = b"action=DUNNO\n\n";
@@ -40,6 +38,9 @@ fn stop_cleanly(mut daemon: Daemon) -> Vec<String> {
 fn wait_for_written_state(state: &str, needle: &str) {
     let deadline = Instant::now() + TIMEOUT;
     let mut seen = None;
+    // Short polling with a deadline: the event is the file changing, and
+    // there is no notification of it without inotify; each change is then
+    // read with `policyd state`.
     loop {
         assert!(
             Instant::now() < deadline,
@@ -316,6 +317,8 @@ mod serving {
         let req = rcpt_request(9);
         for chunk in req.chunks(97) {
             conn.write_all(chunk).unwrap();
+            // Not waiting for an event: the pause makes each chunk a separate
+            // read on the daemon's side (the input under test).
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(read_reply(&mut conn).unwrap(), DUNNO);
@@ -385,12 +388,15 @@ mod serving {
         let daemon = Daemon::start(&[]);
         let mut conn = daemon.connect();
         assert_serves(&mut conn, 1);
+        // Not waiting for an event: quiet time over three polling ticks is
+        // the input under test (the tick is I/O time, `Instant`, which the
+        // test clock does not replace), and nothing happening is the result.
         std::thread::sleep(Duration::from_millis(1600));
         assert_serves(&mut conn, 2);
         // Half a request, a pause over a tick, the rest: still one request.
         let req = rcpt_request(3);
         conn.write_all(&req[..100]).unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        std::thread::sleep(Duration::from_millis(700)); // the input, as above
         conn.write_all(&req[100..]).unwrap();
         assert_eq!(read_reply(&mut conn).unwrap(), DUNNO);
     }
@@ -590,6 +596,9 @@ mod connection_cap {
                     break;
                 }
                 Err(_) if Instant::now() < deadline => {
+                    // Short polling with a deadline: no log line or reply
+                    // marks the moment the daemon gives the place back (it
+                    // is after the close is logged, at debug level).
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(e) => panic!("no place freed: {e}"),
@@ -650,11 +659,17 @@ mod signals {
         let mut conn = daemon.connect();
         assert_serves(&mut conn, 1);
         let req = rcpt_request(2);
+        // On loopback the bytes are in the daemon's socket when write_all
+        // returns; a connection that has not read them yet when it sees the
+        // stop reads them then (and gets the same grace period), so there is
+        // nothing to wait for here.
         conn.write_all(&req[..200]).unwrap();
-        // Make sure the daemon has buffered the partial request.
-        std::thread::sleep(Duration::from_millis(100));
         daemon.signal("TERM");
         daemon.expect_log("stop", |l| l.contains("SIGTERM received"));
+        // Not waiting for an event: this pause over a polling tick (500 ms)
+        // is the input under test, showing the grace period is not cut short
+        // at the next tick. The grace timer is I/O time (`Instant`), not the
+        // policy clock, so a test clock cannot stand in for it.
         std::thread::sleep(Duration::from_millis(700));
         conn.write_all(&req[200..]).unwrap();
         assert_eq!(read_reply(&mut conn).unwrap(), DUNNO);
@@ -1153,7 +1168,7 @@ mod reload_failure {
 mod reload_under_load {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::{mpsc, Arc};
 
     /// Two policies that answer the same request differently.
     fn policy(text: &str) -> String {
@@ -1168,10 +1183,14 @@ mod reload_under_load {
         let path = dir.write("policy.conf", policy("first"));
         let daemon = Daemon::start(&["--config", &path, "--log-level", "warn"]);
         let stop = Arc::new(AtomicBool::new(false));
+        // Each answer, as the index of the policy that gave it: the event the
+        // main thread waits for after each reload.
+        let (answers, answered_by) = mpsc::channel::<usize>();
         let workers: Vec<_> = (0..CONNECTIONS)
             .map(|w| {
                 let mut conn = daemon.connect();
                 let stop = Arc::clone(&stop);
+                let answers = answers.clone();
                 std::thread::spawn(move || {
                     let mut answered = [0u64; 2];
                     let mut n = 0;
@@ -1182,13 +1201,16 @@ mod reload_under_load {
                         // Whole answers of one policy or the other, never a mix.
                         let first = reply(&format!("REJECT 5.7.1 first u{w}.{n}@example.com"));
                         let second = reply(&format!("REJECT 5.7.1 second u{w}.{n}@example.com"));
-                        if got == first {
-                            answered[0] += 1;
+                        let by = if got == first {
+                            0
                         } else if got == second {
-                            answered[1] += 1;
+                            1
                         } else {
                             panic!("unexpected answer {:?}", String::from_utf8_lossy(&got));
-                        }
+                        };
+                        answered[by] += 1;
+                        // The receiver is gone once the reloads are done.
+                        let _ = answers.send(by);
                     }
                     answered
                 })
@@ -1200,19 +1222,24 @@ mod reload_under_load {
             daemon.signal("HUP");
             // Reload lines are logged whatever the level.
             let want = i + 1;
-            let started = Instant::now();
-            while daemon
-                .log()
-                .iter()
-                .filter(|l| l.contains("info: reloaded policy "))
-                .count()
-                < want
-            {
-                assert!(started.elapsed() < TIMEOUT, "reload {want} not logged");
-                std::thread::sleep(Duration::from_millis(10));
+            assert!(
+                daemon.wait_for_log_count(want, |l| l.contains("info: reloaded policy ")),
+                "reload {want} not logged"
+            );
+            // Traffic under the new policy before the next reload: wait for
+            // an answer it gave.
+            let new = usize::from(i % 2 == 0);
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match answered_by.recv_timeout(left) {
+                    Ok(by) if by == new => break,
+                    Ok(_) => {}
+                    Err(e) => panic!("no answer from policy {new} after reload {want}: {e}"),
+                }
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
+        drop(answered_by);
         stop.store(true, Ordering::Relaxed);
         let mut totals = [0u64; 2];
         for worker in workers {
@@ -2083,11 +2110,11 @@ mod state_file {
 /// shows the counts.
 mod greylist_state {
     use super::*;
-    use std::thread::sleep;
 
     /// A one-second delay: the first RCPT is deferred, a retry a second or
     /// two later passes. Times are kept in whole seconds rounded up, so a
-    /// retry passes at most 2 s after the first attempt.
+    /// retry passes at most 2 s after the first attempt. The daemons run on a
+    /// [`TestClock`]: the tests move it by the wait, they never sleep.
     const GREY_POLICY: &str = "greylist grey { delay 1s }\ndefault DUNNO\n";
 
     const DEFERRED: &str = "action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again in ";
@@ -2140,12 +2167,12 @@ mod greylist_state {
 
     #[test]
     fn a_clean_stop_keeps_the_triplets() {
-        let (_dir, policy, state) = setup("grey-clean");
+        let (dir, policy, state) = setup("grey-clean");
+        let mut clock = TestClock::new(dir.path(), "clock");
         let args = ["--config", &policy, "--state-file", &state];
-        let daemon = Daemon::start(&args);
+        let daemon = Daemon::start_with_clock(&args, &clock);
         let mut conn = daemon.connect();
         let wait = deferred(&mut conn, "alice@example.net");
-        let first = Instant::now();
         drop(conn);
         let log = stop(daemon);
         assert!(
@@ -2156,7 +2183,7 @@ mod greylist_state {
         );
         assert!(state_text(&state, &[]).contains("greylist grey: 1 triplet\n"));
 
-        let daemon = Daemon::start(&args);
+        let daemon = Daemon::start_with_clock(&args, &clock);
         daemon.expect_log("restore line", |l| {
             l.contains(&format!("info: restored state file {state} written "))
                 && l.ends_with("limits=0 keys=0 greylists=1 triplets=1 dropped=0")
@@ -2164,7 +2191,7 @@ mod greylist_state {
         daemon.expect_log("per-greylist line", |l| {
             l.ends_with("info: greylist grey: state restored triplets=1")
         });
-        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        clock.advance(Duration::from_secs(wait));
         let mut conn = daemon.connect();
         // The first attempt was remembered: the retry passes...
         passes(&mut conn, "alice@example.net");
@@ -2176,7 +2203,8 @@ mod greylist_state {
 
     #[test]
     fn kill_9_keeps_what_the_last_periodic_write_held() {
-        let (_dir, policy, state) = setup("grey-kill");
+        let (dir, policy, state) = setup("grey-kill");
+        let mut clock = TestClock::new(dir.path(), "clock");
         let args = [
             "--config",
             &policy,
@@ -2185,20 +2213,19 @@ mod greylist_state {
             "--state-interval",
             "1",
         ];
-        let mut daemon = Daemon::start(&args);
+        let mut daemon = Daemon::start_with_clock(&args, &clock);
         let mut conn = daemon.connect();
         let wait = deferred(&mut conn, "alice@example.net");
-        let first = Instant::now();
         // A periodic write holding the pending triplet, then no final write.
         wait_for_written_state(&state, "1  pending triplets");
         kill_9(&mut daemon);
 
-        let daemon = Daemon::start(&args);
+        let daemon = Daemon::start_with_clock(&args, &clock);
         daemon.expect_log("restore line", |l| {
             l.contains("info: restored state file ")
                 && l.ends_with("greylists=1 triplets=1 dropped=0")
         });
-        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        clock.advance(Duration::from_secs(wait));
         let mut conn = daemon.connect();
         passes(&mut conn, "alice@example.net");
         deferred(&mut conn, "carol@example.net");
@@ -2238,13 +2265,13 @@ mod greylist_state {
     #[test]
     fn sighup_keeps_an_unchanged_greylist_and_resets_a_changed_one() {
         let (dir, policy, _) = setup("grey-reload");
-        let daemon = Daemon::start(&["--config", &policy]);
+        let mut clock = TestClock::new(dir.path(), "clock");
+        let daemon = Daemon::start_with_clock(&["--config", &policy], &clock);
         daemon.expect_log("no state file warning", |l| {
             l.contains("warning: the policy has 1 greylist but no --state-file: ")
         });
         let mut conn = daemon.connect();
         let wait = deferred(&mut conn, "alice@example.net");
-        let first = Instant::now();
 
         // Only the action changes: the state stays.
         dir.write(
@@ -2255,7 +2282,7 @@ mod greylist_state {
         daemon.expect_log("kept", |l| {
             l.ends_with("info: greylist grey: state kept across the reload")
         });
-        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        clock.advance(Duration::from_secs(wait));
         passes(&mut conn, "alice@example.net");
         // The new action answers a new triplet.
         assert_eq!(
@@ -2295,12 +2322,13 @@ mod greylist_state {
              limit out { key sender count recipients max 100 per 1h }\ndefault DUNNO\n",
         );
         let state = dir.path().join("state").to_str().unwrap().to_owned();
-        let daemon = Daemon::start(&["--config", &policy, "--state-file", &state]);
+        let mut clock = TestClock::new(dir.path(), "clock");
+        let daemon =
+            Daemon::start_with_clock(&["--config", &policy, "--state-file", &state], &clock);
         let mut conn = daemon.connect();
         let wait = deferred(&mut conn, "alice@example.net");
-        let first = Instant::now();
         deferred(&mut conn, "bob@example.org");
-        sleep(Duration::from_secs(wait).saturating_sub(first.elapsed()));
+        clock.advance(Duration::from_secs(wait));
         passes(&mut conn, "alice@example.net");
         // Whitelisted now: another sender from the network passes at once.
         passes(&mut conn, "erin@example.org");
@@ -2360,5 +2388,62 @@ mod greylist_state {
         ]);
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("no limit shown has a window 1"));
+    }
+}
+
+/// The test clock itself (`POLICYD_TEST_CLOCK`, for tests only): a broken
+/// clock file refuses the start; a good one is the time of every decision.
+mod test_clock {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_missing_or_garbled_clock_file_refuses_the_start() {
+        let dir = TempDir::new("clock-bad");
+        let garbled = dir.write("garbled", "tomorrow\n");
+        let missing = dir.path().join("missing");
+        for (path, reason) in [
+            (Path::new(&garbled), "expected Unix time in milliseconds"),
+            (missing.as_path(), "cannot read it"),
+        ] {
+            let Err(failure) = Daemon::try_start_env(&[], &[(TEST_CLOCK_VAR, path)]) else {
+                panic!("policyd started with the test clock {}", path.display());
+            };
+            assert_eq!(failure.status.code(), Some(78), "{failure:?}");
+            let want = format!(
+                "policyd: error: test clock {TEST_CLOCK_VAR}={}: {reason}",
+                path.display()
+            );
+            assert!(
+                failure.stderr.iter().any(|l| l.starts_with(&want)),
+                "{want:?} in {:#?}",
+                failure.stderr
+            );
+        }
+    }
+
+    #[test]
+    fn decisions_take_the_time_from_the_clock_file() {
+        let dir = TempDir::new("clock-good");
+        let policy = dir.write("policy.conf", "greylist grey { delay 1h }\ndefault DUNNO\n");
+        let mut clock = TestClock::new(dir.path(), "clock");
+        let daemon = Daemon::start_with_clock(&["--config", &policy], &clock);
+        let mut conn = daemon.connect();
+        let deferred = "action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again in 3600 seconds\n\n";
+        // Time stands still: the same seconds left, however long this takes.
+        for _ in 0..2 {
+            assert_eq!(
+                String::from_utf8(request(&mut conn, &rcpt_request(1))).unwrap(),
+                deferred
+            );
+        }
+        clock.advance(Duration::from_secs(3599));
+        assert_eq!(
+            String::from_utf8(request(&mut conn, &rcpt_request(1))).unwrap(),
+            "action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again in 1 seconds\n\n"
+        );
+        // An hour later on the test clock, at once on the wall clock: passes.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(request(&mut conn, &rcpt_request(1)), DUNNO);
     }
 }

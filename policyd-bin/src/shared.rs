@@ -1,0 +1,36 @@
+//! What every thread of the daemon shares: the engine in force, the stop
+//! flag, the connection count and the command line's settings. Its own
+//! module, below `conn`, `statefile` and `server`, so that they can all use
+//! it without importing each other (no module cycles, issue 10 point 5).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Duration;
+
+use policy_core::Engine;
+use policy_proto::Limits;
+
+/// The settings a connection needs, from the command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Connections over this are refused.
+    pub(crate) max_connections: usize,
+    /// An idle connection is closed after this long without a byte.
+    pub(crate) idle_timeout: Duration,
+    /// A request must be complete this long after its first byte.
+    pub(crate) request_timeout: Duration,
+    /// Framer limits.
+    pub(crate) limits: Limits,
+}
+
+/// State shared by every thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The policy in force.
+    pub(crate) engine: Engine,
+    /// Set once, at SIGTERM or SIGINT.
+    pub(crate) stopping: AtomicBool,
+    /// Connections being served now.
+    pub(crate) active: AtomicUsize,
+    /// From the command line.
+    pub(crate) settings: Settings,
+}

@@ -1,0 +1,20 @@
+//! The integration tests of `policyd-bin`, in one test binary (issue 10,
+//! point 6): each module starts the real `policyd` binary and talks to it
+//! over sockets, as Postfix would.
+//!
+//! - [`daemon`]: the daemon on its own: serving, limits, faults, signals,
+//!   reloads, the state file, the sub-commands;
+//! - [`postfix_e2e`]: a real Postfix instance in front of several daemons
+//!   (`SKIPPED` when Postfix or root is missing, a failure instead when
+//!   `POLICYD_REQUIRE_POSTFIX=1`); run it alone with
+//!   `cargo test -p policyd-bin --test policyd postfix_e2e`;
+//! - [`common`]: starting the daemon, its log, its test clock, requests.
+//!
+//! Time: daemons whose tests depend on policy time run on a test clock
+//! ([`common::TestClock`], the daemon's `POLICYD_TEST_CLOCK`), moved by the
+//! tests; waits are for events (a log line, a reply, an exit), each bounded by
+//! [`common::TIMEOUT`]. The few sleeps left say why in a comment.
+
+mod common;
+mod daemon;
+mod postfix_e2e;
