@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use policy_core::{
-    CompileErrors, Compiled, NoFiles, Policy, Request, Scratch, Severity, Timestamp,
+    CompileErrors, Compiled, Diagnostic, NoFiles, Policy, Request, Scratch, Severity, Timestamp,
 };
 
 /// Attribute overrides for [`frame`].
@@ -732,11 +732,6 @@ rule late { state END-OF-MESSAGE if tls then PREPEND \"X-TLS: yes\" }
 default OK
 ";
     let compiled = compile(src);
-    let w: Vec<(u32, u32, &str)> = compiled
-        .warnings
-        .iter()
-        .map(|d| (d.line, d.column, d.message.as_str()))
-        .collect();
     let expect: &[(u32, u32, &str)] = &[
         (1, 6, "list `unused_list` is declared but never used"),
         (2, 8, "logins map `unused_map` is declared but never used"),
@@ -750,11 +745,7 @@ default OK
         (9, 46, "PREPEND is not allowed at END-OF-MESSAGE"),
         (10, 9, "the default can answer OK at RCPT state"),
     ];
-    assert_eq!(w.len(), expect.len(), "{w:#?}");
-    for ((line, col, msg), (eline, ecol, efrag)) in w.iter().zip(expect) {
-        assert_eq!((line, col), (eline, ecol), "{msg}");
-        assert!(msg.contains(efrag), "{msg} does not contain {efrag}");
-    }
+    assert_warnings(&compiled.warnings, expect);
     assert!(compiled
         .warnings
         .iter()
@@ -769,6 +760,19 @@ default OK
     assert_eq!(e.warnings.len(), 1);
 }
 
+/// `warnings` are `expect`: `(line, column, a fragment of the message)`, in order.
+fn assert_warnings(warnings: &[Diagnostic], expect: &[(u32, u32, &str)]) {
+    let w: Vec<(u32, u32, &str)> = warnings
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    assert_eq!(w.len(), expect.len(), "{w:#?}");
+    for ((line, col, msg), (eline, ecol, efrag)) in w.iter().zip(expect) {
+        assert_eq!((line, col), (eline, ecol), "{msg}");
+        assert!(msg.contains(efrag), "{msg} does not contain {efrag}");
+    }
+}
+
 /// `REJECT "550 5.7.1 ..."`: a code of the verb's class in the text compiles
 /// (another class is an error), with a warning that Postfix sends it as text.
 #[test]
@@ -781,11 +785,6 @@ rule d { if sender == \"d@example.com\" then 550 \"5.7.1 Go away\" }
 default DEFER \"421 later\"
 ";
     let compiled = compile(src);
-    let w: Vec<(u32, u32, &str)> = compiled
-        .warnings
-        .iter()
-        .map(|d| (d.line, d.column, d.message.as_str()))
-        .collect();
     let expect: &[(u32, u32, &str)] = &[
         (
             1,
@@ -797,11 +796,7 @@ default DEFER \"421 later\"
         (2, 44, "DEFER_IF_PERMIT's text starts with reply code 451"),
         (5, 9, "DEFER's text starts with reply code 421"),
     ];
-    assert_eq!(w.len(), expect.len(), "{w:#?}");
-    for ((line, col, msg), (eline, ecol, efrag)) in w.iter().zip(expect) {
-        assert_eq!((line, col), (eline, ecol), "{msg}");
-        assert!(msg.contains(efrag), "{msg} does not contain {efrag}");
-    }
+    assert_warnings(&compiled.warnings, expect);
 }
 
 #[test]
