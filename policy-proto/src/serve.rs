@@ -153,7 +153,7 @@ impl From<ParseError> for ServeError {
 ///     let mut scratch = Scratch::new();
 ///     serve(&mut server, Limits::default(), |request, reply| {
 ///         let now = Timestamp::from_unix_millis(0); // a real server reads the clock
-///         reply.action(engine.decide(request, now, &mut scratch).action);
+///         reply.decision(&engine.decide(request, now, &mut scratch));
 ///     })
 /// });
 ///
