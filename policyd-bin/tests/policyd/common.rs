@@ -164,18 +164,7 @@ impl Daemon {
     /// stderr closing (the daemon spawns no children, so that is its exit),
     /// then for its status.
     pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        {
-            let (lock, cv) = &*self.log;
-            let mut state = lock.lock().unwrap();
-            while !state.closed {
-                let now = Instant::now();
-                if now >= deadline {
-                    return None;
-                }
-                state = cv.wait_timeout(state, deadline - now).unwrap().0;
-            }
-        }
+        self.wait_log(timeout, |state| state.closed.then_some(()))?;
         // Closed stderr: the process is exiting or has exited.
         Some(self.child.wait().expect("wait for policyd"))
     }
@@ -201,37 +190,18 @@ impl Daemon {
         timeout: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let (lock, cv) = &*self.log;
-        let mut state = lock.lock().unwrap();
-        loop {
-            if let Some(line) = state.lines.iter().find(|l| pred(l)) {
-                return Some(line.clone());
-            }
-            let now = Instant::now();
-            if state.closed || now >= deadline {
-                return None;
-            }
-            state = cv.wait_timeout(state, deadline - now).unwrap().0;
-        }
+        self.wait_log(timeout, |state| {
+            state.lines.iter().find(|l| pred(l)).cloned()
+        })
     }
 
     /// Wait up to [`TIMEOUT`] until `count` log lines match `pred`; false
     /// if they do not.
     pub(crate) fn wait_for_log_count(&self, count: usize, pred: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + TIMEOUT;
-        let (lock, cv) = &*self.log;
-        let mut state = lock.lock().unwrap();
-        loop {
-            if state.lines.iter().filter(|l| pred(l)).count() >= count {
-                return true;
-            }
-            let now = Instant::now();
-            if state.closed || now >= deadline {
-                return false;
-            }
-            state = cv.wait_timeout(state, deadline - now).unwrap().0;
-        }
+        self.wait_log(TIMEOUT, |state| {
+            (state.lines.iter().filter(|l| pred(l)).count() >= count).then_some(())
+        })
+        .is_some()
     }
 
     /// Like [`Daemon::wait_for_log`], panicking with the whole log on timeout.
@@ -244,13 +214,27 @@ impl Daemon {
 
     /// Wait (bounded) until the daemon's stderr is closed, i.e. all of it read.
     pub(crate) fn wait_log_closed(&self) {
-        let deadline = Instant::now() + TIMEOUT;
+        let _ = self.wait_log(TIMEOUT, |state| state.closed.then_some(()));
+    }
+
+    /// Wait up to `timeout` for `check` to find something in the log as it
+    /// grows (woken at each line and at its end); `None` when the time is up
+    /// or the log ended without it.
+    fn wait_log<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&LogState) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.log;
         let mut state = lock.lock().unwrap();
-        while !state.closed {
+        loop {
+            if let Some(found) = check(&state) {
+                return Some(found);
+            }
             let now = Instant::now();
-            if now >= deadline {
-                return;
+            if state.closed || now >= deadline {
+                return None;
             }
             state = cv.wait_timeout(state, deadline - now).unwrap().0;
         }
