@@ -5,7 +5,7 @@
 //! - `parse`: `Request::parse` of the frame the framer yields, for each request
 //!   of the mix (`full-rcpt` is the one the ~0.5 µs target is about).
 //! - `decide`: `Engine::decide` (what the daemon calls: one atomic load, then the
-//!   policy) and `Policy::decide` on a parsed full request, with a warmed `Scratch`.
+//!   policy with its state) on a parsed full request, with a warmed `Scratch`.
 //! - `encode`: `policy_proto::encode` of `DUNNO` and of a `REJECT` with an
 //!   enhanced status code and text, into a reused buffer.
 //! - `end_to_end`: frame + parse + decide + encode of one request on a warmed
@@ -69,15 +69,6 @@ fn decide(c: &mut Criterion) {
     group.bench_function("engine/full-rcpt", |b| {
         b.iter(|| {
             let decision = engine.decide(black_box(&request), NOW, &mut scratch);
-            black_box(decision);
-        });
-    });
-
-    let policy = Policy::always(reject_action());
-    let mut scratch = Scratch::new();
-    group.bench_function("policy/full-rcpt", |b| {
-        b.iter(|| {
-            let decision = policy.decide(black_box(&request), NOW, &mut scratch);
             black_box(decision);
         });
     });

@@ -1,6 +1,6 @@
 //! Criterion benches of compiled policies (`policyd_benches::policies`).
 //!
-//! - `policy_decide`: `Policy::decide` and `Engine::decide` of the full Postfix
+//! - `policy_decide`: `Engine::decide` of the full Postfix
 //!   3.x `RCPT` request (`FULL_RCPT`, parsed once) against the realistic policy
 //!   (56 rules, 10,000 CIDRs, 10,000 domains, regexes; every rule is tried,
 //!   one dry-run hit, a templated `PREPEND` decides), with a warmed `Scratch`;
@@ -9,7 +9,7 @@
 //! - `policy_compile`: `Policy::compile` of the realistic policy (its list
 //!   files held in memory) and of a policy with one 100,000-entry list of
 //!   domains or of CIDRs. These take tens of milliseconds: 10 samples each.
-//! - `limits`: `Policy::decide` of a full `RCPT` request (a submission
+//! - `limits`: `Engine::decide` of a full `RCPT` request (a submission
 //!   request from an authenticated user) against three limit rules counting
 //!   at `RCPT` (`policyd_benches::policies::limits`: recipients per login in
 //!   an hour and a day, messages per client /24, recipients per sender
@@ -23,7 +23,7 @@
 //!   measured. The target: about 2 µs median with 1,000,000 keys.
 //!   Filling the tables takes a few seconds and about 0.7 GB; the bench
 //!   prints the bytes per tracked key of each table.
-//! - `greylist`: `Policy::decide` of a full `RCPT` request (`FULL_RCPT`
+//! - `greylist`: `Engine::decide` of a full `RCPT` request (`FULL_RCPT`
 //!   reshaped, `policies::greylist_rcpt`) against a greylist as an inbound
 //!   MX runs it (`policyd_benches::policies::greylist`: a condition, client
 //!   and recipient whitelist files in postgrey's formats, none matching, so
@@ -52,7 +52,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use policy_core::state::GreylistTable;
-use policy_core::{Engine, Policy, Request, Scratch, Timestamp};
+use policy_core::{Engine, Request, Scratch, State, Timestamp};
 use policyd_benches::policies::{
     big_list, greylist, greylist_rcpt, greylist_rcpt_into, limit_rcpt, limits, realistic, ListKind,
 };
@@ -90,11 +90,11 @@ const GREY_RETRY: Timestamp = Timestamp::from_unix_millis(GREY_FIRST_MS + 6 * 60
 const GREY_KNOWN: Timestamp = Timestamp::from_unix_millis(GREY_FIRST_MS + 10 * 60_000);
 
 fn policy_decide(c: &mut Criterion) {
-    let policy = realistic().compile();
+    let engine = Engine::new(realistic().compile());
     let request = Request::parse(FULL_RCPT).expect("valid request");
     let mut scratch = Scratch::new();
     {
-        let decision = policy.decide(&request, NOW, &mut scratch);
+        let decision = engine.decide(&request, NOW, &mut scratch);
         assert_eq!(
             decision.rule, "tls-header",
             "the realistic policy must try every rule for FULL_RCPT"
@@ -110,16 +110,6 @@ fn policy_decide(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("policy_decide");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("policy/realistic/full-rcpt", |b| {
-        b.iter(|| {
-            let decision = policy.decide(black_box(&request), NOW, &mut scratch);
-            black_box(decision.wire().len())
-        });
-    });
-
-    let engine = Engine::new(realistic().compile());
-    let mut scratch = Scratch::new();
-    let _ = engine.decide(&request, NOW, &mut scratch);
     group.bench_function("engine/realistic/full-rcpt", |b| {
         b.iter(|| {
             let decision = engine.decide(black_box(&request), NOW, &mut scratch);
@@ -166,7 +156,7 @@ fn limit_frames(keys: impl Iterator<Item = u64>, first_instance: u64) -> Vec<Vec
 }
 
 fn limits_decide(c: &mut Criterion) {
-    let policy = limits().compile();
+    let engine = Engine::new(limits().compile());
     let mut scratch = Scratch::new();
 
     // Fill every table with LIMIT_KEYS keys: one message per key.
@@ -174,14 +164,14 @@ fn limits_decide(c: &mut Criterion) {
     for n in 0..LIMIT_KEYS {
         let frame = limit_rcpt(n, n + 1);
         let request = Request::parse(&frame).expect("valid request");
-        let decision = policy.decide(&request, NOW, &mut scratch);
+        let decision = engine.decide(&request, NOW, &mut scratch);
         assert_eq!(decision.rule, "default", "key {n} was refused");
     }
     println!(
         "limits: filled 3 tables with {LIMIT_KEYS} keys each in {:.1?}",
         started.elapsed()
     );
-    for state in policy.limit_states() {
+    for state in engine.state().limits() {
         let keys = state.table.len();
         assert_eq!(keys as u64, LIMIT_KEYS, "{}: every key tracked", state.name);
         println!(
@@ -210,21 +200,21 @@ fn limits_decide(c: &mut Criterion) {
         .map(|f| Request::parse(f).expect("valid request"))
         .collect();
     for request in random.iter().chain(&hot) {
-        assert_eq!(policy.decide(request, NOW, &mut scratch).rule, "default");
+        assert_eq!(engine.decide(request, NOW, &mut scratch).rule, "default");
     }
 
     let mut group = c.benchmark_group("limits");
     group.throughput(Throughput::Elements(1));
     group.bench_function("decide/3-limits/1m-keys/random", |b| {
-        bench_decide_at(b, &policy, &random, NOW, &mut scratch);
+        bench_decide_at(b, &engine, &random, NOW, &mut scratch);
     });
     group.bench_function("decide/3-limits/8-keys/in-cache", |b| {
-        bench_decide_at(b, &policy, &hot, NOW, &mut scratch);
+        bench_decide_at(b, &engine, &hot, NOW, &mut scratch);
     });
     group.finish();
     // Nothing measured was refused (a refusal takes another path).
     for request in random.iter().chain(&hot).take(1000) {
-        assert_eq!(policy.decide(request, NOW, &mut scratch).rule, "default");
+        assert_eq!(engine.decide(request, NOW, &mut scratch).rule, "default");
     }
 }
 
@@ -240,7 +230,7 @@ fn resident_bytes() -> Option<u64> {
 /// The `greylist` benches' state, built when the first of them runs (a
 /// filter that leaves them all out costs no fill).
 struct GreyFixture {
-    policy: Policy,
+    engine: Engine,
     scratch: Scratch,
     /// Requests of [`PREPARED_REQUESTS`] triplets drawn at random.
     random: Vec<Request<'static>>,
@@ -261,7 +251,7 @@ impl GreyFixture {
     /// The greylist filled with [`GREYLIST_TRIPLETS`] first attempts, and
     /// the measured requests.
     fn new() -> Self {
-        let policy = greylist().compile();
+        let engine = Engine::new(greylist().compile());
         let mut scratch = Scratch::new();
         // One buffer reused for the frames: the fill is dominated by
         // deciding (a new triplet may grow its shard), not by building
@@ -272,11 +262,12 @@ impl GreyFixture {
         for n in 0..GREYLIST_TRIPLETS {
             greylist_rcpt_into(n, &mut frame);
             let request = Request::parse(&frame).expect("valid request");
-            let decision = policy.decide(&request, first, &mut scratch);
+            let decision = engine.decide(&request, first, &mut scratch);
             assert_eq!(decision.rule, "grey", "triplet {n} was not greylisted");
         }
         let fill = started.elapsed();
-        let table = Self::table(&policy);
+        let state = engine.state();
+        let table = Self::table(&state);
         assert_eq!(
             table.len() as u64,
             GREYLIST_TRIPLETS,
@@ -295,7 +286,7 @@ impl GreyFixture {
             .map(|i| leaked_request(greylist_rcpt(i % GREYLIST_HOT)))
             .collect();
         let fixture = Self {
-            policy,
+            engine,
             scratch,
             random,
             hot,
@@ -305,12 +296,13 @@ impl GreyFixture {
         fixture
     }
 
-    fn table(policy: &Policy) -> &GreylistTable {
-        policy.greylist_states().next().expect("one greylist").table
+    fn table(state: &State) -> &GreylistTable {
+        state.greylists().next().expect("one greylist").table
     }
 
     fn print_memory(&self) {
-        let table = Self::table(&self.policy);
+        let state = self.engine.state();
+        let table = Self::table(&state);
         let heap = table.heap_bytes();
         let triplets = table.len();
         println!(
@@ -330,7 +322,7 @@ impl GreyFixture {
     /// `rule` with a reply starting with `wire`.
     fn expect_all(&mut self, now: Timestamp, rule: &str, wire: &str) {
         for (i, request) in self.random.iter().chain(&self.hot).enumerate() {
-            let decision = self.policy.decide(request, now, &mut self.scratch);
+            let decision = self.engine.decide(request, now, &mut self.scratch);
             assert!(
                 decision.rule == rule && decision.wire().starts_with(wire.as_bytes()),
                 "request {i}: expected rule {rule} answering {wire}..., got rule {} answering {}",
@@ -347,7 +339,7 @@ impl GreyFixture {
             return;
         }
         for request in self.random.iter().chain(&self.hot) {
-            let decision = self.policy.decide(request, GREY_RETRY, &mut self.scratch);
+            let decision = self.engine.decide(request, GREY_RETRY, &mut self.scratch);
             let wire = decision.wire();
             assert!(
                 (decision.rule, wire) == ("default", &b"DUNNO"[..])
@@ -384,7 +376,7 @@ fn greylist_decide(c: &mut Criterion) {
             });
             assert!(!f.passed, "the too-early benches run first");
             let requests = if hot { &f.hot } else { &f.random };
-            bench_decide_at(b, &f.policy, requests, GREY_TOO_EARLY, &mut f.scratch);
+            bench_decide_at(b, &f.engine, requests, GREY_TOO_EARLY, &mut f.scratch);
         });
     }
     // Known: the greylist passes, the default decides.
@@ -396,7 +388,7 @@ fn greylist_decide(c: &mut Criterion) {
             let f = fixture.get_or_insert_with(GreyFixture::new);
             f.pass();
             let requests = if hot { &f.hot } else { &f.random };
-            bench_decide_at(b, &f.policy, requests, GREY_KNOWN, &mut f.scratch);
+            bench_decide_at(b, &f.engine, requests, GREY_KNOWN, &mut f.scratch);
         });
     }
     group.finish();
@@ -417,7 +409,7 @@ fn greylist_decide(c: &mut Criterion) {
 /// measured loop.
 fn bench_decide_at(
     b: &mut criterion::Bencher<'_>,
-    policy: &Policy,
+    engine: &Engine,
     requests: &[Request<'_>],
     now: Timestamp,
     scratch: &mut Scratch,
@@ -426,7 +418,7 @@ fn bench_decide_at(
     b.iter(|| {
         let request = &requests[next];
         next = (next + 1) % requests.len();
-        let decision = policy.decide(black_box(request), now, scratch);
+        let decision = engine.decide(black_box(request), now, scratch);
         black_box(decision.wire().len())
     });
 }

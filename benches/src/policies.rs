@@ -745,7 +745,7 @@ pub fn big_list(kind: ListKind, n: usize) -> PolicySource {
 
 #[cfg(test)]
 mod tests {
-    use policy_core::{Request, Scratch, Timestamp};
+    use policy_core::{Engine, Request, Scratch, Timestamp};
 
     use super::*;
 
@@ -756,8 +756,9 @@ mod tests {
 
         let policy = realistic().compile();
         assert!(policy.rule_names().count() >= 50);
+        let engine = Engine::new(policy);
         let request = Request::parse(crate::FULL_RCPT).expect("valid request");
-        let decision = policy.decide(&request, now, &mut scratch);
+        let decision = engine.decide(&request, now, &mut scratch);
         assert_eq!(decision.rule, "tls-header");
         assert_eq!(decision.dry_run.len(), 1);
         assert_eq!(
@@ -765,7 +766,7 @@ mod tests {
             b"PREPEND X-Policy-TLS: TLSv1.3 with TLS_AES_256_GCM_SHA384 (256 bits) from 203.0.113.47"
         );
 
-        let every = every_condition().compile();
+        let every = Engine::new(every_condition().compile());
         for entry in crate::MIX {
             let request = Request::parse(entry.request).expect("valid request");
             let decision = every.decide(&request, now, &mut scratch);
@@ -780,9 +781,10 @@ mod tests {
     }
 
     /// The units each key of `limit` counts in its first window, by key text.
-    fn counts(policy: &Policy, limit: &str, now: Timestamp) -> Vec<(String, u64)> {
-        let state = policy
-            .limit_states()
+    fn counts(engine: &Engine, limit: &str, now: Timestamp) -> Vec<(String, u64)> {
+        let state = engine.state();
+        let state = state
+            .limits()
             .find(|l| l.name == limit)
             .unwrap_or_else(|| panic!("no limit {limit}"));
         let mut keys: Vec<(String, u64)> = state
@@ -798,8 +800,9 @@ mod tests {
     #[test]
     fn limits_count_one_key_per_request_number() {
         let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        let policy = limits().compile();
-        let names: Vec<&str> = policy.limit_states().map(|l| l.name).collect();
+        let engine = Engine::new(limits().compile());
+        let state = engine.state();
+        let names: Vec<&str> = state.limits().map(|l| l.name).collect();
         assert_eq!(names, ["per-user", "per-network", "per-domain"]);
         let mut scratch = Scratch::new();
         // Key 0: one message with three recipients (the message counts
@@ -815,10 +818,10 @@ mod tests {
         ] {
             let frame = limit_rcpt(n, instance);
             let request = Request::parse(&frame).expect("valid request");
-            let decision = policy.decide(&request, now, &mut scratch);
+            let decision = engine.decide(&request, now, &mut scratch);
             assert_eq!((decision.rule, decision.wire()), ("default", &b"DUNNO"[..]));
         }
-        let user = counts(&policy, "per-user", now);
+        let user = counts(&engine, "per-user", now);
         assert_eq!(user.len(), 5, "{user:?}");
         assert!(
             user.contains(&("user0@example.org".to_owned(), 3)),
@@ -828,7 +831,7 @@ mod tests {
             user.contains(&("user1048575@example.org".to_owned(), 1)),
             "{user:?}"
         );
-        let network = counts(&policy, "per-network", now);
+        let network = counts(&engine, "per-network", now);
         assert_eq!(
             network,
             [
@@ -839,13 +842,13 @@ mod tests {
                 ("31.255.255.0/24".to_owned(), 1),
             ]
         );
-        let domain = counts(&policy, "per-domain", now);
+        let domain = counts(&engine, "per-domain", now);
         assert_eq!(domain.len(), 5, "{domain:?}");
         assert!(
             domain.contains(&("domain0.example".to_owned(), 3)),
             "{domain:?}"
         );
-        for state in policy.limit_states() {
+        for state in engine.state().limits() {
             assert!(state.table.capacity() >= LIMITS_CAPACITY * 9 / 10);
         }
     }
@@ -853,7 +856,7 @@ mod tests {
     #[test]
     fn limits_every_mode_decides_and_counts_as_documented() {
         let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        let policy = limits_every_mode().compile();
+        let engine = Engine::new(limits_every_mode().compile());
         let mix = limits_mix();
         assert_eq!(mix.len(), 4 * 5);
         let mut scratch = Scratch::new();
@@ -861,7 +864,7 @@ mod tests {
         for round in 0..ROUNDS {
             for (what, frame) in &mix {
                 let request = Request::parse(frame).expect("valid request");
-                let decision = policy.decide(&request, now, &mut scratch);
+                let decision = engine.decide(&request, now, &mut scratch);
                 let wire = String::from_utf8_lossy(decision.wire());
                 let expected =
                     if what.starts_with("message 3 RCPT") || what == "message 3 END-OF-MESSAGE" {
@@ -884,7 +887,7 @@ mod tests {
         // user1 one (the other is refused by domain-volume, given back);
         // recipients refused by refused-recipients were given back too.
         assert_eq!(
-            counts(&policy, "user-recipients", now),
+            counts(&engine, "user-recipients", now),
             [
                 ("user0@example.org".to_owned(), 4 * ROUNDS),
                 ("user1@example.org".to_owned(), 2 * ROUNDS),
@@ -893,7 +896,7 @@ mod tests {
         // Messages 0 and 1 from 192.0.2.0/24, message 2 from
         // 198.51.100.0/24; message 3 was refused, not counted.
         assert_eq!(
-            counts(&policy, "network-messages", now),
+            counts(&engine, "network-messages", now),
             [
                 ("192.0.2.0/24".to_owned(), 2 * ROUNDS),
                 ("198.51.100.0/24".to_owned(), ROUNDS),
@@ -902,7 +905,7 @@ mod tests {
         // 2171 bytes * 2 recipients at the end of each message (sender
         // domains lower-cased); tiny.example never fits.
         assert_eq!(
-            counts(&policy, "domain-volume", now),
+            counts(&engine, "domain-volume", now),
             [
                 ("example.com".to_owned(), 2 * 4342 * ROUNDS),
                 ("example.org".to_owned(), 4342 * ROUNDS),
@@ -913,7 +916,7 @@ mod tests {
     #[test]
     fn greylist_defers_each_triplet_once_and_whitelists_as_documented() {
         let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        let policy = greylist().compile();
+        let engine = Engine::new(greylist().compile());
         let source = greylist();
         let entries = |name: &str| {
             source.files.0[name]
@@ -929,7 +932,7 @@ mod tests {
         let mut scratch = Scratch::new();
         let mut decide = |frame: &[u8]| {
             let request = Request::parse(frame).expect("valid request");
-            let d = policy.decide(&request, now, &mut scratch);
+            let d = engine.decide(&request, now, &mut scratch);
             (
                 d.rule.to_owned(),
                 String::from_utf8_lossy(d.wire()).into_owned(),
@@ -961,8 +964,9 @@ mod tests {
             format!("user{last}@example.org").as_bytes()
         );
         let table = || {
-            policy
-                .greylist_states()
+            engine
+                .state()
+                .greylists()
                 .next()
                 .expect("one greylist")
                 .table
@@ -991,8 +995,9 @@ mod tests {
             );
         }
         assert_eq!(table(), triplets.len());
-        let capacity = policy
-            .greylist_states()
+        let capacity = engine
+            .state()
+            .greylists()
             .next()
             .expect("one greylist")
             .table

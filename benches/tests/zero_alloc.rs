@@ -455,10 +455,10 @@ fn warmed_hot_path_with_limits_allocates_nothing() {
     // four accepted recipients, user1 two; example.com 2 * 4342 bytes,
     // example.org 4342. Read in the 1-day windows, which hold every round.
     let now = Timestamp::from_unix_millis(clock.now.get());
-    let policy = engine.policy();
+    let state = engine.state();
     let units = |limit: &str, window: usize| -> Vec<(String, u64)> {
-        let state = policy
-            .limit_states()
+        let state = state
+            .limits()
             .find(|l| l.name == limit)
             .unwrap_or_else(|| panic!("no limit {limit}"));
         let mut keys: Vec<(String, u64)> = state
@@ -578,8 +578,8 @@ fn warmed_hot_path_with_a_greylist_allocates_nothing() {
         assert_eq!(decide(&f, at(first + 6 * MINUTE)), header(360));
     }
     let tracked = engine
-        .policy()
-        .greylist_states()
+        .state()
+        .greylists()
         .next()
         .expect("one greylist")
         .table
@@ -668,8 +668,8 @@ fn warmed_hot_path_with_a_greylist_allocates_nothing() {
     }
     let table = || {
         engine
-            .policy()
-            .greylist_states()
+            .state()
+            .greylists()
             .next()
             .expect("one greylist")
             .table

@@ -1,10 +1,14 @@
-//! The engine seam: a compiled [`Policy`], the per-connection [`Scratch`], and the
-//! [`Decision`] it returns.
+//! The engine seam: a compiled [`Policy`], its [`State`], the [`Engine`] that
+//! holds both, the per-connection [`Scratch`], and the [`Decision`].
 //!
 //! A [`Policy`] is compiled from the policy language ([`Policy::compile`]) or
-//! answers one fixed action ([`Policy::always`]). [`Policy::decide`] runs it on
-//! a request with a per-connection [`Scratch`]; [`Engine`] holds the policy in
-//! force and swaps it on reload.
+//! answers one fixed action ([`Policy::always`]); it is immutable and holds
+//! no state (a clone is the same rules). The counters of its limits and the
+//! triplets of its greylists are a [`State`] ([`State::for_policy`]).
+//! [`Engine::decide`] runs the policy in force on a request with its state
+//! and a per-connection [`Scratch`]; the engine swaps the policy on reload
+//! ([`Engine::replace`], keeping the state of unchanged items) and the state
+//! on restore ([`Engine::set_state`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,14 +17,12 @@ use parking_lot::RwLock;
 
 use crate::action::Action;
 pub use crate::base::time::Timestamp;
-use crate::lang::greylist::GreylistRule;
-use crate::lang::limit::LimitRule;
 use crate::lang::program::Program;
 use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
 use crate::request::Request;
-use crate::state::{GreylistTable, Limit, LimitTable, SnapshotError};
+use crate::state::{BackendError, GreylistSpec, LimitSpec, OnFailure, State};
 
-/// Per-connection working space that [`Policy::decide`] reuses, so that deciding
+/// Per-connection working space that [`Engine::decide`] reuses, so that deciding
 /// allocates nothing in steady state. Create one per connection and keep it.
 ///
 /// It holds the buffers a decision borrows: the deciding action's wire text
@@ -34,7 +36,7 @@ pub struct Scratch {
     /// from (its unique id), that engine's generation, and the policy;
     /// refreshed (an `Arc` clone, no allocation) after a reload or when the
     /// scratch is used with another engine.
-    policy: Option<(EngineId, u64, Arc<Policy>)>,
+    policy: Option<(EngineId, u64, Arc<InForce>)>,
     /// Reused output buffers.
     buffers: Buffers,
 }
@@ -46,7 +48,7 @@ impl Scratch {
     }
 }
 
-/// The outcome of [`Policy::decide`]: the action to send, the rule that chose
+/// The outcome of [`Engine::decide`]: the action to send, the rule that chose
 /// it, and the dry-run rules that applied on the way. It borrows the compiled
 /// policy and the scratch, so producing it allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,23 @@ pub struct Decision<'a> {
     pub dry_run: DryRun<'a>,
     /// The wire form for this request (templates filled in, sanitized).
     wire: &'a [u8],
+    /// The first state backend failure while deciding.
+    failure: Option<BackendFailure<'a>>,
+}
+
+/// A state backend failure while deciding ([`Decision::backend_failure`]):
+/// which rule, what went wrong, and what the rule did about it (its
+/// `on_failure`). The daemon logs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendFailure<'a> {
+    /// The rule whose backend failed.
+    pub rule: &'a str,
+    /// What went wrong.
+    pub error: BackendError,
+    /// What the rule did: let the request through (`allow`), answer
+    /// [`BACKEND_DEFER_ACTION`](crate::lang::BACKEND_DEFER_ACTION)
+    /// (`defer`), or not apply (`skip`).
+    pub outcome: OnFailure,
 }
 
 impl<'a> Decision<'a> {
@@ -77,7 +96,7 @@ impl<'a> Decision<'a> {
     /// templated text shows its variables' samples here (`REJECT 5.7.1
     /// sender@example.org is blocked`). Use it for the kind of action
     /// ([`Action::refuses`], matching on the variant); send
-    /// [`Decision::wire`] (with `policy_proto::encode_decision`).
+    /// [`Decision::wire`] (with `policy_proto::encode`).
     pub fn compiled_action(&self) -> &'a Action {
         self.action
     }
@@ -88,13 +107,16 @@ impl<'a> Decision<'a> {
         self.wire
     }
 
-    /// Append [`Decision::wire`] to `out`. Allocates only if `out` lacks capacity.
-    pub fn write_wire(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.wire);
+    /// The first state backend failure while deciding, if any: the rule
+    /// then did what its `on_failure` says. Log it.
+    pub fn backend_failure(&self) -> Option<BackendFailure<'a>> {
+        self.failure
     }
 }
 
-/// A compiled, immutable policy. `Policy: Send + Sync`; share it behind an `Arc`.
+/// A compiled, immutable policy: rules, lists, templates, and no state.
+/// `Policy: Send + Sync`; a clone is the same rules. Put it in force with
+/// an [`Engine`], which keeps its [`State`].
 ///
 /// Build one with [`Policy::compile`] from the policy language (see
 /// [`lang`](crate::lang)), or [`Policy::always`] for a fixed answer.
@@ -123,7 +145,7 @@ impl Policy {
     /// in the file and its list files (not only the first), with the warnings.
     ///
     /// ```
-    /// use policy_core::{NoFiles, Policy, Request, Scratch, Timestamp};
+    /// use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Timestamp};
     ///
     /// let source = r#"
     ///     list blocked { spammer@example.net .spam.example }
@@ -134,7 +156,8 @@ impl Policy {
     ///
     /// let request = Request::parse(b"request=smtpd_access_policy\nprotocol_state=RCPT\nsender=a@mx.spam.example\n\n")?;
     /// let mut scratch = Scratch::new();
-    /// let decision = compiled.policy.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+    /// let engine = Engine::new(compiled.policy);
+    /// let decision = engine.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
     /// assert_eq!(decision.rule, "block");
     /// assert_eq!(decision.wire(), b"REJECT 5.7.1 a@mx.spam.example is blocked");
     ///
@@ -155,51 +178,18 @@ impl Policy {
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.program.rules.iter().map(|r| &*r.name)
     }
+}
 
-    /// Explain how this policy decides `request`: for each rule, whether its
-    /// state matched, each condition test in source form with its value,
-    /// dry-run hits, and the verdict. Allocates; for `policyd test --explain`.
-    ///
-    /// Limits are checked, never counted. A limit counting messages sees a
-    /// new message here; [`Policy::explain_with`] explains a request in the
-    /// middle of a connection's message.
-    pub fn explain(&self, request: &Request<'_>, now: Timestamp) -> Explanation {
-        crate::lang::explain(&self.program, request, now, None)
-    }
-
-    /// [`Policy::explain`] for a request of the connection whose [`Scratch`]
-    /// this is: limits see the message under way on it (which recipients were
-    /// accepted, whether the message was counted) as [`Policy::decide`] with
-    /// that scratch would. The scratch is not changed.
-    pub fn explain_with(
-        &self,
-        request: &Request<'_>,
-        now: Timestamp,
-        scratch: &Scratch,
-    ) -> Explanation {
-        crate::lang::explain(&self.program, request, now, Some(&scratch.buffers.message))
-    }
-
-    /// Decide `request` at time `now`, using the caller's `scratch`.
-    ///
-    /// Never allocates (in steady state: the scratch's buffers grow to their
-    /// working size once), never panics, never performs I/O.
-    pub fn decide<'a>(
+impl Policy {
+    /// Decide `request` with `state`, into `buffers` (see [`Engine::decide`]).
+    fn decide<'a>(
         &'a self,
         request: &Request<'_>,
-        now: Timestamp,
-        scratch: &'a mut Scratch,
-    ) -> Decision<'a> {
-        self.decide_inner(request, now, &mut scratch.buffers)
-    }
-
-    fn decide_inner<'a>(
-        &'a self,
-        request: &Request<'_>,
+        state: &State,
         now: Timestamp,
         buffers: &'a mut Buffers,
     ) -> Decision<'a> {
-        let outcome = self.program.decide(request, now, buffers);
+        let outcome = self.program.decide(request, state, now, buffers);
         let buffers: &'a Buffers = buffers;
         let (rule, verdict) = match (outcome.rule, outcome.instead) {
             (Some(rule), Some(prepend)) => (&*rule.name, prepend),
@@ -211,205 +201,111 @@ impl Policy {
         } else {
             &verdict.wire[..]
         };
+        let failure = buffers
+            .failure
+            .map(|(rule, error, outcome)| BackendFailure {
+                rule: self
+                    .program
+                    .rules
+                    .get(rule as usize)
+                    .map_or("", |r| &*r.name),
+                error,
+                outcome,
+            });
         Decision {
             action: &verdict.action,
             rule,
             dry_run: self.program.dry_run(buffers),
             wire,
+            failure,
         }
     }
-}
 
-/// A limit rule's counters, as [`Policy::limit_states`] shows them.
-#[derive(Debug, Clone, Copy)]
-pub struct LimitState<'a> {
-    /// The limit's name.
-    pub name: &'a str,
-    /// What must stay the same for its counters to carry over to another
-    /// policy (a reload, a restart): a hash of the name, key, what is
-    /// counted, when, the window lengths and the capacity. The maxima,
-    /// conditions, overrides and `over` action are not part of it.
-    pub signature: u64,
-    /// The counters.
-    pub table: &'a LimitTable,
-    /// The rule's windows and maxima as this policy has them (the table's
-    /// own [`LimitTable::limit`] may name other maxima: it is built for the
-    /// largest any key may get, overrides included, and is kept across a
-    /// reload that changes `max`).
-    pub limit: &'a Limit,
-}
-
-/// A greylist's state, as [`Policy::greylist_states`] shows it.
-#[derive(Debug, Clone, Copy)]
-pub struct GreylistState<'a> {
-    /// The greylist's name.
-    pub name: &'a str,
-    /// What must stay the same for its state to carry over to another
-    /// policy: a hash of the name, the client part, the timers, the
-    /// auto-whitelist threshold and the capacity.
-    pub signature: u64,
-    /// The triplets and client networks.
-    pub table: &'a GreylistTable,
-}
-
-impl Policy {
-    /// The limit rules' counters, in policy order.
-    pub fn limit_states(&self) -> impl Iterator<Item = LimitState<'_>> {
-        self.program.limits.iter().filter_map(|l| {
-            Some(LimitState {
-                name: &self.program.rules.get(l.rule as usize)?.name,
-                signature: l.signature,
-                table: &l.table,
-                limit: &l.limit,
-            })
-        })
-    }
-
-    /// Decodes a snapshot of limit `name`'s counters
-    /// ([`LimitTable::encode_snapshot`]) for this policy: `Ok(None)` when the
-    /// policy has no limit of that name and `signature` (the rule is gone or
-    /// changed, so the counters do not apply). Installs nothing: see
-    /// [`Policy::install_limit`], so that a caller restoring several tables
-    /// can install all of them or none.
-    pub fn decode_limit(
-        &self,
-        name: &str,
-        signature: u64,
-        snapshot: &[u8],
-    ) -> Result<Option<LimitTable>, SnapshotError> {
-        let Some(limit) = self.find_limit(name, signature) else {
-            return Ok(None);
-        };
-        // The table's own limit: the rule's windows with the largest maxima
-        // any key may get (which decide the counters' width).
-        LimitTable::decode_snapshot(snapshot, limit.table.limit().clone(), limit.capacity).map(Some)
-    }
-
-    /// Makes `table` the counters of limit `name` (a table from
-    /// [`Policy::decode_limit`]). `false` if there is no such limit or the
-    /// table is for other windows; nothing changes then.
-    pub fn install_limit(&mut self, name: &str, table: LimitTable) -> bool {
-        let rules = &self.program.rules;
-        let Some(limit) = self
-            .program
+    /// What the state needs to know of each limit, in `program.limits` order.
+    fn limit_specs(&self) -> Vec<LimitSpec> {
+        self.program
             .limits
-            .iter_mut()
-            .find(|l| rules.get(l.rule as usize).is_some_and(|r| &*r.name == name))
-        else {
-            return false;
-        };
-        let same_windows = limit.limit.windows().len() == table.limit().windows().len()
-            && limit
-                .limit
-                .windows()
-                .iter()
-                .zip(table.limit().windows())
-                .all(|(a, b)| a.per_ms() == b.per_ms());
-        if !same_windows {
-            return false;
-        }
-        limit.table = Arc::new(table);
-        true
-    }
-
-    /// Takes over the counters of `old`'s limits and the state of its
-    /// greylists that this policy has unchanged (same name and signature): a
-    /// reload keeps them. Returns the names of the rules that kept their
-    /// state.
-    pub fn keep_limits_of(&mut self, old: &Self) -> Vec<String> {
-        let mut kept = Vec::new();
-        for i in 0..self.program.limits.len() {
-            let (name, signature) = {
-                let l = &self.program.limits[i];
-                let Some(rule) = self.program.rules.get(l.rule as usize) else {
-                    continue;
-                };
-                (rule.name.clone(), l.signature)
-            };
-            if let Some(previous) = old.find_limit(&name, signature) {
-                self.program.limits[i].table = Arc::clone(&previous.table);
-                kept.push(name.into_string());
-            }
-        }
-        for i in 0..self.program.greylists.len() {
-            let (name, signature) = {
-                let g = &self.program.greylists[i];
-                let Some(rule) = self.program.rules.get(g.rule as usize) else {
-                    continue;
-                };
-                (rule.name.clone(), g.signature)
-            };
-            if let Some(previous) = old.find_greylist(&name, signature) {
-                self.program.greylists[i].table = Arc::clone(&previous.table);
-                kept.push(name.into_string());
-            }
-        }
-        kept
-    }
-
-    /// The greylists' state, in policy order.
-    pub fn greylist_states(&self) -> impl Iterator<Item = GreylistState<'_>> {
-        self.program.greylists.iter().filter_map(|g| {
-            Some(GreylistState {
-                name: &self.program.rules.get(g.rule as usize)?.name,
-                signature: g.signature,
-                table: &g.table,
+            .iter()
+            .map(|l| LimitSpec {
+                name: self.rule_name(l.rule),
+                signature: l.signature,
+                limit: l.limit.clone(),
+                table_limit: l.table_limit.clone(),
+                capacity: l.capacity,
             })
-        })
+            .collect()
     }
 
-    /// Decodes a snapshot of greylist `name`'s state
-    /// ([`GreylistTable::encode_snapshot`]) for this policy: `Ok(None)` when
-    /// the policy has no greylist of that name and `signature`. Installs
-    /// nothing (see [`Policy::install_greylist`]).
-    pub fn decode_greylist(
-        &self,
-        name: &str,
-        signature: u64,
-        snapshot: &[u8],
-    ) -> Result<Option<GreylistTable>, SnapshotError> {
-        let Some(grey) = self.find_greylist(name, signature) else {
-            return Ok(None);
-        };
-        GreylistTable::decode_snapshot(snapshot, grey.timers, grey.capacity).map(Some)
-    }
-
-    /// Makes `table` the state of greylist `name` (a table from
-    /// [`Policy::decode_greylist`]). `false` if there is no such greylist.
-    pub fn install_greylist(&mut self, name: &str, table: GreylistTable) -> bool {
-        let rules = &self.program.rules;
-        let Some(grey) = self
-            .program
+    /// What the state needs to know of each greylist, in order.
+    fn greylist_specs(&self) -> Vec<GreylistSpec> {
+        self.program
             .greylists
-            .iter_mut()
-            .find(|g| rules.get(g.rule as usize).is_some_and(|r| &*r.name == name))
-        else {
-            return false;
-        };
-        grey.table = Arc::new(table);
-        true
+            .iter()
+            .map(|g| GreylistSpec {
+                name: self.rule_name(g.rule),
+                signature: g.signature,
+                timers: g.timers,
+                capacity: g.capacity,
+            })
+            .collect()
     }
 
-    fn find_greylist(&self, name: &str, signature: u64) -> Option<&GreylistRule> {
-        self.program.greylists.iter().find(|g| {
-            g.signature == signature
-                && self
-                    .program
-                    .rules
-                    .get(g.rule as usize)
-                    .is_some_and(|r| &*r.name == name)
-        })
+    fn rule_name(&self, rule: u32) -> Box<str> {
+        self.program
+            .rules
+            .get(rule as usize)
+            .map_or_else(|| "".into(), |r| r.name.clone())
+    }
+}
+
+impl State {
+    /// Empty tables for `policy`'s limits and greylists (none for a policy
+    /// without them). Allocates the tables' shard headers only; keys are
+    /// allocated as they come ([`State::reserve`] sizes them up front).
+    pub fn for_policy(policy: &Policy) -> Self {
+        Self::build(
+            policy.limit_specs(),
+            policy.greylist_specs(),
+            |_| None,
+            |_| None,
+        )
     }
 
-    fn find_limit(&self, name: &str, signature: u64) -> Option<&LimitRule> {
-        self.program.limits.iter().find(|l| {
-            l.signature == signature
-                && self
-                    .program
-                    .rules
-                    .get(l.rule as usize)
-                    .is_some_and(|r| &*r.name == name)
-        })
+    /// The state for `policy`, a new version of the policy this state is
+    /// for (a reload): every limit and greylist that `policy` has unchanged
+    /// (same name and [signature](LimitState::signature)) keeps its table,
+    /// shared with `self`, so counts made through either are seen by both;
+    /// the others start empty. The backend and budget carry over.
+    pub fn adopt(&self, policy: &Policy) -> Self {
+        let mut next = Self::build(
+            policy.limit_specs(),
+            policy.greylist_specs(),
+            |spec| {
+                self.find_limit(&spec.name, spec.signature)
+                    .and_then(|i| self.limit_arc(i))
+            },
+            |spec| {
+                self.find_greylist(&spec.name, spec.signature)
+                    .and_then(|i| self.greylist_arc(i))
+            },
+        );
+        next.remote.clone_from(&self.remote);
+        next.budget_ms = self.budget_ms;
+        next
+    }
+
+    /// The names of the items of `self` whose state `older` holds too (what
+    /// [`State::adopt`] kept), in policy order.
+    pub fn kept_from(&self, older: &Self) -> Vec<String> {
+        let limits = self
+            .limits()
+            .filter(|l| older.find_limit(l.name, l.signature).is_some())
+            .map(|l| l.name.to_owned());
+        let greylists = self
+            .greylists()
+            .filter(|g| older.find_greylist(g.name, g.signature).is_some())
+            .map(|g| g.name.to_owned());
+        limits.chain(greylists).collect()
     }
 }
 
@@ -420,19 +316,28 @@ impl Default for Policy {
     }
 }
 
-/// The policy currently in force, replaceable at run time (a reload) while
-/// connections keep deciding.
+/// A policy and its state, as they are in force together.
+#[derive(Debug)]
+struct InForce {
+    policy: Arc<Policy>,
+    state: Arc<State>,
+}
+
+/// The policy in force and its state, replaceable at run time (a reload, a
+/// restored state file) while connections keep deciding. The one way to
+/// decide: [`Engine::decide`].
 ///
-/// Each connection passes its own [`Scratch`]; [`Engine::decide`] notices a new
-/// policy with one atomic load and switches the connection to it between two
-/// requests. A request never sees half of one policy and half of another.
+/// Each connection passes its own [`Scratch`]; [`Engine::decide`] notices a
+/// new policy or state with one atomic load and switches the connection to
+/// it between two requests. A request never sees half of one policy and
+/// half of another.
 #[derive(Debug)]
 pub struct Engine {
     /// Unique in the process: a [`Scratch`] remembers which engine its
     /// policy came from, so a scratch used with two engines never decides
     /// with the other one's policy (their generations both start at 1).
     id: EngineId,
-    current: RwLock<Arc<Policy>>,
+    current: RwLock<Arc<InForce>>,
     generation: AtomicU64,
 }
 
@@ -443,46 +348,73 @@ type EngineId = u64;
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Engine {
-    /// An engine that starts with `policy`.
+    /// An engine that starts with `policy` and empty state for it
+    /// ([`State::for_policy`]).
     pub fn new(policy: Policy) -> Self {
+        let state = State::for_policy(&policy);
+        Self::with_state(policy, state)
+    }
+
+    /// An engine that starts with `policy` and `state` (adopted for
+    /// `policy`: see [`State::adopt`]), e.g. a state restored from a file
+    /// or one with another [`Backend`](crate::state::Backend).
+    pub fn with_state(policy: Policy, state: State) -> Self {
+        let state = state.adopt(&policy);
         Self {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
-            current: RwLock::new(Arc::new(policy)),
+            current: RwLock::new(Arc::new(InForce {
+                policy: Arc::new(policy),
+                state: Arc::new(state),
+            })),
             generation: AtomicU64::new(1),
         }
     }
 
     /// The policy in force now.
     pub fn policy(&self) -> Arc<Policy> {
-        Arc::clone(&self.current.read())
+        Arc::clone(&self.current.read().policy)
+    }
+
+    /// The state in force now (for the state file, `policyd state`).
+    pub fn state(&self) -> Arc<State> {
+        Arc::clone(&self.current.read().state)
     }
 
     /// Put `policy` in force. Requests already being decided finish with the old
     /// policy; every later request on every connection uses the new one.
     ///
-    /// Limits that the new policy keeps unchanged (same name and
-    /// [`signature`](LimitState::signature)) keep their counters; the names
-    /// of those are returned.
-    pub fn replace(&self, mut policy: Policy) -> Vec<String> {
+    /// The state adopts the new policy ([`State::adopt`]): limits and
+    /// greylists that it keeps unchanged (same name and
+    /// [`signature`](LimitState::signature)) keep their state; their names
+    /// are returned.
+    pub fn replace(&self, policy: Policy) -> Vec<String> {
         let mut current = self.current.write();
-        let kept = policy.keep_limits_of(&current);
-        *current = Arc::new(policy);
+        let state = current.state.adopt(&policy);
+        let kept = state.kept_from(&current.state);
+        *current = Arc::new(InForce {
+            policy: Arc::new(policy),
+            state: Arc::new(state),
+        });
         self.generation.fetch_add(1, Ordering::Release);
         kept
     }
 
-    /// Decide `request` at `now` with the policy in force, using the
-    /// connection's `scratch`. Allocates nothing in steady state.
-    ///
-    /// A scratch is bound to the engine it is used with: given to another
-    /// engine, it takes that engine's policy and forgets the message under
-    /// way (whose counts belong to the first engine's tables).
-    pub fn decide<'s>(
-        &self,
-        request: &Request<'_>,
-        now: Timestamp,
-        scratch: &'s mut Scratch,
-    ) -> Decision<'s> {
+    /// Put `state` in force (a restored state file), adopted for the
+    /// policy in force. Counts made meanwhile in the state it replaces are
+    /// not carried over.
+    pub fn set_state(&self, state: State) {
+        let mut current = self.current.write();
+        let state = state.adopt(&current.policy);
+        *current = Arc::new(InForce {
+            policy: Arc::clone(&current.policy),
+            state: Arc::new(state),
+        });
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The policy and state in force, refreshed into `scratch` when the
+    /// engine changed since its last request (or it is another engine's).
+    fn refresh(&self, scratch: &mut Scratch) {
         let generation = self.generation.load(Ordering::Acquire);
         let fresh =
             matches!(&scratch.policy, Some((id, g, _)) if *id == self.id && *g == generation);
@@ -498,18 +430,80 @@ impl Engine {
             let generation = self.generation.load(Ordering::Acquire);
             scratch.policy = Some((self.id, generation, Arc::clone(&current)));
         }
+    }
+
+    /// Decide `request` at `now` with the policy in force, using the
+    /// connection's `scratch`.
+    ///
+    /// Never panics and performs no I/O of its own (a [`Backend`](crate::state::Backend)
+    /// other than the local tables may). Allocates nothing in steady state;
+    /// it allocates only when a table gets a new key and must grow (see
+    /// [`State::reserve`]) and while a new scratch's buffers grow to their
+    /// working size (the first requests of a connection).
+    ///
+    /// A scratch is bound to the engine it is used with: given to another
+    /// engine, it takes that engine's policy and forgets the message under
+    /// way (whose counts belong to the first engine's tables).
+    pub fn decide<'s>(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Decision<'s> {
+        self.refresh(scratch);
         // Split the borrow: the policy is shared, the buffers are not.
         let Scratch { policy, buffers } = scratch;
         match policy {
-            Some((_, _, policy)) => policy.decide_inner(request, now, buffers),
+            Some((_, _, in_force)) => {
+                in_force
+                    .policy
+                    .decide(request, &in_force.state, now, buffers)
+            }
             // Unreachable: filled just above. Answering DUNNO keeps this total.
             None => Decision {
                 action: &Action::Dunno,
                 rule: "default",
                 dry_run: DryRun::EMPTY,
                 wire: b"DUNNO",
+                failure: None,
             },
         }
+    }
+
+    /// Explain how the policy in force decides `request`: for each rule,
+    /// whether its state matched, each condition test in source form with
+    /// its value, dry-run hits, and the verdict. Allocates; for `policyd
+    /// test --explain`.
+    ///
+    /// Limits and greylists are checked, never counted. A limit counting
+    /// messages sees a new message here; [`Engine::explain_with`] explains
+    /// a request in the middle of a connection's message.
+    pub fn explain(&self, request: &Request<'_>, now: Timestamp) -> Explanation {
+        let current = Arc::clone(&self.current.read());
+        crate::lang::explain(&current.policy.program, &current.state, request, now, None)
+    }
+
+    /// [`Engine::explain`] for a request of the connection whose [`Scratch`]
+    /// this is: limits see the message under way on it (which recipients were
+    /// accepted, whether the message was counted) as [`Engine::decide`] with
+    /// that scratch would. The scratch is not changed.
+    pub fn explain_with(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &Scratch,
+    ) -> Explanation {
+        let current = Arc::clone(&self.current.read());
+        // Another engine's scratch: its message is not this engine's (as
+        // `decide` would forget it).
+        let ours = matches!(&scratch.policy, Some((id, ..)) if *id == self.id);
+        crate::lang::explain(
+            &current.policy.program,
+            &current.state,
+            request,
+            now,
+            ours.then_some(&scratch.buffers.message),
+        )
     }
 }
 

@@ -141,7 +141,8 @@ pub fn compile_policy(data: &[u8]) {
     let lines = u32::try_from(source.lines().count().max(1)).unwrap_or(u32::MAX);
     match crate::Policy::compile("fuzz.conf", &source, &mut crate::NoFiles) {
         Ok(compiled) => {
-            let policy = compiled.policy;
+            let engine = crate::Engine::new(compiled.policy);
+            let policy = engine.policy();
             for w in &compiled.warnings {
                 assert!(w.line <= lines, "warning past the end: {w}");
                 assert!(!w.message.is_empty());
@@ -157,11 +158,11 @@ pub fn compile_policy(data: &[u8]) {
                 let Ok(request) = Request::parse(frame) else {
                     continue;
                 };
-                let decision = policy.decide(&request, now, &mut scratch);
+                let decision = engine.decide(&request, now, &mut scratch);
                 let rule = decision.rule.to_owned();
                 assert!(rule == "default" || policy.rule_names().any(|n| n == rule));
                 assert!(std::str::from_utf8(decision.wire()).is_ok());
-                let _ = policy.explain(&request, now).to_string();
+                let _ = engine.explain(&request, now).to_string();
             }
         }
         Err(errors) => {
@@ -268,30 +269,24 @@ pub fn decode_state(data: &[u8]) {
     else {
         panic!("the fuzz state policy compiles");
     };
-    let mut policy = compiled.policy;
-    let tables = |policy: &crate::Policy| {
-        let limits: Vec<*const crate::LimitTable> = policy
-            .limit_states()
-            .map(|l| std::ptr::from_ref(l.table))
-            .collect();
-        let greylists: Vec<*const crate::state::GreylistTable> = policy
-            .greylist_states()
-            .map(|g| std::ptr::from_ref(g.table))
-            .collect();
-        (limits, greylists)
-    };
-    let before = tables(&policy);
-    match crate::store::restore(&mut policy, data) {
-        Err(_) => assert_eq!(before, tables(&policy), "a failed restore changed a table"),
-        Ok(report) => {
+    let state = crate::State::for_policy(&compiled.policy);
+    match crate::store::restore(&state, data) {
+        Err(_) => {}
+        Ok((restored_state, report)) => {
             // Every table of the policy is restored, fresh, or neither (its
             // entry in the file was dropped as changed), never both or
             // twice; only the policy's tables are restored.
-            let names: Vec<&str> = policy
-                .limit_states()
+            let names: Vec<&str> = state
+                .limits()
                 .map(|l| l.name)
-                .chain(policy.greylist_states().map(|g| g.name))
+                .chain(state.greylists().map(|g| g.name))
                 .collect();
+            let restored_names: Vec<&str> = restored_state
+                .limits()
+                .map(|l| l.name)
+                .chain(restored_state.greylists().map(|g| g.name))
+                .collect();
+            assert_eq!(names, restored_names, "a restore changed the items");
             for name in &names {
                 let restored = report.restored.iter().filter(|r| r.name == *name).count();
                 let fresh = report.fresh.iter().filter(|f| f == name).count();
@@ -336,7 +331,7 @@ mod tests {
     fn state_harness_restores_a_real_state_file() {
         let compiled = crate::Policy::compile("p", FUZZ_STATE_POLICY, &mut crate::NoFiles)
             .unwrap_or_else(|e| panic!("{e}"));
-        let policy = compiled.policy;
+        let engine = crate::Engine::new(compiled.policy);
         let now = crate::Timestamp::from_unix_millis(1_700_000_000_000);
         let mut scratch = crate::Scratch::new();
         let frame = |i: u32| {
@@ -349,22 +344,23 @@ mod tests {
         for i in 0..5 {
             let frame = frame(i);
             let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            let _ = policy.decide(&request, now, &mut scratch);
+            let _ = engine.decide(&request, now, &mut scratch);
         }
         let later = crate::Timestamp::from_unix_millis(now.as_unix_millis() + 61_000);
         for i in 0..2 {
             let frame = frame(i);
             let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            let _ = policy.decide(&request, later, &mut scratch);
+            let _ = engine.decide(&request, later, &mut scratch);
         }
-        let grey = policy
-            .greylist_states()
+        let state = engine.state();
+        let grey = state
+            .greylists()
             .next()
             .unwrap_or_else(|| panic!("the policy has a greylist"));
         let counts = grey.table.counts(later);
         assert_eq!((counts.pending, counts.passed, counts.clients), (3, 2, 2));
         let mut file = Vec::new();
-        assert_eq!(crate::store::encode(&policy, later, &mut file), 3);
+        assert_eq!(crate::store::encode(&state, later, &mut file), 3);
         let stored = crate::store::decode(&file).unwrap_or_else(|e| panic!("{e}"));
         let kinds: Vec<_> = stored.entries.iter().map(|e| e.kind).collect();
         assert_eq!(
@@ -389,11 +385,11 @@ mod tests {
         let body = damaged.len() - 8;
         let sum = crate::base::bytes::fnv1a(crate::base::bytes::FNV_START, &damaged[..body]);
         damaged[body..].copy_from_slice(&sum.to_le_bytes());
-        let mut fresh = crate::Policy::compile("p", FUZZ_STATE_POLICY, &mut crate::NoFiles)
+        let fresh = crate::Policy::compile("p", FUZZ_STATE_POLICY, &mut crate::NoFiles)
             .unwrap_or_else(|e| panic!("{e}"))
             .policy;
         assert!(matches!(
-            crate::store::restore(&mut fresh, &damaged),
+            crate::store::restore(&crate::State::for_policy(&fresh), &damaged),
             Err(crate::store::StoreError::Greylist { index: 2, .. })
         ));
         decode_state(&damaged);

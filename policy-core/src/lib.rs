@@ -4,7 +4,8 @@
 //! request of `name=value` lines (SMTPD_POLICY_README); the server answers one
 //! access(5) action. This crate is everything between those two: it parses a
 //! request into a zero-copy [`Request`], decides it with a compiled
-//! [`Policy`], and hands back a validated [`Action`] to send.
+//! [`Policy`] and its [`State`] held by an [`Engine`], and hands back a
+//! [`Decision`] whose wire text is what to send.
 //!
 //! # What it does not do
 //!
@@ -20,10 +21,10 @@
 //! # Data flow
 //!
 //! ```text
-//!  frame: &[u8] ──Request::parse──▶ Request<'frame> ──Policy::decide(&req, now, &mut Scratch)──┐
-//!  (from policy-proto's framer)     (borrows the frame)                                          │
+//!  frame: &[u8] ──Request::parse──▶ Request<'frame> ──Engine::decide(&req, now, &mut Scratch)──┐
+//!  (from policy-proto's framer)     (borrows the frame)    Policy (rules) + State (tables)       │
 //!                                                                                               ▼
-//!  out: Vec<u8> ◀──Decision::write_wire── Decision<'a> { action, rule, dry_run }
+//!  out: Vec<u8> ◀──policy_proto::encode── Decision<'s> { wire(), verb(), rule, dry_run }
 //! ```
 //!
 //! # Main types
@@ -34,9 +35,11 @@
 //!   Errors: [`ParseError`]. Relaxations: [`ParseOptions`].
 //! - [`Action`]: every access(5) action valid in a policy reply, validated when
 //!   constructed, with a canonical wire form. Errors: [`ActionError`].
-//! - [`Policy`] (immutable, `Send + Sync`), [`Engine`] (the policy in force,
-//!   replaceable at run time), [`Scratch`] (per-connection working space),
-//!   [`Decision`] (the action and the rule that chose it), [`Timestamp`].
+//! - [`Policy`] (immutable rules, no state; `Send + Sync`), [`State`] (the
+//!   tables of its limits and greylists, behind the [`Backend`] seam),
+//!   [`Engine`] (the policy and state in force, replaceable at run time:
+//!   the one way to decide), [`Scratch`] (per-connection working space),
+//!   [`Decision`] (the wire text and the rule that chose it), [`Timestamp`].
 //! - [`Policy::compile`] compiles the policy language ([`lang`]): every error
 //!   as a located [`Diagnostic`] in [`CompileErrors`], list files read through
 //!   a [`SourceLoader`], [`Explanation`]s of decisions for people.
@@ -44,10 +47,11 @@
 //!   [`LimitTable`]) with exact window semantics; a [`Scratch`] remembers the
 //!   message under way on its connection (for `count messages` and the
 //!   counting points `at data` / `at end-of-message`).
-//!   [`Policy::limit_states`] shows every limit's counters, [`Engine::replace`]
+//!   [`State::limits`] shows every limit's counters, [`Engine::replace`]
 //!   keeps those of unchanged limits across a reload, and [`store`] encodes
 //!   them all into one checksummed state file and restores them, all or
-//!   nothing (the daemon does the file I/O).
+//!   nothing (the daemon does the file I/O), also into a running engine
+//!   ([`Engine::set_state`]).
 //! - `greylist` rules keep their triplets in a [`GreylistTable`] (the same
 //!   sharded tables); [`greylist`] has postgrey's sender normalisation and
 //!   whitelist file formats.
@@ -55,7 +59,7 @@
 //! # Example
 //!
 //! ```
-//! use policy_core::{Action, Policy, Request, Scratch, Timestamp};
+//! use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
 //!
 //! let frame = b"request=smtpd_access_policy\n\
 //!               protocol_state=RCPT\n\
@@ -66,9 +70,9 @@
 //! let request = Request::parse(frame)?;
 //! assert!(request.sender.domain_is(b"EXAMPLE.NET"));
 //!
-//! let policy = Policy::always(Action::parse("REJECT 5.7.1 Not welcome here")?);
-//! let mut scratch = Scratch::new();
-//! let decision = policy.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+//! let engine = Engine::new(Policy::always(Action::parse("REJECT 5.7.1 Not welcome here")?));
+//! let mut scratch = Scratch::new(); // one per connection, reused
+//! let decision = engine.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
 //!
 //! // What to send back (policy-proto's encoder adds `action=` and `\n\n`):
 //! // the wire form, templates filled in for this request.
@@ -96,7 +100,7 @@ pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
 pub use base::time::Timestamp;
-pub use engine::{Decision, Engine, GreylistState, LimitState, Policy, Scratch};
+pub use engine::{BackendFailure, Decision, Engine, Policy, Scratch};
 pub use lang::{
     CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
     SourceLoader,
@@ -109,8 +113,9 @@ pub use request::{
     KNOWN_ATTRIBUTES,
 };
 pub use state::{
-    GreyCounts, GreyVerdict, GreylistTable, HashSeeds, Key, Limit, LimitError, LimitTable, Refusal,
-    SnapshotError, TopKey, Verdict, Window,
+    Backend, BackendError, GreyCounts, GreyVerdict, GreylistState, GreylistTable, HashSeeds, Key,
+    Limit, LimitError, LimitState, LimitTable, LocalBackend, OnFailure, Refusal, SnapshotError,
+    State, TopKey, Verdict, Window,
 };
 pub use template::{
     ActionTemplate, ActionTemplateError, Template, TemplateError, Var, WireOutcome,

@@ -1,16 +1,18 @@
 //! The state file: one container holding the snapshots of every stateful
-//! table of a [`Policy`] (its limits and greylists), so that a daemon keeps its
+//! table of a [`State`] (its limits and greylists), so that a daemon keeps its
 //! counters across restarts. Bytes in, bytes out: no I/O here. Writing the
 //! bytes to disk atomically (temporary file, fsync, rename) is the caller's
 //! job.
 //!
-//! - [`encode`] appends the container for a policy's tables to a buffer.
+//! - [`encode`] appends the container for a state's tables to a buffer.
 //! - [`decode`] checks a container (magic, version, length, checksum, then
 //!   the entry list) and returns its entries, borrowing the bytes.
-//! - [`restore`] decodes every table of a container for a policy and
-//!   installs them all, or none: a truncated or corrupt file never
-//!   half-loads. Tables of rules that are gone or changed are dropped and
-//!   reported, not an error.
+//! - [`restore`] decodes every table of a container for a state and returns
+//!   that state with all of them in place, or an error and nothing: a
+//!   truncated or corrupt file never half-loads. Tables of rules that are
+//!   gone or changed are dropped and reported, not an error. Put the
+//!   restored state in force with [`Engine::set_state`](crate::Engine::set_state)
+//!   (also while the engine decides).
 //!
 //! # Format
 //!
@@ -43,24 +45,28 @@
 //! # Example
 //!
 //! ```
-//! use policy_core::{store, Policy, NoFiles, Timestamp};
+//! use policy_core::{store, Engine, NoFiles, Policy, Timestamp};
 //!
 //! let src = "limit out { key sender count messages max 3 per 1h }\ndefault DUNNO\n";
-//! let policy = Policy::compile("policy.conf", src, &mut NoFiles)?.policy;
+//! let engine = Engine::new(Policy::compile("policy.conf", src, &mut NoFiles)?.policy);
 //! let now = Timestamp::from_unix_millis(1_700_000_000_000);
 //!
 //! let mut file = Vec::new();
-//! store::encode(&policy, now, &mut file);
+//! store::encode(&engine.state(), now, &mut file);
 //!
 //! // At the next start: the same rule gets its counters back.
-//! let mut fresh = Policy::compile("policy.conf", src, &mut NoFiles)?.policy;
-//! let report = store::restore(&mut fresh, &file)?;
+//! let fresh = Engine::new(Policy::compile("policy.conf", src, &mut NoFiles)?.policy);
+//! let (state, report) = store::restore(&fresh.state(), &file)?;
 //! assert_eq!(report.restored[0].name, "out");
 //! assert!(report.dropped.is_empty());
+//! fresh.set_state(state);
 //!
 //! // A damaged file loads nothing and says why.
 //! file[30] ^= 1;
-//! assert_eq!(store::restore(&mut fresh, &file), Err(store::StoreError::ChecksumMismatch));
+//! assert_eq!(
+//!     store::restore(&fresh.state(), &file).err(),
+//!     Some(store::StoreError::ChecksumMismatch)
+//! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -68,8 +74,7 @@ use std::fmt;
 
 use crate::base::bytes::{fnv1a, FNV_START};
 use crate::base::time::Timestamp;
-use crate::engine::Policy;
-use crate::state::{GreylistTable, LimitTable, SnapshotError};
+use crate::state::{GreylistTable, LimitTable, SnapshotError, State};
 
 /// The first 8 bytes of a state file.
 pub const STORE_MAGIC: [u8; 8] = *b"PDSTATE\0";
@@ -317,13 +322,13 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     fnv1a(FNV_START, bytes)
 }
 
-/// Appends the state file of `policy`'s tables at `now` to `out`, and
+/// Appends the state file of `state`'s tables at `now` to `out`, and
 /// returns how many tables it holds. Each table is encoded under its own
 /// shard locks, one shard at a time (see
 /// [`LimitTable::encode_snapshot`]): deciding goes on meanwhile. A limit
 /// whose name is longer than [`MAX_NAME_BYTES`] is left out (the count then
 /// falls short of the policy's limits).
-pub fn encode(policy: &Policy, now: Timestamp, out: &mut Vec<u8>) -> usize {
+pub fn encode(state: &State, now: Timestamp, out: &mut Vec<u8>) -> usize {
     let start = out.len();
     out.extend_from_slice(&STORE_MAGIC);
     out.extend_from_slice(&STORE_VERSION.to_le_bytes());
@@ -332,33 +337,33 @@ pub fn encode(policy: &Policy, now: Timestamp, out: &mut Vec<u8>) -> usize {
     let count_at = out.len();
     out.extend_from_slice(&0u32.to_le_bytes());
     let mut count = 0u32;
-    for state in policy.limit_states() {
-        let Ok(name_len) = u16::try_from(state.name.len()) else {
+    for limit in state.limits() {
+        let Ok(name_len) = u16::try_from(limit.name.len()) else {
             continue;
         };
         out.push(KIND_LIMIT);
         out.extend_from_slice(&name_len.to_le_bytes());
-        out.extend_from_slice(state.name.as_bytes());
-        out.extend_from_slice(&state.signature.to_le_bytes());
+        out.extend_from_slice(limit.name.as_bytes());
+        out.extend_from_slice(&limit.signature.to_le_bytes());
         let len_at = out.len();
         out.extend_from_slice(&0u64.to_le_bytes());
         // The rule's maxima, as `policyd state` should show them.
-        state.table.encode_snapshot_as(now, state.limit, out);
+        limit.table.encode_snapshot_as(now, limit.limit, out);
         let payload = (out.len() - len_at - 8) as u64;
         out[len_at..len_at + 8].copy_from_slice(&payload.to_le_bytes());
         count += 1;
     }
-    for state in policy.greylist_states() {
-        let Ok(name_len) = u16::try_from(state.name.len()) else {
+    for greylist in state.greylists() {
+        let Ok(name_len) = u16::try_from(greylist.name.len()) else {
             continue;
         };
         out.push(KIND_GREYLIST);
         out.extend_from_slice(&name_len.to_le_bytes());
-        out.extend_from_slice(state.name.as_bytes());
-        out.extend_from_slice(&state.signature.to_le_bytes());
+        out.extend_from_slice(greylist.name.as_bytes());
+        out.extend_from_slice(&greylist.signature.to_le_bytes());
         let len_at = out.len();
         out.extend_from_slice(&0u64.to_le_bytes());
-        state.table.encode_snapshot(now, out);
+        greylist.table.encode_snapshot(now, out);
         let payload = (out.len() - len_at - 8) as u64;
         out[len_at..len_at + 8].copy_from_slice(&payload.to_le_bytes());
         count += 1;
@@ -511,20 +516,22 @@ pub fn decode(bytes: &[u8]) -> Result<Stored<'_>, StoreError> {
     })
 }
 
-/// Restores `policy`'s tables from the state file `bytes`: all or nothing.
+/// Restores `state`'s tables from the state file `bytes`: all or nothing.
 ///
-/// Every table in the file is decoded first ([`Policy::decode_limit`],
-/// [`Policy::decode_greylist`]); only when all decoded are they installed
-/// ([`Policy::install_limit`], [`Policy::install_greylist`]). On any error
-/// the policy is unchanged. A table whose rule is gone or changed (another
-/// [signature](crate::LimitState::signature)) is dropped and reported, not
-/// an error: its state does not apply to the new rule.
-pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, StoreError> {
+/// Every table in the file is decoded first, for the item of `state` with
+/// its name and signature; only when all decoded is the restored state
+/// made: `state` with those tables in place of its own (the others
+/// shared). On any error nothing is made. A table whose rule is gone or
+/// changed (another [signature](crate::LimitState::signature)) is dropped
+/// and reported, not an error: its state does not apply to the new rule.
+/// Put the result in force with [`Engine::set_state`](crate::Engine::set_state).
+pub fn restore(state: &State, bytes: &[u8]) -> Result<(State, RestoreReport), StoreError> {
     let stored = decode(bytes)?;
-    let mut tables: Vec<(&str, LimitTable)> = Vec::new();
-    let mut greylists: Vec<(&str, GreylistTable)> = Vec::new();
+    let mut limits: Vec<(usize, LimitTable)> = Vec::new();
+    let mut greylists: Vec<(usize, GreylistTable)> = Vec::new();
+    let mut restored = Vec::new();
     let mut dropped = Vec::new();
-    // Not restored: the policy has a rule of that name with another
+    // Not restored: the state has an item of that name with another
     // signature (changed), or none (gone).
     let not_restored = |name: &str, changed: bool| Dropped {
         name: name.to_owned(),
@@ -538,88 +545,84 @@ pub fn restore(policy: &mut Policy, bytes: &[u8]) -> Result<RestoreReport, Store
         // In range: `decode` counted the entries with a u32.
         let index = index as u32;
         match entry.kind {
-            TableKind::Limit => {
-                match policy.decode_limit(entry.name, entry.signature, entry.payload) {
-                    Ok(Some(table)) => tables.push((entry.name, table)),
-                    Ok(None) => dropped.push(not_restored(
-                        entry.name,
-                        policy.limit_states().any(|l| l.name == entry.name),
-                    )),
-                    Err(error) => return Err(StoreError::Limit { index, error }),
+            TableKind::Limit => match state.find_limit(entry.name, entry.signature) {
+                Some(i) => {
+                    let Some(spec) = state.limits.get(i) else {
+                        continue;
+                    };
+                    let table = LimitTable::decode_snapshot(
+                        entry.payload,
+                        spec.table_limit.clone(),
+                        spec.capacity,
+                    )
+                    .map_err(|error| StoreError::Limit { index, error })?;
+                    restored.push(Restored {
+                        name: entry.name.to_owned(),
+                        keys: table.len(),
+                    });
+                    limits.push((i, table));
                 }
-            }
-            TableKind::Greylist => {
-                match policy.decode_greylist(entry.name, entry.signature, entry.payload) {
-                    Ok(Some(table)) => greylists.push((entry.name, table)),
-                    Ok(None) => dropped.push(not_restored(
-                        entry.name,
-                        policy.greylist_states().any(|g| g.name == entry.name),
-                    )),
-                    Err(error) => return Err(StoreError::Greylist { index, error }),
+                None => dropped.push(not_restored(
+                    entry.name,
+                    state.limits().any(|l| l.name == entry.name),
+                )),
+            },
+            TableKind::Greylist => match state.find_greylist(entry.name, entry.signature) {
+                Some(i) => {
+                    let Some(spec) = state.greylists.get(i) else {
+                        continue;
+                    };
+                    let table =
+                        GreylistTable::decode_snapshot(entry.payload, spec.timers, spec.capacity)
+                            .map_err(|error| StoreError::Greylist { index, error })?;
+                    restored.push(Restored {
+                        name: entry.name.to_owned(),
+                        keys: table.len(),
+                    });
+                    greylists.push((i, table));
                 }
-            }
+                None => dropped.push(not_restored(
+                    entry.name,
+                    state.greylists().any(|g| g.name == entry.name),
+                )),
+            },
             TableKind::Unknown(kind) => dropped.push(Dropped {
                 name: entry.name.to_owned(),
                 reason: DropReason::UnknownKind(kind),
             }),
         }
     }
-    let mut restored = Vec::with_capacity(tables.len() + greylists.len());
-    // Each table was decoded for this very policy's rule of that name and
-    // signature, so installing it cannot be refused; should it be, it is
-    // reported as a changed rule rather than claimed restored.
-    let mut record = |name: &str, keys: usize, installed: bool| {
-        if installed {
-            restored.push(Restored {
-                name: name.to_owned(),
-                keys,
-            });
-        } else {
-            dropped.push(not_restored(name, true));
-        }
+    let in_file = |kind: TableKind, name: &str| {
+        stored
+            .entries
+            .iter()
+            .any(|e| e.kind == kind && e.name == name)
     };
-    for (name, table) in tables {
-        let keys = table.len();
-        record(name, keys, policy.install_limit(name, table));
-    }
-    for (name, table) in greylists {
-        let keys = table.len();
-        record(name, keys, policy.install_greylist(name, table));
-    }
-    let mut fresh: Vec<String> = policy
-        .limit_states()
-        .filter(|l| {
-            !stored
-                .entries
-                .iter()
-                .any(|e| e.kind == TableKind::Limit && e.name == l.name)
-        })
+    let fresh: Vec<String> = state
+        .limits()
+        .filter(|l| !in_file(TableKind::Limit, l.name))
         .map(|l| l.name.to_owned())
+        .chain(
+            state
+                .greylists()
+                .filter(|g| !in_file(TableKind::Greylist, g.name))
+                .map(|g| g.name.to_owned()),
+        )
         .collect();
-    fresh.extend(
-        policy
-            .greylist_states()
-            .filter(|g| {
-                !stored
-                    .entries
-                    .iter()
-                    .any(|e| e.kind == TableKind::Greylist && e.name == g.name)
-            })
-            .map(|g| g.name.to_owned()),
-    );
-    Ok(RestoreReport {
+    let report = RestoreReport {
         written_at: stored.written_at,
         restored,
         dropped,
         fresh,
-    })
+    };
+    Ok((state.with_tables(limits, greylists), report))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lang::NoFiles;
-    use crate::Request;
+    use crate::{Engine, Policy, Request};
 
     const POLICY: &str = "\
 limit out { key sender count messages max 3 per 1h }
@@ -627,11 +630,18 @@ limit rcpts { key client_address/24/64 count recipients max 100 per 1m, 1000 per
 default DUNNO
 ";
 
-    fn compile(src: &str) -> Policy {
+    fn compile(src: &str) -> Engine {
         match Policy::compile("policy.conf", src, &mut NoFiles) {
-            Ok(compiled) => compiled.policy,
+            Ok(compiled) => Engine::new(compiled.policy),
             Err(e) => panic!("{e:?}"),
         }
+    }
+
+    /// [`restore`] into `engine`'s state, put in force on success.
+    fn restore_into(engine: &Engine, bytes: &[u8]) -> Result<RestoreReport, StoreError> {
+        let (state, report) = restore(&engine.state(), bytes)?;
+        engine.set_state(state);
+        Ok(report)
     }
 
     const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -646,7 +656,7 @@ default DUNNO
     }
 
     /// Decide one request per (sender, message) pair; returns the actions.
-    fn send(policy: &Policy, messages: &[(&str, u32)]) -> Vec<String> {
+    fn send(policy: &Engine, messages: &[(&str, u32)]) -> Vec<String> {
         let mut scratch = crate::Scratch::new();
         messages
             .iter()
@@ -659,19 +669,20 @@ default DUNNO
             .collect()
     }
 
-    fn counted(policy: &Policy) -> Vec<(String, usize)> {
+    fn counted(policy: &Engine) -> Vec<(String, usize)> {
         policy
-            .limit_states()
+            .state()
+            .limits()
             .map(|l| (l.name.to_owned(), l.table.len()))
             .collect()
     }
 
     /// A state file of [`POLICY`] with some counts in it.
-    fn sample() -> (Policy, Vec<u8>) {
+    fn sample() -> (Engine, Vec<u8>) {
         let policy = compile(POLICY);
         send(&policy, &[("a@x.org", 1), ("a@x.org", 2), ("b@y.org", 3)]);
         let mut file = Vec::new();
-        assert_eq!(encode(&policy, NOW, &mut file), 2);
+        assert_eq!(encode(&policy.state(), NOW, &mut file), 2);
         (policy, file)
     }
 
@@ -682,7 +693,7 @@ default DUNNO
         assert_eq!(stored.written_at, NOW);
         let names: Vec<_> = stored.entries.iter().map(|e| e.name).collect();
         assert_eq!(names, ["out", "rcpts"]);
-        for (entry, state) in stored.entries.iter().zip(policy.limit_states()) {
+        for (entry, state) in stored.entries.iter().zip(policy.state().limits()) {
             assert_eq!(entry.kind, TableKind::Limit);
             assert_eq!(entry.signature, state.signature);
             let mut alone = Vec::new();
@@ -690,8 +701,8 @@ default DUNNO
             assert_eq!(entry.payload, &alone[..]);
         }
 
-        let mut fresh = compile(POLICY);
-        let report = restore(&mut fresh, &file).unwrap();
+        let fresh = compile(POLICY);
+        let report = restore_into(&fresh, &file).unwrap();
         assert_eq!(report.written_at, NOW);
         assert_eq!(
             report.restored,
@@ -710,7 +721,7 @@ default DUNNO
         assert_eq!(counted(&fresh), counted(&policy));
         // Encoding the restored policy gives the same file.
         let mut again = Vec::new();
-        encode(&fresh, NOW, &mut again);
+        encode(&fresh.state(), NOW, &mut again);
         assert_eq!(again, file);
         // The counts carry on: a@x.org has sent 2 of 3 messages.
         let answers = send(&fresh, &[("a@x.org", 10), ("a@x.org", 11)]);
@@ -722,7 +733,7 @@ default DUNNO
     fn a_policy_without_limits_writes_an_empty_file() {
         let policy = compile("default DUNNO\n");
         let mut file = vec![7, 7];
-        assert_eq!(encode(&policy, NOW, &mut file), 0);
+        assert_eq!(encode(&policy.state(), NOW, &mut file), 0);
         // Appended after what was there.
         assert_eq!(&file[..2], [7, 7]);
         let stored = decode(&file[2..]).unwrap();
@@ -739,12 +750,12 @@ default DUNNO
         );
         let policy = compile(&src);
         let mut file = Vec::new();
-        assert_eq!(encode(&policy, NOW, &mut file), 1);
+        assert_eq!(encode(&policy.state(), NOW, &mut file), 1);
         let stored = decode(&file).unwrap();
         assert_eq!(stored.entries.len(), 1);
         assert_eq!(stored.entries[0].name, "short");
-        let mut fresh = compile(&src);
-        assert_eq!(restore(&mut fresh, &file).unwrap().fresh, [long]);
+        let fresh = compile(&src);
+        assert_eq!(restore_into(&fresh, &file).unwrap().fresh, [long]);
     }
 
     #[test]
@@ -756,9 +767,9 @@ default DUNNO
                 matches!(err, StoreError::Truncated { found, .. } if found == n as u64),
                 "prefix {n}: {err:?}"
             );
-            let mut policy = compile(POLICY);
+            let policy = compile(POLICY);
             let before = counted(&policy);
-            assert_eq!(restore(&mut policy, &file[..n]).unwrap_err(), err);
+            assert_eq!(restore_into(&policy, &file[..n]).unwrap_err(), err);
             assert_eq!(counted(&policy), before);
         }
     }
@@ -788,9 +799,9 @@ default DUNNO
                     ),
                     _ => assert_eq!(err, StoreError::ChecksumMismatch, "byte {i}"),
                 }
-                let mut policy = compile(POLICY);
-                assert!(restore(&mut policy, &bad).is_err());
-                assert!(policy.limit_states().all(|l| l.table.is_empty()));
+                let policy = compile(POLICY);
+                assert!(restore_into(&policy, &bad).is_err());
+                assert!(policy.state().limits().all(|l| l.table.is_empty()));
             }
         }
     }
@@ -820,8 +831,8 @@ limit rcpts { key client_address/24/64 count recipients max 5 per 1m, 1000 per 1
 limit fresh { key sender count recipients max 9 per 1h }
 default DUNNO
 ";
-        let mut policy = compile(changed);
-        let report = restore(&mut policy, &file).unwrap();
+        let policy = compile(changed);
+        let report = restore_into(&policy, &file).unwrap();
         assert_eq!(
             report.restored,
             [Restored {
@@ -842,8 +853,8 @@ default DUNNO
             [("out".into(), 0), ("rcpts".into(), 1), ("fresh".into(), 0)]
         );
 
-        let mut without = compile("limit other { key sender count messages max 1 per 1h }\n");
-        let report = restore(&mut without, &file).unwrap();
+        let without = compile("limit other { key sender count messages max 1 per 1h }\n");
+        let report = restore_into(&without, &file).unwrap();
         assert!(report.restored.is_empty());
         assert_eq!(
             report.dropped,
@@ -904,8 +915,8 @@ default DUNNO
                 &bad_payload,
             ),
         ]);
-        let mut fresh = compile(POLICY);
-        let err = restore(&mut fresh, &bad).unwrap_err();
+        let fresh = compile(POLICY);
+        let err = restore_into(&fresh, &bad).unwrap_err();
         assert_eq!(
             err,
             StoreError::Limit {
@@ -914,9 +925,9 @@ default DUNNO
             }
         );
         assert!(err.to_string().contains("entry 1"), "{err}");
-        assert!(fresh.limit_states().all(|l| l.table.is_empty()));
+        assert!(fresh.state().limits().all(|l| l.table.is_empty()));
         // The intact file restores both.
-        restore(&mut fresh, &file).unwrap();
+        restore_into(&fresh, &file).unwrap();
         assert_eq!(counted(&fresh), counted(&policy));
     }
 
@@ -957,8 +968,8 @@ default DUNNO
             (9, b"greylist", 1, b"whatever"),
             (KIND_LIMIT, b"out", e.signature, e.payload),
         ]);
-        let mut fresh = compile(POLICY);
-        let report = restore(&mut fresh, &bytes).unwrap();
+        let fresh = compile(POLICY);
+        let report = restore_into(&fresh, &bytes).unwrap();
         assert_eq!(
             report.dropped,
             [Dropped {

@@ -27,6 +27,11 @@ fn compile(src: &str) -> Policy {
     }
 }
 
+/// An engine deciding with the policy `src` (which must compile).
+fn engine(src: &str) -> Engine {
+    Engine::new(compile(src))
+}
+
 /// A RCPT request from `client` (address), `sender` to `recipient`.
 fn rcpt(client: &str, sender: &str, recipient: &str) -> Vec<u8> {
     format!(
@@ -36,11 +41,11 @@ fn rcpt(client: &str, sender: &str, recipient: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The rule and wire answer of `policy` to `frame` at `now`.
-fn decide(policy: &Policy, frame: &[u8], now: Timestamp) -> (String, String) {
+/// The rule and wire answer of `engine`'s policy to `frame` at `now`.
+fn decide(engine: &Engine, frame: &[u8], now: Timestamp) -> (String, String) {
     let request = Request::parse(frame).unwrap_or_else(|e| panic!("{e}"));
     let mut scratch = Scratch::new();
-    let d = policy.decide(&request, now, &mut scratch);
+    let d = engine.decide(&request, now, &mut scratch);
     (
         d.rule.to_owned(),
         String::from_utf8_lossy(d.wire()).into_owned(),
@@ -52,7 +57,7 @@ const BASIC: &str =
 
 #[test]
 fn first_attempt_too_early_in_time_and_known() {
-    let p = compile(BASIC);
+    let p = engine(BASIC);
     let f = rcpt("192.0.2.10", "alice@example.net", "bob@example.com");
     // First attempt: deferred for the whole delay (5 minutes).
     assert_eq!(
@@ -89,7 +94,7 @@ fn first_attempt_too_early_in_time_and_known() {
 
 #[test]
 fn unretried_triplet_starts_over_after_the_retry_window() {
-    let p = compile("greylist grey { delay 5m retry_window 2d }");
+    let p = engine("greylist grey { delay 5m retry_window 2d }");
     let f = rcpt("192.0.2.10", "alice@example.net", "bob@example.com");
     assert!(decide(&p, &f, at(0)).1.starts_with("DEFER_IF_PERMIT"));
     // Past the retry window: a first attempt again, the full delay. (Times
@@ -118,7 +123,7 @@ fn unretried_triplet_starts_over_after_the_retry_window() {
 
 #[test]
 fn passed_triplet_silent_past_max_age_starts_over() {
-    let p = compile("greylist grey { max_age 35d auto_whitelist 0 }");
+    let p = engine("greylist grey { max_age 35d auto_whitelist 0 }");
     let f = rcpt("192.0.2.10", "alice@example.net", "bob@example.com");
     assert!(decide(&p, &f, at(0)).1.starts_with("DEFER"));
     assert_eq!(decide(&p, &f, at(5 * MIN)).1, "DUNNO");
@@ -132,7 +137,7 @@ fn passed_triplet_silent_past_max_age_starts_over() {
 
 #[test]
 fn the_client_network_is_a_24_or_a_64_by_default() {
-    let p = compile("greylist grey { auto_whitelist 0 }");
+    let p = engine("greylist grey { auto_whitelist 0 }");
     // First attempt from one address, retry from another of the same /24.
     let first = rcpt("192.0.2.10", "alice@example.net", "bob@example.com");
     let retry = rcpt("192.0.2.77", "alice@example.net", "bob@example.com");
@@ -153,7 +158,7 @@ fn the_client_network_is_a_24_or_a_64_by_default() {
     assert_eq!(decide(&p, &v6b, at(5 * MIN)).1, "DUNNO");
     assert!(decide(&p, &v6c, at(5 * MIN)).1.starts_with("DEFER"));
     // The exact address when asked.
-    let exact = compile("greylist grey { client client_address auto_whitelist 0 }");
+    let exact = engine("greylist grey { client client_address auto_whitelist 0 }");
     assert!(decide(&exact, &first, at(0)).1.starts_with("DEFER"));
     assert!(decide(&exact, &retry, at(5 * MIN)).1.starts_with("DEFER"));
     assert_eq!(decide(&exact, &first, at(5 * MIN)).1, "DUNNO");
@@ -161,7 +166,7 @@ fn the_client_network_is_a_24_or_a_64_by_default() {
 
 #[test]
 fn recipients_and_senders_are_compared_ignoring_case() {
-    let p = compile("greylist grey { auto_whitelist 0 }");
+    let p = engine("greylist grey { auto_whitelist 0 }");
     let first = rcpt("192.0.2.10", "Alice@Example.NET", "Bob@Example.com");
     let retry = rcpt("192.0.2.10", "alice@example.net", "bob@example.com");
     assert!(decide(&p, &first, at(0)).1.starts_with("DEFER"));
@@ -170,7 +175,7 @@ fn recipients_and_senders_are_compared_ignoring_case() {
 
 #[test]
 fn a_client_network_that_passed_five_times_an_hour_apart_is_whitelisted() {
-    let p = compile("greylist grey { auto_whitelist 5 }");
+    let p = engine("greylist grey { auto_whitelist 5 }");
     let mut now = 0;
     for i in 0..5 {
         let f = rcpt(
@@ -194,7 +199,7 @@ fn a_client_network_that_passed_five_times_an_hour_apart_is_whitelisted() {
 
 #[test]
 fn passes_within_an_hour_count_once_toward_the_auto_whitelist() {
-    let p = compile("greylist grey { auto_whitelist 2 }");
+    let p = engine("greylist grey { auto_whitelist 2 }");
     // Two passes within the same hour: counted once.
     for i in 0..2 {
         let f = rcpt(
@@ -211,13 +216,13 @@ fn passes_within_an_hour_count_once_toward_the_auto_whitelist() {
 
 #[test]
 fn conditions_and_dry_run() {
-    let p = compile(
+    let p = engine(
         "list trusted { 198.51.100.0/24 }\n\
          greylist grey { unless authenticated or client_address in trusted }",
     );
     let trusted = rcpt("198.51.100.7", "a@example.net", "b@example.com");
     assert_eq!(decide(&p, &trusted, at(0)).1, "DUNNO");
-    let dry = compile("greylist grey dry-run { auto_whitelist 0 }");
+    let dry = engine("greylist grey dry-run { auto_whitelist 0 }");
     let f = rcpt("192.0.2.10", "a@example.net", "b@example.com");
     let request = Request::parse(&f).unwrap_or_else(|e| panic!("{e}"));
     let mut scratch = Scratch::new();
@@ -240,7 +245,7 @@ fn conditions_and_dry_run() {
 
 #[test]
 fn the_header_is_sent_only_when_nothing_else_decides() {
-    let p = compile(
+    let p = engine(
         "greylist grey { prepend \"X-Greylist: delayed $delay seconds\" }\n\
          rule block { if recipient == \"blocked@example.com\" then REJECT \"5.7.1 no\" }\n",
     );
@@ -249,7 +254,7 @@ fn the_header_is_sent_only_when_nothing_else_decides() {
     assert_eq!(decide(&p, &f, at(6 * MIN)).1, "REJECT 5.7.1 no");
     // Not with a default other than DUNNO.
     let p =
-        compile("greylist grey { prepend \"X-Greylist: delayed $delay seconds\" }\ndefault OK\n");
+        engine("greylist grey { prepend \"X-Greylist: delayed $delay seconds\" }\ndefault OK\n");
     let f = rcpt("192.0.2.10", "a@example.net", "b@example.com");
     assert!(decide(&p, &f, at(0)).1.starts_with("DEFER"));
     assert_eq!(decide(&p, &f, at(6 * MIN)).1, "OK");
@@ -257,7 +262,7 @@ fn the_header_is_sent_only_when_nothing_else_decides() {
 
 #[test]
 fn other_states_are_not_greylisted() {
-    let p = compile("greylist grey { }");
+    let p = engine("greylist grey { }");
     let mail = b"request=smtpd_access_policy\nprotocol_state=MAIL\nclient_address=192.0.2.1\nsender=a@b.example\n\n";
     assert_eq!(decide(&p, mail, at(0)).1, "DUNNO");
 }
@@ -292,7 +297,7 @@ fn a_reload_keeps_an_unchanged_greylist_and_resets_a_changed_one() {
 
 #[test]
 fn explaining_changes_nothing() {
-    let p = compile("greylist grey { auto_whitelist 0 }");
+    let p = engine("greylist grey { auto_whitelist 0 }");
     let f = rcpt("192.0.2.10", "a@example.net", "b@example.com");
     let request = Request::parse(&f).unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..3 {
@@ -437,7 +442,7 @@ proptest! {
     ) {
         let delay = 2 * MIN;
         let retry_window = 10 * MIN;
-        let p = compile("greylist g { delay 2m retry_window 10m max_age 1d auto_whitelist 0 }");
+        let p = engine("greylist g { delay 2m retry_window 10m max_age 1d auto_whitelist 0 }");
         let senders = ["a@example.net", "b@example.net", "c@example.net", "d@example.net"];
         // Model: triplet -> (first attempt of the cycle, passed).
         let mut model: HashMap<usize, (u64, bool)> = HashMap::new();
@@ -467,7 +472,7 @@ proptest! {
 
 #[test]
 fn a_retried_message_gets_one_header_whatever_its_recipients() {
-    let p = compile(BASIC);
+    let p = engine(BASIC);
     let mut scratch = Scratch::new();
     let frame = |recipient: &str, instance: &str| {
         format!(

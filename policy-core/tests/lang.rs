@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use policy_core::{
-    CompileErrors, Compiled, Diagnostic, NoFiles, Policy, Request, Scratch, Severity, Timestamp,
+    CompileErrors, Compiled, Diagnostic, Engine, NoFiles, Policy, Request, Scratch, Severity,
+    Timestamp,
 };
 
 /// Attribute overrides for [`frame`].
@@ -71,6 +72,11 @@ fn compile(src: &str) -> Compiled {
     }
 }
 
+/// An engine deciding with the policy `src` (which must compile).
+fn engine(src: &str) -> Engine {
+    Engine::new(compile(src).policy)
+}
+
 fn compile_with_files(src: &str, files: &[(&str, &str)]) -> Result<Compiled, CompileErrors> {
     let files: HashMap<String, String> = files
         .iter()
@@ -92,14 +98,14 @@ fn errors(src: &str) -> CompileErrors {
     }
 }
 
-/// (rule, wire action) for `pairs` under `policy`.
-fn decide(policy: &Policy, pairs: &[(&str, &str)]) -> (String, String) {
+/// (rule, wire action) for `pairs` under `engine`'s policy.
+fn decide(engine: &Engine, pairs: &[(&str, &str)]) -> (String, String) {
     let bytes = frame(pairs);
     let request = Request::parse(&bytes).expect("test request parses");
     let mut scratch = Scratch::new();
-    let d = policy.decide(&request, NOW, &mut scratch);
+    let d = engine.decide(&request, NOW, &mut scratch);
     let mut wire = Vec::new();
-    d.write_wire(&mut wire);
+    wire.extend_from_slice(d.wire());
     (
         d.rule.to_owned(),
         String::from_utf8(wire).expect("UTF-8 wire"),
@@ -345,7 +351,7 @@ default DUNNO
 
 #[test]
 fn evaluation_table() {
-    let policy = compile(POLICY).policy;
+    let engine = engine(POLICY);
     // (request overrides, expected rule, expected wire action)
     let rows: &[(Pairs<'_>, &str, &str)] = &[
         (&[], "default", "DUNNO"),
@@ -459,7 +465,7 @@ fn evaluation_table() {
     ];
     let mut failures = Vec::new();
     for (pairs, rule, action) in rows {
-        let got = decide(&policy, pairs);
+        let got = decide(&engine, pairs);
         if got != ((*rule).to_owned(), (*action).to_owned()) {
             failures.push(format!(
                 "{pairs:?}: expected {rule} {action:?}, got {got:?}"
@@ -467,6 +473,7 @@ fn evaluation_table() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let policy = engine.policy();
     let names: Vec<&str> = policy.rule_names().collect();
     assert_eq!(
         names,
@@ -485,11 +492,11 @@ fn evaluation_table() {
 
 #[test]
 fn dry_run_rules_record_and_continue() {
-    let policy = compile(POLICY).policy;
+    let engine = engine(POLICY);
     let bytes = frame(&[("size", "30000000"), ("helo_name", "localhost")]);
     let request = Request::parse(&bytes).expect("parses");
     let mut scratch = Scratch::new();
-    let d = policy.decide(&request, NOW, &mut scratch);
+    let d = engine.decide(&request, NOW, &mut scratch);
     assert_eq!(d.rule, "helo");
     let hits: Vec<(&str, &[u8])> = d.dry_run.iter().map(|h| (h.rule, h.wire)).collect();
     assert_eq!(hits, vec![("big", &b"DEFER 4.5.3 Too big for now"[..])]);
@@ -497,20 +504,19 @@ fn dry_run_rules_record_and_continue() {
     // Authenticated: the dry-run rule does not apply; the scratch is reused and cleared.
     let bytes = frame_auth();
     let request = Request::parse(&bytes).expect("parses");
-    let d = policy.decide(&request, NOW, &mut scratch);
+    let d = engine.decide(&request, NOW, &mut scratch);
     assert!(d.dry_run.is_empty());
     assert_eq!(d.rule, "default");
 
     // A dry-run rule with a template, then one that decides.
-    let policy = compile(
+    let engine = self::engine(
         "rule a dry-run { then REJECT \"5.7.1 would block $sender\" }\n\
          rule b dry-run { if tls then HOLD }\n\
          rule c { state RCPT then DEFER \"4.7.1 later\" }",
-    )
-    .policy;
+    );
     let bytes = frame(&[]);
     let request = Request::parse(&bytes).expect("parses");
-    let d = policy.decide(&request, NOW, &mut scratch);
+    let d = engine.decide(&request, NOW, &mut scratch);
     let hits: Vec<(&str, String)> = d
         .dry_run
         .iter()
@@ -649,14 +655,14 @@ fn conditions_on_every_kind_of_field() {
     let mut failures = Vec::new();
     for (cond, pairs, expected) in rows {
         let src = format!("rule r {{ if {cond} then REJECT }}");
-        let policy = compile(&src).policy;
-        let (rule, _) = decide(&policy, pairs);
+        let engine = engine(&src);
+        let (rule, _) = decide(&engine, pairs);
         if (rule == "r") != *expected {
             failures.push(format!("{cond} with {pairs:?}: expected {expected}"));
         }
         // `unless` is the opposite.
-        let policy = compile(&format!("rule r {{ unless {cond} then REJECT }}")).policy;
-        let (rule, _) = decide(&policy, pairs);
+        let engine = self::engine(&format!("rule r {{ unless {cond} then REJECT }}"));
+        let (rule, _) = decide(&engine, pairs);
         if (rule == "r") == *expected {
             failures.push(format!(
                 "unless {cond} with {pairs:?}: expected {}",
@@ -669,10 +675,9 @@ fn conditions_on_every_kind_of_field() {
 
 #[test]
 fn clauses_and_states_combine() {
-    let policy = compile(
+    let engine = engine(
         "rule r { state MAIL, RCPT  if tls  unless authenticated  if size > 100 then REJECT }",
-    )
-    .policy;
+    );
     let rows: &[(Pairs<'_>, &str)] = &[
         (&[], "r"),
         (&[("protocol_state", "MAIL")], "r"),
@@ -683,37 +688,36 @@ fn clauses_and_states_combine() {
         (&[("size", "100")], "default"),
     ];
     for (pairs, rule) in rows {
-        assert_eq!(decide(&policy, pairs).0, *rule, "{pairs:?}");
+        assert_eq!(decide(&engine, pairs).0, *rule, "{pairs:?}");
     }
 }
 
 #[test]
 fn default_and_always() {
-    let policy = compile("default REJECT \"5.7.1 closed\"").policy;
     assert_eq!(
-        decide(&policy, &[]),
+        decide(&engine("default REJECT \"5.7.1 closed\""), &[]),
         ("default".to_owned(), "REJECT 5.7.1 closed".to_owned())
     );
-    let policy = compile("# nothing\n").policy;
     assert_eq!(
-        decide(&policy, &[]),
+        decide(&engine("# nothing\n"), &[]),
         ("default".to_owned(), "DUNNO".to_owned())
     );
-    let policy = compile("default DEFER \"4.7.1 $client_address later\"").policy;
-    assert_eq!(decide(&policy, &[]).1, "DEFER 4.7.1 192.0.2.10 later");
-    assert_eq!(decide(&Policy::default(), &[]).1, "DUNNO");
+    let engine = engine("default DEFER \"4.7.1 $client_address later\"");
+    assert_eq!(decide(&engine, &[]).1, "DEFER 4.7.1 192.0.2.10 later");
+    assert_eq!(decide(&Engine::new(Policy::default()), &[]).1, "DUNNO");
+    assert_eq!(decide(&Engine::default(), &[]).1, "DUNNO");
     let always = Policy::always(policy_core::Action::parse("REJECT no").expect("valid"));
+    assert_eq!(always.rule_names().count(), 0);
     assert_eq!(
-        decide(&always, &[]),
+        decide(&Engine::new(always), &[]),
         ("default".to_owned(), "REJECT no".to_owned())
     );
-    assert_eq!(always.rule_names().count(), 0);
 }
 
 #[test]
 fn templates_are_sanitized_on_output() {
-    let policy = compile("rule r { then REJECT \"5.7.1 go away $helo_name (rule $rule)\" }").policy;
-    let (_, wire) = decide(&policy, &[("helo_name", "evil\u{7}\u{1b}[31m\u{fffd}")]);
+    let engine = engine("rule r { then REJECT \"5.7.1 go away $helo_name (rule $rule)\" }");
+    let (_, wire) = decide(&engine, &[("helo_name", "evil\u{7}\u{1b}[31m\u{fffd}")]);
     assert_eq!(wire, "REJECT 5.7.1 go away evil  [31m\u{fffd} (rule r)");
 }
 
@@ -801,10 +805,10 @@ default DEFER \"421 later\"
 
 #[test]
 fn explain_shows_each_rule_test_and_the_verdict() {
-    let policy = compile(POLICY).policy;
+    let engine = engine(POLICY);
     let bytes = frame(&[("size", "30000000"), ("helo_name", "localhost")]);
     let request = Request::parse(&bytes).expect("parses");
-    let explanation = policy.explain(&request, NOW);
+    let explanation = engine.explain(&request, NOW);
     let text = explanation.to_string();
     let expected = "\
 rule trusted (line 8): no match
@@ -836,7 +840,7 @@ action=REJECT 5.7.1 HELO must be a FQDN rule=helo";
 
     let bytes = frame(&[("protocol_state", "MAIL")]);
     let request = Request::parse(&bytes).expect("parses");
-    let text = policy.explain(&request, NOW).to_string();
+    let text = engine.explain(&request, NOW).to_string();
     assert!(
         text.contains("rule block-senders (line 9): skipped: state RCPT does not include MAIL\n"),
         "{text}"
@@ -874,14 +878,13 @@ fn deep_and_hostile_sources_fail_cleanly() {
 fn shared_lookups_give_the_same_answer_in_every_rule() {
     // `sender in l` occurs in four rules (memoized once per request), negated
     // in some; each request must see its own result.
-    let policy = compile(
+    let engine = engine(
         "list l { @example.org }\n\
          rule a { if not (sender in l) and size > 99999 then REJECT \"5.7.1 a\" }\n\
          rule b { if sender in l and size > 99999 then REJECT \"5.7.1 b\" }\n\
          rule c { unless sender in l then DEFER \"4.7.1 c\" }\n\
          rule d { if sender in l then REJECT \"5.7.1 d\" }",
-    )
-    .policy;
+    );
     let rows: &[(Pairs<'_>, &str)] = &[
         (&[], "d"),
         (&[("sender", "x@example.net")], "c"),
@@ -895,7 +898,7 @@ fn shared_lookups_give_the_same_answer_in_every_rule() {
             let bytes = frame(pairs);
             let request = Request::parse(&bytes).expect("parses");
             assert_eq!(
-                policy.decide(&request, NOW, &mut scratch).rule,
+                engine.decide(&request, NOW, &mut scratch).rule,
                 *rule,
                 "{pairs:?}"
             );
@@ -1069,11 +1072,11 @@ fn compiled_policies_are_send_and_sync() {
     assert_send_sync::<Policy>();
     assert_send_sync::<CompileErrors>();
     assert_send_sync::<policy_core::Explanation>();
-    let policy = compile("rule r dry-run { then REJECT \"5.7.1 $sender\" }").policy;
+    let engine = engine("rule r dry-run { then REJECT \"5.7.1 $sender\" }");
     let bytes = frame(&[]);
     let request = Request::parse(&bytes).expect("parses");
     let mut scratch = Scratch::new();
-    let d = policy.decide(&request, NOW, &mut scratch);
+    let d = engine.decide(&request, NOW, &mut scratch);
     assert_eq!(
         format!("{:?}", d.dry_run),
         "[DryRunHit { rule: \"r\", wire: \"REJECT 5.7.1 joe@example.org\" }]"
@@ -1113,7 +1116,7 @@ mod equality_runs {
 
     /// The policy; with `plain`, every rule's condition starts with a test
     /// that is always true, so no equality run forms.
-    fn policy(plain: bool) -> Policy {
+    fn policy(plain: bool) -> Engine {
         let pre = if plain { "(tls or not tls) and " } else { "" };
         let src = format!(
             "rule r0 {{ if {pre}recipient_domain == \"a.example\" and size > 100 then REJECT \"5.7.1 r0\" }}\n\
@@ -1130,14 +1133,14 @@ mod equality_runs {
              rule r11 {{ if {pre}sasl_username == \"a\" then REJECT }}\n\
              default DEFER \"4.7.1 default\"\n"
         );
-        compile(&src).policy
+        engine(&src)
     }
 
-    fn outcome(policy: &Policy, pairs: Pairs<'_>) -> (String, String, Vec<(String, String)>) {
+    fn outcome(engine: &Engine, pairs: Pairs<'_>) -> (String, String, Vec<(String, String)>) {
         let bytes = frame(pairs);
         let request = Request::parse(&bytes).expect("parses");
         let mut scratch = Scratch::new();
-        let d = policy.decide(&request, NOW, &mut scratch);
+        let d = engine.decide(&request, NOW, &mut scratch);
         let hits = d
             .dry_run
             .iter()
@@ -1238,10 +1241,9 @@ fn an_oversized_policy_is_refused_as_a_whole() {
 
 #[test]
 fn byte_order_mark_and_crlf_are_accepted() {
-    let policy =
-        compile("\u{feff}# policy\r\nrule r {\r\n  if tls\r\n  then REJECT \"5.7.1 x\"\r\n}\r\n")
-            .policy;
-    assert_eq!(decide(&policy, &[]).0, "r");
+    let engine =
+        engine("\u{feff}# policy\r\nrule r {\r\n  if tls\r\n  then REJECT \"5.7.1 x\"\r\n}\r\n");
+    assert_eq!(decide(&engine, &[]).0, "r");
     let e = errors("\u{feff}rule r {\r\n  if sender in nope then OK }\r\n");
     assert_eq!((e.errors[0].line, e.errors[0].column), (2, 16));
     assert_eq!(e.errors[0].source_line, "  if sender in nope then OK }");
@@ -1252,7 +1254,7 @@ fn explaining_a_fixed_policy() {
     let always = Policy::always(policy_core::Action::parse("DEFER 4.7.1 later").expect("valid"));
     let bytes = frame(&[]);
     let request = Request::parse(&bytes).expect("parses");
-    let explanation = always.explain(&request, NOW);
+    let explanation = Engine::new(always).explain(&request, NOW);
     assert!(explanation.rules.is_empty());
     assert_eq!(
         explanation.to_string(),
@@ -1262,13 +1264,12 @@ fn explaining_a_fixed_policy() {
 
 #[test]
 fn repeated_regexes_and_globs_agree_across_rules_and_fields() {
-    let policy = compile(
+    let engine = engine(
         "rule a { if helo_name matches /^MAIL\\./i and size > 99999 then REJECT \"5.7.1 a\" }\n\
          rule b { if client_name matches /^MAIL\\./i and helo_name like \"*.ORG\" and size > 50000 then REJECT \"5.7.1 b\" }\n\
          rule c { if helo_name matches /^MAIL\\./i and helo_name like \"*.org\" then REJECT \"5.7.1 c\" }\n\
          rule d { if helo_name matches /^MAIL\\./ then REJECT \"5.7.1 d\" }",
-    )
-    .policy;
+    );
     let rows: &[(Pairs<'_>, &str)] = &[
         (&[("size", "100000")], "a"),
         (&[("size", "60000")], "b"),
@@ -1277,7 +1278,7 @@ fn repeated_regexes_and_globs_agree_across_rules_and_fields() {
         (&[("helo_name", "MAIL.example.net")], "d"),
     ];
     for (pairs, rule) in rows {
-        assert_eq!(decide(&policy, pairs).0, *rule, "{pairs:?}");
+        assert_eq!(decide(&engine, pairs).0, *rule, "{pairs:?}");
     }
 }
 
@@ -1297,9 +1298,8 @@ fn empty_list_files_compile_and_match_nothing() {
     )
     .unwrap();
     let mut scratch = Scratch::new();
-    let decision = compiled
-        .policy
-        .decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+    let decision =
+        Engine::new(compiled.policy).decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
     assert_eq!(decision.rule, "default");
 
     // A declared kind still type-checks an empty list.

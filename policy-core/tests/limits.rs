@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Severity, Timestamp};
+use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Severity, State, Timestamp};
 use proptest::prelude::*;
 
 /// 2023-11-15T00:00:00Z: a multiple of every bucket width used here.
@@ -27,6 +27,12 @@ fn compile(src: &str) -> Policy {
     }
 }
 
+/// An engine deciding with the policy `src` (which must compile), its
+/// limits' counters empty.
+fn engine(src: &str) -> Engine {
+    Engine::new(compile(src))
+}
+
 /// A request frame of `name=value` pairs.
 fn frame(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::from(&b"request=smtpd_access_policy\n"[..]);
@@ -37,16 +43,16 @@ fn frame(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// (rule, wire action) of `pairs` decided by `policy` at `now` on `scratch`.
+/// (rule, wire action) of `pairs` decided by `engine` at `now` on `scratch`.
 fn decide(
-    policy: &Policy,
+    engine: &Engine,
     pairs: &[(&str, &str)],
     now: Timestamp,
     scratch: &mut Scratch,
 ) -> (String, String) {
     let bytes = frame(pairs);
     let request = Request::parse(&bytes).expect("test request parses");
-    let d = policy.decide(&request, now, scratch);
+    let d = engine.decide(&request, now, scratch);
     (
         d.rule.to_owned(),
         String::from_utf8(d.wire().to_vec()).expect("UTF-8 wire"),
@@ -332,7 +338,7 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  bogus\n}",
             5,
             3,
-            "expected `if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, `over` or `}`",
+            "expected `if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, `on_failure`, `over` or `}`",
         ),
     ];
     let mut failures = Vec::new();
@@ -519,7 +525,7 @@ const SENDERS: [&str; 3] = ["a@example.org", "b@example.org", "c@example.org"];
 proptest! {
     #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
 
-    /// `max N per T` through `Policy::decide`: counted at RCPT (`rcpt`) and
+    /// `max N per T` through `Engine::decide`: counted at RCPT (`rcpt`) and
     /// at DATA (`data`, which checks pending recipients at RCPT). Never more
     /// than N units in any interval of length T; never a refusal when the
     /// units admitted in the last T + W (W = ceil(T / 16), the bucket width,
@@ -532,7 +538,7 @@ proptest! {
     ) {
         let per = per_s * 1000;
         let width = per.div_ceil(16);
-        let policy = compile(&format!(
+        let engine = engine(&format!(
             "limit rcpt {{ key sender count recipients max {max} per {per_s}s }}\n\
              limit data {{ key sender count recipients at data max {max} per {per_s}s }}\n\
              rule no-such-user {{ if recipient_local == \"nobody\" then REJECT \"5.1.1 no\" }}"
@@ -550,7 +556,7 @@ proptest! {
                 Step::Rcpt { sender, refused_later } => {
                     let to = if refused_later { "nobody@example.net" } else { "x@example.net" };
                     let answer = decide(
-                        &policy,
+                        &engine,
                         &[("protocol_state", "RCPT"), ("sender", SENDERS[sender]), ("recipient", to), ("instance", &inst)],
                         at(now),
                         &mut scratch,
@@ -578,7 +584,7 @@ proptest! {
                 Step::Data { sender, recipients } => {
                     let count = recipients.to_string();
                     let answer = decide(
-                        &policy,
+                        &engine,
                         &[("protocol_state", "DATA"), ("sender", SENDERS[sender]), ("recipient_count", &count), ("instance", &inst)],
                         at(now),
                         &mut scratch,
@@ -634,7 +640,7 @@ proptest! {
         let (max_a, max_b, over_a, over_b) = maxima;
         let t_a = LENGTHS[lengths.0];
         let t_b = LENGTHS[(lengths.0 + lengths.1) % LENGTHS.len()];
-        let policy = compile(&format!(
+        let engine = engine(&format!(
             "limit l {{ key sender count recipients max {max_a} per {t_a}s, {max_b} per {t_b}s \
                  overrides {{ \"{}\" {over_a} per {t_a}s, {over_b} per {t_b}s }} \
                  over DEFER \"4.7.1 $limit per $window\" }}\n\
@@ -652,7 +658,7 @@ proptest! {
             now += if long { advance % (2 * t_a.max(t_b) * 1000) } else { advance % (shortest / 8 + 1) };
             let to = if refused_later { "nobody@example.net" } else { "x@example.net" };
             let (rule, wire) = decide(
-                &policy,
+                &engine,
                 &[("protocol_state", "RCPT"), ("sender", SENDERS[sender]), ("recipient", to)],
                 at(now),
                 &mut scratch,
@@ -701,14 +707,14 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Concurrency.
 
-/// Eight threads deciding for one key through one shared policy admit
+/// Eight threads deciding for one key through one shared engine admit
 /// exactly N between them.
 #[test]
 fn eight_threads_on_one_key_admit_exactly_max() {
     const MAX: usize = 1000;
     const THREADS: usize = 8;
     const PER_THREAD: usize = 400;
-    let policy = Arc::new(compile(&format!(
+    let engine = Arc::new(engine(&format!(
         "limit l {{ key sender count recipients max {MAX} per 1h }}"
     )));
     let bytes = frame(&[
@@ -719,7 +725,7 @@ fn eight_threads_on_one_key_admit_exactly_max() {
     let bytes = Arc::new(bytes);
     let handles: Vec<_> = (0..THREADS)
         .map(|thread| {
-            let policy = Arc::clone(&policy);
+            let engine = Arc::clone(&engine);
             let bytes = Arc::clone(&bytes);
             std::thread::spawn(move || {
                 let request = Request::parse(&bytes).expect("parses");
@@ -728,7 +734,7 @@ fn eight_threads_on_one_key_admit_exactly_max() {
                 for i in 0..PER_THREAD {
                     // Times spread over a few seconds, interleaved between threads.
                     let now = at((i * THREADS + thread) as u64);
-                    let d = policy.decide(&request, now, &mut scratch);
+                    let d = engine.decide(&request, now, &mut scratch);
                     match d.rule {
                         "default" => admitted += 1,
                         "l" => {}
@@ -743,7 +749,7 @@ fn eight_threads_on_one_key_admit_exactly_max() {
     assert_eq!(admitted, MAX);
     let mut scratch = Scratch::new();
     let (rule, _) = decide(
-        &policy,
+        &engine,
         &[("protocol_state", "RCPT"), ("sender", "joe@example.org")],
         at(10_000),
         &mut scratch,
@@ -795,7 +801,7 @@ fn replace_keeps_the_counters_of_unchanged_limits_only() {
     assert_eq!(admitted_until_refused(&engine, "joe@example.org", now), 1);
     let mut scratch = Scratch::new();
     let (rule, wire) = decide(
-        &engine.policy(),
+        &engine,
         &[("protocol_state", "RCPT"), ("sender", "joe@example.org")],
         now,
         &mut scratch,
@@ -811,8 +817,8 @@ fn replace_keeps_the_counters_of_unchanged_limits_only() {
     assert_eq!(admitted_until_refused(&engine, "joe@example.org", now), 3);
 
     // Each part of the signature gives fresh counters when it changes.
-    let table_of = |p: &Policy, name: &str| {
-        p.limit_states()
+    let table_of = |s: &State, name: &str| {
+        s.limits()
             .find(|s| s.name == name)
             .map(|s| std::ptr::from_ref(s.table))
             .expect("limit present")
@@ -851,17 +857,12 @@ fn replace_keeps_the_counters_of_unchanged_limits_only() {
             "limit l2 { key sender count recipients max 3 per 2h }",
         ),
     ] {
-        let old = engine.policy();
-        let name = old
-            .limit_states()
-            .next()
-            .expect("one limit")
-            .name
-            .to_owned();
+        let old = engine.state();
+        let name = old.limits().next().expect("one limit").name.to_owned();
         let kept = engine.replace(compile(src));
         assert!(kept.is_empty(), "{changed}: kept {kept:?}");
-        let new = engine.policy();
-        let state = new.limit_states().next().expect("one limit");
+        let new = engine.state();
+        let state = new.limits().next().expect("one limit");
         assert!(state.table.is_empty(), "{changed}: counters carried over");
         assert_ne!(
             std::ptr::from_ref(state.table),
@@ -873,12 +874,12 @@ fn replace_keeps_the_counters_of_unchanged_limits_only() {
 
     // An identical policy keeps them (3 counted: nothing more), and the
     // very same table.
-    let old = engine.policy();
+    let old = engine.state();
     let kept = engine.replace(compile(
         "limit l2 { key sender count recipients max 3 per 2h }",
     ));
     assert_eq!(kept, ["l2"]);
-    assert_eq!(table_of(&engine.policy(), "l2"), table_of(&old, "l2"));
+    assert_eq!(table_of(&engine.state(), "l2"), table_of(&old, "l2"));
     assert_eq!(admitted_until_refused(&engine, "fill@example.org", now), 0);
 }
 
@@ -929,7 +930,7 @@ fn a_reload_in_the_middle_of_a_message_does_not_count_it_again() {
     );
 }
 
-/// `Policy::limit_states` lists the limits in policy order with their
+/// `State::limits` lists the limits in policy order with their
 /// signatures: equal for an unchanged limit, different for a changed one.
 #[test]
 fn limit_states_name_each_limit_and_its_signature() {
@@ -943,14 +944,16 @@ fn limit_states_name_each_limit_and_its_signature() {
          limit one { key sender count messages max 1 per 2h }",
     );
     let names = |p: &Policy| {
-        p.limit_states()
+        State::for_policy(p)
+            .limits()
             .map(|s| s.name.to_owned())
             .collect::<Vec<_>>()
     };
     assert_eq!(names(&a), ["one", "two"]);
     assert_eq!(names(&b), ["two", "one"]);
     let signature = |p: &Policy, name: &str| {
-        p.limit_states()
+        State::for_policy(p)
+            .limits()
             .find(|s| s.name == name)
             .map(|s| s.signature)
             .expect("limit present")
@@ -978,11 +981,11 @@ fn window_variable_shows_the_length_in_its_largest_whole_unit() {
         ("2w", "2w"),
         ("36h", "36h"),
     ] {
-        let policy = compile(&format!(
+        let engine = engine(&format!(
             "limit l {{ key sender count recipients max 0 per {written} over DEFER \"4.7.1 per $window\" }}"
         ));
         let (rule, wire) = decide(
-            &policy,
+            &engine,
             &[("protocol_state", "RCPT"), ("sender", "a@example.org")],
             at(0),
             &mut Scratch::new(),
@@ -1091,17 +1094,17 @@ fn a_request_that_can_never_fit_is_rejected_by_default() {
             ("size", size),
         ])
     };
-    let default = compile("limit vol { key sender count bytes max 1MB per 1d }");
-    let own = compile(
+    let default = engine("limit vol { key sender count bytes max 1MB per 1d }");
+    let own = engine(
         "limit vol { key sender count bytes max 1MB per 1d over DEFER \"4.7.1 over, retry in $retry_after\" }",
     );
     let mut answers = Vec::new();
-    for policy in [&default, &own] {
+    for engine in [&default, &own] {
         for size in ["2000000", "1000"] {
             let bytes = eom(size);
             let request = Request::parse(&bytes).expect("parses");
             let mut scratch = Scratch::new();
-            let d = policy.decide(&request, at(0), &mut scratch);
+            let d = engine.decide(&request, at(0), &mut scratch);
             answers.push(String::from_utf8_lossy(d.wire()).into_owned());
         }
     }
@@ -1121,19 +1124,20 @@ fn a_request_that_can_never_fit_is_rejected_by_default() {
 /// shows `max 10`, not the override's 1000.
 #[test]
 fn the_state_file_names_the_rules_maxima() {
-    let policy = compile(
+    let engine = engine(
         "limit l { key sender count messages max 10 per 1h overrides { \"vip@example.org\" 1000 per 1h } }",
     );
     let mut file = Vec::new();
-    policy_core::store::encode(&policy, at(0), &mut file);
+    policy_core::store::encode(&engine.state(), at(0), &mut file);
     let stored = policy_core::store::decode(&file).expect("decodes");
     let table = policy_core::LimitTable::decode_snapshot_as_written(stored.entries[0].payload, 100)
         .expect("payload decodes");
     assert_eq!(table.limit().windows()[0].max(), 10);
     // And it restores into the policy, the override still in force.
-    let mut again = compile(
+    let again = self::engine(
         "limit l { key sender count messages max 10 per 1h overrides { \"vip@example.org\" 1000 per 1h } }",
     );
-    let report = policy_core::store::restore(&mut again, &file).expect("restores");
+    let (state, report) = policy_core::store::restore(&again.state(), &file).expect("restores");
+    again.set_state(state);
     assert_eq!(report.restored.len(), 1);
 }

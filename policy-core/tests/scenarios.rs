@@ -7,8 +7,8 @@
 //! it names from the scenario's directory, compare the compile warnings with
 //! `warnings.txt`, then decide every request of `requests.txt` and compare the
 //! action (wire form, templates expanded), the deciding rule and the dry-run
-//! hits with `expected.txt`, and check that `Policy::explain_with` tells the
-//! same story as `Policy::decide`. Every mismatch of every scenario is
+//! hits with `expected.txt`, and check that `Engine::explain_with` tells the
+//! same story as `Engine::decide`. Every mismatch of every scenario is
 //! collected and reported at once, naming the scenario, the request's number
 //! and the line of `requests.txt` it starts on.
 //!
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
-use policy_core::{Action, Policy, Request, Scratch, Timestamp};
+use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
 
 /// The time a scenario starts at (`now=+0s`): 2023-11-15T00:00:00Z, a UTC
 /// midnight, so that it is a multiple of the bucket width of every window
@@ -311,7 +311,7 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
         return 0;
     }
 
-    let policy = &compiled.policy;
+    let engine = Engine::new(compiled.policy);
     // One scratch per simulated connection: the message under way (for
     // `count messages` and the `at data` / `at end-of-message` checks) is
     // per connection, as in the daemon.
@@ -340,10 +340,10 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
         // and checks limits without counting: run it first, so that it sees
         // the counters and the connection's message state `decide` is about
         // to see; it must tell the same story.
-        let explanation = policy.explain_with(&parsed, now, scratch);
-        let decision = policy.decide(&parsed, now, scratch);
+        let explanation = engine.explain_with(&parsed, now, scratch);
+        let decision = engine.decide(&parsed, now, scratch);
         wire.clear();
-        decision.write_wire(&mut wire);
+        wire.extend_from_slice(decision.wire());
         let action = String::from_utf8_lossy(&wire).into_owned();
         let rule = decision.rule.to_owned();
         let dry_run: Vec<String> = decision

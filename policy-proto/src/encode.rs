@@ -68,7 +68,7 @@ pub fn encode(action: &Action, out: &mut Vec<u8>) {
 /// broken. Allocates only if `out` lacks capacity.
 ///
 /// ```
-/// use policy_core::{NoFiles, Policy, Request, Scratch, Timestamp};
+/// use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Timestamp};
 ///
 /// let policy = Policy::compile(
 ///     "example.conf",
@@ -78,7 +78,8 @@ pub fn encode(action: &Action, out: &mut Vec<u8>) {
 /// .policy;
 /// let request = Request::parse(b"request=smtpd_access_policy\nsender=joe@spam.example\n\n")?;
 /// let mut scratch = Scratch::new();
-/// let decision = policy.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+/// let engine = Engine::new(policy);
+/// let decision = engine.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
 ///
 /// let mut out = Vec::new();
 /// policy_proto::encode_decision(&decision, &mut out);

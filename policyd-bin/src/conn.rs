@@ -273,6 +273,19 @@ impl Conn<'_> {
             let micros = started.elapsed().as_micros();
             self.requests += 1;
             answered += 1;
+            if let Some(failure) = decision.backend_failure() {
+                // The rule's `on_failure` applied; the administrator must
+                // know that its state was not consulted.
+                if log::enabled(Level::Warn) {
+                    let mut line = Line::start(&mut self.line, Level::Warn);
+                    line.text("state backend failed");
+                    line.field("rule", failure.rule.as_bytes())
+                        .field_display("reason", failure.error)
+                        .field("on_failure", failure.outcome.as_str().as_bytes());
+                    log_request_fields(&mut line, &request, self.peer);
+                    line.finish();
+                }
+            }
             if log::enabled(Level::Info) {
                 for hit in decision.dry_run {
                     let mut line = Line::start(&mut self.line, Level::Info);

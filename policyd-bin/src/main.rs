@@ -47,7 +47,7 @@ mod tools;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use policy_core::Action;
+use policy_core::{Action, State};
 
 use crate::cli::{Command, Config, PolicySource, EX_CONFIG, EX_OSERR, EX_USAGE};
 use crate::log::Level;
@@ -108,7 +108,7 @@ fn serve(config: Config) -> ExitCode {
         return ExitCode::from(EX_OSERR);
     }
     // Before binding: a policy that does not compile takes no port.
-    let mut loaded = match policy_file::load(&config.policy) {
+    let loaded = match policy_file::load(&config.policy) {
         Ok(loaded) => loaded,
         Err(e) => {
             log::flush();
@@ -135,6 +135,7 @@ fn serve(config: Config) -> ExitCode {
         );
     }
     // Before the policy goes into the engine: its tables get their counters.
+    let mut state = State::for_policy(&loaded.policy);
     // Held until the process exits, after the final write of the state.
     let _state_lock = match &config.state_file {
         Some(path) => {
@@ -143,7 +144,7 @@ fn serve(config: Config) -> ExitCode {
             // directory the daemon could not write its state to.
             let started = statefile::lock(path).and_then(|lock| {
                 statefile::probe(path)?;
-                statefile::load(path, &mut loaded.policy, config.state_interval)?;
+                statefile::load(path, &mut state, config.state_interval)?;
                 Ok(lock)
             });
             match started {
@@ -156,8 +157,8 @@ fn serve(config: Config) -> ExitCode {
             }
         }
         None => {
-            let limits = loaded.policy.limit_states().count();
-            let greylists = loaded.policy.greylist_states().count();
+            let limits = state.limits().count();
+            let greylists = state.greylists().count();
             let plural = policy_file::plural;
             let what = match (limits, greylists) {
                 (0, 0) => None,
@@ -178,7 +179,7 @@ fn serve(config: Config) -> ExitCode {
             None
         }
     };
-    let code = server::run(config, loaded, &mut signals);
+    let code = server::run(config, loaded, state, &mut signals);
     log::flush();
     ExitCode::from(code)
 }

@@ -384,6 +384,7 @@ mod tests {
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.name, "default");
         let mut scratch = policy_core::Scratch::new();
+        let engine = policy_core::Engine::new(loaded.policy);
         for frame in [
             &b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n\
                sender=a@example.net\nrecipient=b@example.com\n"[..],
@@ -391,7 +392,7 @@ mod tests {
             b"request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\nsender=\n",
         ] {
             let request = policy_core::Request::parse(frame).unwrap();
-            let decision = loaded.policy.decide(
+            let decision = engine.decide(
                 &request,
                 policy_core::Timestamp::from_unix_millis(0),
                 &mut scratch,

@@ -30,7 +30,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use policy_core::Engine;
+use policy_core::{Engine, State};
 
 use crate::cli::{self, Config, PolicySource, EX_OSERR};
 use crate::conn::{self, POLL_INTERVAL, SHUTDOWN_GRACE};
@@ -88,7 +88,7 @@ impl Drop for Slot {
 
 /// Run the daemon with `config` and the policy `loaded` from it until it is
 /// told to stop. Returns the exit code.
-pub(crate) fn run(config: Config, loaded: Loaded, signals: &mut Signals) -> u8 {
+pub(crate) fn run(config: Config, loaded: Loaded, state: State, signals: &mut Signals) -> u8 {
     let mut listeners = Vec::new();
     for addr in &config.listen {
         match listen::bind(addr) {
@@ -113,7 +113,7 @@ pub(crate) fn run(config: Config, loaded: Loaded, signals: &mut Signals) -> u8 {
     }
 
     let shared = Arc::new(Shared {
-        engine: Engine::new(loaded.policy),
+        engine: Engine::with_state(loaded.policy, state),
         stopping: AtomicBool::new(false),
         active: AtomicUsize::new(0),
         settings: Settings {
@@ -316,20 +316,13 @@ fn reload(path: &Path, engine: &Engine) {
             for warning in &loaded.warnings {
                 policy_file::log_diagnostic(warning);
             }
-            let new_limits: Vec<String> = loaded
-                .policy
-                .limit_states()
-                .map(|l| l.name.to_owned())
-                .collect();
-            let new_greylists: Vec<String> = loaded
-                .policy
-                .greylist_states()
-                .map(|g| g.name.to_owned())
-                .collect();
-            let old = engine.policy();
+            let old = engine.state();
             // Requests being decided finish with the old policy; every
             // connection's next request uses the new one.
             let kept = engine.replace(loaded.policy);
+            let new = engine.state();
+            let new_limits: Vec<&str> = new.limits().map(|l| l.name).collect();
+            let new_greylists: Vec<&str> = new.greylists().map(|g| g.name).collect();
             log::notice!(
                 "reloaded policy {} rules={} list_files={} warnings={} millis={}",
                 path.display(),
@@ -339,9 +332,9 @@ fn reload(path: &Path, engine: &Engine) {
                 started.elapsed().as_millis()
             );
             for name in &new_limits {
-                if kept.contains(name) {
+                if kept.iter().any(|k| k == name) {
                     log::notice!("limit {name}: counters kept across the reload");
-                } else if old.limit_states().any(|l| l.name == name) {
+                } else if old.limits().any(|l| l.name == *name) {
                     log::notice!(
                         "limit {name}: counters reset: the rule changed (key, count, at, \
                          windows or capacity)"
@@ -350,16 +343,13 @@ fn reload(path: &Path, engine: &Engine) {
                     log::notice!("limit {name}: new, counters start empty");
                 }
             }
-            for gone in old
-                .limit_states()
-                .filter(|l| !new_limits.iter().any(|n| n == l.name))
-            {
+            for gone in old.limits().filter(|l| !new_limits.contains(&l.name)) {
                 log::notice!("limit {}: removed, its counters dropped", gone.name);
             }
             for name in &new_greylists {
-                if kept.contains(name) {
+                if kept.iter().any(|k| k == name) {
                     log::notice!("greylist {name}: state kept across the reload");
-                } else if old.greylist_states().any(|g| g.name == name) {
+                } else if old.greylists().any(|g| g.name == *name) {
                     log::notice!(
                         "greylist {name}: state reset: the rule changed (client, delay, \
                          retry_window, max_age, auto_whitelist or capacity)"
@@ -368,10 +358,7 @@ fn reload(path: &Path, engine: &Engine) {
                     log::notice!("greylist {name}: new, starts empty");
                 }
             }
-            for gone in old
-                .greylist_states()
-                .filter(|g| !new_greylists.iter().any(|n| n == g.name))
-            {
+            for gone in old.greylists().filter(|g| !new_greylists.contains(&g.name)) {
                 log::notice!("greylist {}: removed, its state dropped", gone.name);
             }
         }

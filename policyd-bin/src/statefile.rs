@@ -55,7 +55,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use policy_core::store::{self, DropReason, StoreError, TableKind};
-use policy_core::Policy;
+use policy_core::State;
 
 use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL};
 use crate::clock;
@@ -244,12 +244,13 @@ fn guess_format(bytes: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Restores the counters in the state file `path` into `policy`, logging
-/// what happened. A missing file is a first start; a damaged or truncated
-/// state file is moved aside and the policy keeps its empty counters. A file
+/// Restores the counters in the state file `path` into `state` (made for
+/// the policy), logging what happened. A missing file is a first start; a
+/// damaged or truncated state file is moved aside and `state` keeps its
+/// empty counters. A file
 /// that is not a state file, or cannot be read, is left alone and refuses
 /// the start (see the module docs).
-pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Result<(), StartError> {
+pub(crate) fn load(path: &Path, state: &mut State, interval: Duration) -> Result<(), StartError> {
     let name = path.display();
     let refuse = |code, what: String| StartError {
         code,
@@ -296,8 +297,11 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Resu
     if bytes.is_empty() {
         return Err(foreign());
     }
-    let report = match store::restore(policy, &bytes) {
-        Ok(report) => report,
+    let report = match store::restore(state, &bytes) {
+        Ok((restored, report)) => {
+            *state = restored;
+            report
+        }
         Err(StoreError::BadMagic) => return Err(foreign()),
         // Written by another policyd (a newer one, before a downgrade):
         // whole (its length field says so), and still good to the policyd
@@ -322,7 +326,7 @@ pub(crate) fn load(path: &Path, policy: &mut Policy, interval: Duration) -> Resu
     let written = report.written_at.as_unix_millis();
     // Rule names are unique in a policy: a restored name is a limit or a
     // greylist of the policy, whichever it has.
-    let is_greylist = |name: &str| policy.greylist_states().any(|g| g.name == name);
+    let is_greylist = |name: &str| state.greylists().any(|g| g.name == name);
     let (mut limits, mut keys, mut greylists, mut triplets) = (0, 0, 0, 0);
     for restored in &report.restored {
         if is_greylist(&restored.name) {
@@ -633,8 +637,8 @@ fn write_once(
     buf.clear();
     let (tables, rules, mut written) = {
         // Only the Arc is held while encoding; the engine's lock is not.
-        let policy = shared.engine.policy();
-        let tables = store::encode(&policy, clock::now(), buf);
+        let state = shared.engine.state();
+        let tables = store::encode(&state, clock::now(), buf);
         let fits = |name: &str| name.len() <= store::MAX_NAME_BYTES;
         let mut written = Written {
             limits: 0,
@@ -644,15 +648,15 @@ fn write_once(
             bytes: 0,
             millis: 0,
         };
-        for limit in policy.limit_states().filter(|l| fits(l.name)) {
+        for limit in state.limits().filter(|l| fits(l.name)) {
             written.limits += 1;
             written.keys += limit.table.len();
         }
-        for greylist in policy.greylist_states().filter(|g| fits(g.name)) {
+        for greylist in state.greylists().filter(|g| fits(g.name)) {
             written.greylists += 1;
             written.triplets += greylist.table.len();
         }
-        let rules = policy.limit_states().count() + policy.greylist_states().count();
+        let rules = state.limits().count() + state.greylists().count();
         (tables, rules, written)
     };
     if tables < rules && !*skipped {
@@ -955,11 +959,13 @@ mod tests {
         }
     }
 
-    fn limit_policy() -> Policy {
+    /// The state of a policy with one limit.
+    fn limit_policy() -> State {
         let src = "limit out { key sender count messages max 3 per 1h }\ndefault DUNNO\n";
-        Policy::compile("p.conf", src, &mut policy_core::NoFiles)
+        let policy = policy_core::Policy::compile("p.conf", src, &mut policy_core::NoFiles)
             .unwrap()
-            .policy
+            .policy;
+        State::for_policy(&policy)
     }
 
     /// Only a policyd state file (its magic) that is damaged is moved

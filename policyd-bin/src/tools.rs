@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use policy_core::request::{is_known_attribute, KNOWN_ATTRIBUTES};
-use policy_core::{Policy, Request, Scratch, Timestamp};
+use policy_core::{Engine, Request, Scratch, Timestamp};
 use policy_proto::{Framer, Limits};
 
 use policy_core::lang::{did_you_mean, MAX_GREYLIST_CAPACITY, MAX_LIMIT_CAPACITY};
@@ -121,8 +121,9 @@ pub(crate) fn test(args: &TestArgs, stdin: &mut dyn Read, out: &mut dyn Write) -
     let now = args
         .now
         .map_or_else(|| clock::now().as_unix_millis(), |secs| secs * 1000);
+    let engine = Engine::new(loaded.policy);
     let mut tester = Tester {
-        policy: &loaded.policy,
+        engine: &engine,
         explain: args.explain,
         now: Timestamp::from_unix_millis(now),
         framer: Framer::new(Limits::default()).allow_empty_lines(true),
@@ -226,7 +227,7 @@ fn blocks(input: &[u8]) -> Vec<Block<'_>> {
 
 /// `policyd test`'s state across inputs.
 struct Tester<'p> {
-    policy: &'p Policy,
+    engine: &'p Engine,
     explain: bool,
     now: Timestamp,
     framer: Framer,
@@ -331,17 +332,15 @@ impl Tester<'_> {
             // Explained first: explaining checks limits without counting, so
             // it sees the counters and the message state this decision sees.
             let explanation = self.explain.then(|| {
-                self.policy
+                self.engine
                     .explain_with(&request, self.now, &self.scratch)
                     .to_string()
             });
-            let decision = self.policy.decide(&request, self.now, &mut self.scratch);
-            let mut wire = Vec::new();
-            decision.write_wire(&mut wire);
+            let decision = self.engine.decide(&request, self.now, &mut self.scratch);
             let _ = writeln!(
                 self.report,
                 "    action: {}",
-                String::from_utf8_lossy(&wire)
+                String::from_utf8_lossy(decision.wire())
             );
             let _ = writeln!(self.report, "    rule: {}", decision.rule);
             for hit in decision.dry_run {

@@ -20,6 +20,11 @@ impl Timestamp {
     pub const fn as_unix_millis(self) -> u64 {
         self.0
     }
+
+    /// `millis` later, saturating at the end of time.
+    pub const fn saturating_add_millis(self, millis: u64) -> Self {
+        Self(self.0.saturating_add(millis))
+    }
 }
 
 impl From<SystemTime> for Timestamp {

@@ -273,6 +273,8 @@ pub(crate) struct LimitDecl {
     pub(crate) windows: Vec<WindowAst>,
     pub(crate) overrides: Option<OverridesAst>,
     pub(crate) capacity: Option<Number>,
+    /// `on_failure allow | defer | skip`, as written.
+    pub(crate) on_failure: Option<Name>,
     pub(crate) over: Option<ActionAst>,
     /// The span of the whole item's head (`limit NAME`), for errors about a
     /// missing clause.
@@ -302,6 +304,8 @@ pub(crate) struct GreylistDecl {
     pub(crate) auto_whitelist: Option<Number>,
     pub(crate) whitelists: Vec<WhitelistAst>,
     pub(crate) capacity: Option<Number>,
+    /// `on_failure allow | defer | skip`, as written.
+    pub(crate) on_failure: Option<Name>,
     /// `then ACTION`: the answer when deferred.
     pub(crate) then: Option<ActionAst>,
     /// `prepend "Header: value"`: the header of the first accepted retry.

@@ -13,7 +13,15 @@ use super::program::{
 use crate::action::Action;
 use crate::base::time::Timestamp;
 use crate::request::{ProtocolState, Request};
+use crate::state::{BackendError, OnFailure, State};
 use crate::template::{Context, GreylistFacts};
+
+/// The state and time a rule is tried with.
+#[derive(Clone, Copy)]
+struct At<'s> {
+    tables: &'s State,
+    now: Timestamp,
+}
 
 /// One dry-run hit as the scratch stores it: the rule's index and the range
 /// of its expanded wire text in the scratch's dry-run buffer.
@@ -45,6 +53,9 @@ pub(crate) struct Buffers {
     pub(crate) first_pass: Option<(u32, u64)>,
     /// The deciding action's expanded wire text (templated actions only).
     pub(crate) wire: Vec<u8>,
+    /// The first state backend failure of this request: the rule's index,
+    /// the error and what the rule did about it.
+    pub(crate) failure: Option<(u32, BackendError, OnFailure)>,
     /// Dry-run rules that applied, in rule order.
     pub(crate) hits: Vec<HitRecord>,
     /// The expanded wire texts of the dry-run hits, back to back.
@@ -196,22 +207,24 @@ impl Program {
     pub(crate) fn decide<'a>(
         &'a self,
         request: &Request<'_>,
+        state: &State,
         now: Timestamp,
         buffers: &mut Buffers,
     ) -> Outcome<'a> {
         buffers.hits.clear();
         buffers.hit_wire.clear();
+        buffers.failure = None;
         if !self.limits.is_empty() || !self.greylists.is_empty() {
             buffers.counted.clear();
             buffers.message.follow(request);
         }
         buffers.first_pass = None;
-        let mut outcome = self.walk(request, now, buffers);
+        let mut outcome = self.walk(request, state, now, buffers);
         if let (None, Some((grey, waited_ms))) = (outcome.rule, buffers.first_pass) {
             outcome = self.first_pass_header(grey, waited_ms, request, buffers, outcome);
         }
         if !self.limits.is_empty() {
-            self.settle(&outcome, request, now, buffers);
+            self.settle(&outcome, request, state, now, buffers);
         }
         outcome
     }
@@ -263,10 +276,12 @@ impl Program {
     fn walk<'a>(
         &'a self,
         request: &Request<'_>,
+        tables: &State,
         now: Timestamp,
         buffers: &mut Buffers,
     ) -> Outcome<'a> {
         let state = state_bit(request.protocol_state);
+        let at = At { tables, now };
         let mut memo = Memo::default();
         let mut index = 0;
         while let Some(hot) = self.hot.get(index) {
@@ -276,7 +291,7 @@ impl Program {
                 // that require that value (in order); the others cannot apply.
                 for &candidate in run.candidates(request) {
                     if let Some(outcome) =
-                        self.apply(candidate as usize, state, request, now, &mut memo, buffers)
+                        self.apply(candidate as usize, state, request, at, &mut memo, buffers)
                     {
                         return outcome;
                     }
@@ -284,7 +299,7 @@ impl Program {
                 index = (run.end as usize).max(index + 1);
                 continue;
             }
-            if let Some(outcome) = self.apply(index, state, request, now, &mut memo, buffers) {
+            if let Some(outcome) = self.apply(index, state, request, at, &mut memo, buffers) {
                 return outcome;
             }
             index += 1;
@@ -303,6 +318,7 @@ impl Program {
         &self,
         outcome: &Outcome<'_>,
         request: &Request<'_>,
+        state: &State,
         now: Timestamp,
         buffers: &mut Buffers,
     ) {
@@ -312,7 +328,7 @@ impl Program {
             (None, None) => &self.default.action,
         };
         if action.refuses() {
-            self.refund(&buffers.counted, now);
+            self.refund(state, &buffers.counted, now);
             return;
         }
         if matches!(request.protocol_state, Some(ProtocolState::Rcpt)) {
@@ -337,10 +353,11 @@ impl Program {
         index: usize,
         state: u16,
         request: &Request<'_>,
-        now: Timestamp,
+        at: At<'_>,
         memo: &mut Memo,
         buffers: &mut Buffers,
     ) -> Option<Outcome<'a>> {
+        let At { tables, now } = at;
         let hot = self.hot.get(index)?;
         if hot.states != 0 && hot.states & state == 0 {
             return None;
@@ -358,6 +375,8 @@ impl Program {
         }
         let rule = self.rules.get(index)?;
         let mut refused = None;
+        // The answer of a rule whose state backend failed, if it defers.
+        let mut failed = None;
         if let Some(limit) = rule.limit {
             let Buffers {
                 key,
@@ -366,16 +385,30 @@ impl Program {
                 probe,
                 ..
             } = buffers;
-            match self.limit_step(limit, request, now, key, counted, message, *probe) {
+            match self.limit_step(limit, request, tables, now, key, counted, message, *probe) {
                 Step::Pass => return None,
                 Step::Over(r) => refused = Some(r),
+                Step::Failed(error) => {
+                    let on_failure = self
+                        .limits
+                        .get(limit as usize)
+                        .map_or(OnFailure::Allow, |l| l.on_failure);
+                    failed = Some(self.backend_failed(index, error, on_failure, buffers)?);
+                }
             }
         }
         let mut grey_facts = None;
         if let Some(grey) = rule.greylist {
             let Buffers { sender, probe, .. } = buffers;
-            match self.greylist_step(grey, request, now, sender, *probe) {
+            match self.greylist_step(grey, request, tables, now, sender, *probe) {
                 GreyStep::Pass => return None,
+                GreyStep::Failed(error) => {
+                    let on_failure = self
+                        .greylists
+                        .get(grey as usize)
+                        .map_or(OnFailure::Allow, |g| g.on_failure);
+                    failed = Some(self.backend_failed(index, error, on_failure, buffers)?);
+                }
                 GreyStep::FirstPass { waited_ms } => {
                     // A dry-run greylist defers nothing, so no retry of it
                     // is "accepted": no header either.
@@ -399,7 +432,7 @@ impl Program {
                 .limits
                 .get(limit as usize)
                 .and_then(|l| l.never.as_ref()),
-            _ => None,
+            _ => failed,
         };
         let verdict = instead.unwrap_or(&rule.verdict);
         if rule.dry_run {
@@ -425,6 +458,27 @@ impl Program {
             rule: Some(rule),
             instead,
         })
+    }
+
+    /// Rule `index`'s state backend failed with `error`: note it (the
+    /// first of the request) and say what the rule answers: the backend
+    /// defer action with `on_failure defer`, nothing (the rule does not
+    /// decide) with `allow` or `skip`.
+    #[cold]
+    fn backend_failed(
+        &self,
+        index: usize,
+        error: BackendError,
+        on_failure: OnFailure,
+        buffers: &mut Buffers,
+    ) -> Option<&Verdict> {
+        if buffers.failure.is_none() {
+            buffers.failure = Some((u32::try_from(index).unwrap_or(u32::MAX), error, on_failure));
+        }
+        match on_failure {
+            OnFailure::Defer => Some(&self.backend_defer),
+            OnFailure::Allow | OnFailure::Skip => None,
+        }
     }
 
     /// The dry-run hits recorded in `buffers` by the last [`Program::decide`].
@@ -970,7 +1024,7 @@ mod tests {
                       rule r { if reverse_client_name in m then REJECT \"5.7.1 r\" }\n\
                       rule g { if client_name in m then DEFER \"4.7.1 g\" }";
         let policy = crate::Policy::compile("t.conf", source, &mut crate::NoFiles)
-            .map(|c| c.policy)
+            .map(|c| crate::Engine::new(c.policy))
             .unwrap_or_else(|e| panic!("{e}"));
         let rows: &[(&str, &str, &str, &str, &str)] = &[
             // (helo, client, reverse, size, rule)

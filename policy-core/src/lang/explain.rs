@@ -1,6 +1,7 @@
 //! Explanations: why a policy decided what it did, rule by rule, for
 //! `policyd test --explain`. Allocates freely; not for the hot path.
 
+use crate::state::State;
 use std::fmt;
 
 use super::eval::Buffers;
@@ -92,6 +93,7 @@ pub struct TestResult {
 /// Explain how `program` decides `request`.
 pub(crate) fn explain(
     program: &Program,
+    state: &State,
     request: &Request<'_>,
     now: Timestamp,
     message: Option<&MessageState>,
@@ -101,7 +103,7 @@ pub(crate) fn explain(
         message: message.cloned().unwrap_or_default(),
         ..Buffers::default()
     };
-    let outcome = program.decide(request, now, &mut buffers);
+    let outcome = program.decide(request, state, now, &mut buffers);
     let deciding = outcome.rule.map(std::ptr::from_ref);
     let state = super::program::state_bit(request.protocol_state);
     let mut decided = false;

@@ -12,14 +12,13 @@
 
 use std::hash::Hasher;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use super::limit::{mask_ip, KeyPart};
 use super::program::{Program, Verdict};
 use crate::base::time::Timestamp;
 use crate::greylist::{normalize_sender, ClientWhitelist, RecipientWhitelist};
 use crate::request::{ProtocolState, Request};
-use crate::state::{GreyVerdict, GreylistTable, Timers};
+use crate::state::{BackendError, GreyCall, GreyVerdict, OnFailure, State, Timers};
 use crate::template::GreylistFacts;
 
 /// The default `capacity` of a greylist: the most triplets it tracks.
@@ -44,7 +43,8 @@ pub(crate) struct GreylistRule {
     pub(crate) recipients: Vec<RecipientWhitelist>,
     /// The header of the first accepted retry, a PREPEND action.
     pub(crate) prepend: Option<Verdict>,
-    pub(crate) table: Arc<GreylistTable>,
+    /// What the rule does when its state backend fails.
+    pub(crate) on_failure: OnFailure,
 }
 
 /// What a greylist found for a request.
@@ -56,6 +56,8 @@ pub(crate) enum GreyStep {
     FirstPass { waited_ms: u64 },
     /// Deferred: the facts for the `then` action.
     Defer(GreylistFacts),
+    /// The state backend failed: the rule's `on_failure` says what now.
+    Failed(BackendError),
 }
 
 impl Program {
@@ -66,6 +68,7 @@ impl Program {
         &self,
         index: u32,
         request: &Request<'_>,
+        state: &State,
         now: Timestamp,
         sender: &mut Vec<u8>,
         probe: bool,
@@ -95,7 +98,10 @@ impl Program {
             KeyPart::Ip { v4, v6, .. } => mask_ip(address, v4, v6),
             KeyPart::Field(_) => mask_ip(address, 32, 128),
         };
-        let mut hasher = grey.table.key_hasher();
+        let Some(table) = state.greylist_table(index as usize) else {
+            return GreyStep::Pass;
+        };
+        let mut hasher = table.key_hasher();
         match network {
             IpAddr::V4(a) => {
                 hasher.write_u8(4);
@@ -121,15 +127,21 @@ impl Program {
             hasher.write(&low[..chunk.len()]);
         }
         let triplet = hasher.finish();
-        match grey.table.check(client, triplet, now, !probe) {
-            GreyVerdict::ClientWhitelisted | GreyVerdict::Known | GreyVerdict::Untracked => {
+        let call = GreyCall {
+            client,
+            triplet,
+            update: !probe,
+        };
+        match state.greylist(index as usize, call, now) {
+            Ok(GreyVerdict::ClientWhitelisted | GreyVerdict::Known | GreyVerdict::Untracked) => {
                 GreyStep::Pass
             }
-            GreyVerdict::FirstPass { waited_ms } => GreyStep::FirstPass { waited_ms },
-            GreyVerdict::Defer { retry_after_ms, .. } => GreyStep::Defer(GreylistFacts {
+            Ok(GreyVerdict::FirstPass { waited_ms }) => GreyStep::FirstPass { waited_ms },
+            Ok(GreyVerdict::Defer { retry_after_ms, .. }) => GreyStep::Defer(GreylistFacts {
                 retry_after_ms: Some(retry_after_ms),
                 delay_ms: None,
             }),
+            Err(error) => GreyStep::Failed(error),
         }
     }
 }

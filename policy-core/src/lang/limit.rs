@@ -17,13 +17,12 @@
 
 use std::hash::Hasher;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use super::program::{Field, FieldType, Program, TextBuf, Verdict as Answer};
 pub(crate) use crate::base::bytes::{fnv1a, FNV_START};
 use crate::base::time::Timestamp;
 use crate::request::{ProtocolState, Request};
-use crate::state::{Key, Limit, LimitTable, Verdict};
+use crate::state::{BackendError, Key, Limit, LimitCall, LimitTable, OnFailure, State, Verdict};
 use crate::template::LimitFacts;
 
 /// The default `capacity` of a limit: the most keys it tracks. About 190 MB
@@ -98,7 +97,11 @@ pub(crate) struct LimitRule {
     pub(crate) maxima: Box<[u64]>,
     pub(crate) capacity: usize,
     pub(crate) overrides: Option<Overrides>,
-    pub(crate) table: Arc<LimitTable>,
+    /// The table's windows: the rule's with the largest maxima any key may
+    /// get, overrides included (they decide the counters' width).
+    pub(crate) table_limit: Limit,
+    /// What the rule does when its state backend fails.
+    pub(crate) on_failure: OnFailure,
     /// The answer to a request that alone is more than a window's maximum
     /// (it could never be admitted), for a limit without its own `over`
     /// action: a permanent refusal rather than "try again".
@@ -185,6 +188,8 @@ pub(crate) enum Step {
     Pass,
     /// Over: the facts for the `over` action.
     Over(Refused),
+    /// The state backend failed: the rule's `on_failure` says what now.
+    Failed(BackendError),
 }
 
 impl Program {
@@ -195,6 +200,7 @@ impl Program {
         &self,
         index: u32,
         request: &Request<'_>,
+        tables: &State,
         now: Timestamp,
         key: &mut Vec<u8>,
         counted: &mut Vec<Counted>,
@@ -247,7 +253,10 @@ impl Program {
         if units == 0 {
             return Step::Pass;
         }
-        let Some(hash) = compose_key(limit, request, key) else {
+        let Some(table) = tables.limit_table(index as usize) else {
+            return Step::Pass;
+        };
+        let Some(hash) = compose_key(limit, table, request, key) else {
             return Step::Pass;
         };
         let maxima = override_maxima(limit, key);
@@ -257,10 +266,15 @@ impl Program {
         };
         let maxima = maxima.as_deref().unwrap_or(&limit.maxima);
         let counts_here = counts_here && !probe;
-        let verdict = if counts_here {
-            limit.table.check_and_count_with(k, units, now, maxima)
-        } else {
-            limit.table.check_with(k, units, now, maxima)
+        let call = LimitCall {
+            key: k,
+            units,
+            maxima,
+            count: counts_here,
+        };
+        let verdict = match tables.limit(index as usize, call, now) {
+            Ok(verdict) => verdict,
+            Err(error) => return Step::Failed(error),
         };
         match verdict {
             Verdict::Admitted => {
@@ -284,11 +298,18 @@ impl Program {
                     Unit::Bytes { .. } => request.size.unwrap_or(0),
                 };
                 if r.retry_after_ms.is_none() && rcpt && alone < units {
-                    match limit.table.check_with(k, alone, now, maxima) {
+                    let call = LimitCall {
+                        units: alone,
+                        count: false,
+                        ..call
+                    };
+                    match tables.limit(index as usize, call, now) {
                         // The window that holds this recipient back, with
                         // its own retry time.
-                        Verdict::Refused(own) => r = own,
-                        Verdict::Admitted | Verdict::Untracked => r.retry_after_ms = Some(0),
+                        Ok(Verdict::Refused(own)) => r = own,
+                        Ok(Verdict::Admitted | Verdict::Untracked) => r.retry_after_ms = Some(0),
+                        // The first answer stands.
+                        Err(_) => {}
                     }
                 }
                 let window = limit.limit.windows().get(r.window);
@@ -307,12 +328,13 @@ impl Program {
         }
     }
 
-    /// Gives back the units of `counted` (the final answer refused the request).
-    pub(crate) fn refund(&self, counted: &[Counted], now: Timestamp) {
+    /// Gives back the units of `counted` (the final answer refused the
+    /// request). A backend that fails to take them back keeps them: the
+    /// units expire with their window.
+    pub(crate) fn refund(&self, state: &State, counted: &[Counted], now: Timestamp) {
         for c in counted {
-            if let Some(limit) = self.limits.get(c.limit as usize) {
-                limit.table.refund(c.hash, c.units, now);
-            }
+            // Best effort, on purpose: see above.
+            let _ = state.refund(c.limit as usize, c.hash, c.units, now);
         }
     }
 }
@@ -334,9 +356,14 @@ fn override_maxima(limit: &LimitRule, key: &[u8]) -> Option<smallvec::SmallVec<[
 
 /// Writes the key text of `request` for `limit` into `key` and returns its
 /// hash; `None` when a part is empty (the rule does not apply).
-fn compose_key(limit: &LimitRule, request: &Request<'_>, key: &mut Vec<u8>) -> Option<u64> {
+fn compose_key(
+    limit: &LimitRule,
+    table: &LimitTable,
+    request: &Request<'_>,
+    key: &mut Vec<u8>,
+) -> Option<u64> {
     key.clear();
-    let mut hasher = limit.table.key_hasher();
+    let mut hasher = table.key_hasher();
     for (i, part) in limit.key.iter().enumerate() {
         if i > 0 && key.len() + KEY_SEPARATOR.len() <= MAX_KEY_TEXT_BYTES {
             key.extend_from_slice(KEY_SEPARATOR);

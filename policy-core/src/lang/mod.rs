@@ -65,6 +65,7 @@ pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, 
 pub use greylist::{DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
 pub use limit::{DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
 pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
+pub use program::BACKEND_DEFER_ACTION;
 pub use suggest::did_you_mean;
 
 pub(crate) use compile::compile;

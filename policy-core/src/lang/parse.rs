@@ -58,7 +58,7 @@ pub(crate) const PREDICATES: [&str; 10] = [
 ];
 
 /// Words that end or join a condition and so cannot start a test.
-const CONDITION_STOP_WORDS: [&str; 14] = [
+const CONDITION_STOP_WORDS: [&str; 15] = [
     "then",
     "and",
     "or",
@@ -72,6 +72,7 @@ const CONDITION_STOP_WORDS: [&str; 14] = [
     "max",
     "overrides",
     "capacity",
+    "on_failure",
     "over",
 ];
 
@@ -257,6 +258,17 @@ impl<'s> Parser<'s> {
     }
 
     /// `NAME = [A-Za-z_] { [A-Za-z0-9_.-] }`
+    /// `on_failure WORD`: what a stateful rule does when its state backend
+    /// fails (the word is checked by the compiler).
+    fn on_failure<'a>(&self, i: &'a str) -> PResult<'a, Name> {
+        let (rest, _) = self.keyword("on_failure", i)?;
+        expect(
+            self.name(rest),
+            rest,
+            "what to do when the state backend fails: `allow`, `defer` or `skip`",
+        )
+    }
+
     fn name<'a>(&self, i: &'a str) -> PResult<'a, Name> {
         let start = skip_ws(i);
         let (rest, text) = recognize(pair(satisfy(is_name_start), take_while(is_name_char)))(start)
@@ -969,6 +981,7 @@ impl<'s> Parser<'s> {
     ///              | "max" window { "," window }
     ///              | "overrides" ( "file" STRING | "{" { override } "}" )
     ///              | "capacity" NUMBER
+    ///              | "on_failure" ( "allow" | "defer" | "skip" )
     ///              | "over" action
     /// key_part = NAME { "/" NUMBER }
     /// window = NUMBER "per" DURATION
@@ -991,11 +1004,12 @@ impl<'s> Parser<'s> {
             windows: Vec::new(),
             overrides: None,
             capacity: None,
+            on_failure: None,
             over: None,
             head,
         };
-        const EXPECTED: &str =
-            "`if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, `over` or `}`";
+        const EXPECTED: &str = "`if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, \
+             `capacity`, `on_failure`, `over` or `}`";
         loop {
             let next = skip_ws(i);
             if let Some(rest) = next.strip_prefix('}') {
@@ -1122,6 +1136,14 @@ impl<'s> Parser<'s> {
                     decl.capacity = Some(n);
                     rest
                 }
+                "on_failure" => {
+                    if decl.on_failure.is_some() {
+                        return repeated("one `on_failure` clause per limit");
+                    }
+                    let (rest, outcome) = self.on_failure(next)?;
+                    decl.on_failure = Some(outcome);
+                    rest
+                }
                 "over" => {
                     if decl.over.is_some() {
                         return repeated("one `over` clause per limit");
@@ -1144,12 +1166,13 @@ impl<'s> Parser<'s> {
     ///                 | "auto_whitelist" NUMBER
     ///                 | "whitelist" ( "clients" | "recipients" ) "file" STRING
     ///                 | "capacity" NUMBER
+    ///                 | "on_failure" ( "allow" | "defer" | "skip" )
     ///                 | "then" action
     ///                 | "prepend" STRING
     /// ```
     fn greylist_item<'a>(&self, i: &'a str) -> PResult<'a, GreylistDecl> {
         const EXPECTED: &str = "`if`, `unless`, `client`, `delay`, `retry_window`, `max_age`, \
-             `auto_whitelist`, `whitelist`, `capacity`, `then`, `prepend` or `}`";
+             `auto_whitelist`, `whitelist`, `capacity`, `on_failure`, `then`, `prepend` or `}`";
         let (mut i, (name, dry_run, head)) = self.item_head(
             i,
             "greylist",
@@ -1167,6 +1190,7 @@ impl<'s> Parser<'s> {
             auto_whitelist: None,
             whitelists: Vec::new(),
             capacity: None,
+            on_failure: None,
             then: None,
             prepend: None,
             head,
@@ -1260,6 +1284,15 @@ impl<'s> Parser<'s> {
                         "the most triplets to track after `capacity` (a number)",
                     )?;
                     decl.capacity = Some(n);
+                    rest
+                }
+                "on_failure" => {
+                    repeated(
+                        decl.on_failure.is_some(),
+                        "one `on_failure` clause per greylist",
+                    )?;
+                    let (rest, outcome) = self.on_failure(next)?;
+                    decl.on_failure = Some(outcome);
                     rest
                 }
                 "then" => {

@@ -696,7 +696,16 @@ pub(crate) struct Program {
     pub(crate) regexes: Vec<regex::bytes::Regex>,
     pub(crate) texts: Vec<Box<[u8]>>,
     pub(crate) default: Verdict,
+    /// The answer of a rule with `on_failure defer` whose backend failed
+    /// ([`BACKEND_DEFER_ACTION`]).
+    pub(crate) backend_defer: Verdict,
 }
+
+/// What a limit or greylist with `on_failure defer` answers when its state
+/// backend fails (a timeout, an outage): a temporary refusal that a later
+/// Postfix restriction may still turn into a rejection.
+pub const BACKEND_DEFER_ACTION: &str =
+    "DEFER_IF_PERMIT 4.3.0 Policy state temporarily unavailable, try again later";
 
 impl Program {
     pub(crate) fn always(action: Action) -> Self {
@@ -714,6 +723,10 @@ impl Program {
             regexes: Vec::new(),
             texts: Vec::new(),
             default: Verdict::constant(action),
+            // A constant that parses (test `backend_defer_action_parses`).
+            backend_defer: Verdict::constant(
+                Action::parse(BACKEND_DEFER_ACTION).unwrap_or(Action::Dunno),
+            ),
         }
     }
 }
@@ -810,6 +823,16 @@ impl Program {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_defer_action_parses() {
+        let action = Action::parse(BACKEND_DEFER_ACTION).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(action.verb(), "DEFER_IF_PERMIT");
+        assert_eq!(
+            &*Program::always(Action::Dunno).backend_defer.wire,
+            BACKEND_DEFER_ACTION.as_bytes()
+        );
+    }
 
     #[test]
     fn equality_runs_form_where_rules_require_one_field_value() {

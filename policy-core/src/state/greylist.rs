@@ -267,6 +267,16 @@ impl GreylistTable {
         self.hasher.hash_one(key)
     }
 
+    /// Makes room for about `triplets` triplets (and an eighth as many client
+    /// networks), spread evenly over the shards and never more than the
+    /// bounds, so that new triplets up to that number are tracked without
+    /// allocating.
+    pub fn reserve(&self, triplets: usize) {
+        self.triplets.reserve(triplets);
+        self.clients
+            .reserve(triplets / CLIENTS_PER_TRIPLET_CAPACITY);
+    }
+
     /// Triplets tracked now, expired ones not yet reclaimed included.
     pub fn len(&self) -> usize {
         self.triplets.len()

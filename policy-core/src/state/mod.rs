@@ -2,6 +2,14 @@
 //! in sharded, bounded, hashed tables (one implementation, `state/shard.rs`, for
 //! both), and a snapshot format to keep them across restarts.
 //!
+//! - [`State`]: the state of a policy's stateful items, apart from the
+//!   immutable [`Policy`](crate::Policy): made for a policy, it adopts the
+//!   next one on reload (keeping the tables of unchanged items) and is what
+//!   the state file saves ([`store`](crate::store)).
+//! - [`Backend`]: the seam between a rule and where its state lives (a
+//!   limit's check-and-count and refund, a greylist's step, each with a
+//!   deadline and an explicit error); [`LocalBackend`] is the tables below.
+//!
 //! - [`Window`] / [`Limit`]: `max N per T`, one or more windows, all enforced.
 //!   A limit of N per T never admits more than N counted units within any
 //!   interval of length T; it may refuse up to one bucket (T / [`BUCKETS`])
@@ -66,8 +74,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod backend;
 mod counter;
 pub mod greylist;
+mod local;
 mod shard;
 pub mod snapshot;
 pub mod table;
@@ -80,10 +90,13 @@ mod tests;
 
 use std::fmt;
 
+pub use backend::{Backend, BackendError, GreyCall, Item, LimitCall, OnFailure, When};
 pub use greylist::{
     GreyCounts, GreyVerdict, GreylistTable, Timers, CLIENTS_PER_TRIPLET_CAPACITY,
     GREYLIST_SNAPSHOT_MAGIC, GREYLIST_SNAPSHOT_VERSION, PASS_COUNT_INTERVAL_MS,
 };
+pub(crate) use local::{GreylistSpec, LimitSpec};
+pub use local::{GreylistState, LimitState, LocalBackend, State, DEFAULT_BACKEND_BUDGET_MS};
 pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub use table::{
     HashSeeds, Key, LimitTable, Refusal, TopKey, Verdict, KEY_TEXT_BYTES, MAX_SHARDS,

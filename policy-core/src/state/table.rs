@@ -539,9 +539,10 @@ impl LimitTable {
     }
 
     /// Makes room for about `keys` keys spread evenly over the shards (never
-    /// more than the table's bound), so that loading a snapshot does not grow
-    /// the storage step by step.
-    pub(crate) fn reserve(&self, keys: usize) {
+    /// more than the table's bound), so that new keys up to that number are
+    /// tracked without allocating (and loading a snapshot does not grow the
+    /// storage step by step).
+    pub fn reserve(&self, keys: usize) {
         with_shards!(self, s => s.reserve(keys));
     }
 

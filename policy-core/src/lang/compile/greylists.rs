@@ -2,16 +2,14 @@
 //! the whitelist files, the `then` and `prepend` actions, and a fresh table.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use super::limits::random_seeds;
 use super::{to_u32, Compiler};
 use crate::greylist::{ClientWhitelist, RecipientWhitelist};
 use crate::lang::ast::{DurationLit, GreylistDecl};
 use crate::lang::greylist::{GreylistRule, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
 use crate::lang::limit::{fnv1a, KeyPart, FNV_START};
 use crate::lang::program::{Field, Rule, RuleSource, RCPT_BIT};
-use crate::state::{GreylistTable, Timers, MAX_WINDOW_MS};
+use crate::state::{Timers, MAX_WINDOW_MS};
 use crate::template::{write_duration, Var};
 
 /// postgrey's default delay: 5 minutes.
@@ -38,7 +36,7 @@ impl Compiler<'_> {
             g.head,
             "a greylist has no `state` clause: it applies at RCPT; expected `if`, `unless`, \
              `client`, `delay`, `retry_window`, `max_age`, `auto_whitelist`, `whitelist`, \
-             `capacity`, `then` or `prepend`",
+             `capacity`, `on_failure`, `then` or `prepend`",
         );
         let client = match &g.client {
             None => Some(KeyPart::Ip {
@@ -138,6 +136,7 @@ impl Compiler<'_> {
             Some(max_age_ms),
             Some(auto_whitelist),
             Some(capacity),
+            Some(on_failure),
             Some(then),
         ) = (
             client,
@@ -146,6 +145,7 @@ impl Compiler<'_> {
             max_age,
             auto_whitelist,
             capacity,
+            self.on_failure(g.on_failure.as_ref()),
             then,
         )
         else {
@@ -175,7 +175,7 @@ impl Compiler<'_> {
             clients,
             recipients,
             prepend,
-            table: Arc::new(GreylistTable::new(timers, capacity, random_seeds())),
+            on_failure,
         });
         let then_text = match &g.then {
             Some(a) => a.span.text(self.src).into(),

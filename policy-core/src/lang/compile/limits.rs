@@ -2,7 +2,6 @@
 //! action, and a fresh counter table per limit.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use super::{to_u32, Compiler};
 use crate::lang::ast::{
@@ -18,7 +17,8 @@ use crate::lang::parse::parse_overrides_file;
 use crate::lang::program::{
     FieldType, Rule, RuleSource, Verdict, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT,
 };
-use crate::state::{HashSeeds, Limit, LimitTable, Window, MAX_WINDOWS, MAX_WINDOW_MS};
+use crate::lang::suggest::hint;
+use crate::state::{Limit, OnFailure, Window, MAX_WINDOWS, MAX_WINDOW_MS};
 use crate::template::Var;
 
 /// The variables a limit's `over` actions give a value.
@@ -43,18 +43,6 @@ pub(crate) const DEFAULT_NEVER_VERB: &str = "REJECT";
 /// The text of that answer.
 pub(crate) const DEFAULT_NEVER_TEXT: &str =
     "5.7.1 Rate limit: this request alone is more than $limit per $window";
-
-/// Fresh random seeds for a new table's key hash (ahash's runtime-seeded
-/// state: the seeds are secret and differ per process).
-pub(super) fn random_seeds() -> HashSeeds {
-    let state = ahash::RandomState::new();
-    HashSeeds([
-        state.hash_one(0x5eed_0001_u64),
-        state.hash_one(0x5eed_0002_u64),
-        state.hash_one(0x5eed_0003_u64),
-        state.hash_one(0x5eed_0004_u64),
-    ])
-}
 
 impl Compiler<'_> {
     /// The `if`/`unless` clauses of a limit or greylist, compiled; each
@@ -112,13 +100,14 @@ impl Compiler<'_> {
             l.head,
             "a limit has no `state` clause: it checks at RCPT and counts at the state its \
              `count` and `at` give; expected `if`, `unless`, `key`, `count`, `at`, `max`, \
-             `overrides`, `capacity` or `over`",
+             `overrides`, `capacity`, `on_failure` or `over`",
         );
         let key = self.limit_key(l);
         let unit = self.limit_unit(l);
         let at = unit.and_then(|u| self.limit_at(l, u));
         let windows = self.limit_windows(l, unit);
         let capacity = self.limit_capacity(l);
+        let on_failure = self.on_failure(l.on_failure.as_ref());
         if let (Some(Unit::Messages), Some(parts)) = (unit, &key) {
             if let Some(part) = l
                 .key
@@ -165,8 +154,15 @@ impl Compiler<'_> {
             Some(a) => self.action(a, LIMIT_FACTS),
             None => self.written_action(DEFAULT_OVER_VERB, DEFAULT_OVER_TEXT, l.head, LIMIT_FACTS),
         };
-        let (Some(key), Some(unit), Some(at), Some(windows), Some(capacity), Some(over)) =
-            (key, unit, at, windows, capacity, over)
+        let (
+            Some(key),
+            Some(unit),
+            Some(at),
+            Some(windows),
+            Some(capacity),
+            Some(on_failure),
+            Some(over),
+        ) = (key, unit, at, windows, capacity, on_failure, over)
         else {
             return;
         };
@@ -214,7 +210,8 @@ impl Compiler<'_> {
             unit,
             at,
             maxima: windows.iter().map(|w| w.max()).collect(),
-            table: Arc::new(LimitTable::new(table_limit, capacity, random_seeds())),
+            table_limit,
+            on_failure,
             limit,
             capacity,
             overrides,
@@ -356,6 +353,28 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// `on_failure WORD` of a limit or greylist (the default: `allow`).
+    pub(super) fn on_failure(&mut self, word: Option<&Name>) -> Option<OnFailure> {
+        const WORDS: [OnFailure; 3] = [OnFailure::Allow, OnFailure::Defer, OnFailure::Skip];
+        let Some(name) = word else {
+            return Some(OnFailure::default());
+        };
+        let found = WORDS
+            .into_iter()
+            .find(|w| name.text.eq_ignore_ascii_case(w.as_str()));
+        if found.is_none() {
+            self.error(
+                name.span,
+                format!(
+                    "unknown failure outcome `{}`; expected `allow`, `defer` or `skip`{}",
+                    name.text,
+                    hint(&name.text, WORDS.map(OnFailure::as_str))
+                ),
+            );
+        }
+        found
     }
 
     fn limit_at(&mut self, l: &LimitDecl, unit: Unit) -> Option<CountAt> {

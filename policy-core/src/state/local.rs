@@ -1,0 +1,416 @@
+//! [`State`]: the state of a policy's stateful items, apart from the policy;
+//! and [`LocalBackend`], the in-memory tables that hold it by default.
+
+use std::sync::Arc;
+
+use super::backend::{Backend, BackendError, GreyCall, Item, LimitCall, When};
+use super::greylist::{GreyVerdict, GreylistTable, Timers};
+use super::table::{HashSeeds, LimitTable, Verdict};
+use super::Limit;
+use crate::base::time::Timestamp;
+
+/// The default time budget of a backend call, in milliseconds
+/// ([`State::with_budget`]). The local tables never come near it; it bounds
+/// how long a remote backend may hold up a request.
+pub const DEFAULT_BACKEND_BUDGET_MS: u64 = 250;
+
+/// What a [`State`] needs to know of a limit rule to keep its counters.
+#[derive(Debug, Clone)]
+pub(crate) struct LimitSpec {
+    pub(crate) name: Box<str>,
+    pub(crate) signature: u64,
+    /// The rule's windows with its own maxima (for display).
+    pub(crate) limit: Limit,
+    /// The table's windows: the largest maxima any key may get (they decide
+    /// the counters' width).
+    pub(crate) table_limit: Limit,
+    pub(crate) capacity: usize,
+}
+
+/// What a [`State`] needs to know of a greylist rule to keep its triplets.
+#[derive(Debug, Clone)]
+pub(crate) struct GreylistSpec {
+    pub(crate) name: Box<str>,
+    pub(crate) signature: u64,
+    pub(crate) timers: Timers,
+    pub(crate) capacity: usize,
+}
+
+/// The in-memory tables of a [`State`]: one [`LimitTable`] per limit and
+/// one [`GreylistTable`] per greylist, by index. The first [`Backend`]; it
+/// never fails and never blocks (beyond a shard's mutex).
+#[derive(Debug, Clone, Default)]
+pub struct LocalBackend {
+    limits: Box<[Arc<LimitTable>]>,
+    greylists: Box<[Arc<GreylistTable>]>,
+}
+
+impl LocalBackend {
+    /// The counters of limit `index`.
+    pub fn limit_table(&self, index: usize) -> Option<&LimitTable> {
+        self.limits.get(index).map(|t| &**t)
+    }
+
+    /// The triplets of greylist `index`.
+    pub fn greylist_table(&self, index: usize) -> Option<&GreylistTable> {
+        self.greylists.get(index).map(|t| &**t)
+    }
+}
+
+impl Backend for LocalBackend {
+    #[inline]
+    fn limit(
+        &self,
+        item: Item<'_>,
+        call: LimitCall<'_>,
+        when: When,
+    ) -> Result<Verdict, BackendError> {
+        let table = self.limits.get(item.index).ok_or(BackendError::Failed)?;
+        Ok(if call.count {
+            table.check_and_count_with(call.key, call.units, when.now, call.maxima)
+        } else {
+            table.check_with(call.key, call.units, when.now, call.maxima)
+        })
+    }
+
+    fn refund(
+        &self,
+        item: Item<'_>,
+        key_hash: u64,
+        units: u64,
+        counted_at: Timestamp,
+        _when: When,
+    ) -> Result<(), BackendError> {
+        let table = self.limits.get(item.index).ok_or(BackendError::Failed)?;
+        table.refund(key_hash, units, counted_at);
+        Ok(())
+    }
+
+    #[inline]
+    fn greylist(
+        &self,
+        item: Item<'_>,
+        call: GreyCall,
+        when: When,
+    ) -> Result<GreyVerdict, BackendError> {
+        let table = self.greylists.get(item.index).ok_or(BackendError::Failed)?;
+        Ok(table.check(call.client, call.triplet, when.now, call.update))
+    }
+}
+
+/// The state of a policy's stateful items: the counters of its limits and
+/// the triplets of its greylists, apart from the (immutable) policy.
+///
+/// Made for a policy (`State::for_policy`), it follows the policy through
+/// reloads (`State::adopt` keeps the tables of unchanged items) and is what
+/// the state file saves and restores ([`store`](crate::store)). Deciding
+/// changes the tables inside (behind their own locks); the `State` value
+/// itself is never changed, so an [`Engine`](crate::Engine) shares it
+/// behind an `Arc`.
+///
+/// Each item keeps its state in a [`Backend`]: the [`LocalBackend`] tables
+/// by default, or another one ([`State::with_backend`]) such as a store
+/// shared by several hosts.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub(crate) limits: Box<[LimitSpec]>,
+    pub(crate) greylists: Box<[GreylistSpec]>,
+    pub(crate) local: LocalBackend,
+    pub(crate) remote: Option<Arc<dyn Backend>>,
+    pub(crate) budget_ms: u64,
+}
+
+impl Default for State {
+    /// The state of a policy without stateful items.
+    fn default() -> Self {
+        Self {
+            limits: Box::new([]),
+            greylists: Box::new([]),
+            local: LocalBackend::default(),
+            remote: None,
+            budget_ms: DEFAULT_BACKEND_BUDGET_MS,
+        }
+    }
+}
+
+/// A limit's counters, as [`State::limits`] shows them.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitState<'a> {
+    /// The limit's name.
+    pub name: &'a str,
+    /// What must stay the same for its counters to carry over to another
+    /// policy (a reload, a restart): a hash of the name, key, what is
+    /// counted, when, the window lengths and the capacity. The maxima,
+    /// conditions, overrides and `over` action are not part of it.
+    pub signature: u64,
+    /// The counters, in the local tables.
+    pub table: &'a LimitTable,
+    /// The rule's windows and maxima as the policy has them (the table's
+    /// own [`LimitTable::limit`] may name other maxima: it is built for the
+    /// largest any key may get, overrides included, and is kept across a
+    /// reload that changes `max`).
+    pub limit: &'a Limit,
+}
+
+/// A greylist's state, as [`State::greylists`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct GreylistState<'a> {
+    /// The greylist's name.
+    pub name: &'a str,
+    /// What must stay the same for its state to carry over to another
+    /// policy: a hash of the name, the client part, the timers, the
+    /// auto-whitelist threshold and the capacity.
+    pub signature: u64,
+    /// The triplets and client networks, in the local tables.
+    pub table: &'a GreylistTable,
+}
+
+/// Fresh random seeds for a new table's key hash (ahash's runtime-seeded
+/// state: the seeds are secret and differ per process).
+fn random_seeds() -> HashSeeds {
+    let state = ahash::RandomState::new();
+    HashSeeds([
+        state.hash_one(0x5eed_0001_u64),
+        state.hash_one(0x5eed_0002_u64),
+        state.hash_one(0x5eed_0003_u64),
+        state.hash_one(0x5eed_0004_u64),
+    ])
+}
+
+impl State {
+    /// Empty tables for these items, reusing the tables `keep` returns for
+    /// an item (a reload keeping an unchanged item's state).
+    pub(crate) fn build(
+        limits: Vec<LimitSpec>,
+        greylists: Vec<GreylistSpec>,
+        mut keep_limit: impl FnMut(&LimitSpec) -> Option<Arc<LimitTable>>,
+        mut keep_greylist: impl FnMut(&GreylistSpec) -> Option<Arc<GreylistTable>>,
+    ) -> Self {
+        let limit_tables = limits
+            .iter()
+            .map(|s| {
+                keep_limit(s).unwrap_or_else(|| {
+                    Arc::new(LimitTable::new(
+                        s.table_limit.clone(),
+                        s.capacity,
+                        random_seeds(),
+                    ))
+                })
+            })
+            .collect();
+        let greylist_tables = greylists
+            .iter()
+            .map(|s| {
+                keep_greylist(s).unwrap_or_else(|| {
+                    Arc::new(GreylistTable::new(s.timers, s.capacity, random_seeds()))
+                })
+            })
+            .collect();
+        Self {
+            limits: limits.into_boxed_slice(),
+            greylists: greylists.into_boxed_slice(),
+            local: LocalBackend {
+                limits: limit_tables,
+                greylists: greylist_tables,
+            },
+            remote: None,
+            budget_ms: DEFAULT_BACKEND_BUDGET_MS,
+        }
+    }
+
+    /// The index of the limit `name` with `signature`, if this state has it.
+    pub(crate) fn find_limit(&self, name: &str, signature: u64) -> Option<usize> {
+        self.limits
+            .iter()
+            .position(|s| s.signature == signature && &*s.name == name)
+    }
+
+    /// The index of the greylist `name` with `signature`, if this state has it.
+    pub(crate) fn find_greylist(&self, name: &str, signature: u64) -> Option<usize> {
+        self.greylists
+            .iter()
+            .position(|s| s.signature == signature && &*s.name == name)
+    }
+
+    /// The shared table of limit `index` (to keep it in another state).
+    pub(crate) fn limit_arc(&self, index: usize) -> Option<Arc<LimitTable>> {
+        self.local.limits.get(index).cloned()
+    }
+
+    /// The shared table of greylist `index`.
+    pub(crate) fn greylist_arc(&self, index: usize) -> Option<Arc<GreylistTable>> {
+        self.local.greylists.get(index).cloned()
+    }
+
+    /// This state with its tables replaced where `limits` and `greylists`
+    /// name one by index (a restore), the others shared with `self`.
+    pub(crate) fn with_tables(
+        &self,
+        limits: Vec<(usize, LimitTable)>,
+        greylists: Vec<(usize, GreylistTable)>,
+    ) -> Self {
+        let mut next = self.clone();
+        let mut limit_tables = next.local.limits.into_vec();
+        for (i, table) in limits {
+            if let Some(slot) = limit_tables.get_mut(i) {
+                *slot = Arc::new(table);
+            }
+        }
+        let mut greylist_tables = next.local.greylists.into_vec();
+        for (i, table) in greylists {
+            if let Some(slot) = greylist_tables.get_mut(i) {
+                *slot = Arc::new(table);
+            }
+        }
+        next.local = LocalBackend {
+            limits: limit_tables.into_boxed_slice(),
+            greylists: greylist_tables.into_boxed_slice(),
+        };
+        next
+    }
+
+    /// The same state, with its items' state kept in `backend` rather than
+    /// in the local tables (which stay, empty, for `policyd state` and the
+    /// state file).
+    pub fn with_backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.remote = Some(backend);
+        self
+    }
+
+    /// The same state, with `budget_ms` for each backend call (the deadline
+    /// passed to [`Backend`] is `now + budget_ms`). The default is
+    /// [`DEFAULT_BACKEND_BUDGET_MS`].
+    pub fn with_budget(mut self, budget_ms: u64) -> Self {
+        self.budget_ms = budget_ms;
+        self
+    }
+
+    /// The local tables.
+    pub fn local(&self) -> &LocalBackend {
+        &self.local
+    }
+
+    /// The limits' counters, in policy order.
+    pub fn limits(&self) -> impl Iterator<Item = LimitState<'_>> {
+        self.limits
+            .iter()
+            .zip(self.local.limits.iter())
+            .map(|(spec, table)| LimitState {
+                name: &spec.name,
+                signature: spec.signature,
+                table,
+                limit: &spec.limit,
+            })
+    }
+
+    /// The greylists' state, in policy order.
+    pub fn greylists(&self) -> impl Iterator<Item = GreylistState<'_>> {
+        self.greylists
+            .iter()
+            .zip(self.local.greylists.iter())
+            .map(|(spec, table)| GreylistState {
+                name: &spec.name,
+                signature: spec.signature,
+                table,
+            })
+    }
+
+    /// Makes room for about `keys` keys in every local table (a limit's
+    /// keys, a greylist's triplets; [`LimitTable::reserve`],
+    /// [`GreylistTable::reserve`]), so that deciding does not allocate while
+    /// the tables fill up to that. Each table still holds at most its
+    /// capacity.
+    pub fn reserve(&self, keys: usize) {
+        for table in self.local.limits.iter() {
+            table.reserve(keys);
+        }
+        for table in self.local.greylists.iter() {
+            table.reserve(keys);
+        }
+    }
+
+    fn when(&self, now: Timestamp) -> When {
+        When {
+            now,
+            deadline: now.saturating_add_millis(self.budget_ms),
+        }
+    }
+
+    fn backend(&self) -> &dyn Backend {
+        match &self.remote {
+            Some(remote) => &**remote,
+            None => &self.local,
+        }
+    }
+
+    /// Limit `index`'s check (and count), through the item's backend.
+    #[inline]
+    pub(crate) fn limit(
+        &self,
+        index: usize,
+        call: LimitCall<'_>,
+        now: Timestamp,
+    ) -> Result<Verdict, BackendError> {
+        let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
+        let item = Item {
+            name: &spec.name,
+            signature: spec.signature,
+            index,
+        };
+        match &self.remote {
+            // The local tables directly: no dynamic call on the hot path.
+            None => self.local.limit(item, call, self.when(now)),
+            Some(remote) => remote.limit(item, call, self.when(now)),
+        }
+    }
+
+    /// Give back units limit `index` counted.
+    pub(crate) fn refund(
+        &self,
+        index: usize,
+        key_hash: u64,
+        units: u64,
+        now: Timestamp,
+    ) -> Result<(), BackendError> {
+        let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
+        let item = Item {
+            name: &spec.name,
+            signature: spec.signature,
+            index,
+        };
+        self.backend()
+            .refund(item, key_hash, units, now, self.when(now))
+    }
+
+    /// Greylist `index`'s step, through the item's backend.
+    #[inline]
+    pub(crate) fn greylist(
+        &self,
+        index: usize,
+        call: GreyCall,
+        now: Timestamp,
+    ) -> Result<GreyVerdict, BackendError> {
+        let spec = self.greylists.get(index).ok_or(BackendError::Failed)?;
+        let item = Item {
+            name: &spec.name,
+            signature: spec.signature,
+            index,
+        };
+        match &self.remote {
+            None => self.local.greylist(item, call, self.when(now)),
+            Some(remote) => remote.greylist(item, call, self.when(now)),
+        }
+    }
+
+    /// The table of limit `index`, whose seeds hash its keys.
+    #[inline]
+    pub(crate) fn limit_table(&self, index: usize) -> Option<&LimitTable> {
+        self.local.limit_table(index)
+    }
+
+    /// The table of greylist `index`, whose seeds hash its triplets.
+    #[inline]
+    pub(crate) fn greylist_table(&self, index: usize) -> Option<&GreylistTable> {
+        self.local.greylist_table(index)
+    }
+}
