@@ -17,6 +17,7 @@ use parking_lot::RwLock;
 
 use crate::action::Action;
 pub use crate::base::time::Timestamp;
+use crate::facts::{Facts, Resolver};
 use crate::lang::program::Program;
 use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
 use crate::request::Request;
@@ -46,6 +47,30 @@ impl Scratch {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The outside facts of the request being decided: the queries
+    /// [`Engine::start`] asked, to send and answer (see [`facts`](crate::facts)).
+    pub fn facts(&self) -> &Facts {
+        &self.buffers.facts
+    }
+
+    /// The facts, to supply answers ([`Facts::supply`]) or to give up on
+    /// the rest at the deadline ([`Facts::expire`]).
+    pub fn facts_mut(&mut self) -> &mut Facts {
+        &mut self.buffers.facts
+    }
+}
+
+/// Where a decision stands ([`Engine::start`], [`Engine::resume`]).
+#[derive(Debug)]
+pub enum Step<'s> {
+    /// Decided: send it.
+    Decided(Decision<'s>),
+    /// Queries wait in the scratch's [`Facts`]: send them
+    /// ([`Facts::pending`]), supply the answers ([`Facts::supply`]), mark
+    /// the rest unknown at the deadline ([`Facts::expire`]), then
+    /// [`Engine::resume`].
+    NeedFacts,
 }
 
 /// The outcome of [`Engine::decide`]: the action to send, the rule that chose
@@ -67,6 +92,8 @@ pub struct Decision<'a> {
     wire: &'a [u8],
     /// The first state backend failure while deciding.
     failure: Option<BackendFailure<'a>>,
+    /// Outside facts that were unknown when deciding.
+    unknown_facts: usize,
 }
 
 /// A state backend failure while deciding ([`Decision::backend_failure`]):
@@ -111,6 +138,13 @@ impl<'a> Decision<'a> {
     /// then did what its `on_failure` says. Log it.
     pub fn backend_failure(&self) -> Option<BackendFailure<'a>> {
         self.failure
+    }
+
+    /// How many outside facts (DNS answers) were unknown when deciding: a
+    /// rule whose condition depended on one did not apply (see
+    /// [`facts`](crate::facts)). 0 for a policy without outside facts.
+    pub fn unknown_facts(&self) -> usize {
+        self.unknown_facts
     }
 }
 
@@ -218,6 +252,7 @@ impl Policy {
             dry_run: self.program.dry_run(buffers),
             wire,
             failure,
+            unknown_facts: buffers.facts.unknown(),
         }
     }
 
@@ -451,6 +486,26 @@ impl Engine {
         scratch: &'s mut Scratch,
     ) -> Decision<'s> {
         self.refresh(scratch);
+        if let Some((_, _, in_force)) = &scratch.policy {
+            let program = &in_force.policy.program;
+            if !program.zones.is_empty() {
+                // No resolver: every outside fact is unknown.
+                let facts = &mut scratch.buffers.facts;
+                facts.clear();
+                program.ask(request, facts);
+                facts.expire();
+            }
+        }
+        self.decide_now(request, now, scratch)
+    }
+
+    /// Decide with the policy, state and facts in `scratch` (refreshed).
+    fn decide_now<'s>(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Decision<'s> {
         // Split the borrow: the policy is shared, the buffers are not.
         let Scratch { policy, buffers } = scratch;
         match policy {
@@ -466,8 +521,79 @@ impl Engine {
                 dry_run: DryRun::EMPTY,
                 wire: b"DUNNO",
                 failure: None,
+                unknown_facts: 0,
             },
         }
+    }
+
+    /// Begin deciding `request` at `now`: [`Step::Decided`] when the policy
+    /// needs no outside facts (exactly [`Engine::decide`]), else
+    /// [`Step::NeedFacts`] with every query the policy may need for this
+    /// request in `scratch`'s [`Facts`], to be sent at once.
+    pub fn start<'s>(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Step<'s> {
+        self.refresh(scratch);
+        scratch.buffers.facts.clear();
+        self.resume(request, now, scratch)
+    }
+
+    /// Go on with the decision [`Engine::start`] began, once answers were
+    /// supplied (or the deadline passed and [`Facts::expire`] was called):
+    /// [`Step::NeedFacts`] again if the answers lead to more queries (or
+    /// some are still pending), else [`Step::Decided`]. Each rule is tried
+    /// once, after every fact is in: a limit never counts twice.
+    pub fn resume<'s>(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &'s mut Scratch,
+    ) -> Step<'s> {
+        let Some((_, _, in_force)) = &scratch.policy else {
+            // Not started: start.
+            return self.start(request, now, scratch);
+        };
+        let program = &in_force.policy.program;
+        if !program.zones.is_empty() {
+            program.ask(request, &mut scratch.buffers.facts);
+            if scratch.buffers.facts.is_waiting() {
+                return Step::NeedFacts;
+            }
+        }
+        Step::Decided(self.decide_now(request, now, scratch))
+    }
+
+    /// Decide `request` with the facts `resolver` gives, asking it each
+    /// query in turn (a blocking embedder's form of [`Engine::start`] and
+    /// [`Engine::resume`]). What it answers [`Answer::Unknown`](crate::Answer::Unknown)
+    /// to is unknown.
+    pub fn decide_with<'s>(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &'s mut Scratch,
+        resolver: &mut dyn Resolver,
+    ) -> Decision<'s> {
+        self.refresh(scratch);
+        let facts = &mut scratch.buffers.facts;
+        facts.clear();
+        if let Some((_, _, in_force)) = &scratch.policy {
+            let program = &in_force.policy.program;
+            // A bound on the rounds: each must ask something new.
+            while program.ask(request, facts) {
+                loop {
+                    let Some((id, query)) = facts.pending().next() else {
+                        break;
+                    };
+                    let answer = resolver.resolve(query);
+                    facts.supply(id, answer);
+                }
+            }
+        }
+        self.decide_now(request, now, scratch)
     }
 
     /// Explain how the policy in force decides `request`: for each rule,

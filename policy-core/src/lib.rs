@@ -88,6 +88,7 @@
 pub mod action;
 pub mod base;
 pub mod engine;
+pub mod facts;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod greylist;
@@ -100,7 +101,8 @@ pub mod template;
 
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
 pub use base::time::Timestamp;
-pub use engine::{BackendFailure, Decision, Engine, Policy, Scratch};
+pub use engine::{BackendFailure, Decision, Engine, Policy, Scratch, Step};
+pub use facts::{Answer, FactId, Facts, Query, QueryKind, Resolver};
 pub use lang::{
     CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
     SourceLoader,

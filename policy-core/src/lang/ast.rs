@@ -152,6 +152,8 @@ pub(crate) enum Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TestKind {
     In(Name, ListRef),
+    /// `FIELD in dnsbl "ZONE"`: an outside fact (a DNS lookup).
+    InDnsbl(Name, Str),
     Compare(Name, CmpOp, Value),
     Str(Name, StrOp, Str),
     Matches(Name, RegexLit),

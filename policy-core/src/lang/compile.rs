@@ -792,6 +792,40 @@ impl Compiler<'_> {
                     None
                 }
             },
+            TestKind::InDnsbl(field, zone) => {
+                let f = self.field(field)?;
+                if f.field_type() != FieldType::Ip {
+                    self.error(
+                        field.span,
+                        format!(
+                            "`{}` is not an address; expected an IP field such as \
+                             client_address before `in dnsbl`",
+                            field.text
+                        ),
+                    );
+                    return None;
+                }
+                let Some(name) = dnsbl_zone(&zone.value) else {
+                    self.error(
+                        zone.span,
+                        format!(
+                            "`{}` is not a DNS zone; expected a domain name such as \
+                             \"zen.spamhaus.org\" (letters, digits, `-` and `_` in labels of 1 \
+                             to 63 bytes, at most {MAX_DNSBL_ZONE_BYTES} bytes)",
+                            zone.value
+                        ),
+                    );
+                    return None;
+                };
+                let zone = match self.program.zones.iter().position(|z| **z == *name) {
+                    Some(i) => to_u32(i),
+                    None => {
+                        self.program.zones.push(name.into_boxed_slice());
+                        to_u32(self.program.zones.len() - 1)
+                    }
+                };
+                Some((Test::Dnsbl { field: f, zone }, false))
+            }
             TestKind::In(field, list) => {
                 let f = self.field(field);
                 let (list, span) = self.list_ref(list, f)?;
@@ -1179,4 +1213,26 @@ fn source_offset(quoted: &str, offset: usize) -> usize {
         }
     }
     quoted.len().saturating_sub(1)
+}
+
+/// The longest DNSBL zone: a query name is the zone after 64 bytes of
+/// reversed IPv6 nibbles, and a name is at most 253 bytes.
+pub(crate) const MAX_DNSBL_ZONE_BYTES: usize = 253 - 64;
+
+/// `zone` as a DNSBL query suffix (lower case, no trailing dot), if it is
+/// a domain name.
+fn dnsbl_zone(zone: &str) -> Option<Vec<u8>> {
+    let zone = zone.strip_suffix('.').unwrap_or(zone);
+    if zone.is_empty() || zone.len() > MAX_DNSBL_ZONE_BYTES {
+        return None;
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    zone.split('.')
+        .all(label_ok)
+        .then(|| zone.to_ascii_lowercase().into_bytes())
 }

@@ -12,9 +12,43 @@ use super::program::{
 };
 use crate::action::Action;
 use crate::base::time::Timestamp;
+use crate::facts::{Facts, Known, QueryKind, QueryName};
 use crate::request::{ProtocolState, Request};
 use crate::state::{BackendError, OnFailure, State};
 use crate::template::{Context, GreylistFacts};
+
+/// How many unknown facts one condition explores both ways before it is
+/// unknown as a whole (each doubles the work of that condition).
+const MAX_UNKNOWN_DEPTH: usize = 6;
+
+/// The values assumed for unknown facts along one path of a condition
+/// ([`Program::holds3`]), on the stack.
+#[derive(Debug, Default)]
+pub(crate) struct Assumptions {
+    facts: [Option<(Field, u32, bool)>; MAX_UNKNOWN_DEPTH],
+    len: usize,
+}
+
+impl Assumptions {
+    fn get(&self, field: Field, zone: u32) -> Option<bool> {
+        self.facts[..self.len]
+            .iter()
+            .flatten()
+            .find(|(f, z, _)| *f == field && *z == zone)
+            .map(|&(_, _, value)| value)
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == MAX_UNKNOWN_DEPTH
+    }
+
+    fn push(&mut self, field: Field, zone: u32, value: bool) {
+        if let Some(slot) = self.facts.get_mut(self.len) {
+            *slot = Some((field, zone, value));
+            self.len += 1;
+        }
+    }
+}
 
 /// The state and time a rule is tried with.
 #[derive(Clone, Copy)]
@@ -53,6 +87,8 @@ pub(crate) struct Buffers {
     pub(crate) first_pass: Option<(u32, u64)>,
     /// The deciding action's expanded wire text (templated actions only).
     pub(crate) wire: Vec<u8>,
+    /// The outside facts of the request (queries and answers).
+    pub(crate) facts: Facts,
     /// The first state backend failure of this request: the rule's index,
     /// the error and what the rule did about it.
     pub(crate) failure: Option<(u32, BackendError, OnFailure)>,
@@ -367,10 +403,24 @@ impl Program {
             .entries
             .get(start..start.saturating_add(hot.len as usize))
             .unwrap_or_default();
-        if !entries
+        memo.unknown = false;
+        let holds = entries
             .iter()
-            .all(|&entry| self.holds(entry, request, memo))
-        {
+            .all(|&entry| self.holds(entry, request, memo, &buffers.facts));
+        if memo.unknown {
+            // An outside fact is unknown: the rule applies only if every
+            // clause surely holds whatever the unknown facts are.
+            let mut all = Some(true);
+            for &entry in entries {
+                let mut assumed = Assumptions::default();
+                match self.holds3(entry, request, memo, &buffers.facts, &mut assumed) {
+                    Some(true) => {}
+                    Some(false) => return None,
+                    None => all = None,
+                }
+            }
+            all?;
+        } else if !holds {
             return None;
         }
         let rule = self.rules.get(index)?;
@@ -492,8 +542,16 @@ impl Program {
 
     /// Whether the condition starting at node `entry` holds. Memoized tests
     /// read and fill `memo`.
+    /// A test on an outside fact that is not known counts as false and sets
+    /// `memo.unknown` (see [`Program::holds3`]).
     #[inline]
-    pub(crate) fn holds(&self, entry: u32, request: &Request<'_>, memo: &mut Memo) -> bool {
+    pub(crate) fn holds(
+        &self,
+        entry: u32,
+        request: &Request<'_>,
+        memo: &mut Memo,
+        facts: &Facts,
+    ) -> bool {
         let mut pc = entry;
         // Targets only point backwards, so this ends within `nodes.len()`
         // steps; the bound makes that true even for a malformed program.
@@ -511,7 +569,7 @@ impl Program {
                 if memo.known & bit != 0 {
                     memo.value & bit != 0
                 } else {
-                    let result = self.test_memo(&node.test, request, memo);
+                    let result = self.test_memo(&node.test, request, memo, facts);
                     memo.known |= bit;
                     if result {
                         memo.value |= bit;
@@ -519,11 +577,104 @@ impl Program {
                     result
                 }
             } else {
-                self.test_memo(&node.test, request, memo)
+                self.test_memo(&node.test, request, memo, facts)
             };
             pc = if result { node.on_true } else { node.on_false };
         }
         false
+    }
+
+    /// Whether the condition starting at node `entry` holds, in three
+    /// values (`None`: unknown): the condition is unknown when its value
+    /// depends on an unknown fact, i.e. assuming the fact true and assuming
+    /// it false (the same assumption wherever the fact is tested) lead to
+    /// different ends. Off the hot path: only when [`Program::holds`] met an
+    /// unknown fact. `assumed` holds the assumptions made so far.
+    pub(crate) fn holds3(
+        &self,
+        entry: u32,
+        request: &Request<'_>,
+        memo: &mut Memo,
+        facts: &Facts,
+        assumed: &mut Assumptions,
+    ) -> Option<bool> {
+        let mut pc = entry;
+        for _ in 0..=self.nodes.len() {
+            match pc {
+                TRUE => return Some(true),
+                FALSE => return Some(false),
+                _ => {}
+            }
+            let node = self.nodes.get(pc as usize)?;
+            let result = match node.test {
+                Test::Dnsbl { field, zone } => {
+                    match self.dnsbl(field, zone, request, facts) {
+                        Some(known) => known,
+                        None => match assumed.get(field, zone) {
+                            Some(value) => value,
+                            // Past the bound: unknown.
+                            None if assumed.is_full() => return None,
+                            None => {
+                                // Both ways, each with its assumption.
+                                let mark = assumed.len;
+                                assumed.push(field, zone, true);
+                                let yes = self.holds3(node.on_true, request, memo, facts, assumed);
+                                assumed.len = mark;
+                                assumed.push(field, zone, false);
+                                let no = self.holds3(node.on_false, request, memo, facts, assumed);
+                                assumed.len = mark;
+                                return if yes? == no? { yes } else { None };
+                            }
+                        },
+                    }
+                }
+                _ => self.test_memo(&node.test, request, memo, facts),
+            };
+            pc = if result { node.on_true } else { node.on_false };
+        }
+        Some(false)
+    }
+
+    /// `field in dnsbl "zone"`: `Some(listed)`, or `None` when the answer
+    /// is unknown (or was never asked). Listed: an A record in 127/8, the
+    /// range DNSBLs answer in (RFC 5782 section 2.1); other answers (a
+    /// resolver that rewrites NXDOMAIN to an advertising address) are not
+    /// listings.
+    pub(crate) fn dnsbl(
+        &self,
+        field: Field,
+        zone: u32,
+        request: &Request<'_>,
+        facts: &Facts,
+    ) -> Option<bool> {
+        let Some(ip) = field.ip(request) else {
+            // No address: nothing to look up, not listed.
+            return Some(false);
+        };
+        let zone = self.zones.get(zone as usize)?;
+        let name = QueryName::dnsbl(ip, zone);
+        match facts.known(QueryKind::A, name.as_bytes())? {
+            Known::Addresses(found) => Some(found.iter().any(|a| match a {
+                std::net::IpAddr::V4(v4) => v4.octets()[0] == 127,
+                std::net::IpAddr::V6(_) => false,
+            })),
+            Known::Unknown => None,
+        }
+    }
+
+    /// Ask, in `facts`, every query the policy may need for `request`:
+    /// the DNSBL lookups of its `in dnsbl` tests whose field the request
+    /// has. Returns whether a new query was asked.
+    pub(crate) fn ask(&self, request: &Request<'_>, facts: &mut Facts) -> bool {
+        let mut asked = false;
+        for node in &self.nodes {
+            if let Test::Dnsbl { field, zone } = node.test {
+                if let (Some(ip), Some(zone)) = (field.ip(request), self.zones.get(zone as usize)) {
+                    asked |= facts.ask(QueryKind::A, QueryName::dnsbl(ip, zone).as_bytes());
+                }
+            }
+        }
+        asked
     }
 
     /// Evaluate one test, reusing the result of a domain lookup of the same
@@ -531,9 +682,16 @@ impl Program {
     /// (same result as [`Program::test`]: the lookup depends only on the
     /// list and the value's bytes).
     #[inline]
-    fn test_memo(&self, test: &Test, r: &Request<'_>, memo: &mut Memo) -> bool {
-        let Test::DomainInList { field, list } = *test else {
-            return self.test(test, r);
+    fn test_memo(&self, test: &Test, r: &Request<'_>, memo: &mut Memo, facts: &Facts) -> bool {
+        let (field, list) = match *test {
+            Test::DomainInList { field, list } => (field, list),
+            Test::Dnsbl { field, zone } => {
+                return self.dnsbl(field, zone, r, facts).unwrap_or_else(|| {
+                    memo.unknown = true;
+                    false
+                })
+            }
+            _ => return self.test(test, r),
         };
         let Some(found) = self.lists.get(list as usize) else {
             return false;
@@ -561,10 +719,12 @@ impl Program {
         result
     }
 
-    /// Evaluate one test.
+    /// Evaluate one test. A test on an outside fact is false here (no
+    /// facts: see [`Program::dnsbl`]).
     #[inline]
     pub(crate) fn test(&self, test: &Test, r: &Request<'_>) -> bool {
         match *test {
+            Test::Dnsbl { .. } => false,
             Test::AddressInList { field, list } => {
                 let Some(list) = self.lists.get(list as usize) else {
                     return false;

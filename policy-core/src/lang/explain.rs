@@ -123,7 +123,12 @@ pub(crate) fn explain(
                 .zip(rule.source.clause_nodes.iter())
                 .zip(rule.source.clauses.iter())
             {
-                let holds = program.holds(entry, request, &mut super::program::Memo::default());
+                let holds = program.holds(
+                    entry,
+                    request,
+                    &mut super::program::Memo::default(),
+                    &buffers.facts,
+                );
                 all &= holds;
                 let mut tests: Vec<(u32, TestResult)> = (first..end)
                     .filter_map(|i| {

@@ -759,6 +759,7 @@ impl<'s> Parser<'s> {
 
     /// ```text
     /// test = FIELD "in" list_ref
+    ///      | FIELD "in" "dnsbl" STRING
     ///      | FIELD ( "==" | "!=" ) ( STRING | NUMBER | STATE )
     ///      | FIELD ( "<" | "<=" | ">" | ">=" ) NUMBER
     ///      | FIELD ( "starts_with" | "ends_with" | "contains" ) STRING
@@ -828,6 +829,11 @@ impl<'s> Parser<'s> {
         })?;
         match op {
             "in" => {
+                if let Ok((after, _)) = self.keyword("dnsbl", rest) {
+                    if let Ok((after, zone)) = self.string(after) {
+                        return Ok((after, TestKind::InDnsbl(field, zone)));
+                    }
+                }
                 let (rest, list) = expect(
                     self.list_ref(rest),
                     rest,

@@ -394,6 +394,9 @@ pub(crate) enum Test {
         text: u32,
         no_case: bool,
     },
+    /// `field in dnsbl "zone"`: the field's address is listed in the DNSBL
+    /// `zone` (an index into [`Program::zones`]): an outside fact.
+    Dnsbl { field: Field, zone: u32 },
     /// `field matches /re/` (the regex carries its own flags).
     Regex { field: Field, regex: u32 },
     /// A numeric comparison; false when the value is missing.
@@ -496,6 +499,9 @@ pub(crate) struct Memo {
     pub(crate) domains: [Option<DomainLookup>; DOMAIN_MEMO_SLOTS],
     /// How many of `domains` are filled.
     pub(crate) domain_count: u8,
+    /// A test on an outside fact met an unknown (or missing) fact, and
+    /// counted as false: the caller evaluates again with three values.
+    pub(crate) unknown: bool,
 }
 
 /// The bit of protocol state `state` in a rule's state mask; unknown states
@@ -695,6 +701,9 @@ pub(crate) struct Program {
     pub(crate) logins: Vec<LoginMap>,
     pub(crate) regexes: Vec<regex::bytes::Regex>,
     pub(crate) texts: Vec<Box<[u8]>>,
+    /// The DNSBL zones of `in dnsbl` tests (lower case, no trailing dot):
+    /// the policy needs outside facts when this is not empty.
+    pub(crate) zones: Vec<Box<[u8]>>,
     pub(crate) default: Verdict,
     /// The answer of a rule with `on_failure defer` whose backend failed
     /// ([`BACKEND_DEFER_ACTION`]).
@@ -722,6 +731,7 @@ impl Program {
             logins: Vec::new(),
             regexes: Vec::new(),
             texts: Vec::new(),
+            zones: Vec::new(),
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
             backend_defer: Verdict::constant(

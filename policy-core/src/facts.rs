@@ -1,0 +1,395 @@
+//! Facts from outside: what a decision may need that is neither in the
+//! request nor in local state (DNS answers), asked for as [`Query`]s and
+//! supplied as [`Answer`]s.
+//!
+//! The core does no I/O. A policy with a condition on an outside fact
+//! (`client_address in dnsbl "zone"`) makes the decision a small state
+//! machine, in the sans-I/O manner of quinn-proto:
+//!
+//! 1. [`Engine::start`](crate::Engine::start) names every query it can know
+//!    of for the request, all at once ([`Step::NeedFacts`](crate::Step::NeedFacts)): the caller sends
+//!    them in parallel.
+//! 2. The caller supplies each answer ([`Facts::supply`]), and at its
+//!    deadline marks the rest unknown ([`Facts::expire`]).
+//! 3. [`Engine::resume`](crate::Engine::resume) asks again if an answer
+//!    leads to more queries, or decides ([`Step::Decided`](crate::Step::Decided)).
+//!
+//! [`Engine::decide_with`](crate::Engine::decide_with) runs this loop with a
+//! blocking [`Resolver`]. [`Engine::decide`](crate::Engine::decide) decides
+//! at once, every outside fact unknown.
+//!
+//! # Unknown facts
+//!
+//! A fact with no answer by the deadline (a timeout, SERVFAIL) is
+//! *unknown*. A test on an unknown fact is unknown, and a condition is
+//! unknown when its value depends on an unknown test: `not unknown` is
+//! unknown, `false and unknown` is false, `true or unknown` is true. A rule
+//! whose condition is unknown does not apply, and the walk goes on with the
+//! next rule. The decision counts the unknown facts it met
+//! ([`Decision::unknown_facts`](crate::Decision::unknown_facts)) for the log.
+//!
+//! # Allocation
+//!
+//! The facts of a request live in the connection's [`Scratch`](crate::Scratch),
+//! in buffers that are cleared, never shrunk: after the first requests
+//! with as many queries as any later one, asking and answering allocate
+//! nothing. A policy without outside facts never touches them.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+
+/// The kind of a DNS query.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueryKind {
+    /// IPv4 addresses of a name (a DNSBL lookup asks this).
+    A,
+    /// IPv6 addresses of a name.
+    Aaaa,
+}
+
+impl QueryKind {
+    /// The record type's name (`A`, `AAAA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+        }
+    }
+}
+
+/// One question a decision needs answered: a kind and a domain name (lower
+/// case ASCII, no trailing dot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Query<'a> {
+    /// What is asked.
+    pub kind: QueryKind,
+    /// Of which name, e.g. `2.0.0.127.zen.spamhaus.org`.
+    pub name: &'a [u8],
+}
+
+impl fmt::Display for Query<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            String::from_utf8_lossy(self.name),
+            self.kind.as_str()
+        )
+    }
+}
+
+/// The answer to a [`Query`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// The records found (for A and AAAA: the addresses).
+    Addresses(&'a [IpAddr]),
+    /// The name does not exist or has no record of the kind (NXDOMAIN,
+    /// NODATA): a definite "no".
+    NotFound,
+    /// No usable answer (timeout, SERVFAIL, refused): the fact is unknown.
+    Unknown,
+}
+
+/// A query's place among the facts of the request in progress, to supply
+/// its answer with ([`Facts::supply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FactId(u32);
+
+/// What is known of one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Pending,
+    Addresses(Range<u32>),
+    NotFound,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fact {
+    kind: QueryKind,
+    name: Range<u32>,
+    state: State,
+}
+
+/// What a fact is for a test: known (the addresses, maybe none), or unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known<'a> {
+    Addresses(&'a [IpAddr]),
+    Unknown,
+}
+
+/// The facts of the request being decided on one connection: the queries
+/// asked and the answers supplied. Lives in the [`Scratch`](crate::Scratch);
+/// reach it with [`Scratch::facts`](crate::Scratch::facts).
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    facts: Vec<Fact>,
+    names: Vec<u8>,
+    addresses: Vec<IpAddr>,
+}
+
+impl Facts {
+    /// Forget every query (a new request).
+    pub(crate) fn clear(&mut self) {
+        self.facts.clear();
+        self.names.clear();
+        self.addresses.clear();
+    }
+
+    /// Ask `kind` of `name` unless already asked; returns whether it was new.
+    pub(crate) fn ask(&mut self, kind: QueryKind, name: &[u8]) -> bool {
+        if self.find(kind, name).is_some() {
+            return false;
+        }
+        let start = self.names.len();
+        self.names.extend_from_slice(name);
+        self.facts.push(Fact {
+            kind,
+            name: to_u32(start)..to_u32(self.names.len()),
+            state: State::Pending,
+        });
+        true
+    }
+
+    fn name(&self, fact: &Fact) -> &[u8] {
+        self.names
+            .get(fact.name.start as usize..fact.name.end as usize)
+            .unwrap_or_default()
+    }
+
+    fn find(&self, kind: QueryKind, name: &[u8]) -> Option<usize> {
+        self.facts
+            .iter()
+            .position(|f| f.kind == kind && self.name(f) == name)
+    }
+
+    /// What is known of `kind` of `name`: `None` when it was never asked
+    /// or is still pending.
+    pub(crate) fn known(&self, kind: QueryKind, name: &[u8]) -> Option<Known<'_>> {
+        let fact = self.facts.get(self.find(kind, name)?)?;
+        Some(match &fact.state {
+            State::Pending => return None,
+            State::Addresses(range) => Known::Addresses(
+                self.addresses
+                    .get(range.start as usize..range.end as usize)
+                    .unwrap_or_default(),
+            ),
+            State::NotFound => Known::Addresses(&[]),
+            State::Unknown => Known::Unknown,
+        })
+    }
+
+    /// The queries not answered yet, with the id to answer each with.
+    pub fn pending(&self) -> impl Iterator<Item = (FactId, Query<'_>)> {
+        self.facts
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.state == State::Pending)
+            .map(|(i, f)| {
+                (
+                    FactId(to_u32(i)),
+                    Query {
+                        kind: f.kind,
+                        name: self.name(f),
+                    },
+                )
+            })
+    }
+
+    /// Whether some query is still waiting for its answer.
+    pub fn is_waiting(&self) -> bool {
+        self.facts.iter().any(|f| f.state == State::Pending)
+    }
+
+    /// Supply the answer to query `id` (from [`Facts::pending`]). An id
+    /// from another request, or a query already answered, is ignored.
+    pub fn supply(&mut self, id: FactId, answer: Answer<'_>) {
+        let Some(fact) = self.facts.get_mut(id.0 as usize) else {
+            return;
+        };
+        if fact.state != State::Pending {
+            return;
+        }
+        fact.state = match answer {
+            Answer::Addresses(found) => {
+                let start = self.addresses.len();
+                // Only what the query asked for: an AAAA answer holds IPv6.
+                self.addresses
+                    .extend(found.iter().filter(|ip| match fact.kind {
+                        QueryKind::A => ip.is_ipv4(),
+                        QueryKind::Aaaa => ip.is_ipv6(),
+                    }));
+                State::Addresses(to_u32(start)..to_u32(self.addresses.len()))
+            }
+            Answer::NotFound => State::NotFound,
+            Answer::Unknown => State::Unknown,
+        };
+    }
+
+    /// The deadline passed: every query still pending is unknown.
+    pub fn expire(&mut self) {
+        for fact in &mut self.facts {
+            if fact.state == State::Pending {
+                fact.state = State::Unknown;
+            }
+        }
+    }
+
+    /// How many queries ended unknown.
+    pub(crate) fn unknown(&self) -> usize {
+        self.facts
+            .iter()
+            .filter(|f| f.state == State::Unknown)
+            .count()
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A blocking source of facts, for [`Engine::decide_with`](crate::Engine::decide_with):
+/// a DNS resolver, a cache, or a test's fixed answers.
+pub trait Resolver {
+    /// The answer to `query`. Blocks at most until the caller's deadline;
+    /// past it, answer [`Answer::Unknown`]. The answer is copied out before
+    /// the next call.
+    fn resolve(&mut self, query: Query<'_>) -> Answer<'_>;
+}
+
+/// The longest domain name, in bytes (RFC 1035: 255 on the wire, 253 as
+/// text without the trailing dot).
+pub const MAX_NAME_BYTES: usize = 253;
+
+/// A query name built on the stack (no allocation): at most
+/// [`MAX_NAME_BYTES`]; longer names are cut (and then match nothing).
+#[derive(Clone, Copy)]
+pub(crate) struct QueryName {
+    buf: [u8; MAX_NAME_BYTES],
+    len: usize,
+}
+
+impl QueryName {
+    fn new() -> Self {
+        Self {
+            buf: [0; MAX_NAME_BYTES],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = MAX_NAME_BYTES - self.len;
+        let n = bytes.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The DNSBL query name of `ip` in `zone`: IPv4 as its octets
+    /// reversed (`2.0.0.127.zone`), IPv6 as its 32 nibbles reversed
+    /// (RFC 5782 section 2.4).
+    pub(crate) fn dnsbl(ip: IpAddr, zone: &[u8]) -> Self {
+        let mut name = Self::new();
+        match ip {
+            IpAddr::V4(v4) => {
+                for octet in v4.octets().iter().rev() {
+                    let digits = [
+                        b'0' + octet / 100,
+                        b'0' + octet / 10 % 10,
+                        b'0' + octet % 10,
+                    ];
+                    let skip = if *octet >= 100 {
+                        0
+                    } else if *octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    name.push(&digits[skip..]);
+                    name.push(b".");
+                }
+            }
+            IpAddr::V6(v6) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                for byte in v6.octets().iter().rev() {
+                    name.push(&[
+                        HEX[usize::from(byte & 0x0f)],
+                        b'.',
+                        HEX[usize::from(byte >> 4)],
+                        b'.',
+                    ]);
+                }
+            }
+        }
+        name.push(zone);
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dnsbl_names_per_rfc_5782() {
+        let name = |ip: &str, zone: &[u8]| {
+            QueryName::dnsbl(ip.parse().unwrap(), zone)
+                .as_bytes()
+                .to_vec()
+        };
+        assert_eq!(name("192.0.2.99", b"bl.example"), b"99.2.0.192.bl.example");
+        assert_eq!(name("127.0.0.2", b"zen.example"), b"2.0.0.127.zen.example");
+        assert_eq!(name("10.100.255.0", b"z"), b"0.255.100.10.z");
+        // RFC 5782 section 2.4's example.
+        let out = name("2001:db8:1:2:3:4:567:89ab", b"ugly.example.com");
+        assert_eq!(
+            out,
+            &b"b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com"[..]
+        );
+    }
+
+    #[test]
+    fn facts_are_asked_once_answered_once_and_expire() {
+        let mut facts = Facts::default();
+        assert!(facts.ask(QueryKind::A, b"a.example"));
+        assert!(!facts.ask(QueryKind::A, b"a.example"));
+        assert!(facts.ask(QueryKind::Aaaa, b"a.example"));
+        assert!(facts.ask(QueryKind::A, b"b.example"));
+        let pending: Vec<(FactId, String)> =
+            facts.pending().map(|(id, q)| (id, q.to_string())).collect();
+        assert_eq!(pending.len(), 3);
+        assert_eq!(pending[0].1, "a.example A");
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        facts.supply(pending[0].0, Answer::Addresses(&[ip, v6]));
+        // A second answer to the same query is ignored.
+        facts.supply(pending[0].0, Answer::NotFound);
+        facts.supply(pending[1].0, Answer::NotFound);
+        assert!(facts.is_waiting());
+        assert_eq!(facts.known(QueryKind::A, b"b.example"), None);
+        facts.expire();
+        assert!(!facts.is_waiting());
+        assert_eq!(
+            facts.known(QueryKind::A, b"a.example"),
+            Some(Known::Addresses(&[ip][..]))
+        );
+        assert_eq!(
+            facts.known(QueryKind::Aaaa, b"a.example"),
+            Some(Known::Addresses(&[][..]))
+        );
+        assert_eq!(
+            facts.known(QueryKind::A, b"b.example"),
+            Some(Known::Unknown)
+        );
+        assert_eq!(facts.known(QueryKind::A, b"never.example"), None);
+        assert_eq!(facts.unknown(), 1);
+        facts.clear();
+        assert_eq!(facts.pending().count(), 0);
+    }
+}
