@@ -77,7 +77,7 @@ impl<'a> Decision<'a> {
     /// templated text shows its variables' samples here (`REJECT 5.7.1
     /// sender@example.org is blocked`). Use it for the kind of action
     /// ([`Action::refuses`], matching on the variant); send
-    /// [`Decision::wire`] (with `policy_proto::encode_decision`).
+    /// [`Decision::wire`] (with `policy_proto::encode`).
     pub fn compiled_action(&self) -> &'a Action {
         self.action
     }

@@ -4,7 +4,9 @@
 //! request of `name=value` lines (SMTPD_POLICY_README); the server answers one
 //! access(5) action. This crate is everything between those two: it parses a
 //! request into a zero-copy [`Request`], decides it with a compiled
-//! [`Policy`], and hands back a validated [`Action`] to send.
+//! [`Policy`], and hands back a [`Decision`]: the wire text of the action to
+//! send (templates filled in for the request, sanitized) and the rule that
+//! chose it. `policy-proto` writes it as the reply.
 //!
 //! # What it does not do
 //!
@@ -23,7 +25,7 @@
 //!  frame: &[u8] ──Request::parse──▶ Request<'frame> ──Policy::decide(&req, now, &mut Scratch)──┐
 //!  (from policy-proto's framer)     (borrows the frame)                                          │
 //!                                                                                               ▼
-//!  out: Vec<u8> ◀──Decision::write_wire── Decision<'a> { action, rule, dry_run }
+//!  out: Vec<u8> ◀──policy_proto::encode(&decision, &mut out)── Decision<'a> { wire(), rule, dry_run }
 //! ```
 //!
 //! # Main types

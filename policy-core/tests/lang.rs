@@ -98,11 +98,9 @@ fn decide(policy: &Policy, pairs: &[(&str, &str)]) -> (String, String) {
     let request = Request::parse(&bytes).expect("test request parses");
     let mut scratch = Scratch::new();
     let d = policy.decide(&request, NOW, &mut scratch);
-    let mut wire = Vec::new();
-    d.write_wire(&mut wire);
     (
         d.rule.to_owned(),
-        String::from_utf8(wire).expect("UTF-8 wire"),
+        String::from_utf8(d.wire().to_vec()).expect("UTF-8 wire"),
     )
 }
 

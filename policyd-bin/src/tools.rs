@@ -336,12 +336,10 @@ impl Tester<'_> {
                     .to_string()
             });
             let decision = self.policy.decide(&request, self.now, &mut self.scratch);
-            let mut wire = Vec::new();
-            decision.write_wire(&mut wire);
             let _ = writeln!(
                 self.report,
                 "    action: {}",
-                String::from_utf8_lossy(&wire)
+                String::from_utf8_lossy(decision.wire())
             );
             let _ = writeln!(self.report, "    rule: {}", decision.rule);
             for hit in decision.dry_run {
