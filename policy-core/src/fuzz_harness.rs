@@ -54,7 +54,7 @@ pub fn parse_request(data: &[u8]) {
         request.mail_version,
         request.tls_sni,
     ];
-    assert_eq!(request.frame(), data);
+    assert_eq!(request.frame, data);
     for field in text_fields {
         assert!(is_subslice(data, field), "field outside the frame");
         assert!(!field.contains(&b'\n'), "LF inside a value");
