@@ -86,6 +86,9 @@
 pub mod action;
 pub mod base;
 pub mod engine;
+// For the fuzz targets in `fuzz/` and the unit tests only: never in an
+// embedder's build.
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod greylist;

@@ -195,7 +195,6 @@ mod vectors {
                 "{}: dump differs",
                 path.display()
             );
-            policy_core::fuzz_harness::parse_request(data);
         }
     }
 
@@ -250,7 +249,6 @@ mod vectors {
                     path.display()
                 ),
             }
-            policy_core::fuzz_harness::parse_request(data);
         }
     }
 
@@ -270,7 +268,6 @@ mod vectors {
                 Ok(&action),
                 "actions/valid.txt:{line}: canonical form does not re-parse"
             );
-            policy_core::fuzz_harness::parse_action(input.as_bytes());
         }
     }
 
@@ -295,7 +292,6 @@ mod vectors {
 
 mod properties {
     use super::*;
-    use policy_core::fuzz_harness;
     use policy_core::{Address, EnhancedStatus, ParseError};
     use proptest::collection::vec;
     use proptest::prelude::*;
@@ -375,7 +371,6 @@ mod properties {
         #[test]
         fn parse_never_panics_on_any_bytes(data in vec(any::<u8>(), 0..1024)) {
             let _ = Request::parse(&data);
-            fuzz_harness::parse_request(&data);
         }
 
         #[test]
@@ -395,7 +390,6 @@ mod properties {
             }
             frame.push(b'\n');
             let _ = Request::parse(&frame);
-            fuzz_harness::parse_request(&frame);
         }
 
         #[test]
@@ -490,7 +484,6 @@ mod properties {
         #[test]
         fn action_parse_never_panics(s in "\\PC{0,80}|[ -~\t\r\n]{0,80}") {
             let _ = Action::parse(&s);
-            fuzz_harness::parse_action(s.as_bytes());
         }
 
         #[test]

@@ -98,6 +98,9 @@
 
 pub mod encode;
 pub mod frame;
+// For the fuzz targets in `fuzz/` and the unit tests only: never in an
+// embedder's build.
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzz_harness;
 
