@@ -156,6 +156,11 @@ pub fn compile_policy(data: &[u8]) {
                 b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n\
                   helo_name=mail.example.com\nsender=a@example.com\nrecipient=b@example.net\n\
                   sasl_username=a\nsize=1000\nencryption_protocol=TLSv1.3\n\n",
+                // Hostile values for the templates: controls (C0, DEL, C1),
+                // invalid UTF-8, a CR inside a value.
+                b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=unknown\n\
+                  helo_name=\x7f\xe2\x80\nsender=a\x01\x1b[31m\xff\r\xc2\x85@example.com\n\
+                  recipient=\t@\r\n\n",
             ] {
                 let Ok(request) = Request::parse(frame) else {
                     continue;
@@ -163,7 +168,13 @@ pub fn compile_policy(data: &[u8]) {
                 let decision = policy.decide(&request, now, &mut scratch);
                 let rule = decision.rule.to_owned();
                 assert!(rule == "default" || policy.rule_names().any(|n| n == rule));
-                assert!(std::str::from_utf8(decision.wire()).is_ok());
+                // What policy-proto's encoder sends as is (it only keeps CR
+                // and LF off the wire): one line of UTF-8, no control character.
+                let wire = std::str::from_utf8(decision.wire()).expect("wire text is UTF-8");
+                assert!(
+                    !wire.chars().any(char::is_control),
+                    "control character in the wire text: {wire:?}"
+                );
                 let _ = policy.explain(&request, now).to_string();
             }
         }
