@@ -6,8 +6,9 @@
 //!   of the mix (`full-rcpt` is the one the ~0.5 µs target is about).
 //! - `decide`: `Engine::decide` (what the daemon calls: one atomic load, then the
 //!   policy with its state) on a parsed full request, with a warmed `Scratch`.
-//! - `encode`: `policy_proto::encode` of `DUNNO` and of a `REJECT` with an
-//!   enhanced status code and text, into a reused buffer.
+//! - `encode`: `policy_proto::encode` of a decision to answer `DUNNO` and of
+//!   one to answer a `REJECT` with an enhanced status code and text, into a
+//!   reused buffer.
 //! - `end_to_end`: frame + parse + decide + encode of one request on a warmed
 //!   connection (`policyd_benches::Connection`), for the full request and for the
 //!   seeded mix.
@@ -79,11 +80,15 @@ fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(1));
     let mut out = Vec::with_capacity(policyd_benches::REPLY_CAPACITY);
+    let request = Request::parse(FULL_RCPT).expect("valid request");
     for (name, action) in [("dunno", Action::Dunno), ("reject-text", reject_action())] {
+        let engine = Engine::new(Policy::always(action));
+        let mut scratch = Scratch::new();
+        let decision = engine.decide(&request, NOW, &mut scratch);
         group.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
-                policy_proto::encode(black_box(&action), &mut out);
+                policy_proto::encode(black_box(&decision), &mut out);
                 black_box(out.len())
             });
         });

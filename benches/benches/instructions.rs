@@ -14,7 +14,7 @@
 use std::hint::black_box;
 
 use gungraun::{library_benchmark, library_benchmark_group, main};
-use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
+use policy_core::{Action, Decision, Engine, Policy, Request, Scratch, Timestamp};
 use policy_proto::Framer;
 use policyd_benches::{frame_of, policies, warmed_framer, Connection, FULL_RCPT, WARM_UP_REQUESTS};
 
@@ -136,9 +136,17 @@ fn warmed_greylist_decider(measured: u64) -> (Engine, Scratch, Request<'static>)
     (engine, scratch, parsed)
 }
 
-fn reply_buffer(_request: &'static [u8]) -> (Action, Vec<u8>) {
-    let action = Action::parse(REJECT).expect("valid action");
-    (action, Vec::with_capacity(policyd_benches::REPLY_CAPACITY))
+/// The benchmarked engine's decision on `request` (its wire text `REJECT`
+/// with status code and text) and a reply buffer. A decision borrows its
+/// scratch: the scratch is leaked, once per benchmark process.
+fn decision_and_reply_buffer(request: &'static [u8]) -> (Decision<'static>, Vec<u8>) {
+    let scratch: &'static mut Scratch = Box::leak(Box::new(Scratch::new()));
+    let parsed = Request::parse(request).expect("valid request");
+    let decision = engine().decide(&parsed, NOW, scratch);
+    (
+        decision,
+        Vec::with_capacity(policyd_benches::REPLY_CAPACITY),
+    )
 }
 
 fn warmed_connection(request: &'static [u8]) -> (Engine, Connection) {
@@ -217,14 +225,14 @@ fn decide_greylist(
     (engine, scratch, request)
 }
 
-// `policy_proto::encode` of a `REJECT` with status code and text.
+// `policy_proto::encode` of a decision to `REJECT` with status code and text.
 #[library_benchmark]
-#[bench::reject_text(args = (FULL_RCPT), setup = reply_buffer)]
-fn encode(state: (Action, Vec<u8>)) -> (Action, Vec<u8>) {
-    let (action, mut out) = state;
-    policy_proto::encode(black_box(&action), &mut out);
+#[bench::reject_text(args = (FULL_RCPT), setup = decision_and_reply_buffer)]
+fn encode(state: (Decision<'static>, Vec<u8>)) -> (Decision<'static>, Vec<u8>) {
+    let (decision, mut out) = state;
+    policy_proto::encode(black_box(&decision), &mut out);
     black_box(out.len());
-    (action, out)
+    (decision, out)
 }
 
 // Frame + parse + decide + encode of one request on a warmed connection.

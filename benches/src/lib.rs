@@ -433,7 +433,7 @@ impl Connection {
         while let Some(frame) = self.framer.next_frame().map_err(HotPathError::Frame)? {
             let request = Request::parse(frame).map_err(HotPathError::Parse)?;
             let decision = engine.decide(&request, now, &mut self.scratch);
-            policy_proto::encode_decision(&decision, &mut self.out);
+            policy_proto::encode(&decision, &mut self.out);
             answered += 1;
         }
         Ok(answered)

@@ -1,10 +1,13 @@
-//! Harness functions for the fuzz targets in `fuzz/` (and for unit tests, which
-//! keep them compiling and exercised on stable).
+//! Harness functions for the fuzz targets in `fuzz/`.
 //!
 //! Each function takes arbitrary bytes, runs one entry point of the crate on
 //! them, and panics if an invariant does not hold. A fuzz target is one line
 //! calling one of these; a crash found by the fuzzer is a broken invariant.
-//! Not part of the stable API.
+//!
+//! Compiled only for the fuzzer (`--cfg fuzzing`, which cargo-fuzz sets) and
+//! for this crate's unit tests, which keep the harnesses compiling on stable
+//! and run them on the golden vectors, the scenario policies and proptest's
+//! inputs: never in an embedder's build.
 
 use crate::action::Action;
 use crate::request::Request;
@@ -54,7 +57,7 @@ pub fn parse_request(data: &[u8]) {
         request.mail_version,
         request.tls_sni,
     ];
-    assert_eq!(request.frame(), data);
+    assert_eq!(request.frame, data);
     for field in text_fields {
         assert!(is_subslice(data, field), "field outside the frame");
         assert!(!field.contains(&b'\n'), "LF inside a value");
@@ -154,6 +157,11 @@ pub fn compile_policy(data: &[u8]) {
                 b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n\
                   helo_name=mail.example.com\nsender=a@example.com\nrecipient=b@example.net\n\
                   sasl_username=a\nsize=1000\nencryption_protocol=TLSv1.3\n\n",
+                // Hostile values for the templates: controls (C0, DEL, C1),
+                // invalid UTF-8, a CR inside a value.
+                b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=unknown\n\
+                  helo_name=\x7f\xe2\x80\nsender=a\x01\x1b[31m\xff\r\xc2\x85@example.com\n\
+                  recipient=\t@\r\n\n",
             ] {
                 let Ok(request) = Request::parse(frame) else {
                     continue;
@@ -161,7 +169,13 @@ pub fn compile_policy(data: &[u8]) {
                 let decision = engine.decide(&request, now, &mut scratch);
                 let rule = decision.rule.to_owned();
                 assert!(rule == "default" || policy.rule_names().any(|n| n == rule));
-                assert!(std::str::from_utf8(decision.wire()).is_ok());
+                // What policy-proto's encoder sends as is (it only keeps CR
+                // and LF off the wire): one line of UTF-8, no control character.
+                let wire = std::str::from_utf8(decision.wire()).expect("wire text is UTF-8");
+                assert!(
+                    !wire.chars().any(char::is_control),
+                    "control character in the wire text: {wire:?}"
+                );
                 let _ = engine.explain(&request, now).to_string();
             }
         }
@@ -304,7 +318,225 @@ pub fn decode_state(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::request::KNOWN_ATTRIBUTES;
+
+    fn root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// The paths in `dir` that `keep` keeps, sorted.
+    fn entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+        let read = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut paths: Vec<PathBuf> = read
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                    .path()
+            })
+            .filter(|p| keep(p))
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    fn read(path: &Path) -> Vec<u8> {
+        std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn request_and_action_harnesses_hold_on_every_vector() {
+        let mut requests = 0;
+        for kind in ["valid", "malformed"] {
+            let dir = root().join("tests/vectors").join(kind);
+            for path in entries(&dir, |p| p.extension().is_some_and(|e| e == "req")) {
+                parse_request(&read(&path));
+                requests += 1;
+            }
+        }
+        assert!(requests >= 20, "only {requests} request vectors ran");
+        let mut actions = 0;
+        for file in ["valid.txt", "invalid.txt"] {
+            let path = root().join("tests/vectors/actions").join(file);
+            let text = String::from_utf8(read(&path)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            // `<input> TAB <expected>` lines, `#` comments.
+            for line in text
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                let input = line.split('\t').next().unwrap_or_default();
+                parse_action(input.as_bytes());
+                actions += 1;
+            }
+        }
+        assert!(actions >= 30, "only {actions} action vectors ran");
+    }
+
+    #[test]
+    fn compile_harness_holds_on_every_scenario_policy() {
+        let dir = root().join("tests/scenarios");
+        let mut ran = 0;
+        for scenario in entries(&dir, Path::is_dir) {
+            let policy = scenario.join("policy.conf");
+            if policy.exists() {
+                compile_policy(&read(&policy));
+                ran += 1;
+            }
+        }
+        assert!(ran >= 10, "only {ran} scenario policies ran");
+    }
+
+    #[test]
+    fn state_harness_holds_on_the_fuzz_seeds() {
+        let dir = root().join("../fuzz/seeds/state");
+        let seeds = entries(&dir, Path::is_file);
+        assert!(!seeds.is_empty(), "no state seeds in {}", dir.display());
+        for seed in seeds {
+            decode_state(&read(&seed));
+        }
+    }
+
+    /// Tokens of the language, and some that are not, to build near-policies.
+    const TOKENS: &[&str] = &[
+        "list",
+        "logins",
+        "rule",
+        "default",
+        "file",
+        "dry-run",
+        "state",
+        "if",
+        "unless",
+        "then",
+        "and",
+        "or",
+        "not",
+        "(",
+        ")",
+        "{",
+        "}",
+        ",",
+        "in",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "is",
+        "empty",
+        "set",
+        "like",
+        "matches",
+        "starts_with",
+        "ends_with",
+        "contains",
+        "authenticated",
+        "tls",
+        "null_sender",
+        "helo_is_fqdn",
+        "sender_login_mismatch",
+        "unauthenticated_local_sender",
+        "sender",
+        "client_address",
+        "size",
+        "protocol_state",
+        "recipient_domain",
+        "RCPT",
+        "DATA",
+        "OK",
+        "DUNNO",
+        "REJECT",
+        "DEFER",
+        "HOLD",
+        "450",
+        "550",
+        "PREPEND",
+        "REDIRECT",
+        "a",
+        "b",
+        "10.0.0.0/8",
+        ".example.com",
+        "joe@",
+        "\"5.7.1 no $sender\"",
+        "\"x\"",
+        "\"X-A: b\"",
+        "\"a@b\"",
+        "/^a/i",
+        "/(/",
+        "20MB",
+        "5",
+        "#c\n",
+        "\n",
+        "\"",
+        "/",
+        "cidr",
+        "domain",
+        "$",
+    ];
+
+    /// A name Postfix does not send, from the name grammar.
+    fn unknown_name() -> impl Strategy<Value = String> {
+        "x_[a-zA-Z0-9_.-]{0,20}"
+    }
+
+    /// A value: any bytes but LF.
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        vec(any::<u8>().prop_filter("no LF", |&b| b != b'\n'), 0..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn request_harness_holds_on_any_bytes(data in vec(any::<u8>(), 0..1024)) {
+            parse_request(&data);
+        }
+
+        #[test]
+        fn request_harness_holds_on_line_shaped_bytes(
+            lines in vec((prop_oneof![
+                proptest::sample::select(KNOWN_ATTRIBUTES.to_vec()).prop_map(String::from),
+                unknown_name(),
+                "[ -~]{0,8}",
+            ], value()), 0..12),
+        ) {
+            let mut frame = b"request=smtpd_access_policy\n".to_vec();
+            for (name, value) in &lines {
+                frame.extend_from_slice(name.as_bytes());
+                frame.push(b'=');
+                frame.extend_from_slice(value);
+                frame.push(b'\n');
+            }
+            frame.push(b'\n');
+            parse_request(&frame);
+        }
+
+        #[test]
+        fn action_harness_holds_on_any_text(s in "\\PC{0,80}|[ -~\t\r\n]{0,80}") {
+            parse_action(s.as_bytes());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn compile_harness_holds_on_token_soup(picks in vec(0..TOKENS.len(), 0..60)) {
+            let source: Vec<&str> = picks.iter().map(|&i| TOKENS[i]).collect();
+            let source = source.join(" ");
+            compile_policy(source.as_bytes());
+        }
+
+        #[test]
+        fn compile_harness_holds_on_any_text(source in "\\PC{0,200}") {
+            compile_policy(source.as_bytes());
+        }
+    }
 
     #[test]
     fn harness_accepts_valid_and_junk_inputs() {
@@ -318,6 +550,13 @@ mod tests {
             b"450 4.7.1 later",
             b"PREPEND X-A: b",
             b"\xff",
+            // Junk the compiler once stumbled on.
+            b"\0",
+            "rule \u{feff}x { then OK }".as_bytes(),
+            b"list a { \"\\",
+            b"rule x { if a matches /\\",
+            b"}}}}",
+            b"rule x { then REJECT \"$",
         ];
         for input in inputs {
             parse_request(input);

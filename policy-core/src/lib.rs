@@ -5,7 +5,9 @@
 //! access(5) action. This crate is everything between those two: it parses a
 //! request into a zero-copy [`Request`], decides it with a compiled
 //! [`Policy`] and its [`State`] held by an [`Engine`], and hands back a
-//! [`Decision`] whose wire text is what to send.
+//! [`Decision`]: the wire text of the action to send (templates filled in
+//! for the request, sanitized) and the rule that chose it. `policy-proto`
+//! writes it as the reply.
 //!
 //! # What it does not do
 //!
@@ -24,7 +26,7 @@
 //!  frame: &[u8] ──Request::parse──▶ Request<'frame> ──Engine::decide(&req, now, &mut Scratch)──┐
 //!  (from policy-proto's framer)     (borrows the frame)    Policy (rules) + State (tables)       │
 //!                                                                                               ▼
-//!  out: Vec<u8> ◀──policy_proto::encode── Decision<'s> { wire(), verb(), rule, dry_run }
+//!  out: Vec<u8> ◀──policy_proto::encode(&decision, &mut out)── Decision<'s> { wire(), verb(), rule, dry_run }
 //! ```
 //!
 //! # Main types
@@ -89,6 +91,9 @@ pub mod action;
 pub mod base;
 pub mod engine;
 pub mod facts;
+// For the fuzz targets in `fuzz/` and the unit tests only: never in an
+// embedder's build.
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod greylist;

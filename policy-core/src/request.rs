@@ -2,7 +2,9 @@
 //!
 //! [`Request::parse`] takes a complete frame (the `name=value` lines of one
 //! request, as `policy_proto::Framer` yields them) and borrows every value from
-//! it. Nothing is allocated, and nothing is copied.
+//! it. Nothing is allocated, and nothing is copied. A mail server embedding
+//! the engine can instead build a [`Request`] from its own SMTP state, field by
+//! field (see [`Request`]).
 //!
 //! # Grammar
 //!
@@ -355,12 +357,41 @@ impl ParseOptions {
     }
 }
 
-/// One parsed policy request. Attributes Postfix did not send, or sent empty, are
+/// One policy request. Attributes Postfix did not send, or sent empty, are
 /// `None` (numbers, addresses, states) or empty slices (free text).
 ///
-/// It borrows the frame it was parsed from (kept for
+/// [`Request::parse`] fills it from a frame and borrows that frame (kept in
+/// [`Request::frame`] for [`Request::attributes`],
 /// [`Request::unknown_attributes`] and [`Request::get`]); equality compares
-/// that frame too, so two requests are equal only if their bytes were.
+/// that frame too, so two parsed requests are equal only if their bytes were.
+///
+/// A mail server that embeds the engine can also build one directly from its
+/// own SMTP state, with no bytes to encode and parse again: set the fields it
+/// knows and take the rest from [`Request::default`]. Always end the literal
+/// with `..Request::default()`: a later version adds a field for each new
+/// attribute Postfix sends. A built request decides as the parsed request
+/// with the same field values does; only a template that shows the raw text
+/// of a typed value left `None` (`$client_address` for `unknown`) reads
+/// [`Request::frame`] instead, and finds it empty.
+///
+/// ```
+/// use policy_core::request::SMTPD_ACCESS_POLICY;
+/// use policy_core::{Address, ProtocolState, Request};
+///
+/// // The SMTP session at `RCPT TO`, from the server's own state.
+/// let request = Request {
+///     request: SMTPD_ACCESS_POLICY,
+///     protocol_state: Some(ProtocolState::Rcpt),
+///     client_address: Some([192, 0, 2, 7].into()),
+///     helo_name: b"mail.example.org",
+///     sender: Address::new(b"joe@example.org"),
+///     recipient: Address::new(b"bob@example.net"),
+///     ..Request::default()
+/// };
+/// assert!(request.sender.domain_is(b"EXAMPLE.org"));
+/// // No frame: the attribute iterators and `get` have nothing to read.
+/// assert_eq!(request.get(b"sender"), None);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request<'a> {
     /// `request=`: always `smtpd_access_policy` from Postfix.
@@ -427,8 +458,17 @@ pub struct Request<'a> {
     pub mail_version: &'a [u8],
     /// `tls_sni=` (Postfix 3.12+)
     pub tls_sni: &'a [u8],
-    /// The frame the request was parsed from, for [`Request::unknown_attributes`].
-    frame: &'a [u8],
+    /// The frame the request was parsed from, as the framer yielded it:
+    /// where [`Request::attributes`], [`Request::unknown_attributes`] and
+    /// [`Request::get`] look, so that attributes without a field here (an
+    /// extension's, a newer Postfix's) stay available, and the raw text of a
+    /// typed value (`unknown` for an address) too. The typed fields are never
+    /// read from it after parsing.
+    ///
+    /// Empty for a request built field by field (`..Request::default()`).
+    /// Such a request may give a policy attributes that have no field here by
+    /// setting it to their `name=value` lines, each ended by LF.
+    pub frame: &'a [u8],
 }
 
 /// Why a frame is not a valid request. Line numbers count from 1.
@@ -844,11 +884,6 @@ impl<'a> Request<'a> {
             Known::TlsSni => self.tls_sni = value,
         }
         Ok(())
-    }
-
-    /// The frame this request was parsed from (empty for `Request::default()`).
-    pub fn frame(&self) -> &'a [u8] {
-        self.frame
     }
 
     /// Every attribute of the frame, known or not, in the order sent, as

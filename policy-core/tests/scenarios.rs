@@ -317,7 +317,6 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
     // per connection, as in the daemon.
     let mut connections: BTreeMap<u32, Scratch> = BTreeMap::new();
     let mut offset = 0;
-    let mut wire = Vec::new();
     for (number, (request, expected)) in requests.iter().zip(&expected).enumerate() {
         let number = number + 1;
         let at = format!(
@@ -342,9 +341,8 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
         // to see; it must tell the same story.
         let explanation = engine.explain_with(&parsed, now, scratch);
         let decision = engine.decide(&parsed, now, scratch);
-        wire.clear();
-        wire.extend_from_slice(decision.wire());
-        let action = String::from_utf8_lossy(&wire).into_owned();
+        let wire = decision.wire();
+        let action = String::from_utf8_lossy(wire).into_owned();
         let rule = decision.rule.to_owned();
         let dry_run: Vec<String> = decision
             .dry_run
@@ -353,7 +351,7 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
             .collect();
 
         // Whatever the scenario expects, the reply must be a valid action.
-        if let Err(e) = std::str::from_utf8(&wire)
+        if let Err(e) = std::str::from_utf8(wire)
             .map_err(|e| e.to_string())
             .and_then(|text| Action::parse(text).map_err(|e| e.to_string()))
         {

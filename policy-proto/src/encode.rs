@@ -1,17 +1,10 @@
 //! Encoding and decoding on both sides of the wire.
 //!
-//! Server side (what the daemon and [`serve()`](crate::serve()) use):
-//!
-//! - [`encode()`] appends the reply `action=<action>\n\n` for a validated
-//!   [`Action`];
-//! - [`encode_text_action`] appends a reply whose text is not validated in
-//!   advance (a template expanded with client data), sanitized and bounded;
-//! - [`sanitize`] is the sanitizing step on its own.
-//!
-//! Whatever they are given, these never emit a CR, an LF inside the reply line,
-//! a control character or invalid UTF-8: Postfix turns a reply with a CR into a
-//! `451 4.3.5` for every message, and a newline inside the text would end the
-//! reply early and put the connection out of step.
+//! Server side: [`encode()`] appends the reply `action=<wire>\n\n` for a
+//! [`Decision`] of policy-core, its wire text ([`Decision::wire`]) with every
+//! template filled in for the request and sanitized by policy-core. It is the
+//! one way this crate writes a reply. To answer a fixed action without a
+//! policy file, decide with [`Policy::always`](policy_core::Policy::always).
 //!
 //! Client side (load generators, tests, embedders talking to a policy server):
 //!
@@ -22,50 +15,21 @@
 
 use std::fmt;
 
-use policy_core::action::MAX_TEXT_BYTES;
+use policy_core::base::bytes::printable_ascii_prefix;
 use policy_core::{Action, ActionError, Decision};
 
 use crate::frame::is_name_byte;
 
-/// The longest verb [`encode_text_action`] accepts. The longest access(5) verb
-/// a policy may reply with, `DEFER_IF_PERMIT`, has 15 bytes.
-pub const MAX_VERB_BYTES: usize = 32;
-
-/// Append `action=<action>\n\n` to `out`.
+/// Append the reply `action=<wire>\n\n` for `decision` to `out`, where
+/// `<wire>` is [`Decision::wire`]: the action with its templates filled in for
+/// this request. Allocates only if `out` lacks capacity.
 ///
-/// The wire form comes from [`Action::write_wire`], which promises one line of
-/// valid UTF-8 without control characters. This checks that promise on every
-/// call (a scan of a few dozen bytes) and, should it ever be broken, sanitizes
-/// the line as [`sanitize`] does instead of sending it. Allocates only if `out`
-/// lacks capacity.
-///
-/// ```
-/// use policy_core::Action;
-/// use policy_proto::encode;
-///
-/// let mut out = Vec::new();
-/// encode(&Action::Dunno, &mut out);
-/// assert_eq!(out, b"action=DUNNO\n\n");
-/// ```
-pub fn encode(action: &Action, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"action=");
-    let mark = out.len();
-    action.write_wire(out);
-    if !is_clean(&out[mark..]) {
-        // Unreachable while `Action` keeps its promise; allocating here is fine.
-        let raw = out.split_off(mark);
-        sanitize(&raw, usize::MAX, out);
-    }
-    out.extend_from_slice(b"\n\n");
-}
-
-/// Append `action=<wire>\n\n` to `out` for a [`Decision`] of a compiled
-/// policy: its action with templates filled in for this request
-/// ([`Decision::wire`]).
-///
-/// policy-core sanitizes expanded templates; as [`encode`] does, this checks
-/// the line again on every call and sanitizes it should the promise ever be
-/// broken. Allocates only if `out` lacks capacity.
+/// policy-core promises that the wire text is one line of valid UTF-8 without
+/// control characters (its template expansion sanitizes every value taken
+/// from the client). The encoder does not sanitize again; it only guards what
+/// would break the protocol itself, should that promise ever be broken: a CR
+/// (Postfix would answer `451 4.3.5` for every message) or an LF (it would end
+/// the reply early and put the connection out of step) is written as a space.
 ///
 /// ```
 /// use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Timestamp};
@@ -82,137 +46,37 @@ pub fn encode(action: &Action, out: &mut Vec<u8>) {
 /// let decision = engine.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
 ///
 /// let mut out = Vec::new();
-/// policy_proto::encode_decision(&decision, &mut out);
+/// policy_proto::encode(&decision, &mut out);
 /// assert_eq!(out, b"action=REJECT 5.7.1 No mail from joe@spam.example\n\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn encode_decision(decision: &Decision<'_>, out: &mut Vec<u8>) {
+pub fn encode(decision: &Decision<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"action=");
-    let wire = decision.wire();
-    if is_clean(wire) {
-        out.extend_from_slice(wire);
-    } else {
-        sanitize(wire, usize::MAX, out);
-    }
+    push_line(decision.wire(), out);
     out.extend_from_slice(b"\n\n");
 }
 
-/// Append `action=<verb> <text>\n\n` to `out`, for text that was not validated
-/// when the policy was compiled (e.g. a template expanded with the sender).
-///
-/// `verb` must be an access(5) verb in upper case (`REJECT`, `DEFER`, `WARN`,
-/// ...) or an SMTP code `4NN`/`5NN`; it is checked for shape only (the policy
-/// compiler checks the meaning). `text` is [`sanitize`]d, trimmed of leading and
-/// trailing white space, and cut to [`MAX_TEXT_BYTES`] bytes at a character
-/// boundary; when nothing is left, only the verb is written. On error nothing is
-/// written.
-///
-/// ```
-/// use policy_proto::encode_text_action;
-///
-/// let mut out = Vec::new();
-/// encode_text_action("REJECT", b"5.7.1 Go away <evil\r\n@example.com>", &mut out).unwrap();
-/// assert_eq!(out, b"action=REJECT 5.7.1 Go away <evil  @example.com>\n\n");
-/// ```
-pub fn encode_text_action(verb: &str, text: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    if !is_verb(verb.as_bytes()) {
-        return Err(EncodeError::InvalidVerb);
-    }
-    out.extend_from_slice(b"action=");
-    out.extend_from_slice(verb.as_bytes());
-    let start = text
-        .iter()
-        .position(|&b| !(b.is_ascii_whitespace() || b.is_ascii_control()))
-        .unwrap_or(text.len());
-    let text = &text[start..];
-    if !text.is_empty() {
-        out.push(b' ');
-        let mark = out.len();
-        sanitize(text, MAX_TEXT_BYTES, out);
-        while out.len() > mark && out[out.len() - 1] == b' ' {
-            out.pop();
-        }
-        if out.len() == mark {
-            out.pop(); // the separating space
-        }
-    }
-    out.extend_from_slice(b"\n\n");
-    Ok(())
-}
-
-/// Append `text` to `out` as at most `max_bytes` bytes of valid UTF-8 without
-/// control characters: every control character (C0, DEL and C1, CR and LF
-/// included) becomes a space, every invalid UTF-8 sequence becomes U+FFFD, and
-/// the result is cut at a character boundary so as not to exceed `max_bytes`.
-///
-/// ```
-/// let mut out = Vec::new();
-/// policy_proto::sanitize(b"a\r\nb\xffc", 64, &mut out);
-/// assert_eq!(out, "a  b\u{fffd}c".as_bytes());
-/// ```
-pub fn sanitize(text: &[u8], max_bytes: usize, out: &mut Vec<u8>) {
-    let mark = out.len();
-    let limit = mark.saturating_add(max_bytes);
-    'chunks: for chunk in text.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            let c = if c.is_control() { ' ' } else { c };
-            if !push_char(out, c, limit) {
-                break 'chunks;
-            }
-        }
-        if !chunk.invalid().is_empty() && !push_char(out, char::REPLACEMENT_CHARACTER, limit) {
-            break;
-        }
-    }
-}
-
-/// Push `c` if it fits before `limit`; false when it does not (and nothing
-/// more should be pushed).
+/// Append `line` to `out` with every CR and LF written as a space.
 #[inline]
-fn push_char(out: &mut Vec<u8>, c: char, limit: usize) -> bool {
-    let len = c.len_utf8();
-    if out.len() + len > limit {
-        return false;
-    }
-    if len == 1 {
-        out.push(c as u8);
+fn push_line(line: &[u8], out: &mut Vec<u8>) {
+    // Printable ASCII, the common case, is copied whole.
+    if printable_ascii_prefix(line) == line.len() {
+        out.extend_from_slice(line);
     } else {
-        let mut utf8 = [0; 4];
-        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-    }
-    true
-}
-
-/// Whether `bytes` is valid UTF-8 without control characters.
-fn is_clean(bytes: &[u8]) -> bool {
-    // Printable ASCII, the common case. A fold without early exit, so that the
-    // compiler checks many bytes per instruction.
-    if bytes.iter().fold(true, |printable, &b| {
-        printable & (b.wrapping_sub(b' ') < 0x5f)
-    }) {
-        return true;
-    }
-    std::str::from_utf8(bytes).is_ok_and(|s| !s.chars().any(char::is_control))
-}
-
-/// `[A-Z][A-Z_]*` or `[45][0-9][0-9]`, at most [`MAX_VERB_BYTES`].
-fn is_verb(verb: &[u8]) -> bool {
-    match verb {
-        [b'4' | b'5', b'0'..=b'9', b'0'..=b'9'] => true,
-        [b'A'..=b'Z', rest @ ..] => {
-            verb.len() <= MAX_VERB_BYTES
-                && rest.iter().all(|&b| b.is_ascii_uppercase() || b == b'_')
-        }
-        _ => false,
+        out.extend(line.iter().map(|&b| match b {
+            b'\r' | b'\n' => b' ',
+            b => b,
+        }));
     }
 }
 
 /// Append a request (`name=value` lines and the empty line) to `out`.
 ///
 /// Refuses, writing nothing, what a server could not frame back into the same
-/// attributes: no attributes at all, an empty name, a name with a byte outside
-/// printable ASCII or with `=`, a value with LF or NUL, or a value ending in CR
-/// (the server would take it for a CRLF line ending). Values need not be UTF-8.
+/// attributes: no attributes at all, an empty name, a name with a byte other
+/// than an ASCII letter, digit, `_`, `-` or `.` (the name rule the framer and
+/// the parser apply), a value with LF or NUL, or a value ending in CR (the
+/// server would take it for a CRLF line ending). Values need not be UTF-8.
 /// Size limits are the server's business and are not checked here.
 ///
 /// ```
@@ -267,13 +131,10 @@ where
     Ok(())
 }
 
-/// Why [`encode_text_action`] or [`encode_request`] refused its input.
+/// Why [`encode_request`] refused its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// The verb is not an upper-case word (`[A-Z][A-Z_]*`, at most
-    /// [`MAX_VERB_BYTES`]) nor an SMTP code `4NN`/`5NN`.
-    InvalidVerb,
     /// A request without attributes, which a server cannot frame.
     NoAttributes,
     /// The attribute at `index` has an empty name.
@@ -281,8 +142,10 @@ pub enum EncodeError {
         /// Position of the attribute, from 0.
         index: usize,
     },
-    /// The name of the attribute at `index` has a byte that is not printable
-    /// ASCII, or a `=`.
+    /// The name of the attribute at `index` has a byte other than an ASCII
+    /// letter, digit, `_`, `-` or `.` (policy-core's name rule,
+    /// [`policy_core::base::attr::is_name_byte`], which the framer and the
+    /// parser apply too).
     InvalidName {
         /// Position of the attribute, from 0.
         index: usize,
@@ -301,16 +164,13 @@ pub enum EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::InvalidVerb => f.write_str(
-                "invalid verb: expected an upper-case access(5) verb or a 4NN/5NN code",
-            ),
             Self::NoAttributes => f.write_str("empty request: expected at least one attribute"),
             Self::EmptyName { index } => {
                 write!(f, "attribute {index}: expected a non-empty name")
             }
             Self::InvalidName { index, byte } => write!(
                 f,
-                "attribute {index}: invalid byte 0x{byte:02x} in name: expected printable ASCII other than `=`"
+                "attribute {index}: invalid byte 0x{byte:02x} in name: expected a letter, digit, `_`, `-` or `.`"
             ),
             Self::InvalidValue { index, byte } => write!(
                 f,
@@ -429,89 +289,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sanitize_table() {
-        let rows: &[(&[u8], usize, &str)] = &[
-            (b"", 10, ""),
-            (b"plain text", 100, "plain text"),
-            (b"a\rb\nc\td\0e\x7f", 100, "a b c d e "),
-            (b"caf\xc3\xa9", 100, "caf\u{e9}"),
-            (b"\xc2\x85next line", 100, " next line"),
-            (b"bad\xff\xfe!", 100, "bad\u{fffd}\u{fffd}!"),
-            (b"trunc\xe2\x82", 100, "trunc\u{fffd}"),
-            (b"abcdef", 3, "abc"),
-            (b"ab\xc3\xa9", 3, "ab"),
-            (b"ab\xc3\xa9", 4, "ab\u{e9}"),
-            (b"\xff", 2, ""),
-            (b"\xff", 3, "\u{fffd}"),
+    fn push_line_table() {
+        let rows: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b"REJECT 5.7.1 Go away", b"REJECT 5.7.1 Go away"),
+            ("REJECT Caf\u{e9}".as_bytes(), "REJECT Caf\u{e9}".as_bytes()),
+            (b"a\rb\nc", b"a b c"),
+            (b"a\r\n", b"a  "),
+            (b"\n\n", b"  "),
+            // Not the encoder's to judge (policy-core's sanitizer is): kept.
+            (b"a\tb\xff", b"a\tb\xff"),
         ];
-        for (input, max, want) in rows {
+        for (line, want) in rows {
             let mut out = b"x".to_vec();
-            sanitize(input, *max, &mut out);
-            assert_eq!(&out[1..], want.as_bytes(), "{input:?} max {max}");
+            push_line(line, &mut out);
+            assert_eq!(&out[1..], *want, "{line:?}");
         }
     }
 
     #[test]
-    fn is_clean_table() {
-        let rows: &[(&[u8], bool)] = &[
-            (b"", true),
-            (b"REJECT 5.7.1 Go away", true),
-            (b" ~", true),
-            (b"a\tb", false),
-            (b"a\x7f", false),
-            (b"a\rb", false),
-            (b"a\n", false),
-            (b"\x1f", false),
-            ("caf\u{e9}".as_bytes(), true),
-            (b"\xc2\x85", false),
-            (b"\xc3", false),
-            (b"\xff", false),
-        ];
-        for (bytes, clean) in rows {
-            assert_eq!(is_clean(bytes), *clean, "{bytes:?}");
-        }
-    }
+    fn encode_writes_the_decisions_wire_text() {
+        use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Timestamp};
 
-    #[test]
-    fn text_action_table() {
-        let long = "x".repeat(MAX_TEXT_BYTES + 10);
-        let long_out = format!("action=REJECT {}\n\n", &long[..MAX_TEXT_BYTES]);
-        let rows: Vec<(&str, &[u8], Result<String, EncodeError>)> = vec![
+        let policy = Policy::compile(
+            "p",
+            r#"rule r { if sender_domain == "b.example" then WARN "from $sender" }"#,
+            &mut NoFiles,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy;
+        let engine = Engine::new(policy);
+        let mut scratch = Scratch::new();
+        let now = Timestamp::from_unix_millis(0);
+        let rows: &[(&[u8], &[u8])] = &[
+            (b"sender=a@a.example", b"action=DUNNO\n\n"),
+            (b"sender=a@b.example", b"action=WARN from a@b.example\n\n"),
             (
-                "REJECT",
-                b"5.7.1 no",
-                Ok("action=REJECT 5.7.1 no\n\n".into()),
-            ),
-            (
-                "DEFER_IF_PERMIT",
-                b"",
-                Ok("action=DEFER_IF_PERMIT\n\n".into()),
-            ),
-            ("DUNNO", b"  \r\n ", Ok("action=DUNNO\n\n".into())),
-            ("550", b" 5.7.1 x \r\n", Ok("action=550 5.7.1 x\n\n".into())),
-            ("WARN", b"a\nb", Ok("action=WARN a b\n\n".into())),
-            ("REJECT", long.as_bytes(), Ok(long_out)),
-            ("", b"x", Err(EncodeError::InvalidVerb)),
-            ("reject", b"x", Err(EncodeError::InvalidVerb)),
-            ("REJECT\n", b"x", Err(EncodeError::InvalidVerb)),
-            ("_X", b"x", Err(EncodeError::InvalidVerb)),
-            ("250", b"x", Err(EncodeError::InvalidVerb)),
-            ("55", b"x", Err(EncodeError::InvalidVerb)),
-            ("5500", b"x", Err(EncodeError::InvalidVerb)),
-            (
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG",
-                b"x",
-                Err(EncodeError::InvalidVerb),
+                b"sender=\xffa\x01@b.example",
+                "action=WARN from \u{fffd}a @b.example\n\n".as_bytes(),
             ),
         ];
-        for (verb, text, want) in rows {
-            let mut out = Vec::new();
-            let got = encode_text_action(verb, text, &mut out)
-                .map(|()| String::from_utf8(out.clone()).unwrap());
-            assert_eq!(got, want, "{verb:?} {text:?}");
-            if want.is_err() {
-                assert!(out.is_empty());
-            }
+        for (attribute, want) in rows {
+            let frame = [&b"request=smtpd_access_policy\n"[..], attribute, b"\n\n"].concat();
+            let request = Request::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
+            let decision = engine.decide(&request, now, &mut scratch);
+            let mut out = b"keep".to_vec();
+            encode(&decision, &mut out);
+            assert_eq!(&out[..4], b"keep");
+            assert_eq!(&out[4..], *want, "{attribute:?}");
         }
     }
 
@@ -621,7 +446,13 @@ mod tests {
 
     #[test]
     fn errors_display_what_was_expected() {
-        assert!(EncodeError::InvalidVerb.to_string().contains("expected"));
+        assert!(EncodeError::NoAttributes.to_string().contains("expected"));
+        assert!(EncodeError::InvalidName {
+            index: 0,
+            byte: b'!'
+        }
+        .to_string()
+        .ends_with("expected a letter, digit, `_`, `-` or `.`"));
         assert!(ReplyError::Incomplete.to_string().contains("expected"));
         assert!(EncodeError::InvalidValue { index: 2, byte: 10 }
             .to_string()

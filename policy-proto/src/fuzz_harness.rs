@@ -1,10 +1,14 @@
-//! Harness functions for the fuzz targets in `fuzz/` (and for the tests, which
-//! keep them compiling and exercised on stable).
+//! Harness functions for the fuzz targets in `fuzz/`.
 //!
 //! Each function takes arbitrary bytes, runs the framer (and the parser and
-//! encoders) on them, and panics if an invariant does not hold. A fuzz target
-//! is one line calling one of these; a crash found by the fuzzer is a broken
-//! invariant. Not part of the stable API.
+//! the request encoder) on them, and panics if an invariant does not hold. A
+//! fuzz target is one line calling one of these; a crash found by the fuzzer
+//! is a broken invariant.
+//!
+//! Compiled only for the fuzzer (`--cfg fuzzing`, which cargo-fuzz sets) and
+//! for this crate's unit tests, which keep the harnesses compiling on stable
+//! and run them on every vector and on proptest's inputs: never in an
+//! embedder's build.
 
 use policy_core::Request;
 
@@ -231,6 +235,10 @@ fn same_request(a: &Request<'_>, b: &Request<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use proptest::prelude::*;
+
     use super::*;
 
     const REQ: &[u8] = b"request=smtpd_access_policy\r\nprotocol_state=RCPT\nsender=a@b\n\n";
@@ -255,6 +263,103 @@ mod tests {
                     chunked_stream(&data);
                 }
             }
+        }
+    }
+
+    /// The files in `dir` ending in `.ext`, sorted.
+    fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut files: Vec<PathBuf> = entries
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                    .path()
+            })
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn harness_holds_on_every_vector() {
+        // This crate's malformed streams, and policy-core's requests (valid
+        // and malformed), as they are and behind chunked_stream's settings.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let vectors = files(&root.join("tests/vectors"), "bin")
+            .into_iter()
+            .chain(files(
+                &root.join("../policy-core/tests/vectors/valid"),
+                "req",
+            ))
+            .chain(files(
+                &root.join("../policy-core/tests/vectors/malformed"),
+                "req",
+            ));
+        let mut ran = 0;
+        for path in vectors {
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            frame(&data);
+            chunked_stream(&data);
+            for settings in [[0u8, 0, 0, 0, 0], [1, 0, 6, 15, 62]] {
+                chunked_stream(&[&settings[..], &data].concat());
+            }
+            ran += 1;
+        }
+        assert!(ran >= 30, "only {ran} vectors ran");
+    }
+
+    fn attribute() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            "[a-z_][a-z0-9_.-]{0,23}",
+            proptest::collection::vec(
+                any::<u8>().prop_filter("framable", |&b| b != b'\n' && b != 0),
+                0..80,
+            ),
+        )
+            .prop_map(|(name, mut value)| {
+                // A trailing CR would read as a CRLF line end.
+                while value.last() == Some(&b'\r') {
+                    value.pop();
+                }
+                (name.into_bytes(), value)
+            })
+    }
+
+    /// Several well-formed requests, encoded one after the other.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(proptest::collection::vec(attribute(), 1..20), 1..6).prop_map(
+            |requests| {
+                let mut out = Vec::new();
+                for attributes in &requests {
+                    let pairs = attributes.iter().map(|(n, v)| (&n[..], &v[..]));
+                    encode_request(pairs, &mut out)
+                        .unwrap_or_else(|e| panic!("generated request does not encode: {e}"));
+                }
+                out
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn harness_holds_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            frame(&data);
+            chunked_stream(&data);
+        }
+
+        #[test]
+        fn harness_round_trips_valid_streams(
+            pick in any::<u8>(),
+            sizes in any::<[u8; 4]>(),
+            stream in stream(),
+        ) {
+            frame(&stream);
+            let mut data = vec![pick];
+            data.extend_from_slice(&sizes);
+            data.extend_from_slice(&stream);
+            chunked_stream(&data);
         }
     }
 

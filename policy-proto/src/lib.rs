@@ -5,21 +5,23 @@
 //! (Postfix's `SMTPD_POLICY_README`). A request is `name=value` lines ended by
 //! an empty line; the reply is `action=<access(5) action>` and an empty line.
 //! This crate turns bytes from such a connection into complete request
-//! frames, and actions into reply bytes. It is what a policy server needs
+//! frames, and decisions into reply bytes. It is what a policy server needs
 //! between its socket and its policy; [`policy_core`] parses the frames and
 //! decides.
 //!
 //! # What it does not do
 //!
-//! - **No sockets, no threads, no clock.** You read the bytes and hand them in
-//!   ([`Framer::feed`], or [`Framer::read_from`] with any [`std::io::Read`]);
-//!   you write the bytes it produces. Timeouts, connection caps and shutdown
-//!   are the caller's (the `policyd` daemon does them). The one convenience
-//!   that touches a stream, [`serve()`], blocks on the `Read + Write` you pass
-//!   and spawns nothing.
+//! - **No sockets, no threads, no clock, no server loop.** You read the bytes
+//!   and hand them in ([`Framer::feed`], or [`Framer::read_from`] with any
+//!   [`std::io::Read`]); you write the bytes it produces. Timeouts,
+//!   connection caps and shutdown are the caller's (the `policyd` daemon does
+//!   them).
 //! - **No parsing of values.** A frame is checked for shape (limits, NUL, `=`,
 //!   attribute names) and handed on as bytes; `policy_core::Request::parse`
 //!   gives it meaning.
+//! - **No sanitizing.** The reply's text comes sanitized from policy-core
+//!   ([`policy_core::Decision::wire`]); the encoder only keeps a CR or LF from
+//!   breaking the protocol.
 //! - **No logging.** Faults come back as small `Copy` errors that say what was
 //!   expected and on which line; the caller decides what to log.
 //!
@@ -34,10 +36,10 @@
 //!   └──────────────┘
 //!          │  Framer::next_frame -> Ok(Some(&[u8]))  (one request's lines)
 //!          ▼
-//!   policy_core::Request::parse (zero-copy)  ->  Engine::decide  ->  &Action
+//!   policy_core::Request::parse (zero-copy)  ->  Engine::decide  ->  Decision
 //!          │
 //!          ▼
-//!   encode(&Action, &mut Vec<u8>)  ->  b"action=...\n\n"  ->  socket
+//!   encode(&decision, &mut Vec<u8>)  ->  b"action=<decision.wire()>\n\n"  ->  socket
 //! ```
 //!
 //! # Main types
@@ -49,37 +51,46 @@
 //!   derived from what Postfix really sends.
 //! - [`FrameError`]: the precise protocol faults (line too long, NUL byte, line
 //!   without `=`, ...).
-//! - [`encode()`], [`encode_text_action`], [`sanitize`]: replies that can never
-//!   contain a CR, a newline inside the text, or invalid UTF-8.
+//! - [`encode()`]: the one reply encoder, for a [`policy_core::Decision`].
+//!   To answer a fixed action without a policy file, decide with
+//!   [`policy_core::Policy::always`].
 //! - [`encode_request`], [`reply_len`], [`decode_reply`]: the client side, for
 //!   load generators, tests and embedders that ask a policy server.
-//! - [`serve()`] / [`Server`]: a blocking loop serving one stream with a
-//!   decision function, for embedders.
 //!
 //! # Example
 //!
+//! A connection's loop, minus the socket: bytes in, replies out.
+//!
 //! ```
-//! use policy_core::{Action, Request};
+//! use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Timestamp};
 //! use policy_proto::{encode, Framer, Limits};
 //!
+//! let policy = Policy::compile(
+//!     "example.conf",
+//!     r#"rule strangers { unless sender_domain == "example.org" then REJECT "5.7.1 Unknown sender $sender" }"#,
+//!     &mut NoFiles,
+//! )?
+//! .policy;
+//! let engine = Engine::new(policy); // the policy in force and its state
 //! let mut framer = Framer::new(Limits::default());
+//! let mut scratch = Scratch::new(); // one per connection, reused
 //! let mut out = Vec::new();
 //!
 //! // Bytes arrive in arbitrary pieces.
 //! framer.feed(b"request=smtpd_access_policy\nprotocol_state=RCPT\nsen");
 //! assert_eq!(framer.next_frame()?, None); // not complete yet
-//! framer.feed(b"der=alice@example.org\nrecipient=bob@example.net\n\n");
+//! framer.feed(b"der=alice@EXAMPLE.org\nrecipient=bob@example.net\n\n");
+//! framer.feed(b"request=smtpd_access_policy\nprotocol_state=RCPT\nsender=eve@example.net\n\n");
 //!
 //! while let Some(frame) = framer.next_frame()? {
 //!     let request = Request::parse(frame)?;
-//!     let action = if request.sender.domain_is(b"EXAMPLE.org") {
-//!         Action::Dunno
-//!     } else {
-//!         Action::reject("5.7.1 Unknown sender")?
-//!     };
-//!     encode(&action, &mut out);
+//!     let decision = engine.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+//!     encode(&decision, &mut out);
 //! }
-//! assert_eq!(out, b"action=DUNNO\n\n");
+//! assert_eq!(
+//!     out,
+//!     b"action=DUNNO\n\naction=REJECT 5.7.1 Unknown sender eve@example.net\n\n"
+//! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -88,13 +99,11 @@
 
 pub mod encode;
 pub mod frame;
+// For the fuzz targets in `fuzz/` and the unit tests only: never in an
+// embedder's build.
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzz_harness;
-pub mod serve;
 
-pub use encode::{
-    decode_reply, encode, encode_decision, encode_request, encode_text_action, reply_len, sanitize,
-    EncodeError, ReplyError, MAX_VERB_BYTES,
-};
+pub use encode::{decode_reply, encode, encode_request, reply_len, EncodeError, ReplyError};
 pub use frame::{FrameError, Framer, Limits, MIN_READ_BYTES, READ_CHUNK_BYTES};
-pub use serve::{serve, Responder, ServeError, Server};

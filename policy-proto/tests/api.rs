@@ -1,15 +1,15 @@
 //! Public-API tests of policy-proto: framing (every prefix, every chunking,
-//! golden vectors on disk), replies and requests (round trips), the blocking
-//! server over a real socket pair (with a counting allocator proving it
-//! allocates nothing per request), and properties (proptest).
+//! golden vectors on disk), replies and requests (round trips), a
+//! connection's loop (with a counting allocator proving that framing,
+//! deciding and encoding allocate nothing per request), and properties
+//! (proptest).
 #![allow(unsafe_code)] // the counting global allocator below; the library stays unsafe-free
 
 use std::path::{Path, PathBuf};
 
-use policy_core::{Action, Request};
+use policy_core::{Action, Engine, NoFiles, Policy, Request, Scratch, Timestamp};
 use policy_proto::{
-    decode_reply, encode, encode_request, encode_text_action, reply_len, FrameError, Framer,
-    Limits, ReplyError,
+    decode_reply, encode, encode_request, reply_len, FrameError, Framer, Limits, ReplyError,
 };
 
 /// Counts the heap operations (allocations, reallocations, deallocations) of
@@ -167,6 +167,34 @@ fn strip_terminator(request: &[u8]) -> &[u8] {
         .expect("request ends with an empty line")
 }
 
+/// The reply `policy` gives to `frame`, encoded.
+fn reply(policy: &Policy, frame: &[u8]) -> Vec<u8> {
+    let request = Request::parse(frame).unwrap_or_else(|e| panic!("{frame:?}: {e}"));
+    let mut scratch = Scratch::new();
+    let engine = Engine::new(policy.clone());
+    let decision = engine.decide(&request, Timestamp::from_unix_millis(0), &mut scratch);
+    let mut out = Vec::new();
+    encode(&decision, &mut out);
+    out
+}
+
+/// The reply to a fixed `action`: how an embedder answers without a policy
+/// file.
+fn reply_of(action: &Action) -> Vec<u8> {
+    reply(
+        &Policy::always(action.clone()),
+        b"request=smtpd_access_policy\n\n",
+    )
+}
+
+/// A policy answering `REJECT "5.7.1 <template>"` to every request.
+fn rejecting(template: &str) -> Policy {
+    let source = format!("rule r {{ then REJECT \"5.7.1 {template}\" }}");
+    Policy::compile("p", &source, &mut NoFiles)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy
+}
+
 mod framing {
     use super::*;
 
@@ -276,8 +304,6 @@ mod framing {
                     bin.display()
                 );
             }
-            // And the fuzz harness holds on it.
-            policy_proto::fuzz_harness::frame(&data);
             ran += 1;
         }
         assert!(ran >= 10, "only {ran} malformed vectors ran");
@@ -468,8 +494,7 @@ mod replies {
     #[test]
     fn encode_then_decode_gives_the_same_action() {
         for action in actions() {
-            let mut out = Vec::new();
-            encode(&action, &mut out);
+            let out = reply_of(&action);
             assert!(out.starts_with(b"action=") && out.ends_with(b"\n\n"));
             assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2, "{action}");
             assert!(!out.contains(&b'\r'));
@@ -490,16 +515,18 @@ mod replies {
     }
 
     #[test]
-    fn text_actions_from_hostile_text_decode_as_valid_actions() {
+    fn replies_from_hostile_client_text_decode_as_valid_actions() {
+        let policy = rejecting("Go away $sender");
+        let long = [&b"sender="[..], &[b'A'; 2000]].concat();
         let hostile: &[&[u8]] = &[
-            b"5.7.1 <evil\r\n@example.org>\r\n\r\naction=OK",
-            b"\xff\xfe bad bytes \x00 and NUL",
-            b"\x1b[31m terminal escape \x7f",
-            &[b'A'; 2000],
+            b"sender=<evil\r@example.org>\raction=OK\r",
+            b"sender=\xff\xfe bad bytes \x01 and SOH",
+            b"sender=\x1b[31m terminal escape \x7f",
+            &long,
         ];
-        for text in hostile {
-            let mut out = Vec::new();
-            encode_text_action("REJECT", text, &mut out).expect("valid verb");
+        for attribute in hostile {
+            let frame = [&b"request=smtpd_access_policy\n"[..], attribute, b"\n\n"].concat();
+            let out = reply(&policy, &frame);
             assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2);
             assert!(!out.contains(&b'\r'));
             let s = std::str::from_utf8(&out).expect("valid UTF-8");
@@ -540,40 +567,8 @@ mod requests {
     }
 }
 
-mod serving {
-    use std::io::{Read, Write};
-    use std::os::unix::net::UnixStream;
-    use std::time::Duration;
-
-    use policy_core::{Engine, Policy, Scratch, Timestamp};
-    use policy_proto::{serve, ServeError};
-
+mod allocation {
     use super::*;
-
-    /// Start `serve` on one end of a socket pair; return the other end and the
-    /// server thread.
-    fn start() -> (UnixStream, std::thread::JoinHandle<Result<u64, ServeError>>) {
-        let (client, mut server) = UnixStream::pair().expect("socket pair");
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        server
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let engine = Engine::new(Policy::always(Action::parse("DEFER 4.7.1 later").unwrap()));
-        let thread = std::thread::spawn(move || {
-            let mut scratch = Scratch::new();
-            serve(&mut server, Limits::default(), |request, reply| {
-                if request.sender.domain_is(b"example.org") {
-                    reply.action(&Action::Ok);
-                } else {
-                    let now = Timestamp::from_unix_millis(0);
-                    reply.decision(&engine.decide(request, now, &mut scratch));
-                }
-            })
-        });
-        (client, thread)
-    }
 
     fn request(sender: &str) -> Vec<u8> {
         let mut out = Vec::new();
@@ -589,80 +584,59 @@ mod serving {
         out
     }
 
-    fn read_reply(client: &mut UnixStream) -> Vec<u8> {
-        let mut reply = Vec::new();
-        let mut byte = [0];
-        while reply_len(&reply).is_none() {
-            let n = client.read(&mut byte).expect("reply");
-            assert_eq!(n, 1, "server closed instead of replying");
-            reply.push(byte[0]);
-        }
-        reply
-    }
-
     #[test]
-    fn many_requests_on_one_connection() {
-        let (mut client, thread) = start();
-        for i in 0..200 {
-            let sender = if i % 2 == 0 {
-                "a@example.org"
-            } else {
-                "b@example.net"
-            };
-            client.write_all(&request(sender)).unwrap();
-            let want = if i % 2 == 0 {
-                Action::Ok
-            } else {
-                Action::parse("DEFER 4.7.1 later").unwrap()
-            };
-            assert_eq!(decode_reply(&read_reply(&mut client)), Ok(want));
-        }
-        drop(client);
-        assert_eq!(thread.join().unwrap().unwrap(), 200);
-    }
-
-    #[test]
-    fn serving_allocates_nothing_per_request_once_warm() {
-        let (mut client, mut server) = UnixStream::pair().expect("socket pair");
-        let thread = std::thread::spawn(move || {
-            let reject = Action::parse("REJECT 5.7.1 Go away").unwrap();
-            let mut seen = Vec::with_capacity(2);
-            let mut requests = 0;
-            let served = serve(&mut server, Limits::default(), |request, reply| {
-                requests += 1;
-                if requests == 20 || requests == 220 {
-                    // `seen` has its capacity: recording allocates nothing.
-                    seen.push(counting::heap_operations());
-                }
-                if request.sender.domain_is(b"example.org") {
-                    reply.action(&reject);
+    fn a_connections_loop_allocates_nothing_per_request_once_warm() {
+        let policy = Policy::compile(
+            "p",
+            r#"rule known { if sender_domain == "example.org" then REJECT "5.7.1 Go away $sender" }
+               default WARN "unknown sender""#,
+            &mut NoFiles,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy;
+        let engine = Engine::new(policy);
+        let mut framer = Framer::new(Limits::default());
+        let mut scratch = Scratch::new();
+        let mut out = Vec::new();
+        let mut replies = Vec::with_capacity(2);
+        let mut seen = Vec::with_capacity(2);
+        let requests: Vec<Vec<u8>> = (0..240)
+            .map(|i| {
+                request(if i % 3 == 0 {
+                    "a@example.org"
                 } else {
-                    let _ = reply.text_action("WARN", request.sender.raw);
-                }
-            });
-            (served, seen)
-        });
-        for i in 0..240 {
-            let sender = if i % 3 == 0 {
-                "a@example.org"
-            } else {
-                "b@example.net"
-            };
-            let req = request(sender);
-            // Split some requests across reads, as a socket may.
-            if i % 5 == 0 {
-                client.write_all(&req[..17]).unwrap();
-                client.write_all(&req[17..]).unwrap();
-            } else {
-                client.write_all(&req).unwrap();
+                    "b@example.net"
+                })
+            })
+            .collect();
+        for (i, req) in requests.iter().enumerate() {
+            if i == 20 || i == 220 {
+                // `seen` has its capacity: recording allocates nothing.
+                seen.push(counting::heap_operations());
             }
-            read_reply(&mut client);
+            // Split some requests across reads, as a socket may.
+            let pieces: &[&[u8]] = if i % 5 == 0 {
+                &[&req[..17], &req[17..]]
+            } else {
+                &[req]
+            };
+            out.clear();
+            for piece in pieces {
+                framer.feed(piece);
+                while let Some(frame) = framer.next_frame().expect("frames") {
+                    let request = Request::parse(frame).expect("parses");
+                    let now = Timestamp::from_unix_millis(0);
+                    encode(&engine.decide(&request, now, &mut scratch), &mut out);
+                }
+            }
+            if i == 0 || i == 1 {
+                replies.push(out.clone());
+            }
         }
-        drop(client);
-        let (served, seen) = thread.join().unwrap();
-        assert_eq!(served.unwrap(), 240);
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[1] - seen[0], 0, "heap operations in 200 requests");
+        assert_eq!(replies[0], b"action=REJECT 5.7.1 Go away a@example.org\n\n");
+        assert_eq!(replies[1], b"action=WARN unknown sender\n\n");
     }
 
     #[test]
@@ -671,35 +645,6 @@ mod serving {
         let v = std::hint::black_box(vec![1u8; 64]);
         drop(v);
         assert!(counting::heap_operations() >= before + 2);
-    }
-
-    #[test]
-    fn a_protocol_fault_gets_no_reply_and_an_error() {
-        let (mut client, thread) = start();
-        client.write_all(&request("a@example.org")).unwrap();
-        assert_eq!(read_reply(&mut client), b"action=OK\n\n");
-        client
-            .write_all(b"request=smtpd_access_policy\nbad line\n\n")
-            .unwrap();
-        let err = thread.join().unwrap().unwrap_err();
-        assert!(matches!(
-            err,
-            ServeError::Frame(FrameError::MissingEquals { line: 6 })
-        ));
-        // Nothing more was written: the next read sees the server's end closed.
-        let mut rest = Vec::new();
-        client.read_to_end(&mut rest).unwrap();
-        assert!(rest.is_empty(), "partial reply: {rest:?}");
-    }
-
-    #[test]
-    fn a_peer_closing_mid_request_is_reported() {
-        let (mut client, thread) = start();
-        let req = request("a@example.org");
-        client.write_all(&req[..20]).unwrap();
-        client.shutdown(std::net::Shutdown::Write).unwrap();
-        let err = thread.join().unwrap().unwrap_err();
-        assert!(matches!(err, ServeError::UnexpectedEof { buffered: 20 }));
     }
 }
 
@@ -885,43 +830,40 @@ mod properties {
 
         #[test]
         fn replies_round_trip(action in action()) {
-            let mut out = Vec::new();
-            encode(&action, &mut out);
+            let out = reply_of(&action);
             prop_assert!(!out.contains(&b'\r'));
             prop_assert_eq!(decode_reply(&out), Ok(action));
         }
 
         #[test]
-        fn text_actions_are_always_one_clean_line(
-            verb in prop::sample::select(vec!["REJECT", "DEFER", "WARN", "550", "451"]),
-            text in proptest::collection::vec(any::<u8>(), 0..600),
+        fn replies_from_any_client_text_are_one_clean_line(
+            verb in prop::sample::select(vec!["REJECT", "DEFER", "WARN"]),
+            sender in proptest::collection::vec(
+                any::<u8>().prop_filter("framable", |&b| b != b'\n' && b != 0),
+                0..600,
+            ),
         ) {
-            let mut out = Vec::new();
-            encode_text_action(verb, &text, &mut out).unwrap();
+            let source = format!("rule r {{ then {verb} \"from $sender\" }}");
+            let policy = Policy::compile("p", &source, &mut NoFiles)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?
+                .policy;
+            let frame = [&b"request=smtpd_access_policy\nsender="[..], &sender, b"\n\n"].concat();
+            let out = reply(&policy, &frame);
             let s = std::str::from_utf8(&out).expect("valid UTF-8");
             prop_assert!(s.ends_with("\n\n"));
             let line = &s[..s.len() - 2];
             prop_assert!(!line.chars().any(char::is_control));
             prop_assert!(line.len() <= "action=".len() + verb.len() + 1 + policy_core::MAX_TEXT_BYTES);
+            let action = decode_reply(&out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(action.verb(), verb);
         }
 
         #[test]
         fn no_panic_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-            policy_proto::fuzz_harness::frame(&data);
-            policy_proto::fuzz_harness::chunked_stream(&data);
+            // The framer's invariants on any bytes are the fuzz harness's,
+            // run by its unit tests (src/fuzz_harness.rs).
+            let _ = frames_of(&data);
             let _ = decode_reply(&data);
-        }
-
-        #[test]
-        fn harness_round_trips_valid_streams(
-            pick in any::<u8>(),
-            sizes in any::<[u8; 4]>(),
-            requests in requests(),
-        ) {
-            let mut data = vec![pick];
-            data.extend_from_slice(&sizes);
-            data.extend_from_slice(&encode_all(&requests));
-            policy_proto::fuzz_harness::chunked_stream(&data);
         }
     }
 }

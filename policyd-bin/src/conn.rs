@@ -260,8 +260,8 @@ impl Conn<'_> {
                 .decide(&request, clock::now(), &mut self.scratch);
             self.reply.clear();
             // `action=<wire>\n\n`: templates expanded and sanitized by
-            // policy-core, checked once more by the encoder.
-            policy_proto::encode_decision(&decision, &mut self.reply);
+            // policy-core; the encoder keeps a CR or LF off the wire.
+            policy_proto::encode(&decision, &mut self.reply);
             if let Err(e) = self.stream.write_all(&self.reply) {
                 return Err(match e.kind() {
                     io::ErrorKind::BrokenPipe
