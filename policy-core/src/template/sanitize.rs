@@ -88,7 +88,9 @@ impl<'o> Sink<'o> {
                 let mut buf = [0u8; 4];
                 self.push_clean(c.encode_utf8(&mut buf).as_bytes());
             }
-            if !chunk.invalid().is_empty() {
+            // A character that did not fit ends the text: a U+FFFD after
+            // it, though shorter, must not be written in its place.
+            if !chunk.invalid().is_empty() && !self.full {
                 self.push_clean("\u{fffd}".as_bytes());
             }
         }

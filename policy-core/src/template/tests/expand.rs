@@ -200,6 +200,27 @@ fn expand_hostile_values() {
 }
 
 #[test]
+fn a_character_that_does_not_fit_ends_the_text() {
+    // 447 bytes, then a 4-byte character (3 bytes of room left), then an
+    // invalid byte: its 3-byte U+FFFD would fit, but the text ended before.
+    let mut line = format!("sender={}", "x".repeat(MAX_TEXT_BYTES - 3)).into_bytes();
+    line.extend_from_slice(b"\xf0\xab\xa9\x9f\x82 more");
+    assert_eq!(
+        expand("$sender", &frame(&[&line])),
+        ("x".repeat(MAX_TEXT_BYTES - 3), true)
+    );
+    // With room for them, the character and the U+FFFD are both written.
+    line.drain("sender=".len().."sender=".len() + 4);
+    assert_eq!(
+        expand("$sender", &frame(&[&line])),
+        (
+            format!("{}\u{2ba5f}\u{fffd}", "x".repeat(MAX_TEXT_BYTES - 7)),
+            true
+        )
+    );
+}
+
+#[test]
 fn expand_appends_without_allocating_when_capacity_suffices() {
     let request = Request::parse(FULL).unwrap();
     let t = Template::parse("5.7.1 Sender $sender from [$client_address] blocked").unwrap();
