@@ -39,6 +39,9 @@
 //!   an address or port (`unknown`). A missing or empty attribute expands to
 //!   nothing.
 //!
+//! [`sanitize`] is the same sanitizing (without the trimming) on its own, for a
+//! reply text that is not a template.
+//!
 //! # Actions with templates
 //!
 //! An [`ActionTemplate`] is an action verb plus an optional templated text. Its
@@ -57,4 +60,5 @@ mod vars;
 pub use action::{ActionTemplate, ActionTemplateError, WireOutcome};
 pub use expand::write_duration;
 pub use parse::{Part, Template, TemplateError};
+pub use sanitize::sanitize;
 pub use vars::{Context, GreylistFacts, LimitFacts, Var};

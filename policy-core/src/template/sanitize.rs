@@ -1,10 +1,45 @@
 //! The reply sanitizer: untrusted bytes in, one line of valid UTF-8 without
 //! control characters out, within a byte budget.
+//!
+//! This is the one implementation of reply sanitizing in the workspace
+//! (ARCHITECTURE.md: "one reply sanitizer"). Template expansion writes every
+//! value through [`Sink`]; [`sanitize`] is the same step on its own, for a
+//! reply text that is not a template (policy-proto's encoder). Do not write
+//! another: change this one.
 
 use crate::base::bytes::printable_ascii_prefix;
 
+/// Append `text` to `out` as at most `max_bytes` bytes of valid UTF-8
+/// without control characters: every control character (C0, DEL and C1, CR
+/// and LF included) becomes a space, every invalid UTF-8 sequence becomes
+/// U+FFFD (one per maximal invalid sequence, as [`String::from_utf8_lossy`]
+/// does), and the result is cut on a character boundary so as not to exceed
+/// `max_bytes`. Spaces are kept as they are (template expansion, which also
+/// trims them, is built on the same code).
+///
+/// Allocates only if `out` lacks capacity.
+///
+/// ```
+/// let mut out = Vec::new();
+/// policy_core::template::sanitize(b"a\r\nb\xffc", 64, &mut out);
+/// assert_eq!(out, "a  b\u{fffd}c".as_bytes());
+/// ```
+pub fn sanitize(text: &[u8], max_bytes: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut sink = Sink {
+        out,
+        start,
+        limit: start.saturating_add(max_bytes),
+        // Nothing to trim: keep leading spaces, and do not `finish`.
+        started: true,
+        full: false,
+    };
+    sink.push_bytes(text);
+}
+
 /// Appends sanitized text to a buffer, within a byte budget, without leading
-/// or trailing spaces.
+/// or trailing spaces. The sanitizer itself ([`sanitize`] is its untrimmed,
+/// public form).
 pub(super) struct Sink<'o> {
     out: &'o mut Vec<u8>,
     /// Where this text starts in `out`.
