@@ -3,93 +3,11 @@
 
 use std::fmt;
 
-use crate::action::{is_blank, reply_code, Action, ActionError, EnhancedStatus, MAX_TEXT_BYTES};
+use crate::action::{is_blank, Action, ActionError, EnhancedStatus, Shape, MAX_TEXT_BYTES};
 use crate::request::Request;
 
 use super::parse::{Part, Template, TemplateError};
 use super::vars::{Context, Var};
-
-/// Whether `token` is an enhanced status code as [`Action::parse`] recognises
-/// one at the start of a reply text (`class.subject.detail`).
-fn is_enhanced_status(token: &[u8]) -> bool {
-    token.len() <= LONGEST_ENHANCED_STATUS
-        && std::str::from_utf8(token).is_ok_and(|s| EnhancedStatus::parse(s).is_ok())
-}
-
-/// The longest enhanced status code text, `5.999.999`: longer tokens need not
-/// be parsed.
-const LONGEST_ENHANCED_STATUS: usize = 9;
-
-/// The first blank-separated token of `s`.
-fn first_token(s: &[u8]) -> &[u8] {
-    let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
-    &s[..end]
-}
-
-/// What the expanded text of an [`ActionTemplate`] must satisfy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    /// REJECT, DEFER, DEFER_IF_*, 4NN/5NN: `[enhanced] [text]`. `code`: the
-    /// enhanced status code is constant (part of the prefix), so the text may
-    /// start with anything; otherwise its first token must not look like one.
-    /// `needs_text`: 4NN/5NN without a code needs text. `class`: 4 or 5, the
-    /// class a leading reply code in the text must have (`REJECT` with
-    /// `$x` = `450` would read as a 450; [`ActionError::ReplyCodeMismatch`]).
-    Reply {
-        code: bool,
-        needs_text: bool,
-        class: u8,
-    },
-    /// HOLD, DISCARD: any text, or none.
-    Optional,
-    /// WARN, INFO: any non-empty text.
-    Required,
-    /// FILTER: `transport:destination`.
-    Filter,
-    /// PREPEND: `name: value` (the name is constant).
-    Header,
-    /// REDIRECT, BCC: `local@domain`.
-    Address,
-}
-
-impl Shape {
-    /// Whether `text` (expanded, sanitized, trimmed) fits.
-    fn accepts(self, text: &[u8]) -> bool {
-        let no_space = || !text.contains(&b' ');
-        match self {
-            Self::Reply {
-                code,
-                needs_text,
-                class,
-            } => {
-                if text.is_empty() {
-                    return !needs_text;
-                }
-                if code {
-                    return true;
-                }
-                let first = first_token(text);
-                !is_enhanced_status(first)
-                    && reply_code(first).map_or(true, |found| found / 100 == u16::from(class))
-            }
-            Self::Optional => true,
-            Self::Required => !text.is_empty(),
-            Self::Filter => {
-                matches!(text.iter().position(|&b| b == b':'), Some(colon) if colon > 0)
-                    && no_space()
-            }
-            Self::Header => match text.iter().position(|&b| b == b':') {
-                Some(colon) if colon > 0 => text[..colon].iter().all(|b| (33..=126).contains(b)),
-                _ => false,
-            },
-            Self::Address => {
-                matches!(text.iter().rposition(|&b| b == b'@'),
-                    Some(at) if at > 0 && at + 1 < text.len())
-                    && no_space()
-            }
-        }
-    }
-}
 
 /// What [`ActionTemplate::write_wire`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +52,12 @@ pub struct ActionTemplate {
     prefix: Box<str>,
     /// The templated text after the prefix; `None` for a constant action.
     text: Option<Template>,
-    /// What the expanded text must satisfy.
+    /// What the expanded text must satisfy (checked by [`Shape::check`], the
+    /// same check as [`Action::parse`]'s).
     shape: Shape,
+    /// Whether the prefix holds a constant enhanced status code (then the
+    /// expanded text of a reply may start with anything).
+    constant_code: bool,
 }
 
 /// Why an action template was refused. [`ActionTemplateError::offset`] gives
@@ -271,15 +193,10 @@ impl ActionTemplate {
         if let Some(Part::Var(var)) = first {
             // A reply text that starts with a number reads as a reply code
             // (whatever the sample: `$size` = `550`).
-            let reply = matches!(
-                parsed,
-                Err(ActionError::ReplyCodeMismatch { .. })
-                    | Ok(Action::Reject(_)
-                        | Action::Defer(_)
-                        | Action::DeferIfReject(_)
-                        | Action::DeferIfPermit(_)
-                        | Action::Status { .. })
-            );
+            let reply = match &parsed {
+                Err(error) => matches!(error, ActionError::ReplyCodeMismatch { .. }),
+                Ok(action) => matches!(action.shape(), Some(Shape::Reply { .. })),
+            };
             if reply && var.is_number() {
                 return Err(ActionTemplateError::LeadingNumber {
                     var: *var,
@@ -288,55 +205,25 @@ impl ActionTemplate {
             }
         }
         let action = parsed?;
-        let shape = match &action {
-            Action::Ok | Action::Dunno => {
-                // Unreachable: the sample is non-empty and `parse` refused it.
-                return Err(ActionError::UnexpectedText {
-                    verb: action.verb(),
-                }
-                .into());
+        let Some(shape) = action.shape() else {
+            // Unreachable: the sample is non-empty and `parse` refused it.
+            return Err(ActionError::UnexpectedText {
+                verb: action.verb(),
             }
-            Action::Reject(_)
-            | Action::Defer(_)
-            | Action::DeferIfReject(_)
-            | Action::DeferIfPermit(_) => Shape::Reply {
-                code: false,
-                needs_text: false,
-                class: if matches!(action, Action::Reject(_)) {
-                    5
-                } else {
-                    4
-                },
-            },
-            Action::Status { code, .. } => Shape::Reply {
-                code: false,
-                needs_text: true,
-                class: if *code >= 500 { 5 } else { 4 },
-            },
-            Action::Hold(_) | Action::Discard(_) => Shape::Optional,
-            Action::Warn(_) | Action::Info(_) => Shape::Required,
-            Action::Filter(_) => Shape::Filter,
-            Action::Prepend(_) => Shape::Header,
-            Action::Redirect(_) | Action::Bcc(_) => Shape::Address,
+            .into());
         };
         let mut prefix = match &action {
             Action::Status { code, .. } => code.to_string(),
             other => other.verb().to_owned(),
         };
         let mut parts = template.parts;
-        let shape = match shape {
-            Shape::Reply {
-                needs_text, class, ..
-            } => {
-                let code = split_constant_code(&mut parts);
-                if let Some(code) = code {
+        let mut constant_code = false;
+        match shape {
+            Shape::Reply { .. } => {
+                if let Some(code) = split_constant_code(&mut parts) {
                     prefix.push(' ');
                     prefix.push_str(&code.to_string());
-                }
-                Shape::Reply {
-                    code: code.is_some(),
-                    needs_text: needs_text && code.is_none(),
-                    class,
+                    constant_code = true;
                 }
             }
             Shape::Header => {
@@ -349,12 +236,11 @@ impl ActionTemplate {
                         offset: first_variable_offset(text),
                     });
                 }
-                Shape::Header
             }
-            other => other,
-        };
+            Shape::Optional | Shape::Required | Shape::Filter | Shape::Address => {}
+        }
         let fallback = match shape {
-            Shape::Reply { code: true, .. } => Action::parse(&prefix)?,
+            Shape::Reply { .. } if constant_code => Action::parse(&prefix)?,
             Shape::Reply { .. } => match &action {
                 Action::Status { code, .. } => {
                     Action::parse(&format!("{code} {}.0.0", code / 100))?
@@ -371,6 +257,7 @@ impl ActionTemplate {
             prefix: prefix.into(),
             text: Some(Template { parts }),
             shape,
+            constant_code,
         })
     }
 
@@ -382,6 +269,7 @@ impl ActionTemplate {
             prefix: Box::from(""),
             text: None,
             shape: Shape::Optional,
+            constant_code: false,
         }
     }
 
@@ -455,7 +343,11 @@ impl ActionTemplate {
         out.push(b' ');
         let text_start = out.len();
         let truncated = text.expand_in(request, context, out);
-        if !self.shape.accepts(&out[text_start..]) {
+        if self
+            .shape
+            .check(self.constant_code, &out[text_start..])
+            .is_err()
+        {
             out.truncate(start);
             out.extend_from_slice(self.fallback_wire.as_bytes());
             return WireOutcome::Fallback;
