@@ -549,7 +549,9 @@ impl Shape {
     /// caller only asks whether it passed.
     #[inline]
     pub(crate) fn check(self, enhanced: bool, arg: &[u8]) -> Result<(), ActionError> {
-        let no_space = !arg.contains(&b' ');
+        // Only FILTER and REDIRECT/BCC look for spaces: a closure, so that
+        // the other shapes do not scan the text.
+        let no_space = || !arg.contains(&b' ');
         match self {
             Self::Reply { class, needs_text } => {
                 if arg.is_empty() {
@@ -582,7 +584,7 @@ impl Shape {
             // `filter = transport ":" destination`, transport non-empty, no
             // space anywhere.
             Self::Filter => match arg.iter().position(|&b| b == b':') {
-                Some(colon) if colon > 0 && no_space => Ok(()),
+                Some(colon) if colon > 0 && no_space() => Ok(()),
                 _ => Err(ActionError::InvalidFilter),
             },
             // `header = 1*ftext ":" value`, ftext = %d33-57 / %d59-126
@@ -596,7 +598,7 @@ impl Shape {
             // `address = local "@" domain`, split at the last `@`, both
             // non-empty, no space.
             Self::Address => match arg.iter().rposition(|&b| b == b'@') {
-                Some(at) if at > 0 && at + 1 < arg.len() && no_space => Ok(()),
+                Some(at) if at > 0 && at + 1 < arg.len() && no_space() => Ok(()),
                 _ => Err(ActionError::InvalidAddress),
             },
         }

@@ -96,6 +96,11 @@ impl Sink<'_> {
         self.push_clean(digits);
     }
 
+    /// Inlined: since the split of `template.rs` (this impl block is away
+    /// from the sanitizer's), the compiler stopped inlining it into
+    /// [`Template::expand_in`] on its own: about 8 instructions more per
+    /// `$client_address`.
+    #[inline]
     fn push_ip(&mut self, ip: IpAddr) {
         match ip {
             IpAddr::V4(v4) => {
