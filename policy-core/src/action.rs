@@ -248,42 +248,36 @@ impl ReplyText {
         self.enhanced.is_none() && self.text.is_none()
     }
 
-    /// Check the parts and that an enhanced code has class `class`; also that
-    /// text without a code does not itself start with one (Postfix would read
-    /// it as the code).
-    fn check(&self, class: u8) -> Result<(), ActionError> {
+    /// Check the parts against `shape`, the [`Shape::Reply`] of their verb:
+    /// an enhanced code of the verb's class; text without a code that does
+    /// not itself start with one (Postfix would read it as the code) nor with
+    /// a reply code of another class; text or a code where the verb needs it.
+    fn check(&self, shape: Shape) -> Result<(), ActionError> {
         if let Some(status) = &self.enhanced {
             status.check()?;
-            if status.class != class {
-                return Err(ActionError::EnhancedClassMismatch {
-                    expected: class,
-                    found: status.class,
-                });
-            }
-        }
-        if let Some(text) = &self.text {
-            check_text(text.as_str())?;
-            if self.enhanced.is_none() {
-                let first = split_token(text.as_str()).0;
-                if EnhancedStatus::from_token(first).is_some() {
-                    return Err(ActionError::StatusInText);
-                }
-                if let Some(found) = reply_code(first.as_bytes()) {
-                    if found / 100 != u16::from(class) {
-                        return Err(ActionError::ReplyCodeMismatch {
-                            expected: class,
-                            found,
-                        });
-                    }
+            if let Shape::Reply { class, .. } = shape {
+                if status.class != class {
+                    return Err(ActionError::EnhancedClassMismatch {
+                        expected: class,
+                        found: status.class,
+                    });
                 }
             }
         }
-        Ok(())
+        let text = match &self.text {
+            Some(text) => {
+                check_text(text.as_str())?;
+                text.as_str()
+            }
+            None => "",
+        };
+        shape.check(self.enhanced.is_some(), text.as_bytes())
     }
 
-    fn parse_with_class(s: &str, class: u8) -> Result<Self, ActionError> {
+    /// [`ReplyText::parse`], then [`ReplyText::check`] against `shape`.
+    fn parse_as(s: &str, shape: Shape) -> Result<Self, ActionError> {
         let reply = Self::parse(s)?;
-        reply.check(class)?;
+        reply.check(shape)?;
         Ok(reply)
     }
 
@@ -485,54 +479,167 @@ impl fmt::Display for ActionError {
 
 impl std::error::Error for ActionError {}
 
-/// `header = 1*ftext ":" value`, ftext = %d33-57 / %d59-126 (RFC 5322 2.2).
-fn check_header(s: &str) -> Result<(), ActionError> {
-    match s.find(':') {
-        Some(colon) if colon > 0 && s[..colon].bytes().all(|b| (33..=126).contains(&b)) => Ok(()),
-        _ => Err(ActionError::InvalidHeader),
+// ---------------------------------------------------------------------------
+// The one action-shape check.
+
+/// What may follow an action's verb or reply code, one shape per family of
+/// verbs (see the grammar in the [module documentation](self)).
+///
+/// This is the one place where the shape of an action's text is checked:
+/// [`Action::parse`], the constructors and [`Action::validate`] check here,
+/// and so does an action whose text holds template variables
+/// (`template::ActionTemplate`), on every expansion. [`Action::shape`] is the
+/// one table from an action to its shape. Do not write another check:
+/// change this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `REJECT`, `DEFER`, `DEFER_IF_REJECT`, `DEFER_IF_PERMIT`, `4NN`/`5NN`:
+    /// `[enhanced] [text]`. `class`: 4 or 5, the class the enhanced status
+    /// code and a leading reply code in the text must have (`REJECT 450 ...`
+    /// reads as a 450; [`ActionError::ReplyCodeMismatch`]). `needs_text`:
+    /// `4NN`/`5NN` need an enhanced code or text.
+    Reply {
+        /// 4 or 5.
+        class: u8,
+        /// Whether an empty reply is refused.
+        needs_text: bool,
+    },
+    /// `HOLD`, `DISCARD`: any text, or none.
+    Optional,
+    /// `WARN`, `INFO`: any text, not empty.
+    Required,
+    /// `FILTER`: `transport:destination`.
+    Filter,
+    /// `PREPEND`: `name: value`.
+    Header,
+    /// `REDIRECT`, `BCC`: `local@domain`.
+    Address,
+}
+
+impl Shape {
+    /// `REJECT`: class 5, text optional.
+    pub(crate) const REJECT: Self = Self::Reply {
+        class: 5,
+        needs_text: false,
+    };
+
+    /// `DEFER`, `DEFER_IF_REJECT`, `DEFER_IF_PERMIT`: class 4, text optional.
+    pub(crate) const DEFER: Self = Self::Reply {
+        class: 4,
+        needs_text: false,
+    };
+
+    /// `4NN`/`5NN`: the code's class, an enhanced code or text required.
+    /// For a code that [`check_code`] refuses the class means nothing;
+    /// check the code first.
+    pub(crate) fn status(code: u16) -> Self {
+        Self::Reply {
+            class: u8::try_from(code / 100).unwrap_or(u8::MAX),
+            needs_text: true,
+        }
+    }
+
+    /// Check `arg`, what follows the verb or code, which is empty or else
+    /// printable text without surrounding spaces (a [`Text`], or an expanded
+    /// template). For a reply, `arg` is the text after the enhanced status
+    /// code, and `enhanced` says whether there is one (then the text may
+    /// start with anything).
+    ///
+    /// Inlined: it runs on every expansion of a templated action, where the
+    /// caller only asks whether it passed.
+    #[inline]
+    pub(crate) fn check(self, enhanced: bool, arg: &[u8]) -> Result<(), ActionError> {
+        // Only FILTER and REDIRECT/BCC look for spaces: a closure, so that
+        // the other shapes do not scan the text.
+        let no_space = || !arg.contains(&b' ');
+        match self {
+            Self::Reply { class, needs_text } => {
+                if arg.is_empty() {
+                    return if needs_text && !enhanced {
+                        Err(ActionError::MissingText { verb: "4NN/5NN" })
+                    } else {
+                        Ok(())
+                    };
+                }
+                if enhanced {
+                    return Ok(());
+                }
+                let first = first_token(arg);
+                if is_enhanced_status(first) {
+                    return Err(ActionError::StatusInText);
+                }
+                match reply_code(first) {
+                    Some(found) if found / 100 != u16::from(class) => {
+                        Err(ActionError::ReplyCodeMismatch {
+                            expected: class,
+                            found,
+                        })
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Self::Optional => Ok(()),
+            Self::Required if arg.is_empty() => Err(ActionError::EmptyText),
+            Self::Required => Ok(()),
+            // `filter = transport ":" destination`, transport non-empty, no
+            // space anywhere.
+            Self::Filter => match arg.iter().position(|&b| b == b':') {
+                Some(colon) if colon > 0 && no_space() => Ok(()),
+                _ => Err(ActionError::InvalidFilter),
+            },
+            // `header = 1*ftext ":" value`, ftext = %d33-57 / %d59-126
+            // (RFC 5322 2.2).
+            Self::Header => match arg.iter().position(|&b| b == b':') {
+                Some(colon) if colon > 0 && arg[..colon].iter().all(|b| (33..=126).contains(b)) => {
+                    Ok(())
+                }
+                _ => Err(ActionError::InvalidHeader),
+            },
+            // `address = local "@" domain`, split at the last `@`, both
+            // non-empty, no space.
+            Self::Address => match arg.iter().rposition(|&b| b == b'@') {
+                Some(at) if at > 0 && at + 1 < arg.len() && no_space() => Ok(()),
+                _ => Err(ActionError::InvalidAddress),
+            },
+        }
     }
 }
 
-/// `address = local "@" domain`, split at the last `@`, both non-empty, no space.
-fn check_address(s: &str) -> Result<(), ActionError> {
-    match s.rfind('@') {
-        Some(at) if at > 0 && at + 1 < s.len() && !s.contains(' ') => Ok(()),
-        _ => Err(ActionError::InvalidAddress),
-    }
+/// The first word of `text`: up to its first space (a [`Text`] has no other
+/// blank).
+fn first_token(text: &[u8]) -> &[u8] {
+    let end = text.iter().position(|&b| b == b' ').unwrap_or(text.len());
+    &text[..end]
 }
 
-/// `filter = transport ":" destination`, transport non-empty, no space anywhere.
-fn check_filter(s: &str) -> Result<(), ActionError> {
-    match s.find(':') {
-        Some(colon) if colon > 0 && !s.contains(' ') => Ok(()),
-        _ => Err(ActionError::InvalidFilter),
-    }
+/// Whether `token` is an enhanced status code as [`Action::parse`] recognises
+/// one at the start of a reply text (`class.subject.detail`).
+fn is_enhanced_status(token: &[u8]) -> bool {
+    token.len() <= LONGEST_ENHANCED_STATUS
+        && std::str::from_utf8(token).is_ok_and(|s| EnhancedStatus::from_token(s).is_some())
 }
 
-/// Text for a verb that requires an argument, checked by `shape`.
-fn required(
-    rest: &str,
-    verb: &'static str,
-    shape: fn(&str) -> Result<(), ActionError>,
-) -> Result<Text, ActionError> {
+/// The longest enhanced status code text, `5.999.999`: longer tokens need not
+/// be parsed.
+const LONGEST_ENHANCED_STATUS: usize = 9;
+
+/// Text for a verb that requires an argument, checked against `shape`.
+fn required(rest: &str, verb: &'static str, shape: Shape) -> Result<Text, ActionError> {
     if rest.is_empty() {
         return Err(ActionError::MissingText { verb });
     }
     let text = Text::new(rest)?;
-    shape(text.as_str())?;
+    shape.check(false, text.as_str().as_bytes())?;
     Ok(text)
 }
 
+/// Text for `HOLD` and `DISCARD` ([`Shape::Optional`]): any, or none.
 fn optional(rest: &str) -> Result<Option<Text>, ActionError> {
     if rest.is_empty() {
         Ok(None)
     } else {
         Text::new(rest).map(Some)
     }
-}
-
-fn any_text(_: &str) -> Result<(), ActionError> {
-    Ok(())
 }
 
 /// The reply code a text's first word reads as: exactly three digits, the
@@ -597,13 +704,13 @@ impl Action {
                 Self::Dunno
             }
         } else if is("REJECT") {
-            Self::Reject(ReplyText::parse_with_class(rest, 5)?)
+            Self::reject(rest)?
         } else if is("DEFER") {
-            Self::Defer(ReplyText::parse_with_class(rest, 4)?)
+            Self::defer(rest)?
         } else if is("DEFER_IF_REJECT") {
-            Self::DeferIfReject(ReplyText::parse_with_class(rest, 4)?)
+            Self::defer_if_reject(rest)?
         } else if is("DEFER_IF_PERMIT") {
-            Self::DeferIfPermit(ReplyText::parse_with_class(rest, 4)?)
+            Self::defer_if_permit(rest)?
         } else if verb.bytes().all(|b| b.is_ascii_digit()) {
             let code = if verb.len() == 3 {
                 verb.parse::<u16>().map_err(|_| ActionError::InvalidCode)?
@@ -612,21 +719,21 @@ impl Action {
             };
             Self::status_parts(code, rest)?
         } else if is("HOLD") {
-            Self::Hold(optional(rest)?)
+            Self::hold(rest)?
         } else if is("DISCARD") {
-            Self::Discard(optional(rest)?)
+            Self::discard(rest)?
         } else if is("FILTER") {
-            Self::Filter(required(rest, "FILTER", check_filter)?)
+            Self::Filter(required(rest, "FILTER", Shape::Filter)?)
         } else if is("PREPEND") {
-            Self::Prepend(required(rest, "PREPEND", check_header)?)
+            Self::prepend(rest)?
         } else if is("REDIRECT") {
-            Self::Redirect(required(rest, "REDIRECT", check_address)?)
+            Self::redirect(rest)?
         } else if is("BCC") {
-            Self::Bcc(required(rest, "BCC", check_address)?)
+            Self::bcc(rest)?
         } else if is("WARN") {
-            Self::Warn(required(rest, "WARN", any_text)?)
+            Self::warn(rest)?
         } else if is("INFO") {
-            Self::Info(required(rest, "INFO", any_text)?)
+            Self::info(rest)?
         } else {
             return Err(ActionError::UnknownVerb);
         };
@@ -635,33 +742,29 @@ impl Action {
 
     fn status_parts(code: u16, rest: &str) -> Result<Self, ActionError> {
         check_code(code)?;
-        let class = u8::try_from(code / 100).map_err(|_| ActionError::InvalidCode)?;
-        let reply = ReplyText::parse_with_class(rest, class)?;
-        if reply.is_empty() {
-            return Err(ActionError::MissingText { verb: "4NN/5NN" });
-        }
+        let reply = ReplyText::parse_as(rest, Shape::status(code))?;
         Ok(Self::Status { code, reply })
     }
 
     /// `REJECT [enhanced] [text]`: `text` may start with an enhanced status
     /// code of class 5 and may be empty (Postfix then uses its own text).
     pub fn reject(text: &str) -> Result<Self, ActionError> {
-        ReplyText::parse_with_class(text, 5).map(Self::Reject)
+        ReplyText::parse_as(text, Shape::REJECT).map(Self::Reject)
     }
 
     /// `DEFER [enhanced] [text]`: class 4, `text` may be empty.
     pub fn defer(text: &str) -> Result<Self, ActionError> {
-        ReplyText::parse_with_class(text, 4).map(Self::Defer)
+        ReplyText::parse_as(text, Shape::DEFER).map(Self::Defer)
     }
 
     /// `DEFER_IF_REJECT [enhanced] [text]`: class 4, `text` may be empty.
     pub fn defer_if_reject(text: &str) -> Result<Self, ActionError> {
-        ReplyText::parse_with_class(text, 4).map(Self::DeferIfReject)
+        ReplyText::parse_as(text, Shape::DEFER).map(Self::DeferIfReject)
     }
 
     /// `DEFER_IF_PERMIT [enhanced] [text]`: class 4, `text` may be empty.
     pub fn defer_if_permit(text: &str) -> Result<Self, ActionError> {
-        ReplyText::parse_with_class(text, 4).map(Self::DeferIfPermit)
+        ReplyText::parse_as(text, Shape::DEFER).map(Self::DeferIfPermit)
     }
 
     /// `4NN/5NN [enhanced] text`: the enhanced class must be `code / 100`;
@@ -686,68 +789,82 @@ impl Action {
             return Err(ActionError::InvalidFilter);
         }
         let text = Text::new(&format!("{transport}:{destination}"))?;
-        check_filter(text.as_str())?;
+        Shape::Filter.check(false, text.as_str().as_bytes())?;
         Ok(Self::Filter(text))
     }
 
     /// `PREPEND name: value`, `header` being the whole header line.
     pub fn prepend(header: &str) -> Result<Self, ActionError> {
-        required(header, "PREPEND", check_header).map(Self::Prepend)
+        required(header, "PREPEND", Shape::Header).map(Self::Prepend)
     }
 
     /// `REDIRECT user@domain`.
     pub fn redirect(address: &str) -> Result<Self, ActionError> {
-        required(address, "REDIRECT", check_address).map(Self::Redirect)
+        required(address, "REDIRECT", Shape::Address).map(Self::Redirect)
     }
 
     /// `BCC user@domain` (Postfix 3.0+).
     pub fn bcc(address: &str) -> Result<Self, ActionError> {
-        required(address, "BCC", check_address).map(Self::Bcc)
+        required(address, "BCC", Shape::Address).map(Self::Bcc)
     }
 
     /// `WARN text`.
     pub fn warn(text: &str) -> Result<Self, ActionError> {
-        required(text, "WARN", any_text).map(Self::Warn)
+        required(text, "WARN", Shape::Required).map(Self::Warn)
     }
 
     /// `INFO text` (Postfix 3.0+).
     pub fn info(text: &str) -> Result<Self, ActionError> {
-        required(text, "INFO", any_text).map(Self::Info)
+        required(text, "INFO", Shape::Required).map(Self::Info)
     }
 
     /// Check every rule [`Action::parse`] enforces, for a value assembled by
     /// hand from the public payloads. Values from `parse` or the constructors
     /// always pass.
     pub fn validate(&self) -> Result<(), ActionError> {
-        match self {
-            Self::Ok | Self::Dunno => Ok(()),
-            Self::Reject(reply) => reply.check(5),
-            Self::Defer(reply) | Self::DeferIfReject(reply) | Self::DeferIfPermit(reply) => {
-                reply.check(4)
-            }
-            Self::Status { code, reply } => {
-                check_code(*code)?;
-                if reply.is_empty() {
-                    return Err(ActionError::MissingText { verb: "4NN/5NN" });
-                }
-                let class = u8::try_from(code / 100).map_err(|_| ActionError::InvalidCode)?;
-                reply.check(class)
-            }
-            Self::Hold(text) | Self::Discard(text) => match text {
-                Some(text) => check_text(text.as_str()),
-                None => Ok(()),
-            },
-            Self::Filter(text) => {
-                check_text(text.as_str()).and_then(|()| check_filter(text.as_str()))
-            }
-            Self::Prepend(text) => {
-                check_text(text.as_str()).and_then(|()| check_header(text.as_str()))
-            }
-            Self::Redirect(text) | Self::Bcc(text) => {
-                check_text(text.as_str()).and_then(|()| check_address(text.as_str()))
-            }
-            Self::Warn(text) | Self::Info(text) => check_text(text.as_str()),
+        if let Self::Status { code, .. } = self {
+            check_code(*code)?;
         }
+        let Some(shape) = self.shape() else {
+            // OK and DUNNO: nothing follows them.
+            return Ok(());
+        };
+        match self {
+            Self::Ok | Self::Dunno | Self::Hold(None) | Self::Discard(None) => Ok(()),
+            Self::Reject(reply)
+            | Self::Defer(reply)
+            | Self::DeferIfReject(reply)
+            | Self::DeferIfPermit(reply)
+            | Self::Status { reply, .. } => reply.check(shape),
+            Self::Hold(Some(text))
+            | Self::Discard(Some(text))
+            | Self::Filter(text)
+            | Self::Prepend(text)
+            | Self::Redirect(text)
+            | Self::Bcc(text)
+            | Self::Warn(text)
+            | Self::Info(text) => {
+                check_text(text.as_str())?;
+                shape.check(false, text.as_str().as_bytes())
+            }
+        }
+    }
+
+    /// What may follow this action's verb or code: the one table from an
+    /// action to its [`Shape`], for [`Action::validate`] and for templated
+    /// actions. `None` for `OK` and `DUNNO`, which take nothing.
+    pub(crate) fn shape(&self) -> Option<Shape> {
+        Some(match self {
+            Self::Ok | Self::Dunno => return None,
+            Self::Reject(_) => Shape::REJECT,
+            Self::Defer(_) | Self::DeferIfReject(_) | Self::DeferIfPermit(_) => Shape::DEFER,
+            Self::Status { code, .. } => Shape::status(*code),
+            Self::Hold(_) | Self::Discard(_) => Shape::Optional,
+            Self::Warn(_) | Self::Info(_) => Shape::Required,
+            Self::Filter(_) => Shape::Filter,
+            Self::Prepend(_) => Shape::Header,
+            Self::Redirect(_) | Self::Bcc(_) => Shape::Address,
+        })
     }
 
     /// Whether this answer refuses the request now: `REJECT`, `DEFER`,
