@@ -51,13 +51,13 @@ impl Scratch {
     /// The outside facts of the request being decided: the queries
     /// [`Engine::start`] asked, to send and answer (see [`facts`](crate::facts)).
     pub fn facts(&self) -> &Facts {
-        &self.buffers.facts
+        self.buffers.facts()
     }
 
     /// The facts, to supply answers ([`Facts::supply`]) or to give up on
     /// the rest at the deadline ([`Facts::expire`]).
     pub fn facts_mut(&mut self) -> &mut Facts {
-        &mut self.buffers.facts
+        self.buffers.facts_mut()
     }
 }
 
@@ -90,10 +90,11 @@ pub struct Decision<'a> {
     pub dry_run: DryRun<'a>,
     /// The wire form for this request (templates filled in, sanitized).
     wire: &'a [u8],
-    /// The first state backend failure while deciding.
-    failure: Option<BackendFailure<'a>>,
+    /// The first state backend failure while deciding: the rule's index,
+    /// the error, what the rule did (small: a decision is copied around).
+    failure: Option<(u32, BackendError, OnFailure)>,
     /// Outside facts that were unknown when deciding.
-    unknown_facts: usize,
+    unknown_facts: u32,
 }
 
 /// A state backend failure while deciding ([`Decision::backend_failure`]):
@@ -137,14 +138,18 @@ impl<'a> Decision<'a> {
     /// The first state backend failure while deciding, if any: the rule
     /// then did what its `on_failure` says. Log it.
     pub fn backend_failure(&self) -> Option<BackendFailure<'a>> {
-        self.failure
+        self.failure.map(|(rule, error, outcome)| BackendFailure {
+            rule: self.dry_run.rule_name(rule),
+            error,
+            outcome,
+        })
     }
 
     /// How many outside facts (DNS answers) were unknown when deciding: a
     /// rule whose condition depended on one did not apply (see
     /// [`facts`](crate::facts)). 0 for a policy without outside facts.
     pub fn unknown_facts(&self) -> usize {
-        self.unknown_facts
+        self.unknown_facts as usize
     }
 }
 
@@ -235,24 +240,16 @@ impl Policy {
         } else {
             &verdict.wire[..]
         };
-        let failure = buffers
-            .failure
-            .map(|(rule, error, outcome)| BackendFailure {
-                rule: self
-                    .program
-                    .rules
-                    .get(rule as usize)
-                    .map_or("", |r| &*r.name),
-                error,
-                outcome,
-            });
         Decision {
             action: &verdict.action,
             rule,
             dry_run: self.program.dry_run(buffers),
             wire,
-            failure,
-            unknown_facts: buffers.facts.unknown(),
+            failure: buffers.failure,
+            unknown_facts: buffers
+                .facts
+                .as_deref()
+                .map_or(0, |f| u32::try_from(f.unknown()).unwrap_or(u32::MAX)),
         }
     }
 
@@ -449,6 +446,7 @@ impl Engine {
 
     /// The policy and state in force, refreshed into `scratch` when the
     /// engine changed since its last request (or it is another engine's).
+    #[inline(always)]
     fn refresh(&self, scratch: &mut Scratch) {
         let generation = self.generation.load(Ordering::Acquire);
         let fresh =
@@ -490,7 +488,7 @@ impl Engine {
             let program = &in_force.policy.program;
             if !program.zones.is_empty() {
                 // No resolver: every outside fact is unknown.
-                let facts = &mut scratch.buffers.facts;
+                let facts = scratch.buffers.facts_mut();
                 facts.clear();
                 program.ask(request, facts);
                 facts.expire();
@@ -500,6 +498,7 @@ impl Engine {
     }
 
     /// Decide with the policy, state and facts in `scratch` (refreshed).
+    #[inline]
     fn decide_now<'s>(
         &self,
         request: &Request<'_>,
@@ -537,7 +536,9 @@ impl Engine {
         scratch: &'s mut Scratch,
     ) -> Step<'s> {
         self.refresh(scratch);
-        scratch.buffers.facts.clear();
+        if let Some(facts) = &mut scratch.buffers.facts {
+            facts.clear();
+        }
         self.resume(request, now, scratch)
     }
 
@@ -558,8 +559,9 @@ impl Engine {
         };
         let program = &in_force.policy.program;
         if !program.zones.is_empty() {
-            program.ask(request, &mut scratch.buffers.facts);
-            if scratch.buffers.facts.is_waiting() {
+            let facts = scratch.buffers.facts_mut();
+            program.ask(request, facts);
+            if facts.is_waiting() {
                 return Step::NeedFacts;
             }
         }
@@ -578,7 +580,7 @@ impl Engine {
         resolver: &mut dyn Resolver,
     ) -> Decision<'s> {
         self.refresh(scratch);
-        let facts = &mut scratch.buffers.facts;
+        let facts = scratch.buffers.facts_mut();
         facts.clear();
         if let Some((_, _, in_force)) = &scratch.policy {
             let program = &in_force.policy.program;

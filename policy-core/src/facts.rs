@@ -131,7 +131,19 @@ pub struct Facts {
     addresses: Vec<IpAddr>,
 }
 
+/// The facts of a scratch that never needed any (a policy without outside
+/// facts): empty.
+pub(crate) static NO_FACTS: Facts = Facts::new();
+
 impl Facts {
+    pub(crate) const fn new() -> Self {
+        Self {
+            facts: Vec::new(),
+            names: Vec::new(),
+            addresses: Vec::new(),
+        }
+    }
+
     /// Forget every query (a new request).
     pub(crate) fn clear(&mut self) {
         self.facts.clear();

@@ -12,7 +12,7 @@ use super::program::{
 };
 use crate::action::Action;
 use crate::base::time::Timestamp;
-use crate::facts::{Facts, Known, QueryKind, QueryName};
+use crate::facts::{Facts, Known, QueryKind, QueryName, NO_FACTS};
 use crate::request::{ProtocolState, Request};
 use crate::state::{BackendError, OnFailure, State};
 use crate::template::{Context, GreylistFacts};
@@ -87,8 +87,10 @@ pub(crate) struct Buffers {
     pub(crate) first_pass: Option<(u32, u64)>,
     /// The deciding action's expanded wire text (templated actions only).
     pub(crate) wire: Vec<u8>,
-    /// The outside facts of the request (queries and answers).
-    pub(crate) facts: Facts,
+    /// The outside facts of the request (queries and answers), made at the
+    /// first request of a policy with outside facts: a scratch that never
+    /// needs them stays small (it is moved around by value).
+    pub(crate) facts: Option<Box<Facts>>,
     /// The first state backend failure of this request: the rule's index,
     /// the error and what the rule did about it.
     pub(crate) failure: Option<(u32, BackendError, OnFailure)>,
@@ -99,6 +101,17 @@ pub(crate) struct Buffers {
 }
 
 impl Buffers {
+    /// The facts of the request (none for a policy without outside facts).
+    #[inline]
+    pub(crate) fn facts(&self) -> &Facts {
+        self.facts.as_deref().unwrap_or(&NO_FACTS)
+    }
+
+    /// The facts, made if this scratch had none yet.
+    pub(crate) fn facts_mut(&mut self) -> &mut Facts {
+        self.facts.get_or_insert_with(Box::default)
+    }
+
     /// Forget the message under way (the scratch moves to another engine).
     pub(crate) fn forget_message(&mut self) {
         // The list's capacity is kept: no allocation on the next message.
@@ -127,6 +140,11 @@ impl<'a> DryRun<'a> {
         hits: &[],
         wire: &[],
     };
+
+    /// The name of rule `index` of the policy (`""` if there is none).
+    pub(crate) fn rule_name(&self, index: u32) -> &'a str {
+        self.rules.get(index as usize).map_or("", |r| &*r.name)
+    }
 
     /// How many dry-run rules applied.
     pub fn len(&self) -> usize {
@@ -403,23 +421,17 @@ impl Program {
             .entries
             .get(start..start.saturating_add(hot.len as usize))
             .unwrap_or_default();
-        memo.unknown = false;
+        let facts = buffers.facts();
         let holds = entries
             .iter()
-            .all(|&entry| self.holds(entry, request, memo, &buffers.facts));
+            .all(|&entry| self.holds(entry, request, memo, facts));
         if memo.unknown {
-            // An outside fact is unknown: the rule applies only if every
-            // clause surely holds whatever the unknown facts are.
-            let mut all = Some(true);
-            for &entry in entries {
-                let mut assumed = Assumptions::default();
-                match self.holds3(entry, request, memo, &buffers.facts, &mut assumed) {
-                    Some(true) => {}
-                    Some(false) => return None,
-                    None => all = None,
-                }
+            // Off the hot path: `unknown` is only ever set by a test on an
+            // outside fact.
+            memo.unknown = false;
+            if !self.surely_holds(entries, request, memo, facts) {
+                return None;
             }
-            all?;
         } else if !holds {
             return None;
         }
@@ -529,6 +541,22 @@ impl Program {
             OnFailure::Defer => Some(&self.backend_defer),
             OnFailure::Allow | OnFailure::Skip => None,
         }
+    }
+
+    /// Whether every clause of `entries` surely holds, whatever the unknown
+    /// outside facts are (three values; see [`Program::holds3`]).
+    #[cold]
+    fn surely_holds(
+        &self,
+        entries: &[u32],
+        request: &Request<'_>,
+        memo: &mut Memo,
+        facts: &Facts,
+    ) -> bool {
+        entries.iter().all(|&entry| {
+            let mut assumed = Assumptions::default();
+            self.holds3(entry, request, memo, facts, &mut assumed) == Some(true)
+        })
     }
 
     /// The dry-run hits recorded in `buffers` by the last [`Program::decide`].

@@ -127,7 +127,7 @@ pub(crate) fn explain(
                     entry,
                     request,
                     &mut super::program::Memo::default(),
-                    &buffers.facts,
+                    buffers.facts(),
                 );
                 all &= holds;
                 let mut tests: Vec<(u32, TestResult)> = (first..end)
