@@ -119,6 +119,10 @@ pub enum StoreError {
     UnsupportedVersion {
         /// The version in the file.
         found: u32,
+        /// Whether the length field that follows the version (where
+        /// version 1 has it) is the length of the bytes given: a whole file
+        /// written by another version of the format, rather than damage.
+        whole: bool,
     },
     /// The bytes go on after the checksum.
     TrailingBytes {
@@ -170,7 +174,7 @@ impl fmt::Display for StoreError {
             Self::BadMagic => {
                 f.write_str("not a policyd state file: expected the magic \"PDSTATE\\0\"")
             }
-            Self::UnsupportedVersion { found } => write!(
+            Self::UnsupportedVersion { found, .. } => write!(
                 f,
                 "state file format version {found} is not supported: expected {STORE_VERSION}"
             ),
@@ -438,10 +442,13 @@ pub fn decode(bytes: &[u8]) -> Result<Stored<'_>, StoreError> {
     let mut header = Reader { buf: bytes, pos: 8 };
     // In range: the length was checked just above.
     let version = header.u32()?;
-    if version != STORE_VERSION {
-        return Err(StoreError::UnsupportedVersion { found: version });
-    }
     let total = header.u64()?;
+    if version != STORE_VERSION {
+        return Err(StoreError::UnsupportedVersion {
+            found: version,
+            whole: total == bytes.len() as u64,
+        });
+    }
     let Some(total) = usize::try_from(total)
         .ok()
         .filter(|&t| t >= HEADER + CHECKSUM)
@@ -997,6 +1004,22 @@ default DUNNO
         assert_eq!(
             decode(&v2).unwrap_err().to_string(),
             "state file format version 2 is not supported: expected 1"
+        );
+        // Whole: the length field after the version is the file's length.
+        assert_eq!(
+            decode(&v2).unwrap_err(),
+            StoreError::UnsupportedVersion {
+                found: 2,
+                whole: true
+            }
+        );
+        v2.push(0);
+        assert_eq!(
+            decode(&v2).unwrap_err(),
+            StoreError::UnsupportedVersion {
+                found: 2,
+                whole: false
+            }
         );
         assert_eq!(
             DropReason::Changed.to_string(),

@@ -306,7 +306,7 @@ pub(crate) fn load(path: &Path, state: &mut State, interval: Duration) -> Result
         // Written by another policyd (a newer one, before a downgrade):
         // whole (its length field says so), and still good to the policyd
         // that wrote it. Garbage after the magic is damage.
-        Err(StoreError::UnsupportedVersion { found }) if whole_container(&bytes) => {
+        Err(StoreError::UnsupportedVersion { found, whole: true }) => {
             return Err(StartError {
                 code: EX_CONFIG,
                 message: format!(
@@ -404,15 +404,6 @@ pub(crate) fn load(path: &Path, state: &mut State, interval: Duration) -> Result
         }
     }
     Ok(())
-}
-
-/// Whether the container's length field (after the magic and the version)
-/// is the file's length: a whole file, whatever its format version.
-fn whole_container(bytes: &[u8]) -> bool {
-    bytes
-        .get(12..20)
-        .and_then(|field| <[u8; 8]>::try_from(field).ok())
-        .is_some_and(|field| u64::from_le_bytes(field) == bytes.len() as u64)
 }
 
 /// Logs that the state file cannot be used and why, and renames it to
