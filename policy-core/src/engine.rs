@@ -217,6 +217,13 @@ impl Policy {
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.program.rules.iter().map(|r| &*r.name)
     }
+
+    /// Whether some condition needs outside facts (`in dnsbl`): deciding
+    /// then asks queries ([`Engine::start`]), and [`Engine::decide`] takes
+    /// them all as unknown.
+    pub fn uses_outside_facts(&self) -> bool {
+        !self.program.zones.is_empty()
+    }
 }
 
 impl Policy {

@@ -127,6 +127,7 @@ fn serve(config: Config) -> ExitCode {
     for warning in &loaded.warnings {
         policy_file::log_diagnostic(warning);
     }
+    policy_file::warn_outside_facts(&loaded.policy, &loaded.name);
     if config.policy == PolicySource::Action(Action::Ok) {
         // What the compiler warns about for a rule, said for the shortcut.
         log::warning!(

@@ -316,6 +316,7 @@ fn reload(path: &Path, engine: &Engine) {
             for warning in &loaded.warnings {
                 policy_file::log_diagnostic(warning);
             }
+            policy_file::warn_outside_facts(&loaded.policy, &loaded.name);
             let old = engine.state();
             // Requests being decided finish with the old policy; every
             // connection's next request uses the new one.

@@ -300,6 +300,30 @@ mod serving {
         });
     }
 
+    /// A policy with an outside fact: the daemon does not query DNS yet,
+    /// says so at start, and decides with the fact unknown (the rule that
+    /// depends on it does not apply; `not` of it neither).
+    #[test]
+    fn outside_facts_are_unknown_and_said_so() {
+        let dir = TempDir::new("dnsbl");
+        let policy = dir.write(
+            "policy.conf",
+            "rule listed { if client_address in dnsbl \"bl.example\" then REJECT }\n\
+             rule clean { unless client_address in dnsbl \"bl.example\" then OK }\n\
+             default DEFER \"4.7.1 not decided\"\n",
+        );
+        let daemon = Daemon::start(&["--config", &policy]);
+        daemon.expect_log("the outside-facts warning", |l| {
+            l.contains("warning: policy ")
+                && l.contains(" has `in dnsbl` tests, but this policyd does not query DNS yet")
+        });
+        let mut conn = daemon.connect();
+        assert_eq!(
+            request(&mut conn, &rcpt_request(1)),
+            b"action=DEFER 4.7.1 not decided\n\n"
+        );
+    }
+
     #[test]
     fn pipelined_and_split_requests() {
         let daemon = Daemon::start(&[]);
