@@ -39,6 +39,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::ops::Range;
 
+use crate::base::bytes::decimal;
+
 /// The kind of a DNS query.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -311,19 +313,8 @@ impl QueryName {
         match ip {
             IpAddr::V4(v4) => {
                 for octet in v4.octets().iter().rev() {
-                    let digits = [
-                        b'0' + octet / 100,
-                        b'0' + octet / 10 % 10,
-                        b'0' + octet % 10,
-                    ];
-                    let skip = if *octet >= 100 {
-                        0
-                    } else if *octet >= 10 {
-                        1
-                    } else {
-                        2
-                    };
-                    name.push(&digits[skip..]);
+                    let mut buf = [0u8; 20];
+                    name.push(decimal(u64::from(*octet), &mut buf));
                     name.push(b".");
                 }
             }

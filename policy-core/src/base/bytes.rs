@@ -166,9 +166,64 @@ pub fn printable_ascii_prefix(bytes: &[u8]) -> usize {
     first_flagged(bytes, non_printable_lanes, |b| !is_printable_ascii(b)).unwrap_or(bytes.len())
 }
 
+/// Writes `n` in decimal at the end of `buf` (`u64::MAX` has 20 digits)
+/// and returns the digits. The one decimal writer of the hot path (no
+/// `core::fmt`).
+#[inline]
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // n % 10 < 10: fits in a u8.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+/// Writes the dotted quad of `octets` into `out` (the longest,
+/// `255.255.255.255`, is 15 bytes) and returns its length.
+#[inline]
+pub(crate) fn dotted_quad(octets: [u8; 4], out: &mut [u8; 15]) -> usize {
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        let mut buf = [0u8; 20];
+        let digits = decimal(u64::from(octet), &mut buf);
+        out[len..len + digits.len()].copy_from_slice(digits);
+        len += digits.len();
+    }
+    len
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_and_dotted_quad_match_core_fmt() {
+        for n in [0u64, 7, 10, 99, 100, 255, 65_535, 4_294_967_296, u64::MAX] {
+            let mut buf = [0u8; 20];
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+        for octets in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [192, 0, 2, 10],
+            [10, 100, 1, 99],
+        ] {
+            let mut out = [0u8; 15];
+            let len = dotted_quad(octets, &mut out);
+            let want = std::net::Ipv4Addr::from(octets).to_string();
+            assert_eq!(&out[..len], want.as_bytes());
+        }
+    }
 
     #[test]
     fn fnv1a_matches_the_reference_vectors() {

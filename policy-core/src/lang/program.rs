@@ -2,6 +2,7 @@
 //! conditions as tests with jump targets. Built by the compiler, run by the
 //! evaluator, shown by explain.
 
+use crate::base::bytes::{decimal, dotted_quad};
 use std::net::IpAddr;
 
 use super::greylist::GreylistRule;
@@ -208,7 +209,10 @@ impl TextBuf {
         // At most 39 + 4 bytes (IPv4-mapped addresses are masked as IPv4).
         self.bytes[len] = b'/';
         len += 1;
-        len += put_decimal(u32::from(bits), &mut self.bytes[len..]);
+        let mut digits = [0u8; 20];
+        let digits = decimal(u64::from(bits), &mut digits);
+        self.bytes[len..len + digits.len()].copy_from_slice(digits);
+        len += digits.len();
         &self.bytes[..len]
     }
 
@@ -272,34 +276,10 @@ impl TextBuf {
 /// Writes a dotted quad at the start of `out` (at least 15 bytes); returns
 /// its length.
 fn put_ipv4(octets: [u8; 4], out: &mut [u8]) -> usize {
-    let mut len = 0;
-    for (i, octet) in octets.into_iter().enumerate() {
-        if i > 0 {
-            out[len] = b'.';
-            len += 1;
-        }
-        len += put_decimal(u32::from(octet), &mut out[len..]);
-    }
+    let mut text = [0u8; 15];
+    let len = dotted_quad(octets, &mut text);
+    out[..len].copy_from_slice(&text[..len]);
     len
-}
-
-/// Writes `n` in decimal at the start of `out`; returns the digits written.
-fn put_decimal(n: u32, out: &mut [u8]) -> usize {
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        // n % 10 < 10: fits in a u8.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let count = digits.len() - at;
-    out[..count].copy_from_slice(&digits[at..]);
-    count
 }
 
 /// Writes a 16-bit group in lower-case hex without leading zeros.

@@ -1,6 +1,7 @@
 //! Expanding a template for a request into the caller's buffer: each value
 //! written in its canonical text and sanitized, without allocating.
 
+use crate::base::bytes::{decimal, dotted_quad};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -82,7 +83,7 @@ pub fn write_duration(ms: u64, out: &mut [u8; 24]) -> &[u8] {
             None => (ms, b"ms"),
         };
     let mut digits = [0u8; 20];
-    let text = format_decimal(value, &mut digits);
+    let text = decimal(value, &mut digits);
     let len = text.len() + unit.len();
     out[..text.len()].copy_from_slice(text);
     out[text.len()..len].copy_from_slice(unit);
@@ -92,7 +93,7 @@ pub fn write_duration(ms: u64, out: &mut [u8; 24]) -> &[u8] {
 impl Sink<'_> {
     fn push_number(&mut self, n: u64) {
         let mut buf = [0u8; 20];
-        let digits = format_decimal(n, &mut buf);
+        let digits = decimal(n, &mut buf);
         self.push_clean(digits);
     }
 
@@ -104,19 +105,8 @@ impl Sink<'_> {
     fn push_ip(&mut self, ip: IpAddr) {
         match ip {
             IpAddr::V4(v4) => {
-                // "255.255.255.255" is the longest dotted quad.
                 let mut text = [0u8; 15];
-                let mut len = 0;
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text[len] = b'.';
-                        len += 1;
-                    }
-                    let mut buf = [0u8; 20];
-                    let digits = format_decimal(u64::from(octet), &mut buf);
-                    text[len..len + digits.len()].copy_from_slice(digits);
-                    len += digits.len();
-                }
+                let len = dotted_quad(v4.octets(), &mut text);
                 self.push_clean(&text[..len]);
             }
             IpAddr::V6(v6) => {
@@ -128,22 +118,6 @@ impl Sink<'_> {
             }
         }
     }
-}
-
-/// Write `n` in decimal at the end of `buf` (u64::MAX has 20 digits) and
-/// return the digits.
-fn format_decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        // n % 10 < 10: fits in a u8.
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
 }
 
 /// A `fmt::Write` into a fixed stack buffer; fails when full.
