@@ -32,6 +32,9 @@
 //! regex) and recipients, of an authenticated and a trusted client, and a
 //! `DATA` request, in one read each and pipelined; and the first accepted
 //! retries of stored triplets, each answered with the header.
+//! And for a policy with outside facts (two DNSBL tests) decided by steps
+//! (start, supply, resume) before a limit whose table was reserved
+//! (`State::reserve`): 600 requests, each with a new key, allocate nothing.
 //! A sanity test shows that an allocation in the region is counted, so the
 //! zero is not a blind spot.
 #![allow(unsafe_code)] // the global allocator below; the libraries stay unsafe-free
@@ -729,6 +732,105 @@ fn warmed_hot_path_with_a_greylist_allocates_nothing() {
     assert_eq!(table(), tracked, "a retry added a triplet");
     // They passed: known now.
     assert_eq!(decide(&retries[0], NOW), dunno);
+}
+
+/// A policy with outside facts (two DNSBL tests), decided by steps as a
+/// daemon with its own DNS does: start, supply the answers, resume. Once the
+/// scratch has held a request's queries, asking and answering allocate
+/// nothing; and a limit whose table was reserved takes new keys without
+/// allocating.
+#[test]
+fn warmed_decisions_with_outside_facts_and_reserved_tables_allocate_nothing() {
+    use policy_core::{Answer, NoFiles, State, Step};
+    use std::net::{IpAddr, Ipv4Addr};
+    let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let src = r#"
+rule listed { if client_address in dnsbl "bl.example" then REJECT "5.7.1 listed" }
+rule other { if client_address in dnsbl "other.example" then DEFER "4.7.1 later" }
+limit per_sender { key sender count messages max 1000 per 1h }
+default DUNNO
+"#;
+    let policy = Policy::compile("p.conf", src, &mut NoFiles)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy;
+    let state = State::for_policy(&policy);
+    state.reserve(1000);
+    let engine = Engine::with_state(policy, state);
+    let frames: Vec<Vec<u8>> = (0..600)
+        .map(|i| {
+            format!(
+                "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.{}\n\
+                 sender=s{i}@example.org\nrecipient=r@example.net\ninstance={i}\n\n",
+                i % 250
+            )
+            .into_bytes()
+        })
+        .collect();
+    let listed = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))];
+    let mut scratch = Scratch::new();
+    let mut answers = Vec::with_capacity(8);
+    let mut decide = |frame: &[u8], scratch: &mut Scratch| -> usize {
+        let request = Request::parse(frame).expect("valid request");
+        let mut step = engine.start(&request, NOW, scratch);
+        while let Step::NeedFacts = step {
+            answers.clear();
+            answers.extend(
+                scratch
+                    .facts()
+                    .pending()
+                    .map(|(id, q)| (id, q.name.starts_with(b"7."))),
+            );
+            for &(id, is_listed) in &answers {
+                let answer = if is_listed {
+                    Answer::Addresses(&listed)
+                } else {
+                    Answer::NotFound
+                };
+                scratch.facts_mut().supply(id, answer);
+            }
+            step = engine.resume(&request, NOW, scratch);
+        }
+        match step {
+            Step::Decided(d) => d.wire().len(),
+            Step::NeedFacts => 0,
+        }
+    };
+    // Warmed with the longest query names (a three-digit last octet) and a
+    // listed client (an answer with an address): the facts' buffers grow to
+    // their working size.
+    for i in 0..10 {
+        let client = if i == 0 { 7 } else { 200 };
+        let frame = format!(
+            "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.{client}\n\
+             sender=warm{i}@example.org\nrecipient=r@example.net\ninstance=w{i}\n\n"
+        );
+        decide(frame.as_bytes(), &mut scratch);
+    }
+    // Every measured request has a new sender: a new key in the reserved
+    // limit table.
+    let (ops, total) = heap_operations_in(|| {
+        frames
+            .iter()
+            .map(|f| decide(f, &mut scratch))
+            .sum::<usize>()
+    });
+    assert!(total > 0);
+    assert_eq!(
+        ops,
+        (0, 0, 0),
+        "outside facts and reserved tables: (allocations, reallocations, deallocations) over {} \
+         requests on a warmed connection; expected none",
+        frames.len()
+    );
+    let state = engine.state();
+    let keys = state.limits().next().expect("one limit").table.len();
+    // Clients 192.0.2.7 (3 of the 600) are listed and refused before the
+    // limit: every other sender was counted.
+    assert_eq!(
+        keys,
+        9 + frames.len() - 3,
+        "every sender that got to the limit counted"
+    );
 }
 
 #[test]
