@@ -5,22 +5,19 @@
 //! nothing once warm (a counting global allocator).
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use policy_core::greylist::{normalize_sender, ClientWhitelist, RecipientWhitelist};
 use policy_core::Address;
 use proptest::prelude::*;
 
-use crate::common::heap_operations;
+use crate::common::{heap_operations, tests_dir};
 use regex::bytes::Regex;
 
 // ---------------------------------------------------------------------------
 // Helpers.
 
 fn sample(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/greylist")
-        .join(name);
+    let path = tests_dir().join("greylist").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
