@@ -23,18 +23,20 @@ use std::path::{Component, Path, PathBuf};
 
 use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
 
+use crate::common::{tests_dir, MIDNIGHT_MS};
+
 /// The time a scenario starts at (`now=+0s`): 2023-11-15T00:00:00Z, a UTC
 /// midnight, so that it is a multiple of the bucket width of every window
 /// whose sixteenth divides a day (`1s`, `16s`, `1m`, `1h`, `1d`, ...): a
 /// unit counted at `+0s` sits at the very start of its bucket, and the times
 /// at which it stops counting are exact offsets (see `README.md`).
-const START: Timestamp = Timestamp::from_unix_millis(1_700_006_400_000);
+const START: Timestamp = Timestamp::from_unix_millis(MIDNIGHT_MS);
 
 /// The connection a request is decided on when its block names none.
 const DEFAULT_CONNECTION: u32 = 1;
 
 fn scenarios_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+    tests_dir().join("scenarios")
 }
 
 /// Reads the files a policy names, relative to the scenario's directory, and

@@ -4,18 +4,9 @@
 
 use std::net::IpAddr;
 
-use policy_core::{
-    Answer, Engine, NoFiles, Policy, Query, QueryKind, Request, Resolver, Scratch, Step, Timestamp,
-};
+use policy_core::{Answer, NoFiles, Policy, Query, QueryKind, Request, Resolver, Scratch, Step};
 
-const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
-
-fn engine(src: &str) -> Engine {
-    match Policy::compile("policy.conf", src, &mut NoFiles) {
-        Ok(c) => Engine::new(c.policy),
-        Err(e) => panic!("{e}"),
-    }
-}
+use crate::common::{engine, NOW};
 
 fn rcpt(client: &str) -> Vec<u8> {
     format!(

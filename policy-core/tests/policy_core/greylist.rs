@@ -9,28 +9,12 @@ use std::collections::HashMap;
 use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Timestamp};
 use proptest::prelude::*;
 
-/// 2023-11-15T00:00:00Z.
-const T0: u64 = 1_700_006_400_000;
+use crate::common::{at, compile, engine, rule_and_wire};
+
 const SEC: u64 = 1000;
 const MIN: u64 = 60 * SEC;
 const HOUR: u64 = 60 * MIN;
 const DAY: u64 = 24 * HOUR;
-
-fn at(ms: u64) -> Timestamp {
-    Timestamp::from_unix_millis(T0 + ms)
-}
-
-fn compile(src: &str) -> Policy {
-    match Policy::compile("policy.conf", src, &mut NoFiles) {
-        Ok(c) => c.policy,
-        Err(e) => panic!("{src}\n{e}"),
-    }
-}
-
-/// An engine deciding with the policy `src` (which must compile).
-fn engine(src: &str) -> Engine {
-    Engine::new(compile(src))
-}
 
 /// A RCPT request from `client` (address), `sender` to `recipient`.
 fn rcpt(client: &str, sender: &str, recipient: &str) -> Vec<u8> {
@@ -45,11 +29,7 @@ fn rcpt(client: &str, sender: &str, recipient: &str) -> Vec<u8> {
 fn decide(engine: &Engine, frame: &[u8], now: Timestamp) -> (String, String) {
     let request = Request::parse(frame).unwrap_or_else(|e| panic!("{e}"));
     let mut scratch = Scratch::new();
-    let d = engine.decide(&request, now, &mut scratch);
-    (
-        d.rule.to_owned(),
-        String::from_utf8_lossy(d.wire()).into_owned(),
-    )
+    rule_and_wire(&engine.decide(&request, now, &mut scratch))
 }
 
 const BASIC: &str =

@@ -2,9 +2,11 @@
 //! engine seam as an embedder uses it.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use policy_core::{Action, ProtocolState, Request, KNOWN_ATTRIBUTES};
+
+use crate::common::tests_dir;
 
 /// `\xNN` for bytes outside printable ASCII and for `\` (vectors/README.md).
 fn escape(bytes: &[u8]) -> String {
@@ -133,9 +135,7 @@ fn text_field<'a>(r: &Request<'a>, name: &str) -> &'a [u8] {
 }
 
 fn vectors_dir(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors")
-        .join(sub)
+    tests_dir().join("vectors").join(sub)
 }
 
 /// Every `*.req` file in `sub`, sorted, with its `.expected` text.
@@ -496,7 +496,9 @@ mod properties {
 
 mod engine_seam {
     use super::*;
-    use policy_core::{Engine, Policy, Scratch, Timestamp};
+    use policy_core::{Engine, Policy, Scratch};
+
+    use crate::common::NOW;
 
     #[test]
     fn engine_answers_the_configured_action_for_every_vector() {
@@ -504,12 +506,11 @@ mod engine_seam {
             Action::parse("DEFER 4.7.1 Try later").expect("valid action"),
         ));
         let mut scratch = Scratch::new();
-        let now = Timestamp::from_unix_millis(1_700_000_000_000);
         let mut ran = 0;
         for (path, data, _) in request_vectors("valid") {
             let request =
                 Request::parse(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let decision = engine.decide(&request, now, &mut scratch);
+            let decision = engine.decide(&request, NOW, &mut scratch);
             assert_eq!(decision.wire(), b"DEFER 4.7.1 Try later");
             assert_eq!(decision.verb(), "DEFER");
             assert_eq!(decision.rule, "default");
@@ -519,7 +520,7 @@ mod engine_seam {
         engine.replace(Policy::default());
         let request = Request::parse(b"request=smtpd_access_policy\n\n").expect("minimal request");
         assert_eq!(
-            engine.decide(&request, now, &mut scratch).compiled_action(),
+            engine.decide(&request, NOW, &mut scratch).compiled_action(),
             &Action::Dunno
         );
     }
@@ -537,15 +538,14 @@ mod engine_seam {
             Action::parse("DEFER 4.7.1 second").expect("valid action"),
         ));
         let mut scratch = Scratch::new();
-        let now = Timestamp::from_unix_millis(1_700_000_000_000);
         let request = Request::parse(b"request=smtpd_access_policy\n\n").expect("minimal request");
         for _ in 0..3 {
             assert_eq!(
-                reject.decide(&request, now, &mut scratch).wire(),
+                reject.decide(&request, NOW, &mut scratch).wire(),
                 b"REJECT 5.7.1 first"
             );
             assert_eq!(
-                defer.decide(&request, now, &mut scratch).wire(),
+                defer.decide(&request, NOW, &mut scratch).wire(),
                 b"DEFER 4.7.1 second"
             );
         }
@@ -567,18 +567,18 @@ mod engine_seam {
         let mut scratch = Scratch::new();
         let first = rcpt(1);
         let request = Request::parse(first.as_bytes()).expect("request");
-        assert_eq!(a.decide(&request, now, &mut scratch).wire(), b"DUNNO");
-        assert_eq!(b.decide(&request, now, &mut scratch).wire(), b"DUNNO");
+        assert_eq!(a.decide(&request, NOW, &mut scratch).wire(), b"DUNNO");
+        assert_eq!(b.decide(&request, NOW, &mut scratch).wire(), b"DUNNO");
         // The message is now counted once on each engine: a second message
         // from the sender is over the limit on both.
         let second = rcpt(2).replace("instance=m1", "instance=m2");
         let request = Request::parse(second.as_bytes()).expect("request");
         assert!(a
-            .decide(&request, now, &mut scratch)
+            .decide(&request, NOW, &mut scratch)
             .wire()
             .starts_with(b"DEFER"));
         assert!(b
-            .decide(&request, now, &mut scratch)
+            .decide(&request, NOW, &mut scratch)
             .wire()
             .starts_with(b"DEFER"));
     }
@@ -605,7 +605,6 @@ mod engine_seam {
                 .unwrap_or_else(|e| panic!("{e}"))
                 .policy,
         );
-        let now = Timestamp::from_unix_millis(1_700_000_000_000);
         /// (client, helo, sasl_username, sender, size, expected rule)
         type Case = (
             &'static str,
@@ -683,8 +682,8 @@ mod engine_seam {
             );
 
             let (mut one, mut two) = (Scratch::new(), Scratch::new());
-            let from_bytes = engine.decide(&parsed, now, &mut one);
-            let from_state = engine.decide(&built, now, &mut two);
+            let from_bytes = engine.decide(&parsed, NOW, &mut one);
+            let from_state = engine.decide(&built, NOW, &mut two);
             assert_eq!(from_bytes.rule, rule, "{frame}");
             assert_eq!(from_state.rule, from_bytes.rule, "{frame}");
             assert_eq!(

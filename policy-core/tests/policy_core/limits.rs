@@ -13,25 +13,7 @@ use std::sync::Arc;
 use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Severity, State, Timestamp};
 use proptest::prelude::*;
 
-/// 2023-11-15T00:00:00Z: a multiple of every bucket width used here.
-const START: u64 = 1_700_006_400_000;
-
-fn at(offset_ms: u64) -> Timestamp {
-    Timestamp::from_unix_millis(START + offset_ms)
-}
-
-fn compile(src: &str) -> Policy {
-    match Policy::compile("policy.conf", src, &mut NoFiles) {
-        Ok(c) => c.policy,
-        Err(e) => panic!("does not compile:\n{src}\n{e}"),
-    }
-}
-
-/// An engine deciding with the policy `src` (which must compile), its
-/// limits' counters empty.
-fn engine(src: &str) -> Engine {
-    Engine::new(compile(src))
-}
+use crate::common::{at, compile, compiled, engine, rule_and_wire};
 
 /// A request frame of `name=value` pairs.
 fn frame(pairs: &[(&str, &str)]) -> Vec<u8> {
@@ -52,11 +34,7 @@ fn decide(
 ) -> (String, String) {
     let bytes = frame(pairs);
     let request = Request::parse(&bytes).expect("test request parses");
-    let d = engine.decide(&request, now, scratch);
-    (
-        d.rule.to_owned(),
-        String::from_utf8(d.wire().to_vec()).expect("UTF-8 wire"),
-    )
+    rule_and_wire(&engine.decide(&request, now, scratch))
 }
 
 // ---------------------------------------------------------------------------
@@ -1065,10 +1043,7 @@ fn over_actions_get_the_warnings_of_rule_actions() {
             "PREPEND is not allowed at END-OF-MESSAGE",
         ),
     ] {
-        let compiled = match Policy::compile("policy.conf", src, &mut NoFiles) {
-            Ok(c) => c,
-            Err(e) => panic!("{src}\n{e}"),
-        };
+        let compiled = compiled(src);
         assert!(
             compiled.warnings.len() == 1 && compiled.warnings[0].message.contains(fragment),
             "{src}: {:?}",

@@ -12,14 +12,7 @@ use policy_core::{
     Request, Scratch, State, Timestamp, Verdict,
 };
 
-const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
-
-fn compile(src: &str) -> Policy {
-    match Policy::compile("policy.conf", src, &mut NoFiles) {
-        Ok(c) => c.policy,
-        Err(e) => panic!("{e}"),
-    }
-}
+use crate::common::{compile, NOW};
 
 fn rcpt(sender: &str, instance: u32) -> Vec<u8> {
     format!(

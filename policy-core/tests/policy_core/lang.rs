@@ -8,10 +8,10 @@ use policy_core::{
     Timestamp,
 };
 
+use crate::common::{compiled, engine, rule_and_wire, NOW};
+
 /// Attribute overrides for [`frame`].
 type Pairs<'a> = &'a [(&'a str, &'a str)];
-
-const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
 
 /// A request frame from `name=value` pairs (a Postfix 3.x RCPT request by
 /// default, overridden by `pairs`; a value of `-` drops the attribute).
@@ -65,18 +65,6 @@ fn frame(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-fn compile(src: &str) -> Compiled {
-    match Policy::compile("policy.conf", src, &mut NoFiles) {
-        Ok(c) => c,
-        Err(e) => panic!("does not compile:\n{src}\n{e}"),
-    }
-}
-
-/// An engine deciding with the policy `src` (which must compile).
-fn engine(src: &str) -> Engine {
-    Engine::new(compile(src).policy)
-}
-
 fn compile_with_files(src: &str, files: &[(&str, &str)]) -> Result<Compiled, CompileErrors> {
     let files: HashMap<String, String> = files
         .iter()
@@ -103,11 +91,7 @@ fn decide(engine: &Engine, pairs: &[(&str, &str)]) -> (String, String) {
     let bytes = frame(pairs);
     let request = Request::parse(&bytes).expect("test request parses");
     let mut scratch = Scratch::new();
-    let d = engine.decide(&request, NOW, &mut scratch);
-    (
-        d.rule.to_owned(),
-        String::from_utf8(d.wire().to_vec()).expect("UTF-8 wire"),
-    )
+    rule_and_wire(&engine.decide(&request, NOW, &mut scratch))
 }
 
 #[test]
@@ -733,7 +717,7 @@ rule dry dry-run { then OK }
 rule late { state END-OF-MESSAGE if tls then PREPEND \"X-TLS: yes\" }
 default OK
 ";
-    let compiled = compile(src);
+    let compiled = compiled(src);
     let expect: &[(u32, u32, &str)] = &[
         (1, 6, "list `unused_list` is declared but never used"),
         (2, 8, "logins map `unused_map` is declared but never used"),
@@ -786,7 +770,7 @@ rule c { if sender == \"c@example.com\" then REJECT \"5.7.1 550 is fine after a 
 rule d { if sender == \"d@example.com\" then 550 \"5.7.1 Go away\" }
 default DEFER \"421 later\"
 ";
-    let compiled = compile(src);
+    let compiled = compiled(src);
     let expect: &[(u32, u32, &str)] = &[
         (
             1,

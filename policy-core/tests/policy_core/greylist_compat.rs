@@ -3,86 +3,21 @@
 //! files in postgrey's format (`tests/greylist/`), and a reference built from
 //! postgrey 1.37's own regular expressions (proptest). Lookups allocate
 //! nothing once warm (a counting global allocator).
-#![allow(unsafe_code)] // the counting global allocator below; the library stays unsafe-free
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use policy_core::greylist::{normalize_sender, ClientWhitelist, RecipientWhitelist};
 use policy_core::Address;
 use proptest::prelude::*;
+
+use crate::common::{heap_operations, tests_dir};
 use regex::bytes::Regex;
-
-// ---------------------------------------------------------------------------
-// Counting allocator (only the thread that switched counting on is counted).
-
-static HEAP_OPERATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    // `const` initialisation: reading it never allocates, so the allocator may consult it.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn counting() -> bool {
-    COUNTING.try_with(Cell::get).unwrap_or(false)
-}
-
-struct CountingAllocator;
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged; counting only touches an atomic and a const thread-local.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counting() {
-            HEAP_OPERATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if counting() {
-            HEAP_OPERATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counting() {
-            HEAP_OPERATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if counting() {
-            HEAP_OPERATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Heap operations made by `f` on this thread.
-fn heap_operations(f: impl FnOnce()) -> u64 {
-    let before = HEAP_OPERATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    HEAP_OPERATIONS.load(Ordering::Relaxed) - before
-}
 
 // ---------------------------------------------------------------------------
 // Helpers.
 
 fn sample(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/greylist")
-        .join(name);
+    let path = tests_dir().join("greylist").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
