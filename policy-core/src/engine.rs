@@ -308,7 +308,7 @@ impl State {
 
     /// The state for `policy`, a new version of the policy this state is
     /// for (a reload): every limit and greylist that `policy` has unchanged
-    /// (same name and [signature](LimitState::signature)) keeps its table,
+    /// (same name and [signature](crate::state::LimitState::signature)) keeps its table,
     /// shared with `self`, so counts made through either are seen by both;
     /// the others start empty. The backend and budget carry over.
     pub fn adopt(&self, policy: &Policy) -> Self {
@@ -420,7 +420,7 @@ impl Engine {
     ///
     /// The state adopts the new policy ([`State::adopt`]): limits and
     /// greylists that it keeps unchanged (same name and
-    /// [`signature`](LimitState::signature)) keep their state; their names
+    /// [`signature`](crate::state::LimitState::signature)) keep their state; their names
     /// are returned.
     pub fn replace(&self, policy: Policy) -> Vec<String> {
         let mut current = self.current.write();

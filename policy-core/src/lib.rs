@@ -97,7 +97,9 @@ pub mod facts;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod greylist;
+mod keyed;
 pub mod lang;
+mod limits;
 pub mod list;
 pub mod request;
 pub mod state;
@@ -129,7 +131,8 @@ pub use template::{
 };
 
 /// The module graph is a tree (a DAG): no cycles between the top-level
-/// modules, nor between the files of `state/` (ARCHITECTURE.md, issue 10).
+/// modules, which keep the layers of ARCHITECTURE.md, nor between the
+/// files of `state/`, `keyed/`, `limits/` and `greylist/` (issue 10).
 #[cfg(test)]
 mod module_tree {
     use std::collections::{BTreeMap, BTreeSet};
@@ -213,49 +216,82 @@ mod module_tree {
             .collect()
     }
 
-    /// The graph between top-level modules (edges from `crate::X` paths),
-    /// and the graph between the files of `state/` (edges from `super::X`
-    /// and `crate::state::X`, a name re-exported by `state/mod.rs` counting
-    /// as the file it comes from; `mod.rs`, the facade, is not a node).
-    fn graphs(src: &Path) -> (Graph, Graph) {
+    /// The crate's source files, sorted, and the top-level module of each
+    /// (`lib` for `lib.rs`).
+    fn files_by_module(src: &Path) -> Vec<(PathBuf, String)> {
         let mut files = Vec::new();
         rust_files(src, &mut files);
         files.sort();
-        let rel = |p: &Path| {
-            p.strip_prefix(src)
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        };
-        let top_of = |p: &Path| {
-            let first = rel(p)
-                .iter()
-                .next()
-                .map(|s| s.to_string_lossy().into_owned());
-            first.unwrap_or_default().trim_end_matches(".rs").to_owned()
-        };
-        let modules: BTreeSet<String> = files
-            .iter()
-            .map(|p| top_of(p))
-            .filter(|m| m != "lib")
-            .collect();
+        files
+            .into_iter()
+            .map(|p| {
+                let first = p
+                    .strip_prefix(src)
+                    .ok()
+                    .and_then(|r| r.iter().next())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let module = first.trim_end_matches(".rs").to_owned();
+                (p, module)
+            })
+            .collect()
+    }
 
-        let state_dir = src.join("state");
-        let state_mod = code(&fs::read_to_string(state_dir.join("mod.rs")).unwrap_or_default());
-        let state_files: BTreeSet<String> = files
+    /// The graph between top-level modules: an edge for each `crate::X`
+    /// path in one module's code naming another.
+    fn top_graph(src: &Path) -> Graph {
+        let files = files_by_module(src);
+        let modules: BTreeSet<&str> = files
             .iter()
-            .filter(|p| p.parent() == Some(state_dir.as_path()))
-            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .map(|(_, m)| m.as_str())
+            .filter(|m| *m != "lib")
+            .collect();
+        let mut top = Graph::new();
+        for (path, module) in &files {
+            if module == "lib" {
+                continue;
+            }
+            let source = code(&fs::read_to_string(path).unwrap_or_default());
+            let edges = top.entry(module.clone()).or_default();
+            for target in segments_after(&source, "crate::") {
+                if target != *module && modules.contains(target.as_str()) {
+                    edges.insert(target);
+                }
+            }
+        }
+        top
+    }
+
+    /// The graph between the files of the folder module `folder` (`state`,
+    /// `limits`...): an edge for each `super::X` and `crate::folder::X` path
+    /// naming another file of the folder, a name re-exported by its
+    /// `mod.rs` (`pub use f::{A, B}`) counting as the file it comes from.
+    /// `mod.rs`, the facade, is not a node; nor are files in subfolders.
+    fn folder_graph(src: &Path, folder: &str) -> Graph {
+        let dir = src.join(folder);
+        let facade = code(&fs::read_to_string(dir.join("mod.rs")).unwrap_or_default());
+        let files: BTreeSet<String> = files_by_module(src)
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+            .filter_map(|(p, _)| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .filter(|s| s != "mod")
             .collect();
-        // Names `state/mod.rs` re-exports from each file: `pub use f::{A, B}`.
+        // Names the facade re-exports from each file: `pub use f::{A, B}`.
         let mut reexported: BTreeMap<String, String> = BTreeMap::new();
-        for statement in state_mod.split(';') {
-            let Some(rest) = statement.trim().strip_prefix("pub use ") else {
+        for statement in facade.split(';') {
+            let Some(rest) = statement
+                .trim()
+                .strip_prefix("pub use ")
+                .or_else(|| statement.trim().strip_prefix("pub(crate) use "))
+            else {
                 continue;
             };
             let Some((file, names)) = rest.split_once("::") else {
                 continue;
             };
+            if !files.contains(file.trim()) {
+                continue;
+            }
             for name in names
                 .split(|c: char| !is_ident(c))
                 .filter(|n| !n.is_empty())
@@ -263,46 +299,27 @@ mod module_tree {
                 reexported.insert(name.to_owned(), file.trim().to_owned());
             }
         }
-
-        let mut top = Graph::new();
-        let mut state = Graph::new();
-        for path in &files {
-            let module = top_of(path);
-            if module == "lib" {
-                continue;
-            }
-            let source = code(&fs::read_to_string(path).unwrap_or_default());
-            let edges = top.entry(module.clone()).or_default();
-            for target in segments_after(&source, "crate::") {
-                if target != module && modules.contains(&target) {
-                    edges.insert(target);
-                }
-            }
-            if path.parent() != Some(state_dir.as_path()) {
-                continue;
-            }
-            let Some(file) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            if file == "mod" {
-                continue;
-            }
-            let edges = state.entry(file.clone()).or_default();
+        let in_folder = format!("crate::{folder}::");
+        let mut graph = Graph::new();
+        for file in &files {
+            let source =
+                code(&fs::read_to_string(dir.join(format!("{file}.rs"))).unwrap_or_default());
+            let edges = graph.entry(file.clone()).or_default();
             let named = segments_after(&source, "super::")
                 .into_iter()
-                .chain(segments_after(&source, "crate::state::"));
+                .chain(segments_after(&source, &in_folder));
             for name in named {
-                let target = if state_files.contains(&name) {
+                let target = if files.contains(&name) {
                     Some(name)
                 } else {
                     reexported.get(&name).cloned()
                 };
-                if let Some(target) = target.filter(|t| *t != file) {
+                if let Some(target) = target.filter(|t| t != file) {
                     edges.insert(target);
                 }
             }
         }
-        (top, state)
+        graph
     }
 
     /// A cycle in `graph`, as the path `a -> b -> a`, if there is one.
@@ -340,9 +357,30 @@ mod module_tree {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
     }
 
+    /// The top-level modules by layer, bottom first (ARCHITECTURE.md's
+    /// module tree): a module uses only modules of lower layers.
+    const LAYERS: &[&[&str]] = &[
+        &["base"],
+        &["action", "request"],
+        &["list"],
+        &["template"],
+        &["keyed"],
+        &["limits"],
+        &["greylist"],
+        &["state"],
+        &["facts"],
+        &["lang"],
+        &["store"],
+        &["engine"],
+        &["fuzz_harness"],
+    ];
+
+    /// The folders whose files must form a tree too.
+    const FOLDERS: &[&str] = &["state", "keyed", "limits", "greylist"];
+
     #[test]
     fn top_level_modules_form_a_tree() {
-        let (top, _) = graphs(&src());
+        let top = top_graph(&src());
         assert!(
             top.contains_key("engine") && top.contains_key("base"),
             "{top:?}"
@@ -359,15 +397,39 @@ mod module_tree {
     }
 
     #[test]
-    fn state_files_form_a_tree() {
-        let (_, state) = graphs(&src());
-        assert!(
-            state.contains_key("shard") && state.contains_key("table"),
-            "{state:?}"
-        );
-        if let Some(cycle) = cycle(&state) {
-            panic!("module cycle in policy-core's state/: {cycle}\n(graph: {state:?})");
+    fn top_level_modules_keep_their_layers() {
+        let top = top_graph(&src());
+        let layer = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
+        for module in top.keys() {
+            assert!(
+                layer(module).is_some(),
+                "module `{module}` is in no layer: add it to LAYERS and to ARCHITECTURE.md"
+            );
         }
+        for (module, uses) in &top {
+            for used in uses {
+                assert!(
+                    layer(used) < layer(module),
+                    "`{module}` uses `{used}`, which is not in a lower layer (see LAYERS)"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn folder_files_form_a_tree() {
+        for folder in FOLDERS {
+            let graph = folder_graph(&src(), folder);
+            assert!(graph.len() > 1, "{folder}/: {graph:?}");
+            if let Some(cycle) = cycle(&graph) {
+                panic!("module cycle in policy-core's {folder}/: {cycle}\n(graph: {graph:?})");
+            }
+        }
+        // The edges are seen: a feature's rule uses its table.
+        let limits = folder_graph(&src(), "limits");
+        assert!(limits["rule"].contains("table"), "{limits:?}");
+        let greylist = folder_graph(&src(), "greylist");
+        assert!(greylist["snapshot"].contains("table"), "{greylist:?}");
     }
 
     #[test]

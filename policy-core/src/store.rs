@@ -40,7 +40,8 @@
 //! container is believed, so a partly written file reads as
 //! [`StoreError::Truncated`] and a damaged one as
 //! [`StoreError::ChecksumMismatch`]. Each payload carries its own checksum
-//! as well (see [`crate::state::snapshot`]).
+//! as well (see [`LimitTable::encode_snapshot`](crate::state::LimitTable::encode_snapshot)
+//! and [`GreylistTable::encode_snapshot`](crate::state::GreylistTable::encode_snapshot)).
 //!
 //! # Example
 //!

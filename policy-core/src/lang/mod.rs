@@ -51,8 +51,6 @@ mod compile;
 mod diag;
 mod eval;
 mod explain;
-pub(crate) mod greylist;
-pub(crate) mod limit;
 mod parse;
 pub(crate) mod program;
 mod suggest;
@@ -62,11 +60,12 @@ pub use compile::MAX_REGEX_COMPILED_BYTES;
 pub use diag::{CompileErrors, Diagnostic, Severity, MAX_COLUMN_SCAN};
 pub use eval::{DryRun, DryRunHit, DryRunIter};
 pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, TestResult};
-pub use greylist::{DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
-pub use limit::{DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
 pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
 pub use program::BACKEND_DEFER_ACTION;
 pub use suggest::did_you_mean;
+
+pub use crate::greylist::rule::{DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
+pub use crate::limits::{DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
 
 pub(crate) use compile::compile;
 pub(crate) use eval::Buffers;

@@ -48,9 +48,18 @@
 //! [`ActionTemplate::write_wire`] always writes one valid action: when an
 //! expansion would make the action invalid, it writes a documented fallback
 //! instead (see [`ActionTemplate::write_wire`]).
+//!
+//! # Inside the crate
+//!
+//! The same variables are what conditions and limit keys read: `field.rs`
+//! types a [`Var`] read as a field and writes its value without allocating,
+//! and `action.rs` also has a rule's compiled answer (an action, its wire
+//! form, its template). Both are here, below the policy language, because
+//! the limit and greylist rules use them too.
 
 mod action;
 mod expand;
+mod field;
 mod parse;
 mod sanitize;
 #[cfg(test)]
@@ -62,3 +71,6 @@ pub use expand::write_duration;
 pub use parse::{Part, Template, TemplateError};
 pub use sanitize::sanitize;
 pub use vars::{Context, GreylistFacts, LimitFacts, Var};
+
+pub(crate) use action::Verdict;
+pub(crate) use field::{FieldType, TextBuf};
