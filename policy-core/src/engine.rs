@@ -16,10 +16,12 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::action::Action;
-pub use crate::base::time::Timestamp;
+use crate::base::time::Timestamp;
 use crate::facts::{Facts, Resolver};
+use crate::lang::diag::CompileErrors;
 use crate::lang::program::Program;
-use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
+use crate::lang::source::{Compiled, SourceLoader};
+use crate::lang::{Buffers, DryRun, Explanation};
 use crate::request::Request;
 use crate::state::{BackendError, GreylistSpec, LimitSpec, OnFailure, State};
 
@@ -568,7 +570,7 @@ impl Engine {
 
     /// Decide `request` with the facts `resolver` gives, asking it each
     /// query in turn (a blocking embedder's form of [`Engine::start`] and
-    /// [`Engine::resume`]). What it answers [`Answer::Unknown`](crate::Answer::Unknown)
+    /// [`Engine::resume`]). What it answers [`Answer::Unknown`](crate::facts::Answer::Unknown)
     /// to is unknown.
     pub fn decide_with<'s>(
         &self,

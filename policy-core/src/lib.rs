@@ -29,7 +29,7 @@
 //!  out: Vec<u8> ◀──policy_proto::encode(&decision, &mut out)── Decision<'s> { wire(), verb(), rule, dry_run }
 //! ```
 //!
-//! # Main types
+//! # Main types (at the crate root)
 //!
 //! - [`Request`]: every attribute Postfix sends up to 3.12, typed where it
 //!   helps ([`ProtocolState`], IP addresses, ports, numbers, [`Address`] split
@@ -38,25 +38,42 @@
 //! - [`Action`]: every access(5) action valid in a policy reply, validated when
 //!   constructed, with a canonical wire form. Errors: [`ActionError`].
 //! - [`Policy`] (immutable rules, no state; `Send + Sync`), [`State`] (the
-//!   tables of its limits and greylists, behind the [`Backend`] seam),
-//!   [`Engine`] (the policy and state in force, replaceable at run time:
-//!   the one way to decide), [`Scratch`] (per-connection working space),
-//!   [`Decision`] (the wire text and the rule that chose it), [`Timestamp`].
-//! - [`Policy::compile`] compiles the policy language ([`lang`]): every error
-//!   as a located [`Diagnostic`] in [`CompileErrors`], list files read through
-//!   a [`SourceLoader`], [`Explanation`]s of decisions for people.
-//! - `limit` rules count per key in [`state`]'s tables ([`Limit`],
-//!   [`LimitTable`]) with exact window semantics; a [`Scratch`] remembers the
-//!   message under way on its connection (for `count messages` and the
-//!   counting points `at data` / `at end-of-message`).
+//!   tables of its limits and greylists, behind the [`Backend`](state::Backend)
+//!   seam), [`Engine`] (the policy and state in force, replaceable at run
+//!   time: the one way to decide), [`Scratch`] (per-connection working
+//!   space), [`Decision`] (the wire text and the rule that chose it),
+//!   [`Step`] (a decision, or the outside facts it waits for), [`Timestamp`].
+//! - [`Policy::compile`] compiles the policy language: every error as a
+//!   located [`Diagnostic`] in [`CompileErrors`], list files read through a
+//!   [`SourceLoader`] ([`NoFiles`] when there are none), the policy and its
+//!   warnings in [`Compiled`].
+//!
+//! # Modules (the rest, each item in one place)
+//!
+//! - [`lang`]: the policy language's bounds, [`Explanation`](lang::Explanation)s
+//!   of decisions for people, dry-run hits.
+//! - [`facts`]: the outside facts a decision may wait for (DNS queries and
+//!   their answers), and the [`Resolver`](facts::Resolver) trait of the
+//!   blocking form.
+//! - [`limits`]: `limit` rules count per key in a
+//!   [`LimitTable`](limits::LimitTable) with exact window semantics
+//!   ([`Limit`](limits::Limit), [`Window`](limits::Window)); a [`Scratch`]
+//!   remembers the message under way on its connection (for `count
+//!   messages` and the counting points `at data` / `at end-of-message`).
 //!   [`State::limits`] shows every limit's counters, [`Engine::replace`]
 //!   keeps those of unchanged limits across a reload, and [`store`] encodes
 //!   them all into one checksummed state file and restores them, all or
 //!   nothing (the daemon does the file I/O), also into a running engine
 //!   ([`Engine::set_state`]).
-//! - `greylist` rules keep their triplets in a [`GreylistTable`] (the same
-//!   sharded tables); [`greylist`] has postgrey's sender normalisation and
-//!   whitelist file formats.
+//! - [`greylist`]: `greylist` rules keep their triplets in a
+//!   [`GreylistTable`](greylist::GreylistTable) (the same sharded tables),
+//!   with postgrey's sender normalisation and whitelist file formats.
+//! - [`state`]: the [`Backend`](state::Backend) seam to where a [`State`]'s
+//!   tables live, the in-memory [`LocalBackend`](state::LocalBackend), and
+//!   what both kinds of table share (hash seeds, snapshot errors).
+//! - [`store`]: the state file. [`list`]: the lists a policy looks up.
+//!   [`template`]: `$variables` in reply texts. [`base`]: attribute names
+//!   and byte scanners, shared with `policy-proto`'s framer.
 //!
 //! # Example
 //!
@@ -87,9 +104,9 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
-pub mod action;
+mod action;
 pub mod base;
-pub mod engine;
+mod engine;
 pub mod facts;
 // For the fuzz targets in `fuzz/` and the unit tests only: never in an
 // embedder's build.
@@ -99,36 +116,25 @@ pub mod fuzz_harness;
 pub mod greylist;
 mod keyed;
 pub mod lang;
-mod limits;
+pub mod limits;
 pub mod list;
-pub mod request;
+mod request;
 pub mod state;
 pub mod store;
 pub mod template;
 
+// The main types, each here only: their modules are private (or, for
+// `lang` and `state`, do not export them).
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
 pub use base::time::Timestamp;
 pub use engine::{BackendFailure, Decision, Engine, Policy, Scratch, Step};
-pub use facts::{Answer, FactId, Facts, Query, QueryKind, Resolver};
-pub use lang::{
-    CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
-    SourceLoader,
-};
-pub use list::{
-    EntryError, EntryToken, FileEntryError, KindSet, List, ListBuilder, ListKind, LoginMap, Lookup,
-};
+pub use lang::diag::{CompileErrors, Diagnostic, Severity};
+pub use lang::source::{Compiled, NoFiles, SourceLoader};
 pub use request::{
     Address, Attributes, ParseError, ParseOptions, ProtocolState, Request, UnknownAttributes,
-    KNOWN_ATTRIBUTES,
+    SMTPD_ACCESS_POLICY,
 };
-pub use state::{
-    Backend, BackendError, GreyCounts, GreyVerdict, GreylistState, GreylistTable, HashSeeds, Key,
-    Limit, LimitError, LimitState, LimitTable, LocalBackend, OnFailure, Refusal, SnapshotError,
-    State, TopKey, Verdict, Window,
-};
-pub use template::{
-    ActionTemplate, ActionTemplateError, Template, TemplateError, Var, WireOutcome,
-};
+pub use state::local::State;
 
 /// The module graph is a tree (a DAG): no cycles between the top-level
 /// modules, which keep the layers of ARCHITECTURE.md, nor between the

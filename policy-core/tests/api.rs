@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use policy_core::{Action, ProtocolState, Request, KNOWN_ATTRIBUTES};
+use policy_core::base::attr::KNOWN_ATTRIBUTES;
+use policy_core::{Action, ProtocolState, Request};
 
 /// `\xNN` for bytes outside printable ASCII and for `\` (vectors/README.md).
 fn escape(bytes: &[u8]) -> String {
@@ -587,7 +588,7 @@ mod engine_seam {
     /// bytes: it decides exactly as the parsed request with the same values.
     #[test]
     fn a_built_request_decides_as_the_parsed_one() {
-        use policy_core::request::SMTPD_ACCESS_POLICY;
+        use policy_core::SMTPD_ACCESS_POLICY;
         use policy_core::{Address, NoFiles};
 
         let source = r#"

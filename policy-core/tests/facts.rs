@@ -4,9 +4,8 @@
 
 use std::net::IpAddr;
 
-use policy_core::{
-    Answer, Engine, NoFiles, Policy, Query, QueryKind, Request, Resolver, Scratch, Step, Timestamp,
-};
+use policy_core::facts::{Answer, Query, QueryKind, Resolver};
+use policy_core::{Engine, NoFiles, Policy, Request, Scratch, Step, Timestamp};
 
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
 

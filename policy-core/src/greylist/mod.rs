@@ -7,7 +7,7 @@
 //!   Compiling a `greylist` item stays in the language's compiler
 //!   (`lang/compile/greylists.rs`): it is a part of the compiler's own
 //!   `impl`, and the compiler sits above this module.
-//! - The table (`table.rs`, [`GreylistTable`](crate::state::GreylistTable)):
+//! - The table (`table.rs`, [`GreylistTable`]):
 //!   the triplets and client networks of one rule, postgrey's semantics,
 //!   in the sharded tables limits use too; its snapshots (`snapshot.rs`),
 //!   framed as limit snapshots are.
@@ -92,7 +92,7 @@
 //!
 //! # Cost
 //!
-//! Entries of the common shapes go into the crate's [`List`](crate::List)
+//! Entries of the common shapes go into the crate's [`List`](crate::list::List)
 //! tables: host names and domains into a subdomain table, users and
 //! addresses into an address table, addresses and networks into sorted
 //! ranges. Regexes, and entries of unusual shapes (postgrey's own regex
@@ -113,4 +113,12 @@ mod tests;
 
 pub use clients::ClientWhitelist;
 pub use recipients::RecipientWhitelist;
+pub use rule::{GreyCall, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
 pub use sender::normalize_sender;
+pub use snapshot::GREYLIST_SNAPSHOT_MAGIC;
+pub use table::{
+    GreyCounts, GreyVerdict, GreylistTable, Timers, CLIENTS_PER_TRIPLET_CAPACITY,
+    PASS_COUNT_INTERVAL_MS,
+};
+
+pub use crate::limits::snapshot::GREYLIST_SNAPSHOT_VERSION;

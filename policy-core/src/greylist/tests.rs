@@ -11,7 +11,8 @@ use super::table::{GreyCounts, GreyVerdict, GreylistTable, Timers, PASS_COUNT_IN
 use crate::base::time::Timestamp;
 use crate::keyed::HashSeeds;
 use crate::limits::snapshot;
-use crate::limits::{LimitTable, SnapshotError};
+use crate::limits::snapshot::SnapshotError;
+use crate::limits::LimitTable;
 
 const SEEDS: HashSeeds = HashSeeds([5, 6, 7, 8]);
 

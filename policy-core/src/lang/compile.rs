@@ -14,8 +14,8 @@ use super::program::{
     Field, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp, FALSE,
     MEMO_SLOTS, NO_MEMO, STATE_NAMES, TRUE,
 };
+use super::source::{Compiled, SourceLoader};
 use super::suggest;
-use super::{Compiled, SourceLoader};
 use warnings::ok_at_rcpt_message;
 
 mod greylists;

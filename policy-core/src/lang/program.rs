@@ -561,7 +561,7 @@ mod tests {
             src.push_str(&rule(i, &format!("sasl_username == \"u{i}\"")));
         }
         src.push_str(&rule(9, "sasl_username == \"u\" or tls"));
-        let compiled = crate::lang::compile("p", &src, &mut crate::lang::NoFiles);
+        let compiled = crate::lang::compile("p", &src, &mut crate::NoFiles);
         let Ok(compiled) = compiled else {
             panic!("does not compile");
         };

@@ -7,7 +7,7 @@
 //!   ([`Window`]'s module).
 //! - [`LimitTable`]: the counters of one limit rule, keyed by a 64-bit hash of
 //!   the key ([`Key`]), sharded under `parking_lot` mutexes (the sharded
-//!   tables of [`crate::keyed`]). Checking and counting is atomic per key, so
+//!   tables greylists use too). Checking and counting is atomic per key, so
 //!   many threads hitting one key admit exactly N; a count can be refunded
 //!   ([`LimitTable::refund`]) when the request it was for is refused after
 //!   all. The start of each key's text is kept to show the keys counting
@@ -15,7 +15,8 @@
 //! - Snapshots ([`LimitTable::encode_snapshot`], [`LimitTable::decode_snapshot`],
 //!   and [`LimitTable::decode_snapshot_as_written`] to read one without its
 //!   rule): bytes in, bytes out, no I/O, key texts included; decoding is all
-//!   or nothing. Their framing and [`SnapshotError`] are shared with greylist
+//!   or nothing. Their framing and
+//!   [`SnapshotError`](crate::state::SnapshotError) are shared with greylist
 //!   snapshots (`snapshot.rs`).
 //! - The rule (`rule.rs`): a compiled `limit` rule, the key and units of a
 //!   request, and its step while deciding, which checks and counts through
@@ -29,7 +30,8 @@
 //! # Example
 //!
 //! ```
-//! use policy_core::state::{HashSeeds, Limit, LimitTable, Verdict, Window};
+//! use policy_core::limits::{Limit, LimitTable, Verdict, Window};
+//! use policy_core::state::HashSeeds;
 //! use policy_core::Timestamp;
 //!
 //! // max 2 per 1h, 10 per 1d; at most 100,000 keys. Draw the seeds at random
@@ -77,8 +79,8 @@ mod tests;
 
 use std::fmt;
 
-pub use rule::{DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
-pub use snapshot::{SnapshotError, GREYLIST_SNAPSHOT_VERSION, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use rule::{LimitCall, DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
+pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub use table::{Key, LimitTable, Refusal, TopKey, Verdict};
 pub use window::{Window, BUCKETS, MAX_WINDOW_MS};
 

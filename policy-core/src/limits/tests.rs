@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
+use super::snapshot::SnapshotError;
 use super::*;
 use crate::base::time::Timestamp;
 use crate::keyed::{HashSeeds, KEY_TEXT_BYTES};

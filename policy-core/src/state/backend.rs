@@ -1,27 +1,6 @@
 //! The state backend seam: the operations a stateful item (a limit, a
-//! greylist) performs on its state, as a trait.
-//!
-//! [`LocalBackend`](super::LocalBackend) (the sharded in-memory tables) is the
-//! first implementation; a remote atomic store (Redis) is meant to be the
-//! second. The operations are shaped for one:
-//!
-//! - **One round trip per stateful item.** A limit's check-and-count is one
-//!   call ([`Backend::limit`]), which a remote store runs as one server-side
-//!   script; so is a greylist's step ([`Backend::greylist`]). A refund
-//!   ([`Backend::refund`]) happens only when the final answer refuses a
-//!   request that a limit counted.
-//! - **A time budget.** Each call gets `now` and a `deadline` on the policy's
-//!   clock ([`When`]); a remote backend gives up at the deadline
-//!   (`deadline - now` from the moment it is called) and answers
-//!   [`BackendError::Timeout`].
-//! - **An explicit outcome on failure.** An error never decides by itself:
-//!   the item's [`OnFailure`](crate::keyed::OnFailure) setting in the policy (`on_failure allow`,
-//!   `defer` or `skip`) says what the rule does instead, and the
-//!   [`Decision`](crate::Decision) reports the failure for the log.
-//!
-//! Keys arrive hashed ([`Key::hash`](crate::limits::Key::hash), seeded per item by the state) with their
-//! text for display; a backend shared by several hosts must see the same
-//! seeds on each of them.
+//! greylist) performs on its state, as a trait, and the types of its
+//! calls; the contract is [`Backend`]'s documentation.
 
 use std::fmt;
 
@@ -56,7 +35,30 @@ pub struct When {
 }
 
 /// Where stateful items keep their state: the operations of a limit and of
-/// a greylist. See the [module documentation](self) for the contract.
+/// a greylist.
+///
+/// [`LocalBackend`](super::LocalBackend) (the sharded in-memory tables) is the
+/// first implementation; a remote atomic store (Redis) is meant to be the
+/// second. The operations are shaped for one:
+///
+/// - **One round trip per stateful item.** A limit's check-and-count is one
+///   call ([`Backend::limit`]), which a remote store runs as one server-side
+///   script; so is a greylist's step ([`Backend::greylist`]). A refund
+///   ([`Backend::refund`]) happens only when the final answer refuses a
+///   request that a limit counted.
+/// - **A time budget.** Each call gets `now` and a `deadline` on the policy's
+///   clock ([`When`]); a remote backend gives up at the deadline
+///   (`deadline - now` from the moment it is called) and answers
+///   [`BackendError::Timeout`].
+/// - **An explicit outcome on failure.** An error never decides by itself:
+///   the item's [`OnFailure`](super::OnFailure) setting in the policy
+///   (`on_failure allow`, `defer` or `skip`) says what the rule does
+///   instead, and the [`Decision`](crate::Decision) reports the failure for
+///   the log.
+///
+/// Keys arrive hashed ([`Key::hash`](crate::limits::Key::hash), seeded per
+/// item by the state) with their text for display; a backend shared by
+/// several hosts must see the same seeds on each of them.
 ///
 /// Implementations must be cheap to call from many threads at once: each
 /// connection's thread calls them while deciding. A call may block its
