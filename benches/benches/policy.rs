@@ -51,7 +51,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use policy_core::state::GreylistTable;
+use policy_core::greylist::GreylistTable;
 use policy_core::{Engine, Request, Scratch, State, Timestamp};
 use policyd_benches::policies::{
     big_list, greylist, greylist_rcpt, greylist_rcpt_into, limit_rcpt, limits, realistic, ListKind,

@@ -53,9 +53,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Instant;
 
-use policy_core::state::{
-    GreyVerdict, GreylistTable, HashSeeds, Key, Limit, LimitTable, Timers, Verdict, Window,
-};
+use policy_core::greylist::{GreyVerdict, GreylistTable, Timers};
+use policy_core::limits::{Key, Limit, LimitTable, Verdict, Window};
+use policy_core::state::HashSeeds;
 use policy_core::Timestamp;
 use policyd_benches::XorShift64;
 

@@ -331,7 +331,7 @@ impl XorShift64 {
 // ---------------------------------------------------------------------------
 
 /// Bytes reserved up front for a connection's reply buffer. A reply is
-/// `action=` + at most `policy_core::action::MAX_TEXT_BYTES` (450) of text plus a
+/// `action=` + at most `policy_core::MAX_TEXT_BYTES` (450) of text plus a
 /// verb and code + `\n\n`; 1 KiB holds the longest with room to spare, so
 /// encoding never has to grow the buffer.
 pub const REPLY_CAPACITY: usize = 1024;

@@ -741,7 +741,8 @@ fn warmed_hot_path_with_a_greylist_allocates_nothing() {
 /// allocating.
 #[test]
 fn warmed_decisions_with_outside_facts_and_reserved_tables_allocate_nothing() {
-    use policy_core::{Answer, NoFiles, State, Step};
+    use policy_core::facts::Answer;
+    use policy_core::{NoFiles, State, Step};
     use std::net::{IpAddr, Ipv4Addr};
     let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let src = r#"

@@ -16,10 +16,13 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::action::Action;
-pub use crate::base::time::Timestamp;
+use crate::base::time::Timestamp;
 use crate::facts::{Facts, Resolver};
+use crate::lang::diag::CompileErrors;
+use crate::lang::diag::Diagnostic;
 use crate::lang::program::Program;
-use crate::lang::{Buffers, CompileErrors, Compiled, DryRun, Explanation, SourceLoader};
+use crate::lang::source::SourceLoader;
+use crate::lang::{Buffers, DryRun, Explanation};
 use crate::request::Request;
 use crate::state::{BackendError, GreylistSpec, LimitSpec, OnFailure, State};
 
@@ -153,6 +156,16 @@ impl<'a> Decision<'a> {
     }
 }
 
+/// A policy that compiled ([`Policy::compile`]), and the warnings about it.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The compiled policy.
+    pub policy: Policy,
+    /// Everything that compiles but probably does not do what was meant, in
+    /// file order.
+    pub warnings: Vec<Diagnostic>,
+}
+
 /// A compiled, immutable policy: rules, lists, templates, and no state.
 /// `Policy: Send + Sync`; a clone is the same rules. Put it in force with
 /// an [`Engine`], which keeps its [`State`].
@@ -170,10 +183,6 @@ impl Policy {
         Self {
             program: Program::always(action),
         }
-    }
-
-    pub(crate) fn from_program(program: Program) -> Self {
-        Self { program }
     }
 
     /// Compile the policy `source`, the text of the file `file_name` (used in
@@ -210,7 +219,11 @@ impl Policy {
         source: &str,
         loader: &mut dyn SourceLoader,
     ) -> Result<Compiled, CompileErrors> {
-        crate::lang::compile(file_name, source, loader)
+        let (program, warnings) = crate::lang::compile(file_name, source, loader)?;
+        Ok(Compiled {
+            policy: Self { program },
+            warnings,
+        })
     }
 
     /// The names of the rules, in file order (without `"default"`).
@@ -312,7 +325,7 @@ impl State {
 
     /// The state for `policy`, a new version of the policy this state is
     /// for (a reload): every limit and greylist that `policy` has unchanged
-    /// (same name and [signature](crate::LimitState::signature)) keeps its table,
+    /// (same name and [signature](crate::state::LimitState::signature)) keeps its table,
     /// shared with `self`, so counts made through either are seen by both;
     /// the others start empty. The backend and budget carry over.
     pub fn adopt(&self, policy: &Policy) -> Self {
@@ -424,7 +437,7 @@ impl Engine {
     ///
     /// The state adopts the new policy ([`State::adopt`]): limits and
     /// greylists that it keeps unchanged (same name and
-    /// [`signature`](crate::LimitState::signature)) keep their state; their names
+    /// [`signature`](crate::state::LimitState::signature)) keep their state; their names
     /// are returned.
     pub fn replace(&self, policy: Policy) -> Vec<String> {
         let mut current = self.current.write();
@@ -577,7 +590,7 @@ impl Engine {
 
     /// Decide `request` with the facts `resolver` gives, asking it each
     /// query in turn (a blocking embedder's form of [`Engine::start`] and
-    /// [`Engine::resume`]). What it answers [`Answer::Unknown`](crate::Answer::Unknown)
+    /// [`Engine::resume`]). What it answers [`Answer::Unknown`](crate::facts::Answer::Unknown)
     /// to is unknown.
     pub fn decide_with<'s>(
         &self,

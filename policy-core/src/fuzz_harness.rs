@@ -206,16 +206,16 @@ const FUZZ_STATE_POLICY: &str = "limit a { key sender count messages max 3 per 1
 /// Decode `data` as a state file ([`crate::store::decode`]) and, whatever
 /// it is, as one limit table snapshot and as one greylist table snapshot.
 /// Never panics; an accepted limit table answers
-/// [`LimitTable::top`](crate::LimitTable::top) and encodes to a snapshot
+/// [`LimitTable::top`](crate::limits::LimitTable::top) and encodes to a snapshot
 /// that decodes to the same top keys; an accepted greylist table answers
-/// [`GreylistTable::counts`](crate::state::GreylistTable::counts) (live
+/// [`GreylistTable::counts`](crate::greylist::GreylistTable::counts) (live
 /// entries no more than it holds) and encodes to a snapshot that decodes to
 /// the same timers, counts and verdicts; restoring into a policy is all or
 /// nothing (on error the policy's tables are unchanged).
 pub fn decode_state(data: &[u8]) {
     let now = crate::Timestamp::from_unix_millis(1_700_000_000_000);
     let check_greylist = |payload: &[u8]| {
-        use crate::state::GreylistTable;
+        use crate::greylist::GreylistTable;
         let Ok(table) = GreylistTable::decode_snapshot_as_written(payload, MAX_FUZZ_STATE_KEYS)
         else {
             return;
@@ -248,7 +248,8 @@ pub fn decode_state(data: &[u8]) {
         assert_eq!(third, again, "re-encoding is not stable");
     };
     let check_table = |payload: &[u8]| {
-        let Ok(table) = crate::LimitTable::decode_snapshot_as_written(payload, MAX_FUZZ_STATE_KEYS)
+        let Ok(table) =
+            crate::limits::LimitTable::decode_snapshot_as_written(payload, MAX_FUZZ_STATE_KEYS)
         else {
             return;
         };
@@ -256,8 +257,9 @@ pub fn decode_state(data: &[u8]) {
         let top: Vec<_> = (0..windows).map(|w| table.top(w, 8, now)).collect();
         let mut again = Vec::new();
         table.encode_snapshot(now, &mut again);
-        let back = crate::LimitTable::decode_snapshot_as_written(&again, MAX_FUZZ_STATE_KEYS)
-            .unwrap_or_else(|e| panic!("a re-encoded snapshot does not decode: {e}"));
+        let back =
+            crate::limits::LimitTable::decode_snapshot_as_written(&again, MAX_FUZZ_STATE_KEYS)
+                .unwrap_or_else(|e| panic!("a re-encoded snapshot does not decode: {e}"));
         for (w, expected) in top.iter().enumerate() {
             let got = back.top(w, 8, now);
             assert_eq!(

@@ -29,7 +29,7 @@
 //!  out: Vec<u8> ◀──policy_proto::encode(&decision, &mut out)── Decision<'s> { wire(), verb(), rule, dry_run }
 //! ```
 //!
-//! # Main types
+//! # Main types (at the crate root)
 //!
 //! - [`Request`]: every attribute Postfix sends up to 3.12, typed where it
 //!   helps ([`ProtocolState`], IP addresses, ports, numbers, [`Address`] split
@@ -38,25 +38,42 @@
 //! - [`Action`]: every access(5) action valid in a policy reply, validated when
 //!   constructed, with a canonical wire form. Errors: [`ActionError`].
 //! - [`Policy`] (immutable rules, no state; `Send + Sync`), [`State`] (the
-//!   tables of its limits and greylists, behind the [`Backend`] seam),
-//!   [`Engine`] (the policy and state in force, replaceable at run time:
-//!   the one way to decide), [`Scratch`] (per-connection working space),
-//!   [`Decision`] (the wire text and the rule that chose it), [`Timestamp`].
-//! - [`Policy::compile`] compiles the policy language ([`lang`]): every error
-//!   as a located [`Diagnostic`] in [`CompileErrors`], list files read through
-//!   a [`SourceLoader`], [`Explanation`]s of decisions for people.
-//! - `limit` rules count per key in [`state`]'s tables ([`Limit`],
-//!   [`LimitTable`]) with exact window semantics; a [`Scratch`] remembers the
-//!   message under way on its connection (for `count messages` and the
-//!   counting points `at data` / `at end-of-message`).
+//!   tables of its limits and greylists, behind the [`Backend`](state::Backend)
+//!   seam), [`Engine`] (the policy and state in force, replaceable at run
+//!   time: the one way to decide), [`Scratch`] (per-connection working
+//!   space), [`Decision`] (the wire text and the rule that chose it),
+//!   [`Step`] (a decision, or the outside facts it waits for), [`Timestamp`].
+//! - [`Policy::compile`] compiles the policy language: every error as a
+//!   located [`Diagnostic`] in [`CompileErrors`], list files read through a
+//!   [`SourceLoader`] ([`NoFiles`] when there are none), the policy and its
+//!   warnings in [`Compiled`].
+//!
+//! # Modules (the rest, each item in one place)
+//!
+//! - [`lang`]: the policy language's bounds, [`Explanation`](lang::Explanation)s
+//!   of decisions for people, dry-run hits.
+//! - [`facts`]: the outside facts a decision may wait for (DNS queries and
+//!   their answers), and the [`Resolver`](facts::Resolver) trait of the
+//!   blocking form.
+//! - [`limits`]: `limit` rules count per key in a
+//!   [`LimitTable`](limits::LimitTable) with exact window semantics
+//!   ([`Limit`](limits::Limit), [`Window`](limits::Window)); a [`Scratch`]
+//!   remembers the message under way on its connection (for `count
+//!   messages` and the counting points `at data` / `at end-of-message`).
 //!   [`State::limits`] shows every limit's counters, [`Engine::replace`]
 //!   keeps those of unchanged limits across a reload, and [`store`] encodes
 //!   them all into one checksummed state file and restores them, all or
 //!   nothing (the daemon does the file I/O), also into a running engine
 //!   ([`Engine::set_state`]).
-//! - `greylist` rules keep their triplets in a [`GreylistTable`] (the same
-//!   sharded tables); [`greylist`] has postgrey's sender normalisation and
-//!   whitelist file formats.
+//! - [`greylist`]: `greylist` rules keep their triplets in a
+//!   [`GreylistTable`](greylist::GreylistTable) (the same sharded tables),
+//!   with postgrey's sender normalisation and whitelist file formats.
+//! - [`state`]: the [`Backend`](state::Backend) seam to where a [`State`]'s
+//!   tables live, the in-memory [`LocalBackend`](state::LocalBackend), and
+//!   what both kinds of table share (hash seeds, snapshot errors).
+//! - [`store`]: the state file. [`list`]: the lists a policy looks up.
+//!   [`template`]: `$variables` in reply texts. [`base`]: attribute names
+//!   and byte scanners, shared with `policy-proto`'s framer.
 //!
 //! # Example
 //!
@@ -87,9 +104,9 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
-pub mod action;
+mod action;
 pub mod base;
-pub mod engine;
+mod engine;
 pub mod facts;
 // For the fuzz targets in `fuzz/` and the unit tests only: never in an
 // embedder's build.
@@ -97,39 +114,31 @@ pub mod facts;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod greylist;
+mod keyed;
 pub mod lang;
+pub mod limits;
 pub mod list;
-pub mod request;
+mod request;
 pub mod state;
 pub mod store;
 pub mod template;
 
+// The main types, each here only: their modules are private (or, for
+// `lang` and `state`, do not export them).
 pub use action::{Action, ActionError, EnhancedStatus, ReplyText, Text, MAX_TEXT_BYTES};
 pub use base::time::Timestamp;
-pub use engine::{BackendFailure, Decision, Engine, Policy, Scratch, Step};
-pub use facts::{Answer, FactId, Facts, Query, QueryKind, Resolver};
-pub use lang::{
-    CompileErrors, Compiled, Diagnostic, DryRun, DryRunHit, Explanation, NoFiles, Severity,
-    SourceLoader,
-};
-pub use list::{
-    EntryError, EntryToken, FileEntryError, KindSet, List, ListBuilder, ListKind, LoginMap, Lookup,
-};
+pub use engine::{BackendFailure, Compiled, Decision, Engine, Policy, Scratch, Step};
+pub use lang::diag::{CompileErrors, Diagnostic, Severity};
+pub use lang::source::{NoFiles, SourceLoader};
 pub use request::{
     Address, Attributes, ParseError, ParseOptions, ProtocolState, Request, UnknownAttributes,
-    KNOWN_ATTRIBUTES,
+    SMTPD_ACCESS_POLICY,
 };
-pub use state::{
-    Backend, BackendError, GreyCounts, GreyVerdict, GreylistState, GreylistTable, HashSeeds, Key,
-    Limit, LimitError, LimitState, LimitTable, LocalBackend, OnFailure, Refusal, SnapshotError,
-    State, TopKey, Verdict, Window,
-};
-pub use template::{
-    ActionTemplate, ActionTemplateError, Template, TemplateError, Var, WireOutcome,
-};
+pub use state::local::State;
 
 /// The module graph is a tree (a DAG): no cycles between the top-level
-/// modules, nor between the files of `state/` (ARCHITECTURE.md, issue 10).
+/// modules, which keep the layers of ARCHITECTURE.md, nor between the
+/// files of `state/`, `keyed/`, `limits/` and `greylist/` (issue 10).
 #[cfg(test)]
 mod module_tree {
     use std::collections::{BTreeMap, BTreeSet};
@@ -153,13 +162,34 @@ mod module_tree {
     }
 
     /// The code of `source` without its comments (`//` to the end of the
-    /// line, doc comments included: a doc link is not a dependency).
+    /// line, doc comments included: a doc link is not a dependency) and
+    /// without its unit tests (a `#[cfg(test)]` module, at the end of the
+    /// file by the crate's convention): a test may drive a module through
+    /// the engine above it.
     fn code(source: &str) -> String {
-        source
+        let lines: Vec<&str> = source
             .lines()
             .map(|line| line.split("//").next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        // A test module in the file (`#[cfg(test)]` then `mod x {`) ends the
+        // code; a test module declared in its own file (`mod x;`) is left out.
+        let mut kept = Vec::with_capacity(lines.len());
+        let mut i = 0;
+        while let Some(line) = lines.get(i) {
+            if line.trim() == "#[cfg(test)]" {
+                let next = lines.get(i + 1).map_or("", |l| l.trim());
+                if next.starts_with("mod ") && next.ends_with(';') {
+                    i += 2;
+                    continue;
+                }
+                if next.starts_with("mod ") {
+                    break;
+                }
+            }
+            kept.push(*line);
+            i += 1;
+        }
+        kept.join("\n")
     }
 
     fn is_ident(c: char) -> bool {
@@ -213,49 +243,110 @@ mod module_tree {
             .collect()
     }
 
-    /// The graph between top-level modules (edges from `crate::X` paths),
-    /// and the graph between the files of `state/` (edges from `super::X`
-    /// and `crate::state::X`, a name re-exported by `state/mod.rs` counting
-    /// as the file it comes from; `mod.rs`, the facade, is not a node).
-    fn graphs(src: &Path) -> (Graph, Graph) {
+    /// The crate's source files, sorted, and the top-level module of each
+    /// (`lib` for `lib.rs`).
+    fn files_by_module(src: &Path) -> Vec<(PathBuf, String)> {
         let mut files = Vec::new();
         rust_files(src, &mut files);
         files.sort();
-        let rel = |p: &Path| {
-            p.strip_prefix(src)
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        };
-        let top_of = |p: &Path| {
-            let first = rel(p)
-                .iter()
-                .next()
-                .map(|s| s.to_string_lossy().into_owned());
-            first.unwrap_or_default().trim_end_matches(".rs").to_owned()
-        };
-        let modules: BTreeSet<String> = files
-            .iter()
-            .map(|p| top_of(p))
-            .filter(|m| m != "lib")
-            .collect();
+        files
+            .into_iter()
+            .map(|p| {
+                let first = p
+                    .strip_prefix(src)
+                    .ok()
+                    .and_then(|r| r.iter().next())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let module = first.trim_end_matches(".rs").to_owned();
+                (p, module)
+            })
+            .collect()
+    }
 
-        let state_dir = src.join("state");
-        let state_mod = code(&fs::read_to_string(state_dir.join("mod.rs")).unwrap_or_default());
-        let state_files: BTreeSet<String> = files
+    /// The names `lib.rs` re-exports at the crate root, each with the
+    /// top-level module it comes from (`Policy` -> `engine`): `crate::Policy`
+    /// is a use of `engine`.
+    fn root_names(src: &Path) -> BTreeMap<String, String> {
+        let lib = code(&fs::read_to_string(src.join("lib.rs")).unwrap_or_default());
+        let mut names = BTreeMap::new();
+        for (at, _) in lib.match_indices("pub use ") {
+            let statement = lib[at + "pub use ".len()..].split(';').next().unwrap_or("");
+            let Some((module, rest)) = statement.trim().split_once("::") else {
+                continue;
+            };
+            for name in rest.split(|c: char| !is_ident(c)).filter(|n| !n.is_empty()) {
+                names.insert(name.to_owned(), module.trim().to_owned());
+            }
+        }
+        names
+    }
+
+    /// The graph between top-level modules: an edge for each `crate::X`
+    /// path in one module's code naming another, directly or through a
+    /// name re-exported at the root.
+    fn top_graph(src: &Path) -> Graph {
+        let files = files_by_module(src);
+        let modules: BTreeSet<&str> = files
             .iter()
-            .filter(|p| p.parent() == Some(state_dir.as_path()))
-            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .map(|(_, m)| m.as_str())
+            .filter(|m| *m != "lib")
+            .collect();
+        let root = root_names(src);
+        let mut top = Graph::new();
+        for (path, module) in &files {
+            if module == "lib" {
+                continue;
+            }
+            let source = code(&fs::read_to_string(path).unwrap_or_default());
+            let edges = top.entry(module.clone()).or_default();
+            for target in segments_after(&source, "crate::") {
+                let target = if modules.contains(target.as_str()) {
+                    target
+                } else {
+                    match root.get(&target) {
+                        Some(module) => module.clone(),
+                        None => continue,
+                    }
+                };
+                if target != *module {
+                    edges.insert(target);
+                }
+            }
+        }
+        top
+    }
+
+    /// The graph between the files of the folder module `folder` (`state`,
+    /// `limits`...): an edge for each `super::X` and `crate::folder::X` path
+    /// naming another file of the folder, a name re-exported by its
+    /// `mod.rs` (`pub use f::{A, B}`) counting as the file it comes from.
+    /// `mod.rs`, the facade, is not a node; nor are files in subfolders.
+    fn folder_graph(src: &Path, folder: &str) -> Graph {
+        let dir = src.join(folder);
+        let facade = code(&fs::read_to_string(dir.join("mod.rs")).unwrap_or_default());
+        let files: BTreeSet<String> = files_by_module(src)
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+            .filter_map(|(p, _)| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .filter(|s| s != "mod")
             .collect();
-        // Names `state/mod.rs` re-exports from each file: `pub use f::{A, B}`.
+        // Names the facade re-exports from each file: `pub use f::{A, B}`.
         let mut reexported: BTreeMap<String, String> = BTreeMap::new();
-        for statement in state_mod.split(';') {
-            let Some(rest) = statement.trim().strip_prefix("pub use ") else {
+        for statement in facade.split(';') {
+            let Some(rest) = statement
+                .trim()
+                .strip_prefix("pub use ")
+                .or_else(|| statement.trim().strip_prefix("pub(crate) use "))
+            else {
                 continue;
             };
             let Some((file, names)) = rest.split_once("::") else {
                 continue;
             };
+            if !files.contains(file.trim()) {
+                continue;
+            }
             for name in names
                 .split(|c: char| !is_ident(c))
                 .filter(|n| !n.is_empty())
@@ -263,46 +354,27 @@ mod module_tree {
                 reexported.insert(name.to_owned(), file.trim().to_owned());
             }
         }
-
-        let mut top = Graph::new();
-        let mut state = Graph::new();
-        for path in &files {
-            let module = top_of(path);
-            if module == "lib" {
-                continue;
-            }
-            let source = code(&fs::read_to_string(path).unwrap_or_default());
-            let edges = top.entry(module.clone()).or_default();
-            for target in segments_after(&source, "crate::") {
-                if target != module && modules.contains(&target) {
-                    edges.insert(target);
-                }
-            }
-            if path.parent() != Some(state_dir.as_path()) {
-                continue;
-            }
-            let Some(file) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            if file == "mod" {
-                continue;
-            }
-            let edges = state.entry(file.clone()).or_default();
+        let in_folder = format!("crate::{folder}::");
+        let mut graph = Graph::new();
+        for file in &files {
+            let source =
+                code(&fs::read_to_string(dir.join(format!("{file}.rs"))).unwrap_or_default());
+            let edges = graph.entry(file.clone()).or_default();
             let named = segments_after(&source, "super::")
                 .into_iter()
-                .chain(segments_after(&source, "crate::state::"));
+                .chain(segments_after(&source, &in_folder));
             for name in named {
-                let target = if state_files.contains(&name) {
+                let target = if files.contains(&name) {
                     Some(name)
                 } else {
                     reexported.get(&name).cloned()
                 };
-                if let Some(target) = target.filter(|t| *t != file) {
+                if let Some(target) = target.filter(|t| t != file) {
                     edges.insert(target);
                 }
             }
         }
-        (top, state)
+        graph
     }
 
     /// A cycle in `graph`, as the path `a -> b -> a`, if there is one.
@@ -340,9 +412,30 @@ mod module_tree {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
     }
 
+    /// The top-level modules by layer, bottom first (ARCHITECTURE.md's
+    /// module tree): a module uses only modules of lower layers.
+    const LAYERS: &[&[&str]] = &[
+        &["base"],
+        &["action", "request"],
+        &["list"],
+        &["template"],
+        &["keyed"],
+        &["limits"],
+        &["greylist"],
+        &["state"],
+        &["facts"],
+        &["lang"],
+        &["store"],
+        &["engine"],
+        &["fuzz_harness"],
+    ];
+
+    /// The folders whose files must form a tree too.
+    const FOLDERS: &[&str] = &["state", "keyed", "limits", "greylist"];
+
     #[test]
     fn top_level_modules_form_a_tree() {
-        let (top, _) = graphs(&src());
+        let top = top_graph(&src());
         assert!(
             top.contains_key("engine") && top.contains_key("base"),
             "{top:?}"
@@ -359,15 +452,39 @@ mod module_tree {
     }
 
     #[test]
-    fn state_files_form_a_tree() {
-        let (_, state) = graphs(&src());
-        assert!(
-            state.contains_key("shard") && state.contains_key("table"),
-            "{state:?}"
-        );
-        if let Some(cycle) = cycle(&state) {
-            panic!("module cycle in policy-core's state/: {cycle}\n(graph: {state:?})");
+    fn top_level_modules_keep_their_layers() {
+        let top = top_graph(&src());
+        let layer = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
+        for module in top.keys() {
+            assert!(
+                layer(module).is_some(),
+                "module `{module}` is in no layer: add it to LAYERS and to ARCHITECTURE.md"
+            );
         }
+        for (module, uses) in &top {
+            for used in uses {
+                assert!(
+                    layer(used) < layer(module),
+                    "`{module}` uses `{used}`, which is not in a lower layer (see LAYERS)"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn folder_files_form_a_tree() {
+        for folder in FOLDERS {
+            let graph = folder_graph(&src(), folder);
+            assert!(graph.len() > 1, "{folder}/: {graph:?}");
+            if let Some(cycle) = cycle(&graph) {
+                panic!("module cycle in policy-core's {folder}/: {cycle}\n(graph: {graph:?})");
+            }
+        }
+        // The edges are seen: a feature's rule uses its table.
+        let limits = folder_graph(&src(), "limits");
+        assert!(limits["rule"].contains("table"), "{limits:?}");
+        let greylist = folder_graph(&src(), "greylist");
+        assert!(greylist["snapshot"].contains("table"), "{greylist:?}");
     }
 
     #[test]

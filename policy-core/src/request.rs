@@ -69,7 +69,7 @@ use crate::base::bytes::find_byte;
 /// The only `request=` value Postfix sends on a policy connection.
 pub const SMTPD_ACCESS_POLICY: &[u8] = b"smtpd_access_policy";
 
-pub use crate::base::attr::{is_known_attribute, KNOWN_ATTRIBUTES};
+pub(crate) use crate::base::attr::{is_known_attribute, KNOWN_ATTRIBUTES};
 
 /// A known attribute; the discriminant is its index in [`KNOWN_ATTRIBUTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,7 +375,7 @@ impl ParseOptions {
 /// [`Request::frame`] instead, and finds it empty.
 ///
 /// ```
-/// use policy_core::request::SMTPD_ACCESS_POLICY;
+/// use policy_core::SMTPD_ACCESS_POLICY;
 /// use policy_core::{Address, ProtocolState, Request};
 ///
 /// // The SMTP session at `RCPT TO`, from the server's own state.

@@ -40,7 +40,8 @@
 //! container is believed, so a partly written file reads as
 //! [`StoreError::Truncated`] and a damaged one as
 //! [`StoreError::ChecksumMismatch`]. Each payload carries its own checksum
-//! as well (see [`crate::state::snapshot`]).
+//! as well (see [`LimitTable::encode_snapshot`](crate::limits::LimitTable::encode_snapshot)
+//! and [`GreylistTable::encode_snapshot`](crate::greylist::GreylistTable::encode_snapshot)).
 //!
 //! # Example
 //!
@@ -74,7 +75,9 @@ use std::fmt;
 
 use crate::base::bytes::{fnv1a, FNV_START};
 use crate::base::time::Timestamp;
-use crate::state::{GreylistTable, LimitTable, SnapshotError, State};
+use crate::greylist::GreylistTable;
+use crate::limits::LimitTable;
+use crate::state::{SnapshotError, State};
 
 /// The first 8 bytes of a state file.
 pub const STORE_MAGIC: [u8; 8] = *b"PDSTATE\0";
@@ -247,7 +250,7 @@ pub struct StoredTable<'a> {
     /// The rule's name.
     pub name: &'a str,
     /// The signature of the rule that wrote it
-    /// ([`LimitState::signature`](crate::LimitState::signature)).
+    /// ([`LimitState::signature`](crate::state::LimitState::signature)).
     pub signature: u64,
     /// The table's snapshot.
     pub payload: &'a [u8],
@@ -529,7 +532,7 @@ pub fn decode(bytes: &[u8]) -> Result<Stored<'_>, StoreError> {
 /// its name and signature; only when all decoded is the restored state
 /// made: `state` with those tables in place of its own (the others
 /// shared). On any error nothing is made. A table whose rule is gone or
-/// changed (another [signature](crate::LimitState::signature)) is dropped
+/// changed (another [signature](crate::state::LimitState::signature)) is dropped
 /// and reported, not an error: its state does not apply to the new rule.
 /// Put the result in force with [`Engine::set_state`](crate::Engine::set_state).
 pub fn restore(state: &State, bytes: &[u8]) -> Result<(State, RestoreReport), StoreError> {
@@ -628,7 +631,7 @@ pub fn restore(state: &State, bytes: &[u8]) -> Result<(State, RestoreReport), St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::NoFiles;
+    use crate::NoFiles;
     use crate::{Engine, Policy, Request};
 
     const POLICY: &str = "\

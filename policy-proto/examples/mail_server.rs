@@ -12,9 +12,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use policy_core::facts::{Answer, Query, Resolver};
 use policy_core::{
-    store, Answer, Engine, NoFiles, Policy, ProtocolState, Query, Request, Resolver, Scratch, Step,
-    Timestamp,
+    store, Engine, NoFiles, Policy, ProtocolState, Request, Scratch, Step, Timestamp,
 };
 use policy_proto::{encode, Framer, Limits};
 

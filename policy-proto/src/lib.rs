@@ -44,6 +44,9 @@
 //!
 //! # Main types
 //!
+//! Every public item is at the crate root, and only there (the modules are
+//! private).
+//!
 //! - [`Framer`]: bytes in, complete request frames out, without rescanning;
 //!   memory bounded by [`Limits`], buffer reused (no allocation per request
 //!   once grown).
@@ -97,8 +100,8 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
-pub mod encode;
-pub mod frame;
+mod encode;
+mod frame;
 // For the fuzz targets in `fuzz/` and the unit tests only: never in an
 // embedder's build.
 #[cfg(any(test, fuzzing))]

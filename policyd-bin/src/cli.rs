@@ -841,7 +841,7 @@ where
                     canonical,
                     &value,
                     1,
-                    policy_core::state::MAX_WINDOWS,
+                    policy_core::limits::MAX_WINDOWS,
                     "a window number from 1 to 4 (as policyd state prints them)",
                 )?);
             }

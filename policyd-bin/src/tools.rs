@@ -11,12 +11,13 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use policy_core::request::{is_known_attribute, KNOWN_ATTRIBUTES};
+use policy_core::base::attr::{is_known_attribute, KNOWN_ATTRIBUTES};
 use policy_core::{Engine, Request, Scratch, Timestamp};
 use policy_proto::{Framer, Limits};
 
-use policy_core::lang::{did_you_mean, MAX_GREYLIST_CAPACITY, MAX_LIMIT_CAPACITY};
-use policy_core::state::{GreylistTable, LimitTable};
+use policy_core::greylist::{GreylistTable, MAX_GREYLIST_CAPACITY};
+use policy_core::lang::did_you_mean;
+use policy_core::limits::{LimitTable, MAX_LIMIT_CAPACITY};
 use policy_core::store::{self, TableKind};
 
 use crate::cli::{CheckArgs, PolicySource, StateArgs, TestArgs, EX_CONFIG, EX_DATAERR, EX_NOINPUT};

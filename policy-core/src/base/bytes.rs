@@ -1,4 +1,5 @@
-//! Byte helpers on the hot path: FNV-1a hashing and word-at-a-time scans.
+//! Byte helpers on the hot path: word-at-a-time scans, and (for the crate
+//! only: signatures, instance ids, checksums) FNV-1a hashing.
 //!
 //! The scanners treat a `u64` as eight byte lanes (little-endian, so lane 0
 //! is the first byte). Each returns a mask with the high bit of a lane set
@@ -9,7 +10,7 @@
 //! callers use only the lowest.
 
 /// FNV-1a 64's offset basis: the hash of no bytes, where [`fnv1a`] starts.
-pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// FNV-1a 64's prime.
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -20,7 +21,7 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// Any single changed byte changes it: each step `h = (h ^ b) * prime` is a
 /// bijection of `h` for a given `b` and of `b` for a given `h`.
 #[inline]
-pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
@@ -37,7 +38,7 @@ pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
 /// As with [`fnv1a`], a change confined to one word (any single changed byte)
 /// always changes the result. About 8 times the speed of FNV-1a a byte at a
 /// time (a million keys' snapshot: milliseconds, not 100 ms).
-pub fn fnv1a_words(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a_words(bytes: &[u8]) -> u64 {
     let step = |h: u64, x: u64| (h ^ x).wrapping_mul(FNV_PRIME);
     let mut lanes = [FNV_START; 4];
     let mut blocks = bytes.chunks_exact(32);

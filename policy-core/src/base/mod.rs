@@ -1,8 +1,9 @@
 //! The bottom layer: types and helpers that every other module (and the
 //! framer in `policy-proto`) uses, and that use nothing else of the crate.
 //!
-//! - [`time`]: [`Timestamp`](time::Timestamp), the caller's `now`;
-//! - [`bytes`]: FNV-1a and the word-at-a-time byte scanners;
+//! - `time`: [`Timestamp`](crate::Timestamp), the caller's `now` (at the
+//!   crate root);
+//! - [`bytes`]: the word-at-a-time byte scanners (and the crate's FNV-1a);
 //! - [`attr`]: attribute names: which bytes a name may hold, and the names
 //!   this version knows.
 //!
@@ -11,4 +12,4 @@
 
 pub mod attr;
 pub mod bytes;
-pub mod time;
+pub(crate) mod time;

@@ -2,11 +2,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::file::{self, Entry};
-use super::{finish, posix_pattern, EXPECTED_CLIENT};
+use super::file::{self, finish, posix_pattern, Entry};
 use crate::list::{
     EntryError, EntryErrorKind, EntryToken, FileEntryError, List, ListBuilder, ListKind,
 };
+
+/// What a client whitelist entry should have been.
+const EXPECTED_CLIENT: &str =
+    "a host name (example.com: it and its subdomains), an IPv4 address or \
+     network (192.0.2.1, 192.0.2.0/24, 192.0.2), an IPv6 address or network (2001:db8::/32), \
+     or a /regex/";
 
 /// A `postgrey_whitelist_clients` file (postgrey 1.37's format), compiled for
 /// lookups that allocate nothing. See the [module docs](super#client-whitelist)

@@ -12,6 +12,35 @@
 
 use crate::list::{self, EntryError, EntryErrorKind, FileEntryError, MAX_FILE_ERRORS};
 
+/// A postgrey regex as a Rust one on bytes: Unicode off, as Perl on the
+/// bytes postgrey reads (`.` is a byte; `\d \w \s \b` and case folding are
+/// ASCII).
+pub(super) fn posix_pattern(pattern: &str) -> String {
+    format!("(?-u){pattern}")
+}
+
+/// The outcome of reading a whitelist file: its entry errors, then the
+/// error of building its lists (only when its regexes together are too big:
+/// reported at line 1).
+pub(super) fn finish<T>(
+    read: Result<(), Vec<FileEntryError>>,
+    built: Result<T, EntryError>,
+) -> Result<T, Vec<FileEntryError>> {
+    match (read, built) {
+        (Ok(()), Ok(whitelist)) => Ok(whitelist),
+        (Err(errors), Ok(_)) => Err(errors),
+        (read, Err(error)) => {
+            let mut errors = read.err().unwrap_or_default();
+            errors.push(FileEntryError {
+                line: 1,
+                column: 1,
+                error,
+            });
+            Err(errors)
+        }
+    }
+}
+
 /// What an entry with whitespace inside should have been.
 const EXPECTED_ONE_ENTRY: &str =
     "one entry per line without spaces (a host name, an address, a network or a /regex/), \

@@ -1,7 +1,21 @@
-//! postgrey compatibility for greylisting: the sender as postgrey keys its
-//! triplets ([`normalize_sender`]) and postgrey's whitelist files
-//! ([`ClientWhitelist`], [`RecipientWhitelist`]), so that a postgrey
-//! installation's files and database keys carry over unchanged.
+//! Greylisting: `greylist` rules, their triplets and snapshots, and
+//! postgrey compatibility.
+//!
+//! - The rule (`rule.rs`): a compiled `greylist` rule, the triplet of a
+//!   request (client network, normalised sender, recipient), the
+//!   whitelists, and its step while deciding, through the state's backend.
+//!   Compiling a `greylist` item stays in the language's compiler
+//!   (`lang/compile/greylists.rs`): it is a part of the compiler's own
+//!   `impl`, and the compiler sits above this module.
+//! - The table (`table.rs`, [`GreylistTable`]):
+//!   the triplets and client networks of one rule, postgrey's semantics,
+//!   in the sharded tables limits use too; its snapshots (`snapshot.rs`),
+//!   framed as limit snapshots are.
+//! - postgrey's formats: the sender as postgrey keys its triplets
+//!   ([`normalize_sender`], `sender.rs`) and postgrey's whitelist files
+//!   ([`ClientWhitelist`], [`RecipientWhitelist`]; `clients.rs`,
+//!   `recipients.rs`, `file.rs`), so that a postgrey installation's files
+//!   and database keys carry over unchanged.
 //!
 //! Everything here follows **postgrey 1.37** (2016, the last release; source:
 //! the `postgrey` Perl script, functions `do_sender_substitutions`,
@@ -10,9 +24,8 @@
 //! postgrey's code and man page disagree, or where a Rust regex cannot mean
 //! what a Perl one does, the docs below say so.
 //!
-//! What this module does not do: read files (the caller passes the text),
-//! keep greylisting state (that is [`crate::state`]), or decide anything
-//! (the policy language's `greylist` rule does).
+//! What the postgrey formats do not do: read files (the caller passes the
+//! text).
 //!
 //! # Sender
 //!
@@ -79,7 +92,7 @@
 //!
 //! # Cost
 //!
-//! Entries of the common shapes go into the crate's [`List`](crate::List)
+//! Entries of the common shapes go into the crate's [`List`](crate::list::List)
 //! tables: host names and domains into a subdomain table, users and
 //! addresses into an address table, addresses and networks into sorted
 //! ranges. Regexes, and entries of unusual shapes (postgrey's own regex
@@ -90,45 +103,22 @@
 mod clients;
 mod file;
 mod recipients;
+pub(crate) mod rule;
 mod sender;
+pub(crate) mod snapshot;
+pub(crate) mod table;
+
+#[cfg(test)]
+mod tests;
 
 pub use clients::ClientWhitelist;
 pub use recipients::RecipientWhitelist;
+pub use rule::{GreyCall, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
 pub use sender::normalize_sender;
+pub use snapshot::GREYLIST_SNAPSHOT_MAGIC;
+pub use table::{
+    GreyCounts, GreyVerdict, GreylistTable, Timers, CLIENTS_PER_TRIPLET_CAPACITY,
+    PASS_COUNT_INTERVAL_MS,
+};
 
-use crate::list::{EntryError, FileEntryError};
-
-/// What a client whitelist entry should have been.
-const EXPECTED_CLIENT: &str =
-    "a host name (example.com: it and its subdomains), an IPv4 address or \
-     network (192.0.2.1, 192.0.2.0/24, 192.0.2), an IPv6 address or network (2001:db8::/32), \
-     or a /regex/";
-
-/// A postgrey regex as a Rust one on bytes: Unicode off, as Perl on the
-/// bytes postgrey reads (`.` is a byte; `\d \w \s \b` and case folding are
-/// ASCII).
-fn posix_pattern(pattern: &str) -> String {
-    format!("(?-u){pattern}")
-}
-
-/// The outcome of reading a whitelist file: its entry errors, then the
-/// error of building its lists (only when its regexes together are too big:
-/// reported at line 1).
-fn finish<T>(
-    read: Result<(), Vec<FileEntryError>>,
-    built: Result<T, EntryError>,
-) -> Result<T, Vec<FileEntryError>> {
-    match (read, built) {
-        (Ok(()), Ok(whitelist)) => Ok(whitelist),
-        (Err(errors), Ok(_)) => Err(errors),
-        (read, Err(error)) => {
-            let mut errors = read.err().unwrap_or_default();
-            errors.push(FileEntryError {
-                line: 1,
-                column: 1,
-                error,
-            });
-            Err(errors)
-        }
-    }
-}
+pub use crate::limits::snapshot::GREYLIST_SNAPSHOT_VERSION;

@@ -1,8 +1,7 @@
 //! postgrey's recipient whitelist: [`RecipientWhitelist`].
 
 use super::clients::{add_regex, add_suffix};
-use super::file::{self, Entry};
-use super::finish;
+use super::file::{self, finish, Entry};
 use crate::list::{
     EntryError, EntryErrorKind, EntryToken, FileEntryError, List, ListBuilder, ListKind,
 };

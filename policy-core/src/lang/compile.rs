@@ -11,11 +11,11 @@ use super::ast::{
 use super::diag::{CompileErrors, Diagnostic, LineIndex, Severity, MAX_COLUMN_SCAN};
 use super::parse::{parse_policy, MAX_POLICY_BYTES};
 use super::program::{
-    Field, FieldType, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp,
-    Verdict, FALSE, MEMO_SLOTS, NO_MEMO, STATE_NAMES, TRUE,
+    Field, Node, NodeSource, NumOp, Predicate, Program, Rule, RuleSource, Test, TextOp, FALSE,
+    MEMO_SLOTS, NO_MEMO, STATE_NAMES, TRUE,
 };
+use super::source::SourceLoader;
 use super::suggest;
-use super::{Compiled, SourceLoader};
 use warnings::ok_at_rcpt_message;
 
 mod greylists;
@@ -26,7 +26,7 @@ use crate::action::ActionError;
 use crate::list::{
     EntryToken, ListBuilder, ListKind, LoginMap, LoginMapBuilder, LoginPart, Lookup,
 };
-use crate::template::{ActionTemplate, ActionTemplateError, Template, Var};
+use crate::template::{ActionTemplate, ActionTemplateError, FieldType, Template, Var, Verdict};
 
 /// The compiled size limit of one regular expression in a condition (bytes
 /// of the regex crate's program). Bounds compile time and memory for a
@@ -44,7 +44,7 @@ pub(crate) fn compile(
     file: &str,
     source: &str,
     loader: &mut dyn SourceLoader,
-) -> Result<Compiled, CompileErrors> {
+) -> Result<(Program, Vec<Diagnostic>), CompileErrors> {
     let mut c = Compiler {
         file,
         src: source,
@@ -88,10 +88,10 @@ pub(crate) fn compile(
             file,
             ..
         } = c;
-        Ok(Compiled {
-            policy: crate::Policy::from_program(program),
-            warnings: Compiler::sorted_warnings(warnings, suppressed_warnings, file),
-        })
+        Ok((
+            program,
+            Compiler::sorted_warnings(warnings, suppressed_warnings, file),
+        ))
     } else {
         Err(c.finish_errors())
     }

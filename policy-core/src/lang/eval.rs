@@ -4,18 +4,19 @@
 
 use std::fmt;
 
-use super::greylist::GreyStep;
-use super::limit::{Counted, MessageState, Step, Unit};
 use super::program::{
-    state_bit, DomainLookup, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextBuf, TextOp,
-    Verdict, DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
+    state_bit, DomainLookup, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextOp,
+    DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
 use crate::base::time::Timestamp;
 use crate::facts::{Facts, Known, QueryKind, QueryName, NO_FACTS};
+use crate::greylist::rule::GreyStep;
+use crate::keyed::{BackendError, OnFailure};
+use crate::limits::rule::{Counted, MessageState, Step, Unit};
 use crate::request::{ProtocolState, Request};
-use crate::state::{BackendError, OnFailure, State};
-use crate::template::{Context, GreylistFacts};
+use crate::state::State;
+use crate::template::{Context, GreylistFacts, TextBuf, Verdict};
 
 /// How many unknown facts one condition explores both ways before it is
 /// unknown as a whole (each doubles the work of that condition).
@@ -398,6 +399,16 @@ impl Program {
         }
     }
 
+    /// Gives back the units of `counted` (the final answer refused the
+    /// request). A backend that fails to take them back keeps them: the
+    /// units expire with their window.
+    fn refund(&self, state: &State, counted: &[Counted], now: Timestamp) {
+        for c in counted {
+            // Best effort, on purpose: see above.
+            let _ = state.refund(c.limit as usize, c.hash, c.units, now);
+        }
+    }
+
     /// Try rule `index`: `Some(rule)` if it applies and decides (its wire
     /// text written when templated); a dry-run rule that applies is recorded
     /// in `buffers` and gives `None`, as does a rule that does not apply.
@@ -447,7 +458,11 @@ impl Program {
                 probe,
                 ..
             } = buffers;
-            match self.limit_step(limit, request, tables, now, key, counted, message, *probe) {
+            let step = match self.limits.get(limit as usize) {
+                Some(l) => l.step(limit, request, tables, now, key, counted, message, *probe),
+                None => Step::Pass,
+            };
+            match step {
                 Step::Pass => return None,
                 Step::Over(r) => refused = Some(r),
                 Step::Failed(error) => {
@@ -462,7 +477,11 @@ impl Program {
         let mut grey_facts = None;
         if let Some(grey) = rule.greylist {
             let Buffers { sender, probe, .. } = buffers;
-            match self.greylist_step(grey, request, tables, now, sender, *probe) {
+            let step = match self.greylists.get(grey as usize) {
+                Some(g) => g.step(grey, request, tables, now, sender, *probe),
+                None => GreyStep::Pass,
+            };
+            match step {
                 GreyStep::Pass => return None,
                 GreyStep::Failed(error) => {
                     let on_failure = self

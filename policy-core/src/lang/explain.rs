@@ -1,14 +1,14 @@
 //! Explanations: why a policy decided what it did, rule by rule, for
 //! `policyd test --explain`. Allocates freely; not for the hot path.
 
-use crate::state::State;
 use std::fmt;
 
 use super::eval::Buffers;
-use super::limit::MessageState;
 use super::program::Program;
 use crate::base::time::Timestamp;
+use crate::limits::rule::MessageState;
 use crate::request::Request;
+use crate::state::State;
 
 /// Why a policy decided a request as it did: every rule up to the deciding
 /// one, with each condition test in source form and its value, then the

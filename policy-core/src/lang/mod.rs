@@ -17,10 +17,20 @@
 //! Pipeline: the parser (nom, one function per grammar rule, the rule
 //! quoted in each doc comment) builds a syntax tree; the compiler resolves
 //! names, checks types and actions, loads list files through a
-//! [`SourceLoader`] and emits a flat program; the evaluator runs it without
-//! allocating. This module does no I/O: list files come through the
-//! [`SourceLoader`] the caller passes in. The language reference for policy
-//! authors is `docs/policy-language.md` in the repository.
+//! [`SourceLoader`](crate::SourceLoader) and emits a flat program; the
+//! evaluator runs it without allocating. This module does no I/O: list
+//! files come through the [`SourceLoader`](crate::SourceLoader) the caller
+//! passes in. The language reference for policy authors is
+//! `docs/policy-language.md` in the repository.
+//!
+//! What compiling takes and gives is at the crate root, beside
+//! [`Policy::compile`](crate::Policy::compile): [`SourceLoader`](crate::SourceLoader)
+//! and [`NoFiles`](crate::NoFiles), [`Compiled`](crate::Compiled),
+//! [`CompileErrors`](crate::CompileErrors), [`Diagnostic`](crate::Diagnostic)
+//! and [`Severity`](crate::Severity). This module has the rest: the
+//! language's bounds ([`MAX_POLICY_BYTES`], [`MAX_ERRORS`]...), explanations
+//! ([`Explanation`]), dry-run hits ([`DryRun`]), and the defer answer of a
+//! failing state backend ([`BACKEND_DEFER_ACTION`]).
 //!
 //! # The compiled form
 //!
@@ -43,27 +53,24 @@
 //! Every error of the file is reported (up to [`MAX_ERRORS`]), not only the
 //! first: after a syntax error the parser resumes at the next line that
 //! starts an item, and the compiler checks every item it has. Each
-//! [`Diagnostic`] names the file, line and column and shows the line with a
+//! [`Diagnostic`](crate::Diagnostic) names the file, line and column and shows the line with a
 //! caret; errors in list files name that file.
 
 mod ast;
 mod compile;
-mod diag;
+pub(crate) mod diag;
 mod eval;
 mod explain;
-pub(crate) mod greylist;
-pub(crate) mod limit;
 mod parse;
 pub(crate) mod program;
+pub(crate) mod source;
 mod suggest;
 
 pub use compile::MAX_ERRORS;
 pub use compile::MAX_REGEX_COMPILED_BYTES;
-pub use diag::{CompileErrors, Diagnostic, Severity, MAX_COLUMN_SCAN};
+pub use diag::MAX_COLUMN_SCAN;
 pub use eval::{DryRun, DryRunHit, DryRunIter};
 pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, TestResult};
-pub use greylist::{DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
-pub use limit::{DEFAULT_LIMIT_CAPACITY, MAX_LIMIT_CAPACITY};
 pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
 pub use program::BACKEND_DEFER_ACTION;
 pub use suggest::did_you_mean;
@@ -71,54 +78,3 @@ pub use suggest::did_you_mean;
 pub(crate) use compile::compile;
 pub(crate) use eval::Buffers;
 pub(crate) use explain::explain;
-
-/// Where the compiler gets the text of the files a policy names (`list NAME
-/// file "path"`, `logins NAME file "path"`).
-///
-/// `policy-core` does no I/O: the daemon implements this by reading `path`
-/// resolved against the policy file's directory; tests use an in-memory map
-/// or [`NoFiles`].
-pub trait SourceLoader {
-    /// The text of the file `path`, as written in the policy, or why it
-    /// could not be read (`Err("no such file or directory")`): the compiler
-    /// reports the reason at the `file "path"` of the policy.
-    fn load(&mut self, path: &str) -> Result<String, String>;
-
-    /// How diagnostics name the file `path` (as written in the policy): by
-    /// default `path` itself; the daemon gives the resolved path, so that
-    /// an error in a list file names the file to open.
-    fn display_name(&self, path: &str) -> String {
-        path.to_owned()
-    }
-}
-
-/// A [`SourceLoader`] refusing every file: for policies without list files,
-/// tests and fuzzing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoFiles;
-
-impl SourceLoader for NoFiles {
-    fn load(&mut self, _path: &str) -> Result<String, String> {
-        Err("files are not available here (NoFiles)".to_owned())
-    }
-}
-
-/// Any closure `FnMut(&str) -> Result<String, String>` is a loader.
-impl<F> SourceLoader for F
-where
-    F: FnMut(&str) -> Result<String, String>,
-{
-    fn load(&mut self, path: &str) -> Result<String, String> {
-        self(path)
-    }
-}
-
-/// A policy that compiled, and the warnings about it.
-#[derive(Debug)]
-pub struct Compiled {
-    /// The compiled policy.
-    pub policy: crate::Policy,
-    /// Everything that compiles but probably does not do what was meant, in
-    /// file order.
-    pub warnings: Vec<Diagnostic>,
-}

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use super::backend::{Backend, BackendError, GreyCall, Item, LimitCall, When};
-use super::greylist::{GreyVerdict, GreylistTable, Timers};
-use super::table::{HashSeeds, LimitTable, Verdict};
-use super::Limit;
+use super::backend::{Backend, Item, When};
 use crate::base::time::Timestamp;
+use crate::greylist::rule::{GreyCall, GreylistStore};
+use crate::greylist::table::{GreyVerdict, GreylistTable, Timers};
+use crate::keyed::{BackendError, HashSeeds};
+use crate::limits::rule::{LimitCall, LimitStore};
+use crate::limits::{Limit, LimitTable, Verdict};
 
 /// The default time budget of a backend call, in milliseconds
 /// ([`State::with_budget`]). The local tables never come near it; it bounds
@@ -343,27 +345,6 @@ impl State {
         }
     }
 
-    /// Limit `index`'s check (and count), through the item's backend.
-    #[inline]
-    pub(crate) fn limit(
-        &self,
-        index: usize,
-        call: LimitCall<'_>,
-        now: Timestamp,
-    ) -> Result<Verdict, BackendError> {
-        let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
-        let item = Item {
-            name: &spec.name,
-            signature: spec.signature,
-            index,
-        };
-        match &self.remote {
-            // The local tables directly: no dynamic call on the hot path.
-            None => self.local.limit(item, call, self.when(now)),
-            Some(remote) => remote.limit(item, call, self.when(now)),
-        }
-    }
-
     /// Give back units limit `index` counted.
     pub(crate) fn refund(
         &self,
@@ -381,10 +362,47 @@ impl State {
         self.backend()
             .refund(item, key_hash, units, now, self.when(now))
     }
+}
+
+impl LimitStore for State {
+    /// The table of limit `index`, whose seeds hash its keys.
+    #[inline]
+    fn limit_table(&self, index: usize) -> Option<&LimitTable> {
+        self.local.limit_table(index)
+    }
+
+    /// Limit `index`'s check (and count), through the item's backend.
+    #[inline]
+    fn limit(
+        &self,
+        index: usize,
+        call: LimitCall<'_>,
+        now: Timestamp,
+    ) -> Result<Verdict, BackendError> {
+        let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
+        let item = Item {
+            name: &spec.name,
+            signature: spec.signature,
+            index,
+        };
+        match &self.remote {
+            // The local tables directly: no dynamic call on the hot path.
+            None => self.local.limit(item, call, self.when(now)),
+            Some(remote) => remote.limit(item, call, self.when(now)),
+        }
+    }
+}
+
+impl GreylistStore for State {
+    /// The table of greylist `index`, whose seeds hash its triplets.
+    #[inline]
+    fn greylist_table(&self, index: usize) -> Option<&GreylistTable> {
+        self.local.greylist_table(index)
+    }
 
     /// Greylist `index`'s step, through the item's backend.
     #[inline]
-    pub(crate) fn greylist(
+    fn greylist(
         &self,
         index: usize,
         call: GreyCall,
@@ -400,17 +418,5 @@ impl State {
             None => self.local.greylist(item, call, self.when(now)),
             Some(remote) => remote.greylist(item, call, self.when(now)),
         }
-    }
-
-    /// The table of limit `index`, whose seeds hash its keys.
-    #[inline]
-    pub(crate) fn limit_table(&self, index: usize) -> Option<&LimitTable> {
-        self.local.limit_table(index)
-    }
-
-    /// The table of greylist `index`, whose seeds hash its triplets.
-    #[inline]
-    pub(crate) fn greylist_table(&self, index: usize) -> Option<&GreylistTable> {
-        self.local.greylist_table(index)
     }
 }

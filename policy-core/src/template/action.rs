@@ -9,6 +9,31 @@ use crate::request::Request;
 use super::parse::{Part, Template, TemplateError};
 use super::vars::{Context, Var};
 
+/// An action, ready to send: what a rule answers (a rule's action, a
+/// limit's answer to a request that can never fit, a greylist's header).
+/// The policy language compiles it; the limit and greylist rules hold some.
+#[derive(Debug, Clone)]
+pub(crate) struct Verdict {
+    /// The compiled action (templates filled with samples).
+    pub(crate) action: Action,
+    /// The wire form of a constant action, written once at compile time.
+    pub(crate) wire: Box<[u8]>,
+    /// The templated action, `None` when constant.
+    pub(crate) template: Option<ActionTemplate>,
+}
+
+impl Verdict {
+    pub(crate) fn constant(action: Action) -> Self {
+        let mut wire = Vec::new();
+        action.write_wire(&mut wire);
+        Self {
+            action,
+            wire: wire.into_boxed_slice(),
+            template: None,
+        }
+    }
+}
+
 /// What [`ActionTemplate::write_wire`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -14,7 +14,7 @@
 //! literal  = any character but "$" and control characters
 //! ```
 //!
-//! `$$` is a literal `$`. A name is a request attribute ([`KNOWN_ATTRIBUTES`](crate::request::KNOWN_ATTRIBUTES):
+//! `$$` is a literal `$`. A name is a request attribute ([`KNOWN_ATTRIBUTES`](crate::base::attr::KNOWN_ATTRIBUTES):
 //! `sender`, `client_address`, `sasl_username`, ...), a derived field
 //! (`sender_local`, `sender_domain`, `recipient_local`, `recipient_domain`) or
 //! `rule` (the deciding rule's name). Names are case-sensitive, like the
@@ -29,7 +29,7 @@
 //!   a space: the reply stays one line.
 //! - **Invalid UTF-8** becomes U+FFFD, one per maximal invalid sequence (as
 //!   [`String::from_utf8_lossy`] does).
-//! - **Length**: the expanded text is cut to at most [`MAX_TEXT_BYTES`](crate::action::MAX_TEXT_BYTES) bytes,
+//! - **Length**: the expanded text is cut to at most [`MAX_TEXT_BYTES`](crate::MAX_TEXT_BYTES) bytes,
 //!   on a character boundary.
 //! - **Spaces** at the start and end of the expanded text are removed (an
 //!   action's text may not have them, and an empty value must not leave one).
@@ -48,9 +48,18 @@
 //! [`ActionTemplate::write_wire`] always writes one valid action: when an
 //! expansion would make the action invalid, it writes a documented fallback
 //! instead (see [`ActionTemplate::write_wire`]).
+//!
+//! # Inside the crate
+//!
+//! The same variables are what conditions and limit keys read: `field.rs`
+//! types a [`Var`] read as a field and writes its value without allocating,
+//! and `action.rs` also has a rule's compiled answer (an action, its wire
+//! form, its template). Both are here, below the policy language, because
+//! the limit and greylist rules use them too.
 
 mod action;
 mod expand;
+mod field;
 mod parse;
 mod sanitize;
 #[cfg(test)]
@@ -62,3 +71,6 @@ pub use expand::write_duration;
 pub use parse::{Part, Template, TemplateError};
 pub use sanitize::sanitize;
 pub use vars::{Context, GreylistFacts, LimitFacts, Var};
+
+pub(crate) use action::Verdict;
+pub(crate) use field::{FieldType, TextBuf};

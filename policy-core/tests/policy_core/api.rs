@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use policy_core::{Action, ProtocolState, Request, KNOWN_ATTRIBUTES};
+use policy_core::base::attr::KNOWN_ATTRIBUTES;
+use policy_core::{Action, ProtocolState, Request};
 
 use crate::common::tests_dir;
 
@@ -567,7 +568,7 @@ mod engine_seam {
     /// bytes: it decides exactly as the parsed request with the same values.
     #[test]
     fn a_built_request_decides_as_the_parsed_one() {
-        use policy_core::request::SMTPD_ACCESS_POLICY;
+        use policy_core::SMTPD_ACCESS_POLICY;
         use policy_core::{Address, NoFiles};
 
         let source = r#"

@@ -6,11 +6,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use policy_core::state::{GreyCall, Item, LimitCall, When};
-use policy_core::{
-    store, Backend, BackendError, Engine, GreyVerdict, LocalBackend, NoFiles, OnFailure, Policy,
-    Request, Scratch, State, Timestamp, Verdict,
-};
+use policy_core::greylist::{GreyCall, GreyVerdict};
+use policy_core::limits::{LimitCall, Verdict};
+use policy_core::state::{Backend, BackendError, Item, LocalBackend, OnFailure, When};
+use policy_core::{store, Engine, NoFiles, Policy, Request, Scratch, State, Timestamp};
 
 use crate::common::{compile, NOW};
 

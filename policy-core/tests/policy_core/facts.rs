@@ -4,7 +4,8 @@
 
 use std::net::IpAddr;
 
-use policy_core::{Answer, NoFiles, Policy, Query, QueryKind, Request, Resolver, Scratch, Step};
+use policy_core::facts::{Answer, Query, QueryKind, Resolver};
+use policy_core::{NoFiles, Policy, Request, Scratch, Step};
 
 use crate::common::{engine, NOW};
 

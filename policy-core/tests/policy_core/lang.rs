@@ -953,7 +953,7 @@ fn compiled_policies_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<Policy>();
     assert_send_sync::<CompileErrors>();
-    assert_send_sync::<policy_core::Explanation>();
+    assert_send_sync::<policy_core::lang::Explanation>();
     let engine = engine("rule r dry-run { then REJECT \"5.7.1 $sender\" }");
     let bytes = frame(&[]);
     let request = Request::parse(&bytes).expect("parses");

@@ -1105,8 +1105,9 @@ fn the_state_file_names_the_rules_maxima() {
     let mut file = Vec::new();
     policy_core::store::encode(&engine.state(), at(0), &mut file);
     let stored = policy_core::store::decode(&file).expect("decodes");
-    let table = policy_core::LimitTable::decode_snapshot_as_written(stored.entries[0].payload, 100)
-        .expect("payload decodes");
+    let table =
+        policy_core::limits::LimitTable::decode_snapshot_as_written(stored.entries[0].payload, 100)
+            .expect("payload decodes");
     assert_eq!(table.limit().windows()[0].max(), 10);
     // And it restores into the policy, the override still in force.
     let again = self::engine(

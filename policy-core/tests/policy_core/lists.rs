@@ -360,7 +360,7 @@ mod any_text {
 
     fn check_positions(
         text: &str,
-        errors: &[policy_core::FileEntryError],
+        errors: &[policy_core::list::FileEntryError],
     ) -> Result<(), TestCaseError> {
         let lines: Vec<&str> = text.lines().collect();
         for e in errors {

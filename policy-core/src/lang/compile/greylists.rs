@@ -4,12 +4,14 @@
 use std::fmt::Write as _;
 
 use super::{to_u32, Compiler};
+use crate::base::bytes::{fnv1a, FNV_START};
+use crate::greylist::rule::{GreylistRule, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
+use crate::greylist::table::Timers;
 use crate::greylist::{ClientWhitelist, RecipientWhitelist};
 use crate::lang::ast::{DurationLit, GreylistDecl};
-use crate::lang::greylist::{GreylistRule, DEFAULT_GREYLIST_CAPACITY, MAX_GREYLIST_CAPACITY};
-use crate::lang::limit::{fnv1a, KeyPart, FNV_START};
 use crate::lang::program::{Field, Rule, RuleSource, RCPT_BIT};
-use crate::state::{Timers, MAX_WINDOW_MS};
+use crate::limits::rule::KeyPart;
+use crate::limits::MAX_WINDOW_MS;
 use crate::template::{write_duration, Var};
 
 /// postgrey's default delay: 5 minutes.

@@ -4,22 +4,22 @@
 use std::fmt::Write as _;
 
 use super::{to_u32, Compiler};
+use crate::base::bytes::{fnv1a, FNV_START};
+use crate::keyed::OnFailure;
 use crate::lang::ast::{
     ActionAst, Clause, CountAst, KeyPartAst, LimitDecl, Name, OverrideAst, OverridesAst, Span, Str,
     WindowAst,
 };
 use crate::lang::diag::{Diagnostic, Severity};
-use crate::lang::limit::{
-    fnv1a, mask_ip, CountAt, KeyPart, LimitRule, Overrides, Unit, DEFAULT_LIMIT_CAPACITY,
-    FNV_START, KEY_SEPARATOR, MAX_LIMIT_CAPACITY,
-};
 use crate::lang::parse::parse_overrides_file;
-use crate::lang::program::{
-    FieldType, Rule, RuleSource, Verdict, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT,
-};
+use crate::lang::program::{Rule, RuleSource, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT};
 use crate::lang::suggest::hint;
-use crate::state::{Limit, OnFailure, Window, MAX_WINDOWS, MAX_WINDOW_MS};
-use crate::template::Var;
+use crate::limits::rule::{
+    mask_ip, CountAt, KeyPart, LimitRule, Overrides, Unit, DEFAULT_LIMIT_CAPACITY, KEY_SEPARATOR,
+    MAX_LIMIT_CAPACITY,
+};
+use crate::limits::{Limit, Window, MAX_WINDOWS, MAX_WINDOW_MS};
+use crate::template::{FieldType, Var, Verdict};
 
 /// The variables a limit's `over` actions give a value.
 const LIMIT_FACTS: &[Var] = &[

@@ -4,20 +4,21 @@
 //! walk through adjacent memory rather than a map lookup then a second
 //! access; growth by half up to a bound; reclaiming expired entries when a
 //! full shard needs room; and the split into shards under `parking_lot`
-//! mutexes ([`Sharded`]). Used by [`LimitTable`](super::LimitTable) (entries
-//! with key texts beside them, read only to show them) and
-//! [`GreylistTable`](super::GreylistTable) (triplets and client networks).
+//! mutexes ([`Sharded`]). Used by [`LimitTable`](crate::limits::LimitTable)
+//! (entries with key texts beside them, read only to show them) and
+//! [`GreylistTable`](crate::greylist::GreylistTable) (triplets and client
+//! networks).
 //!
 //! An entry is `stride` words of a word type ([`Counter`]: `u32` or `u64`).
 //! Where its hash and its tag (zero: the bucket is empty) are is the
 //! [`Layout`]'s; the rest is the table's own.
 
 use std::fmt::Debug;
-use std::marker::PhantomData;
 
 use parking_lot::{Mutex, MutexGuard};
 
-pub(crate) use super::counter::Counter;
+use super::counter::Counter;
+use super::key::{KeyText, KEY_TEXT_BYTES};
 
 /// The most shards a table is split into: enough that 2-16 worker threads
 /// rarely wait on one another, few enough that a snapshot walks them quickly.
@@ -27,47 +28,6 @@ pub const MAX_SHARDS: usize = 64;
 /// keys of its bound, so that a small bound is not spread over shards that
 /// each fill up after a handful of keys.
 pub const MIN_KEYS_PER_SHARD: usize = 1024;
-
-/// Bytes of a key's text kept per tracked key, for [`LimitTable::top`](super::LimitTable::top): one
-/// length byte and up to `KEY_TEXT_BYTES - 1` = 47 bytes of text. Enough for
-/// most addresses, domains and masked IPs whole (a longer text is kept
-/// truncated and marked so); small enough that the copy costs less than a
-/// cache line per key, made once when a key is first tracked, never per request.
-pub const KEY_TEXT_BYTES: usize = 48;
-
-/// The most text bytes kept per key (one of [`KEY_TEXT_BYTES`] holds the length).
-const KEY_TEXT_MAX: usize = KEY_TEXT_BYTES - 1;
-
-// The length takes the low 7 bits of the length byte.
-const _: () = assert!(KEY_TEXT_MAX < 0x80);
-
-/// Set in the length byte of a stored key text cut to [`KEY_TEXT_MAX`] bytes.
-const TEXT_TRUNCATED: u8 = 0x80;
-
-/// A key's text as stored: the length byte (with [`TEXT_TRUNCATED`]), then the text.
-pub(crate) type KeyText = [u8; KEY_TEXT_BYTES];
-
-/// The stored form of `text`.
-pub(crate) fn key_text(text: &[u8]) -> KeyText {
-    let mut out = [0u8; KEY_TEXT_BYTES];
-    let n = text.len().min(KEY_TEXT_MAX);
-    out[1..=n].copy_from_slice(&text[..n]);
-    let flag = if text.len() > KEY_TEXT_MAX {
-        TEXT_TRUNCATED
-    } else {
-        0
-    };
-    // n <= 47 fits in the low 7 bits.
-    out[0] = n as u8 | flag;
-    out
-}
-
-/// The text and truncation flag of a stored key text (a corrupt length byte
-/// is clamped, never out of bounds).
-pub(crate) fn stored_text(t: &KeyText) -> (&[u8], bool) {
-    let n = usize::from(t[0] & !TEXT_TRUNCATED).min(KEY_TEXT_MAX);
-    (&t[1..=n], t[0] & TEXT_TRUNCATED != 0)
-}
 
 /// Where an entry keeps what the shared table code reads: its tag (zero
 /// marks an empty bucket) and its hash; and whether entries have a key text
@@ -84,27 +44,6 @@ pub(crate) trait Layout: Debug + Send + 'static {
     /// Whether entries have a key text ([`KeyText`]).
     const TEXTS: bool;
 }
-
-/// A limit's entries, with key texts, `stride` words of the counter type `C`:
-///
-/// ```text
-/// tag      1 word             0: the bucket is empty; else the text's slot + 1
-/// hash     C::U64_WORDS words the key's hash
-/// last     C::U64_WORDS words the latest millisecond counted at
-/// rings    windows x SLOTS words, window 0 first
-/// ```
-#[derive(Debug)]
-pub(crate) struct LimitLayout<C>(PhantomData<C>);
-
-impl<C: Counter> Layout for LimitLayout<C> {
-    type Word = C;
-    const TAG: usize = 0;
-    const HASH: usize = 1;
-    const TEXTS: bool = true;
-}
-
-/// A shard of a limit table, with `C` counters.
-pub(crate) type Shard<C> = ShardTable<LimitLayout<C>>;
 
 /// Buckets of a shard's table when its first key arrives.
 const FIRST_BUCKETS: usize = 16;
@@ -159,30 +98,6 @@ pub(crate) enum Probe {
     Found(usize),
     /// The first empty bucket on the key's probe path (`None`: no table yet).
     Vacant(Option<usize>),
-}
-
-impl<C: Counter> Shard<C> {
-    /// An empty shard of limit entries of `windows` windows, picked by the
-    /// top `shift` bits of the hash.
-    #[cfg(test)]
-    pub(crate) fn new(windows: usize, shift: u32) -> Self {
-        Self::with_stride(C::HEADER + windows * super::window::SLOTS, shift)
-    }
-
-    /// Inserts a new limit key (not in the shard) with zeroed rings and
-    /// `last` as its last time; see [`ShardTable::insert_entry`].
-    pub(crate) fn insert(
-        &mut self,
-        hash: u64,
-        text: &KeyText,
-        last: u64,
-        vacant: Option<usize>,
-        max_keys: usize,
-    ) -> usize {
-        self.insert_entry(hash, text, vacant, max_keys, |e| {
-            C::write_u64(&mut e[1 + C::U64_WORDS..], last);
-        })
-    }
 }
 
 impl<L: Layout> ShardTable<L> {

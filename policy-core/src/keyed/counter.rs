@@ -1,6 +1,7 @@
 //! [`Counter`]: the word type of the entries of the sharded tables
-//! (`shard`) and of the rings of a [`Window`](super::Window), below both so
-//! that neither imports the other for it.
+//! (`shard`) and of the rings of a limit's
+//! [`Window`](crate::limits::Window), below both so that neither imports
+//! the other for it.
 
 use std::fmt::Debug;
 

@@ -1,13 +1,15 @@
 //! Limit rules, compiled and evaluated: the key of a request, the units it
-//! counts, the check against the rule's [`LimitTable`], and the per-connection
-//! message state that `count messages` and the `at data` / `at
-//! end-of-message` modes need.
+//! counts, the check against the rule's [`LimitTable`] through the state's
+//! backend ([`LimitStore`], [`LimitCall`]), and the per-connection message
+//! state that `count messages` and the `at data` / `at end-of-message`
+//! modes need. The language compiles `limit` items into [`LimitRule`]s
+//! (`lang/compile/limits.rs`) and its evaluator runs their [`LimitRule::step`].
 //!
 //! # When units are counted
 //!
 //! - `at rcpt` (the default for `messages` and `recipients`): at RCPT, checked
 //!   and counted atomically when the rule is reached. If the final answer to
-//!   the request refuses it ([`Action::refuses`]), every unit counted during
+//!   the request refuses it ([`Action::refuses`](crate::Action::refuses)), every unit counted during
 //!   the request is given back ([`LimitTable::refund`]): a refused attempt
 //!   never counts.
 //! - `at data` / `at end-of-message` (and always for `bytes`): at RCPT the
@@ -18,12 +20,13 @@
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-use super::program::{Field, FieldType, Program, TextBuf, Verdict as Answer};
-pub(crate) use crate::base::bytes::{fnv1a, FNV_START};
+use super::table::{Key, LimitTable, Verdict};
+use super::Limit;
+use crate::base::bytes::{fnv1a, FNV_START};
 use crate::base::time::Timestamp;
+use crate::keyed::{BackendError, OnFailure};
 use crate::request::{ProtocolState, Request};
-use crate::state::{BackendError, Key, Limit, LimitCall, LimitTable, OnFailure, State, Verdict};
-use crate::template::LimitFacts;
+use crate::template::{FieldType, LimitFacts, TextBuf, Var as Field, Verdict as Answer};
 
 /// The default `capacity` of a limit: the most keys it tracks. About 190 MB
 /// when full with one window, 400 MB with three (192 and 395 bytes per key,
@@ -43,6 +46,35 @@ pub(crate) const KEY_SEPARATOR: &[u8] = b", ";
 /// an attribute value (at most a line, 4 KiB by default), so a few parts fit;
 /// longer texts are cut (the hash still covers every byte of every part).
 pub(crate) const MAX_KEY_TEXT_BYTES: usize = 1024;
+
+/// A limit's check ([`Backend::limit`](crate::state::Backend::limit)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitCall<'a> {
+    /// The key (hashed with the item's seeds) and its text.
+    pub key: Key<'a>,
+    /// Units this request would count.
+    pub units: u64,
+    /// The maximum of each window for this key (the rule's, or an
+    /// override's).
+    pub maxima: &'a [u64],
+    /// Count the units if they fit (`false`: only check).
+    pub count: bool,
+}
+
+/// Where limit rules keep their counters, as a rule's step reaches them:
+/// [`State`](crate::State), which sits above this module, implements it.
+pub(crate) trait LimitStore {
+    /// The table of limit `index`, whose seeds hash its keys.
+    fn limit_table(&self, index: usize) -> Option<&LimitTable>;
+
+    /// Limit `index`'s check (and count), through the item's backend.
+    fn limit(
+        &self,
+        index: usize,
+        call: LimitCall<'_>,
+        now: Timestamp,
+    ) -> Result<Verdict, BackendError>;
+}
 
 /// One part of a limit's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,11 +111,11 @@ pub(crate) struct Overrides {
     pub(crate) by_key: std::collections::HashMap<Box<[u8]>, Maxima, ahash::RandomState>,
 }
 
-/// A compiled limit rule (the [`Rule`](super::program::Rule) of the same
+/// A compiled limit rule (the [`Rule`](crate::lang::program::Rule) of the same
 /// index holds its conditions, name and `over` action).
 #[derive(Debug, Clone)]
 pub(crate) struct LimitRule {
-    /// Index of the rule in [`Program::rules`].
+    /// Index of the rule in [`Program::rules`](crate::lang::program::Program::rules).
     pub(crate) rule: u32,
     /// What must stay the same for a reload or a restart to keep the counters.
     pub(crate) signature: u64,
@@ -192,24 +224,23 @@ pub(crate) enum Step {
     Failed(BackendError),
 }
 
-impl Program {
-    /// Run limit `index` on `request` (its conditions hold). Writes the key
-    /// text into `key`, records counted units in `counted`.
+impl LimitRule {
+    /// Run this rule, limit `index` of its policy, on `request` (its
+    /// conditions hold), against `tables`. Writes the key text into `key`,
+    /// records counted units in `counted`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn limit_step(
+    pub(crate) fn step(
         &self,
         index: u32,
         request: &Request<'_>,
-        tables: &State,
+        tables: &impl LimitStore,
         now: Timestamp,
         key: &mut Vec<u8>,
         counted: &mut Vec<Counted>,
         message: &MessageState,
         probe: bool,
     ) -> Step {
-        let Some(limit) = self.limits.get(index as usize) else {
-            return Step::Pass;
-        };
+        let limit = self;
         let state = request.protocol_state;
         let rcpt = matches!(state, Some(ProtocolState::Rcpt));
         let counts_here = match limit.at {
@@ -327,20 +358,10 @@ impl Program {
             }
         }
     }
-
-    /// Gives back the units of `counted` (the final answer refused the
-    /// request). A backend that fails to take them back keeps them: the
-    /// units expire with their window.
-    pub(crate) fn refund(&self, state: &State, counted: &[Counted], now: Timestamp) {
-        for c in counted {
-            // Best effort, on purpose: see above.
-            let _ = state.refund(c.limit as usize, c.hash, c.units, now);
-        }
-    }
 }
 
 /// The maxima of an override for the key in `key`, if any (copied out, so
-/// that the key buffer stays free): at most [`crate::state::MAX_WINDOWS`].
+/// that the key buffer stays free): at most [`MAX_WINDOWS`](super::MAX_WINDOWS).
 fn override_maxima(limit: &LimitRule, key: &[u8]) -> Option<smallvec::SmallVec<[u64; 4]>> {
     let overrides = limit.overrides.as_ref()?;
     let found = overrides.by_key.get(key)?;

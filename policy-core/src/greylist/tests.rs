@@ -6,8 +6,13 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::*;
+use super::snapshot::GREYLIST_SNAPSHOT_MAGIC;
+use super::table::{GreyCounts, GreyVerdict, GreylistTable, Timers, PASS_COUNT_INTERVAL_MS};
 use crate::base::time::Timestamp;
+use crate::keyed::HashSeeds;
+use crate::limits::snapshot;
+use crate::limits::snapshot::SnapshotError;
+use crate::limits::LimitTable;
 
 const SEEDS: HashSeeds = HashSeeds([5, 6, 7, 8]);
 

@@ -23,8 +23,8 @@
 //! `floor((per_ms - 1) / width) + 1 <= BUCKETS` buckets, and the extra slot
 //! keeps the bucket under way apart from the oldest one still counted.
 
-use super::counter::Counter;
 use super::LimitError;
+use crate::keyed::counter::Counter;
 
 /// Buckets per window: the count is exact to within one bucket of
 /// `per_ms / BUCKETS`, and each window costs `(BUCKETS + 1) * 4` bytes per key

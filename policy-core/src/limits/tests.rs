@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
+use super::snapshot::SnapshotError;
 use super::*;
 use crate::base::time::Timestamp;
+use crate::keyed::{HashSeeds, KEY_TEXT_BYTES};
 
 const SEEDS: HashSeeds = HashSeeds([1, 2, 3, 4]);
 
@@ -1079,8 +1081,9 @@ proptest! {
         ops in prop::collection::vec((0u64..64, any::<bool>(), 0u8..4), 1..300),
         max_keys in 1usize..40,
     ) {
-        use super::shard::{Probe, Shard};
-        use super::table::key_text;
+        use super::table::Shard;
+        use crate::keyed::key::key_text;
+        use crate::keyed::shard::Probe;
         use std::collections::BTreeMap;
         let mut shard: Shard<u32> = Shard::new(1, 0);
         let mut model: BTreeMap<u64, u64> = BTreeMap::new();

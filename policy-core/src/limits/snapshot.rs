@@ -36,7 +36,7 @@
 //! # Framing, shared with greylist snapshots
 //!
 //! Every state snapshot (limits here, greylists in
-//! [`GreylistTable::encode_snapshot`](super::GreylistTable::encode_snapshot))
+//! [`GreylistTable::encode_snapshot`](crate::greylist::GreylistTable::encode_snapshot))
 //! is framed the same way: its own magic (8 bytes), its version (u32), the
 //! length of the whole snapshot (u64), the body, and the checksum of
 //! everything before it (u64). A reader checks magic, version, length and
@@ -47,11 +47,12 @@
 
 use std::fmt;
 
-use super::table::{Entry, HashSeeds, LimitTable, KEY_TEXT_BYTES};
-use super::window::{Window, BUCKETS, SLOTS};
+use super::table::{Entry, LimitTable};
+use super::window::{Window, BUCKETS, MAX_WINDOW_MS, SLOTS};
 use super::{Limit, MAX_WINDOWS};
 use crate::base::bytes::fnv1a_words;
 use crate::base::time::Timestamp;
+use crate::keyed::key::{stored_text, HashSeeds, KEY_TEXT_BYTES};
 
 /// The first 8 bytes of a snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PDLIMIT\0";
@@ -187,7 +188,7 @@ impl fmt::Display for SnapshotError {
             Self::BadWindow { per_ms } => write!(
                 f,
                 "corrupt limit snapshot: expected windows of 1 ms to {} ms, found {per_ms} ms",
-                super::MAX_WINDOW_MS
+                MAX_WINDOW_MS
             ),
             Self::BadKeyText { index } => write!(
                 f,
@@ -455,7 +456,7 @@ impl LimitTable {
                 entries += 1;
                 out.extend_from_slice(&e.hash.to_le_bytes());
                 out.extend_from_slice(&e.last.to_le_bytes());
-                let (text, _) = super::table::stored_text(&e.text);
+                let (text, _) = stored_text(&e.text);
                 out.push(e.text[0]);
                 out.extend_from_slice(text);
                 for ring in e.counts[..windows.len() * SLOTS].chunks_exact(SLOTS) {

@@ -1,13 +1,14 @@
 //! [`LimitTable`]: the counters of one limit rule, sharded and bounded.
 
 use std::hash::{BuildHasher, Hasher};
+use std::marker::PhantomData;
 
-pub(crate) use super::shard::{key_text, stored_text, KeyText};
-use super::shard::{Counter, LimitLayout, Probe, Shard, Sharded};
-pub use super::shard::{KEY_TEXT_BYTES, MAX_SHARDS, MIN_KEYS_PER_SHARD};
 use super::window::{BUCKETS, SLOTS};
 use super::{Limit, Window, MAX_WINDOWS};
 use crate::base::time::Timestamp;
+use crate::keyed::counter::Counter;
+use crate::keyed::key::{key_text, stored_text, HashSeeds, KeyText, KEY_TEXT_BYTES};
+use crate::keyed::shard::{Layout, Probe, ShardTable, Sharded};
 
 /// A key of a [`LimitTable`]: its hash, which is what identifies the key, and
 /// its text, kept (the first [`KEY_TEXT_BYTES`]` - 1` bytes) only to show it
@@ -37,29 +38,6 @@ pub struct TopKey {
     pub units: u64,
 }
 
-/// The four seeds of the key hash, `ahash::RandomState::with_seeds(s[0], s[1], s[2], s[3])`.
-///
-/// Keys are client-controlled (sender addresses, client IPs...): with known
-/// seeds, a client could make many keys land in one shard or one hash chain.
-/// Draw the seeds at random once, keep them secret, and persist them with
-/// the snapshot so that hashes stay the same across restarts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct HashSeeds(pub [u64; 4]);
-
-impl std::fmt::Debug for HashSeeds {
-    // The seeds are a secret: never print them.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HashSeeds(..)")
-    }
-}
-
-impl HashSeeds {
-    pub(crate) fn state(self) -> ahash::RandomState {
-        let [a, b, c, d] = self.0;
-        ahash::RandomState::with_seeds(a, b, c, d)
-    }
-}
-
 /// The outcome of [`LimitTable::check_and_count`] or [`LimitTable::check`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -87,6 +65,51 @@ pub struct Refusal {
     /// algorithm: a millisecond earlier is still refused); `None` if it asks
     /// for more units than the window's `max`.
     pub retry_after_ms: Option<u64>,
+}
+
+/// A limit's entries, with key texts, `stride` words of the counter type `C`:
+///
+/// ```text
+/// tag      1 word             0: the bucket is empty; else the text's slot + 1
+/// hash     C::U64_WORDS words the key's hash
+/// last     C::U64_WORDS words the latest millisecond counted at
+/// rings    windows x SLOTS words, window 0 first
+/// ```
+#[derive(Debug)]
+pub(crate) struct LimitLayout<C>(PhantomData<C>);
+
+impl<C: Counter> Layout for LimitLayout<C> {
+    type Word = C;
+    const TAG: usize = 0;
+    const HASH: usize = 1;
+    const TEXTS: bool = true;
+}
+
+/// A shard of a limit table, with `C` counters.
+pub(crate) type Shard<C> = ShardTable<LimitLayout<C>>;
+
+impl<C: Counter> Shard<C> {
+    /// An empty shard of limit entries of `windows` windows, picked by the
+    /// top `shift` bits of the hash.
+    #[cfg(test)]
+    pub(crate) fn new(windows: usize, shift: u32) -> Self {
+        Self::with_stride(C::HEADER + windows * SLOTS, shift)
+    }
+
+    /// Inserts a new limit key (not in the shard) with zeroed rings and
+    /// `last` as its last time; see [`ShardTable::insert_entry`].
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        text: &KeyText,
+        last: u64,
+        vacant: Option<usize>,
+        max_keys: usize,
+    ) -> usize {
+        self.insert_entry(hash, text, vacant, max_keys, |e| {
+            C::write_u64(&mut e[1 + C::U64_WORDS..], last);
+        })
+    }
 }
 
 /// The shards of a table, with `u32` or `u64` bucket counters.

@@ -1,6 +1,9 @@
 //! Greylist rules, compiled and evaluated: the triplet of a request (client
 //! network, normalised sender, recipient), the whitelists, and the check
-//! against the rule's [`GreylistTable`].
+//! against the rule's [`GreylistTable`] through the state's backend
+//! ([`GreylistStore`], [`GreyCall`]). The language compiles `greylist`
+//! items into [`GreylistRule`]s (`lang/compile/greylists.rs`) and its
+//! evaluator runs their [`GreylistRule::step`].
 //!
 //! A greylist applies at RCPT. In order: a client or recipient whitelist
 //! match passes; otherwise the table decides: an auto-whitelisted client
@@ -13,13 +16,13 @@
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-use super::limit::{mask_ip, KeyPart};
-use super::program::{Program, Verdict};
+use super::table::{GreyVerdict, GreylistTable, Timers};
+use super::{normalize_sender, ClientWhitelist, RecipientWhitelist};
 use crate::base::time::Timestamp;
-use crate::greylist::{normalize_sender, ClientWhitelist, RecipientWhitelist};
+use crate::keyed::{BackendError, OnFailure};
+use crate::limits::rule::{mask_ip, KeyPart};
 use crate::request::{ProtocolState, Request};
-use crate::state::{BackendError, GreyCall, GreyVerdict, OnFailure, State, Timers};
-use crate::template::GreylistFacts;
+use crate::template::{GreylistFacts, Verdict};
 
 /// The default `capacity` of a greylist: the most triplets it tracks.
 pub const DEFAULT_GREYLIST_CAPACITY: usize = 10_000_000;
@@ -27,11 +30,37 @@ pub const DEFAULT_GREYLIST_CAPACITY: usize = 10_000_000;
 /// The largest `capacity` a greylist may ask for.
 pub const MAX_GREYLIST_CAPACITY: usize = 1_000_000_000;
 
-/// A compiled greylist rule (the [`Rule`](super::program::Rule) of the same
+/// A greylist's step ([`Backend::greylist`](crate::state::Backend::greylist)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreyCall {
+    /// The hashed client network.
+    pub client: u64,
+    /// The hashed triplet (client network, sender, recipient).
+    pub triplet: u64,
+    /// Record the attempt (`false`: only look, for explanations).
+    pub update: bool,
+}
+
+/// Where greylist rules keep their triplets, as a rule's step reaches them:
+/// [`State`](crate::State), which sits above this module, implements it.
+pub(crate) trait GreylistStore {
+    /// The table of greylist `index`, whose seeds hash its triplets.
+    fn greylist_table(&self, index: usize) -> Option<&GreylistTable>;
+
+    /// Greylist `index`'s step, through the item's backend.
+    fn greylist(
+        &self,
+        index: usize,
+        call: GreyCall,
+        now: Timestamp,
+    ) -> Result<GreyVerdict, BackendError>;
+}
+
+/// A compiled greylist rule (the [`Rule`](crate::lang::program::Rule) of the same
 /// index holds its conditions, name and `then` action).
 #[derive(Debug, Clone)]
 pub(crate) struct GreylistRule {
-    /// Index of the rule in [`Program::rules`].
+    /// Index of the rule in [`Program::rules`](crate::lang::program::Program::rules).
     pub(crate) rule: u32,
     /// What must stay the same for a reload or a restart to keep the state.
     pub(crate) signature: u64,
@@ -60,22 +89,21 @@ pub(crate) enum GreyStep {
     Failed(BackendError),
 }
 
-impl Program {
-    /// Run greylist `index` on `request` (its conditions hold); `sender`
-    /// is scratch space for the normalised sender. With `probe`, nothing
-    /// changes in the table (for explanations).
-    pub(crate) fn greylist_step(
+impl GreylistRule {
+    /// Run this rule, greylist `index` of its policy, on `request` (its
+    /// conditions hold), against `state`; `sender` is scratch space for the
+    /// normalised sender. With `probe`, nothing changes in the table (for
+    /// explanations).
+    pub(crate) fn step(
         &self,
         index: u32,
         request: &Request<'_>,
-        state: &State,
+        state: &impl GreylistStore,
         now: Timestamp,
         sender: &mut Vec<u8>,
         probe: bool,
     ) -> GreyStep {
-        let Some(grey) = self.greylists.get(index as usize) else {
-            return GreyStep::Pass;
-        };
+        let grey = self;
         if !matches!(request.protocol_state, Some(ProtocolState::Rcpt)) {
             return GreyStep::Pass;
         }
