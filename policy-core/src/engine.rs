@@ -40,7 +40,7 @@ pub struct Scratch {
     /// from (its unique id), that engine's generation, and the policy;
     /// refreshed (an `Arc` clone, no allocation) after a reload or when the
     /// scratch is used with another engine.
-    policy: Option<(EngineId, u64, Arc<InForce>)>,
+    policy: Option<(EngineId, u64, Arc<Policy>, Arc<State>)>,
     /// Reused output buffers.
     buffers: Buffers,
 }
@@ -470,7 +470,7 @@ impl Engine {
     fn refresh(&self, scratch: &mut Scratch) {
         let generation = self.generation.load(Ordering::Acquire);
         let fresh =
-            matches!(&scratch.policy, Some((id, g, _)) if *id == self.id && *g == generation);
+            matches!(&scratch.policy, Some((id, g, ..)) if *id == self.id && *g == generation);
         if !fresh {
             if !matches!(&scratch.policy, Some((id, ..)) if *id == self.id) {
                 // Another engine's scratch (or a new one): its message state
@@ -481,7 +481,12 @@ impl Engine {
             // Read the generation again under the lock: `replace` bumps it while
             // holding the write lock, so this pair is consistent.
             let generation = self.generation.load(Ordering::Acquire);
-            scratch.policy = Some((self.id, generation, Arc::clone(&current)));
+            scratch.policy = Some((
+                self.id,
+                generation,
+                Arc::clone(&current.policy),
+                Arc::clone(&current.state),
+            ));
         }
     }
 
@@ -504,17 +509,15 @@ impl Engine {
         scratch: &'s mut Scratch,
     ) -> Decision<'s> {
         self.refresh(scratch);
-        if let Some((_, _, in_force)) = &scratch.policy {
-            let program = &in_force.policy.program;
-            if !program.zones.is_empty() {
-                // No resolver: every outside fact is unknown.
-                let facts = scratch.buffers.facts_mut();
-                facts.clear();
-                program.ask(request, facts);
-                facts.expire();
-            }
+        let Scratch { policy, buffers } = scratch;
+        let Some((_, _, policy, state)) = policy else {
+            return DUNNO_UNREACHABLE;
+        };
+        if !policy.program.zones.is_empty() {
+            // No resolver: every outside fact is unknown.
+            unknown_facts(policy, request, buffers);
         }
-        self.decide_now(request, now, scratch)
+        policy.decide(request, state, now, buffers)
     }
 
     /// Decide with the policy, state and facts in `scratch` (refreshed).
@@ -528,20 +531,8 @@ impl Engine {
         // Split the borrow: the policy is shared, the buffers are not.
         let Scratch { policy, buffers } = scratch;
         match policy {
-            Some((_, _, in_force)) => {
-                in_force
-                    .policy
-                    .decide(request, &in_force.state, now, buffers)
-            }
-            // Unreachable: filled just above. Answering DUNNO keeps this total.
-            None => Decision {
-                action: &Action::Dunno,
-                rule: "default",
-                dry_run: DryRun::EMPTY,
-                wire: b"DUNNO",
-                failure: None,
-                unknown_facts: 0,
-            },
+            Some((_, _, policy, state)) => policy.decide(request, state, now, buffers),
+            None => DUNNO_UNREACHABLE,
         }
     }
 
@@ -573,11 +564,11 @@ impl Engine {
         now: Timestamp,
         scratch: &'s mut Scratch,
     ) -> Step<'s> {
-        let Some((_, _, in_force)) = &scratch.policy else {
+        let Some((_, _, policy, _)) = &scratch.policy else {
             // Not started: start.
             return self.start(request, now, scratch);
         };
-        let program = &in_force.policy.program;
+        let program = &policy.program;
         if !program.zones.is_empty() {
             let facts = scratch.buffers.facts_mut();
             program.ask(request, facts);
@@ -602,8 +593,8 @@ impl Engine {
         self.refresh(scratch);
         let facts = scratch.buffers.facts_mut();
         facts.clear();
-        if let Some((_, _, in_force)) = &scratch.policy {
-            let program = &in_force.policy.program;
+        if let Some((_, _, policy, _)) = &scratch.policy {
+            let program = &policy.program;
             // A bound on the rounds: each must ask something new.
             while program.ask(request, facts) {
                 loop {
@@ -653,6 +644,27 @@ impl Engine {
             ours.then_some(&scratch.buffers.message),
         )
     }
+}
+
+/// The answer when a scratch holds no policy, which `Engine::refresh` makes
+/// unreachable; answering DUNNO keeps deciding total.
+const DUNNO_UNREACHABLE: Decision<'static> = Decision {
+    action: &Action::Dunno,
+    rule: "default",
+    dry_run: DryRun::EMPTY,
+    wire: b"DUNNO",
+    failure: None,
+    unknown_facts: 0,
+};
+
+/// [`Engine::decide`] without a resolver: ask `policy`'s queries for
+/// `request` and take every answer as unknown.
+#[cold]
+fn unknown_facts(policy: &Policy, request: &Request<'_>, buffers: &mut Buffers) {
+    let facts = buffers.facts_mut();
+    facts.clear();
+    policy.program.ask(request, facts);
+    facts.expire();
 }
 
 impl Default for Engine {
