@@ -220,132 +220,33 @@ fn install_panic_hook() {
     }));
 }
 
+// The module-graph reader of policy-core's "no cycles" test, one copy for
+// both crates (test code only).
 #[cfg(test)]
-mod module_graph {
-    //! The modules of `policyd` form a tree (issue 10, point 5): this test
-    //! reads `src/*.rs`, collects every `crate::x` (and `use crate::{x, y}`)
-    //! reference outside comments, and fails naming the first cycle it finds.
-    //! Test code counts too: a cycle through a test module is still a cycle.
+#[path = "../../policy-core/src/module_graph.rs"]
+mod module_graph;
 
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::fs;
+#[cfg(test)]
+mod module_tree {
+    //! The modules of `policyd` form a tree (issue 10, point 5): the test
+    //! reads `src/*.rs`, collects every `crate::x` reference outside
+    //! comments and unit-test modules, and fails naming the first cycle.
+
     use std::path::Path;
 
-    /// Module name -> the modules it refers to (not itself, not `main`).
-    fn graph() -> BTreeMap<String, BTreeSet<String>> {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files: Vec<_> = fs::read_dir(&src)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()))
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
-            .collect();
-        files.sort();
-        let mut graph = BTreeMap::new();
-        for path in &files {
-            let module = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            let text = fs::read_to_string(path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            let mut uses = BTreeSet::new();
-            for line in text.lines() {
-                let code = line.split("//").next().unwrap_or_default();
-                for (at, _) in code.match_indices("crate::") {
-                    let rest = &code[at + "crate::".len()..];
-                    if let Some(group) = rest.strip_prefix('{') {
-                        // `use crate::{a, b::c}`: one line is enough here
-                        // (rustfmt keeps short groups on one line, and the
-                        // test sees `crate::` of every other form).
-                        let group = group.split('}').next().unwrap_or_default();
-                        for item in group.split(',') {
-                            uses.insert(ident(item.trim()));
-                        }
-                    } else {
-                        uses.insert(ident(rest));
-                    }
-                }
-            }
-            uses.retain(|m| !m.is_empty() && *m != module && m != "main");
-            graph.insert(module, uses);
-        }
-        assert!(
-            graph.len() > 3,
-            "expected the modules of policyd in {}",
-            src.display()
-        );
-        graph
-    }
-
-    fn ident(s: &str) -> String {
-        s.chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect()
-    }
-
-    /// A cycle as `a -> b -> a`, if there is one.
-    fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<String> {
-        fn visit(
-            node: &str,
-            graph: &BTreeMap<String, BTreeSet<String>>,
-            path: &mut Vec<String>,
-            done: &mut BTreeSet<String>,
-        ) -> Option<String> {
-            if let Some(start) = path.iter().position(|n| n == node) {
-                let mut cycle = path[start..].to_vec();
-                cycle.push(node.to_owned());
-                return Some(cycle.join(" -> "));
-            }
-            if done.contains(node) {
-                return None;
-            }
-            path.push(node.to_owned());
-            for next in graph.get(node).into_iter().flatten() {
-                if let Some(cycle) = visit(next, graph, path, done) {
-                    return Some(cycle);
-                }
-            }
-            path.pop();
-            done.insert(node.to_owned());
-            None
-        }
-        let mut done = BTreeSet::new();
-        graph
-            .keys()
-            .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
-    }
+    use crate::module_graph::{cycle, top_graph};
 
     #[test]
     fn modules_form_a_tree() {
-        let graph = graph();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let graph = top_graph(&src, "main");
         assert!(graph.contains_key("conn"), "expected conn.rs in {graph:?}");
-        if let Some(cycle) = find_cycle(&graph) {
-            panic!("module cycle in policyd-bin: {cycle}\nthe graph: {graph:#?}");
+        assert!(
+            graph.len() > 3,
+            "expected the modules of policyd in {graph:?}"
+        );
+        if let Some(found) = cycle(&graph) {
+            panic!("module cycle in policyd-bin: {found}\nthe graph: {graph:#?}");
         }
-    }
-
-    #[test]
-    fn the_cycle_finder_finds_cycles() {
-        let edges = |pairs: &[(&str, &str)]| {
-            let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            for (a, b) in pairs {
-                graph
-                    .entry((*a).to_owned())
-                    .or_default()
-                    .insert((*b).to_owned());
-            }
-            graph
-        };
-        assert_eq!(find_cycle(&edges(&[("a", "b"), ("b", "c")])), None);
-        assert_eq!(
-            find_cycle(&edges(&[("a", "b"), ("b", "c"), ("c", "a")])).as_deref(),
-            Some("a -> b -> c -> a")
-        );
-        assert_eq!(
-            find_cycle(&edges(&[("a", "b"), ("a", "c"), ("c", "b")])),
-            None
-        );
     }
 }
