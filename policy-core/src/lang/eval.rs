@@ -337,7 +337,36 @@ impl Program {
     ) -> Outcome<'a> {
         let state = state_bit(request.protocol_state);
         let at = At { tables, now };
-        let mut memo = Memo::default();
+        // The facts leave the buffers for the walk (a move of a pointer), so
+        // that the memo can hold them while the rules use the buffers.
+        let facts = buffers.facts.take();
+        let outcome = self.walk_rules(
+            request,
+            state,
+            at,
+            &mut Memo::new(facts.as_deref().unwrap_or(&NO_FACTS)),
+            buffers,
+        );
+        buffers.facts = facts;
+        if outcome.rule.is_none() {
+            if let Some(t) = &self.default.template {
+                buffers.wire.clear();
+                t.write_wire(request, "default", &mut buffers.wire);
+            }
+        }
+        outcome
+    }
+
+    /// The walk of [`Program::walk`] over the rules.
+    #[inline]
+    fn walk_rules<'a>(
+        &'a self,
+        request: &Request<'_>,
+        state: u16,
+        at: At<'_>,
+        memo: &mut Memo<'_>,
+        buffers: &mut Buffers,
+    ) -> Outcome<'a> {
         let mut index = 0;
         while let Some(hot) = self.hot.get(index) {
             if let Some(run) = self.runs.get(hot.run as usize) {
@@ -346,7 +375,7 @@ impl Program {
                 // that require that value (in order); the others cannot apply.
                 for &candidate in run.candidates(request) {
                     if let Some(outcome) =
-                        self.apply(candidate as usize, state, request, at, &mut memo, buffers)
+                        self.apply(candidate as usize, state, request, at, memo, buffers)
                     {
                         return outcome;
                     }
@@ -354,14 +383,10 @@ impl Program {
                 index = (run.end as usize).max(index + 1);
                 continue;
             }
-            if let Some(outcome) = self.apply(index, state, request, at, &mut memo, buffers) {
+            if let Some(outcome) = self.apply(index, state, request, at, memo, buffers) {
                 return outcome;
             }
             index += 1;
-        }
-        if let Some(t) = &self.default.template {
-            buffers.wire.clear();
-            t.write_wire(request, "default", &mut buffers.wire);
         }
         Outcome::rule(None)
     }
@@ -419,7 +444,7 @@ impl Program {
         state: u16,
         request: &Request<'_>,
         at: At<'_>,
-        memo: &mut Memo,
+        memo: &mut Memo<'_>,
         buffers: &mut Buffers,
     ) -> Option<Outcome<'a>> {
         let At { tables, now } = at;
@@ -432,15 +457,14 @@ impl Program {
             .entries
             .get(start..start.saturating_add(hot.len as usize))
             .unwrap_or_default();
-        let facts = buffers.facts();
         let holds = entries
             .iter()
-            .all(|&entry| self.holds(entry, request, memo, facts));
+            .all(|&entry| self.holds(entry, request, memo));
         if memo.unknown {
             // Off the hot path: `unknown` is only ever set by a test on an
             // outside fact.
             memo.unknown = false;
-            if !self.surely_holds(entries, request, memo, facts) {
+            if !self.surely_holds(entries, request, memo) {
                 return None;
             }
         } else if !holds {
@@ -565,16 +589,10 @@ impl Program {
     /// Whether every clause of `entries` surely holds, whatever the unknown
     /// outside facts are (three values; see [`Program::holds3`]).
     #[cold]
-    fn surely_holds(
-        &self,
-        entries: &[u32],
-        request: &Request<'_>,
-        memo: &mut Memo,
-        facts: &Facts,
-    ) -> bool {
+    fn surely_holds(&self, entries: &[u32], request: &Request<'_>, memo: &mut Memo<'_>) -> bool {
         entries.iter().all(|&entry| {
             let mut assumed = Assumptions::default();
-            self.holds3(entry, request, memo, facts, &mut assumed) == Some(true)
+            self.holds3(entry, request, memo, &mut assumed) == Some(true)
         })
     }
 
@@ -592,13 +610,7 @@ impl Program {
     /// A test on an outside fact that is not known counts as false and sets
     /// `memo.unknown` (see [`Program::holds3`]).
     #[inline]
-    pub(crate) fn holds(
-        &self,
-        entry: u32,
-        request: &Request<'_>,
-        memo: &mut Memo,
-        facts: &Facts,
-    ) -> bool {
+    pub(crate) fn holds(&self, entry: u32, request: &Request<'_>, memo: &mut Memo<'_>) -> bool {
         let mut pc = entry;
         // Targets only point backwards, so this ends within `nodes.len()`
         // steps; the bound makes that true even for a malformed program.
@@ -616,7 +628,7 @@ impl Program {
                 if memo.known & bit != 0 {
                     memo.value & bit != 0
                 } else {
-                    let result = self.test_memo(&node.test, request, memo, facts);
+                    let result = self.test_memo(&node.test, request, memo);
                     memo.known |= bit;
                     if result {
                         memo.value |= bit;
@@ -624,7 +636,7 @@ impl Program {
                     result
                 }
             } else {
-                self.test_memo(&node.test, request, memo, facts)
+                self.test_memo(&node.test, request, memo)
             };
             pc = if result { node.on_true } else { node.on_false };
         }
@@ -641,8 +653,7 @@ impl Program {
         &self,
         entry: u32,
         request: &Request<'_>,
-        memo: &mut Memo,
-        facts: &Facts,
+        memo: &mut Memo<'_>,
         assumed: &mut Assumptions,
     ) -> Option<bool> {
         let mut pc = entry;
@@ -655,7 +666,7 @@ impl Program {
             let node = self.nodes.get(pc as usize)?;
             let result = match node.test {
                 Test::Dnsbl { field, zone } => {
-                    match self.dnsbl(field, zone, request, facts) {
+                    match self.dnsbl(field, zone, request, memo.facts) {
                         Some(known) => known,
                         None => match assumed.get(field, zone) {
                             Some(value) => value,
@@ -665,17 +676,17 @@ impl Program {
                                 // Both ways, each with its assumption.
                                 let mark = assumed.len;
                                 assumed.push(field, zone, true);
-                                let yes = self.holds3(node.on_true, request, memo, facts, assumed);
+                                let yes = self.holds3(node.on_true, request, memo, assumed);
                                 assumed.len = mark;
                                 assumed.push(field, zone, false);
-                                let no = self.holds3(node.on_false, request, memo, facts, assumed);
+                                let no = self.holds3(node.on_false, request, memo, assumed);
                                 assumed.len = mark;
                                 return if yes? == no? { yes } else { None };
                             }
                         },
                     }
                 }
-                _ => self.test_memo(&node.test, request, memo, facts),
+                _ => self.test_memo(&node.test, request, memo),
             };
             pc = if result { node.on_true } else { node.on_false };
         }
@@ -729,16 +740,9 @@ impl Program {
     /// (same result as [`Program::test`]: the lookup depends only on the
     /// list and the value's bytes).
     #[inline]
-    fn test_memo(&self, test: &Test, r: &Request<'_>, memo: &mut Memo, facts: &Facts) -> bool {
-        let (field, list) = match *test {
-            Test::DomainInList { field, list } => (field, list),
-            Test::Dnsbl { field, zone } => {
-                return self.dnsbl(field, zone, r, facts).unwrap_or_else(|| {
-                    memo.unknown = true;
-                    false
-                })
-            }
-            _ => return self.test(test, r),
+    fn test_memo(&self, test: &Test, r: &Request<'_>, memo: &mut Memo<'_>) -> bool {
+        let Test::DomainInList { field, list } = *test else {
+            return self.test(test, r, memo);
         };
         let Some(found) = self.lists.get(list as usize) else {
             return false;
@@ -766,12 +770,18 @@ impl Program {
         result
     }
 
-    /// Evaluate one test. A test on an outside fact is false here (no
-    /// facts: see [`Program::dnsbl`]).
+    /// Evaluate one test; a test on an outside fact reads `memo.facts`.
     #[inline]
-    pub(crate) fn test(&self, test: &Test, r: &Request<'_>) -> bool {
+    pub(crate) fn test(&self, test: &Test, r: &Request<'_>, memo: &mut Memo<'_>) -> bool {
         match *test {
-            Test::Dnsbl { .. } => false,
+            // An unknown fact counts as false here and is noted in the memo
+            // (see `Program::holds3`).
+            Test::Dnsbl { field, zone } => {
+                self.dnsbl(field, zone, r, memo.facts).unwrap_or_else(|| {
+                    memo.unknown = true;
+                    false
+                })
+            }
             Test::AddressInList { field, list } => {
                 let Some(list) = self.lists.get(list as usize) else {
                     return false;

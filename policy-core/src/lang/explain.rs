@@ -126,15 +126,15 @@ pub(crate) fn explain(
                 let holds = program.holds(
                     entry,
                     request,
-                    &mut super::program::Memo::default(),
-                    buffers.facts(),
+                    &mut super::program::Memo::new(buffers.facts()),
                 );
                 all &= holds;
                 let mut tests: Vec<(u32, TestResult)> = (first..end)
                     .filter_map(|i| {
                         let node = program.nodes.get(i as usize)?;
                         let source = program.node_source.get(i as usize)?;
-                        let value = program.test(&node.test, request) != source.negated;
+                        let mut memo = super::program::Memo::new(buffers.facts());
+                        let value = program.test(&node.test, request, &mut memo) != source.negated;
                         Some((
                             source.start,
                             TestResult {

@@ -2,6 +2,7 @@
 //! conditions as tests with jump targets. Built by the compiler, run by the
 //! evaluator, shown by explain.
 
+use crate::facts::Facts;
 use std::net::IpAddr;
 
 use crate::action::Action;
@@ -211,8 +212,12 @@ pub(crate) struct DomainLookup {
 
 /// Results of memoized tests for one request: bit `slot` of `known` says the
 /// test ran, the same bit of `value` holds its result.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Memo {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memo<'f> {
+    /// The outside facts of the request (none for a policy without them):
+    /// here, rather than an argument, so that evaluating a condition costs
+    /// a policy without outside facts nothing more.
+    pub(crate) facts: &'f Facts,
     pub(crate) known: u64,
     pub(crate) value: u64,
     /// Domain lookups done for this request, by list and field, so that a
@@ -225,6 +230,20 @@ pub(crate) struct Memo {
     /// A test on an outside fact met an unknown (or missing) fact, and
     /// counted as false: the caller evaluates again with three values.
     pub(crate) unknown: bool,
+}
+
+impl<'f> Memo<'f> {
+    /// Nothing known yet, with these facts.
+    pub(crate) fn new(facts: &'f Facts) -> Self {
+        Self {
+            facts,
+            known: 0,
+            value: 0,
+            domains: [None; DOMAIN_MEMO_SLOTS],
+            domain_count: 0,
+            unknown: false,
+        }
+    }
 }
 
 /// The bit of protocol state `state` in a rule's state mask; unknown states
