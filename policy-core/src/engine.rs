@@ -234,6 +234,7 @@ impl Policy {
     /// Whether some condition needs outside facts (`in dnsbl`): deciding
     /// then asks queries ([`Engine::start`]), and [`Engine::decide`] takes
     /// them all as unknown.
+    #[inline]
     pub fn uses_outside_facts(&self) -> bool {
         !self.program.zones.is_empty()
     }
@@ -513,7 +514,7 @@ impl Engine {
         let Some((_, _, policy, state)) = policy else {
             return DUNNO_UNREACHABLE;
         };
-        if !policy.program.zones.is_empty() {
+        if policy.uses_outside_facts() {
             // No resolver: every outside fact is unknown.
             unknown_facts(policy, request, buffers);
         }
@@ -568,10 +569,9 @@ impl Engine {
             // Not started: start.
             return self.start(request, now, scratch);
         };
-        let program = &policy.program;
-        if !program.zones.is_empty() {
+        if policy.uses_outside_facts() {
             let facts = scratch.buffers.facts_mut();
-            program.ask(request, facts);
+            policy.program.ask(request, facts);
             if facts.is_waiting() {
                 return Step::NeedFacts;
             }

@@ -338,6 +338,28 @@ impl State {
         }
     }
 
+    /// Limit `index` as its backend sees it.
+    #[inline]
+    fn limit_item(&self, index: usize) -> Result<Item<'_>, BackendError> {
+        let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
+        Ok(Item {
+            name: &spec.name,
+            signature: spec.signature,
+            index,
+        })
+    }
+
+    /// Greylist `index` as its backend sees it.
+    #[inline]
+    fn greylist_item(&self, index: usize) -> Result<Item<'_>, BackendError> {
+        let spec = self.greylists.get(index).ok_or(BackendError::Failed)?;
+        Ok(Item {
+            name: &spec.name,
+            signature: spec.signature,
+            index,
+        })
+    }
+
     fn backend(&self) -> &dyn Backend {
         match &self.remote {
             Some(remote) => &**remote,
@@ -353,12 +375,7 @@ impl State {
         units: u64,
         now: Timestamp,
     ) -> Result<(), BackendError> {
-        let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
-        let item = Item {
-            name: &spec.name,
-            signature: spec.signature,
-            index,
-        };
+        let item = self.limit_item(index)?;
         self.backend()
             .refund(item, key_hash, units, now, self.when(now))
     }
@@ -379,12 +396,7 @@ impl LimitStore for State {
         call: LimitCall<'_>,
         now: Timestamp,
     ) -> Result<Verdict, BackendError> {
-        let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
-        let item = Item {
-            name: &spec.name,
-            signature: spec.signature,
-            index,
-        };
+        let item = self.limit_item(index)?;
         match &self.remote {
             // The local tables directly: no dynamic call on the hot path.
             None => self.local.limit(item, call, self.when(now)),
@@ -408,12 +420,7 @@ impl GreylistStore for State {
         call: GreyCall,
         now: Timestamp,
     ) -> Result<GreyVerdict, BackendError> {
-        let spec = self.greylists.get(index).ok_or(BackendError::Failed)?;
-        let item = Item {
-            name: &spec.name,
-            signature: spec.signature,
-            index,
-        };
+        let item = self.greylist_item(index)?;
         match &self.remote {
             None => self.local.greylist(item, call, self.when(now)),
             Some(remote) => remote.greylist(item, call, self.when(now)),
