@@ -56,11 +56,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
-use nom::bytes::complete::tag;
 use nom::character::complete::char;
-use nom::combinator::{opt, recognize};
 use nom::error::{Error as NomError, ErrorKind};
-use nom::sequence::{pair, terminated};
+use nom::sequence::terminated;
 use nom::IResult;
 
 use crate::base::attr::is_name_byte;
@@ -603,9 +601,14 @@ fn attribute(input: &[u8]) -> IResult<&[u8], Attribute<'_>> {
     Ok((input, Attribute { name, value, known }))
 }
 
-/// `end = [ CR ] LF`: the empty line that closes a request.
-fn end(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    recognize(pair(opt(tag("\r")), tag("\n")))(input)
+/// `end = [ CR ] LF`: the empty line that closes a request; what follows
+/// it. Tried before every line, so written out rather than combined from
+/// nom parsers (whose inlining the compiler may decline).
+#[inline]
+fn end(input: &[u8]) -> Option<&[u8]> {
+    input
+        .strip_prefix(b"\r\n")
+        .or_else(|| input.strip_prefix(b"\n"))
 }
 
 /// Why `input` (starting at line `number`) matches neither [`end`] nor
@@ -801,7 +804,7 @@ impl<'a> Request<'a> {
         let mut number = 0;
         while !input.is_empty() {
             number += 1;
-            if let Ok((rest, _)) = end(input) {
+            if let Some(rest) = end(input) {
                 if !rest.is_empty() {
                     return Err(ParseError::TrailingData { line: number + 1 });
                 }
