@@ -17,7 +17,7 @@ use parking_lot::RwLock;
 
 use crate::action::Action;
 use crate::base::time::Timestamp;
-use crate::facts::{Facts, Resolver};
+use crate::facts::{Facts, Resolver, NO_FACTS};
 use crate::lang::diag::CompileErrors;
 use crate::lang::diag::Diagnostic;
 use crate::lang::program::Program;
@@ -43,6 +43,10 @@ pub struct Scratch {
     policy: Option<(EngineId, u64, Arc<Policy>, Arc<State>)>,
     /// Reused output buffers.
     buffers: Buffers,
+    /// The outside facts of the request (queries and answers), made at the
+    /// first request of a policy with outside facts: a scratch that never
+    /// needs them stays small (it is moved around by value).
+    facts: Option<Box<Facts>>,
 }
 
 impl Scratch {
@@ -54,13 +58,13 @@ impl Scratch {
     /// The outside facts of the request being decided: the queries
     /// [`Engine::start`] asked, to send and answer (see [`facts`](crate::facts)).
     pub fn facts(&self) -> &Facts {
-        self.buffers.facts()
+        self.facts.as_deref().unwrap_or(&NO_FACTS)
     }
 
     /// The facts, to supply answers ([`Facts::supply`]) or to give up on
     /// the rest at the deadline ([`Facts::expire`]).
     pub fn facts_mut(&mut self) -> &mut Facts {
-        self.buffers.facts_mut()
+        self.facts.get_or_insert_with(Box::default)
     }
 }
 
@@ -96,8 +100,8 @@ pub struct Decision<'a> {
     /// The first state backend failure while deciding: the rule's index,
     /// the error, what the rule did (small: a decision is copied around).
     failure: Option<(u32, BackendError, OnFailure)>,
-    /// Outside facts that were unknown when deciding.
-    unknown_facts: u32,
+    /// The outside facts it was decided with.
+    facts: &'a Facts,
 }
 
 /// A state backend failure while deciding ([`Decision::backend_failure`]):
@@ -152,7 +156,7 @@ impl<'a> Decision<'a> {
     /// rule whose condition depended on one did not apply (see
     /// [`facts`](crate::facts)). 0 for a policy without outside facts.
     pub fn unknown_facts(&self) -> usize {
-        self.unknown_facts as usize
+        self.facts.unknown()
     }
 }
 
@@ -241,15 +245,17 @@ impl Policy {
 }
 
 impl Policy {
-    /// Decide `request` with `state`, into `buffers` (see [`Engine::decide`]).
+    /// Decide `request` with `facts` and `state`, into `buffers` (see
+    /// [`Engine::decide`]).
     fn decide<'a>(
         &'a self,
         request: &Request<'_>,
+        facts: &'a Facts,
         state: &State,
         now: Timestamp,
         buffers: &'a mut Buffers,
     ) -> Decision<'a> {
-        let outcome = self.program.decide(request, state, now, buffers);
+        let outcome = self.program.decide(request, facts, state, now, buffers);
         let buffers: &'a Buffers = buffers;
         let (rule, verdict) = match (outcome.rule, outcome.instead) {
             (Some(rule), Some(prepend)) => (&*rule.name, prepend),
@@ -267,10 +273,7 @@ impl Policy {
             dry_run: self.program.dry_run(buffers),
             wire,
             failure: buffers.failure,
-            unknown_facts: buffers
-                .facts
-                .as_deref()
-                .map_or(0, |f| u32::try_from(f.unknown()).unwrap_or(u32::MAX)),
+            facts,
         }
     }
 
@@ -510,15 +513,20 @@ impl Engine {
         scratch: &'s mut Scratch,
     ) -> Decision<'s> {
         self.refresh(scratch);
-        let Scratch { policy, buffers } = scratch;
+        let Scratch {
+            policy,
+            buffers,
+            facts,
+        } = scratch;
         let Some((_, _, policy, state)) = policy else {
             return DUNNO_UNREACHABLE;
         };
         if policy.uses_outside_facts() {
             // No resolver: every outside fact is unknown.
-            unknown_facts(policy, request, buffers);
+            unknown_facts(policy, request, facts);
         }
-        policy.decide(request, state, now, buffers)
+        let facts = facts.as_deref().unwrap_or(&NO_FACTS);
+        policy.decide(request, facts, state, now, buffers)
     }
 
     /// Decide with the policy, state and facts in `scratch` (refreshed).
@@ -530,9 +538,14 @@ impl Engine {
         scratch: &'s mut Scratch,
     ) -> Decision<'s> {
         // Split the borrow: the policy is shared, the buffers are not.
-        let Scratch { policy, buffers } = scratch;
+        let Scratch {
+            policy,
+            buffers,
+            facts,
+        } = scratch;
+        let facts = facts.as_deref().unwrap_or(&NO_FACTS);
         match policy {
-            Some((_, _, policy, state)) => policy.decide(request, state, now, buffers),
+            Some((_, _, policy, state)) => policy.decide(request, facts, state, now, buffers),
             None => DUNNO_UNREACHABLE,
         }
     }
@@ -548,7 +561,7 @@ impl Engine {
         scratch: &'s mut Scratch,
     ) -> Step<'s> {
         self.refresh(scratch);
-        if let Some(facts) = &mut scratch.buffers.facts {
+        if let Some(facts) = &mut scratch.facts {
             facts.clear();
         }
         self.resume(request, now, scratch)
@@ -570,7 +583,7 @@ impl Engine {
             return self.start(request, now, scratch);
         };
         if policy.uses_outside_facts() {
-            let facts = scratch.buffers.facts_mut();
+            let facts = scratch.facts.get_or_insert_with(Box::default);
             policy.program.ask(request, facts);
             if facts.is_waiting() {
                 return Step::NeedFacts;
@@ -591,7 +604,7 @@ impl Engine {
         resolver: &mut dyn Resolver,
     ) -> Decision<'s> {
         self.refresh(scratch);
-        let facts = scratch.buffers.facts_mut();
+        let facts = scratch.facts.get_or_insert_with(Box::default);
         facts.clear();
         if let Some((_, _, policy, _)) = &scratch.policy {
             let program = &policy.program;
@@ -654,14 +667,14 @@ const DUNNO_UNREACHABLE: Decision<'static> = Decision {
     dry_run: DryRun::EMPTY,
     wire: b"DUNNO",
     failure: None,
-    unknown_facts: 0,
+    facts: &NO_FACTS,
 };
 
 /// [`Engine::decide`] without a resolver: ask `policy`'s queries for
 /// `request` and take every answer as unknown.
 #[cold]
-fn unknown_facts(policy: &Policy, request: &Request<'_>, buffers: &mut Buffers) {
-    let facts = buffers.facts_mut();
+fn unknown_facts(policy: &Policy, request: &Request<'_>, facts: &mut Option<Box<Facts>>) {
+    let facts = facts.get_or_insert_with(Box::default);
     facts.clear();
     policy.program.ask(request, facts);
     facts.expire();

@@ -128,7 +128,7 @@ pub(crate) enum Known<'a> {
 /// The facts of the request being decided on one connection: the queries
 /// asked and the answers supplied. Lives in the [`Scratch`](crate::Scratch);
 /// reach it with [`Scratch::facts`](crate::Scratch::facts).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Facts {
     facts: Vec<Fact>,
     names: Vec<u8>,

@@ -10,7 +10,7 @@ use super::program::{
 };
 use crate::action::Action;
 use crate::base::time::Timestamp;
-use crate::facts::{Facts, Known, QueryKind, QueryName, NO_FACTS};
+use crate::facts::{Facts, Known, QueryKind, QueryName};
 use crate::greylist::rule::GreyStep;
 use crate::keyed::{BackendError, OnFailure};
 use crate::limits::rule::{Counted, MessageState, Step, Unit};
@@ -88,10 +88,6 @@ pub(crate) struct Buffers {
     pub(crate) first_pass: Option<(u32, u64)>,
     /// The deciding action's expanded wire text (templated actions only).
     pub(crate) wire: Vec<u8>,
-    /// The outside facts of the request (queries and answers), made at the
-    /// first request of a policy with outside facts: a scratch that never
-    /// needs them stays small (it is moved around by value).
-    pub(crate) facts: Option<Box<Facts>>,
     /// The first state backend failure of this request: the rule's index,
     /// the error and what the rule did about it.
     pub(crate) failure: Option<(u32, BackendError, OnFailure)>,
@@ -102,17 +98,6 @@ pub(crate) struct Buffers {
 }
 
 impl Buffers {
-    /// The facts of the request (none for a policy without outside facts).
-    #[inline]
-    pub(crate) fn facts(&self) -> &Facts {
-        self.facts.as_deref().unwrap_or(&NO_FACTS)
-    }
-
-    /// The facts, made if this scratch had none yet.
-    pub(crate) fn facts_mut(&mut self) -> &mut Facts {
-        self.facts.get_or_insert_with(Box::default)
-    }
-
     /// Forget the message under way (the scratch moves to another engine).
     pub(crate) fn forget_message(&mut self) {
         // The list's capacity is kept: no allocation on the next message.
@@ -257,11 +242,13 @@ impl<'a> Outcome<'a> {
 }
 
 impl Program {
-    /// Run the rules in order on `request`, recording dry-run hits and the
-    /// deciding action's wire text in `buffers`.
+    /// Run the rules in order on `request` with its outside `facts`,
+    /// recording dry-run hits and the deciding action's wire text in
+    /// `buffers`.
     pub(crate) fn decide<'a>(
         &'a self,
         request: &Request<'_>,
+        facts: &Facts,
         state: &State,
         now: Timestamp,
         buffers: &mut Buffers,
@@ -274,7 +261,7 @@ impl Program {
             buffers.message.follow(request);
         }
         buffers.first_pass = None;
-        let mut outcome = self.walk(request, state, now, buffers);
+        let mut outcome = self.walk(request, facts, state, now, buffers);
         if let (None, Some((grey, waited_ms))) = (outcome.rule, buffers.first_pass) {
             outcome = self.first_pass_header(grey, waited_ms, request, buffers, outcome);
         }
@@ -331,23 +318,19 @@ impl Program {
     fn walk<'a>(
         &'a self,
         request: &Request<'_>,
+        facts: &Facts,
         tables: &State,
         now: Timestamp,
         buffers: &mut Buffers,
     ) -> Outcome<'a> {
-        let state = state_bit(request.protocol_state);
-        let at = At { tables, now };
-        // The facts leave the buffers for the walk (a move of a pointer), so
-        // that the memo can hold them while the rules use the buffers.
-        let facts = buffers.facts.take();
-        let outcome = self.walk_rules(
-            request,
-            state,
-            at,
-            &mut Memo::new(facts.as_deref().unwrap_or(&NO_FACTS)),
-            buffers,
-        );
-        buffers.facts = facts;
+        // No rules (`Policy::always`): no memo to set up.
+        let outcome = if self.hot.is_empty() {
+            Outcome::rule(None)
+        } else {
+            let state = state_bit(request.protocol_state);
+            let at = At { tables, now };
+            self.walk_rules(request, state, at, &mut Memo::new(facts), buffers)
+        };
         if outcome.rule.is_none() {
             if let Some(t) = &self.default.template {
                 buffers.wire.clear();
@@ -437,6 +420,8 @@ impl Program {
     /// Try rule `index`: `Some(rule)` if it applies and decides (its wire
     /// text written when templated); a dry-run rule that applies is recorded
     /// in `buffers` and gives `None`, as does a rule that does not apply.
+    /// The test of its state and condition is inlined in the walk; what a
+    /// rule whose condition holds does is in [`Program::fire`].
     #[inline]
     fn apply<'a>(
         &'a self,
@@ -447,29 +432,55 @@ impl Program {
         memo: &mut Memo<'_>,
         buffers: &mut Buffers,
     ) -> Option<Outcome<'a>> {
-        let At { tables, now } = at;
-        let hot = self.hot.get(index)?;
+        if self.rule_holds(index, state, request, memo) {
+            self.fire(index, request, at, buffers)
+        } else {
+            None
+        }
+    }
+
+    /// Whether rule `index` applies in protocol state `state` (its bit) and
+    /// its condition holds.
+    #[inline(never)]
+    fn rule_holds(
+        &self,
+        index: usize,
+        state: u16,
+        request: &Request<'_>,
+        memo: &mut Memo<'_>,
+    ) -> bool {
+        let Some(hot) = self.hot.get(index) else {
+            return false;
+        };
         if hot.states != 0 && hot.states & state == 0 {
-            return None;
+            return false;
         }
         let start = hot.start as usize;
         let entries = self
             .entries
             .get(start..start.saturating_add(hot.len as usize))
             .unwrap_or_default();
-        let holds = entries
-            .iter()
-            .all(|&entry| self.holds(entry, request, memo));
-        if memo.unknown {
-            // Off the hot path: `unknown` is only ever set by a test on an
-            // outside fact.
-            memo.unknown = false;
-            if !self.surely_holds(entries, request, memo) {
-                return None;
-            }
-        } else if !holds {
-            return None;
+        if hot.outside {
+            // Off the hot path: only rules that test an outside fact.
+            self.surely_holds(entries, request, memo)
+        } else {
+            entries
+                .iter()
+                .all(|&entry| self.holds(entry, request, memo))
         }
+    }
+
+    /// Rule `index`'s state and condition hold: run its limit or greylist
+    /// step, and record or write its answer (see [`Program::apply`]).
+    #[inline(never)]
+    fn fire<'a>(
+        &'a self,
+        index: usize,
+        request: &Request<'_>,
+        at: At<'_>,
+        buffers: &mut Buffers,
+    ) -> Option<Outcome<'a>> {
+        let At { tables, now } = at;
         let rule = self.rules.get(index)?;
         let mut refused = None;
         // The answer of a rule whose state backend failed, if it defers.
@@ -607,8 +618,8 @@ impl Program {
 
     /// Whether the condition starting at node `entry` holds. Memoized tests
     /// read and fill `memo`.
-    /// A test on an outside fact that is not known counts as false and sets
-    /// `memo.unknown` (see [`Program::holds3`]).
+    /// A test on an outside fact that is not known counts as false here;
+    /// the walk evaluates rules with outside facts by [`Program::holds3`].
     #[inline]
     pub(crate) fn holds(&self, entry: u32, request: &Request<'_>, memo: &mut Memo<'_>) -> bool {
         let mut pc = entry;
@@ -647,8 +658,8 @@ impl Program {
     /// values (`None`: unknown): the condition is unknown when its value
     /// depends on an unknown fact, i.e. assuming the fact true and assuming
     /// it false (the same assumption wherever the fact is tested) lead to
-    /// different ends. Off the hot path: only when [`Program::holds`] met an
-    /// unknown fact. `assumed` holds the assumptions made so far.
+    /// different ends. Off the hot path: only for rules that test an
+    /// outside fact. `assumed` holds the assumptions made so far.
     pub(crate) fn holds3(
         &self,
         entry: u32,
@@ -697,7 +708,10 @@ impl Program {
     /// is unknown (or was never asked). Listed: an A record in 127/8, the
     /// range DNSBLs answer in (RFC 5782 section 2.1); other answers (a
     /// resolver that rewrites NXDOMAIN to an advertising address) are not
-    /// listings.
+    /// listings. Cold: it is called only for rules with outside facts, and
+    /// kept out of the (inlined) test of every condition.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn dnsbl(
         &self,
         field: Field,
@@ -750,7 +764,7 @@ impl Program {
         let mut buf = TextBuf::new();
         let value = field.text(r, &mut buf);
         let count = usize::from(memo.domain_count).min(DOMAIN_MEMO_SLOTS);
-        for done in memo.domains[..count].iter().flatten() {
+        for done in memo.domains.get(..count).unwrap_or_default() {
             if done.list == list {
                 let mut other_buf = TextBuf::new();
                 if done.field == field || done.field.text(r, &mut other_buf) == value {
@@ -760,11 +774,11 @@ impl Program {
         }
         let result = found.contains_domain(value);
         if let Some(slot) = memo.domains.get_mut(count) {
-            *slot = Some(DomainLookup {
+            *slot = DomainLookup {
                 list,
                 field,
                 result,
-            });
+            };
             memo.domain_count += 1;
         }
         result
@@ -774,14 +788,9 @@ impl Program {
     #[inline]
     pub(crate) fn test(&self, test: &Test, r: &Request<'_>, memo: &mut Memo<'_>) -> bool {
         match *test {
-            // An unknown fact counts as false here and is noted in the memo
-            // (see `Program::holds3`).
-            Test::Dnsbl { field, zone } => {
-                self.dnsbl(field, zone, r, memo.facts).unwrap_or_else(|| {
-                    memo.unknown = true;
-                    false
-                })
-            }
+            // An unknown fact counts as false here (rules with outside
+            // facts are decided by `Program::holds3`).
+            Test::Dnsbl { field, zone } => self.dnsbl(field, zone, r, memo.facts).unwrap_or(false),
             Test::AddressInList { field, list } => {
                 let Some(list) = self.lists.get(list as usize) else {
                     return false;

@@ -6,6 +6,7 @@ use std::fmt;
 use super::eval::Buffers;
 use super::program::Program;
 use crate::base::time::Timestamp;
+use crate::facts::NO_FACTS;
 use crate::limits::rule::MessageState;
 use crate::request::Request;
 use crate::state::State;
@@ -103,7 +104,7 @@ pub(crate) fn explain(
         message: message.cloned().unwrap_or_default(),
         ..Buffers::default()
     };
-    let outcome = program.decide(request, state, now, &mut buffers);
+    let outcome = program.decide(request, &NO_FACTS, state, now, &mut buffers);
     let deciding = outcome.rule.map(std::ptr::from_ref);
     let state = super::program::state_bit(request.protocol_state);
     let mut decided = false;
@@ -123,17 +124,14 @@ pub(crate) fn explain(
                 .zip(rule.source.clause_nodes.iter())
                 .zip(rule.source.clauses.iter())
             {
-                let holds = program.holds(
-                    entry,
-                    request,
-                    &mut super::program::Memo::new(buffers.facts()),
-                );
+                let holds =
+                    program.holds(entry, request, &mut super::program::Memo::new(&NO_FACTS));
                 all &= holds;
                 let mut tests: Vec<(u32, TestResult)> = (first..end)
                     .filter_map(|i| {
                         let node = program.nodes.get(i as usize)?;
                         let source = program.node_source.get(i as usize)?;
-                        let mut memo = super::program::Memo::new(buffers.facts());
+                        let mut memo = super::program::Memo::new(&NO_FACTS);
                         let value = program.test(&node.test, request, &mut memo) != source.negated;
                         Some((
                             source.start,

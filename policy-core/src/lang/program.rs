@@ -210,6 +210,15 @@ pub(crate) struct DomainLookup {
     pub(crate) result: bool,
 }
 
+impl DomainLookup {
+    /// An unfilled slot (beyond [`Memo::domain_count`]).
+    const NONE: Self = Self {
+        list: u32::MAX,
+        field: Field::Sender,
+        result: false,
+    };
+}
+
 /// Results of memoized tests for one request: bit `slot` of `known` says the
 /// test ran, the same bit of `value` holds its result.
 #[derive(Debug, Clone, Copy)]
@@ -224,12 +233,10 @@ pub(crate) struct Memo<'f> {
     /// lookup of the same value in the same list through another field
     /// (`helo_name` and `client_name` are often the same name) reuses the
     /// result instead of lower-casing, hashing and pattern-matching again.
-    pub(crate) domains: [Option<DomainLookup>; DOMAIN_MEMO_SLOTS],
+    /// Only the first `domain_count` are filled.
+    pub(crate) domains: [DomainLookup; DOMAIN_MEMO_SLOTS],
     /// How many of `domains` are filled.
     pub(crate) domain_count: u8,
-    /// A test on an outside fact met an unknown (or missing) fact, and
-    /// counted as false: the caller evaluates again with three values.
-    pub(crate) unknown: bool,
 }
 
 impl<'f> Memo<'f> {
@@ -239,9 +246,8 @@ impl<'f> Memo<'f> {
             facts,
             known: 0,
             value: 0,
-            domains: [None; DOMAIN_MEMO_SLOTS],
+            domains: [DomainLookup::NONE; DOMAIN_MEMO_SLOTS],
             domain_count: 0,
-            unknown: false,
         }
     }
 }
@@ -347,6 +353,11 @@ pub(crate) struct RuleHot {
     /// For the first rule of an equality run, the run's index in
     /// [`Program::runs`]; [`NO_RUN`] otherwise.
     pub(crate) run: u32,
+    /// The rule's condition tests an outside fact (`in dnsbl`): it is
+    /// evaluated in three values ([`Program::holds3`]). In the padding of
+    /// `states`, so rules without outside facts pay one test of a byte
+    /// already loaded.
+    pub(crate) outside: bool,
 }
 
 /// [`RuleHot::run`] of a rule that does not start a run.
@@ -475,6 +486,13 @@ impl Program {
                 start,
                 len: u32::try_from(rule.clauses.len()).unwrap_or(0),
                 run: NO_RUN,
+                outside: rule.source.clause_nodes.iter().any(|&(first, end)| {
+                    self.nodes
+                        .get(first as usize..end as usize)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|node| matches!(node.test, Test::Dnsbl { .. }))
+                }),
             });
         }
         let guards: Vec<Option<(Field, bool, u32)>> =
