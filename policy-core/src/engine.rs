@@ -98,8 +98,9 @@ pub struct Decision<'a> {
     /// The wire form for this request (templates filled in, sanitized).
     wire: &'a [u8],
     /// The first state backend failure while deciding: the rule's index,
-    /// the error, what the rule did (small: a decision is copied around).
-    failure: Option<(u32, BackendError, OnFailure)>,
+    /// the error, what the rule did. Borrowed, not copied: read only when
+    /// asked.
+    failure: &'a Option<(u32, BackendError, OnFailure)>,
     /// The outside facts it was decided with.
     facts: &'a Facts,
 }
@@ -272,7 +273,7 @@ impl Policy {
             rule,
             dry_run: self.program.dry_run(buffers),
             wire,
-            failure: buffers.failure,
+            failure: &buffers.failure,
             facts,
         }
     }
@@ -521,11 +522,12 @@ impl Engine {
         let Some((_, _, policy, state)) = policy else {
             return DUNNO_UNREACHABLE;
         };
-        if policy.uses_outside_facts() {
+        let facts = if policy.uses_outside_facts() {
             // No resolver: every outside fact is unknown.
-            unknown_facts(policy, request, facts);
-        }
-        let facts = facts.as_deref().unwrap_or(&NO_FACTS);
+            unknown_facts(policy, request, facts)
+        } else {
+            &NO_FACTS
+        };
         policy.decide(request, facts, state, now, buffers)
     }
 
@@ -666,18 +668,23 @@ const DUNNO_UNREACHABLE: Decision<'static> = Decision {
     rule: "default",
     dry_run: DryRun::EMPTY,
     wire: b"DUNNO",
-    failure: None,
+    failure: &None,
     facts: &NO_FACTS,
 };
 
 /// [`Engine::decide`] without a resolver: ask `policy`'s queries for
 /// `request` and take every answer as unknown.
 #[cold]
-fn unknown_facts(policy: &Policy, request: &Request<'_>, facts: &mut Option<Box<Facts>>) {
+fn unknown_facts<'f>(
+    policy: &Policy,
+    request: &Request<'_>,
+    facts: &'f mut Option<Box<Facts>>,
+) -> &'f Facts {
     let facts = facts.get_or_insert_with(Box::default);
     facts.clear();
     policy.program.ask(request, facts);
     facts.expire();
+    facts
 }
 
 impl Default for Engine {
