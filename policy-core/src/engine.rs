@@ -97,10 +97,6 @@ pub struct Decision<'a> {
     pub dry_run: DryRun<'a>,
     /// The wire form for this request (templates filled in, sanitized).
     wire: &'a [u8],
-    /// The first state backend failure while deciding: the rule's index,
-    /// the error, what the rule did. Borrowed, not copied: read only when
-    /// asked.
-    failure: &'a Option<(u32, BackendError, OnFailure)>,
     /// The outside facts it was decided with.
     facts: &'a Facts,
 }
@@ -146,11 +142,14 @@ impl<'a> Decision<'a> {
     /// The first state backend failure while deciding, if any: the rule
     /// then did what its `on_failure` says. Log it.
     pub fn backend_failure(&self) -> Option<BackendFailure<'a>> {
-        self.failure.map(|(rule, error, outcome)| BackendFailure {
-            rule: self.dry_run.rule_name(rule),
-            error,
-            outcome,
-        })
+        // The failure is in the buffers the dry-run hits borrow.
+        self.dry_run
+            .failure()
+            .map(|(rule, error, outcome)| BackendFailure {
+                rule: self.dry_run.rule_name(rule),
+                error,
+                outcome,
+            })
     }
 
     /// How many outside facts (DNS answers) were unknown when deciding: a
@@ -273,7 +272,6 @@ impl Policy {
             rule,
             dry_run: self.program.dry_run(buffers),
             wire,
-            failure: &buffers.failure,
             facts,
         }
     }
@@ -668,7 +666,6 @@ const DUNNO_UNREACHABLE: Decision<'static> = Decision {
     rule: "default",
     dry_run: DryRun::EMPTY,
     wire: b"DUNNO",
-    failure: &None,
     facts: &NO_FACTS,
 };
 

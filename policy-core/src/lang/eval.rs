@@ -115,17 +115,32 @@ impl Buffers {
 #[derive(Clone, Copy)]
 pub struct DryRun<'a> {
     rules: &'a [Rule],
-    hits: &'a [HitRecord],
-    wire: &'a [u8],
+    /// The buffers of the decision (`None` for no hits): two pointers
+    /// rather than slices of the hits and their texts keep a `Decision`
+    /// small (it is returned by value for every request).
+    buffers: Option<&'a Buffers>,
 }
 
 impl<'a> DryRun<'a> {
     /// No hits.
     pub(crate) const EMPTY: DryRun<'static> = DryRun {
         rules: &[],
-        hits: &[],
-        wire: &[],
+        buffers: None,
     };
+
+    fn hits(&self) -> &'a [HitRecord] {
+        self.buffers.map_or(&[], |b| &b.hits[..])
+    }
+
+    fn wire(&self) -> &'a [u8] {
+        self.buffers.map_or(&[], |b| &b.hit_wire[..])
+    }
+
+    /// The decision's first state backend failure (see
+    /// [`Decision::backend_failure`](crate::Decision::backend_failure)).
+    pub(crate) fn failure(&self) -> Option<(u32, BackendError, OnFailure)> {
+        self.buffers.and_then(|b| b.failure)
+    }
 
     /// The name of rule `index` of the policy (`""` if there is none).
     pub(crate) fn rule_name(&self, index: u32) -> &'a str {
@@ -134,12 +149,12 @@ impl<'a> DryRun<'a> {
 
     /// How many dry-run rules applied.
     pub fn len(&self) -> usize {
-        self.hits.len()
+        self.hits().len()
     }
 
     /// Whether no dry-run rule applied.
     pub fn is_empty(&self) -> bool {
-        self.hits.is_empty()
+        self.hits().is_empty()
     }
 
     /// The hits, in rule order.
@@ -186,11 +201,11 @@ impl<'a> Iterator for DryRunIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let d = self.dry_run;
-        let hit = d.hits.get(self.next)?;
+        let hit = d.hits().get(self.next)?;
         self.next += 1;
         let rule = d.rules.get(hit.rule as usize)?;
         let wire = d
-            .wire
+            .wire()
             .get(hit.start as usize..hit.end as usize)
             .unwrap_or_default();
         Some(DryRunHit {
@@ -611,8 +626,7 @@ impl Program {
     pub(crate) fn dry_run<'a>(&'a self, buffers: &'a Buffers) -> DryRun<'a> {
         DryRun {
             rules: &self.rules,
-            hits: &buffers.hits,
-            wire: &buffers.hit_wire,
+            buffers: Some(buffers),
         }
     }
 
