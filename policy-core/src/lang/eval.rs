@@ -115,9 +115,10 @@ impl Buffers {
 #[derive(Clone, Copy)]
 pub struct DryRun<'a> {
     rules: &'a [Rule],
-    /// The buffers of the decision (`None` for no hits): two pointers
-    /// rather than slices of the hits and their texts keep a `Decision`
-    /// small (it is returned by value for every request).
+    /// The buffers of the decision (`None` for no hits): one pointer
+    /// rather than slices of the hits and their texts (and a copy of the
+    /// backend failure) keeps a `Decision` small; it is returned by value
+    /// for every request.
     buffers: Option<&'a Buffers>,
 }
 
@@ -435,8 +436,9 @@ impl Program {
     /// Try rule `index`: `Some(rule)` if it applies and decides (its wire
     /// text written when templated); a dry-run rule that applies is recorded
     /// in `buffers` and gives `None`, as does a rule that does not apply.
-    /// The test of its state and condition is inlined in the walk; what a
-    /// rule whose condition holds does is in [`Program::fire`].
+    /// The test of its state and condition is [`Program::rule_holds`], out
+    /// of line and small (few registers to save per rule); what a rule
+    /// whose condition holds does is in [`Program::fire`].
     #[inline]
     fn apply<'a>(
         &'a self,
