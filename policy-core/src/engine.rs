@@ -242,6 +242,14 @@ impl Policy {
     pub fn uses_outside_facts(&self) -> bool {
         !self.program.zones.is_empty()
     }
+
+    /// The zones of the DNS lists the policy's conditions query (`in
+    /// dnsbl`), lower case, without a trailing dot. A query's name ends
+    /// with its list's zone: a resolver that skips a list which keeps
+    /// timing out matches names against these.
+    pub fn dns_zones(&self) -> impl Iterator<Item = &[u8]> {
+        self.program.zones.iter().map(|zone| &**zone)
+    }
 }
 
 impl Policy {

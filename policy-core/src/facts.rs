@@ -47,18 +47,45 @@ use crate::base::bytes::decimal;
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QueryKind {
-    /// IPv4 addresses of a name (a DNSBL lookup asks this).
+    /// IPv4 addresses of a name (a DNSBL lookup asks this). Answered with
+    /// [`Answer::Addresses`].
     A,
-    /// IPv6 addresses of a name.
+    /// IPv6 addresses of a name. Answered with [`Answer::Addresses`].
     Aaaa,
+    /// The texts of a name (a DNSBL's reason for a listing). Answered with
+    /// [`Answer::Texts`].
+    Txt,
+    /// The names of an address (`2.0.0.127.in-addr.arpa`; reverse DNS).
+    /// Answered with [`Answer::Names`].
+    Ptr,
+    /// The mail exchangers of a domain. Answered with [`Answer::Names`]: the
+    /// exchangers' names, a null MX (RFC 7505, `0 .`) as the empty name.
+    Mx,
 }
 
 impl QueryKind {
-    /// The record type's name (`A`, `AAAA`).
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 5] = [Self::A, Self::Aaaa, Self::Txt, Self::Ptr, Self::Mx];
+
+    /// The record type's name (`A`, `AAAA`, `TXT`, `PTR`, `MX`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::A => "A",
             Self::Aaaa => "AAAA",
+            Self::Txt => "TXT",
+            Self::Ptr => "PTR",
+            Self::Mx => "MX",
+        }
+    }
+
+    /// The record type's number in DNS messages (RFC 1035, RFC 3596).
+    pub fn record_type(self) -> u16 {
+        match self {
+            Self::A => 1,
+            Self::Aaaa => 28,
+            Self::Txt => 16,
+            Self::Ptr => 12,
+            Self::Mx => 15,
         }
     }
 }
@@ -85,11 +112,21 @@ impl fmt::Display for Query<'_> {
 }
 
 /// The answer to a [`Query`].
+///
+/// A query answered with records of another shape than its kind's (names
+/// to an `A` query) counts as [`Answer::NotFound`]; records of the right
+/// shape but the other family (IPv6 addresses to an `A` query) are left
+/// out.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer<'a> {
-    /// The records found (for A and AAAA: the addresses).
+    /// The addresses found, for `A` and `AAAA`.
     Addresses(&'a [IpAddr]),
+    /// The names found, for `PTR` and `MX`: lower case ASCII, no trailing
+    /// dot; a null MX (RFC 7505) is the empty name.
+    Names(&'a [&'a [u8]]),
+    /// The texts found, for `TXT`: each record's strings joined.
+    Texts(&'a [&'a [u8]]),
     /// The name does not exist or has no record of the kind (NXDOMAIN,
     /// NODATA): a definite "no".
     NotFound,
@@ -106,7 +143,10 @@ pub struct FactId(u32);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Pending,
+    /// `Facts::addresses[range]`.
     Addresses(Range<u32>),
+    /// Names or texts: `Facts::spans[range]`, each a range of `Facts::data`.
+    Strings(Range<u32>),
     NotFound,
     Unknown,
 }
@@ -118,11 +158,43 @@ struct Fact {
     state: State,
 }
 
-/// What a fact is for a test: known (the addresses, maybe none), or unknown.
+/// What a fact is for a test: known (the addresses or strings, maybe
+/// none), or unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Known<'a> {
     Addresses(&'a [IpAddr]),
+    Strings(Strings<'a>),
     Unknown,
+}
+
+/// The names or texts of an answered query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Strings<'a> {
+    spans: &'a [Range<u32>],
+    data: &'a [u8],
+}
+
+impl<'a> Strings<'a> {
+    pub(crate) const NONE: Self = Self {
+        spans: &[],
+        data: &[],
+    };
+
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let data = self.data;
+        self.spans.iter().map(move |r| {
+            data.get(r.start as usize..r.end as usize)
+                .unwrap_or_default()
+        })
+    }
 }
 
 /// The facts of the request being decided on one connection: the queries
@@ -131,8 +203,13 @@ pub(crate) enum Known<'a> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Facts {
     facts: Vec<Fact>,
+    /// The query names, back to back.
     names: Vec<u8>,
     addresses: Vec<IpAddr>,
+    /// The names and texts of answers, back to back.
+    data: Vec<u8>,
+    /// Each answered name or text: its range of `data`.
+    spans: Vec<Range<u32>>,
 }
 
 /// The facts of a scratch that never needed any (a policy without outside
@@ -145,6 +222,8 @@ impl Facts {
             facts: Vec::new(),
             names: Vec::new(),
             addresses: Vec::new(),
+            data: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -153,6 +232,8 @@ impl Facts {
         self.facts.clear();
         self.names.clear();
         self.addresses.clear();
+        self.data.clear();
+        self.spans.clear();
     }
 
     /// Ask `kind` of `name` unless already asked; returns whether it was new.
@@ -193,7 +274,19 @@ impl Facts {
                     .get(range.start as usize..range.end as usize)
                     .unwrap_or_default(),
             ),
-            State::NotFound => Known::Addresses(&[]),
+            State::Strings(range) => Known::Strings(Strings {
+                spans: self
+                    .spans
+                    .get(range.start as usize..range.end as usize)
+                    .unwrap_or_default(),
+                data: &self.data,
+            }),
+            State::NotFound => match kind {
+                QueryKind::A | QueryKind::Aaaa => Known::Addresses(&[]),
+                QueryKind::Txt | QueryKind::Ptr | QueryKind::Mx => {
+                    Known::Strings(Strings::NONE)
+                }
+            },
             State::Unknown => Known::Unknown,
         })
     }
@@ -230,16 +323,25 @@ impl Facts {
             return;
         }
         fact.state = match answer {
-            Answer::Addresses(found) => {
+            Answer::Addresses(found) if matches!(fact.kind, QueryKind::A | QueryKind::Aaaa) => {
                 let start = self.addresses.len();
                 // Only what the query asked for: an AAAA answer holds IPv6.
                 self.addresses
                     .extend(found.iter().filter(|ip| match fact.kind {
                         QueryKind::A => ip.is_ipv4(),
-                        QueryKind::Aaaa => ip.is_ipv6(),
+                        _ => ip.is_ipv6(),
                     }));
                 State::Addresses(to_u32(start)..to_u32(self.addresses.len()))
             }
+            Answer::Names(found) if matches!(fact.kind, QueryKind::Ptr | QueryKind::Mx) => {
+                store_strings(&mut self.data, &mut self.spans, found, true)
+            }
+            Answer::Texts(found) if fact.kind == QueryKind::Txt => {
+                store_strings(&mut self.data, &mut self.spans, found, false)
+            }
+            // Records of another shape than the query's kind: nothing of
+            // what was asked.
+            Answer::Addresses(_) | Answer::Names(_) | Answer::Texts(_) => State::NotFound,
             Answer::NotFound => State::NotFound,
             Answer::Unknown => State::Unknown,
         };
@@ -261,6 +363,29 @@ impl Facts {
             .filter(|f| f.state == State::Unknown)
             .count()
     }
+}
+
+/// Store `found` (names: lower-cased, without a trailing dot) and return
+/// the state that points at them.
+fn store_strings(
+    data: &mut Vec<u8>,
+    spans: &mut Vec<Range<u32>>,
+    found: &[&[u8]],
+    names: bool,
+) -> State {
+    let first = spans.len();
+    for item in found {
+        let start = data.len();
+        if names {
+            let item = item.strip_suffix(b".").unwrap_or(item);
+            let item = item.get(..MAX_NAME_BYTES).unwrap_or(item);
+            data.extend(item.iter().map(u8::to_ascii_lowercase));
+        } else {
+            data.extend_from_slice(item);
+        }
+        spans.push(to_u32(start)..to_u32(data.len()));
+    }
+    State::Strings(to_u32(first)..to_u32(spans.len()))
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -305,6 +430,33 @@ impl QueryName {
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// `name`, lower-cased, without a trailing dot.
+    pub(crate) fn of(name: &[u8]) -> Self {
+        let mut out = Self::new();
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        out.push(name);
+        out.buf[..out.len].make_ascii_lowercase();
+        out
+    }
+
+    /// The RHSBL query name of `domain` in `zone` (`domain.zone`, lower
+    /// case; RFC 5782 section 2.3).
+    pub(crate) fn rhsbl(domain: &[u8], zone: &[u8]) -> Self {
+        let mut out = Self::of(domain);
+        out.push(b".");
+        out.push(zone);
+        out
+    }
+
+    /// The reverse DNS (PTR) query name of `ip`: under `in-addr.arpa` or
+    /// `ip6.arpa` (RFC 1035 section 3.5, RFC 3596 section 2.5).
+    pub(crate) fn reverse(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self::dnsbl(ip, b"in-addr.arpa"),
+            IpAddr::V6(_) => Self::dnsbl(ip, b"ip6.arpa"),
+        }
     }
 
     /// The DNSBL query name of `ip` in `zone`: IPv4 as its octets
@@ -357,6 +509,56 @@ mod tests {
             out,
             &b"b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com"[..]
         );
+    }
+
+    #[test]
+    fn rhsbl_and_reverse_names() {
+        let rhs = QueryName::rhsbl(b"Spam.Example.", b"dbl.example");
+        assert_eq!(rhs.as_bytes(), b"spam.example.dbl.example");
+        let rev = QueryName::reverse("192.0.2.1".parse().unwrap());
+        assert_eq!(rev.as_bytes(), b"1.2.0.192.in-addr.arpa");
+        let rev6 = QueryName::reverse("2001:db8::1".parse().unwrap());
+        assert!(rev6.as_bytes().ends_with(b".8.b.d.0.1.0.0.2.ip6.arpa"));
+        assert!(rev6.as_bytes().starts_with(b"1.0.0.0.0.0.0.0."));
+        // Too long names are cut, never overflow.
+        let long = [b'a'; 400];
+        assert_eq!(QueryName::of(&long).as_bytes().len(), MAX_NAME_BYTES);
+    }
+
+    #[test]
+    fn names_and_texts_are_stored_by_kind() {
+        let mut facts = Facts::default();
+        facts.ask(QueryKind::Ptr, b"1.2.0.192.in-addr.arpa");
+        facts.ask(QueryKind::Txt, b"1.2.0.192.bl.example");
+        facts.ask(QueryKind::Mx, b"example.org");
+        facts.ask(QueryKind::A, b"mx.example.org");
+        let ids: Vec<FactId> = facts.pending().map(|(id, _)| id).collect();
+        facts.supply(ids[0], Answer::Names(&[b"Mail.Example.ORG.", b"other.example"]));
+        facts.supply(ids[1], Answer::Texts(&[b"Listed: see https://bl.example/?192.0.2.1"]));
+        facts.supply(ids[2], Answer::Names(&[b""]));
+        // Names to an A query: the wrong shape, nothing of what was asked.
+        facts.supply(ids[3], Answer::Names(&[b"x.example"]));
+        let strings = |kind, name: &[u8]| match facts.known(kind, name) {
+            Some(Known::Strings(s)) => s.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            strings(QueryKind::Ptr, b"1.2.0.192.in-addr.arpa"),
+            vec![b"mail.example.org".to_vec(), b"other.example".to_vec()]
+        );
+        assert_eq!(
+            strings(QueryKind::Txt, b"1.2.0.192.bl.example"),
+            vec![b"Listed: see https://bl.example/?192.0.2.1".to_vec()]
+        );
+        assert_eq!(strings(QueryKind::Mx, b"example.org"), vec![Vec::<u8>::new()]);
+        assert_eq!(
+            facts.known(QueryKind::A, b"mx.example.org"),
+            Some(Known::Addresses(&[][..]))
+        );
+        for kind in QueryKind::ALL {
+            assert!(!kind.as_str().is_empty());
+            assert!(kind.record_type() > 0);
+        }
     }
 
     #[test]

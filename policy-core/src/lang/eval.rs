@@ -746,6 +746,7 @@ impl Program {
                 std::net::IpAddr::V4(v4) => v4.octets()[0] == 127,
                 std::net::IpAddr::V6(_) => false,
             })),
+            Known::Strings(_) => Some(false),
             Known::Unknown => None,
         }
     }
