@@ -240,15 +240,15 @@ impl Policy {
     /// them all as unknown.
     #[inline]
     pub fn uses_outside_facts(&self) -> bool {
-        !self.program.zones.is_empty()
+        self.program.outside
     }
 
     /// The zones of the DNS lists the policy's conditions query (`in
-    /// dnsbl`), lower case, without a trailing dot. A query's name ends
-    /// with its list's zone: a resolver that skips a list which keeps
-    /// timing out matches names against these.
+    /// dnsbl`, `in rhsbl`), lower case, without a trailing dot. A query's
+    /// name ends with its list's zone: a resolver that skips a list which
+    /// keeps timing out matches names against these.
     pub fn dns_zones(&self) -> impl Iterator<Item = &[u8]> {
-        self.program.zones.iter().map(|zone| &**zone)
+        self.program.dns_lists.iter().map(|list| &*list.zone)
     }
 }
 

@@ -180,10 +180,6 @@ impl<'a> Strings<'a> {
         data: &[],
     };
 
-    pub(crate) fn len(&self) -> usize {
-        self.spans.len()
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
@@ -414,11 +410,14 @@ pub(crate) struct QueryName {
 }
 
 impl QueryName {
+    /// The empty name.
+    pub(crate) const EMPTY: Self = Self {
+        buf: [0; MAX_NAME_BYTES],
+        len: 0,
+    };
+
     fn new() -> Self {
-        Self {
-            buf: [0; MAX_NAME_BYTES],
-            len: 0,
-        }
+        Self::EMPTY
     }
 
     fn push(&mut self, bytes: &[u8]) {

@@ -2,6 +2,8 @@
 //! its [`Span`] (byte offsets in the source) for diagnostics and for showing
 //! conditions in source form.
 
+use super::outside::ListSide;
+
 /// Byte range `start..end` in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Span {
@@ -153,7 +155,7 @@ pub(crate) enum Value {
 pub(crate) enum TestKind {
     In(Name, ListRef),
     /// `FIELD in dnsbl "ZONE"`: an outside fact (a DNS lookup).
-    InDnsbl(Name, Str),
+    InDnsList(Name, ListSide, DnsListRef),
     Compare(Name, CmpOp, Value),
     Str(Name, StrOp, Str),
     Matches(Name, RegexLit),
@@ -316,9 +318,40 @@ pub(crate) struct GreylistDecl {
     pub(crate) head: Span,
 }
 
+/// A DNS list named in a test: an inline zone or a declared list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DnsListRef {
+    /// `in dnsbl "zen.spamhaus.org"`: any address in 127.0.0.0/8 is a listing.
+    Zone(Str),
+    /// `in dnsbl zen`: a list declared with `dnsbl zen { ... }`.
+    Named(Name),
+}
+
+/// One entry of a DNS list's `answer` clause, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AnswerAst {
+    /// `127.0.0.2` or `127.0.0.4-127.0.0.7`.
+    Range(Str, Option<Str>),
+    /// `mask 0.0.0.8` (or `mask 8`).
+    Mask(Str),
+}
+
+/// `dnsbl NAME { ... }` or `rhsbl NAME { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DnsListDecl {
+    pub(crate) name: Name,
+    pub(crate) side: ListSide,
+    pub(crate) zone: Option<Str>,
+    pub(crate) answers: Vec<AnswerAst>,
+    pub(crate) txt: bool,
+    /// `dnsbl NAME`, for errors about a missing clause.
+    pub(crate) head: Span,
+}
+
 /// A top-level item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
+    DnsList(DnsListDecl),
     Greylist(GreylistDecl),
     List(ListDecl),
     Logins(LoginsDecl),

@@ -18,6 +18,8 @@ use super::source::SourceLoader;
 use super::suggest;
 use warnings::ok_at_rcpt_message;
 
+mod dns;
+pub use dns::MAX_DNS_LIST_ANSWERS;
 mod greylists;
 mod limits;
 mod warnings;
@@ -60,6 +62,7 @@ pub(crate) fn compile(
         program: Program::always(Action::Dunno),
         lists: HashMap::new(),
         logins: HashMap::new(),
+        dns_lists: HashMap::new(),
     };
     if source.len() > MAX_POLICY_BYTES {
         c.errors.push((
@@ -126,6 +129,8 @@ struct Compiler<'c> {
     program: Program,
     lists: HashMap<String, Declared>,
     logins: HashMap<String, Declared>,
+    /// `dnsbl` and `rhsbl` lists, by name.
+    dns_lists: HashMap<String, Declared>,
 }
 
 /// A rule's compiled `state`, `if` and `unless` clauses.
@@ -259,6 +264,7 @@ impl Compiler<'_> {
             match item {
                 Item::List(l) => self.declare_list(l),
                 Item::Logins(m) => self.declare_logins(m),
+                Item::DnsList(d) => self.declare_dns_list(d),
                 _ => {}
             }
         }
@@ -296,7 +302,7 @@ impl Compiler<'_> {
                         }
                     }
                 }
-                Item::List(_) | Item::Logins(_) => {}
+                Item::List(_) | Item::Logins(_) | Item::DnsList(_) => {}
             }
         }
         self.unused();
@@ -759,6 +765,7 @@ impl Compiler<'_> {
         match kind {
             TestKind::Predicate(name) => match Predicate::lookup(&name.text) {
                 Some(p) => Some((Test::Predicate(p), false)),
+                None if Self::outside_predicate(name).is_some() => Self::outside_predicate(name),
                 None => {
                     self.error(name.span, format!("unknown predicate `{}`", name.text));
                     None
@@ -792,40 +799,7 @@ impl Compiler<'_> {
                     None
                 }
             },
-            TestKind::InDnsbl(field, zone) => {
-                let f = self.field(field)?;
-                if f.field_type() != FieldType::Ip {
-                    self.error(
-                        field.span,
-                        format!(
-                            "`{}` is not an address; expected an IP field such as \
-                             client_address before `in dnsbl`",
-                            field.text
-                        ),
-                    );
-                    return None;
-                }
-                let Some(name) = dnsbl_zone(&zone.value) else {
-                    self.error(
-                        zone.span,
-                        format!(
-                            "`{}` is not a DNS zone; expected a domain name such as \
-                             \"zen.spamhaus.org\" (letters, digits, `-` and `_` in labels of 1 \
-                             to 63 bytes, at most {MAX_DNSBL_ZONE_BYTES} bytes)",
-                            zone.value
-                        ),
-                    );
-                    return None;
-                };
-                let zone = match self.program.zones.iter().position(|z| **z == *name) {
-                    Some(i) => to_u32(i),
-                    None => {
-                        self.program.zones.push(name.into_boxed_slice());
-                        to_u32(self.program.zones.len() - 1)
-                    }
-                };
-                Some((Test::Dnsbl { field: f, zone }, false))
-            }
+            TestKind::InDnsList(field, side, list) => self.in_dns_list(field, *side, list),
             TestKind::In(field, list) => {
                 let f = self.field(field);
                 let (list, span) = self.list_ref(list, f)?;
@@ -1213,26 +1187,4 @@ fn source_offset(quoted: &str, offset: usize) -> usize {
         }
     }
     quoted.len().saturating_sub(1)
-}
-
-/// The longest DNSBL zone: a query name is the zone after 64 bytes of
-/// reversed IPv6 nibbles, and a name is at most 253 bytes.
-pub(crate) const MAX_DNSBL_ZONE_BYTES: usize = 253 - 64;
-
-/// `zone` as a DNSBL query suffix (lower case, no trailing dot), if it is
-/// a domain name.
-fn dnsbl_zone(zone: &str) -> Option<Vec<u8>> {
-    let zone = zone.strip_suffix('.').unwrap_or(zone);
-    if zone.is_empty() || zone.len() > MAX_DNSBL_ZONE_BYTES {
-        return None;
-    }
-    let label_ok = |label: &str| {
-        (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    zone.split('.')
-        .all(label_ok)
-        .then(|| zone.to_ascii_lowercase().into_bytes())
 }

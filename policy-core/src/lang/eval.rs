@@ -5,12 +5,12 @@
 use std::fmt;
 
 use super::program::{
-    state_bit, DomainLookup, Field, Memo, NumOp, Predicate, Program, Rule, Test, TextOp,
+    state_bit, DomainLookup, Field, Memo, NumOp, Outside, Predicate, Program, Rule, Test, TextOp,
     DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
 use crate::base::time::Timestamp;
-use crate::facts::{Facts, Known, QueryKind, QueryName};
+use crate::facts::Facts;
 use crate::greylist::rule::GreyStep;
 use crate::keyed::{BackendError, OnFailure};
 use crate::limits::rule::{Counted, MessageState, Step, Unit};
@@ -26,26 +26,26 @@ const MAX_UNKNOWN_DEPTH: usize = 6;
 /// ([`Program::holds3`]), on the stack.
 #[derive(Debug, Default)]
 pub(crate) struct Assumptions {
-    facts: [Option<(Field, u32, bool)>; MAX_UNKNOWN_DEPTH],
+    facts: [Option<(Outside, bool)>; MAX_UNKNOWN_DEPTH],
     len: usize,
 }
 
 impl Assumptions {
-    fn get(&self, field: Field, zone: u32) -> Option<bool> {
+    fn get(&self, test: Outside) -> Option<bool> {
         self.facts[..self.len]
             .iter()
             .flatten()
-            .find(|(f, z, _)| *f == field && *z == zone)
-            .map(|&(_, _, value)| value)
+            .find(|(t, _)| *t == test)
+            .map(|&(_, value)| value)
     }
 
     fn is_full(&self) -> bool {
         self.len == MAX_UNKNOWN_DEPTH
     }
 
-    fn push(&mut self, field: Field, zone: u32, value: bool) {
+    fn push(&mut self, test: Outside, value: bool) {
         if let Some(slot) = self.facts.get_mut(self.len) {
-            *slot = Some((field, zone, value));
+            *slot = Some((test, value));
             self.len += 1;
         }
     }
@@ -692,78 +692,30 @@ impl Program {
             }
             let node = self.nodes.get(pc as usize)?;
             let result = match node.test {
-                Test::Dnsbl { field, zone } => {
-                    match self.dnsbl(field, zone, request, memo.facts) {
-                        Some(known) => known,
-                        None => match assumed.get(field, zone) {
-                            Some(value) => value,
-                            // Past the bound: unknown.
-                            None if assumed.is_full() => return None,
-                            None => {
-                                // Both ways, each with its assumption.
-                                let mark = assumed.len;
-                                assumed.push(field, zone, true);
-                                let yes = self.holds3(node.on_true, request, memo, assumed);
-                                assumed.len = mark;
-                                assumed.push(field, zone, false);
-                                let no = self.holds3(node.on_false, request, memo, assumed);
-                                assumed.len = mark;
-                                return if yes? == no? { yes } else { None };
-                            }
-                        },
-                    }
-                }
+                Test::Outside(test) => match self.outside(test, request, memo.facts) {
+                    Some(known) => known,
+                    None => match assumed.get(test) {
+                        Some(value) => value,
+                        // Past the bound: unknown.
+                        None if assumed.is_full() => return None,
+                        None => {
+                            // Both ways, each with its assumption.
+                            let mark = assumed.len;
+                            assumed.push(test, true);
+                            let yes = self.holds3(node.on_true, request, memo, assumed);
+                            assumed.len = mark;
+                            assumed.push(test, false);
+                            let no = self.holds3(node.on_false, request, memo, assumed);
+                            assumed.len = mark;
+                            return if yes? == no? { yes } else { None };
+                        }
+                    },
+                },
                 _ => self.test_memo(&node.test, request, memo),
             };
             pc = if result { node.on_true } else { node.on_false };
         }
         Some(false)
-    }
-
-    /// `field in dnsbl "zone"`: `Some(listed)`, or `None` when the answer
-    /// is unknown (or was never asked). Listed: an A record in 127/8, the
-    /// range DNSBLs answer in (RFC 5782 section 2.1); other answers (a
-    /// resolver that rewrites NXDOMAIN to an advertising address) are not
-    /// listings. Cold: it is called only for rules with outside facts, and
-    /// kept out of the (inlined) test of every condition.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn dnsbl(
-        &self,
-        field: Field,
-        zone: u32,
-        request: &Request<'_>,
-        facts: &Facts,
-    ) -> Option<bool> {
-        let Some(ip) = field.ip(request) else {
-            // No address: nothing to look up, not listed.
-            return Some(false);
-        };
-        let zone = self.zones.get(zone as usize)?;
-        let name = QueryName::dnsbl(ip, zone);
-        match facts.known(QueryKind::A, name.as_bytes())? {
-            Known::Addresses(found) => Some(found.iter().any(|a| match a {
-                std::net::IpAddr::V4(v4) => v4.octets()[0] == 127,
-                std::net::IpAddr::V6(_) => false,
-            })),
-            Known::Strings(_) => Some(false),
-            Known::Unknown => None,
-        }
-    }
-
-    /// Ask, in `facts`, every query the policy may need for `request`:
-    /// the DNSBL lookups of its `in dnsbl` tests whose field the request
-    /// has. Returns whether a new query was asked.
-    pub(crate) fn ask(&self, request: &Request<'_>, facts: &mut Facts) -> bool {
-        let mut asked = false;
-        for node in &self.nodes {
-            if let Test::Dnsbl { field, zone } = node.test {
-                if let (Some(ip), Some(zone)) = (field.ip(request), self.zones.get(zone as usize)) {
-                    asked |= facts.ask(QueryKind::A, QueryName::dnsbl(ip, zone).as_bytes());
-                }
-            }
-        }
-        asked
     }
 
     /// Evaluate one test, reusing the result of a domain lookup of the same
@@ -807,7 +759,7 @@ impl Program {
         match *test {
             // An unknown fact counts as false here (rules with outside
             // facts are decided by `Program::holds3`).
-            Test::Dnsbl { field, zone } => self.dnsbl(field, zone, r, memo.facts).unwrap_or(false),
+            Test::Outside(test) => self.outside(test, r, memo.facts).unwrap_or(false),
             Test::AddressInList { field, list } => {
                 let Some(list) = self.lists.get(list as usize) else {
                     return false;

@@ -58,6 +58,7 @@
 
 mod ast;
 mod compile;
+mod outside;
 pub(crate) mod diag;
 mod eval;
 mod explain;
@@ -66,10 +67,12 @@ pub(crate) mod program;
 pub(crate) mod source;
 mod suggest;
 
+pub use compile::MAX_DNS_LIST_ANSWERS;
 pub use compile::MAX_ERRORS;
 pub use compile::MAX_REGEX_COMPILED_BYTES;
 pub use diag::MAX_COLUMN_SCAN;
 pub use eval::{DryRun, DryRunHit, DryRunIter};
+pub use outside::MAX_FCRDNS_NAMES;
 pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, TestResult};
 pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
 pub use program::BACKEND_DEFER_ACTION;

@@ -22,10 +22,11 @@ use nom::sequence::pair;
 use nom::IResult;
 
 use super::ast::{
-    ActionAst, Clause, CmpOp, Cond, CountAst, DurationLit, Entry, GreylistDecl, Item, KeyPartAst,
+    ActionAst, AnswerAst, DnsListDecl, DnsListRef, Clause, CmpOp, Cond, CountAst, DurationLit, Entry, GreylistDecl, Item, KeyPartAst,
     LimitDecl, ListBody, ListDecl, ListRef, LoginsBody, LoginsDecl, Name, Number, OverrideAst,
     OverridesAst, RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value, WhitelistAst, WindowAst,
 };
+use super::outside::ListSide;
 use super::program::Field;
 use super::suggest;
 
@@ -41,11 +42,17 @@ pub const MAX_NESTING: usize = 64;
 pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The item keywords, where error recovery resumes.
-const ITEM_KEYWORDS: [&str; 6] = ["list", "logins", "rule", "limit", "greylist", "default"];
+const ITEM_KEYWORDS: [&str; 8] = [
+    "list", "logins", "dnsbl", "rhsbl", "rule", "limit", "greylist", "default",
+];
 
 /// Names of the predicates (tests without a field).
-pub(crate) const PREDICATES: [&str; 10] = [
+pub(crate) const PREDICATES: [&str; 14] = [
     "authenticated",
+    "fcrdns",
+    "helo_resolves",
+    "helo_matches_client",
+    "sender_domain_unknown",
     "tls",
     "null_sender",
     "helo_is_fqdn",
@@ -759,7 +766,7 @@ impl<'s> Parser<'s> {
 
     /// ```text
     /// test = FIELD "in" list_ref
-    ///      | FIELD "in" "dnsbl" STRING
+    ///      | FIELD "in" ( "dnsbl" | "rhsbl" ) ( STRING | NAME )
     ///      | FIELD ( "==" | "!=" ) ( STRING | NUMBER | STATE )
     ///      | FIELD ( "<" | "<=" | ">" | ">=" ) NUMBER
     ///      | FIELD ( "starts_with" | "ends_with" | "contains" ) STRING
@@ -829,10 +836,17 @@ impl<'s> Parser<'s> {
         })?;
         match op {
             "in" => {
-                if let Ok((after, _)) = self.keyword("dnsbl", rest) {
+                for (keyword, side) in [("dnsbl", ListSide::Dnsbl), ("rhsbl", ListSide::Rhsbl)] {
+                    let Ok((after, _)) = self.keyword(keyword, rest) else {
+                        continue;
+                    };
                     if let Ok((after, zone)) = self.string(after) {
-                        return Ok((after, TestKind::InDnsbl(field, zone)));
+                        return Ok((after, TestKind::InDnsList(field, side, DnsListRef::Zone(zone))));
                     }
+                    if let Ok((after, name)) = self.ref_name(after) {
+                        return Ok((after, TestKind::InDnsList(field, side, DnsListRef::Named(name))));
+                    }
+                    // `in dnsbl` alone: a list named `dnsbl`.
                 }
                 let (rest, list) = expect(
                     self.list_ref(rest),
@@ -1439,7 +1453,94 @@ impl<'s> Parser<'s> {
         Ok((i, (action, kw)))
     }
 
-    /// `item = list_item | logins_item | rule_item | limit_item | greylist_item | default_item`
+    /// ```text
+    /// dns_list_item = ( "dnsbl" | "rhsbl" ) NAME "{" { dns_list_clause } "}"
+    /// dns_list_clause = "zone" STRING
+    ///                 | "answer" answer { answer }
+    ///                 | "txt"
+    /// answer = ADDRESS [ "-" ADDRESS ] | "mask" ADDRESS
+    /// ADDRESS = [0-9.]+   (a dotted quad, or a number after "mask"; checked by the compiler)
+    /// ```
+    fn dns_list_item<'a>(&self, i: &'a str, side: ListSide) -> PResult<'a, DnsListDecl> {
+        let keyword = match side {
+            ListSide::Dnsbl => "dnsbl",
+            ListSide::Rhsbl => "rhsbl",
+        };
+        let head_start = skip_ws(i);
+        let (i, _) = self.keyword(keyword, i)?;
+        let (i, name) = expect(self.name(i), i, "a list name after the keyword")?;
+        let head = self.span(head_start, i);
+        let open = skip_ws(i);
+        let Some(mut i) = open.strip_prefix('{') else {
+            return failure(open, "`{` to open the list");
+        };
+        let mut decl = DnsListDecl {
+            name,
+            side,
+            zone: None,
+            answers: Vec::new(),
+            txt: false,
+            head,
+        };
+        loop {
+            let at = skip_ws(i);
+            if let Some(rest) = at.strip_prefix('}') {
+                return Ok((rest, decl));
+            }
+            if let Ok((rest, _)) = self.keyword("zone", at) {
+                let (rest, zone) = expect(self.string(rest), rest, "a quoted DNS zone after `zone`")?;
+                decl.zone = Some(zone);
+                i = rest;
+            } else if let Ok((rest, _)) = self.keyword("answer", at) {
+                let (rest, first) = expect(
+                    self.answer(rest),
+                    rest,
+                    "an address (127.0.0.2), a range (127.0.0.2-127.0.0.11) or `mask ADDRESS` after `answer`",
+                )?;
+                decl.answers.push(first);
+                i = rest;
+                while let Ok((rest, more)) = self.answer(i) {
+                    decl.answers.push(more);
+                    i = rest;
+                }
+            } else if let Ok((rest, _)) = self.keyword("txt", at) {
+                decl.txt = true;
+                i = rest;
+            } else {
+                return failure(at, "`zone`, `answer`, `txt` or `}`");
+            }
+        }
+    }
+
+    /// `answer = ADDRESS [ "-" ADDRESS ] | "mask" ADDRESS`
+    fn answer<'a>(&self, i: &'a str) -> PResult<'a, AnswerAst> {
+        if let Ok((rest, _)) = self.keyword("mask", i) {
+            let (rest, mask) = expect(self.address_word(rest), rest, "a bit mask after `mask` (0.0.0.8 or 8)")?;
+            return Ok((rest, AnswerAst::Mask(mask)));
+        }
+        let (rest, first) = self.address_word(i)?;
+        if let Some(after) = rest.strip_prefix('-') {
+            let (rest, last) = expect(self.address_word(after), after, "the last address of the range after `-`")?;
+            return Ok((rest, AnswerAst::Range(first, Some(last))));
+        }
+        Ok((rest, AnswerAst::Range(first, None)))
+    }
+
+    /// `ADDRESS = [0-9.]+`
+    fn address_word<'a>(&self, i: &'a str) -> PResult<'a, Str> {
+        let start = skip_ws(i);
+        let (rest, word) = take_while1::<_, _, PError<'a>>(|c: char| c.is_ascii_digit() || c == '.')(start)
+            .or_else(|_| error(start, "an address"))?;
+        Ok((
+            rest,
+            Str {
+                value: word.to_owned(),
+                span: self.span(start, rest),
+            },
+        ))
+    }
+
+    /// `item = list_item | logins_item | dns_list_item | rule_item | limit_item | greylist_item | default_item`
     fn item<'a>(&self, i: &'a str) -> PResult<'a, Item> {
         let start = skip_ws(i);
         let word: &str = take_while::<_, _, PError<'a>>(is_name_char)(start)
@@ -1448,6 +1549,12 @@ impl<'s> Parser<'s> {
         match word {
             "list" => self.list_item(start).map(|(r, d)| (r, Item::List(d))),
             "logins" => self.logins_item(start).map(|(r, d)| (r, Item::Logins(d))),
+            "dnsbl" => self
+                .dns_list_item(start, ListSide::Dnsbl)
+                .map(|(r, d)| (r, Item::DnsList(d))),
+            "rhsbl" => self
+                .dns_list_item(start, ListSide::Rhsbl)
+                .map(|(r, d)| (r, Item::DnsList(d))),
             "rule" => self.rule_item(start).map(|(r, d)| (r, Item::Rule(d))),
             "limit" => self.limit_item(start).map(|(r, d)| (r, Item::Limit(d))),
             "greylist" => self
@@ -1458,7 +1565,7 @@ impl<'s> Parser<'s> {
                 .map(|(r, (a, s))| (r, Item::Default(a, s))),
             _ => failure(
                 start,
-                "`list`, `logins`, `rule`, `limit`, `greylist` or `default`",
+                "`list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist` or `default`",
             ),
         }
     }
@@ -1748,7 +1855,7 @@ default DUNNO
             (
                 "bogus",
                 0,
-                "expected `list`, `logins`, `rule`, `limit`, `greylist` or `default`, found `bogus`",
+                "expected `list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist` or `default`, found `bogus`",
             ),
             ("list a { b", 10, "an entry or `}` to close the list"),
             ("list a { \"b }", 9, "a closing `\"` for this string"),

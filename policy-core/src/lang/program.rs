@@ -5,6 +5,8 @@
 use crate::facts::Facts;
 use std::net::IpAddr;
 
+pub(crate) use super::outside::{DnsList, Outside};
+
 use crate::action::Action;
 use crate::greylist::rule::GreylistRule;
 use crate::limits::rule::LimitRule;
@@ -118,9 +120,9 @@ pub(crate) enum Test {
         text: u32,
         no_case: bool,
     },
-    /// `field in dnsbl "zone"`: the field's address is listed in the DNSBL
-    /// `zone` (an index into [`Program::zones`]): an outside fact.
-    Dnsbl { field: Field, zone: u32 },
+    /// A test on outside facts (DNS lists, reverse DNS, ...): see
+    /// [`Outside`]; evaluated by [`Program::outside`].
+    Outside(Outside),
     /// `field matches /re/` (the regex carries its own flags).
     Regex { field: Field, regex: u32 },
     /// A numeric comparison; false when the value is missing.
@@ -353,7 +355,7 @@ pub(crate) struct RuleHot {
     /// For the first rule of an equality run, the run's index in
     /// [`Program::runs`]; [`NO_RUN`] otherwise.
     pub(crate) run: u32,
-    /// The rule's condition tests an outside fact (`in dnsbl`): it is
+    /// The rule's condition tests an outside fact ([`Test::outside`]): it is
     /// evaluated in three values ([`Program::holds3`]). In the padding of
     /// `states`, so rules without outside facts pay one test of a byte
     /// already loaded.
@@ -431,9 +433,10 @@ pub(crate) struct Program {
     pub(crate) logins: Vec<LoginMap>,
     pub(crate) regexes: Vec<regex::bytes::Regex>,
     pub(crate) texts: Vec<Box<[u8]>>,
-    /// The DNSBL zones of `in dnsbl` tests (lower case, no trailing dot):
-    /// the policy needs outside facts when this is not empty.
-    pub(crate) zones: Vec<Box<[u8]>>,
+    /// The DNS lists of `in dnsbl` and `in rhsbl` tests.
+    pub(crate) dns_lists: Vec<DnsList>,
+    /// Some condition tests an outside fact: deciding asks queries.
+    pub(crate) outside: bool,
     pub(crate) default: Verdict,
     /// The answer of a rule with `on_failure defer` whose backend failed
     /// ([`BACKEND_DEFER_ACTION`]).
@@ -461,7 +464,8 @@ impl Program {
             logins: Vec::new(),
             regexes: Vec::new(),
             texts: Vec::new(),
-            zones: Vec::new(),
+            dns_lists: Vec::new(),
+            outside: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
             backend_defer: Verdict::constant(
@@ -475,6 +479,7 @@ impl Program {
     /// Build the evaluator's packed view of the rules ([`Program::hot`])
     /// and its equality runs; called once the rules are final.
     pub(crate) fn pack(&mut self) {
+        self.outside = self.nodes.iter().any(|node| node.test.outside().is_some());
         self.hot.clear();
         self.entries.clear();
         self.runs.clear();
@@ -491,7 +496,7 @@ impl Program {
                         .get(first as usize..end as usize)
                         .unwrap_or_default()
                         .iter()
-                        .any(|node| matches!(node.test, Test::Dnsbl { .. }))
+                        .any(|node| node.test.outside().is_some())
                 }),
             });
         }

@@ -198,8 +198,8 @@ fn dnsbl_conditions_are_checked() {
     let rows: &[(&str, &str)] = &[
         (
             r#"rule r { if sender in dnsbl "bl.example" then REJECT }"#,
-            "policy.conf:1:13: error: `sender` is not an address; expected an IP field such \
-             as client_address before `in dnsbl`",
+            "policy.conf:1:13: error: `sender` is not an address; expected an IP field \
+             (client_address) before `in dnsbl`",
         ),
         (
             r#"rule r { if client_address in dnsbl "bl..example" then REJECT }"#,

@@ -6,6 +6,9 @@
 //! - [`backend`]: policy and state apart, the state backend seam, `on_failure`;
 //! - [`facts`]: decisions that wait for outside facts (DNSBL), the
 //!   three-valued rule for unknown facts, the blocking form with a resolver;
+//! - [`dns_checks`]: DNS lists (DNSBL, RHSBL) and their answers, TXT
+//!   reasons, forward-confirmed reverse DNS, HELO and sender domain checks,
+//!   with a fake resolver;
 //! - [`greylist`]: greylist rules through the whole pipeline;
 //! - [`greylist_compat`]: postgrey's sender keys and whitelist files
 //!   (`tests/greylist/`);
@@ -28,6 +31,7 @@
 mod common;
 
 mod api;
+mod dns_checks;
 mod backend;
 mod facts;
 mod greylist;

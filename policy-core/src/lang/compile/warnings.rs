@@ -100,6 +100,12 @@ impl Compiler<'_> {
                 format!("list `{}` is declared but never used", d.name.text),
             ));
         }
+        for d in self.dns_lists.values().filter(|d| !d.used) {
+            unused.push((
+                d.name.span,
+                format!("DNS list `{}` is declared but never used", d.name.text),
+            ));
+        }
         for d in self.logins.values().filter(|d| !d.used) {
             unused.push((
                 d.name.span,

@@ -1,0 +1,456 @@
+//! DNS checks through the public API, with a fake resolver: DNS lists
+//! (DNSBL, RHSBL) and their answer filters, TXT reasons, forward-confirmed
+//! reverse DNS, the HELO name's addresses, the sender domain's mail
+//! exchangers; what each asks, in which round, and how unknown answers
+//! count.
+
+use std::net::IpAddr;
+
+use policy_core::facts::{Answer, Query, QueryKind, Resolver};
+use policy_core::{NoFiles, Policy, Request, Scratch, Step};
+
+use crate::common::{engine, NOW};
+
+/// A fake DNS: answers by (kind, name); anything else NXDOMAIN. Records
+/// what was asked, in order.
+#[derive(Default)]
+pub(crate) struct FakeDns {
+    pub(crate) records: Vec<(QueryKind, String, Fake)>,
+    pub(crate) asked: Vec<String>,
+    names: Vec<&'static [u8]>,
+    addresses: Vec<IpAddr>,
+}
+
+/// One fake answer.
+#[derive(Clone)]
+pub(crate) enum Fake {
+    Addresses(Vec<IpAddr>),
+    Names(Vec<&'static str>),
+    Unknown,
+}
+
+impl FakeDns {
+    pub(crate) fn new(records: &[(QueryKind, &str, Fake)]) -> Self {
+        Self {
+            records: records
+                .iter()
+                .map(|(k, n, f)| (*k, (*n).to_owned(), f.clone()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
+pub(crate) fn ips(list: &[&str]) -> Fake {
+    Fake::Addresses(list.iter().map(|s| s.parse().expect("address")).collect())
+}
+
+impl Resolver for FakeDns {
+    fn resolve(&mut self, query: Query<'_>) -> Answer<'_> {
+        let name = String::from_utf8_lossy(query.name).into_owned();
+        self.asked.push(format!("{name} {}", query.kind.as_str()));
+        let Some((_, _, fake)) = self
+            .records
+            .iter()
+            .find(|(k, n, _)| *k == query.kind && *n == name)
+        else {
+            return Answer::NotFound;
+        };
+        match fake.clone() {
+            Fake::Addresses(found) => {
+                self.addresses = found;
+                Answer::Addresses(&self.addresses)
+            }
+            Fake::Names(found) => {
+                self.names = found.iter().map(|n| n.as_bytes()).collect();
+                if query.kind == QueryKind::Txt {
+                    Answer::Texts(&self.names)
+                } else {
+                    Answer::Names(&self.names)
+                }
+            }
+            Fake::Unknown => Answer::Unknown,
+        }
+    }
+}
+
+/// A request with these attributes (`name=value` lines) after the usual
+/// RCPT ones.
+fn request_frame(extra: &str) -> Vec<u8> {
+    let mut text = String::from("request=smtpd_access_policy\nprotocol_state=RCPT\n");
+    for line in extra.split(';').map(str::trim).filter(|l| !l.is_empty()) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push('\n');
+    text.into_bytes()
+}
+
+/// Decide `attrs` against `policy` with `dns`: the deciding rule, its wire
+/// text, and what was asked.
+fn decide(policy: &str, attrs: &str, dns: &[(QueryKind, &str, Fake)]) -> (String, String, Vec<String>) {
+    let engine = engine(policy);
+    let mut scratch = Scratch::new();
+    let frame = request_frame(attrs);
+    let request = Request::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
+    let mut fake = FakeDns::new(dns);
+    let d = engine.decide_with(&request, NOW, &mut scratch, &mut fake);
+    (
+        d.rule.to_owned(),
+        String::from_utf8_lossy(d.wire()).into_owned(),
+        fake.asked,
+    )
+}
+
+const LISTS: &str = r#"
+dnsbl zen {
+    zone "zen.example"
+    answer 127.0.0.2-127.0.0.3 127.0.0.9
+}
+dnsbl surbl { zone "multi.example"  answer mask 0.0.0.8 }
+rhsbl dbl { zone "dbl.example" answer 127.0.1.2-127.0.1.99 }
+rule sbl { if client_address in dnsbl zen then REJECT "5.7.1 zen" }
+rule bits { if client_address in dnsbl surbl then REJECT "5.7.1 surbl" }
+rule domain { if sender_domain in rhsbl dbl then REJECT "5.7.1 dbl" }
+rule helo { if helo_name in rhsbl dbl then REJECT "5.7.1 helo dbl" }
+default DUNNO
+"#;
+
+#[test]
+fn dns_lists_with_answer_filters() {
+    use QueryKind::A;
+    let attrs = "client_address=192.0.2.7; sender=x@Spam.Example; helo_name=[192.0.2.7]";
+    // (zen, multi, dbl answers) -> rule
+    let rows: &[(&[&str], &[&str], &[&str], &str)] = &[
+        (&["127.0.0.2"], &[], &[], "sbl"),
+        (&["127.0.0.9"], &[], &[], "sbl"),
+        // Outside the list's answers (a PBL listing): not this list.
+        (&["127.0.0.10"], &[], &[], "default"),
+        (&[], &["127.0.0.24"], &[], "bits"),
+        (&[], &["127.0.0.4"], &[], "default"),
+        (&[], &[], &["127.0.1.2"], "domain"),
+        // Spamhaus's "query refused" code is no listing.
+        (&[], &[], &["127.255.255.254"], "default"),
+    ];
+    for &(zen, multi, dbl, rule) in rows {
+        let (got, _, asked) = decide(
+            LISTS,
+            attrs,
+            &[
+                (A, "7.2.0.192.zen.example", ips(zen)),
+                (A, "7.2.0.192.multi.example", ips(multi)),
+                (A, "spam.example.dbl.example", ips(dbl)),
+            ],
+        );
+        assert_eq!(got, rule, "{zen:?} {multi:?} {dbl:?}");
+        // The HELO is an address literal: not looked up in an RHSBL.
+        assert_eq!(
+            asked,
+            [
+                "7.2.0.192.zen.example A",
+                "7.2.0.192.multi.example A",
+                "spam.example.dbl.example A"
+            ]
+        );
+    }
+}
+
+#[test]
+fn rhsbl_reads_domains_only() {
+    let policy = "rule r { if client_name in rhsbl \"dbl.example\" or helo_name in rhsbl \"dbl.example\" then REJECT }\n";
+    for (attrs, asked) in [
+        ("client_name=unknown; helo_name=[192.0.2.1]", vec![]),
+        ("client_name=mail.example.org; helo_name=localhost", vec!["mail.example.org.dbl.example A"]),
+        ("client_name=192.0.2.1; helo_name=MX.Example.NET.", vec!["mx.example.net.dbl.example A"]),
+    ] {
+        let (_, _, got) = decide(policy, attrs, &[]);
+        assert_eq!(got, asked, "{attrs}");
+    }
+}
+
+#[test]
+fn ipv6_clients_are_looked_up_by_nibbles() {
+    let policy = "rule r { if client_address in dnsbl \"bl.example\" then REJECT }\n";
+    let name = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.example";
+    let (rule, _, asked) = decide(
+        policy,
+        "client_address=2001:db8::1",
+        &[(QueryKind::A, name, ips(&["127.0.0.2"]))],
+    );
+    assert_eq!(rule, "r");
+    assert_eq!(asked, [format!("{name} A")]);
+}
+
+#[test]
+fn txt_is_asked_only_for_a_listing() {
+    let policy = r#"
+dnsbl bl { zone "bl.example" txt }
+rule r { if client_address in dnsbl bl then REJECT }
+"#;
+    let (rule, _, asked) = decide(
+        policy,
+        "client_address=192.0.2.1",
+        &[
+            (QueryKind::A, "1.2.0.192.bl.example", ips(&["127.0.0.2"])),
+            (QueryKind::Txt, "1.2.0.192.bl.example", Fake::Names(vec!["see https://bl.example"])),
+        ],
+    );
+    assert_eq!(rule, "r");
+    assert_eq!(asked, ["1.2.0.192.bl.example A", "1.2.0.192.bl.example TXT"]);
+    let (rule, _, asked) = decide(policy, "client_address=192.0.2.2", &[]);
+    assert_eq!(rule, "default");
+    assert_eq!(asked, ["2.2.0.192.bl.example A"]);
+}
+
+#[test]
+fn forward_confirmed_reverse_dns() {
+    use QueryKind::{Aaaa, Ptr, A};
+    let policy = "rule confirmed { if fcrdns then OK }\nrule unconfirmed { unless fcrdns then REJECT }\n";
+    let ptr = "9.2.0.192.in-addr.arpa";
+    // (records) -> rule, asked
+    let two_names = Fake::Names(vec!["a.example.", "B.example"]);
+    let cases: Vec<(Vec<(QueryKind, &str, Fake)>, &str, Vec<&str>)> = vec![
+        // The second name resolves back.
+        (
+            vec![
+                (Ptr, ptr, two_names.clone()),
+                (A, "a.example", ips(&["192.0.2.10"])),
+                (A, "b.example", ips(&["192.0.2.9"])),
+            ],
+            "confirmed",
+            vec!["9.2.0.192.in-addr.arpa PTR", "a.example A", "b.example A"],
+        ),
+        // No name resolves back.
+        (
+            vec![(Ptr, ptr, two_names.clone()), (A, "a.example", ips(&["192.0.2.10"]))],
+            "unconfirmed",
+            vec!["9.2.0.192.in-addr.arpa PTR", "a.example A", "b.example A"],
+        ),
+        // No reverse DNS at all.
+        (vec![], "unconfirmed", vec!["9.2.0.192.in-addr.arpa PTR"]),
+        // One name unknown, the other not back: unknown, neither rule.
+        (
+            vec![(Ptr, ptr, two_names.clone()), (A, "a.example", Fake::Unknown)],
+            "default",
+            vec!["9.2.0.192.in-addr.arpa PTR", "a.example A", "b.example A"],
+        ),
+        // One name unknown, the other back: confirmed.
+        (
+            vec![
+                (Ptr, ptr, two_names),
+                (A, "a.example", Fake::Unknown),
+                (A, "b.example", ips(&["192.0.2.9"])),
+            ],
+            "confirmed",
+            vec!["9.2.0.192.in-addr.arpa PTR", "a.example A", "b.example A"],
+        ),
+        // The reverse lookup unknown.
+        (vec![(Ptr, ptr, Fake::Unknown)], "default", vec!["9.2.0.192.in-addr.arpa PTR"]),
+    ];
+    for (records, rule, asked) in cases {
+        let (got, _, got_asked) = decide(policy, "client_address=192.0.2.9", &records);
+        assert_eq!((got.as_str(), got_asked), (rule, asked.iter().map(|s| s.to_string()).collect()));
+    }
+    // IPv6: AAAA of the names.
+    let (got, _, asked) = decide(
+        policy,
+        "client_address=2001:db8::1",
+        &[
+            (
+                Ptr,
+                "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+                Fake::Names(vec!["v6.example"]),
+            ),
+            (Aaaa, "v6.example", ips(&["2001:db8::1"])),
+        ],
+    );
+    assert_eq!(got, "confirmed");
+    assert_eq!(asked.last().map(String::as_str), Some("v6.example AAAA"));
+}
+
+#[test]
+fn fcrdns_looks_up_a_bounded_number_of_names() {
+    let names: Vec<&'static str> = (0..30)
+        .map(|i| &*Box::leak(format!("n{i}.example").into_boxed_str()))
+        .collect();
+    let (_, _, asked) = decide(
+        "rule r { if fcrdns then OK }\n",
+        "client_address=192.0.2.9",
+        &[(QueryKind::Ptr, "9.2.0.192.in-addr.arpa", Fake::Names(names))],
+    );
+    assert_eq!(asked.len(), 1 + policy_core::lang::MAX_FCRDNS_NAMES);
+}
+
+#[test]
+fn helo_checks() {
+    use QueryKind::{Aaaa, A};
+    let policy = "rule matches { if helo_matches_client then OK }\n\
+                  rule resolves { if helo_resolves then DUNNO }\n\
+                  rule bogus { unless helo_resolves then REJECT }\n";
+    let rows: Vec<(&str, Vec<(QueryKind, &str, Fake)>, &str)> = vec![
+        ("helo_name=mx.example", vec![(A, "mx.example", ips(&["192.0.2.9"]))], "matches"),
+        ("helo_name=mx.example", vec![(A, "mx.example", ips(&["192.0.2.1"]))], "resolves"),
+        ("helo_name=mx.example", vec![(Aaaa, "mx.example", ips(&["2001:db8::5"]))], "resolves"),
+        ("helo_name=mx.example", vec![], "bogus"),
+        // The A lookup unknown, no AAAA: neither known.
+        ("helo_name=mx.example", vec![(A, "mx.example", Fake::Unknown)], "default"),
+        // An address literal of the client matches without DNS.
+        ("helo_name=[192.0.2.9]", vec![], "matches"),
+        ("helo_name=[192.0.2.8]", vec![], "bogus"),
+        ("helo_name=localhost", vec![], "bogus"),
+    ];
+    for (attrs, records, rule) in rows {
+        let (got, _, _) = decide(policy, &format!("client_address=192.0.2.9; {attrs}"), &records);
+        assert_eq!(got, rule, "{attrs}");
+    }
+}
+
+#[test]
+fn sender_domain_unknown_as_postfix_has_it() {
+    use QueryKind::{Aaaa, Mx, A};
+    let policy = "rule unknown { if sender_domain_unknown then REJECT \"5.1.8 Domain not found\" }\n\
+                  rule known { unless sender_domain_unknown then DUNNO }\n";
+    let rows: Vec<(&str, Vec<(QueryKind, &str, Fake)>, &str)> = vec![
+        ("sender=a@mx.example", vec![(Mx, "mx.example", Fake::Names(vec!["in.mx.example"]))], "known"),
+        // A null MX (RFC 7505): accepts no mail.
+        ("sender=a@null.example", vec![(Mx, "null.example", Fake::Names(vec![""]))], "unknown"),
+        ("sender=a@a.example", vec![(A, "a.example", ips(&["192.0.2.1"]))], "known"),
+        ("sender=a@aaaa.example", vec![(Aaaa, "aaaa.example", ips(&["2001:db8::1"]))], "known"),
+        ("sender=a@gone.example", vec![], "unknown"),
+        // A DNS failure: neither rule (a temporary answer is the policy's
+        // `on_unknown`, see the scoring tests).
+        ("sender=a@fail.example", vec![(Mx, "fail.example", Fake::Unknown)], "default"),
+        // The MX unknown but an address found: the domain exists.
+        (
+            "sender=a@half.example",
+            vec![(Mx, "half.example", Fake::Unknown), (A, "half.example", ips(&["192.0.2.1"]))],
+            "known",
+        ),
+        // The null sender is not checked.
+        ("sender=", vec![], "known"),
+        // Not a name DNS can hold.
+        ("sender=a@[192.0.2.1]", vec![], "unknown"),
+    ];
+    for (attrs, records, rule) in rows {
+        let (got, _, _) = decide(policy, attrs, &records);
+        assert_eq!(got, rule, "{attrs}");
+    }
+}
+
+#[test]
+fn lookups_are_asked_in_rounds_all_at_once() {
+    let policy = r#"
+dnsbl bl { zone "bl.example" txt }
+rule a { if client_address in dnsbl bl and fcrdns then REJECT }
+rule b { if helo_resolves or sender_domain_unknown then DEFER }
+"#;
+    let engine = engine(policy);
+    let mut scratch = Scratch::new();
+    let frame = request_frame("client_address=192.0.2.9; helo_name=mx.example; sender=a@s.example");
+    let request = Request::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
+    let Step::NeedFacts = engine.start(&request, NOW, &mut scratch) else {
+        panic!("facts needed");
+    };
+    let first: Vec<String> = scratch.facts().pending().map(|(_, q)| q.to_string()).collect();
+    // In the compiled program's order (the last test of an `and` first).
+    assert_eq!(
+        first,
+        [
+            "9.2.0.192.in-addr.arpa PTR",
+            "9.2.0.192.bl.example A",
+            "s.example MX",
+            "s.example A",
+            "s.example AAAA",
+            "mx.example A",
+            "mx.example AAAA",
+        ]
+    );
+    let ids: Vec<_> = scratch.facts().pending().map(|(id, _)| id).collect();
+    let listed: [IpAddr; 1] = ["127.0.0.2".parse().expect("ip")];
+    scratch.facts_mut().supply(ids[1], Answer::Addresses(&listed));
+    scratch.facts_mut().supply(ids[0], Answer::Names(&[b"host.example"]));
+    for &id in &ids[2..] {
+        scratch.facts_mut().supply(id, Answer::NotFound);
+    }
+    // The second round: the listing's TXT, the reverse name's address.
+    let Step::NeedFacts = engine.resume(&request, NOW, &mut scratch) else {
+        panic!("a second round");
+    };
+    let second: Vec<String> = scratch.facts().pending().map(|(_, q)| q.to_string()).collect();
+    assert_eq!(second, ["host.example A", "9.2.0.192.bl.example TXT"]);
+    scratch.facts_mut().expire();
+    match engine.resume(&request, NOW, &mut scratch) {
+        // `fcrdns` unknown (its A expired): `a` does not apply; `b`'s
+        // sender domain is unknown (no MX, no address).
+        Step::Decided(d) => {
+            assert_eq!(d.rule, "b");
+            assert_eq!(d.unknown_facts(), 2);
+        }
+        Step::NeedFacts => panic!("expired"),
+    }
+}
+
+#[test]
+fn dns_list_errors_are_located() {
+    let rows: &[(&str, &str)] = &[
+        (
+            "dnsbl zen { answer 127.0.0.2 }\nrule r { if client_address in dnsbl zen then REJECT }",
+            "policy.conf:1:1: error: `dnsbl zen` has no zone; expected `zone \"...\"`",
+        ),
+        (
+            "dnsbl zen { zone \"zen.example\" answer 127.0.0.300 }\nrule r { if client_address in dnsbl zen then REJECT }",
+            "policy.conf:1:39: error: `127.0.0.300` is not an IPv4 address",
+        ),
+        (
+            "dnsbl zen { zone \"zen.example\" answer 127.0.0.9-127.0.0.2 }\nrule r { if client_address in dnsbl zen then REJECT }",
+            "policy.conf:1:39: error: the range 127.0.0.9-127.0.0.2 ends before it starts",
+        ),
+        (
+            "dnsbl zen { zone \"zen.example\" answer mask 0 }\nrule r { if client_address in dnsbl zen then REJECT }",
+            "policy.conf:1:44: error: a mask of 0 matches no answer",
+        ),
+        (
+            "dnsbl zen { zone \"zen.example\" bogus }",
+            "policy.conf:1:32: error: expected `zone`, `answer`, `txt` or `}`, found `bogus`",
+        ),
+        (
+            "rhsbl dbl { zone \"dbl.example\" }\nrule r { if client_address in dnsbl dbl then REJECT }",
+            "policy.conf:2:37: error: `dbl` is declared with `rhsbl`; expected a list declared with `dnsbl` after `in dnsbl`",
+        ),
+        (
+            "dnsbl zen { zone \"zen.example\" }\nrule r { if client_address in dnsbl zne then REJECT }",
+            "policy.conf:2:37: error: unknown DNS list `zne`; expected a list declared with `dnsbl NAME { zone \"...\" }` or a quoted zone; did you mean `zen`?",
+        ),
+        (
+            "rule r { if client_address in rhsbl \"dbl.example\" then REJECT }",
+            "policy.conf:1:13: error: `client_address` is not a domain; expected sender_domain, helo_name, client_name, reverse_client_name or recipient_domain before `in rhsbl` (addresses are looked up with `in dnsbl`)",
+        ),
+        (
+            "rule r { if sender_domain in dnsbl \"bl.example\" then REJECT }",
+            "policy.conf:1:13: error: `sender_domain` is not an address; expected an IP field (client_address) before `in dnsbl` (domains are looked up with `in rhsbl`)",
+        ),
+        (
+            "dnsbl a { zone \"a.example\" }\nrhsbl a { zone \"b.example\" }\nrule r { if client_address in dnsbl a then REJECT }",
+            "policy.conf:2:7: error: duplicate DNS list `a`",
+        ),
+    ];
+    for (src, expected) in rows {
+        let errors = Policy::compile("policy.conf", src, &mut NoFiles).expect_err(src);
+        let text = errors.to_string();
+        assert!(text.starts_with(expected), "{src}\n{text}");
+    }
+    let compiled = Policy::compile(
+        "policy.conf",
+        "dnsbl zen { zone \"zen.example\" }\nrule r { if fcrdns then OK }\n",
+        &mut NoFiles,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = compiled.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("DNS list `zen` is declared but never used")),
+        "{warnings:?}"
+    );
+    assert!(compiled.policy.uses_outside_facts());
+    let zones: Vec<&[u8]> = compiled.policy.dns_zones().collect();
+    assert_eq!(zones, [&b"zen.example"[..]]);
+}
