@@ -279,9 +279,7 @@ impl Facts {
             }),
             State::NotFound => match kind {
                 QueryKind::A | QueryKind::Aaaa => Known::Addresses(&[]),
-                QueryKind::Txt | QueryKind::Ptr | QueryKind::Mx => {
-                    Known::Strings(Strings::NONE)
-                }
+                QueryKind::Txt | QueryKind::Ptr | QueryKind::Mx => Known::Strings(Strings::NONE),
             },
             State::Unknown => Known::Unknown,
         })
@@ -532,8 +530,14 @@ mod tests {
         facts.ask(QueryKind::Mx, b"example.org");
         facts.ask(QueryKind::A, b"mx.example.org");
         let ids: Vec<FactId> = facts.pending().map(|(id, _)| id).collect();
-        facts.supply(ids[0], Answer::Names(&[b"Mail.Example.ORG.", b"other.example"]));
-        facts.supply(ids[1], Answer::Texts(&[b"Listed: see https://bl.example/?192.0.2.1"]));
+        facts.supply(
+            ids[0],
+            Answer::Names(&[b"Mail.Example.ORG.", b"other.example"]),
+        );
+        facts.supply(
+            ids[1],
+            Answer::Texts(&[b"Listed: see https://bl.example/?192.0.2.1"]),
+        );
         facts.supply(ids[2], Answer::Names(&[b""]));
         // Names to an A query: the wrong shape, nothing of what was asked.
         facts.supply(ids[3], Answer::Names(&[b"x.example"]));
@@ -549,7 +553,10 @@ mod tests {
             strings(QueryKind::Txt, b"1.2.0.192.bl.example"),
             vec![b"Listed: see https://bl.example/?192.0.2.1".to_vec()]
         );
-        assert_eq!(strings(QueryKind::Mx, b"example.org"), vec![Vec::<u8>::new()]);
+        assert_eq!(
+            strings(QueryKind::Mx, b"example.org"),
+            vec![Vec::<u8>::new()]
+        );
         assert_eq!(
             facts.known(QueryKind::A, b"mx.example.org"),
             Some(Known::Addresses(&[][..]))

@@ -185,6 +185,37 @@ pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[at..]
 }
 
+/// A score in hundredths as a decimal: `435` -> `4.35`, `-150` -> `-1.5`,
+/// `200` -> `2`, `0` -> `0`. Returns the written prefix of `buf`.
+pub(crate) fn score(hundredths: i64, buf: &mut [u8; 24]) -> &[u8] {
+    let mut len = 0;
+    let mut push = |bytes: &[u8], buf: &mut [u8; 24]| {
+        for &b in bytes {
+            if let Some(slot) = buf.get_mut(len) {
+                *slot = b;
+                len += 1;
+            }
+        }
+    };
+    if hundredths < 0 {
+        push(b"-", buf);
+    }
+    let magnitude = hundredths.unsigned_abs();
+    let mut digits = [0u8; 20];
+    push(decimal(magnitude / 100, &mut digits), buf);
+    let fraction = magnitude % 100;
+    if fraction != 0 {
+        let tens = u8::try_from(fraction / 10).unwrap_or(0);
+        let ones = u8::try_from(fraction % 10).unwrap_or(0);
+        push(b".", buf);
+        push(&[b'0' + tens], buf);
+        if ones != 0 {
+            push(&[b'0' + ones], buf);
+        }
+    }
+    &buf[..len]
+}
+
 /// Writes the dotted quad of `octets` into `out` (the longest,
 /// `255.255.255.255`, is 15 bytes) and returns its length.
 #[inline]
@@ -206,6 +237,26 @@ pub(crate) fn dotted_quad(octets: [u8; 4], out: &mut [u8; 15]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_as_decimals() {
+        let text = |h: i64| {
+            let mut buf = [0u8; 24];
+            String::from_utf8(score(h, &mut buf).to_vec()).unwrap()
+        };
+        for (h, expected) in [
+            (0, "0"),
+            (435, "4.35"),
+            (-150, "-1.5"),
+            (200, "2"),
+            (5, "0.05"),
+            (-5, "-0.05"),
+            (100_000_000, "1000000"),
+            (i64::MIN, "-92233720368547758.08"),
+        ] {
+            assert_eq!(text(h), expected);
+        }
+    }
 
     #[test]
     fn decimal_and_dotted_quad_match_core_fmt() {

@@ -154,6 +154,8 @@ pub(crate) enum Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TestKind {
     In(Name, ListRef),
+    /// `score OP NUMBER`: the request's score so far.
+    Score(CmpOp, ScoreLit),
     /// `FIELD in dnsbl "ZONE"`: an outside fact (a DNS lookup).
     InDnsList(Name, ListSide, DnsListRef),
     Compare(Name, CmpOp, Value),
@@ -212,6 +214,41 @@ pub(crate) struct RuleDecl {
     pub(crate) dry_run: bool,
     pub(crate) clauses: Vec<Clause>,
     pub(crate) action: ActionAst,
+    /// `on_unknown ACTION`: the answer when the condition is unknown (an
+    /// outside fact missing).
+    pub(crate) on_unknown: Option<ActionAst>,
+}
+
+/// A score weight or threshold as written: `4.35`, `-1.5`, `+2`, in
+/// hundredths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ScoreLit {
+    pub(crate) hundredths: i64,
+    pub(crate) span: Span,
+}
+
+/// `add WEIGHT if COND [as "REASON"]` in a score item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AddAst {
+    pub(crate) weight: ScoreLit,
+    /// `unless COND` rather than `if COND`.
+    pub(crate) unless: bool,
+    pub(crate) cond: Cond,
+    pub(crate) reason: Option<Str>,
+}
+
+/// `score NAME [dry-run] { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScoreDecl {
+    pub(crate) name: Name,
+    pub(crate) dry_run: bool,
+    /// `state`, `if` and `unless` clauses: when the item runs at all.
+    pub(crate) clauses: Vec<Clause>,
+    pub(crate) adds: Vec<AddAst>,
+    /// `above THRESHOLD ACTION`, as written.
+    pub(crate) thresholds: Vec<(ScoreLit, ActionAst)>,
+    /// `score NAME [dry-run]`, for errors about a missing clause.
+    pub(crate) head: Span,
 }
 
 /// A duration as written (`1h`, `90s`), in milliseconds.
@@ -352,6 +389,7 @@ pub(crate) struct DnsListDecl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
     DnsList(DnsListDecl),
+    Score(ScoreDecl),
     Greylist(GreylistDecl),
     List(ListDecl),
     Logins(LoginsDecl),

@@ -19,7 +19,9 @@ use super::suggest;
 use warnings::ok_at_rcpt_message;
 
 mod dns;
+mod scores;
 pub use dns::MAX_DNS_LIST_ANSWERS;
+pub use scores::MAX_SCORE_ADDS;
 mod greylists;
 mod limits;
 mod warnings;
@@ -283,6 +285,10 @@ impl Compiler<'_> {
                 Item::Greylist(g) => {
                     self.rule_name(&mut rule_names, &g.name);
                     self.greylist(g);
+                }
+                Item::Score(d) => {
+                    self.rule_name(&mut rule_names, &d.name);
+                    self.score(d);
                 }
                 Item::Default(action, kw) => {
                     if let Some(first) = default {
@@ -628,7 +634,30 @@ impl Compiler<'_> {
     }
 
     fn rule(&mut self, r: &RuleDecl) {
+        let first_node = self.program.nodes.len();
         let c = self.clauses(&r.clauses);
+        let on_unknown = match &r.on_unknown {
+            Some(a) => {
+                let outside = self.program.nodes[first_node..]
+                    .iter()
+                    .any(|n| n.test.outside().is_some());
+                if !outside {
+                    self.warning(
+                        a.span,
+                        format!(
+                            "rule `{}` tests no outside fact (DNS), so its condition is never \
+                             unknown and `on_unknown` never answers",
+                            r.name.text
+                        ),
+                    );
+                }
+                let Some(verdict) = self.action(a, &[]) else {
+                    return;
+                };
+                Some(verdict)
+            }
+            None => None,
+        };
         let Some(verdict) = self.action(&r.action, &[]) else {
             return;
         };
@@ -649,6 +678,8 @@ impl Compiler<'_> {
             },
             limit: None,
             greylist: None,
+            score: None,
+            on_unknown,
         });
     }
 
@@ -800,6 +831,13 @@ impl Compiler<'_> {
                 }
             },
             TestKind::InDnsList(field, side, list) => self.in_dns_list(field, *side, list),
+            TestKind::Score(op, value) => Some((
+                Test::Score {
+                    op: num_op(*op),
+                    value: value.hundredths,
+                },
+                false,
+            )),
             TestKind::In(field, list) => {
                 let f = self.field(field);
                 let (list, span) = self.list_ref(list, f)?;
@@ -923,18 +961,10 @@ impl Compiler<'_> {
                     );
                     return None;
                 }
-                let op = match op {
-                    CmpOp::Eq => NumOp::Eq,
-                    CmpOp::Ne => NumOp::Ne,
-                    CmpOp::Lt => NumOp::Lt,
-                    CmpOp::Le => NumOp::Le,
-                    CmpOp::Gt => NumOp::Gt,
-                    CmpOp::Ge => NumOp::Ge,
-                };
                 Some((
                     Test::Number {
                         field: f,
-                        op,
+                        op: num_op(op),
                         value: n.value,
                     },
                     false,
@@ -1136,6 +1166,17 @@ fn unknown_state(text: &str) -> String {
     format!(
         "unknown protocol state `{text}`; expected CONNECT, EHLO, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE, VRFY or ETRN"
     )
+}
+
+fn num_op(op: CmpOp) -> NumOp {
+    match op {
+        CmpOp::Eq => NumOp::Eq,
+        CmpOp::Ne => NumOp::Ne,
+        CmpOp::Lt => NumOp::Lt,
+        CmpOp::Le => NumOp::Le,
+        CmpOp::Gt => NumOp::Gt,
+        CmpOp::Ge => NumOp::Ge,
+    }
 }
 
 fn no_case(f: Field) -> bool {

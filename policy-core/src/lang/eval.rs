@@ -5,8 +5,8 @@
 use std::fmt;
 
 use super::program::{
-    state_bit, DomainLookup, Field, Memo, NumOp, Outside, Predicate, Program, Rule, Test, TextOp,
-    DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
+    state_bit, DomainLookup, Field, Memo, NumOp, Outside, Predicate, Program, Rule, ScoreItem,
+    Test, TextOp, DOMAIN_MEMO_SLOTS, FALSE, MEMO_SLOTS, SENDER_KNOWN, TRUE,
 };
 use crate::action::Action;
 use crate::base::time::Timestamp;
@@ -16,7 +16,7 @@ use crate::keyed::{BackendError, OnFailure};
 use crate::limits::rule::{Counted, MessageState, Step, Unit};
 use crate::request::{ProtocolState, Request};
 use crate::state::State;
-use crate::template::{Context, GreylistFacts, TextBuf, Verdict};
+use crate::template::{Context, DecisionFacts, GreylistFacts, TextBuf, Verdict};
 
 /// How many unknown facts one condition explores both ways before it is
 /// unknown as a whole (each doubles the work of that condition).
@@ -95,9 +95,64 @@ pub(crate) struct Buffers {
     pub(crate) hits: Vec<HitRecord>,
     /// The expanded wire texts of the dry-run hits, back to back.
     pub(crate) hit_wire: Vec<u8>,
+    /// `$score_reasons`: what added to the request's score.
+    pub(crate) score_reasons: Vec<u8>,
+    /// `$dnsbl_reason` of the rule being fired.
+    pub(crate) dnsbl_reason: Vec<u8>,
+}
+
+/// Where a rule's answer is written: the parts of the [`Buffers`] that an
+/// answer writes, apart from the ones its template reads ([`Found`]).
+pub(crate) struct Out<'b> {
+    wire: &'b mut Vec<u8>,
+    hits: &'b mut Vec<HitRecord>,
+    hit_wire: &'b mut Vec<u8>,
+}
+
+/// What a rule's answer may show: the parts of the [`Buffers`] its
+/// template reads.
+pub(crate) struct Found<'b> {
+    key: &'b [u8],
+    score_reasons: &'b [u8],
+    dnsbl_reason: &'b [u8],
+}
+
+impl<'b> Found<'b> {
+    fn decision(&self, score: i64) -> DecisionFacts<'b> {
+        DecisionFacts {
+            score,
+            score_reasons: self.score_reasons,
+            dnsbl_reason: self.dnsbl_reason,
+        }
+    }
 }
 
 impl Buffers {
+    /// Split into what an answer writes and what its template reads.
+    fn split(&mut self) -> (Out<'_>, Found<'_>) {
+        let Self {
+            key,
+            wire,
+            hits,
+            hit_wire,
+            score_reasons,
+            dnsbl_reason,
+            ..
+        } = self;
+        (
+            Out {
+                wire,
+                hits,
+                hit_wire,
+            },
+            Found {
+                key,
+                score_reasons,
+                dnsbl_reason,
+            },
+        )
+    }
+
     /// Forget the message under way (the scratch moves to another engine).
     pub(crate) fn forget_message(&mut self) {
         // The list's capacity is kept: no allocation on the next message.
@@ -272,6 +327,9 @@ impl Program {
         buffers.hits.clear();
         buffers.hit_wire.clear();
         buffers.failure = None;
+        if !self.scores.is_empty() {
+            buffers.score_reasons.clear();
+        }
         if !self.limits.is_empty() || !self.greylists.is_empty() {
             buffers.counted.clear();
             buffers.message.follow(request);
@@ -320,6 +378,7 @@ impl Program {
                     retry_after_ms: None,
                     delay_ms: Some(waited_ms),
                 }),
+                decision: DecisionFacts::NONE,
             };
             buffers.wire.clear();
             t.write_wire_in(request, &context, &mut buffers.wire);
@@ -340,17 +399,29 @@ impl Program {
         buffers: &mut Buffers,
     ) -> Outcome<'a> {
         // No rules (`Policy::always`): no memo to set up.
+        let mut score = 0;
         let outcome = if self.hot.is_empty() {
             Outcome::rule(None)
         } else {
             let state = state_bit(request.protocol_state);
             let at = At { tables, now };
-            self.walk_rules(request, state, at, &mut Memo::new(facts), buffers)
+            let mut memo = Memo::new(facts);
+            let outcome = self.walk_rules(request, state, at, &mut memo, buffers);
+            score = memo.score;
+            outcome
         };
         if outcome.rule.is_none() {
             if let Some(t) = &self.default.template {
-                buffers.wire.clear();
-                t.write_wire(request, "default", &mut buffers.wire);
+                let (out, found) = buffers.split();
+                let context = Context {
+                    decision: DecisionFacts {
+                        dnsbl_reason: &[],
+                        ..found.decision(score)
+                    },
+                    ..Context::rule("default")
+                };
+                out.wire.clear();
+                t.write_wire_in(request, &context, out.wire);
             }
         }
         outcome
@@ -450,7 +521,7 @@ impl Program {
         buffers: &mut Buffers,
     ) -> Option<Outcome<'a>> {
         if self.rule_holds(index, state, request, memo) {
-            self.fire(index, request, at, buffers)
+            self.fire(index, request, at, memo, buffers)
         } else {
             None
         }
@@ -479,7 +550,7 @@ impl Program {
             .unwrap_or_default();
         if hot.outside {
             // Off the hot path: only rules that test an outside fact.
-            self.surely_holds(entries, request, memo)
+            self.outside_rule_holds(index, entries, request, memo)
         } else {
             entries
                 .iter()
@@ -495,10 +566,31 @@ impl Program {
         index: usize,
         request: &Request<'_>,
         at: At<'_>,
+        memo: &mut Memo<'_>,
         buffers: &mut Buffers,
     ) -> Option<Outcome<'a>> {
         let At { tables, now } = at;
         let rule = self.rules.get(index)?;
+        if memo.listed.is_some() {
+            self.note_listing(request, memo, buffers);
+        } else if !buffers.dnsbl_reason.is_empty() {
+            // Another rule's listing (a dry-run hit's).
+            buffers.dnsbl_reason.clear();
+        }
+        if memo.unknown {
+            // The condition is unknown and the rule answers that.
+            memo.unknown = false;
+            let verdict = rule.on_unknown.as_ref()?;
+            let (out, facts) = buffers.split();
+            let context = Context {
+                decision: facts.decision(memo.score),
+                ..Context::rule(&rule.name)
+            };
+            return self.answer(index, rule, Some(verdict), request, &context, out);
+        }
+        if let Some(score) = rule.score {
+            return self.fire_score(index, rule, score, request, memo, buffers);
+        }
         let mut refused = None;
         // The answer of a rule whose state backend failed, if it defers.
         let mut failed = None;
@@ -553,10 +645,12 @@ impl Program {
                 GreyStep::Defer(facts) => grey_facts = Some(facts),
             }
         }
+        let (out, facts) = buffers.split();
         let context = Context {
             rule: &rule.name,
-            limit: refused.map(|r| r.facts(&buffers.key)),
+            limit: refused.map(|r| r.facts(facts.key)),
             greylist: grey_facts,
+            decision: facts.decision(memo.score),
         };
         // A limit's default answer to a request that could never fit (more
         // units than the window's maximum): not "try again later".
@@ -567,25 +661,40 @@ impl Program {
                 .and_then(|l| l.never.as_ref()),
             _ => failed,
         };
+        self.answer(index, rule, instead, request, &context, out)
+    }
+
+    /// Rule `index` (`rule`) answers `instead`, or its own verdict:
+    /// recorded as a hit if it is a dry-run rule (`None`: the walk goes
+    /// on), else its wire text written if templated.
+    fn answer<'a>(
+        &'a self,
+        index: usize,
+        rule: &'a Rule,
+        instead: Option<&'a Verdict>,
+        request: &Request<'_>,
+        context: &Context<'_>,
+        out: Out<'_>,
+    ) -> Option<Outcome<'a>> {
         let verdict = instead.unwrap_or(&rule.verdict);
         if rule.dry_run {
-            let start = buffers.hit_wire.len();
+            let start = out.hit_wire.len();
             match &verdict.template {
                 Some(t) => {
-                    t.write_wire_in(request, &context, &mut buffers.hit_wire);
+                    t.write_wire_in(request, context, out.hit_wire);
                 }
-                None => buffers.hit_wire.extend_from_slice(&verdict.wire),
+                None => out.hit_wire.extend_from_slice(&verdict.wire),
             }
-            buffers.hits.push(HitRecord {
+            out.hits.push(HitRecord {
                 rule: u32::try_from(index).unwrap_or(u32::MAX),
                 start: u32::try_from(start).unwrap_or(u32::MAX),
-                end: u32::try_from(buffers.hit_wire.len()).unwrap_or(u32::MAX),
+                end: u32::try_from(out.hit_wire.len()).unwrap_or(u32::MAX),
             });
             return None;
         }
         if let Some(t) = &verdict.template {
-            buffers.wire.clear();
-            t.write_wire_in(request, &context, &mut buffers.wire);
+            out.wire.clear();
+            t.write_wire_in(request, context, out.wire);
         }
         Some(Outcome {
             rule: Some(rule),
@@ -614,14 +723,153 @@ impl Program {
         }
     }
 
-    /// Whether every clause of `entries` surely holds, whatever the unknown
-    /// outside facts are (three values; see [`Program::holds3`]).
+    /// Whether rule `index`, whose condition (`entries`) tests an outside
+    /// fact, applies: its condition holds whatever the unknown facts are
+    /// (three values; see [`Program::holds3`]), or it is unknown and the
+    /// rule has an `on_unknown` answer (noted in `memo.unknown`).
     #[cold]
-    fn surely_holds(&self, entries: &[u32], request: &Request<'_>, memo: &mut Memo<'_>) -> bool {
-        entries.iter().all(|&entry| {
+    fn outside_rule_holds(
+        &self,
+        index: usize,
+        entries: &[u32],
+        request: &Request<'_>,
+        memo: &mut Memo<'_>,
+    ) -> bool {
+        memo.listed = None;
+        let applies = match self.holds_all3(entries, request, memo) {
+            Some(holds) => holds,
+            None => {
+                memo.unknown = self
+                    .rules
+                    .get(index)
+                    .is_some_and(|rule| rule.on_unknown.is_some());
+                memo.unknown
+            }
+        };
+        if !applies {
+            memo.listed = None;
+        }
+        applies
+    }
+
+    /// Whether every clause of `entries` holds, in three values: false if
+    /// one surely fails, true if all surely hold, else unknown.
+    fn holds_all3(
+        &self,
+        entries: &[u32],
+        request: &Request<'_>,
+        memo: &mut Memo<'_>,
+    ) -> Option<bool> {
+        let mut all = Some(true);
+        for &entry in entries {
             let mut assumed = Assumptions::default();
-            self.holds3(entry, request, memo, &mut assumed) == Some(true)
-        })
+            match self.holds3(entry, request, memo, &mut assumed) {
+                Some(true) => {}
+                Some(false) => return Some(false),
+                None => all = None,
+            }
+        }
+        all
+    }
+
+    /// A DNS list test found a listing while the rule about to fire was
+    /// evaluated: write its `$dnsbl_reason`.
+    #[cold]
+    fn note_listing(&self, request: &Request<'_>, memo: &mut Memo<'_>, buffers: &mut Buffers) {
+        buffers.dnsbl_reason.clear();
+        if let Some(test) = memo.listed.take() {
+            self.dnsbl_reason(test, request, memo.facts, &mut buffers.dnsbl_reason);
+        }
+    }
+
+    /// Score item `score` (rule `index`) runs: add the weights of its adds
+    /// whose conditions hold (surely: an unknown condition adds nothing),
+    /// then answer with the highest threshold the score is above, if any.
+    /// A dry-run item changes nothing: it records what it would answer.
+    #[inline(never)]
+    fn fire_score<'a>(
+        &'a self,
+        index: usize,
+        rule: &'a Rule,
+        score: u32,
+        request: &Request<'_>,
+        memo: &mut Memo<'_>,
+        buffers: &mut Buffers,
+    ) -> Option<Outcome<'a>> {
+        let item = self.scores.get(score as usize)?;
+        let before = memo.score;
+        let reasons_before = buffers.score_reasons.len();
+        let (added, listed) = self.add_up(item, request, memo, &mut buffers.score_reasons);
+        memo.score = memo.score.saturating_add(added);
+        memo.listed = listed;
+        if memo.listed.is_some() {
+            self.note_listing(request, memo, buffers);
+        }
+        let total = memo.score;
+        if rule.dry_run {
+            // No effect on the decision: the score and reasons as before.
+            memo.score = before;
+        }
+        let above = item
+            .thresholds
+            .iter()
+            .find(|(threshold, _)| total > *threshold)
+            .map(|(_, verdict)| verdict);
+        let outcome = match above {
+            Some(verdict) => {
+                let (out, facts) = buffers.split();
+                let context = Context {
+                    decision: facts.decision(total),
+                    ..Context::rule(&rule.name)
+                };
+                self.answer(index, rule, Some(verdict), request, &context, out)
+            }
+            None => None,
+        };
+        if rule.dry_run {
+            buffers.score_reasons.truncate(reasons_before);
+        }
+        outcome
+    }
+
+    /// What score item `item` adds for `request`: the sum of the weights
+    /// of its adds whose conditions surely hold, each written to `reasons`
+    /// (`REASON=WEIGHT`, after `, ` if not the first), and the first DNS
+    /// list listing that made one hold.
+    pub(crate) fn add_up(
+        &self,
+        item: &ScoreItem,
+        request: &Request<'_>,
+        memo: &mut Memo<'_>,
+        reasons: &mut Vec<u8>,
+    ) -> (i64, Option<Outside>) {
+        let mut added: i64 = 0;
+        let mut listed = None;
+        for add in &*item.adds {
+            memo.listed = None;
+            let holds = if add.outside {
+                let mut assumed = Assumptions::default();
+                self.holds3(add.entry, request, memo, &mut assumed) == Some(true)
+            } else {
+                self.holds(add.entry, request, memo)
+            };
+            if !holds {
+                continue;
+            }
+            if listed.is_none() {
+                listed = memo.listed;
+            }
+            added = added.saturating_add(add.weight);
+            if !reasons.is_empty() {
+                reasons.extend_from_slice(b", ");
+            }
+            reasons.extend_from_slice(add.reason.as_bytes());
+            reasons.push(b'=');
+            let mut buf = [0u8; 24];
+            reasons.extend_from_slice(crate::base::bytes::score(add.weight, &mut buf));
+        }
+        memo.listed = None;
+        (added, listed)
     }
 
     /// The dry-run hits recorded in `buffers` by the last [`Program::decide`].
@@ -693,7 +941,12 @@ impl Program {
             let node = self.nodes.get(pc as usize)?;
             let result = match node.test {
                 Test::Outside(test) => match self.outside(test, request, memo.facts) {
-                    Some(known) => known,
+                    Some(known) => {
+                        if known && memo.listed.is_none() && matches!(test, Outside::List { .. }) {
+                            memo.listed = Some(test);
+                        }
+                        known
+                    }
                     None => match assumed.get(test) {
                         Some(value) => value,
                         // Past the bound: unknown.
@@ -810,17 +1063,11 @@ impl Program {
                 regex.is_match(field.text(r, &mut buf))
             }
             Test::Number { field, op, value } => match field.number(r) {
-                Some(n) => match op {
-                    NumOp::Eq => n == value,
-                    NumOp::Ne => n != value,
-                    NumOp::Lt => n < value,
-                    NumOp::Le => n <= value,
-                    NumOp::Gt => n > value,
-                    NumOp::Ge => n >= value,
-                },
+                Some(n) => compare(n, op, value),
                 None => false,
             },
             Test::IpEquals { field, ip } => field.ip(r) == Some(ip),
+            Test::Score { op, value } => compare(memo.score, op, value),
             Test::State { mask } => {
                 r.protocol_state.is_some() && state_bit(r.protocol_state) & mask != 0
             }
@@ -839,6 +1086,19 @@ impl Program {
                 .get(map as usize)
                 .is_some_and(|m| login_mismatch(m, r)),
         }
+    }
+}
+
+/// `value OP limit`.
+#[inline]
+fn compare<T: Ord>(value: T, op: NumOp, limit: T) -> bool {
+    match op {
+        NumOp::Eq => value == limit,
+        NumOp::Ne => value != limit,
+        NumOp::Lt => value < limit,
+        NumOp::Le => value <= limit,
+        NumOp::Gt => value > limit,
+        NumOp::Ge => value >= limit,
     }
 }
 

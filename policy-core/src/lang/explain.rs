@@ -50,6 +50,15 @@ pub enum RuleOutcome {
     /// (whitelisted, known, or the first accepted retry): evaluation went
     /// on. Explaining changes no greylist state.
     PassesGreylist,
+    /// A score item whose conditions hold and whose thresholds the score
+    /// is not above: it added `added` (hundredths) to the request's score,
+    /// making it `total`, and evaluation went on.
+    Scored {
+        /// What the item added, in hundredths.
+        added: i64,
+        /// The request's score after it, in hundredths.
+        total: i64,
+    },
 }
 
 /// One rule of an [`Explanation`].
@@ -108,6 +117,8 @@ pub(crate) fn explain(
     let deciding = outcome.rule.map(std::ptr::from_ref);
     let state = super::program::state_bit(request.protocol_state);
     let mut decided = false;
+    // The request's score before each rule, as the walk had it.
+    let mut score: i64 = 0;
     let mut rules = Vec::with_capacity(program.rules.len());
     for (index, rule) in program.rules.iter().enumerate() {
         let dry_run_hit = buffers.hits.iter().any(|h| h.rule as usize == index);
@@ -124,15 +135,14 @@ pub(crate) fn explain(
                 .zip(rule.source.clause_nodes.iter())
                 .zip(rule.source.clauses.iter())
             {
-                let holds =
-                    program.holds(entry, request, &mut super::program::Memo::new(&NO_FACTS));
+                let holds = program.holds(entry, request, &mut memo_at(score));
                 all &= holds;
                 let mut tests: Vec<(u32, TestResult)> = (first..end)
                     .filter_map(|i| {
                         let node = program.nodes.get(i as usize)?;
                         let source = program.node_source.get(i as usize)?;
-                        let mut memo = super::program::Memo::new(&NO_FACTS);
-                        let value = program.test(&node.test, request, &mut memo) != source.negated;
+                        let value = program.test(&node.test, request, &mut memo_at(score))
+                            != source.negated;
                         Some((
                             source.start,
                             TestResult {
@@ -149,8 +159,30 @@ pub(crate) fn explain(
                     tests: tests.into_iter().map(|(_, t)| t).collect(),
                 });
             }
+            let scored = match rule.score.and_then(|s| program.scores.get(s as usize)) {
+                Some(item) if all => {
+                    let mut memo = memo_at(score);
+                    let (added, _) = program.add_up(item, request, &mut memo, &mut Vec::new());
+                    Some(added)
+                }
+                _ => None,
+            };
             if !all {
                 RuleOutcome::NoMatch
+            } else if let (Some(added), false) = (
+                scored,
+                deciding == Some(std::ptr::from_ref(rule)) && !rule.dry_run,
+            ) {
+                let total = score.saturating_add(added);
+                let hit = rule.dry_run && dry_run_hit;
+                if !rule.dry_run {
+                    score = total;
+                }
+                if hit {
+                    RuleOutcome::DryRunHit
+                } else {
+                    RuleOutcome::Scored { added, total }
+                }
             } else if (rule.limit.is_some() || rule.greylist.is_some()) && rule.dry_run {
                 if dry_run_hit {
                     RuleOutcome::DryRunHit
@@ -222,6 +254,13 @@ pub(crate) fn explain(
     }
 }
 
+/// A memo with no facts and the request's score so far.
+fn memo_at(score: i64) -> super::program::Memo<'static> {
+    let mut memo = super::program::Memo::new(&NO_FACTS);
+    memo.score = score;
+    memo
+}
+
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for rule in &self.rules {
@@ -255,6 +294,16 @@ impl fmt::Display for Explanation {
                 RuleOutcome::NotReached => writeln!(f, "not reached")?,
                 RuleOutcome::WithinLimit => writeln!(f, "within the limit (continues)")?,
                 RuleOutcome::PassesGreylist => writeln!(f, "passes greylisting (continues)")?,
+                RuleOutcome::Scored { added, total } => {
+                    let mut a = [0u8; 24];
+                    let mut t = [0u8; 24];
+                    writeln!(
+                        f,
+                        "scored {} (total {}, continues)",
+                        String::from_utf8_lossy(crate::base::bytes::score(added, &mut a)),
+                        String::from_utf8_lossy(crate::base::bytes::score(total, &mut t))
+                    )?;
+                }
             }
             for clause in &rule.clauses {
                 writeln!(

@@ -58,10 +58,10 @@
 
 mod ast;
 mod compile;
-mod outside;
 pub(crate) mod diag;
 mod eval;
 mod explain;
+mod outside;
 mod parse;
 pub(crate) mod program;
 pub(crate) mod source;
@@ -70,11 +70,12 @@ mod suggest;
 pub use compile::MAX_DNS_LIST_ANSWERS;
 pub use compile::MAX_ERRORS;
 pub use compile::MAX_REGEX_COMPILED_BYTES;
+pub use compile::MAX_SCORE_ADDS;
 pub use diag::MAX_COLUMN_SCAN;
 pub use eval::{DryRun, DryRunHit, DryRunIter};
-pub use outside::MAX_FCRDNS_NAMES;
 pub use explain::{ClauseExplanation, Explanation, RuleExplanation, RuleOutcome, TestResult};
-pub use parse::{MAX_NESTING, MAX_POLICY_BYTES};
+pub use outside::MAX_FCRDNS_NAMES;
+pub use parse::{MAX_NESTING, MAX_POLICY_BYTES, MAX_SCORE};
 pub use program::BACKEND_DEFER_ACTION;
 pub use suggest::did_you_mean;
 

@@ -329,10 +329,13 @@ impl Program {
                 // are copied out first (asking grows the buffers they are in).
                 let mut names = [QueryName::EMPTY; MAX_FCRDNS_NAMES];
                 let mut count = 0;
-                if let Some(Known::Strings(found)) =
-                    facts.known(QueryKind::Ptr, reverse.as_bytes())
+                if let Some(Known::Strings(found)) = facts.known(QueryKind::Ptr, reverse.as_bytes())
                 {
-                    for name in found.iter().filter_map(lookup_domain).take(MAX_FCRDNS_NAMES) {
+                    for name in found
+                        .iter()
+                        .filter_map(lookup_domain)
+                        .take(MAX_FCRDNS_NAMES)
+                    {
                         if let Some(slot) = names.get_mut(count) {
                             *slot = QueryName::of(name);
                             count += 1;
@@ -457,7 +460,10 @@ mod tests {
 
     #[test]
     fn lookup_domains() {
-        assert_eq!(lookup_domain(b"mail.example.org."), Some(&b"mail.example.org"[..]));
+        assert_eq!(
+            lookup_domain(b"mail.example.org."),
+            Some(&b"mail.example.org"[..])
+        );
         assert_eq!(lookup_domain(b"Example.ORG"), Some(&b"Example.ORG"[..]));
         for bad in [
             &b""[..],
@@ -516,7 +522,10 @@ mod tests {
             helo_name: helo,
             ..Request::default()
         };
-        assert_eq!(helo_literal(&r(b"[192.0.2.1]")), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            helo_literal(&r(b"[192.0.2.1]")),
+            Some("192.0.2.1".parse().unwrap())
+        );
         assert_eq!(
             helo_literal(&r(b"[IPv6:2001:db8::1]")),
             Some("2001:db8::1".parse().unwrap())

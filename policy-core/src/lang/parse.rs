@@ -22,9 +22,10 @@ use nom::sequence::pair;
 use nom::IResult;
 
 use super::ast::{
-    ActionAst, AnswerAst, DnsListDecl, DnsListRef, Clause, CmpOp, Cond, CountAst, DurationLit, Entry, GreylistDecl, Item, KeyPartAst,
-    LimitDecl, ListBody, ListDecl, ListRef, LoginsBody, LoginsDecl, Name, Number, OverrideAst,
-    OverridesAst, RegexLit, RuleDecl, Span, Str, StrOp, TestKind, Value, WhitelistAst, WindowAst,
+    ActionAst, AddAst, AnswerAst, Clause, CmpOp, Cond, CountAst, DnsListDecl, DnsListRef,
+    DurationLit, Entry, GreylistDecl, Item, KeyPartAst, LimitDecl, ListBody, ListDecl, ListRef,
+    LoginsBody, LoginsDecl, Name, Number, OverrideAst, OverridesAst, RegexLit, RuleDecl, ScoreDecl,
+    ScoreLit, Span, Str, StrOp, TestKind, Value, WhitelistAst, WindowAst,
 };
 use super::outside::ListSide;
 use super::program::Field;
@@ -41,9 +42,13 @@ pub const MAX_NESTING: usize = 64;
 /// a wrong file (a log, a binary) given by mistake.
 pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
 
+/// The largest score weight or threshold either way (1,000,000, in whole
+/// points): a request's score stays far inside an `i64` of hundredths.
+pub const MAX_SCORE: i64 = 1_000_000;
+
 /// The item keywords, where error recovery resumes.
-const ITEM_KEYWORDS: [&str; 8] = [
-    "list", "logins", "dnsbl", "rhsbl", "rule", "limit", "greylist", "default",
+const ITEM_KEYWORDS: [&str; 9] = [
+    "list", "logins", "dnsbl", "rhsbl", "rule", "limit", "greylist", "score", "default",
 ];
 
 /// Names of the predicates (tests without a field).
@@ -65,8 +70,12 @@ pub(crate) const PREDICATES: [&str; 14] = [
 ];
 
 /// Words that end or join a condition and so cannot start a test.
-const CONDITION_STOP_WORDS: [&str; 15] = [
+const CONDITION_STOP_WORDS: [&str; 19] = [
     "then",
+    "on_unknown",
+    "add",
+    "above",
+    "as",
     "and",
     "or",
     "if",
@@ -598,7 +607,7 @@ impl<'s> Parser<'s> {
         Ok((rest, (name, dry_run, head)))
     }
 
-    /// `rule_item = "rule" NAME [ "dry-run" ] "{" { clause } "then" action "}"`
+    /// `rule_item = "rule" NAME [ "dry-run" ] "{" { clause } "then" action [ "on_unknown" action ] "}"`
     fn rule_item<'a>(&self, i: &'a str) -> PResult<'a, RuleDecl> {
         let (mut i, (name, dry_run, _)) = self.item_head(
             i,
@@ -611,9 +620,23 @@ impl<'s> Parser<'s> {
         loop {
             if let Ok((rest, _)) = self.keyword("then", i) {
                 let (rest, action) = self.action(rest)?;
+                let (rest, on_unknown) = match self.keyword("on_unknown", rest) {
+                    Ok((rest, _)) => {
+                        let (rest, action) = self.action(rest)?;
+                        (rest, Some(action))
+                    }
+                    Err(_) => (rest, None),
+                };
                 let close = skip_ws(rest);
                 let Some(rest) = close.strip_prefix('}') else {
-                    return failure(close, "`}` to close the rule after its action");
+                    return failure(
+                        close,
+                        if on_unknown.is_some() {
+                            "`}` to close the rule after its `on_unknown` action"
+                        } else {
+                            "`}` to close the rule after its action (or `on_unknown`)"
+                        },
+                    );
                 };
                 return Ok((
                     rest,
@@ -622,6 +645,7 @@ impl<'s> Parser<'s> {
                         dry_run,
                         clauses,
                         action,
+                        on_unknown,
                     },
                 ));
             }
@@ -803,6 +827,15 @@ impl<'s> Parser<'s> {
                 )?;
                 (rest, TestKind::SenderLoginMismatch(map))
             }
+            "score" if self.score_operator(skip_ws(rest)).is_ok() => {
+                let (rest, op) = self.score_operator(skip_ws(rest))?;
+                let (rest, value) = expect(
+                    self.score_lit(rest),
+                    rest,
+                    "a score to compare with (such as 5, 4.5 or -1.25)",
+                )?;
+                (rest, TestKind::Score(op, value))
+            }
             p if PREDICATES.contains(&p) => (rest, TestKind::Predicate(name)),
             word if Field::lookup_field(word).is_none()
                 && self.operator(skip_ws(rest)).is_err() =>
@@ -841,10 +874,16 @@ impl<'s> Parser<'s> {
                         continue;
                     };
                     if let Ok((after, zone)) = self.string(after) {
-                        return Ok((after, TestKind::InDnsList(field, side, DnsListRef::Zone(zone))));
+                        return Ok((
+                            after,
+                            TestKind::InDnsList(field, side, DnsListRef::Zone(zone)),
+                        ));
                     }
                     if let Ok((after, name)) = self.ref_name(after) {
-                        return Ok((after, TestKind::InDnsList(field, side, DnsListRef::Named(name))));
+                        return Ok((
+                            after,
+                            TestKind::InDnsList(field, side, DnsListRef::Named(name)),
+                        ));
                     }
                     // `in dnsbl` alone: a list named `dnsbl`.
                 }
@@ -907,6 +946,153 @@ impl<'s> Parser<'s> {
                     return Ok((rest, TestKind::IsSet(field)));
                 }
                 failure(skip_ws(rest), "`empty` or `set` after `is`")
+            }
+        }
+    }
+
+    /// `score_operator = "==" | "!=" | "<=" | ">=" | "<" | ">"`
+    fn score_operator<'a>(&self, i: &'a str) -> PResult<'a, CmpOp> {
+        for (text, op) in [
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            ("<=", CmpOp::Le),
+            (">=", CmpOp::Ge),
+            ("<", CmpOp::Lt),
+            (">", CmpOp::Gt),
+        ] {
+            if let Some(rest) = i.strip_prefix(text) {
+                return Ok((rest, op));
+            }
+        }
+        error(i, "a comparison")
+    }
+
+    /// `SCORE = [ "+" | "-" ] DIGITS [ "." DIGIT [ DIGIT ] ]`, in hundredths,
+    /// at most [`MAX_SCORE`] either way.
+    fn score_lit<'a>(&self, i: &'a str) -> PResult<'a, ScoreLit> {
+        let start = skip_ws(i);
+        let (after_sign, negative) = match start.as_bytes().first() {
+            Some(b'-') => (&start[1..], true),
+            Some(b'+') => (&start[1..], false),
+            _ => (start, false),
+        };
+        let (rest, whole) =
+            take_while1::<_, _, PError<'a>>(|c: char| c.is_ascii_digit())(after_sign)
+                .or_else(|_| error(start, "a score"))?;
+        let (rest, fraction) = match rest.strip_prefix('.') {
+            Some(after_dot) => {
+                let (rest, digits) =
+                    take_while1::<_, _, PError<'a>>(|c: char| c.is_ascii_digit())(after_dot)
+                        .or_else(|_| failure(after_dot, "digits after the decimal point"))?;
+                if digits.len() > 2 {
+                    return failure(
+                        after_dot,
+                        "at most two digits after the decimal point (scores count in hundredths)",
+                    );
+                }
+                (rest, digits)
+            }
+            None => (rest, ""),
+        };
+        let hundredths = whole
+            .parse::<i64>()
+            .ok()
+            .filter(|&w| w <= MAX_SCORE)
+            .map(|w| {
+                let frac = match fraction.len() {
+                    0 => 0,
+                    1 => fraction.parse::<i64>().unwrap_or(0) * 10,
+                    _ => fraction.parse::<i64>().unwrap_or(0),
+                };
+                w * 100 + frac
+            });
+        let Some(hundredths) = hundredths else {
+            return failure(start, "a score of at most 1000000 either way (MAX_SCORE)");
+        };
+        Ok((
+            rest,
+            ScoreLit {
+                hundredths: if negative { -hundredths } else { hundredths },
+                span: self.span(start, rest),
+            },
+        ))
+    }
+
+    /// ```text
+    /// score_item = "score" NAME [ "dry-run" ] "{" { score_clause } "}"
+    /// score_clause = clause
+    ///              | "add" SCORE ( "if" | "unless" ) cond [ "as" STRING ]
+    ///              | "above" SCORE action
+    /// ```
+    fn score_item<'a>(&self, i: &'a str) -> PResult<'a, ScoreDecl> {
+        let (mut i, (name, dry_run, head)) = self.item_head(
+            i,
+            "score",
+            "a score name after `score`",
+            "`{` to open the score (or `dry-run`)",
+        )?;
+        let mut decl = ScoreDecl {
+            name,
+            dry_run,
+            clauses: Vec::new(),
+            adds: Vec::new(),
+            thresholds: Vec::new(),
+            head,
+        };
+        loop {
+            let at = skip_ws(i);
+            if let Some(rest) = at.strip_prefix('}') {
+                return Ok((rest, decl));
+            }
+            if let Ok((rest, _)) = self.keyword("add", at) {
+                let (rest, weight) = expect(
+                    self.score_lit(rest),
+                    rest,
+                    "a weight after `add` (such as 4.35 or -1.5)",
+                )?;
+                let (rest, unless) = if let Ok((rest, _)) = self.keyword("if", rest) {
+                    (rest, false)
+                } else if let Ok((rest, _)) = self.keyword("unless", rest) {
+                    (rest, true)
+                } else {
+                    return failure(skip_ws(rest), "`if` or `unless` after the weight");
+                };
+                let (rest, cond) = self.condition_after(rest, "a condition after `if`/`unless`")?;
+                let (rest, reason) = match self.keyword("as", rest) {
+                    Ok((rest, _)) => {
+                        let (rest, reason) =
+                            expect(self.string(rest), rest, "a quoted reason after `as`")?;
+                        (rest, Some(reason))
+                    }
+                    Err(_) => (rest, None),
+                };
+                decl.adds.push(AddAst {
+                    weight,
+                    unless,
+                    cond,
+                    reason,
+                });
+                i = rest;
+            } else if let Ok((rest, _)) = self.keyword("above", at) {
+                let (rest, threshold) = expect(
+                    self.score_lit(rest),
+                    rest,
+                    "a threshold after `above` (such as 5 or 4.5)",
+                )?;
+                let (rest, action) = self.action(rest)?;
+                decl.thresholds.push((threshold, action));
+                i = rest;
+            } else {
+                match self.clause(at) {
+                    Ok((rest, clause)) => {
+                        decl.clauses.push(clause);
+                        i = rest;
+                    }
+                    Err(nom::Err::Error(_)) => {
+                        return failure(at, "`add`, `above`, `state`, `if`, `unless` or `}`")
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -1488,7 +1674,8 @@ impl<'s> Parser<'s> {
                 return Ok((rest, decl));
             }
             if let Ok((rest, _)) = self.keyword("zone", at) {
-                let (rest, zone) = expect(self.string(rest), rest, "a quoted DNS zone after `zone`")?;
+                let (rest, zone) =
+                    expect(self.string(rest), rest, "a quoted DNS zone after `zone`")?;
                 decl.zone = Some(zone);
                 i = rest;
             } else if let Ok((rest, _)) = self.keyword("answer", at) {
@@ -1515,12 +1702,20 @@ impl<'s> Parser<'s> {
     /// `answer = ADDRESS [ "-" ADDRESS ] | "mask" ADDRESS`
     fn answer<'a>(&self, i: &'a str) -> PResult<'a, AnswerAst> {
         if let Ok((rest, _)) = self.keyword("mask", i) {
-            let (rest, mask) = expect(self.address_word(rest), rest, "a bit mask after `mask` (0.0.0.8 or 8)")?;
+            let (rest, mask) = expect(
+                self.address_word(rest),
+                rest,
+                "a bit mask after `mask` (0.0.0.8 or 8)",
+            )?;
             return Ok((rest, AnswerAst::Mask(mask)));
         }
         let (rest, first) = self.address_word(i)?;
         if let Some(after) = rest.strip_prefix('-') {
-            let (rest, last) = expect(self.address_word(after), after, "the last address of the range after `-`")?;
+            let (rest, last) = expect(
+                self.address_word(after),
+                after,
+                "the last address of the range after `-`",
+            )?;
             return Ok((rest, AnswerAst::Range(first, Some(last))));
         }
         Ok((rest, AnswerAst::Range(first, None)))
@@ -1529,8 +1724,9 @@ impl<'s> Parser<'s> {
     /// `ADDRESS = [0-9.]+`
     fn address_word<'a>(&self, i: &'a str) -> PResult<'a, Str> {
         let start = skip_ws(i);
-        let (rest, word) = take_while1::<_, _, PError<'a>>(|c: char| c.is_ascii_digit() || c == '.')(start)
-            .or_else(|_| error(start, "an address"))?;
+        let (rest, word) =
+            take_while1::<_, _, PError<'a>>(|c: char| c.is_ascii_digit() || c == '.')(start)
+                .or_else(|_| error(start, "an address"))?;
         Ok((
             rest,
             Str {
@@ -1560,12 +1756,13 @@ impl<'s> Parser<'s> {
             "greylist" => self
                 .greylist_item(start)
                 .map(|(r, d)| (r, Item::Greylist(d))),
+            "score" => self.score_item(start).map(|(r, d)| (r, Item::Score(d))),
             "default" => self
                 .default_item(start)
                 .map(|(r, (a, s))| (r, Item::Default(a, s))),
             _ => failure(
                 start,
-                "`list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist` or `default`",
+                "`list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score` or `default`",
             ),
         }
     }
@@ -1855,7 +2052,7 @@ default DUNNO
             (
                 "bogus",
                 0,
-                "expected `list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist` or `default`, found `bogus`",
+                "expected `list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score` or `default`, found `bogus`",
             ),
             ("list a { b", 10, "an entry or `}` to close the list"),
             ("list a { \"b }", 9, "a closing `\"` for this string"),

@@ -24,15 +24,21 @@ impl Field {
     /// The field named `name` as written in a condition, if any (every
     /// template variable but `rule`).
     pub(crate) fn lookup_field(name: &str) -> Option<Self> {
-        Self::lookup(name).filter(|&var| var != Self::Rule && !var.is_fact())
+        Self::lookup(name).filter(|&var| var.is_field())
     }
 
     /// The names of every field, for "did you mean" hints.
     pub(crate) fn field_names() -> impl Iterator<Item = &'static str> {
         Self::ALL
             .into_iter()
-            .filter(|&var| var != Self::Rule && !var.is_fact())
+            .filter(|&var| var.is_field())
             .map(Self::name)
+    }
+
+    /// Whether the variable is a field of conditions: a value of the
+    /// request (not `rule`, a stateful rule's facts, or the decision's).
+    pub(crate) fn is_field(self) -> bool {
+        self != Self::Rule && !self.is_fact() && !self.is_decision()
     }
 
     /// Whether the field reads the recipient (a recipient-level condition).
@@ -127,6 +133,9 @@ pub(crate) enum Test {
     Regex { field: Field, regex: u32 },
     /// A numeric comparison; false when the value is missing.
     Number { field: Field, op: NumOp, value: u64 },
+    /// `score OP VALUE`: the request's score so far ([`Memo::score`]), in
+    /// hundredths.
+    Score { op: NumOp, value: i64 },
     /// An IP field equal to an address.
     IpEquals { field: Field, ip: IpAddr },
     /// The protocol state is one of a set (bit mask of [`state_bit`]).
@@ -239,6 +248,15 @@ pub(crate) struct Memo<'f> {
     pub(crate) domains: [DomainLookup; DOMAIN_MEMO_SLOTS],
     /// How many of `domains` are filled.
     pub(crate) domain_count: u8,
+    /// The request's score so far (hundredths), from the score items that
+    /// ran: `score > 5` reads it.
+    pub(crate) score: i64,
+    /// The last DNS list test that found a listing while the current
+    /// rule's condition was evaluated (for `$dnsbl_reason`).
+    pub(crate) listed: Option<Outside>,
+    /// The rule just found to hold holds because its condition is unknown
+    /// and it has an `on_unknown` answer.
+    pub(crate) unknown: bool,
 }
 
 impl<'f> Memo<'f> {
@@ -250,6 +268,9 @@ impl<'f> Memo<'f> {
             value: 0,
             domains: [DomainLookup::NONE; DOMAIN_MEMO_SLOTS],
             domain_count: 0,
+            score: 0,
+            listed: None,
+            unknown: false,
         }
     }
 }
@@ -341,6 +362,34 @@ pub(crate) struct Rule {
     /// For a greylist, its index in [`Program::greylists`]; its verdict is
     /// the `then` action.
     pub(crate) greylist: Option<u32>,
+    /// For a score item, its index in [`Program::scores`]; its verdict is
+    /// unused (the thresholds answer).
+    pub(crate) score: Option<u32>,
+    /// `on_unknown ACTION`: the answer when the condition is unknown.
+    pub(crate) on_unknown: Option<Verdict>,
+}
+
+/// One `add` of a score item.
+#[derive(Debug, Clone)]
+pub(crate) struct ScoreAdd {
+    /// Hundredths.
+    pub(crate) weight: i64,
+    /// The condition's entry node.
+    pub(crate) entry: u32,
+    /// The condition tests an outside fact (three values).
+    pub(crate) outside: bool,
+    /// What `$score_reasons` says of it: the `as` text, or the condition
+    /// as written.
+    pub(crate) reason: Box<str>,
+}
+
+/// A compiled score item: its adds, and its thresholds from the highest.
+#[derive(Debug, Clone)]
+pub(crate) struct ScoreItem {
+    pub(crate) adds: Box<[ScoreAdd]>,
+    /// (threshold in hundredths, answer when the score is above it),
+    /// highest first.
+    pub(crate) thresholds: Box<[(i64, Verdict)]>,
 }
 
 /// What the evaluator reads of each rule on every request, packed so that
@@ -435,6 +484,8 @@ pub(crate) struct Program {
     pub(crate) texts: Vec<Box<[u8]>>,
     /// The DNS lists of `in dnsbl` and `in rhsbl` tests.
     pub(crate) dns_lists: Vec<DnsList>,
+    /// The score items, in rule order.
+    pub(crate) scores: Vec<ScoreItem>,
     /// Some condition tests an outside fact: deciding asks queries.
     pub(crate) outside: bool,
     pub(crate) default: Verdict,
@@ -465,6 +516,7 @@ impl Program {
             regexes: Vec::new(),
             texts: Vec::new(),
             dns_lists: Vec::new(),
+            scores: Vec::new(),
             outside: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
@@ -618,7 +670,7 @@ mod tests {
     #[test]
     fn fields_round_trip() {
         for f in Field::ALL {
-            let expected = (f != Field::Rule && !f.is_fact()).then_some(f);
+            let expected = (f != Field::Rule && !f.is_fact() && !f.is_decision()).then_some(f);
             assert_eq!(Field::lookup_field(f.name()), expected);
         }
         assert_eq!(Field::lookup_field("nope"), None);

@@ -59,6 +59,10 @@ impl Template {
                         let mut buf = [0u8; 24];
                         sink.push_clean(write_duration(ms, &mut buf));
                     }
+                    Value::Score(hundredths) => {
+                        let mut buf = [0u8; 24];
+                        sink.push_clean(crate::base::bytes::score(hundredths, &mut buf));
+                    }
                 },
             }
         }

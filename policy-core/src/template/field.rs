@@ -122,7 +122,10 @@ impl Var {
             | Self::Counted
             | Self::RetryAfter
             | Self::Key
-            | Self::Delay => &[],
+            | Self::Delay
+            | Self::Score
+            | Self::ScoreReasons
+            | Self::DnsblReason => &[],
             Self::RecipientCount
             | Self::Size
             | Self::EncryptionKeysize

@@ -70,7 +70,7 @@ pub use action::{ActionTemplate, ActionTemplateError, WireOutcome};
 pub use expand::write_duration;
 pub use parse::{Part, Template, TemplateError};
 pub use sanitize::sanitize;
-pub use vars::{Context, GreylistFacts, LimitFacts, Var};
+pub use vars::{Context, DecisionFacts, GreylistFacts, LimitFacts, Var};
 
 pub(crate) use action::Verdict;
 pub(crate) use field::{FieldType, TextBuf};

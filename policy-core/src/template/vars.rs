@@ -107,13 +107,22 @@ pub enum Var {
     /// `delay`: in a greylist's `prepend` header, the seconds the first
     /// accepted retry waited since the first attempt (rounded down).
     Delay,
+    /// `score`: the request's score so far, from the score items that ran
+    /// (`4.35`, `-1.5`, `0`).
+    Score,
+    /// `score_reasons`: what added to the score, `REASON=WEIGHT` joined by
+    /// `, ` (`in zen=4.35, no fcrdns=1.5`).
+    ScoreReasons,
+    /// `dnsbl_reason`: why the deciding rule's DNS list test found a
+    /// listing: the list's TXT record, or `listed in NAME (ANSWER)`.
+    DnsblReason,
 }
 
 /// Number of [`Var`] variants.
-const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 11;
+const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 14;
 
 /// Names of the variables that are not request attributes, in variant order.
-const DERIVED_NAMES: [&str; 11] = [
+const DERIVED_NAMES: [&str; 14] = [
     "sender_local",
     "sender_domain",
     "recipient_local",
@@ -125,6 +134,9 @@ const DERIVED_NAMES: [&str; 11] = [
     "retry_after",
     "key",
     "delay",
+    "score",
+    "score_reasons",
+    "dnsbl_reason",
 ];
 
 impl Var {
@@ -173,6 +185,9 @@ impl Var {
         Self::RetryAfter,
         Self::Key,
         Self::Delay,
+        Self::Score,
+        Self::ScoreReasons,
+        Self::DnsblReason,
     ];
 
     /// The variable called `name` (exact, case-sensitive), if any.
@@ -253,6 +268,9 @@ impl Var {
             Self::RetryAfter => "225",
             Self::Key => "user",
             Self::Delay => "300",
+            Self::Score => "4.35",
+            Self::ScoreReasons => "listed=4.35",
+            Self::DnsblReason => "listed",
         }
     }
 
@@ -313,6 +331,9 @@ impl Var {
             Self::RecipientLocal => Bytes(request.recipient.local),
             Self::RecipientDomain => Bytes(request.recipient.domain),
             Self::Rule => Bytes(rule.as_bytes()),
+            Self::Score => Value::Score(context.decision.score),
+            Self::ScoreReasons => Bytes(context.decision.score_reasons),
+            Self::DnsblReason => Bytes(context.decision.dnsbl_reason),
             Self::Delay => match context.greylist.and_then(|g| g.delay_ms) {
                 Some(ms) => Number(ms / 1000),
                 None => Bytes(&[]),
@@ -374,6 +395,13 @@ impl Var {
     pub fn is_fact(self) -> bool {
         self.is_limit_fact() || self == Self::Delay
     }
+
+    /// Whether the variable's value comes from the decision so far (the
+    /// score, the DNS list findings), not from the request: a template
+    /// variable, not a field of conditions.
+    pub fn is_decision(self) -> bool {
+        matches!(self, Self::Score | Self::ScoreReasons | Self::DnsblReason)
+    }
 }
 
 /// What a template is expanded for besides the request: the deciding rule
@@ -387,6 +415,8 @@ pub struct Context<'a> {
     pub limit: Option<LimitFacts<'a>>,
     /// The greylisting facts, for a greylist's `then` and `prepend`.
     pub greylist: Option<GreylistFacts>,
+    /// The score and DNS list findings of the decision so far.
+    pub decision: DecisionFacts<'a>,
 }
 
 impl<'a> Context<'a> {
@@ -396,8 +426,30 @@ impl<'a> Context<'a> {
             rule,
             limit: None,
             greylist: None,
+            decision: DecisionFacts::NONE,
         }
     }
+}
+
+/// What the decision so far found, as templates show it: `$score`,
+/// `$score_reasons`, `$dnsbl_reason`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionFacts<'a> {
+    /// `$score`: the request's score, in hundredths (shown as `4.35`).
+    pub score: i64,
+    /// `$score_reasons`.
+    pub score_reasons: &'a [u8],
+    /// `$dnsbl_reason`.
+    pub dnsbl_reason: &'a [u8],
+}
+
+impl DecisionFacts<'_> {
+    /// Nothing found: a score of 0, no reasons.
+    pub const NONE: DecisionFacts<'static> = DecisionFacts {
+        score: 0,
+        score_reasons: &[],
+        dnsbl_reason: &[],
+    };
 }
 
 /// What a greylist's actions show.
@@ -441,6 +493,8 @@ pub(super) enum Value<'r> {
     Ip(IpAddr),
     /// Milliseconds, written as a policy writes durations.
     Duration(u64),
+    /// A score in hundredths, written as a decimal (`4.35`, `-1.5`, `0`).
+    Score(i64),
 }
 
 fn number<'r>(n: Option<u64>) -> Value<'r> {

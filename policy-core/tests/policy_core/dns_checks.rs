@@ -74,6 +74,9 @@ impl Resolver for FakeDns {
     }
 }
 
+/// DNS records of a case: (kind, name, answer).
+type Records<'a> = Vec<(QueryKind, &'a str, Fake)>;
+
 /// A request with these attributes (`name=value` lines) after the usual
 /// RCPT ones.
 fn request_frame(extra: &str) -> Vec<u8> {
@@ -88,7 +91,11 @@ fn request_frame(extra: &str) -> Vec<u8> {
 
 /// Decide `attrs` against `policy` with `dns`: the deciding rule, its wire
 /// text, and what was asked.
-fn decide(policy: &str, attrs: &str, dns: &[(QueryKind, &str, Fake)]) -> (String, String, Vec<String>) {
+fn decide(
+    policy: &str,
+    attrs: &str,
+    dns: &[(QueryKind, &str, Fake)],
+) -> (String, String, Vec<String>) {
     let engine = engine(policy);
     let mut scratch = Scratch::new();
     let frame = request_frame(attrs);
@@ -121,7 +128,8 @@ fn dns_lists_with_answer_filters() {
     use QueryKind::A;
     let attrs = "client_address=192.0.2.7; sender=x@Spam.Example; helo_name=[192.0.2.7]";
     // (zen, multi, dbl answers) -> rule
-    let rows: &[(&[&str], &[&str], &[&str], &str)] = &[
+    type Row<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], &'a str);
+    let rows: &[Row<'_>] = &[
         (&["127.0.0.2"], &[], &[], "sbl"),
         (&["127.0.0.9"], &[], &[], "sbl"),
         // Outside the list's answers (a PBL listing): not this list.
@@ -160,8 +168,14 @@ fn rhsbl_reads_domains_only() {
     let policy = "rule r { if client_name in rhsbl \"dbl.example\" or helo_name in rhsbl \"dbl.example\" then REJECT }\n";
     for (attrs, asked) in [
         ("client_name=unknown; helo_name=[192.0.2.1]", vec![]),
-        ("client_name=mail.example.org; helo_name=localhost", vec!["mail.example.org.dbl.example A"]),
-        ("client_name=192.0.2.1; helo_name=MX.Example.NET.", vec!["mx.example.net.dbl.example A"]),
+        (
+            "client_name=mail.example.org; helo_name=localhost",
+            vec!["mail.example.org.dbl.example A"],
+        ),
+        (
+            "client_name=192.0.2.1; helo_name=MX.Example.NET.",
+            vec!["mx.example.net.dbl.example A"],
+        ),
     ] {
         let (_, _, got) = decide(policy, attrs, &[]);
         assert_eq!(got, asked, "{attrs}");
@@ -192,11 +206,18 @@ rule r { if client_address in dnsbl bl then REJECT }
         "client_address=192.0.2.1",
         &[
             (QueryKind::A, "1.2.0.192.bl.example", ips(&["127.0.0.2"])),
-            (QueryKind::Txt, "1.2.0.192.bl.example", Fake::Names(vec!["see https://bl.example"])),
+            (
+                QueryKind::Txt,
+                "1.2.0.192.bl.example",
+                Fake::Names(vec!["see https://bl.example"]),
+            ),
         ],
     );
     assert_eq!(rule, "r");
-    assert_eq!(asked, ["1.2.0.192.bl.example A", "1.2.0.192.bl.example TXT"]);
+    assert_eq!(
+        asked,
+        ["1.2.0.192.bl.example A", "1.2.0.192.bl.example TXT"]
+    );
     let (rule, _, asked) = decide(policy, "client_address=192.0.2.2", &[]);
     assert_eq!(rule, "default");
     assert_eq!(asked, ["2.2.0.192.bl.example A"]);
@@ -205,11 +226,12 @@ rule r { if client_address in dnsbl bl then REJECT }
 #[test]
 fn forward_confirmed_reverse_dns() {
     use QueryKind::{Aaaa, Ptr, A};
-    let policy = "rule confirmed { if fcrdns then OK }\nrule unconfirmed { unless fcrdns then REJECT }\n";
+    let policy =
+        "rule confirmed { if fcrdns then OK }\nrule unconfirmed { unless fcrdns then REJECT }\n";
     let ptr = "9.2.0.192.in-addr.arpa";
     // (records) -> rule, asked
     let two_names = Fake::Names(vec!["a.example.", "B.example"]);
-    let cases: Vec<(Vec<(QueryKind, &str, Fake)>, &str, Vec<&str>)> = vec![
+    let cases: Vec<(Records<'_>, &str, Vec<&str>)> = vec![
         // The second name resolves back.
         (
             vec![
@@ -222,7 +244,10 @@ fn forward_confirmed_reverse_dns() {
         ),
         // No name resolves back.
         (
-            vec![(Ptr, ptr, two_names.clone()), (A, "a.example", ips(&["192.0.2.10"]))],
+            vec![
+                (Ptr, ptr, two_names.clone()),
+                (A, "a.example", ips(&["192.0.2.10"])),
+            ],
             "unconfirmed",
             vec!["9.2.0.192.in-addr.arpa PTR", "a.example A", "b.example A"],
         ),
@@ -230,7 +255,10 @@ fn forward_confirmed_reverse_dns() {
         (vec![], "unconfirmed", vec!["9.2.0.192.in-addr.arpa PTR"]),
         // One name unknown, the other not back: unknown, neither rule.
         (
-            vec![(Ptr, ptr, two_names.clone()), (A, "a.example", Fake::Unknown)],
+            vec![
+                (Ptr, ptr, two_names.clone()),
+                (A, "a.example", Fake::Unknown),
+            ],
             "default",
             vec!["9.2.0.192.in-addr.arpa PTR", "a.example A", "b.example A"],
         ),
@@ -245,11 +273,18 @@ fn forward_confirmed_reverse_dns() {
             vec!["9.2.0.192.in-addr.arpa PTR", "a.example A", "b.example A"],
         ),
         // The reverse lookup unknown.
-        (vec![(Ptr, ptr, Fake::Unknown)], "default", vec!["9.2.0.192.in-addr.arpa PTR"]),
+        (
+            vec![(Ptr, ptr, Fake::Unknown)],
+            "default",
+            vec!["9.2.0.192.in-addr.arpa PTR"],
+        ),
     ];
     for (records, rule, asked) in cases {
         let (got, _, got_asked) = decide(policy, "client_address=192.0.2.9", &records);
-        assert_eq!((got.as_str(), got_asked), (rule, asked.iter().map(|s| s.to_string()).collect()));
+        assert_eq!(
+            (got.as_str(), got_asked),
+            (rule, asked.iter().map(|s| s.to_string()).collect())
+        );
     }
     // IPv6: AAAA of the names.
     let (got, _, asked) = decide(
@@ -287,20 +322,40 @@ fn helo_checks() {
     let policy = "rule matches { if helo_matches_client then OK }\n\
                   rule resolves { if helo_resolves then DUNNO }\n\
                   rule bogus { unless helo_resolves then REJECT }\n";
-    let rows: Vec<(&str, Vec<(QueryKind, &str, Fake)>, &str)> = vec![
-        ("helo_name=mx.example", vec![(A, "mx.example", ips(&["192.0.2.9"]))], "matches"),
-        ("helo_name=mx.example", vec![(A, "mx.example", ips(&["192.0.2.1"]))], "resolves"),
-        ("helo_name=mx.example", vec![(Aaaa, "mx.example", ips(&["2001:db8::5"]))], "resolves"),
+    let rows: Vec<(&str, Records<'_>, &str)> = vec![
+        (
+            "helo_name=mx.example",
+            vec![(A, "mx.example", ips(&["192.0.2.9"]))],
+            "matches",
+        ),
+        (
+            "helo_name=mx.example",
+            vec![(A, "mx.example", ips(&["192.0.2.1"]))],
+            "resolves",
+        ),
+        (
+            "helo_name=mx.example",
+            vec![(Aaaa, "mx.example", ips(&["2001:db8::5"]))],
+            "resolves",
+        ),
         ("helo_name=mx.example", vec![], "bogus"),
         // The A lookup unknown, no AAAA: neither known.
-        ("helo_name=mx.example", vec![(A, "mx.example", Fake::Unknown)], "default"),
+        (
+            "helo_name=mx.example",
+            vec![(A, "mx.example", Fake::Unknown)],
+            "default",
+        ),
         // An address literal of the client matches without DNS.
         ("helo_name=[192.0.2.9]", vec![], "matches"),
         ("helo_name=[192.0.2.8]", vec![], "bogus"),
         ("helo_name=localhost", vec![], "bogus"),
     ];
     for (attrs, records, rule) in rows {
-        let (got, _, _) = decide(policy, &format!("client_address=192.0.2.9; {attrs}"), &records);
+        let (got, _, _) = decide(
+            policy,
+            &format!("client_address=192.0.2.9; {attrs}"),
+            &records,
+        );
         assert_eq!(got, rule, "{attrs}");
     }
 }
@@ -308,22 +363,46 @@ fn helo_checks() {
 #[test]
 fn sender_domain_unknown_as_postfix_has_it() {
     use QueryKind::{Aaaa, Mx, A};
-    let policy = "rule unknown { if sender_domain_unknown then REJECT \"5.1.8 Domain not found\" }\n\
+    let policy =
+        "rule unknown { if sender_domain_unknown then REJECT \"5.1.8 Domain not found\" }\n\
                   rule known { unless sender_domain_unknown then DUNNO }\n";
-    let rows: Vec<(&str, Vec<(QueryKind, &str, Fake)>, &str)> = vec![
-        ("sender=a@mx.example", vec![(Mx, "mx.example", Fake::Names(vec!["in.mx.example"]))], "known"),
+    let rows: Vec<(&str, Records<'_>, &str)> = vec![
+        (
+            "sender=a@mx.example",
+            vec![(Mx, "mx.example", Fake::Names(vec!["in.mx.example"]))],
+            "known",
+        ),
         // A null MX (RFC 7505): accepts no mail.
-        ("sender=a@null.example", vec![(Mx, "null.example", Fake::Names(vec![""]))], "unknown"),
-        ("sender=a@a.example", vec![(A, "a.example", ips(&["192.0.2.1"]))], "known"),
-        ("sender=a@aaaa.example", vec![(Aaaa, "aaaa.example", ips(&["2001:db8::1"]))], "known"),
+        (
+            "sender=a@null.example",
+            vec![(Mx, "null.example", Fake::Names(vec![""]))],
+            "unknown",
+        ),
+        (
+            "sender=a@a.example",
+            vec![(A, "a.example", ips(&["192.0.2.1"]))],
+            "known",
+        ),
+        (
+            "sender=a@aaaa.example",
+            vec![(Aaaa, "aaaa.example", ips(&["2001:db8::1"]))],
+            "known",
+        ),
         ("sender=a@gone.example", vec![], "unknown"),
         // A DNS failure: neither rule (a temporary answer is the policy's
         // `on_unknown`, see the scoring tests).
-        ("sender=a@fail.example", vec![(Mx, "fail.example", Fake::Unknown)], "default"),
+        (
+            "sender=a@fail.example",
+            vec![(Mx, "fail.example", Fake::Unknown)],
+            "default",
+        ),
         // The MX unknown but an address found: the domain exists.
         (
             "sender=a@half.example",
-            vec![(Mx, "half.example", Fake::Unknown), (A, "half.example", ips(&["192.0.2.1"]))],
+            vec![
+                (Mx, "half.example", Fake::Unknown),
+                (A, "half.example", ips(&["192.0.2.1"])),
+            ],
             "known",
         ),
         // The null sender is not checked.
@@ -351,7 +430,11 @@ rule b { if helo_resolves or sender_domain_unknown then DEFER }
     let Step::NeedFacts = engine.start(&request, NOW, &mut scratch) else {
         panic!("facts needed");
     };
-    let first: Vec<String> = scratch.facts().pending().map(|(_, q)| q.to_string()).collect();
+    let first: Vec<String> = scratch
+        .facts()
+        .pending()
+        .map(|(_, q)| q.to_string())
+        .collect();
     // In the compiled program's order (the last test of an `and` first).
     assert_eq!(
         first,
@@ -367,8 +450,12 @@ rule b { if helo_resolves or sender_domain_unknown then DEFER }
     );
     let ids: Vec<_> = scratch.facts().pending().map(|(id, _)| id).collect();
     let listed: [IpAddr; 1] = ["127.0.0.2".parse().expect("ip")];
-    scratch.facts_mut().supply(ids[1], Answer::Addresses(&listed));
-    scratch.facts_mut().supply(ids[0], Answer::Names(&[b"host.example"]));
+    scratch
+        .facts_mut()
+        .supply(ids[1], Answer::Addresses(&listed));
+    scratch
+        .facts_mut()
+        .supply(ids[0], Answer::Names(&[b"host.example"]));
     for &id in &ids[2..] {
         scratch.facts_mut().supply(id, Answer::NotFound);
     }
@@ -376,7 +463,11 @@ rule b { if helo_resolves or sender_domain_unknown then DEFER }
     let Step::NeedFacts = engine.resume(&request, NOW, &mut scratch) else {
         panic!("a second round");
     };
-    let second: Vec<String> = scratch.facts().pending().map(|(_, q)| q.to_string()).collect();
+    let second: Vec<String> = scratch
+        .facts()
+        .pending()
+        .map(|(_, q)| q.to_string())
+        .collect();
     assert_eq!(second, ["host.example A", "9.2.0.192.bl.example TXT"]);
     scratch.facts_mut().expire();
     match engine.resume(&request, NOW, &mut scratch) {
@@ -447,7 +538,9 @@ fn dns_list_errors_are_located() {
     .unwrap_or_else(|e| panic!("{e}"));
     let warnings: Vec<String> = compiled.warnings.iter().map(ToString::to_string).collect();
     assert!(
-        warnings.iter().any(|w| w.contains("DNS list `zen` is declared but never used")),
+        warnings
+            .iter()
+            .any(|w| w.contains("DNS list `zen` is declared but never used")),
         "{warnings:?}"
     );
     assert!(compiled.policy.uses_outside_facts());

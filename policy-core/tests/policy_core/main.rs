@@ -17,6 +17,8 @@
 //! - [`limits`]: limit rules: compile errors, the window guarantee, threads,
 //!   reloads;
 //! - [`lists`]: `policy_core::list` lookups against a naive scan;
+//! - [`scoring`]: score items, thresholds, the score in rules and
+//!   templates, `on_unknown`, `$dnsbl_reason`;
 //! - [`scenarios`]: the golden scenarios (`tests/scenarios/`) and the docs'
 //!   examples;
 //! - [`common`]: helpers shared by the modules (and the binary's counting
@@ -31,8 +33,8 @@
 mod common;
 
 mod api;
-mod dns_checks;
 mod backend;
+mod dns_checks;
 mod facts;
 mod greylist;
 mod greylist_compat;
@@ -41,3 +43,4 @@ mod limits;
 mod lists;
 mod one_binary;
 mod scenarios;
+mod scoring;

@@ -199,6 +199,8 @@ impl Compiler<'_> {
             },
             limit: None,
             greylist: Some(index),
+            score: None,
+            on_unknown: None,
         });
     }
 

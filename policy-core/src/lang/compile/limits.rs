@@ -240,6 +240,8 @@ impl Compiler<'_> {
             },
             limit: Some(index),
             greylist: None,
+            score: None,
+            on_unknown: None,
         });
     }
 
