@@ -283,6 +283,8 @@ pub(crate) enum CountAst {
     Bytes {
         times_recipients: bool,
     },
+    /// `distinct FIELD`: the field's name, where it is written.
+    Distinct(Span),
 }
 
 /// One override: a key and its own maxima.

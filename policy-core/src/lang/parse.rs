@@ -1182,7 +1182,7 @@ impl<'s> Parser<'s> {
     /// limit_item = "limit" NAME [ "dry-run" ] "{" { limit_clause } "}"
     /// limit_clause = "if" cond | "unless" cond | "state" ...  (refused by the compiler)
     ///              | "key" key_part { "," key_part }
-    ///              | "count" ( "messages" | "recipients" | "bytes" [ "*" "recipients" ] )
+    ///              | "count" ( "messages" | "recipients" | "bytes" [ "*" "recipients" ] | "distinct" FIELD )
     ///              | "at" ( "rcpt" | "data" | "end-of-message" )
     ///              | "max" window { "," window }
     ///              | "overrides" ( "file" STRING | "{" { override } "}" )
@@ -1258,9 +1258,17 @@ impl<'s> Parser<'s> {
                     let (rest, what) = expect(
                         self.name(rest),
                         rest,
-                        "what to count: `messages`, `recipients` or `bytes`",
+                        "what to count: `messages`, `recipients`, `bytes` or `distinct FIELD`",
                     )?;
                     let (rest, count) = match what.text.as_str() {
+                        "distinct" => {
+                            let (rest, field) = expect(
+                                self.ref_name(rest),
+                                rest,
+                                "the field whose distinct values are counted after `distinct` (such as helo_name)",
+                            )?;
+                            (rest, CountAst::Distinct(field.span))
+                        }
                         "messages" => (rest, CountAst::Messages),
                         "recipients" => (rest, CountAst::Recipients),
                         "bytes" => {
@@ -1288,12 +1296,10 @@ impl<'s> Parser<'s> {
                                 ),
                             }
                         }
-                        _ => {
-                            return failure(
-                                skip_ws(&next[5..]),
-                                "what to count: `messages`, `recipients` or `bytes`",
-                            )
-                        }
+                        _ => return failure(
+                            skip_ws(&next[5..]),
+                            "what to count: `messages`, `recipients`, `bytes` or `distinct FIELD`",
+                        ),
                     };
                     decl.count = Some((count, self.span(next, rest)));
                     rest

@@ -90,8 +90,19 @@ pub(crate) enum KeyPart {
 pub(crate) enum Unit {
     Messages,
     Recipients,
-    Bytes { times_recipients: bool },
+    Bytes {
+        times_recipients: bool,
+    },
+    /// A value of `field` not seen for the key in the window (`count
+    /// distinct helo_name`): see [`LimitRule::step_distinct`].
+    Distinct {
+        field: Field,
+    },
 }
+
+/// The maxima of a (key, value) pair of a `count distinct` limit: one
+/// sighting per window.
+const ONCE: [u64; super::MAX_WINDOWS] = [1; super::MAX_WINDOWS];
 
 /// When a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -251,6 +262,9 @@ impl LimitRule {
         if !rcpt && !counts_here {
             return Step::Pass;
         }
+        if let Unit::Distinct { field } = limit.unit {
+            return self.step_distinct(index, field, request, tables, now, key, counted, probe);
+        }
         let recipients_here = |at_rcpt: u64| {
             if rcpt {
                 at_rcpt
@@ -267,6 +281,8 @@ impl LimitRule {
                 1
             }
             Unit::Recipients => recipients_here(message.accepted.saturating_add(1)),
+            // Handled above.
+            Unit::Distinct { .. } => return Step::Pass,
             Unit::Bytes { times_recipients } => {
                 let size = request.size.unwrap_or(0);
                 if times_recipients {
@@ -325,7 +341,7 @@ impl LimitRule {
                 // message too big to ever fit, this recipient still fits in
                 // a later delivery of its own: say when, not "never".
                 let alone = match limit.unit {
-                    Unit::Messages | Unit::Recipients => 1,
+                    Unit::Messages | Unit::Recipients | Unit::Distinct { .. } => 1,
                     Unit::Bytes { .. } => request.size.unwrap_or(0),
                 };
                 if r.retry_after_ms.is_none() && rcpt && alone < units {
@@ -343,19 +359,144 @@ impl LimitRule {
                         Err(_) => {}
                     }
                 }
-                let window = limit.limit.windows().get(r.window);
-                Step::Over(Refused {
-                    max: maxima
-                        .get(r.window)
-                        .copied()
-                        .or(window.map(|w| w.max()))
-                        .unwrap_or(0),
-                    window_ms: window.map_or(0, |w| w.per_ms()),
-                    counted: r.counted,
-                    retry_after_ms: r.retry_after_ms,
-                    key_len: key.len(),
-                })
+                Step::Over(limit.refused(&r, maxima, key.len()))
             }
+        }
+    }
+
+    /// The facts of refusal `r` for the `over` action.
+    fn refused(&self, r: &super::table::Refusal, maxima: &[u64], key_len: usize) -> Refused {
+        let window = self.limit.windows().get(r.window);
+        Refused {
+            max: maxima
+                .get(r.window)
+                .copied()
+                .or(window.map(|w| w.max()))
+                .unwrap_or(0),
+            window_ms: window.map_or(0, |w| w.per_ms()),
+            counted: r.counted,
+            retry_after_ms: r.retry_after_ms,
+            key_len,
+        }
+    }
+
+    /// The step of a `count distinct FIELD` limit at RCPT: the key (a
+    /// client network) may have at most the maximum of distinct values of
+    /// `field` (HELO names) per window.
+    ///
+    /// Two checks in the limit's own table: the (key, value) pair, counted
+    /// once per window (maxima of 1), tells whether the value is new for
+    /// the key; only a new value counts one unit for the key. A request
+    /// with a value already seen passes; one with a value that would go
+    /// over is refused, and its pair is given back with the rest of the
+    /// request's units when the answer refuses it (so the value stays new
+    /// and is refused again). Both checks go through the backend, so the
+    /// history is shared when the state is.
+    #[allow(clippy::too_many_arguments)]
+    fn step_distinct(
+        &self,
+        index: u32,
+        field: Field,
+        request: &Request<'_>,
+        tables: &impl LimitStore,
+        now: Timestamp,
+        key: &mut Vec<u8>,
+        counted: &mut Vec<Counted>,
+        probe: bool,
+    ) -> Step {
+        let Some(table) = tables.limit_table(index as usize) else {
+            return Step::Pass;
+        };
+        let Some(hash) = compose_key(self, table, request, key) else {
+            return Step::Pass;
+        };
+        let mut buf = TextBuf::new();
+        let value = field.text(request, &mut buf);
+        if value.is_empty() {
+            return Step::Pass;
+        }
+        let lower = matches!(
+            field.field_type(),
+            FieldType::Address | FieldType::Domain | FieldType::TextNoCase
+        );
+        // The pair: the key's hash, then the value (lower-cased where the
+        // field ignores case), hashed with the table's seeds; its text is
+        // the key's and the value.
+        let mut hasher = table.key_hasher();
+        hasher.write_u64(hash);
+        hasher.write_usize(value.len());
+        let key_len = key.len();
+        if key.len() + KEY_SEPARATOR.len() <= MAX_KEY_TEXT_BYTES {
+            key.extend_from_slice(KEY_SEPARATOR);
+        }
+        let room = MAX_KEY_TEXT_BYTES.saturating_sub(key.len());
+        for chunk in value.chunks(64) {
+            let mut low = [0u8; 64];
+            for (d, s) in low.iter_mut().zip(chunk) {
+                *d = if lower { s.to_ascii_lowercase() } else { *s };
+            }
+            let low = &low[..chunk.len()];
+            hasher.write(low);
+            let shown = key.len() - key_len;
+            if shown < room {
+                key.extend_from_slice(&low[..low.len().min(room - shown)]);
+            }
+        }
+        let pair_hash = hasher.finish();
+        let count = !probe;
+        let windows = self.maxima.len().min(ONCE.len());
+        let pair = LimitCall {
+            key: Key {
+                hash: pair_hash,
+                text: key.as_slice(),
+            },
+            units: 1,
+            maxima: &ONCE[..windows],
+            count,
+        };
+        let known = match tables.limit(index as usize, pair, now) {
+            Ok(Verdict::Admitted) => false,
+            Ok(Verdict::Refused(_)) => true,
+            // The table is full: fail open, as every limit does.
+            Ok(Verdict::Untracked) => return Step::Pass,
+            Err(error) => return Step::Failed(error),
+        };
+        key.truncate(key_len);
+        if known {
+            return Step::Pass;
+        }
+        if count {
+            counted.push(Counted {
+                limit: index,
+                hash: pair_hash,
+                units: 1,
+            });
+        }
+        let maxima = override_maxima(self, key);
+        let maxima = maxima.as_deref().unwrap_or(&self.maxima);
+        let call = LimitCall {
+            key: Key {
+                hash,
+                text: key.as_slice(),
+            },
+            units: 1,
+            maxima,
+            count,
+        };
+        match tables.limit(index as usize, call, now) {
+            Ok(Verdict::Admitted) => {
+                if count {
+                    counted.push(Counted {
+                        limit: index,
+                        hash,
+                        units: 1,
+                    });
+                }
+                Step::Pass
+            }
+            Ok(Verdict::Untracked) => Step::Pass,
+            Ok(Verdict::Refused(r)) => Step::Over(self.refused(&r, maxima, key.len())),
+            Err(error) => Step::Failed(error),
         }
     }
 }

@@ -55,7 +55,7 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key sender\n  max 1 per 1h\n}",
             1,
             1,
-            "limit `l` does not say what it counts; expected `count messages`, `count recipients` or `count bytes`",
+            "limit `l` does not say what it counts; expected `count messages`, `count recipients`, `count bytes` or `count distinct FIELD`",
         ),
         (
             "limit l {\n  key sender\n  count messages\n}",
@@ -118,7 +118,7 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key sender\n  count letters\n  max 1 per 1h\n}",
             3,
             9,
-            "what to count: `messages`, `recipients` or `bytes`",
+            "what to count: `messages`, `recipients`, `bytes` or `distinct FIELD`",
         ),
         (
             "limit l {\n  key sender\n  count messages\n  max 10k per 1h\n}",
@@ -1116,4 +1116,106 @@ fn the_state_file_names_the_rules_maxima() {
     let (state, report) = policy_core::store::restore(&again.state(), &file).expect("restores");
     again.set_state(state);
     assert_eq!(report.restored.len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// `count distinct`: HELO randomisation.
+
+const RANDOM_HELO: &str = r#"
+limit random_helo {
+    key client_address/24/64
+    count distinct helo_name
+    max 3 per 1h
+    over REJECT "5.7.1 $counted HELO names from $key in $window"
+}
+default OK
+"#;
+
+fn helo(
+    engine: &Engine,
+    client: &str,
+    name: &str,
+    now: Timestamp,
+    scratch: &mut Scratch,
+) -> String {
+    let (rule, _) = decide(
+        engine,
+        &[
+            ("protocol_state", "RCPT"),
+            ("client_address", client),
+            ("helo_name", name),
+            ("sender", "a@example.org"),
+            ("recipient", "b@example.net"),
+        ],
+        now,
+        scratch,
+    );
+    rule
+}
+
+#[test]
+fn distinct_helo_names_per_network_are_limited() {
+    let engine = engine(RANDOM_HELO);
+    let mut scratch = Scratch::new();
+    let mut t = 0;
+    let mut step = |client: &str, name: &str, scratch: &mut Scratch| {
+        t += 1000;
+        helo(&engine, client, name, at(t), scratch)
+    };
+    // Three names from three hosts of one /24: within the limit; the same
+    // names again (in any case) add nothing.
+    assert_eq!(step("192.0.2.1", "a.example", &mut scratch), "default");
+    assert_eq!(step("192.0.2.2", "b.example", &mut scratch), "default");
+    assert_eq!(step("192.0.2.3", "c.example", &mut scratch), "default");
+    assert_eq!(step("192.0.2.1", "A.EXAMPLE", &mut scratch), "default");
+    assert_eq!(step("192.0.2.9", "c.example", &mut scratch), "default");
+    // A fourth name: refused, and again (a refused name is not counted).
+    assert_eq!(step("192.0.2.4", "d.example", &mut scratch), "random_helo");
+    assert_eq!(step("192.0.2.4", "d.example", &mut scratch), "random_helo");
+    // Known names still pass; another network has its own count.
+    assert_eq!(step("192.0.2.4", "b.example", &mut scratch), "default");
+    assert_eq!(step("198.51.100.1", "d.example", &mut scratch), "default");
+    // The over action's facts.
+    let bytes = frame(&[
+        ("protocol_state", "RCPT"),
+        ("client_address", "192.0.2.7"),
+        ("helo_name", "e.example"),
+    ]);
+    let request = Request::parse(&bytes).expect("parses");
+    let (_, wire) = rule_and_wire(&engine.decide(&request, at(20_000), &mut scratch));
+    assert_eq!(wire, "REJECT 5.7.1 3 HELO names from 192.0.2.0/24 in 1h");
+    // Once the window has passed the names have expired: a new one fits
+    // (the window slides by buckets: an hour and a bucket at most).
+    assert_eq!(
+        helo(
+            &engine,
+            "192.0.2.4",
+            "d.example",
+            at(2 * 3_600_000),
+            &mut scratch
+        ),
+        "default"
+    );
+}
+
+#[test]
+fn distinct_counts_are_checked() {
+    for (src, expected) in [
+        (
+            "limit l { key client_address count distinct helo_nme max 3 per 1h }",
+            "policy.conf:1:45: error: unknown field `helo_nme` after `count distinct`",
+        ),
+        (
+            "limit l { key client_address count distinct helo_name at data max 3 per 1h }",
+            "policy.conf:1:58: error: distinct values are counted at RCPT",
+        ),
+        (
+            "limit l { key client_address count distinct max 3 per 1h }",
+            "policy.conf:1:45: error: expected the field whose distinct values are counted",
+        ),
+    ] {
+        let errors = Policy::compile("policy.conf", src, &mut NoFiles).expect_err(src);
+        let text = errors.to_string();
+        assert!(text.starts_with(expected), "{src}\n{text}");
+    }
 }

@@ -12,7 +12,7 @@ use crate::lang::ast::{
 };
 use crate::lang::diag::{Diagnostic, Severity};
 use crate::lang::parse::parse_overrides_file;
-use crate::lang::program::{Rule, RuleSource, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT};
+use crate::lang::program::{Field, Rule, RuleSource, DATA_BIT, END_OF_MESSAGE_BIT, RCPT_BIT};
 use crate::lang::suggest::hint;
 use crate::limits::rule::{
     mask_ip, CountAt, KeyPart, LimitRule, Overrides, Unit, DEFAULT_LIMIT_CAPACITY, KEY_SEPARATOR,
@@ -343,12 +343,29 @@ impl Compiler<'_> {
             Some((CountAst::Bytes { times_recipients }, _)) => {
                 Some(Unit::Bytes { times_recipients })
             }
+            Some((CountAst::Distinct(span), _)) => {
+                let text = span.text(self.src);
+                match Field::lookup_field(text) {
+                    Some(field) => Some(Unit::Distinct { field }),
+                    None => {
+                        self.error(
+                            span,
+                            format!(
+                                "unknown field `{text}` after `count distinct`; expected a request \
+                                 field such as helo_name or sender{}",
+                                hint(text, Field::field_names())
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
             None => {
                 self.error(
                     l.head,
                     format!(
                         "limit `{}` does not say what it counts; expected `count messages`, \
-                         `count recipients` or `count bytes`",
+                         `count recipients`, `count bytes` or `count distinct FIELD`",
                         l.name.text
                     ),
                 );
@@ -403,6 +420,15 @@ impl Compiler<'_> {
                 }
             },
         };
+        if matches!(unit, Unit::Distinct { .. }) && at != CountAt::Rcpt {
+            if let Some(name) = &l.at {
+                self.error(
+                    name.span,
+                    "distinct values are counted at RCPT; expected `at rcpt` or no `at`".to_owned(),
+                );
+            }
+            return None;
+        }
         if matches!(unit, Unit::Bytes { .. }) && at != CountAt::EndOfMessage {
             if let Some(name) = &l.at {
                 self.error(
