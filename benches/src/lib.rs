@@ -35,8 +35,105 @@ use std::fmt;
 
 pub mod policies;
 
-use policy_core::{Engine, ParseError, Request, Scratch, Timestamp};
+use policy_core::facts::{Answer, FactId, Facts, QueryKind};
+use policy_core::{Engine, ParseError, Request, Scratch, Step, Timestamp};
 use policy_proto::{FrameError, Framer, Limits};
+
+// ---------------------------------------------------------------------------
+// Outside facts from a cache
+// ---------------------------------------------------------------------------
+
+/// A DNS answer as a resolver's cache keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachedAnswer {
+    /// A or AAAA records.
+    Addresses(Vec<std::net::IpAddr>),
+    /// PTR or MX names.
+    Names(Vec<Box<[u8]>>),
+    /// TXT texts.
+    Texts(Vec<Box<[u8]>>),
+    /// NXDOMAIN or NODATA.
+    NotFound,
+}
+
+/// Answers by (kind, name), as the daemon's DNS cache holds them once every
+/// answer a request needs is cached; a query it does not hold is answered
+/// "not found" (a cached negative answer).
+#[derive(Debug, Default)]
+pub struct FactCache {
+    answers: std::collections::HashMap<
+        QueryKind,
+        std::collections::HashMap<Box<[u8]>, CachedAnswer, ahash::RandomState>,
+        ahash::RandomState,
+    >,
+}
+
+impl FactCache {
+    /// A cache holding `answers`.
+    pub fn new<'a>(answers: impl IntoIterator<Item = (QueryKind, &'a str, CachedAnswer)>) -> Self {
+        let mut cache = Self::default();
+        for (kind, name, answer) in answers {
+            cache
+                .answers
+                .entry(kind)
+                .or_default()
+                .insert(name.as_bytes().into(), answer);
+        }
+        cache
+    }
+
+    /// Decide `request` as the daemon does when every answer is cached:
+    /// start, answer each round's queries from the cache, resume; then
+    /// `f` of the decision.
+    pub fn decide<R>(
+        &self,
+        engine: &Engine,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &mut Scratch,
+        f: impl FnOnce(&policy_core::Decision<'_>) -> R,
+    ) -> R {
+        let mut step = engine.start(request, now, scratch);
+        loop {
+            match step {
+                Step::Decided(decision) => return f(&decision),
+                Step::NeedFacts => {
+                    self.supply(scratch.facts_mut());
+                    step = engine.resume(request, now, scratch);
+                }
+            }
+        }
+    }
+
+    /// Answer every pending query of `facts` from the cache.
+    pub fn supply(&self, facts: &mut Facts) {
+        let mut found: smallvec::SmallVec<[(FactId, Option<&CachedAnswer>); 32]> =
+            smallvec::SmallVec::new();
+        for (id, query) in facts.pending() {
+            let answer = self
+                .answers
+                .get(&query.kind)
+                .and_then(|names| names.get(query.name));
+            found.push((id, answer));
+        }
+        for (id, answer) in found {
+            let mut refs: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
+            let answer = match answer {
+                Some(CachedAnswer::Addresses(ips)) => Answer::Addresses(ips),
+                Some(CachedAnswer::Names(names)) => {
+                    refs.extend(names.iter().map(|n| &**n));
+                    Answer::Names(&refs)
+                }
+                Some(CachedAnswer::Texts(texts)) => {
+                    refs.extend(texts.iter().map(|t| &**t));
+                    Answer::Texts(&refs)
+                }
+                Some(CachedAnswer::NotFound) | None => Answer::NotFound,
+            };
+            facts.supply(id, answer);
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Realistic requests

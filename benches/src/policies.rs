@@ -38,6 +38,10 @@
 //!   zero-allocation test.
 
 use std::collections::HashMap;
+
+use policy_core::facts::QueryKind;
+
+use crate::CachedAnswer;
 use std::fmt::Write as _;
 
 use policy_core::{Policy, SourceLoader};
@@ -266,6 +270,95 @@ default DUNNO
         source,
         files: MemoryFiles(files),
     }
+}
+
+/// The DNS lists of [`scoring`]: five DNSBLs and one RHSBL.
+pub const SCORING_LISTS: &str = r#"dnsbl zen { zone "zen.example" answer 127.0.0.2-127.0.0.11 }
+dnsbl bl1 { zone "bl1.example" }
+dnsbl bl2 { zone "bl2.example" }
+dnsbl bl3 { zone "bl3.example" answer mask 0.0.0.8 }
+dnsbl bl4 { zone "bl4.example" }
+rhsbl dbl { zone "dbl.example" answer 127.0.1.2-127.0.1.99 }
+"#;
+
+/// The score item of [`scoring`]: 20 conditions, 12 of them on outside
+/// facts (five DNSBLs, an RHSBL on two fields, forward-confirmed reverse
+/// DNS, the HELO name's addresses, the sender domain), policyd-weight's
+/// shape.
+pub const SCORE_ITEM: &str = r#"score spam {
+    state RCPT
+    unless authenticated
+    add 4.35 if client_address in dnsbl zen as "zen"
+    add 2 if client_address in dnsbl bl1 as "bl1"
+    add 2 if client_address in dnsbl bl2 as "bl2"
+    add 1.5 if client_address in dnsbl bl3 as "bl3"
+    add 1.5 if client_address in dnsbl bl4 as "bl4"
+    add 3 if sender_domain in rhsbl dbl as "sender_dbl"
+    add 2 if helo_name in rhsbl dbl as "helo_dbl"
+    add 1.5 unless fcrdns as "no_fcrdns"
+    add 1 unless helo_resolves as "helo_unresolved"
+    add -0.5 if helo_matches_client as "helo_matches"
+    add 3 if sender_domain_unknown as "sender_domain_unknown"
+    add 1 if client_unknown as "client_unknown"
+    add 1 if reverse_client_unknown as "no_reverse"
+    add 0.5 unless helo_is_fqdn as "helo_not_fqdn"
+    add 1 if helo_is_ip as "helo_ip"
+    add -1 if tls as "tls"
+    add 0.5 if size > 10MB as "big"
+    add 1 if sender_domain in blocked_domains as "blocked_domain"
+    add 0.25 if null_sender as "null_sender"
+    add -2 if client_address in trusted_nets as "trusted"
+    above 6 REJECT "5.7.1 Spam score $score ($score_reasons)"
+    above 4 DEFER_IF_PERMIT "4.7.1 Spam score $score, try again later"
+}
+"#;
+
+/// The realistic policy with DNS lists and a score item of 20 conditions
+/// ([`SCORE_ITEM`]) before its last two rules: for `FULL_RCPT` with the
+/// answers of [`scoring_answers`], the score is 0.5 (listed in `bl1`,
+/// HELO matching, TLS), below both thresholds, and the same rule decides.
+pub fn scoring() -> PolicySource {
+    let mut policy = realistic();
+    let at = policy
+        .source
+        .find("rule newsletters")
+        .expect("the realistic policy ends with its newsletters rule");
+    policy.source.insert_str(at, SCORE_ITEM);
+    policy.source.insert_str(0, SCORING_LISTS);
+    policy
+}
+
+/// The DNS answers of `FULL_RCPT`'s queries under [`scoring`], as a cache
+/// holds them: (kind, name, answer); everything else is not found.
+pub fn scoring_answers() -> Vec<(QueryKind, &'static str, CachedAnswer)> {
+    let ip = |s: &str| s.parse().expect("address");
+    vec![
+        (
+            QueryKind::A,
+            "47.113.0.203.bl1.example",
+            CachedAnswer::Addresses(vec![ip("127.0.0.2")]),
+        ),
+        (
+            QueryKind::Ptr,
+            "47.113.0.203.in-addr.arpa",
+            CachedAnswer::Names(vec![b"mail-out-07.lists.example-sender.com".to_vec().into()]),
+        ),
+        (
+            QueryKind::A,
+            "mail-out-07.lists.example-sender.com",
+            CachedAnswer::Addresses(vec![ip("203.0.113.47")]),
+        ),
+        (
+            QueryKind::Mx,
+            "lists.example-sender.com",
+            CachedAnswer::Names(vec![b"mx.example-sender.com".to_vec().into()]),
+        ),
+        (
+            QueryKind::A,
+            "lists.example-sender.com",
+            CachedAnswer::Addresses(vec![ip("203.0.113.40")]),
+        ),
+    ]
 }
 
 /// A policy with one rule per kind of condition, every one tried for every

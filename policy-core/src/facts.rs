@@ -223,6 +223,11 @@ impl Facts {
         }
     }
 
+    /// Whether no query was asked yet (the first round of a request).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.facts.is_empty()
+    }
+
     /// Forget every query (a new request).
     pub(crate) fn clear(&mut self) {
         self.facts.clear();

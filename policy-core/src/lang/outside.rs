@@ -98,19 +98,30 @@ impl DnsList {
 /// dot.
 pub(crate) fn lookup_domain(value: &[u8]) -> Option<&[u8]> {
     let value = value.strip_suffix(b".").unwrap_or(value);
-    let plausible = value.len() <= crate::facts::MAX_NAME_BYTES
-        && value.contains(&b'.')
-        && !value.eq_ignore_ascii_case(b"unknown")
-        && value
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !value.split(|&b| b == b'.').any(<[u8]>::is_empty)
-        // An IPv4 address written as a name: its last label is numeric.
-        && !value
-            .rsplit(|&b| b == b'.')
-            .next()
-            .is_some_and(|last| last.iter().all(u8::is_ascii_digit));
-    plausible.then_some(value)
+    if value.len() > crate::facts::MAX_NAME_BYTES || value.eq_ignore_ascii_case(b"unknown") {
+        return None;
+    }
+    // One pass: every byte a letter, digit, `-`, `_` or a dot between
+    // non-empty labels, at least one dot, and a last label not all digits.
+    let mut label_len = 0usize;
+    let mut label_digits = true;
+    let mut dots = 0usize;
+    for &b in value {
+        if b == b'.' {
+            if label_len == 0 {
+                return None;
+            }
+            dots += 1;
+            label_len = 0;
+            label_digits = true;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            label_len += 1;
+            label_digits &= b.is_ascii_digit();
+        } else {
+            return None;
+        }
+    }
+    (dots > 0 && label_len > 0 && !label_digits).then_some(value)
 }
 
 /// A test on outside facts.
@@ -288,22 +299,28 @@ impl Program {
     /// answers already in `facts` lead to (the addresses of reverse DNS
     /// names, the TXT of a listing). Returns whether a new query was asked.
     pub(crate) fn ask(&self, request: &Request<'_>, facts: &mut Facts) -> bool {
+        // Later rounds ask only what answers lead to: the tests of one
+        // round have asked all they will.
+        let first = facts.is_empty();
         let mut asked = false;
         for node in &self.nodes {
             if let Some(test) = node.test.outside() {
-                asked |= self.ask_for(test, request, facts);
+                asked |= self.ask_for(test, request, facts, first);
             }
         }
         asked
     }
 
-    /// [`Program::ask`] for one test.
-    fn ask_for(&self, test: Outside, request: &Request<'_>, facts: &mut Facts) -> bool {
+    /// [`Program::ask`] for one test; `first`: the first round.
+    fn ask_for(&self, test: Outside, request: &Request<'_>, facts: &mut Facts, first: bool) -> bool {
         match test {
             Outside::List { field, list } => {
                 let Some(list) = self.dns_lists.get(list as usize) else {
                     return false;
                 };
+                if !first && !list.txt {
+                    return false;
+                }
                 let Some(name) = list.query_name(field, request) else {
                     return false;
                 };
@@ -347,6 +364,8 @@ impl Program {
                 }
                 asked
             }
+            // One round each.
+            _ if !first => false,
             Outside::HeloResolves => match helo(request) {
                 Some(name) => {
                     let name = QueryName::of(name);
