@@ -123,15 +123,22 @@ fn policy_decide(c: &mut Criterion) {
     let cache = FactCache::new(policies::scoring_answers());
     let mut scoring_scratch = Scratch::new();
     let (rule, wire) = cache.decide(&scoring, &request, NOW, &mut scoring_scratch, |d| {
-        (d.rule.to_owned(), String::from_utf8_lossy(d.wire()).into_owned())
+        (
+            d.rule.to_owned(),
+            String::from_utf8_lossy(d.wire()).into_owned(),
+        )
     });
     assert_eq!(rule, "tls-header", "the score stays below the thresholds");
     println!("realistic policy with a 20-condition score item, answers cached: rule={rule} action={wire}");
     group.bench_function("engine/scoring-20-cached/full-rcpt", |b| {
         b.iter(|| {
-            cache.decide(&scoring, black_box(&request), NOW, &mut scoring_scratch, |d| {
-                black_box(d.wire().len())
-            })
+            cache.decide(
+                &scoring,
+                black_box(&request),
+                NOW,
+                &mut scoring_scratch,
+                |d| black_box(d.wire().len()),
+            )
         });
     });
 

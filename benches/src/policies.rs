@@ -341,7 +341,9 @@ pub fn scoring_answers() -> Vec<(QueryKind, &'static str, CachedAnswer)> {
         (
             QueryKind::Ptr,
             "47.113.0.203.in-addr.arpa",
-            CachedAnswer::Names(vec![b"mail-out-07.lists.example-sender.com".to_vec().into()]),
+            CachedAnswer::Names(vec![b"mail-out-07.lists.example-sender.com"
+                .to_vec()
+                .into()]),
         ),
         (
             QueryKind::A,

@@ -41,8 +41,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use crate::base::bytes::decimal;
-
 /// The kind of a DNS query.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,6 +156,26 @@ struct Fact {
     state: State,
 }
 
+/// No fact: a slot entry not used, a query not asked.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// What one outside test asked for the request being decided: up to three
+/// facts (their indices, [`NONE`] for none), and a list of linked facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) facts: [u32; 3],
+    /// A range of [`Facts::links`]: the forward lookups of reverse DNS
+    /// names; `(NONE, NONE)` until they were asked.
+    pub(crate) links: (u32, u32),
+}
+
+impl Slot {
+    const EMPTY: Self = Self {
+        facts: [NONE; 3],
+        links: (NONE, NONE),
+    };
+}
+
 /// What a fact is for a test: known (the addresses or strings, maybe
 /// none), or unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +216,13 @@ impl<'a> Strings<'a> {
 /// reach it with [`Scratch::facts`](crate::Scratch::facts).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Facts {
+    /// The deadline passed ([`Facts::expire`]): nothing more is asked.
+    closed: bool,
+    /// What each outside test of the policy asked (by its slot), so that
+    /// evaluating it reads its facts without rebuilding names.
+    slots: Vec<Slot>,
+    /// Lists of facts a slot links to (forward lookups of reverse names).
+    links: Vec<u32>,
     facts: Vec<Fact>,
     /// The query names, back to back.
     names: Vec<u8>,
@@ -215,6 +240,9 @@ pub(crate) static NO_FACTS: Facts = Facts::new();
 impl Facts {
     pub(crate) const fn new() -> Self {
         Self {
+            closed: false,
+            slots: Vec::new(),
+            links: Vec::new(),
             facts: Vec::new(),
             names: Vec::new(),
             addresses: Vec::new(),
@@ -230,6 +258,9 @@ impl Facts {
 
     /// Forget every query (a new request).
     pub(crate) fn clear(&mut self) {
+        self.closed = false;
+        self.slots.clear();
+        self.links.clear();
         self.facts.clear();
         self.names.clear();
         self.addresses.clear();
@@ -238,9 +269,19 @@ impl Facts {
     }
 
     /// Ask `kind` of `name` unless already asked; returns whether it was new.
+    #[cfg(test)]
     pub(crate) fn ask(&mut self, kind: QueryKind, name: &[u8]) -> bool {
-        if self.find(kind, name).is_some() {
-            return false;
+        self.ask_at(kind, name).1
+    }
+
+    /// Ask `kind` of `name` unless already asked (or the deadline passed:
+    /// `None`); returns the fact's index and whether it was new.
+    pub(crate) fn ask_at(&mut self, kind: QueryKind, name: &[u8]) -> (u32, bool) {
+        if let Some(i) = self.find(kind, name) {
+            return (to_u32(i), false);
+        }
+        if self.closed {
+            return (NONE, false);
         }
         let start = self.names.len();
         self.names.extend_from_slice(name);
@@ -249,7 +290,47 @@ impl Facts {
             name: to_u32(start)..to_u32(self.names.len()),
             state: State::Pending,
         });
-        true
+        (to_u32(self.facts.len() - 1), true)
+    }
+
+    /// Make room for `n` slots, all empty (the first round of a request).
+    pub(crate) fn open_slots(&mut self, n: usize) {
+        self.slots.clear();
+        self.slots.resize(n, Slot::EMPTY);
+    }
+
+    /// The facts outside test `slot` asked: `None` when it was never asked
+    /// (no resolver was consulted, as in an explanation).
+    pub(crate) fn slot(&self, slot: usize) -> Option<&Slot> {
+        self.slots.get(slot)
+    }
+
+    pub(crate) fn slot_mut(&mut self, slot: usize) -> Option<&mut Slot> {
+        self.slots.get_mut(slot)
+    }
+
+    /// Link `fact` to the list being built (see [`Slot::links`]).
+    pub(crate) fn link(&mut self, fact: u32) {
+        self.links.push(fact);
+    }
+
+    /// How many links there are (where a slot's list starts or ends).
+    pub(crate) fn links_len(&self) -> u32 {
+        to_u32(self.links.len())
+    }
+
+    /// The facts linked by `range` (see [`Slot::links`]).
+    pub(crate) fn links(&self, range: (u32, u32)) -> &[u32] {
+        self.links
+            .get(range.0 as usize..range.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// What is known of fact `index` (from [`Facts::ask_at`]): `None` while
+    /// it is pending, or for [`NONE`].
+    pub(crate) fn known_at(&self, index: u32) -> Option<Known<'_>> {
+        let fact = self.facts.get(index as usize)?;
+        self.known_fact(fact)
     }
 
     fn name(&self, fact: &Fact) -> &[u8] {
@@ -266,8 +347,14 @@ impl Facts {
 
     /// What is known of `kind` of `name`: `None` when it was never asked
     /// or is still pending.
+    #[cfg(test)]
     pub(crate) fn known(&self, kind: QueryKind, name: &[u8]) -> Option<Known<'_>> {
         let fact = self.facts.get(self.find(kind, name)?)?;
+        self.known_fact(fact)
+    }
+
+    fn known_fact(&self, fact: &Fact) -> Option<Known<'_>> {
+        let kind = fact.kind;
         Some(match &fact.state {
             State::Pending => return None,
             State::Addresses(range) => Known::Addresses(
@@ -346,8 +433,10 @@ impl Facts {
         };
     }
 
-    /// The deadline passed: every query still pending is unknown.
+    /// The deadline passed: every query still pending is unknown, and no
+    /// more are asked for this request.
     pub fn expire(&mut self) {
+        self.closed = true;
         for fact in &mut self.facts {
             if fact.state == State::Pending {
                 fact.state = State::Unknown;
@@ -468,11 +557,22 @@ impl QueryName {
         let mut name = Self::new();
         match ip {
             IpAddr::V4(v4) => {
-                for octet in v4.octets().iter().rev() {
-                    let mut buf = [0u8; 20];
-                    name.push(decimal(u64::from(*octet), &mut buf));
-                    name.push(b".");
+                // At most 16 bytes: no bound to check.
+                let mut len = 0;
+                for &octet in v4.octets().iter().rev() {
+                    if octet >= 100 {
+                        name.buf[len] = b'0' + octet / 100;
+                        len += 1;
+                    }
+                    if octet >= 10 {
+                        name.buf[len] = b'0' + octet / 10 % 10;
+                        len += 1;
+                    }
+                    name.buf[len] = b'0' + octet % 10;
+                    name.buf[len + 1] = b'.';
+                    len += 2;
                 }
+                name.len = len;
             }
             IpAddr::V6(v6) => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";

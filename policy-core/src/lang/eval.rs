@@ -26,12 +26,12 @@ const MAX_UNKNOWN_DEPTH: usize = 6;
 /// ([`Program::holds3`]), on the stack.
 #[derive(Debug, Default)]
 pub(crate) struct Assumptions {
-    facts: [Option<(Outside, bool)>; MAX_UNKNOWN_DEPTH],
+    facts: [Option<(u16, bool)>; MAX_UNKNOWN_DEPTH],
     len: usize,
 }
 
 impl Assumptions {
-    fn get(&self, test: Outside) -> Option<bool> {
+    fn get(&self, test: u16) -> Option<bool> {
         self.facts[..self.len]
             .iter()
             .flatten()
@@ -43,7 +43,7 @@ impl Assumptions {
         self.len == MAX_UNKNOWN_DEPTH
     }
 
-    fn push(&mut self, test: Outside, value: bool) {
+    fn push(&mut self, test: u16, value: bool) {
         if let Some(slot) = self.facts.get_mut(self.len) {
             *slot = Some((test, value));
             self.len += 1;
@@ -572,7 +572,7 @@ impl Program {
         let At { tables, now } = at;
         let rule = self.rules.get(index)?;
         if memo.listed.is_some() {
-            self.note_listing(request, memo, buffers);
+            self.note_listing(memo, buffers);
         } else if !buffers.dnsbl_reason.is_empty() {
             // Another rule's listing (a dry-run hit's).
             buffers.dnsbl_reason.clear();
@@ -775,10 +775,10 @@ impl Program {
     /// A DNS list test found a listing while the rule about to fire was
     /// evaluated: write its `$dnsbl_reason`.
     #[cold]
-    fn note_listing(&self, request: &Request<'_>, memo: &mut Memo<'_>, buffers: &mut Buffers) {
+    fn note_listing(&self, memo: &mut Memo<'_>, buffers: &mut Buffers) {
         buffers.dnsbl_reason.clear();
-        if let Some(test) = memo.listed.take() {
-            self.dnsbl_reason(test, request, memo.facts, &mut buffers.dnsbl_reason);
+        if let Some(slot) = memo.listed.take() {
+            self.dnsbl_reason(slot, memo.facts, &mut buffers.dnsbl_reason);
         }
     }
 
@@ -803,7 +803,7 @@ impl Program {
         memo.score = memo.score.saturating_add(added);
         memo.listed = listed;
         if memo.listed.is_some() {
-            self.note_listing(request, memo, buffers);
+            self.note_listing(memo, buffers);
         }
         let total = memo.score;
         if rule.dry_run {
@@ -842,7 +842,7 @@ impl Program {
         request: &Request<'_>,
         memo: &mut Memo<'_>,
         reasons: &mut Vec<u8>,
-    ) -> (i64, Option<Outside>) {
+    ) -> (i64, Option<u16>) {
         let mut added: i64 = 0;
         let mut listed = None;
         for add in &*item.adds {
@@ -940,24 +940,24 @@ impl Program {
             }
             let node = self.nodes.get(pc as usize)?;
             let result = match node.test {
-                Test::Outside(test) => match self.outside(test, request, memo.facts) {
+                Test::Outside(test, slot) => match self.outside(test, slot, request, memo.facts) {
                     Some(known) => {
                         if known && memo.listed.is_none() && matches!(test, Outside::List { .. }) {
-                            memo.listed = Some(test);
+                            memo.listed = Some(slot);
                         }
                         known
                     }
-                    None => match assumed.get(test) {
+                    None => match assumed.get(slot) {
                         Some(value) => value,
                         // Past the bound: unknown.
                         None if assumed.is_full() => return None,
                         None => {
                             // Both ways, each with its assumption.
                             let mark = assumed.len;
-                            assumed.push(test, true);
+                            assumed.push(slot, true);
                             let yes = self.holds3(node.on_true, request, memo, assumed);
                             assumed.len = mark;
-                            assumed.push(test, false);
+                            assumed.push(slot, false);
                             let no = self.holds3(node.on_false, request, memo, assumed);
                             assumed.len = mark;
                             return if yes? == no? { yes } else { None };
@@ -1012,7 +1012,7 @@ impl Program {
         match *test {
             // An unknown fact counts as false here (rules with outside
             // facts are decided by `Program::holds3`).
-            Test::Outside(test) => self.outside(test, r, memo.facts).unwrap_or(false),
+            Test::Outside(test, slot) => self.outside(test, slot, r, memo.facts).unwrap_or(false),
             Test::AddressInList { field, list } => {
                 let Some(list) = self.lists.get(list as usize) else {
                     return false;

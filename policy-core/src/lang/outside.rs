@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::facts::{Facts, Known, QueryKind, QueryName};
+use crate::facts::{Facts, Known, QueryKind, QueryName, Slot, NONE};
 use crate::request::Request;
 use crate::template::TextBuf;
 
@@ -101,28 +101,53 @@ pub(crate) fn lookup_domain(value: &[u8]) -> Option<&[u8]> {
     if value.len() > crate::facts::MAX_NAME_BYTES || value.eq_ignore_ascii_case(b"unknown") {
         return None;
     }
-    // One pass: every byte a letter, digit, `-`, `_` or a dot between
-    // non-empty labels, at least one dot, and a last label not all digits.
-    let mut label_len = 0usize;
-    let mut label_digits = true;
+    // One pass over a byte-class table: every byte a letter, digit, `-`,
+    // `_` or a dot between non-empty labels, at least one dot, and a last
+    // label not all digits.
+    let mut previous = DOT;
     let mut dots = 0usize;
+    let mut last_label_digits = true;
     for &b in value {
-        if b == b'.' {
-            if label_len == 0 {
-                return None;
+        let class = NAME_CLASS[usize::from(b)];
+        match class {
+            DOT if previous == DOT => return None,
+            DOT => {
+                dots += 1;
+                last_label_digits = true;
             }
-            dots += 1;
-            label_len = 0;
-            label_digits = true;
-        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            label_len += 1;
-            label_digits &= b.is_ascii_digit();
-        } else {
-            return None;
+            INVALID => return None,
+            _ => last_label_digits &= class == DIGIT,
         }
+        previous = class;
     }
-    (dots > 0 && label_len > 0 && !label_digits).then_some(value)
+    (dots > 0 && previous != DOT && !last_label_digits).then_some(value)
 }
+
+/// Byte classes of [`lookup_domain`].
+const INVALID: u8 = 0;
+const DIGIT: u8 = 1;
+const LABEL: u8 = 2;
+const DOT: u8 = 3;
+
+/// The class of every byte in a domain name.
+const NAME_CLASS: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_digit() {
+            DIGIT
+        } else if c.is_ascii_alphabetic() || c == b'-' || c == b'_' {
+            LABEL
+        } else if c == b'.' {
+            DOT
+        } else {
+            INVALID
+        };
+        b += 1;
+    }
+    table
+};
 
 /// A test on outside facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,23 +203,18 @@ fn helo_literal(request: &Request<'_>) -> Option<IpAddr> {
     std::str::from_utf8(inner).ok()?.parse().ok()
 }
 
-/// What is known of `kind` of `name`: `None` if not known yet.
-fn known<'f>(facts: &'f Facts, kind: QueryKind, name: &[u8]) -> Option<Known<'f>> {
-    facts.known(kind, QueryName::of(name).as_bytes())
-}
-
-/// Whether the addresses of `kind` of `name` contain `ip`: three values.
-fn resolves_to(facts: &Facts, kind: QueryKind, name: &[u8], ip: IpAddr) -> Option<bool> {
-    match known(facts, kind, name)? {
+/// Whether the addresses of fact `index` contain `ip`: three values.
+fn resolves_to(facts: &Facts, index: u32, ip: IpAddr) -> Option<bool> {
+    match facts.known_at(index)? {
         Known::Addresses(found) => Some(found.contains(&ip)),
         Known::Strings(_) => Some(false),
         Known::Unknown => None,
     }
 }
 
-/// Whether `kind` of `name` has records: three values.
-fn has_records(facts: &Facts, kind: QueryKind, name: &[u8]) -> Option<bool> {
-    match known(facts, kind, name)? {
+/// Whether fact `index` has records: three values.
+fn has_records(facts: &Facts, index: u32) -> Option<bool> {
+    match facts.known_at(index)? {
         Known::Addresses(found) => Some(!found.is_empty()),
         Known::Strings(found) => Some(!found.is_empty()),
         Known::Unknown => None,
@@ -219,54 +239,62 @@ fn any3(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
 }
 
 impl Program {
-    /// The value of outside test `test` for `request` with `facts`: `None`
-    /// when it depends on a fact that is unknown or not asked.
+    /// The value of outside test `test` (slot `slot`) for `request` with
+    /// `facts`: `None` when it depends on a fact that is unknown, pending,
+    /// or was never asked (no resolver was consulted).
     #[cold]
     #[inline(never)]
     pub(crate) fn outside(
         &self,
         test: Outside,
+        slot: u16,
         request: &Request<'_>,
         facts: &Facts,
     ) -> Option<bool> {
+        let &Slot {
+            facts: [first, second, third],
+            links,
+        } = facts.slot(usize::from(slot))?;
         match test {
-            Outside::List { field, list } => {
-                let list = self.dns_lists.get(list as usize)?;
-                let Some(name) = list.query_name(field, request) else {
+            Outside::List { list, .. } => {
+                if first == NONE {
                     // Nothing to look up: not listed.
                     return Some(false);
-                };
-                match facts.known(QueryKind::A, name.as_bytes())? {
+                }
+                let list = self.dns_lists.get(list as usize)?;
+                match facts.known_at(first)? {
                     Known::Addresses(found) => Some(found.iter().any(|&a| list.accepts(a))),
                     Known::Strings(_) => Some(false),
                     Known::Unknown => None,
                 }
             }
             Outside::Fcrdns => {
-                let Some(ip) = request.client_address else {
+                let (Some(ip), false) = (request.client_address, first == NONE) else {
                     return Some(false);
                 };
-                let reverse = QueryName::reverse(ip);
-                match facts.known(QueryKind::Ptr, reverse.as_bytes())? {
-                    Known::Strings(names) => any3(
-                        names
-                            .iter()
-                            .take(MAX_FCRDNS_NAMES)
-                            .filter_map(lookup_domain)
-                            .map(|name| resolves_to(facts, address_kind(ip), name, ip)),
-                    ),
+                match facts.known_at(first)? {
+                    Known::Strings(names) if names.is_empty() => Some(false),
+                    Known::Strings(_) => {
+                        if links.0 == NONE {
+                            // The forward lookups were never asked.
+                            return None;
+                        }
+                        any3(
+                            facts
+                                .links(links)
+                                .iter()
+                                .map(|&fact| resolves_to(facts, fact, ip)),
+                        )
+                    }
                     Known::Addresses(_) => Some(false),
                     Known::Unknown => None,
                 }
             }
             Outside::HeloResolves => {
-                let Some(name) = helo(request) else {
+                if first == NONE {
                     return Some(false);
-                };
-                any3([
-                    has_records(facts, QueryKind::A, name),
-                    has_records(facts, QueryKind::Aaaa, name),
-                ])
+                }
+                any3([has_records(facts, first), has_records(facts, second)])
             }
             Outside::HeloMatchesClient => {
                 let Some(ip) = request.client_address else {
@@ -275,145 +303,178 @@ impl Program {
                 if let Some(literal) = helo_literal(request) {
                     return Some(literal == ip);
                 }
-                let Some(name) = helo(request) else {
+                if first == NONE {
                     return Some(false);
-                };
-                resolves_to(facts, address_kind(ip), name, ip)
+                }
+                resolves_to(facts, first, ip)
             }
             Outside::SenderDomainUnknown => {
                 if request.sender.domain.is_empty() {
                     // The null sender, or no sender yet: nothing to check.
                     return Some(false);
                 }
-                let Some(domain) = lookup_domain(request.sender.domain) else {
+                if first == NONE {
                     // Not a name that can exist in DNS.
                     return Some(true);
-                };
-                sender_domain_unknown(facts, domain)
+                }
+                sender_domain_unknown(facts, [first, second, third])
             }
         }
     }
 
     /// Ask, in `facts`, every query the policy may need for `request` now:
-    /// the first lookups of every outside test, and the lookups that
-    /// answers already in `facts` lead to (the addresses of reverse DNS
-    /// names, the TXT of a listing). Returns whether a new query was asked.
+    /// in the first round, the lookups of every outside test; later, the
+    /// lookups that answers lead to (the addresses of reverse DNS names,
+    /// the TXT of a listing). Returns whether a new query was asked.
     pub(crate) fn ask(&self, request: &Request<'_>, facts: &mut Facts) -> bool {
-        // Later rounds ask only what answers lead to: the tests of one
-        // round have asked all they will.
         let first = facts.is_empty();
+        if first {
+            facts.open_slots(self.outside_tests.len());
+        }
         let mut asked = false;
-        for node in &self.nodes {
-            if let Some(test) = node.test.outside() {
-                asked |= self.ask_for(test, request, facts, first);
-            }
+        for (slot, &test) in self.outside_tests.iter().enumerate() {
+            asked |= self.ask_for(test, slot, request, facts, first);
         }
         asked
     }
 
-    /// [`Program::ask`] for one test; `first`: the first round.
-    fn ask_for(&self, test: Outside, request: &Request<'_>, facts: &mut Facts, first: bool) -> bool {
+    /// [`Program::ask`] for one test, in its slot; `first`: the first round.
+    fn ask_for(
+        &self,
+        test: Outside,
+        slot: usize,
+        request: &Request<'_>,
+        facts: &mut Facts,
+        first: bool,
+    ) -> bool {
+        let mut asked = false;
+        let mut ask = |facts: &mut Facts, i: usize, kind: QueryKind, name: &[u8]| {
+            let (index, new) = facts.ask_at(kind, name);
+            asked |= new;
+            if let Some(entry) = facts.slot_mut(slot).and_then(|s| s.facts.get_mut(i)) {
+                *entry = index;
+            }
+        };
         match test {
             Outside::List { field, list } => {
                 let Some(list) = self.dns_lists.get(list as usize) else {
                     return false;
                 };
-                if !first && !list.txt {
-                    return false;
-                }
-                let Some(name) = list.query_name(field, request) else {
-                    return false;
-                };
-                let mut asked = facts.ask(QueryKind::A, name.as_bytes());
-                if list.txt {
+                if first {
+                    if let Some(name) = list.query_name(field, request) {
+                        ask(facts, 0, QueryKind::A, name.as_bytes());
+                    }
+                } else if list.txt {
+                    let Some(&Slot {
+                        facts: [a, txt, _], ..
+                    }) = facts.slot(slot)
+                    else {
+                        return false;
+                    };
                     let listed = matches!(
-                        facts.known(QueryKind::A, name.as_bytes()),
-                        Some(Known::Addresses(found)) if found.iter().any(|&a| list.accepts(a))
+                        facts.known_at(a),
+                        Some(Known::Addresses(found)) if found.iter().any(|&ip| list.accepts(ip))
                     );
-                    if listed {
-                        asked |= facts.ask(QueryKind::Txt, name.as_bytes());
+                    if listed && txt == NONE {
+                        if let Some(name) = list.query_name(field, request) {
+                            ask(facts, 1, QueryKind::Txt, name.as_bytes());
+                        }
                     }
                 }
-                asked
             }
             Outside::Fcrdns => {
                 let Some(ip) = request.client_address else {
                     return false;
                 };
-                let reverse = QueryName::reverse(ip);
-                let mut asked = facts.ask(QueryKind::Ptr, reverse.as_bytes());
-                // The second round: the addresses of each name. The names
-                // are copied out first (asking grows the buffers they are in).
-                let mut names = [QueryName::EMPTY; MAX_FCRDNS_NAMES];
-                let mut count = 0;
-                if let Some(Known::Strings(found)) = facts.known(QueryKind::Ptr, reverse.as_bytes())
-                {
-                    for name in found
-                        .iter()
-                        .filter_map(lookup_domain)
-                        .take(MAX_FCRDNS_NAMES)
-                    {
-                        if let Some(slot) = names.get_mut(count) {
-                            *slot = QueryName::of(name);
-                            count += 1;
+                if first {
+                    ask(facts, 0, QueryKind::Ptr, QueryName::reverse(ip).as_bytes());
+                    return asked;
+                }
+                let Some(&Slot {
+                    facts: [ptr, ..],
+                    links,
+                }) = facts.slot(slot)
+                else {
+                    return false;
+                };
+                if links.0 != NONE || !matches!(facts.known_at(ptr), Some(Known::Strings(_))) {
+                    // Asked already, or no names (yet).
+                    return false;
+                }
+                // The second round: the addresses of each name, one at a
+                // time (asking grows the buffers the names are in).
+                let mut linked = [NONE; MAX_FCRDNS_NAMES];
+                for (i, entry) in linked.iter_mut().enumerate() {
+                    let name = match facts.known_at(ptr) {
+                        Some(Known::Strings(found)) => {
+                            match found.iter().filter_map(lookup_domain).nth(i) {
+                                Some(name) => QueryName::of(name),
+                                None => break,
+                            }
                         }
-                    }
+                        _ => break,
+                    };
+                    let (index, new) = facts.ask_at(address_kind(ip), name.as_bytes());
+                    asked |= new;
+                    *entry = index;
                 }
-                for name in names.iter().take(count) {
-                    asked |= facts.ask(address_kind(ip), name.as_bytes());
+                let start = facts.links_len();
+                for &fact in linked.iter().take_while(|&&f| f != NONE) {
+                    facts.link(fact);
                 }
-                asked
+                let end = facts.links_len();
+                if let Some(s) = facts.slot_mut(slot) {
+                    s.links = (start, end);
+                }
             }
             // One round each.
-            _ if !first => false,
-            Outside::HeloResolves => match helo(request) {
-                Some(name) => {
+            _ if !first => {}
+            Outside::HeloResolves => {
+                if let Some(name) = helo(request) {
                     let name = QueryName::of(name);
-                    let a = facts.ask(QueryKind::A, name.as_bytes());
-                    facts.ask(QueryKind::Aaaa, name.as_bytes()) | a
-                }
-                None => false,
-            },
-            Outside::HeloMatchesClient => {
-                match (request.client_address, helo(request), helo_literal(request)) {
-                    (Some(ip), Some(name), None) => {
-                        facts.ask(address_kind(ip), QueryName::of(name).as_bytes())
-                    }
-                    _ => false,
+                    ask(facts, 0, QueryKind::A, name.as_bytes());
+                    ask(facts, 1, QueryKind::Aaaa, name.as_bytes());
                 }
             }
-            Outside::SenderDomainUnknown => match lookup_domain(request.sender.domain) {
-                Some(domain) => {
-                    let name = QueryName::of(domain);
-                    let mx = facts.ask(QueryKind::Mx, name.as_bytes());
-                    let a = facts.ask(QueryKind::A, name.as_bytes());
-                    facts.ask(QueryKind::Aaaa, name.as_bytes()) | a | mx
+            Outside::HeloMatchesClient => {
+                if let (Some(ip), Some(name), None) =
+                    (request.client_address, helo(request), helo_literal(request))
+                {
+                    ask(facts, 0, address_kind(ip), QueryName::of(name).as_bytes());
                 }
-                None => false,
-            },
+            }
+            Outside::SenderDomainUnknown => {
+                if let Some(domain) = lookup_domain(request.sender.domain) {
+                    let name = QueryName::of(domain);
+                    ask(facts, 0, QueryKind::Mx, name.as_bytes());
+                    ask(facts, 1, QueryKind::A, name.as_bytes());
+                    ask(facts, 2, QueryKind::Aaaa, name.as_bytes());
+                }
+            }
         }
+        asked
     }
 
-    /// `$dnsbl_reason` for a listing found by `test` (an `Outside::List`):
-    /// the list's TXT record for it if asked and found, else `listed in
-    /// NAME (ADDRESS)` written into `out`.
-    pub(crate) fn dnsbl_reason(
-        &self,
-        test: Outside,
-        request: &Request<'_>,
-        facts: &Facts,
-        out: &mut Vec<u8>,
-    ) {
-        let Outside::List { field, list } = test else {
+    /// `$dnsbl_reason` for a listing found by the DNS list test of slot
+    /// `slot`: the list's TXT record for it if asked and found, else
+    /// `listed in NAME (ADDRESS)`, written into `out`.
+    pub(crate) fn dnsbl_reason(&self, slot: u16, facts: &Facts, out: &mut Vec<u8>) {
+        let Some(Outside::List { list, .. }) = self.outside_tests.get(usize::from(slot)) else {
             return;
         };
-        let Some(list) = self.dns_lists.get(list as usize) else {
+        let (
+            Some(list),
+            Some(&Slot {
+                facts: [a, txt, _], ..
+            }),
+        ) = (
+            self.dns_lists.get(*list as usize),
+            facts.slot(usize::from(slot)),
+        )
+        else {
             return;
         };
-        let Some(name) = list.query_name(field, request) else {
-            return;
-        };
-        if let Some(Known::Strings(texts)) = facts.known(QueryKind::Txt, name.as_bytes()) {
+        if let Some(Known::Strings(texts)) = facts.known_at(txt) {
             if let Some(text) = texts.iter().next() {
                 out.extend_from_slice(text);
                 return;
@@ -421,11 +482,12 @@ impl Program {
         }
         out.extend_from_slice(b"listed in ");
         out.extend_from_slice(list.name.as_bytes());
-        if let Some(Known::Addresses(found)) = facts.known(QueryKind::A, name.as_bytes()) {
-            if let Some(IpAddr::V4(answer)) = found.iter().copied().find(|&a| list.accepts(a)) {
-                out.extend_from_slice(b" (");
+        if let Some(Known::Addresses(found)) = facts.known_at(a) {
+            if let Some(IpAddr::V4(answer)) = found.iter().copied().find(|&ip| list.accepts(ip)) {
                 let mut quad = [0u8; 15];
                 let len = crate::base::bytes::dotted_quad(answer.octets(), &mut quad);
+                out.push(b' ');
+                out.push(b'(');
                 out.extend_from_slice(quad.get(..len).unwrap_or_default());
                 out.push(b')');
             }
@@ -433,9 +495,10 @@ impl Program {
     }
 }
 
-/// `sender_domain_unknown` of `domain`: a null MX, or no MX and no address.
-fn sender_domain_unknown(facts: &Facts, domain: &[u8]) -> Option<bool> {
-    let mx = match known(facts, QueryKind::Mx, domain) {
+/// `sender_domain_unknown` from the facts of the domain's MX, A and AAAA:
+/// a null MX, or no MX and no address.
+fn sender_domain_unknown(facts: &Facts, [mx, a, aaaa]: [u32; 3]) -> Option<bool> {
+    let mx = match facts.known_at(mx) {
         Some(Known::Strings(names)) if !names.is_empty() => {
             // A null MX (RFC 7505): the domain accepts no mail.
             return Some(names.iter().all(<[u8]>::is_empty));
@@ -443,10 +506,7 @@ fn sender_domain_unknown(facts: &Facts, domain: &[u8]) -> Option<bool> {
         Some(Known::Unknown) | None => None,
         Some(_) => Some(false),
     };
-    let addresses = any3([
-        has_records(facts, QueryKind::A, domain),
-        has_records(facts, QueryKind::Aaaa, domain),
-    ]);
+    let addresses = any3([has_records(facts, a), has_records(facts, aaaa)]);
     match (mx, addresses) {
         // An address: the domain exists (a null MX hidden by an unknown MX
         // answer is not assumed).
@@ -462,7 +522,7 @@ impl Test {
     #[inline]
     pub(crate) fn outside(&self) -> Option<Outside> {
         match *self {
-            Self::Outside(test) => Some(test),
+            Self::Outside(test, _) => Some(test),
             _ => None,
         }
     }

@@ -127,8 +127,10 @@ pub(crate) enum Test {
         no_case: bool,
     },
     /// A test on outside facts (DNS lists, reverse DNS, ...): see
-    /// [`Outside`]; evaluated by [`Program::outside`].
-    Outside(Outside),
+    /// [`Outside`]; evaluated by [`Program::outside`]. The number is its
+    /// slot: its index in [`Program::outside_tests`], set by
+    /// [`Program::pack`].
+    Outside(Outside, u16),
     /// `field matches /re/` (the regex carries its own flags).
     Regex { field: Field, regex: u32 },
     /// A numeric comparison; false when the value is missing.
@@ -251,9 +253,9 @@ pub(crate) struct Memo<'f> {
     /// The request's score so far (hundredths), from the score items that
     /// ran: `score > 5` reads it.
     pub(crate) score: i64,
-    /// The last DNS list test that found a listing while the current
-    /// rule's condition was evaluated (for `$dnsbl_reason`).
-    pub(crate) listed: Option<Outside>,
+    /// The slot of the last DNS list test that found a listing while the
+    /// current rule's condition was evaluated (for `$dnsbl_reason`).
+    pub(crate) listed: Option<u16>,
     /// The rule just found to hold holds because its condition is unknown
     /// and it has an `on_unknown` answer.
     pub(crate) unknown: bool,
@@ -486,6 +488,9 @@ pub(crate) struct Program {
     pub(crate) dns_lists: Vec<DnsList>,
     /// The score items, in rule order.
     pub(crate) scores: Vec<ScoreItem>,
+    /// The distinct tests on outside facts, each at its slot (see
+    /// [`Test::Outside`]): what a request asks.
+    pub(crate) outside_tests: Vec<Outside>,
     /// Some condition tests an outside fact: deciding asks queries.
     pub(crate) outside: bool,
     pub(crate) default: Verdict,
@@ -517,6 +522,7 @@ impl Program {
             texts: Vec::new(),
             dns_lists: Vec::new(),
             scores: Vec::new(),
+            outside_tests: Vec::new(),
             outside: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
@@ -531,7 +537,20 @@ impl Program {
     /// Build the evaluator's packed view of the rules ([`Program::hot`])
     /// and its equality runs; called once the rules are final.
     pub(crate) fn pack(&mut self) {
-        self.outside = self.nodes.iter().any(|node| node.test.outside().is_some());
+        self.outside_tests.clear();
+        for node in &mut self.nodes {
+            if let Test::Outside(test, slot) = &mut node.test {
+                let at = match self.outside_tests.iter().position(|t| t == test) {
+                    Some(at) => at,
+                    None => {
+                        self.outside_tests.push(*test);
+                        self.outside_tests.len() - 1
+                    }
+                };
+                *slot = u16::try_from(at).unwrap_or(u16::MAX);
+            }
+        }
+        self.outside = !self.outside_tests.is_empty();
         self.hot.clear();
         self.entries.clear();
         self.runs.clear();

@@ -218,10 +218,13 @@ impl Compiler<'_> {
             return None;
         }
         Some((
-            Test::Outside(Outside::List {
-                field: f,
-                list: list?,
-            }),
+            Test::Outside(
+                Outside::List {
+                    field: f,
+                    list: list?,
+                },
+                0,
+            ),
             false,
         ))
     }
@@ -293,7 +296,7 @@ impl Compiler<'_> {
 
     /// A predicate on outside facts (`fcrdns`, ...), if `name` is one.
     pub(super) fn outside_predicate(name: &Name) -> Option<CompiledTest> {
-        Outside::predicate(&name.text).map(|test| (Test::Outside(test), false))
+        Outside::predicate(&name.text).map(|test| (Test::Outside(test, 0), false))
     }
 }
 
