@@ -759,6 +759,12 @@ logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: error: cannot write state file PATH: writing PATH.tmp: no
         space left on device; retrying in 60 s
     policyd[PID]: warning: closing connection peer=127.0.0.1:5555 reason=\"...\"
+    policyd[PID]: info: policy FILE has DNS tests: asking 127.0.0.1:53 (deadline
+        2000 ms); lists: zen.example
+    policyd[PID]: warning: DNS answers missing at the deadline: the tests on them
+        are unknown peer=... missing=1 queries=\"2.0.2.192.zen.example A\" ...
+    policyd[PID]: warning: DNS list keeps timing out: skipping it, its tests are
+        unknown zone=zen.example timeouts=10 for_secs=300
     A rule marked dry-run that applies logs one dry-run line (the action it
     would have given) before the decision line, and changes nothing.
     A protocol fault (oversize request or line, NUL byte, malformed line, bad
@@ -1811,6 +1817,105 @@ mod tests {
         }
         assert!(help().contains("--state-file PATH"));
         assert!(help().contains("policyd state"));
+    }
+
+    #[test]
+    fn dns_options() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config.dns, DnsSettings::default());
+        assert_eq!(config.dns.deadline, Duration::from_secs(2));
+        let config = run(&[
+            "--dns-server",
+            "127.0.0.1",
+            "--dns-server=[2001:db8::53]:5353",
+            "--dns-server",
+            "192.0.2.53:53",
+            "--dns-server",
+            "2001:db8::1",
+            "--dns-deadline",
+            "250ms",
+            "--dns-cache-bytes",
+            "0",
+            "--dns-skip-after",
+            "3",
+            "--dns-skip-for",
+            "30",
+        ])
+        .unwrap();
+        let servers: Vec<String> = config.dns.servers.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            servers,
+            [
+                "127.0.0.1:53",
+                "[2001:db8::53]:5353",
+                "192.0.2.53:53",
+                "[2001:db8::1]:53"
+            ]
+        );
+        assert_eq!(config.dns.deadline, Duration::from_millis(250));
+        assert_eq!(config.dns.cache_bytes, 0);
+        assert_eq!(config.dns.skip_after, 3);
+        assert_eq!(config.dns.skip_for, Duration::from_secs(30));
+        for (text, millis) in [("2s", 2000), ("2", 2000), ("10ms", 10), ("60s", 60_000)] {
+            assert_eq!(
+                parse_deadline(text),
+                Ok(Duration::from_millis(millis)),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "ms",
+            "9ms",
+            "61s",
+            "1.5s",
+            "-1",
+            "2m",
+            "2 s",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_deadline(text), Err(EXPECTED_DNS_DEADLINE), "{text:?}");
+        }
+        for bad in ["dns.example", "127.0.0.1:99999", "[::1", "::1]:53", ""] {
+            assert!(matches!(
+                err(&["--dns-server", bad]),
+                CliError::BadValue {
+                    option: "--dns-server",
+                    ..
+                }
+            ));
+        }
+        let nine: Vec<String> = (1..=9)
+            .map(|n| format!("--dns-server=192.0.2.{n}"))
+            .collect();
+        let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+        assert!(matches!(
+            err(&nine),
+            CliError::BadValue {
+                expected: "at most 8 servers",
+                ..
+            }
+        ));
+        for (args, option) in [
+            (&["--dns-skip-after", "0"][..], "--dns-skip-after"),
+            (&["--dns-skip-for", "0"], "--dns-skip-for"),
+            (&["--dns-cache-bytes", "x"], "--dns-cache-bytes"),
+            (&["--dns-deadline", "0ms"], "--dns-deadline"),
+        ] {
+            assert!(
+                matches!(err(args), CliError::BadValue { option: o, .. } if o == option),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            err(&["check", "--dns-server", "127.0.0.1", "x"]),
+            CliError::OptionNotFor {
+                option: "--dns-server",
+                command: "check"
+            }
+        );
+        assert!(help().contains("--dns-server ADDR"));
+        assert!(help().contains("--dns-deadline TIME"));
     }
 
     #[test]

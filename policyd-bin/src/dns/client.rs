@@ -388,7 +388,14 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
                     let Ok((len, from)) = socket.recv_from(&mut self.buf) else {
                         break;
                     };
-                    self.datagram(dns, servers, facts, deadline, now_millis, len, from, report);
+                    let at = Arrival {
+                        len,
+                        from,
+                        deadline,
+                        try_timeout,
+                        now: now_millis,
+                    };
+                    self.datagram(dns, servers, facts, at, report);
                 }
             }
         }
@@ -414,19 +421,22 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
         !matches!(poll(&mut fds, Some(&timeout)), Ok(0))
     }
 
-    /// Handle one datagram of `len` bytes in `self.buf` from `from`.
-    #[allow(clippy::too_many_arguments)] // One round's context, passed down once.
+    /// Handle one datagram (in `self.buf`).
     fn datagram(
         &mut self,
         dns: &DnsShared,
         servers: &[SocketAddr],
         facts: &mut impl Questions<Id = Id>,
-        deadline: Instant,
-        now: u64,
-        len: usize,
-        from: SocketAddr,
+        at: Arrival,
         report: &mut RoundReport,
     ) {
+        let Arrival {
+            len,
+            from,
+            deadline,
+            try_timeout,
+            now,
+        } = at;
         let bytes = &self.buf[..len.min(self.buf.len())];
         let Some(id) = message::id_of(bytes) else {
             return;
@@ -454,6 +464,15 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
             Ok(reply) => reply,
             Err(_) => return,
         };
+        if let Reply::Failed(_) = reply {
+            // SERVFAIL, REFUSED: another server may do better.
+            let tried = flight.sent_to.count_ones() as usize;
+            if tried < servers.len() && Instant::now() < deadline {
+                let next = flight.server + 1;
+                self.send(i, next, servers, try_timeout, report);
+                return;
+            }
+        }
         self.answer(dns, facts, i, reply, now, report);
     }
 
@@ -529,6 +548,18 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
             .field_display("held_back", held_back);
         line.finish();
     }
+}
+
+/// A datagram that arrived, and the round's clocks.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    /// Its length in the client's buffer.
+    len: usize,
+    from: SocketAddr,
+    deadline: Instant,
+    try_timeout: Duration,
+    /// Policy time, Unix milliseconds.
+    now: u64,
 }
 
 /// Whether `name` is `zone` or under it (at a label boundary).

@@ -286,3 +286,95 @@ fn no_server_no_socket() {
     assert_eq!(report, RoundReport::default());
     assert_eq!(asked.got(QueryKind::A, "2.0.0.127.bl.test"), Got::Unknown);
 }
+
+/// A fake server on loopback: answers each query it receives with what
+/// `reply` makes of it (id, name), from `from` (itself, or a spoofer).
+fn fake_server(
+    reply: impl Fn(u16, &str) -> Vec<(Vec<u8>, bool)> + Send + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let spoofer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let mut queries = 0;
+        // One query is all these tests send to each server.
+        if let Ok((n, client)) = socket.recv_from(&mut buf) {
+            queries += 1;
+            let query = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+            let name = query.queries()[0].name().to_ascii();
+            let name = name.trim_end_matches('.');
+            for (bytes, spoofed) in reply(query.id(), name) {
+                let from = if spoofed { &spoofer } else { &socket };
+                from.send_to(&bytes, client).unwrap();
+            }
+        }
+        queries
+    });
+    (addr, thread)
+}
+
+/// Answers from another address, with another id or to another question
+/// are ignored; a SERVFAIL moves the query to the next server at once.
+#[test]
+fn foreign_answers_are_ignored_and_servfail_moves_on() {
+    use super::message::tests::{rec, response};
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::RData;
+
+    let listed = |id: u16, name: &str, last: u8| {
+        response(
+            id,
+            QueryKind::A,
+            name,
+            ResponseCode::NoError,
+            vec![rec(name, 60, RData::A(A::new(127, 0, 0, last)))],
+            vec![],
+        )
+    };
+    let (first, first_thread) = fake_server(move |id, name| {
+        vec![
+            // Right id and question, wrong source: a spoofer.
+            (listed(id, name, 9), true),
+            // Wrong id.
+            (listed(id.wrapping_add(1), name, 8), false),
+            // Wrong question.
+            (listed(id, "3.0.0.127.bl.test", 7), false),
+            // Garbage.
+            (b"\x00".to_vec(), false),
+            (
+                response(
+                    id,
+                    QueryKind::A,
+                    name,
+                    ResponseCode::ServFail,
+                    vec![],
+                    vec![],
+                ),
+                false,
+            ),
+        ]
+    });
+    let (second, second_thread) = fake_server(move |id, name| vec![(listed(id, name, 2), false)]);
+    let dns = DnsShared::new(DnsSettings {
+        servers: vec![first, second],
+        deadline: Duration::from_secs(5),
+        ..DnsSettings::default()
+    });
+    let _ = dns.servers.set(Arc::from(vec![first, second]));
+    let mut client = Client::new();
+    let mut asked = Asked::new(&[(QueryKind::A, "2.0.0.127.bl.test")]);
+    let deadline = Instant::now() + dns.settings.deadline;
+    let report = client.round(&dns, &policy(), &mut asked, deadline, 0, "test");
+    assert_eq!(
+        asked.got(QueryKind::A, "2.0.0.127.bl.test"),
+        ips(&["127.0.0.2"])
+    );
+    assert_eq!((report.sent, report.answered), (2, 1), "{report:?}");
+    assert_eq!(first_thread.join().unwrap(), 1);
+    assert_eq!(second_thread.join().unwrap(), 1);
+}
