@@ -159,15 +159,16 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
 
     fn next_id(&mut self) -> u16 {
         self.counter += 1;
-        let hash = self.ids.hash_one(self.counter);
-        hash.to_le_bytes()[0] as u16 | (u16::from(hash.to_le_bytes()[1]) << 8)
+        let hash = self.ids.hash_one(self.counter).to_le_bytes();
+        u16::from_le_bytes([hash[0], hash[1]])
     }
 
     /// Answer every pending query of `facts`: from the cache, or from the
     /// servers, all in flight at once, until all are answered or
     /// `deadline`; the rest are unknown. `policy` names the DNS-list zones
-    /// (for the lists' health); `peer` names the connection in the log; `now` is the policy
-    /// time in Unix milliseconds (the cache's and the lists' clock).
+    /// (for the lists' health); `peer` names the connection in the log;
+    /// `now` is the policy time in Unix milliseconds (the cache's and the
+    /// lists' clock).
     pub(crate) fn round(
         &mut self,
         dns: &DnsShared,
@@ -310,8 +311,13 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
                 return;
             }
         }
-        if self.flights[i].tries == 0 {
-            self.flights[i].outcome = Outcome::Unsent;
+        let flight = &mut self.flights[i];
+        if flight.tries == 0 {
+            flight.outcome = Outcome::Unsent;
+        } else {
+            // Not sent again: the earlier tries may still be answered;
+            // try again after another wait, not at once (no busy loop).
+            flight.retry_at = Instant::now() + try_timeout;
         }
     }
 
@@ -405,20 +411,23 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
     /// be there.
     fn poll(&self, wait: Duration) -> bool {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let mut fds = Vec::with_capacity(2);
-        for socket in [&self.v4, &self.v6].into_iter().flatten() {
-            fds.push(PollFd::new(socket, PollFlags::IN));
-        }
-        if fds.is_empty() {
-            // Nothing to wait on: the flights were all unsent.
-            return false;
-        }
         let timeout = Timespec {
             tv_sec: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(wait.subsec_nanos()),
         };
+        let polled = match (&self.v4, &self.v6) {
+            (Some(a), Some(b)) => poll(
+                &mut [PollFd::new(a, PollFlags::IN), PollFd::new(b, PollFlags::IN)],
+                Some(&timeout),
+            ),
+            (Some(one), None) | (None, Some(one)) => {
+                poll(&mut [PollFd::new(one, PollFlags::IN)], Some(&timeout))
+            }
+            // Nothing to wait on: the flights were all unsent.
+            (None, None) => return false,
+        };
         // An interrupted or failed poll: look at the sockets anyway.
-        !matches!(poll(&mut fds, Some(&timeout)), Ok(0))
+        !matches!(polled, Ok(0))
     }
 
     /// Handle one datagram (in `self.buf`).

@@ -378,3 +378,58 @@ fn foreign_answers_are_ignored_and_servfail_moves_on() {
     assert_eq!(first_thread.join().unwrap(), 1);
     assert_eq!(second_thread.join().unwrap(), 1);
 }
+
+/// A server that does not answer: after a try's timeout (a third of the
+/// deadline) the query goes to the next server, here of the other address
+/// family (both sockets polled at once).
+#[test]
+fn an_unanswered_try_moves_to_the_next_server() {
+    use super::message::tests::{rec, response};
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::RData;
+
+    let Ok(silent) = std::net::UdpSocket::bind("[::1]:0") else {
+        // No IPv6 loopback here: the same test with IPv4 alone.
+        eprintln!("no IPv6 loopback: testing the retry over IPv4 only");
+        return retry_with(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    };
+    retry_with(silent);
+
+    fn retry_with(silent: std::net::UdpSocket) {
+        let (answering, thread) = fake_server(|id, name| {
+            let data = RData::A(A::new(127, 0, 0, 2));
+            vec![(
+                response(
+                    id,
+                    QueryKind::A,
+                    name,
+                    ResponseCode::NoError,
+                    vec![rec(name, 60, data)],
+                    vec![],
+                ),
+                false,
+            )]
+        });
+        let servers = vec![silent.local_addr().unwrap(), answering];
+        let dns = DnsShared::new(DnsSettings {
+            servers: servers.clone(),
+            deadline: Duration::from_secs(3),
+            ..DnsSettings::default()
+        });
+        let _ = dns.servers.set(Arc::from(servers));
+        let mut client = Client::new();
+        let mut asked = Asked::new(&[(QueryKind::A, "2.0.0.127.bl.test")]);
+        let deadline = Instant::now() + dns.settings.deadline;
+        let report = client.round(&dns, &policy(), &mut asked, deadline, 0, "test");
+        assert_eq!(
+            asked.got(QueryKind::A, "2.0.0.127.bl.test"),
+            ips(&["127.0.0.2"])
+        );
+        assert_eq!((report.sent, report.answered, report.timed_out), (2, 1, 0));
+        assert_eq!(thread.join().unwrap(), 1);
+        // The silent server did get the first try.
+        silent.set_nonblocking(true).unwrap();
+        assert!(silent.recv_from(&mut [0u8; 512]).is_ok());
+    }
+}
