@@ -17,8 +17,8 @@
 //! SERVFAIL) are never kept. Memory is bounded by a byte budget
 //! (`--dns-cache-bytes`): every entry counts its key, its records and
 //! [`ENTRY_OVERHEAD_BYTES`] of bookkeeping, and a full shard first drops its
-//! expired entries, then the entry closest to expiry among
-//! [`EVICTION_SAMPLE`] it looks at. A cached answer is supplied to the
+//! expired entries (at most once a second, [`SWEEP_INTERVAL_MILLIS`]),
+//! then the entry closest to expiry among [`EVICTION_SAMPLE`] it looks at. A cached answer is supplied to the
 //! decision straight from the cache (copied into the connection's scratch
 //! under the shard's lock), without sending anything.
 
@@ -56,6 +56,10 @@ pub(crate) const CACHE_SHARDS: usize = 16;
 /// looked at and the one closest to expiry is dropped (an approximation of
 /// "oldest first" at a constant cost, as Redis evicts).
 pub(crate) const EVICTION_SAMPLE: usize = 8;
+
+/// A full shard drops its expired entries at most once a second (policy
+/// time); in between, eviction samples ([`EVICTION_SAMPLE`]).
+pub(crate) const SWEEP_INTERVAL_MILLIS: u64 = 1000;
 
 /// The records of an answer, as the cache keeps them and as the resolver
 /// supplies them.
@@ -113,6 +117,10 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
+    /// When a full shard may next drop its expired entries (Unix
+    /// milliseconds): a sweep reads the whole shard, so a shard full of
+    /// live entries is swept at most every [`SWEEP_INTERVAL_MILLIS`].
+    next_sweep: u64,
     /// Keyed by the query ([`key`]), which a client (through its
     /// addresses and names) chooses: std's `RandomState`, seeded at run
     /// time, keeps collisions out of its reach.
@@ -209,9 +217,10 @@ impl DnsCache {
         if let Some(old) = shard.map.remove(key) {
             shard.bytes -= old.bytes;
         }
-        if shard.bytes + bytes > self.shard_budget {
+        if shard.bytes + bytes > self.shard_budget && now >= shard.next_sweep {
             shard.map.retain(|_, e| e.expires > now);
             shard.bytes = shard.map.values().map(|e| e.bytes).sum();
+            shard.next_sweep = now.saturating_add(SWEEP_INTERVAL_MILLIS);
         }
         while shard.bytes + bytes > self.shard_budget {
             let victim = shard
@@ -538,13 +547,20 @@ mod tests {
         ));
         // Expired entries go first, whatever the sample.
         let cache = DnsCache::new(CACHE_SHARDS * 400);
-        cache.insert(QueryKind::A, b"a.test", Records::NotFound, 1, 0);
-        cache.insert(QueryKind::A, b"b.test", Records::NotFound, 1, 0);
         for n in 0..50 {
-            let name = format!("{n}.c.test");
-            cache.insert(QueryKind::A, name.as_bytes(), Records::NotFound, 60, 5_000);
+            let name = format!("{n}.old.test");
+            cache.insert(QueryKind::A, name.as_bytes(), Records::NotFound, 1, 0);
         }
-        assert!(cache.bytes() <= CACHE_SHARDS * 400);
+        let old = cache.len();
+        for n in 0..old {
+            let name = format!("{n}.new.test");
+            cache.insert(QueryKind::A, name.as_bytes(), Records::NotFound, 60, 5_000);
+            assert!(cache.bytes() <= CACHE_SHARDS * 400);
+        }
+        for n in 0..50 {
+            let name = format!("{n}.old.test");
+            assert!(!served(&cache, QueryKind::A, name.as_bytes(), 5_000));
+        }
     }
 
     #[test]
