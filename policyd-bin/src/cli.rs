@@ -126,6 +126,123 @@ pub(crate) const EX_DATAERR: u8 = 65;
 /// letting every connection buffer gigabytes.
 pub(crate) const MAX_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Default for `--dns-deadline`: 2 seconds.
+///
+/// The time a request may wait for its DNS answers, all rounds together
+/// (every query of a round is in flight at once). A local caching resolver
+/// answers a cached name in well under a millisecond and a fresh DNS-list
+/// lookup in tens to a few hundred milliseconds; 2 s leaves room for two
+/// retransmissions of a lost datagram. A longer wait holds Postfix's smtpd
+/// process (and its SMTP client) for every request a dead list cannot
+/// answer; a missing answer only makes a test unknown, never a wrong reject.
+pub(crate) const DEFAULT_DNS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Shortest accepted `--dns-deadline`: 10 ms, below which no real resolver
+/// answers.
+pub(crate) const MIN_DNS_DEADLINE: Duration = Duration::from_millis(10);
+
+/// Longest accepted `--dns-deadline`: 60 s, well below Postfix's
+/// `smtpd_policy_service_timeout` (100 s), after which Postfix gives up on
+/// the reply.
+pub(crate) const MAX_DNS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Most `--dns-server` options: 8, more than any resolver setup needs (the
+/// C library reads 3 `nameserver` lines).
+pub(crate) const MAX_DNS_SERVERS: usize = 8;
+
+/// Default for `--dns-cache-bytes`: 32 MiB, a few hundred thousand answers
+/// (an A answer of a DNS list costs about 150 bytes), far more than a day of
+/// a busy host's distinct clients, while bounded on any host.
+pub(crate) const DEFAULT_DNS_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Largest `--dns-cache-bytes`: 4 GiB.
+pub(crate) const MAX_DNS_CACHE_BYTES: usize = 1 << 32;
+
+/// Default for `--dns-skip-after`: a DNS list whose queries time out in 10
+/// requests in a row is skipped (postfwd's `dns_timeout_max` is 10 too).
+/// Few enough that a dead list stops costing every request its deadline
+/// within seconds on a busy host; many enough that a burst of lost
+/// datagrams does not turn a list off.
+pub(crate) const DEFAULT_DNS_SKIP_AFTER: u32 = 10;
+
+/// Largest `--dns-skip-after`.
+pub(crate) const MAX_DNS_SKIP_AFTER: u32 = 1_000_000;
+
+/// Default for `--dns-skip-for`, in seconds: a skipped list is asked again
+/// after 5 minutes. Short enough that a list back from an outage is used
+/// again soon; long enough that a dead one costs one slow request in 5
+/// minutes (one more timeout skips it again at once).
+pub(crate) const DEFAULT_DNS_SKIP_FOR_SECS: u64 = 300;
+
+/// The DNS client's settings, from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DnsSettings {
+    /// `--dns-server`: the servers to ask, in order; empty means the
+    /// `nameserver` lines of `/etc/resolv.conf`.
+    pub(crate) servers: Vec<SocketAddr>,
+    /// `--dns-deadline`: how long a request waits for its answers.
+    pub(crate) deadline: Duration,
+    /// `--dns-cache-bytes`: the cache's memory budget.
+    pub(crate) cache_bytes: usize,
+    /// `--dns-skip-after`: timeouts in a row before a list is skipped.
+    pub(crate) skip_after: u32,
+    /// `--dns-skip-for`: how long a list is skipped.
+    pub(crate) skip_for: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            deadline: DEFAULT_DNS_DEADLINE,
+            cache_bytes: DEFAULT_DNS_CACHE_BYTES,
+            skip_after: DEFAULT_DNS_SKIP_AFTER,
+            skip_for: Duration::from_secs(DEFAULT_DNS_SKIP_FOR_SECS),
+        }
+    }
+}
+
+/// What a `--dns-server` value should look like.
+pub(crate) const EXPECTED_DNS_SERVER: &str =
+    "an IP address with an optional port: 192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53";
+
+/// Parse one `--dns-server` value: an IP address, port 53 unless given
+/// (IPv6 with a port in brackets).
+pub(crate) fn parse_dns_server(text: &str) -> Result<SocketAddr, &'static str> {
+    if let Ok(sock) = text.parse::<SocketAddr>() {
+        return Ok(sock);
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| EXPECTED_DNS_SERVER)
+}
+
+/// What a `--dns-deadline` value should look like.
+pub(crate) const EXPECTED_DNS_DEADLINE: &str =
+    "a duration from 10ms to 60s: milliseconds with ms (500ms) or seconds with s or alone (2s, 2)";
+
+/// Parse a `--dns-deadline` value: `500ms`, `2s` or `2` (seconds).
+pub(crate) fn parse_deadline(text: &str) -> Result<Duration, &'static str> {
+    let (digits, millis_per_unit) = match text.strip_suffix("ms") {
+        Some(digits) => (digits, 1),
+        None => (text.strip_suffix('s').unwrap_or(text), 1000),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(EXPECTED_DNS_DEADLINE);
+    }
+    let n: u64 = digits.parse().map_err(|_| EXPECTED_DNS_DEADLINE)?;
+    let deadline = Duration::from_millis(n.saturating_mul(millis_per_unit));
+    if (MIN_DNS_DEADLINE..=MAX_DNS_DEADLINE).contains(&deadline) {
+        Ok(deadline)
+    } else {
+        Err(EXPECTED_DNS_DEADLINE)
+    }
+}
+
 /// A checked `host:port` of `--listen`: what [`parse_tcp`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TcpTarget<'a> {
@@ -245,6 +362,8 @@ pub(crate) struct Config {
     pub(crate) state_file: Option<PathBuf>,
     /// `--state-interval`: how often the counters are written.
     pub(crate) state_interval: Duration,
+    /// The DNS client's settings (`--dns-*`).
+    pub(crate) dns: DnsSettings,
 }
 
 impl Default for Config {
@@ -259,6 +378,7 @@ impl Default for Config {
             log_level: Level::Info,
             state_file: None,
             state_interval: Duration::from_secs(DEFAULT_STATE_INTERVAL_SECS),
+            dns: DnsSettings::default(),
         }
     }
 }
@@ -580,6 +700,37 @@ SERVE OPTIONS:
     -h, --help              Print this help and exit.
     -V, --version           Print the version and exit.
 
+DNS OPTIONS (serve; used only by a policy with DNS tests, such as
+client_address in dnsbl \"zone\"; a policy without them opens no DNS socket):
+    --dns-server ADDR       A DNS resolver to ask (recursive, or a local cache
+                            such as unbound); repeat for several, asked in
+                            order, the next one when a try gets no answer. An
+                            IP address with an optional port: 192.0.2.53,
+                            127.0.0.1:5353, [2001:db8::53]:53. Public DNS
+                            lists refuse queries from big public resolvers:
+                            use your own. [default: the nameserver lines of
+                            /etc/resolv.conf, read when a policy with DNS
+                            tests is loaded; none there refuses the start]
+    --dns-deadline TIME     How long a request waits for its DNS answers, all
+                            queries in flight at once: 500ms, 2s. A test whose
+                            answer is missing then is unknown (its rule does
+                            not apply), and a warning is logged (at most one
+                            a minute, with the count of the others).
+                            10ms to 60s. [default: {dns_deadline} s]
+    --dns-cache-bytes N     Memory for the answers cache, shared by all
+                            connections; answers are kept for their TTL (at
+                            most a day), NXDOMAIN and NODATA for the SOA's
+                            negative TTL (at most 3 hours); when full, the
+                            entries closest to expiry go first. 0: no cache.
+                            [default: {dns_cache}]
+    --dns-skip-after N      Skip a DNS list whose queries timed out in N
+                            requests in a row: its tests are unknown at once,
+                            without waiting (logged when it starts and ends).
+                            [default: {dns_skip_after}]
+    --dns-skip-for SECS     How long a list is skipped; then it is asked again,
+                            and one more timeout skips it again.
+                            [default: {dns_skip_for}]
+
 POSTFIX (main.cf), Postfix 3.0 or later:
     smtpd_recipient_restrictions =
         permit_mynetworks,
@@ -608,6 +759,12 @@ logger(1); one line each, key=value, client bytes escaped):
     policyd[PID]: error: cannot write state file PATH: writing PATH.tmp: no
         space left on device; retrying in 60 s
     policyd[PID]: warning: closing connection peer=127.0.0.1:5555 reason=\"...\"
+    policyd[PID]: info: policy FILE has DNS tests: asking 127.0.0.1:53 (deadline
+        2000 ms); lists: zen.example
+    policyd[PID]: warning: DNS answers missing at the deadline: the tests on them
+        are unknown peer=... missing=1 queries=\"2.0.2.192.zen.example A\" ...
+    policyd[PID]: warning: DNS list keeps timing out: skipping it, its tests are
+        unknown zone=zen.example timeouts=10 for_secs=300
     A rule marked dry-run that applies logs one dry-run line (the action it
     would have given) before the decision line, and changes nothing.
     A protocol fault (oversize request or line, NUL byte, malformed line, bad
@@ -669,6 +826,10 @@ EXIT CODES:
         tempfail = EX_TEMPFAIL,
         state_interval = DEFAULT_STATE_INTERVAL_SECS,
         top = DEFAULT_TOP,
+        dns_deadline = DEFAULT_DNS_DEADLINE.as_secs(),
+        dns_cache = DEFAULT_DNS_CACHE_BYTES,
+        dns_skip_after = DEFAULT_DNS_SKIP_AFTER,
+        dns_skip_for = DEFAULT_DNS_SKIP_FOR_SECS,
     )
 }
 
@@ -861,6 +1022,60 @@ where
             }
             Opt::MaxLineBytes => p.config.limits.max_line_bytes = limit(canonical, &value)?,
             Opt::MaxAttributes => p.config.limits.max_attributes = limit(canonical, &value)?,
+            Opt::DnsServer => {
+                let text = utf8(canonical, &value)?;
+                let server = parse_dns_server(text).map_err(|expected| CliError::BadValue {
+                    option: canonical,
+                    value: text.to_owned(),
+                    expected,
+                })?;
+                if p.config.dns.servers.len() == MAX_DNS_SERVERS {
+                    return Err(CliError::BadValue {
+                        option: canonical,
+                        value: text.to_owned(),
+                        expected: "at most 8 servers",
+                    });
+                }
+                p.config.dns.servers.push(server);
+            }
+            Opt::DnsDeadline => {
+                let text = utf8(canonical, &value)?;
+                p.config.dns.deadline =
+                    parse_deadline(text).map_err(|expected| CliError::BadValue {
+                        option: canonical,
+                        value: text.to_owned(),
+                        expected,
+                    })?;
+            }
+            Opt::DnsCacheBytes => {
+                p.config.dns.cache_bytes = number(
+                    canonical,
+                    &value,
+                    0,
+                    MAX_DNS_CACHE_BYTES,
+                    "a whole number of bytes from 0 (no cache) to 4294967296",
+                )?;
+            }
+            Opt::DnsSkipAfter => {
+                let n = number_u64(
+                    canonical,
+                    &value,
+                    1,
+                    u64::from(MAX_DNS_SKIP_AFTER),
+                    "a whole number from 1 to 1000000",
+                )?;
+                // In range, so it fits.
+                p.config.dns.skip_after = u32::try_from(n).unwrap_or(MAX_DNS_SKIP_AFTER);
+            }
+            Opt::DnsSkipFor => {
+                p.config.dns.skip_for = Duration::from_secs(number_u64(
+                    canonical,
+                    &value,
+                    1,
+                    MAX_TIMEOUT_SECS,
+                    "whole seconds from 1 to 86400",
+                )?);
+            }
             Opt::LogLevel => {
                 let text = utf8(canonical, &value)?;
                 p.config.log_level = Level::from_name(text).ok_or_else(|| CliError::BadValue {
@@ -982,6 +1197,11 @@ enum Opt {
     Limit,
     Top,
     Window,
+    DnsServer,
+    DnsDeadline,
+    DnsCacheBytes,
+    DnsSkipAfter,
+    DnsSkipFor,
 }
 
 /// One option: its spellings (the first is the canonical one, used in
@@ -1073,6 +1293,15 @@ const OPTIONS: &[OptSpec] = &[
     spec(Opt::Limit, &["--limit"], true, STATE),
     spec(Opt::Top, &["--top"], true, STATE),
     spec(Opt::Window, &["--window"], true, STATE),
+    OptSpec {
+        // Repeatable: one server each.
+        once: false,
+        ..spec(Opt::DnsServer, &["--dns-server"], true, SERVE)
+    },
+    spec(Opt::DnsDeadline, &["--dns-deadline"], true, SERVE),
+    spec(Opt::DnsCacheBytes, &["--dns-cache-bytes"], true, SERVE),
+    spec(Opt::DnsSkipAfter, &["--dns-skip-after"], true, SERVE),
+    spec(Opt::DnsSkipFor, &["--dns-skip-for"], true, SERVE),
 ];
 
 fn utf8<'v>(option: &'static str, value: &'v OsStr) -> Result<&'v str, CliError> {
@@ -1588,6 +1817,105 @@ mod tests {
         }
         assert!(help().contains("--state-file PATH"));
         assert!(help().contains("policyd state"));
+    }
+
+    #[test]
+    fn dns_options() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config.dns, DnsSettings::default());
+        assert_eq!(config.dns.deadline, Duration::from_secs(2));
+        let config = run(&[
+            "--dns-server",
+            "127.0.0.1",
+            "--dns-server=[2001:db8::53]:5353",
+            "--dns-server",
+            "192.0.2.53:53",
+            "--dns-server",
+            "2001:db8::1",
+            "--dns-deadline",
+            "250ms",
+            "--dns-cache-bytes",
+            "0",
+            "--dns-skip-after",
+            "3",
+            "--dns-skip-for",
+            "30",
+        ])
+        .unwrap();
+        let servers: Vec<String> = config.dns.servers.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            servers,
+            [
+                "127.0.0.1:53",
+                "[2001:db8::53]:5353",
+                "192.0.2.53:53",
+                "[2001:db8::1]:53"
+            ]
+        );
+        assert_eq!(config.dns.deadline, Duration::from_millis(250));
+        assert_eq!(config.dns.cache_bytes, 0);
+        assert_eq!(config.dns.skip_after, 3);
+        assert_eq!(config.dns.skip_for, Duration::from_secs(30));
+        for (text, millis) in [("2s", 2000), ("2", 2000), ("10ms", 10), ("60s", 60_000)] {
+            assert_eq!(
+                parse_deadline(text),
+                Ok(Duration::from_millis(millis)),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "ms",
+            "9ms",
+            "61s",
+            "1.5s",
+            "-1",
+            "2m",
+            "2 s",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_deadline(text), Err(EXPECTED_DNS_DEADLINE), "{text:?}");
+        }
+        for bad in ["dns.example", "127.0.0.1:99999", "[::1", "::1]:53", ""] {
+            assert!(matches!(
+                err(&["--dns-server", bad]),
+                CliError::BadValue {
+                    option: "--dns-server",
+                    ..
+                }
+            ));
+        }
+        let nine: Vec<String> = (1..=9)
+            .map(|n| format!("--dns-server=192.0.2.{n}"))
+            .collect();
+        let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+        assert!(matches!(
+            err(&nine),
+            CliError::BadValue {
+                expected: "at most 8 servers",
+                ..
+            }
+        ));
+        for (args, option) in [
+            (&["--dns-skip-after", "0"][..], "--dns-skip-after"),
+            (&["--dns-skip-for", "0"], "--dns-skip-for"),
+            (&["--dns-cache-bytes", "x"], "--dns-cache-bytes"),
+            (&["--dns-deadline", "0ms"], "--dns-deadline"),
+        ] {
+            assert!(
+                matches!(err(args), CliError::BadValue { option: o, .. } if o == option),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            err(&["check", "--dns-server", "127.0.0.1", "x"]),
+            CliError::OptionNotFor {
+                option: "--dns-server",
+                command: "check"
+            }
+        );
+        assert!(help().contains("--dns-server ADDR"));
+        assert!(help().contains("--dns-deadline TIME"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The one source of policy time: [`now`] is the only place in `policyd`
 //! that reads the wall clock for decisions and state (limit windows,
-//! greylist delays, the state file's `written` time, `policyd state`'s ages,
+//! greylist delays, the DNS cache's expiry and DNS lists' skips, the state file's `written` time, `policyd state`'s ages,
 //! `policyd test`'s default time).
 //!
 //! # The test clock (for tests only)
@@ -30,6 +30,9 @@
 //!
 //! Timers about I/O, not policy, keep the monotonic clock and are not under
 //! the test clock: a connection's idle timeout and request deadline (`conn`),
+//! a request's DNS deadline and its tries, and the DNS warnings' rate limit
+//! (`dns`; the DNS cache's TTLs and a DNS list's skip are policy time, on
+//! this clock),
 //! the accept loop's pauses, the stop's waits for connections and acceptors
 //! (`server`), the state writer's interval and the final write's wait
 //! (`statefile`), and the log's flush. They bound how long the daemon waits

@@ -2,9 +2,14 @@
 //! closes, a timeout expires, a protocol fault occurs, or the daemon stops.
 //!
 //! ```text
-//! socket --read_from--> Framer --frame--> Request::parse --> Engine::decide
+//! socket --read_from--> Framer --frame--> Request::parse --> Engine::start
 //!        <--write_all-- reply buffer <--encode-- Decision
 //! ```
+//!
+//! A policy without DNS tests is decided by `Engine::start` at once. One
+//! with DNS tests makes `start` ask for facts: the connection's DNS client
+//! ([`crate::dns`]) answers them, from the shared cache or the servers,
+//! within `--dns-deadline`, and `Engine::resume` decides.
 //!
 //! Each connection owns one [`Framer`] (its read buffer), one reply buffer, one
 //! [`Scratch`] and one log line buffer, all reused for every request: in steady
@@ -36,10 +41,11 @@ use std::io::{self, Write as _};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use policy_core::{Request, Scratch};
+use policy_core::{Request, Scratch, Step};
 use policy_proto::{FrameError, Framer};
 
 use crate::clock;
+use crate::dns::{self, Rounds};
 use crate::listen::{describe, Stream};
 use crate::log::{self, Level, Line};
 use crate::shared::{Settings, Shared};
@@ -125,6 +131,9 @@ struct Conn<'a> {
     framer: Framer,
     reply: Vec<u8>,
     scratch: Scratch,
+    /// Its DNS client: sockets opened at the first DNS query, none for a
+    /// policy without DNS tests.
+    dns: dns::Client,
     line: Vec<u8>,
     /// Requests answered so far.
     requests: u64,
@@ -140,6 +149,7 @@ pub(crate) fn serve(stream: Stream, peer: &str, shared: &Shared) {
         framer: Framer::new(settings.limits),
         reply: Vec::with_capacity(REPLY_CAPACITY),
         scratch: Scratch::new(),
+        dns: dns::Client::new(),
         line: Vec::with_capacity(LINE_CAPACITY),
         requests: 0,
     };
@@ -254,10 +264,32 @@ impl Conn<'_> {
                 Err(e) => return Err(Close::Fault(Fault::Frame(e))),
             };
             let request = Request::parse(frame).map_err(|e| Close::Fault(Fault::Parse(e)))?;
-            let decision = self
-                .shared
-                .engine
-                .decide(&request, clock::now(), &mut self.scratch);
+            let engine = &self.shared.engine;
+            let now = clock::now();
+            // A policy without DNS tests decides here at once, as
+            // `Engine::decide` would.
+            let mut step = engine.start(&request, now, &mut self.scratch);
+            if let Step::NeedFacts = step {
+                let mut rounds = Rounds::new(&self.shared.dns.settings);
+                while let Step::NeedFacts = step {
+                    let facts = self.scratch.facts_mut();
+                    rounds.round(
+                        engine,
+                        &self.shared.dns,
+                        &mut self.dns,
+                        facts,
+                        now,
+                        self.peer,
+                    );
+                    step = engine.resume(&request, now, &mut self.scratch);
+                }
+            }
+            let decision = match step {
+                Step::Decided(decision) => decision,
+                // The loop above ends only when decided; should a later
+                // policy-core ask again, every fact left is unknown.
+                Step::NeedFacts => engine.decide(&request, now, &mut self.scratch),
+            };
             self.reply.clear();
             // `action=<wire>\n\n`: templates expanded and sanitized by
             // policy-core; the encoder keeps a CR or LF off the wire.
@@ -502,6 +534,7 @@ default DUNNO
                 request_timeout: Duration::from_secs(60),
                 limits: Limits::default(),
             },
+            dns: crate::shared::dns::DnsShared::new(crate::cli::DnsSettings::default()),
         });
         let (mut client, server) = UnixStream::pair().unwrap();
         client

@@ -20,6 +20,9 @@
 //! - [`server`]: accept threads, the connection cap, reloads, orderly stop;
 //! - [`shared`]: what every thread shares (engine, stop flag, settings);
 //! - [`conn`]: one connection: framing, deciding, replying, timeouts;
+//! - [`dns`]: the DNS client of a policy's DNS tests (queries in flight at
+//!   once, a deadline, retries), over the shared cache and list health of
+//!   [`shared`];
 //! - [`signals`]: SIGTERM, SIGINT, SIGHUP;
 //! - [`statefile`]: the limits' counters and the greylists' state kept in
 //!   `--state-file` across restarts (loaded at start, written periodically
@@ -35,6 +38,7 @@
 mod cli;
 mod clock;
 mod conn;
+mod dns;
 mod listen;
 mod log;
 mod policy_file;
@@ -127,7 +131,24 @@ fn serve(config: Config) -> ExitCode {
     for warning in &loaded.warnings {
         policy_file::log_diagnostic(warning);
     }
-    policy_file::warn_outside_facts(&loaded.policy, &loaded.name);
+    // Before binding: a policy with DNS tests and no server to ask takes no
+    // port. A policy without them reads no resolv.conf.
+    let dns_servers = if loaded.policy.uses_outside_facts() {
+        let dns = shared::dns::DnsShared::new(config.dns.clone());
+        match dns::prepare(&dns, &loaded.policy, &loaded.name) {
+            Ok(servers) => servers,
+            Err(e) => {
+                log::flush();
+                eprintln!(
+                    "policyd: error: policy {} has DNS tests but no DNS server: {e}",
+                    loaded.name
+                );
+                return ExitCode::from(EX_CONFIG);
+            }
+        }
+    } else {
+        None
+    };
     if config.policy == PolicySource::Action(Action::Ok) {
         // What the compiler warns about for a rule, said for the shortcut.
         log::warning!(
@@ -180,7 +201,7 @@ fn serve(config: Config) -> ExitCode {
             None
         }
     };
-    let code = server::run(config, loaded, state, &mut signals);
+    let code = server::run(config, loaded, state, dns_servers, &mut signals);
     log::flush();
     ExitCode::from(code)
 }

@@ -184,19 +184,6 @@ pub(crate) fn log_text(diagnostic: &Diagnostic) -> String {
     }
 }
 
-/// Warn that `policy`'s outside facts (`in dnsbl` tests) will be unknown:
-/// this policyd does not query DNS yet, so rules whose condition depends on
-/// one do not apply.
-pub(crate) fn warn_outside_facts(policy: &Policy, name: &str) {
-    if policy.uses_outside_facts() {
-        log::warning!(
-            "policy {name} has `in dnsbl` tests, but this policyd does not query DNS yet: \
-             their answers are unknown, and a rule whose condition depends on one does not \
-             apply"
-        );
-    }
-}
-
 /// Log `diagnostic` at its own level: an error at error level, a warning at
 /// warning level, the severity word written once (by the logger).
 pub(crate) fn log_diagnostic(diagnostic: &Diagnostic) {

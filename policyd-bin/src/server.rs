@@ -34,9 +34,11 @@ use policy_core::{Engine, State};
 
 use crate::cli::{self, Config, PolicySource, EX_OSERR};
 use crate::conn::{self, POLL_INTERVAL, SHUTDOWN_GRACE};
+use crate::dns;
 use crate::listen::{self, describe, Listener, Stream};
 use crate::log::{self, Level, Line};
 use crate::policy_file::{self, plural, LoadError, Loaded};
+use crate::shared::dns::DnsShared;
 use crate::shared::{Settings, Shared};
 use crate::signals::{Signal, Signals};
 use crate::statefile::Writer;
@@ -87,8 +89,15 @@ impl Drop for Slot {
 }
 
 /// Run the daemon with `config` and the policy `loaded` from it until it is
-/// told to stop. Returns the exit code.
-pub(crate) fn run(config: Config, loaded: Loaded, state: State, signals: &mut Signals) -> u8 {
+/// told to stop. Returns the exit code. `dns_servers`: the DNS servers, read
+/// at start when the policy has DNS tests ([`dns::prepare`]).
+pub(crate) fn run(
+    config: Config,
+    loaded: Loaded,
+    state: State,
+    dns_servers: Option<Arc<[std::net::SocketAddr]>>,
+    signals: &mut Signals,
+) -> u8 {
     let mut listeners = Vec::new();
     for addr in &config.listen {
         match listen::bind(addr) {
@@ -122,7 +131,12 @@ pub(crate) fn run(config: Config, loaded: Loaded, state: State, signals: &mut Si
             request_timeout: config.request_timeout,
             limits: config.limits,
         },
+        dns: DnsShared::new(config.dns.clone()),
     });
+    if let Some(servers) = dns_servers {
+        // Read at start, before binding (see `main`).
+        let _ = shared.dns.servers.set(servers);
+    }
 
     let (done_tx, done_rx) = mpsc::channel();
     for listener in &listeners {
@@ -301,7 +315,7 @@ fn spawn_reloader(path: PathBuf, shared: Arc<Shared>) -> io::Result<mpsc::Sender
         .spawn(move || {
             while rx.recv().is_ok() {
                 while rx.try_recv().is_ok() {}
-                reload(&path, &shared.engine);
+                reload(&path, &shared);
             }
         })?;
     Ok(tx)
@@ -309,14 +323,22 @@ fn spawn_reloader(path: PathBuf, shared: Arc<Shared>) -> io::Result<mpsc::Sender
 
 /// Read and compile the policy file again; put it in force if it compiles,
 /// else log why and keep the policy in force.
-fn reload(path: &Path, engine: &Engine) {
+fn reload(path: &Path, shared: &Shared) {
+    let engine = &shared.engine;
     let started = Instant::now();
     match policy_file::load(&PolicySource::File(path.to_owned())) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 policy_file::log_diagnostic(warning);
             }
-            policy_file::warn_outside_facts(&loaded.policy, &loaded.name);
+            // The first policy with DNS tests: its servers, or no reload.
+            if let Err(e) = dns::prepare(&shared.dns, &loaded.policy, &loaded.name) {
+                log::error!(
+                    "reload failed: policy {} has DNS tests but no DNS server: {e};                      keeping the policy in force",
+                    loaded.name
+                );
+                return;
+            }
             let old = engine.state();
             // Requests being decided finish with the old policy; every
             // connection's next request uses the new one.

@@ -1,7 +1,10 @@
 //! What every thread of the daemon shares: the engine in force, the stop
-//! flag, the connection count and the command line's settings. Its own
-//! module, below `conn`, `statefile` and `server`, so that they can all use
-//! it without importing each other (no module cycles, issue 10 point 5).
+//! flag, the connection count, the command line's settings and the DNS
+//! client's cache and list health ([`dns`]). Its own module, below `conn`,
+//! `dns`, `statefile` and `server`, so that they can all use it without
+//! importing each other (no module cycles, issue 10 point 5).
+
+pub(crate) mod dns;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
@@ -33,4 +36,6 @@ pub(crate) struct Shared {
     pub(crate) active: AtomicUsize,
     /// From the command line.
     pub(crate) settings: Settings,
+    /// The DNS clients' cache, list health and servers.
+    pub(crate) dns: dns::DnsShared,
 }

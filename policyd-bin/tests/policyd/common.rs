@@ -482,6 +482,10 @@ impl Drop for TempDir {
 /// names a file holding Unix milliseconds, read on every decision.
 pub(crate) const TEST_CLOCK_VAR: &str = "POLICYD_TEST_CLOCK";
 
+/// The daemon's resolv.conf variable (see `policyd-bin/src/dns/mod.rs`): it
+/// names the file read instead of `/etc/resolv.conf`.
+pub(crate) const TEST_RESOLV_CONF_VAR: &str = "POLICYD_TEST_RESOLV_CONF";
+
 /// A test clock file for [`Daemon::start_with_clock`]: time stands still
 /// until the test moves it, so nothing waits for real time to pass.
 pub(crate) struct TestClock {

@@ -4,11 +4,12 @@
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::{
     connect, rcpt_request, read_reply, read_until_closed, request, request_with, run,
-    run_with_stdin, Daemon, TempDir, TestClock, TEST_CLOCK_VAR, TIMEOUT,
+    run_with_stdin, Daemon, TempDir, TestClock, TEST_CLOCK_VAR, TEST_RESOLV_CONF_VAR, TIMEOUT,
 };
 
 const DUNNO: &[u8] = b"action=DUNNO\n\n";
@@ -303,8 +304,11 @@ mod serving {
     /// A policy with an outside fact: the daemon does not query DNS yet,
     /// says so at start, and decides with the fact unknown (the rule that
     /// depends on it does not apply; `not` of it neither).
+    /// A policy with DNS tests needs a DNS server: none in resolv.conf and
+    /// no --dns-server refuses the start; a policy without DNS tests never
+    /// reads resolv.conf. (The DNS tests against unbound are in `dns`.)
     #[test]
-    fn outside_facts_are_unknown_and_said_so() {
+    fn outside_facts_need_a_dns_server() {
         let dir = TempDir::new("dnsbl");
         let policy = dir.write(
             "policy.conf",
@@ -312,16 +316,60 @@ mod serving {
              rule clean { unless client_address in dnsbl \"bl.example\" then OK }\n\
              default DEFER \"4.7.1 not decided\"\n",
         );
-        let daemon = Daemon::start(&["--config", &policy]);
-        daemon.expect_log("the outside-facts warning", |l| {
-            l.contains("warning: policy ")
-                && l.contains(" has `in dnsbl` tests, but this policyd does not query DNS yet")
+        let empty = dir.write("resolv.conf", "search example.net\n");
+        let env = [(TEST_RESOLV_CONF_VAR, Path::new(&empty))];
+        let Err(failure) = Daemon::try_start_env(&["--config", &policy], &env) else {
+            panic!("started without a DNS server");
+        };
+        assert_eq!(failure.status.code(), Some(78), "{failure:?}");
+        let line = failure.stderr.join("\n");
+        assert!(
+            line.contains("has DNS tests but no DNS server")
+                && line.contains("has no usable nameserver line; give one with --dns-server"),
+            "{line}"
+        );
+
+        // A policy without DNS tests: resolv.conf is not even read.
+        let missing = [(TEST_RESOLV_CONF_VAR, Path::new("/nonexistent/resolv.conf"))];
+        let daemon = Daemon::try_start_env(&[], &missing).expect("starts without DNS");
+        assert!(
+            !daemon.log().iter().any(|l| l.contains("DNS")),
+            "{:?}",
+            daemon.log()
+        );
+        drop(daemon);
+
+        // A server that never answers: both tests unknown, neither rule
+        // applies; the warning names the query and the peer.
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = hole.local_addr().unwrap().to_string();
+        let daemon = Daemon::try_start_env(
+            &[
+                "--config",
+                &policy,
+                "--dns-server",
+                &server,
+                "--dns-deadline",
+                "100ms",
+            ],
+            &missing,
+        )
+        .expect("starts with --dns-server");
+        daemon.expect_log("the DNS servers", |l| {
+            l.contains("info: policy ")
+                && l.contains(&format!("has DNS tests: asking {server} (deadline 100 ms)"))
         });
         let mut conn = daemon.connect();
         assert_eq!(
             request(&mut conn, &rcpt_request(1)),
             b"action=DEFER 4.7.1 not decided\n\n"
         );
+        let peer = conn.local_addr().unwrap().to_string();
+        daemon.expect_log("the missing answers", |l| {
+            l.contains("warning: DNS answers missing at the deadline")
+                && l.contains("queries=\"2.2.0.192.bl.example A\"")
+                && l.contains(&format!("peer={peer}"))
+        });
     }
 
     #[test]
@@ -734,7 +782,7 @@ mod sockets {
         dir
     }
 
-    fn unix_connect(path: &std::path::Path) -> UnixStream {
+    fn unix_connect(path: &Path) -> UnixStream {
         let conn = UnixStream::connect(path).expect("connect to the UNIX socket");
         conn.set_read_timeout(Some(TIMEOUT)).unwrap();
         conn.set_write_timeout(Some(TIMEOUT)).unwrap();

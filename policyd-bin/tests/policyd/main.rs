@@ -8,6 +8,11 @@
 //!   (`SKIPPED` when Postfix or root is missing, a failure instead when
 //!   `POLICYD_REQUIRE_POSTFIX=1`); run it alone with
 //!   `cargo test -p policyd-bin --test policyd postfix_e2e`;
+//! - [`dns`]: the daemon's DNS against a real unbound: DNSBL listings, the
+//!   cache, the deadline, a list that keeps timing out;
+//! - [`unbound`]: the unbound harness (`SKIPPED` when unbound is missing, a
+//!   failure instead when `POLICYD_REQUIRE_UNBOUND=1`), with the test zones
+//!   of `dns/zones.conf`;
 //! - [`common`]: starting the daemon, its log, its test clock, requests.
 //!
 //! Time: daemons whose tests depend on policy time run on a test clock
@@ -17,4 +22,6 @@
 
 mod common;
 mod daemon;
+mod dns;
 mod postfix_e2e;
+mod unbound;

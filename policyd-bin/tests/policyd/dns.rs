@@ -1,0 +1,215 @@
+//! The daemon's DNS: the real `policyd` asking a real unbound
+//! ([`crate::unbound`], the test zones of `dns/zones.conf`) for its
+//! `in dnsbl` tests; the cache; the deadline; a list that keeps timing out.
+//!
+//! No test waits for time to pass: each waits for a reply or a log line.
+//! Policy time (the cache's TTLs, a list's skip) is the daemon's test
+//! clock, moved by the tests.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::common::{request, request_with, Daemon, TempDir, TestClock, TEST_CLOCK_VAR};
+use crate::unbound::Unbound;
+
+const DUNNO: &[u8] = b"action=DUNNO\n\n";
+const LISTED: &[u8] = b"action=REJECT 5.7.1 listed in bl.test\n\n";
+
+/// A policy that rejects clients listed in bl.test.
+const POLICY: &str = "rule listed {\n\
+    if client_address in dnsbl \"bl.test\" then REJECT \"5.7.1 listed in bl.test\"\n\
+}\n\
+default DUNNO\n";
+
+fn client(ip: &str) -> Vec<u8> {
+    request_with(&[("client_address", ip)])
+}
+
+/// Start `policyd` with `policy`, asking `server`, on a test clock.
+fn daemon(dir: &TempDir, policy: &str, clock: &TestClock, extra: &[&str]) -> Daemon {
+    let config = dir.write("policy.conf", policy);
+    let mut args = vec!["--config", &config];
+    args.extend_from_slice(extra);
+    match Daemon::try_start_env(&args, &[(TEST_CLOCK_VAR, clock.path())]) {
+        Ok(daemon) => daemon,
+        Err(failure) => panic!("policyd {args:?} failed to start: {failure:?}"),
+    }
+}
+
+#[test]
+fn listed_clients_are_rejected_and_others_not() {
+    let Some(unbound) = Unbound::start("daemon-listed") else {
+        return;
+    };
+    let dir = TempDir::new("dns-listed");
+    let clock = TestClock::new(dir.path(), "clock");
+    let server = unbound.addr().to_string();
+    let daemon = daemon(&dir, POLICY, &clock, &["--dns-server", &server]);
+    daemon.expect_log("the servers in use", |l| {
+        l.contains(&format!("has DNS tests: asking {server} ")) && l.contains("lists: bl.test")
+    });
+    let mut conn = daemon.connect();
+    // Listed (127.0.0.2), listed with another code (127.0.0.10), listed
+    // by its IPv6 address (the nibble form).
+    for ip in ["192.0.2.66", "192.0.2.10", "2001:db8::66"] {
+        assert_eq!(request(&mut conn, &client(ip)), LISTED, "{ip}");
+    }
+    // Not listed (NXDOMAIN).
+    for ip in ["192.0.2.1", "2001:db8::1"] {
+        assert_eq!(request(&mut conn, &client(ip)), DUNNO, "{ip}");
+    }
+    // The list's error code (127.255.255.254: "query through a public
+    // resolver") is no listing: unknown, and said so.
+    assert_eq!(request(&mut conn, &client("192.0.2.99")), DUNNO);
+    daemon.expect_log("the list's error code", |l| {
+        l.contains("warning: DNS list answered an error code")
+            && l.contains("query=99.2.0.192.bl.test answer=127.255.255.254")
+    });
+}
+
+#[test]
+fn answers_come_from_the_cache_until_their_ttl() {
+    let Some(mut unbound) = Unbound::start("daemon-cache") else {
+        return;
+    };
+    let dir = TempDir::new("dns-cache");
+    let mut clock = TestClock::new(dir.path(), "clock");
+    let server = unbound.addr().to_string();
+    let daemon = daemon(
+        &dir,
+        POLICY,
+        &clock,
+        &["--dns-server", &server, "--dns-deadline", "300ms"],
+    );
+    let mut conn = daemon.connect();
+    assert_eq!(request(&mut conn, &client("192.0.2.66")), LISTED);
+    assert_eq!(request(&mut conn, &client("192.0.2.1")), DUNNO);
+
+    // unbound gone: the answers come from the cache, on this connection
+    // and on another one (the cache is shared).
+    unbound.stop();
+    assert_eq!(request(&mut conn, &client("192.0.2.66")), LISTED);
+    let mut other = daemon.connect();
+    assert_eq!(request(&mut other, &client("192.0.2.66")), LISTED);
+    assert_eq!(request(&mut other, &client("192.0.2.1")), DUNNO);
+    assert!(
+        !daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("DNS answers missing")),
+        "a cached answer sends nothing: {:?}",
+        daemon.log()
+    );
+
+    // Past the TTL (300 s): asked again, no answer, unknown: the rule does
+    // not apply, and the missing answer is logged.
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(request(&mut conn, &client("192.0.2.66")), DUNNO);
+    daemon.expect_log("the missing answer", |l| {
+        l.contains("warning: DNS answers missing at the deadline")
+            && l.contains("queries=\"66.2.0.192.bl.test A\"")
+    });
+}
+
+#[test]
+fn a_list_that_does_not_answer_is_unknown_at_the_deadline() {
+    let Some(unbound) = Unbound::start("daemon-slow") else {
+        return;
+    };
+    let dir = TempDir::new("dns-slow");
+    let clock = TestClock::new(dir.path(), "clock");
+    let server = unbound.addr().to_string();
+    let policy = "rule listed { if client_address in dnsbl \"slow.test\" then REJECT }\n\
+                  rule clean { unless client_address in dnsbl \"slow.test\" then OK }\n\
+                  rule also { if client_address in dnsbl \"bl.test\" then REJECT \"5.7.1 bl\" }\n\
+                  default DEFER \"4.7.1 not decided\"\n";
+    let daemon = daemon(
+        &dir,
+        policy,
+        &clock,
+        &["--dns-server", &server, "--dns-deadline", "300ms"],
+    );
+    let mut conn = daemon.connect();
+    // slow.test's answer is missing: neither rule on it applies; bl.test
+    // answered in the same round.
+    assert_eq!(
+        request(&mut conn, &client("192.0.2.66")),
+        b"action=REJECT 5.7.1 bl\n\n"
+    );
+    assert_eq!(
+        request(&mut conn, &client("192.0.2.1")),
+        b"action=DEFER 4.7.1 not decided\n\n"
+    );
+    let peer = conn.local_addr().unwrap().to_string();
+    daemon.expect_log("the missing answer", |l| {
+        l.contains("warning: DNS answers missing at the deadline")
+            && l.contains("queries=\"66.2.0.192.slow.test A\"")
+            && l.contains(&format!("peer={peer}"))
+    });
+}
+
+/// Datagrams waiting on `socket` (read them all).
+fn drain(socket: &UdpSocket) -> usize {
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1500];
+    let mut n = 0;
+    while socket.recv_from(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// After `--dns-skip-after` timeouts in a row, a list is skipped (nothing
+/// sent for it) for `--dns-skip-for`, then asked again. The server here is
+/// a socket of the test that never answers but counts the queries (a
+/// datagram on loopback is in its buffer before the daemon's reply is
+/// written, so counting after the reply misses none).
+#[test]
+fn a_list_that_keeps_timing_out_is_skipped_for_a_while() {
+    let dir = TempDir::new("dns-skip");
+    let mut clock = TestClock::new(dir.path(), "clock");
+    let hole = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = hole.local_addr().unwrap().to_string();
+    let policy = "rule listed { if client_address in dnsbl \"dead.test\" then REJECT }\n\
+                  default DUNNO\n";
+    let daemon = daemon(
+        &dir,
+        policy,
+        &clock,
+        &[
+            "--dns-server",
+            &server,
+            "--dns-deadline",
+            "100ms",
+            "--dns-skip-after",
+            "2",
+            "--dns-skip-for",
+            "60",
+        ],
+    );
+    let mut conn = daemon.connect();
+    for n in 1..=2 {
+        assert_eq!(request(&mut conn, &client("192.0.2.5")), DUNNO);
+        assert!(drain(&hole) >= 1, "request {n} asked the list");
+    }
+    daemon.expect_log("the skip", |l| {
+        l.contains("warning: DNS list keeps timing out: skipping it")
+            && l.contains("zone=dead.test timeouts=2 for_secs=60")
+    });
+    // Skipped: unknown at once, nothing sent.
+    for ip in ["192.0.2.5", "192.0.2.6"] {
+        assert_eq!(request(&mut conn, &client(ip)), DUNNO);
+        assert_eq!(drain(&hole), 0, "{ip}: a skipped list is not asked");
+    }
+    // The skip is over: asked again (and skipped again at once after one
+    // more timeout).
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(request(&mut conn, &client("192.0.2.7")), DUNNO);
+    assert!(drain(&hole) >= 1);
+    daemon.expect_log("the end of the skip", |l| {
+        l.contains("info: DNS list skip over: asking it again zone=dead.test")
+    });
+    assert!(daemon.wait_for_log_count(2, |l| l.contains("keeps timing out: skipping it")));
+    assert_eq!(request(&mut conn, &client("192.0.2.8")), DUNNO);
+    assert_eq!(drain(&hole), 0);
+}
