@@ -41,6 +41,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::ops::Range;
 
+use crate::base::bytes::fnv1a_words;
+
 /// The kind of a DNS query.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,6 +154,8 @@ enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fact {
     kind: QueryKind,
+    /// A hash of the name, to find a query without comparing names.
+    hash: u64,
     name: Range<u32>,
     state: State,
 }
@@ -200,6 +204,12 @@ impl<'a> Strings<'a> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.spans.is_empty()
+    }
+
+    /// The `i`th name or text.
+    pub(crate) fn get(&self, i: usize) -> Option<&'a [u8]> {
+        let r = self.spans.get(i)?;
+        self.data.get(r.start as usize..r.end as usize)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -277,7 +287,8 @@ impl Facts {
     /// Ask `kind` of `name` unless already asked (or the deadline passed:
     /// `None`); returns the fact's index and whether it was new.
     pub(crate) fn ask_at(&mut self, kind: QueryKind, name: &[u8]) -> (u32, bool) {
-        if let Some(i) = self.find(kind, name) {
+        let hash = fnv1a_words(name);
+        if let Some(i) = self.find_hashed(kind, hash, name) {
             return (to_u32(i), false);
         }
         if self.closed {
@@ -287,6 +298,7 @@ impl Facts {
         self.names.extend_from_slice(name);
         self.facts.push(Fact {
             kind,
+            hash,
             name: to_u32(start)..to_u32(self.names.len()),
             state: State::Pending,
         });
@@ -339,10 +351,15 @@ impl Facts {
             .unwrap_or_default()
     }
 
+    #[cfg(test)]
     fn find(&self, kind: QueryKind, name: &[u8]) -> Option<usize> {
+        self.find_hashed(kind, fnv1a_words(name), name)
+    }
+
+    fn find_hashed(&self, kind: QueryKind, hash: u64, name: &[u8]) -> Option<usize> {
         self.facts
             .iter()
-            .position(|f| f.kind == kind && self.name(f) == name)
+            .position(|f| f.hash == hash && f.kind == kind && self.name(f) == name)
     }
 
     /// What is known of `kind` of `name`: `None` when it was never asked
@@ -508,6 +525,7 @@ impl QueryName {
         len: 0,
     };
 
+    #[cfg(test)]
     fn new() -> Self {
         Self::EMPTY
     }
@@ -524,60 +542,95 @@ impl QueryName {
     }
 
     /// `name`, lower-cased, without a trailing dot.
+    #[cfg(test)]
     pub(crate) fn of(name: &[u8]) -> Self {
         let mut out = Self::new();
-        let name = name.strip_suffix(b".").unwrap_or(name);
-        out.push(name);
-        out.buf[..out.len].make_ascii_lowercase();
+        out.set_of(name);
         out
+    }
+
+    /// Make this the empty name.
+    pub(crate) fn len_zero(&mut self) {
+        self.len = 0;
+    }
+
+    /// Make this `name`, lower-cased, without a trailing dot.
+    pub(crate) fn set_of(&mut self, name: &[u8]) {
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        self.len = 0;
+        self.push(name);
+        self.buf[..self.len].make_ascii_lowercase();
     }
 
     /// The RHSBL query name of `domain` in `zone` (`domain.zone`, lower
     /// case; RFC 5782 section 2.3).
+    #[cfg(test)]
     pub(crate) fn rhsbl(domain: &[u8], zone: &[u8]) -> Self {
-        let mut out = Self::of(domain);
-        out.push(b".");
-        out.push(zone);
+        let mut out = Self::new();
+        out.set_rhsbl(domain, zone);
         out
+    }
+
+    /// Make this the RHSBL query name of `domain` in `zone`.
+    pub(crate) fn set_rhsbl(&mut self, domain: &[u8], zone: &[u8]) {
+        self.set_of(domain);
+        self.push(b".");
+        self.push(zone);
     }
 
     /// The reverse DNS (PTR) query name of `ip`: under `in-addr.arpa` or
     /// `ip6.arpa` (RFC 1035 section 3.5, RFC 3596 section 2.5).
+    #[cfg(test)]
     pub(crate) fn reverse(ip: IpAddr) -> Self {
+        let mut out = Self::new();
+        out.set_reverse(ip);
+        out
+    }
+
+    /// Make this the reverse DNS (PTR) query name of `ip`.
+    pub(crate) fn set_reverse(&mut self, ip: IpAddr) {
         match ip {
-            IpAddr::V4(_) => Self::dnsbl(ip, b"in-addr.arpa"),
-            IpAddr::V6(_) => Self::dnsbl(ip, b"ip6.arpa"),
+            IpAddr::V4(_) => self.set_dnsbl(ip, b"in-addr.arpa"),
+            IpAddr::V6(_) => self.set_dnsbl(ip, b"ip6.arpa"),
         }
     }
 
     /// The DNSBL query name of `ip` in `zone`: IPv4 as its octets
     /// reversed (`2.0.0.127.zone`), IPv6 as its 32 nibbles reversed
     /// (RFC 5782 section 2.4).
+    #[cfg(test)]
     pub(crate) fn dnsbl(ip: IpAddr, zone: &[u8]) -> Self {
-        let mut name = Self::new();
+        let mut out = Self::new();
+        out.set_dnsbl(ip, zone);
+        out
+    }
+
+    /// Make this the DNSBL query name of `ip` in `zone`.
+    pub(crate) fn set_dnsbl(&mut self, ip: IpAddr, zone: &[u8]) {
         match ip {
             IpAddr::V4(v4) => {
                 // At most 16 bytes: no bound to check.
                 let mut len = 0;
                 for &octet in v4.octets().iter().rev() {
                     if octet >= 100 {
-                        name.buf[len] = b'0' + octet / 100;
+                        self.buf[len] = b'0' + octet / 100;
                         len += 1;
                     }
                     if octet >= 10 {
-                        name.buf[len] = b'0' + octet / 10 % 10;
+                        self.buf[len] = b'0' + octet / 10 % 10;
                         len += 1;
                     }
-                    name.buf[len] = b'0' + octet % 10;
-                    name.buf[len + 1] = b'.';
+                    self.buf[len] = b'0' + octet % 10;
+                    self.buf[len + 1] = b'.';
                     len += 2;
                 }
-                name.len = len;
+                self.len = len;
             }
             IpAddr::V6(v6) => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
+                self.len = 0;
                 for byte in v6.octets().iter().rev() {
-                    name.push(&[
+                    self.push(&[
                         HEX[usize::from(byte & 0x0f)],
                         b'.',
                         HEX[usize::from(byte >> 4)],
@@ -586,8 +639,7 @@ impl QueryName {
                 }
             }
         }
-        name.push(zone);
-        name
+        self.push(zone);
     }
 }
 

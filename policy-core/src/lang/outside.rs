@@ -79,16 +79,64 @@ impl DnsList {
         self.answers.iter().any(|m| m.accepts(bits))
     }
 
-    /// The query name of `field` of `request` in this list, if the field
-    /// has a value to look up.
-    pub(crate) fn query_name(&self, field: Field, request: &Request<'_>) -> Option<QueryName> {
+    /// Write the query name of `field` of `request` in this list into
+    /// `name`; `false` if the field has no value to look up. `domains` are
+    /// the request's domains already checked.
+    pub(crate) fn query_name(
+        &self,
+        field: Field,
+        request: &Request<'_>,
+        domains: &Domains<'_>,
+        name: &mut QueryName,
+    ) -> bool {
         match self.side {
-            ListSide::Dnsbl => Some(QueryName::dnsbl(field.ip(request)?, &self.zone)),
+            ListSide::Dnsbl => match field.ip(request) {
+                Some(ip) => {
+                    name.set_dnsbl(ip, &self.zone);
+                    true
+                }
+                None => false,
+            },
             ListSide::Rhsbl => {
-                let mut buf = TextBuf::new();
-                let value = field.text(request, &mut buf);
-                lookup_domain(value).map(|domain| QueryName::rhsbl(domain, &self.zone))
+                let domain = match field {
+                    Field::HeloName => domains.helo,
+                    Field::SenderDomain => domains.sender,
+                    _ => {
+                        let mut buf = TextBuf::new();
+                        let value = field.text(request, &mut buf);
+                        return match lookup_domain(value) {
+                            Some(domain) => {
+                                name.set_rhsbl(domain, &self.zone);
+                                true
+                            }
+                            None => false,
+                        };
+                    }
+                };
+                match domain {
+                    Some(domain) => {
+                        name.set_rhsbl(domain, &self.zone);
+                        true
+                    }
+                    None => false,
+                }
             }
+        }
+    }
+}
+
+/// The request's domains that several tests look up, checked once
+/// ([`lookup_domain`]).
+pub(crate) struct Domains<'r> {
+    pub(crate) helo: Option<&'r [u8]>,
+    pub(crate) sender: Option<&'r [u8]>,
+}
+
+impl<'r> Domains<'r> {
+    fn of(request: &Request<'r>) -> Self {
+        Self {
+            helo: lookup_domain(request.helo_name),
+            sender: lookup_domain(request.sender.domain),
         }
     }
 }
@@ -101,44 +149,35 @@ pub(crate) fn lookup_domain(value: &[u8]) -> Option<&[u8]> {
     if value.len() > crate::facts::MAX_NAME_BYTES || value.eq_ignore_ascii_case(b"unknown") {
         return None;
     }
-    // One pass over a byte-class table: every byte a letter, digit, `-`,
-    // `_` or a dot between non-empty labels, at least one dot, and a last
-    // label not all digits.
+    // One branch-free pass over a byte-class table: every byte a letter,
+    // digit, `-`, `_` or a dot between non-empty labels.
+    let mut bad = 0u8;
     let mut previous = DOT;
-    let mut dots = 0usize;
-    let mut last_label_digits = true;
     for &b in value {
         let class = NAME_CLASS[usize::from(b)];
-        match class {
-            DOT if previous == DOT => return None,
-            DOT => {
-                dots += 1;
-                last_label_digits = true;
-            }
-            INVALID => return None,
-            _ => last_label_digits &= class == DIGIT,
-        }
+        bad |= class & INVALID | class & previous & DOT;
         previous = class;
     }
-    (dots > 0 && previous != DOT && !last_label_digits).then_some(value)
+    // At least one dot, not at the end, and a last label not all digits
+    // (an IPv4 address).
+    let last_dot = value.iter().rposition(|&b| b == b'.')?;
+    let last = value.get(last_dot + 1..)?;
+    (bad == 0 && !last.is_empty() && !last.iter().all(u8::is_ascii_digit)).then_some(value)
 }
 
-/// Byte classes of [`lookup_domain`].
-const INVALID: u8 = 0;
-const DIGIT: u8 = 1;
-const LABEL: u8 = 2;
-const DOT: u8 = 3;
+/// Byte classes of [`lookup_domain`], as bits: a byte no name holds, a dot.
+const INVALID: u8 = 1;
+const DOT: u8 = 2;
 
-/// The class of every byte in a domain name.
+/// The class of every byte in a domain name: 0 for a letter, digit, `-` or
+/// `_`.
 const NAME_CLASS: [u8; 256] = {
     let mut table = [INVALID; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        table[b] = if c.is_ascii_digit() {
-            DIGIT
-        } else if c.is_ascii_alphabetic() || c == b'-' || c == b'_' {
-            LABEL
+        table[b] = if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            0
         } else if c == b'.' {
             DOT
         } else {
@@ -186,11 +225,6 @@ fn address_kind(ip: IpAddr) -> QueryKind {
         IpAddr::V4(_) => QueryKind::A,
         IpAddr::V6(_) => QueryKind::Aaaa,
     }
-}
-
-/// The HELO name as a domain to look up.
-fn helo<'r>(request: &Request<'r>) -> Option<&'r [u8]> {
-    lookup_domain(request.helo_name)
 }
 
 /// The address in a HELO address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
@@ -328,24 +362,32 @@ impl Program {
     /// the TXT of a listing). Returns whether a new query was asked.
     pub(crate) fn ask(&self, request: &Request<'_>, facts: &mut Facts) -> bool {
         let first = facts.is_empty();
+        let mut asked = false;
         if first {
             facts.open_slots(self.outside_tests.len());
-        }
-        let mut asked = false;
-        for (slot, &test) in self.outside_tests.iter().enumerate() {
-            asked |= self.ask_for(test, slot, request, facts, first);
+            let domains = Domains::of(request);
+            let mut name = QueryName::EMPTY;
+            for (slot, &test) in self.outside_tests.iter().enumerate() {
+                asked |= self.ask_first(test, slot, request, &domains, &mut name, facts);
+            }
+        } else {
+            for (slot, &test) in self.outside_tests.iter().enumerate() {
+                asked |= self.ask_later(test, slot, request, facts);
+            }
         }
         asked
     }
 
-    /// [`Program::ask`] for one test, in its slot; `first`: the first round.
-    fn ask_for(
+    /// The first round of [`Program::ask`] for one test, in its slot;
+    /// `name` is a buffer to build query names in.
+    fn ask_first(
         &self,
         test: Outside,
         slot: usize,
         request: &Request<'_>,
+        domains: &Domains<'_>,
+        name: &mut QueryName,
         facts: &mut Facts,
-        first: bool,
     ) -> bool {
         let mut asked = false;
         let mut ask = |facts: &mut Facts, i: usize, kind: QueryKind, name: &[u8]| {
@@ -357,63 +399,125 @@ impl Program {
         };
         match test {
             Outside::List { field, list } => {
+                if let Some(list) = self.dns_lists.get(list as usize) {
+                    if list.query_name(field, request, domains, name) {
+                        ask(facts, 0, QueryKind::A, name.as_bytes());
+                    }
+                }
+            }
+            Outside::Fcrdns => {
+                if let Some(ip) = request.client_address {
+                    name.set_reverse(ip);
+                    ask(facts, 0, QueryKind::Ptr, name.as_bytes());
+                }
+            }
+            Outside::HeloResolves => {
+                if let Some(helo) = domains.helo {
+                    name.set_of(helo);
+                    ask(facts, 0, QueryKind::A, name.as_bytes());
+                    ask(facts, 1, QueryKind::Aaaa, name.as_bytes());
+                }
+            }
+            Outside::HeloMatchesClient => {
+                if let (Some(ip), Some(helo), None) =
+                    (request.client_address, domains.helo, helo_literal(request))
+                {
+                    name.set_of(helo);
+                    ask(facts, 0, address_kind(ip), name.as_bytes());
+                }
+            }
+            Outside::SenderDomainUnknown => {
+                if let Some(domain) = domains.sender {
+                    name.set_of(domain);
+                    ask(facts, 0, QueryKind::Mx, name.as_bytes());
+                    ask(facts, 1, QueryKind::A, name.as_bytes());
+                    ask(facts, 2, QueryKind::Aaaa, name.as_bytes());
+                }
+            }
+        }
+        asked
+    }
+
+    /// A later round of [`Program::ask`] for one test: what its answers
+    /// lead to (a listing's TXT, the addresses of reverse DNS names).
+    fn ask_later(
+        &self,
+        test: Outside,
+        slot: usize,
+        request: &Request<'_>,
+        facts: &mut Facts,
+    ) -> bool {
+        let Some(&Slot {
+            facts: [first, second, _],
+            links,
+        }) = facts.slot(slot)
+        else {
+            return false;
+        };
+        match test {
+            Outside::List { field, list } => {
                 let Some(list) = self.dns_lists.get(list as usize) else {
                     return false;
                 };
-                if first {
-                    if let Some(name) = list.query_name(field, request) {
-                        ask(facts, 0, QueryKind::A, name.as_bytes());
-                    }
-                } else if list.txt {
-                    let Some(&Slot {
-                        facts: [a, txt, _], ..
-                    }) = facts.slot(slot)
-                    else {
-                        return false;
-                    };
-                    let listed = matches!(
-                        facts.known_at(a),
-                        Some(Known::Addresses(found)) if found.iter().any(|&ip| list.accepts(ip))
-                    );
-                    if listed && txt == NONE {
-                        if let Some(name) = list.query_name(field, request) {
-                            ask(facts, 1, QueryKind::Txt, name.as_bytes());
-                        }
-                    }
+                if !list.txt || second != NONE {
+                    return false;
                 }
+                let listed = matches!(
+                    facts.known_at(first),
+                    Some(Known::Addresses(found)) if found.iter().any(|&ip| list.accepts(ip))
+                );
+                if !listed {
+                    return false;
+                }
+                let mut name = QueryName::EMPTY;
+                let domains = Domains::of(request);
+                if !list.query_name(field, request, &domains, &mut name) {
+                    return false;
+                }
+                let (index, new) = facts.ask_at(QueryKind::Txt, name.as_bytes());
+                if let Some(s) = facts.slot_mut(slot) {
+                    s.facts[1] = index;
+                }
+                new
             }
             Outside::Fcrdns => {
                 let Some(ip) = request.client_address else {
                     return false;
                 };
-                if first {
-                    ask(facts, 0, QueryKind::Ptr, QueryName::reverse(ip).as_bytes());
-                    return asked;
-                }
-                let Some(&Slot {
-                    facts: [ptr, ..],
-                    links,
-                }) = facts.slot(slot)
-                else {
-                    return false;
-                };
-                if links.0 != NONE || !matches!(facts.known_at(ptr), Some(Known::Strings(_))) {
+                if links.0 != NONE || !matches!(facts.known_at(first), Some(Known::Strings(_))) {
                     // Asked already, or no names (yet).
                     return false;
                 }
-                // The second round: the addresses of each name, one at a
-                // time (asking grows the buffers the names are in).
+                // The addresses of each name, one at a time (asking grows
+                // the buffers the names are in).
+                let mut asked = false;
                 let mut linked = [NONE; MAX_FCRDNS_NAMES];
-                for (i, entry) in linked.iter_mut().enumerate() {
-                    let name = match facts.known_at(ptr) {
-                        Some(Known::Strings(found)) => {
-                            match found.iter().filter_map(lookup_domain).nth(i) {
-                                Some(name) => QueryName::of(name),
-                                None => break,
+                let mut name = QueryName::EMPTY;
+                // The names come from DNS, lower-cased and without a
+                // trailing dot (`Facts::supply`): only empty ones are left
+                // out; a junk name's lookup fails as any other.
+                let mut i = 0;
+                for entry in &mut linked {
+                    loop {
+                        let Some(Known::Strings(found)) = facts.known_at(first) else {
+                            break;
+                        };
+                        match found.get(i) {
+                            Some(n) if n.is_empty() => i += 1,
+                            Some(n) => {
+                                name.set_of(n);
+                                break;
+                            }
+                            None => {
+                                name.len_zero();
+                                break;
                             }
                         }
-                        _ => break,
-                    };
+                    }
+                    if name.as_bytes().is_empty() {
+                        break;
+                    }
+                    i += 1;
                     let (index, new) = facts.ask_at(address_kind(ip), name.as_bytes());
                     asked |= new;
                     *entry = index;
@@ -426,33 +530,12 @@ impl Program {
                 if let Some(s) = facts.slot_mut(slot) {
                     s.links = (start, end);
                 }
+                asked
             }
-            // One round each.
-            _ if !first => {}
-            Outside::HeloResolves => {
-                if let Some(name) = helo(request) {
-                    let name = QueryName::of(name);
-                    ask(facts, 0, QueryKind::A, name.as_bytes());
-                    ask(facts, 1, QueryKind::Aaaa, name.as_bytes());
-                }
-            }
-            Outside::HeloMatchesClient => {
-                if let (Some(ip), Some(name), None) =
-                    (request.client_address, helo(request), helo_literal(request))
-                {
-                    ask(facts, 0, address_kind(ip), QueryName::of(name).as_bytes());
-                }
-            }
-            Outside::SenderDomainUnknown => {
-                if let Some(domain) = lookup_domain(request.sender.domain) {
-                    let name = QueryName::of(domain);
-                    ask(facts, 0, QueryKind::Mx, name.as_bytes());
-                    ask(facts, 1, QueryKind::A, name.as_bytes());
-                    ask(facts, 2, QueryKind::Aaaa, name.as_bytes());
-                }
+            Outside::HeloResolves | Outside::HeloMatchesClient | Outside::SenderDomainUnknown => {
+                false
             }
         }
-        asked
     }
 
     /// `$dnsbl_reason` for a listing found by the DNS list test of slot
