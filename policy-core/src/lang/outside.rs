@@ -498,20 +498,15 @@ impl Program {
                 // out; a junk name's lookup fails as any other.
                 let mut i = 0;
                 for entry in &mut linked {
-                    loop {
-                        let Some(Known::Strings(found)) = facts.known_at(first) else {
-                            break;
-                        };
+                    name.len_zero();
+                    while let Some(Known::Strings(found)) = facts.known_at(first) {
                         match found.get(i) {
                             Some(n) if n.is_empty() => i += 1,
                             Some(n) => {
                                 name.set_of(n);
                                 break;
                             }
-                            None => {
-                                name.len_zero();
-                                break;
-                            }
+                            None => break,
                         }
                     }
                     if name.as_bytes().is_empty() {
