@@ -501,7 +501,7 @@ impl Program {
                     name.len_zero();
                     while let Some(Known::Strings(found)) = facts.known_at(first) {
                         match found.get(i) {
-                            Some(n) if n.is_empty() => i += 1,
+                            Some([]) => i += 1,
                             Some(n) => {
                                 name.set_of(n);
                                 break;
