@@ -142,6 +142,25 @@ fn policy_decide(c: &mut Criterion) {
         });
     });
 
+    // The score item alone: what DNS scoring costs by itself.
+    let score_only = Engine::new(policies::score_only().compile());
+    let mut score_scratch = Scratch::new();
+    let rule = cache.decide(&score_only, &request, NOW, &mut score_scratch, |d| {
+        d.rule.to_owned()
+    });
+    assert_eq!(rule, "default", "the score stays below the thresholds");
+    group.bench_function("engine/score-20-cached/full-rcpt", |b| {
+        b.iter(|| {
+            cache.decide(
+                &score_only,
+                black_box(&request),
+                NOW,
+                &mut score_scratch,
+                |d| black_box(d.wire().len()),
+            )
+        });
+    });
+
     let mut conn = Connection::warmed(&engine, NOW, FULL_RCPT);
     group.throughput(Throughput::Bytes(FULL_RCPT.len() as u64));
     group.bench_function("end-to-end/realistic/full-rcpt", |b| {

@@ -328,6 +328,26 @@ pub fn scoring() -> PolicySource {
     policy
 }
 
+/// The score item of [`SCORE_ITEM`] alone (with the DNS lists and the two
+/// lists it reads, `blocked_domains` of 10,000 entries and `trusted_nets`),
+/// then `default DUNNO`: what DNS scoring costs by itself.
+pub fn score_only() -> PolicySource {
+    let realistic = realistic();
+    let mut source = String::from(SCORING_LISTS);
+    for line in realistic.source.lines() {
+        if line.starts_with("list blocked_domains") || line.starts_with("list trusted_nets") {
+            source.push_str(line);
+            source.push('\n');
+        }
+    }
+    source.push_str(SCORE_ITEM);
+    source.push_str("default DUNNO\n");
+    PolicySource {
+        source,
+        files: realistic.files,
+    }
+}
+
 /// The DNS answers of `FULL_RCPT`'s queries under [`scoring`], as a cache
 /// holds them: (kind, name, answer); everything else is not found.
 pub fn scoring_answers() -> Vec<(QueryKind, &'static str, CachedAnswer)> {

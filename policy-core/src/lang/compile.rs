@@ -680,6 +680,7 @@ impl Compiler<'_> {
             greylist: None,
             score: None,
             on_unknown,
+            shows_listing: false,
         });
     }
 

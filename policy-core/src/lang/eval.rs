@@ -571,11 +571,8 @@ impl Program {
     ) -> Option<Outcome<'a>> {
         let At { tables, now } = at;
         let rule = self.rules.get(index)?;
-        if memo.listed.is_some() {
+        if rule.shows_listing {
             self.note_listing(memo, buffers);
-        } else if !buffers.dnsbl_reason.is_empty() {
-            // Another rule's listing (a dry-run hit's).
-            buffers.dnsbl_reason.clear();
         }
         if memo.unknown {
             // The condition is unknown and the rule answers that.
@@ -762,8 +759,7 @@ impl Program {
     ) -> Option<bool> {
         let mut all = Some(true);
         for &entry in entries {
-            let mut assumed = Assumptions::default();
-            match self.holds3(entry, request, memo, &mut assumed) {
+            match self.holds3_at(entry, request, memo) {
                 Some(true) => {}
                 Some(false) => return Some(false),
                 None => all = None,
@@ -772,8 +768,28 @@ impl Program {
         all
     }
 
-    /// A DNS list test found a listing while the rule about to fire was
-    /// evaluated: write its `$dnsbl_reason`.
+    /// [`Program::holds3`] of the condition starting at `entry`, with no
+    /// assumptions yet; a condition of one outside test (the common `add 2
+    /// if client_address in dnsbl zen`) is evaluated directly.
+    #[inline]
+    fn holds3_at(&self, entry: u32, request: &Request<'_>, memo: &mut Memo<'_>) -> Option<bool> {
+        if let Some(node) = self.nodes.get(entry as usize) {
+            if let (Test::Outside(test, slot), TRUE | FALSE, TRUE | FALSE) =
+                (node.test, node.on_true, node.on_false)
+            {
+                let value = self.outside(test, slot, request, memo.facts)?;
+                if value && memo.listed.is_none() && matches!(test, Outside::List { .. }) {
+                    memo.listed = Some(slot);
+                }
+                return Some(if value { node.on_true } else { node.on_false } == TRUE);
+            }
+        }
+        let mut assumed = Assumptions::default();
+        self.holds3(entry, request, memo, &mut assumed)
+    }
+
+    /// Write the `$dnsbl_reason` of the rule about to fire (which shows
+    /// it): of the listing that made its condition hold, if one did.
     #[cold]
     fn note_listing(&self, memo: &mut Memo<'_>, buffers: &mut Buffers) {
         buffers.dnsbl_reason.clear();
@@ -801,8 +817,8 @@ impl Program {
         let reasons_before = buffers.score_reasons.len();
         let (added, listed) = self.add_up(item, request, memo, &mut buffers.score_reasons);
         memo.score = memo.score.saturating_add(added);
-        memo.listed = listed;
-        if memo.listed.is_some() {
+        if rule.shows_listing {
+            memo.listed = listed;
             self.note_listing(memo, buffers);
         }
         let total = memo.score;
@@ -848,8 +864,7 @@ impl Program {
         for add in &*item.adds {
             memo.listed = None;
             let holds = if add.outside {
-                let mut assumed = Assumptions::default();
-                self.holds3(add.entry, request, memo, &mut assumed) == Some(true)
+                self.holds3_at(add.entry, request, memo) == Some(true)
             } else {
                 self.holds(add.entry, request, memo)
             };

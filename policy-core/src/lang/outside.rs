@@ -371,8 +371,11 @@ impl Program {
                 asked |= self.ask_first(test, slot, request, &domains, &mut name, facts);
             }
         } else {
-            for (slot, &test) in self.outside_tests.iter().enumerate() {
-                asked |= self.ask_later(test, slot, request, facts);
+            for &slot in &self.chained {
+                let slot = usize::from(slot);
+                if let Some(&test) = self.outside_tests.get(slot) {
+                    asked |= self.ask_later(test, slot, request, facts);
+                }
             }
         }
         asked

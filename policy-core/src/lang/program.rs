@@ -369,6 +369,9 @@ pub(crate) struct Rule {
     pub(crate) score: Option<u32>,
     /// `on_unknown ACTION`: the answer when the condition is unknown.
     pub(crate) on_unknown: Option<Verdict>,
+    /// Some answer of the rule shows `$dnsbl_reason` (set by
+    /// [`Program::pack`]): only then is the reason written.
+    pub(crate) shows_listing: bool,
 }
 
 /// One `add` of a score item.
@@ -491,6 +494,9 @@ pub(crate) struct Program {
     /// The distinct tests on outside facts, each at its slot (see
     /// [`Test::Outside`]): what a request asks.
     pub(crate) outside_tests: Vec<Outside>,
+    /// The slots of the tests whose answers may lead to more queries (a
+    /// DNS list with `txt`, `fcrdns`): the later rounds ask only these.
+    pub(crate) chained: Vec<u16>,
     /// Some condition tests an outside fact: deciding asks queries.
     pub(crate) outside: bool,
     pub(crate) default: Verdict,
@@ -523,6 +529,7 @@ impl Program {
             dns_lists: Vec::new(),
             scores: Vec::new(),
             outside_tests: Vec::new(),
+            chained: Vec::new(),
             outside: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
@@ -551,6 +558,29 @@ impl Program {
             }
         }
         self.outside = !self.outside_tests.is_empty();
+        self.chained.clear();
+        for (slot, test) in self.outside_tests.iter().enumerate() {
+            let chained = match *test {
+                Outside::Fcrdns => true,
+                Outside::List { list, .. } => {
+                    self.dns_lists.get(list as usize).is_some_and(|l| l.txt)
+                }
+                _ => false,
+            };
+            if chained {
+                self.chained.push(u16::try_from(slot).unwrap_or(u16::MAX));
+            }
+        }
+        let scores = &self.scores;
+        for rule in &mut self.rules {
+            let shows = |v: &Verdict| v.uses(crate::template::Var::DnsblReason);
+            rule.shows_listing = shows(&rule.verdict)
+                || rule.on_unknown.as_ref().is_some_and(shows)
+                || rule
+                    .score
+                    .and_then(|s| scores.get(s as usize))
+                    .is_some_and(|item| item.thresholds.iter().any(|(_, v)| shows(v)));
+        }
         self.hot.clear();
         self.entries.clear();
         self.runs.clear();

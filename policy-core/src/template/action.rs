@@ -23,6 +23,13 @@ pub(crate) struct Verdict {
 }
 
 impl Verdict {
+    /// Whether the action's text shows `var`.
+    pub(crate) fn uses(&self, var: Var) -> bool {
+        self.template
+            .as_ref()
+            .is_some_and(|t| t.variables().any(|v| v == var))
+    }
+
     pub(crate) fn constant(action: Action) -> Self {
         let mut wire = Vec::new();
         action.write_wire(&mut wire);

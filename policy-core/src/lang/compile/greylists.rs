@@ -201,6 +201,7 @@ impl Compiler<'_> {
             greylist: Some(index),
             score: None,
             on_unknown: None,
+            shows_listing: false,
         });
     }
 

@@ -242,6 +242,7 @@ impl Compiler<'_> {
             greylist: None,
             score: None,
             on_unknown: None,
+            shows_listing: false,
         });
     }
 

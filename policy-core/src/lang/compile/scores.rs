@@ -135,6 +135,7 @@ impl Compiler<'_> {
             greylist: None,
             score: Some(index),
             on_unknown: None,
+            shows_listing: false,
         });
     }
 }
