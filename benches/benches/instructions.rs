@@ -16,7 +16,9 @@ use std::hint::black_box;
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use policy_core::{Action, Decision, Engine, Policy, Request, Scratch, Timestamp};
 use policy_proto::Framer;
-use policyd_benches::{frame_of, policies, warmed_framer, Connection, FULL_RCPT, WARM_UP_REQUESTS};
+use policyd_benches::{
+    frame_of, policies, warmed_framer, Connection, FactCache, FULL_RCPT, WARM_UP_REQUESTS,
+};
 
 /// A fixed `now`: the engine takes time as an argument.
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -55,6 +57,22 @@ fn warmed_realistic_decider(request: &'static [u8]) -> (Engine, Scratch, Request
         let _ = engine.decide(&parsed, NOW, &mut scratch);
     }
     (engine, scratch, parsed)
+}
+
+/// The realistic policy with a score item of 20 conditions, 12 on DNS
+/// answers (`policies::scoring`), in an engine, with the answers in a cache
+/// (`policies::scoring_answers`) and a warmed scratch.
+fn warmed_scoring_decider(
+    request: &'static [u8],
+) -> (Engine, FactCache, Scratch, Request<'static>) {
+    let engine = Engine::new(policies::scoring().compile());
+    let cache = FactCache::new(policies::scoring_answers());
+    let mut scratch = Scratch::new();
+    let parsed = Request::parse(request).expect("valid request");
+    for _ in 0..WARM_UP_REQUESTS {
+        cache.decide(&engine, &parsed, NOW, &mut scratch, |d| d.wire().len());
+    }
+    (engine, cache, scratch, parsed)
 }
 
 /// Keys of the warmed limit tables in [`warmed_limits_decider`].
@@ -197,6 +215,22 @@ fn decide_realistic(
     (engine, scratch, request)
 }
 
+// The realistic policy with a 20-condition score item, decided by steps
+// (start, the answers from a cache, resume) as the daemon decides once its
+// DNS cache is warm.
+#[library_benchmark]
+#[bench::full_rcpt(args = (FULL_RCPT), setup = warmed_scoring_decider)]
+fn decide_scoring(
+    state: (Engine, FactCache, Scratch, Request<'static>),
+) -> (Engine, FactCache, Scratch, Request<'static>) {
+    let (engine, cache, mut scratch, request) = state;
+    let len = cache.decide(&engine, black_box(&request), NOW, &mut scratch, |d| {
+        d.wire().len()
+    });
+    black_box(len);
+    (engine, cache, scratch, request)
+}
+
 // `Engine::decide` against three limit rules, keys already tracked: every
 // limit checks and counts (five windows in three tables), then the default.
 #[library_benchmark]
@@ -252,6 +286,7 @@ library_benchmark_group!(
         parse,
         decide,
         decide_realistic,
+        decide_scoring,
         decide_limits,
         decide_greylist,
         encode,
