@@ -166,16 +166,25 @@ pub fn compile_policy(data: &[u8]) {
                 let Ok(request) = Request::parse(frame) else {
                     continue;
                 };
-                let decision = engine.decide(&request, now, &mut scratch);
-                let rule = decision.rule.to_owned();
-                assert!(rule == "default" || policy.rule_names().any(|n| n == rule));
-                // What policy-proto's encoder sends as is (it only keeps CR
-                // and LF off the wire): one line of UTF-8, no control character.
-                let wire = std::str::from_utf8(decision.wire()).expect("wire text is UTF-8");
-                assert!(
-                    !wire.chars().any(char::is_control),
-                    "control character in the wire text: {wire:?}"
-                );
+                let check = |decision: &crate::Decision<'_>| {
+                    let rule = decision.rule;
+                    assert!(rule == "default" || policy.rule_names().any(|n| n == rule));
+                    // What policy-proto's encoder sends as is (it only keeps CR
+                    // and LF off the wire): one line of UTF-8, no control
+                    // character, whatever DNS answered (TXT reasons included).
+                    let wire = std::str::from_utf8(decision.wire()).expect("wire text is UTF-8");
+                    assert!(
+                        !wire.chars().any(char::is_control),
+                        "control character in the wire text: {wire:?}"
+                    );
+                };
+                check(&engine.decide(&request, now, &mut scratch));
+                if policy.uses_outside_facts() {
+                    // Hostile DNS answers, chosen by each query's name.
+                    let mut dns = HostileDns::default();
+                    check(&engine.decide_with(&request, now, &mut scratch, &mut dns));
+                    assert!(dns.asked <= MAX_FUZZ_QUERIES, "{} queries", dns.asked);
+                }
                 let _ = engine.explain(&request, now).to_string();
             }
         }
@@ -189,6 +198,75 @@ pub fn compile_policy(data: &[u8]) {
                 );
             }
             let _ = errors.to_string();
+        }
+    }
+}
+
+/// The most queries one request of [`compile_policy`] may ask: bounded by
+/// the policy's tests (each asks at most three queries, `fcrdns` ten more),
+/// far below this for the policies a fuzzer writes in 64 KiB.
+pub const MAX_FUZZ_QUERIES: usize = 100_000;
+
+/// A resolver whose answers are chosen by a hash of the query: listings in
+/// and out of the lists' answers, the client's address, names odd and long,
+/// a null MX, texts with control characters and invalid UTF-8, not found,
+/// unknown.
+#[derive(Default)]
+struct HostileDns {
+    asked: usize,
+    addresses: Vec<std::net::IpAddr>,
+}
+
+impl crate::facts::Resolver for HostileDns {
+    fn resolve(&mut self, query: crate::facts::Query<'_>) -> crate::facts::Answer<'_> {
+        use crate::facts::Answer;
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        self.asked += 1;
+        const NAMES: &[&[u8]] = &[
+            b"mail.example.com",
+            b"",
+            b"Mail.Example.COM.",
+            b"\xff\x00.example\r\n",
+            b"unknown",
+            b"192.0.2.1",
+            &[b'a'; 300],
+        ];
+        const TEXTS: &[&[u8]] = &[
+            b"Listed: see https://bl.example/?192.0.2.1",
+            b"\r\n\x1b[31mred\xff\xc2\x85\t",
+            &[b'x'; 5000],
+            b"",
+        ];
+        let pick = crate::base::bytes::fnv1a(crate::base::bytes::FNV_START, query.name);
+        match pick % 7 {
+            0 => Answer::NotFound,
+            1 => Answer::Unknown,
+            _ => match query.kind {
+                crate::facts::QueryKind::A | crate::facts::QueryKind::Aaaa => {
+                    self.addresses.clear();
+                    self.addresses.extend([
+                        IpAddr::V4(Ipv4Addr::new(127, 0, 0, (pick >> 8) as u8)),
+                        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                        IpAddr::V4(Ipv4Addr::new(127, 255, 255, 254)),
+                        IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    ]);
+                    let n = (pick >> 16) as usize % (self.addresses.len() + 1);
+                    Answer::Addresses(&self.addresses[..n])
+                }
+                crate::facts::QueryKind::Txt => {
+                    let n = (pick >> 16) as usize % (TEXTS.len() + 1);
+                    Answer::Texts(&TEXTS[..n])
+                }
+                _ => {
+                    let n = (pick >> 16) as usize % (NAMES.len() + 1);
+                    if pick % 5 == 0 {
+                        // Names to an A query's kind and the other way about.
+                        Answer::Texts(&NAMES[..n])
+                    } else {
+                        Answer::Names(&NAMES[..n])
+                    }
+                }
+            },
         }
     }
 }
@@ -379,6 +457,38 @@ mod tests {
     }
 
     #[test]
+    fn compile_harness_holds_with_hostile_dns_answers() {
+        let policy = br#"
+dnsbl zen { zone "zen.example" answer 127.0.0.2-127.0.0.11 txt }
+rhsbl dbl { zone "dbl.example" txt }
+score s {
+    add 4 if client_address in dnsbl zen as "zen"
+    add 2 if sender_domain in rhsbl dbl or helo_name in rhsbl dbl
+    add 1.5 unless fcrdns
+    add -1 if helo_matches_client and helo_resolves
+    above 3 REJECT "5.7.1 $score $score_reasons: $dnsbl_reason"
+}
+rule r { if sender_domain_unknown then REJECT "5.1.8 $dnsbl_reason" on_unknown DEFER "4.1.8 later" }
+rule l { if client_address in dnsbl zen then REJECT "5.7.1 $dnsbl_reason" }
+"#;
+        compile_policy(policy);
+        // The harness's resolver answers TXT with control characters; the
+        // wire check above holds for every pick of answers.
+        for zone in [
+            "a.example",
+            "b.example",
+            "c.example",
+            "d.example",
+            "e.example",
+        ] {
+            let text = format!(
+                "dnsbl z {{ zone \"{zone}\" txt }}\nrule r {{ if client_address in dnsbl z then REJECT \"5.7.1 $dnsbl_reason\" }}\n"
+            );
+            compile_policy(text.as_bytes());
+        }
+    }
+
+    #[test]
     fn compile_harness_holds_on_every_scenario_policy() {
         let dir = root().join("tests/scenarios");
         let mut ran = 0;
@@ -406,6 +516,27 @@ mod tests {
     const TOKENS: &[&str] = &[
         "list",
         "logins",
+        "dnsbl",
+        "rhsbl",
+        "score",
+        "zone",
+        "answer",
+        "mask",
+        "txt",
+        "add",
+        "above",
+        "as",
+        "on_unknown",
+        "fcrdns",
+        "helo_resolves",
+        "helo_matches_client",
+        "sender_domain_unknown",
+        "\"bl.example\"",
+        "127.0.0.2-127.0.0.11",
+        "-1.5",
+        "4.35",
+        "$score",
+        "$dnsbl_reason",
         "rule",
         "default",
         "file",

@@ -315,3 +315,25 @@ fn score_errors_are_located() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn dnsbl_reasons_from_dns_are_sanitized() {
+    let policy = r#"
+dnsbl zen { zone "zen.example" txt }
+rule listed { if client_address in dnsbl zen then REJECT "5.7.1 $dnsbl_reason" }
+"#;
+    let (_, wire, _) = decide(
+        policy,
+        CLIENT,
+        &[
+            zen_listed(),
+            (
+                QueryKind::Txt,
+                "9.2.0.192.zen.example",
+                Fake::Names(vec!["see\r\naction=OK\x1b[31m\there"]),
+            ),
+        ],
+    );
+    assert!(!wire.chars().any(char::is_control), "{wire:?}");
+    assert!(wire.starts_with("REJECT 5.7.1 see"), "{wire:?}");
+}
