@@ -235,7 +235,9 @@ impl Policy {
         self.program.rules.iter().map(|r| &*r.name)
     }
 
-    /// Whether some condition needs outside facts (`in dnsbl`): deciding
+    /// Whether some condition needs outside facts (`in dnsbl`, `in rhsbl`,
+    /// `fcrdns`, `helo_resolves`, `helo_matches_client`,
+    /// `sender_domain_unknown`, in a rule or a score item's `add`): deciding
     /// then asks queries ([`Engine::start`]), and [`Engine::decide`] takes
     /// them all as unknown.
     #[inline]

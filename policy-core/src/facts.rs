@@ -3,7 +3,7 @@
 //! supplied as [`Answer`]s.
 //!
 //! The core does no I/O. A policy with a condition on an outside fact
-//! (`client_address in dnsbl "zone"`) makes the decision a small state
+//! (`client_address in dnsbl "zone"`, `fcrdns`, ...) makes the decision a small state
 //! machine, in the sans-I/O manner of quinn-proto:
 //!
 //! 1. [`Engine::start`](crate::Engine::start) names every query it can know

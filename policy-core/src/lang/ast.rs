@@ -156,7 +156,8 @@ pub(crate) enum TestKind {
     In(Name, ListRef),
     /// `score OP NUMBER`: the request's score so far.
     Score(CmpOp, ScoreLit),
-    /// `FIELD in dnsbl "ZONE"`: an outside fact (a DNS lookup).
+    /// `FIELD in dnsbl LIST` or `FIELD in rhsbl LIST`: an outside fact (a
+    /// DNS lookup).
     InDnsList(Name, ListSide, DnsListRef),
     Compare(Name, CmpOp, Value),
     Str(Name, StrOp, Str),
