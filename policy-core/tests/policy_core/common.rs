@@ -49,6 +49,45 @@ pub(crate) fn engine(src: &str) -> Engine {
     Engine::new(compile(src))
 }
 
+/// Each policy of `rows` fails to compile (as `policy.conf`), its error
+/// text starting with the row's expected text.
+pub(crate) fn assert_errors_start_with(rows: &[(&str, &str)]) {
+    for (src, expected) in rows {
+        let errors = Policy::compile("policy.conf", src, &mut NoFiles).expect_err(src);
+        let text = errors.to_string();
+        assert!(text.starts_with(expected), "{src}\n{text}");
+    }
+}
+
+/// The warnings of the policy `src` (which must compile), as text.
+pub(crate) fn warnings_of(src: &str) -> Vec<String> {
+    compiled(src)
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// The deciding rule, the wire answer and the dry-run hits (rule, wire) of
+/// `decision`, as text.
+pub(crate) fn outcome_of(decision: &Decision<'_>) -> (String, String, Vec<(String, String)>) {
+    let hits = decision
+        .dry_run
+        .iter()
+        .map(|h| {
+            (
+                h.rule.to_owned(),
+                String::from_utf8_lossy(h.wire).into_owned(),
+            )
+        })
+        .collect();
+    (
+        decision.rule.to_owned(),
+        String::from_utf8_lossy(decision.wire()).into_owned(),
+        hits,
+    )
+}
+
 /// The deciding rule and the wire answer of `decision` (which must be UTF-8).
 pub(crate) fn rule_and_wire(decision: &Decision<'_>) -> (String, String) {
     (

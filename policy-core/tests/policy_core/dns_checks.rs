@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use policy_core::facts::{Answer, Query, QueryKind, Resolver};
-use policy_core::{NoFiles, Policy, Request, Scratch, Step};
+use policy_core::{Request, Scratch, Step};
 
 use crate::common::{engine, NOW};
 
@@ -525,25 +525,17 @@ fn dns_list_errors_are_located() {
             "policy.conf:2:7: error: duplicate DNS list `a`",
         ),
     ];
-    for (src, expected) in rows {
-        let errors = Policy::compile("policy.conf", src, &mut NoFiles).expect_err(src);
-        let text = errors.to_string();
-        assert!(text.starts_with(expected), "{src}\n{text}");
-    }
-    let compiled = Policy::compile(
-        "policy.conf",
-        "dnsbl zen { zone \"zen.example\" }\nrule r { if fcrdns then OK }\n",
-        &mut NoFiles,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let warnings: Vec<String> = compiled.warnings.iter().map(ToString::to_string).collect();
+    crate::common::assert_errors_start_with(rows);
+    let src = "dnsbl zen { zone \"zen.example\" }\nrule r { if fcrdns then OK }\n";
+    let warnings = crate::common::warnings_of(src);
     assert!(
         warnings
             .iter()
             .any(|w| w.contains("DNS list `zen` is declared but never used")),
         "{warnings:?}"
     );
-    assert!(compiled.policy.uses_outside_facts());
-    let zones: Vec<&[u8]> = compiled.policy.dns_zones().collect();
+    let policy = crate::common::compile(src);
+    assert!(policy.uses_outside_facts());
+    let zones: Vec<&[u8]> = policy.dns_zones().collect();
     assert_eq!(zones, [&b"zen.example"[..]]);
 }

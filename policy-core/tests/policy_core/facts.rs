@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use policy_core::facts::{Answer, Query, QueryKind, Resolver};
-use policy_core::{NoFiles, Policy, Request, Scratch, Step};
+use policy_core::{Request, Scratch, Step};
 
 use crate::common::{engine, NOW};
 
@@ -206,11 +206,7 @@ fn dnsbl_conditions_are_checked() {
             "policy.conf:1:37: error: `bl..example` is not a DNS zone",
         ),
     ];
-    for (src, expected) in rows {
-        let errors = Policy::compile("policy.conf", src, &mut NoFiles).expect_err(src);
-        let text = errors.to_string();
-        assert!(text.starts_with(expected), "{src}\n{text}");
-    }
+    crate::common::assert_errors_start_with(rows);
     // A list named `dnsbl` is still a list.
     let src = "list dnsbl { 192.0.2.0/24 }\nrule r { if client_address in dnsbl then REJECT }\n";
     let engine = engine(src);

@@ -1022,22 +1022,7 @@ mod equality_runs {
         let bytes = frame(pairs);
         let request = Request::parse(&bytes).expect("parses");
         let mut scratch = Scratch::new();
-        let d = engine.decide(&request, NOW, &mut scratch);
-        let hits = d
-            .dry_run
-            .iter()
-            .map(|h| {
-                (
-                    h.rule.to_owned(),
-                    String::from_utf8_lossy(h.wire).into_owned(),
-                )
-            })
-            .collect();
-        (
-            d.rule.to_owned(),
-            String::from_utf8_lossy(d.wire()).into_owned(),
-            hits,
-        )
+        crate::common::outcome_of(&engine.decide(&request, NOW, &mut scratch))
     }
 
     fn cased(s: &str, mask: u32) -> String {

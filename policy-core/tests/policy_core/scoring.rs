@@ -3,7 +3,7 @@
 //! items, `on_unknown`, `$dnsbl_reason`, and their compile errors.
 
 use policy_core::facts::QueryKind;
-use policy_core::{NoFiles, Policy, Request, Scratch};
+use policy_core::{Request, Scratch};
 
 use crate::common::{engine, NOW};
 use crate::dns_checks::{ips, Fake, FakeDns};
@@ -290,18 +290,10 @@ fn score_errors_are_located() {
             "policy.conf:1:40: error: invalid action: expected OK, DUNNO, REJECT",
         ),
     ];
-    for (src, expected) in rows {
-        let errors = Policy::compile("policy.conf", src, &mut NoFiles).expect_err(src);
-        let text = errors.to_string();
-        assert!(text.starts_with(expected), "{src}\n{text}");
-    }
-    let compiled = Policy::compile(
-        "policy.conf",
+    crate::common::assert_errors_start_with(rows);
+    let warnings = crate::common::warnings_of(
         "rule r { if tls then REJECT on_unknown DEFER }\nscore s { add 0 if tls }\n",
-        &mut NoFiles,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let warnings: Vec<String> = compiled.warnings.iter().map(ToString::to_string).collect();
+    );
     assert!(
         warnings
             .iter()
