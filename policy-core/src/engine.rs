@@ -642,13 +642,24 @@ impl Engine {
     /// a request in the middle of a connection's message.
     pub fn explain(&self, request: &Request<'_>, now: Timestamp) -> Explanation {
         let current = Arc::clone(&self.current.read());
-        crate::lang::explain(&current.policy.program, &current.state, request, now, None)
+        crate::lang::explain(
+            &current.policy.program,
+            &current.state,
+            request,
+            now,
+            None,
+            &NO_FACTS,
+        )
     }
 
     /// [`Engine::explain`] for a request of the connection whose [`Scratch`]
     /// this is: limits see the message under way on it (which recipients were
     /// accepted, whether the message was counted) as [`Engine::decide`] with
-    /// that scratch would. The scratch is not changed.
+    /// that scratch would, and outside facts are the scratch's (the answers
+    /// of its last decision, by [`Engine::start`]/[`Engine::resume`] or
+    /// [`Engine::decide_with`]: call this after deciding `request` on the
+    /// scratch, or the facts are another request's). The scratch is not
+    /// changed.
     pub fn explain_with(
         &self,
         request: &Request<'_>,
@@ -659,12 +670,17 @@ impl Engine {
         // Another engine's scratch: its message is not this engine's (as
         // `decide` would forget it).
         let ours = matches!(&scratch.policy, Some((id, ..)) if *id == self.id);
+        let facts = match (&scratch.facts, ours) {
+            (Some(facts), true) => facts,
+            _ => &NO_FACTS,
+        };
         crate::lang::explain(
             &current.policy.program,
             &current.state,
             request,
             now,
             ours.then_some(&scratch.buffers.message),
+            facts,
         )
     }
 }

@@ -772,7 +772,12 @@ impl Program {
     /// assumptions yet; a condition of one outside test (the common `add 2
     /// if client_address in dnsbl zen`) is evaluated directly.
     #[inline]
-    fn holds3_at(&self, entry: u32, request: &Request<'_>, memo: &mut Memo<'_>) -> Option<bool> {
+    pub(crate) fn holds3_at(
+        &self,
+        entry: u32,
+        request: &Request<'_>,
+        memo: &mut Memo<'_>,
+    ) -> Option<bool> {
         if let Some(node) = self.nodes.get(entry as usize) {
             if let (Test::Outside(test, slot), TRUE | FALSE, TRUE | FALSE) =
                 (node.test, node.on_true, node.on_false)

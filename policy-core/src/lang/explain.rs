@@ -5,8 +5,9 @@ use std::fmt;
 
 use super::eval::Buffers;
 use super::program::Program;
+use super::program::Test;
 use crate::base::time::Timestamp;
-use crate::facts::NO_FACTS;
+use crate::facts::Facts;
 use crate::limits::rule::MessageState;
 use crate::request::Request;
 use crate::state::State;
@@ -87,6 +88,10 @@ pub struct ClauseExplanation {
     pub source: String,
     /// Whether the clause lets the rule apply (for `unless`: the condition is false).
     pub holds: bool,
+    /// The clause's value depends on an outside fact that is unknown (no
+    /// resolver was asked, or it did not answer): it does not let the rule
+    /// apply.
+    pub unknown: bool,
     /// Every test of the clause in source order, each evaluated on its own.
     pub tests: Vec<TestResult>,
 }
@@ -96,8 +101,10 @@ pub struct ClauseExplanation {
 pub struct TestResult {
     /// The test as written: `size > 20MB`, `sender in blocked`, `authenticated`.
     pub source: String,
-    /// Its value.
+    /// Its value (`false` when unknown).
     pub value: bool,
+    /// A test on an outside fact whose answer is unknown.
+    pub unknown: bool,
 }
 
 /// Explain how `program` decides `request`.
@@ -107,13 +114,14 @@ pub(crate) fn explain(
     request: &Request<'_>,
     now: Timestamp,
     message: Option<&MessageState>,
+    facts: &Facts,
 ) -> Explanation {
     let mut buffers = Buffers {
         probe: true,
         message: message.cloned().unwrap_or_default(),
         ..Buffers::default()
     };
-    let outcome = program.decide(request, &NO_FACTS, state, now, &mut buffers);
+    let outcome = program.decide(request, facts, state, now, &mut buffers);
     let deciding = outcome.rule.map(std::ptr::from_ref);
     let state = super::program::state_bit(request.protocol_state);
     let mut decided = false;
@@ -135,19 +143,30 @@ pub(crate) fn explain(
                 .zip(rule.source.clause_nodes.iter())
                 .zip(rule.source.clauses.iter())
             {
-                let holds = program.holds(entry, request, &mut memo_at(score));
+                let (holds, unknown) =
+                    match program.holds3_at(entry, request, &mut memo_at(score, facts)) {
+                        Some(holds) => (holds, false),
+                        None => (false, true),
+                    };
                 all &= holds;
                 let mut tests: Vec<(u32, TestResult)> = (first..end)
                     .filter_map(|i| {
                         let node = program.nodes.get(i as usize)?;
                         let source = program.node_source.get(i as usize)?;
-                        let value = program.test(&node.test, request, &mut memo_at(score))
-                            != source.negated;
+                        let value = match node.test {
+                            Test::Outside(test, slot) => {
+                                program.outside(test, slot, request, facts)
+                            }
+                            _ => {
+                                Some(program.test(&node.test, request, &mut memo_at(score, facts)))
+                            }
+                        };
                         Some((
                             source.start,
                             TestResult {
                                 source: source.text.to_string(),
-                                value,
+                                value: value.is_some_and(|v| v != source.negated),
+                                unknown: value.is_none(),
                             },
                         ))
                     })
@@ -156,12 +175,13 @@ pub(crate) fn explain(
                 clauses.push(ClauseExplanation {
                     source: text.to_string(),
                     holds,
+                    unknown,
                     tests: tests.into_iter().map(|(_, t)| t).collect(),
                 });
             }
             let scored = match rule.score.and_then(|s| program.scores.get(s as usize)) {
                 Some(item) if all => {
-                    let mut memo = memo_at(score);
+                    let mut memo = memo_at(score, facts);
                     let (added, _) = program.add_up(item, request, &mut memo, &mut Vec::new());
                     Some(added)
                 }
@@ -254,9 +274,9 @@ pub(crate) fn explain(
     }
 }
 
-/// A memo with no facts and the request's score so far.
-fn memo_at(score: i64) -> super::program::Memo<'static> {
-    let mut memo = super::program::Memo::new(&NO_FACTS);
+/// A memo with `facts` and the request's score so far.
+fn memo_at(score: i64, facts: &Facts) -> super::program::Memo<'_> {
+    let mut memo = super::program::Memo::new(facts);
     memo.score = score;
     memo
 }
@@ -310,10 +330,20 @@ impl fmt::Display for Explanation {
                     f,
                     "  {} -> {}",
                     clause.source,
-                    if clause.holds { "holds" } else { "fails" }
+                    if clause.unknown {
+                        "unknown"
+                    } else if clause.holds {
+                        "holds"
+                    } else {
+                        "fails"
+                    }
                 )?;
                 for test in &clause.tests {
-                    writeln!(f, "    {} = {}", test.source, test.value)?;
+                    if test.unknown {
+                        writeln!(f, "    {} = unknown", test.source)?;
+                    } else {
+                        writeln!(f, "    {} = {}", test.source, test.value)?;
+                    }
                 }
             }
         }

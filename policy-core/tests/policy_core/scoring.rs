@@ -329,3 +329,43 @@ rule listed { if client_address in dnsbl zen then REJECT "5.7.1 $dnsbl_reason" }
     assert!(!wire.chars().any(char::is_control), "{wire:?}");
     assert!(wire.starts_with("REJECT 5.7.1 see"), "{wire:?}");
 }
+
+#[test]
+fn explanations_show_the_dns_answers_of_the_decision() {
+    let policy = r#"
+dnsbl zen { zone "zen.example" }
+rule listed { if client_address in dnsbl zen and not fcrdns then REJECT "5.7.1 listed" }
+"#;
+    let engine = engine(policy);
+    let frame = format!("request=smtpd_access_policy\nprotocol_state=RCPT\n{CLIENT}\n\n");
+    let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    // Without a resolver: unknown.
+    let text = engine.explain(&request, NOW).to_string();
+    assert!(
+        text.contains("  if client_address in dnsbl zen and not fcrdns -> unknown"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    client_address in dnsbl zen = unknown"),
+        "{text}"
+    );
+    // With the answers of the scratch's decision.
+    let mut scratch = Scratch::new();
+    let mut fake = FakeDns::new(&[zen_listed()]);
+    let d = engine.decide_with(&request, NOW, &mut scratch, &mut fake);
+    assert_eq!(d.rule, "listed");
+    let text = engine.explain_with(&request, NOW, &scratch).to_string();
+    assert!(
+        text.contains("  if client_address in dnsbl zen and not fcrdns -> holds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    client_address in dnsbl zen = true"),
+        "{text}"
+    );
+    assert!(text.contains("    fcrdns = false"), "{text}");
+    assert!(
+        text.contains("rule listed (line 3): matches: REJECT"),
+        "{text}"
+    );
+}
