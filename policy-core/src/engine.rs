@@ -152,6 +152,13 @@ impl<'a> Decision<'a> {
             })
     }
 
+    /// The request's score (in hundredths: `435` is 4.35) and its reasons
+    /// (`$score_reasons`: `REASON=WEIGHT, ...`), when a score item ran for
+    /// it; `None` otherwise. For the log.
+    pub fn score(&self) -> Option<(i64, &'a [u8])> {
+        self.dry_run.score()
+    }
+
     /// How many outside facts (DNS answers) were unknown when deciding: a
     /// rule whose condition depended on one did not apply (see
     /// [`facts`](crate::facts)). 0 for a policy without outside facts.

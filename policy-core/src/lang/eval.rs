@@ -97,6 +97,10 @@ pub(crate) struct Buffers {
     pub(crate) hit_wire: Vec<u8>,
     /// `$score_reasons`: what added to the request's score.
     pub(crate) score_reasons: Vec<u8>,
+    /// The request's score at the end of the walk, and whether a score
+    /// item ran (`score`).
+    pub(crate) score: i64,
+    pub(crate) scored: bool,
     /// `$dnsbl_reason` of the rule being fired.
     pub(crate) dnsbl_reason: Vec<u8>,
 }
@@ -190,6 +194,13 @@ impl<'a> DryRun<'a> {
 
     fn wire(&self) -> &'a [u8] {
         self.buffers.map_or(&[], |b| &b.hit_wire[..])
+    }
+
+    /// The request's score and what added to it, if a score item ran (see
+    /// [`Decision::score`](crate::Decision::score)).
+    pub(crate) fn score(&self) -> Option<(i64, &'a [u8])> {
+        let b = self.buffers?;
+        b.scored.then_some((b.score, &b.score_reasons[..]))
     }
 
     /// The decision's first state backend failure (see
@@ -329,6 +340,7 @@ impl Program {
         buffers.failure = None;
         if !self.scores.is_empty() {
             buffers.score_reasons.clear();
+            buffers.scored = false;
         }
         if !self.limits.is_empty() || !self.greylists.is_empty() {
             buffers.counted.clear();
@@ -408,6 +420,9 @@ impl Program {
             let mut memo = Memo::new(facts);
             let outcome = self.walk_rules(request, state, at, &mut memo, buffers);
             score = memo.score;
+            if !self.scores.is_empty() {
+                buffers.score = score;
+            }
             outcome
         };
         if outcome.rule.is_none() {
@@ -818,6 +833,9 @@ impl Program {
         buffers: &mut Buffers,
     ) -> Option<Outcome<'a>> {
         let item = self.scores.get(score as usize)?;
+        if !rule.dry_run {
+            buffers.scored = true;
+        }
         let before = memo.score;
         let reasons_before = buffers.score_reasons.len();
         let (added, listed) = self.add_up(item, request, memo, &mut buffers.score_reasons);

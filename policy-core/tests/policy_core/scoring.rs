@@ -116,6 +116,27 @@ fn weights_add_up_and_thresholds_answer() {
         wire,
         "PREPEND X-Policy-Score: 3.85 (in_zen=4.35, no_fcrdns=1.5, tls=-2)"
     );
+    // The decision tells the log the score.
+    {
+        let engine = engine(WEIGHTS);
+        let frame = format!(
+            "request=smtpd_access_policy\nprotocol_state=RCPT\n{CLIENT}\nsasl_username=joe\n\n"
+        );
+        let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let mut scratch = Scratch::new();
+        let mut fake = FakeDns::new(&[zen_listed()]);
+        // Authenticated: the score item does not run.
+        assert_eq!(
+            engine
+                .decide_with(&request, NOW, &mut scratch, &mut fake)
+                .score(),
+            None
+        );
+        let frame = format!("request=smtpd_access_policy\nprotocol_state=RCPT\n{CLIENT}\n\n");
+        let request = Request::parse(frame.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let d = engine.decide_with(&request, NOW, &mut scratch, &mut fake);
+        assert_eq!(d.score(), Some((585, &b"in_zen=4.35, no_fcrdns=1.5"[..])));
+    }
     // Clean and confirmed: 0, nothing applies.
     let (rule, wire, _) = decide(WEIGHTS, CLIENT, &confirmed());
     assert_eq!((rule.as_str(), wire.as_str()), ("default", "DUNNO"));
