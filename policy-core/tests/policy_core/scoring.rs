@@ -390,3 +390,11 @@ rule listed { if client_address in dnsbl zen and not fcrdns then REJECT "5.7.1 l
         "{text}"
     );
 }
+
+#[test]
+fn a_score_item_without_conditions_does_not_hide_later_rules() {
+    let warnings = crate::common::warnings_of(
+        "score s { add 1 if tls }\nrule r { if score > 0 then PREPEND \"X-Score: $score\" }\n",
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

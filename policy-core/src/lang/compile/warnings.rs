@@ -131,6 +131,7 @@ impl Compiler<'_> {
             } else if !rule.dry_run
                 && rule.limit.is_none()
                 && rule.greylist.is_none()
+                && rule.score.is_none()
                 && rule.clauses.is_empty()
             {
                 always.push((index, rule.states));
