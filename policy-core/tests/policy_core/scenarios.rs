@@ -316,13 +316,20 @@ fn read_dns(path: &Path) -> Result<Option<ScenarioDns>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut words = line.splitn(3, char::is_whitespace);
-        let (Some(first), Some(name)) = (words.next(), words.next()) else {
+        // The first two words (separated by any run of blanks), then the rest.
+        let word = |text: &str| -> (String, String) {
+            let text = text.trim_start();
+            let end = text.find(char::is_whitespace).unwrap_or(text.len());
+            (text[..end].to_owned(), text[end..].trim().to_owned())
+        };
+        let (first, after_first) = word(line);
+        let (name, rest) = word(&after_first);
+        if name.is_empty() || name.starts_with('#') {
             return Err(at(format!(
                 "expected `TYPE NAME VALUE...` or `SERVFAIL NAME TYPE`, found `{line}`"
             )));
-        };
-        let rest = words.next().unwrap_or("").trim();
+        }
+        let (first, name, rest) = (first.as_str(), name.as_str(), rest.as_str());
         // A comment after the values (not inside a TXT's quotes).
         let values =
             |rest: &str| -> String { rest.split('#').next().unwrap_or("").trim().to_owned() };
