@@ -16,11 +16,19 @@
 //! an offset from [`START`]) on a simulated connection (`connection=N`, each
 //! with its own [`Scratch`]), so that limits can be tested as Postfix would
 //! exercise them: several smtpd processes, time passing.
+//!
+//! A scenario with a `dns.txt` (DNS records, one a line: see
+//! [`read_dns`]) is decided with `Engine::decide_with` and a resolver that
+//! answers from those records ([`ScenarioDns`]; anything not listed is
+//! NXDOMAIN). Without it, `Engine::decide` decides, every outside fact
+//! unknown, exactly as before.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
+use policy_core::facts::{Answer, Query, QueryKind, Resolver};
 use policy_core::{Action, Engine, Policy, Request, Scratch, Timestamp};
 
 use crate::common::{tests_dir, MIDNIGHT_MS};
@@ -233,6 +241,186 @@ fn read_expected_warnings(path: &Path) -> Result<Vec<String>, String> {
     Ok(warnings)
 }
 
+/// What `dns.txt` says one query answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DnsRecord {
+    /// `A` or `AAAA` records.
+    Addresses(Vec<IpAddr>),
+    /// `PTR` or `MX` names (a null MX as the empty name), or `TXT` texts.
+    /// Leaked, so that an [`Answer`] can borrow them: a test's few bytes.
+    Strings(Vec<&'static [u8]>),
+    /// `SERVFAIL`: no usable answer, the fact is unknown.
+    Unknown,
+}
+
+/// A scenario's DNS: the records of its `dns.txt`, by kind and name (lower
+/// case, no trailing dot). A query for anything else is NXDOMAIN.
+#[derive(Debug, Default)]
+struct ScenarioDns {
+    records: BTreeMap<(&'static str, String), DnsRecord>,
+}
+
+/// A DNS name as a query names it: lower case, without the trailing dot.
+fn dns_key(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// The record type a `dns.txt` line names, as [`QueryKind::as_str`] has it.
+fn record_type(word: &str) -> Option<&'static str> {
+    QueryKind::ALL
+        .iter()
+        .map(|kind| kind.as_str())
+        .find(|name| *name == word)
+}
+
+/// A `"..."` text of a `TXT` line (`\"` a quote, `\\` a backslash), and what
+/// follows it.
+fn quoted(text: &str) -> Option<(String, &str)> {
+    let rest = text.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &rest[i + 1..])),
+            '\\' => out.push(chars.next()?.1),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Read `dns.txt`: one record a line, `#` comments and blank lines ignored.
+///
+/// ```text
+/// A     2.0.0.127.zen.spamhaus.org  127.0.0.2 127.0.0.4   # one or more addresses
+/// AAAA  mx.example.org              2001:db8::25
+/// TXT   2.0.0.127.zen.spamhaus.org  "https://www.spamhaus.org/query/ip/127.0.0.2"
+/// PTR   9.2.0.192.in-addr.arpa      mail.example.org
+/// MX    example.org                 mx1.example.org mx2.example.org
+/// MX    null.example                .                       # a null MX (RFC 7505)
+/// SERVFAIL  fail.example  MX                                 # unknown
+/// ```
+///
+/// Lines of the same type and name add up (two `TXT` lines are two texts).
+/// A name listed with `SERVFAIL` for a type has no other record of it.
+fn read_dns(path: &Path) -> Result<Option<ScenarioDns>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut dns = ScenarioDns::default();
+    for (index, line) in text.lines().enumerate() {
+        let at = |what: String| format!("{}:{}: {what}", path.display(), index + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // The first two words (separated by any run of blanks), then the rest.
+        let word = |text: &str| -> (String, String) {
+            let text = text.trim_start();
+            let end = text.find(char::is_whitespace).unwrap_or(text.len());
+            (text[..end].to_owned(), text[end..].trim().to_owned())
+        };
+        let (first, after_first) = word(line);
+        let (name, rest) = word(&after_first);
+        if name.is_empty() || name.starts_with('#') {
+            return Err(at(format!(
+                "expected `TYPE NAME VALUE...` or `SERVFAIL NAME TYPE`, found `{line}`"
+            )));
+        }
+        let (first, name, rest) = (first.as_str(), name.as_str(), rest.as_str());
+        // A comment after the values (not inside a TXT's quotes).
+        let values =
+            |rest: &str| -> String { rest.split('#').next().unwrap_or("").trim().to_owned() };
+        let (kind, record) = if first == "SERVFAIL" {
+            let kind = record_type(&values(rest)).ok_or_else(|| {
+                at(format!(
+                    "expected a record type (A, AAAA, TXT, PTR or MX) after `SERVFAIL {name}`"
+                ))
+            })?;
+            (kind, DnsRecord::Unknown)
+        } else {
+            let kind = record_type(first).ok_or_else(|| {
+                at(format!(
+                    "unknown record type `{first}`; expected A, AAAA, TXT, PTR, MX or SERVFAIL"
+                ))
+            })?;
+            match kind {
+                "A" | "AAAA" => {
+                    let mut found = Vec::new();
+                    for word in values(rest).split_whitespace() {
+                        let ip: IpAddr = word
+                            .parse()
+                            .map_err(|_| at(format!("`{word}` is not an IP address")))?;
+                        if ip.is_ipv4() != (kind == "A") {
+                            return Err(at(format!(
+                                "`{word}` is not an address of an {kind} record"
+                            )));
+                        }
+                        found.push(ip);
+                    }
+                    (kind, DnsRecord::Addresses(found))
+                }
+                "TXT" => {
+                    let (text, after) = quoted(rest)
+                        .ok_or_else(|| at("expected a quoted text after the name".to_owned()))?;
+                    if !values(after).is_empty() {
+                        return Err(at(format!("unexpected `{}` after the text", after.trim())));
+                    }
+                    let text: &'static [u8] = Box::leak(text.into_bytes().into_boxed_slice());
+                    (kind, DnsRecord::Strings(vec![text]))
+                }
+                _ => {
+                    let names: Vec<&'static [u8]> = values(rest)
+                        .split_whitespace()
+                        .map(|n| {
+                            let n = if n == "." { String::new() } else { dns_key(n) };
+                            &*Box::leak(n.into_bytes().into_boxed_slice())
+                        })
+                        .collect();
+                    (kind, DnsRecord::Strings(names))
+                }
+            }
+        };
+        let empty = match &record {
+            DnsRecord::Addresses(found) => found.is_empty(),
+            DnsRecord::Strings(found) => found.is_empty(),
+            DnsRecord::Unknown => false,
+        };
+        if empty {
+            return Err(at(format!("`{first} {name}` has no value")));
+        }
+        let key = (kind, dns_key(name));
+        match (dns.records.get_mut(&key), record) {
+            (None, record) => {
+                dns.records.insert(key, record);
+            }
+            (Some(DnsRecord::Addresses(old)), DnsRecord::Addresses(new)) => old.extend(new),
+            (Some(DnsRecord::Strings(old)), DnsRecord::Strings(new)) => old.extend(new),
+            (Some(_), _) => {
+                return Err(at(format!(
+                    "`{name}` has both SERVFAIL and records of type {kind}"
+                )))
+            }
+        }
+    }
+    Ok(Some(dns))
+}
+
+impl Resolver for ScenarioDns {
+    fn resolve(&mut self, query: Query<'_>) -> Answer<'_> {
+        let name = String::from_utf8_lossy(query.name);
+        match self.records.get(&(query.kind.as_str(), dns_key(&name))) {
+            None => Answer::NotFound,
+            Some(DnsRecord::Unknown) => Answer::Unknown,
+            Some(DnsRecord::Addresses(found)) => Answer::Addresses(found),
+            Some(DnsRecord::Strings(found)) if query.kind == QueryKind::Txt => Answer::Texts(found),
+            Some(DnsRecord::Strings(found)) => Answer::Names(found),
+        }
+    }
+}
+
 /// The scenario directories, sorted by name.
 fn scenario_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
@@ -313,6 +501,14 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
         return 0;
     }
 
+    let mut dns = match read_dns(&dir.join("dns.txt")) {
+        Ok(dns) => dns,
+        Err(e) => {
+            fail(e);
+            return 0;
+        }
+    };
+
     let engine = Engine::new(compiled.policy);
     // One scratch per simulated connection: the message under way (for
     // `count messages` and the `at data` / `at end-of-message` checks) is
@@ -342,7 +538,10 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
         // the counters and the connection's message state `decide` is about
         // to see; it must tell the same story.
         let explanation = engine.explain_with(&parsed, now, scratch);
-        let decision = engine.decide(&parsed, now, scratch);
+        let decision = match dns.as_mut() {
+            Some(dns) => engine.decide_with(&parsed, now, scratch, dns),
+            None => engine.decide(&parsed, now, scratch),
+        };
         let wire = decision.wire();
         let action = String::from_utf8_lossy(wire).into_owned();
         let rule = decision.rule.to_owned();
@@ -388,7 +587,12 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
             .iter()
             .map(|(rule, action)| format!("{rule} {action}"))
             .collect();
-        if explanation.rule != rule || explanation.action != action || explained_dry_run != dry_run
+        // An explanation takes every outside fact as unknown (it has no
+        // resolver), so it tells the same story only without `dns.txt`.
+        if dns.is_none()
+            && (explanation.rule != rule
+                || explanation.action != action
+                || explained_dry_run != dry_run)
         {
             let _ = write!(
                 wrong,
@@ -508,6 +712,68 @@ fn scenario_readers_reject_malformed_files() {
         read_expected_warnings(&tmp.join("absent.txt")).expect("absent is no warning"),
         Vec::<String>::new()
     );
+
+    assert!(read_dns(&tmp.join("absent.txt"))
+        .expect("no dns.txt is no DNS")
+        .is_none());
+    let ok = write(
+        "dns.txt",
+        "# records\n\nA 2.0.0.127.Zen.Example. 127.0.0.2 127.0.0.4  # two\n\
+         A 2.0.0.127.zen.example 127.0.0.10\n\
+         TXT 2.0.0.127.zen.example \"see \\\"here\\\" # not a comment\"\n\
+         MX null.example .\nPTR 9.2.0.192.in-addr.arpa Mail.Example.\n\
+         SERVFAIL fail.example MX\nAAAA v6.example 2001:db8::1\n",
+    );
+    let mut dns = read_dns(&ok).expect("well-formed DNS").expect("present");
+    let ask = |dns: &mut ScenarioDns, kind: QueryKind, name: &str| -> String {
+        match dns.resolve(Query {
+            kind,
+            name: name.as_bytes(),
+        }) {
+            Answer::Addresses(found) => format!("{found:?}"),
+            Answer::Names(found) | Answer::Texts(found) => found
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect::<Vec<_>>()
+                .join("|"),
+            Answer::NotFound => "NXDOMAIN".to_owned(),
+            Answer::Unknown => "SERVFAIL".to_owned(),
+            _ => "other".to_owned(),
+        }
+    };
+    assert_eq!(
+        ask(&mut dns, QueryKind::A, "2.0.0.127.zen.example"),
+        "[127.0.0.2, 127.0.0.4, 127.0.0.10]"
+    );
+    assert_eq!(
+        ask(&mut dns, QueryKind::Txt, "2.0.0.127.zen.example"),
+        "see \"here\" # not a comment"
+    );
+    assert_eq!(ask(&mut dns, QueryKind::Mx, "null.example"), "");
+    assert_eq!(
+        ask(&mut dns, QueryKind::Ptr, "9.2.0.192.in-addr.arpa"),
+        "mail.example"
+    );
+    assert_eq!(ask(&mut dns, QueryKind::Mx, "fail.example"), "SERVFAIL");
+    assert_eq!(ask(&mut dns, QueryKind::A, "fail.example"), "NXDOMAIN");
+    assert_eq!(
+        ask(&mut dns, QueryKind::Aaaa, "v6.example"),
+        "[2001:db8::1]"
+    );
+    for bad in [
+        "A zen.example\n",                               // no value
+        "A zen.example 2001:db8::1\n",                   // the other family
+        "A zen.example 127.0.0.300\n",                   // not an address
+        "CNAME a.example b.example\n",                   // unknown type
+        "SERVFAIL a.example\n",                          // no type
+        "TXT a.example unquoted\n",                      // not quoted
+        "TXT a.example \"open\n",                        // never closed
+        "SERVFAIL a.example A\nA a.example 127.0.0.2\n", // both
+        "A\n",                                           // no name
+    ] {
+        let path = write("bad.txt", bad);
+        assert!(read_dns(&path).is_err(), "accepted {bad:?}");
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
