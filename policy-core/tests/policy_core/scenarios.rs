@@ -587,8 +587,10 @@ fn run_scenario(dir: &Path, failures: &mut Vec<String>) -> usize {
             .iter()
             .map(|(rule, action)| format!("{rule} {action}"))
             .collect();
-        // An explanation takes every outside fact as unknown (it has no
-        // resolver), so it tells the same story only without `dns.txt`.
+        // `explain_with` reads the outside facts of the scratch's last
+        // decision, and runs before this one's (to see the counters as
+        // `decide` does): with `dns.txt` those are the previous request's,
+        // so it tells the same story only without.
         if dns.is_none()
             && (explanation.rule != rule
                 || explanation.action != action
