@@ -1005,7 +1005,8 @@ impl<'s> Parser<'s> {
                     _ => fraction.parse::<i64>().unwrap_or(0),
                 };
                 w * 100 + frac
-            });
+            })
+            .filter(|&h| h <= MAX_SCORE * 100);
         let Some(hundredths) = hundredths else {
             return failure(start, "a score of at most 1000000 either way (MAX_SCORE)");
         };

@@ -373,7 +373,7 @@ impl Var {
 
     /// Whether the variable's values are numbers: `size`, `recipient_count`,
     /// `encryption_keysize`, the ports, and the limit and greylist counts and
-    /// seconds (`limit`, `counted`, `retry_after`, `delay`).
+    /// seconds (`limit`, `counted`, `retry_after`, `delay`), and the score.
     pub fn is_number(self) -> bool {
         matches!(
             self,
@@ -386,6 +386,7 @@ impl Var {
                 | Self::Counted
                 | Self::RetryAfter
                 | Self::Delay
+                | Self::Score
         )
     }
 

@@ -291,6 +291,14 @@ fn score_errors_are_located() {
             "policy.conf:1:15: error: expected a score of at most 1000000 either way",
         ),
         (
+            "score s { add 1000000.01 if tls }",
+            "policy.conf:1:15: error: expected a score of at most 1000000 either way",
+        ),
+        (
+            "score s { add 1 if tls  above 0.5 REJECT \"$score is too much\" }",
+            "policy.conf:1:43: error: invalid action: the text starts with `$score`, a number",
+        ),
+        (
             "score s { add 1 when tls }",
             "policy.conf:1:17: error: expected `if` or `unless` after the weight",
         ),
