@@ -165,7 +165,8 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
 
     /// Answer every pending query of `facts`: from the cache, or from the
     /// servers, all in flight at once, until all are answered or
-    /// `deadline`; the rest are unknown. `policy` names the DNS-list zones
+    /// `deadline`; the rest are unknown (and `facts` closed once the
+    /// deadline has passed, so no later round asks more). `policy` names the DNS-list zones
     /// (for the lists' health); `peer` names the connection in the log;
     /// `now` is the policy time in Unix milliseconds (the cache's and the
     /// lists' clock).
@@ -273,7 +274,18 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
                 }
             }
         }
-        facts.expire();
+        // What got no answer (timed out, or never sent) is unknown. The
+        // facts are closed only when the deadline has passed: before it, a
+        // later round may still ask what these answers lead to (a listing's
+        // TXT, the addresses of reverse DNS names).
+        for flight in &self.flights {
+            if matches!(flight.outcome, Outcome::Open | Outcome::Unsent) {
+                facts.supply(flight.fact, Answer::Unknown);
+            }
+        }
+        if Instant::now() >= deadline {
+            facts.expire();
+        }
         report
     }
 

@@ -67,6 +67,46 @@ fn listed_clients_are_rejected_and_others_not() {
     });
 }
 
+/// Later rounds: a listing's TXT record (`$dnsbl_reason`) and FCrDNS (PTR,
+/// then the addresses of each name) are asked after the first answers.
+#[test]
+fn later_rounds_ask_what_the_first_answers_lead_to() {
+    let Some(unbound) = Unbound::start("daemon-rounds") else {
+        return;
+    };
+    let dir = TempDir::new("dns-rounds");
+    let clock = TestClock::new(dir.path(), "clock");
+    let server = unbound.addr().to_string();
+    let policy = "dnsbl bl { zone \"bl.test\" txt }\n\
+                  rule rdns { unless fcrdns then DEFER \"4.7.1 no confirmed reverse DNS\" }\n\
+                  rule listed { if client_address in dnsbl bl then REJECT \"5.7.1 $dnsbl_reason\" }\n\
+                  default DUNNO\n";
+    let daemon = daemon(&dir, policy, &clock, &["--dns-server", &server]);
+    let mut conn = daemon.connect();
+    // PTR mail.good.example, whose A is the client: FCrDNS holds; listed,
+    // with the list's TXT record as the reason.
+    assert_eq!(
+        request(&mut conn, &client("192.0.2.66")),
+        b"action=REJECT 5.7.1 Listed: see https://bl.test/?192.0.2.66\n\n"
+    );
+    // PTR mail.liar.example, whose A is elsewhere; and no PTR at all.
+    for ip in ["192.0.2.77", "192.0.2.1"] {
+        assert_eq!(
+            request(&mut conn, &client(ip)),
+            b"action=DEFER 4.7.1 no confirmed reverse DNS\n\n",
+            "{ip}"
+        );
+    }
+    assert!(
+        !daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("DNS answers missing")),
+        "every answer came: {:?}",
+        daemon.log()
+    );
+}
+
 #[test]
 fn answers_come_from_the_cache_until_their_ttl() {
     let Some(mut unbound) = Unbound::start("daemon-cache") else {
