@@ -37,7 +37,13 @@
 //!   stays in the queue) carries the `X-Greylist` header with the seconds
 //!   waited; the triplet passes again without a header; another recipient,
 //!   and another sender, are still greylisted;
-//! * Postfix's log shows the rejections and no policy-protocol warning.
+//! * Postfix's log shows the rejections and no policy-protocol warning;
+//! * DNS checks and scoring (a second test, `postfix_follows_policyd_dns_answers`,
+//!   with its own instance and a throwaway unbound, [`crate::unbound`]): through
+//!   XCLIENT each session presents a client of the test zones; a client listed
+//!   in the test DNS list gets the rule's 5xx with the list's TXT reason
+//!   (`$dnsbl_reason`), one whose score is above the defer threshold and under
+//!   the reject one gets the threshold's 450 and text, a clean one gets 250.
 //!
 //! It needs Debian's `postfix` package and root (Postfix's master must start as
 //! root). Without them it prints `SKIPPED: postfix end-to-end test: <reason>` and
