@@ -186,17 +186,12 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
         facts.each_pending(|fact, kind, name| {
             let start = names.len();
             names.extend_from_slice(name);
-            let zone_len = policy
-                .dns_zones()
-                .filter(|zone| in_zone(name, zone))
-                .map(<[u8]>::len)
-                .max()
-                .unwrap_or(0);
             flights.push(Flight {
                 fact,
                 kind,
                 name: start..names.len(),
-                zone_len,
+                // Found below, for the queries the cache does not answer.
+                zone_len: 0,
                 id: 0,
                 server: 0,
                 tries: 0,
@@ -217,6 +212,12 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
                 report.cached += 1;
                 continue;
             }
+            flight.zone_len = policy
+                .dns_zones()
+                .filter(|zone| in_zone(name, zone))
+                .map(<[u8]>::len)
+                .max()
+                .unwrap_or(0);
             if flight.zone_len > 0 {
                 let zone = &name[name.len() - flight.zone_len..];
                 let (skipped, change) = dns.zones.skipped(zone, now);
@@ -278,12 +279,16 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
         // facts are closed only when the deadline has passed: before it, a
         // later round may still ask what these answers lead to (a listing's
         // TXT, the addresses of reverse DNS names).
+        // (A round answered in full needs no clock: a later round's
+        // sends check the deadline themselves.)
+        let mut unanswered = false;
         for flight in &self.flights {
             if matches!(flight.outcome, Outcome::Open | Outcome::Unsent) {
                 facts.supply(flight.fact, Answer::Unknown);
+                unanswered = true;
             }
         }
-        if Instant::now() >= deadline {
+        if unanswered && Instant::now() >= deadline {
             facts.expire();
         }
         report
