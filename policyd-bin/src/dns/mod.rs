@@ -93,11 +93,11 @@ impl Rounds {
             facts.expire();
             return;
         }
-        // The zones of the policy in force, for the lists' health.
-        let policy = engine.policy();
+        // The zones of the policy in force, for the lists' health (read
+        // only for a query the cache does not answer).
         client.round(
             dns,
-            &policy,
+            engine,
             facts,
             self.deadline,
             now.as_unix_millis(),

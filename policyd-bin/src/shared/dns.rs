@@ -170,20 +170,21 @@ impl DnsCache {
     }
 
     /// Call `f` with the cached answer of `kind` of `name`, if there is one
-    /// that has not expired at `now` (Unix milliseconds), under the shard's
-    /// lock (no copy: `f` copies what it keeps).
+    /// that has not expired at `now` (Unix milliseconds), and the time it
+    /// expires at (Unix milliseconds), under the shard's lock (no copy: `f`
+    /// copies what it keeps).
     pub(crate) fn get<R>(
         &self,
         kind: QueryKind,
         name: &[u8],
         now: u64,
-        f: impl FnOnce(&Records) -> R,
+        f: impl FnOnce(&Records, u64) -> R,
     ) -> Option<R> {
         let mut buf = [0; KEY_BYTES];
         let key = key(kind, name, &mut buf);
         let shard = self.shard(key).lock();
         match shard.map.get(key) {
-            Some(entry) if entry.expires > now => Some(f(&entry.records)),
+            Some(entry) if entry.expires > now => Some(f(&entry.records, entry.expires)),
             _ => None,
         }
     }
@@ -433,7 +434,7 @@ mod tests {
         let (id, _) = scratch.facts().pending().next().expect("a pending query");
         let facts = scratch.facts_mut();
         let served = cache
-            .get(kind, name, now, |r| r.answer(|a| facts.supply(id, a)))
+            .get(kind, name, now, |r, _| r.answer(|a| facts.supply(id, a)))
             .is_some();
         assert_eq!(served, scratch.facts().pending().next().is_none());
         served
