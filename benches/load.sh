@@ -285,6 +285,10 @@ if "noop" in runs:
         if s != "noop":
             target = " (target >= 0.80)" if s in ("policyd-warn", "policyd-dns-cached") else ""
             print(f"ratio {s}/noop req/s: {med(s, 'rps') / base:.2f}{target}")
+# What the DNS tests cost on their own: the same daemon without them.
+if "policyd-warn" in runs and "policyd-dns-cached" in runs:
+    print(f"ratio policyd-dns-cached/policyd-warn req/s: "
+          f"{med('policyd-dns-cached', 'rps') / med('policyd-warn', 'rps'):.2f}")
 for s in servers:
     if s in ("policyd-dns-uncached", "policyd-dns-dead"):
         p99, limit = med(s, "p99_us"), deadline_us(deadline)
