@@ -405,7 +405,8 @@ pub(crate) struct CheckArgs {
     pub(crate) deny_warnings: bool,
 }
 
-/// `policyd test [--config FILE] [--explain] [--now SECS] [REQUESTS...]`.
+/// `policyd test [--config FILE] [--explain] [--now SECS] [--dns-server ADDR]...
+/// [--dns-deadline TIME | --no-dns] [REQUESTS...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TestArgs {
     /// The policy to test: a file, or the embedded default.
@@ -417,6 +418,12 @@ pub(crate) struct TestArgs {
     pub(crate) now: Option<u64>,
     /// Request files; empty means standard input, and `-` names it too.
     pub(crate) inputs: Vec<PathBuf>,
+    /// `--dns-server`, `--dns-deadline`: how the policy's DNS tests are
+    /// asked, as the daemon asks them (the other `--dns-*` keep their
+    /// defaults).
+    pub(crate) dns: DnsSettings,
+    /// `--no-dns`: ask nothing; every DNS test is unknown.
+    pub(crate) no_dns: bool,
 }
 
 /// What the command line asks for.
@@ -574,7 +581,9 @@ answers one access(5) action.
 USAGE:
     policyd [serve] [--config FILE | --action ACTION] [OPTIONS]
     policyd check [--deny-warnings] FILE...
-    policyd test [--config FILE] [--explain] [--now SECS] [REQUESTS...]
+    policyd test [--config FILE] [--explain] [--now SECS]
+                 [--dns-server ADDR]... [--dns-deadline TIME | --no-dns]
+                 [REQUESTS...]
     policyd state --state-file PATH [--limit NAME] [--top N] [--window I]
     policyd default-policy        (also: policyd --print-default-policy)
 
@@ -593,9 +602,15 @@ COMMANDS:
                     out); none or - reads standard input. A request that does
                     not parse is reported with its file and line, and the next
                     one is decided; an attribute name Postfix never sends (a
-                    typo such as client_adress) gets a warning. Exit 0 when
-                    every request parsed, 1 when one did not or a file could
-                    not be read, {config} when the policy does not compile.
+                    typo such as client_adress) gets a warning. A policy with
+                    DNS tests (DNS lists, fcrdns, ...) asks them live, as the
+                    daemon does (--dns-server, else /etc/resolv.conf;
+                    --dns-deadline), and each request's report lists the
+                    queries and their answers; --no-dns asks nothing and
+                    takes every DNS test as unknown (said in the report).
+                    Exit 0 when every request parsed, 1 when one did not or
+                    a file could not be read, {config} when the policy does
+                    not compile or has DNS tests and no DNS server to ask.
     state           Read a state file (see --state-file) offline and print,
                     for each table in it (or the one --limit names), as of
                     the time the file was written: for a limit, how many
@@ -626,6 +641,10 @@ POLICY OPTIONS:
                             rule's conditions and their results.
     --now SECS              test only: decide at this time (Unix seconds)
                             instead of now, for reproducible output.
+    --no-dns                test only: send no DNS query; every DNS test of
+                            the policy is unknown (its rule does not apply),
+                            as when no list answers. Excludes --dns-server
+                            and --dns-deadline.
     --deny-warnings         check only: a warning fails the check (exit 1).
 
 STATE OPTIONS:
@@ -700,8 +719,9 @@ SERVE OPTIONS:
     -h, --help              Print this help and exit.
     -V, --version           Print the version and exit.
 
-DNS OPTIONS (serve; used only by a policy with DNS tests, such as
-client_address in dnsbl \"zone\"; a policy without them opens no DNS socket):
+DNS OPTIONS (serve; --dns-server and --dns-deadline also test; used only by a
+policy with DNS tests, such as client_address in dnsbl \"zone\"; a policy
+without them opens no DNS socket):
     --dns-server ADDR       A DNS resolver to ask (recursive, or a local cache
                             such as unbound); repeat for several, asked in
                             order, the next one when a try gets no answer. An
@@ -846,6 +866,7 @@ struct Parsed {
     positional: Vec<OsString>,
     explain: bool,
     now: Option<u64>,
+    no_dns: bool,
     deny_warnings: bool,
     limit: Option<String>,
     top: Option<usize>,
@@ -948,6 +969,7 @@ where
                 })?);
             }
             Opt::Explain => p.explain = true,
+            Opt::NoDns => p.no_dns = true,
             Opt::Now => {
                 p.now = Some(number_u64(
                     canonical,
@@ -1100,14 +1122,27 @@ where
                 deny_warnings: p.deny_warnings,
             }))
         }
-        Cmd::Test => Ok(Command::Test(TestArgs {
-            policy: p
-                .config_file
-                .map_or(PolicySource::Default, PolicySource::File),
-            explain: p.explain,
-            now: p.now,
-            inputs: p.positional.into_iter().map(PathBuf::from).collect(),
-        })),
+        Cmd::Test => {
+            if p.no_dns {
+                if let Some(dns) = p
+                    .seen
+                    .iter()
+                    .find(|o| matches!(o.id, Opt::DnsServer | Opt::DnsDeadline))
+                {
+                    return Err(CliError::Conflict("--no-dns", dns.names[0]));
+                }
+            }
+            Ok(Command::Test(TestArgs {
+                policy: p
+                    .config_file
+                    .map_or(PolicySource::Default, PolicySource::File),
+                explain: p.explain,
+                now: p.now,
+                inputs: p.positional.into_iter().map(PathBuf::from).collect(),
+                dns: p.config.dns,
+                no_dns: p.no_dns,
+            }))
+        }
         Cmd::State => {
             if let Some(arg) = p.positional.into_iter().next() {
                 return Err(CliError::UnexpectedArgument(
@@ -1184,6 +1219,7 @@ enum Opt {
     Action,
     Explain,
     Now,
+    NoDns,
     DenyWarnings,
     MaxConnections,
     IdleTimeout,
@@ -1220,6 +1256,8 @@ struct OptSpec {
 const ALL: &[Cmd] = &[Cmd::Serve, Cmd::Check, Cmd::Test, Cmd::State];
 const STATE: &[Cmd] = &[Cmd::State];
 const SERVE: &[Cmd] = &[Cmd::Serve];
+/// `policyd test` asks DNS as the daemon does.
+const SERVE_TEST: &[Cmd] = &[Cmd::Serve, Cmd::Test];
 
 const fn spec(
     id: Opt,
@@ -1270,6 +1308,7 @@ const OPTIONS: &[OptSpec] = &[
     spec(Opt::Action, &["--action"], true, SERVE),
     spec(Opt::Explain, &["--explain"], false, &[Cmd::Test]),
     spec(Opt::Now, &["--now"], true, &[Cmd::Test]),
+    spec(Opt::NoDns, &["--no-dns"], false, &[Cmd::Test]),
     spec(
         Opt::DenyWarnings,
         &["--deny-warnings", "--strict"],
@@ -1296,9 +1335,9 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec {
         // Repeatable: one server each.
         once: false,
-        ..spec(Opt::DnsServer, &["--dns-server"], true, SERVE)
+        ..spec(Opt::DnsServer, &["--dns-server"], true, SERVE_TEST)
     },
-    spec(Opt::DnsDeadline, &["--dns-deadline"], true, SERVE),
+    spec(Opt::DnsDeadline, &["--dns-deadline"], true, SERVE_TEST),
     spec(Opt::DnsCacheBytes, &["--dns-cache-bytes"], true, SERVE),
     spec(Opt::DnsSkipAfter, &["--dns-skip-after"], true, SERVE),
     spec(Opt::DnsSkipFor, &["--dns-skip-for"], true, SERVE),
@@ -1518,6 +1557,8 @@ mod tests {
                     explain: true,
                     now: Some(1_700_000_000),
                     inputs: vec!["r1".into(), "-".into()],
+                    dns: DnsSettings::default(),
+                    no_dns: false,
                 }
             ),
             other => panic!("{other:?}"),
@@ -1550,6 +1591,68 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn test_command_dns_options() {
+        match parse_strs(&[
+            "test",
+            "--dns-server",
+            "127.0.0.1:5353",
+            "--dns-server=[::1]",
+            "--dns-deadline",
+            "500ms",
+        ])
+        .unwrap()
+        {
+            Command::Test(args) => {
+                let servers: Vec<String> =
+                    args.dns.servers.iter().map(ToString::to_string).collect();
+                assert_eq!(servers, ["127.0.0.1:5353", "[::1]:53"]);
+                assert_eq!(args.dns.deadline, Duration::from_millis(500));
+                assert!(!args.no_dns);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_strs(&["test", "--no-dns"]).unwrap() {
+            Command::Test(args) => {
+                assert!(args.no_dns);
+                assert_eq!(args.dns, DnsSettings::default());
+            }
+            other => panic!("{other:?}"),
+        }
+        for (args, other) in [
+            (
+                &["test", "--no-dns", "--dns-server", "127.0.0.1"][..],
+                "--dns-server",
+            ),
+            (
+                &["test", "--dns-deadline", "1s", "--no-dns"],
+                "--dns-deadline",
+            ),
+        ] {
+            assert_eq!(err(args), CliError::Conflict("--no-dns", other), "{args:?}");
+        }
+        for (args, option, command) in [
+            (&["--no-dns"][..], "--no-dns", "serve"),
+            (
+                &["test", "--dns-cache-bytes", "0"],
+                "--dns-cache-bytes",
+                "test",
+            ),
+            (
+                &["check", "--dns-server", "127.0.0.1", "p.conf"],
+                "--dns-server",
+                "check",
+            ),
+        ] {
+            assert_eq!(
+                err(args),
+                CliError::OptionNotFor { option, command },
+                "{args:?}"
+            );
+        }
+        assert!(help().contains("--no-dns"));
     }
 
     #[test]

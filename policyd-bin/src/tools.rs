@@ -5,14 +5,19 @@
 //! passed and whitelisted entries of each greylist).
 //!
 //! Each writes its report to standard output and returns the exit code (see
-//! `policyd --help`). None starts a thread, binds a socket or logs.
+//! `policyd --help`). None starts a thread or listens. `policyd test` with a
+//! policy that has DNS tests asks them as the daemon does ([`crate::dns`]:
+//! its client, cache and deadline; UDP sockets of its own), unless
+//! `--no-dns`; the DNS client's warnings (answers missing at the deadline, a
+//! list's error code) go to standard error, the report to standard output.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use policy_core::base::attr::{is_known_attribute, KNOWN_ATTRIBUTES};
-use policy_core::{Engine, Request, Scratch, Timestamp};
+use policy_core::facts::{Answer, FactId, Facts, QueryKind};
+use policy_core::{Decision, Engine, Request, Scratch, Step, Timestamp};
 use policy_proto::{Framer, Limits};
 
 use policy_core::greylist::{GreylistTable, MAX_GREYLIST_CAPACITY};
@@ -22,8 +27,10 @@ use policy_core::store::{self, TableKind};
 
 use crate::cli::{CheckArgs, PolicySource, StateArgs, TestArgs, EX_CONFIG, EX_DATAERR, EX_NOINPUT};
 use crate::clock;
+use crate::dns::{self, Client, Questions, Rounds};
 use crate::log::push_escaped;
 use crate::policy_file::{self, plural, LoadError};
+use crate::shared::dns::DnsShared;
 use crate::statefile::{self, ReadError};
 
 /// Exit code when stdout cannot be written (`sysexits.h` `EX_IOERR`).
@@ -122,14 +129,64 @@ pub(crate) fn test(args: &TestArgs, stdin: &mut dyn Read, out: &mut dyn Write) -
     let now = args
         .now
         .map_or_else(|| clock::now().as_unix_millis(), |secs| secs * 1000);
+    let mut report = String::new();
+    let dns = if !loaded.policy.uses_outside_facts() {
+        None
+    } else if args.no_dns {
+        let _ = writeln!(
+            report,
+            "dns: not asked (--no-dns): every DNS test is unknown, and a rule whose \
+             condition depends on one does not apply\n"
+        );
+        None
+    } else {
+        match dns::servers(&args.dns) {
+            Ok(servers) => {
+                let shown: Vec<String> = servers.iter().map(ToString::to_string).collect();
+                let zones: Vec<String> = loaded
+                    .policy
+                    .dns_zones()
+                    .map(|z| String::from_utf8_lossy(z).into_owned())
+                    .collect();
+                let _ = writeln!(
+                    report,
+                    "dns: asking {} (deadline {} ms); lists: {}\n",
+                    shown.join(" "),
+                    args.dns.deadline.as_millis(),
+                    if zones.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        zones.join(" ")
+                    }
+                );
+                let shared = DnsShared::new(args.dns.clone());
+                let _ = shared.servers.set(servers.into());
+                Some(TestDns {
+                    shared,
+                    client: Client::new(),
+                    asked: Vec::new(),
+                })
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "policyd: error: policy {} has DNS tests and no DNS server to ask: {e} \
+                     (or --no-dns: every DNS test unknown)",
+                    loaded.name
+                );
+                return EX_CONFIG;
+            }
+        }
+    };
     let engine = Engine::new(loaded.policy);
     let mut tester = Tester {
         engine: &engine,
+        dns,
         explain: args.explain,
         now: Timestamp::from_unix_millis(now),
         framer: Framer::new(Limits::default()).allow_empty_lines(true),
         scratch: Scratch::new(),
-        report: String::new(),
+        report,
         decided: 0,
         failed: 0,
     };
@@ -229,6 +286,8 @@ fn blocks(input: &[u8]) -> Vec<Block<'_>> {
 /// `policyd test`'s state across inputs.
 struct Tester<'p> {
     engine: &'p Engine,
+    /// The DNS client, for a policy with DNS tests (unless `--no-dns`).
+    dns: Option<TestDns>,
     explain: bool,
     now: Timestamp,
     framer: Framer,
@@ -337,7 +396,22 @@ impl Tester<'_> {
                     .explain_with(&request, self.now, &self.scratch)
                     .to_string()
             });
-            let decision = self.engine.decide(&request, self.now, &mut self.scratch);
+            // As a connection of the daemon decides (`conn.rs`): in rounds,
+            // the DNS queries of each asked live. Without DNS (`--no-dns`),
+            // `Engine::decide` takes them all as unknown.
+            let mut step = self.engine.start(&request, self.now, &mut self.scratch);
+            if let Some(dns) = &mut self.dns {
+                dns.asked.clear();
+                let mut rounds = Rounds::new(&dns.shared.settings);
+                while let Step::NeedFacts = step {
+                    dns.round(self.engine, &mut rounds, self.scratch.facts_mut(), self.now);
+                    step = self.engine.resume(&request, self.now, &mut self.scratch);
+                }
+            }
+            let decision = match step {
+                Step::Decided(decision) => decision,
+                Step::NeedFacts => self.engine.decide(&request, self.now, &mut self.scratch),
+            };
             let _ = writeln!(
                 self.report,
                 "    action: {}",
@@ -352,13 +426,169 @@ impl Tester<'_> {
                     String::from_utf8_lossy(hit.wire)
                 );
             }
+            let uses_dns = self.engine.policy().uses_outside_facts();
+            if uses_dns {
+                dns_lines(self.dns.as_ref(), &decision, &mut self.report);
+            }
             if let Some(explanation) = explanation {
                 for line in explanation.lines() {
                     let _ = writeln!(self.report, "    | {line}");
                 }
+                if uses_dns {
+                    let _ = writeln!(
+                        self.report,
+                        "    | (this explanation takes every DNS test as unknown; the action \
+                         and rule above were decided with the DNS answers)"
+                    );
+                }
             }
             self.report.push('\n');
         }
+    }
+}
+
+/// Name of `policyd test` in the DNS client's warnings, where the daemon
+/// names the connection's peer.
+const TEST_PEER: &str = "policyd-test";
+
+/// `policyd test`'s DNS: the daemon's client and cache, and what the
+/// request being decided asked.
+struct TestDns {
+    shared: DnsShared,
+    client: Client,
+    /// The queries of the current request and their answers, in the order
+    /// they were answered.
+    asked: Vec<Asked>,
+}
+
+/// One query of `policyd test` and its answer, as printed.
+struct Asked {
+    kind: QueryKind,
+    name: String,
+    answer: String,
+}
+
+impl TestDns {
+    /// One round of a request's DNS queries, noting each answer.
+    fn round(&mut self, engine: &Engine, rounds: &mut Rounds, facts: &mut Facts, now: Timestamp) {
+        let mut noted = Noted {
+            facts,
+            asked: &mut self.asked,
+        };
+        rounds.round(
+            engine,
+            &self.shared,
+            &mut self.client,
+            &mut noted,
+            now,
+            TEST_PEER,
+        );
+    }
+}
+
+/// A decision's facts, noting each answer supplied (for the report).
+struct Noted<'a> {
+    facts: &'a mut Facts,
+    asked: &'a mut Vec<Asked>,
+}
+
+impl Noted<'_> {
+    fn note(&mut self, id: FactId, answer: &Answer<'_>) {
+        let Some((_, query)) = self.facts.pending().find(|(i, _)| *i == id) else {
+            return;
+        };
+        self.asked.push(Asked {
+            kind: query.kind,
+            name: String::from_utf8_lossy(query.name).into_owned(),
+            answer: answer_text(answer),
+        });
+    }
+}
+
+impl Questions for Noted<'_> {
+    type Id = FactId;
+
+    fn each_pending(&self, f: impl FnMut(FactId, QueryKind, &[u8])) {
+        self.facts.each_pending(f);
+    }
+
+    fn supply(&mut self, id: FactId, answer: Answer<'_>) {
+        self.note(id, &answer);
+        self.facts.supply(id, answer);
+    }
+
+    fn expire(&mut self) {
+        let pending: Vec<FactId> = self.facts.pending().map(|(id, _)| id).collect();
+        for id in pending {
+            self.note(id, &Answer::Unknown);
+        }
+        self.facts.expire();
+    }
+}
+
+/// An answer as `policyd test` prints it.
+fn answer_text(answer: &Answer<'_>) -> String {
+    let escaped = |value: &[u8]| {
+        let mut out = Vec::with_capacity(value.len());
+        push_escaped(&mut out, value);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    match answer {
+        Answer::Addresses(found) => found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+        Answer::Names(names) => names
+            .iter()
+            .map(|n| {
+                if n.is_empty() {
+                    ".".to_owned()
+                } else {
+                    escaped(n)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Answer::Texts(texts) => texts
+            .iter()
+            .map(|t| format!("\"{}\"", escaped(t)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Answer::NotFound => "not found (NXDOMAIN or no such record)".to_owned(),
+        _ => "unknown (no answer by the deadline, a server failure, a skipped list or a \
+              list's error code)"
+            .to_owned(),
+    }
+}
+
+/// The DNS lines of a request's report: each query and its answer, and how
+/// many were unknown (with `--no-dns`, all of them).
+fn dns_lines(dns: Option<&TestDns>, decision: &Decision<'_>, report: &mut String) {
+    let unknown = decision.unknown_facts();
+    let Some(dns) = dns else {
+        let _ = writeln!(
+            report,
+            "    dns: not asked (--no-dns): {unknown} {} unknown",
+            plural(unknown, "query", "queries")
+        );
+        return;
+    };
+    for asked in &dns.asked {
+        let _ = writeln!(
+            report,
+            "    dns: {} {}: {}",
+            asked.name,
+            asked.kind.as_str(),
+            asked.answer
+        );
+    }
+    if unknown > 0 {
+        let _ = writeln!(
+            report,
+            "    dns: {unknown} {} unknown: a rule whose condition depends on one did not apply",
+            plural(unknown, "answer", "answers")
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use policy_core::facts::{Answer, FactId, Facts, QueryKind};
-use policy_core::Policy;
+use policy_core::{Engine, Policy};
 
 use crate::dns::message::{self, Reply};
 use crate::shared::dns::{DnsShared, Records, ZoneChange};
@@ -29,6 +29,13 @@ pub(crate) const TRIES_PER_DEADLINE: u32 = 3;
 /// The shortest wait of a try, whatever the deadline: 50 ms, below which a
 /// retry would only duplicate an answer on its way.
 pub(crate) const MIN_TRY_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Most answers a connection keeps for itself ([`Client`]'s memo): 16,
+/// more than one request of most policies asks (five DNS lists, FCrDNS,
+/// the HELO and sender checks). The requests of one SMTP session (one per
+/// recipient, all about the same client) then find their answers there,
+/// without the shared cache's hashing and locks.
+pub(crate) const MEMO_ENTRIES: usize = 16;
 
 /// Most queries named in one "answers missing" log line; the rest are
 /// counted.
@@ -81,6 +88,31 @@ impl Questions for Facts {
     }
 }
 
+/// Where a round finds the DNS lists' zones (for the lists' health): the
+/// policy in force. Asked only for a query the cache does not answer, so a
+/// request answered from the cache never touches the engine's lock.
+pub(crate) trait Zones {
+    /// The length of the longest zone of the policy's DNS lists that
+    /// `name` is in (at a label boundary); 0 when none.
+    fn zone_len(&self, name: &[u8]) -> usize;
+}
+
+impl Zones for Policy {
+    fn zone_len(&self, name: &[u8]) -> usize {
+        self.dns_zones()
+            .filter(|zone| in_zone(name, zone))
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Zones for Engine {
+    fn zone_len(&self, name: &[u8]) -> usize {
+        self.policy().zone_len(name)
+    }
+}
+
 /// One query of the round.
 #[derive(Debug)]
 struct Flight<Id> {
@@ -101,6 +133,37 @@ struct Flight<Id> {
     /// When to try again.
     retry_at: Instant,
     outcome: Outcome,
+}
+
+/// An answer a connection keeps for itself: a copy of a shared cache
+/// entry, served until the entry's own expiry.
+#[derive(Debug)]
+struct Memo {
+    /// [`memo_tag`] of its kind and name.
+    tag: u64,
+    kind: QueryKind,
+    name: Box<[u8]>,
+    records: Records,
+    /// Unix milliseconds (policy time), as in the shared cache.
+    expires: u64,
+}
+
+/// A quick check of a memo entry against a query: its kind, its length
+/// and its first and last 8 bytes (the queries of one client differ at the
+/// end, by list; those of different clients at the start). The memo scan
+/// compares whole names only when the tags are equal: about four times
+/// fewer instructions than comparing names (callgrind, 5 lists).
+fn memo_tag(kind: QueryKind, name: &[u8]) -> u64 {
+    let n = name.len().min(8);
+    let mut first = [0u8; 8];
+    let mut last = [0u8; 8];
+    first[..n].copy_from_slice(&name[..n]);
+    last[..n].copy_from_slice(&name[name.len() - n..]);
+    let len = u64::try_from(name.len()).unwrap_or(u64::MAX);
+    u64::from_le_bytes(first)
+        ^ u64::from_le_bytes(last).rotate_left(29)
+        ^ len.rotate_left(48)
+        ^ u64::from(kind.record_type()).rotate_left(56)
 }
 
 /// What one round did, for the tests and the log.
@@ -135,6 +198,12 @@ pub(crate) struct Client<Id = FactId> {
     counter: u64,
     /// A log line's buffer.
     line: Vec<u8>,
+    /// The answers this connection took from the shared cache last (at
+    /// most [`MEMO_ENTRIES`], the oldest replaced first), looked up before
+    /// it: a hit takes no lock.
+    memo: Vec<Memo>,
+    /// The memo entry replaced next once the memo is full.
+    memo_next: usize,
 }
 
 impl<Id: Copy + std::fmt::Debug> Default for Client<Id> {
@@ -154,6 +223,8 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
             ids: RandomState::new(),
             counter: 0,
             line: Vec::new(),
+            memo: Vec::new(),
+            memo_next: 0,
         }
     }
 
@@ -165,14 +236,15 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
 
     /// Answer every pending query of `facts`: from the cache, or from the
     /// servers, all in flight at once, until all are answered or
-    /// `deadline`; the rest are unknown. `policy` names the DNS-list zones
+    /// `deadline`; the rest are unknown (and `facts` closed once the
+    /// deadline has passed, so no later round asks more). `policy` names the DNS-list zones
     /// (for the lists' health); `peer` names the connection in the log;
     /// `now` is the policy time in Unix milliseconds (the cache's and the
     /// lists' clock).
     pub(crate) fn round(
         &mut self,
         dns: &DnsShared,
-        policy: &Policy,
+        policy: &impl Zones,
         facts: &mut impl Questions<Id = Id>,
         deadline: Instant,
         now: u64,
@@ -185,17 +257,12 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
         facts.each_pending(|fact, kind, name| {
             let start = names.len();
             names.extend_from_slice(name);
-            let zone_len = policy
-                .dns_zones()
-                .filter(|zone| in_zone(name, zone))
-                .map(<[u8]>::len)
-                .max()
-                .unwrap_or(0);
             flights.push(Flight {
                 fact,
                 kind,
                 name: start..names.len(),
-                zone_len,
+                // Found below, for the queries the cache does not answer.
+                zone_len: 0,
                 id: 0,
                 server: 0,
                 tries: 0,
@@ -205,17 +272,43 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
             });
         });
 
-        // The cache and the skipped lists first: nothing sent for them.
+        // The memo, the cache and the skipped lists first: nothing sent
+        // for them.
         for flight in &mut self.flights {
             let name = &self.names[flight.name.clone()];
-            let cached = dns.cache.get(flight.kind, name, now, |records| {
-                records.answer(|answer| facts.supply(flight.fact, answer));
+            let tag = memo_tag(flight.kind, name);
+            let memo = self.memo.iter().find(|m| {
+                m.tag == tag && m.kind == flight.kind && m.expires > now && *m.name == *name
             });
-            if cached.is_some() {
+            if let Some(memo) = memo {
+                memo.records
+                    .answer(|answer| facts.supply(flight.fact, answer));
                 flight.outcome = Outcome::Cached;
                 report.cached += 1;
                 continue;
             }
+            let cached = dns.cache.get(flight.kind, name, now, |records, expires| {
+                records.answer(|answer| facts.supply(flight.fact, answer));
+                Memo {
+                    tag,
+                    kind: flight.kind,
+                    name: name.into(),
+                    records: records.clone(),
+                    expires,
+                }
+            });
+            if let Some(memo) = cached {
+                if self.memo.len() < MEMO_ENTRIES {
+                    self.memo.push(memo);
+                } else {
+                    self.memo[self.memo_next] = memo;
+                    self.memo_next = (self.memo_next + 1) % MEMO_ENTRIES;
+                }
+                flight.outcome = Outcome::Cached;
+                report.cached += 1;
+                continue;
+            }
+            flight.zone_len = policy.zone_len(name);
             if flight.zone_len > 0 {
                 let zone = &name[name.len() - flight.zone_len..];
                 let (skipped, change) = dns.zones.skipped(zone, now);
@@ -273,7 +366,22 @@ impl<Id: Copy + std::fmt::Debug> Client<Id> {
                 }
             }
         }
-        facts.expire();
+        // What got no answer (timed out, or never sent) is unknown. The
+        // facts are closed only when the deadline has passed: before it, a
+        // later round may still ask what these answers lead to (a listing's
+        // TXT, the addresses of reverse DNS names).
+        // (A round answered in full needs no clock: a later round's
+        // sends check the deadline themselves.)
+        let mut unanswered = false;
+        for flight in &self.flights {
+            if matches!(flight.outcome, Outcome::Open | Outcome::Unsent) {
+                facts.supply(flight.fact, Answer::Unknown);
+                unanswered = true;
+            }
+        }
+        if unanswered && Instant::now() >= deadline {
+            facts.expire();
+        }
         report
     }
 

@@ -35,10 +35,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use policy_core::facts::Facts;
+use policy_core::facts::FactId;
 use policy_core::{Engine, Policy, Timestamp};
 
-pub(crate) use client::Client;
+pub(crate) use client::{Client, Questions};
 
 use crate::cli::DnsSettings;
 use crate::shared::dns::DnsShared;
@@ -76,14 +76,15 @@ impl Rounds {
         }
     }
 
-    /// Answer the pending queries of `facts`; past [`MAX_ROUNDS`], none
-    /// (all unknown). `now` is the request's policy time.
+    /// Answer the pending queries of `facts` (a decision's [`Facts`](policy_core::facts::Facts), or
+    /// `policyd test`'s view of them); past [`MAX_ROUNDS`], none (all
+    /// unknown). `now` is the request's policy time.
     pub(crate) fn round(
         &mut self,
         engine: &Engine,
         dns: &DnsShared,
         client: &mut Client,
-        facts: &mut Facts,
+        facts: &mut impl Questions<Id = FactId>,
         now: Timestamp,
         peer: &str,
     ) {
@@ -92,11 +93,11 @@ impl Rounds {
             facts.expire();
             return;
         }
-        // The zones of the policy in force, for the lists' health.
-        let policy = engine.policy();
+        // The zones of the policy in force, for the lists' health (read
+        // only for a query the cache does not answer).
         client.round(
             dns,
-            &policy,
+            engine,
             facts,
             self.deadline,
             now.as_unix_millis(),

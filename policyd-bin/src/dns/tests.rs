@@ -433,3 +433,43 @@ fn an_unanswered_try_moves_to_the_next_server() {
         assert!(silent.recv_from(&mut [0u8; 512]).is_ok());
     }
 }
+
+/// More cached answers than a connection's memo holds: every one is still
+/// answered from the cache, by the memo or the shared cache, and right;
+/// past their TTL none is (nothing answers then: the server is a socket
+/// that never replies, and the deadline has passed).
+#[test]
+fn the_memo_holds_the_latest_answers_until_their_expiry() {
+    use super::client::MEMO_ENTRIES;
+    use crate::shared::dns::Records;
+
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = shared(hole.local_addr().unwrap(), Duration::from_millis(100));
+    let policy = policy();
+    let mut client = Client::new();
+    let n = MEMO_ENTRIES * 2 + 3;
+    let names: Vec<String> = (0..n).map(|i| format!("{i}.2.0.192.bl.test")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let answer: IpAddr = format!("127.0.0.{}", i + 2).parse().unwrap();
+        let records = Records::Addresses(vec![answer].into());
+        dns.cache
+            .insert(QueryKind::A, name.as_bytes(), records, 300, 0);
+    }
+    let questions: Vec<(QueryKind, &str)> =
+        names.iter().map(|n| (QueryKind::A, n.as_str())).collect();
+    for round in 0..3 {
+        let mut asked = Asked::new(&questions);
+        let deadline = Instant::now() + dns.settings.deadline;
+        let report = client.round(&dns, &policy, &mut asked, deadline, 1_000, "test");
+        assert_eq!(report.cached, n, "round {round}");
+        for (i, name) in names.iter().enumerate() {
+            let answer = format!("127.0.0.{}", i + 2);
+            assert_eq!(asked.got(QueryKind::A, name), ips(&[&answer]), "{name}");
+        }
+    }
+    // Past the TTL: neither the memo nor the cache answers.
+    let mut asked = Asked::new(&questions[..MEMO_ENTRIES]);
+    let report = client.round(&dns, &policy, &mut asked, Instant::now(), 301_000, "test");
+    assert_eq!(report.cached, 0);
+    assert_eq!(asked.got(QueryKind::A, &names[0]), Got::Unknown);
+}

@@ -368,8 +368,14 @@ pub(crate) fn rcpt_request(n: u32) -> Vec<u8> {
 /// Run `policyd` with `args` to completion (for `--help`, bad flags, bind
 /// errors), killing it after [`TIMEOUT`].
 pub(crate) fn run(args: &[&str]) -> Output {
+    run_env(args, &[])
+}
+
+/// [`run`] with environment variables set.
+pub(crate) fn run_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

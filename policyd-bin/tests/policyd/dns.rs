@@ -9,7 +9,10 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use crate::common::{request, request_with, Daemon, TempDir, TestClock, TEST_CLOCK_VAR};
+use crate::common::{
+    request, request_with, run, run_env, Daemon, TempDir, TestClock, TEST_CLOCK_VAR,
+    TEST_RESOLV_CONF_VAR,
+};
 use crate::unbound::Unbound;
 
 const DUNNO: &[u8] = b"action=DUNNO\n\n";
@@ -65,6 +68,46 @@ fn listed_clients_are_rejected_and_others_not() {
         l.contains("warning: DNS list answered an error code")
             && l.contains("query=99.2.0.192.bl.test answer=127.255.255.254")
     });
+}
+
+/// Later rounds: a listing's TXT record (`$dnsbl_reason`) and FCrDNS (PTR,
+/// then the addresses of each name) are asked after the first answers.
+#[test]
+fn later_rounds_ask_what_the_first_answers_lead_to() {
+    let Some(unbound) = Unbound::start("daemon-rounds") else {
+        return;
+    };
+    let dir = TempDir::new("dns-rounds");
+    let clock = TestClock::new(dir.path(), "clock");
+    let server = unbound.addr().to_string();
+    let policy = "dnsbl bl { zone \"bl.test\" txt }\n\
+                  rule rdns { unless fcrdns then DEFER \"4.7.1 no confirmed reverse DNS\" }\n\
+                  rule listed { if client_address in dnsbl bl then REJECT \"5.7.1 $dnsbl_reason\" }\n\
+                  default DUNNO\n";
+    let daemon = daemon(&dir, policy, &clock, &["--dns-server", &server]);
+    let mut conn = daemon.connect();
+    // PTR mail.good.example, whose A is the client: FCrDNS holds; listed,
+    // with the list's TXT record as the reason.
+    assert_eq!(
+        request(&mut conn, &client("192.0.2.66")),
+        b"action=REJECT 5.7.1 Listed: see https://bl.test/?192.0.2.66\n\n"
+    );
+    // PTR mail.liar.example, whose A is elsewhere; and no PTR at all.
+    for ip in ["192.0.2.77", "192.0.2.1"] {
+        assert_eq!(
+            request(&mut conn, &client(ip)),
+            b"action=DEFER 4.7.1 no confirmed reverse DNS\n\n",
+            "{ip}"
+        );
+    }
+    assert!(
+        !daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("DNS answers missing")),
+        "every answer came: {:?}",
+        daemon.log()
+    );
 }
 
 #[test]
@@ -212,4 +255,153 @@ fn a_list_that_keeps_timing_out_is_skipped_for_a_while() {
     assert!(daemon.wait_for_log_count(2, |l| l.contains("keeps timing out: skipping it")));
     assert_eq!(request(&mut conn, &client("192.0.2.8")), DUNNO);
     assert_eq!(drain(&hole), 0);
+}
+
+/// The policy of the `policyd test` checks: a list with TXT reasons, a
+/// score over a second list and FCrDNS.
+const TEST_POLICY: &str = r#"dnsbl bl { zone "bl.test" answer 127.0.0.2-127.0.0.11 txt }
+dnsbl bl2 { zone "bl2.test" }
+rule listed { if client_address in dnsbl bl then REJECT "5.7.1 Listed: $dnsbl_reason" }
+score spam {
+    add 3 if client_address in dnsbl bl2 as "bl2"
+    add 1.5 unless fcrdns as "no_fcrdns"
+    above 4 DEFER_IF_PERMIT "4.7.1 Spam score $score ($score_reasons)"
+}
+default DUNNO
+"#;
+
+/// `policyd test` asks a policy's DNS tests live, as the daemon does, and
+/// prints each query and answer; `--no-dns` asks nothing and says so; a
+/// policy with DNS tests and no server to ask is refused.
+#[test]
+fn policyd_test_asks_dns_live() {
+    let Some(unbound) = Unbound::start("policyd-test") else {
+        return;
+    };
+    let dir = TempDir::new("dns-policyd-test");
+    let config = dir.write("policy.conf", TEST_POLICY);
+    let requests = dir.write(
+        "requests",
+        "client_address=192.0.2.66\n\nclient_address=192.0.2.55\n\nclient_address=192.0.2.1\n",
+    );
+    let server = unbound.addr().to_string();
+    let out = run(&[
+        "test",
+        "--config",
+        &config,
+        "--dns-server",
+        &server,
+        "--dns-deadline",
+        "300ms",
+        "--explain",
+        &requests,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let first = text.find(": request 1:").expect("request 1");
+    let second = text.find(": request 2:").expect("request 2");
+    let third = text.find(": request 3:").expect("request 3");
+    let (header, one, two, three) = (
+        &text[..first],
+        &text[first..second],
+        &text[second..third],
+        &text[third..],
+    );
+    assert!(
+        header.starts_with(&format!(
+            "dns: asking {server} (deadline 300 ms); lists: bl.test bl2.test\n"
+        )),
+        "{text}"
+    );
+    for (part, lines) in [
+        (
+            one,
+            &[
+                "    action: REJECT 5.7.1 Listed: Listed: see https://bl.test/?192.0.2.66\n",
+                "    rule: listed\n",
+                "    dns: 66.2.0.192.bl.test A: 127.0.0.2\n",
+                "    dns: 66.2.0.192.bl.test TXT: \"Listed: see https://bl.test/?192.0.2.66\"\n",
+                "    dns: 66.2.0.192.in-addr.arpa PTR: mail.good.example\n",
+                "    dns: mail.good.example A: 192.0.2.66\n",
+            ][..],
+        ),
+        (
+            two,
+            &[
+                "    action: DEFER_IF_PERMIT 4.7.1 Spam score 4.5 (bl2=3, no_fcrdns=1.5)\n",
+                "    dns: 55.2.0.192.bl2.test A: 127.0.0.3\n",
+                "    dns: 55.2.0.192.in-addr.arpa PTR: not found",
+            ],
+        ),
+        (
+            three,
+            &[
+                "    action: DUNNO\n",
+                "    dns: 1.2.0.192.bl.test A: not found",
+                "    dns: 1.2.0.192.in-addr.arpa PTR: not found",
+            ],
+        ),
+    ] {
+        for line in lines {
+            assert!(part.contains(line), "{line:?} missing from:\n{part}");
+        }
+    }
+    // The explanation does not see the answers, and says so.
+    assert!(
+        one.contains("    | (this explanation takes every DNS test as unknown"),
+        "{one}"
+    );
+
+    // A list that never answers: unknown at the deadline, said so.
+    let slow = dir.write(
+        "slow.conf",
+        "rule slow { if client_address in dnsbl \"slow.test\" then REJECT }\ndefault DUNNO\n",
+    );
+    let out = run(&[
+        "test",
+        "--config",
+        &slow,
+        "--dns-server",
+        &server,
+        "--dns-deadline",
+        "100ms",
+        &requests,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for line in [
+        "    dns: 1.2.0.192.slow.test A: unknown (no answer by the deadline",
+        "    dns: 1 answer unknown: a rule whose condition depends on one did not apply\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+
+    // --no-dns: nothing asked; every test unknown, said so.
+    let out = run(&["test", "--config", &config, "--no-dns", &requests]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("dns: not asked (--no-dns): every DNS test is unknown"),
+        "{text}"
+    );
+    assert_eq!(text.matches("    action: DUNNO\n").count(), 3, "{text}");
+    assert!(
+        text.contains("    dns: not asked (--no-dns): 3 queries unknown\n"),
+        "{text}"
+    );
+
+    // No --dns-server and no nameserver in resolv.conf: refused, with the
+    // way out named.
+    let resolv = dir.write("resolv.conf", "# no nameserver\n");
+    let out = run_env(
+        &["test", "--config", &config, &requests],
+        &[(TEST_RESOLV_CONF_VAR, std::path::Path::new(&resolv))],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("has DNS tests and no DNS server to ask") && err.contains("--no-dns"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }

@@ -37,7 +37,13 @@
 //!   stays in the queue) carries the `X-Greylist` header with the seconds
 //!   waited; the triplet passes again without a header; another recipient,
 //!   and another sender, are still greylisted;
-//! * Postfix's log shows the rejections and no policy-protocol warning.
+//! * Postfix's log shows the rejections and no policy-protocol warning;
+//! * DNS checks and scoring (a second test, `postfix_follows_policyd_dns_answers`,
+//!   with its own instance and a throwaway unbound, [`crate::unbound`]): through
+//!   XCLIENT each session presents a client of the test zones; a client listed
+//!   in the test DNS list gets the rule's 5xx with the list's TXT reason
+//!   (`$dnsbl_reason`), one whose score is above the defer threshold and under
+//!   the reject one gets the threshold's 450 and text, a clean one gets 250.
 //!
 //! It needs Debian's `postfix` package and root (Postfix's master must start as
 //! root). Without them it prints `SKIPPED: postfix end-to-end test: <reason>` and
@@ -165,22 +171,8 @@ const LIMIT_TEXT_PREFIX: &str = "4.7.1 Too many messages from Limited@Client.e2e
 
 #[test]
 fn postfix_follows_policyd_answers() {
-    let postfix = match prerequisites() {
-        Ok(path) => path,
-        Err(reason) => {
-            if std::env::var_os("POLICYD_REQUIRE_POSTFIX").is_some_and(|v| v == "1") {
-                panic!("postfix end-to-end test is required (POLICYD_REQUIRE_POSTFIX=1) but cannot run: {reason}");
-            }
-            // Written to the process's stderr directly: the test harness
-            // captures `eprintln!` of passing tests, and this must be seen.
-            let banner = "*".repeat(70);
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "\n{banner}\nSKIPPED: postfix end-to-end test: {reason}\n\
-                 (set POLICYD_REQUIRE_POSTFIX=1 to make this a failure)\n{banner}"
-            );
-            return;
-        }
+    let Some(postfix) = postfix_or_skip("postfix end-to-end test") else {
+        return;
     };
     let started = Instant::now();
 
@@ -233,10 +225,8 @@ fn postfix_follows_policyd_answers() {
         Listener::rcpt("defer", defer.addr),
         Listener::rcpt("status", status.addr),
         Listener {
-            name: "eom",
-            rcpt_policy: dunno.addr,
             eom_policy: Some(eom.addr),
-            hold: false,
+            ..Listener::rcpt("eom", dunno.addr)
         },
         Listener::rcpt("policy", policy.addr),
         Listener::rcpt("limit", limit.addr),
@@ -671,6 +661,191 @@ fn postfix_follows_policyd_answers() {
     eprintln!("postfix end-to-end test passed in {:?}", started.elapsed());
 }
 
+/// The policy of the DNS end-to-end test: a DNS list whose listing rejects
+/// with the list's own reason (its TXT record, `$dnsbl_reason`), and a score
+/// whose defer threshold a client on a second list without reverse DNS
+/// crosses (3 + 1.5 = 4.5: above 4, not above 6).
+const DNS_POLICY: &str = r#"# policyd end-to-end test policy: DNS checks and scoring
+dnsbl bl { zone "bl.test" answer 127.0.0.2-127.0.0.11 txt }
+dnsbl bl2 { zone "bl2.test" }
+rule listed {
+    state RCPT
+    if client_address in dnsbl bl
+    then REJECT "5.7.1 Listed in bl.test: $dnsbl_reason"
+}
+score spam {
+    state RCPT
+    add 3 if client_address in dnsbl bl2 as "bl2"
+    add 1.5 unless fcrdns as "no_fcrdns"
+    above 6 REJECT "5.7.1 Spam score $score ($score_reasons)"
+    above 4 DEFER_IF_PERMIT "4.7.1 Spam score $score ($score_reasons), try again later"
+}
+default DUNNO
+"#;
+/// Listed in bl.test with a TXT reason; its reverse DNS confirms
+/// (`dns/zones.conf`).
+const LISTED_CLIENT: (&str, &str) = ("192.0.2.66", "mail.good.example");
+/// bl.test's TXT record for [`LISTED_CLIENT`].
+const LISTED_REASON: &str = "Listed: see https://bl.test/?192.0.2.66";
+/// Listed in bl2.test only, no reverse DNS: a score of 4.5.
+const SCORED_CLIENT: (&str, &str) = ("192.0.2.55", "[UNAVAILABLE]");
+/// On no list, no reverse DNS: a score of 1.5, under both thresholds.
+const CLEAN_CLIENT: (&str, &str) = ("192.0.2.1", "[UNAVAILABLE]");
+
+/// DNS checks and scoring through a real Postfix: a `policyd` asking a real
+/// unbound (the test zones of `dns/zones.conf`) behind
+/// `check_policy_service`.
+///
+/// Postfix sees every test session come from 127.0.0.1. The listener lets
+/// that host use XCLIENT (`smtpd_authorized_xclient_hosts`), and each
+/// session presents one of the test clients of the zones (192.0.2.x, the
+/// addresses the daemon's own DNS tests use) before EHLO. This was chosen
+/// over records for 127.0.0.1 in the zones: XCLIENT gives each session its
+/// own client, so one instance shows a listed, a scored and a clean client
+/// against the same zones; RFC 5782 says 127.0.0.1 must never be listed
+/// (lists and their clients use it to spot a broken list); and unbound
+/// answers the reverse of 127.0.0.1 from its built-in `localhost` zone,
+/// so the score's FCrDNS would depend on unbound's defaults.
+#[test]
+fn postfix_follows_policyd_dns_answers() {
+    let Some(postfix) = postfix_or_skip("postfix end-to-end test with DNS") else {
+        return;
+    };
+    let Some(unbound) = crate::unbound::Unbound::start("postfix-e2e") else {
+        return;
+    };
+    let policy_dir_guard = RemoveOnDrop(unique_temp_dir());
+    let policy_file = policy_dir_guard.0.join("dns.conf");
+    fs::write(&policy_file, DNS_POLICY).expect("write the DNS policy file");
+    let policy_path = policy_file.to_str().expect("UTF-8 temp path").to_owned();
+    let server = unbound.addr().to_string();
+    let dns = Daemon::spawn(
+        &format!("--config {policy_path} --dns-server {server}"),
+        &["--config", &policy_path, "--dns-server", &server],
+    );
+    dns.expect_line(
+        "the DNS servers in use",
+        &[
+            &format!("has DNS tests: asking {server} "),
+            "lists: bl.test bl2.test",
+        ],
+    );
+    let listeners = [Listener {
+        xclient: true,
+        ..Listener::rcpt("dns", dns.addr)
+    }];
+    let pf = Postfix::start(&postfix, &listeners);
+    let port = pf.smtpd_port("dns");
+
+    // Listed: the rule's 5xx, with the list's reason.
+    let mut s = xclient_session(port, LISTED_CLIENT);
+    s.expect("MAIL FROM:<sender@client.e2e>", 250);
+    let listed = s.command("RCPT TO:<dns-listed@e2e.test>");
+    assert_eq!(
+        listed,
+        format!(
+            "554 5.7.1 <dns-listed@e2e.test>: Recipient address rejected: \
+             Listed in bl.test: {LISTED_REASON}"
+        ),
+        "a client listed in bl.test: not the policy's reject with the list's reason"
+    );
+    s.expect("RSET", 250);
+    s.quit();
+
+    // Scored 4.5: above 4, under 6: the defer threshold's 4xx (Postfix
+    // turns DEFER_IF_PERMIT into a 450 at the end of the restrictions).
+    let mut s = xclient_session(port, SCORED_CLIENT);
+    s.expect("MAIL FROM:<sender@client.e2e>", 250);
+    let scored = s.command("RCPT TO:<dns-scored@e2e.test>");
+    let score_text = "Spam score 4.5 (bl2=3, no_fcrdns=1.5), try again later";
+    assert_eq!(
+        scored,
+        format!("450 4.7.1 <dns-scored@e2e.test>: Recipient address rejected: {score_text}"),
+        "a client scored 4.5: not the score's defer threshold"
+    );
+    s.expect("RSET", 250);
+    s.quit();
+
+    // Scored 1.5: nothing applies.
+    let mut s = xclient_session(port, CLEAN_CLIENT);
+    s.expect("MAIL FROM:<sender@client.e2e>", 250);
+    s.expect("RCPT TO:<dns-clean@e2e.test>", 250);
+    s.expect("RSET", 250);
+    s.quit();
+
+    // The daemon saw the presented clients and decided with their DNS
+    // answers (none missing: no warning).
+    dns.expect_line(
+        "the listed client's decision",
+        &["info: decision rule=listed ", "client=192.0.2.66 "],
+    );
+    dns.expect_line(
+        "the scored client's decision",
+        &[
+            "info: decision rule=spam ",
+            score_text,
+            "client=192.0.2.55 ",
+        ],
+    );
+    dns.expect_line(
+        "the clean client's decision",
+        &[
+            "info: decision rule=default action=DUNNO ",
+            "client=192.0.2.1 ",
+        ],
+    );
+    dns.expect_no_warning();
+    let log = pf.wait_for_log(&[LISTED_REASON, score_text]);
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| is_policy_warning(l, &[dns.addr]))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "Postfix warned about the policy service:\n{}",
+        warnings.join("\n")
+    );
+}
+
+/// An SMTP session to `port` that presents itself with XCLIENT as coming
+/// from `client` (address, name), then says EHLO again (XCLIENT starts the
+/// session over with a new greeting).
+fn xclient_session(port: u16, client: (&str, &str)) -> Smtp {
+    let (addr, name) = client;
+    let mut s = Smtp::connect(port);
+    let ehlo = s.expect("EHLO client.e2e", 250);
+    assert!(
+        ehlo.contains("XCLIENT"),
+        "smtpd does not offer XCLIENT to 127.0.0.1: {ehlo:?}"
+    );
+    s.expect(&format!("XCLIENT ADDR={addr} NAME={name}"), 220);
+    s.ehlo();
+    s
+}
+
+/// The `postfix` command, or `None` after a loud `SKIPPED: {what}: <reason>`
+/// when it cannot run here (see [`prerequisites`]); a failure instead under
+/// `POLICYD_REQUIRE_POSTFIX=1`.
+fn postfix_or_skip(what: &str) -> Option<PathBuf> {
+    match prerequisites() {
+        Ok(path) => Some(path),
+        Err(reason) => {
+            if std::env::var_os("POLICYD_REQUIRE_POSTFIX").is_some_and(|v| v == "1") {
+                panic!("{what} is required (POLICYD_REQUIRE_POSTFIX=1) but cannot run: {reason}");
+            }
+            // Written to the process's stderr directly: the test harness
+            // captures `eprintln!` of passing tests, and this must be seen.
+            let banner = "*".repeat(70);
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "\n{banner}\nSKIPPED: {what}: {reason}\n\
+                 (set POLICYD_REQUIRE_POSTFIX=1 to make this a failure)\n{banner}"
+            );
+            None
+        }
+    }
+}
+
 /// Finds the `postfix` command and checks that we may start an instance.
 fn prerequisites() -> Result<PathBuf, String> {
     if !cfg!(target_os = "linux") {
@@ -948,6 +1123,10 @@ struct Listener {
     /// Whether accepted messages are put on hold (`smtpd_data_restrictions`
     /// answers HOLD), so that they stay in the queue for `postcat`.
     hold: bool,
+    /// Whether the test's SMTP client (on 127.0.0.1) may use XCLIENT
+    /// (`smtpd_authorized_xclient_hosts`) to present another client
+    /// address, name and HELO name to smtpd, and so to the policy service.
+    xclient: bool,
 }
 
 impl Listener {
@@ -957,6 +1136,7 @@ impl Listener {
             rcpt_policy: policy,
             eom_policy: None,
             hold: false,
+            xclient: false,
         }
     }
 }
@@ -1096,6 +1276,9 @@ impl Postfix {
                     "  -o smtpd_data_restrictions=$policyd_e2e_{name}_data"
                 )
                 .expect("write to String");
+            }
+            if l.xclient {
+                master.push_str("  -o smtpd_authorized_xclient_hosts=127.0.0.1\n");
             }
         }
         // Only the services smtpd needs to answer RCPT and to open and abort a
