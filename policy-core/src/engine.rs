@@ -609,6 +609,31 @@ impl Engine {
         Step::Decided(self.decide_now(request, now, scratch))
     }
 
+    /// Ask, in `scratch`'s facts, the queries `request` needs now (with
+    /// `first`: a new request, its first round, as [`Engine::start`]; else
+    /// what the answers supplied so far lead to, as [`Engine::resume`]),
+    /// without deciding: `true` while some query waits for its answer. For
+    /// a tool that explains a request with its facts before deciding it
+    /// ([`Engine::explain_with`]): gather with `first`, then supply answers
+    /// and gather until `false`, explain, then [`Engine::resume`] decides.
+    pub fn gather(&self, request: &Request<'_>, scratch: &mut Scratch, first: bool) -> bool {
+        if first {
+            self.refresh(scratch);
+            if let Some(facts) = &mut scratch.facts {
+                facts.clear();
+            }
+        }
+        let Some((_, _, policy, _)) = &scratch.policy else {
+            return false;
+        };
+        if !policy.uses_outside_facts() {
+            return false;
+        }
+        let facts = scratch.facts.get_or_insert_with(Box::default);
+        policy.program.ask(request, facts);
+        facts.is_waiting()
+    }
+
     /// Decide `request` with the facts `resolver` gives, asking it each
     /// query in turn (a blocking embedder's form of [`Engine::start`] and
     /// [`Engine::resume`]). What it answers [`Answer::Unknown`](crate::facts::Answer::Unknown)

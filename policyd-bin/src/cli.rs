@@ -606,8 +606,9 @@ COMMANDS:
                     DNS tests (DNS lists, fcrdns, ...) asks them live, as the
                     daemon does (--dns-server, else /etc/resolv.conf;
                     --dns-deadline), and each request's report lists the
-                    queries and their answers; --no-dns asks nothing and
-                    takes every DNS test as unknown (said in the report).
+                    queries and their answers (--explain shows each DNS test
+                    with its answer); --no-dns asks nothing and takes every
+                    DNS test as unknown (said in the report).
                     Exit 0 when every request parsed, 1 when one did not or
                     a file could not be read, {config} when the policy does
                     not compile or has DNS tests and no DNS server to ask.

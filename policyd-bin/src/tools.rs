@@ -389,28 +389,37 @@ impl Tester<'_> {
             let _ = write!(self.report, "{name}:{first_line}: request {number}:");
             header(&request, &mut self.report);
             self.report.push('\n');
-            // Explained first: explaining checks limits without counting, so
-            // it sees the counters and the message state this decision sees.
+            // Explained before deciding: explaining checks limits without
+            // counting, so it sees the counters and the message state this
+            // decision sees. With DNS, the answers are gathered first (as a
+            // connection of the daemon does, `conn.rs`: in rounds, the
+            // queries of each asked live), so the explanation shows them;
+            // without (`--no-dns`), `Engine::decide` takes them all as
+            // unknown.
+            let uses_dns = self.engine.policy().uses_outside_facts();
+            let mut gathered = false;
+            if let (Some(dns), true) = (&mut self.dns, uses_dns) {
+                dns.asked.clear();
+                let mut rounds = Rounds::new(&dns.shared.settings);
+                let mut waiting = self.engine.gather(&request, &mut self.scratch, true);
+                while waiting {
+                    dns.round(self.engine, &mut rounds, self.scratch.facts_mut(), self.now);
+                    waiting = self.engine.gather(&request, &mut self.scratch, false);
+                }
+                gathered = true;
+            }
             let explanation = self.explain.then(|| {
                 self.engine
                     .explain_with(&request, self.now, &self.scratch)
                     .to_string()
             });
-            // As a connection of the daemon decides (`conn.rs`): in rounds,
-            // the DNS queries of each asked live. Without DNS (`--no-dns`),
-            // `Engine::decide` takes them all as unknown.
-            let mut step = self.engine.start(&request, self.now, &mut self.scratch);
-            if let Some(dns) = &mut self.dns {
-                dns.asked.clear();
-                let mut rounds = Rounds::new(&dns.shared.settings);
-                while let Step::NeedFacts = step {
-                    dns.round(self.engine, &mut rounds, self.scratch.facts_mut(), self.now);
-                    step = self.engine.resume(&request, self.now, &mut self.scratch);
+            let decision = if gathered {
+                match self.engine.resume(&request, self.now, &mut self.scratch) {
+                    Step::Decided(decision) => decision,
+                    Step::NeedFacts => self.engine.decide(&request, self.now, &mut self.scratch),
                 }
-            }
-            let decision = match step {
-                Step::Decided(decision) => decision,
-                Step::NeedFacts => self.engine.decide(&request, self.now, &mut self.scratch),
+            } else {
+                self.engine.decide(&request, self.now, &mut self.scratch)
             };
             let _ = writeln!(
                 self.report,
@@ -426,7 +435,6 @@ impl Tester<'_> {
                     String::from_utf8_lossy(hit.wire)
                 );
             }
-            let uses_dns = self.engine.policy().uses_outside_facts();
             if uses_dns {
                 dns_lines(self.dns.as_ref(), &decision, &mut self.report);
             }
@@ -434,12 +442,8 @@ impl Tester<'_> {
                 for line in explanation.lines() {
                     let _ = writeln!(self.report, "    | {line}");
                 }
-                if uses_dns {
-                    let _ = writeln!(
-                        self.report,
-                        "    | (this explanation takes every DNS test as unknown; the action \
-                         and rule above were decided with the DNS answers)"
-                    );
+                if uses_dns && self.dns.is_none() {
+                    let _ = writeln!(self.report, "    | (--no-dns: every DNS test is unknown)");
                 }
             }
             self.report.push('\n');

@@ -346,9 +346,9 @@ fn policyd_test_asks_dns_live() {
             assert!(part.contains(line), "{line:?} missing from:\n{part}");
         }
     }
-    // The explanation does not see the answers, and says so.
+    // The explanation shows the answers the decision had.
     assert!(
-        one.contains("    | (this explanation takes every DNS test as unknown"),
+        one.contains("    |   if client_address in dnsbl bl -> holds\n    |     client_address in dnsbl bl = true\n"),
         "{one}"
     );
 
