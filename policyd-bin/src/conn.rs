@@ -35,6 +35,9 @@
 //! info: dry-run rule=big would="DEFER 4.5.3 Too big for now" decided_by=default client=... instance=...
 //! info: decision rule=default action=DUNNO client=... instance=...
 //! ```
+//!
+//! When a score item ran, the line also has the request's `score` and its
+//! `score_reasons`.
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -337,6 +340,11 @@ impl Conn<'_> {
                 line.text("decision");
                 line.field("rule", decision.rule.as_bytes())
                     .field("action", action);
+                if let Some((score, reasons)) = decision.score() {
+                    let mut buf = [0u8; 24];
+                    line.field("score", policy_core::base::bytes::score(score, &mut buf))
+                        .field("score_reasons", reasons);
+                }
                 log_request_fields(&mut line, &request, self.peer);
                 line.field_display("micros", micros);
                 line.finish();

@@ -185,9 +185,10 @@ pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[at..]
 }
 
-/// A score in hundredths as a decimal: `435` -> `4.35`, `-150` -> `-1.5`,
-/// `200` -> `2`, `0` -> `0`. Returns the written prefix of `buf`.
-pub(crate) fn score(hundredths: i64, buf: &mut [u8; 24]) -> &[u8] {
+/// A score in hundredths as a decimal, as `$score` shows it: `435` ->
+/// `4.35`, `-150` -> `-1.5`, `200` -> `2`, `0` -> `0`. Returns the written
+/// prefix of `buf`. For the score of [`Decision::score`](crate::Decision::score).
+pub fn score(hundredths: i64, buf: &mut [u8; 24]) -> &[u8] {
     let mut len = 0;
     let mut push = |bytes: &[u8], buf: &mut [u8; 24]| {
         for &b in bytes {

@@ -784,13 +784,14 @@ fn postfix_follows_policyd_dns_answers() {
         &[
             "info: decision rule=spam ",
             score_text,
+            " score=4.5 score_reasons=\"bl2=3, no_fcrdns=1.5\" ",
             "client=192.0.2.55 ",
         ],
     );
     dns.expect_line(
         "the clean client's decision",
         &[
-            "info: decision rule=default action=DUNNO ",
+            "info: decision rule=default action=DUNNO score=1.5 score_reasons=no_fcrdns=1.5 ",
             "client=192.0.2.1 ",
         ],
     );
