@@ -133,10 +133,20 @@ pub(crate) struct Domains<'r> {
 }
 
 impl<'r> Domains<'r> {
-    fn of(request: &Request<'r>) -> Self {
+    /// The domains of `request` that `program`'s tests look up (the others
+    /// `None`, never read).
+    fn of(request: &Request<'r>, program: &Program) -> Self {
         Self {
-            helo: lookup_domain(request.helo_name),
-            sender: lookup_domain(request.sender.domain),
+            helo: if program.reads_helo {
+                lookup_domain(request.helo_name)
+            } else {
+                None
+            },
+            sender: if program.reads_sender {
+                lookup_domain(request.sender.domain)
+            } else {
+                None
+            },
         }
     }
 }
@@ -365,7 +375,7 @@ impl Program {
         let mut asked = false;
         if first {
             facts.open_slots(self.outside_tests.len());
-            let domains = Domains::of(request);
+            let domains = Domains::of(request, self);
             let mut name = QueryName::EMPTY;
             for (slot, &test) in self.outside_tests.iter().enumerate() {
                 asked |= self.ask_first(test, slot, request, &domains, &mut name, facts);
@@ -473,7 +483,7 @@ impl Program {
                     return false;
                 }
                 let mut name = QueryName::EMPTY;
-                let domains = Domains::of(request);
+                let domains = Domains::of(request, self);
                 if !list.query_name(field, request, &domains, &mut name) {
                     return false;
                 }

@@ -494,6 +494,10 @@ pub(crate) struct Program {
     /// The distinct tests on outside facts, each at its slot (see
     /// [`Test::Outside`]): what a request asks.
     pub(crate) outside_tests: Vec<Outside>,
+    /// Some outside test looks up the HELO name, or the sender's domain
+    /// (set by [`Program::pack`]): only then are they checked per request.
+    pub(crate) reads_helo: bool,
+    pub(crate) reads_sender: bool,
     /// The slots of the tests whose answers may lead to more queries (a
     /// DNS list with `txt`, `fcrdns`): the later rounds ask only these.
     pub(crate) chained: Vec<u16>,
@@ -530,6 +534,8 @@ impl Program {
             scores: Vec::new(),
             outside_tests: Vec::new(),
             chained: Vec::new(),
+            reads_helo: false,
+            reads_sender: false,
             outside: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
@@ -558,6 +564,27 @@ impl Program {
             }
         }
         self.outside = !self.outside_tests.is_empty();
+        self.reads_helo = self.outside_tests.iter().any(|t| {
+            matches!(
+                t,
+                Outside::HeloResolves
+                    | Outside::HeloMatchesClient
+                    | Outside::List {
+                        field: Field::HeloName,
+                        ..
+                    }
+            )
+        });
+        self.reads_sender = self.outside_tests.iter().any(|t| {
+            matches!(
+                t,
+                Outside::SenderDomainUnknown
+                    | Outside::List {
+                        field: Field::SenderDomain,
+                        ..
+                    }
+            )
+        });
         self.chained.clear();
         for (slot, test) in self.outside_tests.iter().enumerate() {
             let chained = match *test {
