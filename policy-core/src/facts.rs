@@ -516,6 +516,11 @@ pub const MAX_NAME_BYTES: usize = 253;
 pub(crate) struct QueryName {
     buf: [u8; MAX_NAME_BYTES],
     len: usize,
+    /// The address whose reversed form starts `buf` (its first
+    /// `reversed_len` bytes), so that the next DNSBL name of the same
+    /// address only changes the zone.
+    reversed: Option<IpAddr>,
+    reversed_len: usize,
 }
 
 impl QueryName {
@@ -523,6 +528,8 @@ impl QueryName {
     pub(crate) const EMPTY: Self = Self {
         buf: [0; MAX_NAME_BYTES],
         len: 0,
+        reversed: None,
+        reversed_len: 0,
     };
 
     #[cfg(test)]
@@ -552,12 +559,14 @@ impl QueryName {
     /// Make this the empty name.
     pub(crate) fn len_zero(&mut self) {
         self.len = 0;
+        self.reversed = None;
     }
 
     /// Make this `name`, lower-cased, without a trailing dot.
     pub(crate) fn set_of(&mut self, name: &[u8]) {
         let name = name.strip_suffix(b".").unwrap_or(name);
         self.len = 0;
+        self.reversed = None;
         self.push(name);
         self.buf[..self.len].make_ascii_lowercase();
     }
@@ -607,6 +616,11 @@ impl QueryName {
 
     /// Make this the DNSBL query name of `ip` in `zone`.
     pub(crate) fn set_dnsbl(&mut self, ip: IpAddr, zone: &[u8]) {
+        if self.reversed == Some(ip) {
+            self.len = self.reversed_len;
+            self.push(zone);
+            return;
+        }
         match ip {
             IpAddr::V4(v4) => {
                 // At most 16 bytes: no bound to check.
@@ -639,6 +653,8 @@ impl QueryName {
                 }
             }
         }
+        self.reversed = Some(ip);
+        self.reversed_len = self.len;
         self.push(zone);
     }
 }
@@ -663,6 +679,23 @@ mod tests {
             out,
             &b"b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com"[..]
         );
+    }
+
+    #[test]
+    fn dnsbl_names_of_one_address_share_its_reversed_form() {
+        let ip: IpAddr = "192.0.2.99".parse().unwrap();
+        let mut name = QueryName::EMPTY;
+        name.set_dnsbl(ip, b"zen.example");
+        assert_eq!(name.as_bytes(), b"99.2.0.192.zen.example");
+        name.set_dnsbl(ip, b"b.example");
+        assert_eq!(name.as_bytes(), b"99.2.0.192.b.example");
+        name.set_of(b"x.example");
+        name.set_dnsbl(ip, b"c.example");
+        assert_eq!(name.as_bytes(), b"99.2.0.192.c.example");
+        name.set_dnsbl("2001:db8::1".parse().unwrap(), b"d");
+        assert!(name.as_bytes().ends_with(b".8.b.d.0.1.0.0.2.d"));
+        name.set_dnsbl(ip, b"e.example");
+        assert_eq!(name.as_bytes(), b"99.2.0.192.e.example");
     }
 
     #[test]
