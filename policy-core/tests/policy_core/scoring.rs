@@ -25,22 +25,7 @@ fn decide(
     text.push('\n');
     let request = Request::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     let mut fake = FakeDns::new(dns);
-    let d = engine.decide_with(&request, NOW, &mut scratch, &mut fake);
-    let hits = d
-        .dry_run
-        .iter()
-        .map(|h| {
-            (
-                h.rule.to_owned(),
-                String::from_utf8_lossy(h.wire).into_owned(),
-            )
-        })
-        .collect();
-    (
-        d.rule.to_owned(),
-        String::from_utf8_lossy(d.wire()).into_owned(),
-        hits,
-    )
+    crate::common::outcome_of(&engine.decide_with(&request, NOW, &mut scratch, &mut fake))
 }
 
 const WEIGHTS: &str = r#"
