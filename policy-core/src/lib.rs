@@ -119,6 +119,7 @@ pub mod lang;
 pub mod limits;
 pub mod list;
 mod request;
+pub mod spf;
 pub mod state;
 pub mod store;
 pub mod template;
@@ -165,6 +166,7 @@ mod module_tree {
         &["greylist"],
         &["state"],
         &["facts"],
+        &["spf"],
         &["lang"],
         &["store"],
         &["engine"],
