@@ -19,6 +19,7 @@
 //! - [`lists`]: `policy_core::list` lookups against a naive scan;
 //! - [`scoring`]: score items, thresholds, the score in rules and
 //!   templates, `on_unknown`, `$dnsbl_reason`;
+//! - [`spf`]: the RFC 7208 SPF test suite against `policy_core::spf`;
 //! - [`scenarios`]: the golden scenarios (`tests/scenarios/`) and the docs'
 //!   examples;
 //! - [`common`]: helpers shared by the modules (and the binary's counting
@@ -44,3 +45,4 @@ mod lists;
 mod one_binary;
 mod scenarios;
 mod scoring;
+mod spf;
