@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use crate::facts::{Query, QueryKind};
+use crate::facts::QueryKind;
 
 /// What an SPF evaluation can read of DNS: the answer to a query when it is
 /// known, or nothing while it is pending.
@@ -105,15 +105,14 @@ enum Stored {
 }
 
 /// An [`SpfDns`] view kept in memory: answers are added with its setters,
-/// and any query not added is pending. Its [`MemoryDns::ask`] records the
-/// queries an evaluation asks, to answer them in a next round.
+/// and any query not added is pending (a caller answers the queries an
+/// evaluation asked, then evaluates again).
 ///
 /// The map is keyed by names from records on the network; it keeps std's
 /// randomly seeded hasher.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryDns {
     answers: HashMap<(QueryKind, Vec<u8>), Stored>,
-    asked: Vec<(QueryKind, Vec<u8>)>,
 }
 
 impl MemoryDns {
@@ -171,19 +170,6 @@ impl MemoryDns {
     /// Answer `kind` of `name` with "unknown" (a timeout, SERVFAIL).
     pub fn set_unknown(&mut self, kind: QueryKind, name: &[u8]) {
         self.answers.insert(Self::key(kind, name), Stored::Unknown);
-    }
-
-    /// Record that an evaluation asked `query` (once per query).
-    pub fn ask(&mut self, query: Query<'_>) {
-        let key = Self::key(query.kind, query.name);
-        if !self.answers.contains_key(&key) && !self.asked.contains(&key) {
-            self.asked.push(key);
-        }
-    }
-
-    /// Take the queries asked since the last call, in the order asked.
-    pub fn take_asked(&mut self) -> Vec<(QueryKind, Vec<u8>)> {
-        std::mem::take(&mut self.asked)
     }
 }
 
