@@ -62,6 +62,10 @@ done
 mkdir -p "$corpus/state"
 cp "$fuzz_dir"/seeds/state/* "$corpus/state/"
 
-for target in "${request_targets[@]}" action compile state; do
+# SPF records (policy-core's RFC 7208 evaluator).
+mkdir -p "$corpus/spf"
+cp "$fuzz_dir"/seeds/spf/* "$corpus/spf/"
+
+for target in "${request_targets[@]}" action compile state spf; do
     echo "seed corpus $target: $(find "$corpus/$target" -type f | wc -l) files"
 done

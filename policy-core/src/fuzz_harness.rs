@@ -271,6 +271,102 @@ impl crate::facts::Resolver for HostileDns {
     }
 }
 
+/// The most rounds [`spf_check`] allows one evaluation: each round must
+/// ask something new, and an evaluation reads at most 10 DNS-querying
+/// terms, 10 MX or PTR names each, and its explanation.
+pub const MAX_FUZZ_SPF_ROUNDS: usize = 64;
+
+/// `data` as SPF DNS data (one record a line: the first is the TXT of
+/// `example.com`, the sender's domain; a line `NAME TEXT` is a TXT of
+/// NAME), every other query answered by a hash of its name (addresses,
+/// names odd and long, not found, a DNS error), evaluated round by round
+/// as the engine drives it: it never panics, ends within
+/// [`MAX_FUZZ_SPF_ROUNDS`], gives the same result when run again on the
+/// same answers, and keeps its explanation within its bound.
+pub fn spf_check(data: &[u8]) {
+    use crate::facts::QueryKind;
+    use crate::spf::{check_host, Evaluation, MemoryDns, SpfInput};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut dns = MemoryDns::new();
+    let mut lines = data.split(|&b| b == b'\n');
+    let first = lines.next().unwrap_or_default();
+    dns.set_strings(QueryKind::Txt, b"example.com", &[first]);
+    for line in lines {
+        let mut parts = line.splitn(2, |&b| b == b' ');
+        if let (Some(name), Some(text)) = (parts.next(), parts.next()) {
+            let name = name.to_ascii_lowercase();
+            dns.set_strings(QueryKind::Txt, &name, &[text]);
+        }
+    }
+    let client = if data.len() % 2 == 0 {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
+    } else {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
+    };
+    let input = SpfInput::mail_from(
+        client,
+        b"user@example.com",
+        b"mail.example.com",
+        crate::Timestamp::from_unix_millis(0),
+    );
+    let mut explanation = Vec::new();
+    let mut asked: Vec<(QueryKind, Vec<u8>)> = Vec::new();
+    for _ in 0..MAX_FUZZ_SPF_ROUNDS {
+        asked.clear();
+        let outcome = check_host(
+            &input,
+            &dns,
+            &mut |q| asked.push((q.kind, q.name.to_vec())),
+            &mut explanation,
+        );
+        match outcome {
+            Evaluation::Done(result) => {
+                let mut again = Vec::new();
+                let replay = check_host(&input, &dns, &mut |_| {}, &mut again);
+                assert_eq!(replay, Evaluation::Done(result), "a replay differs");
+                assert_eq!(again, explanation, "a replay's explanation differs");
+                assert!(
+                    explanation.len() <= 4096,
+                    "explanation of {} bytes",
+                    explanation.len()
+                );
+                return;
+            }
+            Evaluation::Pending => {
+                assert!(!asked.is_empty(), "pending without asking anything");
+                for (kind, name) in &asked {
+                    let pick = crate::base::bytes::fnv1a(crate::base::bytes::FNV_START, name);
+                    match (pick % 5, kind) {
+                        (0, _) => dns.set_not_found(*kind, name),
+                        (1, _) => dns.set_unknown(*kind, name),
+                        (_, QueryKind::A) => {
+                            dns.set_addresses(
+                                *kind,
+                                name,
+                                &[IpAddr::V4(Ipv4Addr::new(192, 0, 2, (pick >> 8) as u8))],
+                            );
+                        }
+                        (_, QueryKind::Aaaa) => dns.set_addresses(*kind, name, &[client]),
+                        (_, QueryKind::Txt) => {
+                            dns.set_strings(
+                                *kind,
+                                name,
+                                &[b"v=spf1 a mx ptr include:example.com -all"],
+                            );
+                        }
+                        _ => dns.set_strings(
+                            *kind,
+                            name,
+                            &[b"mail.example.com", b"", &[b'a'; 300], b"x..y"],
+                        ),
+                    }
+                }
+            }
+        }
+    }
+    panic!("no result after {MAX_FUZZ_SPF_ROUNDS} rounds");
+}
+
 /// The most keys a table decoded by [`decode_state`] may hold: small, so
 /// that a fuzzer's "a billion entries" header fails fast on its length.
 pub const MAX_FUZZ_STATE_KEYS: usize = 4096;
@@ -454,6 +550,34 @@ mod tests {
             }
         }
         assert!(actions >= 30, "only {actions} action vectors ran");
+    }
+
+    #[test]
+    fn spf_harness_holds_on_the_seeds_and_hostile_records() {
+        let dir = root().join("../fuzz/seeds/spf");
+        let seeds = entries(&dir, Path::is_file);
+        assert!(!seeds.is_empty(), "no SPF seeds in {}", dir.display());
+        for seed in seeds {
+            spf_check(&read(&seed));
+        }
+        for record in [
+            &b""[..],
+            b"v=spf1",
+            b"v=spf1 redirect=example.com",
+            b"v=spf1 include:example.com",
+            b"v=spf1 exists:%{l}%{l}%{l}%{l}%{l}%{l}.%{d}%{d}%{d}%{d} -all exp=%{d}",
+            b"v=spf1 a:%{i}.%{ir}.%{c} mx/0 ptr ip6:::/0 -all",
+            b"v=spf1 %{",
+        ] {
+            spf_check(record);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn spf_harness_holds_on_arbitrary_records(data in vec(any::<u8>(), 0..200)) {
+            spf_check(&data);
+        }
     }
 
     #[test]
