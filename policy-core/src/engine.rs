@@ -539,7 +539,7 @@ impl Engine {
         };
         let facts = if policy.uses_outside_facts() {
             // No resolver: every outside fact is unknown.
-            unknown_facts(policy, request, facts)
+            unknown_facts(policy, request, now, facts)
         } else {
             &NO_FACTS
         };
@@ -601,7 +601,7 @@ impl Engine {
         };
         if policy.uses_outside_facts() {
             let facts = scratch.facts.get_or_insert_with(Box::default);
-            policy.program.ask(request, facts);
+            policy.program.ask(request, now, facts);
             if facts.is_waiting() {
                 return Step::NeedFacts;
             }
@@ -616,7 +616,13 @@ impl Engine {
     /// a tool that explains a request with its facts before deciding it
     /// ([`Engine::explain_with`]): gather with `first`, then supply answers
     /// and gather until `false`, explain, then [`Engine::resume`] decides.
-    pub fn gather(&self, request: &Request<'_>, scratch: &mut Scratch, first: bool) -> bool {
+    pub fn gather(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        scratch: &mut Scratch,
+        first: bool,
+    ) -> bool {
         if first {
             self.refresh(scratch);
             if let Some(facts) = &mut scratch.facts {
@@ -630,7 +636,7 @@ impl Engine {
             return false;
         }
         let facts = scratch.facts.get_or_insert_with(Box::default);
-        policy.program.ask(request, facts);
+        policy.program.ask(request, now, facts);
         facts.is_waiting()
     }
 
@@ -651,7 +657,7 @@ impl Engine {
         if let Some((_, _, policy, _)) = &scratch.policy {
             let program = &policy.program;
             // A bound on the rounds: each must ask something new.
-            while program.ask(request, facts) {
+            while program.ask(request, now, facts) {
                 loop {
                     let Some((id, query)) = facts.pending().next() else {
                         break;
@@ -733,12 +739,16 @@ const DUNNO_UNREACHABLE: Decision<'static> = Decision {
 fn unknown_facts<'f>(
     policy: &Policy,
     request: &Request<'_>,
+    now: Timestamp,
     facts: &'f mut Option<Box<Facts>>,
 ) -> &'f Facts {
     let facts = facts.get_or_insert_with(Box::default);
     facts.clear();
-    policy.program.ask(request, facts);
+    policy.program.ask(request, now, facts);
     facts.expire();
+    // Once more, closed: what evaluates on the answers it has (SPF, whose
+    // unknown answers are its `temperror`) comes to its end.
+    policy.program.ask(request, now, facts);
     facts
 }
 

@@ -206,6 +206,12 @@ impl<'a> Strings<'a> {
         self.spans.is_empty()
     }
 
+    /// The spans and the buffer they index (for a view that reads them
+    /// the same way, SPF's).
+    pub(crate) fn parts(&self) -> (&'a [Range<u32>], &'a [u8]) {
+        (self.spans, self.data)
+    }
+
     /// The `i`th name or text.
     pub(crate) fn get(&self, i: usize) -> Option<&'a [u8]> {
         let r = self.spans.get(i)?;
@@ -233,6 +239,12 @@ pub struct Facts {
     slots: Vec<Slot>,
     /// Lists of facts a slot links to (forward lookups of reverse names).
     links: Vec<u32>,
+    /// An SPF evaluation's explanation (`exp=`), for `$spf_explanation`.
+    pub(crate) spf_explanation: Vec<u8>,
+    /// The queries an SPF evaluation needs, between its run and asking
+    /// them: kinds and name ranges of `spf_names`.
+    pub(crate) spf_needs: Vec<(QueryKind, Range<u32>)>,
+    pub(crate) spf_names: Vec<u8>,
     facts: Vec<Fact>,
     /// The query names, back to back.
     names: Vec<u8>,
@@ -253,6 +265,9 @@ impl Facts {
             closed: false,
             slots: Vec::new(),
             links: Vec::new(),
+            spf_explanation: Vec::new(),
+            spf_needs: Vec::new(),
+            spf_names: Vec::new(),
             facts: Vec::new(),
             names: Vec::new(),
             addresses: Vec::new(),
@@ -271,6 +286,7 @@ impl Facts {
         self.closed = false;
         self.slots.clear();
         self.links.clear();
+        self.spf_explanation.clear();
         self.facts.clear();
         self.names.clear();
         self.addresses.clear();
@@ -336,6 +352,21 @@ impl Facts {
         self.links
             .get(range.0 as usize..range.1 as usize)
             .unwrap_or_default()
+    }
+
+    /// What is known of `kind` of `name` for an evaluation that reads
+    /// answers by name (SPF): `None` while it is pending or was never
+    /// asked, unless the deadline passed ([`Facts::expire`]): then
+    /// [`Known::Unknown`].
+    pub(crate) fn known_named(&self, kind: QueryKind, name: &[u8]) -> Option<Known<'_>> {
+        let found = self
+            .find_hashed(kind, fnv1a_words(name), name)
+            .and_then(|i| self.facts.get(i))
+            .and_then(|fact| self.known_fact(fact));
+        match found {
+            None if self.closed => Some(Known::Unknown),
+            other => other,
+        }
     }
 
     /// What is known of fact `index` (from [`Facts::ask_at`]): `None` while

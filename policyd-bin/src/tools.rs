@@ -401,10 +401,14 @@ impl Tester<'_> {
             if let (Some(dns), true) = (&mut self.dns, uses_dns) {
                 dns.asked.clear();
                 let mut rounds = Rounds::new(&dns.shared.settings);
-                let mut waiting = self.engine.gather(&request, &mut self.scratch, true);
+                let mut waiting = self
+                    .engine
+                    .gather(&request, self.now, &mut self.scratch, true);
                 while waiting {
                     dns.round(self.engine, &mut rounds, self.scratch.facts_mut(), self.now);
-                    waiting = self.engine.gather(&request, &mut self.scratch, false);
+                    waiting = self
+                        .engine
+                        .gather(&request, self.now, &mut self.scratch, false);
                 }
                 gathered = true;
             }

@@ -156,6 +156,8 @@ pub(crate) enum TestKind {
     In(Name, ListRef),
     /// `score OP NUMBER`: the request's score so far.
     Score(CmpOp, ScoreLit),
+    /// `spf == RESULT` (`true`) or `spf != RESULT` (`false`).
+    Spf(bool, Name),
     /// `FIELD in dnsbl LIST` or `FIELD in rhsbl LIST`: an outside fact (a
     /// DNS lookup).
     InDnsList(Name, ListSide, DnsListRef),

@@ -832,6 +832,30 @@ impl Compiler<'_> {
                 }
             },
             TestKind::InDnsList(field, side, list) => self.in_dns_list(field, *side, list),
+            TestKind::Spf(equal, name) => {
+                let result = crate::spf::SpfResult::ALL
+                    .into_iter()
+                    .find(|r| r.as_str().eq_ignore_ascii_case(&name.text));
+                let Some(result) = result else {
+                    self.error(
+                        name.span,
+                        format!(
+                            "unknown SPF result `{}`; expected pass, fail, softfail, neutral, none, \
+                             temperror or permerror{}",
+                            name.text,
+                            suggest::hint(
+                                &name.text,
+                                crate::spf::SpfResult::ALL.map(crate::spf::SpfResult::as_str)
+                            )
+                        ),
+                    );
+                    return None;
+                };
+                Some((
+                    Test::Outside(super::outside::Outside::Spf { result }, 0),
+                    !*equal,
+                ))
+            }
             TestKind::Score(op, value) => Some((
                 Test::Score {
                     op: num_op(*op),

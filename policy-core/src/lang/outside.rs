@@ -9,8 +9,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::base::time::Timestamp;
 use crate::facts::{Facts, Known, QueryKind, QueryName, Slot, NONE};
 use crate::request::Request;
+use crate::spf::{check_host, Evaluation, SpfInput, SpfResult};
 use crate::template::TextBuf;
 
 use super::program::{Field, Program, Test};
@@ -214,9 +216,24 @@ pub(crate) enum Outside {
     /// `sender_domain_unknown`: the sender's domain has a null MX, or no MX
     /// and no address (Postfix's `reject_unknown_sender_domain`).
     SenderDomainUnknown,
+    /// `spf == RESULT`: the SPF result of the MAIL FROM identity (the HELO
+    /// identity for the null sender) is `result`. Every `spf` test shares
+    /// one slot, one evaluation ([`Outside::slot_key`]).
+    Spf { result: SpfResult },
 }
 
 impl Outside {
+    /// What decides the test's slot: the test itself, but for `spf`, whose
+    /// tests all read one evaluation.
+    pub(crate) fn slot_key(self) -> Self {
+        match self {
+            Self::Spf { .. } => Self::Spf {
+                result: SpfResult::None,
+            },
+            other => other,
+        }
+    }
+
     /// The predicate named `name`, if it is one of the outside ones.
     pub(crate) fn predicate(name: &str) -> Option<Self> {
         Some(match name {
@@ -352,6 +369,18 @@ impl Program {
                 }
                 resolves_to(facts, first, ip)
             }
+            Outside::Spf { result } => {
+                // The result's code, once the evaluation has one.
+                let code = first;
+                if code == NONE {
+                    return if request.client_address.is_none() {
+                        Some(false)
+                    } else {
+                        None
+                    };
+                }
+                Some(code == spf_code(result))
+            }
             Outside::SenderDomainUnknown => {
                 if request.sender.domain.is_empty() {
                     // The null sender, or no sender yet: nothing to check.
@@ -370,7 +399,7 @@ impl Program {
     /// in the first round, the lookups of every outside test; later, the
     /// lookups that answers lead to (the addresses of reverse DNS names,
     /// the TXT of a listing). Returns whether a new query was asked.
-    pub(crate) fn ask(&self, request: &Request<'_>, facts: &mut Facts) -> bool {
+    pub(crate) fn ask(&self, request: &Request<'_>, now: Timestamp, facts: &mut Facts) -> bool {
         let first = facts.is_empty();
         let mut asked = false;
         if first {
@@ -380,11 +409,16 @@ impl Program {
             for (slot, &test) in self.outside_tests.iter().enumerate() {
                 asked |= self.ask_first(test, slot, request, &domains, &mut name, facts);
             }
-        } else {
+        }
+        if !first || self.chained_spf {
             for &slot in &self.chained {
                 let slot = usize::from(slot);
                 if let Some(&test) = self.outside_tests.get(slot) {
-                    asked |= self.ask_later(test, slot, request, facts);
+                    asked |= match test {
+                        Outside::Spf { .. } => ask_spf(slot, request, now, facts),
+                        _ if first => false,
+                        _ => self.ask_later(test, slot, request, facts),
+                    };
                 }
             }
         }
@@ -439,6 +473,8 @@ impl Program {
                     ask(facts, 0, address_kind(ip), name.as_bytes());
                 }
             }
+            // Asked by `ask_spf`, every round.
+            Outside::Spf { .. } => {}
             Outside::SenderDomainUnknown => {
                 if let Some(domain) = domains.sender {
                     name.set_of(domain);
@@ -540,9 +576,10 @@ impl Program {
                 }
                 asked
             }
-            Outside::HeloResolves | Outside::HeloMatchesClient | Outside::SenderDomainUnknown => {
-                false
-            }
+            Outside::HeloResolves
+            | Outside::HeloMatchesClient
+            | Outside::SenderDomainUnknown
+            | Outside::Spf { .. } => false,
         }
     }
 
@@ -584,6 +621,75 @@ impl Program {
             }
         }
     }
+}
+
+/// An SPF result as a slot keeps it.
+fn spf_code(result: SpfResult) -> u32 {
+    match result {
+        SpfResult::None => 0,
+        SpfResult::Neutral => 1,
+        SpfResult::Pass => 2,
+        SpfResult::Fail => 3,
+        SpfResult::SoftFail => 4,
+        SpfResult::TempError => 5,
+        SpfResult::PermError => 6,
+    }
+}
+
+/// Run the SPF evaluation of `request` (slot `slot`) on the answers in
+/// `facts`, from the start (it is replayable): ask what it needs, or keep
+/// its result in the slot (and its explanation in `facts`). Returns
+/// whether a new query was asked.
+fn ask_spf(slot: usize, request: &Request<'_>, now: Timestamp, facts: &mut Facts) -> bool {
+    let Some(client) = request.client_address else {
+        return false;
+    };
+    if facts.slot(slot).is_some_and(|s| s.facts[0] != NONE) {
+        // Evaluated already.
+        return false;
+    }
+    let input = SpfInput::mail_from(client, request.sender.raw, request.helo_name, now);
+    // The buffers move out while the facts are read, and back: no
+    // allocation once they have grown.
+    let mut needs = std::mem::take(&mut facts.spf_needs);
+    let mut names = std::mem::take(&mut facts.spf_names);
+    let mut explanation = std::mem::take(&mut facts.spf_explanation);
+    needs.clear();
+    names.clear();
+    let outcome = check_host(
+        &input,
+        &*facts,
+        &mut |q| {
+            let start = names.len();
+            names.extend_from_slice(q.name);
+            let end = names.len();
+            needs.push((
+                q.kind,
+                u32::try_from(start).unwrap_or(u32::MAX)..u32::try_from(end).unwrap_or(u32::MAX),
+            ));
+        },
+        &mut explanation,
+    );
+    let mut asked = false;
+    match outcome {
+        Evaluation::Done(result) => {
+            if let Some(s) = facts.slot_mut(slot) {
+                s.facts[0] = spf_code(result);
+            }
+        }
+        Evaluation::Pending => {
+            for (kind, range) in &needs {
+                let name = names
+                    .get(range.start as usize..range.end as usize)
+                    .unwrap_or_default();
+                asked |= facts.ask_at(*kind, name).1;
+            }
+        }
+    }
+    facts.spf_needs = needs;
+    facts.spf_names = names;
+    facts.spf_explanation = explanation;
+    asked
 }
 
 /// `sender_domain_unknown` from the facts of the domain's MX, A and AAAA:

@@ -827,6 +827,20 @@ impl<'s> Parser<'s> {
                 )?;
                 (rest, TestKind::SenderLoginMismatch(map))
             }
+            "spf"
+                if matches!(
+                    self.score_operator(skip_ws(rest)),
+                    Ok((_, CmpOp::Eq | CmpOp::Ne))
+                ) =>
+            {
+                let (rest, op) = self.score_operator(skip_ws(rest))?;
+                let (rest, result) = expect(
+                    self.ref_name(rest),
+                    rest,
+                    "an SPF result after the comparison: pass, fail, softfail, neutral, none, temperror or permerror",
+                )?;
+                (rest, TestKind::Spf(op == CmpOp::Eq, result))
+            }
             "score" if self.score_operator(skip_ws(rest)).is_ok() => {
                 let (rest, op) = self.score_operator(skip_ws(rest))?;
                 let (rest, value) = expect(

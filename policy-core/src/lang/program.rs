@@ -498,6 +498,9 @@ pub(crate) struct Program {
     /// (set by [`Program::pack`]): only then are they checked per request.
     pub(crate) reads_helo: bool,
     pub(crate) reads_sender: bool,
+    /// Some test reads the SPF evaluation: asked in every round, the first
+    /// too.
+    pub(crate) chained_spf: bool,
     /// The slots of the tests whose answers may lead to more queries (a
     /// DNS list with `txt`, `fcrdns`): the later rounds ask only these.
     pub(crate) chained: Vec<u16>,
@@ -536,6 +539,7 @@ impl Program {
             chained: Vec::new(),
             reads_helo: false,
             reads_sender: false,
+            chained_spf: false,
             outside: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
@@ -553,10 +557,11 @@ impl Program {
         self.outside_tests.clear();
         for node in &mut self.nodes {
             if let Test::Outside(test, slot) = &mut node.test {
-                let at = match self.outside_tests.iter().position(|t| t == test) {
+                let key = test.slot_key();
+                let at = match self.outside_tests.iter().position(|t| *t == key) {
                     Some(at) => at,
                     None => {
-                        self.outside_tests.push(*test);
+                        self.outside_tests.push(key);
                         self.outside_tests.len() - 1
                     }
                 };
@@ -585,10 +590,14 @@ impl Program {
                     }
             )
         });
+        self.chained_spf = self
+            .outside_tests
+            .iter()
+            .any(|t| matches!(t, Outside::Spf { .. }));
         self.chained.clear();
         for (slot, test) in self.outside_tests.iter().enumerate() {
             let chained = match *test {
-                Outside::Fcrdns => true,
+                Outside::Fcrdns | Outside::Spf { .. } => true,
                 Outside::List { list, .. } => {
                     self.dns_lists.get(list as usize).is_some_and(|l| l.txt)
                 }

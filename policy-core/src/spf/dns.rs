@@ -185,3 +185,21 @@ impl SpfDns for MemoryDns {
         })
     }
 }
+
+/// The core's facts of a request, as SPF reads them: an answer supplied is
+/// known; a query pending, or never asked, is not yet, until the deadline
+/// passed: then it is unknown (`temperror`).
+impl SpfDns for crate::facts::Facts {
+    fn answer(&self, kind: QueryKind, name: &[u8]) -> Option<DnsAnswer<'_>> {
+        Some(match self.known_named(kind, name)? {
+            crate::facts::Known::Addresses([]) => DnsAnswer::NotFound,
+            crate::facts::Known::Addresses(found) => DnsAnswer::Addresses(found),
+            crate::facts::Known::Strings(found) if found.is_empty() => DnsAnswer::NotFound,
+            crate::facts::Known::Strings(found) => {
+                let (spans, data) = found.parts();
+                DnsAnswer::Strings(StringList::from_spans(spans, data))
+            }
+            crate::facts::Known::Unknown => DnsAnswer::Unknown,
+        })
+    }
+}

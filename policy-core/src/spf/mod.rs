@@ -97,6 +97,17 @@ pub enum SpfResult {
 }
 
 impl SpfResult {
+    /// Every result, in declaration order.
+    pub const ALL: [Self; 7] = [
+        Self::None,
+        Self::Neutral,
+        Self::Pass,
+        Self::Fail,
+        Self::SoftFail,
+        Self::TempError,
+        Self::PermError,
+    ];
+
     /// The result's name in RFC 7208's words (`pass`, `softfail`, ...), as in
     /// a `Received-SPF:` header.
     pub fn as_str(self) -> &'static str {

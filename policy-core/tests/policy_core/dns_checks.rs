@@ -539,3 +539,87 @@ fn dns_list_errors_are_located() {
     let zones: Vec<&[u8]> = policy.dns_zones().collect();
     assert_eq!(zones, [&b"zen.example"[..]]);
 }
+
+#[test]
+fn spf_results_as_conditions() {
+    use QueryKind::Txt;
+    let policy = r#"
+rule spf-fail { if spf == fail then REJECT "5.7.23 SPF fail" }
+rule spf-soft { if spf == softfail then DEFER_IF_PERMIT "4.7.24 SPF softfail" }
+rule spf-temp { if spf == temperror then DEFER "4.4.3 SPF temperror" }
+rule spf-pass { if spf == pass then OK }
+rule spf-other { if spf != none then DUNNO }
+"#;
+    let records = || -> Records<'static> {
+        vec![
+            (
+                Txt,
+                "example.org",
+                Fake::Names(vec!["v=spf1 ip4:192.0.2.0/24 include:inc.example -all"]),
+            ),
+            (
+                Txt,
+                "inc.example",
+                Fake::Names(vec!["v=spf1 ip4:203.0.113.0/24 ~all"]),
+            ),
+            (Txt, "soft.example", Fake::Names(vec!["v=spf1 ~all"])),
+            (Txt, "tmp.example", Fake::Unknown),
+            (Txt, "bad.example", Fake::Names(vec!["v=spf1 frobnicate"])),
+            (Txt, "mail.helo.example", Fake::Names(vec!["v=spf1 +all"])),
+        ]
+    };
+    for (attrs, rule) in [
+        ("client_address=192.0.2.9; sender=a@example.org", "spf-pass"),
+        (
+            "client_address=203.0.113.5; sender=a@example.org",
+            "spf-pass",
+        ),
+        (
+            "client_address=198.51.100.1; sender=a@example.org",
+            "spf-fail",
+        ),
+        (
+            "client_address=198.51.100.1; sender=a@soft.example",
+            "spf-soft",
+        ),
+        (
+            "client_address=198.51.100.1; sender=a@tmp.example",
+            "spf-temp",
+        ),
+        (
+            "client_address=198.51.100.1; sender=a@bad.example",
+            "spf-other",
+        ),
+        (
+            "client_address=198.51.100.1; sender=a@none.example",
+            "default",
+        ),
+        // The null sender: the HELO identity.
+        (
+            "client_address=198.51.100.1; sender=; helo_name=mail.helo.example",
+            "spf-pass",
+        ),
+    ] {
+        let (got, _, asked) = decide(policy, attrs, &records());
+        assert_eq!(got, rule, "{attrs}: asked {asked:?}");
+    }
+    // The include is asked in a later round, after the sender's record.
+    let (_, _, asked) = decide(
+        policy,
+        "client_address=198.51.100.1; sender=a@example.org",
+        &records(),
+    );
+    assert_eq!(asked[0], "example.org TXT");
+    assert!(asked.contains(&"inc.example TXT".to_owned()), "{asked:?}");
+    // Without a resolver, the evaluation ends in temperror (its answers
+    // unknown), which a policy can defer on.
+    let engine = engine(policy);
+    let frame = request_frame("client_address=198.51.100.1; sender=a@example.org");
+    let request = Request::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
+    let mut scratch = Scratch::new();
+    assert_eq!(engine.decide(&request, NOW, &mut scratch).rule, "spf-temp");
+    crate::common::assert_errors_start_with(&[(
+        "rule r { if spf == passs then OK }",
+        "policy.conf:1:20: error: unknown SPF result `passs`; expected pass, fail, softfail, neutral, none, temperror or permerror; did you mean `pass`?",
+    )]);
+}
