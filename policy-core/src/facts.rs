@@ -239,7 +239,9 @@ pub struct Facts {
     slots: Vec<Slot>,
     /// Lists of facts a slot links to (forward lookups of reverse names).
     links: Vec<u32>,
-    /// An SPF evaluation's explanation (`exp=`), for `$spf_explanation`.
+    /// The SPF evaluation's result (`pass`, ...; empty before it has one)
+    /// and explanation (`exp=`), for `$spf_result` and `$spf_explanation`.
+    pub(crate) spf_result: &'static str,
     pub(crate) spf_explanation: Vec<u8>,
     /// The queries an SPF evaluation needs, between its run and asking
     /// them: kinds and name ranges of `spf_names`.
@@ -265,6 +267,7 @@ impl Facts {
             closed: false,
             slots: Vec::new(),
             links: Vec::new(),
+            spf_result: "",
             spf_explanation: Vec::new(),
             spf_needs: Vec::new(),
             spf_names: Vec::new(),
@@ -286,6 +289,7 @@ impl Facts {
         self.closed = false;
         self.slots.clear();
         self.links.clear();
+        self.spf_result = "";
         self.spf_explanation.clear();
         self.facts.clear();
         self.names.clear();

@@ -594,6 +594,7 @@ score s {
 }
 rule r { if sender_domain_unknown then REJECT "5.1.8 $dnsbl_reason" on_unknown DEFER "4.1.8 later" }
 rule l { if client_address in dnsbl zen then REJECT "5.7.1 $dnsbl_reason" }
+rule s { if spf == fail or spf == permerror then REJECT "5.7.23 $spf_result $spf_explanation" }
 "#;
         compile_policy(policy);
         // The harness's resolver answers TXT with control characters; the
@@ -655,6 +656,9 @@ rule l { if client_address in dnsbl zen then REJECT "5.7.1 $dnsbl_reason" }
         "helo_resolves",
         "helo_matches_client",
         "sender_domain_unknown",
+        "spf",
+        "softfail",
+        "$spf_result",
         "\"bl.example\"",
         "127.0.0.2-127.0.0.11",
         "-1.5",

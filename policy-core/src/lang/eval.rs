@@ -122,11 +122,18 @@ pub(crate) struct Found<'b> {
 }
 
 impl<'b> Found<'b> {
-    fn decision(&self, score: i64) -> DecisionFacts<'b> {
+    /// What the templates show of the decision so far: the score, the DNS
+    /// list reason, and the SPF result of `facts`.
+    fn decision<'x>(&self, score: i64, facts: &'x Facts) -> DecisionFacts<'x>
+    where
+        'b: 'x,
+    {
         DecisionFacts {
             score,
             score_reasons: self.score_reasons,
             dnsbl_reason: self.dnsbl_reason,
+            spf_result: facts.spf_result.as_bytes(),
+            spf_explanation: &facts.spf_explanation,
         }
     }
 }
@@ -431,7 +438,7 @@ impl Program {
                 let context = Context {
                     decision: DecisionFacts {
                         dnsbl_reason: &[],
-                        ..found.decision(score)
+                        ..found.decision(score, facts)
                     },
                     ..Context::rule("default")
                 };
@@ -595,7 +602,7 @@ impl Program {
             let verdict = rule.on_unknown.as_ref()?;
             let (out, facts) = buffers.split();
             let context = Context {
-                decision: facts.decision(memo.score),
+                decision: facts.decision(memo.score, memo.facts),
                 ..Context::rule(&rule.name)
             };
             return self.answer(index, rule, Some(verdict), request, &context, out);
@@ -662,7 +669,7 @@ impl Program {
             rule: &rule.name,
             limit: refused.map(|r| r.facts(facts.key)),
             greylist: grey_facts,
-            decision: facts.decision(memo.score),
+            decision: facts.decision(memo.score, memo.facts),
         };
         // A limit's default answer to a request that could never fit (more
         // units than the window's maximum): not "try again later".
@@ -858,7 +865,7 @@ impl Program {
             Some(verdict) => {
                 let (out, facts) = buffers.split();
                 let context = Context {
-                    decision: facts.decision(total),
+                    decision: facts.decision(total, memo.facts),
                     ..Context::rule(&rule.name)
                 };
                 self.answer(index, rule, Some(verdict), request, &context, out)

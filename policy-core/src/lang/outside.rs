@@ -676,6 +676,7 @@ fn ask_spf(slot: usize, request: &Request<'_>, now: Timestamp, facts: &mut Facts
             if let Some(s) = facts.slot_mut(slot) {
                 s.facts[0] = spf_code(result);
             }
+            facts.spf_result = result.as_str();
         }
         Evaluation::Pending => {
             for (kind, range) in &needs {

@@ -125,7 +125,9 @@ impl Var {
             | Self::Delay
             | Self::Score
             | Self::ScoreReasons
-            | Self::DnsblReason => &[],
+            | Self::DnsblReason
+            | Self::SpfResult
+            | Self::SpfExplanation => &[],
             Self::RecipientCount
             | Self::Size
             | Self::EncryptionKeysize

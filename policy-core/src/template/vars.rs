@@ -116,13 +116,20 @@ pub enum Var {
     /// `dnsbl_reason`: why the deciding rule's DNS list test found a
     /// listing: the list's TXT record, or `listed in NAME (ANSWER)`.
     DnsblReason,
+    /// `spf_result`: the SPF result of the request (`pass`, `fail`,
+    /// `softfail`, `neutral`, `none`, `temperror`, `permerror`), when the
+    /// policy tests it; empty otherwise.
+    SpfResult,
+    /// `spf_explanation`: the explanation of an SPF `fail` (the domain's
+    /// `exp=` text), empty when it has none.
+    SpfExplanation,
 }
 
 /// Number of [`Var`] variants.
-const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 14;
+const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 16;
 
 /// Names of the variables that are not request attributes, in variant order.
-const DERIVED_NAMES: [&str; 14] = [
+const DERIVED_NAMES: [&str; 16] = [
     "sender_local",
     "sender_domain",
     "recipient_local",
@@ -137,6 +144,8 @@ const DERIVED_NAMES: [&str; 14] = [
     "score",
     "score_reasons",
     "dnsbl_reason",
+    "spf_result",
+    "spf_explanation",
 ];
 
 impl Var {
@@ -188,6 +197,8 @@ impl Var {
         Self::Score,
         Self::ScoreReasons,
         Self::DnsblReason,
+        Self::SpfResult,
+        Self::SpfExplanation,
     ];
 
     /// The variable called `name` (exact, case-sensitive), if any.
@@ -271,6 +282,8 @@ impl Var {
             Self::Score => "4.35",
             Self::ScoreReasons => "listed=4.35",
             Self::DnsblReason => "listed",
+            Self::SpfResult => "pass",
+            Self::SpfExplanation => "not-permitted",
         }
     }
 
@@ -334,6 +347,8 @@ impl Var {
             Self::Score => Value::Score(context.decision.score),
             Self::ScoreReasons => Bytes(context.decision.score_reasons),
             Self::DnsblReason => Bytes(context.decision.dnsbl_reason),
+            Self::SpfResult => Bytes(context.decision.spf_result),
+            Self::SpfExplanation => Bytes(context.decision.spf_explanation),
             Self::Delay => match context.greylist.and_then(|g| g.delay_ms) {
                 Some(ms) => Number(ms / 1000),
                 None => Bytes(&[]),
@@ -401,7 +416,14 @@ impl Var {
     /// score, the DNS list findings), not from the request: a template
     /// variable, not a field of conditions.
     pub fn is_decision(self) -> bool {
-        matches!(self, Self::Score | Self::ScoreReasons | Self::DnsblReason)
+        matches!(
+            self,
+            Self::Score
+                | Self::ScoreReasons
+                | Self::DnsblReason
+                | Self::SpfResult
+                | Self::SpfExplanation
+        )
     }
 }
 
@@ -442,6 +464,10 @@ pub struct DecisionFacts<'a> {
     pub score_reasons: &'a [u8],
     /// `$dnsbl_reason`.
     pub dnsbl_reason: &'a [u8],
+    /// `$spf_result`.
+    pub spf_result: &'a [u8],
+    /// `$spf_explanation`.
+    pub spf_explanation: &'a [u8],
 }
 
 impl DecisionFacts<'_> {
@@ -450,6 +476,8 @@ impl DecisionFacts<'_> {
         score: 0,
         score_reasons: &[],
         dnsbl_reason: &[],
+        spf_result: &[],
+        spf_explanation: &[],
     };
 }
 

@@ -623,3 +623,40 @@ rule spf-other { if spf != none then DUNNO }
         "policy.conf:1:20: error: unknown SPF result `passs`; expected pass, fail, softfail, neutral, none, temperror or permerror; did you mean `pass`?",
     )]);
 }
+
+#[test]
+fn spf_result_and_explanation_in_templates() {
+    use QueryKind::Txt;
+    let policy = r#"
+rule spf-fail { if spf == fail then REJECT "5.7.23 SPF $spf_result: $spf_explanation" }
+rule tag { if spf != none then PREPEND "X-SPF: $spf_result" }
+"#;
+    let records: Records<'static> = vec![
+        (
+            Txt,
+            "example.org",
+            Fake::Names(vec!["v=spf1 ip4:192.0.2.0/24 -all exp=exp.example.org"]),
+        ),
+        (
+            Txt,
+            "exp.example.org",
+            Fake::Names(vec!["%{i} is not allowed to send mail for %{d}"]),
+        ),
+    ];
+    let (rule, wire, _) = decide(
+        policy,
+        "client_address=198.51.100.1; sender=a@example.org",
+        &records,
+    );
+    assert_eq!(rule, "spf-fail");
+    assert_eq!(
+        wire,
+        "REJECT 5.7.23 SPF fail: 198.51.100.1 is not allowed to send mail for example.org"
+    );
+    let (_, wire, _) = decide(
+        policy,
+        "client_address=192.0.2.1; sender=a@example.org",
+        &records,
+    );
+    assert_eq!(wire, "PREPEND X-SPF: pass");
+}
