@@ -405,3 +405,46 @@ fn policyd_test_asks_dns_live() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// SPF through the daemon's DNS client (`policyd test` asks as a
+/// connection does): a pass, a fail with its `exp=` explanation, and a
+/// softfail found after an include (a second round).
+#[test]
+fn policyd_test_checks_spf_live() {
+    let Some(unbound) = Unbound::start("policyd-test-spf") else {
+        return;
+    };
+    let dir = TempDir::new("dns-policyd-test-spf");
+    let config = dir.write(
+        "policy.conf",
+        "rule spf-fail { if spf == fail then REJECT \"5.7.23 $spf_explanation\" }\n\
+         rule spf-soft { if spf == softfail then DEFER_IF_PERMIT \"4.7.24 SPF $spf_result\" }\n\
+         rule spf-pass { if spf == pass then PREPEND \"X-SPF: $spf_result\" }\n\
+         default DUNNO\n",
+    );
+    let requests = dir.write(
+        "requests",
+        "client_address=192.0.2.1\nsender=a@pass.spf.test\n\n\
+         client_address=198.51.100.1\nsender=a@fail.spf.test\n\n\
+         client_address=198.51.100.1\nsender=a@soft.spf.test\n",
+    );
+    let server = unbound.addr().to_string();
+    let out = run(&[
+        "test",
+        "--config",
+        &config,
+        "--dns-server",
+        &server,
+        &requests,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for line in [
+        "    action: PREPEND X-SPF: pass\n",
+        "    action: REJECT 5.7.23 198.51.100.1 may not send mail for fail.spf.test\n",
+        "    action: DEFER_IF_PERMIT 4.7.24 SPF softfail\n",
+        "    dns: inc.spf.test TXT: ",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+}
