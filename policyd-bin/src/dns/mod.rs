@@ -43,10 +43,13 @@ pub(crate) use client::{Client, Questions};
 use crate::cli::DnsSettings;
 use crate::shared::dns::DnsShared;
 
-/// The most rounds one request may take: 8. Each round of policy-core asks
-/// something new (PTR, then A and AAAA of each name); past this the rest is
-/// left unknown, so a policy can never keep a connection in rounds.
-pub(crate) const MAX_ROUNDS: usize = 8;
+/// The most rounds one request may take: 16. Each round of policy-core asks
+/// something new (PTR, then A and AAAA of each name; an SPF record, then
+/// what it includes, one level a round: RFC 7208 allows 10 DNS-querying
+/// terms, plus the record, the addresses of `mx` and `ptr` names and an
+/// `exp=`); past this the rest is left unknown, so a policy can never keep
+/// a connection in rounds. Every round shares the request's one deadline.
+pub(crate) const MAX_ROUNDS: usize = 16;
 
 /// One round of a decision with outside facts: answer the pending queries
 /// of `facts` (see the module docs). The caller loops (a function that
