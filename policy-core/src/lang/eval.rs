@@ -804,15 +804,28 @@ impl Program {
             if let (Test::Outside(test, slot), TRUE | FALSE, TRUE | FALSE) =
                 (node.test, node.on_true, node.on_false)
             {
-                let value = self.outside(test, slot, request, memo.facts)?;
-                if value && memo.listed.is_none() && matches!(test, Outside::List { .. }) {
-                    memo.listed = Some(slot);
-                }
+                let value = self.outside_noted(test, slot, request, memo)?;
                 return Some(if value { node.on_true } else { node.on_false } == TRUE);
             }
         }
         let mut assumed = Assumptions::default();
         self.holds3(entry, request, memo, &mut assumed)
+    }
+
+    /// [`Program::outside`], noting in `memo` the first DNS list test
+    /// found listed (for `$dnsbl_reason`).
+    fn outside_noted(
+        &self,
+        test: Outside,
+        slot: u16,
+        request: &Request<'_>,
+        memo: &mut Memo<'_>,
+    ) -> Option<bool> {
+        let value = self.outside(test, slot, request, memo.facts)?;
+        if value && memo.listed.is_none() && matches!(test, Outside::List { .. }) {
+            memo.listed = Some(slot);
+        }
+        Some(value)
     }
 
     /// Write the `$dnsbl_reason` of the rule about to fire (which shows
@@ -985,13 +998,8 @@ impl Program {
             }
             let node = self.nodes.get(pc as usize)?;
             let result = match node.test {
-                Test::Outside(test, slot) => match self.outside(test, slot, request, memo.facts) {
-                    Some(known) => {
-                        if known && memo.listed.is_none() && matches!(test, Outside::List { .. }) {
-                            memo.listed = Some(slot);
-                        }
-                        known
-                    }
+                Test::Outside(test, slot) => match self.outside_noted(test, slot, request, memo) {
+                    Some(known) => known,
                     None => match assumed.get(slot) {
                         Some(value) => value,
                         // Past the bound: unknown.
