@@ -595,16 +595,12 @@ impl Engine {
         now: Timestamp,
         scratch: &'s mut Scratch,
     ) -> Step<'s> {
-        let Some((_, _, policy, _)) = &scratch.policy else {
+        if scratch.policy.is_none() {
             // Not started: start.
             return self.start(request, now, scratch);
-        };
-        if policy.uses_outside_facts() {
-            let facts = scratch.facts.get_or_insert_with(Box::default);
-            policy.program.ask(request, now, facts);
-            if facts.is_waiting() {
-                return Step::NeedFacts;
-            }
+        }
+        if self.gather(request, now, scratch, false) {
+            return Step::NeedFacts;
         }
         Step::Decided(self.decide_now(request, now, scratch))
     }
