@@ -243,6 +243,8 @@ pub struct Facts {
     /// and explanation (`exp=`), for `$spf_result` and `$spf_explanation`.
     pub(crate) spf_result: &'static str,
     pub(crate) spf_explanation: Vec<u8>,
+    /// The `Received-SPF:` header value of the result, for `$received_spf`.
+    pub(crate) received_spf: Vec<u8>,
     /// The queries an SPF evaluation needs, between its run and asking
     /// them: kinds and name ranges of `spf_names`.
     pub(crate) spf_needs: Vec<(QueryKind, Range<u32>)>,
@@ -269,6 +271,7 @@ impl Facts {
             links: Vec::new(),
             spf_result: "",
             spf_explanation: Vec::new(),
+            received_spf: Vec::new(),
             spf_needs: Vec::new(),
             spf_names: Vec::new(),
             facts: Vec::new(),
@@ -291,6 +294,7 @@ impl Facts {
         self.links.clear();
         self.spf_result = "";
         self.spf_explanation.clear();
+        self.received_spf.clear();
         self.facts.clear();
         self.names.clear();
         self.addresses.clear();

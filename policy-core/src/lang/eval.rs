@@ -134,6 +134,7 @@ impl<'b> Found<'b> {
             dnsbl_reason: self.dnsbl_reason,
             spf_result: facts.spf_result.as_bytes(),
             spf_explanation: &facts.spf_explanation,
+            received_spf: &facts.received_spf,
         }
     }
 }

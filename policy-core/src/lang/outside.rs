@@ -677,6 +677,8 @@ fn ask_spf(slot: usize, request: &Request<'_>, now: Timestamp, facts: &mut Facts
                 s.facts[0] = spf_code(result);
             }
             facts.spf_result = result.as_str();
+            facts.received_spf.clear();
+            input.received_spf(result, &mut facts.received_spf);
         }
         Evaluation::Pending => {
             for (kind, range) in &needs {

@@ -1487,8 +1487,20 @@ impl<'s> Parser<'s> {
                     let (rest, kind) = expect(
                         self.name(rest),
                         rest,
-                        "`clients` or `recipients` after `whitelist`",
+                        "`clients`, `recipients` or `spf_pass` after `whitelist`",
                     )?;
+                    if kind.text == "spf_pass" {
+                        // `unless spf == pass`, under its own name.
+                        let span = self.span(next, rest);
+                        let pass = Name {
+                            text: "pass".into(),
+                            span: kind.span,
+                        };
+                        decl.clauses
+                            .push(Clause::Unless(Cond::Test(TestKind::Spf(true, pass), span)));
+                        i = rest;
+                        continue;
+                    }
                     let (rest, _) = expect(
                         self.keyword("file", rest),
                         rest,

@@ -551,6 +551,28 @@ impl Program {
 }
 
 impl Program {
+    /// Whether some answer of the policy shows the SPF result
+    /// (`$spf_result`, `$spf_explanation`, `$received_spf`).
+    fn shows_spf(&self) -> bool {
+        use crate::template::Var;
+        let shows = |v: &Verdict| {
+            [Var::SpfResult, Var::SpfExplanation, Var::ReceivedSpf]
+                .into_iter()
+                .any(|var| v.uses(var))
+        };
+        self.rules
+            .iter()
+            .any(|rule| shows(&rule.verdict) || rule.on_unknown.as_ref().is_some_and(shows))
+            || self
+                .scores
+                .iter()
+                .any(|item| item.thresholds.iter().any(|(_, v)| shows(v)))
+            || self
+                .greylists
+                .iter()
+                .any(|g| g.prepend.as_ref().is_some_and(shows))
+    }
+
     /// Build the evaluator's packed view of the rules ([`Program::hot`])
     /// and its equality runs; called once the rules are final.
     pub(crate) fn pack(&mut self) {
@@ -567,6 +589,14 @@ impl Program {
                 };
                 *slot = u16::try_from(at).unwrap_or(u16::MAX);
             }
+        }
+        let spf = Outside::Spf {
+            result: crate::spf::SpfResult::None,
+        };
+        if !self.outside_tests.contains(&spf) && self.shows_spf() {
+            // No condition tests SPF, but an answer shows it: evaluated all
+            // the same, in a slot no node reads.
+            self.outside_tests.push(spf);
         }
         self.outside = !self.outside_tests.is_empty();
         self.reads_helo = self.outside_tests.iter().any(|t| {

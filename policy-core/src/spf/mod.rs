@@ -69,6 +69,7 @@ use crate::base::time::Timestamp;
 
 mod dns;
 mod eval;
+mod header;
 mod macros;
 mod parse;
 #[cfg(test)]
@@ -76,6 +77,7 @@ mod tests;
 
 pub use dns::{DnsAnswer, MemoryDns, SpfDns, StringList};
 pub use eval::check_host;
+pub use header::RECEIVED_SPF_MAX;
 
 /// The result of an SPF check (RFC 7208 section 2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +145,9 @@ pub enum Evaluation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpfInput<'a> {
     client: IpAddr,
+    identity: Identity,
+    /// The MAIL FROM address as given (empty for the HELO identity).
+    mail_from: &'a [u8],
     local: &'a [u8],
     domain: &'a [u8],
     helo: &'a [u8],
@@ -171,7 +176,11 @@ impl<'a> SpfInput<'a> {
         } else {
             local
         };
-        Self::new(client, local, domain, helo, now)
+        Self {
+            identity: Identity::MailFrom,
+            mail_from,
+            ..Self::new(client, local, domain, helo, now)
+        }
     }
 
     /// Check the HELO identity (section 2.3): `postmaster@` the HELO name.
@@ -179,6 +188,8 @@ impl<'a> SpfInput<'a> {
         Self::new(client, b"postmaster", helo, helo, now)
     }
 
+    /// A HELO identity check; [`SpfInput::mail_from`] makes it a MAIL FROM
+    /// one.
     fn new(
         client: IpAddr,
         local: &'a [u8],
@@ -194,6 +205,8 @@ impl<'a> SpfInput<'a> {
         let domain = domain.strip_suffix(b".").unwrap_or(domain);
         Self {
             client,
+            identity: Identity::Helo,
+            mail_from: b"",
             local,
             domain,
             helo,
@@ -213,5 +226,30 @@ impl<'a> SpfInput<'a> {
     /// The domain checked (`%{o}`).
     pub fn domain(&self) -> &'a [u8] {
         self.domain
+    }
+
+    /// The identity checked: MAIL FROM, or HELO (also for the null sender).
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+}
+
+/// The identity an SPF check is of (RFC 7208 section 2.3 and 2.4), as a
+/// `Received-SPF:` header's `identity=` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// The MAIL FROM address (`mailfrom`).
+    MailFrom,
+    /// The HELO name (`helo`): checked for the null sender.
+    Helo,
+}
+
+impl Identity {
+    /// The name a `Received-SPF:` header gives it: `mailfrom` or `helo`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MailFrom => "mailfrom",
+            Self::Helo => "helo",
+        }
     }
 }

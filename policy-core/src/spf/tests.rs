@@ -430,8 +430,49 @@ fn record() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..40).prop_map(|v| format!("v=spf1 {}", v.concat()))
 }
 
+/// Whether `header`'s quoted strings and comments close (escapes
+/// honoured), outside-in as RFC 5322 reads them.
+fn well_formed(header: &[u8]) -> bool {
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for &b in header {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted || depth > 0 => escaped = true,
+            b'"' if depth == 0 => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => {}
+        }
+    }
+    depth == 0 && !quoted && !escaped
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the client sends as sender and HELO name, the header is
+    /// within its size, its comment and quoted strings close, and it ends
+    /// with a pair (the result first).
+    #[test]
+    fn received_spf_is_bounded_and_well_formed(
+        sender in prop::collection::vec(prop::sample::select(b"a@.()\\\" x[]:".to_vec()), 0..400),
+        helo in prop::collection::vec(prop::sample::select(b"a.()\\\" [:]".to_vec()), 0..300),
+        v6 in any::<bool>(),
+        result in prop::sample::select(SpfResult::ALL.to_vec()),
+    ) {
+        let client = if v6 { ip("2001:db8:ffff:ffff:ffff:ffff:ffff:1") } else { ip("192.0.2.1") };
+        let input = SpfInput::mail_from(client, &sender, &helo, Timestamp::from_unix_millis(0));
+        let mut header = b"junk".to_vec();
+        input.received_spf(result, &mut header);
+        let header = &header[4..];
+        prop_assert!(header.len() <= super::RECEIVED_SPF_MAX, "{} bytes", header.len());
+        prop_assert!(header.starts_with(result.as_str().as_bytes()));
+        prop_assert!(header.ends_with(b";"));
+        prop_assert!(well_formed(header), "{}", String::from_utf8_lossy(header));
+    }
 
     /// A hostile record never panics, and the evaluation ends in a few
     /// rounds whatever the records of the names it asks for.

@@ -127,7 +127,8 @@ impl Var {
             | Self::ScoreReasons
             | Self::DnsblReason
             | Self::SpfResult
-            | Self::SpfExplanation => &[],
+            | Self::SpfExplanation
+            | Self::ReceivedSpf => &[],
             Self::RecipientCount
             | Self::Size
             | Self::EncryptionKeysize

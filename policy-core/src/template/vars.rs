@@ -123,13 +123,17 @@ pub enum Var {
     /// `spf_explanation`: the explanation of an SPF `fail` (the domain's
     /// `exp=` text), empty when it has none.
     SpfExplanation,
+    /// `received_spf`: the value of a `Received-SPF:` header (RFC 7208
+    /// section 9.1) for the SPF result, for `PREPEND Received-SPF:
+    /// $received_spf` (see [`SpfInput::received_spf`](crate::spf::SpfInput::received_spf)).
+    ReceivedSpf,
 }
 
 /// Number of [`Var`] variants.
-const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 16;
+const VAR_COUNT: usize = KNOWN_ATTRIBUTES.len() + 17;
 
 /// Names of the variables that are not request attributes, in variant order.
-const DERIVED_NAMES: [&str; 16] = [
+const DERIVED_NAMES: [&str; 17] = [
     "sender_local",
     "sender_domain",
     "recipient_local",
@@ -146,6 +150,7 @@ const DERIVED_NAMES: [&str; 16] = [
     "dnsbl_reason",
     "spf_result",
     "spf_explanation",
+    "received_spf",
 ];
 
 impl Var {
@@ -199,6 +204,7 @@ impl Var {
         Self::DnsblReason,
         Self::SpfResult,
         Self::SpfExplanation,
+        Self::ReceivedSpf,
     ];
 
     /// The variable called `name` (exact, case-sensitive), if any.
@@ -284,6 +290,7 @@ impl Var {
             Self::DnsblReason => "listed",
             Self::SpfResult => "pass",
             Self::SpfExplanation => "not-permitted",
+            Self::ReceivedSpf => "pass",
         }
     }
 
@@ -349,6 +356,7 @@ impl Var {
             Self::DnsblReason => Bytes(context.decision.dnsbl_reason),
             Self::SpfResult => Bytes(context.decision.spf_result),
             Self::SpfExplanation => Bytes(context.decision.spf_explanation),
+            Self::ReceivedSpf => Bytes(context.decision.received_spf),
             Self::Delay => match context.greylist.and_then(|g| g.delay_ms) {
                 Some(ms) => Number(ms / 1000),
                 None => Bytes(&[]),
@@ -423,6 +431,7 @@ impl Var {
                 | Self::DnsblReason
                 | Self::SpfResult
                 | Self::SpfExplanation
+                | Self::ReceivedSpf
         )
     }
 }
@@ -468,6 +477,8 @@ pub struct DecisionFacts<'a> {
     pub spf_result: &'a [u8],
     /// `$spf_explanation`.
     pub spf_explanation: &'a [u8],
+    /// `$received_spf`.
+    pub received_spf: &'a [u8],
 }
 
 impl DecisionFacts<'_> {
@@ -478,6 +489,7 @@ impl DecisionFacts<'_> {
         dnsbl_reason: &[],
         spf_result: &[],
         spf_explanation: &[],
+        received_spf: &[],
     };
 }
 

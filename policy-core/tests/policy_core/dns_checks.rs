@@ -660,3 +660,106 @@ rule tag { if spf != none then PREPEND "X-SPF: $spf_result" }
     );
     assert_eq!(wire, "PREPEND X-SPF: pass");
 }
+
+/// The records of the `Received-SPF:` tests: a pass for 192.0.2.0/24.
+fn received_spf_records() -> Records<'static> {
+    vec![
+        (
+            QueryKind::Txt,
+            "example.org",
+            Fake::Names(vec!["v=spf1 ip4:192.0.2.0/24 -all"]),
+        ),
+        (
+            QueryKind::Txt,
+            "mx.helo.example",
+            Fake::Names(vec!["v=spf1 ~all"]),
+        ),
+    ]
+}
+
+#[test]
+fn received_spf_header_as_a_prepend() {
+    // No condition tests SPF: the header alone has it evaluated.
+    let policy = r#"rule tag { then PREPEND "Received-SPF: $received_spf" }"#;
+    for (attrs, header) in [
+        (
+            "client_address=192.0.2.1; sender=joe@example.org; helo_name=mx.example.org",
+            "pass (domain of joe@example.org designates 192.0.2.1 as permitted sender) \
+             client-ip=192.0.2.1; helo=mx.example.org; identity=mailfrom; \
+             envelope-from=\"joe@example.org\";",
+        ),
+        (
+            "client_address=198.51.100.7; sender=joe@example.org; helo_name=[198.51.100.7]",
+            "fail (domain of joe@example.org does not designate 198.51.100.7 as permitted \
+             sender) client-ip=198.51.100.7; helo=\"[198.51.100.7]\"; identity=mailfrom; \
+             envelope-from=\"joe@example.org\";",
+        ),
+        // The null sender: the HELO identity, without `envelope-from=`.
+        (
+            "client_address=2001:db8::9; sender=; helo_name=mx.helo.example",
+            "softfail (domain of transitioning postmaster@mx.helo.example does not \
+             designate 2001:db8::9 as permitted sender) client-ip=\"2001:db8::9\"; \
+             helo=mx.helo.example; identity=helo;",
+        ),
+        (
+            "client_address=192.0.2.1; sender=\"odd (local)\"@none.example; helo_name=h",
+            "none (domain of \"odd \\(local\\)\"@none.example does not designate \
+             permitted sender hosts) client-ip=192.0.2.1; helo=h; identity=mailfrom; \
+             envelope-from=\"\\\"odd (local)\\\"@none.example\";",
+        ),
+    ] {
+        let (rule, wire, _) = decide(policy, attrs, &received_spf_records());
+        assert_eq!(rule, "tag");
+        assert_eq!(wire, format!("PREPEND Received-SPF: {header}"), "{attrs}");
+    }
+    // A sender too long for the comment: the pairs that fit, well formed.
+    let long = "x".repeat(300);
+    let attrs = format!("client_address=192.0.2.1; sender={long}@example.org; helo_name=h");
+    let (_, wire, _) = decide(policy, &attrs, &received_spf_records());
+    assert_eq!(
+        wire,
+        "PREPEND Received-SPF: pass client-ip=192.0.2.1; helo=h; identity=mailfrom;"
+    );
+}
+
+#[test]
+fn received_spf_without_a_resolver_is_a_temperror() {
+    let engine = engine(r#"rule tag { then PREPEND "Received-SPF: $received_spf" }"#);
+    let mut scratch = Scratch::new();
+    let frame = request_frame("client_address=192.0.2.1; sender=joe@example.org; helo_name=h");
+    let request = Request::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
+    let d = engine.decide(&request, NOW, &mut scratch);
+    assert_eq!(
+        String::from_utf8_lossy(d.wire()),
+        "PREPEND Received-SPF: temperror (temporary error looking up the SPF record of \
+         joe@example.org) client-ip=192.0.2.1; helo=h; identity=mailfrom; \
+         envelope-from=\"joe@example.org\";"
+    );
+}
+
+#[test]
+fn greylist_whitelist_spf_pass_skips_greylisting_for_a_pass() {
+    let policy = r#"
+greylist inbound {
+    whitelist spf_pass
+}
+default DUNNO
+"#;
+    for (attrs, rule) in [
+        (
+            "client_address=192.0.2.1; sender=joe@example.org; recipient=r@example.com",
+            "default",
+        ),
+        (
+            "client_address=198.51.100.7; sender=joe@example.org; recipient=r@example.com",
+            "inbound",
+        ),
+        (
+            "client_address=198.51.100.7; sender=joe@none.example; recipient=r@example.com",
+            "inbound",
+        ),
+    ] {
+        let (got, _, _) = decide(policy, attrs, &received_spf_records());
+        assert_eq!(got, rule, "{attrs}");
+    }
+}

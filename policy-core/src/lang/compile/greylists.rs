@@ -233,7 +233,10 @@ impl Compiler<'_> {
             if kind != "clients" && kind != "recipients" {
                 self.error(
                     w.kind.span,
-                    format!("unknown whitelist `{kind}`; expected `clients` or `recipients`"),
+                    format!(
+                        "unknown whitelist `{kind}`; expected `clients` or `recipients` \
+                         (with a file), or `spf_pass`"
+                    ),
                 );
                 continue;
             }
