@@ -44,6 +44,9 @@
 //!   in the test DNS list gets the rule's 5xx with the list's TXT reason
 //!   (`$dnsbl_reason`), one whose score is above the defer threshold and under
 //!   the reject one gets the threshold's 450 and text, a clean one gets 250.
+//!   On a second listener with an SPF policy: an SPF pass is accepted and its
+//!   message carries the `Received-SPF:` header, a fail gets the 5xx with the
+//!   domain's `exp=` text, a softfail (behind an include) the 450;
 //!
 //! It needs Debian's `postfix` package and root (Postfix's master must start as
 //! root). Without them it prints `SKIPPED: postfix end-to-end test: <reason>` and
@@ -682,6 +685,27 @@ score spam {
 }
 default DUNNO
 "#;
+/// The SPF policy of the end-to-end test: a fail is refused with the
+/// domain's explanation, a softfail deferred, and everything else gets a
+/// `Received-SPF:` header.
+const SPF_POLICY: &str = r#"# policyd end-to-end test policy: SPF
+rule spf-fail {
+    state RCPT
+    if spf == fail
+    then REJECT "5.7.23 SPF fail: $spf_explanation"
+}
+rule spf-soft {
+    state RCPT
+    if spf == softfail
+    then DEFER_IF_PERMIT "4.7.24 SPF softfail for $sender_domain, try again later"
+}
+rule spf-header { state RCPT  then PREPEND "Received-SPF: $received_spf" }
+"#;
+/// Inside pass.spf.test's and fail.spf.test's 192.0.2.0/24.
+const SPF_PERMITTED: (&str, &str) = ("192.0.2.20", "[UNAVAILABLE]");
+/// Outside every SPF record's networks.
+const SPF_STRANGER: (&str, &str) = ("198.51.100.7", "[UNAVAILABLE]");
+
 /// Listed in bl.test with a TXT reason; its reverse DNS confirms
 /// (`dns/zones.conf`).
 const LISTED_CLIENT: (&str, &str) = ("192.0.2.66", "mail.good.example");
@@ -730,10 +754,24 @@ fn postfix_follows_policyd_dns_answers() {
             "lists: bl.test bl2.test",
         ],
     );
-    let listeners = [Listener {
-        xclient: true,
-        ..Listener::rcpt("dns", dns.addr)
-    }];
+    let spf_file = policy_dir_guard.0.join("spf.conf");
+    fs::write(&spf_file, SPF_POLICY).expect("write the SPF policy file");
+    let spf_path = spf_file.to_str().expect("UTF-8 temp path").to_owned();
+    let spf = Daemon::spawn(
+        &format!("--config {spf_path} --dns-server {server}"),
+        &["--config", &spf_path, "--dns-server", &server],
+    );
+    let listeners = [
+        Listener {
+            xclient: true,
+            ..Listener::rcpt("dns", dns.addr)
+        },
+        Listener {
+            xclient: true,
+            hold: true,
+            ..Listener::rcpt("spf", spf.addr)
+        },
+    ];
     let pf = Postfix::start(&postfix, &listeners);
     let port = pf.smtpd_port("dns");
 
@@ -796,10 +834,57 @@ fn postfix_follows_policyd_dns_answers() {
         ],
     );
     dns.expect_no_warning();
-    let log = pf.wait_for_log(&[LISTED_REASON, score_text]);
+
+    // SPF, on its own listener. A pass: accepted, and the message carries
+    // the Received-SPF header.
+    let spf_port = pf.smtpd_port("spf");
+    let mut s = xclient_session(spf_port, SPF_PERMITTED);
+    s.expect("MAIL FROM:<joe@pass.spf.test>", 250);
+    s.expect("RCPT TO:<spf-pass@e2e.test>", 250);
+    let pass_id = s.send_message("a message from an SPF pass");
+    s.quit();
+    let headers = pf.queued_headers(&pass_id);
+    let received_spf = "Received-SPF: pass (domain of joe@pass.spf.test designates \
+                        192.0.2.20 as permitted sender) client-ip=192.0.2.20; \
+                        helo=client.e2e; identity=mailfrom; envelope-from=\"joe@pass.spf.test\";";
+    assert!(
+        headers.lines().any(|l| l == received_spf),
+        "SPF pass: the message {pass_id} lacks `{received_spf}`; postcat -h shows:\n{headers}"
+    );
+
+    // A fail: the rule's 5xx with the domain's exp= text, macros expanded.
+    let mut s = xclient_session(spf_port, SPF_STRANGER);
+    s.expect("MAIL FROM:<joe@fail.spf.test>", 250);
+    let failed = s.command("RCPT TO:<spf-fail@e2e.test>");
+    let fail_text = "SPF fail: 198.51.100.7 may not send mail for fail.spf.test";
+    assert_eq!(
+        failed,
+        format!("554 5.7.23 <spf-fail@e2e.test>: Recipient address rejected: {fail_text}"),
+        "SPF fail: not the policy's reject with the exp= explanation"
+    );
+    s.expect("RSET", 250);
+
+    // A softfail, reached through an include (a second DNS round): 450.
+    s.expect("MAIL FROM:<joe@soft.spf.test>", 250);
+    let soft = s.command("RCPT TO:<spf-soft@e2e.test>");
+    let soft_text = "SPF softfail for soft.spf.test, try again later";
+    assert_eq!(
+        soft,
+        format!("450 4.7.24 <spf-soft@e2e.test>: Recipient address rejected: {soft_text}"),
+        "SPF softfail: not the policy's defer"
+    );
+    s.expect("RSET", 250);
+    s.quit();
+    spf.expect_line(
+        "the SPF fail's decision",
+        &["info: decision rule=spf-fail ", "client=198.51.100.7 "],
+    );
+    spf.expect_no_warning();
+
+    let log = pf.wait_for_log(&[LISTED_REASON, score_text, fail_text, soft_text]);
     let warnings: Vec<&str> = log
         .lines()
-        .filter(|l| is_policy_warning(l, &[dns.addr]))
+        .filter(|l| is_policy_warning(l, &[dns.addr, spf.addr]))
         .collect();
     assert!(
         warnings.is_empty(),
