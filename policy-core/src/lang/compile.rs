@@ -663,24 +663,23 @@ impl Compiler<'_> {
         };
         self.rule_warnings(r, c.states, &verdict.action, c.recipient_level);
         self.rule_name_spans.push(r.name.span);
+        let source = RuleSource {
+            states: c.state_text,
+            clauses: c.clause_text.into_boxed_slice(),
+            action: r.action.span.text(self.src).into(),
+            clause_nodes: c.clause_nodes.into_boxed_slice(),
+            line: self.line_of(r.name.span),
+        };
         self.program.rules.push(Rule {
-            name: r.name.text.clone().into_boxed_str(),
-            states: c.states,
-            dry_run: r.dry_run,
-            clauses: c.entries.into_boxed_slice(),
-            verdict,
-            source: RuleSource {
-                states: c.state_text,
-                clauses: c.clause_text.into_boxed_slice(),
-                action: r.action.span.text(self.src).into(),
-                clause_nodes: c.clause_nodes.into_boxed_slice(),
-                line: self.line_of(r.name.span),
-            },
-            limit: None,
-            greylist: None,
-            score: None,
             on_unknown,
-            shows_listing: false,
+            ..Rule::new(
+                &r.name.text,
+                c.states,
+                r.dry_run,
+                c.entries.into_boxed_slice(),
+                verdict,
+                source,
+            )
         });
     }
 

@@ -350,7 +350,7 @@ impl Program {
             buffers.score_reasons.clear();
             buffers.scored = false;
         }
-        if !self.limits.is_empty() || !self.greylists.is_empty() {
+        if !self.limits.is_empty() || !self.greylists.is_empty() || self.once_rules {
             buffers.counted.clear();
             buffers.message.follow(request);
         }
@@ -663,6 +663,16 @@ impl Program {
                     return None;
                 }
                 GreyStep::Defer(facts) => grey_facts = Some(facts),
+            }
+        }
+        if rule.once != 0 && !rule.dry_run && buffers.message.instance != 0 {
+            // A header once per message: the message's later recipients
+            // go on to the next rules.
+            if buffers.message.prepended.contains(&rule.once) {
+                return None;
+            }
+            if !buffers.probe {
+                buffers.message.prepended.push(rule.once);
             }
         }
         let (out, facts) = buffers.split();

@@ -372,6 +372,39 @@ pub(crate) struct Rule {
     /// Some answer of the rule shows `$dnsbl_reason` (set by
     /// [`Program::pack`]): only then is the reason written.
     pub(crate) shows_listing: bool,
+    /// For a plain rule answering PREPEND, a hash of its name (set by
+    /// [`Program::pack`]): it answers once per message, and the message
+    /// state remembers it by this hash, which a reload keeping the rule
+    /// keeps. 0 for other rules.
+    pub(crate) once: u64,
+}
+
+impl Rule {
+    /// A rule of `verdict`, without a limit, greylist, score item or
+    /// `on_unknown`; what [`Program::pack`] sets not set yet.
+    pub(crate) fn new(
+        name: &str,
+        states: u16,
+        dry_run: bool,
+        clauses: Box<[u32]>,
+        verdict: Verdict,
+        source: RuleSource,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            states,
+            dry_run,
+            clauses,
+            verdict,
+            source,
+            limit: None,
+            greylist: None,
+            score: None,
+            on_unknown: None,
+            shows_listing: false,
+            once: 0,
+        }
+    }
 }
 
 /// One `add` of a score item.
@@ -506,6 +539,8 @@ pub(crate) struct Program {
     pub(crate) chained: Vec<u16>,
     /// Some condition tests an outside fact: deciding asks queries.
     pub(crate) outside: bool,
+    /// Some rule answers once per message ([`Rule::once`]).
+    pub(crate) once_rules: bool,
     pub(crate) default: Verdict,
     /// The answer of a rule with `on_failure defer` whose backend failed
     /// ([`BACKEND_DEFER_ACTION`]).
@@ -541,6 +576,7 @@ impl Program {
             reads_sender: false,
             chained_spf: false,
             outside: false,
+            once_rules: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
             backend_defer: Verdict::constant(
@@ -638,7 +674,16 @@ impl Program {
             }
         }
         let scores = &self.scores;
+        self.once_rules = false;
         for rule in &mut self.rules {
+            let plain = rule.limit.is_none() && rule.greylist.is_none() && rule.score.is_none();
+            rule.once = if plain && matches!(rule.verdict.action, Action::Prepend(_)) {
+                // Never 0, which means "not once".
+                crate::base::bytes::fnv1a(crate::base::bytes::FNV_START, rule.name.as_bytes()) | 1
+            } else {
+                0
+            };
+            self.once_rules |= rule.once != 0;
             let shows = |v: &Verdict| v.uses(crate::template::Var::DnsblReason);
             rule.shows_listing = shows(&rule.verdict)
                 || rule.on_unknown.as_ref().is_some_and(shows)

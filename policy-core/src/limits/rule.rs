@@ -175,6 +175,11 @@ pub(crate) struct MessageState {
     pub(crate) counted: Vec<u64>,
     /// Whether a greylist's `prepend` header was sent for this message.
     pub(crate) header_sent: bool,
+    /// The rules that answered PREPEND for this message ([`Rule::once`]
+    /// hashes; cleared, never shrunk).
+    ///
+    /// [`Rule::once`]: crate::lang::program::Rule::once
+    pub(crate) prepended: Vec<u64>,
 }
 
 /// The facts of a refusal, kept in the scratch for the `over` action.
@@ -215,6 +220,7 @@ impl MessageState {
             self.accepted = 0;
             self.counted.clear();
             self.header_sent = false;
+            self.prepended.clear();
         }
     }
 

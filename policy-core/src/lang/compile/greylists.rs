@@ -184,24 +184,23 @@ impl Compiler<'_> {
             None => format!("{DEFAULT_THEN_VERB} \"{DEFAULT_THEN_TEXT}\"").into(),
         };
         self.rule_name_spans.push(g.name.span);
+        let source = RuleSource {
+            states: None,
+            clauses: c.clause_text.into_boxed_slice(),
+            action: then_text,
+            clause_nodes: c.clause_nodes.into_boxed_slice(),
+            line: self.line_of(g.name.span),
+        };
         self.program.rules.push(Rule {
-            name: g.name.text.clone().into_boxed_str(),
-            states: RCPT_BIT,
-            dry_run: g.dry_run,
-            clauses: c.entries.into_boxed_slice(),
-            verdict: then,
-            source: RuleSource {
-                states: None,
-                clauses: c.clause_text.into_boxed_slice(),
-                action: then_text,
-                clause_nodes: c.clause_nodes.into_boxed_slice(),
-                line: self.line_of(g.name.span),
-            },
-            limit: None,
             greylist: Some(index),
-            score: None,
-            on_unknown: None,
-            shows_listing: false,
+            ..Rule::new(
+                &g.name.text,
+                RCPT_BIT,
+                g.dry_run,
+                c.entries.into_boxed_slice(),
+                then,
+                source,
+            )
         });
     }
 

@@ -225,24 +225,23 @@ impl Compiler<'_> {
             None => format!("{DEFAULT_OVER_VERB} \"{DEFAULT_OVER_TEXT}\"").into(),
         };
         self.rule_name_spans.push(l.name.span);
+        let source = RuleSource {
+            states: None,
+            clauses: c.clause_text.into_boxed_slice(),
+            action: over_text,
+            clause_nodes: c.clause_nodes.into_boxed_slice(),
+            line: self.line_of(l.name.span),
+        };
         self.program.rules.push(Rule {
-            name: l.name.text.clone().into_boxed_str(),
-            states,
-            dry_run: l.dry_run,
-            clauses: c.entries.into_boxed_slice(),
-            verdict: over,
-            source: RuleSource {
-                states: None,
-                clauses: c.clause_text.into_boxed_slice(),
-                action: over_text,
-                clause_nodes: c.clause_nodes.into_boxed_slice(),
-                line: self.line_of(l.name.span),
-            },
             limit: Some(index),
-            greylist: None,
-            score: None,
-            on_unknown: None,
-            shows_listing: false,
+            ..Rule::new(
+                &l.name.text,
+                states,
+                l.dry_run,
+                c.entries.into_boxed_slice(),
+                over,
+                source,
+            )
         });
     }
 

@@ -117,25 +117,24 @@ impl Compiler<'_> {
             thresholds: thresholds.into_boxed_slice(),
         });
         self.rule_name_spans.push(d.name.span);
+        let source = RuleSource {
+            states: c.state_text,
+            clauses: c.clause_text.into_boxed_slice(),
+            action: action_text.into_boxed_str(),
+            clause_nodes: c.clause_nodes.into_boxed_slice(),
+            line: self.line_of(d.name.span),
+        };
         self.program.rules.push(Rule {
-            name: d.name.text.clone().into_boxed_str(),
-            states: c.states,
-            dry_run: d.dry_run,
-            clauses: c.entries.into_boxed_slice(),
-            // Unused: a score item answers with its thresholds.
-            verdict: Verdict::constant(Action::Dunno),
-            source: RuleSource {
-                states: c.state_text,
-                clauses: c.clause_text.into_boxed_slice(),
-                action: action_text.into_boxed_str(),
-                clause_nodes: c.clause_nodes.into_boxed_slice(),
-                line: self.line_of(d.name.span),
-            },
-            limit: None,
-            greylist: None,
             score: Some(index),
-            on_unknown: None,
-            shows_listing: false,
+            ..Rule::new(
+                &d.name.text,
+                c.states,
+                d.dry_run,
+                c.entries.into_boxed_slice(),
+                // Unused: a score item answers with its thresholds.
+                Verdict::constant(Action::Dunno),
+                source,
+            )
         });
     }
 }
