@@ -546,6 +546,21 @@ impl Engine {
         policy.decide(request, facts, state, now, buffers)
     }
 
+    /// Put in `scratch` the outside facts [`Engine::decide`] decides
+    /// `request` with when there is no resolver: every query asked and its
+    /// answer unknown, and what ends on unknown answers ended (SPF's
+    /// `temperror`). For [`Engine::explain_with`] before such a decision,
+    /// so that the explanation shows the facts the decision will see.
+    pub fn assume_unknown(&self, request: &Request<'_>, now: Timestamp, scratch: &mut Scratch) {
+        self.refresh(scratch);
+        let Scratch { policy, facts, .. } = scratch;
+        if let Some((_, _, policy, _)) = policy {
+            if policy.uses_outside_facts() {
+                unknown_facts(policy, request, now, facts);
+            }
+        }
+    }
+
     /// Decide with the policy, state and facts in `scratch` (refreshed).
     #[inline]
     fn decide_now<'s>(

@@ -644,8 +644,8 @@ POLICY OPTIONS:
                             instead of now, for reproducible output.
     --no-dns                test only: send no DNS query; every DNS test of
                             the policy is unknown (its rule does not apply),
-                            as when no list answers. Excludes --dns-server
-                            and --dns-deadline.
+                            as when no list answers, and SPF is temperror.
+                            Excludes --dns-server and --dns-deadline.
     --deny-warnings         check only: a warning fails the check (exit 1).
 
 STATE OPTIONS:

@@ -136,7 +136,7 @@ pub(crate) fn test(args: &TestArgs, stdin: &mut dyn Read, out: &mut dyn Write) -
         let _ = writeln!(
             report,
             "dns: not asked (--no-dns): every DNS test is unknown, and a rule whose \
-             condition depends on one does not apply\n"
+             condition depends on one does not apply; SPF is `temperror`\n"
         );
         None
     } else {
@@ -411,6 +411,9 @@ impl Tester<'_> {
                         .gather(&request, self.now, &mut self.scratch, false);
                 }
                 gathered = true;
+            } else if uses_dns && self.explain {
+                self.engine
+                    .assume_unknown(&request, self.now, &mut self.scratch);
             }
             let explanation = self.explain.then(|| {
                 self.engine
@@ -447,7 +450,7 @@ impl Tester<'_> {
                     let _ = writeln!(self.report, "    | {line}");
                 }
                 if uses_dns && self.dns.is_none() {
-                    let _ = writeln!(self.report, "    | (--no-dns: every DNS test is unknown)");
+                    let _ = writeln!(self.report, "    | (--no-dns: every DNS test is unknown; SPF is temperror)");
                 }
             }
             self.report.push('\n');

@@ -837,7 +837,8 @@ fn docs_examples() -> Vec<(String, usize, String)> {
 /// What the docs test's loader gives for a file an example names: a path
 /// containing `logins` is a logins map with one line, one containing
 /// `overrides` a limit's overrides file with only a comment (it cannot know
-/// the limit's key), any other file a list with one domain entry (which fits
+/// the limit's key), one ending in `.cidr` a list with one network, any
+/// other file a list with one domain entry (which fits
 /// a list with or without the `domain` kind, and every field a domain can
 /// match). The examples show the syntax; the files are the reader's own.
 fn docs_stub_file(path: &str) -> Result<String, String> {
@@ -845,6 +846,8 @@ fn docs_stub_file(path: &str) -> Result<String, String> {
         "stub@example.invalid  stub\n".to_owned()
     } else if path.contains("overrides") {
         "# no overrides\n".to_owned()
+    } else if path.ends_with(".cidr") {
+        "192.0.2.0/24\n".to_owned()
     } else {
         ".stub.invalid\n".to_owned()
     })

@@ -390,6 +390,30 @@ fn policyd_test_asks_dns_live() {
         "{text}"
     );
 
+    // --no-dns with SPF: the result is temperror, and the explanation shows
+    // what the decision saw (a greylist's `whitelist spf_pass` does not
+    // hold, so the request is greylisted).
+    let spf = dir.write(
+        "spf.conf",
+        "greylist grey { whitelist spf_pass }\n\
+         rule tag { then PREPEND \"Received-SPF: $received_spf\" }\n",
+    );
+    let spf_request = dir.write(
+        "spf-request.txt",
+        "protocol_state=RCPT\nclient_address=192.0.2.7\nsender=joe@pass.spf.test\n\
+         helo_name=h\nrecipient=r@example.com\ninstance=1\n\n",
+    );
+    let out = run(&["test", "--config", &spf, "--no-dns", "--explain", &spf_request]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for line in [
+        "    rule: grey\n",
+        "    |   unless whitelist spf_pass -> holds\n",
+        "    |     whitelist spf_pass = false\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+
     // No --dns-server and no nameserver in resolv.conf: refused, with the
     // way out named.
     let resolv = dir.write("resolv.conf", "# no nameserver\n");
