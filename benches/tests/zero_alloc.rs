@@ -890,3 +890,78 @@ fn warmed_dns_scoring_allocates_nothing() {
          decisions on a warmed scratch; expected none"
     );
 }
+
+/// SPF with an include and an `mx` term (three rounds), a fail's
+/// explanation and a `Received-SPF:` header, every answer from a cache:
+/// once the scratch has held the request's queries, answers and header,
+/// nothing allocates.
+#[test]
+fn warmed_spf_allocates_nothing() {
+    use policy_core::facts::QueryKind;
+    use policyd_benches::{CachedAnswer, FactCache};
+    let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = Engine::new(
+        Policy::compile(
+            "spf.conf",
+            "rule spf-fail { if spf == fail then REJECT \"5.7.23 $spf_explanation\" }\n\
+             rule tag { then PREPEND \"Received-SPF: $received_spf\" }\n",
+            &mut |_: &str| Err::<String, String>("no files".into()),
+        )
+        .expect("the SPF policy compiles")
+        .policy,
+    );
+    let text = |t: &str| CachedAnswer::Texts(vec![t.as_bytes().into()]);
+    let cache = FactCache::new([
+        (
+            QueryKind::Txt,
+            "lists.example-sender.com",
+            text("v=spf1 include:_spf.example-sender.com -all"),
+        ),
+        (
+            QueryKind::Txt,
+            "_spf.example-sender.com",
+            text("v=spf1 ip4:198.51.100.0/24 mx ~all"),
+        ),
+        (
+            QueryKind::Mx,
+            "_spf.example-sender.com",
+            CachedAnswer::Names(vec![b"mx.example-sender.com".to_vec().into()]),
+        ),
+        (
+            QueryKind::A,
+            "mx.example-sender.com",
+            CachedAnswer::Addresses(vec!["203.0.113.47".parse().expect("address")]),
+        ),
+    ]);
+    // Without an `instance`, each request is a message of its own, so the
+    // PREPEND rule answers every one (it answers once per message).
+    let frame = policies::with_attributes(policyd_benches::FULL_RCPT, &[("instance", "")]);
+    let request = Request::parse(&frame).expect("valid request");
+    let mut scratch = Scratch::new();
+    let wire = cache.decide(&engine, &request, NOW, &mut scratch, |d| {
+        String::from_utf8_lossy(d.wire()).into_owned()
+    });
+    assert!(
+        wire.starts_with("PREPEND Received-SPF: pass (domain of "),
+        "the client is the included record's MX: a pass, tagged; got {wire}"
+    );
+    for _ in 0..WARM_UP_REQUESTS {
+        cache.decide(&engine, &request, NOW, &mut scratch, |d| d.wire().len());
+    }
+    let (ops, tagged) = heap_operations_in(|| {
+        (0..200)
+            .filter(|_| {
+                cache.decide(&engine, &request, NOW, &mut scratch, |d| {
+                    d.wire().starts_with(b"PREPEND Received-SPF: pass")
+                })
+            })
+            .count()
+    });
+    assert_eq!(tagged, 200, "every decision tagged");
+    assert_eq!(
+        ops,
+        (0, 0, 0),
+        "SPF from a cache: (allocations, reallocations, deallocations) over 200 decisions \
+         on a warmed scratch; expected none"
+    );
+}

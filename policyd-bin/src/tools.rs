@@ -450,7 +450,10 @@ impl Tester<'_> {
                     let _ = writeln!(self.report, "    | {line}");
                 }
                 if uses_dns && self.dns.is_none() {
-                    let _ = writeln!(self.report, "    | (--no-dns: every DNS test is unknown; SPF is temperror)");
+                    let _ = writeln!(
+                        self.report,
+                        "    | (--no-dns: every DNS test is unknown; SPF is temperror)"
+                    );
                 }
             }
             self.report.push('\n');

@@ -403,7 +403,14 @@ fn policyd_test_asks_dns_live() {
         "protocol_state=RCPT\nclient_address=192.0.2.7\nsender=joe@pass.spf.test\n\
          helo_name=h\nrecipient=r@example.com\ninstance=1\n\n",
     );
-    let out = run(&["test", "--config", &spf, "--no-dns", "--explain", &spf_request]);
+    let out = run(&[
+        "test",
+        "--config",
+        &spf,
+        "--no-dns",
+        "--explain",
+        &spf_request,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     for line in [
