@@ -383,6 +383,47 @@ pub fn scoring_answers() -> Vec<(QueryKind, &'static str, CachedAnswer)> {
     ]
 }
 
+/// An SPF policy: a fail refused with its explanation, everything else
+/// tagged with a `Received-SPF:` header. With [`spf_answers`], `FULL_RCPT`'s
+/// sender passes through an include and an `mx` term (three rounds).
+pub fn spf() -> PolicySource {
+    PolicySource {
+        source: "rule spf-fail { if spf == fail then REJECT \"5.7.23 $spf_explanation\" }\n\
+                 rule tag { then PREPEND \"Received-SPF: $received_spf\" }\n"
+            .to_owned(),
+        files: MemoryFiles::default(),
+    }
+}
+
+/// The DNS answers of `FULL_RCPT`'s SPF check under [`spf`], as a cache
+/// holds them: the sender domain's record includes one whose `mx` is the
+/// client.
+pub fn spf_answers() -> Vec<(QueryKind, &'static str, CachedAnswer)> {
+    let text = |t: &str| CachedAnswer::Texts(vec![t.as_bytes().into()]);
+    vec![
+        (
+            QueryKind::Txt,
+            "lists.example-sender.com",
+            text("v=spf1 include:_spf.example-sender.com -all"),
+        ),
+        (
+            QueryKind::Txt,
+            "_spf.example-sender.com",
+            text("v=spf1 ip4:198.51.100.0/24 mx ~all"),
+        ),
+        (
+            QueryKind::Mx,
+            "_spf.example-sender.com",
+            CachedAnswer::Names(vec![b"mx.example-sender.com".to_vec().into()]),
+        ),
+        (
+            QueryKind::A,
+            "mx.example-sender.com",
+            CachedAnswer::Addresses(vec!["203.0.113.47".parse().expect("address")]),
+        ),
+    ]
+}
+
 /// A policy with one rule per kind of condition, every one tried for every
 /// request of the [`MIX`](crate::MIX) (none applies), then a templated
 /// `REJECT` that decides every request. For the zero-allocation test.

@@ -897,42 +897,10 @@ fn warmed_dns_scoring_allocates_nothing() {
 /// nothing allocates.
 #[test]
 fn warmed_spf_allocates_nothing() {
-    use policy_core::facts::QueryKind;
-    use policyd_benches::{CachedAnswer, FactCache};
+    use policyd_benches::FactCache;
     let _guard = COUNTING_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let engine = Engine::new(
-        Policy::compile(
-            "spf.conf",
-            "rule spf-fail { if spf == fail then REJECT \"5.7.23 $spf_explanation\" }\n\
-             rule tag { then PREPEND \"Received-SPF: $received_spf\" }\n",
-            &mut |_: &str| Err::<String, String>("no files".into()),
-        )
-        .expect("the SPF policy compiles")
-        .policy,
-    );
-    let text = |t: &str| CachedAnswer::Texts(vec![t.as_bytes().into()]);
-    let cache = FactCache::new([
-        (
-            QueryKind::Txt,
-            "lists.example-sender.com",
-            text("v=spf1 include:_spf.example-sender.com -all"),
-        ),
-        (
-            QueryKind::Txt,
-            "_spf.example-sender.com",
-            text("v=spf1 ip4:198.51.100.0/24 mx ~all"),
-        ),
-        (
-            QueryKind::Mx,
-            "_spf.example-sender.com",
-            CachedAnswer::Names(vec![b"mx.example-sender.com".to_vec().into()]),
-        ),
-        (
-            QueryKind::A,
-            "mx.example-sender.com",
-            CachedAnswer::Addresses(vec!["203.0.113.47".parse().expect("address")]),
-        ),
-    ]);
+    let engine = Engine::new(policies::spf().compile());
+    let cache = FactCache::new(policies::spf_answers());
     // Without an `instance`, each request is a message of its own, so the
     // PREPEND rule answers every one (it answers once per message).
     let frame = policies::with_attributes(policyd_benches::FULL_RCPT, &[("instance", "")]);
