@@ -89,50 +89,53 @@ impl SpfInput<'_> {
             out.push(b'@');
             push_comment(self.domain, out);
         };
-        let words = |out: &mut Vec<u8>, text: &[u8]| out.extend_from_slice(text);
         if !self.receiver.is_empty() {
             push_comment(self.receiver, out);
-            words(out, b": ");
+            out.extend_from_slice(b": ");
         }
-        match result {
-            SpfResult::Pass => {
-                words(out, b"domain of ");
-                who(out);
-                words(out, b" designates ");
-                words(out, ip);
-                words(out, b" as permitted sender");
+        let comment: &[Words] = {
+            use Words::{Client, Text as T, Who};
+            match result {
+                SpfResult::Pass => &[
+                    T(b"domain of "),
+                    Who,
+                    T(b" designates "),
+                    Client,
+                    T(b" as permitted sender"),
+                ],
+                SpfResult::Fail => &[
+                    T(b"domain of "),
+                    Who,
+                    T(b" does not designate "),
+                    Client,
+                    T(b" as permitted sender"),
+                ],
+                SpfResult::SoftFail => &[
+                    T(b"domain of transitioning "),
+                    Who,
+                    T(b" does not designate "),
+                    Client,
+                    T(b" as permitted sender"),
+                ],
+                SpfResult::Neutral => &[
+                    Client,
+                    T(b" is neither permitted nor denied by domain of "),
+                    Who,
+                ],
+                SpfResult::None => &[
+                    T(b"domain of "),
+                    Who,
+                    T(b" does not designate permitted sender hosts"),
+                ],
+                SpfResult::TempError => &[T(b"temporary error looking up the SPF record of "), Who],
+                SpfResult::PermError => &[T(b"permanent error in the SPF record of "), Who],
             }
-            SpfResult::Fail => {
-                words(out, b"domain of ");
-                who(out);
-                words(out, b" does not designate ");
-                words(out, ip);
-                words(out, b" as permitted sender");
-            }
-            SpfResult::SoftFail => {
-                words(out, b"domain of transitioning ");
-                who(out);
-                words(out, b" does not designate ");
-                words(out, ip);
-                words(out, b" as permitted sender");
-            }
-            SpfResult::Neutral => {
-                words(out, ip);
-                words(out, b" is neither permitted nor denied by domain of ");
-                who(out);
-            }
-            SpfResult::None => {
-                words(out, b"domain of ");
-                who(out);
-                words(out, b" does not designate permitted sender hosts");
-            }
-            SpfResult::TempError => {
-                words(out, b"temporary error looking up the SPF record of ");
-                who(out);
-            }
-            SpfResult::PermError => {
-                words(out, b"permanent error in the SPF record of ");
-                who(out);
+        };
+        for words in comment {
+            match words {
+                Words::Text(text) => out.extend_from_slice(text),
+                Words::Who => who(out),
+                Words::Client => out.extend_from_slice(ip),
             }
         }
         out.push(b')');
@@ -143,6 +146,15 @@ impl SpfInput<'_> {
             pairs(out);
         }
     }
+}
+
+/// A piece of the header's comment.
+enum Words {
+    Text(&'static [u8]),
+    /// The identity checked, `local@domain`.
+    Who,
+    /// The client's address.
+    Client,
 }
 
 /// An address in text, on the stack.

@@ -777,31 +777,24 @@ fn postfix_follows_policyd_dns_answers() {
 
     // Listed: the rule's 5xx, with the list's reason.
     let mut s = xclient_session(port, LISTED_CLIENT);
-    s.expect("MAIL FROM:<sender@client.e2e>", 250);
-    let listed = s.command("RCPT TO:<dns-listed@e2e.test>");
-    assert_eq!(
-        listed,
-        format!(
-            "554 5.7.1 <dns-listed@e2e.test>: Recipient address rejected: \
-             Listed in bl.test: {LISTED_REASON}"
-        ),
-        "a client listed in bl.test: not the policy's reject with the list's reason"
+    s.expect_refused(
+        ("sender@client.e2e", "dns-listed@e2e.test"),
+        "554 5.7.1",
+        &format!("Listed in bl.test: {LISTED_REASON}"),
+        "a client listed in bl.test: not the policy's reject with the list's reason",
     );
-    s.expect("RSET", 250);
     s.quit();
 
     // Scored 4.5: above 4, under 6: the defer threshold's 4xx (Postfix
     // turns DEFER_IF_PERMIT into a 450 at the end of the restrictions).
     let mut s = xclient_session(port, SCORED_CLIENT);
-    s.expect("MAIL FROM:<sender@client.e2e>", 250);
-    let scored = s.command("RCPT TO:<dns-scored@e2e.test>");
     let score_text = "Spam score 4.5 (bl2=3, no_fcrdns=1.5), try again later";
-    assert_eq!(
-        scored,
-        format!("450 4.7.1 <dns-scored@e2e.test>: Recipient address rejected: {score_text}"),
-        "a client scored 4.5: not the score's defer threshold"
+    s.expect_refused(
+        ("sender@client.e2e", "dns-scored@e2e.test"),
+        "450 4.7.1",
+        score_text,
+        "a client scored 4.5: not the score's defer threshold",
     );
-    s.expect("RSET", 250);
     s.quit();
 
     // Scored 1.5: nothing applies.
@@ -854,26 +847,22 @@ fn postfix_follows_policyd_dns_answers() {
 
     // A fail: the rule's 5xx with the domain's exp= text, macros expanded.
     let mut s = xclient_session(spf_port, SPF_STRANGER);
-    s.expect("MAIL FROM:<joe@fail.spf.test>", 250);
-    let failed = s.command("RCPT TO:<spf-fail@e2e.test>");
     let fail_text = "SPF fail: 198.51.100.7 may not send mail for fail.spf.test";
-    assert_eq!(
-        failed,
-        format!("554 5.7.23 <spf-fail@e2e.test>: Recipient address rejected: {fail_text}"),
-        "SPF fail: not the policy's reject with the exp= explanation"
+    s.expect_refused(
+        ("joe@fail.spf.test", "spf-fail@e2e.test"),
+        "554 5.7.23",
+        fail_text,
+        "SPF fail: not the policy's reject with the exp= explanation",
     );
-    s.expect("RSET", 250);
 
     // A softfail, reached through an include (a second DNS round): 450.
-    s.expect("MAIL FROM:<joe@soft.spf.test>", 250);
-    let soft = s.command("RCPT TO:<spf-soft@e2e.test>");
     let soft_text = "SPF softfail for soft.spf.test, try again later";
-    assert_eq!(
-        soft,
-        format!("450 4.7.24 <spf-soft@e2e.test>: Recipient address rejected: {soft_text}"),
-        "SPF softfail: not the policy's defer"
+    s.expect_refused(
+        ("joe@soft.spf.test", "spf-soft@e2e.test"),
+        "450 4.7.24",
+        soft_text,
+        "SPF softfail: not the policy's defer",
     );
-    s.expect("RSET", 250);
     s.quit();
     spf.expect_line(
         "the SPF fail's decision",
@@ -1692,6 +1681,26 @@ impl Smtp {
 
     fn ehlo(&mut self) {
         self.expect("EHLO client.e2e", 250);
+    }
+
+    /// MAIL FROM and RCPT TO of `(sender, recipient)`: expects the
+    /// recipient refused with `code` (`554 5.7.1`) and the policy's `text`,
+    /// as Postfix words a policy refusal; then RSET.
+    fn expect_refused(
+        &mut self,
+        (sender, recipient): (&str, &str),
+        code: &str,
+        text: &str,
+        what: &str,
+    ) {
+        self.expect(&format!("MAIL FROM:<{sender}>"), 250);
+        let reply = self.command(&format!("RCPT TO:<{recipient}>"));
+        assert_eq!(
+            reply,
+            format!("{code} <{recipient}>: Recipient address rejected: {text}"),
+            "{what}"
+        );
+        self.expect("RSET", 250);
     }
 
     fn quit(mut self) {
