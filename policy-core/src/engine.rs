@@ -304,6 +304,7 @@ impl Policy {
                 limit: l.limit.clone(),
                 table_limit: l.table_limit.clone(),
                 capacity: l.capacity,
+                remote: l.remote,
             })
             .collect()
     }
@@ -318,6 +319,7 @@ impl Policy {
                 signature: g.signature,
                 timers: g.timers,
                 capacity: g.capacity,
+                remote: g.remote,
             })
             .collect()
     }
@@ -338,6 +340,7 @@ impl State {
         Self::build(
             policy.limit_specs(),
             policy.greylist_specs(),
+            None,
             |_| None,
             |_| None,
         )
@@ -352,6 +355,7 @@ impl State {
         let mut next = Self::build(
             policy.limit_specs(),
             policy.greylist_specs(),
+            self.seeds,
             |spec| {
                 self.find_limit(&spec.name, spec.signature)
                     .and_then(|i| self.limit_arc(i))
@@ -362,6 +366,7 @@ impl State {
             },
         );
         next.remote.clone_from(&self.remote);
+        next.seeds = self.seeds;
         next.budget_ms = self.budget_ms;
         next
     }

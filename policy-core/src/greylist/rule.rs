@@ -74,6 +74,9 @@ pub(crate) struct GreylistRule {
     pub(crate) prepend: Option<Verdict>,
     /// What the rule does when its state backend fails.
     pub(crate) on_failure: OnFailure,
+    /// The rule keeps its triplets in the state's remote backend (`backend
+    /// redis`).
+    pub(crate) remote: bool,
 }
 
 /// What a greylist found for a request.

@@ -145,6 +145,9 @@ pub(crate) struct LimitRule {
     pub(crate) table_limit: Limit,
     /// What the rule does when its state backend fails.
     pub(crate) on_failure: OnFailure,
+    /// The rule keeps its counters in the state's remote backend (`backend
+    /// redis`).
+    pub(crate) remote: bool,
     /// The answer to a request that alone is more than a window's maximum
     /// (it could never be admitted), for a limit without its own `over`
     /// action: a permanent refusal rather than "try again".

@@ -6,10 +6,10 @@ use std::fmt;
 
 use crate::base::time::Timestamp;
 use crate::greylist::rule::GreyCall;
-use crate::greylist::table::GreyVerdict;
-use crate::keyed::BackendError;
+use crate::greylist::table::{GreyVerdict, Timers};
+use crate::keyed::{BackendError, HashSeeds};
 use crate::limits::rule::LimitCall;
-use crate::limits::Verdict;
+use crate::limits::{Verdict, Window};
 
 /// Which stateful item a [`Backend`] call is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,12 @@ pub struct Item<'a> {
     pub signature: u64,
     /// The item's index among the state's limits, or among its greylists.
     pub index: usize,
+    /// For a limit, its windows: their lengths, and the largest maxima any
+    /// key may get (a call's [`LimitCall::maxima`] are the key's own). Empty
+    /// for a greylist.
+    pub windows: &'a [Window],
+    /// For a greylist, its timers; `None` for a limit.
+    pub timers: Option<Timers>,
 }
 
 /// The time of a [`Backend`] call, on the policy's clock: `now`, and when
@@ -93,4 +99,12 @@ pub trait Backend: fmt::Debug + Send + Sync {
         call: GreyCall,
         when: When,
     ) -> Result<GreyVerdict, BackendError>;
+
+    /// The seeds the keys of this backend's items are hashed with, when
+    /// they must be the same on every host sharing it (a remote store:
+    /// each host's policy must hash a key to the same value). `None` (the
+    /// default): the state's own random seeds.
+    fn seeds(&self) -> Option<HashSeeds> {
+        None
+    }
 }

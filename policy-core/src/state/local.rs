@@ -27,6 +27,9 @@ pub(crate) struct LimitSpec {
     /// the counters' width).
     pub(crate) table_limit: Limit,
     pub(crate) capacity: usize,
+    /// The rule keeps its state in the state's remote backend (`backend
+    /// redis`), not in the local tables.
+    pub(crate) remote: bool,
 }
 
 /// What a [`State`] needs to know of a greylist rule to keep its triplets.
@@ -36,6 +39,8 @@ pub(crate) struct GreylistSpec {
     pub(crate) signature: u64,
     pub(crate) timers: Timers,
     pub(crate) capacity: usize,
+    /// As [`LimitSpec::remote`].
+    pub(crate) remote: bool,
 }
 
 /// The in-memory tables of a [`State`]: one [`LimitTable`] per limit and
@@ -119,6 +124,9 @@ pub struct State {
     pub(crate) greylists: Box<[GreylistSpec]>,
     pub(crate) local: LocalBackend,
     pub(crate) remote: Option<Arc<dyn Backend>>,
+    /// The remote backend's seeds ([`Backend::seeds`]), which the tables of
+    /// remote items are made with.
+    pub(crate) seeds: Option<HashSeeds>,
     pub(crate) budget_ms: u64,
 }
 
@@ -130,6 +138,7 @@ impl Default for State {
             greylists: Box::new([]),
             local: LocalBackend::default(),
             remote: None,
+            seeds: None,
             budget_ms: DEFAULT_BACKEND_BUDGET_MS,
         }
     }
@@ -182,12 +191,19 @@ fn random_seeds() -> HashSeeds {
 impl State {
     /// Empty tables for these items, reusing the tables `keep` returns for
     /// an item (a reload keeping an unchanged item's state).
+    /// The tables of remote items are made with `seeds` when given (a
+    /// remote backend's, [`Backend::seeds`]).
     pub(crate) fn build(
         limits: Vec<LimitSpec>,
         greylists: Vec<GreylistSpec>,
+        seeds: Option<HashSeeds>,
         mut keep_limit: impl FnMut(&LimitSpec) -> Option<Arc<LimitTable>>,
         mut keep_greylist: impl FnMut(&GreylistSpec) -> Option<Arc<GreylistTable>>,
     ) -> Self {
+        let seeds_for = |remote: bool| match seeds {
+            Some(seeds) if remote => seeds,
+            _ => random_seeds(),
+        };
         let limit_tables = limits
             .iter()
             .map(|s| {
@@ -195,7 +211,7 @@ impl State {
                     Arc::new(LimitTable::new(
                         s.table_limit.clone(),
                         s.capacity,
-                        random_seeds(),
+                        seeds_for(s.remote),
                     ))
                 })
             })
@@ -204,7 +220,11 @@ impl State {
             .iter()
             .map(|s| {
                 keep_greylist(s).unwrap_or_else(|| {
-                    Arc::new(GreylistTable::new(s.timers, s.capacity, random_seeds()))
+                    Arc::new(GreylistTable::new(
+                        s.timers,
+                        s.capacity,
+                        seeds_for(s.remote),
+                    ))
                 })
             })
             .collect();
@@ -216,6 +236,7 @@ impl State {
                 greylists: greylist_tables,
             },
             remote: None,
+            seeds,
             budget_ms: DEFAULT_BACKEND_BUDGET_MS,
         }
     }
@@ -271,12 +292,59 @@ impl State {
         next
     }
 
-    /// The same state, with its items' state kept in `backend` rather than
-    /// in the local tables (which stay, empty, for `policyd state` and the
-    /// state file).
+    /// The same state, with the state of its remote items (`backend redis`
+    /// in the policy) kept in `backend`. Without one, those items fail
+    /// ([`BackendError::Unavailable`]) and their `on_failure` applies; the
+    /// other items keep their state in the local tables.
+    ///
+    /// When the backend has seeds of its own ([`Backend::seeds`]), the
+    /// remote items' local tables (which stay, empty, for their seeds and
+    /// the state file) are made anew with them, so that every host sharing
+    /// the backend hashes a key to the same value.
     pub fn with_backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        if let Some(seeds) = backend.seeds() {
+            self.seeds = Some(seeds);
+            let limits: Vec<Arc<LimitTable>> = self
+                .limits
+                .iter()
+                .zip(self.local.limits.iter())
+                .map(|(spec, table)| {
+                    if spec.remote {
+                        Arc::new(LimitTable::new(
+                            spec.table_limit.clone(),
+                            spec.capacity,
+                            seeds,
+                        ))
+                    } else {
+                        Arc::clone(table)
+                    }
+                })
+                .collect();
+            let greylists: Vec<Arc<GreylistTable>> = self
+                .greylists
+                .iter()
+                .zip(self.local.greylists.iter())
+                .map(|(spec, table)| {
+                    if spec.remote {
+                        Arc::new(GreylistTable::new(spec.timers, spec.capacity, seeds))
+                    } else {
+                        Arc::clone(table)
+                    }
+                })
+                .collect();
+            self.local = LocalBackend {
+                limits: limits.into_boxed_slice(),
+                greylists: greylists.into_boxed_slice(),
+            };
+        }
         self.remote = Some(backend);
         self
+    }
+
+    /// Whether some item keeps its state in the remote backend (`backend
+    /// redis`): the state needs [`State::with_backend`].
+    pub fn uses_remote(&self) -> bool {
+        self.limits.iter().any(|l| l.remote) || self.greylists.iter().any(|g| g.remote)
     }
 
     /// The same state, with `budget_ms` for each backend call (the deadline
@@ -338,32 +406,42 @@ impl State {
         }
     }
 
-    /// Limit `index` as its backend sees it.
+    /// Limit `index` as its backend sees it, and whether it is remote.
     #[inline]
-    fn limit_item(&self, index: usize) -> Result<Item<'_>, BackendError> {
+    fn limit_item(&self, index: usize) -> Result<(Item<'_>, bool), BackendError> {
         let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
-        Ok(Item {
+        let item = Item {
             name: &spec.name,
             signature: spec.signature,
             index,
-        })
+            windows: spec.table_limit.windows(),
+            timers: None,
+        };
+        Ok((item, spec.remote))
     }
 
-    /// Greylist `index` as its backend sees it.
+    /// Greylist `index` as its backend sees it, and whether it is remote.
     #[inline]
-    fn greylist_item(&self, index: usize) -> Result<Item<'_>, BackendError> {
+    fn greylist_item(&self, index: usize) -> Result<(Item<'_>, bool), BackendError> {
         let spec = self.greylists.get(index).ok_or(BackendError::Failed)?;
-        Ok(Item {
+        let item = Item {
             name: &spec.name,
             signature: spec.signature,
             index,
-        })
+            windows: &[],
+            timers: Some(spec.timers),
+        };
+        Ok((item, spec.remote))
     }
 
-    fn backend(&self) -> &dyn Backend {
-        match &self.remote {
-            Some(remote) => &**remote,
-            None => &self.local,
+    /// The backend of an item: the remote one for a remote item (an error
+    /// without one), else the local tables.
+    #[inline]
+    fn backend(&self, remote: bool) -> Result<&dyn Backend, BackendError> {
+        match (remote, &self.remote) {
+            (false, _) => Ok(&self.local),
+            (true, Some(backend)) => Ok(&**backend),
+            (true, None) => Err(BackendError::Unavailable),
         }
     }
 
@@ -375,8 +453,8 @@ impl State {
         units: u64,
         now: Timestamp,
     ) -> Result<(), BackendError> {
-        let item = self.limit_item(index)?;
-        self.backend()
+        let (item, remote) = self.limit_item(index)?;
+        self.backend(remote)?
             .refund(item, key_hash, units, now, self.when(now))
     }
 }
@@ -396,11 +474,12 @@ impl LimitStore for State {
         call: LimitCall<'_>,
         now: Timestamp,
     ) -> Result<Verdict, BackendError> {
-        let item = self.limit_item(index)?;
-        match &self.remote {
+        let (item, remote) = self.limit_item(index)?;
+        if remote {
+            self.backend(true)?.limit(item, call, self.when(now))
+        } else {
             // The local tables directly: no dynamic call on the hot path.
-            None => self.local.limit(item, call, self.when(now)),
-            Some(remote) => remote.limit(item, call, self.when(now)),
+            self.local.limit(item, call, self.when(now))
         }
     }
 }
@@ -420,10 +499,11 @@ impl GreylistStore for State {
         call: GreyCall,
         now: Timestamp,
     ) -> Result<GreyVerdict, BackendError> {
-        let item = self.greylist_item(index)?;
-        match &self.remote {
-            None => self.local.greylist(item, call, self.when(now)),
-            Some(remote) => remote.greylist(item, call, self.when(now)),
+        let (item, remote) = self.greylist_item(index)?;
+        if remote {
+            self.backend(true)?.greylist(item, call, self.when(now))
+        } else {
+            self.local.greylist(item, call, self.when(now))
         }
     }
 }

@@ -178,6 +178,8 @@ impl Compiler<'_> {
             recipients,
             prepend,
             on_failure,
+            // `backend redis` is not in the language yet.
+            remote: false,
         });
         let then_text = match &g.then {
             Some(a) => a.span.text(self.src).into(),

@@ -212,6 +212,8 @@ impl Compiler<'_> {
             maxima: windows.iter().map(|w| w.max()).collect(),
             table_limit,
             on_failure,
+            // `backend redis` is not in the language yet.
+            remote: false,
             limit,
             capacity,
             overrides,
