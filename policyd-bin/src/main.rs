@@ -42,6 +42,7 @@ mod dns;
 mod listen;
 mod log;
 mod policy_file;
+mod redis_state;
 mod server;
 mod shared;
 mod signals;

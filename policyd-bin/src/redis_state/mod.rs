@@ -1,0 +1,370 @@
+//! State shared by several MX hosts in Redis (or Valkey): the [`Backend`]
+//! of the items a policy keeps in `backend redis`.
+//!
+//! Each operation is one server-side script, run atomically by Redis, so N
+//! hosts hitting one key together admit exactly the limit:
+//!
+//! - `limit.lua`: a limit's check-and-count for one key, the algorithm of
+//!   policy-core's `LimitTable` (16 buckets per window, the same rounding);
+//! - `refund.lua`: giving units back;
+//! - `greylist.lua`: a greylist's step (client network, then triplet), the
+//!   semantics of policy-core's `GreylistTable`.
+//!
+//! The model tests (`tests.rs`) run the same operations through these
+//! scripts and through the local tables and compare every answer.
+//!
+//! Scripts are sent by their SHA1 (`EVALSHA`); after a restart of Redis,
+//! which forgets them, the `NOSCRIPT` answer makes the client load them
+//! again (the `redis` crate's `Script`).
+//!
+//! # Keys
+//!
+//! `PREFIX` `l:` ITEM `:` SIGNATURE `:` HASH for a limit's key,
+//! `g:`/`c:` for a greylist's triplets and client networks (see
+//! [`key_name`]), each a Redis hash with its own expiry: no cleanup job.
+//! The key hashes are seeded with [`Backend::seeds`], kept in Redis itself
+//! (`PREFIX` `seeds`), so that every host hashes a key alike.
+//!
+//! # Failure
+//!
+//! Every call has the request's time budget ([`When`]): the connection's
+//! read and write timeouts are set to what is left of it, and a call that
+//! runs out answers [`BackendError::Timeout`]. A connection that fails is
+//! dropped; while Redis is down, calls answer [`BackendError::Unavailable`]
+//! at once, and one thread reconnects in the background with backoff
+//! ([`pool`]).
+
+mod pool;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use policy_core::greylist::{GreyCall, GreyVerdict};
+use policy_core::limits::{LimitCall, Refusal, Verdict};
+use policy_core::state::{Backend, BackendError, HashSeeds, Item, When};
+use policy_core::Timestamp;
+
+pub(crate) use pool::Pool;
+
+/// The limit script (see the module documentation).
+const LIMIT_LUA: &str = include_str!("limit.lua");
+/// The refund script.
+const REFUND_LUA: &str = include_str!("refund.lua");
+/// The greylist script.
+const GREYLIST_LUA: &str = include_str!("greylist.lua");
+
+/// How to reach Redis and name the keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RedisSettings {
+    /// `redis://[user:password@]host[:port][/db]` or
+    /// `unix:///path/to/socket[?db=N]` (the `redis` crate's URL forms).
+    pub(crate) url: String,
+    /// Put before every key (`policyd:`), so that several policies or
+    /// applications can share one Redis.
+    pub(crate) prefix: String,
+    /// The most connections the daemon holds.
+    pub(crate) pool_size: usize,
+}
+
+impl RedisSettings {
+    /// The default key prefix.
+    pub(crate) const DEFAULT_PREFIX: &'static str = "policyd:";
+    /// The default number of connections.
+    pub(crate) const DEFAULT_POOL_SIZE: usize = 8;
+}
+
+/// The Redis backend: a pool of connections and the scripts.
+pub(crate) struct RedisBackend {
+    pool: Pool,
+    prefix: String,
+    seeds: HashSeeds,
+    limit: redis::Script,
+    refund: redis::Script,
+    greylist: redis::Script,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("pool", &self.pool)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the backend could not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The URL is not one the client understands.
+    Url(String),
+    /// Redis did not answer within the time given (down, wrong address,
+    /// wrong password).
+    Unreachable(String),
+    /// Redis answered, but the seeds it holds are not ours.
+    Seeds(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(e) => write!(f, "bad Redis URL: {e}"),
+            Self::Unreachable(e) => write!(f, "Redis cannot be reached: {e}"),
+            Self::Seeds(e) => write!(f, "Redis holds unusable key seeds: {e}"),
+        }
+    }
+}
+
+impl RedisBackend {
+    /// Connect to Redis (within `timeout`) and read, or create, the shared
+    /// key seeds.
+    pub(crate) fn start(settings: &RedisSettings, timeout: Duration) -> Result<Self, StartError> {
+        let client =
+            redis::Client::open(settings.url.as_str()).map_err(|e| StartError::Url(e.to_string()))?;
+        let pool = Pool::new(client, settings.pool_size.max(1));
+        let seeds = pool
+            .with_connection(Instant::now() + timeout, |con| {
+                read_or_create_seeds(con, &settings.prefix)
+            })
+            .map_err(|e| match e {
+                CallError::Backend(b) => StartError::Unreachable(b.to_string()),
+                CallError::Redis(r) => StartError::Unreachable(r.to_string()),
+                CallError::Seeds(s) => StartError::Seeds(s),
+            })?;
+        Ok(Self {
+            pool,
+            prefix: settings.prefix.clone(),
+            seeds,
+            limit: redis::Script::new(LIMIT_LUA),
+            refund: redis::Script::new(REFUND_LUA),
+            greylist: redis::Script::new(GREYLIST_LUA),
+        })
+    }
+
+    /// The pool (its health, for logs and tests).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Run `invocation` within `when`'s budget.
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        when: When,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, BackendError> {
+        let budget = when
+            .deadline
+            .as_unix_millis()
+            .saturating_sub(when.now.as_unix_millis());
+        if budget == 0 {
+            return Err(BackendError::Timeout);
+        }
+        let deadline = Instant::now() + Duration::from_millis(budget);
+        self.pool
+            .with_connection(deadline, |con| {
+                invocation.invoke(con).map_err(CallError::Redis)
+            })
+            .map_err(CallError::into_backend)
+    }
+}
+
+/// The name of a key of `item`: `PREFIX KIND : ITEM : SIGNATURE : HASH`.
+pub(crate) fn key_name(prefix: &str, kind: char, item: &Item<'_>, hash: u64) -> String {
+    format!(
+        "{prefix}{kind}:{}:{:016x}:{hash:016x}",
+        item.name, item.signature
+    )
+}
+
+/// Read the seeds at `PREFIX seeds`, or store new random ones if there are
+/// none (`SET NX`: the first host to start wins, and every host reads the
+/// same).
+fn read_or_create_seeds(
+    con: &mut redis::Connection,
+    prefix: &str,
+) -> Result<HashSeeds, CallError> {
+    let key = format!("{prefix}seeds");
+    let fresh = random_seeds_text();
+    let _: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&fresh)
+        .arg("NX")
+        .query(con)
+        .map_err(CallError::Redis)?;
+    let text: String = redis::cmd("GET")
+        .arg(&key)
+        .query(con)
+        .map_err(CallError::Redis)?;
+    parse_seeds(&text).ok_or_else(|| {
+        CallError::Seeds(format!(
+            "`{key}` is not 64 hexadecimal digits; delete it to let policyd make new seeds \
+             (the shared counters then start over)"
+        ))
+    })
+}
+
+/// Four random 64-bit words, as 64 hexadecimal digits.
+fn random_seeds_text() -> String {
+    let state = ahash::RandomState::new();
+    let words = [
+        state.hash_one(1u64),
+        state.hash_one(2u64),
+        state.hash_one(3u64),
+        state.hash_one(4u64),
+    ];
+    words.iter().map(|w| format!("{w:016x}")).collect()
+}
+
+/// The seeds of a 64-digit hexadecimal text.
+fn parse_seeds(text: &str) -> Option<HashSeeds> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut words = [0u64; 4];
+    for (i, word) in words.iter_mut().enumerate() {
+        *word = u64::from_str_radix(text.get(i * 16..i * 16 + 16)?, 16).ok()?;
+    }
+    Some(HashSeeds(words))
+}
+
+/// What went wrong in a call.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The pool's own answer (down, out of time).
+    Backend(BackendError),
+    /// Redis or the connection.
+    Redis(redis::RedisError),
+    /// The seeds Redis holds are not ours.
+    Seeds(String),
+}
+
+impl CallError {
+    /// The error as the policy sees it.
+    fn into_backend(self) -> BackendError {
+        match self {
+            Self::Backend(e) => e,
+            Self::Redis(e) if e.is_timeout() => BackendError::Timeout,
+            Self::Redis(e) if is_connection_error(&e) => BackendError::Unavailable,
+            Self::Redis(_) | Self::Seeds(_) => BackendError::Failed,
+        }
+    }
+}
+
+/// Whether `e` means the connection is no longer usable (rather than an
+/// error answer on a working connection).
+pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// A refusal of `limit.lua`: `[2, window, counted, retry or -1]`.
+fn limit_verdict(reply: &[i64]) -> Result<Verdict, BackendError> {
+    match *reply {
+        [0] => Ok(Verdict::Admitted),
+        [2, window, counted, retry] => Ok(Verdict::Refused(Refusal {
+            window: usize::try_from(window).map_err(|_| BackendError::Failed)?,
+            counted: u64::try_from(counted).map_err(|_| BackendError::Failed)?,
+            retry_after_ms: u64::try_from(retry).ok(),
+        })),
+        _ => Err(BackendError::Failed),
+    }
+}
+
+/// A verdict of `greylist.lua`.
+fn grey_verdict(reply: &[i64]) -> Result<GreyVerdict, BackendError> {
+    let ms = |v: i64| u64::try_from(v).map_err(|_| BackendError::Failed);
+    match *reply {
+        [0] => Ok(GreyVerdict::ClientWhitelisted),
+        [1] => Ok(GreyVerdict::Known),
+        [2, waited] => Ok(GreyVerdict::FirstPass {
+            waited_ms: ms(waited)?,
+        }),
+        [3, retry, first] => Ok(GreyVerdict::Defer {
+            retry_after_ms: ms(retry)?,
+            first: first == 1,
+        }),
+        _ => Err(BackendError::Failed),
+    }
+}
+
+impl Backend for RedisBackend {
+    fn limit(
+        &self,
+        item: Item<'_>,
+        call: LimitCall<'_>,
+        when: When,
+    ) -> Result<Verdict, BackendError> {
+        if call.units == 0 {
+            return Ok(Verdict::Admitted);
+        }
+        let mut invocation = self.limit.prepare_invoke();
+        invocation
+            .key(key_name(&self.prefix, 'l', &item, call.key.hash))
+            .arg(when.now.as_unix_millis())
+            .arg(call.units)
+            .arg(u8::from(call.count))
+            .arg(call.key.text)
+            .arg(item.windows.len());
+        for (i, window) in item.windows.iter().enumerate() {
+            let max = call.maxima.get(i).copied().unwrap_or(window.max());
+            invocation.arg(window.per_ms()).arg(max);
+        }
+        let reply: Vec<i64> = self.run(when, &invocation)?;
+        limit_verdict(&reply)
+    }
+
+    fn refund(
+        &self,
+        item: Item<'_>,
+        key_hash: u64,
+        units: u64,
+        counted_at: Timestamp,
+        when: When,
+    ) -> Result<(), BackendError> {
+        if units == 0 {
+            return Ok(());
+        }
+        let mut invocation = self.refund.prepare_invoke();
+        invocation
+            .key(key_name(&self.prefix, 'l', &item, key_hash))
+            .arg(counted_at.as_unix_millis())
+            .arg(units)
+            .arg(item.windows.len());
+        for window in item.windows {
+            invocation.arg(window.per_ms());
+        }
+        let _: i64 = self.run(when, &invocation)?;
+        Ok(())
+    }
+
+    fn greylist(
+        &self,
+        item: Item<'_>,
+        call: GreyCall,
+        when: When,
+    ) -> Result<GreyVerdict, BackendError> {
+        let timers = item.timers.ok_or(BackendError::Failed)?;
+        let mut invocation = self.greylist.prepare_invoke();
+        invocation
+            .key(key_name(&self.prefix, 'c', &item, call.client))
+            .key(key_name(&self.prefix, 'g', &item, call.triplet))
+            .arg(when.now.as_unix_millis())
+            .arg(u8::from(call.update))
+            .arg(timers.delay_ms)
+            .arg(timers.retry_window_ms)
+            .arg(timers.max_age_ms)
+            .arg(timers.auto_whitelist);
+        let reply: Vec<i64> = self.run(when, &invocation)?;
+        grey_verdict(&reply)
+    }
+
+    fn seeds(&self) -> Option<HashSeeds> {
+        Some(self.seeds)
+    }
+}
+
+/// The backend, shared.
+pub(crate) fn shared(backend: RedisBackend) -> Arc<dyn Backend> {
+    Arc::new(backend)
+}

@@ -1,0 +1,251 @@
+//! A small pool of blocking Redis connections, and what it does when Redis
+//! is down.
+//!
+//! A call takes an idle connection, or opens one if fewer than the pool's
+//! size are open (within the call's budget), and gives it back when the
+//! call succeeded. A connection whose call failed on the connection (a
+//! timeout, a reset) is dropped: a late reply would be read as the answer
+//! to the next call.
+//!
+//! When a connection cannot be opened, or an open one breaks, the pool is
+//! **down**: calls answer [`BackendError::Unavailable`] at once, without
+//! trying, and one background thread tries to connect, waiting 100 ms, then
+//! twice as long each time up to 5 s. When it connects, the pool is up
+//! again and the connection is the first idle one. No request waits on a
+//! Redis that is down, and the first requests after it is back find a
+//! connection ready.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use policy_core::state::BackendError;
+
+use super::{is_connection_error, CallError};
+
+/// The first wait between reconnection attempts.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// The longest wait between reconnection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The connections, and whether Redis is reachable.
+pub(crate) struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    size: usize,
+    /// Idle connections.
+    idle: Mutex<Vec<redis::Connection>>,
+    /// Connections open (idle or in use).
+    open: Mutex<usize>,
+    /// Redis is down: calls fail at once while the reconnecting thread runs.
+    down: AtomicBool,
+    /// Wakes the reconnecting thread (a stop, for tests and shutdown).
+    wake: Condvar,
+    wake_lock: Mutex<bool>,
+    /// Times the pool went down, for logs and tests.
+    outages: AtomicU64,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.inner.size)
+            .field("open", &*self.inner.open.lock())
+            .field("down", &self.is_down())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool of at most `size` connections of `client`; none open yet.
+    pub(crate) fn new(client: redis::Client, size: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                size,
+                idle: Mutex::new(Vec::new()),
+                open: Mutex::new(0),
+                down: AtomicBool::new(false),
+                wake: Condvar::new(),
+                wake_lock: Mutex::new(false),
+                outages: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Whether Redis is taken as down (calls fail at once).
+    pub(crate) fn is_down(&self) -> bool {
+        self.inner.down.load(Ordering::Acquire)
+    }
+
+    /// How many times the pool went down.
+    pub(crate) fn outages(&self) -> u64 {
+        self.inner.outages.load(Ordering::Relaxed)
+    }
+
+    /// Run `f` on a connection, by `deadline`.
+    pub(crate) fn with_connection<T>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut redis::Connection) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        if self.is_down() {
+            return Err(CallError::Backend(BackendError::Unavailable));
+        }
+        let mut con = self.take(deadline)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            self.give_back(con);
+            return Err(CallError::Backend(BackendError::Timeout));
+        }
+        if let Err(e) = con
+            .set_read_timeout(Some(left))
+            .and_then(|()| con.set_write_timeout(Some(left)))
+        {
+            self.broken(con, &e);
+            return Err(CallError::Redis(e));
+        }
+        match f(&mut con) {
+            Ok(value) => {
+                self.give_back(con);
+                Ok(value)
+            }
+            Err(CallError::Redis(e)) if is_connection_error(&e) => {
+                self.broken(con, &e);
+                Err(CallError::Redis(e))
+            }
+            Err(other) => {
+                self.give_back(con);
+                Err(other)
+            }
+        }
+    }
+
+    /// An idle connection, or a new one if the pool has room; when it is
+    /// full, wait for one until `deadline`.
+    fn take(&self, deadline: Instant) -> Result<redis::Connection, CallError> {
+        loop {
+            if let Some(con) = self.inner.idle.lock().pop() {
+                return Ok(con);
+            }
+            let may_open = {
+                let mut open = self.inner.open.lock();
+                if *open < self.inner.size {
+                    *open += 1;
+                    true
+                } else {
+                    false
+                }
+            };
+            if may_open {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    *self.inner.open.lock() -= 1;
+                    return Err(CallError::Backend(BackendError::Timeout));
+                }
+                return match self.inner.client.get_connection_with_timeout(left) {
+                    Ok(con) => Ok(con),
+                    Err(e) => {
+                        *self.inner.open.lock() -= 1;
+                        self.go_down();
+                        Err(CallError::Redis(e))
+                    }
+                };
+            }
+            if Instant::now() >= deadline {
+                return Err(CallError::Backend(BackendError::Timeout));
+            }
+            // Every connection is in use: the calls are short; try again.
+            thread::yield_now();
+        }
+    }
+
+    fn give_back(&self, con: redis::Connection) {
+        self.inner.idle.lock().push(con);
+    }
+
+    /// `con` failed with `e`: drop it, and take Redis as down unless the
+    /// call only ran out of time (a slow Redis is not a dead one).
+    fn broken(&self, con: redis::Connection, e: &redis::RedisError) {
+        drop(con);
+        *self.inner.open.lock() -= 1;
+        if !e.is_timeout() {
+            self.go_down();
+        }
+    }
+
+    /// Mark Redis down and start the reconnecting thread (once).
+    fn go_down(&self) {
+        if self.inner.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.outages.fetch_add(1, Ordering::Relaxed);
+        // The idle connections are probably broken too.
+        let dropped = {
+            let mut idle = self.inner.idle.lock();
+            let n = idle.len();
+            idle.clear();
+            n
+        };
+        *self.inner.open.lock() -= dropped;
+        crate::log::message(crate::log::Level::Warn, format_args!(
+            "redis: unreachable; state items apply their on_failure until it is back \
+             (reconnecting in the background)"
+        ));
+        let inner = Arc::clone(&self.inner);
+        let spawned = thread::Builder::new()
+            .name("redis-reconnect".into())
+            .spawn(move || reconnect(&inner));
+        if spawned.is_err() {
+            // No thread: let the next call try on its own.
+            self.inner.down.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        *self.inner.wake_lock.lock() = true;
+        self.inner.wake.notify_all();
+    }
+}
+
+/// Try to connect, with backoff, until it works (or the pool is dropped).
+fn reconnect(inner: &Inner) {
+    let mut wait = BACKOFF_START;
+    let started = Instant::now();
+    loop {
+        {
+            let mut stop = inner.wake_lock.lock();
+            if !*stop {
+                inner.wake.wait_for(&mut stop, wait);
+            }
+            if *stop {
+                return;
+            }
+        }
+        match inner.client.get_connection_with_timeout(BACKOFF_MAX) {
+            Ok(mut con) => {
+                let ping: Result<String, _> = redis::cmd("PING").query(&mut con);
+                if ping.is_ok() {
+                    *inner.open.lock() += 1;
+                    inner.idle.lock().push(con);
+                    inner.down.store(false, Ordering::Release);
+                    crate::log::message(crate::log::Level::Warn, format_args!(
+                        "redis: reachable again after {} ms",
+                        started.elapsed().as_millis()
+                    ));
+                    return;
+                }
+            }
+            Err(_) => {}
+        }
+        wait = (wait * 2).min(BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,303 @@
+//! The Redis scripts against the local tables: the same operations, the
+//! same answers. Each test starts its own redis-server (the harness of the
+//! integration tests, included by path), and skips loudly without one
+//! unless `POLICYD_REQUIRE_REDIS=1`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use policy_core::greylist::{GreyCall, GreylistTable, Timers};
+use policy_core::limits::{Key, Limit, LimitCall, LimitTable, Window};
+use policy_core::state::{Backend, HashSeeds, Item, When};
+use policy_core::Timestamp;
+use proptest::prelude::*;
+
+use super::{RedisBackend, RedisSettings};
+
+#[path = "../../tests/policyd/redis_server.rs"]
+mod redis_server;
+
+use redis_server::RedisServer;
+
+/// The model tests' start: a UTC midnight, 2023-11-15.
+const START_MS: u64 = 1_700_006_400_000;
+
+/// A backend on `server` whose keys start with a prefix of their own.
+fn backend(server: &RedisServer) -> RedisBackend {
+    static CASE: AtomicU64 = AtomicU64::new(0);
+    let case = CASE.fetch_add(1, Ordering::Relaxed);
+    let settings = RedisSettings {
+        url: server.url(),
+        prefix: format!("model{case}:"),
+        pool_size: 2,
+    };
+    RedisBackend::start(&settings, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the backend starts: {e}"))
+}
+
+fn when(now: u64) -> When {
+    When {
+        now: Timestamp::from_unix_millis(now),
+        deadline: Timestamp::from_unix_millis(now + 2_000),
+    }
+}
+
+/// One step of a limit's model run.
+#[derive(Debug, Clone)]
+enum LimitOp {
+    /// Advance the clock by this many milliseconds, then check (and count)
+    /// `units` for key `key`, with an override of the maxima if given.
+    Check {
+        advance: u64,
+        key: u8,
+        units: u64,
+        count: bool,
+        overrides: bool,
+    },
+    /// Give back `units` of the `nth` earlier count.
+    Refund { nth: usize, units: u64 },
+    /// The clock goes back this many milliseconds.
+    Back { ms: u64 },
+}
+
+fn limit_op() -> impl Strategy<Value = LimitOp> {
+    prop_oneof![
+        8 => (
+            prop_oneof![0..50u64, 0..2_000u64, 0..30_000u64, Just(60_000u64)],
+            0..3u8,
+            1..6u64,
+            prop::bool::weighted(0.85),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(advance, key, units, count, overrides)| LimitOp::Check {
+                advance,
+                key,
+                units,
+                count,
+                overrides,
+            }),
+        1 => (0..8usize, 1..4u64).prop_map(|(nth, units)| LimitOp::Refund { nth, units }),
+        1 => (0..3_000u64).prop_map(|ms| LimitOp::Back { ms }),
+    ]
+}
+
+/// Run `ops` through a local table and the Redis script; every answer
+/// must be the same.
+fn limit_model(server: &RedisServer, ops: &[LimitOp]) -> Result<(), TestCaseError> {
+    let windows = [
+        Window::new(5, 1_000).expect("window"),
+        Window::new(12, 10_000).expect("window"),
+        Window::new(30, 45_000).expect("window"),
+    ];
+    let limit = Limit::new(&windows).expect("limit");
+    let table = LimitTable::new(limit, 1_000, HashSeeds([1, 2, 3, 4]));
+    let redis = backend(server);
+    let item = Item {
+        name: "model",
+        signature: 7,
+        index: 0,
+        windows: &windows,
+        timers: None,
+    };
+    let overrides = [9u64, 20, 40];
+    let mut now = START_MS;
+    let mut counted: Vec<(u64, u64)> = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        match *op {
+            LimitOp::Check {
+                advance,
+                key,
+                units,
+                count,
+                overrides: with_overrides,
+            } => {
+                now += advance;
+                let text = [b'k', b'0' + key];
+                let key = Key {
+                    hash: u64::from(key) * 0x9e37_79b9,
+                    text: &text,
+                };
+                let maxima: &[u64] = if with_overrides { &overrides } else { &[] };
+                let t = Timestamp::from_unix_millis(now);
+                let local = if count {
+                    table.check_and_count_with(key, units, t, maxima)
+                } else {
+                    table.check_with(key, units, t, maxima)
+                };
+                let call = LimitCall {
+                    key,
+                    units,
+                    maxima,
+                    count,
+                };
+                let remote = redis.limit(item, call, when(now));
+                prop_assert_eq!(Ok(local), remote, "step {}: {:?} at +{} ms", step, op, now - START_MS);
+                if count && local == policy_core::limits::Verdict::Admitted {
+                    counted.push((key.hash, now));
+                }
+            }
+            LimitOp::Refund { nth, units } => {
+                if let Some(&(hash, at)) = counted.get(nth) {
+                    table.refund(hash, units, Timestamp::from_unix_millis(at));
+                    let done = redis.refund(item, hash, units, Timestamp::from_unix_millis(at), when(now));
+                    prop_assert_eq!(done, Ok(()));
+                }
+            }
+            LimitOp::Back { ms } => now = now.saturating_sub(ms).max(START_MS),
+        }
+    }
+    Ok(())
+}
+
+/// One step of a greylist's model run.
+#[derive(Debug, Clone)]
+struct GreyOp {
+    advance: u64,
+    client: u8,
+    triplet: u8,
+    update: bool,
+}
+
+fn grey_op() -> impl Strategy<Value = GreyOp> {
+    (
+        prop_oneof![
+            0..1_500u64,
+            4_000..6_500u64,
+            0..70_000u64,
+            Just(1_000_000u64),
+            Just(3_600_000u64),
+            Just(5_000_000u64)
+        ],
+        0..2u8,
+        0..4u8,
+        prop::bool::weighted(0.9),
+    )
+        .prop_map(|(advance, client, triplet, update)| GreyOp {
+            advance,
+            client,
+            triplet,
+            update,
+        })
+}
+
+fn grey_model(server: &RedisServer, ops: &[GreyOp]) -> Result<(), TestCaseError> {
+    let timers = Timers {
+        delay_ms: 5_000,
+        retry_window_ms: 60_000,
+        // Longer than an hour: a client network counts several passes.
+        max_age_ms: 4_000_000,
+        auto_whitelist: 2,
+    };
+    let table = GreylistTable::new(timers, 1_000, HashSeeds([5, 6, 7, 8]));
+    let redis = backend(server);
+    let item = Item {
+        name: "grey",
+        signature: 9,
+        index: 0,
+        windows: &[],
+        timers: Some(timers),
+    };
+    // Between 0 and 999 ms past a second: the rounding of kept times.
+    let mut now = START_MS + 400;
+    for (step, op) in ops.iter().enumerate() {
+        now += op.advance;
+        let client = 0xc000 + u64::from(op.client);
+        // A triplet belongs to one client network.
+        let triplet = 0x7000 + u64::from(op.client) * 16 + u64::from(op.triplet);
+        let local = table.check(client, triplet, Timestamp::from_unix_millis(now), op.update);
+        let call = GreyCall {
+            client,
+            triplet,
+            update: op.update,
+        };
+        let remote = redis.greylist(item, call, when(now));
+        prop_assert_eq!(Ok(local), remote, "step {}: {:?} at +{} ms", step, op, now - START_MS);
+    }
+    Ok(())
+}
+
+#[test]
+fn limit_script_answers_as_the_local_table() {
+    let Some(server) = RedisServer::start("limit-model") else {
+        return;
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(limit_op(), 1..60), |ops| {
+        limit_model(&server, &ops)
+    });
+    if let Err(e) = result {
+        panic!("{e}\nredis log:\n{}", server.log());
+    }
+}
+
+#[test]
+fn greylist_script_answers_as_the_local_table() {
+    let Some(server) = RedisServer::start("greylist-model") else {
+        return;
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(grey_op(), 1..60), |ops| {
+        grey_model(&server, &ops)
+    });
+    if let Err(e) = result {
+        panic!("{e}\nredis log:\n{}", server.log());
+    }
+}
+
+#[test]
+fn hosts_share_the_seeds_kept_in_redis() {
+    let Some(server) = RedisServer::start("seeds") else {
+        return;
+    };
+    let settings = RedisSettings {
+        url: server.url(),
+        prefix: "shared:".into(),
+        pool_size: 1,
+    };
+    let a = RedisBackend::start(&settings, Duration::from_secs(5)).expect("first host");
+    let b = RedisBackend::start(&settings, Duration::from_secs(5)).expect("second host");
+    assert_eq!(a.seeds(), b.seeds(), "both hosts read the seeds the first stored");
+    let other = RedisSettings {
+        prefix: "other:".into(),
+        ..settings
+    };
+    let c = RedisBackend::start(&other, Duration::from_secs(5)).expect("another prefix");
+    assert_ne!(a.seeds(), c.seeds(), "another prefix has seeds of its own");
+}
+
+/// Auto-whitelisting, step by step: two first accepted retries of one
+/// client network, less and then more than an hour apart (one pass counted
+/// an hour), then the network whitelisted, then forgotten after max_age.
+#[test]
+fn greylist_script_counts_passes_as_the_local_table() {
+    let Some(server) = RedisServer::start("greylist-passes") else {
+        return;
+    };
+    let op = |advance: u64, triplet: u8| GreyOp {
+        advance,
+        client: 0,
+        triplet,
+        update: true,
+    };
+    let ops = [
+        op(0, 0),
+        op(6_000, 0),       // first accepted retry: a pass
+        op(1_000_000, 1),   // a new triplet 17 minutes later
+        op(6_000, 1),       // its first accepted retry: under an hour, not counted
+        op(0, 2),           // so the network is not whitelisted: deferred
+        op(3_000_000, 3),   // past the hour
+        op(6_000, 3),       // counted: two passes
+        op(0, 2),           // whitelisted
+        op(4_000_001, 2),   // silent past max_age: forgotten
+        op(0, 2),
+    ];
+    if let Err(e) = grey_model(&server, &ops) {
+        panic!("{e}");
+    }
+}
