@@ -39,6 +39,10 @@ pub(crate) const EX_USAGE: u8 = 64;
 /// of `policyd test` when its policy does not compile.
 pub(crate) const EX_CONFIG: u8 = 78;
 
+/// `EX_UNAVAILABLE` (sysexits.h): a service the daemon needs (Redis) does
+/// not answer at start.
+pub(crate) const EX_UNAVAILABLE: u8 = 69;
+
 /// Exit code when the `--state-file` cannot be written at start (its
 /// directory is missing or not writable): `sysexits.h` `EX_CANTCREAT`.
 pub(crate) const EX_CANTCREAT: u8 = 73;
@@ -364,6 +368,41 @@ pub(crate) struct Config {
     pub(crate) state_interval: Duration,
     /// The DNS client's settings (`--dns-*`).
     pub(crate) dns: DnsSettings,
+    /// `--redis-*`: where the items of `backend redis` keep their state.
+    pub(crate) redis: RedisArgs,
+}
+
+/// The `--redis-*` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RedisArgs {
+    /// `--redis URL`; none: a policy with `backend redis` items does not
+    /// start.
+    pub(crate) url: Option<String>,
+    /// `--redis-password-file FILE`: the password, read at start (kept out
+    /// of the URL and so of `ps`).
+    pub(crate) password_file: Option<PathBuf>,
+    /// `--redis-prefix`.
+    pub(crate) prefix: String,
+    /// `--redis-pool`.
+    pub(crate) pool_size: usize,
+    /// `--redis-budget`: each call's time budget.
+    pub(crate) budget: Duration,
+}
+
+/// `--redis-budget`'s default: a request waits at most this long for each
+/// Redis call.
+pub(crate) const DEFAULT_REDIS_BUDGET: Duration = Duration::from_millis(250);
+
+impl Default for RedisArgs {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password_file: None,
+            prefix: crate::redis_state::RedisSettings::DEFAULT_PREFIX.to_owned(),
+            pool_size: crate::redis_state::RedisSettings::DEFAULT_POOL_SIZE,
+            budget: DEFAULT_REDIS_BUDGET,
+        }
+    }
 }
 
 impl Default for Config {
@@ -379,6 +418,7 @@ impl Default for Config {
             state_file: None,
             state_interval: Duration::from_secs(DEFAULT_STATE_INTERVAL_SECS),
             dns: DnsSettings::default(),
+            redis: RedisArgs::default(),
         }
     }
 }
@@ -752,6 +792,27 @@ without them opens no DNS socket):
                             and one more timeout skips it again.
                             [default: {dns_skip_for}]
 
+REDIS OPTIONS (serve; used only by a policy whose limits or greylists say
+backend redis, state shared by several MX hosts; see docs/multi-server.md):
+    --redis URL             The Redis (or Valkey) server: redis://HOST[:PORT][/DB],
+                            redis://[USER]:PASSWORD@HOST/DB, or
+                            unix:///PATH/redis.sock[?db=N]. It must answer
+                            at start (within 5 s), else the start is refused
+                            (exit 69). [default: none; a policy with backend
+                            redis items refuses to start without it]
+    --redis-password-file FILE
+                            Read the password from the first line of FILE
+                            instead of the URL (keeps it out of ps).
+    --redis-prefix PREFIX   Put before every key, so that several policies or
+                            programs can share one Redis. Hosts sharing state
+                            must use the same prefix. [default: policyd:]
+    --redis-pool N          Most connections to Redis. [default: 8]
+    --redis-budget TIME     How long a request waits for each Redis call: 50ms,
+                            1s. Past it, or while Redis is down, the item's
+                            on_failure applies (allow, defer or skip), and the
+                            connection is made again in the background.
+                            10ms to 60s. [default: 250ms]
+
 POSTFIX (main.cf), Postfix 3.0 or later:
     smtpd_recipient_restrictions =
         permit_mynetworks,
@@ -1099,6 +1160,52 @@ where
                     "whole seconds from 1 to 86400",
                 )?);
             }
+            Opt::Redis => {
+                let text = utf8(canonical, &value)?;
+                let known = ["redis://", "rediss://", "unix://", "redis+unix://"];
+                if !known.iter().any(|scheme| text.starts_with(scheme)) {
+                    return Err(CliError::BadValue {
+                        option: canonical,
+                        value: text.to_owned(),
+                        expected: "a redis://HOST[:PORT][/DB] or unix:///PATH[?db=N] URL",
+                    });
+                }
+                p.config.redis.url = Some(text.to_owned());
+            }
+            Opt::RedisPasswordFile => {
+                if value.is_empty() {
+                    return Err(CliError::BadValue {
+                        option: canonical,
+                        value: String::new(),
+                        expected: "a file name",
+                    });
+                }
+                p.config.redis.password_file = Some(PathBuf::from(value));
+            }
+            Opt::RedisPrefix => {
+                let text = utf8(canonical, &value)?;
+                if text.len() > 64 || text.bytes().any(|b| !b.is_ascii_graphic()) {
+                    return Err(CliError::BadValue {
+                        option: canonical,
+                        value: text.to_owned(),
+                        expected: "at most 64 printable characters without spaces (policyd:)",
+                    });
+                }
+                p.config.redis.prefix = text.to_owned();
+            }
+            Opt::RedisPool => {
+                p.config.redis.pool_size =
+                    number(canonical, &value, 1, 256, "a whole number from 1 to 256")?;
+            }
+            Opt::RedisBudget => {
+                let text = utf8(canonical, &value)?;
+                p.config.redis.budget =
+                    parse_deadline(text).map_err(|expected| CliError::BadValue {
+                        option: canonical,
+                        value: text.to_owned(),
+                        expected,
+                    })?;
+            }
             Opt::LogLevel => {
                 let text = utf8(canonical, &value)?;
                 p.config.log_level = Level::from_name(text).ok_or_else(|| CliError::BadValue {
@@ -1239,6 +1346,11 @@ enum Opt {
     DnsCacheBytes,
     DnsSkipAfter,
     DnsSkipFor,
+    Redis,
+    RedisPasswordFile,
+    RedisPrefix,
+    RedisPool,
+    RedisBudget,
 }
 
 /// One option: its spellings (the first is the canonical one, used in
@@ -1342,6 +1454,16 @@ const OPTIONS: &[OptSpec] = &[
     spec(Opt::DnsCacheBytes, &["--dns-cache-bytes"], true, SERVE),
     spec(Opt::DnsSkipAfter, &["--dns-skip-after"], true, SERVE),
     spec(Opt::DnsSkipFor, &["--dns-skip-for"], true, SERVE),
+    spec(Opt::Redis, &["--redis"], true, SERVE),
+    spec(
+        Opt::RedisPasswordFile,
+        &["--redis-password-file"],
+        true,
+        SERVE,
+    ),
+    spec(Opt::RedisPrefix, &["--redis-prefix"], true, SERVE),
+    spec(Opt::RedisPool, &["--redis-pool"], true, SERVE),
+    spec(Opt::RedisBudget, &["--redis-budget"], true, SERVE),
 ];
 
 fn utf8<'v>(option: &'static str, value: &'v OsStr) -> Result<&'v str, CliError> {

@@ -202,6 +202,15 @@ fn serve(config: Config) -> ExitCode {
             None
         }
     };
+    // Items of `backend redis`: Redis must answer before a port is taken.
+    let state = match redis_state::attach(&config.redis, state, &loaded.name) {
+        Ok(state) => state,
+        Err((code, message)) => {
+            log::flush();
+            eprintln!("policyd: error: {message}");
+            return ExitCode::from(code);
+        }
+    };
     let code = server::run(config, loaded, state, dns_servers, &mut signals);
     log::flush();
     ExitCode::from(code)

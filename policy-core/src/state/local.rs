@@ -341,6 +341,11 @@ impl State {
         self
     }
 
+    /// Whether the state has a remote backend ([`State::with_backend`]).
+    pub fn has_backend(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Whether some item keeps its state in the remote backend (`backend
     /// redis`): the state needs [`State::with_backend`].
     pub fn uses_remote(&self) -> bool {

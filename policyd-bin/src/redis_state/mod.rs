@@ -45,7 +45,10 @@ use std::time::{Duration, Instant};
 use policy_core::greylist::{GreyCall, GreyVerdict};
 use policy_core::limits::{LimitCall, Refusal, Verdict};
 use policy_core::state::{Backend, BackendError, HashSeeds, Item, When};
-use policy_core::Timestamp;
+use policy_core::{State, Timestamp};
+
+use crate::cli::{RedisArgs, EX_CONFIG, EX_UNAVAILABLE};
+use crate::log;
 
 pub(crate) use pool::Pool;
 
@@ -62,6 +65,9 @@ pub(crate) struct RedisSettings {
     /// `redis://[user:password@]host[:port][/db]` or
     /// `unix:///path/to/socket[?db=N]` (the `redis` crate's URL forms).
     pub(crate) url: String,
+    /// A password to use instead of the URL's (read from a file, so that it
+    /// is not on the command line).
+    pub(crate) password: Option<String>,
     /// Put before every key (`policyd:`), so that several policies or
     /// applications can share one Redis.
     pub(crate) prefix: String,
@@ -121,8 +127,12 @@ impl RedisBackend {
     /// Connect to Redis (within `timeout`) and read, or create, the shared
     /// key seeds.
     pub(crate) fn start(settings: &RedisSettings, timeout: Duration) -> Result<Self, StartError> {
-        let client =
-            redis::Client::open(settings.url.as_str()).map_err(|e| StartError::Url(e.to_string()))?;
+        let mut info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
+            .map_err(|e| StartError::Url(e.to_string()))?;
+        if let Some(password) = &settings.password {
+            info.redis.password = Some(password.clone());
+        }
+        let client = redis::Client::open(info).map_err(|e| StartError::Url(e.to_string()))?;
         let pool = Pool::new(client, settings.pool_size.max(1));
         let seeds = pool
             .with_connection(Instant::now() + timeout, |con| {
@@ -133,6 +143,27 @@ impl RedisBackend {
                 CallError::Redis(r) => StartError::Unreachable(r.to_string()),
                 CallError::Seeds(s) => StartError::Seeds(s),
             })?;
+        // After an outage, store the seeds again: a Redis that restarted
+        // empty lost them, and a host starting later must read ours.
+        let prefix = settings.prefix.clone();
+        let ours = seeds_text(seeds);
+        pool.on_reconnect(Box::new(move |con| {
+            let key = format!("{prefix}seeds");
+            // Two commands, not `SET NX GET` (Redis 7): Redis 6 too.
+            let stored: Result<Option<String>, _> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&ours)
+                .arg("NX")
+                .query(con)
+                .and_then(|_: Option<String>| redis::cmd("GET").arg(&key).query(con));
+            match stored {
+                Ok(Some(theirs)) if theirs != ours => log::error!(
+                    "redis: `{key}` holds other key seeds than this host's (Redis restarted                      empty and another host stored new ones): hosts count the same keys apart                      until policyd is restarted on every host"
+                ),
+                Ok(_) => {}
+                Err(e) => log::warning!("redis: cannot store the key seeds again: {e}"),
+            }
+        }));
         Ok(Self {
             pool,
             prefix: settings.prefix.clone(),
@@ -143,7 +174,8 @@ impl RedisBackend {
         })
     }
 
-    /// The pool (its health, for logs and tests).
+    /// The pool (its health, for tests).
+    #[cfg(test)]
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -181,10 +213,7 @@ pub(crate) fn key_name(prefix: &str, kind: char, item: &Item<'_>, hash: u64) -> 
 /// Read the seeds at `PREFIX seeds`, or store new random ones if there are
 /// none (`SET NX`: the first host to start wins, and every host reads the
 /// same).
-fn read_or_create_seeds(
-    con: &mut redis::Connection,
-    prefix: &str,
-) -> Result<HashSeeds, CallError> {
+fn read_or_create_seeds(con: &mut redis::Connection, prefix: &str) -> Result<HashSeeds, CallError> {
     let key = format!("{prefix}seeds");
     let fresh = random_seeds_text();
     let _: Option<String> = redis::cmd("SET")
@@ -208,13 +237,17 @@ fn read_or_create_seeds(
 /// Four random 64-bit words, as 64 hexadecimal digits.
 fn random_seeds_text() -> String {
     let state = ahash::RandomState::new();
-    let words = [
+    seeds_text(HashSeeds([
         state.hash_one(1u64),
         state.hash_one(2u64),
         state.hash_one(3u64),
         state.hash_one(4u64),
-    ];
-    words.iter().map(|w| format!("{w:016x}")).collect()
+    ]))
+}
+
+/// Seeds as 64 hexadecimal digits.
+fn seeds_text(seeds: HashSeeds) -> String {
+    seeds.0.iter().map(|w| format!("{w:016x}")).collect()
 }
 
 /// The seeds of a 64-digit hexadecimal text.
@@ -364,7 +397,94 @@ impl Backend for RedisBackend {
     }
 }
 
-/// The backend, shared.
-pub(crate) fn shared(backend: RedisBackend) -> Arc<dyn Backend> {
-    Arc::new(backend)
+/// How long the daemon waits for Redis at start.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Put `state`'s `backend redis` items in Redis as `args` say, at the
+/// daemon's start: `state` unchanged when the policy has none (a warning if
+/// `--redis` was given all the same), else the state with the backend and
+/// its budget. An error (exit code and message) when the policy has such
+/// items and no `--redis`, or Redis does not answer.
+pub(crate) fn attach(
+    args: &RedisArgs,
+    state: State,
+    policy_name: &str,
+) -> Result<State, (u8, String)> {
+    let remote = state.uses_remote();
+    let Some(url) = &args.url else {
+        if remote {
+            return Err((
+                EX_CONFIG,
+                format!(
+                    "policy {policy_name} keeps state in Redis (backend redis) but no --redis                      URL was given"
+                ),
+            ));
+        }
+        return Ok(state);
+    };
+    if !remote {
+        log::warning!(
+            "--redis is given but no limit or greylist of policy {policy_name} says              `backend redis`: Redis is not used"
+        );
+        return Ok(state);
+    }
+    let password = match &args.password_file {
+        Some(path) => Some(read_password(path).map_err(|e| {
+            (
+                EX_CONFIG,
+                format!("--redis-password-file {}: {e}", path.display()),
+            )
+        })?),
+        None => None,
+    };
+    let settings = RedisSettings {
+        url: url.clone(),
+        password,
+        prefix: args.prefix.clone(),
+        pool_size: args.pool_size,
+    };
+    let backend = RedisBackend::start(&settings, START_TIMEOUT).map_err(|e| match e {
+        StartError::Url(_) => (EX_CONFIG, format!("--redis {}: {e}", redacted(url))),
+        StartError::Unreachable(_) | StartError::Seeds(_) => {
+            (EX_UNAVAILABLE, format!("--redis {}: {e}", redacted(url)))
+        }
+    })?;
+    log::notice!(
+        "state in Redis at {} (prefix {}, {} connections, budget {} ms)",
+        redacted(url),
+        settings.prefix,
+        settings.pool_size,
+        args.budget.as_millis()
+    );
+    let budget = u64::try_from(args.budget.as_millis()).unwrap_or(u64::MAX);
+    Ok(state
+        .with_backend(Arc::new(backend) as Arc<dyn Backend>)
+        .with_budget(budget))
+}
+
+/// The first line of `path`, without its line end.
+fn read_password(path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the first line is empty",
+        ));
+    }
+    Ok(line.to_owned())
+}
+
+/// `url` with its password, if any, replaced by `***`, for logs.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
 }

@@ -36,13 +36,19 @@ pub(crate) struct Pool {
     inner: Arc<Inner>,
 }
 
+/// Run on each connection the reconnecting thread opens, before the pool
+/// is up again (the backend stores its key seeds again: a Redis that
+/// restarted empty has lost them).
+pub(crate) type OnReconnect = Box<dyn Fn(&mut redis::Connection) + Send + Sync>;
+
 struct Inner {
     client: redis::Client,
+    on_reconnect: Mutex<Option<OnReconnect>>,
     size: usize,
-    /// Idle connections.
-    idle: Mutex<Vec<redis::Connection>>,
-    /// Connections open (idle or in use).
-    open: Mutex<usize>,
+    /// Idle connections, and how many are open (idle or in use).
+    conns: Mutex<Conns>,
+    /// Signalled when a connection is given back or closed.
+    returned: Condvar,
     /// Redis is down: calls fail at once while the reconnecting thread runs.
     down: AtomicBool,
     /// Wakes the reconnecting thread (a stop, for tests and shutdown).
@@ -52,11 +58,17 @@ struct Inner {
     outages: AtomicU64,
 }
 
+#[derive(Default)]
+struct Conns {
+    idle: Vec<redis::Connection>,
+    open: usize,
+}
+
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("size", &self.inner.size)
-            .field("open", &*self.inner.open.lock())
+            .field("open", &self.inner.conns.lock().open)
             .field("down", &self.is_down())
             .finish()
     }
@@ -68,9 +80,10 @@ impl Pool {
         Self {
             inner: Arc::new(Inner {
                 client,
+                on_reconnect: Mutex::new(None),
                 size,
-                idle: Mutex::new(Vec::new()),
-                open: Mutex::new(0),
+                conns: Mutex::new(Conns::default()),
+                returned: Condvar::new(),
                 down: AtomicBool::new(false),
                 wake: Condvar::new(),
                 wake_lock: Mutex::new(false),
@@ -79,12 +92,18 @@ impl Pool {
         }
     }
 
+    /// Set what runs on each reconnection.
+    pub(crate) fn on_reconnect(&self, hook: OnReconnect) {
+        *self.inner.on_reconnect.lock() = Some(hook);
+    }
+
     /// Whether Redis is taken as down (calls fail at once).
     pub(crate) fn is_down(&self) -> bool {
         self.inner.down.load(Ordering::Acquire)
     }
 
     /// How many times the pool went down.
+    #[cfg(test)]
     pub(crate) fn outages(&self) -> u64 {
         self.inner.outages.load(Ordering::Relaxed)
     }
@@ -130,51 +149,62 @@ impl Pool {
     /// An idle connection, or a new one if the pool has room; when it is
     /// full, wait for one until `deadline`.
     fn take(&self, deadline: Instant) -> Result<redis::Connection, CallError> {
-        loop {
-            if let Some(con) = self.inner.idle.lock().pop() {
-                return Ok(con);
-            }
-            let may_open = {
-                let mut open = self.inner.open.lock();
-                if *open < self.inner.size {
-                    *open += 1;
-                    true
-                } else {
-                    false
+        {
+            let mut conns = self.inner.conns.lock();
+            loop {
+                if let Some(con) = conns.idle.pop() {
+                    return Ok(con);
                 }
-            };
-            if may_open {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    *self.inner.open.lock() -= 1;
+                if conns.open < self.inner.size {
+                    conns.open += 1;
+                    break;
+                }
+                if self
+                    .inner
+                    .returned
+                    .wait_until(&mut conns, deadline)
+                    .timed_out()
+                {
                     return Err(CallError::Backend(BackendError::Timeout));
                 }
-                return match self.inner.client.get_connection_with_timeout(left) {
-                    Ok(con) => Ok(con),
-                    Err(e) => {
-                        *self.inner.open.lock() -= 1;
-                        self.go_down();
-                        Err(CallError::Redis(e))
-                    }
-                };
             }
-            if Instant::now() >= deadline {
-                return Err(CallError::Backend(BackendError::Timeout));
-            }
-            // Every connection is in use: the calls are short; try again.
-            thread::yield_now();
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let opened = if left.is_zero() {
+            Err(CallError::Backend(BackendError::Timeout))
+        } else {
+            self.inner
+                .client
+                .get_connection_with_timeout(left)
+                .map_err(CallError::Redis)
+        };
+        if opened.is_err() {
+            self.closed();
+            if matches!(&opened, Err(CallError::Redis(e)) if !e.is_timeout()) {
+                self.go_down();
+            }
+        }
+        opened
     }
 
     fn give_back(&self, con: redis::Connection) {
-        self.inner.idle.lock().push(con);
+        self.inner.conns.lock().idle.push(con);
+        self.inner.returned.notify_one();
+    }
+
+    /// A connection was closed (or never opened): room for another.
+    fn closed(&self) {
+        let mut conns = self.inner.conns.lock();
+        conns.open = conns.open.saturating_sub(1);
+        drop(conns);
+        self.inner.returned.notify_one();
     }
 
     /// `con` failed with `e`: drop it, and take Redis as down unless the
     /// call only ran out of time (a slow Redis is not a dead one).
     fn broken(&self, con: redis::Connection, e: &redis::RedisError) {
         drop(con);
-        *self.inner.open.lock() -= 1;
+        self.closed();
         if !e.is_timeout() {
             self.go_down();
         }
@@ -187,17 +217,20 @@ impl Pool {
         }
         self.inner.outages.fetch_add(1, Ordering::Relaxed);
         // The idle connections are probably broken too.
-        let dropped = {
-            let mut idle = self.inner.idle.lock();
-            let n = idle.len();
-            idle.clear();
-            n
-        };
-        *self.inner.open.lock() -= dropped;
-        crate::log::message(crate::log::Level::Warn, format_args!(
-            "redis: unreachable; state items apply their on_failure until it is back \
+        {
+            let mut conns = self.inner.conns.lock();
+            let dropped = conns.idle.len();
+            conns.idle.clear();
+            conns.open = conns.open.saturating_sub(dropped);
+        }
+        self.inner.returned.notify_all();
+        crate::log::message(
+            crate::log::Level::Warn,
+            format_args!(
+                "redis: unreachable; state items apply their on_failure until it is back \
              (reconnecting in the background)"
-        ));
+            ),
+        );
         let inner = Arc::clone(&self.inner);
         let spawned = thread::Builder::new()
             .name("redis-reconnect".into())
@@ -230,21 +263,28 @@ fn reconnect(inner: &Inner) {
                 return;
             }
         }
-        match inner.client.get_connection_with_timeout(BACKOFF_MAX) {
-            Ok(mut con) => {
-                let ping: Result<String, _> = redis::cmd("PING").query(&mut con);
-                if ping.is_ok() {
-                    *inner.open.lock() += 1;
-                    inner.idle.lock().push(con);
-                    inner.down.store(false, Ordering::Release);
-                    crate::log::message(crate::log::Level::Warn, format_args!(
+        if let Ok(mut con) = inner.client.get_connection_with_timeout(BACKOFF_MAX) {
+            let ping: Result<String, _> = redis::cmd("PING").query(&mut con);
+            if ping.is_ok() {
+                if let Some(hook) = &*inner.on_reconnect.lock() {
+                    hook(&mut con);
+                }
+                {
+                    let mut conns = inner.conns.lock();
+                    conns.open += 1;
+                    conns.idle.push(con);
+                }
+                inner.returned.notify_one();
+                inner.down.store(false, Ordering::Release);
+                crate::log::message(
+                    crate::log::Level::Warn,
+                    format_args!(
                         "redis: reachable again after {} ms",
                         started.elapsed().as_millis()
-                    ));
-                    return;
-                }
+                    ),
+                );
+                return;
             }
-            Err(_) => {}
         }
         wait = (wait * 2).min(BACKOFF_MAX);
     }

@@ -26,9 +26,14 @@ const START_MS: u64 = 1_700_006_400_000;
 fn backend(server: &RedisServer) -> RedisBackend {
     static CASE: AtomicU64 = AtomicU64::new(0);
     let case = CASE.fetch_add(1, Ordering::Relaxed);
+    backend_with_prefix(server, &format!("model{case}:"))
+}
+
+fn backend_with_prefix(server: &RedisServer, prefix: &str) -> RedisBackend {
     let settings = RedisSettings {
         url: server.url(),
-        prefix: format!("model{case}:"),
+        password: None,
+        prefix: prefix.to_owned(),
         pool_size: 2,
     };
     RedisBackend::start(&settings, Duration::from_secs(5))
@@ -131,7 +136,14 @@ fn limit_model(server: &RedisServer, ops: &[LimitOp]) -> Result<(), TestCaseErro
                     count,
                 };
                 let remote = redis.limit(item, call, when(now));
-                prop_assert_eq!(Ok(local), remote, "step {}: {:?} at +{} ms", step, op, now - START_MS);
+                prop_assert_eq!(
+                    Ok(local),
+                    remote,
+                    "step {}: {:?} at +{} ms",
+                    step,
+                    op,
+                    now - START_MS
+                );
                 if count && local == policy_core::limits::Verdict::Admitted {
                     counted.push((key.hash, now));
                 }
@@ -139,7 +151,13 @@ fn limit_model(server: &RedisServer, ops: &[LimitOp]) -> Result<(), TestCaseErro
             LimitOp::Refund { nth, units } => {
                 if let Some(&(hash, at)) = counted.get(nth) {
                     table.refund(hash, units, Timestamp::from_unix_millis(at));
-                    let done = redis.refund(item, hash, units, Timestamp::from_unix_millis(at), when(now));
+                    let done = redis.refund(
+                        item,
+                        hash,
+                        units,
+                        Timestamp::from_unix_millis(at),
+                        when(now),
+                    );
                     prop_assert_eq!(done, Ok(()));
                 }
             }
@@ -211,7 +229,14 @@ fn grey_model(server: &RedisServer, ops: &[GreyOp]) -> Result<(), TestCaseError>
             update: op.update,
         };
         let remote = redis.greylist(item, call, when(now));
-        prop_assert_eq!(Ok(local), remote, "step {}: {:?} at +{} ms", step, op, now - START_MS);
+        prop_assert_eq!(
+            Ok(local),
+            remote,
+            "step {}: {:?} at +{} ms",
+            step,
+            op,
+            now - START_MS
+        );
     }
     Ok(())
 }
@@ -257,12 +282,17 @@ fn hosts_share_the_seeds_kept_in_redis() {
     };
     let settings = RedisSettings {
         url: server.url(),
+        password: None,
         prefix: "shared:".into(),
         pool_size: 1,
     };
     let a = RedisBackend::start(&settings, Duration::from_secs(5)).expect("first host");
     let b = RedisBackend::start(&settings, Duration::from_secs(5)).expect("second host");
-    assert_eq!(a.seeds(), b.seeds(), "both hosts read the seeds the first stored");
+    assert_eq!(
+        a.seeds(),
+        b.seeds(),
+        "both hosts read the seeds the first stored"
+    );
     let other = RedisSettings {
         prefix: "other:".into(),
         ..settings
@@ -287,17 +317,96 @@ fn greylist_script_counts_passes_as_the_local_table() {
     };
     let ops = [
         op(0, 0),
-        op(6_000, 0),       // first accepted retry: a pass
-        op(1_000_000, 1),   // a new triplet 17 minutes later
-        op(6_000, 1),       // its first accepted retry: under an hour, not counted
-        op(0, 2),           // so the network is not whitelisted: deferred
-        op(3_000_000, 3),   // past the hour
-        op(6_000, 3),       // counted: two passes
-        op(0, 2),           // whitelisted
-        op(4_000_001, 2),   // silent past max_age: forgotten
+        op(6_000, 0),     // first accepted retry: a pass
+        op(1_000_000, 1), // a new triplet 17 minutes later
+        op(6_000, 1),     // its first accepted retry: under an hour, not counted
+        op(0, 2),         // so the network is not whitelisted: deferred
+        op(3_000_000, 3), // past the hour
+        op(6_000, 3),     // counted: two passes
+        op(0, 2),         // whitelisted
+        op(4_000_001, 2), // silent past max_age: forgotten
         op(0, 2),
     ];
     if let Err(e) = grey_model(&server, &ops) {
         panic!("{e}");
     }
+}
+
+/// Redis stopped: calls answer `Unavailable` at once, without waiting for
+/// their budget; started again: the pool reconnects on its own, and calls
+/// work again without anyone asking.
+#[test]
+fn a_stopped_redis_fails_fast_and_is_reconnected() {
+    let Some(mut server) = RedisServer::start("outage") else {
+        return;
+    };
+    let redis = backend(&server);
+    let windows = [Window::new(100, 60_000).expect("window")];
+    let item = Item {
+        name: "out",
+        signature: 1,
+        index: 0,
+        windows: &windows,
+        timers: None,
+    };
+    let call = LimitCall {
+        key: Key {
+            hash: 1,
+            text: b"k",
+        },
+        units: 1,
+        maxima: &[],
+        count: true,
+    };
+    let admitted = Ok(policy_core::limits::Verdict::Admitted);
+    assert_eq!(redis.limit(item, call, when(START_MS)), admitted);
+    server.stop();
+    // The first call finds the connection broken; the pool goes down.
+    let failed = redis.limit(item, call, when(START_MS));
+    assert!(
+        matches!(
+            failed,
+            Err(policy_core::state::BackendError::Unavailable
+                | policy_core::state::BackendError::Timeout)
+        ),
+        "{failed:?}"
+    );
+    assert!(
+        redis.pool().is_down(),
+        "the pool is down after a broken connection"
+    );
+    assert_eq!(redis.pool().outages(), 1);
+    // While down, a call with a long budget answers at once.
+    let started = std::time::Instant::now();
+    let long = When {
+        now: Timestamp::from_unix_millis(START_MS),
+        deadline: Timestamp::from_unix_millis(START_MS + 60_000),
+    };
+    assert_eq!(
+        redis.limit(item, call, long),
+        Err(policy_core::state::BackendError::Unavailable)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a call while Redis is down must not wait for its budget"
+    );
+    server.restart();
+    // The background thread reconnects (backoff from 100 ms): wait for that
+    // event, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while redis.pool().is_down() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool did not reconnect within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Redis lost everything (no persistence): the scripts are loaded again
+    // (NOSCRIPT, then SCRIPT LOAD) and the key starts over.
+    assert_eq!(redis.limit(item, call, when(START_MS)), admitted);
+    assert_eq!(redis.pool().outages(), 1);
+    // The seeds were stored again on reconnecting: a host starting now
+    // reads this one's.
+    let later = backend_with_prefix(&server, &redis.prefix);
+    assert_eq!(later.seeds(), redis.seeds());
 }
