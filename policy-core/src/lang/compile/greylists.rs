@@ -38,7 +38,7 @@ impl Compiler<'_> {
             g.head,
             "a greylist has no `state` clause: it applies at RCPT; expected `if`, `unless`, \
              `client`, `delay`, `retry_window`, `max_age`, `auto_whitelist`, `whitelist`, \
-             `capacity`, `on_failure`, `then` or `prepend`",
+             `capacity`, `on_failure`, `backend`, `then` or `prepend`",
         );
         let client = match &g.client {
             None => Some(KeyPart::Ip {
@@ -139,6 +139,7 @@ impl Compiler<'_> {
             Some(auto_whitelist),
             Some(capacity),
             Some(on_failure),
+            Some(remote),
             Some(then),
         ) = (
             client,
@@ -148,6 +149,7 @@ impl Compiler<'_> {
             auto_whitelist,
             capacity,
             self.on_failure(g.on_failure.as_ref()),
+            self.backend(g.backend.as_ref()),
             then,
         )
         else {
@@ -178,8 +180,7 @@ impl Compiler<'_> {
             recipients,
             prepend,
             on_failure,
-            // `backend redis` is not in the language yet.
-            remote: false,
+            remote,
         });
         let then_text = match &g.then {
             Some(a) => a.span.text(self.src).into(),

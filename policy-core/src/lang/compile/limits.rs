@@ -100,7 +100,7 @@ impl Compiler<'_> {
             l.head,
             "a limit has no `state` clause: it checks at RCPT and counts at the state its \
              `count` and `at` give; expected `if`, `unless`, `key`, `count`, `at`, `max`, \
-             `overrides`, `capacity`, `on_failure` or `over`",
+             `overrides`, `capacity`, `on_failure`, `backend` or `over`",
         );
         let key = self.limit_key(l);
         let unit = self.limit_unit(l);
@@ -108,6 +108,7 @@ impl Compiler<'_> {
         let windows = self.limit_windows(l, unit);
         let capacity = self.limit_capacity(l);
         let on_failure = self.on_failure(l.on_failure.as_ref());
+        let remote = self.backend(l.backend.as_ref());
         if let (Some(Unit::Messages), Some(parts)) = (unit, &key) {
             if let Some(part) = l
                 .key
@@ -161,8 +162,9 @@ impl Compiler<'_> {
             Some(windows),
             Some(capacity),
             Some(on_failure),
+            Some(remote),
             Some(over),
-        ) = (key, unit, at, windows, capacity, on_failure, over)
+        ) = (key, unit, at, windows, capacity, on_failure, remote, over)
         else {
             return;
         };
@@ -212,8 +214,7 @@ impl Compiler<'_> {
             maxima: windows.iter().map(|w| w.max()).collect(),
             table_limit,
             on_failure,
-            // `backend redis` is not in the language yet.
-            remote: false,
+            remote,
             limit,
             capacity,
             overrides,
@@ -392,6 +393,33 @@ impl Compiler<'_> {
                     "unknown failure outcome `{}`; expected `allow`, `defer` or `skip`{}",
                     name.text,
                     hint(&name.text, WORDS.map(OnFailure::as_str))
+                ),
+            );
+        }
+        found
+    }
+
+    /// `backend WORD` of a limit or greylist, or the word of a top-level
+    /// `backend` statement: whether the state is remote (`redis`) rather
+    /// than in the local tables (`local`). Without a word, the policy's
+    /// default ([`Compiler::default_remote`], `local` unless a top-level
+    /// `backend` says otherwise).
+    pub(super) fn backend(&mut self, word: Option<&Name>) -> Option<bool> {
+        const WORDS: [(&str, bool); 2] = [("local", false), ("redis", true)];
+        let Some(name) = word else {
+            return Some(self.default_remote);
+        };
+        let found = WORDS
+            .into_iter()
+            .find(|(w, _)| name.text.eq_ignore_ascii_case(w))
+            .map(|(_, remote)| remote);
+        if found.is_none() {
+            self.error(
+                name.span,
+                format!(
+                    "unknown state backend `{}`; expected `local` or `redis`{}",
+                    name.text,
+                    hint(&name.text, WORDS.map(|(w, _)| w))
                 ),
             );
         }
