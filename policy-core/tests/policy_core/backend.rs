@@ -456,6 +456,54 @@ fn count_distinct_follows_its_item_backend() {
 }
 
 #[test]
+fn a_reload_that_switches_backend_starts_over() {
+    let old = compile(
+        "limit a { key sender count messages max 1 per 1h }\n\
+         limit b { key sender count messages max 1 per 1h backend redis }\n\
+         limit c { key sender count messages max 1 per 1h }\n\
+         limit d { key sender count messages max 1 per 1h backend redis }\n\
+         greylist g { delay 1m }\n\
+         greylist h { delay 1m backend redis }\n\
+         greylist k { delay 1m }\n",
+    );
+    let state = State::for_policy(&old);
+    let new = compile(
+        "backend redis\n\
+         limit a { key sender count messages max 1 per 1h }\n\
+         limit b { key sender count messages max 1 per 1h backend local }\n\
+         limit c { key sender count messages max 1 per 1h backend local }\n\
+         limit d { key sender count messages max 1 per 1h }\n\
+         greylist g { delay 1m }\n\
+         greylist h { delay 1m backend local }\n\
+         greylist k { delay 1m backend local }\n",
+    );
+    let adopted = state.adopt(&new);
+    // Only the items that stayed where they were keep their tables.
+    assert_eq!(adopted.kept_from(&state), ["c", "d", "k"]);
+    let limit_table = |s: &State, name: &str| {
+        s.limits()
+            .find(|l| l.name == name)
+            .map(|l| std::ptr::from_ref(l.table))
+    };
+    let greylist_table = |s: &State, name: &str| {
+        s.greylists()
+            .find(|g| g.name == name)
+            .map(|g| std::ptr::from_ref(g.table))
+    };
+    for name in ["a", "b"] {
+        assert_ne!(limit_table(&adopted, name), limit_table(&state, name));
+    }
+    assert_eq!(limit_table(&adopted, "c"), limit_table(&state, "c"));
+    assert_ne!(greylist_table(&adopted, "g"), greylist_table(&state, "g"));
+    assert_eq!(greylist_table(&adopted, "k"), greylist_table(&state, "k"));
+    // Switching back starts over too: not the table from before the switch.
+    let back = adopted.adopt(&old);
+    assert_eq!(back.kept_from(&adopted), ["c", "d", "k"]);
+    assert_ne!(limit_table(&back, "a"), limit_table(&state, "a"));
+    assert_ne!(greylist_table(&back, "g"), greylist_table(&state, "g"));
+}
+
+#[test]
 fn backend_words_are_checked() {
     const LIMIT: &str = "limit out { key sender count messages max 1 per 1h";
     assert_errors_start_with(&[

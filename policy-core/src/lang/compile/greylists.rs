@@ -172,7 +172,7 @@ impl Compiler<'_> {
         let index = to_u32(self.program.greylists.len());
         self.program.greylists.push(GreylistRule {
             rule: to_u32(self.program.rules.len()),
-            signature: signature(&g.name.text, client, timers, capacity),
+            signature: signature(&g.name.text, client, timers, capacity, remote),
             client,
             timers,
             capacity,
@@ -262,8 +262,11 @@ impl Compiler<'_> {
 }
 
 /// What must stay the same for a greylist's state to carry over: name,
-/// client part, timers, auto-whitelist threshold and capacity.
-fn signature(name: &str, client: KeyPart, timers: Timers, capacity: usize) -> u64 {
+/// client part, timers, auto-whitelist threshold, capacity and backend
+/// (written only for `redis`, as for a limit's signature: a switch of
+/// backend starts afresh, and a local greylist keeps the signature it had
+/// before the language had `backend`).
+fn signature(name: &str, client: KeyPart, timers: Timers, capacity: usize, remote: bool) -> u64 {
     let mut d = format!("greylist {name}; client");
     match client {
         KeyPart::Field(f) => {
@@ -278,5 +281,8 @@ fn signature(name: &str, client: KeyPart, timers: Timers, capacity: usize) -> u6
         "; delay {}; retry_window {}; max_age {}; auto_whitelist {}; capacity {capacity}",
         timers.delay_ms, timers.retry_window_ms, timers.max_age_ms, timers.auto_whitelist
     );
+    if remote {
+        d.push_str("; backend redis");
+    }
     fnv1a(FNV_START, d.as_bytes())
 }

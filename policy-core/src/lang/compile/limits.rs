@@ -198,7 +198,16 @@ impl Compiler<'_> {
         let Ok(table_limit) = Limit::new(&largest) else {
             return;
         };
-        let signature = signature(&l.name.text, &key, unit, at, &windows, capacity, wide);
+        let signature = signature(
+            &l.name.text,
+            &key,
+            unit,
+            at,
+            &windows,
+            capacity,
+            wide,
+            remote,
+        );
         let states = match at {
             CountAt::Rcpt => RCPT_BIT,
             CountAt::Data => RCPT_BIT | DATA_BIT,
@@ -735,9 +744,17 @@ fn normalize_override_key(written: &str, key: &[KeyPart]) -> Option<String> {
 }
 
 /// What must stay the same for counters to carry over: name, key, unit,
-/// counting point, window lengths, capacity, and whether counters must be 64
-/// bits (a maximum above `u32::MAX`) (FNV-1a of a canonical description,
-/// stable across builds).
+/// counting point, window lengths, capacity, whether counters must be 64
+/// bits (a maximum above `u32::MAX`), and the backend (FNV-1a of a
+/// canonical description, stable across builds).
+///
+/// The backend is part of it so that a reload moving a limit to `backend
+/// redis` does not keep its local table as if it were the limit's state
+/// (the counters are in Redis now), and moving it back starts afresh
+/// rather than reviving counters from before the move. It is written only
+/// for `redis`, so that a local limit's signature is the one it had before
+/// the language had `backend` (state files written then still restore).
+#[allow(clippy::too_many_arguments)]
 fn signature(
     name: &str,
     key: &[KeyPart],
@@ -746,6 +763,7 @@ fn signature(
     windows: &[Window],
     capacity: usize,
     wide: bool,
+    remote: bool,
 ) -> u64 {
     let mut d = format!("limit {name}; key");
     for part in key {
@@ -765,6 +783,9 @@ fn signature(
     let _ = write!(d, "; capacity {capacity}");
     if wide {
         d.push_str("; 64-bit counters");
+    }
+    if remote {
+        d.push_str("; backend redis");
     }
     fnv1a(FNV_START, d.as_bytes())
 }
