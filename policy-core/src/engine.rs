@@ -252,6 +252,16 @@ impl Policy {
         self.program.outside
     }
 
+    /// Whether some limit or greylist keeps its state in the remote backend
+    /// (`backend redis`, on the item or as the policy's top-level default):
+    /// its state needs [`State::with_backend`], without which such an item
+    /// fails at every request and its `on_failure` applies. A daemon refuses
+    /// to start with such a policy and no store to give it.
+    pub fn uses_remote_state(&self) -> bool {
+        self.program.limits.iter().any(|l| l.remote)
+            || self.program.greylists.iter().any(|g| g.remote)
+    }
+
     /// The zones of the DNS lists the policy's conditions query (`in
     /// dnsbl`, `in rhsbl`), lower case, without a trailing dot. A query's
     /// name ends with its list's zone: a resolver that skips a list which

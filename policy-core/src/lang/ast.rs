@@ -321,6 +321,8 @@ pub(crate) struct LimitDecl {
     pub(crate) capacity: Option<Number>,
     /// `on_failure allow | defer | skip`, as written.
     pub(crate) on_failure: Option<Name>,
+    /// `backend local | redis`, as written.
+    pub(crate) backend: Option<Name>,
     pub(crate) over: Option<ActionAst>,
     /// The span of the whole item's head (`limit NAME`), for errors about a
     /// missing clause.
@@ -352,6 +354,8 @@ pub(crate) struct GreylistDecl {
     pub(crate) capacity: Option<Number>,
     /// `on_failure allow | defer | skip`, as written.
     pub(crate) on_failure: Option<Name>,
+    /// `backend local | redis`, as written.
+    pub(crate) backend: Option<Name>,
     /// `then ACTION`: the answer when deferred.
     pub(crate) then: Option<ActionAst>,
     /// `prepend "Header: value"`: the header of the first accepted retry.
@@ -402,4 +406,8 @@ pub(crate) enum Item {
     Limit(LimitDecl),
     /// `default ACTION`, with the span of the keyword.
     Default(ActionAst, Span),
+    /// `backend local | redis` at the top level: where the limits and
+    /// greylists without a `backend` clause keep their state. The word as
+    /// written, and the span of the keyword.
+    Backend(Name, Span),
 }

@@ -65,6 +65,7 @@ pub(crate) fn compile(
         lists: HashMap::new(),
         logins: HashMap::new(),
         dns_lists: HashMap::new(),
+        default_remote: false,
     };
     if source.len() > MAX_POLICY_BYTES {
         c.errors.push((
@@ -133,6 +134,10 @@ struct Compiler<'c> {
     logins: HashMap<String, Declared>,
     /// `dnsbl` and `rhsbl` lists, by name.
     dns_lists: HashMap<String, Declared>,
+    /// Whether limits and greylists without a `backend` clause keep their
+    /// state remotely: the top-level `backend redis` (`false`, `local`,
+    /// without one).
+    default_remote: bool,
 }
 
 /// A rule's compiled `state`, `if` and `unless` clauses.
@@ -261,12 +266,32 @@ impl Compiler<'_> {
     }
 
     fn run(&mut self, items: &[Item]) {
-        // Declarations first: lists and maps may be used before they are declared.
+        // Declarations first: lists and maps may be used before they are
+        // declared, and the top-level `backend` applies to the limits and
+        // greylists before it too.
+        let mut backend: Option<Span> = None;
         for item in items {
             match item {
                 Item::List(l) => self.declare_list(l),
                 Item::Logins(m) => self.declare_logins(m),
                 Item::DnsList(d) => self.declare_dns_list(d),
+                Item::Backend(word, kw) => {
+                    if let Some(first) = backend {
+                        let line = self.line_of(first);
+                        self.error(
+                            *kw,
+                            format!(
+                                "a second top-level `backend`; expected at most one (the first is \
+                                 on line {line}; an item may say its own with a `backend` clause)"
+                            ),
+                        );
+                    } else {
+                        backend = Some(*kw);
+                        if let Some(remote) = self.backend(Some(word)) {
+                            self.default_remote = remote;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -308,7 +333,7 @@ impl Compiler<'_> {
                         }
                     }
                 }
-                Item::List(_) | Item::Logins(_) | Item::DnsList(_) => {}
+                Item::List(_) | Item::Logins(_) | Item::DnsList(_) | Item::Backend(..) => {}
             }
         }
         self.unused();

@@ -8,7 +8,7 @@
 //! Error handling: inside an item, a mismatch after the item's keyword is a
 //! [`nom::Err::Failure`] naming what was expected there; the driver
 //! ([`parse_policy`]) records it and resumes at the next line that starts
-//! with an item keyword (`list`, `logins`, `rule`, `default`), so every
+//! with an item keyword (`list`, `logins`, `rule`, `default`, ...), so every
 //! broken item of a file is reported, not only the first.
 
 use std::borrow::Cow;
@@ -46,7 +46,10 @@ pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
 /// points): a request's score stays far inside an `i64` of hundredths.
 pub const MAX_SCORE: i64 = 1_000_000;
 
-/// The item keywords, where error recovery resumes.
+/// The item keywords, where error recovery resumes. The top-level `backend`
+/// statement is not one: it is also a clause of limits and greylists, and
+/// resuming at that clause inside a broken item would report the rest of
+/// the item (its `}`) as a second, misleading error.
 const ITEM_KEYWORDS: [&str; 9] = [
     "list", "logins", "dnsbl", "rhsbl", "rule", "limit", "greylist", "score", "default",
 ];
@@ -70,7 +73,7 @@ pub(crate) const PREDICATES: [&str; 14] = [
 ];
 
 /// Words that end or join a condition and so cannot start a test.
-const CONDITION_STOP_WORDS: [&str; 19] = [
+const CONDITION_STOP_WORDS: [&str; 20] = [
     "then",
     "on_unknown",
     "add",
@@ -89,6 +92,7 @@ const CONDITION_STOP_WORDS: [&str; 19] = [
     "overrides",
     "capacity",
     "on_failure",
+    "backend",
     "over",
 ];
 
@@ -273,7 +277,6 @@ impl<'s> Parser<'s> {
         Ok((rest, self.span(start, rest)))
     }
 
-    /// `NAME = [A-Za-z_] { [A-Za-z0-9_.-] }`
     /// `on_failure WORD`: what a stateful rule does when its state backend
     /// fails (the word is checked by the compiler).
     fn on_failure<'a>(&self, i: &'a str) -> PResult<'a, Name> {
@@ -285,6 +288,24 @@ impl<'s> Parser<'s> {
         )
     }
 
+    /// `backend WORD`: where a stateful item keeps its state, as a clause
+    /// of a limit or greylist or at the top level (the word is checked by
+    /// the compiler). The word, and the span of the keyword.
+    ///
+    /// A keyword after it (an item's, or a clause's) is not taken for the
+    /// word: the word is missing.
+    fn backend<'a>(&self, i: &'a str) -> PResult<'a, (Name, Span)> {
+        const EXPECTED: &str = "where the state is kept after `backend`: `local` or `redis`";
+        let (rest, kw) = self.keyword("backend", i)?;
+        let (after, word) = expect(self.name(rest), rest, EXPECTED)?;
+        let text = word.text.as_str();
+        if ITEM_KEYWORDS.contains(&text) || CONDITION_STOP_WORDS.contains(&text) {
+            return failure(skip_ws(rest), EXPECTED);
+        }
+        Ok((after, (word, kw)))
+    }
+
+    /// `NAME = [A-Za-z_] { [A-Za-z0-9_.-] }`
     fn name<'a>(&self, i: &'a str) -> PResult<'a, Name> {
         let start = skip_ws(i);
         let (rest, text) = recognize(pair(satisfy(is_name_start), take_while(is_name_char)))(start)
@@ -1203,6 +1224,7 @@ impl<'s> Parser<'s> {
     ///              | "overrides" ( "file" STRING | "{" { override } "}" )
     ///              | "capacity" NUMBER
     ///              | "on_failure" ( "allow" | "defer" | "skip" )
+    ///              | "backend" ( "local" | "redis" )
     ///              | "over" action
     /// key_part = NAME { "/" NUMBER }
     /// window = NUMBER "per" DURATION
@@ -1226,11 +1248,12 @@ impl<'s> Parser<'s> {
             overrides: None,
             capacity: None,
             on_failure: None,
+            backend: None,
             over: None,
             head,
         };
         const EXPECTED: &str = "`if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, \
-             `capacity`, `on_failure`, `over` or `}`";
+             `capacity`, `on_failure`, `backend`, `over` or `}`";
         loop {
             let next = skip_ws(i);
             if let Some(rest) = next.strip_prefix('}') {
@@ -1371,6 +1394,14 @@ impl<'s> Parser<'s> {
                     decl.on_failure = Some(outcome);
                     rest
                 }
+                "backend" => {
+                    if decl.backend.is_some() {
+                        return repeated("one `backend` clause per limit");
+                    }
+                    let (rest, (word, _)) = self.backend(next)?;
+                    decl.backend = Some(word);
+                    rest
+                }
                 "over" => {
                     if decl.over.is_some() {
                         return repeated("one `over` clause per limit");
@@ -1394,12 +1425,14 @@ impl<'s> Parser<'s> {
     ///                 | "whitelist" ( "clients" | "recipients" ) "file" STRING
     ///                 | "capacity" NUMBER
     ///                 | "on_failure" ( "allow" | "defer" | "skip" )
+    ///                 | "backend" ( "local" | "redis" )
     ///                 | "then" action
     ///                 | "prepend" STRING
     /// ```
     fn greylist_item<'a>(&self, i: &'a str) -> PResult<'a, GreylistDecl> {
         const EXPECTED: &str = "`if`, `unless`, `client`, `delay`, `retry_window`, `max_age`, \
-             `auto_whitelist`, `whitelist`, `capacity`, `on_failure`, `then`, `prepend` or `}`";
+             `auto_whitelist`, `whitelist`, `capacity`, `on_failure`, `backend`, `then`, \
+             `prepend` or `}`";
         let (mut i, (name, dry_run, head)) = self.item_head(
             i,
             "greylist",
@@ -1418,6 +1451,7 @@ impl<'s> Parser<'s> {
             whitelists: Vec::new(),
             capacity: None,
             on_failure: None,
+            backend: None,
             then: None,
             prepend: None,
             head,
@@ -1532,6 +1566,12 @@ impl<'s> Parser<'s> {
                     )?;
                     let (rest, outcome) = self.on_failure(next)?;
                     decl.on_failure = Some(outcome);
+                    rest
+                }
+                "backend" => {
+                    repeated(decl.backend.is_some(), "one `backend` clause per greylist")?;
+                    let (rest, (word, _)) = self.backend(next)?;
+                    decl.backend = Some(word);
                     rest
                 }
                 "then" => {
@@ -1769,7 +1809,11 @@ impl<'s> Parser<'s> {
         ))
     }
 
-    /// `item = list_item | logins_item | dns_list_item | rule_item | limit_item | greylist_item | default_item`
+    /// ```text
+    /// item = list_item | logins_item | dns_list_item | rule_item | limit_item | greylist_item
+    ///      | score_item | default_item | backend_item
+    /// backend_item = "backend" ( "local" | "redis" )
+    /// ```
     fn item<'a>(&self, i: &'a str) -> PResult<'a, Item> {
         let start = skip_ws(i);
         let word: &str = take_while::<_, _, PError<'a>>(is_name_char)(start)
@@ -1793,9 +1837,13 @@ impl<'s> Parser<'s> {
             "default" => self
                 .default_item(start)
                 .map(|(r, (a, s))| (r, Item::Default(a, s))),
+            "backend" => self
+                .backend(start)
+                .map(|(r, (word, kw))| (r, Item::Backend(word, kw))),
             _ => failure(
                 start,
-                "`list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score` or `default`",
+                "`list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score`, \
+                 `default` or `backend`",
             ),
         }
     }
@@ -2085,7 +2133,8 @@ default DUNNO
             (
                 "bogus",
                 0,
-                "expected `list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score` or `default`, found `bogus`",
+                "expected `list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score`, \
+                 `default` or `backend`, found `bogus`",
             ),
             ("list a { b", 10, "an entry or `}` to close the list"),
             ("list a { \"b }", 9, "a closing `\"` for this string"),
@@ -2106,12 +2155,81 @@ default DUNNO
             ("logins m { a }", 13, "the logins owning this sender"),
             ("list", 4, "a list name"),
             ("list a cidr", 11, "`{` with the list's entries"),
+            (
+                "backend",
+                7,
+                "expected where the state is kept after `backend`: `local` or `redis`, found end of file",
+            ),
+            (
+                "backend \"redis\"",
+                8,
+                "expected where the state is kept after `backend`: `local` or `redis`, found a string",
+            ),
+            (
+                "limit l { backend over DEFER }",
+                18,
+                "expected where the state is kept after `backend`: `local` or `redis`, found `over`",
+            ),
+            (
+                "limit l { backend redis backend local }",
+                24,
+                "expected one `backend` clause per limit, found `backend`",
+            ),
+            (
+                "greylist g { backend local\n backend local }",
+                28,
+                "expected one `backend` clause per greylist, found `backend`",
+            ),
+            (
+                "limit l { key sender backnd redis }",
+                21,
+                "expected `if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, \
+                 `on_failure`, `backend`, `over` or `}`, found `backnd`; did you mean `backend`?",
+            ),
+            (
+                "greylist g { bakend redis }",
+                13,
+                "`on_failure`, `backend`, `then`, `prepend` or `}`, found `bakend`; did you mean `backend`?",
+            ),
         ];
         for &(src, offset, fragment) in rows {
             let e = only_error(src);
             assert!(e.message.contains(fragment), "{src}: {}", e.message);
             assert_eq!(e.offset, offset, "{src}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn backend_as_a_clause_and_as_a_statement() {
+        let src = "backend redis\n\
+                   limit l { key sender count messages max 1 per 1h backend local }\n\
+                   greylist g { if tls backend redis on_failure skip }\n\
+                   limit m { key sender count messages max 1 per 1h }\n";
+        let (items, errors) = parse_policy(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        let [Item::Backend(top, kw), Item::Limit(l), Item::Greylist(g), Item::Limit(m)] =
+            items.as_slice()
+        else {
+            panic!("{items:?}");
+        };
+        assert_eq!((top.text.as_str(), kw.text(src)), ("redis", "backend"));
+        assert_eq!(top.span.text(src), "redis");
+        assert_eq!(l.backend.as_ref().map(|n| n.text.as_str()), Some("local"));
+        // `backend` ends the greylist's condition.
+        assert_eq!(g.clauses.len(), 1);
+        assert_eq!(g.backend.as_ref().map(|n| n.text.as_str()), Some("redis"));
+        assert!(g.on_failure.is_some());
+        assert_eq!(m.backend, None);
+    }
+
+    #[test]
+    fn a_backend_clause_is_not_where_recovery_resumes() {
+        // The broken limit is one error: parsing does not resume at its
+        // `backend` clause (which would report its `}` as a second one).
+        let src = "limit l {\n  count mesages\n  backend redis\n}\nrule r { then OK }\n";
+        let (items, errors) = parse_policy(src);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(matches!(items.as_slice(), [Item::Rule(_)]), "{items:?}");
     }
 
     #[test]

@@ -151,8 +151,9 @@ pub struct LimitState<'a> {
     pub name: &'a str,
     /// What must stay the same for its counters to carry over to another
     /// policy (a reload, a restart): a hash of the name, key, what is
-    /// counted, when, the window lengths and the capacity. The maxima,
-    /// conditions, overrides and `over` action are not part of it.
+    /// counted, when, the window lengths, the capacity and the backend
+    /// (`local` or `redis`). The maxima, conditions, overrides and `over`
+    /// action are not part of it.
     pub signature: u64,
     /// The counters, in the local tables.
     pub table: &'a LimitTable,
@@ -170,7 +171,7 @@ pub struct GreylistState<'a> {
     pub name: &'a str,
     /// What must stay the same for its state to carry over to another
     /// policy: a hash of the name, the client part, the timers, the
-    /// auto-whitelist threshold and the capacity.
+    /// auto-whitelist threshold, the capacity and the backend.
     pub signature: u64,
     /// The triplets and client networks, in the local tables.
     pub table: &'a GreylistTable,

@@ -99,7 +99,7 @@ fn every_compile_error_is_located_and_says_what_was_expected() {
     // (source, line, column, fragment of the message)
     let rows: &[(&str, u32, u32, &str)] = &[
         // Syntax.
-        ("bogus", 1, 1, "expected `list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score` or `default`, found `bogus`"),
+        ("bogus", 1, 1, "expected `list`, `logins`, `dnsbl`, `rhsbl`, `rule`, `limit`, `greylist`, `score`, `default` or `backend`, found `bogus`"),
         ("rule", 1, 5, "expected a rule name after `rule`, found end of file"),
         ("rule x if tls then OK }", 1, 8, "expected `{` to open the rule"),
         ("rule x {\n  if then OK }", 2, 6, "expected a condition after `if`, found `then`"),

@@ -316,7 +316,7 @@ fn every_limit_error_is_located_and_says_what_was_expected() {
             "limit l {\n  key sender\n  count messages\n  max 1 per 1h\n  bogus\n}",
             5,
             3,
-            "expected `if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, `on_failure`, `over` or `}`",
+            "expected `if`, `unless`, `key`, `count`, `at`, `max`, `overrides`, `capacity`, `on_failure`, `backend`, `over` or `}`",
         ),
     ];
     let mut failures = Vec::new();

@@ -38,7 +38,7 @@ impl Compiler<'_> {
             g.head,
             "a greylist has no `state` clause: it applies at RCPT; expected `if`, `unless`, \
              `client`, `delay`, `retry_window`, `max_age`, `auto_whitelist`, `whitelist`, \
-             `capacity`, `on_failure`, `then` or `prepend`",
+             `capacity`, `on_failure`, `backend`, `then` or `prepend`",
         );
         let client = match &g.client {
             None => Some(KeyPart::Ip {
@@ -139,6 +139,7 @@ impl Compiler<'_> {
             Some(auto_whitelist),
             Some(capacity),
             Some(on_failure),
+            Some(remote),
             Some(then),
         ) = (
             client,
@@ -148,6 +149,7 @@ impl Compiler<'_> {
             auto_whitelist,
             capacity,
             self.on_failure(g.on_failure.as_ref()),
+            self.backend(g.backend.as_ref()),
             then,
         )
         else {
@@ -170,7 +172,7 @@ impl Compiler<'_> {
         let index = to_u32(self.program.greylists.len());
         self.program.greylists.push(GreylistRule {
             rule: to_u32(self.program.rules.len()),
-            signature: signature(&g.name.text, client, timers, capacity),
+            signature: signature(&g.name.text, client, timers, capacity, remote),
             client,
             timers,
             capacity,
@@ -178,8 +180,7 @@ impl Compiler<'_> {
             recipients,
             prepend,
             on_failure,
-            // `backend redis` is not in the language yet.
-            remote: false,
+            remote,
         });
         let then_text = match &g.then {
             Some(a) => a.span.text(self.src).into(),
@@ -261,8 +262,11 @@ impl Compiler<'_> {
 }
 
 /// What must stay the same for a greylist's state to carry over: name,
-/// client part, timers, auto-whitelist threshold and capacity.
-fn signature(name: &str, client: KeyPart, timers: Timers, capacity: usize) -> u64 {
+/// client part, timers, auto-whitelist threshold, capacity and backend
+/// (written only for `redis`, as for a limit's signature: a switch of
+/// backend starts afresh, and a local greylist keeps the signature it had
+/// before the language had `backend`).
+fn signature(name: &str, client: KeyPart, timers: Timers, capacity: usize, remote: bool) -> u64 {
     let mut d = format!("greylist {name}; client");
     match client {
         KeyPart::Field(f) => {
@@ -277,5 +281,8 @@ fn signature(name: &str, client: KeyPart, timers: Timers, capacity: usize) -> u6
         "; delay {}; retry_window {}; max_age {}; auto_whitelist {}; capacity {capacity}",
         timers.delay_ms, timers.retry_window_ms, timers.max_age_ms, timers.auto_whitelist
     );
+    if remote {
+        d.push_str("; backend redis");
+    }
     fnv1a(FNV_START, d.as_bytes())
 }

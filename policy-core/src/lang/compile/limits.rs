@@ -100,7 +100,7 @@ impl Compiler<'_> {
             l.head,
             "a limit has no `state` clause: it checks at RCPT and counts at the state its \
              `count` and `at` give; expected `if`, `unless`, `key`, `count`, `at`, `max`, \
-             `overrides`, `capacity`, `on_failure` or `over`",
+             `overrides`, `capacity`, `on_failure`, `backend` or `over`",
         );
         let key = self.limit_key(l);
         let unit = self.limit_unit(l);
@@ -108,6 +108,7 @@ impl Compiler<'_> {
         let windows = self.limit_windows(l, unit);
         let capacity = self.limit_capacity(l);
         let on_failure = self.on_failure(l.on_failure.as_ref());
+        let remote = self.backend(l.backend.as_ref());
         if let (Some(Unit::Messages), Some(parts)) = (unit, &key) {
             if let Some(part) = l
                 .key
@@ -161,8 +162,9 @@ impl Compiler<'_> {
             Some(windows),
             Some(capacity),
             Some(on_failure),
+            Some(remote),
             Some(over),
-        ) = (key, unit, at, windows, capacity, on_failure, over)
+        ) = (key, unit, at, windows, capacity, on_failure, remote, over)
         else {
             return;
         };
@@ -196,7 +198,16 @@ impl Compiler<'_> {
         let Ok(table_limit) = Limit::new(&largest) else {
             return;
         };
-        let signature = signature(&l.name.text, &key, unit, at, &windows, capacity, wide);
+        let signature = signature(
+            &l.name.text,
+            &key,
+            unit,
+            at,
+            &windows,
+            capacity,
+            wide,
+            remote,
+        );
         let states = match at {
             CountAt::Rcpt => RCPT_BIT,
             CountAt::Data => RCPT_BIT | DATA_BIT,
@@ -212,8 +223,7 @@ impl Compiler<'_> {
             maxima: windows.iter().map(|w| w.max()).collect(),
             table_limit,
             on_failure,
-            // `backend redis` is not in the language yet.
-            remote: false,
+            remote,
             limit,
             capacity,
             overrides,
@@ -392,6 +402,33 @@ impl Compiler<'_> {
                     "unknown failure outcome `{}`; expected `allow`, `defer` or `skip`{}",
                     name.text,
                     hint(&name.text, WORDS.map(OnFailure::as_str))
+                ),
+            );
+        }
+        found
+    }
+
+    /// `backend WORD` of a limit or greylist, or the word of a top-level
+    /// `backend` statement: whether the state is remote (`redis`) rather
+    /// than in the local tables (`local`). Without a word, the policy's
+    /// default ([`Compiler::default_remote`], `local` unless a top-level
+    /// `backend` says otherwise).
+    pub(super) fn backend(&mut self, word: Option<&Name>) -> Option<bool> {
+        const WORDS: [(&str, bool); 2] = [("local", false), ("redis", true)];
+        let Some(name) = word else {
+            return Some(self.default_remote);
+        };
+        let found = WORDS
+            .into_iter()
+            .find(|(w, _)| name.text.eq_ignore_ascii_case(w))
+            .map(|(_, remote)| remote);
+        if found.is_none() {
+            self.error(
+                name.span,
+                format!(
+                    "unknown state backend `{}`; expected `local` or `redis`{}",
+                    name.text,
+                    hint(&name.text, WORDS.map(|(w, _)| w))
                 ),
             );
         }
@@ -707,9 +744,17 @@ fn normalize_override_key(written: &str, key: &[KeyPart]) -> Option<String> {
 }
 
 /// What must stay the same for counters to carry over: name, key, unit,
-/// counting point, window lengths, capacity, and whether counters must be 64
-/// bits (a maximum above `u32::MAX`) (FNV-1a of a canonical description,
-/// stable across builds).
+/// counting point, window lengths, capacity, whether counters must be 64
+/// bits (a maximum above `u32::MAX`), and the backend (FNV-1a of a
+/// canonical description, stable across builds).
+///
+/// The backend is part of it so that a reload moving a limit to `backend
+/// redis` does not keep its local table as if it were the limit's state
+/// (the counters are in Redis now), and moving it back starts afresh
+/// rather than reviving counters from before the move. It is written only
+/// for `redis`, so that a local limit's signature is the one it had before
+/// the language had `backend` (state files written then still restore).
+#[allow(clippy::too_many_arguments)]
 fn signature(
     name: &str,
     key: &[KeyPart],
@@ -718,6 +763,7 @@ fn signature(
     windows: &[Window],
     capacity: usize,
     wide: bool,
+    remote: bool,
 ) -> u64 {
     let mut d = format!("limit {name}; key");
     for part in key {
@@ -737,6 +783,9 @@ fn signature(
     let _ = write!(d, "; capacity {capacity}");
     if wide {
         d.push_str("; 64-bit counters");
+    }
+    if remote {
+        d.push_str("; backend redis");
     }
     fnv1a(FNV_START, d.as_bytes())
 }
