@@ -339,6 +339,15 @@ fn reload(path: &Path, shared: &Shared) {
                 );
                 return;
             }
+            // Items in Redis need the backend the daemon started with.
+            if loaded.policy.uses_remote_state() && !engine.state().has_backend() {
+                log::error!(
+                    "reload failed: policy {} keeps state in Redis (backend redis) but the \
+                     daemon was started without --redis; keeping the policy in force",
+                    loaded.name
+                );
+                return;
+            }
             let old = engine.state();
             // Requests being decided finish with the old policy; every
             // connection's next request uses the new one.

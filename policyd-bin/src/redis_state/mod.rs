@@ -158,7 +158,9 @@ impl RedisBackend {
                 .and_then(|_: Option<String>| redis::cmd("GET").arg(&key).query(con));
             match stored {
                 Ok(Some(theirs)) if theirs != ours => log::error!(
-                    "redis: `{key}` holds other key seeds than this host's (Redis restarted                      empty and another host stored new ones): hosts count the same keys apart                      until policyd is restarted on every host"
+                    "redis: `{key}` holds other key seeds than this host's (Redis restarted \
+                     empty and another host stored new ones): hosts count the same keys apart \
+                     until policyd is restarted on every host"
                 ),
                 Ok(_) => {}
                 Err(e) => log::warning!("redis: cannot store the key seeds again: {e}"),
@@ -416,7 +418,7 @@ pub(crate) fn attach(
             return Err((
                 EX_CONFIG,
                 format!(
-                    "policy {policy_name} keeps state in Redis (backend redis) but no --redis                      URL was given"
+                    "policy {policy_name} keeps state in Redis (backend redis) but no --redis URL was given"
                 ),
             ));
         }

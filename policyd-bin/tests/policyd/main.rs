@@ -10,6 +10,10 @@
 //!   `cargo test -p policyd-bin --test policyd postfix_e2e`;
 //! - [`dns`]: the daemon's DNS against a real unbound: DNSBL listings, the
 //!   cache, the deadline, a list that keeps timing out;
+//! - [`redis`]: state shared in Redis by two daemons (one limit, one
+//!   greylist), Redis stopped mid-load, and the start without one;
+//! - [`redis_server`]: the redis-server harness (`SKIPPED` when it is
+//!   missing, a failure instead when `POLICYD_REQUIRE_REDIS=1`);
 //! - [`unbound`]: the unbound harness (`SKIPPED` when unbound is missing, a
 //!   failure instead when `POLICYD_REQUIRE_UNBOUND=1`), with the test zones
 //!   of `dns/zones.conf`;
@@ -24,4 +28,6 @@ mod common;
 mod daemon;
 mod dns;
 mod postfix_e2e;
+mod redis;
+mod redis_server;
 mod unbound;

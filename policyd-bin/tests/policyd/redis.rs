@@ -1,0 +1,227 @@
+//! State shared in Redis by several daemons, as several MX hosts run them:
+//! one limit over both (exactly N admitted under concurrent load), one
+//! greylist (a triplet first seen on one host passes on the other), and
+//! Redis stopped in the middle of the load (the items' `on_failure` holds,
+//! no request waits past its budget, and it recovers on its own).
+//!
+//! Each test starts its own redis-server ([`crate::redis_server`]); without
+//! one it is `SKIPPED`, a failure under `POLICYD_REQUIRE_REDIS=1`.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::{connect, read_reply, request_with, Daemon, TempDir, TestClock, TIMEOUT};
+use crate::redis_server::RedisServer;
+
+/// The answer to a request, as text.
+fn ask(stream: &mut TcpStream, req: &[u8]) -> String {
+    stream.write_all(req).expect("send the request");
+    let reply = read_reply(stream).expect("a reply");
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// A `RCPT` request of message `instance` from `sender` to `recipient`.
+fn rcpt(sender: &str, recipient: &str, instance: &str) -> Vec<u8> {
+    request_with(&[
+        ("sender", sender),
+        ("recipient", recipient),
+        ("instance", instance),
+    ])
+}
+
+/// Two daemons, one limit of 50 messages an hour per sender in Redis: 8
+/// clients (4 on each daemon) send 20 messages each at once, 160 in all;
+/// exactly 50 are admitted, whichever daemon they reached.
+#[test]
+fn two_daemons_share_one_limit_exactly() {
+    let Some(redis) = RedisServer::start("shared-limit") else {
+        return;
+    };
+    let dir = TempDir::new("redis-limit");
+    let policy = dir.write(
+        "policy.conf",
+        "backend redis\n\
+         limit shared { key sender count messages max 50 per 1h }\n\
+         default DUNNO\n",
+    );
+    let url = redis.url();
+    let args = ["--config", policy.as_str(), "--redis", url.as_str()];
+    let (a, b) = (Daemon::start(&args), Daemon::start(&args));
+    let admitted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    thread::scope(|s| {
+        for client in 0..8u32 {
+            let daemon = if client % 2 == 0 { &a } else { &b };
+            let addr = daemon.addr();
+            let (admitted, refused) = (Arc::clone(&admitted), Arc::clone(&refused));
+            s.spawn(move || {
+                let mut stream = connect(addr);
+                for message in 0..20u32 {
+                    let instance = format!("{client}.{message}");
+                    let reply = ask(
+                        &mut stream,
+                        &rcpt("bulk@example.org", "r@example.com", &instance),
+                    );
+                    if reply == "action=DUNNO\n\n" {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        assert!(
+                            reply.starts_with("action=DEFER 4.7.1 Rate limit reached (50 per 1h)"),
+                            "{reply:?}"
+                        );
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        admitted.load(Ordering::Relaxed),
+        50,
+        "exactly the limit over both hosts"
+    );
+    assert_eq!(refused.load(Ordering::Relaxed), 110);
+    // Both daemons said where their state is.
+    for daemon in [&a, &b] {
+        daemon.expect_log("the Redis line", |l| {
+            l.contains("info: state in Redis at redis://127.0.0.1:")
+        });
+    }
+}
+
+/// One greylist in Redis: a triplet first seen on one daemon is deferred
+/// there, and its retry after the delay passes on the other.
+#[test]
+fn a_triplet_first_seen_on_one_host_passes_on_the_other() {
+    let Some(redis) = RedisServer::start("shared-greylist") else {
+        return;
+    };
+    let dir = TempDir::new("redis-greylist");
+    let policy = dir.write(
+        "policy.conf",
+        "greylist grey { backend redis delay 1m }\ndefault DUNNO\n",
+    );
+    let url = redis.url();
+    let args = ["--config", policy.as_str(), "--redis", url.as_str()];
+    let mut clock = TestClock::new(dir.path(), "clock");
+    let a = Daemon::start_with_clock(&args, &clock);
+    let b = Daemon::start_with_clock(&args, &clock);
+    let req = rcpt("joe@example.org", "ann@example.com", "1");
+    let first = ask(&mut a.connect(), &req);
+    assert!(
+        first.starts_with("action=DEFER_IF_PERMIT 4.7.1 Greylisted"),
+        "{first:?}"
+    );
+    // Too early on the other host too: the same triplet.
+    let early = ask(&mut b.connect(), &req);
+    assert!(
+        early.starts_with("action=DEFER_IF_PERMIT 4.7.1 Greylisted"),
+        "{early:?}"
+    );
+    clock.advance(Duration::from_secs(62));
+    assert_eq!(ask(&mut b.connect(), &req), "action=DUNNO\n\n");
+    // And known on the first host from then on.
+    assert_eq!(ask(&mut a.connect(), &req), "action=DUNNO\n\n");
+}
+
+/// Redis stopped while two clients send: every request is answered within
+/// the budget with the limit's `on_failure` (here `defer`); Redis started
+/// again: the daemon reconnects on its own and counts again.
+#[test]
+fn redis_stopped_mid_load_applies_on_failure_and_recovers() {
+    let Some(mut redis) = RedisServer::start("outage") else {
+        return;
+    };
+    let dir = TempDir::new("redis-outage");
+    let policy = dir.write(
+        "policy.conf",
+        "limit out { backend redis key sender count messages max 1000 per 1h on_failure defer }\n\
+         default DUNNO\n",
+    );
+    let url = redis.url();
+    let daemon = Daemon::start(&[
+        "--config",
+        &policy,
+        "--redis",
+        &url,
+        "--redis-budget",
+        "200ms",
+    ]);
+    let mut stream = daemon.connect();
+    assert_eq!(
+        ask(&mut stream, &rcpt("a@example.org", "r@example.com", "0")),
+        "action=DUNNO\n\n"
+    );
+    redis.stop();
+    // While Redis is down: deferred, each answer well within a second.
+    let deferred =
+        "action=DEFER_IF_PERMIT 4.3.0 Policy state temporarily unavailable, try again later\n\n";
+    for n in 1..=20 {
+        let started = Instant::now();
+        let reply = ask(
+            &mut stream,
+            &rcpt("a@example.org", "r@example.com", &n.to_string()),
+        );
+        assert_eq!(reply, deferred, "request {n} while Redis is down");
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "request {n} waited {:?}",
+            started.elapsed()
+        );
+    }
+    daemon.expect_log("the outage", |l| l.contains("warning: redis: unreachable"));
+    daemon.expect_log("the failure", |l| {
+        l.contains("state backend failed rule=out") && l.contains("on_failure=defer")
+    });
+    redis.restart();
+    daemon.expect_log("the recovery", |l| {
+        l.contains("warning: redis: reachable again after ")
+    });
+    assert_eq!(
+        ask(&mut stream, &rcpt("a@example.org", "r@example.com", "99")),
+        "action=DUNNO\n\n",
+        "counting again once Redis is back"
+    );
+}
+
+/// A policy with `backend redis` items and no `--redis`: refused at start,
+/// with the reason; an unreachable Redis: refused too (exit 69).
+#[test]
+fn redis_items_need_a_reachable_redis_at_start() {
+    let dir = TempDir::new("redis-start");
+    let policy = dir.write(
+        "policy.conf",
+        "limit out { backend redis key sender count messages max 3 per 1h }\n",
+    );
+    let Err(failure) = Daemon::try_start(&["--config", &policy]) else {
+        panic!("no --redis: the start should be refused");
+    };
+    assert_eq!(failure.status.code(), Some(78), "{failure:?}");
+    assert!(
+        failure
+            .stderr
+            .iter()
+            .any(|l| l.contains("keeps state in Redis (backend redis) but no --redis URL")),
+        "{failure:?}"
+    );
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = closed.local_addr().expect("its address").port();
+    drop(closed);
+    let url = format!("redis://127.0.0.1:{port}/");
+    let Err(failure) = Daemon::try_start(&["--config", &policy, "--redis", &url]) else {
+        panic!("unreachable Redis: the start should be refused");
+    };
+    assert_eq!(failure.status.code(), Some(69), "{failure:?}");
+    assert!(
+        failure
+            .stderr
+            .iter()
+            .any(|l| l.contains("Redis cannot be reached")),
+        "{failure:?}"
+    );
+}
