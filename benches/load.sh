@@ -35,6 +35,16 @@
 #                         is never skipped: every request waits the deadline;
 #                         p99 shows the deadline holds under load.
 #
+# State variants (issue 13), each policyd with one limit (per client address,
+# counting recipients, never reached) and one greylist (most of the mix is
+# deferred as first attempts; each request is a greylist step all the same),
+# at --log-level warn, when redis-server is installed:
+#   policyd-state-local   both items in the daemon's own tables
+#   policyd-state-redis   both items in a redis-server started here (no
+#                         persistence, loopback); the script reports Redis's
+#                         script calls per decision (its commandstats): the
+#                         round trips a decision makes.
+#
 # Everything stays on 127.0.0.1; every server started here is stopped on exit.
 set -euo pipefail
 
@@ -45,8 +55,10 @@ duration="${DURATION:-10}"
 rounds="${ROUNDS:-3}"
 dns_deadline="${DNS_DEADLINE:-500ms}"
 unbound_bin=/usr/sbin/unbound
+redis_bin=/usr/bin/redis-server
 default_servers="noop policyd-warn policyd-info"
 [[ -x "$unbound_bin" ]] && default_servers="$default_servers policyd-dns-cached policyd-dns-uncached"
+[[ -x "$redis_bin" ]] && default_servers="$default_servers policyd-state-local policyd-state-redis"
 servers="${SERVERS:-$default_servers}"
 seed_args=()
 [[ -n "${SEED:-}" ]] && seed_args=(--seed "$SEED")
@@ -194,6 +206,38 @@ print(s.getsockname()[1], flush=True); time.sleep(86400)' >"$work/hole.port" &
   say "error: the black hole did not start"; exit 1
 }
 
+# state_policy BACKEND: one limit and one greylist kept in BACKEND.
+state_policy() {
+  echo "backend $1"
+  echo "limit per-client { key client_address count recipients max 1000000000 per 1h }"
+  echo "greylist grey { delay 5m }"
+  echo "default DUNNO"
+}
+
+# start_redis: a redis-server on a free loopback port, no persistence; its
+# port in $work/redis.port.
+start_redis() {
+  local port
+  port="$(free_port)"
+  "$redis_bin" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --protected-mode no --daemonize no --dir "$work" >>"$work/redis.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 100); do
+    [[ "$(redis-cli -p "$port" ping 2>/dev/null)" == PONG ]] && break
+    sleep 0.1
+  done
+  [[ "$(redis-cli -p "$port" ping 2>/dev/null)" == PONG ]] || {
+    say "error: redis-server does not answer:"; cat "$work/redis.log" >&2; exit 1; }
+  echo "$port" >"$work/redis.port"
+  say "redis-server answering on 127.0.0.1:$port (pid ${pids[-1]})"
+}
+
+# script_calls: the scripts Redis has run so far (EVALSHA and EVAL).
+script_calls() {
+  redis-cli -p "$(cat "$work/redis.port")" info commandstats |
+    sed -n 's/^cmdstat_\(evalsha\|eval\):calls=\([0-9]*\),.*/\2/p' | awk '{n += $1} END {print n + 0}'
+}
+
 for server in $servers; do
   case "$server" in
     noop) start noop "$bin/noop-server" --listen 127.0.0.1:0 ;;
@@ -213,7 +257,16 @@ for server in $servers; do
       start "$server" "$bin/policyd" --listen 127.0.0.1:0 --log-level error --config "$work/$server.conf" \
         --dns-server "127.0.0.1:$(cat "$work/hole.port")" --dns-deadline "$dns_deadline" \
         --dns-skip-after 1000000 ;;
-    *) say "error: unknown server '$server' (noop, policyd-warn, policyd-info, policyd-dns-cached, policyd-dns-uncached, policyd-dns-dead)"; exit 64 ;;
+    policyd-state-local)
+      state_policy local >"$work/$server.conf"
+      start "$server" "$bin/policyd" --listen 127.0.0.1:0 --log-level warn --config "$work/$server.conf" ;;
+    policyd-state-redis)
+      [[ -x "$redis_bin" ]] || { say "error: $server needs redis-server ($redis_bin): apt-get install redis-server"; exit 1; }
+      start_redis
+      state_policy redis >"$work/$server.conf"
+      start "$server" "$bin/policyd" --listen 127.0.0.1:0 --log-level warn --config "$work/$server.conf" \
+        --redis "redis://127.0.0.1:$(cat "$work/redis.port")/" --redis-pool 32 ;;
+    *) say "error: unknown server '$server' (noop, policyd-warn, policyd-info, policyd-dns-cached, policyd-dns-uncached, policyd-dns-dead, policyd-state-local, policyd-state-redis)"; exit 64 ;;
   esac
 done
 
@@ -234,9 +287,15 @@ for round in $(seq "$rounds"); do
     # request per connection, not loadgen's default 100.
     warmup_args=()
     [[ "$server" == policyd-dns-dead ]] && warmup_args=(--warmup-requests 1)
+    [[ "$server" == policyd-state-redis ]] && calls_before="$(script_calls)"
     line="$("$bin/loadgen" --target "$addr" --connections "$connections" --duration "$duration" \
       "${seed_args[@]}" "${warmup_args[@]}")" || {
       say "error: loadgen against $server failed"; exit 1; }
+    if [[ "$server" == policyd-state-redis ]]; then
+      # Round trips: the scripts Redis ran during the run (warm-up included)
+      # per request answered, warm-up included too.
+      line="$line redis_calls=$(( $(script_calls) - calls_before ))"
+    fi
     echo "round $round $server $line" | tee -a "$work/results" >&2
     # Keep the decision log of policyd-info from filling the disk (opened in append mode).
     : >"$work/$server.log"
@@ -289,6 +348,15 @@ if "noop" in runs:
 if "policyd-warn" in runs and "policyd-dns-cached" in runs:
     print(f"ratio policyd-dns-cached/policyd-warn req/s: "
           f"{med('policyd-dns-cached', 'rps') / med('policyd-warn', 'rps'):.2f}")
+if "policyd-state-local" in runs and "policyd-state-redis" in runs:
+    print(f"ratio policyd-state-redis/policyd-state-local req/s: "
+          f"{med('policyd-state-redis', 'rps') / med('policyd-state-local', 'rps'):.2f}")
+if "policyd-state-redis" in runs:
+    # loadgen's warm-up: 100 requests per connection, not in `requests`.
+    per = [float(r["redis_calls"]) / (float(r["requests"]) + 100 * float(r["connections"]))
+           for r in runs["policyd-state-redis"]]
+    print(f"policyd-state-redis: Redis script calls per request (2 stateful items): "
+          f"{statistics.median(per):.3f}")
 for s in servers:
     if s in ("policyd-dns-uncached", "policyd-dns-dead"):
         p99, limit = med(s, "p99_us"), deadline_us(deadline)

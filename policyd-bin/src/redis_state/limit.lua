@@ -159,26 +159,31 @@ if not count then
   return {0}
 end
 
--- Count: advance every ring to `now`, add to the bucket under way.
+-- Count: advance every ring to `now` (the slots of buckets that ended are
+-- emptied), add to the bucket under way; only the slots that change are
+-- written.
 local set = {'l', now}
 for w = 1, n do
   local head = idiv(last, width[w])
   local cur = idiv(now, width[w])
+  local first = head + 1
   if cur - head >= SLOTS then
-    for s = 0, SLOTS - 1 do
-      ring[w][s] = 0
-    end
-  else
-    for i = head + 1, cur do
-      ring[w][slot(i)] = 0
+    first = cur - SLOTS + 1
+  end
+  for i = first, cur - 1 do
+    local s = slot(i)
+    if ring[w][s] ~= 0 then
+      set[#set + 1] = field(w, s)
+      set[#set + 1] = 0
     end
   end
   local s = slot(cur)
-  ring[w][s] = math.min(ring[w][s] + units, CMAX)
-  for s2 = 0, SLOTS - 1 do
-    set[#set + 1] = field(w, s2)
-    set[#set + 1] = ring[w][s2]
+  local base = ring[w][s]
+  if cur > head then
+    base = 0
   end
+  set[#set + 1] = field(w, s)
+  set[#set + 1] = math.min(base + units, CMAX)
 end
 redis.call('HSET', key, unpack(set))
 redis.call('PEXPIRE', key, math.max(expires_in(now), 1) + 1000)

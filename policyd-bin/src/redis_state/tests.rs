@@ -247,7 +247,7 @@ fn limit_script_answers_as_the_local_table() {
         return;
     };
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 48,
+        cases: 128,
         ..ProptestConfig::default()
     });
     let result = runner.run(&prop::collection::vec(limit_op(), 1..60), |ops| {
@@ -264,7 +264,7 @@ fn greylist_script_answers_as_the_local_table() {
         return;
     };
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 48,
+        cases: 128,
         ..ProptestConfig::default()
     });
     let result = runner.run(&prop::collection::vec(grey_op(), 1..60), |ops| {
