@@ -21,16 +21,6 @@ local auto_whitelist = tonumber(ARGV[6])
 local PASS_COUNT_INTERVAL = 3600000
 local U32_MAX = 4294967295
 
-local function idiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
-
 local function secs_up(ms)
   return math.max(math.min(idiv(ms + 999, 1000), U32_MAX), 1)
 end

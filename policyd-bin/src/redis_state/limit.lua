@@ -15,21 +15,8 @@ local units = tonumber(ARGV[2])
 local count = ARGV[3] == '1'
 local text = ARGV[4]
 local n = tonumber(ARGV[5])
-local BUCKETS = 16
-local SLOTS = 17
 -- The largest count a bucket keeps (Lua numbers are doubles).
 local CMAX = 9007199254740991
-
--- Integer division of non-negative integers below 2^53, exactly.
-local function idiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
 
 local function slot(i)
   return i - idiv(i, SLOTS) * SLOTS

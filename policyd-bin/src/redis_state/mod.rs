@@ -52,12 +52,13 @@ use crate::log;
 
 pub(crate) use pool::Pool;
 
-/// The limit script (see the module documentation).
-const LIMIT_LUA: &str = include_str!("limit.lua");
+/// The limit script (see the module documentation), after what the
+/// scripts share (`common.lua`).
+const LIMIT_LUA: &str = concat!(include_str!("common.lua"), include_str!("limit.lua"));
 /// The refund script.
-const REFUND_LUA: &str = include_str!("refund.lua");
+const REFUND_LUA: &str = concat!(include_str!("common.lua"), include_str!("refund.lua"));
 /// The greylist script.
-const GREYLIST_LUA: &str = include_str!("greylist.lua");
+const GREYLIST_LUA: &str = concat!(include_str!("common.lua"), include_str!("greylist.lua"));
 
 /// How to reach Redis and name the keys.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,18 +10,6 @@ local key = KEYS[1]
 local at = tonumber(ARGV[1])
 local units = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
-local BUCKETS = 16
-local SLOTS = 17
-
-local function idiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
 
 local last_text = redis.call('HGET', key, 'l')
 if not last_text then

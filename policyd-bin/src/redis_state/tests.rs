@@ -241,17 +241,24 @@ fn grey_model(server: &RedisServer, ops: &[GreyOp]) -> Result<(), TestCaseError>
     Ok(())
 }
 
-#[test]
-fn limit_script_answers_as_the_local_table() {
-    let Some(server) = RedisServer::start("limit-model") else {
+/// Run `model` on 128 random sequences of up to 60 operations of `op`
+/// against a redis-server of its own (`name`).
+fn run_model<O: Strategy>(
+    name: &str,
+    op: O,
+    model: impl Fn(&RedisServer, &[O::Value]) -> Result<(), TestCaseError>,
+) where
+    O::Value: std::fmt::Debug,
+{
+    let Some(server) = RedisServer::start(name) else {
         return;
     };
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 128,
         ..ProptestConfig::default()
     });
-    let result = runner.run(&prop::collection::vec(limit_op(), 1..60), |ops| {
-        limit_model(&server, &ops)
+    let result = runner.run(&prop::collection::vec(op, 1..60), |ops| {
+        model(&server, &ops)
     });
     if let Err(e) = result {
         panic!("{e}\nredis log:\n{}", server.log());
@@ -259,20 +266,13 @@ fn limit_script_answers_as_the_local_table() {
 }
 
 #[test]
+fn limit_script_answers_as_the_local_table() {
+    run_model("limit-model", limit_op(), limit_model);
+}
+
+#[test]
 fn greylist_script_answers_as_the_local_table() {
-    let Some(server) = RedisServer::start("greylist-model") else {
-        return;
-    };
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 128,
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(&prop::collection::vec(grey_op(), 1..60), |ops| {
-        grey_model(&server, &ops)
-    });
-    if let Err(e) = result {
-        panic!("{e}\nredis log:\n{}", server.log());
-    }
+    run_model("greylist-model", grey_op(), grey_model);
 }
 
 #[test]
