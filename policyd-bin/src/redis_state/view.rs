@@ -119,7 +119,9 @@ pub(crate) fn limit(
     view.stopped = scan(con, &pattern, MAX_SCAN_KEYS, |con, keys| {
         let values = read_hashes(con, keys, &fields)?;
         for (key, values) in keys.iter().zip(values) {
-            let Some(values) = values else {
+            // Not a hash, or (from a server misbehaving) not one value a
+            // field: not indexed below.
+            let Some(values) = values.filter(|v| v.len() == fields.len()) else {
                 view.skipped += 1;
                 continue;
             };
