@@ -2,8 +2,8 @@
 //!
 //! `policyd [serve] [OPTIONS]` runs the daemon; `policyd check FILE...`,
 //! `policyd test [--config FILE] [REQUESTS...]`, `policyd state --state-file
-//! PATH` and `policyd default-policy` are one-shot tools for the policy file
-//! and the state file. A hand-written parser is shorter
+//! PATH` (or `--redis URL --config FILE`) and `policyd default-policy` are
+//! one-shot tools for the policy file and the state, in a file or in Redis. A hand-written parser is shorter
 //! than the glue a parser crate needs, adds no dependency, and keeps every
 //! error message in one place. Both `--flag VALUE` and `--flag=VALUE` are
 //! accepted. Every error is a [`CliError`], printed as one line, exit code
@@ -389,6 +389,12 @@ pub(crate) struct RedisArgs {
     pub(crate) budget: Duration,
 }
 
+/// `--redis-prefix`'s default, put before every key in Redis.
+pub(crate) const DEFAULT_REDIS_PREFIX: &str = "policyd:";
+
+/// `--redis-pool`'s default: the most connections to Redis.
+pub(crate) const DEFAULT_REDIS_POOL: usize = 8;
+
 /// `--redis-budget`'s default: a request waits at most this long for each
 /// Redis call.
 pub(crate) const DEFAULT_REDIS_BUDGET: Duration = Duration::from_millis(250);
@@ -398,8 +404,8 @@ impl Default for RedisArgs {
         Self {
             url: None,
             password_file: None,
-            prefix: crate::redis_state::RedisSettings::DEFAULT_PREFIX.to_owned(),
-            pool_size: crate::redis_state::RedisSettings::DEFAULT_POOL_SIZE,
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            pool_size: DEFAULT_REDIS_POOL,
             budget: DEFAULT_REDIS_BUDGET,
         }
     }
@@ -423,17 +429,35 @@ impl Default for Config {
     }
 }
 
-/// `policyd state --state-file PATH [--limit NAME] [--top N] [--window I]`.
+/// `policyd state (--state-file PATH | --redis URL --config FILE
+/// [--redis-prefix P] [--redis-password-file F]) [--limit NAME] [--top N]
+/// [--window I]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StateArgs {
-    /// The state file to read.
-    pub(crate) state_file: PathBuf,
+    /// Where the state is read.
+    pub(crate) source: StateSource,
     /// Show only this limit or greylist.
     pub(crate) limit: Option<String>,
     /// Keys shown per window.
     pub(crate) top: usize,
     /// Show only this window (1 = the first, as printed).
     pub(crate) window: Option<usize>,
+}
+
+/// Where `policyd state` reads the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateSource {
+    /// `--state-file PATH`: a state file.
+    File(PathBuf),
+    /// `--redis URL --config FILE`: the keys in Redis of the policy's
+    /// `backend redis` items (`--redis-prefix`, `--redis-password-file`;
+    /// the pool and budget options are the daemon's).
+    Redis {
+        /// `--redis-*`.
+        redis: RedisArgs,
+        /// `--config FILE`: the policy whose items are shown.
+        policy: PathBuf,
+    },
 }
 
 /// `policyd check FILE...`.
@@ -625,6 +649,9 @@ USAGE:
                  [--dns-server ADDR]... [--dns-deadline TIME | --no-dns]
                  [REQUESTS...]
     policyd state --state-file PATH [--limit NAME] [--top N] [--window I]
+    policyd state --redis URL --config FILE [--redis-prefix PREFIX]
+                  [--redis-password-file FILE] [--limit NAME] [--top N]
+                  [--window I]
     policyd default-policy        (also: policyd --print-default-policy)
 
 COMMANDS:
@@ -663,11 +690,22 @@ COMMANDS:
                     --limit or --window names nothing in the file; {noinput} when the file cannot be
                     read (missing, permission denied); {dataerr} when it is
                     damaged, truncated or not a state file.
+                    With --redis URL --config FILE instead: the same views
+                    of the policy's backend redis items as Redis holds them
+                    now, read with SCAN (never KEYS) and HMGET, changing
+                    nothing (no key seeds are made); each item's usage is
+                    computed at the current time, and only live keys are
+                    counted. Items kept locally are listed as such. The
+                    scan of an item stops at 1000000 keys of a kind, and
+                    says so. Exit 0; 1 when --limit or --window names
+                    nothing in the policy; {config} when the policy, the URL or
+                    the password file cannot be used; {unavailable} when Redis does
+                    not answer (within 10 s) or fails mid-scan.
     default-policy  Print the embedded default policy (used when neither
                     --config nor --action is given) and exit.
 
 POLICY OPTIONS:
-    -c, --config FILE       serve, test: the policy file. List and login-map
+    -c, --config FILE       serve, test, state --redis: the policy file. List and login-map
                             files it names are read relative to its directory.
                             On SIGHUP the daemon reads and compiles them again;
                             the new policy replaces the old one only if it
@@ -792,8 +830,10 @@ without them opens no DNS socket):
                             and one more timeout skips it again.
                             [default: {dns_skip_for}]
 
-REDIS OPTIONS (serve; used only by a policy whose limits or greylists say
-backend redis, state shared by several MX hosts; see docs/multi-server.md):
+REDIS OPTIONS (serve; --redis, --redis-password-file and --redis-prefix also
+state, which reads what they name and excludes --state-file; used only by a
+policy whose limits or greylists say backend redis, state shared by several
+MX hosts; see docs/multi-server.md):
     --redis URL             The Redis (or Valkey) server: redis://HOST[:PORT][/DB],
                             redis://[USER]:PASSWORD@HOST/DB, or
                             unix:///PATH/redis.sock[?db=N]. It must answer
@@ -872,12 +912,14 @@ SIGNALS:
 EXIT CODES:
     0   clean stop; check: every file compiles; test: every request parsed
     1   check: a file does not compile; test: a request did not parse;
-        state: --limit or --window names nothing in the file
+        state: --limit or --window names nothing in the file (or policy)
     {usage}  bad command line, --action or --listen address (checked before
         anything else)
     {dataerr}  state: the state file is damaged, truncated or not a state file
     {noinput}  state: the state file cannot be read (missing, permission denied);
         serve: the --state-file exists but cannot be read
+    {unavailable}  serve, state --redis: Redis does not answer (state: or fails
+        while it is read)
     {oserr}  cannot listen (address in use, address not on this host, host name
         not resolved, permission denied) or other operating system failure
         at start
@@ -886,10 +928,11 @@ EXIT CODES:
         printed
     {tempfail}  serve: another process (another policyd, its PID printed when
         known) holds the --state-file's lock, PATH.lock
-    {config}  the policy cannot be read or does not compile (serve, test); every
-        error is printed with its file, line and column. serve: the
-        --state-file is not a policyd state file, or one of a format version
-        this policyd cannot read (it is left as it is)
+    {config}  the policy cannot be read or does not compile (serve, test,
+        state --redis); every error is printed with its file, line and
+        column. serve, state --redis: the --redis URL or password file cannot
+        be used. serve: the --state-file is not a policyd state file, or one
+        of a format version this policyd cannot read (it is left as it is)
 ",
         version = env!("CARGO_PKG_VERSION"),
         listen = DEFAULT_LISTEN,
@@ -902,6 +945,7 @@ EXIT CODES:
         usage = EX_USAGE,
         oserr = EX_OSERR,
         config = EX_CONFIG,
+        unavailable = EX_UNAVAILABLE,
         noinput = EX_NOINPUT,
         dataerr = EX_DATAERR,
         cantcreat = EX_CANTCREAT,
@@ -1251,23 +1295,55 @@ where
                 no_dns: p.no_dns,
             }))
         }
-        Cmd::State => {
-            if let Some(arg) = p.positional.into_iter().next() {
-                return Err(CliError::UnexpectedArgument(
-                    arg.to_string_lossy().into_owned(),
-                ));
-            }
-            let state_file = p.config.state_file.ok_or(CliError::MissingArgument(
-                "--state-file PATH: policyd state --state-file PATH",
-            ))?;
-            Ok(Command::State(StateArgs {
-                state_file,
-                limit: p.limit,
-                top: p.top.unwrap_or(DEFAULT_TOP),
-                window: p.window,
-            }))
-        }
+        Cmd::State => state_command(p),
     }
+}
+
+/// Finish `policyd state`: a state file, or Redis with the policy naming
+/// its items; the options of one exclude the other.
+fn state_command(p: Parsed) -> Result<Command, CliError> {
+    if let Some(arg) = p.positional.into_iter().next() {
+        return Err(CliError::UnexpectedArgument(
+            arg.to_string_lossy().into_owned(),
+        ));
+    }
+    // The options only Redis uses, as given.
+    let redis_only = p
+        .seen
+        .iter()
+        .find(|o| {
+            matches!(
+                o.id,
+                Opt::Config | Opt::RedisPrefix | Opt::RedisPasswordFile
+            )
+        })
+        .map(|o| o.names[0]);
+    let source = match (p.config.state_file, p.config.redis.url.is_some()) {
+        (Some(_), true) => return Err(CliError::Conflict("--state-file", "--redis")),
+        (Some(path), false) => match redis_only {
+            Some(option) => return Err(CliError::Conflict("--state-file", option)),
+            None => StateSource::File(path),
+        },
+        (None, true) => StateSource::Redis {
+            redis: p.config.redis,
+            policy: p.config_file.ok_or(CliError::MissingArgument(
+                "--config FILE with --redis, the policy naming the items to read: \
+                 policyd state --redis URL --config FILE",
+            ))?,
+        },
+        (None, false) => {
+            return Err(CliError::MissingArgument(
+                "--state-file PATH or --redis URL --config FILE: policyd state \
+                 --state-file PATH, or policyd state --redis URL --config FILE",
+            ))
+        }
+    };
+    Ok(Command::State(StateArgs {
+        source,
+        limit: p.limit,
+        top: p.top.unwrap_or(DEFAULT_TOP),
+        window: p.window,
+    }))
 }
 
 /// Finish `policyd [serve]`: positional words are errors, `--config` and
@@ -1371,6 +1447,8 @@ const STATE: &[Cmd] = &[Cmd::State];
 const SERVE: &[Cmd] = &[Cmd::Serve];
 /// `policyd test` asks DNS as the daemon does.
 const SERVE_TEST: &[Cmd] = &[Cmd::Serve, Cmd::Test];
+/// `policyd state --redis` reads the keys the daemon writes.
+const SERVE_STATE: &[Cmd] = &[Cmd::Serve, Cmd::State];
 
 const fn spec(
     id: Opt,
@@ -1416,7 +1494,7 @@ const OPTIONS: &[OptSpec] = &[
         Opt::Config,
         &["--config", "-c"],
         true,
-        &[Cmd::Serve, Cmd::Test],
+        &[Cmd::Serve, Cmd::Test, Cmd::State],
     ),
     spec(Opt::Action, &["--action"], true, SERVE),
     spec(Opt::Explain, &["--explain"], false, &[Cmd::Test]),
@@ -1454,14 +1532,14 @@ const OPTIONS: &[OptSpec] = &[
     spec(Opt::DnsCacheBytes, &["--dns-cache-bytes"], true, SERVE),
     spec(Opt::DnsSkipAfter, &["--dns-skip-after"], true, SERVE),
     spec(Opt::DnsSkipFor, &["--dns-skip-for"], true, SERVE),
-    spec(Opt::Redis, &["--redis"], true, SERVE),
+    spec(Opt::Redis, &["--redis"], true, SERVE_STATE),
     spec(
         Opt::RedisPasswordFile,
         &["--redis-password-file"],
         true,
-        SERVE,
+        SERVE_STATE,
     ),
-    spec(Opt::RedisPrefix, &["--redis-prefix"], true, SERVE),
+    spec(Opt::RedisPrefix, &["--redis-prefix"], true, SERVE_STATE),
     spec(Opt::RedisPool, &["--redis-pool"], true, SERVE),
     spec(Opt::RedisBudget, &["--redis-budget"], true, SERVE),
 ];
@@ -2003,7 +2081,7 @@ mod tests {
             Command::State(args) => assert_eq!(
                 args,
                 StateArgs {
-                    state_file: "s".into(),
+                    source: StateSource::File("s".into()),
                     limit: Some("out".into()),
                     top: 5,
                     window: Some(2),
@@ -2043,6 +2121,115 @@ mod tests {
         }
         assert!(help().contains("--state-file PATH"));
         assert!(help().contains("policyd state"));
+    }
+
+    #[test]
+    fn state_command_with_redis() {
+        let url = "redis://127.0.0.1:6379/2";
+        match parse_strs(&[
+            "state",
+            "--redis",
+            url,
+            "--config",
+            "p.conf",
+            "--redis-prefix",
+            "mx:",
+            "--redis-password-file=pw",
+            "--limit",
+            "out",
+        ])
+        .unwrap()
+        {
+            Command::State(args) => assert_eq!(
+                args,
+                StateArgs {
+                    source: StateSource::Redis {
+                        redis: RedisArgs {
+                            url: Some(url.into()),
+                            password_file: Some("pw".into()),
+                            prefix: "mx:".into(),
+                            ..RedisArgs::default()
+                        },
+                        policy: "p.conf".into(),
+                    },
+                    limit: Some("out".into()),
+                    top: DEFAULT_TOP,
+                    window: None,
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        // (arguments, error)
+        let rows: &[(&[&str], CliError)] = &[
+            (
+                &["state", "--state-file", "s", "--redis", url],
+                CliError::Conflict("--state-file", "--redis"),
+            ),
+            (
+                &[
+                    "state",
+                    "--redis",
+                    url,
+                    "--config",
+                    "p",
+                    "--state-file",
+                    "s",
+                ],
+                CliError::Conflict("--state-file", "--redis"),
+            ),
+            (
+                &["state", "--state-file", "s", "--config", "p"],
+                CliError::Conflict("--state-file", "--config"),
+            ),
+            (
+                &["state", "--state-file", "s", "--redis-prefix", "x:"],
+                CliError::Conflict("--state-file", "--redis-prefix"),
+            ),
+            (
+                &["state", "--state-file", "s", "--redis-password-file", "pw"],
+                CliError::Conflict("--state-file", "--redis-password-file"),
+            ),
+            (
+                &["state", "--redis", url, "--redis-pool", "3"],
+                CliError::OptionNotFor {
+                    option: "--redis-pool",
+                    command: "state",
+                },
+            ),
+            (
+                &[
+                    "state",
+                    "--redis",
+                    url,
+                    "--config",
+                    "p",
+                    "--redis-budget",
+                    "1s",
+                ],
+                CliError::OptionNotFor {
+                    option: "--redis-budget",
+                    command: "state",
+                },
+            ),
+        ];
+        for (args, expected) in rows {
+            assert_eq!(&err(args), expected, "{args:?}");
+        }
+        // --redis without the policy naming its items; neither source.
+        for args in [
+            &["state", "--redis", url][..],
+            &["state", "--config", "p"][..],
+            &["state"][..],
+        ] {
+            assert!(
+                matches!(err(args), CliError::MissingArgument(_)),
+                "{args:?}"
+            );
+        }
+        assert!(err(&["state", "--redis", url])
+            .to_string()
+            .contains("expected --config FILE with --redis"));
+        assert!(help().contains("policyd state --redis URL --config FILE"));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The one-shot sub-commands: `policyd check` (compile policy files, report
 //! every diagnostic), `policyd test` (decide requests read from files with
 //! a policy, print what it answers and why) and `policyd state` (show what a
-//! state file holds: the keys counting the most in each limit, the pending,
-//! passed and whitelisted entries of each greylist).
+//! state file, or Redis for a policy's `backend redis` items, holds: the
+//! keys counting the most in each limit, the pending, passed and
+//! whitelisted entries of each greylist).
 //!
 //! Each writes its report to standard output and returns the exit code (see
-//! `policyd --help`). None starts a thread or listens. `policyd test` with a
+//! `policyd --help`). None starts a thread or listens; `policyd state
+//! --redis` opens one connection to Redis and only reads
+//! ([`crate::redis_state::view`]). `policyd test` with a
 //! policy that has DNS tests asks them as the daemon does ([`crate::dns`]:
 //! its client, cache and deadline; UDP sockets of its own), unless
 //! `--no-dns`; the DNS client's warnings (answers missing at the deadline, a
@@ -20,16 +23,23 @@ use policy_core::facts::{Answer, FactId, Facts, QueryKind};
 use policy_core::{Decision, Engine, Request, Scratch, Step, Timestamp};
 use policy_proto::{Framer, Limits};
 
-use policy_core::greylist::{GreylistTable, MAX_GREYLIST_CAPACITY};
+use policy_core::greylist::{GreyCounts, GreylistTable, Timers, MAX_GREYLIST_CAPACITY};
 use policy_core::lang::did_you_mean;
-use policy_core::limits::{LimitTable, MAX_LIMIT_CAPACITY};
+use policy_core::limits::{LimitTable, TopKey, Window, MAX_LIMIT_CAPACITY};
+use policy_core::state::Item;
 use policy_core::store::{self, TableKind};
+use policy_core::State;
 
-use crate::cli::{CheckArgs, PolicySource, StateArgs, TestArgs, EX_CONFIG, EX_DATAERR, EX_NOINPUT};
+use crate::cli::{
+    CheckArgs, PolicySource, RedisArgs, StateArgs, StateSource, TestArgs, EX_CONFIG, EX_DATAERR,
+    EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE,
+};
 use crate::clock;
 use crate::dns::{self, Client, Questions, Rounds};
 use crate::log::push_escaped;
 use crate::policy_file::{self, plural, LoadError};
+use crate::redis_state::view::{self, MAX_SCAN_KEYS};
+use crate::redis_state::{connect_read_only, read_password, redacted, StartError};
 use crate::shared::dns::DnsShared;
 use crate::statefile::{self, ReadError};
 
@@ -689,14 +699,26 @@ fn header(request: &Request<'_>, out: &mut String) {
 /// auto-whitelisted; all as of the time the file was written. 0; 1 when
 /// `--limit` or `--window` names nothing in the file; [`EX_NOINPUT`] when
 /// the file cannot be read; [`EX_DATAERR`] when it (or a table in it) is
-/// damaged or not a state file.
+/// damaged or not a state file. With `--redis`, the same views of what
+/// Redis holds now ([`state_redis`]).
 pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
-    let name = args.state_file.display().to_string();
-    let fail = |code: u8, message: String| {
-        let _ = writeln!(io::stderr(), "policyd: error: {message}");
-        code
-    };
-    let bytes = match statefile::read(&args.state_file) {
+    match &args.source {
+        StateSource::File(path) => state_file(path, args, out),
+        StateSource::Redis { redis, policy } => state_redis(redis, policy, args, out),
+    }
+}
+
+/// `policyd state`'s error line on standard error; returns `code`.
+fn fail(code: u8, message: &str) -> u8 {
+    let _ = writeln!(io::stderr(), "policyd: error: {message}");
+    code
+}
+
+/// `policyd state --state-file PATH`.
+fn state_file(path: &Path, args: &StateArgs, out: &mut dyn Write) -> u8 {
+    let name = path.display().to_string();
+    let fail = |code: u8, message: String| fail(code, &message);
+    let bytes = match statefile::read(path) {
         Ok(bytes) => bytes,
         Err(ReadError::Missing) => {
             return fail(
@@ -800,6 +822,212 @@ pub(crate) fn state(args: &StateArgs, out: &mut dyn Write) -> u8 {
     code
 }
 
+/// `policyd state --redis URL --config FILE`: the policy's items of
+/// `backend redis` as they are in Redis now, in the views of a state file
+/// (an item kept locally is named as such); nothing in Redis is changed.
+/// 0; 1 when `--limit` or `--window` names nothing in the policy;
+/// [`EX_CONFIG`] when the policy or the password file cannot be used or
+/// the URL is not one; [`EX_UNAVAILABLE`] when Redis does not answer or
+/// fails during the scan (the items read until then are printed).
+fn state_redis(redis: &RedisArgs, policy: &Path, args: &StateArgs, out: &mut dyn Write) -> u8 {
+    let Some(url) = redis.url.as_deref() else {
+        // The command line requires it (cli::state_command).
+        return fail(EX_USAGE, "policyd state --redis needs a URL");
+    };
+    let shown_url = redacted(url);
+    let loaded = match policy_file::load(&PolicySource::File(policy.to_owned())) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            if let LoadError::Compile { errors, .. } = &e {
+                for diagnostic in errors.errors.iter().chain(&errors.warnings) {
+                    let _ = writeln!(io::stderr(), "{diagnostic}");
+                }
+            }
+            return fail(EX_CONFIG, &e.to_string());
+        }
+    };
+    let state = State::for_policy(&loaded.policy);
+    let names: Vec<&str> = state
+        .limits()
+        .map(|l| l.name)
+        .chain(state.greylists().map(|g| g.name))
+        .collect();
+    if let Some(limit) = &args.limit {
+        if !names.contains(&limit.as_str()) {
+            return fail(
+                1,
+                &format!(
+                    "no limit or greylist {limit:?} in policy {} (it has: {})",
+                    loaded.name,
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    let selected = |name: &str| args.limit.as_deref().map_or(true, |l| l == name);
+    let remote = state.limits().filter(|l| l.remote).count()
+        + state.greylists().filter(|g| g.remote).count();
+    let now = clock::now().as_unix_millis();
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "redis {shown_url} (prefix {}), policy {}",
+        redis.prefix, loaded.name
+    );
+    let _ = writeln!(report, "read {}; counts as of then", statefile::utc(now));
+    if args.limit.is_none() {
+        let n = names.len();
+        let _ = writeln!(
+            report,
+            "{n} {}, {}",
+            plural(n, "item", "items"),
+            match remote {
+                0 => "none in Redis (backend redis): nothing to read there".to_owned(),
+                r if r == n => "all in Redis".to_owned(),
+                r => format!("{r} in Redis"),
+            }
+        );
+    }
+    let needs_redis = state.limits().any(|l| l.remote && selected(l.name))
+        || state.greylists().any(|g| g.remote && selected(g.name));
+    let mut con = if needs_redis {
+        let password = match &redis.password_file {
+            Some(path) => match read_password(path) {
+                Ok(password) => Some(password),
+                Err(e) => {
+                    return fail(
+                        EX_CONFIG,
+                        &format!("--redis-password-file {}: {e}", path.display()),
+                    )
+                }
+            },
+            None => None,
+        };
+        match connect_read_only(url, password.as_deref(), view::VIEW_TIMEOUT) {
+            Ok(con) => Some(con),
+            Err(e) => {
+                let code = match e {
+                    StartError::Url(_) => EX_CONFIG,
+                    _ => EX_UNAVAILABLE,
+                };
+                return fail(code, &format!("--redis {shown_url}: {e}"));
+            }
+        }
+    } else {
+        None
+    };
+    let prefix = &redis.prefix;
+    let mut shown_windows = 0;
+    let mut failed = None;
+    for limit in state.limits().filter(|l| selected(l.name)) {
+        report.push('\n');
+        let (Some(con), true) = (con.as_mut(), limit.remote) else {
+            let _ = writeln!(report, "limit {}: kept locally (not in Redis)", limit.name);
+            continue;
+        };
+        let windows = limit.limit.windows();
+        let item = Item {
+            name: limit.name,
+            signature: limit.signature,
+            index: 0,
+            windows,
+            timers: None,
+        };
+        let only = args.window.map(|w| w - 1);
+        match view::limit(con, prefix, &item, only, args.top, now) {
+            Ok(mut found) => {
+                let keys = found.keys;
+                let _ = writeln!(
+                    report,
+                    "limit {}: {keys} {}",
+                    limit.name,
+                    plural(keys, "key", "keys")
+                );
+                for note in scan_notes(found.skipped, found.stopped) {
+                    let _ = writeln!(report, "  {note}");
+                }
+                shown_windows += show_windows(
+                    windows,
+                    args.window,
+                    &mut |i| found.top.get_mut(i).map(std::mem::take).unwrap_or_default(),
+                    &mut report,
+                );
+            }
+            Err(e) => {
+                failed = Some(format!("limit {}: {e}", limit.name));
+                break;
+            }
+        }
+    }
+    for grey in state.greylists().filter(|g| selected(g.name)) {
+        if failed.is_some() {
+            break;
+        }
+        report.push('\n');
+        let (Some(con), true) = (con.as_mut(), grey.remote) else {
+            let _ = writeln!(
+                report,
+                "greylist {}: kept locally (not in Redis)",
+                grey.name
+            );
+            continue;
+        };
+        let timers = grey.table.timers();
+        match view::greylist(con, prefix, grey.name, grey.signature, timers, now) {
+            Ok(found) => show_grey_counts(
+                grey.name,
+                timers,
+                found.counts,
+                &scan_notes(found.skipped, found.stopped),
+                &mut report,
+            ),
+            Err(e) => failed = Some(format!("greylist {}: {e}", grey.name)),
+        }
+    }
+    if out
+        .write_all(report.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return EX_IOERR;
+    }
+    if let Some(failed) = failed {
+        return fail(
+            EX_UNAVAILABLE,
+            &format!("--redis {shown_url}: reading {failed}"),
+        );
+    }
+    if let Some(w) = args.window {
+        if shown_windows == 0 {
+            return fail(1, &format!("no limit shown has a window {w}"));
+        }
+    }
+    0
+}
+
+/// The lines an item read from Redis gets about keys left out.
+fn scan_notes(skipped: usize, stopped: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if stopped {
+        notes.push(format!(
+            "(the scan stopped at {MAX_SCAN_KEYS} keys, MAX_SCAN_KEYS: the counts are of \
+             those, and there may be more)"
+        ));
+    }
+    if skipped > 0 {
+        notes.push(format!(
+            "({skipped} {} named as the item's but not as policyd writes {}: left out)",
+            plural(skipped, "key", "keys"),
+            plural(skipped, "it", "them")
+        ));
+    }
+    notes
+}
+
 /// One limit of `policyd state`: its key count, windows and top keys, as of
 /// `at`. The number of windows shown; `Err` (reported) when its snapshot
 /// does not decode.
@@ -823,9 +1051,25 @@ fn show_limit(
         "limit {name}: {keys} {}",
         plural(keys, "key", "keys")
     );
+    Ok(show_windows(
+        table.limit().windows(),
+        args.window,
+        &mut |i| table.top(i, args.top, at),
+        report,
+    ))
+}
+
+/// A limit's windows (or window `only`, from 1) and the keys `top` gives
+/// for each (by index from 0), most first. The number of windows shown.
+fn show_windows(
+    windows: &[Window],
+    only: Option<usize>,
+    top: &mut dyn FnMut(usize) -> Vec<TopKey>,
+    report: &mut String,
+) -> usize {
     let mut shown = 0;
-    for (i, window) in table.limit().windows().iter().enumerate() {
-        if args.window.is_some_and(|w| w != i + 1) {
+    for (i, window) in windows.iter().enumerate() {
+        if only.is_some_and(|w| w != i + 1) {
             continue;
         }
         shown += 1;
@@ -836,7 +1080,7 @@ fn show_limit(
             window.max(),
             statefile::window_text(window.per_ms())
         );
-        let top = table.top(i, args.top, at);
+        let top = top(i);
         if top.is_empty() {
             let _ = writeln!(report, "    (no key counts anything in this window)");
             continue;
@@ -857,7 +1101,7 @@ fn show_limit(
             );
         }
     }
-    Ok(shown)
+    shown
 }
 
 /// A greylist timer as the policy language writes it, in the largest unit
@@ -891,14 +1135,28 @@ fn show_greylist(name: &str, payload: &[u8], at: Timestamp, report: &mut String)
             return Err(());
         }
     };
-    let t = table.timers();
-    let counts = table.counts(at);
+    show_grey_counts(name, table.timers(), table.counts(at), &[], report);
+    Ok(())
+}
+
+/// A greylist's header line, `notes` (lines of its own, indented), its
+/// timers and its counts.
+fn show_grey_counts(
+    name: &str,
+    t: Timers,
+    counts: GreyCounts,
+    notes: &[String],
+    report: &mut String,
+) {
     let triplets = counts.pending + counts.passed;
     let _ = writeln!(
         report,
         "greylist {name}: {triplets} {}",
         plural(triplets, "triplet", "triplets")
     );
+    for note in notes {
+        let _ = writeln!(report, "  {note}");
+    }
     let auto_whitelist = if t.auto_whitelist == 0 {
         "off".to_owned()
     } else {
@@ -932,7 +1190,6 @@ fn show_greylist(name: &str, payload: &[u8], at: Timestamp, report: &mut String)
     ] {
         let _ = writeln!(report, "    {n:>width$}  {what}");
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -951,6 +1208,23 @@ mod tests {
         assert_eq!(blocks[0].lines[0].1, b"a=1\r");
         assert!(super::blocks(b"").is_empty());
         assert!(super::blocks(b"\n\n# only a comment\n").is_empty());
+    }
+
+    #[test]
+    fn scan_notes_say_what_was_left_out() {
+        assert!(scan_notes(0, false).is_empty());
+        assert_eq!(
+            scan_notes(1, true),
+            [
+                "(the scan stopped at 1000000 keys, MAX_SCAN_KEYS: the counts are of those, \
+                 and there may be more)",
+                "(1 key named as the item's but not as policyd writes it: left out)",
+            ]
+        );
+        assert_eq!(
+            scan_notes(3, false),
+            ["(3 keys named as the item's but not as policyd writes them: left out)"]
+        );
     }
 
     #[test]

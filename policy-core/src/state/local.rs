@@ -162,6 +162,9 @@ pub struct LimitState<'a> {
     /// largest any key may get, overrides included, and is kept across a
     /// reload that changes `max`).
     pub limit: &'a Limit,
+    /// Whether the limit keeps its counters in the remote backend
+    /// (`backend redis`); its local table then stays empty.
+    pub remote: bool,
 }
 
 /// A greylist's state, as [`State::greylists`] shows it.
@@ -175,6 +178,9 @@ pub struct GreylistState<'a> {
     pub signature: u64,
     /// The triplets and client networks, in the local tables.
     pub table: &'a GreylistTable,
+    /// Whether the greylist keeps its state in the remote backend
+    /// (`backend redis`); its local table then stays empty.
+    pub remote: bool,
 }
 
 /// Fresh random seeds for a new table's key hash (ahash's runtime-seeded
@@ -376,6 +382,7 @@ impl State {
                 signature: spec.signature,
                 table,
                 limit: &spec.limit,
+                remote: spec.remote,
             })
     }
 
@@ -388,6 +395,7 @@ impl State {
                 name: &spec.name,
                 signature: spec.signature,
                 table,
+                remote: spec.remote,
             })
     }
 

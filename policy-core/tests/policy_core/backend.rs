@@ -371,10 +371,17 @@ fn only_redis_items_reach_the_backend() {
             "{src}"
         );
         let policy = compile(src);
-        assert_eq!(
-            State::for_policy(&policy).uses_remote(),
-            !expected.is_empty()
-        );
+        let state = State::for_policy(&policy);
+        assert_eq!(state.uses_remote(), !expected.is_empty());
+        // The state says which items are remote, as `policyd state --redis`
+        // reads them: the same ones, in policy order (limits, greylists).
+        let marked: Vec<&str> = state
+            .limits()
+            .filter(|l| l.remote)
+            .map(|l| l.name)
+            .chain(state.greylists().filter(|g| g.remote).map(|g| g.name))
+            .collect();
+        assert_eq!(marked, *expected, "{src}");
     }
     // No stateful item, nothing remote.
     assert!(!compile("backend redis\nrule r { then OK }\n").uses_remote_state());

@@ -24,6 +24,7 @@
 //! [`key_name`]), each a Redis hash with its own expiry: no cleanup job.
 //! The key hashes are seeded with [`Backend::seeds`], kept in Redis itself
 //! (`PREFIX` `seeds`), so that every host hashes a key alike.
+//! `policyd state --redis` reads these keys without writing ([`view`]).
 //!
 //! # Failure
 //!
@@ -37,6 +38,7 @@
 mod pool;
 #[cfg(test)]
 mod tests;
+pub(crate) mod view;
 
 use std::fmt;
 use std::sync::Arc;
@@ -74,13 +76,6 @@ pub(crate) struct RedisSettings {
     pub(crate) prefix: String,
     /// The most connections the daemon holds.
     pub(crate) pool_size: usize,
-}
-
-impl RedisSettings {
-    /// The default key prefix.
-    pub(crate) const DEFAULT_PREFIX: &'static str = "policyd:";
-    /// The default number of connections.
-    pub(crate) const DEFAULT_POOL_SIZE: usize = 8;
 }
 
 /// The Redis backend: a pool of connections and the scripts.
@@ -128,12 +123,7 @@ impl RedisBackend {
     /// Connect to Redis (within `timeout`) and read, or create, the shared
     /// key seeds.
     pub(crate) fn start(settings: &RedisSettings, timeout: Duration) -> Result<Self, StartError> {
-        let mut info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
-            .map_err(|e| StartError::Url(e.to_string()))?;
-        if let Some(password) = &settings.password {
-            info.redis.password = Some(password.clone());
-        }
-        let client = redis::Client::open(info).map_err(|e| StartError::Url(e.to_string()))?;
+        let client = open_client(&settings.url, settings.password.as_deref())?;
         let pool = Pool::new(client, settings.pool_size.max(1));
         let seeds = pool
             .with_connection(Instant::now() + timeout, |con| {
@@ -203,6 +193,58 @@ impl RedisBackend {
             })
             .map_err(CallError::into_backend)
     }
+}
+
+/// A client for `url`, with `password` instead of the URL's when given.
+/// Opens no connection yet.
+fn open_client(url: &str, password: Option<&str>) -> Result<redis::Client, StartError> {
+    let mut info = redis::IntoConnectionInfo::into_connection_info(url)
+        .map_err(|e| StartError::Url(e.to_string()))?;
+    if let Some(password) = password {
+        info.redis.password = Some(password.to_owned());
+    }
+    redis::Client::open(info).map_err(|e| StartError::Url(e.to_string()))
+}
+
+/// One connection to Redis for reading only (`policyd state --redis`):
+/// connected within `timeout`, each later command given `timeout` to
+/// answer. Unlike [`RedisBackend::start`] it neither reads nor creates the
+/// key seeds: a look at Redis changes nothing in it.
+pub(crate) fn connect_read_only(
+    url: &str,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<redis::Connection, StartError> {
+    let client = open_client(url, password)?;
+    let unreachable = |e: redis::RedisError| StartError::Unreachable(e.to_string());
+    let con = client
+        .get_connection_with_timeout(timeout)
+        .map_err(unreachable)?;
+    con.set_read_timeout(Some(timeout)).map_err(unreachable)?;
+    con.set_write_timeout(Some(timeout)).map_err(unreachable)?;
+    Ok(con)
+}
+
+/// The part of the key names of item `name` (with `signature`) before the
+/// key's hash: `PREFIX KIND : ITEM : SIGNATURE :` (see [`key_name`]).
+pub(crate) fn key_base(prefix: &str, kind: char, name: &str, signature: u64) -> String {
+    format!("{prefix}{kind}:{name}:{signature:016x}:")
+}
+
+/// A `SCAN MATCH` pattern for every key of item `name` of `kind`: its
+/// [`key_base`], the glob characters in it escaped (a prefix may hold
+/// `*`, `?`, `[`), then `*`.
+pub(crate) fn key_pattern(prefix: &str, kind: char, name: &str, signature: u64) -> String {
+    let base = key_base(prefix, kind, name, signature);
+    let mut pattern = String::with_capacity(base.len() + 8);
+    for c in base.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
 }
 
 /// The name of a key of `item`: `PREFIX KIND : ITEM : SIGNATURE : HASH`.
@@ -466,7 +508,7 @@ pub(crate) fn attach(
 }
 
 /// The first line of `path`, without its line end.
-fn read_password(path: &std::path::Path) -> std::io::Result<String> {
+pub(crate) fn read_password(path: &std::path::Path) -> std::io::Result<String> {
     let text = std::fs::read_to_string(path)?;
     let line = text.lines().next().unwrap_or_default();
     if line.is_empty() {

@@ -12,7 +12,7 @@ use policy_core::state::{Backend, HashSeeds, Item, When};
 use policy_core::Timestamp;
 use proptest::prelude::*;
 
-use super::{RedisBackend, RedisSettings};
+use super::{connect_read_only, view, RedisBackend, RedisSettings};
 
 #[path = "../../tests/policyd/redis_server.rs"]
 mod redis_server;
@@ -164,6 +164,56 @@ fn limit_model(server: &RedisServer, ops: &[LimitOp]) -> Result<(), TestCaseErro
             LimitOp::Back { ms } => now = now.saturating_sub(ms).max(START_MS),
         }
     }
+    let keys: Vec<u64> = (0..3u64).map(|k| k * 0x9e37_79b9).collect();
+    limit_view_matches(server, &redis.prefix, &item, &table, &keys, now)
+}
+
+/// A read-only connection for the views.
+fn view_connection(server: &RedisServer) -> Result<redis::Connection, TestCaseError> {
+    connect_read_only(&server.url(), None, Duration::from_secs(5))
+        .map_err(|e| TestCaseError::fail(e.to_string()))
+}
+
+/// What `policyd state --redis` reads of the keys the script wrote is what
+/// the local table holds: its live keys and top keys in each window, at
+/// `now` and later.
+fn limit_view_matches(
+    server: &RedisServer,
+    prefix: &str,
+    item: &Item<'_>,
+    table: &LimitTable,
+    keys: &[u64],
+    now: u64,
+) -> Result<(), TestCaseError> {
+    let mut con = view_connection(server)?;
+    let failed = |e: redis::RedisError| TestCaseError::fail(e.to_string());
+    for at in [now, now + 700, now + 9_000, now + 46_000] {
+        let t = Timestamp::from_unix_millis(at);
+        let found = view::limit(&mut con, prefix, item, None, 10, at).map_err(failed)?;
+        let mut usage = [0u64; 3];
+        let live = keys
+            .iter()
+            .filter(|&&k| {
+                table.usage(k, t, &mut usage);
+                usage.iter().any(|&u| u > 0)
+            })
+            .count();
+        prop_assert_eq!(found.keys, live, "live keys at +{} ms", at - START_MS);
+        prop_assert_eq!((found.skipped, found.stopped), (0, false));
+        for w in 0..item.windows.len() {
+            prop_assert_eq!(
+                &found.top[w],
+                &table.top(w, 10, t),
+                "window {} at +{} ms",
+                w,
+                at - START_MS
+            );
+        }
+        // One window, the best key only.
+        let one = view::limit(&mut con, prefix, item, Some(1), 1, at).map_err(failed)?;
+        prop_assert!(one.top[0].is_empty() && one.top[2].is_empty());
+        prop_assert_eq!(&one.top[1], &table.top(1, 1, t));
+    }
     Ok(())
 }
 
@@ -237,6 +287,20 @@ fn grey_model(server: &RedisServer, ops: &[GreyOp]) -> Result<(), TestCaseError>
             op,
             now - START_MS
         );
+    }
+    // What `policyd state --redis` reads: the local table's counts, now,
+    // past the retry window and past max_age.
+    let mut con = view_connection(server)?;
+    for at in [now, now + 61_000, now + 4_000_001] {
+        let found = view::greylist(&mut con, &redis.prefix, "grey", 9, timers, at)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(
+            found.counts,
+            table.counts(Timestamp::from_unix_millis(at)),
+            "counts at +{} ms",
+            at - START_MS
+        );
+        prop_assert_eq!((found.skipped, found.stopped), (0, false));
     }
     Ok(())
 }
@@ -409,4 +473,99 @@ fn a_stopped_redis_fails_fast_and_is_reconnected() {
     // reads this one's.
     let later = backend_with_prefix(&server, &redis.prefix);
     assert_eq!(later.seeds(), redis.seeds());
+}
+
+/// The view writes nothing (not even the seeds, on a Redis without them);
+/// its scan stops at its bound and says so; keys under an item's names
+/// that policyd did not write are left out and counted, the others read.
+#[test]
+fn the_view_writes_nothing_is_bounded_and_skips_foreign_keys() {
+    let Some(server) = RedisServer::start("view-scan") else {
+        return;
+    };
+    let windows = [Window::new(100, 60_000).expect("window")];
+    let item = Item {
+        name: "out",
+        signature: 3,
+        index: 0,
+        windows: &windows,
+        timers: None,
+    };
+    let prefix = "view:";
+    let mut con = connect_read_only(&server.url(), None, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dbsize =
+        |con: &mut redis::Connection| -> u64 { redis::cmd("DBSIZE").query(con).expect("DBSIZE") };
+    let empty = view::limit(&mut con, prefix, &item, None, 5, START_MS).expect("a view");
+    assert_eq!((empty.keys, empty.top[0].len()), (0, 0));
+    assert_eq!(
+        dbsize(&mut con),
+        0,
+        "a view of an empty Redis leaves it empty"
+    );
+
+    let redis = backend_with_prefix(&server, prefix);
+    for k in 0..25u64 {
+        let text = format!("k{k}");
+        let call = LimitCall {
+            key: Key {
+                hash: k + 1,
+                text: text.as_bytes(),
+            },
+            units: k + 1,
+            maxima: &[],
+            count: true,
+        };
+        assert_eq!(
+            redis.limit(item, call, when(START_MS)),
+            Ok(policy_core::limits::Verdict::Admitted)
+        );
+    }
+    // Not policyd's: a string, a hash without `l`, a name without a hash.
+    let base = super::key_base(prefix, 'l', "out", 3);
+    let _: () = redis::cmd("SET")
+        .arg(format!("{base}00000000000000aa"))
+        .arg("x")
+        .query(&mut con)
+        .expect("SET");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{base}00000000000000bb"))
+        .arg("t")
+        .arg("junk")
+        .query(&mut con)
+        .expect("HSET");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{base}nothex"))
+        .arg("l")
+        .arg(START_MS)
+        .query(&mut con)
+        .expect("HSET");
+    let before = dbsize(&mut con);
+
+    let found = view::limit(&mut con, prefix, &item, None, 2, START_MS + 1).expect("a view");
+    assert_eq!((found.keys, found.skipped, found.stopped), (25, 3, false));
+    let top: Vec<(u64, &[u8])> = found.top[0]
+        .iter()
+        .map(|k| (k.units, &k.text[..]))
+        .collect();
+    assert_eq!(top, [(25, &b"k24"[..]), (24, b"k23")]);
+    assert_eq!(dbsize(&mut con), before, "the view wrote nothing");
+
+    // The scan's bound: 28 keys match, 10 are read, and it says so; a
+    // bound it does not reach is not reported.
+    let pattern = super::key_pattern(prefix, 'l', "out", 3);
+    let mut seen = 0;
+    let stopped = view::scan(&mut con, &pattern, 10, |_, keys| {
+        seen += keys.len();
+        Ok(())
+    })
+    .expect("a scan");
+    assert_eq!((stopped, seen), (true, 10));
+    seen = 0;
+    let stopped = view::scan(&mut con, &pattern, 28, |_, keys| {
+        seen += keys.len();
+        Ok(())
+    })
+    .expect("a scan");
+    assert_eq!((stopped, seen), (false, 28));
 }

@@ -11,7 +11,8 @@
 //! - [`dns`]: the daemon's DNS against a real unbound: DNSBL listings, the
 //!   cache, the deadline, a list that keeps timing out;
 //! - [`redis`]: state shared in Redis by two daemons (one limit, one
-//!   greylist), Redis stopped mid-load, and the start without one;
+//!   greylist), Redis stopped mid-load, the start without one, and
+//!   `policyd state --redis`;
 //! - [`redis_server`]: the redis-server harness (`SKIPPED` when it is
 //!   missing, a failure instead when `POLICYD_REQUIRE_REDIS=1`);
 //! - [`unbound`]: the unbound harness (`SKIPPED` when unbound is missing, a

@@ -2,7 +2,8 @@
 //! one limit over both (exactly N admitted under concurrent load), one
 //! greylist (a triplet first seen on one host passes on the other), and
 //! Redis stopped in the middle of the load (the items' `on_failure` holds,
-//! no request waits past its budget, and it recovers on its own).
+//! no request waits past its budget, and it recovers on its own), and
+//! `policyd state --redis` showing what Redis holds.
 //!
 //! Each test starts its own redis-server ([`crate::redis_server`]); without
 //! one it is `SKIPPED`, a failure under `POLICYD_REQUIRE_REDIS=1`.
@@ -14,7 +15,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{connect, read_reply, request_with, Daemon, TempDir, TestClock, TIMEOUT};
+use crate::common::{
+    connect, read_reply, request_with, run, run_env, Daemon, TempDir, TestClock, TEST_CLOCK_VAR,
+    TIMEOUT,
+};
 use crate::redis_server::RedisServer;
 
 /// The answer to a request, as text.
@@ -224,4 +228,243 @@ fn redis_items_need_a_reachable_redis_at_start() {
             .any(|l| l.contains("Redis cannot be reached")),
         "{failure:?}"
     );
+}
+
+/// The policy of the `policyd state --redis` tests: a limit and a greylist
+/// in Redis, each for senders of its own domain (so that a greylist's
+/// deferral does not refund the limit's count), and a limit kept locally.
+const VIEW_POLICY: &str = "\
+limit out { backend redis key sender count messages max 5 per 1h, 20 per 1d
+            if sender_domain == \"example.org\" }
+limit here { key sender count messages max 5 per 1h }
+greylist grey { backend redis delay 1m auto_whitelist 1 if sender_domain == \"grey.example\" }
+default DUNNO
+";
+
+/// `policyd state ARGS` on the test clock: its exit code, standard output
+/// and standard error.
+fn state(args: &[&str], clock: &TestClock) -> (Option<i32>, String, String) {
+    let out = run_env(args, &[(TEST_CLOCK_VAR, clock.path())]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The number of keys in `redis` (`DBSIZE`, over a socket of its own).
+fn dbsize(redis: &RedisServer) -> u64 {
+    use std::io::{BufRead as _, BufReader};
+    let mut stream = TcpStream::connect(redis.addr()).expect("connect to redis-server");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
+    stream.write_all(b"DBSIZE\r\n").expect("send DBSIZE");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("an answer");
+    line.trim()
+        .strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("DBSIZE answered {line:?}"))
+}
+
+/// A daemon counts and greylists in Redis; `policyd state --redis` shows
+/// the keys and counts (computed at the time of the test clock), names the
+/// limit kept locally, filters with --limit and --window, refuses a name
+/// the policy does not have, and writes nothing to Redis (not even the
+/// key seeds, when it looks first).
+#[test]
+fn state_shows_what_redis_holds() {
+    let Some(redis) = RedisServer::start("state-view") else {
+        return;
+    };
+    let dir = TempDir::new("redis-state-view");
+    let policy = dir.write("policy.conf", VIEW_POLICY);
+    let url = redis.url();
+    let mut clock = TestClock::new(dir.path(), "clock");
+    let view = [
+        "state",
+        "--redis",
+        url.as_str(),
+        "--config",
+        policy.as_str(),
+    ];
+    let with = |more: &[&'static str]| -> Vec<&str> { view.iter().chain(more).copied().collect() };
+    let header = |at: &str| {
+        format!(
+            "redis {url} (prefix policyd:), policy {policy}\n\
+             read 2026-01-01 {at} UTC; counts as of then\n"
+        )
+    };
+
+    // Before any daemon: nothing in Redis, and the look leaves it empty.
+    let (code, out, err) = state(&view, &clock);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\nlimit out: 0 keys\n"), "{out}");
+    assert!(out.contains("\ngreylist grey: 0 triplets\n"), "{out}");
+    assert_eq!(dbsize(&redis), 0, "the view wrote to Redis");
+
+    let daemon = Daemon::start_with_clock(&["--config", &policy, "--redis", &url], &clock);
+    let mut stream = daemon.connect();
+    for (sender, instance) in [
+        ("alice@example.org", "a0"),
+        ("alice@example.org", "a1"),
+        ("alice@example.org", "a2"),
+        ("bob@example.org", "b0"),
+    ] {
+        let reply = ask(&mut stream, &rcpt(sender, "r@example.com", instance));
+        assert_eq!(reply, "action=DUNNO\n\n", "{sender} {instance}");
+    }
+    for (sender, instance) in [("x@grey.example", "g0"), ("y@grey.example", "g1")] {
+        let reply = ask(&mut stream, &rcpt(sender, "r@example.com", instance));
+        assert!(
+            reply.starts_with("action=DEFER_IF_PERMIT 4.7.1 Greylisted"),
+            "{reply:?}"
+        );
+    }
+    // x's retry passes, and with auto_whitelist 1 whitelists the network.
+    clock.advance(Duration::from_secs(62));
+    let reply = ask(&mut stream, &rcpt("x@grey.example", "r@example.com", "g2"));
+    assert_eq!(reply, "action=DUNNO\n\n");
+    let keys = dbsize(&redis);
+
+    let (code, out, err) = state(&view, &clock);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        header("00:01:02")
+            + "3 items, 2 in Redis\n\
+               \n\
+               limit out: 2 keys\n\
+               \x20 window 1: max 5 per 1h\n\
+               \x20   units  key\n\
+               \x20       3  alice@example.org\n\
+               \x20       1  bob@example.org\n\
+               \x20 window 2: max 20 per 1d\n\
+               \x20   units  key\n\
+               \x20       3  alice@example.org\n\
+               \x20       1  bob@example.org\n\
+               \n\
+               limit here: kept locally (not in Redis)\n\
+               \n\
+               greylist grey: 2 triplets\n\
+               \x20 delay 1m, retry_window 2d, max_age 35d, auto_whitelist 1\n\
+               \x20   1  pending triplets (waiting for a retry)\n\
+               \x20   1  passed triplets\n\
+               \x20   1  auto-whitelisted client networks\n\
+               \x20   1  client networks tracked\n"
+    );
+
+    // One limit, one window, the best key.
+    let (code, out, err) = state(
+        &with(&["--limit", "out", "--top", "1", "--window", "2"]),
+        &clock,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        header("00:01:02")
+            + "\n\
+               limit out: 2 keys\n\
+               \x20 window 2: max 20 per 1d\n\
+               \x20   units  key\n\
+               \x20       3  alice@example.org\n"
+    );
+    // The greylist alone; the local limit alone.
+    let (code, out, _) = state(&with(&["--limit", "grey"]), &clock);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("\ngreylist grey: 2 triplets\n") && !out.contains("limit"),
+        "{out}"
+    );
+    let (code, out, _) = state(&with(&["--limit", "here"]), &clock);
+    assert_eq!(
+        (code, out),
+        (
+            Some(0),
+            header("00:01:02") + "\nlimit here: kept locally (not in Redis)\n"
+        )
+    );
+    // A name the policy does not have, a window no limit has: as for a
+    // state file.
+    let (code, out, err) = state(&with(&["--limit", "nope"]), &clock);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert_eq!(
+        err,
+        format!(
+            "policyd: error: no limit or greylist \"nope\" in policy {policy} \
+             (it has: out, here, grey)\n"
+        )
+    );
+    let (code, _, err) = state(&with(&["--window", "3"]), &clock);
+    assert_eq!(code, Some(1));
+    assert_eq!(err, "policyd: error: no limit shown has a window 3\n");
+    // Another prefix holds nothing.
+    let (code, out, _) = state(&with(&["--redis-prefix", "other:"]), &clock);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\nlimit out: 0 keys\n"), "{out}");
+
+    // An hour and a bucket (1h / 16) after the counts: the hourly window
+    // counts nothing, the daily one the same. (An hour after, the bucket
+    // the counts are in still overlaps the window: Window::usage.)
+    clock.advance(Duration::from_secs(3600 - 62 + 225));
+    let (code, out, err) = state(&with(&["--limit", "out"]), &clock);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        header("01:03:45")
+            + "\n\
+               limit out: 2 keys\n\
+               \x20 window 1: max 5 per 1h\n\
+               \x20   (no key counts anything in this window)\n\
+               \x20 window 2: max 20 per 1d\n\
+               \x20   units  key\n\
+               \x20       3  alice@example.org\n\
+               \x20       1  bob@example.org\n"
+    );
+    assert_eq!(dbsize(&redis), keys, "the views wrote to Redis");
+}
+
+/// `policyd state --redis`'s refusals: with --state-file, without the
+/// policy, with a Redis that does not answer, with a policy that does not
+/// compile.
+#[test]
+fn state_with_redis_refusals() {
+    let dir = TempDir::new("redis-state-refusals");
+    let policy = dir.write("policy.conf", VIEW_POLICY);
+    let broken = dir.write("broken.conf", "limit out { key sender }\n");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = closed.local_addr().expect("its address").port();
+    drop(closed);
+    let url = format!("redis://127.0.0.1:{port}/");
+    // (arguments, exit code, the start of standard error)
+    let rows: &[(&[&str], i32, String)] = &[
+        (
+            &["state", "--state-file", "s", "--redis", &url],
+            64,
+            "policyd: error: --state-file and --redis exclude each other: give one".into(),
+        ),
+        (
+            &["state", "--redis", &url],
+            64,
+            "policyd: error: expected --config FILE with --redis".into(),
+        ),
+        (
+            &["state", "--redis", &url, "--config", &policy],
+            69,
+            format!("policyd: error: --redis {url}: Redis cannot be reached: "),
+        ),
+        (
+            &["state", "--redis", &url, "--config", &broken],
+            78,
+            format!("{broken}:1:"),
+        ),
+    ];
+    for (args, code, start) in rows {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
+        assert!(err.starts_with(start.as_str()), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }
