@@ -389,6 +389,12 @@ pub(crate) struct RedisArgs {
     pub(crate) budget: Duration,
 }
 
+/// `--redis-prefix`'s default, put before every key.
+pub(crate) const DEFAULT_REDIS_PREFIX: &str = "policyd:";
+
+/// `--redis-pool`'s default: the most connections to Redis.
+pub(crate) const DEFAULT_REDIS_POOL: usize = 8;
+
 /// `--redis-budget`'s default: a request waits at most this long for each
 /// Redis call.
 pub(crate) const DEFAULT_REDIS_BUDGET: Duration = Duration::from_millis(250);
@@ -398,8 +404,8 @@ impl Default for RedisArgs {
         Self {
             url: None,
             password_file: None,
-            prefix: crate::redis_state::RedisSettings::DEFAULT_PREFIX.to_owned(),
-            pool_size: crate::redis_state::RedisSettings::DEFAULT_POOL_SIZE,
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            pool_size: DEFAULT_REDIS_POOL,
             budget: DEFAULT_REDIS_BUDGET,
         }
     }

@@ -75,13 +75,6 @@ pub(crate) struct RedisSettings {
     pub(crate) pool_size: usize,
 }
 
-impl RedisSettings {
-    /// The default key prefix.
-    pub(crate) const DEFAULT_PREFIX: &'static str = "policyd:";
-    /// The default number of connections.
-    pub(crate) const DEFAULT_POOL_SIZE: usize = 8;
-}
-
 /// The Redis backend: a pool of connections and the scripts.
 pub(crate) struct RedisBackend {
     pool: Pool,
