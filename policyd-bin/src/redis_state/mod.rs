@@ -599,7 +599,8 @@ pub(crate) fn attach(
     };
     if !remote {
         log::warning!(
-            "--redis is given but no limit or greylist of policy {policy_name} says              `backend redis`: Redis is not used"
+            "--redis is given but no limit or greylist of policy {policy_name} says \
+             `backend redis`: Redis is not used"
         );
         return Ok(state);
     }

@@ -320,3 +320,23 @@ fn rediss_with_a_private_ca() {
         "{failure:?}"
     );
 }
+
+/// `--redis` with a policy that keeps nothing in Redis: one warning line,
+/// and the daemon serves without connecting (nothing listens at the URL).
+#[test]
+fn redis_without_redis_items_is_a_warning() {
+    let daemon = Daemon::start(&["--redis", "redis://127.0.0.1:1/"]);
+    daemon.expect_log("the warning", |l| {
+        l.ends_with(
+            ": warning: --redis is given but no limit or greylist of policy default says \
+             `backend redis`: Redis is not used",
+        )
+    });
+    assert_eq!(
+        ask(
+            &mut daemon.connect(),
+            &rcpt("a@example.org", "r@example.com", "1")
+        ),
+        "action=DUNNO\n\n"
+    );
+}
