@@ -381,6 +381,13 @@ pub(crate) struct RedisArgs {
     /// `--redis-password-file FILE`: the password, read at start (kept out
     /// of the URL and so of `ps`).
     pub(crate) password_file: Option<PathBuf>,
+    /// `--redis-ca-file FILE`: the CA certificates (PEM) that a `rediss://`
+    /// server's certificate must chain to, instead of the system's.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// `--redis-cert-file FILE` and `--redis-key-file FILE`: the client
+    /// certificate chain and its private key (PEM) shown to a `rediss://`
+    /// server that asks for one (mutual TLS); both or neither.
+    pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
     /// `--redis-prefix`.
     pub(crate) prefix: String,
     /// `--redis-pool`.
@@ -404,6 +411,8 @@ impl Default for RedisArgs {
         Self {
             url: None,
             password_file: None,
+            ca_file: None,
+            client_cert: None,
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             pool_size: DEFAULT_REDIS_POOL,
             budget: DEFAULT_REDIS_BUDGET,
@@ -555,6 +564,8 @@ pub(crate) enum CliError {
     NotUtf8(&'static str),
     /// Two options that exclude each other were both given.
     Conflict(&'static str, &'static str),
+    /// An option given without another that it needs.
+    Requires(&'static str, &'static str),
     /// An option given twice where only one makes sense.
     Repeated(&'static str),
     /// A value out of range or of the wrong shape.
@@ -610,6 +621,7 @@ impl fmt::Display for CliError {
             Self::UnexpectedValue(opt) => write!(f, "option {opt} takes no value"),
             Self::NotUtf8(opt) => write!(f, "the value of {opt} is not valid UTF-8"),
             Self::Conflict(a, b) => write!(f, "{a} and {b} exclude each other: give one"),
+            Self::Requires(a, b) => write!(f, "{a} needs {b}"),
             Self::Repeated(opt) => write!(f, "option {opt} given twice: expected once"),
             Self::BadValue {
                 option,
@@ -834,15 +846,36 @@ REDIS OPTIONS (serve; --redis, --redis-password-file and --redis-prefix also
 state, which reads what they name and excludes --state-file; used only by a
 policy whose limits or greylists say backend redis, state shared by several
 MX hosts; see docs/multi-server.md):
-    --redis URL             The Redis (or Valkey) server: redis://HOST[:PORT][/DB],
-                            redis://[USER]:PASSWORD@HOST/DB, or
+    --redis URL             The Redis (or Valkey) server:
+                            redis://HOST[:PORT][/DB],
+                            redis://[USER]:PASSWORD@HOST/DB,
+                            rediss://HOST[:PORT][/DB] (TLS), or
                             unix:///PATH/redis.sock[?db=N]. It must answer
                             at start (within 5 s), else the start is refused
-                            (exit 69). [default: none; a policy with backend
-                            redis items refuses to start without it]
+                            (exit {unavailable}), as it is when a rediss:// server's
+                            certificate is not trusted. [default: none; a
+                            policy with backend redis items refuses to start
+                            without it]
     --redis-password-file FILE
                             Read the password from the first line of FILE
                             instead of the URL (keeps it out of ps).
+    --redis-ca-file FILE    rediss:// only: trust the CA certificates in FILE
+                            (PEM) instead of the system's, for a Redis whose
+                            certificate a private CA signed. The certificate
+                            must also name the URL's host (DNS name or IP
+                            address); the check cannot be turned off (a URL
+                            ending in #insecure is refused, exit {config}).
+                            [default: the system's CA certificates,
+                            /etc/ssl/certs, or SSL_CERT_FILE / SSL_CERT_DIR]
+    --redis-cert-file FILE  rediss:// only, with --redis-key-file: the client
+                            certificate (PEM, then any intermediate CAs) to
+                            show a Redis that asks for one (tls-auth-clients).
+                            [default: none]
+    --redis-key-file FILE   The private key of --redis-cert-file (PEM: PKCS#8,
+                            PKCS#1 or SEC1), not encrypted. These three files
+                            are read at start (a restart reads new ones); one
+                            that cannot be read or used refuses the start
+                            (exit {config}). [default: none]
     --redis-prefix PREFIX   Put before every key, so that several policies or
                             programs can share one Redis. Hosts sharing state
                             must use the same prefix. [default: policyd:]
@@ -918,8 +951,10 @@ EXIT CODES:
     {dataerr}  state: the state file is damaged, truncated or not a state file
     {noinput}  state: the state file cannot be read (missing, permission denied);
         serve: the --state-file exists but cannot be read
-    {unavailable}  serve, state --redis: Redis does not answer (state: or fails
-        while it is read)
+    {unavailable}  serve, state --redis: Redis (--redis) does not answer (serve:
+        at start; state: or fails while it is read) or refuses the password,
+        or a rediss:// server's certificate is not trusted or the TLS
+        handshake fails; the reason is printed
     {oserr}  cannot listen (address in use, address not on this host, host name
         not resolved, permission denied) or other operating system failure
         at start
@@ -930,9 +965,12 @@ EXIT CODES:
         known) holds the --state-file's lock, PATH.lock
     {config}  the policy cannot be read or does not compile (serve, test,
         state --redis); every error is printed with its file, line and
-        column. serve, state --redis: the --redis URL or password file cannot
-        be used. serve: the --state-file is not a policyd state file, or one
-        of a format version this policyd cannot read (it is left as it is)
+        column. serve: the --state-file is not a policyd state file, or one
+        of a format version this policyd cannot read (it is left as it is);
+        a policy with backend redis items but no --redis. serve, state
+        --redis: the --redis URL, or a --redis-password-file,
+        --redis-ca-file, --redis-cert-file or --redis-key-file, that cannot
+        be read or used
 ",
         version = env!("CARGO_PKG_VERSION"),
         listen = DEFAULT_LISTEN,
@@ -977,6 +1015,9 @@ struct Parsed {
     limit: Option<String>,
     top: Option<usize>,
     window: Option<usize>,
+    /// `--redis-cert-file` and `--redis-key-file`, paired at the end.
+    redis_cert_file: Option<PathBuf>,
+    redis_key_file: Option<PathBuf>,
 }
 
 /// Parse the arguments after the program name.
@@ -1211,21 +1252,18 @@ where
                     return Err(CliError::BadValue {
                         option: canonical,
                         value: text.to_owned(),
-                        expected: "a redis://HOST[:PORT][/DB] or unix:///PATH[?db=N] URL",
+                        expected: "a redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] or \
+                                   unix:///PATH[?db=N] URL",
                     });
                 }
                 p.config.redis.url = Some(text.to_owned());
             }
             Opt::RedisPasswordFile => {
-                if value.is_empty() {
-                    return Err(CliError::BadValue {
-                        option: canonical,
-                        value: String::new(),
-                        expected: "a file name",
-                    });
-                }
-                p.config.redis.password_file = Some(PathBuf::from(value));
+                p.config.redis.password_file = Some(file_name(canonical, value)?);
             }
+            Opt::RedisCaFile => p.config.redis.ca_file = Some(file_name(canonical, value)?),
+            Opt::RedisCertFile => p.redis_cert_file = Some(file_name(canonical, value)?),
+            Opt::RedisKeyFile => p.redis_key_file = Some(file_name(canonical, value)?),
             Opt::RedisPrefix => {
                 let text = utf8(canonical, &value)?;
                 if text.len() > 64 || text.bytes().any(|b| !b.is_ascii_graphic()) {
@@ -1369,7 +1407,31 @@ fn serve_command(p: Parsed) -> Result<Command, CliError> {
     if !p.listen.is_empty() {
         config.listen = p.listen;
     }
+    config.redis.client_cert = match (p.redis_cert_file, p.redis_key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => return Err(CliError::Requires("--redis-cert-file", "--redis-key-file")),
+        (None, Some(_)) => return Err(CliError::Requires("--redis-key-file", "--redis-cert-file")),
+    };
+    // The TLS files mean nothing without TLS: a redis:// URL with them is a
+    // mistake (the certificate would not be checked as the administrator
+    // thinks), so say so rather than ignore them.
+    let tls = config.redis.url.as_deref().is_some_and(is_tls_url);
+    if !tls {
+        let given = [
+            (config.redis.ca_file.is_some(), "--redis-ca-file"),
+            (config.redis.client_cert.is_some(), "--redis-cert-file"),
+        ];
+        if let Some((_, option)) = given.iter().find(|(given, _)| *given) {
+            return Err(CliError::Requires(option, "a rediss:// URL in --redis"));
+        }
+    }
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// Whether `url` (one `--redis` accepts) is a Redis URL over TLS.
+pub(crate) fn is_tls_url(url: &str) -> bool {
+    url.starts_with("rediss://")
 }
 
 /// `command` if nothing follows it, else an error about what follows.
@@ -1424,6 +1486,9 @@ enum Opt {
     DnsSkipFor,
     Redis,
     RedisPasswordFile,
+    RedisCaFile,
+    RedisCertFile,
+    RedisKeyFile,
     RedisPrefix,
     RedisPool,
     RedisBudget,
@@ -1539,10 +1604,25 @@ const OPTIONS: &[OptSpec] = &[
         true,
         SERVE_STATE,
     ),
+    spec(Opt::RedisCaFile, &["--redis-ca-file"], true, SERVE),
+    spec(Opt::RedisCertFile, &["--redis-cert-file"], true, SERVE),
+    spec(Opt::RedisKeyFile, &["--redis-key-file"], true, SERVE),
     spec(Opt::RedisPrefix, &["--redis-prefix"], true, SERVE_STATE),
     spec(Opt::RedisPool, &["--redis-pool"], true, SERVE),
     spec(Opt::RedisBudget, &["--redis-budget"], true, SERVE),
 ];
+
+/// A file name: any bytes but none.
+fn file_name(option: &'static str, value: OsString) -> Result<PathBuf, CliError> {
+    if value.is_empty() {
+        return Err(CliError::BadValue {
+            option,
+            value: String::new(),
+            expected: "a file name",
+        });
+    }
+    Ok(PathBuf::from(value))
+}
 
 fn utf8<'v>(option: &'static str, value: &'v OsStr) -> Result<&'v str, CliError> {
     value.to_str().ok_or(CliError::NotUtf8(option))
@@ -2402,5 +2482,105 @@ mod tests {
             err(&["check", "--listen=x:1", "a"]).to_string(),
             "option --listen does not apply to `policyd check`"
         );
+    }
+
+    #[test]
+    fn redis_options() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config.redis, RedisArgs::default());
+        assert_eq!(config.redis.url, None);
+        assert_eq!(config.redis.ca_file, None);
+        assert_eq!(config.redis.client_cert, None);
+        let tls = "rediss://redis.example:6380/0";
+        let config = run(&[
+            "--redis",
+            tls,
+            "--redis-password-file=/etc/policyd/redis.pw",
+            "--redis-ca-file",
+            "/etc/policyd/ca.pem",
+            "--redis-cert-file",
+            "c.pem",
+            "--redis-key-file",
+            "k.pem",
+            "--redis-prefix",
+            "mx:",
+            "--redis-pool",
+            "3",
+            "--redis-budget",
+            "80ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.redis,
+            RedisArgs {
+                url: Some(tls.into()),
+                password_file: Some("/etc/policyd/redis.pw".into()),
+                ca_file: Some("/etc/policyd/ca.pem".into()),
+                client_cert: Some(("c.pem".into(), "k.pem".into())),
+                prefix: "mx:".into(),
+                pool_size: 3,
+                budget: Duration::from_millis(80),
+            }
+        );
+        // Each TLS file alone is enough with a rediss:// URL.
+        let ca_only = run(&["--redis", tls, "--redis-ca-file", "ca.pem"]).unwrap();
+        assert_eq!(ca_only.redis.ca_file, Some("ca.pem".into()));
+        assert_eq!(ca_only.redis.client_cert, None);
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--redis", tls, "--redis-cert-file", "c.pem"],
+                "--redis-cert-file needs --redis-key-file",
+            ),
+            (
+                &["--redis", tls, "--redis-key-file", "k.pem"],
+                "--redis-key-file needs --redis-cert-file",
+            ),
+            (
+                &["--redis", "redis://127.0.0.1/", "--redis-ca-file", "ca.pem"],
+                "--redis-ca-file needs a rediss:// URL in --redis",
+            ),
+            (
+                &["--redis-ca-file", "ca.pem"],
+                "--redis-ca-file needs a rediss:// URL in --redis",
+            ),
+            (
+                &[
+                    "--redis",
+                    "unix:///run/redis.sock",
+                    "--redis-cert-file",
+                    "c.pem",
+                    "--redis-key-file",
+                    "k.pem",
+                ],
+                "--redis-cert-file needs a rediss:// URL in --redis",
+            ),
+            (
+                &["--redis", tls, "--redis-ca-file", ""],
+                "bad value \"\" for --redis-ca-file: expected a file name",
+            ),
+            (
+                &[
+                    "--redis",
+                    tls,
+                    "--redis-ca-file",
+                    "a",
+                    "--redis-ca-file",
+                    "b",
+                ],
+                "option --redis-ca-file given twice: expected once",
+            ),
+            (
+                &["check", "--redis-ca-file", "a", "x"],
+                "option --redis-ca-file does not apply to `policyd check`",
+            ),
+            (
+                &["--redis", "http://x/"],
+                "bad value \"http://x/\" for --redis: expected a redis://HOST[:PORT][/DB], \
+                 rediss://HOST[:PORT][/DB] or unix:///PATH[?db=N] URL",
+            ),
+        ];
+        for (args, message) in cases {
+            assert_eq!(err(args).to_string(), *message, "{args:?}");
+        }
     }
 }

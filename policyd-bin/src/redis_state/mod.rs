@@ -34,6 +34,16 @@
 //! dropped; while Redis is down, calls answer [`BackendError::Unavailable`]
 //! at once, and one thread reconnects in the background with backoff
 //! ([`pool`]).
+//!
+//! # TLS
+//!
+//! A `rediss://` URL connects over TLS (rustls, on the same blocking
+//! connections). The server's certificate must chain to the system's CA
+//! certificates (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), or,
+//! with [`TlsSettings::ca_pem`], to those CA certificates only, and name
+//! the URL's host. A client certificate is shown when the server asks for
+//! one ([`TlsSettings::client`]). A certificate the client refuses at start
+//! is a [`StartError::Certificate`], not an unreachable server.
 
 mod pool;
 #[cfg(test)]
@@ -65,8 +75,9 @@ const GREYLIST_LUA: &str = concat!(include_str!("common.lua"), include_str!("gre
 /// How to reach Redis and name the keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RedisSettings {
-    /// `redis://[user:password@]host[:port][/db]` or
-    /// `unix:///path/to/socket[?db=N]` (the `redis` crate's URL forms).
+    /// `redis://[user:password@]host[:port][/db]`, the same with
+    /// `rediss://` for TLS, or `unix:///path/to/socket[?db=N]` (the `redis`
+    /// crate's URL forms).
     pub(crate) url: String,
     /// A password to use instead of the URL's (read from a file, so that it
     /// is not on the command line).
@@ -76,6 +87,120 @@ pub(crate) struct RedisSettings {
     pub(crate) prefix: String,
     /// The most connections the daemon holds.
     pub(crate) pool_size: usize,
+    /// What a `rediss://` connection trusts and shows.
+    pub(crate) tls: TlsSettings,
+}
+
+/// The certificates of `rediss://` connections, as PEM text (read from
+/// the files at start, so that a reconnection does not depend on them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct TlsSettings {
+    /// CA certificates that the server's certificate must chain to, instead
+    /// of the system's; none: the system's.
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    /// A client certificate chain and its private key, for a server that
+    /// asks for one (mutual TLS).
+    pub(crate) client: Option<ClientCert>,
+}
+
+/// A client certificate chain and its private key, as PEM text.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ClientCert {
+    /// The certificate, then any intermediate CA certificates.
+    pub(crate) cert_pem: Vec<u8>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub(crate) key_pem: Vec<u8>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Sizes only: the key is a secret, and PEM text is long.
+        f.debug_struct("TlsSettings")
+            .field("ca_pem_bytes", &self.ca_pem.as_ref().map(Vec::len))
+            .field(
+                "client_cert_bytes",
+                &self.client.as_ref().map(|c| c.cert_pem.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSettings {
+    /// Whether anything differs from the defaults (the system's CAs, no
+    /// client certificate).
+    fn is_set(&self) -> bool {
+        self.ca_pem.is_some() || self.client.is_some()
+    }
+}
+
+/// Check the CA certificates of a PEM text: each certificate must parse,
+/// and there must be one at least (a file of keys alone would trust
+/// nothing).
+pub(crate) fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+    let mut store = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("not PEM certificates: {e}"))?;
+        store
+            .add(cert)
+            .map_err(|e| format!("a certificate that cannot be a trust anchor: {e}"))?;
+    }
+    if store.is_empty() {
+        return Err(NO_CERTIFICATE.to_owned());
+    }
+    Ok(())
+}
+
+/// rustls's cryptography: *ring*'s.
+///
+/// rustls 0.23.48 deprecates it for want of post-quantum key exchange (its
+/// key exchanges are X25519, P-256 and P-384): the provider that has one,
+/// aws-lc-rs, is a much larger C build, for the link between an MX host and
+/// its Redis, usually a private network.
+#[allow(deprecated)] // See above.
+fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// What a PEM text without certificates lacks.
+const NO_CERTIFICATE: &str = "no certificate in it (-----BEGIN CERTIFICATE-----)";
+
+/// What is wrong with a client certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClientCertError {
+    /// The certificate chain's PEM text.
+    Cert(String),
+    /// The key's PEM text.
+    Key(String),
+    /// The key is not the certificate's, or rustls cannot sign with it.
+    Mismatch(String),
+}
+
+/// Check a client certificate chain and its key as rustls will use them:
+/// certificates first (at least one), a private key, and the key must be
+/// the first certificate's.
+pub(crate) fn check_client_cert(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), ClientCertError> {
+    use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClientCertError::Cert(format!("not PEM certificates: {e}")))?;
+    if chain.is_empty() {
+        return Err(ClientCertError::Cert(NO_CERTIFICATE.to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        ClientCertError::Key(format!(
+            "no usable private key in it (PKCS#8, PKCS#1 or SEC1 PEM): {e}"
+        ))
+    })?;
+    // The provider the connections use, named here as this may run
+    // before it is installed.
+    rustls::ClientConfig::builder_with_provider(Arc::new(crypto_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientCertError::Mismatch(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(chain, key)
+        .map(drop)
+        .map_err(|e| ClientCertError::Mismatch(e.to_string()))
 }
 
 /// The Redis backend: a pool of connections and the scripts.
@@ -107,6 +232,12 @@ pub(crate) enum StartError {
     Unreachable(String),
     /// Redis answered, but the seeds it holds are not ours.
     Seeds(String),
+    /// The TLS client refused the server's certificate (not signed by a
+    /// trusted CA, not for the URL's host, expired).
+    Certificate(String),
+    /// The TLS handshake failed otherwise (the server is not TLS, or
+    /// refused our client certificate, or none was given).
+    Tls(String),
 }
 
 impl fmt::Display for StartError {
@@ -115,6 +246,8 @@ impl fmt::Display for StartError {
             Self::Url(e) => write!(f, "bad Redis URL: {e}"),
             Self::Unreachable(e) => write!(f, "Redis cannot be reached: {e}"),
             Self::Seeds(e) => write!(f, "Redis holds unusable key seeds: {e}"),
+            Self::Certificate(e) => write!(f, "Redis's TLS certificate is refused: {e}"),
+            Self::Tls(e) => write!(f, "the TLS handshake with Redis failed: {e}"),
         }
     }
 }
@@ -123,7 +256,7 @@ impl RedisBackend {
     /// Connect to Redis (within `timeout`) and read, or create, the shared
     /// key seeds.
     pub(crate) fn start(settings: &RedisSettings, timeout: Duration) -> Result<Self, StartError> {
-        let client = open_client(&settings.url, settings.password.as_deref())?;
+        let client = open_client(&settings.url, settings.password.as_deref(), &settings.tls)?;
         let pool = Pool::new(client, settings.pool_size.max(1));
         let seeds = pool
             .with_connection(Instant::now() + timeout, |con| {
@@ -131,7 +264,13 @@ impl RedisBackend {
             })
             .map_err(|e| match e {
                 CallError::Backend(b) => StartError::Unreachable(b.to_string()),
-                CallError::Redis(r) => StartError::Unreachable(r.to_string()),
+                CallError::Redis(r) => match tls_error(&r) {
+                    Some(tls @ rustls::Error::InvalidCertificate(_)) => {
+                        StartError::Certificate(tls.to_string())
+                    }
+                    Some(tls) => StartError::Tls(tls.to_string()),
+                    None => StartError::Unreachable(r.to_string()),
+                },
                 CallError::Seeds(s) => StartError::Seeds(s),
             })?;
         // After an outage, store the seeds again: a Redis that restarted
@@ -195,15 +334,50 @@ impl RedisBackend {
     }
 }
 
-/// A client for `url`, with `password` instead of the URL's when given.
-/// Opens no connection yet.
-fn open_client(url: &str, password: Option<&str>) -> Result<redis::Client, StartError> {
+/// A client for `url`, with `password` instead of the URL's when given,
+/// and for a `rediss://` URL the certificates of `tls`. Opens no
+/// connection yet.
+fn open_client(
+    url: &str,
+    password: Option<&str>,
+    tls: &TlsSettings,
+) -> Result<redis::Client, StartError> {
     let mut info = redis::IntoConnectionInfo::into_connection_info(url)
         .map_err(|e| StartError::Url(e.to_string()))?;
     if let Some(password) = password {
         info.redis.password = Some(password.to_owned());
     }
-    redis::Client::open(info).map_err(|e| StartError::Url(e.to_string()))
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr {
+        // The redis crate would fail at each connection without its
+        // tls-rustls-insecure feature, which we do not want.
+        return Err(StartError::Url(
+            "#insecure is not supported: the server's certificate is always checked \
+             (for a private CA, see --redis-ca-file)"
+                .to_owned(),
+        ));
+    }
+    if crate::cli::is_tls_url(url) {
+        // rustls's cryptography for the whole process: ring, chosen
+        // here rather than from rustls's crate features, which another
+        // dependency enabling aws-lc-rs too would make ambiguous (a
+        // panic at the first TLS connection). An error only says that
+        // a provider is installed already.
+        let _ = crypto_provider().install_default();
+    }
+    if tls.is_set() {
+        let certificates = redis::TlsCertificates {
+            client_tls: tls.client.as_ref().map(|c| redis::ClientTlsConfig {
+                client_cert: c.cert_pem.clone(),
+                client_key: c.key_pem.clone(),
+            }),
+            root_cert: tls.ca_pem.clone(),
+        };
+        // A URL other than rediss:// is refused here too.
+        redis::Client::build_with_tls(info, certificates)
+    } else {
+        redis::Client::open(info)
+    }
+    .map_err(|e| StartError::Url(e.to_string()))
 }
 
 /// One connection to Redis for reading only (`policyd state --redis`):
@@ -215,7 +389,8 @@ pub(crate) fn connect_read_only(
     password: Option<&str>,
     timeout: Duration,
 ) -> Result<redis::Connection, StartError> {
-    let client = open_client(url, password)?;
+    // The system's CAs: `state` has no --redis-ca-file (yet).
+    let client = open_client(url, password, &TlsSettings::default())?;
     let unreachable = |e: redis::RedisError| StartError::Unreachable(e.to_string());
     let con = client
         .get_connection_with_timeout(timeout)
@@ -328,6 +503,13 @@ impl CallError {
             Self::Redis(_) | Self::Seeds(_) => BackendError::Failed,
         }
     }
+}
+
+/// The TLS error under `e`, if the TLS layer failed (rustls's errors
+/// reach the `redis` crate inside an `io::Error`).
+fn tls_error(e: &redis::RedisError) -> Option<&rustls::Error> {
+    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
+    io.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// Whether `e` means the connection is no longer usable (rather than an
@@ -469,7 +651,8 @@ pub(crate) fn attach(
     };
     if !remote {
         log::warning!(
-            "--redis is given but no limit or greylist of policy {policy_name} says              `backend redis`: Redis is not used"
+            "--redis is given but no limit or greylist of policy {policy_name} says \
+             `backend redis`: Redis is not used"
         );
         return Ok(state);
     }
@@ -487,10 +670,28 @@ pub(crate) fn attach(
         password,
         prefix: args.prefix.clone(),
         pool_size: args.pool_size,
+        tls: read_tls_files(args).map_err(|e| (EX_CONFIG, e))?,
     };
     let backend = RedisBackend::start(&settings, START_TIMEOUT).map_err(|e| match e {
         StartError::Url(_) => (EX_CONFIG, format!("--redis {}: {e}", redacted(url))),
-        StartError::Unreachable(_) | StartError::Seeds(_) => {
+        StartError::Certificate(_) => {
+            let trusted = match &args.ca_file {
+                Some(path) => format!(
+                    "the certificate must be signed by a CA of --redis-ca-file {} and name \
+                     the URL's host",
+                    path.display()
+                ),
+                None => "the certificate must be signed by one of the system's CAs \
+                         (/etc/ssl/certs) and name the URL's host; for a private CA, give \
+                         its certificate with --redis-ca-file"
+                    .to_owned(),
+            };
+            (
+                EX_UNAVAILABLE,
+                format!("--redis {}: {e} ({trusted})", redacted(url)),
+            )
+        }
+        StartError::Unreachable(_) | StartError::Seeds(_) | StartError::Tls(_) => {
             (EX_UNAVAILABLE, format!("--redis {}: {e}", redacted(url)))
         }
     })?;
@@ -505,6 +706,42 @@ pub(crate) fn attach(
     Ok(state
         .with_backend(Arc::new(backend) as Arc<dyn Backend>)
         .with_budget(budget))
+}
+
+/// The PEM files of `--redis-ca-file`, `--redis-cert-file` and
+/// `--redis-key-file`, read and checked (an error names the option and
+/// the file).
+fn read_tls_files(args: &RedisArgs) -> Result<TlsSettings, String> {
+    let read = |option: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{option} {}: {e}", path.display()))
+    };
+    let ca_pem = match &args.ca_file {
+        Some(path) => {
+            let pem = read("--redis-ca-file", path)?;
+            check_ca_pem(&pem).map_err(|e| format!("--redis-ca-file {}: {e}", path.display()))?;
+            Some(pem)
+        }
+        None => None,
+    };
+    let client = match &args.client_cert {
+        Some((cert, key)) => {
+            let cert_pem = read("--redis-cert-file", cert)?;
+            let key_pem = read("--redis-key-file", key)?;
+            check_client_cert(&cert_pem, &key_pem).map_err(|e| match e {
+                ClientCertError::Cert(e) => format!("--redis-cert-file {}: {e}", cert.display()),
+                ClientCertError::Key(e) => format!("--redis-key-file {}: {e}", key.display()),
+                ClientCertError::Mismatch(e) => format!(
+                    "--redis-key-file {} does not go with the certificate of --redis-cert-file \
+                     {}: {e}",
+                    key.display(),
+                    cert.display()
+                ),
+            })?;
+            Some(ClientCert { cert_pem, key_pem })
+        }
+        None => None,
+    };
+    Ok(TlsSettings { ca_pem, client })
 }
 
 /// The first line of `path`, without its line end.

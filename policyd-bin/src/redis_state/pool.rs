@@ -180,8 +180,10 @@ impl Pool {
         };
         if opened.is_err() {
             self.closed();
-            if matches!(&opened, Err(CallError::Redis(e)) if !e.is_timeout()) {
-                self.go_down();
+            if let Err(CallError::Redis(e)) = &opened {
+                if !e.is_timeout() {
+                    self.go_down(e);
+                }
             }
         }
         opened
@@ -206,12 +208,13 @@ impl Pool {
         drop(con);
         self.closed();
         if !e.is_timeout() {
-            self.go_down();
+            self.go_down(e);
         }
     }
 
-    /// Mark Redis down and start the reconnecting thread (once).
-    fn go_down(&self) {
+    /// Mark Redis down because of `why` and start the reconnecting thread
+    /// (once).
+    fn go_down(&self, why: &redis::RedisError) {
         if self.inner.down.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -227,8 +230,8 @@ impl Pool {
         crate::log::message(
             crate::log::Level::Warn,
             format_args!(
-                "redis: unreachable; state items apply their on_failure until it is back \
-             (reconnecting in the background)"
+                "redis: unreachable ({why}); state items apply their on_failure until it is \
+                 back (reconnecting in the background)"
             ),
         );
         let inner = Arc::clone(&self.inner);

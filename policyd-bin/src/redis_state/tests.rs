@@ -1,5 +1,6 @@
 //! The Redis scripts against the local tables: the same operations, the
-//! same answers. Each test starts its own redis-server (the harness of the
+//! same answers; and the backend over TLS (a private CA, a client
+//! certificate) with the checks of the PEM files. Each test starts its own redis-server (the harness of the
 //! integration tests, included by path), and skips loudly without one
 //! unless `POLICYD_REQUIRE_REDIS=1`.
 
@@ -12,12 +13,14 @@ use policy_core::state::{Backend, HashSeeds, Item, When};
 use policy_core::Timestamp;
 use proptest::prelude::*;
 
-use super::{connect_read_only, view, RedisBackend, RedisSettings};
+use super::{
+    connect_read_only, view, ClientCert, RedisBackend, RedisSettings, StartError, TlsSettings,
+};
 
 #[path = "../../tests/policyd/redis_server.rs"]
 mod redis_server;
 
-use redis_server::RedisServer;
+use redis_server::{ClientAuth, RedisServer};
 
 /// The model tests' start: a UTC midnight, 2023-11-15.
 const START_MS: u64 = 1_700_006_400_000;
@@ -35,6 +38,7 @@ fn backend_with_prefix(server: &RedisServer, prefix: &str) -> RedisBackend {
         password: None,
         prefix: prefix.to_owned(),
         pool_size: 2,
+        tls: TlsSettings::default(),
     };
     RedisBackend::start(&settings, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("the backend starts: {e}"))
@@ -349,6 +353,7 @@ fn hosts_share_the_seeds_kept_in_redis() {
         password: None,
         prefix: "shared:".into(),
         pool_size: 1,
+        tls: TlsSettings::default(),
     };
     let a = RedisBackend::start(&settings, Duration::from_secs(5)).expect("first host");
     let b = RedisBackend::start(&settings, Duration::from_secs(5)).expect("second host");
@@ -568,4 +573,174 @@ fn the_view_writes_nothing_is_bounded_and_skips_foreign_keys() {
     })
     .expect("a scan");
     assert_eq!((stopped, seen), (false, 28));
+}
+
+/// A limit of 2 over `redis`: two calls admitted, the third refused (the
+/// counting is in Redis).
+fn counts_a_limit_of_two(redis: &RedisBackend) {
+    let windows = [Window::new(2, 60_000).expect("window")];
+    let item = Item {
+        name: "tls",
+        signature: 1,
+        index: 0,
+        windows: &windows,
+        timers: None,
+    };
+    let call = LimitCall {
+        key: Key {
+            hash: 7,
+            text: b"k",
+        },
+        units: 1,
+        maxima: &[],
+        count: true,
+    };
+    use policy_core::limits::Verdict;
+    for n in 1..=2 {
+        assert_eq!(
+            redis.limit(item, call, when(START_MS + n)),
+            Ok(Verdict::Admitted),
+            "call {n}"
+        );
+    }
+    let third = redis.limit(item, call, when(START_MS + 3));
+    assert!(matches!(third, Ok(Verdict::Refused(_))), "{third:?}");
+}
+
+/// Settings for `server`'s `rediss://` URL with these certificates.
+fn tls_settings(server: &RedisServer, tls: TlsSettings) -> RedisSettings {
+    RedisSettings {
+        url: server.tls_url(),
+        password: None,
+        prefix: "tls:".into(),
+        pool_size: 2,
+        tls,
+    }
+}
+
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `rediss://`: with the test CA given, the backend counts over TLS; with
+/// the system's CAs only, which do not include it, the start is refused as
+/// a certificate error (not as an unreachable server).
+#[test]
+fn tls_with_a_private_ca() {
+    let Some(server) = RedisServer::start_tls("tls", ClientAuth::No) else {
+        return;
+    };
+    let ca = TlsSettings {
+        ca_pem: Some(read(&server.ca_file())),
+        client: None,
+    };
+    let redis = RedisBackend::start(&tls_settings(&server, ca), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the backend starts over TLS: {e}\n{}", server.log()));
+    counts_a_limit_of_two(&redis);
+    match RedisBackend::start(
+        &tls_settings(&server, TlsSettings::default()),
+        Duration::from_secs(5),
+    ) {
+        Err(StartError::Certificate(e)) => {
+            assert!(e.contains("UnknownIssuer"), "{e}");
+        }
+        Err(other) => panic!("expected a certificate error, got {other}"),
+        Ok(_) => panic!("a server signed by an unknown CA was trusted"),
+    }
+}
+
+/// A server that requires client certificates: refused without one (a TLS
+/// error, as the server says so), counts with the test CA's client
+/// certificate.
+#[test]
+fn tls_with_a_client_certificate() {
+    let Some(server) = RedisServer::start_tls("mtls", ClientAuth::Required) else {
+        return;
+    };
+    let ca_pem = Some(read(&server.ca_file()));
+    let no_cert = TlsSettings {
+        ca_pem: ca_pem.clone(),
+        client: None,
+    };
+    match RedisBackend::start(&tls_settings(&server, no_cert), Duration::from_secs(5)) {
+        Err(StartError::Tls(e)) => assert!(e.contains("alert"), "{e}"),
+        Err(other) => panic!("expected a TLS error, got {other}"),
+        Ok(_) => panic!("a server that requires a client certificate accepted none"),
+    }
+    let with_cert = TlsSettings {
+        ca_pem,
+        client: Some(ClientCert {
+            cert_pem: read(&server.client_cert_file()),
+            key_pem: read(&server.client_key_file()),
+        }),
+    };
+    let redis = RedisBackend::start(&tls_settings(&server, with_cert), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the backend starts with mutual TLS: {e}\n{}", server.log()));
+    counts_a_limit_of_two(&redis);
+}
+
+/// `#insecure` (no certificate check) is refused before any connection.
+#[test]
+fn insecure_tls_is_refused() {
+    let settings = RedisSettings {
+        url: "rediss://127.0.0.1:1/#insecure".into(),
+        password: None,
+        prefix: "x:".into(),
+        pool_size: 1,
+        tls: TlsSettings::default(),
+    };
+    match RedisBackend::start(&settings, Duration::from_secs(1)) {
+        Err(StartError::Url(e)) => assert!(e.starts_with("#insecure is not supported"), "{e}"),
+        Err(other) => panic!("expected a URL error, got {other}"),
+        Ok(_) => panic!("#insecure was accepted"),
+    }
+}
+
+/// The checks of the PEM files: what each accepts and refuses, with the
+/// reason.
+#[test]
+fn pem_checks() {
+    use super::{check_ca_pem, check_client_cert, ClientCertError};
+    let Some(server) = RedisServer::start_tls("pem", ClientAuth::No) else {
+        return;
+    };
+    let ca = read(&server.ca_file());
+    let cert = read(&server.client_cert_file());
+    let key = read(&server.client_key_file());
+    let mut two = ca.clone();
+    two.extend_from_slice(&cert);
+    assert_eq!(check_ca_pem(&ca), Ok(()));
+    assert_eq!(check_ca_pem(&two), Ok(()));
+    assert_eq!(check_client_cert(&cert, &key), Ok(()));
+    // The chain may go on with the CA.
+    assert_eq!(check_client_cert(&two[ca.len()..], &key), Ok(()));
+    let no_cert = "no certificate in it (-----BEGIN CERTIFICATE-----)".to_owned();
+    let broken = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+    for (pem, why) in [
+        (&b""[..], &no_cert[..]),
+        (b"not pem at all\n", &no_cert),
+        (&key, &no_cert),
+        (broken, "not PEM certificates: "),
+    ] {
+        let e = check_ca_pem(pem).expect_err("no CA");
+        assert!(e.starts_with(why), "{e}");
+        match check_client_cert(pem, &key) {
+            Err(ClientCertError::Cert(e)) => assert!(e.starts_with(why), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    for pem in [&b""[..], &ca, &cert] {
+        match check_client_cert(&cert, pem) {
+            Err(ClientCertError::Key(e)) => {
+                assert!(e.starts_with("no usable private key in it"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The CA's key is not the client certificate's.
+    let ca_key = read(&server.ca_file().with_file_name("ca.key"));
+    match check_client_cert(&cert, &ca_key) {
+        Err(ClientCertError::Mismatch(e)) => assert!(e.contains("KeyMismatch"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }

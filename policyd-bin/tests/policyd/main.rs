@@ -11,10 +11,11 @@
 //! - [`dns`]: the daemon's DNS against a real unbound: DNSBL listings, the
 //!   cache, the deadline, a list that keeps timing out;
 //! - [`redis`]: state shared in Redis by two daemons (one limit, one
-//!   greylist), Redis stopped mid-load, the start without one, and
-//!   `policyd state --redis`;
-//! - [`redis_server`]: the redis-server harness (`SKIPPED` when it is
-//!   missing, a failure instead when `POLICYD_REQUIRE_REDIS=1`);
+//!   greylist), Redis stopped mid-load, the start without one, Redis over
+//!   TLS (`rediss://`) with a private CA, and `policyd state --redis`;
+//! - [`redis_server`]: the redis-server harness, plain or TLS (`SKIPPED`
+//!   when redis-server, or openssl for TLS, is missing, a failure instead
+//!   when `POLICYD_REQUIRE_REDIS=1`);
 //! - [`unbound`]: the unbound harness (`SKIPPED` when unbound is missing, a
 //!   failure instead when `POLICYD_REQUIRE_UNBOUND=1`), with the test zones
 //!   of `dns/zones.conf`;

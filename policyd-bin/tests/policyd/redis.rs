@@ -2,8 +2,9 @@
 //! one limit over both (exactly N admitted under concurrent load), one
 //! greylist (a triplet first seen on one host passes on the other), and
 //! Redis stopped in the middle of the load (the items' `on_failure` holds,
-//! no request waits past its budget, and it recovers on its own), and
-//! `policyd state --redis` showing what Redis holds.
+//! no request waits past its budget, and it recovers on its own), Redis
+//! over TLS (`rediss://`) with a private CA, and `policyd state --redis`
+//! showing what Redis holds.
 //!
 //! Each test starts its own redis-server ([`crate::redis_server`]); without
 //! one it is `SKIPPED`, a failure under `POLICYD_REQUIRE_REDIS=1`.
@@ -19,7 +20,7 @@ use crate::common::{
     connect, read_reply, request_with, run, run_env, Daemon, TempDir, TestClock, TEST_CLOCK_VAR,
     TIMEOUT,
 };
-use crate::redis_server::RedisServer;
+use crate::redis_server::{ClientAuth, RedisServer};
 
 /// The answer to a request, as text.
 fn ask(stream: &mut TcpStream, req: &[u8]) -> String {
@@ -467,4 +468,118 @@ fn state_with_redis_refusals() {
         assert!(err.starts_with(start.as_str()), "{args:?}: {err}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// `rediss://` with `--redis-ca-file`: the daemon counts a limit in a
+/// redis-server that speaks TLS only, with a certificate of a private CA.
+/// Without the CA (the system's CAs only) the start is refused as a
+/// certificate error (exit 69); a CA file that holds no certificate is a
+/// configuration error (exit 78), and a CA file with a `redis://` URL a
+/// usage error (exit 64).
+#[test]
+fn rediss_with_a_private_ca() {
+    let Some(redis) = RedisServer::start_tls("tls", ClientAuth::No) else {
+        return;
+    };
+    let dir = TempDir::new("redis-tls");
+    let policy = dir.write(
+        "policy.conf",
+        "limit tls { backend redis key sender count messages max 2 per 1h }\n\
+         default DUNNO\n",
+    );
+    let url = redis.tls_url();
+    let ca = redis.ca_file();
+    let ca = ca.to_str().expect("a UTF-8 path");
+    let daemon = Daemon::start(&["--config", &policy, "--redis", &url, "--redis-ca-file", ca]);
+    daemon.expect_log("the Redis line", |l| {
+        l.contains("info: state in Redis at rediss://127.0.0.1:")
+    });
+    let mut stream = daemon.connect();
+    for n in 1..=2 {
+        assert_eq!(
+            ask(
+                &mut stream,
+                &rcpt("a@example.org", "r@example.com", &n.to_string())
+            ),
+            "action=DUNNO\n\n",
+            "message {n}"
+        );
+    }
+    let third = ask(&mut stream, &rcpt("a@example.org", "r@example.com", "3"));
+    assert!(
+        third.starts_with("action=DEFER 4.7.1 Rate limit reached (2 per 1h)"),
+        "{third:?}"
+    );
+
+    // The system's CAs do not include the test CA.
+    let Err(failure) = Daemon::try_start(&["--config", &policy, "--redis", &url]) else {
+        panic!("a certificate of an unknown CA: the start should be refused");
+    };
+    assert_eq!(failure.status.code(), Some(69), "{failure:?}");
+    assert!(
+        failure.stderr.iter().any(|l| {
+            l.contains(
+                "Redis's TLS certificate is refused: invalid peer certificate: UnknownIssuer",
+            ) && l.contains("--redis-ca-file")
+        }),
+        "{failure:?}"
+    );
+
+    // A CA file without a certificate: the key, given by mistake.
+    let key = redis.client_key_file();
+    let key = key.to_str().expect("a UTF-8 path");
+    let Err(failure) =
+        Daemon::try_start(&["--config", &policy, "--redis", &url, "--redis-ca-file", key])
+    else {
+        panic!("a CA file without a certificate: the start should be refused");
+    };
+    assert_eq!(failure.status.code(), Some(78), "{failure:?}");
+    assert!(
+        failure
+            .stderr
+            .iter()
+            .any(|l| l.contains(&format!("--redis-ca-file {key}: no certificate in it"))),
+        "{failure:?}"
+    );
+
+    // A CA file and a redis:// URL: not TLS, so the CA would check nothing.
+    let plain = url.replacen("rediss://", "redis://", 1);
+    let Err(failure) = Daemon::try_start(&[
+        "--config",
+        &policy,
+        "--redis",
+        &plain,
+        "--redis-ca-file",
+        ca,
+    ]) else {
+        panic!("--redis-ca-file with a redis:// URL: the start should be refused");
+    };
+    assert_eq!(failure.status.code(), Some(64), "{failure:?}");
+    assert!(
+        failure
+            .stderr
+            .iter()
+            .any(|l| l.contains("--redis-ca-file needs a rediss:// URL in --redis")),
+        "{failure:?}"
+    );
+}
+
+/// `--redis` with a policy that keeps nothing in Redis: one warning line,
+/// and the daemon serves without connecting (nothing listens at the URL).
+#[test]
+fn redis_without_redis_items_is_a_warning() {
+    let daemon = Daemon::start(&["--redis", "redis://127.0.0.1:1/"]);
+    daemon.expect_log("the warning", |l| {
+        l.ends_with(
+            ": warning: --redis is given but no limit or greylist of policy default says \
+             `backend redis`: Redis is not used",
+        )
+    });
+    assert_eq!(
+        ask(
+            &mut daemon.connect(),
+            &rcpt("a@example.org", "r@example.com", "1")
+        ),
+        "action=DUNNO\n\n"
+    );
 }
