@@ -842,8 +842,8 @@ without them opens no DNS socket):
                             and one more timeout skips it again.
                             [default: {dns_skip_for}]
 
-REDIS OPTIONS (serve; --redis, --redis-password-file and --redis-prefix also
-state, which reads what they name and excludes --state-file; used only by a
+REDIS OPTIONS (serve; all but --redis-pool and --redis-budget also state,
+which reads what they name and excludes --state-file; used only by a
 policy whose limits or greylists say backend redis, state shared by several
 MX hosts; see docs/multi-server.md):
     --redis URL             The Redis (or Valkey) server:
@@ -1339,7 +1339,7 @@ where
 
 /// Finish `policyd state`: a state file, or Redis with the policy naming
 /// its items; the options of one exclude the other.
-fn state_command(p: Parsed) -> Result<Command, CliError> {
+fn state_command(mut p: Parsed) -> Result<Command, CliError> {
     if let Some(arg) = p.positional.into_iter().next() {
         return Err(CliError::UnexpectedArgument(
             arg.to_string_lossy().into_owned(),
@@ -1352,10 +1352,16 @@ fn state_command(p: Parsed) -> Result<Command, CliError> {
         .find(|o| {
             matches!(
                 o.id,
-                Opt::Config | Opt::RedisPrefix | Opt::RedisPasswordFile
+                Opt::Config
+                    | Opt::RedisPrefix
+                    | Opt::RedisPasswordFile
+                    | Opt::RedisCaFile
+                    | Opt::RedisCertFile
+                    | Opt::RedisKeyFile
             )
         })
         .map(|o| o.names[0]);
+    redis_tls(&mut p.config.redis, p.redis_cert_file, p.redis_key_file)?;
     let source = match (p.config.state_file, p.config.redis.url.is_some()) {
         (Some(_), true) => return Err(CliError::Conflict("--state-file", "--redis")),
         (Some(path), false) => match redis_only {
@@ -1407,7 +1413,18 @@ fn serve_command(p: Parsed) -> Result<Command, CliError> {
     if !p.listen.is_empty() {
         config.listen = p.listen;
     }
-    config.redis.client_cert = match (p.redis_cert_file, p.redis_key_file) {
+    redis_tls(&mut config.redis, p.redis_cert_file, p.redis_key_file)?;
+    Ok(Command::Serve(Box::new(config)))
+}
+
+/// The TLS files of `--redis` (`serve`, `state`): the client certificate
+/// and its key go together, and every TLS file needs a `rediss://` URL.
+fn redis_tls(
+    redis: &mut RedisArgs,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+) -> Result<(), CliError> {
+    redis.client_cert = match (cert_file, key_file) {
         (Some(cert), Some(key)) => Some((cert, key)),
         (None, None) => None,
         (Some(_), None) => return Err(CliError::Requires("--redis-cert-file", "--redis-key-file")),
@@ -1416,17 +1433,17 @@ fn serve_command(p: Parsed) -> Result<Command, CliError> {
     // The TLS files mean nothing without TLS: a redis:// URL with them is a
     // mistake (the certificate would not be checked as the administrator
     // thinks), so say so rather than ignore them.
-    let tls = config.redis.url.as_deref().is_some_and(is_tls_url);
+    let tls = redis.url.as_deref().is_some_and(is_tls_url);
     if !tls {
         let given = [
-            (config.redis.ca_file.is_some(), "--redis-ca-file"),
-            (config.redis.client_cert.is_some(), "--redis-cert-file"),
+            (redis.ca_file.is_some(), "--redis-ca-file"),
+            (redis.client_cert.is_some(), "--redis-cert-file"),
         ];
         if let Some((_, option)) = given.iter().find(|(given, _)| *given) {
             return Err(CliError::Requires(option, "a rediss:// URL in --redis"));
         }
     }
-    Ok(Command::Serve(Box::new(config)))
+    Ok(())
 }
 
 /// Whether `url` (one `--redis` accepts) is a Redis URL over TLS.
@@ -1604,9 +1621,14 @@ const OPTIONS: &[OptSpec] = &[
         true,
         SERVE_STATE,
     ),
-    spec(Opt::RedisCaFile, &["--redis-ca-file"], true, SERVE),
-    spec(Opt::RedisCertFile, &["--redis-cert-file"], true, SERVE),
-    spec(Opt::RedisKeyFile, &["--redis-key-file"], true, SERVE),
+    spec(Opt::RedisCaFile, &["--redis-ca-file"], true, SERVE_STATE),
+    spec(
+        Opt::RedisCertFile,
+        &["--redis-cert-file"],
+        true,
+        SERVE_STATE,
+    ),
+    spec(Opt::RedisKeyFile, &["--redis-key-file"], true, SERVE_STATE),
     spec(Opt::RedisPrefix, &["--redis-prefix"], true, SERVE_STATE),
     spec(Opt::RedisPool, &["--redis-pool"], true, SERVE),
     spec(Opt::RedisBudget, &["--redis-budget"], true, SERVE),

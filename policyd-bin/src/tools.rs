@@ -39,7 +39,7 @@ use crate::dns::{self, Client, Questions, Rounds};
 use crate::log::push_escaped;
 use crate::policy_file::{self, plural, LoadError};
 use crate::redis_state::view::{self, MAX_SCAN_KEYS};
-use crate::redis_state::{connect_read_only, read_password, redacted, StartError};
+use crate::redis_state::{connect_read_only, read_password, read_tls_files, redacted, StartError};
 use crate::shared::dns::DnsShared;
 use crate::statefile::{self, ReadError};
 
@@ -907,7 +907,11 @@ fn state_redis(redis: &RedisArgs, policy: &Path, args: &StateArgs, out: &mut dyn
             },
             None => None,
         };
-        match connect_read_only(url, password.as_deref(), view::VIEW_TIMEOUT) {
+        let tls = match read_tls_files(redis) {
+            Ok(tls) => tls,
+            Err(e) => return fail(EX_CONFIG, &e),
+        };
+        match connect_read_only(url, password.as_deref(), &tls, view::VIEW_TIMEOUT) {
             Ok(con) => Some(con),
             Err(e) => {
                 let code = match e {

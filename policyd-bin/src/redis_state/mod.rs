@@ -387,10 +387,10 @@ fn open_client(
 pub(crate) fn connect_read_only(
     url: &str,
     password: Option<&str>,
+    tls: &TlsSettings,
     timeout: Duration,
 ) -> Result<redis::Connection, StartError> {
-    // The system's CAs: `state` has no --redis-ca-file (yet).
-    let client = open_client(url, password, &TlsSettings::default())?;
+    let client = open_client(url, password, tls)?;
     let unreachable = |e: redis::RedisError| StartError::Unreachable(e.to_string());
     let con = client
         .get_connection_with_timeout(timeout)
@@ -711,7 +711,7 @@ pub(crate) fn attach(
 /// The PEM files of `--redis-ca-file`, `--redis-cert-file` and
 /// `--redis-key-file`, read and checked (an error names the option and
 /// the file).
-fn read_tls_files(args: &RedisArgs) -> Result<TlsSettings, String> {
+pub(crate) fn read_tls_files(args: &RedisArgs) -> Result<TlsSettings, String> {
     let read = |option: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| format!("{option} {}: {e}", path.display()))
     };

@@ -174,8 +174,13 @@ fn limit_model(server: &RedisServer, ops: &[LimitOp]) -> Result<(), TestCaseErro
 
 /// A read-only connection for the views.
 fn view_connection(server: &RedisServer) -> Result<redis::Connection, TestCaseError> {
-    connect_read_only(&server.url(), None, Duration::from_secs(5))
-        .map_err(|e| TestCaseError::fail(e.to_string()))
+    connect_read_only(
+        &server.url(),
+        None,
+        &TlsSettings::default(),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 /// What `policyd state --redis` reads of the keys the script wrote is what
@@ -497,8 +502,13 @@ fn the_view_writes_nothing_is_bounded_and_skips_foreign_keys() {
         timers: None,
     };
     let prefix = "view:";
-    let mut con = connect_read_only(&server.url(), None, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut con = connect_read_only(
+        &server.url(),
+        None,
+        &TlsSettings::default(),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let dbsize =
         |con: &mut redis::Connection| -> u64 { redis::cmd("DBSIZE").query(con).expect("DBSIZE") };
     let empty = view::limit(&mut con, prefix, &item, None, 5, START_MS).expect("a view");

@@ -511,6 +511,26 @@ fn rediss_with_a_private_ca() {
         "{third:?}"
     );
 
+    // `policyd state` reads the same Redis over TLS with the same CA.
+    let out = run(&[
+        "state",
+        "--redis",
+        &url,
+        "--redis-ca-file",
+        ca,
+        "--config",
+        &policy,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("limit tls: 1 key"), "{text}");
+    assert!(text.contains("        2  a@example.org"), "{text}");
+
     // The system's CAs do not include the test CA.
     let Err(failure) = Daemon::try_start(&["--config", &policy, "--redis", &url]) else {
         panic!("a certificate of an unknown CA: the start should be refused");
