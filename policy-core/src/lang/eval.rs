@@ -2,6 +2,7 @@
 //! and cannot panic: every index is checked (a wrong one reads as "false"),
 //! and every condition walk is bounded by the number of nodes.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use super::program::{
@@ -15,6 +16,7 @@ use crate::greylist::rule::GreyStep;
 use crate::keyed::{BackendError, OnFailure};
 use crate::limits::rule::{Counted, MessageState, Step, Unit};
 use crate::request::{ProtocolState, Request};
+use crate::state::prefetch::{Mode, Prefetch, Store};
 use crate::state::State;
 use crate::template::{Context, DecisionFacts, GreylistFacts, TextBuf, Verdict};
 
@@ -103,6 +105,8 @@ pub(crate) struct Buffers {
     pub(crate) scored: bool,
     /// `$dnsbl_reason` of the rule being fired.
     pub(crate) dnsbl_reason: Vec<u8>,
+    /// The plan and batch of the request's remote calls.
+    pub(crate) prefetch: Prefetch,
 }
 
 /// Where a rule's answer is written: the parts of the [`Buffers`] that an
@@ -343,19 +347,19 @@ impl Program {
         now: Timestamp,
         buffers: &mut Buffers,
     ) -> Outcome<'a> {
-        buffers.hits.clear();
-        buffers.hit_wire.clear();
-        buffers.failure = None;
-        if !self.scores.is_empty() {
-            buffers.score_reasons.clear();
-            buffers.scored = false;
-        }
         if !self.limits.is_empty() || !self.greylists.is_empty() || self.once_rules {
-            buffers.counted.clear();
             buffers.message.follow(request);
         }
-        buffers.first_pass = None;
+        if self.remote_stateful && state.has_backend() && !buffers.probe {
+            // Plan the walk's remote calls, and make them in one batch.
+            self.start_walk(buffers);
+            buffers.prefetch.plan();
+            let _ = self.walk(request, facts, state, now, buffers);
+            state.prefetch(&mut buffers.prefetch, now);
+        }
+        self.start_walk(buffers);
         let mut outcome = self.walk(request, facts, state, now, buffers);
+        buffers.prefetch.off();
         if let (None, Some((grey, waited_ms))) = (outcome.rule, buffers.first_pass) {
             outcome = self.first_pass_header(grey, waited_ms, request, buffers, outcome);
         }
@@ -363,6 +367,20 @@ impl Program {
             self.settle(&outcome, request, state, now, buffers);
         }
         outcome
+    }
+
+    /// Clear what a walk leaves in `buffers`.
+    fn start_walk(&self, buffers: &mut Buffers) {
+        buffers.hits.clear();
+        buffers.hit_wire.clear();
+        buffers.failure = None;
+        buffers.wire.clear();
+        if !self.scores.is_empty() {
+            buffers.score_reasons.clear();
+            buffers.scored = false;
+        }
+        buffers.counted.clear();
+        buffers.first_pass = None;
     }
 
     /// The answer to the first accepted retry of greylist `grey` when no rule
@@ -620,9 +638,18 @@ impl Program {
                 counted,
                 message,
                 probe,
+                prefetch,
                 ..
             } = buffers;
             let step = match self.limits.get(limit as usize) {
+                Some(l) if self.remote_stateful => {
+                    prefetch.barrier = rule.dry_run || l.is_distinct();
+                    let store = Store {
+                        state: tables,
+                        prefetch: RefCell::new(prefetch),
+                    };
+                    l.step(limit, request, &store, now, key, counted, message, *probe)
+                }
                 Some(l) => l.step(limit, request, tables, now, key, counted, message, *probe),
                 None => Step::Pass,
             };
@@ -640,8 +667,21 @@ impl Program {
         }
         let mut grey_facts = None;
         if let Some(grey) = rule.greylist {
-            let Buffers { sender, probe, .. } = buffers;
+            let Buffers {
+                sender,
+                probe,
+                prefetch,
+                ..
+            } = buffers;
             let step = match self.greylists.get(grey as usize) {
+                Some(g) if self.remote_stateful => {
+                    prefetch.barrier = rule.dry_run;
+                    let store = Store {
+                        state: tables,
+                        prefetch: RefCell::new(prefetch),
+                    };
+                    g.step(grey, request, &store, now, sender, *probe)
+                }
                 Some(g) => g.step(grey, request, tables, now, sender, *probe),
                 None => GreyStep::Pass,
             };
@@ -671,7 +711,7 @@ impl Program {
             if buffers.message.prepended.contains(&rule.once) {
                 return None;
             }
-            if !buffers.probe {
+            if !buffers.probe && buffers.prefetch.mode != Mode::Plan {
                 buffers.message.prepended.push(rule.once);
             }
         }

@@ -541,6 +541,9 @@ pub(crate) struct Program {
     pub(crate) outside: bool,
     /// Some rule answers once per message ([`Rule::once`]).
     pub(crate) once_rules: bool,
+    /// Some limit or greylist keeps its state in the remote backend: its
+    /// calls may be batched ([`crate::state::prefetch`]).
+    pub(crate) remote_stateful: bool,
     pub(crate) default: Verdict,
     /// The answer of a rule with `on_failure defer` whose backend failed
     /// ([`BACKEND_DEFER_ACTION`]).
@@ -577,6 +580,7 @@ impl Program {
             chained_spf: false,
             outside: false,
             once_rules: false,
+            remote_stateful: false,
             default: Verdict::constant(action),
             // A constant that parses (test `backend_defer_action_parses`).
             backend_defer: Verdict::constant(
@@ -673,6 +677,8 @@ impl Program {
                 self.chained.push(u16::try_from(slot).unwrap_or(u16::MAX));
             }
         }
+        self.remote_stateful =
+            self.limits.iter().any(|l| l.remote) || self.greylists.iter().any(|g| g.remote);
         let scores = &self.scores;
         self.once_rules = false;
         for rule in &mut self.rules {

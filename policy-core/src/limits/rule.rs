@@ -245,6 +245,12 @@ pub(crate) enum Step {
 }
 
 impl LimitRule {
+    /// Whether the limit counts distinct values (two calls for a new value,
+    /// the second depending on the first's answer).
+    pub(crate) fn is_distinct(&self) -> bool {
+        matches!(self.unit, Unit::Distinct { .. })
+    }
+
     /// Run this rule, limit `index` of its policy, on `request` (its
     /// conditions hold), against `tables`. Writes the key text into `key`,
     /// records counted units in `counted`.

@@ -40,6 +40,45 @@ pub struct When {
     pub deadline: Timestamp,
 }
 
+/// One call of a [`Backend::batch`].
+#[derive(Debug, Clone, Copy)]
+pub enum Batched<'a> {
+    /// A limit's check (and count).
+    Limit {
+        /// The limit.
+        item: Item<'a>,
+        /// Its call.
+        call: LimitCall<'a>,
+    },
+    /// A greylist's step.
+    Greylist {
+        /// The greylist.
+        item: Item<'a>,
+        /// Its call.
+        call: GreyCall,
+    },
+}
+
+/// The answer to one call of a [`Backend::batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchAnswer {
+    /// A limit's verdict.
+    Limit(Verdict),
+    /// A greylist's verdict.
+    Greylist(GreyVerdict),
+}
+
+impl BatchAnswer {
+    /// Whether a walk ends at this answer (a limit's refusal, a greylist's
+    /// deferral), so that the calls after it are not made.
+    pub fn stops(&self) -> bool {
+        matches!(
+            self,
+            Self::Limit(Verdict::Refused(_)) | Self::Greylist(GreyVerdict::Defer { .. })
+        )
+    }
+}
+
 /// Where stateful items keep their state: the operations of a limit and of
 /// a greylist.
 ///
@@ -99,6 +138,38 @@ pub trait Backend: fmt::Debug + Send + Sync {
         call: GreyCall,
         when: When,
     ) -> Result<GreyVerdict, BackendError>;
+
+    /// Run `calls` in order, as one round trip where the backend can,
+    /// stopping after the first answer that ends a walk
+    /// ([`BatchAnswer::stops`]): `out` gets one result per call made, in
+    /// order. An error does not stop the calls that follow (the item's
+    /// `on_failure` may let the walk go on).
+    ///
+    /// The state batches the calls that a request's walk will make, known
+    /// before it runs, when they are all this backend's; the default makes
+    /// them one by one.
+    fn batch(
+        &self,
+        calls: &[Batched<'_>],
+        when: When,
+        out: &mut Vec<Result<BatchAnswer, BackendError>>,
+    ) {
+        for call in calls {
+            let answer = match *call {
+                Batched::Limit { item, call } => {
+                    self.limit(item, call, when).map(BatchAnswer::Limit)
+                }
+                Batched::Greylist { item, call } => {
+                    self.greylist(item, call, when).map(BatchAnswer::Greylist)
+                }
+            };
+            let stops = answer.as_ref().is_ok_and(BatchAnswer::stops);
+            out.push(answer);
+            if stops {
+                return;
+            }
+        }
+    }
 
     /// The seeds the keys of this backend's items are hashed with, when
     /// they must be the same on every host sharing it (a remote store:

@@ -413,7 +413,7 @@ impl State {
         }
     }
 
-    fn when(&self, now: Timestamp) -> When {
+    pub(super) fn when(&self, now: Timestamp) -> When {
         When {
             now,
             deadline: now.saturating_add_millis(self.budget_ms),
@@ -422,7 +422,7 @@ impl State {
 
     /// Limit `index` as its backend sees it, and whether it is remote.
     #[inline]
-    fn limit_item(&self, index: usize) -> Result<(Item<'_>, bool), BackendError> {
+    pub(super) fn limit_item(&self, index: usize) -> Result<(Item<'_>, bool), BackendError> {
         let spec = self.limits.get(index).ok_or(BackendError::Failed)?;
         let item = Item {
             name: &spec.name,
@@ -436,7 +436,7 @@ impl State {
 
     /// Greylist `index` as its backend sees it, and whether it is remote.
     #[inline]
-    fn greylist_item(&self, index: usize) -> Result<(Item<'_>, bool), BackendError> {
+    pub(super) fn greylist_item(&self, index: usize) -> Result<(Item<'_>, bool), BackendError> {
         let spec = self.greylists.get(index).ok_or(BackendError::Failed)?;
         let item = Item {
             name: &spec.name,

@@ -27,8 +27,9 @@
 
 mod backend;
 pub(crate) mod local;
+pub(crate) mod prefetch;
 
-pub use backend::{Backend, Item, When};
+pub use backend::{Backend, BatchAnswer, Batched, Item, When};
 pub(crate) use local::{GreylistSpec, LimitSpec, State};
 pub use local::{GreylistState, LimitState, LocalBackend, DEFAULT_BACKEND_BUDGET_MS};
 

@@ -562,3 +562,146 @@ fn backend_words_are_checked() {
         ),
     ]);
 }
+
+/// A backend that records its batches (the number of calls in each) and
+/// its single calls, over the local tables.
+#[derive(Debug)]
+struct Batching {
+    inner: LocalBackend,
+    batches: Mutex<Vec<usize>>,
+    singles: AtomicUsize,
+    refunds: AtomicUsize,
+}
+
+impl Batching {
+    fn over(state: &State) -> Arc<Self> {
+        Arc::new(Self {
+            inner: state.local().clone(),
+            batches: Mutex::new(Vec::new()),
+            singles: AtomicUsize::new(0),
+            refunds: AtomicUsize::new(0),
+        })
+    }
+
+    /// The batches so far (their sizes), the single calls and refunds,
+    /// and start counting again.
+    fn take(&self) -> (Vec<usize>, usize, usize) {
+        let batches = std::mem::take(&mut *self.batches.lock().expect("lock"));
+        (
+            batches,
+            self.singles.swap(0, Ordering::Relaxed),
+            self.refunds.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
+impl Backend for Batching {
+    fn limit(&self, i: Item<'_>, c: LimitCall<'_>, w: When) -> Result<Verdict, BackendError> {
+        self.singles.fetch_add(1, Ordering::Relaxed);
+        self.inner.limit(i, c, w)
+    }
+    fn refund(
+        &self,
+        i: Item<'_>,
+        k: u64,
+        u: u64,
+        t: Timestamp,
+        w: When,
+    ) -> Result<(), BackendError> {
+        self.refunds.fetch_add(1, Ordering::Relaxed);
+        self.inner.refund(i, k, u, t, w)
+    }
+    fn greylist(&self, i: Item<'_>, c: GreyCall, w: When) -> Result<GreyVerdict, BackendError> {
+        self.singles.fetch_add(1, Ordering::Relaxed);
+        self.inner.greylist(i, c, w)
+    }
+    fn batch(
+        &self,
+        calls: &[policy_core::state::Batched<'_>],
+        when: When,
+        out: &mut Vec<Result<policy_core::state::BatchAnswer, BackendError>>,
+    ) {
+        self.batches.lock().expect("lock").push(calls.len());
+        // The local tables' own batch: one call after the other.
+        self.inner.batch(calls, when, out);
+    }
+}
+
+/// The policy of the batching tests, kept in `backend`.
+fn batching_policy(backend: &str) -> Policy {
+    compile(&format!(
+        "backend {backend}\n\
+         limit a {{ key sender count messages max 2 per 1h }}\n\
+         rule stop {{ if sender == \"stop@example.org\" then REJECT \"5.7.1 stop\" }}\n\
+         limit b {{ key client_address count recipients max 5 per 1h }}\n\
+         greylist g {{ delay 1m }}\n"
+    ))
+}
+
+#[test]
+fn a_requests_remote_calls_are_batched() {
+    let policy = batching_policy("redis");
+    let state = State::for_policy(&policy);
+    let batching = Batching::over(&state);
+    let engine = Engine::with_state(policy, state.with_backend(batching.clone()));
+    let mut scratch = Scratch::new();
+    // Three items reached: one batch of three (the greylist defers), then
+    // the two limits' counts given back one by one.
+    let first = answer(&engine, &mut scratch, "a@example.org", 1);
+    assert!(
+        first.starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"),
+        "{first}"
+    );
+    assert_eq!(batching.take(), (vec![3], 0, 2));
+    // A rule that needs no state decides after the first limit: one call,
+    // no batch.
+    let stop = answer(&engine, &mut scratch, "stop@example.org", 2);
+    assert_eq!(stop, "REJECT 5.7.1 stop");
+    assert_eq!(batching.take(), (vec![], 1, 1));
+}
+
+#[test]
+fn batched_decisions_are_the_local_ones() {
+    // The same requests, 37 s apart, against the policy kept locally and
+    // kept in a batching backend: the same answers, one by one (greylisted,
+    // too early, passing, limited, stopped).
+    let remote = batching_policy("redis");
+    let state = State::for_policy(&remote);
+    let batching = Batching::over(&state);
+    let batched = Engine::with_state(remote, state.with_backend(batching.clone()));
+    let local = Engine::new(batching_policy("local"));
+    let (mut sb, mut sl) = (Scratch::new(), Scratch::new());
+    let senders = [
+        "a@example.org",
+        "b@example.org",
+        "stop@example.org",
+        "a@example.org",
+    ];
+    let mut seen = Vec::new();
+    for n in 0..40u32 {
+        let sender = senders[n as usize % senders.len()];
+        let frame = rcpt(sender, n);
+        let request = Request::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
+        let at = Timestamp::from_unix_millis(NOW.as_unix_millis() + u64::from(n) * 37_000);
+        let b = String::from_utf8_lossy(batched.decide(&request, at, &mut sb).wire()).into_owned();
+        let l = String::from_utf8_lossy(local.decide(&request, at, &mut sl).wire()).into_owned();
+        assert_eq!(b, l, "request {n} from {sender}");
+        seen.push(l);
+    }
+    for kind in [
+        "DEFER_IF_PERMIT 4.7.1 Greylisted",
+        "DEFER 4.7.1 Rate limit reached",
+        "DUNNO",
+        "REJECT",
+    ] {
+        assert!(
+            seen.iter().any(|a| a.starts_with(kind)),
+            "no {kind:?} among {seen:#?}"
+        );
+    }
+    let (batches, _, _) = batching.take();
+    assert!(
+        batches.iter().any(|&n| n >= 2),
+        "some requests were batched: {batches:?}"
+    );
+}

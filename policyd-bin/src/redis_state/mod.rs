@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use policy_core::greylist::{GreyCall, GreyVerdict};
 use policy_core::limits::{LimitCall, Refusal, Verdict};
-use policy_core::state::{Backend, BackendError, HashSeeds, Item, When};
+use policy_core::state::{Backend, BackendError, BatchAnswer, Batched, HashSeeds, Item, When};
 use policy_core::{State, Timestamp};
 
 use crate::cli::{RedisArgs, EX_CONFIG, EX_UNAVAILABLE};
@@ -66,11 +66,26 @@ pub(crate) use pool::Pool;
 
 /// The limit script (see the module documentation), after what the
 /// scripts share (`common.lua`).
-const LIMIT_LUA: &str = concat!(include_str!("common.lua"), include_str!("limit.lua"));
+const LIMIT_LUA: &str = concat!(
+    include_str!("common.lua"),
+    include_str!("limit.lua"),
+    "return limit_step(KEYS[1], ARGV)\n"
+);
 /// The refund script.
 const REFUND_LUA: &str = concat!(include_str!("common.lua"), include_str!("refund.lua"));
 /// The greylist script.
-const GREYLIST_LUA: &str = concat!(include_str!("common.lua"), include_str!("greylist.lua"));
+const GREYLIST_LUA: &str = concat!(
+    include_str!("common.lua"),
+    include_str!("greylist.lua"),
+    "return greylist_step(KEYS[1], KEYS[2], ARGV)\n"
+);
+/// The batch script: several limit and greylist calls of one request.
+const BATCH_LUA: &str = concat!(
+    include_str!("common.lua"),
+    include_str!("limit.lua"),
+    include_str!("greylist.lua"),
+    include_str!("batch.lua")
+);
 
 /// How to reach Redis and name the keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +226,7 @@ pub(crate) struct RedisBackend {
     limit: redis::Script,
     refund: redis::Script,
     greylist: redis::Script,
+    batch: redis::Script,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -303,6 +319,7 @@ impl RedisBackend {
             limit: redis::Script::new(LIMIT_LUA),
             refund: redis::Script::new(REFUND_LUA),
             greylist: redis::Script::new(GREYLIST_LUA),
+            batch: redis::Script::new(BATCH_LUA),
         })
     }
 
@@ -531,6 +548,41 @@ fn limit_verdict(reply: &[i64]) -> Result<Verdict, BackendError> {
     }
 }
 
+/// The arguments of `limit_step` (limit.lua) for `call` of `item`.
+fn limit_args(item: &Item<'_>, call: &LimitCall<'_>, when: When) -> Vec<Vec<u8>> {
+    use redis::ToRedisArgs as _;
+    let mut args = Vec::with_capacity(5 + 2 * item.windows.len());
+    args.extend(when.now.as_unix_millis().to_redis_args());
+    args.extend(call.units.to_redis_args());
+    args.extend(u8::from(call.count).to_redis_args());
+    args.push(call.key.text.to_vec());
+    args.extend(item.windows.len().to_redis_args());
+    for (i, window) in item.windows.iter().enumerate() {
+        let max = call.maxima.get(i).copied().unwrap_or(window.max());
+        args.extend(window.per_ms().to_redis_args());
+        args.extend(max.to_redis_args());
+    }
+    args
+}
+
+/// The arguments of `greylist_step` (greylist.lua) for `call` of `item`.
+fn greylist_args(
+    item: &Item<'_>,
+    call: &GreyCall,
+    when: When,
+) -> Result<Vec<Vec<u8>>, BackendError> {
+    use redis::ToRedisArgs as _;
+    let timers = item.timers.ok_or(BackendError::Failed)?;
+    let mut args = Vec::with_capacity(6);
+    args.extend(when.now.as_unix_millis().to_redis_args());
+    args.extend(u8::from(call.update).to_redis_args());
+    args.extend(timers.delay_ms.to_redis_args());
+    args.extend(timers.retry_window_ms.to_redis_args());
+    args.extend(timers.max_age_ms.to_redis_args());
+    args.extend(timers.auto_whitelist.to_redis_args());
+    Ok(args)
+}
+
 /// A verdict of `greylist.lua`.
 fn grey_verdict(reply: &[i64]) -> Result<GreyVerdict, BackendError> {
     let ms = |v: i64| u64::try_from(v).map_err(|_| BackendError::Failed);
@@ -561,15 +613,7 @@ impl Backend for RedisBackend {
         let mut invocation = self.limit.prepare_invoke();
         invocation
             .key(key_name(&self.prefix, 'l', &item, call.key.hash))
-            .arg(when.now.as_unix_millis())
-            .arg(call.units)
-            .arg(u8::from(call.count))
-            .arg(call.key.text)
-            .arg(item.windows.len());
-        for (i, window) in item.windows.iter().enumerate() {
-            let max = call.maxima.get(i).copied().unwrap_or(window.max());
-            invocation.arg(window.per_ms()).arg(max);
-        }
+            .arg(limit_args(&item, &call, when));
         let reply: Vec<i64> = self.run(when, &invocation)?;
         limit_verdict(&reply)
     }
@@ -604,19 +648,60 @@ impl Backend for RedisBackend {
         call: GreyCall,
         when: When,
     ) -> Result<GreyVerdict, BackendError> {
-        let timers = item.timers.ok_or(BackendError::Failed)?;
         let mut invocation = self.greylist.prepare_invoke();
         invocation
             .key(key_name(&self.prefix, 'c', &item, call.client))
             .key(key_name(&self.prefix, 'g', &item, call.triplet))
-            .arg(when.now.as_unix_millis())
-            .arg(u8::from(call.update))
-            .arg(timers.delay_ms)
-            .arg(timers.retry_window_ms)
-            .arg(timers.max_age_ms)
-            .arg(timers.auto_whitelist);
+            .arg(greylist_args(&item, &call, when)?);
         let reply: Vec<i64> = self.run(when, &invocation)?;
         grey_verdict(&reply)
+    }
+
+    fn batch(
+        &self,
+        calls: &[Batched<'_>],
+        when: When,
+        out: &mut Vec<Result<BatchAnswer, BackendError>>,
+    ) {
+        let mut invocation = self.batch.prepare_invoke();
+        invocation.arg(calls.len());
+        for call in calls {
+            match call {
+                Batched::Limit { item, call } => {
+                    let args = limit_args(item, call, when);
+                    invocation
+                        .key(key_name(&self.prefix, 'l', item, call.key.hash))
+                        .arg("l")
+                        .arg(args.len())
+                        .arg(args);
+                }
+                Batched::Greylist { item, call } => {
+                    let Ok(args) = greylist_args(item, call, when) else {
+                        out.extend(calls.iter().map(|_| Err(BackendError::Failed)));
+                        return;
+                    };
+                    invocation
+                        .key(key_name(&self.prefix, 'c', item, call.client))
+                        .key(key_name(&self.prefix, 'g', item, call.triplet))
+                        .arg("g")
+                        .arg(args.len())
+                        .arg(args);
+                }
+            }
+        }
+        let replies: Result<Vec<Vec<i64>>, BackendError> = self.run(when, &invocation);
+        match replies {
+            Ok(replies) => {
+                for (call, reply) in calls.iter().zip(&replies) {
+                    out.push(match call {
+                        Batched::Limit { .. } => limit_verdict(reply).map(BatchAnswer::Limit),
+                        Batched::Greylist { .. } => grey_verdict(reply).map(BatchAnswer::Greylist),
+                    });
+                }
+            }
+            // One round trip: each call has its error.
+            Err(e) => out.extend(calls.iter().map(|_| Err(e))),
+        }
     }
 
     fn seeds(&self) -> Option<HashSeeds> {

@@ -754,3 +754,154 @@ fn pem_checks() {
         other => panic!("{other:?}"),
     }
 }
+
+/// One call of a batch in the batch model.
+#[derive(Debug, Clone)]
+enum BatchOp {
+    Limit {
+        key: u8,
+        units: u64,
+        count: bool,
+    },
+    Grey {
+        client: u8,
+        triplet: u8,
+        update: bool,
+    },
+}
+
+fn batch_op() -> impl Strategy<Value = BatchOp> {
+    prop_oneof![
+        (0..3u8, 1..4u64, prop::bool::weighted(0.9))
+            .prop_map(|(key, units, count)| BatchOp::Limit { key, units, count }),
+        (0..2u8, 0..3u8, prop::bool::weighted(0.9)).prop_map(|(client, triplet, update)| {
+            BatchOp::Grey {
+                client,
+                triplet,
+                update,
+            }
+        }),
+    ]
+}
+
+/// Batches (with the clock moving between them) through `batch.lua` and
+/// through the local tables one call after the other, stopping after the
+/// first refusal or deferral: the same answers, and as many.
+fn batch_model(server: &RedisServer, batches: &[(u64, Vec<BatchOp>)]) -> Result<(), TestCaseError> {
+    use policy_core::state::{BatchAnswer, Batched};
+    let windows = [
+        Window::new(4, 2_000).expect("window"),
+        Window::new(9, 20_000).expect("window"),
+    ];
+    let timers = Timers {
+        delay_ms: 3_000,
+        retry_window_ms: 30_000,
+        max_age_ms: 4_000_000,
+        auto_whitelist: 2,
+    };
+    let table = LimitTable::new(
+        Limit::new(&windows).expect("limit"),
+        1_000,
+        HashSeeds([1, 2, 3, 4]),
+    );
+    let grey = GreylistTable::new(timers, 1_000, HashSeeds([5, 6, 7, 8]));
+    let redis = backend(server);
+    let limit_item = Item {
+        name: "bl",
+        signature: 1,
+        index: 0,
+        windows: &windows,
+        timers: None,
+    };
+    let grey_item = Item {
+        name: "bg",
+        signature: 2,
+        index: 0,
+        windows: &[],
+        timers: Some(timers),
+    };
+    let texts: Vec<[u8; 2]> = (0..3u8).map(|k| [b'k', b'0' + k]).collect();
+    let mut now = START_MS + 300;
+    for (step, (advance, ops)) in batches.iter().enumerate() {
+        now += advance;
+        let t = Timestamp::from_unix_millis(now);
+        let calls: Vec<Batched<'_>> = ops
+            .iter()
+            .map(|op| match *op {
+                BatchOp::Limit { key, units, count } => Batched::Limit {
+                    item: limit_item,
+                    call: LimitCall {
+                        key: Key {
+                            hash: u64::from(key) + 1,
+                            text: &texts[usize::from(key)],
+                        },
+                        units,
+                        maxima: &[],
+                        count,
+                    },
+                },
+                BatchOp::Grey {
+                    client,
+                    triplet,
+                    update,
+                } => Batched::Greylist {
+                    item: grey_item,
+                    call: GreyCall {
+                        client: 0xc0 + u64::from(client),
+                        triplet: 0x700 + u64::from(client) * 16 + u64::from(triplet),
+                        update,
+                    },
+                },
+            })
+            .collect();
+        let mut local = Vec::new();
+        for call in &calls {
+            let answer = match *call {
+                Batched::Limit { call, .. } => BatchAnswer::Limit(if call.count {
+                    table.check_and_count_with(call.key, call.units, t, call.maxima)
+                } else {
+                    table.check_with(call.key, call.units, t, call.maxima)
+                }),
+                Batched::Greylist { call, .. } => {
+                    BatchAnswer::Greylist(grey.check(call.client, call.triplet, t, call.update))
+                }
+            };
+            local.push(Ok(answer));
+            if answer.stops() {
+                break;
+            }
+        }
+        let mut remote = Vec::new();
+        redis.batch(&calls, when(now), &mut remote);
+        prop_assert_eq!(
+            local,
+            remote,
+            "batch {}: {:?} at +{} ms",
+            step,
+            ops,
+            now - START_MS
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn batch_script_answers_as_the_local_tables_one_by_one() {
+    let Some(server) = RedisServer::start("batch-model") else {
+        return;
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 128,
+        ..ProptestConfig::default()
+    });
+    let batches = prop::collection::vec(
+        (
+            prop_oneof![0..500u64, 0..5_000u64, Just(40_000u64)],
+            prop::collection::vec(batch_op(), 1..5),
+        ),
+        1..30,
+    );
+    if let Err(e) = runner.run(&batches, |b| batch_model(&server, &b)) {
+        panic!("{e}\nredis log:\n{}", server.log());
+    }
+}
