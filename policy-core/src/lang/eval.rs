@@ -105,8 +105,10 @@ pub(crate) struct Buffers {
     pub(crate) scored: bool,
     /// `$dnsbl_reason` of the rule being fired.
     pub(crate) dnsbl_reason: Vec<u8>,
-    /// The plan and batch of the request's remote calls.
-    pub(crate) prefetch: Prefetch,
+    /// The plan and batch of the request's remote calls (boxed: made for
+    /// the first request of a policy with remote items, and out of the way
+    /// of the others).
+    pub(crate) prefetch: Option<Box<Prefetch>>,
 }
 
 /// Where a rule's answer is written: the parts of the [`Buffers`] that an
@@ -347,19 +349,24 @@ impl Program {
         now: Timestamp,
         buffers: &mut Buffers,
     ) -> Outcome<'a> {
+        self.start_walk(buffers);
         if !self.limits.is_empty() || !self.greylists.is_empty() || self.once_rules {
             buffers.message.follow(request);
         }
         if self.remote_stateful && state.has_backend() && !buffers.probe {
             // Plan the walk's remote calls, and make them in one batch.
-            self.start_walk(buffers);
-            buffers.prefetch.plan();
+            buffers.prefetch.get_or_insert_with(Box::default).plan();
             let _ = self.walk(request, facts, state, now, buffers);
-            state.prefetch(&mut buffers.prefetch, now);
+            if let Some(prefetch) = &mut buffers.prefetch {
+                state.prefetch(prefetch, now);
+            }
+            self.start_walk(buffers);
+            buffers.wire.clear();
         }
-        self.start_walk(buffers);
         let mut outcome = self.walk(request, facts, state, now, buffers);
-        buffers.prefetch.off();
+        if let Some(prefetch) = &mut buffers.prefetch {
+            prefetch.off();
+        }
         if let (None, Some((grey, waited_ms))) = (outcome.rule, buffers.first_pass) {
             outcome = self.first_pass_header(grey, waited_ms, request, buffers, outcome);
         }
@@ -369,17 +376,20 @@ impl Program {
         outcome
     }
 
-    /// Clear what a walk leaves in `buffers`.
+    /// Clear what a walk leaves in `buffers` (but the wire text, which the
+    /// deciding answer writes).
+    #[inline]
     fn start_walk(&self, buffers: &mut Buffers) {
         buffers.hits.clear();
         buffers.hit_wire.clear();
         buffers.failure = None;
-        buffers.wire.clear();
         if !self.scores.is_empty() {
             buffers.score_reasons.clear();
             buffers.scored = false;
         }
-        buffers.counted.clear();
+        if !self.limits.is_empty() || !self.greylists.is_empty() {
+            buffers.counted.clear();
+        }
         buffers.first_pass = None;
     }
 
@@ -643,12 +653,11 @@ impl Program {
             } = buffers;
             let step = match self.limits.get(limit as usize) {
                 Some(l) if self.remote_stateful => {
+                    let prefetch = prefetch.get_or_insert_with(Box::default);
                     prefetch.barrier = rule.dry_run || l.is_distinct();
-                    let store = Store {
-                        state: tables,
-                        prefetch: RefCell::new(prefetch),
-                    };
-                    l.step(limit, request, &store, now, key, counted, message, *probe)
+                    remote_limit_step(
+                        l, limit, request, tables, now, prefetch, key, counted, message, *probe,
+                    )
                 }
                 Some(l) => l.step(limit, request, tables, now, key, counted, message, *probe),
                 None => Step::Pass,
@@ -675,12 +684,9 @@ impl Program {
             } = buffers;
             let step = match self.greylists.get(grey as usize) {
                 Some(g) if self.remote_stateful => {
+                    let prefetch = prefetch.get_or_insert_with(Box::default);
                     prefetch.barrier = rule.dry_run;
-                    let store = Store {
-                        state: tables,
-                        prefetch: RefCell::new(prefetch),
-                    };
-                    g.step(grey, request, &store, now, sender, *probe)
+                    remote_grey_step(g, grey, request, tables, now, prefetch, sender, *probe)
                 }
                 Some(g) => g.step(grey, request, tables, now, sender, *probe),
                 None => GreyStep::Pass,
@@ -711,7 +717,11 @@ impl Program {
             if buffers.message.prepended.contains(&rule.once) {
                 return None;
             }
-            if !buffers.probe && buffers.prefetch.mode != Mode::Plan {
+            let planning = buffers
+                .prefetch
+                .as_ref()
+                .is_some_and(|p| p.mode == Mode::Plan);
+            if !buffers.probe && !planning {
                 buffers.message.prepended.push(rule.once);
             }
         }
@@ -1610,4 +1620,50 @@ mod tests {
             );
         }
     }
+}
+
+/// A limit's step through the prefetching store (a policy with remote
+/// items): apart, so that the walk of other policies stays as it was.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn remote_limit_step(
+    l: &crate::limits::rule::LimitRule,
+    limit: u32,
+    request: &Request<'_>,
+    tables: &State,
+    now: Timestamp,
+    prefetch: &mut Prefetch,
+    key: &mut Vec<u8>,
+    counted: &mut Vec<Counted>,
+    message: &MessageState,
+    probe: bool,
+) -> Step {
+    let store = Store {
+        state: tables,
+        prefetch: RefCell::new(prefetch),
+    };
+    l.step(limit, request, &store, now, key, counted, message, probe)
+}
+
+/// A greylist's step through the prefetching store; see
+/// [`remote_limit_step`].
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn remote_grey_step(
+    g: &crate::greylist::rule::GreylistRule,
+    grey: u32,
+    request: &Request<'_>,
+    tables: &State,
+    now: Timestamp,
+    prefetch: &mut Prefetch,
+    sender: &mut Vec<u8>,
+    probe: bool,
+) -> GreyStep {
+    let store = Store {
+        state: tables,
+        prefetch: RefCell::new(prefetch),
+    };
+    g.step(grey, request, &store, now, sender, probe)
 }
