@@ -1390,6 +1390,52 @@ fn contains(value: &[u8], needle: &[u8], no_case: bool) -> bool {
     })
 }
 
+/// A limit's step through the prefetching store (a policy with remote
+/// items): apart, so that the walk of other policies stays as it was.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn remote_limit_step(
+    l: &crate::limits::rule::LimitRule,
+    limit: u32,
+    request: &Request<'_>,
+    tables: &State,
+    now: Timestamp,
+    prefetch: &mut Prefetch,
+    key: &mut Vec<u8>,
+    counted: &mut Vec<Counted>,
+    message: &MessageState,
+    probe: bool,
+) -> Step {
+    let store = Store {
+        state: tables,
+        prefetch: RefCell::new(prefetch),
+    };
+    l.step(limit, request, &store, now, key, counted, message, probe)
+}
+
+/// A greylist's step through the prefetching store; see
+/// [`remote_limit_step`].
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn remote_grey_step(
+    g: &crate::greylist::rule::GreylistRule,
+    grey: u32,
+    request: &Request<'_>,
+    tables: &State,
+    now: Timestamp,
+    prefetch: &mut Prefetch,
+    sender: &mut Vec<u8>,
+    probe: bool,
+) -> GreyStep {
+    let store = Store {
+        state: tables,
+        prefetch: RefCell::new(prefetch),
+    };
+    g.step(grey, request, &store, now, sender, probe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1620,50 +1666,4 @@ mod tests {
             );
         }
     }
-}
-
-/// A limit's step through the prefetching store (a policy with remote
-/// items): apart, so that the walk of other policies stays as it was.
-#[cold]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn remote_limit_step(
-    l: &crate::limits::rule::LimitRule,
-    limit: u32,
-    request: &Request<'_>,
-    tables: &State,
-    now: Timestamp,
-    prefetch: &mut Prefetch,
-    key: &mut Vec<u8>,
-    counted: &mut Vec<Counted>,
-    message: &MessageState,
-    probe: bool,
-) -> Step {
-    let store = Store {
-        state: tables,
-        prefetch: RefCell::new(prefetch),
-    };
-    l.step(limit, request, &store, now, key, counted, message, probe)
-}
-
-/// A greylist's step through the prefetching store; see
-/// [`remote_limit_step`].
-#[cold]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn remote_grey_step(
-    g: &crate::greylist::rule::GreylistRule,
-    grey: u32,
-    request: &Request<'_>,
-    tables: &State,
-    now: Timestamp,
-    prefetch: &mut Prefetch,
-    sender: &mut Vec<u8>,
-    probe: bool,
-) -> GreyStep {
-    let store = Store {
-        state: tables,
-        prefetch: RefCell::new(prefetch),
-    };
-    g.step(grey, request, &store, now, sender, probe)
 }
