@@ -401,6 +401,18 @@ fn log_request_fields(line: &mut Line<'_>, request: &Request<'_>, peer: &str) {
             "state",
             request.protocol_state.map_or(&b""[..], |s| s.as_bytes()),
         );
+    // What mail.log greps by, when Postfix has it: the client's verified
+    // name, the login, the queue id (Postfix assigns it after MAIL FROM or
+    // at DATA, depending on its settings).
+    for (name, value) in [
+        ("client_name", request.client_name),
+        ("sasl_username", request.sasl_username),
+        ("queue_id", request.queue_id),
+    ] {
+        if !value.is_empty() {
+            line.field(name, value);
+        }
+    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {

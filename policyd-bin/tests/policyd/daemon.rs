@@ -430,6 +430,26 @@ mod serving {
     }
 
     #[test]
+    fn decision_log_line_names_client_name_login_and_queue_id() {
+        let daemon = Daemon::start(&[]);
+        let mut conn = daemon.connect();
+        let req = request_with(&[
+            ("client_name", "mail.example.net"),
+            ("sasl_username", "joe"),
+            ("queue_id", "4FZtQm0bQCz9v"),
+        ]);
+        assert_eq!(request(&mut conn, &req), DUNNO);
+        let line = daemon.expect_log("decision", |l| l.contains(": info: decision "));
+        assert!(
+            line.contains(
+                " state=RCPT client_name=mail.example.net sasl_username=joe \
+                 queue_id=4FZtQm0bQCz9v micros="
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn idle_connection_closed_after_idle_timeout() {
         let daemon = Daemon::start(&["--idle-timeout", "1"]);
         let mut conn = daemon.connect();
