@@ -18,6 +18,18 @@ impl std::fmt::Debug for HashSeeds {
 }
 
 impl HashSeeds {
+    /// Fresh random seeds (ahash's runtime-seeded state: secret, and
+    /// different in each process).
+    pub fn random() -> Self {
+        let state = ahash::RandomState::new();
+        Self([
+            state.hash_one(0x5eed_0001_u64),
+            state.hash_one(0x5eed_0002_u64),
+            state.hash_one(0x5eed_0003_u64),
+            state.hash_one(0x5eed_0004_u64),
+        ])
+    }
+
     pub(crate) fn state(self) -> ahash::RandomState {
         let [a, b, c, d] = self.0;
         ahash::RandomState::with_seeds(a, b, c, d)

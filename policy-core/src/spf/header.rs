@@ -1,9 +1,8 @@
 //! The `Received-SPF:` header of RFC 7208 section 9.1: the result, a
 //! comment in words, and the key-value pairs a later filter reads.
 
-use std::net::IpAddr;
-
 use super::{Identity, SpfInput, SpfResult};
+use crate::template::TextBuf;
 
 /// The most bytes [`SpfInput::received_spf`] writes. The header is cut
 /// whole pairs at a time to stay within it (a client's long sender or HELO
@@ -52,8 +51,8 @@ impl SpfInput<'_> {
     /// ```
     pub fn received_spf(&self, result: SpfResult, out: &mut Vec<u8>) {
         let start = out.len();
-        let mut ip = IpText { buf: [0; 45] };
-        let ip = ip.write(self.client);
+        let mut ip = TextBuf::new();
+        let ip = ip.write_ip(self.client);
         out.extend_from_slice(result.as_str().as_bytes());
         // Writes the pairs that fit; says whether all did.
         let pairs = |out: &mut Vec<u8>| {
@@ -155,22 +154,6 @@ enum Words {
     Who,
     /// The client's address.
     Client,
-}
-
-/// An address in text, on the stack.
-struct IpText {
-    buf: [u8; 45],
-}
-
-impl IpText {
-    fn write(&mut self, ip: IpAddr) -> &[u8] {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
-        // Cannot fail: 45 bytes hold the longest IPv6 text.
-        let _ = write!(cursor, "{ip}");
-        let len = usize::try_from(cursor.position()).unwrap_or(0);
-        self.buf.get(..len).unwrap_or_default()
-    }
 }
 
 /// RFC 5322's `atext`.

@@ -32,6 +32,17 @@ pub(crate) struct LimitSpec {
     pub(crate) remote: bool,
 }
 
+impl LimitSpec {
+    /// An empty table for the limit, its keys hashed with `seeds`.
+    fn empty_table(&self, seeds: HashSeeds) -> Arc<LimitTable> {
+        Arc::new(LimitTable::new(
+            self.table_limit.clone(),
+            self.capacity,
+            seeds,
+        ))
+    }
+}
+
 /// What a [`State`] needs to know of a greylist rule to keep its triplets.
 #[derive(Debug, Clone)]
 pub(crate) struct GreylistSpec {
@@ -41,6 +52,13 @@ pub(crate) struct GreylistSpec {
     pub(crate) capacity: usize,
     /// As [`LimitSpec::remote`].
     pub(crate) remote: bool,
+}
+
+impl GreylistSpec {
+    /// An empty table for the greylist, its triplets hashed with `seeds`.
+    fn empty_table(&self, seeds: HashSeeds) -> Arc<GreylistTable> {
+        Arc::new(GreylistTable::new(self.timers, self.capacity, seeds))
+    }
 }
 
 /// The in-memory tables of a [`State`]: one [`LimitTable`] per limit and
@@ -183,18 +201,6 @@ pub struct GreylistState<'a> {
     pub remote: bool,
 }
 
-/// Fresh random seeds for a new table's key hash (ahash's runtime-seeded
-/// state: the seeds are secret and differ per process).
-fn random_seeds() -> HashSeeds {
-    let state = ahash::RandomState::new();
-    HashSeeds([
-        state.hash_one(0x5eed_0001_u64),
-        state.hash_one(0x5eed_0002_u64),
-        state.hash_one(0x5eed_0003_u64),
-        state.hash_one(0x5eed_0004_u64),
-    ])
-}
-
 impl State {
     /// Empty tables for these items, reusing the tables `keep` returns for
     /// an item (a reload keeping an unchanged item's state).
@@ -209,31 +215,15 @@ impl State {
     ) -> Self {
         let seeds_for = |remote: bool| match seeds {
             Some(seeds) if remote => seeds,
-            _ => random_seeds(),
+            _ => HashSeeds::random(),
         };
         let limit_tables = limits
             .iter()
-            .map(|s| {
-                keep_limit(s).unwrap_or_else(|| {
-                    Arc::new(LimitTable::new(
-                        s.table_limit.clone(),
-                        s.capacity,
-                        seeds_for(s.remote),
-                    ))
-                })
-            })
+            .map(|s| keep_limit(s).unwrap_or_else(|| s.empty_table(seeds_for(s.remote))))
             .collect();
         let greylist_tables = greylists
             .iter()
-            .map(|s| {
-                keep_greylist(s).unwrap_or_else(|| {
-                    Arc::new(GreylistTable::new(
-                        s.timers,
-                        s.capacity,
-                        seeds_for(s.remote),
-                    ))
-                })
-            })
+            .map(|s| keep_greylist(s).unwrap_or_else(|| s.empty_table(seeds_for(s.remote))))
             .collect();
         Self {
             limits: limits.into_boxed_slice(),
@@ -317,11 +307,7 @@ impl State {
                 .zip(self.local.limits.iter())
                 .map(|(spec, table)| {
                     if spec.remote {
-                        Arc::new(LimitTable::new(
-                            spec.table_limit.clone(),
-                            spec.capacity,
-                            seeds,
-                        ))
+                        spec.empty_table(seeds)
                     } else {
                         Arc::clone(table)
                     }
@@ -333,7 +319,7 @@ impl State {
                 .zip(self.local.greylists.iter())
                 .map(|(spec, table)| {
                     if spec.remote {
-                        Arc::new(GreylistTable::new(spec.timers, spec.capacity, seeds))
+                        spec.empty_table(seeds)
                     } else {
                         Arc::clone(table)
                     }

@@ -452,7 +452,7 @@ pub(crate) fn key_name(prefix: &str, kind: char, item: &Item<'_>, hash: u64) -> 
 /// same).
 fn read_or_create_seeds(con: &mut redis::Connection, prefix: &str) -> Result<HashSeeds, CallError> {
     let key = format!("{prefix}seeds");
-    let fresh = random_seeds_text();
+    let fresh = seeds_text(HashSeeds::random());
     let _: Option<String> = redis::cmd("SET")
         .arg(&key)
         .arg(&fresh)
@@ -469,17 +469,6 @@ fn read_or_create_seeds(con: &mut redis::Connection, prefix: &str) -> Result<Has
              (the shared counters then start over)"
         ))
     })
-}
-
-/// Four random 64-bit words, as 64 hexadecimal digits.
-fn random_seeds_text() -> String {
-    let state = ahash::RandomState::new();
-    seeds_text(HashSeeds([
-        state.hash_one(1u64),
-        state.hash_one(2u64),
-        state.hash_one(3u64),
-        state.hash_one(4u64),
-    ]))
 }
 
 /// Seeds as 64 hexadecimal digits.
