@@ -357,7 +357,8 @@ impl<L: Layout> ShardTable<L> {
     /// the entries whose `expires_at(entry)` is `now` or earlier (moving
     /// entries: a bucket found by an earlier probe is stale), `None` if it
     /// is full of live keys. A sweep that finds nothing to reclaim is not
-    /// tried again before the earliest expiry it saw.
+    /// tried again before the earliest expiry it saw (a sweep that makes
+    /// room leaves no such bound: the keys inserted after it were not seen).
     pub(crate) fn make_room(
         &mut self,
         max_keys: usize,
@@ -380,8 +381,18 @@ impl<L: Layout> ShardTable<L> {
                 true
             }
         });
-        self.next_sweep = next;
-        (self.len < max_keys).then_some(true)
+        if self.len < max_keys {
+            // Room made: keys inserted from now on have expiries this sweep
+            // did not see, so the next full shard sweeps at once.
+            self.next_sweep = 0;
+            Some(true)
+        } else {
+            // Full of live keys: nothing can be inserted before a sweep
+            // frees room, and the keys kept only expire later when counted
+            // again, so none expires before `next`.
+            self.next_sweep = next;
+            None
+        }
     }
 
     /// Whether [`make_room`](Self::make_room) would find room at `now`,
