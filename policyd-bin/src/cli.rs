@@ -29,7 +29,7 @@ use policy_core::lang::did_you_mean;
 use policy_core::{Action, ActionError};
 use policy_proto::Limits;
 
-use crate::log::Level;
+use crate::log::{Facility, Level, LogSettings, SyslogSettings, Timestamps, DEFAULT_SYSLOG_SOCKET};
 
 /// Exit code for a bad command line (BSD `sysexits.h` `EX_USAGE`).
 pub(crate) const EX_USAGE: u8 = 64;
@@ -359,8 +359,11 @@ pub(crate) struct Config {
     pub(crate) request_timeout: Duration,
     /// Framer limits.
     pub(crate) limits: Limits,
-    /// Least severe level logged.
-    pub(crate) log_level: Level,
+    /// `--log-level`, `--syslog*`, `--log-timestamps`.
+    pub(crate) log: LogSettings,
+    /// `--user`, `--group`, `--unix-*`, `--allow`, `--pidfile`: how the
+    /// daemon fits in the system.
+    pub(crate) service: ServiceArgs,
     /// `--state-file`: where the limits' counters are kept across restarts
     /// (none: they are not kept).
     pub(crate) state_file: Option<PathBuf>,
@@ -396,6 +399,103 @@ pub(crate) struct RedisArgs {
     pub(crate) budget: Duration,
 }
 
+/// The options that fit the daemon into the system: who it runs as, who
+/// may use its UNIX sockets, which clients may connect, its pidfile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ServiceArgs {
+    /// `--user USER`: the user to run as once the sockets and files are
+    /// open (name or number).
+    pub(crate) user: Option<String>,
+    /// `--group GROUP`: the group to run as (default: the user's).
+    pub(crate) group: Option<String>,
+    /// `--unix-owner USER`: the owner of every UNIX listening socket.
+    pub(crate) unix_owner: Option<String>,
+    /// `--unix-group GROUP`: the group of every UNIX listening socket.
+    pub(crate) unix_group: Option<String>,
+    /// `--unix-mode MODE`: the permissions of every UNIX listening socket.
+    pub(crate) unix_mode: Option<u32>,
+    /// `--allow NETWORK`: the TCP clients that may connect (none: all).
+    pub(crate) allow: Vec<Network>,
+    /// `--pidfile PATH`.
+    pub(crate) pidfile: Option<PathBuf>,
+}
+
+/// An IP network of `--allow`: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Network {
+    /// The address, its host bits cleared.
+    pub(crate) addr: std::net::IpAddr,
+    /// The prefix length: 0 to 32 (IPv4) or 128 (IPv6).
+    pub(crate) prefix: u8,
+}
+
+impl Network {
+    /// Parse `192.0.2.0/24`, `2001:db8::/32` or a single address. Host bits
+    /// set (`192.0.2.1/24`) are refused: they usually mean a typo.
+    pub(crate) fn parse(text: &str) -> Result<Self, &'static str> {
+        const EXPECTED: &str =
+            "an IP address or network: 127.0.0.1, 192.0.2.0/24, ::1, 2001:db8::/32";
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| EXPECTED)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().map_err(|_| EXPECTED)?
+            }
+            Some(_) => return Err(EXPECTED),
+        };
+        if prefix > max {
+            return Err("a prefix length of at most 32 (IPv4) or 128 (IPv6)");
+        }
+        let network = Self { addr, prefix };
+        if network.masked(addr) != addr {
+            return Err("a network without host bits (e.g. 192.0.2.0/24, not 192.0.2.1/24)");
+        }
+        Ok(network)
+    }
+
+    /// `ip` with the host bits of this network's prefix cleared.
+    fn masked(self, ip: std::net::IpAddr) -> std::net::IpAddr {
+        use std::net::IpAddr;
+        match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        }
+    }
+
+    /// Whether `ip` is in this network. An IPv4-mapped IPv6 address
+    /// (`::ffff:192.0.2.1`, a client of an IPv6 socket that also accepts
+    /// IPv4) is taken as the IPv4 address it maps.
+    pub(crate) fn contains(self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == self.addr
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// `--redis-prefix`'s default, put before every key in Redis.
 pub(crate) const DEFAULT_REDIS_PREFIX: &str = "policyd:";
 
@@ -429,7 +529,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             limits: Limits::default(),
-            log_level: Level::Info,
+            log: LogSettings::default(),
+            service: ServiceArgs::default(),
             state_file: None,
             state_interval: Duration::from_secs(DEFAULT_STATE_INTERVAL_SECS),
             dns: DnsSettings::default(),
@@ -699,9 +800,10 @@ COMMANDS:
                     much?\"; for a greylist, its timers, its pending and
                     passed triplets, and its client networks tracked and
                     auto-whitelisted. The daemon need not run. Exit 0; 1 when
-                    --limit or --window names nothing in the file; {noinput} when the file cannot be
-                    read (missing, permission denied); {dataerr} when it is
-                    damaged, truncated or not a state file.
+                    --limit or --window names nothing in the file;
+                    {noinput} when the file cannot be read (missing,
+                    permission denied); {dataerr} when it is damaged,
+                    truncated or not a state file.
                     With --redis URL --config FILE instead: the same views
                     of the policy's backend redis items as Redis holds them
                     now, read with SCAN (never KEYS) and HMGET, changing
@@ -717,11 +819,11 @@ COMMANDS:
                     --config nor --action is given) and exit.
 
 POLICY OPTIONS:
-    -c, --config FILE       serve, test, state --redis: the policy file. List and login-map
-                            files it names are read relative to its directory.
-                            On SIGHUP the daemon reads and compiles them again;
-                            the new policy replaces the old one only if it
-                            compiles.
+    -c, --config FILE       serve, test, state --redis: the policy file. List
+                            and login-map files it names are read relative
+                            to its directory. On SIGHUP the daemon reads and
+                            compiles them again; the new policy replaces the
+                            old one only if it compiles.
                             [default: the embedded default policy, which
                             answers DUNNO to everything; see default-policy]
     --action ACTION         serve only: answer every request with this access(5)
@@ -807,6 +909,60 @@ SERVE OPTIONS:
     --log-level LEVEL       error, warn, info or debug. One line per decision is
                             logged at info; start, listening, reload, signal and
                             stop lines are logged at any level. [default: info]
+    --log-timestamps WHEN   auto, on or off: start each stderr line with the
+                            time (UTC, RFC 3339, milliseconds). auto: unless
+                            stderr is the systemd journal (JOURNAL_STREAM
+                            names it), which stamps lines itself.
+                            [default: auto]
+    --syslog                Log to the syslog daemon (RFC 3164 datagrams to
+                            --syslog-socket, facility --syslog-facility, tag
+                            policyd[PID]) instead of stderr, so the lines land
+                            in mail.log beside Postfix's. The syslog daemon
+                            stamps them. Start-up errors still go to stderr.
+                            A line the socket refuses (the syslog daemon
+                            restarting) is sent again once, else written to
+                            stderr. A socket that cannot be reached at start
+                            refuses the start (exit {oserr}).
+    --syslog-facility NAME  mail, daemon, user or local0 to local7.
+                            [default: mail]
+    --syslog-socket PATH    [default: /dev/log]
+    --allow NETWORK         Accept TCP clients from these networks only
+                            (cbpolicyd's cidr_allow): an address or
+                            address/prefix, IPv4 or IPv6; repeat, or separate
+                            with commas. Others are logged (refusing connection
+                            ... reason=\"client not in --allow\") and closed
+                            before a byte is read. UNIX socket clients are
+                            governed by the socket's permissions instead.
+                            [default: any client; the default --listen is
+                            loopback only]
+    --pidfile PATH          Write the daemon's PID to PATH at start (before
+                            --user applies; mode 0644) and remove it at exit
+                            if it still holds that PID. For hosts without
+                            systemd. A PATH that cannot be written refuses
+                            the start (exit {cantcreat}). [default: none]
+    -u, --user USER         Run as USER (name or number) once every socket is
+                            bound and the --state-file's lock is taken: start
+                            as root, bind, then drop to USER with USER's
+                            groups, for good (checked). The policy file and
+                            its lists (read again on SIGHUP) and the
+                            --state-file's directory must then be readable,
+                            and writable for the state, by USER. Needs root,
+                            unless USER is who the daemon runs as already.
+                            Under systemd, prefer the unit's User= (see
+                            packaging/policyd.service).
+                            [default: stay as started]
+    -g, --group GROUP       Run as GROUP (name or number).
+                            [default: USER's group]
+    --unix-owner USER       The owner of the UNIX sockets of --listen, set
+                            once bound; with --unix-group and --unix-mode so
+                            that Postfix (user postfix) may connect, e.g.
+                            --listen /var/spool/postfix/private/policyd
+                            --unix-owner postfix --unix-mode 0600.
+                            [default: the user the daemon starts as]
+    --unix-group GROUP      The group of the UNIX sockets of --listen.
+                            [default: the daemon's group]
+    --unix-mode MODE        Octal permissions of the UNIX sockets of --listen,
+                            e.g. 0660. [default: 0777 less the umask]
     -h, --help              Print this help and exit.
     -V, --version           Print the version and exit.
 
@@ -900,10 +1056,12 @@ POSTFIX (main.cf), Postfix 3.0 or later:
     --listen /var/spool/postfix/private/policyd with
     check_policy_service unix:private/policyd.
 
-LOGS (stderr: run under systemd for the journal, or redirect to a file or
-logger(1); one line each, key=value, client bytes escaped):
+LOGS (stderr, or syslog with --syslog; one line each, key=value, client
+bytes escaped; on stderr each line starts with the time, as
+2026-12-06T07:40:01.123Z, unless stderr is the systemd journal):
     policyd[PID]: info: listening on 127.0.0.1:10031
     policyd[PID]: info: decision rule=blocked action=\"REJECT 5.7.1 ...\" ...
+        client=... client_name=... sasl_username=... queue_id=...
     policyd[PID]: info: dry-run rule=big would=\"DEFER 4.5.3 ...\" decided_by=...
     policyd[PID]: info: reloaded policy FILE rules=12 list_files=2 warnings=0
     policyd[PID]: info: restored state file PATH written DATE (12 s ago): ...
@@ -925,6 +1083,15 @@ logger(1); one line each, key=value, client bytes escaped):
     A protocol fault (oversize request or line, NUL byte, malformed line, bad
     attribute value, stalled request) closes that connection without a reply;
     Postfix retries once, then applies its default_action.
+
+SYSTEMD:
+    Type=notify: policyd sends READY=1 once it listens with its policy in
+    force, RELOADING=1 when a SIGHUP reload starts and READY=1 when it is
+    over (with the new policy or, if it did not compile, the old one), and
+    STOPPING=1 at a stop (NOTIFY_SOCKET; nothing is sent without it).
+    Socket activation: sockets passed by a .socket unit (LISTEN_FDS) are
+    served instead of --listen (TCP or UNIX stream sockets; they are
+    systemd's, never removed). See packaging/policyd.service.
 
 SIGNALS:
     SIGTERM, SIGINT  Stop accepting, answer requests in flight, close idle
@@ -1018,6 +1185,11 @@ struct Parsed {
     /// `--redis-cert-file` and `--redis-key-file`, paired at the end.
     redis_cert_file: Option<PathBuf>,
     redis_key_file: Option<PathBuf>,
+    /// `--syslog`, `--syslog-facility`, `--syslog-socket`, put together
+    /// at the end.
+    syslog: bool,
+    syslog_facility: Option<Facility>,
+    syslog_socket: Option<PathBuf>,
 }
 
 /// Parse the arguments after the program name.
@@ -1290,12 +1462,60 @@ where
             }
             Opt::LogLevel => {
                 let text = utf8(canonical, &value)?;
-                p.config.log_level = Level::from_name(text).ok_or_else(|| CliError::BadValue {
+                p.config.log.level = Level::from_name(text).ok_or_else(|| CliError::BadValue {
                     option: "--log-level",
                     value: text.to_owned(),
                     expected: "one of error, warn, info, debug",
                 })?;
             }
+            Opt::Syslog => p.syslog = true,
+            Opt::SyslogFacility => {
+                let text = utf8(canonical, &value)?;
+                p.syslog_facility =
+                    Some(Facility::from_name(text).ok_or_else(|| CliError::BadValue {
+                        option: canonical,
+                        value: text.to_owned(),
+                        expected: "one of mail, daemon, user, local0 to local7",
+                    })?);
+            }
+            Opt::SyslogSocket => p.syslog_socket = Some(file_name(canonical, value)?),
+            Opt::LogTimestamps => {
+                let text = utf8(canonical, &value)?;
+                p.config.log.timestamps =
+                    Timestamps::from_name(text).ok_or_else(|| CliError::BadValue {
+                        option: canonical,
+                        value: text.to_owned(),
+                        expected: "one of auto, on, off",
+                    })?;
+            }
+            Opt::User => p.config.service.user = Some(account(canonical, &value)?),
+            Opt::Group => p.config.service.group = Some(account(canonical, &value)?),
+            Opt::UnixOwner => p.config.service.unix_owner = Some(account(canonical, &value)?),
+            Opt::UnixGroup => p.config.service.unix_group = Some(account(canonical, &value)?),
+            Opt::UnixMode => {
+                let text = utf8(canonical, &value)?;
+                let mode = (!text.is_empty() && text.len() <= 4)
+                    .then(|| u32::from_str_radix(text, 8).ok())
+                    .flatten()
+                    .filter(|mode| *mode <= 0o777);
+                p.config.service.unix_mode = Some(mode.ok_or_else(|| CliError::BadValue {
+                    option: canonical,
+                    value: text.to_owned(),
+                    expected: "octal permissions from 0000 to 0777, e.g. 0660",
+                })?);
+            }
+            Opt::Allow => {
+                let text = utf8(canonical, &value)?;
+                for item in text.split(',').map(str::trim) {
+                    let network = Network::parse(item).map_err(|expected| CliError::BadValue {
+                        option: canonical,
+                        value: item.to_owned(),
+                        expected,
+                    })?;
+                    p.config.service.allow.push(network);
+                }
+            }
+            Opt::Pidfile => p.config.service.pidfile = Some(file_name(canonical, value)?),
         }
     }
 
@@ -1414,6 +1634,25 @@ fn serve_command(p: Parsed) -> Result<Command, CliError> {
         config.listen = p.listen;
     }
     redis_tls(&mut config.redis, p.redis_cert_file, p.redis_key_file)?;
+    if p.syslog {
+        config.log.syslog = Some(SyslogSettings {
+            socket: p
+                .syslog_socket
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SYSLOG_SOCKET)),
+            facility: p.syslog_facility.unwrap_or(Facility::MAIL),
+        });
+    } else if let Some(option) = p
+        .seen
+        .iter()
+        .find(|o| matches!(o.id, Opt::SyslogFacility | Opt::SyslogSocket))
+    {
+        return Err(CliError::Requires(option.names[0], "--syslog"));
+    }
+    if let Some(option) = p.seen.iter().find(|o| o.id == Opt::LogTimestamps) {
+        if p.syslog {
+            return Err(CliError::Conflict("--syslog", option.names[0]));
+        }
+    }
     Ok(Command::Serve(Box::new(config)))
 }
 
@@ -1509,6 +1748,17 @@ enum Opt {
     RedisPrefix,
     RedisPool,
     RedisBudget,
+    Syslog,
+    SyslogFacility,
+    SyslogSocket,
+    LogTimestamps,
+    User,
+    Group,
+    UnixOwner,
+    UnixGroup,
+    UnixMode,
+    Allow,
+    Pidfile,
 }
 
 /// One option: its spellings (the first is the canonical one, used in
@@ -1632,7 +1882,42 @@ const OPTIONS: &[OptSpec] = &[
     spec(Opt::RedisPrefix, &["--redis-prefix"], true, SERVE_STATE),
     spec(Opt::RedisPool, &["--redis-pool"], true, SERVE),
     spec(Opt::RedisBudget, &["--redis-budget"], true, SERVE),
+    spec(Opt::Syslog, &["--syslog"], false, SERVE),
+    spec(Opt::SyslogFacility, &["--syslog-facility"], true, SERVE),
+    spec(Opt::SyslogSocket, &["--syslog-socket"], true, SERVE),
+    spec(Opt::LogTimestamps, &["--log-timestamps"], true, SERVE),
+    spec(Opt::User, &["--user", "-u"], true, SERVE),
+    spec(Opt::Group, &["--group", "-g"], true, SERVE),
+    spec(Opt::UnixOwner, &["--unix-owner"], true, SERVE),
+    spec(Opt::UnixGroup, &["--unix-group"], true, SERVE),
+    spec(Opt::UnixMode, &["--unix-mode"], true, SERVE),
+    OptSpec {
+        // Repeatable: one network each.
+        once: false,
+        ..spec(Opt::Allow, &["--allow"], true, SERVE)
+    },
+    spec(Opt::Pidfile, &["--pidfile"], true, SERVE),
 ];
+
+/// A user or group name (or number) of `--user` and friends: looked up
+/// at start, when the daemon has bound its sockets.
+fn account(option: &'static str, value: &OsStr) -> Result<String, CliError> {
+    let text = utf8(option, value)?;
+    let valid = !text.is_empty()
+        && text.len() <= 32
+        && !text.starts_with('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(CliError::BadValue {
+            option,
+            value: text.to_owned(),
+            expected: "a user or group name (letters, digits, _ - .) or number",
+        });
+    }
+    Ok(text.to_owned())
+}
 
 /// A file name: any bytes but none.
 fn file_name(option: &'static str, value: OsString) -> Result<PathBuf, CliError> {
@@ -1742,7 +2027,7 @@ mod tests {
         assert_eq!(config.idle_timeout, Duration::from_secs(1200));
         assert_eq!(config.request_timeout, Duration::from_secs(100));
         assert_eq!(config.limits, Limits::default());
-        assert_eq!(config.log_level, Level::Info);
+        assert_eq!(config.log.level, Level::Info);
         assert_eq!(run(&["serve"]).unwrap().policy, PolicySource::Default);
         const { assert!(DEFAULT_IDLE_TIMEOUT_SECS > POSTFIX_MAX_TTL_SECS) };
     }
@@ -2041,7 +2326,7 @@ mod tests {
         assert_eq!(config.limits.max_request_bytes, 9000);
         assert_eq!(config.limits.max_line_bytes, 900);
         assert_eq!(config.limits.max_attributes, 40);
-        assert_eq!(config.log_level, Level::Debug);
+        assert_eq!(config.log.level, Level::Debug);
     }
 
     #[test]
@@ -2603,6 +2888,135 @@ mod tests {
         ];
         for (args, message) in cases {
             assert_eq!(err(args).to_string(), *message, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn service_and_log_options() {
+        let config = run(&[
+            "--syslog",
+            "--syslog-facility",
+            "local3",
+            "--user",
+            "policyd",
+            "-g",
+            "mail",
+            "--unix-owner",
+            "postfix",
+            "--unix-group=postfix",
+            "--unix-mode",
+            "0660",
+            "--allow",
+            "127.0.0.0/8, ::1",
+            "--allow",
+            "192.0.2.0/24",
+            "--pidfile",
+            "/run/policyd.pid",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.log.syslog,
+            Some(SyslogSettings {
+                socket: PathBuf::from("/dev/log"),
+                facility: Facility::from_name("local3").unwrap(),
+            })
+        );
+        let service = &config.service;
+        assert_eq!(service.user.as_deref(), Some("policyd"));
+        assert_eq!(service.group.as_deref(), Some("mail"));
+        assert_eq!(service.unix_owner.as_deref(), Some("postfix"));
+        assert_eq!(service.unix_group.as_deref(), Some("postfix"));
+        assert_eq!(service.unix_mode, Some(0o660));
+        let allowed: Vec<String> = service.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(allowed, ["127.0.0.0/8", "::1/128", "192.0.2.0/24"]);
+        assert_eq!(service.pidfile, Some(PathBuf::from("/run/policyd.pid")));
+        assert_eq!(run(&[]).unwrap().log.timestamps, Timestamps::Auto);
+        assert_eq!(
+            run(&["--log-timestamps", "off"]).unwrap().log.timestamps,
+            Timestamps::Off
+        );
+        assert_eq!(
+            run(&["--syslog"]).unwrap().log.syslog.map(|s| s.facility),
+            Some(Facility::MAIL)
+        );
+
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--syslog-facility", "mail"],
+                "--syslog-facility needs --syslog",
+            ),
+            (&["--syslog-socket", "/x"], "--syslog-socket needs --syslog"),
+            (
+                &["--syslog", "--log-timestamps", "on"],
+                "--syslog and --log-timestamps exclude each other: give one",
+            ),
+            (
+                &["--syslog", "--syslog-facility", "kern"],
+                "bad value \"kern\" for --syslog-facility: expected one of mail, daemon, \
+                 user, local0 to local7",
+            ),
+            (
+                &["--unix-mode", "0999"],
+                "bad value \"0999\" for --unix-mode: expected octal permissions from 0000 to \
+                 0777, e.g. 0660",
+            ),
+            (
+                &["--unix-mode", "1777"],
+                "bad value \"1777\" for --unix-mode: expected octal permissions from 0000 to \
+                 0777, e.g. 0660",
+            ),
+            (
+                &["--user", "-x"],
+                "bad value \"-x\" for --user: expected a user or group name (letters, digits, \
+                 _ - .) or number",
+            ),
+            (
+                &["--allow", "192.0.2.1/24"],
+                "bad value \"192.0.2.1/24\" for --allow: expected a network without host bits \
+                 (e.g. 192.0.2.0/24, not 192.0.2.1/24)",
+            ),
+            (
+                &["--allow", "10.0.0.0/33"],
+                "bad value \"10.0.0.0/33\" for --allow: expected a prefix length of at most 32 \
+                 (IPv4) or 128 (IPv6)",
+            ),
+            (
+                &["--allow", "localhost"],
+                "bad value \"localhost\" for --allow: expected an IP address or network: \
+                 127.0.0.1, 192.0.2.0/24, ::1, 2001:db8::/32",
+            ),
+            (
+                &["check", "--user", "x", "f"],
+                "option --user does not apply to `policyd check`",
+            ),
+        ];
+        for (args, message) in cases {
+            assert_eq!(err(args).to_string(), *message, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn allow_networks_match() {
+        let rows: &[(&str, &str, bool)] = &[
+            ("127.0.0.0/8", "127.1.2.3", true),
+            ("127.0.0.0/8", "128.0.0.1", false),
+            ("192.0.2.0/24", "192.0.2.255", true),
+            ("192.0.2.0/24", "192.0.3.0", false),
+            ("192.0.2.7", "192.0.2.7", true),
+            ("192.0.2.7", "192.0.2.8", false),
+            ("0.0.0.0/0", "203.0.113.9", true),
+            ("0.0.0.0/0", "2001:db8::1", false),
+            // An IPv4 client of an IPv6 socket is matched as IPv4.
+            ("192.0.2.0/24", "::ffff:192.0.2.1", true),
+            ("2001:db8::/32", "2001:db8:ffff::1", true),
+            ("2001:db8::/32", "2001:db9::1", false),
+            ("::1", "::1", true),
+            ("::/0", "127.0.0.1", false),
+        ];
+        for (network, ip, expected) in rows {
+            let network = Network::parse(network).unwrap();
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(network.contains(ip), *expected, "{network} {ip}");
         }
     }
 }

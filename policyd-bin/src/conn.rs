@@ -553,6 +553,7 @@ default DUNNO
                 idle_timeout: Duration::from_secs(60),
                 request_timeout: Duration::from_secs(60),
                 limits: Limits::default(),
+                allow: Vec::new(),
             },
             dns: crate::shared::dns::DnsShared::new(crate::cli::DnsSettings::default()),
         });

@@ -35,8 +35,9 @@ pub(crate) enum Listener {
         /// Its path, for logs, waking and removal at exit.
         path: PathBuf,
         /// Device and inode of the socket file we created, so that at exit we
-        /// remove it only if it is still ours.
-        id: (u64, u64),
+        /// remove it only if it is still ours; none for a socket systemd
+        /// passed (socket activation), which is never ours to remove.
+        id: Option<(u64, u64)>,
     },
 }
 
@@ -134,7 +135,7 @@ fn bind_unix(path: &Path) -> Result<Listener, String> {
     Ok(Listener::Unix {
         listener,
         path: path.to_owned(),
-        id: (meta.dev(), meta.ino()),
+        id: Some((meta.dev(), meta.ino())),
     })
 }
 
@@ -177,6 +178,32 @@ pub(crate) fn describe(e: &io::Error) -> String {
 }
 
 impl Listener {
+    /// A UNIX listener systemd passed (socket activation): named by its
+    /// path for the logs, never removed at exit (systemd owns the file).
+    pub(crate) fn activated_unix(listener: UnixListener) -> Self {
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|addr| addr.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("(an unnamed socket from systemd)"));
+        Self::Unix {
+            listener,
+            path,
+            id: None,
+        }
+    }
+
+    /// The path of a UNIX listener this daemon created (not one systemd
+    /// passed), for `--unix-owner` and friends.
+    pub(crate) fn created_unix_path(&self) -> Option<&Path> {
+        match self {
+            Self::Unix {
+                path, id: Some(_), ..
+            } => Some(path),
+            _ => None,
+        }
+    }
+
     /// Accept one connection. The peer is rendered once, here, for the logs.
     pub(crate) fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
@@ -235,7 +262,10 @@ impl Listener {
     /// Remove the socket file of a UNIX listener, if it is still the one we
     /// created. Called at exit.
     pub(crate) fn cleanup(&self) {
-        if let Self::Unix { path, id, .. } = self {
+        if let Self::Unix {
+            path, id: Some(id), ..
+        } = self
+        {
             if let Ok(meta) = fs::symlink_metadata(path) {
                 if (meta.dev(), meta.ino()) == *id {
                     let _ = fs::remove_file(path);
@@ -258,6 +288,14 @@ impl Listener {
 }
 
 impl Stream {
+    /// The client's IP address (TCP); none for a UNIX socket client.
+    pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Tcp(s) => s.peer_addr().ok().map(|addr| addr.ip()),
+            Self::Unix(_) => None,
+        }
+    }
+
     /// Set socket options for a policy connection: read timeout (the
     /// connection's polling tick), write timeout, and no Nagle delay (each
     /// reply is one small write that Postfix waits for).

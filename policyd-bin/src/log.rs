@@ -45,10 +45,12 @@
 //! shared buffers keep their capacity.
 
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
+use std::io::{self, Write as _};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -95,6 +97,17 @@ impl Level {
         }
     }
 
+    /// The syslog severity (RFC 5424 section 6.2.1): err, warning, info,
+    /// debug.
+    fn severity(self) -> u8 {
+        match self {
+            Self::Error => 3,
+            Self::Warn => 4,
+            Self::Info => 6,
+            Self::Debug => 7,
+        }
+    }
+
     /// The word written in the line, in Postfix's style.
     fn label(self) -> &'static str {
         match self {
@@ -106,11 +119,110 @@ impl Level {
     }
 }
 
+/// Where the lines go and how they start, from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogSettings {
+    /// `--log-level`: the least severe level logged.
+    pub(crate) level: Level,
+    /// `--syslog`: to the syslog socket instead of stderr.
+    pub(crate) syslog: Option<SyslogSettings>,
+    /// `--log-timestamps`: whether stderr lines start with the time.
+    pub(crate) timestamps: Timestamps,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: Level::Info,
+            syslog: None,
+            timestamps: Timestamps::Auto,
+        }
+    }
+}
+
+/// `--syslog`: lines go to a local syslog socket as RFC 3164 messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyslogSettings {
+    /// `--syslog-socket`: the datagram socket of the syslog daemon.
+    pub(crate) socket: PathBuf,
+    /// `--syslog-facility`: the facility code (mail is 2).
+    pub(crate) facility: Facility,
+}
+
+/// The syslog socket every syslog daemon (rsyslog, syslog-ng, journald)
+/// listens on.
+pub(crate) const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
+/// A syslog facility a mail service may log under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Facility(u8);
+
+impl Facility {
+    /// `mail` (2), where Postfix logs, so policyd's lines land in mail.log
+    /// beside the smtpd lines they explain.
+    pub(crate) const MAIL: Self = Self(2);
+
+    /// The facilities `--syslog-facility` accepts, by name.
+    pub(crate) const NAMES: [(&'static str, u8); 11] = [
+        ("mail", 2),
+        ("daemon", 3),
+        ("user", 1),
+        ("local0", 16),
+        ("local1", 17),
+        ("local2", 18),
+        ("local3", 19),
+        ("local4", 20),
+        ("local5", 21),
+        ("local6", 22),
+        ("local7", 23),
+    ];
+
+    /// Parse a `--syslog-facility` name.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, code)| Self(code))
+    }
+}
+
+/// `--log-timestamps`: whether stderr lines start with the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timestamps {
+    /// Unless stderr is the systemd journal (which stamps every line
+    /// itself): `JOURNAL_STREAM` names stderr's device and inode.
+    Auto,
+    /// Always.
+    On,
+    /// Never (a supervisor such as runit's svlogd stamps lines itself).
+    Off,
+}
+
+impl Timestamps {
+    /// Parse a `--log-timestamps` value.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(Self::Auto),
+            "on" | "yes" => Some(Self::On),
+            "off" | "no" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
 /// The process-wide logger.
 struct Logger {
     level: Level,
-    /// `policyd[PID]: `, written at the start of every line.
+    /// `policyd[PID]: `, written at the start of every line (after the
+    /// syslog priority or the time, when there is one).
     prefix: String,
+    /// Start stderr lines with the time (UTC, RFC 3339, milliseconds).
+    timestamps: bool,
+    /// `--syslog`: the socket and facility; the lines go there, not to
+    /// stderr. Locked only under `spare`'s lock, by the one writer.
+    syslog: Option<Mutex<Syslog>>,
+    /// The facility of `syslog`, read by every line without its lock.
+    facility: Option<Facility>,
     /// Lines waiting for the flusher.
     pending: Mutex<Vec<u8>>,
     /// The spare buffer, swapped with `pending` and written to stderr. Its lock
@@ -126,22 +238,61 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// Why the logger could not start.
+#[derive(Debug)]
+pub(crate) enum InitError {
+    /// The `--syslog-socket` could not be reached.
+    Syslog {
+        /// Its path.
+        socket: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The flusher thread could not be started.
+    Thread(io::Error),
+}
+
 /// Set up the logger and start its flusher thread. Lines logged before this
 /// (or in unit tests, where it is never called) go straight to stderr.
-pub(crate) fn init(level: Level) -> std::io::Result<()> {
-    init_inner(level, false)
+pub(crate) fn init(settings: &LogSettings) -> Result<(), InitError> {
+    init_inner(settings, false)
 }
 
 /// Like [`init`], but everything logged is dropped instead of written.
 #[cfg(test)]
-pub(crate) fn init_discarding(level: Level) -> std::io::Result<()> {
-    init_inner(level, true)
+pub(crate) fn init_discarding(level: Level) -> Result<(), InitError> {
+    let settings = LogSettings {
+        level,
+        syslog: None,
+        timestamps: Timestamps::Off,
+    };
+    init_inner(&settings, true)
 }
 
-fn init_inner(level: Level, discard: bool) -> std::io::Result<()> {
+fn init_inner(settings: &LogSettings, discard: bool) -> Result<(), InitError> {
+    let syslog = match &settings.syslog {
+        Some(s) => {
+            Some(
+                Syslog::connect(&s.socket, s.facility).map_err(|error| InitError::Syslog {
+                    socket: s.socket.clone(),
+                    error,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let timestamps = syslog.is_none()
+        && match settings.timestamps {
+            Timestamps::On => true,
+            Timestamps::Off => false,
+            Timestamps::Auto => !stderr_is_journal(),
+        };
     let logger = Logger {
-        level,
+        level: settings.level,
         prefix: format!("policyd[{}]: ", std::process::id()),
+        timestamps,
+        facility: syslog.as_ref().map(|s| s.facility),
+        syslog: syslog.map(Mutex::new),
         pending: Mutex::new(Vec::with_capacity(BUFFER_CAPACITY)),
         spare: Mutex::new(Vec::with_capacity(BUFFER_CAPACITY)),
         wake: Condvar::new(),
@@ -153,8 +304,120 @@ fn init_inner(level: Level, discard: bool) -> std::io::Result<()> {
     thread::Builder::new()
         .name("log-flusher".into())
         .stack_size(64 * 1024)
-        .spawn(flusher)?;
+        .spawn(flusher)
+        .map_err(InitError::Thread)?;
     Ok(())
+}
+
+/// Is stderr the systemd journal? systemd sets `JOURNAL_STREAM` to
+/// `DEVICE:INODE` of the stream it connects to stdout and stderr; a
+/// redirection (`2>>file`) leaves the variable but changes the file, so the
+/// two are compared (as sd_journal_stream_fd(3) advises).
+fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    rustix::fs::fstat(io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// The syslog socket, connected.
+struct Syslog {
+    socket: UnixDatagram,
+    path: PathBuf,
+    facility: Facility,
+}
+
+impl Syslog {
+    fn connect(path: &Path, facility: Facility) -> io::Result<Self> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        Ok(Self {
+            socket,
+            path: path.to_owned(),
+            facility,
+        })
+    }
+
+    /// Send each line of `lines` (newline-terminated) as one datagram,
+    /// without its newline. A syslog daemon that restarted is connected to
+    /// again; lines it cannot take are written to stderr instead, so nothing
+    /// is lost.
+    fn send_lines(&mut self, lines: &[u8]) {
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            let message = line.strip_suffix(b"\n").unwrap_or(line);
+            if message.is_empty() {
+                continue;
+            }
+            if self.socket.send(message).is_err() {
+                // The syslog daemon restarted (a new socket at the path):
+                // connect again once, then give up on this line.
+                let resent = Self::connect(&self.path, self.facility).and_then(|again| {
+                    again.socket.send(message)?;
+                    *self = again;
+                    Ok(())
+                });
+                if resent.is_err() {
+                    let mut stderr = io::stderr().lock();
+                    let _ = stderr.write_all(line);
+                }
+            }
+        }
+    }
+}
+
+/// Append the time `at` as RFC 3339 in UTC with milliseconds,
+/// `2026-12-06T07:40:01.123Z`.
+fn push_timestamp(out: &mut Vec<u8>, at: SystemTime) {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let day_secs = secs % 86_400;
+    // Each part with a separator before it: `YYYY`, `-MM`, `-DD`, `THH`,
+    // `:MM`, `:SS`, `.mmm`.
+    let parts = [
+        (b'\0', year, 4),
+        (b'-', month, 2),
+        (b'-', day, 2),
+        (b'T', day_secs / 3600, 2),
+        (b':', day_secs / 60 % 60, 2),
+        (b':', day_secs % 60, 2),
+        (b'.', u64::from(since.subsec_millis()), 3),
+    ];
+    for (separator, value, width) in parts {
+        if separator != b'\0' {
+            out.push(separator);
+        }
+        let mut digits = [b'0'; 4];
+        let mut n = value;
+        for slot in digits[..width].iter_mut().rev() {
+            // A digit: n % 10 < 10.
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&digits[..width]);
+    }
+    out.extend_from_slice(b"Z ");
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`, for days after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Is `level` logged? Check before formatting anything expensive.
@@ -226,11 +489,24 @@ pub(crate) struct Line<'b> {
 }
 
 impl<'b> Line<'b> {
-    /// Clear `buf` and write the line prefix: `policyd[PID]: LEVEL: `.
+    /// Clear `buf` and write the line prefix: `policyd[PID]: LEVEL: `,
+    /// after the time (`--log-timestamps`) or the syslog priority
+    /// (`<PRI>`, with `--syslog`).
     pub(crate) fn start(buf: &'b mut Vec<u8>, level: Level) -> Self {
         buf.clear();
         match LOGGER.get() {
-            Some(logger) => buf.extend_from_slice(logger.prefix.as_bytes()),
+            Some(logger) => {
+                if let Some(facility) = logger.facility {
+                    let _ = write!(
+                        Escaper { out: buf },
+                        "<{}>",
+                        u16::from(facility.0) * 8 + u16::from(level.severity())
+                    );
+                } else if logger.timestamps {
+                    push_timestamp(buf, SystemTime::now());
+                }
+                buf.extend_from_slice(logger.prefix.as_bytes());
+            }
             None => buf.extend_from_slice(b"policyd: "),
         }
         buf.extend_from_slice(level.label().as_bytes());
@@ -289,7 +565,7 @@ impl<'b> Line<'b> {
             Some(logger) if self.level <= Level::Warn => logger.flush_with(self.buf),
             Some(logger) => logger.append(self.buf),
             None => {
-                let _ = std::io::stderr().write_all(self.buf);
+                let _ = io::stderr().write_all(self.buf);
             }
         }
     }
@@ -316,10 +592,12 @@ impl Logger {
         let mut out = self.spare.lock();
         std::mem::swap(&mut *out, &mut *self.pending.lock());
         out.extend_from_slice(extra);
-        if !out.is_empty() && !self.discard {
+        if let (Some(syslog), false) = (&self.syslog, self.discard) {
+            syslog.lock().send_lines(&out);
+        } else if !out.is_empty() && !self.discard {
             // Nothing sensible to do when stderr fails (closed, full disk):
             // the daemon keeps serving mail.
-            let mut stderr = std::io::stderr().lock();
+            let mut stderr = io::stderr().lock();
             let _ = stderr.write_all(&out);
             let _ = stderr.flush();
         }
@@ -521,6 +799,35 @@ mod tests {
             assert_eq!(Level::from_name(name), Some(level));
         }
         assert_eq!(Level::from_name("INFO"), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let rows: &[(u64, u32, &str)] = &[
+            (0, 0, "1970-01-01T00:00:00.000Z "),
+            (951_782_400, 5_000_000, "2000-02-29T00:00:00.005Z "),
+            (1_796_542_801, 123_456_789, "2026-12-06T07:40:01.123Z "),
+            (4_107_542_399, 999_999_999, "2100-02-28T23:59:59.999Z "),
+            (4_107_542_400, 0, "2100-03-01T00:00:00.000Z "),
+            (253_402_300_799, 0, "9999-12-31T23:59:59.000Z "),
+        ];
+        for &(secs, nanos, expected) in rows {
+            let mut out = Vec::new();
+            push_timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, nanos));
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{secs}");
+        }
+    }
+
+    #[test]
+    fn syslog_priorities() {
+        let mail = Facility::MAIL.0;
+        let pri = |level: Level| u16::from(mail) * 8 + u16::from(level.severity());
+        assert_eq!(
+            [Level::Error, Level::Warn, Level::Info, Level::Debug].map(pri),
+            [19, 20, 22, 23]
+        );
+        assert_eq!(Facility::from_name("local7").map(|f| f.0), Some(23));
+        assert_eq!(Facility::from_name("kern"), None);
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //!   once, a deadline, retries), over the shared cache and list health of
 //!   [`shared`];
 //! - [`signals`]: SIGTERM, SIGINT, SIGHUP;
+//! - [`service`]: systemd's readiness protocol and socket activation,
+//!   `--user`/`--group`, the UNIX sockets' owner and mode, `--pidfile`;
 //! - [`statefile`]: the limits' counters and the greylists' state kept in
 //!   `--state-file` across restarts (loaded at start, written periodically
 //!   and at stop);
@@ -44,6 +46,7 @@ mod log;
 mod policy_file;
 mod redis_state;
 mod server;
+mod service;
 mod shared;
 mod signals;
 mod statefile;
@@ -100,6 +103,14 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> ExitCode {
     // Before anything can go wrong at run time.
     install_panic_hook();
+    // Before any thread starts (it takes them out of the environment).
+    let activated = match service::activated_listeners() {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            eprintln!("policyd: error: {e}");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
     // Before binding: a SIGTERM during start-up is then handled, not fatal.
     let mut signals = match signals::Signals::install() {
         Ok(signals) => signals,
@@ -108,8 +119,18 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(EX_OSERR);
         }
     };
-    if let Err(e) = log::init(config.log_level) {
-        eprintln!("policyd: error: cannot start the log thread: {e}");
+    if let Err(e) = log::init(&config.log) {
+        match e {
+            log::InitError::Syslog { socket, error } => eprintln!(
+                "policyd: error: cannot log to syslog at {}: {} (is a syslog daemon running? \
+                 see --syslog-socket)",
+                socket.display(),
+                listen::describe(&error)
+            ),
+            log::InitError::Thread(e) => {
+                eprintln!("policyd: error: cannot start the log thread: {e}");
+            }
+        }
         return ExitCode::from(EX_OSERR);
     }
     // Before binding: a policy that does not compile takes no port.
@@ -211,7 +232,7 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let code = server::run(config, loaded, state, dns_servers, &mut signals);
+    let code = server::run(config, loaded, state, dns_servers, activated, &mut signals);
     log::flush();
     ExitCode::from(code)
 }

@@ -32,12 +32,13 @@ use std::time::{Duration, Instant};
 
 use policy_core::{Engine, State};
 
-use crate::cli::{self, Config, PolicySource, EX_OSERR};
+use crate::cli::{self, Config, PolicySource, EX_CANTCREAT, EX_OSERR};
 use crate::conn::{self, POLL_INTERVAL, SHUTDOWN_GRACE};
 use crate::dns;
 use crate::listen::{self, describe, Listener, Stream};
 use crate::log::{self, Level, Line};
 use crate::policy_file::{self, plural, LoadError, Loaded};
+use crate::service::{self, Notice};
 use crate::shared::dns::DnsShared;
 use crate::shared::{Settings, Shared};
 use crate::signals::{Signal, Signals};
@@ -90,25 +91,74 @@ impl Drop for Slot {
 
 /// Run the daemon with `config` and the policy `loaded` from it until it is
 /// told to stop. Returns the exit code. `dns_servers`: the DNS servers, read
-/// at start when the policy has DNS tests ([`dns::prepare`]).
+/// at start when the policy has DNS tests ([`dns::prepare`]). `activated`:
+/// the sockets systemd passed, used instead of `--listen` when there are
+/// any ([`service::activated_listeners`]).
 pub(crate) fn run(
     config: Config,
     loaded: Loaded,
     state: State,
     dns_servers: Option<Arc<[std::net::SocketAddr]>>,
+    activated: Vec<Listener>,
     signals: &mut Signals,
 ) -> u8 {
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        match listen::bind(addr) {
-            Ok(bound) => listeners.extend(bound),
-            Err(e) => {
-                for listener in &listeners {
-                    listener.cleanup();
+    // Sockets systemd passed (socket activation) replace --listen.
+    let from_systemd = !activated.is_empty();
+    let mut listeners = activated;
+    if !from_systemd {
+        for addr in &config.listen {
+            match listen::bind(addr) {
+                Ok(bound) => listeners.extend(bound),
+                Err(e) => {
+                    cleanup_all(&listeners);
+                    eprintln!("policyd: error: {e}");
+                    return EX_OSERR;
                 }
-                eprintln!("policyd: error: {e}");
-                return EX_OSERR;
             }
+        }
+    }
+    let service_args = &config.service;
+    let unix_access = [
+        service_args.unix_owner.is_some(),
+        service_args.unix_group.is_some(),
+        service_args.unix_mode.is_some(),
+    ];
+    if unix_access.contains(&true) && !listeners.iter().any(|l| l.created_unix_path().is_some()) {
+        log::warning!(
+            "--unix-owner, --unix-group and --unix-mode apply to UNIX sockets of --listen; \
+             there is none (a socket from systemd has its unit's SocketUser=, SocketMode=)"
+        );
+    }
+    let access = service::set_socket_access(
+        &listeners,
+        service_args.unix_owner.as_deref(),
+        service_args.unix_group.as_deref(),
+        service_args.unix_mode,
+    );
+    if let Err(e) = access {
+        cleanup_all(&listeners);
+        eprintln!("policyd: error: {e}");
+        return EX_OSERR;
+    }
+    // Written before privileges are dropped: /run is root's.
+    let _pidfile = match service_args.pidfile.as_deref().map(service::Pidfile::write) {
+        Some(Err(e)) => {
+            cleanup_all(&listeners);
+            eprintln!("policyd: error: {e}");
+            return EX_CANTCREAT;
+        }
+        Some(Ok(pidfile)) => Some(pidfile),
+        None => None,
+    };
+    // Every socket is bound and every file kept open is open (the state
+    // file's lock, in main): from here on the daemon needs no privilege.
+    match service::drop_privileges(service_args.user.as_deref(), service_args.group.as_deref()) {
+        Ok(said) if !said.is_empty() => log::notice!("{said}"),
+        Ok(_) => {}
+        Err(e) => {
+            cleanup_all(&listeners);
+            eprintln!("policyd: error: {e}");
+            return EX_OSERR;
         }
     }
 
@@ -130,6 +180,7 @@ pub(crate) fn run(
             idle_timeout: config.idle_timeout,
             request_timeout: config.request_timeout,
             limits: config.limits,
+            allow: config.service.allow.clone(),
         },
         dns: DnsShared::new(config.dns.clone()),
     });
@@ -202,7 +253,12 @@ pub(crate) fn run(
     };
 
     for listener in &listeners {
-        log::notice!("listening on {}", listener.local_display());
+        let from = if from_systemd {
+            " (socket from systemd)"
+        } else {
+            ""
+        };
+        log::notice!("listening on {}{from}", listener.local_display());
     }
     // Like `notice!`: logged whatever the level (`Line` does not filter).
     let mut line = Vec::new();
@@ -228,6 +284,7 @@ pub(crate) fn run(
     start.finish();
     // Tests and supervisors read the `listening on` lines: don't make them wait.
     log::flush();
+    service::notify(Notice::Ready(&format!("serving policy {}", loaded.name)));
 
     let first = loop {
         match signals.wait() {
@@ -235,6 +292,11 @@ pub(crate) fn run(
             Signal::Reload => match (&reloader, &config.policy) {
                 (Some(reloader), PolicySource::File(path)) => {
                     log::notice!("SIGHUP received: reloading policy {}", path.display());
+                    // READY=1 follows from the reload thread when it is over.
+                    service::notify(Notice::Reloading(&format!(
+                        "reloading policy {}",
+                        path.display()
+                    )));
                     // The reload thread only ends with the process.
                     let _ = reloader.send(());
                 }
@@ -253,6 +315,7 @@ pub(crate) fn run(
         "{first} received: stopping; {} connections open",
         shared.active.load(Ordering::Acquire)
     );
+    service::notify(Notice::Stopping("stopping"));
     shared.stopping.store(true, Ordering::Release);
     wake_all(&listeners);
     let acceptors_deadline = Instant::now() + ACCEPTOR_STOP_WAIT;
@@ -316,6 +379,11 @@ fn spawn_reloader(path: PathBuf, shared: Arc<Shared>) -> io::Result<mpsc::Sender
             while rx.recv().is_ok() {
                 while rx.try_recv().is_ok() {}
                 reload(&path, &shared);
+                // Ready again, with the new policy or the old one.
+                service::notify(Notice::Ready(&format!(
+                    "serving policy {} (reloaded)",
+                    path.display()
+                )));
             }
         })?;
     Ok(tx)
@@ -457,8 +525,18 @@ fn accept_loop(listener: &Listener, shared: &Arc<Shared>) {
     }
 }
 
-/// Start a thread for a new connection, or refuse it over the cap.
+/// Start a thread for a new connection, or refuse it: a TCP client
+/// outside `--allow`, or over the cap.
 fn admit(stream: Stream, peer: String, shared: &Arc<Shared>) {
+    let allow = &shared.settings.allow;
+    if !allow.is_empty() {
+        if let Some(ip) = stream.peer_ip() {
+            if !allow.iter().any(|network| network.contains(ip)) {
+                refuse(&stream, &peer, format_args!("client not in --allow"));
+                return;
+            }
+        }
+    }
     let max = shared.settings.max_connections;
     let before = shared.active.fetch_add(1, Ordering::AcqRel);
     let slot = Slot(Arc::clone(shared));

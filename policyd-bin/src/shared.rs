@@ -12,6 +12,8 @@ use std::time::Duration;
 use policy_core::Engine;
 use policy_proto::Limits;
 
+use crate::cli::Network;
+
 /// The settings a connection needs, from the command line.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -23,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) request_timeout: Duration,
     /// Framer limits.
     pub(crate) limits: Limits,
+    /// `--allow`: the networks TCP clients may connect from (none: any).
+    pub(crate) allow: Vec<Network>,
 }
 
 /// State shared by every thread.

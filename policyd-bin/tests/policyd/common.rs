@@ -87,8 +87,15 @@ impl Daemon {
         {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        command.args(args);
+        Self::try_spawn(command)
+    }
+
+    /// Start `command` (the daemon, or a shell that execs it) with its
+    /// stderr piped to the log, and wait until it is ready, as
+    /// [`Daemon::try_start`] does.
+    pub(crate) fn try_spawn(mut command: Command) -> Result<Self, StartFailure> {
         let mut child = command
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -121,8 +128,9 @@ impl Daemon {
             .log()
             .iter()
             .filter_map(|l| {
+                // `ADDR`, or `ADDR (socket from systemd)`.
                 l.split_once(": info: listening on ")
-                    .map(|(_, a)| a.to_owned())
+                    .map(|(_, a)| a.split(" (").next().unwrap_or(a).to_owned())
             })
             .collect();
         Ok(daemon)

@@ -16,6 +16,10 @@
 //! - [`redis_server`]: the redis-server harness, plain or TLS (`SKIPPED`
 //!   when redis-server, or openssl for TLS, is missing, a failure instead
 //!   when `POLICYD_REQUIRE_REDIS=1`);
+//! - [`service`]: the daemon as a system service: syslog, timestamps,
+//!   systemd readiness and socket activation, `--allow`, `--pidfile`,
+//!   `--user`/`--group` and the UNIX socket's owner and mode (`SKIPPED`
+//!   without root, a failure instead when `POLICYD_REQUIRE_ROOT=1`);
 //! - [`unbound`]: the unbound harness (`SKIPPED` when unbound is missing, a
 //!   failure instead when `POLICYD_REQUIRE_UNBOUND=1`), with the test zones
 //!   of `dns/zones.conf`;
@@ -32,4 +36,5 @@ mod dns;
 mod postfix_e2e;
 mod redis;
 mod redis_server;
+mod service;
 mod unbound;
